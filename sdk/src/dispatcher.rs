@@ -1,0 +1,312 @@
+//! Runtime-side dispatcher: the loop a ParaTime's `main` hands control to.
+//!
+//! It answers the host's requests one at a time on the inherited socket. While a call runs, state
+//! reads go to the host (`HostStorageGetRequest`) and the loop waits for the matching response;
+//! host requests that arrive meanwhile are queued and answered afterwards. Writes stay in the
+//! batch's overlay and leave the sandbox as the write log.
+
+use crate::protocol::{
+    self, Body, Empty, Error, FrameError, Hash, HostStorageGetRequest, Message,
+    RuntimeCheckTxBatchResponse, RuntimeExecuteTxBatchResponse, RuntimeInfoResponse,
+    RuntimeQueryResponse, TxResult, Version, WriteLogEntry, MESSAGE_REQUEST, MESSAGE_RESPONSE,
+    PROTOCOL_VERSION,
+};
+use crate::state;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+
+/// A transaction or query: a method name and a CBOR body.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Call {
+    /// Method name, e.g. `kv.Put`.
+    pub method: String,
+    /// Method arguments.
+    pub body: ciborium::Value,
+}
+
+impl Call {
+    /// Encodes the call as a raw transaction.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(self, &mut out).expect("CBOR encoding of a call cannot fail");
+        out
+    }
+
+    /// Decodes a raw transaction.
+    pub fn decode(raw: &[u8]) -> Result<Self, CallError> {
+        ciborium::from_reader(raw)
+            .map_err(|e| CallError::new("dispatcher", 1, format!("malformed call: {e}")))
+    }
+}
+
+/// A failed call, reported to the caller with a module and code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallError {
+    /// Module that rejected the call.
+    pub module: String,
+    /// Module-specific code.
+    pub code: u32,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl CallError {
+    /// A new error.
+    pub fn new(module: impl Into<String>, code: u32, message: impl Into<String>) -> Self {
+        Self { module: module.into(), code, message: message.into() }
+    }
+
+    fn into_protocol(self) -> Error {
+        Error { module: self.module, code: self.code, message: self.message }
+    }
+}
+
+/// What a ParaTime implements.
+pub trait Runtime {
+    /// The version reported at the handshake; must equal the bundle's version.
+    fn version(&self) -> Version;
+
+    /// Receives the operator's local configuration at the handshake.
+    fn configure(&mut self, _local_config: Option<&ciborium::Value>) -> Result<(), CallError> {
+        Ok(())
+    }
+
+    /// Checks a transaction without changing state. Defaults to "method is known".
+    fn check(&self, ctx: &mut TxContext<'_>, method: &str, body: &ciborium::Value) -> Result<(), CallError> {
+        let _ = (ctx, method, body);
+        Ok(())
+    }
+
+    /// Executes a transaction, reading and writing state through `ctx`.
+    fn execute(&self, ctx: &mut TxContext<'_>, method: &str, body: &ciborium::Value)
+        -> Result<ciborium::Value, CallError>;
+
+    /// Answers a read-only query.
+    fn query(&self, ctx: &mut TxContext<'_>, method: &str, args: &ciborium::Value) -> Result<ciborium::Value, CallError> {
+        let _ = (ctx, args);
+        Err(CallError::new("dispatcher", 2, format!("unknown query method '{method}'")))
+    }
+
+    /// Health check run on every ping from the host; an error is reported back.
+    fn ping(&self) -> Result<(), CallError> {
+        Ok(())
+    }
+
+    /// Hook for the batch's state root (fault injection in tests); identity by default.
+    fn state_root_hook(&self, root: Hash) -> Hash {
+        root
+    }
+}
+
+/// Access to the ParaTime's state for one call or batch.
+pub struct TxContext<'a> {
+    conn: &'a mut Connection,
+    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl TxContext<'_> {
+    /// Reads a key: the batch's own writes first, then the host's state.
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, CallError> {
+        if let Some(v) = self.overlay.get(key) {
+            return Ok(v.clone());
+        }
+        self.conn.host_get(key)
+    }
+
+    /// Writes a key.
+    pub fn insert(&mut self, key: &[u8], value: &[u8]) {
+        self.overlay.insert(key.to_vec(), Some(value.to_vec()));
+    }
+
+    /// Deletes a key.
+    pub fn remove(&mut self, key: &[u8]) {
+        self.overlay.insert(key.to_vec(), None);
+    }
+
+    fn write_log(self) -> Vec<WriteLogEntry> {
+        self.overlay
+            .into_iter()
+            .map(|(k, v)| WriteLogEntry { key: ByteBuf::from(k), value: v.map(ByteBuf::from) })
+            .collect()
+    }
+}
+
+struct Connection {
+    stream: UnixStream,
+    next_id: u64,
+    queued: VecDeque<Message>,
+}
+
+impl Connection {
+    fn send(&mut self, msg: &Message) -> Result<(), FrameError> {
+        protocol::write_frame(&mut self.stream, msg)
+    }
+
+    fn respond(&mut self, id: u64, body: Body) -> Result<(), FrameError> {
+        self.send(&Message { id, message_type: MESSAGE_RESPONSE, body })
+    }
+
+    fn host_get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, CallError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let req = Message {
+            id,
+            message_type: MESSAGE_REQUEST,
+            body: Body::HostStorageGetRequest(HostStorageGetRequest { key: ByteBuf::from(key.to_vec()) }),
+        };
+        let io_err = |e: FrameError| CallError::new("dispatcher", 3, format!("host call failed: {e}"));
+        self.send(&req).map_err(io_err)?;
+        loop {
+            let msg = protocol::read_frame(&mut self.stream).map_err(io_err)?;
+            if msg.message_type == MESSAGE_REQUEST {
+                self.queued.push_back(msg);
+                continue;
+            }
+            if msg.id != id {
+                continue;
+            }
+            return match msg.body {
+                Body::HostStorageGetResponse(r) => Ok(r.value.map(|v| v.into_vec())),
+                Body::Error(e) => Err(CallError::new(e.module, e.code, e.message)),
+                other => Err(CallError::new("dispatcher", 3, format!("unexpected host reply {}", other.name()))),
+            };
+        }
+    }
+
+    fn next_request(&mut self) -> Result<Message, FrameError> {
+        if let Some(m) = self.queued.pop_front() {
+            return Ok(m);
+        }
+        loop {
+            let msg = protocol::read_frame(&mut self.stream)?;
+            if msg.message_type == MESSAGE_REQUEST {
+                return Ok(msg);
+            }
+        }
+    }
+}
+
+fn run_call<R: Runtime>(rt: &R, ctx: &mut TxContext<'_>, raw: &[u8], execute: bool) -> TxResult {
+    let outcome = Call::decode(raw).and_then(|call| {
+        if execute {
+            rt.execute(ctx, &call.method, &call.body)
+        } else {
+            rt.check(ctx, &call.method, &call.body).map(|()| ciborium::Value::Null)
+        }
+    });
+    match outcome {
+        Ok(output) => TxResult { error: None, output: Some(output) },
+        Err(e) => TxResult { error: Some(e.into_protocol()), output: None },
+    }
+}
+
+fn handle<R: Runtime>(rt: &mut R, conn: &mut Connection, msg: Message) -> Result<bool, FrameError> {
+    let body = match msg.body {
+        Body::RuntimeInfoRequest(req) => match rt.configure(req.local_config.as_ref()) {
+            Ok(()) => Body::RuntimeInfoResponse(RuntimeInfoResponse {
+                protocol_version: PROTOCOL_VERSION,
+                runtime_version: rt.version(),
+            }),
+            Err(e) => Body::Error(e.into_protocol()),
+        },
+        Body::RuntimePingRequest(_) => match rt.ping() {
+            Ok(()) => Body::Empty(Empty {}),
+            Err(e) => Body::Error(e.into_protocol()),
+        },
+        Body::RuntimeAbortRequest(_) => Body::RuntimeAbortResponse(Empty {}),
+        Body::RuntimeShutdownRequest(_) => return Ok(false),
+        Body::RuntimeCheckTxBatchRequest(req) => {
+            let mut results = Vec::with_capacity(req.inputs.len());
+            for input in &req.inputs {
+                let mut ctx = TxContext { conn, overlay: BTreeMap::new() };
+                results.push(run_call(rt, &mut ctx, input, false));
+            }
+            Body::RuntimeCheckTxBatchResponse(RuntimeCheckTxBatchResponse { results })
+        }
+        Body::RuntimeExecuteTxBatchRequest(req) => match state::to_hash(&req.state_root) {
+            None => Body::Error(Error { module: "dispatcher".into(), code: 4, message: "state root is not 32 bytes".into() }),
+            Some(prev) => {
+                let mut ctx = TxContext { conn, overlay: BTreeMap::new() };
+                let mut results = Vec::with_capacity(req.inputs.len());
+                for input in &req.inputs {
+                    // A failed transaction leaves no writes behind.
+                    let saved = ctx.overlay.clone();
+                    let r = run_call(rt, &mut ctx, input, true);
+                    if r.error.is_some() {
+                        ctx.overlay = saved;
+                    }
+                    results.push(r);
+                }
+                let write_log = ctx.write_log();
+                let root = rt.state_root_hook(state::next_state_root(&prev, &write_log));
+                let io = state::io_root(req.round, &req.inputs, &results);
+                Body::RuntimeExecuteTxBatchResponse(RuntimeExecuteTxBatchResponse {
+                    results,
+                    write_log,
+                    state_root: ByteBuf::from(root.to_vec()),
+                    io_root: ByteBuf::from(io.to_vec()),
+                })
+            }
+        },
+        Body::RuntimeQueryRequest(req) => {
+            let mut ctx = TxContext { conn, overlay: BTreeMap::new() };
+            match rt.query(&mut ctx, &req.method, &req.args) {
+                Ok(data) => Body::RuntimeQueryResponse(RuntimeQueryResponse { data }),
+                Err(e) => Body::Error(e.into_protocol()),
+            }
+        }
+        other => Body::Error(Error {
+            module: "dispatcher".into(),
+            code: 5,
+            message: format!("unsupported request {}", other.name()),
+        }),
+    };
+    conn.respond(msg.id, body)?;
+    Ok(true)
+}
+
+/// Serves the host on an already connected stream until shutdown or disconnect.
+pub fn serve<R: Runtime>(mut rt: R, stream: UnixStream) -> Result<(), FrameError> {
+    let mut conn = Connection { stream, next_id: 0, queued: VecDeque::new() };
+    loop {
+        let msg = match conn.next_request() {
+            Ok(m) => m,
+            Err(FrameError::Closed) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if !handle(&mut rt, &mut conn, msg)? {
+            return Ok(());
+        }
+    }
+}
+
+/// Connects to the host through the inherited descriptor named by `PARATIME_HOST_FD` and serves
+/// it. Exits the process: 0 on shutdown, 1 on a protocol or setup error.
+pub fn run<R: Runtime>(rt: R) -> ! {
+    let fd: i32 = match std::env::var(crate::HOST_FD_ENV).ok().and_then(|v| v.parse().ok()) {
+        Some(fd) if fd > 2 => fd,
+        _ => {
+            crate::log::error("dispatcher", &format!(
+                "{} is not set to an inherited file descriptor: this program is a ParaTime and is started by paratime-node",
+                crate::HOST_FD_ENV
+            ));
+            std::process::exit(1);
+        }
+    };
+    // SAFETY: the host passes us exactly one socket at this descriptor number and nothing else in
+    // this process owns it, so taking ownership once here is sound.
+    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    let code = match serve(rt, stream) {
+        Ok(()) => 0,
+        Err(e) => {
+            crate::log::error("dispatcher", &format!("host connection failed: {e}"));
+            1
+        }
+    };
+    let _ = std::io::stderr().flush();
+    std::process::exit(code)
+}

@@ -1,0 +1,149 @@
+//! The bundle manifest (`META-INF/MANIFEST.MF`, JSON) and its hash.
+
+use super::{BundleError, RuntimeId};
+use paratime_sdk::Version;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha512_256};
+use std::collections::BTreeMap;
+
+/// Path of the manifest inside the archive; it must be the first entry.
+pub const MANIFEST_NAME: &str = "META-INF/MANIFEST.MF";
+
+/// ELF executable of a component.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ElfMetadata {
+    /// File name inside the bundle.
+    pub executable: String,
+}
+
+/// One component of a bundle.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Component {
+    /// `ronl` or `rofl`.
+    pub kind: String,
+    /// Empty for RONL.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Component version.
+    #[serde(default)]
+    pub version: Version,
+    /// Legacy executable field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
+    /// Plain ELF executable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elf: Option<ElfMetadata>,
+    /// SGX (refused here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sgx: Option<serde_json::Value>,
+    /// TDX (refused here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tdx: Option<serde_json::Value>,
+    /// Enclave identities (TEE only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<serde_json::Value>,
+    /// Disabled components are not run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+}
+
+/// The manifest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// ParaTime name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Runtime ID.
+    pub id: RuntimeId,
+    /// Legacy top-level RONL version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<Version>,
+    /// Legacy RONL executable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
+    /// Legacy SGX (refused here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sgx: Option<serde_json::Value>,
+    /// Components.
+    #[serde(default)]
+    pub components: Vec<Component>,
+    /// File name → SHA-512/256 (hex) of every other file in the bundle.
+    pub digests: BTreeMap<String, String>,
+}
+
+/// The RONL component in a usable form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ronl {
+    /// Executable file name inside the bundle.
+    pub executable: String,
+    /// Version the runtime must report.
+    pub version: Version,
+}
+
+impl Manifest {
+    /// Checks what this node can run and returns the RONL component: exactly one RONL with an
+    /// ELF executable, no TEE components.
+    pub fn ronl(&self) -> Result<Ronl, BundleError> {
+        if self.sgx.is_some() || self.components.iter().any(|c| c.sgx.is_some() || c.tdx.is_some()) {
+            return Err(BundleError::Tee);
+        }
+        let legacy = self.executable.as_ref().map(|e| Ronl { executable: e.clone(), version: self.version.unwrap_or_default() });
+        let ronls: Vec<&Component> = self.components.iter().filter(|c| c.kind == "ronl").collect();
+        if let Some(other) = self.components.iter().find(|c| c.kind != "ronl" && c.kind != "rofl") {
+            return Err(BundleError::Invalid(format!("unknown component kind '{}'", other.kind)));
+        }
+        match (legacy, ronls.as_slice()) {
+            (Some(_), [_, ..]) => Err(BundleError::Invalid("manifest has both a legacy top-level RONL and a `ronl` component".into())),
+            (Some(r), []) => Ok(r),
+            (None, [c]) => {
+                if c.disabled {
+                    return Err(BundleError::Invalid("the RONL component cannot be disabled".into()));
+                }
+                let exe = c.elf.as_ref().map(|e| e.executable.clone()).or_else(|| c.executable.clone());
+                let executable = exe.ok_or_else(|| BundleError::Invalid("missing RONL executable in manifest/bundle".into()))?;
+                Ok(Ronl { executable, version: c.version })
+            }
+            (None, []) => Err(BundleError::Invalid("bundle has no RONL component (detached bundles are not supported)".into())),
+            (None, _) => Err(BundleError::Invalid("manifest has more than one `ronl` component".into())),
+        }
+    }
+
+    /// SHA-512/256 of the manifest's canonical CBOR encoding (map keys sorted length-first, then
+    /// bytewise, as RFC 7049 canonical CBOR).
+    pub fn hash(&self) -> [u8; 32] {
+        let json = serde_json::to_value(self).expect("a manifest always serializes");
+        let mut value = ciborium::Value::serialized(&json).expect("JSON maps to CBOR");
+        canonicalize(&mut value);
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&value, &mut bytes).expect("CBOR encoding into memory cannot fail");
+        Sha512_256::digest(&bytes).into()
+    }
+
+    /// [`Self::hash`] in hex: the bundle's directory name and on-chain `bundle_checksum`.
+    pub fn hash_hex(&self) -> String {
+        hex::encode(self.hash())
+    }
+}
+
+fn canonicalize(v: &mut ciborium::Value) {
+    match v {
+        ciborium::Value::Map(entries) => {
+            for (k, val) in entries.iter_mut() {
+                canonicalize(k);
+                canonicalize(val);
+            }
+            let key_bytes = |k: &ciborium::Value| {
+                let mut b = Vec::new();
+                ciborium::into_writer(k, &mut b).expect("CBOR encoding into memory cannot fail");
+                b
+            };
+            entries.sort_by(|(a, _), (b, _)| {
+                let (a, b) = (key_bytes(a), key_bytes(b));
+                a.len().cmp(&b.len()).then(a.cmp(&b))
+            });
+        }
+        ciborium::Value::Array(items) => items.iter_mut().for_each(canonicalize),
+        _ => {}
+    }
+}

@@ -1,0 +1,342 @@
+//! ParaTime bundles (`.orc`, oasis-facts §5): a ZIP whose first entry is `META-INF/MANIFEST.MF`
+//! (JSON) and whose other entries are flat files, each with a SHA-512/256 digest in the manifest.
+//!
+//! Owns: building, opening (every check happens before anything is written), and exploding into
+//! `<data_dir>/runtimes/bundles/<manifest-hash>/`. Never executes anything.
+
+mod manifest;
+mod runtime_id;
+
+pub use manifest::{Component, ElfMetadata, Manifest, Ronl, MANIFEST_NAME};
+pub use runtime_id::{RuntimeId, RuntimeIdError};
+
+use sha2::{Digest, Sha512_256};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Why a bundle was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// Not a readable ZIP.
+    #[error("not a valid .orc bundle (ZIP): {0}")]
+    Zip(String),
+    /// Bigger than `runtime.max_bundle_size`.
+    #[error("bundle is {size} bytes, over runtime.max_bundle_size ({max} bytes)")]
+    TooLarge {
+        /// Size (file, or uncompressed content).
+        size: u64,
+        /// Limit.
+        max: u64,
+    },
+    /// The first entry is not the manifest.
+    #[error("invalid manifest file name: the first entry must be {MANIFEST_NAME}, found '{0}'")]
+    ManifestNotFirst(String),
+    /// A directory, `..`, absolute path or nested path.
+    #[error("failed to sanitize path '{0}': bundle entries must be plain file names (no directories, '..' or absolute paths)")]
+    BadPath(String),
+    /// A symlink entry.
+    #[error("bundle entry '{0}' is a symbolic link: refused")]
+    Symlink(String),
+    /// Two entries with the same name.
+    #[error("bundle entry '{0}' appears twice")]
+    Duplicate(String),
+    /// A file without a digest.
+    #[error("missing digest: '{0}'")]
+    MissingDigest(String),
+    /// A digest that does not match.
+    #[error("invalid digest: '{0}'")]
+    WrongDigest(String),
+    /// A digest for a file that is not there.
+    #[error("missing file '{0}' listed in the manifest digests")]
+    MissingFile(String),
+    /// Malformed manifest.
+    #[error("malformed manifest: {0}")]
+    Manifest(String),
+    /// SGX/TDX components.
+    #[error("bundle has TEE (SGX/TDX) components: not supported by paratime-node, which runs non-TEE ParaTimes only")]
+    Tee,
+    /// Other structural problem.
+    #[error("invalid bundle: {0}")]
+    Invalid(String),
+    /// Exploded file differs from its digest.
+    #[error("runtime/bundle: corrupted asset: '{0}'")]
+    Corrupted(PathBuf),
+    /// I/O failure.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
+    move |source| BundleError::Io { path: path.to_path_buf(), source }
+}
+
+/// SHA-512/256 in hex.
+pub fn digest_hex(data: &[u8]) -> String {
+    hex::encode(Sha512_256::digest(data))
+}
+
+fn check_name(name: &str) -> Result<(), BundleError> {
+    let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(BundleError::BadPath(name.to_string()))
+    }
+}
+
+/// A verified bundle in memory.
+#[derive(Debug)]
+pub struct Bundle {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// File name → contents (manifest excluded).
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// The RONL component.
+    pub ronl: Ronl,
+}
+
+/// What `bundle build` needs.
+pub struct BuildOptions<'a> {
+    /// The RONL executable.
+    pub executable: &'a Path,
+    /// ParaTime name.
+    pub name: &'a str,
+    /// Runtime ID.
+    pub runtime_id: RuntimeId,
+    /// Runtime version.
+    pub version: paratime_sdk::Version,
+}
+
+/// Name of the executable inside bundles built here.
+pub const EXECUTABLE_NAME: &str = "runtime.elf";
+
+/// Builds an `.orc` bundle and returns its manifest.
+pub fn build(opts: &BuildOptions<'_>, output: &Path) -> Result<Manifest, BundleError> {
+    let exe = std::fs::read(opts.executable).map_err(io(opts.executable))?;
+    if !exe.starts_with(b"\x7fELF") {
+        return Err(BundleError::Invalid(format!("{} is not an ELF executable", opts.executable.display())));
+    }
+    let manifest = Manifest {
+        name: opts.name.to_string(),
+        id: opts.runtime_id,
+        version: None,
+        executable: None,
+        sgx: None,
+        components: vec![Component {
+            kind: "ronl".into(),
+            name: String::new(),
+            version: opts.version,
+            executable: None,
+            elf: Some(ElfMetadata { executable: EXECUTABLE_NAME.into() }),
+            sgx: None,
+            tdx: None,
+            identity: None,
+            disabled: false,
+        }],
+        digests: [(EXECUTABLE_NAME.to_string(), digest_hex(&exe))].into_iter().collect(),
+    };
+    let tmp = output.with_extension("orc.tmp");
+    let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    let mut zip = zip::ZipWriter::new(file);
+    let opts_zip = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .last_modified_time(zip::DateTime::default())
+        .unix_permissions(0o644);
+    let zerr = |e: zip::result::ZipError| BundleError::Zip(e.to_string());
+    zip.start_file(MANIFEST_NAME, opts_zip).map_err(zerr)?;
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| BundleError::Manifest(e.to_string()))?;
+    zip.write_all(&json).map_err(io(&tmp))?;
+    zip.start_file(EXECUTABLE_NAME, opts_zip.unix_permissions(0o755)).map_err(zerr)?;
+    zip.write_all(&exe).map_err(io(&tmp))?;
+    zip.finish().map_err(zerr)?;
+    std::fs::rename(&tmp, output).map_err(io(output))?;
+    Ok(manifest)
+}
+
+impl Bundle {
+    /// Opens and fully verifies a bundle file.
+    pub fn open(path: &Path, max_size: u64) -> Result<Self, BundleError> {
+        let size = std::fs::metadata(path).map_err(io(path))?.len();
+        if size > max_size {
+            return Err(BundleError::TooLarge { size, max: max_size });
+        }
+        let file = std::fs::File::open(path).map_err(io(path))?;
+        Self::from_reader(file, max_size)
+    }
+
+    /// Verifies a bundle from any seekable reader.
+    pub fn from_reader<R: Read + std::io::Seek>(reader: R, max_size: u64) -> Result<Self, BundleError> {
+        let mut zip = zip::ZipArchive::new(reader).map_err(|e| BundleError::Zip(e.to_string()))?;
+        if zip.is_empty() {
+            return Err(BundleError::ManifestNotFirst(String::new()));
+        }
+        let mut manifest_bytes = Vec::new();
+        let mut files = BTreeMap::new();
+        let mut total: u64 = 0;
+        for i in 0..zip.len() {
+            let mut entry = zip.by_index(i).map_err(|e| BundleError::Zip(e.to_string()))?;
+            let name = entry.name().map_err(|e| BundleError::Zip(e.to_string()))?.to_string();
+            if i == 0 {
+                if name != MANIFEST_NAME {
+                    return Err(BundleError::ManifestNotFirst(name));
+                }
+            } else {
+                if entry.is_dir() || name.ends_with('/') {
+                    return Err(BundleError::BadPath(name));
+                }
+                check_name(&name)?;
+            }
+            if entry.is_symlink() || entry.unix_mode().is_some_and(|m| m & 0o170000 == 0o120000) {
+                return Err(BundleError::Symlink(name));
+            }
+            // Bound decompression by the size limit, whatever the headers claim.
+            let mut data = Vec::new();
+            let budget = max_size.saturating_sub(total) + 1;
+            (&mut entry).take(budget).read_to_end(&mut data).map_err(|e| BundleError::Zip(format!("entry '{name}': {e}")))?;
+            total += data.len() as u64;
+            if total > max_size {
+                return Err(BundleError::TooLarge { size: total, max: max_size });
+            }
+            if i == 0 {
+                manifest_bytes = data;
+            } else if files.insert(name.clone(), data).is_some() {
+                return Err(BundleError::Duplicate(name));
+            }
+        }
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| BundleError::Manifest(e.to_string()))?;
+        for (name, data) in &files {
+            match manifest.digests.get(name) {
+                None => return Err(BundleError::MissingDigest(name.clone())),
+                Some(d) if !d.eq_ignore_ascii_case(&digest_hex(data)) => return Err(BundleError::WrongDigest(name.clone())),
+                Some(_) => {}
+            }
+        }
+        for name in manifest.digests.keys() {
+            check_name(name)?;
+            if !files.contains_key(name) {
+                return Err(BundleError::MissingFile(name.clone()));
+            }
+        }
+        let ronl = manifest.ronl()?;
+        check_name(&ronl.executable)?;
+        if !files.contains_key(&ronl.executable) {
+            return Err(BundleError::MissingFile(ronl.executable.clone()));
+        }
+        Ok(Self { manifest, files, ronl })
+    }
+
+    /// Writes the bundle to `<bundles_dir>/<manifest-hash>/` (dirs 0700, files 0600, the
+    /// executable 0700). An existing directory is re-hashed instead and must match.
+    pub fn explode(&self, bundles_dir: &Path) -> Result<PathBuf, BundleError> {
+        let hash = self.manifest.hash_hex();
+        let dir = bundles_dir.join(&hash);
+        if dir.exists() {
+            verify_exploded(&dir, &self.manifest)?;
+            return Ok(dir);
+        }
+        let tmp = bundles_dir.join(format!(".{hash}.tmp"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        let mkdir = |p: &Path| std::fs::DirBuilder::new().mode(0o700).create(p).map_err(io(p));
+        mkdir(&tmp)?;
+        mkdir(&tmp.join("META-INF"))?;
+        let write = |p: &Path, data: &[u8], mode: u32| -> Result<(), BundleError> {
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(p).map_err(io(p))?;
+            f.write_all(data).map_err(io(p))?;
+            f.sync_all().map_err(io(p))?;
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(io(p))
+        };
+        let manifest_json = serde_json::to_vec_pretty(&self.manifest).map_err(|e| BundleError::Manifest(e.to_string()))?;
+        write(&tmp.join(MANIFEST_NAME), &manifest_json, 0o600)?;
+        for (name, data) in &self.files {
+            let mode = if *name == self.ronl.executable { 0o700 } else { 0o600 };
+            write(&tmp.join(name), data, mode)?;
+        }
+        std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
+        Ok(dir)
+    }
+}
+
+/// Reads the manifest of an exploded bundle.
+pub fn read_exploded_manifest(dir: &Path) -> Result<Manifest, BundleError> {
+    let p = dir.join(MANIFEST_NAME);
+    let bytes = std::fs::read(&p).map_err(io(&p))?;
+    serde_json::from_slice(&bytes).map_err(|e| BundleError::Manifest(format!("{}: {e}", p.display())))
+}
+
+/// Re-hashes every file of an exploded bundle against `manifest`; symlinks are refused.
+pub fn verify_exploded(dir: &Path, manifest: &Manifest) -> Result<(), BundleError> {
+    for (name, digest) in &manifest.digests {
+        check_name(name)?;
+        let p = dir.join(name);
+        let md = std::fs::symlink_metadata(&p).map_err(io(&p))?;
+        if !md.file_type().is_file() {
+            return Err(BundleError::Corrupted(p));
+        }
+        let data = std::fs::read(&p).map_err(io(&p))?;
+        if !digest.eq_ignore_ascii_case(&digest_hex(&data)) {
+            return Err(BundleError::Corrupted(p));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (tempfile::TempDir, PathBuf) {
+        let t = tempfile::tempdir().expect("tempdir");
+        let exe = t.path().join("exe");
+        let mut bytes = b"\x7fELF".to_vec();
+        bytes.extend(std::iter::repeat_n(7u8, 4096));
+        std::fs::write(&exe, bytes).expect("write");
+        let out = t.path().join("b.orc");
+        build(
+            &BuildOptions {
+                executable: &exe,
+                name: "x",
+                runtime_id: "0000000000000000000000000000000000000000000000000000000000000001".parse().expect("id"),
+                version: paratime_sdk::Version::new(0, 1, 0),
+            },
+            &out,
+        )
+        .expect("build");
+        (t, out)
+    }
+
+    #[test]
+    fn build_open_explode() {
+        let (t, out) = sample();
+        let b = Bundle::open(&out, 1 << 20).expect("open");
+        assert_eq!(b.ronl.executable, EXECUTABLE_NAME);
+        let dir = b.explode(t.path()).expect("explode");
+        assert_eq!(dir.file_name().and_then(|n| n.to_str()), Some(b.manifest.hash_hex().as_str()));
+        // Second explode re-hashes; tampering is detected.
+        b.explode(t.path()).expect("re-explode");
+        std::fs::write(dir.join(EXECUTABLE_NAME), b"tampered").expect("tamper");
+        assert!(matches!(b.explode(t.path()), Err(BundleError::Corrupted(_))));
+        assert!(matches!(Bundle::open(&out, 10), Err(BundleError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn manifest_hash_is_stable_and_order_independent() {
+        let (_t, out) = sample();
+        let b = Bundle::open(&out, 1 << 20).expect("open");
+        let json = serde_json::to_string(&b.manifest).expect("json");
+        let again: Manifest = serde_json::from_str(&json).expect("parse");
+        assert_eq!(again.hash(), b.manifest.hash());
+    }
+}

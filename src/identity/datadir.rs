@@ -1,0 +1,104 @@
+//! Directory creation with oasis's checks, and the data dir lock.
+
+use super::{io_err, IdentityError};
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Renders permission bits the way Go's `FileMode.Perm().String()` does (`-rwxr-xr-x`).
+pub(crate) fn perm_string(mode: u32) -> String {
+    let mut s = String::from("-");
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+/// Creates `path` (and missing parents) with mode 0700, or checks that the existing directory is
+/// exactly 0700 and owned by the effective user.
+pub fn ensure_dir(path: &Path) -> Result<(), IdentityError> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(io_err(path))?;
+            // The umask may have narrowed the mode; make it exact.
+            std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(io_err(path))?;
+            Ok(())
+        }
+        Err(e) => Err(IdentityError::Io { path: path.to_path_buf(), source: e }),
+        Ok(md) => {
+            if !md.is_dir() {
+                return Err(IdentityError::NotADirectory(path.to_path_buf()));
+            }
+            let perm = md.mode() & 0o777;
+            if perm != 0o700 {
+                return Err(IdentityError::DirPermissions { path: path.to_path_buf(), found: perm_string(perm) });
+            }
+            let euid = nix::unistd::geteuid().as_raw();
+            if md.uid() != euid {
+                return Err(IdentityError::DirOwner { path: path.to_path_buf(), found: md.uid(), expected: euid });
+            }
+            Ok(())
+        }
+    }
+}
+
+/// An exclusive lock on a data dir, held for the life of the node.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _lock: nix::fcntl::Flock<File>,
+    path: PathBuf,
+}
+
+impl DataDirLock {
+    /// The locked data dir.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Takes the data dir lock (`node.lock`, flock); fails at once when another process holds it.
+pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock, IdentityError> {
+    let lock_path = data_dir.join("node.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&lock_path)
+        .map_err(io_err(&lock_path))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(DataDirLock { _lock: lock, path: data_dir.to_path_buf() }),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(IdentityError::Locked(data_dir.to_path_buf())),
+        Err((_, e)) => Err(IdentityError::Io { path: lock_path, source: e.into() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perm_strings() {
+        assert_eq!(perm_string(0o700), "-rwx------");
+        assert_eq!(perm_string(0o755), "-rwxr-xr-x");
+    }
+
+    #[test]
+    fn wrong_mode_is_refused_and_lock_is_exclusive() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let d = t.path().join("data");
+        ensure_dir(&d).expect("create");
+        assert_eq!(std::fs::metadata(&d).expect("md").mode() & 0o777, 0o700);
+        let l = lock_data_dir(&d).expect("lock");
+        assert!(matches!(lock_data_dir(&d), Err(IdentityError::Locked(_))));
+        drop(l);
+        lock_data_dir(&d).expect("relock");
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let e = ensure_dir(&d).expect_err("must refuse");
+        assert!(e.to_string().contains("invalid permissions: -rwxr-xr-x. Expected permissions: -rwx------"), "{e}");
+    }
+}

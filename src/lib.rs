@@ -1,0 +1,15 @@
+//! paratime-node: a hardened ParaTime compute node.
+//!
+//! One module per concern; `main.rs` only parses the command line and calls [`cli::run`].
+
+pub mod bundle; // .orc bundles: manifest, build, verify, explode
+pub mod cli; // command-line interface (the only place that prints for the operator)
+pub mod config; // config.yml: oasis-node schema, strict loading, validation
+pub mod control; // HTTP/JSON control API on internal.sock, server and client
+pub mod host; // runtime hosting: sandbox launcher, bwrap, RHP client, supervisor
+pub mod identity; // data dir checks, node keys (PEM), data dir lock
+pub mod logging; // oasis-shaped logs (logfmt, JSON, text) with per-module levels
+pub mod node; // composition root: wires the concerns together for `paratime-node --config`
+
+/// The version of this software, as shown in `control status`.
+pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,271 @@
+//! Logging in oasis-node's shapes: logfmt (default), JSON lines and text, with per-module levels
+//! chosen by the longest matching module prefix (`common.log.level`).
+//!
+//! Modules are slash paths (`host/supervisor`) derived from the Rust module path, or set
+//! explicitly with `target:`. Every line carries `ts`, `level`, `module`, `caller` and `msg`, then
+//! the call's key-value pairs. Runtime output is re-logged by [`runtime_line`] under `runtime`.
+
+use log::kv::{Key, Value as KvValue, VisitSource};
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Mutex;
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `key=value` pairs.
+    Logfmt,
+    /// One JSON object per line, keys sorted.
+    Json,
+    /// Human-oriented text.
+    Text,
+}
+
+impl Format {
+    /// Parses `common.log.format` (case-insensitive).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "logfmt" | "" => Some(Format::Logfmt),
+            "json" => Some(Format::Json),
+            "text" => Some(Format::Text),
+            _ => None,
+        }
+    }
+}
+
+/// Parses a level name (`debug`, `info`, `warn`, `error`, case-insensitive).
+pub fn parse_level(s: &str) -> Option<LevelFilter> {
+    match s.to_ascii_lowercase().as_str() {
+        "debug" => Some(LevelFilter::Debug),
+        "info" => Some(LevelFilter::Info),
+        "warn" | "warning" => Some(LevelFilter::Warn),
+        "error" => Some(LevelFilter::Error),
+        _ => None,
+    }
+}
+
+/// Per-module level filter: the longest configured prefix of a module wins, `default` otherwise.
+#[derive(Clone, Debug)]
+pub struct Levels {
+    default: LevelFilter,
+    // Sorted longest first so the first match is the longest prefix.
+    modules: Vec<(String, LevelFilter)>,
+}
+
+impl Levels {
+    /// Builds the filter from `common.log.level`; oasis's fallback is `warn`.
+    pub fn new(config: &BTreeMap<String, String>) -> Self {
+        let mut default = LevelFilter::Warn;
+        let mut modules = Vec::new();
+        for (k, v) in config {
+            let Some(l) = parse_level(v) else { continue };
+            if k == "default" {
+                default = l;
+            } else {
+                modules.push((k.clone(), l));
+            }
+        }
+        modules.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+        Self { default, modules }
+    }
+
+    /// The level in force for `module`.
+    pub fn level_for(&self, module: &str) -> LevelFilter {
+        self.modules.iter().find(|(p, _)| module.starts_with(p.as_str())).map(|(_, l)| *l).unwrap_or(self.default)
+    }
+
+    fn max(&self) -> LevelFilter {
+        self.modules.iter().map(|(_, l)| *l).chain([self.default]).max().unwrap_or(LevelFilter::Warn)
+    }
+}
+
+/// Maps a log target to an oasis-style module: `paratime_node::host::supervisor` → `host/supervisor`.
+pub fn module_of(target: &str) -> String {
+    if target.contains("::") {
+        let mut parts: Vec<&str> = target.split("::").collect();
+        if parts.len() > 1 && parts[0].starts_with("paratime_") {
+            parts.remove(0);
+        }
+        parts.join("/")
+    } else {
+        target.to_string()
+    }
+}
+
+struct Logger {
+    format: Format,
+    levels: Levels,
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+fn level_name(l: Level) -> &'static str {
+    match l {
+        Level::Error => "error",
+        Level::Warn => "warn",
+        Level::Info => "info",
+        Level::Debug | Level::Trace => "debug",
+    }
+}
+
+struct Collect<'a>(&'a mut Vec<(String, String)>);
+
+impl<'kvs> VisitSource<'kvs> for Collect<'_> {
+    fn visit_pair(&mut self, key: Key<'kvs>, value: KvValue<'kvs>) -> Result<(), log::kv::Error> {
+        self.0.push((key.as_str().to_string(), value.to_string()));
+        Ok(())
+    }
+}
+
+fn logfmt_value(v: &str) -> String {
+    if !v.is_empty() && !v.contains(|c: char| c.is_whitespace() || c == '"' || c == '=') {
+        v.to_string()
+    } else {
+        format!("{v:?}")
+    }
+}
+
+/// Renders one line in `format`; `fields` are the standard and call-specific pairs in order.
+pub fn render(format: Format, fields: &[(String, String)]) -> String {
+    match format {
+        Format::Json => {
+            let map: BTreeMap<&str, &str> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            serde_json::to_string(&map).unwrap_or_default()
+        }
+        Format::Logfmt => fields.iter().map(|(k, v)| format!("{k}={}", logfmt_value(v))).collect::<Vec<_>>().join(" "),
+        Format::Text => {
+            let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or("");
+            let rest: Vec<String> = fields
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "ts" | "level" | "module" | "msg" | "caller"))
+                .map(|(k, v)| format!("{k}={}", logfmt_value(v)))
+                .collect();
+            format!("{} {:<5} [{}] {} {}", get("ts"), get("level").to_uppercase(), get("module"), get("msg"), rest.join(" ")).trim_end().to_string()
+        }
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}
+
+impl Log for Logger {
+    fn enabled(&self, m: &Metadata<'_>) -> bool {
+        m.level() <= self.levels.level_for(&module_of(m.target()))
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let module = module_of(record.target());
+        let mut fields = vec![
+            ("ts".to_string(), now()),
+            ("level".to_string(), level_name(record.level()).to_string()),
+            ("module".to_string(), module),
+        ];
+        if let (Some(file), Some(line)) = (record.file(), record.line()) {
+            let base = file.rsplit('/').next().unwrap_or(file);
+            fields.push(("caller".to_string(), format!("{base}:{line}")));
+        }
+        fields.push(("msg".to_string(), record.args().to_string()));
+        let _ = record.key_values().visit(&mut Collect(&mut fields));
+        let mut line = render(self.format, &fields);
+        line.push('\n');
+        if let Ok(mut out) = self.out.lock() {
+            let _ = out.write_all(line.as_bytes());
+            let _ = out.flush();
+        }
+    }
+
+    fn flush(&self) {
+        if let Ok(mut out) = self.out.lock() {
+            let _ = out.flush();
+        }
+    }
+}
+
+/// Installs the global logger. `file` empty means stderr.
+pub fn init(format: Format, levels: &BTreeMap<String, String>, file: Option<&std::path::Path>) -> std::io::Result<()> {
+    let out: Box<dyn Write + Send> = match file {
+        None => Box::new(std::io::stderr()),
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            Box::new(std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?)
+        }
+    };
+    let levels = Levels::new(levels);
+    let max = levels.max();
+    // A second init (tests, subcommands) keeps the first logger.
+    if log::set_boxed_logger(Box::new(Logger { format, levels, out: Mutex::new(out) })).is_ok() {
+        log::set_max_level(max);
+    }
+    Ok(())
+}
+
+/// Re-logs one line of a runtime's output (oasis-facts §9): JSON lines keep their `msg`, `level`
+/// and `module` (forced under `runtime`) and other keys; anything else is logged as `warn`.
+pub fn runtime_line(line: &str, tags: &[(&str, &str)]) {
+    let (level, module, msg, mut extra) = match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(line) {
+        Ok(mut obj) => {
+            let text = |v: Option<serde_json::Value>| match v {
+                Some(serde_json::Value::String(s)) => s,
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            let level = match text(obj.remove("level")).to_ascii_uppercase().as_str() {
+                "DEBG" | "DEBUG" | "TRCE" | "TRACE" => Level::Debug,
+                "WARN" | "WARNING" => Level::Warn,
+                "ERRO" | "ERROR" | "CRIT" => Level::Error,
+                _ => Level::Info,
+            };
+            let m = text(obj.remove("module"));
+            let module = if m.is_empty() { "runtime".to_string() } else { format!("runtime/{m}") };
+            let msg = text(obj.remove("msg"));
+            let extra: Vec<(String, String)> = obj.into_iter().map(|(k, v)| (k, text(Some(v)))).collect();
+            (level, module, msg, extra)
+        }
+        Err(_) => (Level::Warn, "runtime".to_string(), line.to_string(), Vec::new()),
+    };
+    extra.extend(tags.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let kvs: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    log::logger().log(
+        &Record::builder()
+            .level(level)
+            .target(&module)
+            .args(format_args!("{msg}"))
+            .key_values(&kvs)
+            .build(),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_prefix_wins() {
+        let cfg: BTreeMap<String, String> = [("default", "info"), ("host", "warn"), ("host/supervisor", "debug")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let l = Levels::new(&cfg);
+        assert_eq!(l.level_for("host/supervisor"), LevelFilter::Debug);
+        assert_eq!(l.level_for("host/launcher"), LevelFilter::Warn);
+        assert_eq!(l.level_for("control"), LevelFilter::Info);
+        assert_eq!(Levels::new(&BTreeMap::new()).level_for("x"), LevelFilter::Warn);
+    }
+
+    #[test]
+    fn module_names() {
+        assert_eq!(module_of("paratime_node::host::supervisor"), "host/supervisor");
+        assert_eq!(module_of("runtime/kvstore"), "runtime/kvstore");
+    }
+
+    #[test]
+    fn formats() {
+        let f = vec![("level".to_string(), "info".to_string()), ("msg".to_string(), "hello world".to_string())];
+        assert_eq!(render(Format::Logfmt, &f), "level=info msg=\"hello world\"");
+        assert_eq!(render(Format::Json, &f), "{\"level\":\"info\",\"msg\":\"hello world\"}");
+    }
+}
