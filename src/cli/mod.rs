@@ -1,1 +1,386 @@
-//! placeholder
+//! The command line. The only module that prints for the operator; everything else logs.
+
+mod exec;
+
+use crate::bundle::{self, Bundle, BuildOptions, RuntimeId};
+use crate::config;
+use crate::identity::{self, Identity, KeyKind};
+use crate::logging;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// paratime-node: a hardened ParaTime compute node (oasis-node compatible configuration).
+#[derive(Parser, Debug)]
+#[command(name = "paratime-node", version, about, long_about = None)]
+pub struct Cli {
+    /// Run the node with this config.yml (oasis-node format).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// UNSAFE, development only: allow running as root and the unconfined provisioner.
+    #[arg(long = "unsafe-debug", alias = "debug.dont_blame_oasis", global = true)]
+    unsafe_debug: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check a config file.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Node keys.
+    #[command(subcommand)]
+    Identity(IdentityCmd),
+    /// ParaTime bundles (.orc).
+    #[command(subcommand)]
+    Bundle(BundleCmd),
+    /// Talk to a running node.
+    #[command(subcommand)]
+    Control(ControlCmd),
+    /// Run a bundle in the real sandbox, outside any network.
+    #[command(subcommand)]
+    Runtime(RuntimeCmd),
+    /// The sandbox launcher (started by the node or by systemd).
+    SandboxLauncher(LauncherArgs),
+    /// Trial program run inside the sandbox at start-up.
+    #[command(hide = true)]
+    SandboxProbe,
+    /// Print host benchmarks against their physical floor.
+    Bench(exec::BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// List every problem of a config file; exit 1 if any is an error.
+    Check,
+}
+
+#[derive(Subcommand, Debug)]
+enum IdentityCmd {
+    /// Create the node's keys in DATADIR (0700); never overwrites.
+    Init {
+        /// The node's data directory.
+        #[arg(long)]
+        datadir: PathBuf,
+    },
+    /// Show the node's public keys.
+    Show {
+        /// The node's data directory.
+        #[arg(long)]
+        datadir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BundleCmd {
+    /// Build an .orc bundle from an ELF executable.
+    Build {
+        /// The ParaTime executable.
+        #[arg(long)]
+        executable: PathBuf,
+        /// ParaTime name.
+        #[arg(long)]
+        name: String,
+        /// Runtime ID, 64 hex characters.
+        #[arg(long)]
+        runtime_id: String,
+        /// Version, MAJOR.MINOR.PATCH (must equal what the runtime reports).
+        #[arg(long)]
+        version: String,
+        /// Output file.
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Print a bundle's manifest as JSON (after verifying it).
+    Inspect {
+        /// The bundle.
+        bundle: PathBuf,
+        /// Size limit.
+        #[arg(long, default_value = "20mb")]
+        max_bundle_size: String,
+    },
+    /// Verify a bundle: structure and every digest.
+    Verify {
+        /// The bundle.
+        bundle: PathBuf,
+        /// Size limit.
+        #[arg(long, default_value = "20mb")]
+        max_bundle_size: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ControlCmd {
+    /// Print the node's status as JSON.
+    Status(Addr),
+    /// Exit 0 when the node completed initial syncing, 1 otherwise.
+    IsSynced(Addr),
+    /// Ask the node to shut down.
+    Shutdown(Addr),
+}
+
+#[derive(clap::Args, Debug)]
+struct Addr {
+    /// Control socket address.
+    #[arg(short = 'a', long = "address", default_value = "unix:internal.sock")]
+    address: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum RuntimeCmd {
+    /// Execute transactions and queries through a bundle in the sandbox.
+    Exec(exec::ExecArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct LauncherArgs {
+    /// Directory of exploded bundles (the only place bundles are taken from).
+    #[arg(long)]
+    bundles_dir: PathBuf,
+    /// bubblewrap binary.
+    #[arg(long, default_value = "/usr/bin/bwrap")]
+    sandbox_binary: PathBuf,
+    /// Serve on an inherited listening socket.
+    #[arg(long, conflicts_with = "listen")]
+    listen_fd: Option<i32>,
+    /// Bind and serve on this path.
+    #[arg(long)]
+    listen: Option<PathBuf>,
+    /// UNSAFE: start runtimes without a sandbox.
+    #[arg(long)]
+    unconfined: bool,
+}
+
+fn fail(msg: impl std::fmt::Display) -> i32 {
+    eprintln!("error: {msg}");
+    1
+}
+
+fn init_cli_logging() {
+    let levels = [("default".to_string(), std::env::var("PARATIME_LOG").unwrap_or_else(|_| "warn".into()))].into_iter().collect();
+    let _ = logging::init(logging::Format::Logfmt, &levels, None);
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime").block_on(f)
+}
+
+fn config_check(file: &std::path::Path) -> i32 {
+    match config::load(file) {
+        Ok(l) => {
+            for w in &l.warnings {
+                println!("{}", w.display_in(file));
+            }
+            println!("{}: ok", file.display());
+            0
+        }
+        Err(e) => {
+            for p in &e.problems {
+                println!("{}", p.display_in(file));
+            }
+            let n = e.problems.iter().filter(|p| p.severity == config::Severity::Error).count();
+            println!("{}: {n} error(s)", file.display());
+            1
+        }
+    }
+}
+
+fn identity_cmd(cmd: IdentityCmd) -> i32 {
+    match cmd {
+        IdentityCmd::Init { datadir } => {
+            if let Err(e) = identity::ensure_dir(&datadir) {
+                return fail(e);
+            }
+            match Identity::init(&datadir) {
+                Ok(id) => {
+                    println!("node identity created in {}", datadir.display());
+                    println!("node: {}", id.public_b64(KeyKind::Node));
+                    0
+                }
+                Err(e) => fail(e),
+            }
+        }
+        IdentityCmd::Show { datadir } => match Identity::load(&datadir, false) {
+            Ok(id) => {
+                let v = serde_json::json!({
+                    "node": id.public_b64(KeyKind::Node),
+                    "p2p": id.public_b64(KeyKind::P2p),
+                    "consensus": id.public_b64(KeyKind::Consensus),
+                });
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                0
+            }
+            Err(e) => fail(e),
+        },
+    }
+}
+
+fn bundle_cmd(cmd: BundleCmd) -> i32 {
+    match cmd {
+        BundleCmd::Build { executable, name, runtime_id, version, output } => {
+            let runtime_id: RuntimeId = match runtime_id.parse() {
+                Ok(r) => r,
+                Err(e) => return fail(format!("--runtime-id: {e}")),
+            };
+            let version = match paratime_sdk::Version::parse(&version) {
+                Ok(v) => v,
+                Err(e) => return fail(format!("--version: {e}")),
+            };
+            match bundle::build(&BuildOptions { executable: &executable, name: &name, runtime_id, version }, &output) {
+                Ok(m) => {
+                    println!("wrote {} (runtime {}, version {version}, manifest hash {})", output.display(), m.id, m.hash_hex());
+                    0
+                }
+                Err(e) => fail(format!("{}: {e}", output.display())),
+            }
+        }
+        BundleCmd::Inspect { bundle, max_bundle_size } | BundleCmd::Verify { bundle, max_bundle_size } if config::parse_size(&max_bundle_size).is_err() => {
+            fail(format!("--max-bundle-size: {}", config::parse_size(&max_bundle_size).err().unwrap_or_default()) + &format!(" ({})", bundle.display()))
+        }
+        BundleCmd::Inspect { bundle, max_bundle_size } => match Bundle::open(&bundle, config::parse_size(&max_bundle_size).unwrap_or(0)) {
+            Ok(b) => {
+                let mut v = serde_json::to_value(&b.manifest).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("manifest_hash".into(), b.manifest.hash_hex().into());
+                }
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                0
+            }
+            Err(e) => fail(format!("{}: {e}", bundle.display())),
+        },
+        BundleCmd::Verify { bundle, max_bundle_size } => match Bundle::open(&bundle, config::parse_size(&max_bundle_size).unwrap_or(0)) {
+            Ok(b) => {
+                println!("{}: ok (runtime {}, version {}, manifest hash {})", bundle.display(), b.manifest.id, b.ronl.version, b.manifest.hash_hex());
+                0
+            }
+            Err(e) => fail(format!("{}: {e}", bundle.display())),
+        },
+    }
+}
+
+fn control_cmd(cmd: ControlCmd) -> i32 {
+    let (addr, method, path) = match &cmd {
+        ControlCmd::Status(a) => (a.address.clone(), "GET", "/api/v1/status"),
+        ControlCmd::IsSynced(a) => (a.address.clone(), "GET", "/api/v1/is-synced"),
+        ControlCmd::Shutdown(a) => (a.address.clone(), "POST", "/api/v1/shutdown"),
+    };
+    let (code, body) = match block_on(crate::control::client::request(&addr, method, path)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: failed to query the node: {e}");
+            return 128;
+        }
+    };
+    if code != 200 {
+        eprintln!("error: node answered HTTP {code}: {body}");
+        return 128;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+    match cmd {
+        ControlCmd::Status(_) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or(body));
+            0
+        }
+        ControlCmd::IsSynced(_) => {
+            if v.get("synced").and_then(|s| s.as_bool()) == Some(true) {
+                println!("node completed initial syncing");
+                0
+            } else {
+                println!("node has not completed initial syncing");
+                1
+            }
+        }
+        ControlCmd::Shutdown(_) => {
+            println!("shutdown requested");
+            0
+        }
+    }
+}
+
+fn launcher_cmd(a: LauncherArgs) -> i32 {
+    use std::os::fd::FromRawFd;
+    init_cli_logging();
+    let listener = match (a.listen_fd, &a.listen) {
+        // SAFETY: the parent passed a listening socket at this descriptor number for us to own.
+        (Some(fd), _) if fd > 2 => unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+        (None, Some(path)) => match crate::host::launcher::bind(path) {
+            Ok(l) => l,
+            Err(e) => return fail(format!("{}: {e}", path.display())),
+        },
+        _ => return fail("give --listen PATH or --listen-fd N (N > 2)"),
+    };
+    let cfg = crate::host::launcher::LauncherConfig { bundles_dir: a.bundles_dir, sandbox_binary: a.sandbox_binary, unconfined: a.unconfined };
+    match crate::host::launcher::serve(listener, cfg) {
+        Ok(()) => 0,
+        Err(e) => fail(format!("sandbox launcher: {e}")),
+    }
+}
+
+fn run_node(file: PathBuf, unsafe_debug: bool) -> i32 {
+    let loaded = match config::load(&file) {
+        Ok(l) => l,
+        Err(e) => {
+            for p in &e.problems {
+                eprintln!("{}", p.display_in(&file));
+            }
+            return fail(format!("failed to load config file '{}'", file.display()));
+        }
+    };
+    let log_cfg = &loaded.config.common.log;
+    let format = logging::Format::parse(&log_cfg.format).unwrap_or(logging::Format::Logfmt);
+    let log_file = (!log_cfg.file.is_empty()).then(|| {
+        let p = PathBuf::from(&log_cfg.file);
+        if p.is_relative() {
+            PathBuf::from(&loaded.config.common.data_dir).join(p)
+        } else {
+            p
+        }
+    });
+    if let Err(e) = logging::init(format, &log_cfg.level, log_file.as_deref()) {
+        return fail(format!("common.log.file: {e}"));
+    }
+    match block_on(crate::node::run(loaded, unsafe_debug)) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!(target: "cmd/node", "{e}");
+            fail(e)
+        }
+    }
+}
+
+/// Parses the command line and runs; returns the exit code.
+pub fn run() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        None => match cli.config {
+            Some(f) => run_node(f, cli.unsafe_debug),
+            None => fail("nothing to do: pass --config FILE to run the node, or a subcommand (see --help)"),
+        },
+        Some(Command::Config(ConfigCmd::Check)) => match cli.config {
+            Some(f) => config_check(&f),
+            None => fail("config check needs --config FILE"),
+        },
+        Some(Command::Identity(c)) => identity_cmd(c),
+        Some(Command::Bundle(c)) => bundle_cmd(c),
+        Some(Command::Control(c)) => control_cmd(c),
+        Some(Command::Runtime(RuntimeCmd::Exec(a))) => {
+            init_cli_logging();
+            exec::exec(a, cli.unsafe_debug)
+        }
+        Some(Command::SandboxLauncher(a)) => launcher_cmd(a),
+        Some(Command::SandboxProbe) => {
+            // Inside the sandbox: the host socket is inherited and there is no /proc.
+            let ok = std::env::var(paratime_sdk::HOST_FD_ENV).is_ok() && !std::path::Path::new("/proc/self").exists();
+            if ok {
+                0
+            } else {
+                eprintln!("sandbox-probe: not in the expected sandbox (host fd missing or /proc visible)");
+                2
+            }
+        }
+        Some(Command::Bench(a)) => {
+            init_cli_logging();
+            exec::bench(a)
+        }
+    }
+}

@@ -1,1 +1,98 @@
-//! placeholder
+//! Runtime hosting: bundles become sandboxed, supervised runtime processes.
+//!
+//! Owns: the sandbox launcher (its own process), the bwrap invocation and seccomp policy, the RHP
+//! connection to each runtime, the supervisor that restarts runtimes with backoff and pings them,
+//! and the host-owned ParaTime state. Never passes a path or bwrap argument from a caller to the
+//! launcher: runtimes are named by their bundle's manifest hash.
+
+pub mod bwrap;
+pub mod elf;
+pub mod launcher;
+pub mod rhp;
+pub mod seccomp;
+pub mod state;
+pub mod supervisor;
+
+use crate::bundle::RuntimeId;
+use paratime_sdk::protocol::{Body, RuntimeInfoRequest, PROTOCOL_VERSION};
+use paratime_sdk::Version;
+use std::io::BufRead;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A runtime the node hosts.
+#[derive(Clone, Debug)]
+pub struct HostedRuntime {
+    /// Runtime ID.
+    pub id: RuntimeId,
+    /// Bundle name (manifest `name`).
+    pub name: String,
+    /// Manifest hash: the exploded bundle's directory name.
+    pub bundle: String,
+    /// The version the runtime must report.
+    pub version: Version,
+    /// Local configuration passed at the handshake.
+    pub local_config: Option<ciborium::Value>,
+}
+
+/// A runtime that completed the handshake.
+pub struct Provisioned {
+    /// The sandbox (dropping it stops the runtime).
+    pub sandbox: launcher::Sandbox,
+    /// The RHP connection.
+    pub conn: rhp::Connection,
+}
+
+/// Timeout of the handshake (spawn to `RuntimeInfoResponse`).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn forward_logs(read: OwnedFd, rt: &HostedRuntime, provisioner: &str) {
+    let (id, name, prov) = (rt.id.to_string(), rt.name.clone(), provisioner.to_string());
+    std::thread::spawn(move || {
+        let reader = std::io::BufReader::new(std::fs::File::from(read));
+        let tags = [("runtime_id", id.as_str()), ("runtime_name", name.as_str()), ("component", "ronl"), ("provisioner", prov.as_str())];
+        for line in reader.split(b'\n') {
+            let Ok(line) = line else { break };
+            // oasis drops lines over 10,000 bytes.
+            if line.len() > 10_000 {
+                continue;
+            }
+            crate::logging::runtime_line(String::from_utf8_lossy(&line).trim_end(), &tags);
+        }
+    });
+}
+
+/// Starts `rt` through the launcher and performs the handshake: protocol major versions must
+/// match and the runtime's version must equal the bundle's.
+pub async fn provision(launcher: &launcher::Client, rt: &HostedRuntime, provisioner: &str, state: Arc<state::RuntimeState>) -> Result<Provisioned, String> {
+    let (host, peer) = std::os::unix::net::UnixStream::pair().map_err(|e| format!("failed to create host socket: {e}"))?;
+    let (log_r, log_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("failed to create log pipe: {e}"))?;
+    forward_logs(log_r, rt, provisioner);
+    let (client, bundle) = (launcher.clone(), rt.bundle.clone());
+    let sandbox = tokio::task::spawn_blocking(move || client.spawn(&bundle, OwnedFd::from(peer), log_w))
+        .await
+        .map_err(|e| format!("launcher task failed: {e}"))??;
+    log::info!(target: "runtime/host/sandbox", runtime_id:% = rt.id, pid = sandbox.started.pid; "waiting for runtime to connect");
+    host.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let stream = tokio::net::UnixStream::from_std(host).map_err(|e| e.to_string())?;
+    let conn = rhp::Connection::start(stream, state);
+    let req = Body::RuntimeInfoRequest(RuntimeInfoRequest {
+        runtime_id: serde_bytes::ByteBuf::from(rt.id.0.to_vec()),
+        host_protocol_version: PROTOCOL_VERSION,
+        local_config: rt.local_config.clone(),
+    });
+    let info = match conn.call(req, HANDSHAKE_TIMEOUT).await {
+        Ok(Body::RuntimeInfoResponse(i)) => i,
+        Ok(other) => return Err(format!("failed to initialize connection: unexpected handshake response {}", other.name())),
+        Err(e) => return Err(format!("failed to initialize connection: {e}")),
+    };
+    if info.protocol_version.major != PROTOCOL_VERSION.major {
+        return Err(format!("rhp: incompatible protocol version (expected: {PROTOCOL_VERSION} got: {})", info.protocol_version));
+    }
+    if info.runtime_version != rt.version {
+        return Err(format!("version mismatch (runtime reported: {} bundle: {})", info.runtime_version, rt.version));
+    }
+    log::info!(target: "runtime/host/sandbox", runtime_id:% = rt.id, runtime_version:% = info.runtime_version; "runtime host protocol initialized");
+    Ok(Provisioned { sandbox, conn })
+}

@@ -1,0 +1,442 @@
+//! The sandbox launcher: a separate process whose one job is to start a verified bundle's
+//! executable in bubblewrap (DESIGN §2).
+//!
+//! Protocol: SOCK_SEQPACKET unix socket, one JSON message per packet. `{"op":"info"}` answers the
+//! bwrap version and the start-up trial's result. `{"op":"spawn","bundle":"<manifest hash>"}`
+//! carries two descriptors (SCM_RIGHTS): the runtime's end of the host socketpair and the write end
+//! of the log pipe. The launcher resolves the bundle inside its bundles directory only (a 64-hex
+//! name, no caller-supplied path or argument), re-hashes it, starts bwrap, answers `{"ok":{pid}}`
+//! and later `{"exited":"…"}`. Closing the connection kills the sandbox. It never reads node keys.
+
+use super::{bwrap, seccomp};
+use crate::bundle;
+use nix::sys::socket::{self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr};
+use serde::{Deserialize, Serialize};
+use std::io::{IoSlice, IoSliceMut, Read};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A request to the launcher.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Request {
+    /// Report the sandbox's health.
+    Info,
+    /// Start a bundle; carries the host socket and log pipe descriptors.
+    Spawn {
+        /// Manifest hash (64 hex) naming `<bundles_dir>/<hash>`.
+        bundle: String,
+    },
+}
+
+/// What `info` reports.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Info {
+    /// `sandbox` or `unconfined`.
+    pub provisioner: String,
+    /// bubblewrap binary.
+    pub sandbox_binary: String,
+    /// Its version (empty when unconfined).
+    pub bwrap_version: String,
+    /// `None` when the trial sandbox ran; the failure with its cause otherwise.
+    pub trial_error: Option<String>,
+}
+
+/// Started sandbox details.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Started {
+    /// Pid of the sandbox's first process (in the launcher's pid namespace).
+    pub pid: i32,
+    /// Its network namespace (`net:[…]`), when readable.
+    pub net_ns: Option<String>,
+}
+
+/// A launcher reply.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reply {
+    /// `info` result.
+    Info(Info),
+    /// Sandbox started.
+    Ok(Started),
+    /// The sandbox ended.
+    Exited(String),
+    /// Refused or failed.
+    Error(String),
+}
+
+/// Launcher settings.
+#[derive(Clone, Debug)]
+pub struct LauncherConfig {
+    /// `<data_dir>/runtimes/bundles`.
+    pub bundles_dir: PathBuf,
+    /// bubblewrap.
+    pub sandbox_binary: PathBuf,
+    /// Start runtimes without a sandbox (unsafe, debug only).
+    pub unconfined: bool,
+}
+
+const MAX_PACKET: usize = 64 * 1024;
+
+fn send(fd: &impl AsFd, msg: &impl Serialize, fds: &[RawFd]) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+    let iov = [IoSlice::new(&bytes)];
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &cmsg };
+    socket::sendmsg::<()>(fd.as_fd().as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)?;
+    Ok(())
+}
+
+/// Receives one packet and its descriptors; `None` on orderly close.
+fn recv<T: for<'de> Deserialize<'de>>(fd: &impl AsFd) -> std::io::Result<Option<(T, Vec<OwnedFd>)>> {
+    let mut buf = vec![0u8; MAX_PACKET];
+    let mut cmsg_space = nix::cmsg_space!([RawFd; 4]);
+    let (n, fds) = {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = socket::recvmsg::<()>(fd.as_fd().as_raw_fd(), &mut iov, Some(&mut cmsg_space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+        let mut fds = Vec::new();
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(raw) = c {
+                // SAFETY: SCM_RIGHTS just installed these descriptors in this process; nothing
+                // else owns them.
+                fds.extend(raw.into_iter().map(|r| unsafe { OwnedFd::from_raw_fd(r) }));
+            }
+        }
+        (msg.bytes, fds)
+    };
+    if n == 0 {
+        return Ok(None);
+    }
+    let v = serde_json::from_slice(&buf[..n]).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("malformed launcher message: {e}")))?;
+    Ok(Some((v, fds)))
+}
+
+/// Creates a bound, listening SOCK_SEQPACKET socket at `path` (a stale file is replaced).
+pub fn bind(path: &Path) -> std::io::Result<OwnedFd> {
+    let _ = std::fs::remove_file(path);
+    let fd = socket::socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None)?;
+    socket::bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    socket::listen(&fd, socket::Backlog::new(64).map_err(std::io::Error::other)?)?;
+    Ok(fd)
+}
+
+fn connect(path: &Path) -> std::io::Result<OwnedFd> {
+    let fd = socket::socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None)?;
+    socket::connect(fd.as_raw_fd(), &UnixAddr::new(path)?).map_err(|e| std::io::Error::new(std::io::ErrorKind::ConnectionRefused, format!("cannot reach the sandbox launcher at {}: {e}", path.display())))?;
+    Ok(fd)
+}
+
+fn is_bundle_name(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Resolves a bundle name to its verified executable inside `bundles_dir`.
+pub fn resolve_bundle(bundles_dir: &Path, name: &str) -> Result<PathBuf, String> {
+    if !is_bundle_name(name) {
+        return Err(format!("invalid bundle name '{name}': expected the 64-hex manifest hash of an installed bundle"));
+    }
+    let root = std::fs::canonicalize(bundles_dir).map_err(|e| format!("bundles directory {}: {e}", bundles_dir.display()))?;
+    let dir = root.join(name);
+    let real = std::fs::canonicalize(&dir).map_err(|_| format!("bundle {name} is not installed in {}", root.display()))?;
+    if real.parent() != Some(root.as_path()) {
+        return Err(format!("bundle {name} resolves outside the bundles directory ({}): refused", real.display()));
+    }
+    let manifest = bundle::read_exploded_manifest(&real).map_err(|e| e.to_string())?;
+    if manifest.hash_hex() != name {
+        return Err(format!("bundle {name}: manifest hash is {}, the directory was tampered with", manifest.hash_hex()));
+    }
+    bundle::verify_exploded(&real, &manifest).map_err(|e| e.to_string())?;
+    let ronl = manifest.ronl().map_err(|e| e.to_string())?;
+    Ok(real.join(ronl.executable))
+}
+
+fn pipe_with(data: &[u8]) -> std::io::Result<OwnedFd> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    nix::unistd::write(&w, data)?;
+    drop(w);
+    Ok(r)
+}
+
+fn high_dup(fd: &impl AsFd) -> std::io::Result<OwnedFd> {
+    let raw = nix::fcntl::fcntl(fd.as_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(100))?;
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// A spawned sandbox process.
+pub struct Child {
+    child: std::process::Child,
+    info: Option<OwnedFd>,
+}
+
+/// Starts `executable` in the sandbox (or unconfined) with the host socket as fd 3 and the log
+/// pipe as stdout/stderr.
+pub fn spawn(cfg: &LauncherConfig, executable: &Path, args: &[&str], host: OwnedFd, log: OwnedFd) -> Result<Child, String> {
+    let host = high_dup(&host).map_err(|e| e.to_string())?;
+    let mut cmd;
+    let mut extra: Vec<(OwnedFd, RawFd)> = vec![(host, bwrap::HOST_FD)];
+    let mut info_read = None;
+    if cfg.unconfined {
+        cmd = Command::new(executable);
+        cmd.args(args).env(paratime_sdk::HOST_FD_ENV, bwrap::HOST_FD.to_string());
+    } else {
+        let mut bargs = bwrap::sandbox_args(executable)?;
+        bargs.extend(args.iter().map(std::ffi::OsString::from));
+        let prog = seccomp::program_bytes()?;
+        let sec = pipe_with(prog).map_err(|e| format!("seccomp pipe: {e}"))?;
+        let (ir, iw) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+        info_read = Some(ir);
+        extra.push((high_dup(&sec).map_err(|e| e.to_string())?, bwrap::SECCOMP_FD));
+        extra.push((high_dup(&iw).map_err(|e| e.to_string())?, bwrap::INFO_FD));
+        cmd = Command::new(&cfg.sandbox_binary);
+        cmd.args(bargs);
+    }
+    let log2 = log.try_clone().map_err(|e| e.to_string())?;
+    cmd.env_clear().stdin(Stdio::null()).stdout(Stdio::from(log)).stderr(Stdio::from(log2));
+    let targets: Vec<(RawFd, RawFd)> = extra.iter().map(|(fd, target)| (fd.as_raw_fd(), *target)).collect();
+    // SAFETY: the closure only calls async-signal-safe functions (dup2, prctl) between fork and
+    // exec; the source descriptors are >= 100 so dup2 never overwrites one still to be copied.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (src, dst) in &targets {
+                if libc::dup2(*src, *dst) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            format!("failed to spawn sandbox: sandbox binary not found: {}", cfg.sandbox_binary.display())
+        } else {
+            format!("failed to spawn sandbox: {e}")
+        }
+    })?;
+    drop(extra);
+    Ok(Child { child, info: info_read })
+}
+
+impl Child {
+    /// The sandboxed process's pid (from bwrap's info fd), or bwrap's pid.
+    fn started(&mut self) -> Started {
+        let mut pid = self.child.id() as i32;
+        if let Some(fd) = self.info.take() {
+            let mut f = std::fs::File::from(fd);
+            let mut text = String::new();
+            // bwrap writes the info and closes its end once the sandbox is set up.
+            let _ = f.read_to_string(&mut text);
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                if let Some(p) = v.get("child-pid").and_then(|p| p.as_i64()) {
+                    pid = p as i32;
+                }
+            }
+        }
+        let net_ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok().map(|p| p.to_string_lossy().into_owned());
+        Started { pid, net_ns }
+    }
+
+    fn describe(status: std::process::ExitStatus) -> String {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(c), _) => format!("process terminated with exit code {c}"),
+            (_, Some(s)) => format!("process died due to signal {s}"),
+            _ => "process terminated".into(),
+        }
+    }
+}
+
+/// Runs the start-up trial: the launcher's own binary in the sandbox, expected to exit 0.
+pub fn trial(cfg: &LauncherConfig) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot locate own executable: {e}"))?;
+    let (host, peer) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
+    let (log_r, log_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    let mut child = spawn(cfg, &exe, &["sandbox-probe"], OwnedFd::from(peer), log_w)?;
+    let status = child.child.wait().map_err(|e| e.to_string())?;
+    drop(host);
+    let mut out = String::new();
+    let _ = std::fs::File::from(log_r).read_to_string(&mut out);
+    if status.success() {
+        return Ok(());
+    }
+    let msg = out.trim();
+    Err(format!(
+        "trial sandbox failed ({}): {}; likely cause: {}",
+        Child::describe(status),
+        if msg.is_empty() { "no output" } else { msg },
+        bwrap::diagnose(msg)
+    ))
+}
+
+/// Probes the sandbox and returns what `info` reports.
+pub fn probe(cfg: &LauncherConfig) -> Info {
+    if cfg.unconfined {
+        return Info { provisioner: "unconfined".into(), sandbox_binary: String::new(), bwrap_version: String::new(), trial_error: None };
+    }
+    let (version, trial_error) = match bwrap::check_version(&cfg.sandbox_binary) {
+        Ok(v) => {
+            let t = trial(cfg).err();
+            (v, t)
+        }
+        Err(e) => (String::new(), Some(e)),
+    };
+    Info { provisioner: "sandbox".into(), sandbox_binary: cfg.sandbox_binary.display().to_string(), bwrap_version: version, trial_error }
+}
+
+fn serve_spawn(conn: &OwnedFd, cfg: &LauncherConfig, bundle_name: &str, fds: Vec<OwnedFd>) -> std::io::Result<()> {
+    let mut fds = fds.into_iter();
+    let (Some(host), Some(log), None) = (fds.next(), fds.next(), fds.next()) else {
+        return send(conn, &Reply::Error("spawn needs exactly two descriptors: host socket and log pipe".into()), &[]);
+    };
+    let exe = match resolve_bundle(&cfg.bundles_dir, bundle_name) {
+        Ok(p) => p,
+        Err(e) => {
+            log::warn!(bundle = bundle_name; "refused spawn request: {e}");
+            return send(conn, &Reply::Error(e), &[]);
+        }
+    };
+    let mut child = match spawn(cfg, &exe, &[], host, log) {
+        Ok(c) => c,
+        Err(e) => return send(conn, &Reply::Error(e), &[]),
+    };
+    let started = child.started();
+    log::info!(bundle = bundle_name, pid = started.pid; "sandbox started");
+    send(conn, &Reply::Ok(started), &[])?;
+    loop {
+        if let Some(status) = child.child.try_wait()? {
+            let why = Child::describe(status);
+            log::info!(bundle = bundle_name; "sandbox exited: {why}");
+            return send(conn, &Reply::Exited(why), &[]);
+        }
+        let mut pfd = [nix::poll::PollFd::new(conn.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let ready = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(100u16)).unwrap_or(0);
+        if ready > 0 {
+            // Any packet or hang-up from the node means: stop this sandbox.
+            let _ = child.child.kill();
+            let status = child.child.wait()?;
+            log::info!(bundle = bundle_name; "sandbox stopped on request: {}", Child::describe(status));
+            return Ok(());
+        }
+    }
+}
+
+fn serve_conn(conn: OwnedFd, cfg: &LauncherConfig, info: &Info) -> std::io::Result<()> {
+    let Some((req, fds)) = recv::<Request>(&conn)? else { return Ok(()) };
+    match req {
+        Request::Info => send(&conn, &Reply::Info(info.clone()), &[]),
+        Request::Spawn { bundle } => {
+            if info.trial_error.is_some() {
+                return send(&conn, &Reply::Error(format!("sandbox unavailable: {}", info.trial_error.clone().unwrap_or_default())), &[]);
+            }
+            serve_spawn(&conn, cfg, &bundle, fds)
+        }
+    }
+}
+
+/// Serves requests on a listening socket until the process is killed.
+pub fn serve(listener: OwnedFd, cfg: LauncherConfig) -> std::io::Result<()> {
+    let info = Arc::new(probe(&cfg));
+    match &info.trial_error {
+        None => log::info!(provisioner = info.provisioner.as_str(), bwrap_version = info.bwrap_version.as_str(); "sandbox launcher ready"),
+        Some(e) => log::error!("sandbox launcher cannot sandbox: {e}"),
+    }
+    let cfg = Arc::new(cfg);
+    loop {
+        let raw = match socket::accept(listener.as_raw_fd()) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        // SAFETY: accept returned a new descriptor that nothing else owns.
+        let conn = unsafe { OwnedFd::from_raw_fd(raw) };
+        let (cfg, info) = (cfg.clone(), info.clone());
+        std::thread::spawn(move || {
+            if let Err(e) = serve_conn(conn, &cfg, &info) {
+                log::warn!("launcher connection failed: {e}");
+            }
+        });
+    }
+}
+
+/// The node's side of the launcher protocol.
+#[derive(Clone, Debug)]
+pub struct Client {
+    path: PathBuf,
+}
+
+/// A running sandbox, as seen by the node. Dropping or [`Sandbox::kill`] stops it.
+#[derive(Debug)]
+pub struct Sandbox {
+    conn: Arc<OwnedFd>,
+    /// Start details.
+    pub started: Started,
+}
+
+impl Sandbox {
+    /// Stops the sandbox (the launcher kills it when the connection goes away).
+    pub fn kill(&self) {
+        let _ = socket::shutdown(self.conn.as_raw_fd(), socket::Shutdown::Both);
+    }
+
+    /// A handle that blocks until the sandbox exits and returns why.
+    pub fn exit_watcher(&self) -> impl FnOnce() -> String + Send + 'static {
+        let conn = self.conn.clone();
+        move || match recv::<Reply>(&*conn) {
+            Ok(Some((Reply::Exited(why), _))) => why,
+            Ok(Some((other, _))) => format!("unexpected launcher reply {other:?}"),
+            Ok(None) => "sandbox stopped".into(),
+            Err(e) => format!("lost the launcher connection: {e}"),
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Client {
+    /// A client for the launcher listening at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// Asks for the launcher's sandbox status.
+    pub fn info(&self) -> std::io::Result<Info> {
+        let conn = connect(&self.path)?;
+        send(&conn, &Request::Info, &[])?;
+        match recv::<Reply>(&conn)? {
+            Some((Reply::Info(i), _)) => Ok(i),
+            other => Err(std::io::Error::other(format!("unexpected launcher reply: {other:?}"))),
+        }
+    }
+
+    /// Asks the launcher to start the bundle named by its manifest hash.
+    pub fn spawn(&self, bundle: &str, host: OwnedFd, log: OwnedFd) -> Result<Sandbox, String> {
+        let conn = connect(&self.path).map_err(|e| e.to_string())?;
+        send(&conn, &Request::Spawn { bundle: bundle.to_string() }, &[host.as_raw_fd(), log.as_raw_fd()]).map_err(|e| format!("launcher request failed: {e}"))?;
+        drop((host, log));
+        let mut pfd = [nix::poll::PollFd::new(conn.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let ready = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(30_000u16)).map_err(|e| e.to_string())?;
+        if ready == 0 {
+            return Err("sandbox launcher did not answer within 30s".into());
+        }
+        match recv::<Reply>(&conn).map_err(|e| e.to_string())? {
+            Some((Reply::Ok(started), _)) => Ok(Sandbox { conn: Arc::new(conn), started }),
+            Some((Reply::Error(e), _)) => Err(e),
+            Some((other, _)) => Err(format!("unexpected launcher reply: {other:?}")),
+            None => Err("sandbox launcher closed the connection".into()),
+        }
+    }
+}
+
+/// How long to wait for a child launcher's socket.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,0 +1,168 @@
+//! The host's side of the Runtime Host Protocol over the socketpair.
+//!
+//! A reader task decodes frames (refusing oversized or malformed ones, which ends the connection
+//! and so the runtime), routes responses to their waiting callers and answers the runtime's state
+//! reads from the host-owned state. Writes go through one writer task. Every call has a timeout.
+
+use super::state::RuntimeState;
+use paratime_sdk::protocol::{self, Body, FrameError, HostStorageGetResponse, Message, MESSAGE_REQUEST, MESSAGE_RESPONSE};
+use serde_bytes::ByteBuf;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RhpError {
+    /// No response in time.
+    #[error("rhp: {0} timed out after {1:?}")]
+    Timeout(&'static str, Duration),
+    /// The connection is gone.
+    #[error("rhp: connection closed: {0}")]
+    Closed(String),
+    /// The runtime answered with an error.
+    #[error("rhp: runtime error: {0}")]
+    Runtime(protocol::Error),
+    /// The runtime answered with the wrong message.
+    #[error("rhp: unexpected response {0} to {1}")]
+    Unexpected(&'static str, &'static str),
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Body>>>>;
+
+/// A live connection to a runtime.
+#[derive(Clone)]
+pub struct Connection {
+    out: mpsc::Sender<Message>,
+    pending: Pending,
+    next_id: Arc<AtomicU64>,
+    closed: watch::Receiver<Option<String>>,
+}
+
+async fn read_loop(mut rd: tokio::net::unix::OwnedReadHalf, pending: Pending, out: mpsc::Sender<Message>, state: Arc<RuntimeState>) -> FrameError {
+    loop {
+        let mut prefix = [0u8; 4];
+        if let Err(e) = rd.read_exact(&mut prefix).await {
+            return if e.kind() == std::io::ErrorKind::UnexpectedEof { FrameError::Closed } else { e.into() };
+        }
+        let len = match protocol::frame_len(prefix) {
+            Ok(l) => l,
+            Err(e) => return e,
+        };
+        let mut body = vec![0u8; len];
+        if let Err(e) = rd.read_exact(&mut body).await {
+            return e.into();
+        }
+        let msg = match protocol::decode_body(&body) {
+            Ok(m) => m,
+            Err(e) => return e,
+        };
+        if msg.message_type == MESSAGE_RESPONSE {
+            let waiter = pending.lock().ok().and_then(|mut p| p.remove(&msg.id));
+            if let Some(tx) = waiter {
+                let _ = tx.send(msg.body);
+            }
+            continue;
+        }
+        let reply = match msg.body {
+            Body::HostStorageGetRequest(req) => Body::HostStorageGetResponse(HostStorageGetResponse { value: state.get(&req.key).map(ByteBuf::from) }),
+            other => Body::Error(protocol::Error { module: "rhp/host".into(), code: 1, message: format!("unsupported host request {}", other.name()) }),
+        };
+        if out.send(Message { id: msg.id, message_type: MESSAGE_RESPONSE, body: reply }).await.is_err() {
+            return FrameError::Closed;
+        }
+    }
+}
+
+impl Connection {
+    /// Starts the reader and writer tasks on `stream`.
+    pub fn start(stream: UnixStream, state: Arc<RuntimeState>) -> Self {
+        let (rd, mut wr) = stream.into_split();
+        let (out_tx, mut out_rx) = mpsc::channel::<Message>(64);
+        let pending: Pending = Arc::default();
+        let (closed_tx, closed_rx) = watch::channel(None);
+        let closed_tx = Arc::new(closed_tx);
+        let c2 = closed_tx.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = out_rx.recv().await {
+                let frame = match protocol::encode_frame(&msg) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        log::warn!("dropping unencodable message: {e}");
+                        continue;
+                    }
+                };
+                if let Err(e) = wr.write_all(&frame).await {
+                    c2.send_replace(Some(format!("write failed: {e}")));
+                    return;
+                }
+            }
+        });
+        let (p2, o2) = (pending.clone(), out_tx.clone());
+        tokio::spawn(async move {
+            let err = read_loop(rd, p2.clone(), o2, state).await;
+            // Fail every waiting caller at once.
+            if let Ok(mut p) = p2.lock() {
+                p.clear();
+            }
+            closed_tx.send_replace(Some(err.to_string()));
+        });
+        Self { out: out_tx, pending, next_id: Arc::new(AtomicU64::new(0)), closed: closed_rx }
+    }
+
+    /// Why the connection closed, once it has.
+    pub fn closed_reason(&self) -> Option<String> {
+        self.closed.borrow().clone()
+    }
+
+    /// Resolves when the connection is closed, with the reason.
+    pub async fn closed(&self) -> String {
+        let mut rx = self.closed.clone();
+        loop {
+            if let Some(r) = rx.borrow().clone() {
+                return r;
+            }
+            if rx.changed().await.is_err() {
+                return "connection closed".into();
+            }
+        }
+    }
+
+    /// Sends a request and waits for its response.
+    pub async fn call(&self, body: Body, timeout: Duration) -> Result<Body, RhpError> {
+        let name = body.name();
+        if let Some(r) = self.closed_reason() {
+            return Err(RhpError::Closed(r));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(id, tx);
+        }
+        let send = self.out.send(Message { id, message_type: MESSAGE_REQUEST, body });
+        let result = tokio::time::timeout(timeout, async {
+            send.await.map_err(|_| RhpError::Closed("writer stopped".into()))?;
+            rx.await.map_err(|_| RhpError::Closed(self.closed_reason().unwrap_or_else(|| "connection closed".into())))
+        })
+        .await;
+        if let Ok(mut p) = self.pending.lock() {
+            p.remove(&id);
+        }
+        match result {
+            Err(_) => Err(RhpError::Timeout(name, timeout)),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(Body::Error(e))) => Err(RhpError::Runtime(e)),
+            Ok(Ok(b)) => Ok(b),
+        }
+    }
+
+    /// Sends a request without waiting for a response (shutdown).
+    pub async fn notify(&self, body: Body) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let _ = self.out.send(Message { id, message_type: MESSAGE_REQUEST, body }).await;
+    }
+}

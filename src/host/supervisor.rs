@@ -1,0 +1,253 @@
+//! Keeps one runtime running: start, handshake, ping, restart with exponential backoff
+//! (oasis numbers: 500 ms initial, ×1.5, ±50 % jitter, at most 1 h; reset after 15 min up).
+//! Publishes the runtime's status on a watch channel; it is the status's only writer.
+
+use super::{launcher, provision, state::RuntimeState, HostedRuntime};
+use paratime_sdk::protocol::{Body, Empty};
+use paratime_sdk::Version;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// `committee.status` before the runtime is up (oasis's wording).
+pub const WAITING: &str = "waiting for hosted runtime provision";
+
+/// `runtimes.<id>.components[]`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ComponentStatus {
+    /// `ronl`.
+    pub kind: String,
+    /// Bundle version.
+    pub version: Version,
+}
+
+/// `runtimes.<id>.committee.host`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HostVersions {
+    /// Versions of the hosted runtime that are running.
+    pub versions: Vec<Version>,
+}
+
+/// `runtimes.<id>.committee`.
+#[derive(Clone, Debug, Serialize)]
+pub struct CommitteeStatus {
+    /// "waiting for hosted runtime provision" until the handshake, then "ready".
+    pub status: String,
+    /// The running version.
+    pub active_version: Option<Version>,
+    /// Host view.
+    pub host: HostVersions,
+}
+
+/// paratime-node's sandbox details (`runtimes.<id>.sandbox`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SandboxStatus {
+    /// Manifest hash of the bundle.
+    pub bundle: String,
+    /// Pid of the sandbox's first process, while running.
+    pub pid: Option<i32>,
+    /// The sandbox's network namespace.
+    pub network_namespace: Option<String>,
+    /// The node's own network namespace, for comparison.
+    pub host_network_namespace: Option<String>,
+    /// Start attempts so far.
+    pub attempts: u64,
+    /// Restarts after a failure or exit.
+    pub restart_count: u64,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// When the current instance became ready (RFC 3339).
+    pub ready_since: Option<String>,
+}
+
+/// `runtimes.<id>` in `control status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuntimeStatus {
+    /// On-chain descriptor (none without consensus).
+    pub descriptor: Option<serde_json::Value>,
+    /// `sandbox` or `unconfined`.
+    pub provisioner: String,
+    /// Bundle components.
+    pub components: Vec<ComponentStatus>,
+    /// Committee view.
+    pub committee: CommitteeStatus,
+    /// Sandbox details.
+    pub sandbox: SandboxStatus,
+    /// State root of the host-owned state (hex).
+    pub latest_state_root: String,
+}
+
+/// Supervisor settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Ping interval.
+    pub ping_interval: Duration,
+    /// Ping timeout.
+    pub ping_timeout: Duration,
+    /// Provisioner name for status and logs.
+    pub provisioner: String,
+}
+
+/// Exponential backoff with jitter.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const INITIAL: Duration = Duration::from_millis(500);
+    const MAX: Duration = Duration::from_secs(3600);
+
+    /// A fresh backoff.
+    pub fn new() -> Self {
+        Self { next: Self::INITIAL }
+    }
+
+    /// The next delay (±50 % jitter) and grows the base by 1.5.
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next.mul_f64(1.5)).min(Self::MAX);
+        let mut r = [0u8; 2];
+        let _ = getrandom::fill(&mut r);
+        let jitter = f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX); // 0..1
+        base.mul_f64(0.5 + jitter)
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn own_net_ns() -> Option<String> {
+    std::fs::read_link("/proc/self/ns/net").ok().map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Initial status of a runtime.
+pub fn initial_status(rt: &HostedRuntime, provisioner: &str) -> RuntimeStatus {
+    RuntimeStatus {
+        descriptor: None,
+        provisioner: provisioner.to_string(),
+        components: vec![ComponentStatus { kind: "ronl".into(), version: rt.version }],
+        committee: CommitteeStatus { status: WAITING.into(), active_version: None, host: HostVersions::default() },
+        sandbox: SandboxStatus { bundle: rt.bundle.clone(), host_network_namespace: own_net_ns(), ..Default::default() },
+        latest_state_root: hex::encode(paratime_sdk::state::EMPTY_STATE_ROOT),
+    }
+}
+
+/// Resolves once `rx` turns true (or its sender is gone).
+pub async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Runs the runtime until `shutdown` turns true; then asks it to shut down and stops it.
+pub async fn run(
+    rt: HostedRuntime,
+    launcher: launcher::Client,
+    settings: Settings,
+    state: Arc<RuntimeState>,
+    status: watch::Sender<RuntimeStatus>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new();
+    let module = "runtime/host/sandbox";
+    loop {
+        let attempt = status.borrow().sandbox.attempts + 1;
+        status.send_modify(|s| s.sandbox.attempts = attempt);
+        log::info!(target: module, runtime_id:% = rt.id, attempt = attempt; "starting runtime");
+        let provisioned = tokio::select! {
+            p = provision(&launcher, &rt, &settings.provisioner, state.clone()) => p,
+            _ = stopped(shutdown.clone()) => return,
+        };
+        match provisioned {
+            Err(e) => {
+                log::error!(target: module, runtime_id:% = rt.id, attempt = attempt, err = e.as_str(); "failed to start runtime");
+                status.send_modify(|s| s.sandbox.last_error = Some(e));
+            }
+            Ok(p) => {
+                let up_since = Instant::now();
+                status.send_modify(|s| {
+                    s.committee.status = "ready".into();
+                    s.committee.active_version = Some(rt.version);
+                    s.committee.host.versions = vec![rt.version];
+                    s.sandbox.pid = Some(p.sandbox.started.pid);
+                    s.sandbox.network_namespace = p.sandbox.started.net_ns.clone();
+                    s.sandbox.ready_since = Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+                    s.latest_state_root = hex::encode(state.root());
+                });
+                let exited = tokio::task::spawn_blocking(p.sandbox.exit_watcher());
+                let pinger = async {
+                    loop {
+                        tokio::time::sleep(settings.ping_interval).await;
+                        if let Err(e) = p.conn.call(Body::RuntimePingRequest(Empty {}), settings.ping_timeout).await {
+                            return e.to_string();
+                        }
+                    }
+                };
+                let why = tokio::select! {
+                    why = exited => {
+                        let why = why.unwrap_or_else(|e| e.to_string());
+                        log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(); "runtime process has terminated unexpectedly");
+                        why
+                    }
+                    why = pinger => {
+                        log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(); "watchdog ping failed, terminating runtime");
+                        p.sandbox.kill();
+                        format!("watchdog ping failed: {why}")
+                    }
+                    why = p.conn.closed() => {
+                        log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(); "runtime connection failed, terminating runtime");
+                        p.sandbox.kill();
+                        format!("runtime connection failed: {why}")
+                    }
+                    _ = stopped(shutdown.clone()) => {
+                        log::info!(target: module, runtime_id:% = rt.id; "terminating runtime");
+                        p.conn.notify(Body::RuntimeShutdownRequest(Empty {})).await;
+                        let exit = tokio::task::spawn_blocking(p.sandbox.exit_watcher());
+                        let _ = tokio::time::timeout(Duration::from_secs(2), exit).await;
+                        p.sandbox.kill();
+                        status.send_modify(|s| { s.sandbox.pid = None; s.committee.status = WAITING.into(); });
+                        return;
+                    }
+                };
+                drop(p);
+                if up_since.elapsed() > Duration::from_secs(15 * 60) {
+                    backoff = Backoff::new();
+                }
+                status.send_modify(|s| {
+                    s.committee.status = WAITING.into();
+                    s.committee.host.versions.clear();
+                    s.sandbox.pid = None;
+                    s.sandbox.network_namespace = None;
+                    s.sandbox.ready_since = None;
+                    s.sandbox.last_error = Some(why);
+                });
+            }
+        }
+        let delay = backoff.next_delay();
+        status.send_modify(|s| s.sandbox.restart_count += 1);
+        log::info!(target: module, runtime_id:% = rt.id, delay_ms = delay.as_millis() as u64; "restarting runtime after backoff");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stopped(shutdown.clone()) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter() {
+        let mut b = Backoff::new();
+        let d1 = b.next_delay();
+        assert!(d1 >= Duration::from_millis(250) && d1 <= Duration::from_millis(750));
+        for _ in 0..100 {
+            b.next_delay();
+        }
+        assert!(b.next_delay() <= Duration::from_secs(5400));
+    }
+}

@@ -1,0 +1,62 @@
+//! Running the sandbox launcher as a child process (standalone mode): the node binds the
+//! launcher's socket, starts `paratime-node sandbox-launcher --listen-fd 3` with that socket, and
+//! kills it on drop. The child dies with the node (PDEATHSIG).
+
+use crate::host::launcher::{self, Client};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The running launcher child.
+pub struct LauncherChild {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl LauncherChild {
+    /// Binds `socket` and starts the launcher on it.
+    pub fn start(socket: &Path, bundles_dir: &Path, sandbox_binary: &Path, unconfined: bool) -> Result<Self, String> {
+        let listener = launcher::bind(socket).map_err(|e| format!("sandbox launcher socket {}: {e}", socket.display()))?;
+        let exe = std::env::current_exe().map_err(|e| format!("cannot locate own executable: {e}"))?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("sandbox-launcher").arg("--bundles-dir").arg(bundles_dir).arg("--sandbox-binary").arg(sandbox_binary).arg("--listen-fd").arg("3");
+        if unconfined {
+            cmd.arg("--unconfined");
+        }
+        // The launcher logs like the node; it inherits stderr (and the journal, under systemd).
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        for var in ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+            cmd.env_remove(var);
+        }
+        let raw = listener.as_raw_fd();
+        // SAFETY: only async-signal-safe calls (dup2, prctl) run between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(raw, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| format!("failed to start the sandbox launcher: {e}"))?;
+        drop(listener);
+        Ok(Self { child, socket: socket.to_path_buf() })
+    }
+
+    /// A client for it.
+    pub fn client(&self) -> Client {
+        Client::new(&self.socket)
+    }
+}
+
+impl Drop for LauncherChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
