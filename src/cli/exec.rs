@@ -73,7 +73,7 @@ fn prepare(bundle: &Path, max: u64, sandbox_binary: &Path, unconfined: bool) -> 
     let bundles = scratch.0.join("bundles");
     std::fs::create_dir(&bundles).map_err(|e| e.to_string())?;
     b.explode(&bundles).map_err(|e| e.to_string())?;
-    let launcher = LauncherChild::start(&scratch.0.join("sandbox.sock"), &bundles, sandbox_binary, unconfined)?;
+    let launcher = LauncherChild::start(&scratch.0.join("sandbox.sock"), &bundles, sandbox_binary, unconfined, ("logfmt", "warn"))?;
     let rt = HostedRuntime { id: b.manifest.id, name: b.manifest.name.clone(), bundle: b.manifest.hash_hex(), version: b.ronl.version, local_config: None };
     Ok((scratch, launcher, rt, b))
 }

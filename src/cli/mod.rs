@@ -149,6 +149,12 @@ struct LauncherArgs {
     /// UNSAFE: start runtimes without a sandbox.
     #[arg(long)]
     unconfined: bool,
+    /// Log format: logfmt, JSON or text.
+    #[arg(long, default_value = "logfmt")]
+    log_format: String,
+    /// Default log level.
+    #[arg(long, default_value = "info")]
+    log_level: String,
 }
 
 fn fail(msg: impl std::fmt::Display) -> i32 {
@@ -299,7 +305,13 @@ fn control_cmd(cmd: ControlCmd) -> i32 {
 
 fn launcher_cmd(a: LauncherArgs) -> i32 {
     use std::os::fd::FromRawFd;
-    init_cli_logging();
+    let Some(format) = logging::Format::parse(&a.log_format) else {
+        return fail(format!("--log-format: unknown format '{}' (use logfmt, JSON or text)", a.log_format));
+    };
+    let levels = [("default".to_string(), a.log_level.clone())].into_iter().collect();
+    if let Err(e) = logging::init(format, &levels, None) {
+        return fail(e);
+    }
     let listener = match (a.listen_fd, &a.listen) {
         // SAFETY: the parent passed a listening socket at this descriptor number for us to own.
         (Some(fd), _) if fd > 2 => unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },

@@ -1,5 +1,13 @@
 //! The sandbox's seccomp filter: a reviewed policy file (`seccomp-paratime.json`, compiled into
 //! the binary) turned into a BPF program for `bwrap --seccomp FD`.
+//!
+//! Policy: default allow; the listed calls fail with ENOSYS. ENOSYS rather than EPERM because
+//! glibc falls back from `clone3` (whose flags live in a struct a filter cannot read) to `clone`
+//! only on ENOSYS, and `clone`'s namespace flags are inspected; other callers see the call as
+//! absent. Denied: namespaces, mounts, kernel modules and kexec, tracing and cross-process memory,
+//! BPF and perf, keyrings, userfaultfd, io_uring, clock and host settings, handle-based opens,
+//! personality, and TIOCSTI. A denylist keeps arbitrary ParaTimes working (oasis-core's allowlist
+//! admits ~300 calls); bwrap's namespaces, no capabilities and no_new_privs do the rest.
 
 use std::sync::OnceLock;
 

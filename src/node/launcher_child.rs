@@ -16,11 +16,12 @@ pub struct LauncherChild {
 
 impl LauncherChild {
     /// Binds `socket` and starts the launcher on it.
-    pub fn start(socket: &Path, bundles_dir: &Path, sandbox_binary: &Path, unconfined: bool) -> Result<Self, String> {
+    pub fn start(socket: &Path, bundles_dir: &Path, sandbox_binary: &Path, unconfined: bool, log: (&str, &str)) -> Result<Self, String> {
         let listener = launcher::bind(socket).map_err(|e| format!("sandbox launcher socket {}: {e}", socket.display()))?;
         let exe = std::env::current_exe().map_err(|e| format!("cannot locate own executable: {e}"))?;
         let mut cmd = Command::new(exe);
         cmd.arg("sandbox-launcher").arg("--bundles-dir").arg(bundles_dir).arg("--sandbox-binary").arg(sandbox_binary).arg("--listen-fd").arg("3");
+        cmd.arg("--log-format").arg(log.0).arg("--log-level").arg(log.1);
         if unconfined {
             cmd.arg("--unconfined");
         }

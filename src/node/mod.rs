@@ -30,12 +30,6 @@ pub enum NodeError {
     /// The unconfined provisioner without the unsafe flag.
     #[error("runtime.provisioner: unconfined provisioner requires use of unsafe debug flags (--unsafe-debug); use the sandboxed provisioner")]
     Unconfined,
-    /// File descriptor limit.
-    #[error("too low RLIMIT_NOFILE, current: {current} required: {MIN_NOFILE} (raise it with `ulimit -n 102400` or LimitNOFILE=102400 in the unit)")]
-    Nofile {
-        /// Current soft limit.
-        current: u64,
-    },
     /// Data dir and keys.
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
@@ -52,19 +46,22 @@ pub enum NodeError {
     Other(String),
 }
 
-/// Raises the soft RLIMIT_NOFILE towards 102400 within the hard limit, then checks the minimum.
-fn check_nofile() -> Result<u64, NodeError> {
+/// Raises RLIMIT_NOFILE towards 102400 as far as the hard limit (or CAP_SYS_RESOURCE) allows
+/// and returns the soft limit. Below oasis's 50,000 the node warns loudly instead of refusing:
+/// some hosts (containers without CAP_SYS_RESOURCE) cap the hard limit lower, and a node that
+/// cannot start at all helps nobody; `LimitNOFILE=102400` in the unit avoids the warning.
+fn raise_nofile() -> u64 {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| NodeError::Other(format!("getrlimit: {e}")))?;
-    let want = 102_400.min(hard);
-    if soft < want {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, want, hard);
+    const WANT: u64 = 102_400;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return 0 };
+    if hard < WANT {
+        if setrlimit(Resource::RLIMIT_NOFILE, WANT, WANT).is_err() {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    } else if soft < WANT {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, WANT, hard);
     }
-    let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| NodeError::Other(format!("getrlimit: {e}")))?;
-    if soft < MIN_NOFILE {
-        return Err(NodeError::Nofile { current: soft });
-    }
-    Ok(soft)
+    getrlimit(Resource::RLIMIT_NOFILE).map(|(s, _)| s).unwrap_or(soft)
 }
 
 /// The local configuration for a runtime: `runtime.runtimes[].config`, else legacy `runtime.config`.
@@ -130,7 +127,10 @@ pub async fn run(loaded: config::Loaded, unsafe_debug: bool) -> Result<(), NodeE
     if unconfined && !unsafe_debug {
         return Err(NodeError::Unconfined);
     }
-    let nofile = check_nofile()?;
+    let nofile = raise_nofile();
+    if nofile < MIN_NOFILE {
+        log::warn!(target: "cmd/node", "too low RLIMIT_NOFILE, current: {nofile} required: {MIN_NOFILE} (raise the hard limit: LimitNOFILE=102400 in the unit, or `ulimit -Hn 102400` as root); continuing, but the node may run out of file descriptors");
+    }
     let data_dir = PathBuf::from(&cfg.common.data_dir);
     identity::ensure_dir(&data_dir)?;
     let _lock = identity::lock_data_dir(&data_dir)?;
@@ -145,7 +145,8 @@ pub async fn run(loaded: config::Loaded, unsafe_debug: bool) -> Result<(), NodeE
     let hosted = install_bundles(&cfg, &bundles_dir)?;
 
     // The launcher starts before the node restricts itself in any way (DESIGN §2).
-    let launcher = launcher_child::LauncherChild::start(&runtimes_dir.join("sandbox.sock"), &bundles_dir, Path::new(&cfg.runtime.sandbox_binary), unconfined)
+    let log_level = cfg.common.log.level.get("default").map(String::as_str).unwrap_or("warn");
+    let launcher = launcher_child::LauncherChild::start(&runtimes_dir.join("sandbox.sock"), &bundles_dir, Path::new(&cfg.runtime.sandbox_binary), unconfined, (&cfg.common.log.format, log_level))
         .map_err(NodeError::Other)?;
     let info = {
         let client = launcher.client();
