@@ -75,32 +75,53 @@ pub fn substitute_env(text: &str, get: impl Fn(&str) -> Option<String>) -> (Stri
     (out, problems)
 }
 
+/// The dotted key path of every line (`consensus.external_address`), from indentation.
+fn key_paths(text: &str) -> Vec<String> {
+    let mut stack: Vec<(usize, String)> = Vec::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            out.push(stack.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>().join("."));
+            continue;
+        }
+        let item = trimmed.strip_prefix("- ");
+        let body = item.unwrap_or(trimmed);
+        while stack.last().is_some_and(|(i, _)| *i >= indent && item.is_none() || *i > indent) {
+            stack.pop();
+        }
+        let key = body.split_once(':').map(|(k, _)| k.trim()).filter(|k| !k.is_empty() && !k.contains(['{', '"', ' ', '\'']));
+        match key {
+            Some(k) => {
+                stack.push((indent + if item.is_some() { 2 } else { 0 }, k.to_string()));
+                out.push(stack.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>().join("."));
+            }
+            None => out.push(stack.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>().join(".")),
+        }
+    }
+    out
+}
+
 /// Finds `{{ name }}` placeholders, reports each, and replaces them with a plain scalar so the
 /// rest of the file can still be checked.
 fn replace_placeholders(text: &str) -> (String, Vec<Problem>, BTreeSet<usize>) {
+    let paths = key_paths(text);
     let mut out = String::with_capacity(text.len());
     let mut problems = Vec::new();
     let mut lines = BTreeSet::new();
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let mut rest = line;
-        let mut key_path = line.split(':').next().unwrap_or("").trim().trim_start_matches("- ").to_string();
-        if key_path.contains("{{") {
-            key_path.clear();
-        }
+        let key_path = paths.get(i).cloned().unwrap_or_default();
         while let Some(start) = rest.find("{{") {
             let Some(len) = rest[start..].find("}}") else { break };
             let name = rest[start + 2..start + len].trim();
             out.push_str(&rest[..start]);
             out.push_str("PLACEHOLDER");
-            let key = if key_path.is_empty() { String::new() } else { format!("`{key_path}`") };
             problems.push(
                 Problem::error(
-                    "",
-                    format!(
-                        "leftover template placeholder `{{{{ {name} }}}}`{}: replace it with {}",
-                        if key.is_empty() { String::new() } else { format!(" in {key}") },
-                        placeholder_hint(name)
-                    ),
+                    key_path.clone(),
+                    format!("leftover template placeholder `{{{{ {name} }}}}`: replace it with {}", placeholder_hint(name)),
                 )
                 .at_line(Some(i + 1)),
             );
@@ -112,35 +133,68 @@ fn replace_placeholders(text: &str) -> (String, Vec<Problem>, BTreeSet<usize>) {
     (out, problems, lines)
 }
 
+fn line_of_key(text: &str, path: &str) -> Option<usize> {
+    let paths = key_paths(text);
+    paths.iter().position(|p| p == path).map(|i| i + 1)
+}
+
+/// Blanks out line `n` (1-based) when it holds a value of its own, so parsing can go on.
+fn blank_line(text: &str, n: usize) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut done = false;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == n {
+            let t = line.trim();
+            let has_value = t.starts_with("- ") || t.split_once(':').is_some_and(|(_, v)| !v.trim().is_empty());
+            if !has_value {
+                return None;
+            }
+            out.push_str(if line.ends_with('\n') { "\n" } else { "" });
+            done = true;
+        } else {
+            out.push_str(line);
+        }
+    }
+    done.then_some(out)
+}
+
 fn parse(text: &str, placeholder_lines: &BTreeSet<usize>) -> (Option<Config>, Vec<Problem>) {
     let mut problems = Vec::new();
     if text.trim().is_empty() {
         return (Some(Config::default()), problems);
     }
-    let mut unknown = Vec::new();
-    let de = serde_yaml_ng::Deserializer::from_str(text);
-    let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
-    let ignored = serde_ignored::Deserializer::new(de, &mut on_unknown);
-    let result: Result<Config, _> = serde_path_to_error::deserialize(ignored);
-    for key in unknown {
-        problems.push(Problem::error(key, "unknown key (check its spelling and section against the oasis-node config reference)"));
-    }
-    match result {
-        Ok(cfg) => (Some(cfg), problems),
-        Err(e) => {
-            let line = e.inner().location().map(|l| l.line());
-            if line.is_some_and(|l| placeholder_lines.contains(&l)) {
-                // Already reported as a placeholder.
-                return (None, problems);
+    let mut text = text.to_string();
+    // Each round reports one type error and blanks its line, so all of them are listed.
+    for _ in 0..32 {
+        let mut unknown = Vec::new();
+        let de = serde_yaml_ng::Deserializer::from_str(&text);
+        let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+        let ignored = serde_ignored::Deserializer::new(de, &mut on_unknown);
+        let result: Result<Config, _> = serde_path_to_error::deserialize(ignored);
+        match result {
+            Ok(cfg) => {
+                for key in unknown {
+                    let line = line_of_key(&text, &key);
+                    problems.push(Problem::error(key, "unknown key (check its spelling and section against the oasis-node config reference)").at_line(line));
+                }
+                return (Some(cfg), problems);
             }
-            let path = e.path().to_string();
-            let key = if path == "." { String::new() } else { path };
-            let msg = e.inner().to_string();
-            let msg = msg.replace("unknown variant", "invalid value").replace("PLACEHOLDER", "placeholder");
-            problems.push(Problem::error(key, msg).at_line(line));
-            (None, problems)
+            Err(e) => {
+                let line = e.inner().location().map(|l| l.line());
+                if !line.is_some_and(|l| placeholder_lines.contains(&l)) {
+                    let path = e.path().to_string();
+                    let key = if path == "." { String::new() } else { path };
+                    let msg = e.inner().to_string().replace("unknown variant", "invalid value").replace("PLACEHOLDER", "placeholder");
+                    problems.push(Problem::error(key, msg).at_line(line));
+                }
+                match line.and_then(|l| blank_line(&text, l)) {
+                    Some(t) => text = t,
+                    None => return (None, problems),
+                }
+            }
         }
     }
+    (None, problems)
 }
 
 /// Parses a size such as `20mb`, `1GB`, `512KiB` or `1048576` into bytes.
@@ -175,7 +229,17 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
         Some(c) => c,
         None => return Err(fail(problems)),
     };
-    problems.extend(validate::validate(&config));
+    for mut p in validate::validate(&config) {
+        // A placeholder's stand-in value is already reported.
+        if p.message.contains("PLACEHOLDER") {
+            continue;
+        }
+        if p.line.is_none() && !p.key.is_empty() {
+            let base = p.key.split('[').next().unwrap_or_default();
+            p.line = line_of_key(&text, base);
+        }
+        problems.push(p);
+    }
     if !config.common.data_dir.is_empty() {
         let dd = Path::new(&config.common.data_dir);
         if dd.is_relative() {
@@ -211,6 +275,7 @@ mod tests {
         assert!(out.contains("tcp://PLACEHOLDER:26656"));
         assert_eq!(lines.into_iter().collect::<Vec<_>>(), vec![2]);
         assert!(p[0].message.contains("{{ external_address }}"), "{}", p[0].message);
+        assert_eq!(p[0].key, "consensus.external_address");
         assert!(p[0].message.contains("public IP"));
     }
 
@@ -222,11 +287,18 @@ mod tests {
     }
 
     #[test]
-    fn type_error_names_the_key() {
-        let (c, p) = parse("p2p:\n  port: lots\n", &BTreeSet::new());
-        assert!(c.is_none());
+    fn every_type_error_is_listed_with_its_key() {
+        let (c, p) = parse("p2p:\n  port: lots\nruntime:\n  pre_warm_epochs: many\n  paths: [a]\n", &BTreeSet::new());
+        assert!(c.is_some());
         assert_eq!(p[0].key, "p2p.port");
         assert_eq!(p[0].line, Some(2));
+        assert_eq!(p[1].key, "runtime.pre_warm_epochs");
+    }
+
+    #[test]
+    fn key_paths_follow_indentation() {
+        let p = key_paths("a:\n  b:\n    c: 1\n  d: 2\ne:\n  - f: 3\n    g: 4\n");
+        assert_eq!(p, vec!["a", "a.b", "a.b.c", "a.d", "e", "e.f", "e.g"]);
     }
 
     #[test]

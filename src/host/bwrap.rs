@@ -44,7 +44,7 @@ pub fn check_version(binary: &Path) -> Result<String, String> {
 
 /// The bwrap arguments that start `executable` as `/entrypoint` in a fresh sandbox: every
 /// namespace unshared (no network but its own loopback), no capabilities, a new session, a fresh
-/// /dev and a tmpfs /tmp, no /proc, only the executable and its libraries bound read-only, the
+/// /dev and a tmpfs /tmp, a read-only root, no /proc, only the executable and its libraries bound read-only, the
 /// seccomp filter on [`SECCOMP_FD`], and death with the launcher.
 pub fn sandbox_args(executable: &Path) -> Result<Vec<OsString>, String> {
     let mut a: Vec<OsString> = Vec::new();
@@ -61,6 +61,8 @@ pub fn sandbox_args(executable: &Path) -> Result<Vec<OsString>, String> {
         a.push(real.into_os_string());
         a.push(inside.into_os_string());
     }
+    // Everything but /tmp and /dev is read-only from here on.
+    push(&mut a, &["--remount-ro", "/"]);
     let fd = HOST_FD.to_string();
     let seccomp = SECCOMP_FD.to_string();
     let info = INFO_FD.to_string();
