@@ -1,0 +1,151 @@
+//! `config check` and start-up refusals, with the messages an operator sees.
+
+mod common;
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+
+fn check(yaml: &str) -> (i32, String) {
+    let d = NodeDir::new();
+    let p = d.path().join("etc/config.yml");
+    std::fs::write(&p, yaml.replace("DIR", d.path().to_str().expect("utf8"))).expect("write");
+    let o = run(&["config", "check", "--config", p.to_str().expect("utf8")]);
+    (o.status.code().unwrap_or(-1), text(&o))
+}
+
+const GOOD: &str = "mode: client\ncommon:\n  data_dir: DIR/data\ngenesis:\n  file: DIR/etc/genesis.json\n";
+
+#[test]
+fn good_config_passes() {
+    let (code, out) = check(GOOD);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(": ok"), "{out}");
+}
+
+#[test]
+fn unknown_key_is_named_with_its_path_and_line() {
+    let (code, out) = check("mode: client\ncommon:\n  data_dirr: DIR/data\ngenesis:\n  file: DIR/etc/genesis.json\n");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("config.yml:3: error: common.data_dirr: unknown key"), "{out}");
+    // The missing data_dir is reported too: all problems, not the first.
+    assert!(out.contains("common.data_dir: data directory not configured"), "{out}");
+}
+
+#[test]
+fn leftover_placeholder_is_named_with_what_to_put_there() {
+    let (code, out) = check(&format!("{GOOD}consensus:\n  external_address: tcp://{{{{ external_address }}}}:26656\n"));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("config.yml:7: error: consensus.external_address: leftover template placeholder `{{ external_address }}`: replace it with this node's public IP address"),
+        "{out}"
+    );
+}
+
+#[test]
+fn mode_rules() {
+    let (code, out) = check(&format!("{GOOD}registration:\n  entity_id: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='\n"));
+    assert_eq!(code, 1);
+    assert!(out.contains("client node must not have entity configured"), "{out}");
+    let (code, out) = check(&GOOD.replace("mode: client", "mode: compute"));
+    assert_eq!(code, 1);
+    assert!(out.contains("at least one runtime must be configured when in compute, keymanager, or observer modes"), "{out}");
+    assert!(out.contains("node has no entity configured but expects one"), "{out}");
+    let (code, out) = check(&GOOD.replace("mode: client", "mode: archive"));
+    assert_eq!(code, 1);
+    assert!(out.contains("mode: invalid value") || out.contains("mode `archive` is not supported"), "{out}");
+}
+
+#[test]
+fn unsupported_components_warn_or_fail_never_silently() {
+    let (code, out) = check(&format!("{GOOD}ias:\n  proxy_addresses: ['x@127.0.0.1:1234']\nruntime:\n  sgx_loader: /node/bin/loader\n"));
+    assert_eq!(code, 0, "warnings alone do not fail: {out}");
+    assert!(out.contains("warning: ias.proxy_addresses: IAS is not used"), "{out}");
+    assert!(out.contains("warning: runtime.sgx_loader: SGX is not supported"), "{out}");
+    let (code, out) = check(&format!("{GOOD}runtime:\n  environment: sgx\n"));
+    assert_eq!(code, 1);
+    assert!(out.contains("runtime.environment: TEE environment `sgx` is not supported"), "{out}");
+}
+
+#[test]
+fn env_substitution_and_unset_variables() {
+    let d = NodeDir::new();
+    let p = d.path().join("etc/config.yml");
+    std::fs::write(&p, "mode: client\ncommon:\n  data_dir: ${NODE_DIR}/data\n  log:\n    file: ${LOG_FILE_UNSET_FOR_TEST}\ngenesis:\n  file: ${NODE_DIR}/etc/genesis.json\n").expect("write");
+    let o = std::process::Command::new(node_bin())
+        .args(["config", "check", "--config", p.to_str().expect("utf8")])
+        .env("NODE_DIR", d.path())
+        .output()
+        .expect("run");
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("config.yml:5: error: environment variable `LOG_FILE_UNSET_FOR_TEST` is not set"), "{out}");
+    assert!(!out.contains("genesis"), "NODE_DIR was substituted: {out}");
+}
+
+#[test]
+fn private_key_with_wrong_mode_is_refused_at_start() {
+    let d = NodeDir::new();
+    d.build_bundle();
+    d.write_config("");
+    let o = run(&["identity", "init", "--datadir", d.data().to_str().expect("utf8")]);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::set_permissions(d.data().join("identity.pem"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let mut node = d.start();
+    assert_eq!(node.wait_exit(std::time::Duration::from_secs(30)), Some(1));
+    let log = node.log_text();
+    assert!(log.contains("invalid PEM file permissions 644 on") && log.contains("identity.pem"), "{log}");
+}
+
+#[test]
+fn data_dir_with_wrong_mode_is_refused() {
+    let d = NodeDir::new();
+    std::fs::create_dir(d.data()).expect("mkdir");
+    std::fs::set_permissions(d.data(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let o = run(&["identity", "init", "--datadir", d.data().to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("has invalid permissions: -rwxr-xr-x. Expected permissions: -rwx------"), "{}", text(&o));
+}
+
+#[test]
+fn identity_init_never_overwrites() {
+    let d = NodeDir::new();
+    let dd = d.data();
+    let dd = dd.to_str().expect("utf8");
+    assert!(run(&["identity", "init", "--datadir", dd]).status.success());
+    let before = std::fs::read(d.data().join("identity.pem")).expect("read");
+    let o = run(&["identity", "init", "--datadir", dd]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("key already exists"), "{}", text(&o));
+    assert_eq!(std::fs::read(d.data().join("identity.pem")).expect("read"), before);
+    let show = run(&["identity", "show", "--datadir", dd]);
+    let v: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
+    for k in ["node", "p2p", "consensus"] {
+        assert_eq!(v[k].as_str().map(str::len), Some(44), "{v}");
+    }
+}
+
+#[test]
+fn root_is_refused_without_the_unsafe_flag() {
+    if !is_root() {
+        return;
+    }
+    let d = NodeDir::new();
+    d.build_bundle();
+    let cfg = d.write_config("");
+    let o = run(&["--config", cfg.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("running with elevated privileges not allowed"), "{}", text(&o));
+}
+
+#[test]
+fn unconfined_needs_the_unsafe_flag() {
+    let mut d = NodeDir::new();
+    d.build_bundle();
+    d.write_config("  provisioner: unconfined\n");
+    d.give_to_nobody();
+    if !d.unprivileged {
+        return;
+    }
+    let mut node = d.start();
+    assert_eq!(node.wait_exit(std::time::Duration::from_secs(30)), Some(1));
+    assert!(node.log_text().contains("unconfined provisioner requires use of unsafe debug flags"), "{}", node.log_text());
+}

@@ -1,0 +1,195 @@
+//! Helpers for the integration tests: real `paratime-node` processes, real bwrap, real sockets.
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const RUNTIME_ID: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+
+pub fn node_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_paratime-node"))
+}
+
+/// The sample ParaTime, built next to the node binary by the workspace build.
+pub fn kvstore_bin() -> PathBuf {
+    let p = node_bin().parent().expect("target dir").join("paratime-kvstore");
+    assert!(p.exists(), "{} missing: build the workspace (cargo build --workspace)", p.display());
+    p
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+pub fn run(args: &[&str]) -> Output {
+    Command::new(node_bin()).args(args).env_remove("PARATIME_LOG").output().expect("run paratime-node")
+}
+
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A node directory laid out as the oasis docs do: etc/, runtimes/, data/.
+pub struct NodeDir {
+    pub tmp: tempfile::TempDir,
+    /// Run the node as `nobody` when the tests run as root.
+    pub unprivileged: bool,
+}
+
+impl NodeDir {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        for d in ["etc", "runtimes"] {
+            std::fs::create_dir(tmp.path().join(d)).expect("mkdir");
+        }
+        std::fs::write(tmp.path().join("etc/genesis.json"), "{}").expect("genesis");
+        Self { tmp, unprivileged: false }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.path().join("data")
+    }
+
+    pub fn socket(&self) -> String {
+        format!("unix:{}", self.data().join("internal.sock").display())
+    }
+
+    pub fn bundle(&self) -> PathBuf {
+        self.path().join("runtimes/kvstore.orc")
+    }
+
+    pub fn build_bundle(&self) -> PathBuf {
+        let out = self.bundle();
+        let o = run(&[
+            "bundle", "build", "--executable", kvstore_bin().to_str().expect("utf8"), "--name", "kvstore",
+            "--runtime-id", RUNTIME_ID, "--version", "0.1.0", "--output", out.to_str().expect("utf8"),
+        ]);
+        assert!(o.status.success(), "bundle build: {}", text(&o));
+        out
+    }
+
+    /// Writes etc/config.yml: client mode, the kvstore bundle, and `extra` YAML appended under
+    /// `runtime:` (indented by the caller).
+    pub fn write_config(&self, runtime_extra: &str) -> PathBuf {
+        let cfg = format!(
+            "mode: client\ncommon:\n  data_dir: {data}\n  log:\n    format: JSON\n    level:\n      default: info\ngenesis:\n  file: {dir}/etc/genesis.json\nruntime:\n  paths:\n    - {bundle}\n{runtime_extra}",
+            data = self.data().display(),
+            dir = self.path().display(),
+            bundle = self.bundle().display(),
+        );
+        let p = self.path().join("etc/config.yml");
+        std::fs::write(&p, cfg).expect("config");
+        p
+    }
+
+    /// Makes the whole tree owned by nobody, for an unprivileged node.
+    pub fn give_to_nobody(&mut self) {
+        if is_root() {
+            let status = Command::new("chown").args(["-R", "65534:65534"]).arg(self.path()).status().expect("chown");
+            assert!(status.success());
+            self.unprivileged = true;
+        }
+    }
+
+    pub fn start(&self) -> NodeProc {
+        let mut cmd = Command::new(node_bin());
+        cmd.arg("--config").arg(self.path().join("etc/config.yml"));
+        if self.unprivileged {
+            cmd.uid(65534).gid(65534);
+        } else if is_root() {
+            cmd.arg("--unsafe-debug");
+        }
+        let log = self.path().join("node.log");
+        let f = std::fs::File::create(&log).expect("log file");
+        cmd.stdin(Stdio::null()).stdout(f.try_clone().expect("dup")).stderr(f);
+        NodeProc { child: Some(cmd.spawn().expect("start node")), log }
+    }
+
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let o = run(&["control", "status", "-a", &self.socket()]);
+        if !o.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&o.stdout).ok()
+    }
+
+    pub fn runtime_status(&self) -> Option<serde_json::Value> {
+        self.status().and_then(|s| s["runtimes"][RUNTIME_ID].as_object().cloned().map(serde_json::Value::Object))
+    }
+
+    /// Polls the runtime's status until `pred` holds.
+    pub fn wait_runtime(&self, node: &mut NodeProc, what: &str, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let start = Instant::now();
+        let mut last = None;
+        while start.elapsed() < timeout {
+            if let Some(code) = node.exited() {
+                panic!("node exited ({code:?}) while waiting for {what}; log:\n{}", node.log_text());
+            }
+            if let Some(s) = self.runtime_status() {
+                if pred(&s) {
+                    return s;
+                }
+                last = Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}; last status: {last:#?}\nlog:\n{}", node.log_text());
+    }
+}
+
+/// A running node; killed on drop.
+pub struct NodeProc {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl NodeProc {
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    pub fn exited(&mut self) -> Option<Option<i32>> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()).map(|s| s.code())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(code) = self.exited() {
+                return code;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("node did not exit within {timeout:?}; log:\n{}", self.log_text());
+    }
+
+    pub fn terminate(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGTERM);
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn pid_alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| !s.contains(") Z ")).unwrap_or(false)
+}
