@@ -19,7 +19,8 @@ fn craft(p: &Path, entries: &[(&str, &[u8], u32)]) {
     for (name, data, mode) in entries {
         let o = zip::write::SimpleFileOptions::default().unix_permissions(*mode);
         if *mode & 0o170000 == 0o120000 {
-            z.add_symlink(*name, String::from_utf8_lossy(data), o).expect("symlink");
+            z.add_symlink(*name, String::from_utf8_lossy(data), o)
+                .expect("symlink");
         } else if name.ends_with('/') {
             z.add_directory(*name, o).expect("dir");
         } else {
@@ -68,30 +69,101 @@ fn build_verify_inspect_and_flipped_byte() {
 fn refusals_name_the_reason() {
     let d = NodeDir::new();
     let m = manifest(&[("runtime.elf", EXE)], "");
-    let cases: Vec<(&str, Vec<(&str, Vec<u8>, u32)>, &str)> = vec![
-        ("manifest-not-first", vec![("runtime.elf", EXE.to_vec(), 0o644), ("META-INF/MANIFEST.MF", m.clone().into_bytes(), 0o644)], "invalid manifest file name"),
-        ("traversal", vec![("META-INF/MANIFEST.MF", m.clone().into_bytes(), 0o644), ("../evil", EXE.to_vec(), 0o644)], "failed to sanitize path '../evil'"),
-        ("absolute", vec![("META-INF/MANIFEST.MF", m.clone().into_bytes(), 0o644), ("/etc/evil", EXE.to_vec(), 0o644)], "failed to sanitize path"),
-        ("directory", vec![("META-INF/MANIFEST.MF", m.clone().into_bytes(), 0o644), ("sub/", Vec::new(), 0o755)], "failed to sanitize path 'sub/'"),
-        ("symlink", vec![("META-INF/MANIFEST.MF", m.clone().into_bytes(), 0o644), ("runtime.elf", b"/etc/shadow".to_vec(), 0o120777)], "is a symbolic link"),
-        ("missing-digest", vec![("META-INF/MANIFEST.MF", m.clone().into_bytes(), 0o644), ("runtime.elf", EXE.to_vec(), 0o644), ("extra", b"x".to_vec(), 0o644)], "missing digest: 'extra'"),
-        ("wrong-digest", vec![("META-INF/MANIFEST.MF", m.clone().into_bytes(), 0o644), ("runtime.elf", b"tampered".to_vec(), 0o644)], "invalid digest: 'runtime.elf'"),
+    type Entry<'a> = (&'a str, Vec<u8>, u32);
+    let cases: Vec<(&str, Vec<Entry<'_>>, &str)> = vec![
+        (
+            "manifest-not-first",
+            vec![
+                ("runtime.elf", EXE.to_vec(), 0o644),
+                ("META-INF/MANIFEST.MF", m.clone().into_bytes(), 0o644),
+            ],
+            "invalid manifest file name",
+        ),
+        (
+            "traversal",
+            vec![
+                ("META-INF/MANIFEST.MF", m.clone().into_bytes(), 0o644),
+                ("../evil", EXE.to_vec(), 0o644),
+            ],
+            "failed to sanitize path '../evil'",
+        ),
+        (
+            "absolute",
+            vec![
+                ("META-INF/MANIFEST.MF", m.clone().into_bytes(), 0o644),
+                ("/etc/evil", EXE.to_vec(), 0o644),
+            ],
+            "failed to sanitize path",
+        ),
+        (
+            "directory",
+            vec![
+                ("META-INF/MANIFEST.MF", m.clone().into_bytes(), 0o644),
+                ("sub/", Vec::new(), 0o755),
+            ],
+            "failed to sanitize path 'sub/'",
+        ),
+        (
+            "symlink",
+            vec![
+                ("META-INF/MANIFEST.MF", m.clone().into_bytes(), 0o644),
+                ("runtime.elf", b"/etc/shadow".to_vec(), 0o120777),
+            ],
+            "is a symbolic link",
+        ),
+        (
+            "missing-digest",
+            vec![
+                ("META-INF/MANIFEST.MF", m.clone().into_bytes(), 0o644),
+                ("runtime.elf", EXE.to_vec(), 0o644),
+                ("extra", b"x".to_vec(), 0o644),
+            ],
+            "missing digest: 'extra'",
+        ),
+        (
+            "wrong-digest",
+            vec![
+                ("META-INF/MANIFEST.MF", m.clone().into_bytes(), 0o644),
+                ("runtime.elf", b"tampered".to_vec(), 0o644),
+            ],
+            "invalid digest: 'runtime.elf'",
+        ),
         (
             "tee",
-            vec![("META-INF/MANIFEST.MF", manifest(&[("runtime.elf", EXE)], ",\"sgx\":{\"executable\":\"runtime.sgxs\"}").into_bytes(), 0o644), ("runtime.elf", EXE.to_vec(), 0o644)],
+            vec![
+                (
+                    "META-INF/MANIFEST.MF",
+                    manifest(
+                        &[("runtime.elf", EXE)],
+                        ",\"sgx\":{\"executable\":\"runtime.sgxs\"}",
+                    )
+                    .into_bytes(),
+                    0o644,
+                ),
+                ("runtime.elf", EXE.to_vec(), 0o644),
+            ],
             "TEE (SGX/TDX) components: not supported",
         ),
     ];
     for (name, entries, want) in cases {
         let p = d.path().join(format!("{name}.orc"));
-        let e: Vec<(&str, &[u8], u32)> = entries.iter().map(|(n, b, m)| (*n, b.as_slice(), *m)).collect();
+        let e: Vec<(&str, &[u8], u32)> = entries
+            .iter()
+            .map(|(n, b, m)| (*n, b.as_slice(), *m))
+            .collect();
         craft(&p, &e);
         let (code, out) = verify(&p, &[]);
         assert_eq!(code, 1, "{name}: {out}");
         assert!(out.contains(want), "{name}: expected '{want}' in: {out}");
     }
     let ok = d.path().join("ok.orc");
-    craft(&ok, &[("META-INF/MANIFEST.MF", m.as_bytes(), 0o644), ("runtime.elf", EXE, 0o755)]);
+    craft(
+        &ok,
+        &[
+            ("META-INF/MANIFEST.MF", m.as_bytes(), 0o644),
+            ("runtime.elf", EXE, 0o755),
+        ],
+    );
     assert_eq!(verify(&ok, &[]).0, 0);
 }
 
@@ -101,12 +173,21 @@ fn oversized_bundle_is_refused() {
     let b = d.build_bundle();
     let (code, out) = verify(&b, &["--max-bundle-size", "64kb"]);
     assert_eq!(code, 1);
-    assert!(out.contains("over runtime.max_bundle_size (64000 bytes)"), "{out}");
+    assert!(
+        out.contains("over runtime.max_bundle_size (64000 bytes)"),
+        "{out}"
+    );
     // A zip bomb: small file, large content.
     let bomb = d.path().join("bomb.orc");
     let zeros = vec![0u8; 8 << 20];
     let m = manifest(&[("runtime.elf", &zeros)], "");
-    craft(&bomb, &[("META-INF/MANIFEST.MF", m.as_bytes(), 0o644), ("runtime.elf", &zeros, 0o755)]);
+    craft(
+        &bomb,
+        &[
+            ("META-INF/MANIFEST.MF", m.as_bytes(), 0o644),
+            ("runtime.elf", &zeros, 0o755),
+        ],
+    );
     assert!(std::fs::metadata(&bomb).expect("md").len() < 1 << 20);
     let (code, out) = verify(&bomb, &["--max-bundle-size", "1mb"]);
     assert_eq!(code, 1);
@@ -117,9 +198,18 @@ fn oversized_bundle_is_refused() {
 fn runtime_id_flags_are_checked() {
     let d = NodeDir::new();
     let o = run(&[
-        "bundle", "build", "--executable", kvstore_bin().to_str().expect("utf8"), "--name", "x",
-        "--runtime-id", "0100000000000000000000000000000000000000000000000000000000000001", "--version", "0.1.0",
-        "--output", d.path().join("x.orc").to_str().expect("utf8"),
+        "bundle",
+        "build",
+        "--executable",
+        kvstore_bin().to_str().expect("utf8"),
+        "--name",
+        "x",
+        "--runtime-id",
+        "0100000000000000000000000000000000000000000000000000000000000001",
+        "--version",
+        "0.1.0",
+        "--output",
+        d.path().join("x.orc").to_str().expect("utf8"),
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("malformed namespace"), "{}", text(&o));

@@ -12,7 +12,8 @@ fn check(yaml: &str) -> (i32, String) {
     (o.status.code().unwrap_or(-1), text(&o))
 }
 
-const GOOD: &str = "mode: client\ncommon:\n  data_dir: DIR/data\ngenesis:\n  file: DIR/etc/genesis.json\n";
+const GOOD: &str =
+    "mode: client\ncommon:\n  data_dir: DIR/data\ngenesis:\n  file: DIR/etc/genesis.json\n";
 
 #[test]
 fn good_config_passes() {
@@ -23,16 +24,26 @@ fn good_config_passes() {
 
 #[test]
 fn unknown_key_is_named_with_its_path_and_line() {
-    let (code, out) = check("mode: client\ncommon:\n  data_dirr: DIR/data\ngenesis:\n  file: DIR/etc/genesis.json\n");
+    let (code, out) = check(
+        "mode: client\ncommon:\n  data_dirr: DIR/data\ngenesis:\n  file: DIR/etc/genesis.json\n",
+    );
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("config.yml:3: error: common.data_dirr: unknown key"), "{out}");
+    assert!(
+        out.contains("config.yml:3: error: common.data_dirr: unknown key"),
+        "{out}"
+    );
     // The missing data_dir is reported too: all problems, not the first.
-    assert!(out.contains("common.data_dir: data directory not configured"), "{out}");
+    assert!(
+        out.contains("common.data_dir: data directory not configured"),
+        "{out}"
+    );
 }
 
 #[test]
 fn leftover_placeholder_is_named_with_what_to_put_there() {
-    let (code, out) = check(&format!("{GOOD}consensus:\n  external_address: tcp://{{{{ external_address }}}}:26656\n"));
+    let (code, out) = check(&format!(
+        "{GOOD}consensus:\n  external_address: tcp://{{{{ external_address }}}}:26656\n"
+    ));
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("config.yml:7: error: consensus.external_address: leftover template placeholder `{{ external_address }}`: replace it with this node's public IP address"),
@@ -42,27 +53,47 @@ fn leftover_placeholder_is_named_with_what_to_put_there() {
 
 #[test]
 fn mode_rules() {
-    let (code, out) = check(&format!("{GOOD}registration:\n  entity_id: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='\n"));
+    let (code, out) = check(&format!(
+        "{GOOD}registration:\n  entity_id: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='\n"
+    ));
     assert_eq!(code, 1);
-    assert!(out.contains("client node must not have entity configured"), "{out}");
+    assert!(
+        out.contains("client node must not have entity configured"),
+        "{out}"
+    );
     let (code, out) = check(&GOOD.replace("mode: client", "mode: compute"));
     assert_eq!(code, 1);
     assert!(out.contains("at least one runtime must be configured when in compute, keymanager, or observer modes"), "{out}");
-    assert!(out.contains("node has no entity configured but expects one"), "{out}");
+    assert!(
+        out.contains("node has no entity configured but expects one"),
+        "{out}"
+    );
     let (code, out) = check(&GOOD.replace("mode: client", "mode: archive"));
     assert_eq!(code, 1);
-    assert!(out.contains("mode: invalid value") || out.contains("mode `archive` is not supported"), "{out}");
+    assert!(
+        out.contains("mode: invalid value") || out.contains("mode `archive` is not supported"),
+        "{out}"
+    );
 }
 
 #[test]
 fn unsupported_components_warn_or_fail_never_silently() {
     let (code, out) = check(&format!("{GOOD}ias:\n  proxy_addresses: ['x@127.0.0.1:1234']\nruntime:\n  sgx_loader: /node/bin/loader\n"));
     assert_eq!(code, 0, "warnings alone do not fail: {out}");
-    assert!(out.contains("warning: ias.proxy_addresses: IAS is not used"), "{out}");
-    assert!(out.contains("warning: runtime.sgx_loader: SGX is not supported"), "{out}");
+    assert!(
+        out.contains("warning: ias.proxy_addresses: IAS is not used"),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning: runtime.sgx_loader: SGX is not supported"),
+        "{out}"
+    );
     let (code, out) = check(&format!("{GOOD}runtime:\n  environment: sgx\n"));
     assert_eq!(code, 1);
-    assert!(out.contains("runtime.environment: TEE environment `sgx` is not supported"), "{out}");
+    assert!(
+        out.contains("runtime.environment: TEE environment `sgx` is not supported"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -77,7 +108,12 @@ fn env_substitution_and_unset_variables() {
         .expect("run");
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("config.yml:5: error: environment variable `LOG_FILE_UNSET_FOR_TEST` is not set"), "{out}");
+    assert!(
+        out.contains(
+            "config.yml:5: error: environment variable `LOG_FILE_UNSET_FOR_TEST` is not set"
+        ),
+        "{out}"
+    );
     assert!(!out.contains("genesis"), "NODE_DIR was substituted: {out}");
 }
 
@@ -86,13 +122,25 @@ fn private_key_with_wrong_mode_is_refused_at_start() {
     let d = NodeDir::new();
     d.build_bundle();
     d.write_config("");
-    let o = run(&["identity", "init", "--datadir", d.data().to_str().expect("utf8")]);
+    let o = run(&[
+        "identity",
+        "init",
+        "--datadir",
+        d.data().to_str().expect("utf8"),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
-    std::fs::set_permissions(d.data().join("identity.pem"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::set_permissions(
+        d.data().join("identity.pem"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
     let mut node = d.start();
     assert_eq!(node.wait_exit(std::time::Duration::from_secs(30)), Some(1));
     let log = node.log_text();
-    assert!(log.contains("invalid PEM file permissions 644 on") && log.contains("identity.pem"), "{log}");
+    assert!(
+        log.contains("invalid PEM file permissions 644 on") && log.contains("identity.pem"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -100,9 +148,18 @@ fn data_dir_with_wrong_mode_is_refused() {
     let d = NodeDir::new();
     std::fs::create_dir(d.data()).expect("mkdir");
     std::fs::set_permissions(d.data(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let o = run(&["identity", "init", "--datadir", d.data().to_str().expect("utf8")]);
+    let o = run(&[
+        "identity",
+        "init",
+        "--datadir",
+        d.data().to_str().expect("utf8"),
+    ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("has invalid permissions: -rwxr-xr-x. Expected permissions: -rwx------"), "{}", text(&o));
+    assert!(
+        text(&o).contains("has invalid permissions: -rwxr-xr-x. Expected permissions: -rwx------"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -115,7 +172,10 @@ fn identity_init_never_overwrites() {
     let o = run(&["identity", "init", "--datadir", dd]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("key already exists"), "{}", text(&o));
-    assert_eq!(std::fs::read(d.data().join("identity.pem")).expect("read"), before);
+    assert_eq!(
+        std::fs::read(d.data().join("identity.pem")).expect("read"),
+        before
+    );
     let show = run(&["identity", "show", "--datadir", dd]);
     let v: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
     for k in ["node", "p2p", "consensus"] {
@@ -133,7 +193,11 @@ fn root_is_refused_without_the_unsafe_flag() {
     let cfg = d.write_config("");
     let o = run(&["--config", cfg.to_str().expect("utf8")]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("running with elevated privileges not allowed"), "{}", text(&o));
+    assert!(
+        text(&o).contains("running with elevated privileges not allowed"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -147,5 +211,10 @@ fn unconfined_needs_the_unsafe_flag() {
     }
     let mut node = d.start();
     assert_eq!(node.wait_exit(std::time::Duration::from_secs(30)), Some(1));
-    assert!(node.log_text().contains("unconfined provisioner requires use of unsafe debug flags"), "{}", node.log_text());
+    assert!(
+        node.log_text()
+            .contains("unconfined provisioner requires use of unsafe debug flags"),
+        "{}",
+        node.log_text()
+    );
 }

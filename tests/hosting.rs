@@ -18,11 +18,20 @@ fn node_hosts_the_paratime_in_a_sandbox_and_stops_cleanly() {
     d.write_config("");
     d.give_to_nobody();
     let mut node = d.start();
-    let st = d.wait_runtime(&mut node, "ready", LONG, |s| s["committee"]["status"] == "ready");
+    let st = d.wait_runtime(&mut node, "ready", LONG, |s| {
+        s["committee"]["status"] == "ready"
+    });
     assert_eq!(st["provisioner"], "sandbox");
     assert_eq!(st["committee"]["host"]["versions"][0]["minor"], 1);
-    let ns = st["sandbox"]["network_namespace"].as_str().expect("netns").to_string();
-    assert_ne!(Some(ns.as_str()), st["sandbox"]["host_network_namespace"].as_str(), "the ParaTime has its own network namespace");
+    let ns = st["sandbox"]["network_namespace"]
+        .as_str()
+        .expect("netns")
+        .to_string();
+    assert_ne!(
+        Some(ns.as_str()),
+        st["sandbox"]["host_network_namespace"].as_str(),
+        "the ParaTime has its own network namespace"
+    );
     let pid = st["sandbox"]["pid"].as_i64().expect("pid") as i32;
     assert!(pid_alive(pid));
 
@@ -31,14 +40,26 @@ fn node_hosts_the_paratime_in_a_sandbox_and_stops_cleanly() {
     assert_eq!(full["mode"], "client");
     assert_eq!(full["identity"]["node"].as_str().map(str::len), Some(44));
     use std::os::unix::fs::MetadataExt;
-    assert_eq!(std::fs::metadata(d.data()).expect("md").mode() & 0o777, 0o700);
-    assert_eq!(std::fs::metadata(d.data().join("identity.pem")).expect("md").mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(d.data()).expect("md").mode() & 0o777,
+        0o700
+    );
+    assert_eq!(
+        std::fs::metadata(d.data().join("identity.pem"))
+            .expect("md")
+            .mode()
+            & 0o777,
+        0o600
+    );
     let o = run(&["control", "is-synced", "-a", &d.socket()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 
     // Runtime output is re-logged with the runtime's identity (oasis-facts §9).
     let log = node.log_text();
-    let line = log.lines().find(|l| l.contains("kvstore configured")).expect("runtime log line");
+    let line = log
+        .lines()
+        .find(|l| l.contains("kvstore configured"))
+        .expect("runtime log line");
     let v: serde_json::Value = serde_json::from_str(line).expect("JSON log line");
     assert_eq!(v["module"], "runtime/kvstore");
     assert_eq!(v["runtime_id"], RUNTIME_ID);
@@ -49,12 +70,21 @@ fn node_hosts_the_paratime_in_a_sandbox_and_stops_cleanly() {
     // A second node on the same data dir is refused.
     let mut second = d.start();
     assert_eq!(second.wait_exit(LONG), Some(1));
-    assert!(second.log_text().contains("is in use by another paratime-node process"), "{}", second.log_text());
+    assert!(
+        second
+            .log_text()
+            .contains("is in use by another paratime-node process"),
+        "{}",
+        second.log_text()
+    );
 
     node.terminate();
     assert_eq!(node.wait_exit(LONG), Some(0), "{}", node.log_text());
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!pid_alive(pid), "SIGTERM to the node leaves no ParaTime process");
+    assert!(
+        !pid_alive(pid),
+        "SIGTERM to the node leaves no ParaTime process"
+    );
     assert!(!d.data().join("internal.sock").exists());
 }
 
@@ -64,7 +94,9 @@ fn control_shutdown_stops_the_node() {
     d.build_bundle();
     d.write_config("");
     let mut node = d.start();
-    d.wait_runtime(&mut node, "ready", LONG, |s| s["committee"]["status"] == "ready");
+    d.wait_runtime(&mut node, "ready", LONG, |s| {
+        s["committee"]["status"] == "ready"
+    });
     let o = run(&["control", "shutdown", "-a", &d.socket()]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(node.wait_exit(LONG), Some(0));
@@ -79,10 +111,18 @@ fn crashing_runtime_is_restarted_with_backoff() {
     d.build_bundle();
     d.write_config(&fault_config("crash", ""));
     let mut node = d.start();
-    let st = d.wait_runtime(&mut node, "two restarts", LONG, |s| s["sandbox"]["restart_count"].as_u64() >= Some(2));
-    assert_eq!(st["committee"]["status"], "waiting for hosted runtime provision");
+    let st = d.wait_runtime(&mut node, "two restarts", LONG, |s| {
+        s["sandbox"]["restart_count"].as_u64() >= Some(2)
+    });
+    assert_eq!(
+        st["committee"]["status"],
+        "waiting for hosted runtime provision"
+    );
     let err = st["sandbox"]["last_error"].as_str().unwrap_or_default();
-    assert!(err.contains("exit code 3") || err.contains("connection"), "{err}");
+    assert!(
+        err.contains("exit code 3") || err.contains("connection"),
+        "{err}"
+    );
     assert!(node.log_text().contains("restarting runtime after backoff"));
 }
 
@@ -90,24 +130,41 @@ fn crashing_runtime_is_restarted_with_backoff() {
 fn hanging_runtime_is_killed_by_the_ping() {
     let d = NodeDir::new();
     d.build_bundle();
-    d.write_config(&fault_config("hang", "  ping_interval: 500ms\n  ping_timeout: 500ms\n"));
+    d.write_config(&fault_config(
+        "hang",
+        "  ping_interval: 500ms\n  ping_timeout: 500ms\n",
+    ));
     let mut node = d.start();
     let st = d.wait_runtime(&mut node, "watchdog kill", LONG, |s| {
-        s["sandbox"]["last_error"].as_str().is_some_and(|e| e.contains("watchdog ping failed"))
+        s["sandbox"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("watchdog ping failed"))
     });
     assert!(st["sandbox"]["restart_count"].as_u64() >= Some(1));
-    assert!(node.log_text().contains("watchdog ping failed, terminating runtime"));
+    assert!(node
+        .log_text()
+        .contains("watchdog ping failed, terminating runtime"));
 }
 
 #[test]
 fn garbage_and_oversized_frames_are_rejected_without_harming_the_node() {
-    for (fault, want) in [("garbage", "malformed message"), ("oversized", "exceeds the maximum frame size")] {
+    for (fault, want) in [
+        ("garbage", "malformed message"),
+        ("oversized", "exceeds the maximum frame size"),
+    ] {
         let d = NodeDir::new();
         d.build_bundle();
         d.write_config(&fault_config(fault, ""));
         let mut node = d.start();
-        let st = d.wait_runtime(&mut node, want, LONG, |s| s["sandbox"]["last_error"].as_str().is_some_and(|e| e.contains(want)));
-        assert_eq!(st["committee"]["status"], "waiting for hosted runtime provision");
+        let st = d.wait_runtime(&mut node, want, LONG, |s| {
+            s["sandbox"]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains(want))
+        });
+        assert_eq!(
+            st["committee"]["status"],
+            "waiting for hosted runtime provision"
+        );
         // The node still answers.
         assert!(d.status().is_some());
         assert!(node.exited().is_none());
@@ -120,9 +177,19 @@ fn version_mismatch_is_refused() {
     d.build_bundle();
     d.write_config(&fault_config("wrong_version", ""));
     let mut node = d.start();
-    let st = d.wait_runtime(&mut node, "version mismatch", LONG, |s| s["sandbox"]["last_error"].as_str().is_some_and(|e| e.contains("version mismatch")));
-    assert_eq!(st["sandbox"]["last_error"], "version mismatch (runtime reported: 1.1.0 bundle: 0.1.0)");
-    assert_eq!(st["committee"]["status"], "waiting for hosted runtime provision");
+    let st = d.wait_runtime(&mut node, "version mismatch", LONG, |s| {
+        s["sandbox"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("version mismatch"))
+    });
+    assert_eq!(
+        st["sandbox"]["last_error"],
+        "version mismatch (runtime reported: 1.1.0 bundle: 0.1.0)"
+    );
+    assert_eq!(
+        st["committee"]["status"],
+        "waiting for hosted runtime provision"
+    );
 }
 
 #[test]
@@ -131,9 +198,14 @@ fn missing_bubblewrap_is_named_at_start() {
     d.build_bundle();
     d.write_config("  sandbox_binary: /nonexistent/bwrap\n");
     let mut node = d.start();
-    let st = d.wait_runtime(&mut node, "sandbox error", LONG, |s| s["sandbox"]["last_error"].is_string());
+    let st = d.wait_runtime(&mut node, "sandbox error", LONG, |s| {
+        s["sandbox"]["last_error"].is_string()
+    });
     let err = st["sandbox"]["last_error"].as_str().unwrap_or_default();
-    assert!(err.contains("sandbox binary not found: /nonexistent/bwrap"), "{err}");
+    assert!(
+        err.contains("sandbox binary not found: /nonexistent/bwrap"),
+        "{err}"
+    );
     assert!(node.log_text().contains("refusing to host ParaTimes"));
 }
 
@@ -142,7 +214,8 @@ fn exec(d: &NodeDir, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["runtime", "exec", "--bundle", b.to_str().expect("utf8")];
     all.extend_from_slice(args);
     let o = run(&all);
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("runtime exec output is not JSON ({e}): {}", text(&o)))
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("runtime exec output is not JSON ({e}): {}", text(&o)))
 }
 
 #[test]
@@ -151,20 +224,51 @@ fn runtime_exec_runs_transactions_and_keeps_state() {
     d.build_bundle();
     let state = d.path().join("state.cbor");
     let s = state.to_str().expect("utf8");
-    let v = exec(&d, &["--state", s, "--tx", r#"{"method":"kv.Put","body":{"key":"hello","value":"world"}}"#, "--query", r#"{"method":"kv.Get","body":{"key":"hello"}}"#]);
+    let v = exec(
+        &d,
+        &[
+            "--state",
+            s,
+            "--tx",
+            r#"{"method":"kv.Put","body":{"key":"hello","value":"world"}}"#,
+            "--query",
+            r#"{"method":"kv.Get","body":{"key":"hello"}}"#,
+        ],
+    );
     assert_eq!(v["queries"][0]["ok"]["value"], "world", "{v}");
     let root = v["state_root"].as_str().expect("root").to_string();
-    let v = exec(&d, &["--state", s, "--query", r#"{"method":"kv.Get","body":{"key":"hello"}}"#, "--tx", r#"{"method":"kv.Delete","body":{"key":"hello"}}"#]);
+    let v = exec(
+        &d,
+        &[
+            "--state",
+            s,
+            "--query",
+            r#"{"method":"kv.Get","body":{"key":"hello"}}"#,
+            "--tx",
+            r#"{"method":"kv.Delete","body":{"key":"hello"}}"#,
+        ],
+    );
     assert_eq!(v["transactions"][0]["ok"]["existed"], true, "{v}");
     assert_ne!(v["state_root"].as_str(), Some(root.as_str()));
-    assert_eq!(v["queries"][0]["ok"]["value"], serde_json::Value::Null, "{v}");
+    assert_eq!(
+        v["queries"][0]["ok"]["value"],
+        serde_json::Value::Null,
+        "{v}"
+    );
 }
 
 #[test]
 fn sandbox_cannot_read_keys_reach_the_network_or_write_outside_tmp() {
     let d = NodeDir::new();
     d.build_bundle();
-    assert!(run(&["identity", "init", "--datadir", d.data().to_str().expect("utf8")]).status.success());
+    assert!(run(&[
+        "identity",
+        "init",
+        "--datadir",
+        d.data().to_str().expect("utf8")
+    ])
+    .status
+    .success());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
     let addr = listener.local_addr().expect("addr").to_string();
     let q = |m: &str, k: &str, v: &str| format!(r#"{{"method":"{m}","body":{{"{k}":"{v}"}}}}"#);
@@ -186,11 +290,21 @@ fn sandbox_cannot_read_keys_reach_the_network_or_write_outside_tmp() {
     let r = |i: usize| v["queries"][i]["ok"].clone();
     assert_eq!(r(0)["ok"], false, "identity.pem must be invisible: {v}");
     assert_eq!(r(1)["ok"], false, "host files are not bound: {v}");
-    assert_eq!(r(2)["ok"], false, "no network beyond the sandbox's own loopback: {v}");
+    assert_eq!(
+        r(2)["ok"],
+        false,
+        "no network beyond the sandbox's own loopback: {v}"
+    );
     assert_eq!(r(3)["ok"], false, "the executable is read-only: {v}");
     assert_eq!(r(4)["ok"], false, "the root is read-only: {v}");
     assert_eq!(r(5)["ok"], true, "/tmp is a writable tmpfs: {v}");
-    assert_ne!(v["network_namespace"].as_str(), std::fs::read_link("/proc/self/ns/net").ok().as_deref().and_then(|p| p.to_str()));
+    assert_ne!(
+        v["network_namespace"].as_str(),
+        std::fs::read_link("/proc/self/ns/net")
+            .ok()
+            .as_deref()
+            .and_then(|p| p.to_str())
+    );
 }
 
 #[test]
@@ -206,7 +320,13 @@ fn launcher_refuses_bundles_outside_its_directory() {
     std::os::unix::fs::symlink(&outside, bundles.join(&fake)).expect("symlink");
     let sock = d.path().join("launcher.sock");
     let mut child = std::process::Command::new(node_bin())
-        .args(["sandbox-launcher", "--bundles-dir", bundles.to_str().expect("utf8"), "--listen", sock.to_str().expect("utf8")])
+        .args([
+            "sandbox-launcher",
+            "--bundles-dir",
+            bundles.to_str().expect("utf8"),
+            "--listen",
+            sock.to_str().expect("utf8"),
+        ])
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("launcher");
@@ -218,7 +338,9 @@ fn launcher_refuses_bundles_outside_its_directory() {
     let try_spawn = |name: &str| {
         let (_a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
         let (_r, w) = nix::unistd::pipe().expect("pipe");
-        client.spawn(name, b.into(), w).expect_err("must be refused")
+        client
+            .spawn(name, b.into(), w)
+            .expect_err("must be refused")
     };
     assert!(try_spawn("../../../../usr/bin").contains("invalid bundle name"));
     assert!(try_spawn("/bin/sh").contains("invalid bundle name"));

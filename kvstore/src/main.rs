@@ -25,25 +25,40 @@ struct KvStore {
 }
 
 fn field<'a>(body: &'a Value, name: &str) -> Option<&'a Value> {
-    body.as_map()?.iter().find(|(k, _)| k.as_text() == Some(name)).map(|(_, v)| v)
+    body.as_map()?
+        .iter()
+        .find(|(k, _)| k.as_text() == Some(name))
+        .map(|(_, v)| v)
 }
 
 fn text_field(body: &Value, name: &str) -> Result<String, CallError> {
     match field(body, name) {
         Some(Value::Text(s)) => Ok(s.clone()),
-        Some(_) => Err(CallError::new(MODULE, 2, format!("field '{name}' must be a string"))),
+        Some(_) => Err(CallError::new(
+            MODULE,
+            2,
+            format!("field '{name}' must be a string"),
+        )),
         None => Err(CallError::new(MODULE, 1, format!("missing field '{name}'"))),
     }
 }
 
 fn map(entries: Vec<(&str, Value)>) -> Value {
-    Value::Map(entries.into_iter().map(|(k, v)| (Value::Text(k.into()), v)).collect())
+    Value::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (Value::Text(k.into()), v))
+            .collect(),
+    )
 }
 
 fn result_of<T, E: std::fmt::Display>(r: Result<T, E>) -> Value {
     match r {
         Ok(_) => map(vec![("ok", Value::Bool(true))]),
-        Err(e) => map(vec![("ok", Value::Bool(false)), ("error", Value::Text(e.to_string()))]),
+        Err(e) => map(vec![
+            ("ok", Value::Bool(false)),
+            ("error", Value::Text(e.to_string())),
+        ]),
     }
 }
 
@@ -51,15 +66,24 @@ impl KvStore {
     fn probe(&self, method: &str, args: &Value) -> Result<Value, CallError> {
         match method {
             "debug.ReadFile" => Ok(result_of(std::fs::read(text_field(args, "path")?))),
-            "debug.WriteFile" => Ok(result_of(std::fs::write(text_field(args, "path")?, b"probe"))),
+            "debug.WriteFile" => Ok(result_of(std::fs::write(
+                text_field(args, "path")?,
+                b"probe",
+            ))),
             "debug.Connect" => {
                 let addr = text_field(args, "address")?;
                 Ok(result_of(std::net::TcpStream::connect_timeout(
-                    &addr.parse().map_err(|e| CallError::new(MODULE, 2, format!("bad address: {e}")))?,
+                    &addr
+                        .parse()
+                        .map_err(|e| CallError::new(MODULE, 2, format!("bad address: {e}")))?,
                     std::time::Duration::from_secs(2),
                 )))
             }
-            _ => Err(CallError::new(MODULE, 3, format!("unknown query method '{method}'"))),
+            _ => Err(CallError::new(
+                MODULE,
+                3,
+                format!("unknown query method '{method}'"),
+            )),
         }
     }
 }
@@ -84,7 +108,10 @@ impl Runtime for KvStore {
         }
         match self.fault.as_deref() {
             Some("garbage") => {
-                log::warn(MODULE, "debug_fault=garbage: writing a non-frame to the host");
+                log::warn(
+                    MODULE,
+                    "debug_fault=garbage: writing a non-frame to the host",
+                );
                 let _ = std::io::stdout().flush();
                 write_raw(&[0, 0, 0, 5, 0xff, 0xfe, 0xfd, 0xfc, 0xfb]);
             }
@@ -99,7 +126,10 @@ impl Runtime for KvStore {
             _ => {}
         }
         if self.fault.as_deref() == Some("hang") {
-            log::warn(MODULE, "debug_fault=hang: no longer answering after the handshake");
+            log::warn(
+                MODULE,
+                "debug_fault=hang: no longer answering after the handshake",
+            );
         }
         log::info(MODULE, "kvstore configured");
         Ok(())
@@ -107,13 +137,24 @@ impl Runtime for KvStore {
 
     fn check(&self, _ctx: &mut TxContext<'_>, method: &str, body: &Value) -> Result<(), CallError> {
         match method {
-            "kv.Put" => text_field(body, "key").and(text_field(body, "value")).map(|_| ()),
+            "kv.Put" => text_field(body, "key")
+                .and(text_field(body, "value"))
+                .map(|_| ()),
             "kv.Delete" => text_field(body, "key").map(|_| ()),
-            _ => Err(CallError::new(MODULE, 3, format!("unknown method '{method}'"))),
+            _ => Err(CallError::new(
+                MODULE,
+                3,
+                format!("unknown method '{method}'"),
+            )),
         }
     }
 
-    fn execute(&self, ctx: &mut TxContext<'_>, method: &str, body: &Value) -> Result<Value, CallError> {
+    fn execute(
+        &self,
+        ctx: &mut TxContext<'_>,
+        method: &str,
+        body: &Value,
+    ) -> Result<Value, CallError> {
         self.check(ctx, method, body)?;
         let key = text_field(body, "key")?;
         match method {
@@ -137,12 +178,21 @@ impl Runtime for KvStore {
         Ok(())
     }
 
-    fn query(&self, ctx: &mut TxContext<'_>, method: &str, args: &Value) -> Result<Value, CallError> {
+    fn query(
+        &self,
+        ctx: &mut TxContext<'_>,
+        method: &str,
+        args: &Value,
+    ) -> Result<Value, CallError> {
         if method.starts_with("debug.") && self.probe {
             return self.probe(method, args);
         }
         if method != "kv.Get" {
-            return Err(CallError::new(MODULE, 3, format!("unknown query method '{method}'")));
+            return Err(CallError::new(
+                MODULE,
+                3,
+                format!("unknown query method '{method}'"),
+            ));
         }
         let key = text_field(args, "key")?;
         let value = ctx
@@ -168,7 +218,10 @@ fn hang() -> ! {
 
 fn write_raw(bytes: &[u8]) {
     use std::os::fd::FromRawFd;
-    let fd: i32 = std::env::var(paratime_sdk::HOST_FD_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(-1);
+    let fd: i32 = std::env::var(paratime_sdk::HOST_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1);
     if fd > 2 {
         // SAFETY: test-only fault injection; the descriptor stays owned by the dispatcher, so the
         // File is leaked with `forget` instead of closing it.

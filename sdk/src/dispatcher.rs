@@ -57,11 +57,19 @@ pub struct CallError {
 impl CallError {
     /// A new error.
     pub fn new(module: impl Into<String>, code: u32, message: impl Into<String>) -> Self {
-        Self { module: module.into(), code, message: message.into() }
+        Self {
+            module: module.into(),
+            code,
+            message: message.into(),
+        }
     }
 
     fn into_protocol(self) -> Error {
-        Error { module: self.module, code: self.code, message: self.message }
+        Error {
+            module: self.module,
+            code: self.code,
+            message: self.message,
+        }
     }
 }
 
@@ -76,19 +84,37 @@ pub trait Runtime {
     }
 
     /// Checks a transaction without changing state. Defaults to "method is known".
-    fn check(&self, ctx: &mut TxContext<'_>, method: &str, body: &ciborium::Value) -> Result<(), CallError> {
+    fn check(
+        &self,
+        ctx: &mut TxContext<'_>,
+        method: &str,
+        body: &ciborium::Value,
+    ) -> Result<(), CallError> {
         let _ = (ctx, method, body);
         Ok(())
     }
 
     /// Executes a transaction, reading and writing state through `ctx`.
-    fn execute(&self, ctx: &mut TxContext<'_>, method: &str, body: &ciborium::Value)
-        -> Result<ciborium::Value, CallError>;
+    fn execute(
+        &self,
+        ctx: &mut TxContext<'_>,
+        method: &str,
+        body: &ciborium::Value,
+    ) -> Result<ciborium::Value, CallError>;
 
     /// Answers a read-only query.
-    fn query(&self, ctx: &mut TxContext<'_>, method: &str, args: &ciborium::Value) -> Result<ciborium::Value, CallError> {
+    fn query(
+        &self,
+        ctx: &mut TxContext<'_>,
+        method: &str,
+        args: &ciborium::Value,
+    ) -> Result<ciborium::Value, CallError> {
         let _ = (ctx, args);
-        Err(CallError::new("dispatcher", 2, format!("unknown query method '{method}'")))
+        Err(CallError::new(
+            "dispatcher",
+            2,
+            format!("unknown query method '{method}'"),
+        ))
     }
 
     /// Health check run on every ping from the host; an error is reported back.
@@ -130,7 +156,10 @@ impl TxContext<'_> {
     fn write_log(self) -> Vec<WriteLogEntry> {
         self.overlay
             .into_iter()
-            .map(|(k, v)| WriteLogEntry { key: ByteBuf::from(k), value: v.map(ByteBuf::from) })
+            .map(|(k, v)| WriteLogEntry {
+                key: ByteBuf::from(k),
+                value: v.map(ByteBuf::from),
+            })
             .collect()
     }
 }
@@ -147,7 +176,11 @@ impl Connection {
     }
 
     fn respond(&mut self, id: u64, body: Body) -> Result<(), FrameError> {
-        self.send(&Message { id, message_type: MESSAGE_RESPONSE, body })
+        self.send(&Message {
+            id,
+            message_type: MESSAGE_RESPONSE,
+            body,
+        })
     }
 
     fn host_get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, CallError> {
@@ -156,9 +189,12 @@ impl Connection {
         let req = Message {
             id,
             message_type: MESSAGE_REQUEST,
-            body: Body::HostStorageGetRequest(HostStorageGetRequest { key: ByteBuf::from(key.to_vec()) }),
+            body: Body::HostStorageGetRequest(HostStorageGetRequest {
+                key: ByteBuf::from(key.to_vec()),
+            }),
         };
-        let io_err = |e: FrameError| CallError::new("dispatcher", 3, format!("host call failed: {e}"));
+        let io_err =
+            |e: FrameError| CallError::new("dispatcher", 3, format!("host call failed: {e}"));
         self.send(&req).map_err(io_err)?;
         loop {
             let msg = protocol::read_frame(&mut self.stream).map_err(io_err)?;
@@ -172,7 +208,11 @@ impl Connection {
             return match msg.body {
                 Body::HostStorageGetResponse(r) => Ok(r.value.map(|v| v.into_vec())),
                 Body::Error(e) => Err(CallError::new(e.module, e.code, e.message)),
-                other => Err(CallError::new("dispatcher", 3, format!("unexpected host reply {}", other.name()))),
+                other => Err(CallError::new(
+                    "dispatcher",
+                    3,
+                    format!("unexpected host reply {}", other.name()),
+                )),
             };
         }
     }
@@ -195,12 +235,19 @@ fn run_call<R: Runtime>(rt: &R, ctx: &mut TxContext<'_>, raw: &[u8], execute: bo
         if execute {
             rt.execute(ctx, &call.method, &call.body)
         } else {
-            rt.check(ctx, &call.method, &call.body).map(|()| ciborium::Value::Null)
+            rt.check(ctx, &call.method, &call.body)
+                .map(|()| ciborium::Value::Null)
         }
     });
     match outcome {
-        Ok(output) => TxResult { error: None, output: Some(output) },
-        Err(e) => TxResult { error: Some(e.into_protocol()), output: None },
+        Ok(output) => TxResult {
+            error: None,
+            output: Some(output),
+        },
+        Err(e) => TxResult {
+            error: Some(e.into_protocol()),
+            output: None,
+        },
     }
 }
 
@@ -222,15 +269,25 @@ fn handle<R: Runtime>(rt: &mut R, conn: &mut Connection, msg: Message) -> Result
         Body::RuntimeCheckTxBatchRequest(req) => {
             let mut results = Vec::with_capacity(req.inputs.len());
             for input in &req.inputs {
-                let mut ctx = TxContext { conn, overlay: BTreeMap::new() };
+                let mut ctx = TxContext {
+                    conn,
+                    overlay: BTreeMap::new(),
+                };
                 results.push(run_call(rt, &mut ctx, input, false));
             }
             Body::RuntimeCheckTxBatchResponse(RuntimeCheckTxBatchResponse { results })
         }
         Body::RuntimeExecuteTxBatchRequest(req) => match state::to_hash(&req.state_root) {
-            None => Body::Error(Error { module: "dispatcher".into(), code: 4, message: "state root is not 32 bytes".into() }),
+            None => Body::Error(Error {
+                module: "dispatcher".into(),
+                code: 4,
+                message: "state root is not 32 bytes".into(),
+            }),
             Some(prev) => {
-                let mut ctx = TxContext { conn, overlay: BTreeMap::new() };
+                let mut ctx = TxContext {
+                    conn,
+                    overlay: BTreeMap::new(),
+                };
                 let mut results = Vec::with_capacity(req.inputs.len());
                 for input in &req.inputs {
                     // A failed transaction leaves no writes behind.
@@ -253,7 +310,10 @@ fn handle<R: Runtime>(rt: &mut R, conn: &mut Connection, msg: Message) -> Result
             }
         },
         Body::RuntimeQueryRequest(req) => {
-            let mut ctx = TxContext { conn, overlay: BTreeMap::new() };
+            let mut ctx = TxContext {
+                conn,
+                overlay: BTreeMap::new(),
+            };
             match rt.query(&mut ctx, &req.method, &req.args) {
                 Ok(data) => Body::RuntimeQueryResponse(RuntimeQueryResponse { data }),
                 Err(e) => Body::Error(e.into_protocol()),
@@ -271,7 +331,11 @@ fn handle<R: Runtime>(rt: &mut R, conn: &mut Connection, msg: Message) -> Result
 
 /// Serves the host on an already connected stream until shutdown or disconnect.
 pub fn serve<R: Runtime>(mut rt: R, stream: UnixStream) -> Result<(), FrameError> {
-    let mut conn = Connection { stream, next_id: 0, queued: VecDeque::new() };
+    let mut conn = Connection {
+        stream,
+        next_id: 0,
+        queued: VecDeque::new(),
+    };
     loop {
         let msg = match conn.next_request() {
             Ok(m) => m,
@@ -287,7 +351,10 @@ pub fn serve<R: Runtime>(mut rt: R, stream: UnixStream) -> Result<(), FrameError
 /// Connects to the host through the inherited descriptor named by `PARATIME_HOST_FD` and serves
 /// it. Exits the process: 0 on shutdown, 1 on a protocol or setup error.
 pub fn run<R: Runtime>(rt: R) -> ! {
-    let fd: i32 = match std::env::var(crate::HOST_FD_ENV).ok().and_then(|v| v.parse().ok()) {
+    let fd: i32 = match std::env::var(crate::HOST_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         Some(fd) if fd > 2 => fd,
         _ => {
             crate::log::error("dispatcher", &format!(

@@ -25,7 +25,9 @@ pub const MESSAGE_RESPONSE: u8 = 2;
 pub type Hash = [u8; 32];
 
 /// A semantic version `{major, minor, patch}`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Version {
     /// Incompatible changes.
     #[serde(default)]
@@ -41,7 +43,11 @@ pub struct Version {
 impl Version {
     /// A version from its parts.
     pub const fn new(major: u16, minor: u16, patch: u16) -> Self {
-        Self { major, minor, patch }
+        Self {
+            major,
+            minor,
+            patch,
+        }
     }
 
     /// Parses `MAJOR.MINOR.PATCH` (missing trailing parts are zero; a `-pre` suffix is ignored).
@@ -95,7 +101,11 @@ pub struct Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (module: {}, code: {})", self.message, self.module, self.code)
+        write!(
+            f,
+            "{} (module: {}, code: {})",
+            self.message, self.module, self.code
+        )
     }
 }
 
@@ -309,7 +319,10 @@ pub fn encode_frame(msg: &Message) -> Result<Vec<u8>, FrameError> {
     ciborium::into_writer(msg, &mut buf).map_err(|e| FrameError::Malformed(e.to_string()))?;
     let len = buf.len() - 4;
     if len > MAX_FRAME_SIZE {
-        return Err(FrameError::TooLarge { size: len, max: MAX_FRAME_SIZE });
+        return Err(FrameError::TooLarge {
+            size: len,
+            max: MAX_FRAME_SIZE,
+        });
     }
     buf[..4].copy_from_slice(&(len as u32).to_be_bytes());
     Ok(buf)
@@ -319,7 +332,10 @@ pub fn encode_frame(msg: &Message) -> Result<Vec<u8>, FrameError> {
 pub fn frame_len(prefix: [u8; 4]) -> Result<usize, FrameError> {
     let size = u32::from_be_bytes(prefix) as usize;
     if size > MAX_FRAME_SIZE {
-        return Err(FrameError::TooLarge { size, max: MAX_FRAME_SIZE });
+        return Err(FrameError::TooLarge {
+            size,
+            max: MAX_FRAME_SIZE,
+        });
     }
     Ok(size)
 }
@@ -338,7 +354,11 @@ pub fn decode_body(body: &[u8]) -> Result<Message, FrameError> {
 pub fn read_frame<R: Read>(r: &mut R) -> Result<Message, FrameError> {
     let mut prefix = [0u8; 4];
     if let Err(e) = r.read_exact(&mut prefix) {
-        return Err(if e.kind() == io::ErrorKind::UnexpectedEof { FrameError::Closed } else { e.into() });
+        return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
+            FrameError::Closed
+        } else {
+            e.into()
+        });
     }
     let len = frame_len(prefix)?;
     let mut body = vec![0u8; len];
@@ -366,11 +386,19 @@ mod tests {
 
     #[test]
     fn body_is_a_single_key_map() {
-        let msg = Message { id: 7, message_type: MESSAGE_REQUEST, body: Body::RuntimePingRequest(Empty {}) };
+        let msg = Message {
+            id: 7,
+            message_type: MESSAGE_REQUEST,
+            body: Body::RuntimePingRequest(Empty {}),
+        };
         let frame = encode_frame(&msg).expect("encode");
         let v: ciborium::Value = ciborium::from_reader(&frame[4..]).expect("cbor");
         let map = v.as_map().expect("map");
-        let body = &map.iter().find(|(k, _)| k.as_text() == Some("body")).expect("body").1;
+        let body = &map
+            .iter()
+            .find(|(k, _)| k.as_text() == Some("body"))
+            .expect("body")
+            .1;
         let body = body.as_map().expect("body map");
         assert_eq!(body.len(), 1);
         assert_eq!(body[0].0.as_text(), Some("RuntimePingRequest"));
@@ -380,14 +408,20 @@ mod tests {
     fn oversized_prefix_is_refused_before_reading() {
         let mut frame = ((MAX_FRAME_SIZE + 1) as u32).to_be_bytes().to_vec();
         frame.extend_from_slice(b"short");
-        assert!(matches!(read_frame(&mut &frame[..]), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            read_frame(&mut &frame[..]),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 
     #[test]
     fn garbage_is_malformed() {
         let mut frame = 3u32.to_be_bytes().to_vec();
         frame.extend_from_slice(&[0xff, 0x00, 0x13]);
-        assert!(matches!(read_frame(&mut &frame[..]), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            read_frame(&mut &frame[..]),
+            Err(FrameError::Malformed(_))
+        ));
     }
 
     #[test]

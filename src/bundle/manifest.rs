@@ -85,27 +85,63 @@ impl Manifest {
     /// Checks what this node can run and returns the RONL component: exactly one RONL with an
     /// ELF executable, no TEE components.
     pub fn ronl(&self) -> Result<Ronl, BundleError> {
-        if self.sgx.is_some() || self.components.iter().any(|c| c.sgx.is_some() || c.tdx.is_some()) {
+        if self.sgx.is_some()
+            || self
+                .components
+                .iter()
+                .any(|c| c.sgx.is_some() || c.tdx.is_some())
+        {
             return Err(BundleError::Tee);
         }
-        let legacy = self.executable.as_ref().map(|e| Ronl { executable: e.clone(), version: self.version.unwrap_or_default() });
-        let ronls: Vec<&Component> = self.components.iter().filter(|c| c.kind == "ronl").collect();
-        if let Some(other) = self.components.iter().find(|c| c.kind != "ronl" && c.kind != "rofl") {
-            return Err(BundleError::Invalid(format!("unknown component kind '{}'", other.kind)));
+        let legacy = self.executable.as_ref().map(|e| Ronl {
+            executable: e.clone(),
+            version: self.version.unwrap_or_default(),
+        });
+        let ronls: Vec<&Component> = self
+            .components
+            .iter()
+            .filter(|c| c.kind == "ronl")
+            .collect();
+        if let Some(other) = self
+            .components
+            .iter()
+            .find(|c| c.kind != "ronl" && c.kind != "rofl")
+        {
+            return Err(BundleError::Invalid(format!(
+                "unknown component kind '{}'",
+                other.kind
+            )));
         }
         match (legacy, ronls.as_slice()) {
-            (Some(_), [_, ..]) => Err(BundleError::Invalid("manifest has both a legacy top-level RONL and a `ronl` component".into())),
+            (Some(_), [_, ..]) => Err(BundleError::Invalid(
+                "manifest has both a legacy top-level RONL and a `ronl` component".into(),
+            )),
             (Some(r), []) => Ok(r),
             (None, [c]) => {
                 if c.disabled {
-                    return Err(BundleError::Invalid("the RONL component cannot be disabled".into()));
+                    return Err(BundleError::Invalid(
+                        "the RONL component cannot be disabled".into(),
+                    ));
                 }
-                let exe = c.elf.as_ref().map(|e| e.executable.clone()).or_else(|| c.executable.clone());
-                let executable = exe.ok_or_else(|| BundleError::Invalid("missing RONL executable in manifest/bundle".into()))?;
-                Ok(Ronl { executable, version: c.version })
+                let exe = c
+                    .elf
+                    .as_ref()
+                    .map(|e| e.executable.clone())
+                    .or_else(|| c.executable.clone());
+                let executable = exe.ok_or_else(|| {
+                    BundleError::Invalid("missing RONL executable in manifest/bundle".into())
+                })?;
+                Ok(Ronl {
+                    executable,
+                    version: c.version,
+                })
             }
-            (None, []) => Err(BundleError::Invalid("bundle has no RONL component (detached bundles are not supported)".into())),
-            (None, _) => Err(BundleError::Invalid("manifest has more than one `ronl` component".into())),
+            (None, []) => Err(BundleError::Invalid(
+                "bundle has no RONL component (detached bundles are not supported)".into(),
+            )),
+            (None, _) => Err(BundleError::Invalid(
+                "manifest has more than one `ronl` component".into(),
+            )),
         }
     }
 

@@ -74,7 +74,10 @@ pub enum BundleError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
-    move |source| BundleError::Io { path: path.to_path_buf(), source }
+    move |source| BundleError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// SHA-512/256 in hex.
@@ -125,7 +128,10 @@ pub const EXECUTABLE_NAME: &str = "runtime.elf";
 pub fn build(opts: &BuildOptions<'_>, output: &Path) -> Result<Manifest, BundleError> {
     let exe = std::fs::read(opts.executable).map_err(io(opts.executable))?;
     if !exe.starts_with(b"\x7fELF") {
-        return Err(BundleError::Invalid(format!("{} is not an ELF executable", opts.executable.display())));
+        return Err(BundleError::Invalid(format!(
+            "{} is not an ELF executable",
+            opts.executable.display()
+        )));
     }
     let manifest = Manifest {
         name: opts.name.to_string(),
@@ -138,13 +144,17 @@ pub fn build(opts: &BuildOptions<'_>, output: &Path) -> Result<Manifest, BundleE
             name: String::new(),
             version: opts.version,
             executable: None,
-            elf: Some(ElfMetadata { executable: EXECUTABLE_NAME.into() }),
+            elf: Some(ElfMetadata {
+                executable: EXECUTABLE_NAME.into(),
+            }),
             sgx: None,
             tdx: None,
             identity: None,
             disabled: false,
         }],
-        digests: [(EXECUTABLE_NAME.to_string(), digest_hex(&exe))].into_iter().collect(),
+        digests: [(EXECUTABLE_NAME.to_string(), digest_hex(&exe))]
+            .into_iter()
+            .collect(),
     };
     let tmp = output.with_extension("orc.tmp");
     let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
@@ -155,9 +165,11 @@ pub fn build(opts: &BuildOptions<'_>, output: &Path) -> Result<Manifest, BundleE
         .unix_permissions(0o644);
     let zerr = |e: zip::result::ZipError| BundleError::Zip(e.to_string());
     zip.start_file(MANIFEST_NAME, opts_zip).map_err(zerr)?;
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| BundleError::Manifest(e.to_string()))?;
+    let json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| BundleError::Manifest(e.to_string()))?;
     zip.write_all(&json).map_err(io(&tmp))?;
-    zip.start_file(EXECUTABLE_NAME, opts_zip.unix_permissions(0o755)).map_err(zerr)?;
+    zip.start_file(EXECUTABLE_NAME, opts_zip.unix_permissions(0o755))
+        .map_err(zerr)?;
     zip.write_all(&exe).map_err(io(&tmp))?;
     zip.finish().map_err(zerr)?;
     std::fs::rename(&tmp, output).map_err(io(output))?;
@@ -169,14 +181,20 @@ impl Bundle {
     pub fn open(path: &Path, max_size: u64) -> Result<Self, BundleError> {
         let size = std::fs::metadata(path).map_err(io(path))?.len();
         if size > max_size {
-            return Err(BundleError::TooLarge { size, max: max_size });
+            return Err(BundleError::TooLarge {
+                size,
+                max: max_size,
+            });
         }
         let file = std::fs::File::open(path).map_err(io(path))?;
         Self::from_reader(file, max_size)
     }
 
     /// Verifies a bundle from any seekable reader.
-    pub fn from_reader<R: Read + std::io::Seek>(reader: R, max_size: u64) -> Result<Self, BundleError> {
+    pub fn from_reader<R: Read + std::io::Seek>(
+        reader: R,
+        max_size: u64,
+    ) -> Result<Self, BundleError> {
         let mut zip = zip::ZipArchive::new(reader).map_err(|e| BundleError::Zip(e.to_string()))?;
         if zip.is_empty() {
             return Err(BundleError::ManifestNotFirst(String::new()));
@@ -185,8 +203,13 @@ impl Bundle {
         let mut files = BTreeMap::new();
         let mut total: u64 = 0;
         for i in 0..zip.len() {
-            let mut entry = zip.by_index(i).map_err(|e| BundleError::Zip(e.to_string()))?;
-            let name = entry.name().map_err(|e| BundleError::Zip(e.to_string()))?.to_string();
+            let mut entry = zip
+                .by_index(i)
+                .map_err(|e| BundleError::Zip(e.to_string()))?;
+            let name = entry
+                .name()
+                .map_err(|e| BundleError::Zip(e.to_string()))?
+                .to_string();
             if i == 0 {
                 if name != MANIFEST_NAME {
                     return Err(BundleError::ManifestNotFirst(name));
@@ -203,10 +226,16 @@ impl Bundle {
             // Bound decompression by the size limit, whatever the headers claim.
             let mut data = Vec::new();
             let budget = max_size.saturating_sub(total) + 1;
-            (&mut entry).take(budget).read_to_end(&mut data).map_err(|e| BundleError::Zip(format!("entry '{name}': {e}")))?;
+            (&mut entry)
+                .take(budget)
+                .read_to_end(&mut data)
+                .map_err(|e| BundleError::Zip(format!("entry '{name}': {e}")))?;
             total += data.len() as u64;
             if total > max_size {
-                return Err(BundleError::TooLarge { size: total, max: max_size });
+                return Err(BundleError::TooLarge {
+                    size: total,
+                    max: max_size,
+                });
             }
             if i == 0 {
                 manifest_bytes = data;
@@ -214,11 +243,14 @@ impl Bundle {
                 return Err(BundleError::Duplicate(name));
             }
         }
-        let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| BundleError::Manifest(e.to_string()))?;
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| BundleError::Manifest(e.to_string()))?;
         for (name, data) in &files {
             match manifest.digests.get(name) {
                 None => return Err(BundleError::MissingDigest(name.clone())),
-                Some(d) if !d.eq_ignore_ascii_case(&digest_hex(data)) => return Err(BundleError::WrongDigest(name.clone())),
+                Some(d) if !d.eq_ignore_ascii_case(&digest_hex(data)) => {
+                    return Err(BundleError::WrongDigest(name.clone()))
+                }
                 Some(_) => {}
             }
         }
@@ -233,7 +265,11 @@ impl Bundle {
         if !files.contains_key(&ronl.executable) {
             return Err(BundleError::MissingFile(ronl.executable.clone()));
         }
-        Ok(Self { manifest, files, ronl })
+        Ok(Self {
+            manifest,
+            files,
+            ronl,
+        })
     }
 
     /// Writes the bundle to `<bundles_dir>/<manifest-hash>/` (dirs 0700, files 0600, the
@@ -249,19 +285,34 @@ impl Bundle {
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
-        let mkdir = |p: &Path| std::fs::DirBuilder::new().mode(0o700).create(p).map_err(io(p));
+        let mkdir = |p: &Path| {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(p)
+                .map_err(io(p))
+        };
         mkdir(&tmp)?;
         mkdir(&tmp.join("META-INF"))?;
         let write = |p: &Path, data: &[u8], mode: u32| -> Result<(), BundleError> {
-            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(p).map_err(io(p))?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(p)
+                .map_err(io(p))?;
             f.write_all(data).map_err(io(p))?;
             f.sync_all().map_err(io(p))?;
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(io(p))
         };
-        let manifest_json = serde_json::to_vec_pretty(&self.manifest).map_err(|e| BundleError::Manifest(e.to_string()))?;
+        let manifest_json = serde_json::to_vec_pretty(&self.manifest)
+            .map_err(|e| BundleError::Manifest(e.to_string()))?;
         write(&tmp.join(MANIFEST_NAME), &manifest_json, 0o600)?;
         for (name, data) in &self.files {
-            let mode = if *name == self.ronl.executable { 0o700 } else { 0o600 };
+            let mode = if *name == self.ronl.executable {
+                0o700
+            } else {
+                0o600
+            };
             write(&tmp.join(name), data, mode)?;
         }
         std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
@@ -273,7 +324,8 @@ impl Bundle {
 pub fn read_exploded_manifest(dir: &Path) -> Result<Manifest, BundleError> {
     let p = dir.join(MANIFEST_NAME);
     let bytes = std::fs::read(&p).map_err(io(&p))?;
-    serde_json::from_slice(&bytes).map_err(|e| BundleError::Manifest(format!("{}: {e}", p.display())))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| BundleError::Manifest(format!("{}: {e}", p.display())))
 }
 
 /// Re-hashes every file of an exploded bundle against `manifest`; symlinks are refused.
@@ -308,7 +360,9 @@ mod tests {
             &BuildOptions {
                 executable: &exe,
                 name: "x",
-                runtime_id: "0000000000000000000000000000000000000000000000000000000000000001".parse().expect("id"),
+                runtime_id: "0000000000000000000000000000000000000000000000000000000000000001"
+                    .parse()
+                    .expect("id"),
                 version: paratime_sdk::Version::new(0, 1, 0),
             },
             &out,
@@ -323,12 +377,21 @@ mod tests {
         let b = Bundle::open(&out, 1 << 20).expect("open");
         assert_eq!(b.ronl.executable, EXECUTABLE_NAME);
         let dir = b.explode(t.path()).expect("explode");
-        assert_eq!(dir.file_name().and_then(|n| n.to_str()), Some(b.manifest.hash_hex().as_str()));
+        assert_eq!(
+            dir.file_name().and_then(|n| n.to_str()),
+            Some(b.manifest.hash_hex().as_str())
+        );
         // Second explode re-hashes; tampering is detected.
         b.explode(t.path()).expect("re-explode");
         std::fs::write(dir.join(EXECUTABLE_NAME), b"tampered").expect("tamper");
-        assert!(matches!(b.explode(t.path()), Err(BundleError::Corrupted(_))));
-        assert!(matches!(Bundle::open(&out, 10), Err(BundleError::TooLarge { .. })));
+        assert!(matches!(
+            b.explode(t.path()),
+            Err(BundleError::Corrupted(_))
+        ));
+        assert!(matches!(
+            Bundle::open(&out, 10),
+            Err(BundleError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -38,7 +38,12 @@ impl RuntimeId {
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, RuntimeIdError> {
         let id = Self(bytes);
         if id.flags() & !(FLAG_TEST | FLAG_KEY_MANAGER) != 0 {
-            return Err(RuntimeIdError { value: id.to_string(), reason: "malformed namespace: reserved flag bits 61..0 of the first 8 bytes are set".into() });
+            return Err(RuntimeIdError {
+                value: id.to_string(),
+                reason:
+                    "malformed namespace: reserved flag bits 61..0 of the first 8 bytes are set"
+                        .into(),
+            });
         }
         Ok(id)
     }
@@ -48,9 +53,14 @@ impl FromStr for RuntimeId {
     type Err = RuntimeIdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |reason: &str| RuntimeIdError { value: s.to_string(), reason: reason.to_string() };
+        let err = |reason: &str| RuntimeIdError {
+            value: s.to_string(),
+            reason: reason.to_string(),
+        };
         let bytes = hex::decode(s.trim()).map_err(|_| err("expected 64 hexadecimal characters"))?;
-        let arr: [u8; 32] = bytes.try_into().map_err(|_| err("expected 64 hexadecimal characters (32 bytes)"))?;
+        let arr: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| err("expected 64 hexadecimal characters (32 bytes)"))?;
         Self::from_bytes(arr)
     }
 }
@@ -86,11 +96,17 @@ mod tests {
 
     #[test]
     fn flags() {
-        let id: RuntimeId = "8000000000000000000000000000000000000000000000000000000000000001".parse().expect("test id");
+        let id: RuntimeId = "8000000000000000000000000000000000000000000000000000000000000001"
+            .parse()
+            .expect("test id");
         assert!(id.is_test() && !id.is_key_manager());
-        let km: RuntimeId = "4000000000000000000000000000000000000000000000000000000000000001".parse().expect("km id");
+        let km: RuntimeId = "4000000000000000000000000000000000000000000000000000000000000001"
+            .parse()
+            .expect("km id");
         assert!(km.is_key_manager());
-        let e = "0100000000000000000000000000000000000000000000000000000000000001".parse::<RuntimeId>().expect_err("reserved");
+        let e = "0100000000000000000000000000000000000000000000000000000000000001"
+            .parse::<RuntimeId>()
+            .expect_err("reserved");
         assert!(e.to_string().contains("malformed namespace"));
         assert!("00".parse::<RuntimeId>().is_err());
     }

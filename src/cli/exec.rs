@@ -38,8 +38,13 @@ pub struct ExecArgs {
 }
 
 fn parse_call(kind: &str, s: &str) -> Result<Call, String> {
-    let v: serde_json::Value = serde_json::from_str(s).map_err(|e| format!("--{kind} '{s}': not JSON: {e}"))?;
-    let method = v.get("method").and_then(|m| m.as_str()).ok_or_else(|| format!("--{kind} '{s}': missing \"method\""))?.to_string();
+    let v: serde_json::Value =
+        serde_json::from_str(s).map_err(|e| format!("--{kind} '{s}': not JSON: {e}"))?;
+    let method = v
+        .get("method")
+        .and_then(|m| m.as_str())
+        .ok_or_else(|| format!("--{kind} '{s}': missing \"method\""))?
+        .to_string();
     let body = v.get("body").cloned().unwrap_or(serde_json::Value::Null);
     let body = ciborium::Value::serialized(&body).map_err(|e| format!("--{kind}: body: {e}"))?;
     Ok(Call { method, body })
@@ -55,7 +60,12 @@ struct Scratch(PathBuf);
 impl Scratch {
     fn new() -> Result<Self, String> {
         let base = std::env::temp_dir().join("paratime-exec-XXXXXX");
-        let p = nix::unistd::mkdtemp(&base).map_err(|e| format!("cannot create a scratch directory in {}: {e} (set TMPDIR to a writable directory)", std::env::temp_dir().display()))?;
+        let p = nix::unistd::mkdtemp(&base).map_err(|e| {
+            format!(
+                "cannot create a scratch directory in {}: {e} (set TMPDIR to a writable directory)",
+                std::env::temp_dir().display()
+            )
+        })?;
         Ok(Self(p))
     }
 }
@@ -67,24 +77,51 @@ impl Drop for Scratch {
 }
 
 /// Installs a bundle in a scratch dir and starts a launcher for it.
-fn prepare(bundle: &Path, max: u64, sandbox_binary: &Path, unconfined: bool) -> Result<(Scratch, LauncherChild, HostedRuntime, Bundle), String> {
+fn prepare(
+    bundle: &Path,
+    max: u64,
+    sandbox_binary: &Path,
+    unconfined: bool,
+) -> Result<(Scratch, LauncherChild, HostedRuntime, Bundle), String> {
     let b = Bundle::open(bundle, max).map_err(|e| format!("{}: {e}", bundle.display()))?;
     let scratch = Scratch::new()?;
     let bundles = scratch.0.join("bundles");
     std::fs::create_dir(&bundles).map_err(|e| e.to_string())?;
     b.explode(&bundles).map_err(|e| e.to_string())?;
-    let launcher = LauncherChild::start(&scratch.0.join("sandbox.sock"), &bundles, sandbox_binary, unconfined, ("logfmt", "warn"))?;
-    let rt = HostedRuntime { id: b.manifest.id, name: b.manifest.name.clone(), bundle: b.manifest.hash_hex(), version: b.ronl.version, local_config: None };
+    let launcher = LauncherChild::start(
+        &scratch.0.join("sandbox.sock"),
+        &bundles,
+        sandbox_binary,
+        unconfined,
+        ("logfmt", "warn"),
+    )?;
+    let rt = HostedRuntime {
+        id: b.manifest.id,
+        name: b.manifest.name.clone(),
+        bundle: b.manifest.hash_hex(),
+        version: b.ronl.version,
+        local_config: None,
+    };
     Ok((scratch, launcher, rt, b))
 }
 
 async fn exec_async(a: ExecArgs) -> Result<serde_json::Value, String> {
-    let max = config::parse_size(&a.max_bundle_size).map_err(|e| format!("--max-bundle-size: {e}"))?;
-    let txs = a.txs.iter().map(|t| parse_call("tx", t)).collect::<Result<Vec<_>, _>>()?;
-    let queries = a.queries.iter().map(|q| parse_call("query", q)).collect::<Result<Vec<_>, _>>()?;
+    let max =
+        config::parse_size(&a.max_bundle_size).map_err(|e| format!("--max-bundle-size: {e}"))?;
+    let txs = a
+        .txs
+        .iter()
+        .map(|t| parse_call("tx", t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let queries = a
+        .queries
+        .iter()
+        .map(|q| parse_call("query", q))
+        .collect::<Result<Vec<_>, _>>()?;
     let (_scratch, launcher, mut rt, _) = prepare(&a.bundle, max, &a.sandbox_binary, false)?;
     if let Some(c) = &a.runtime_config {
-        let v: serde_json::Value = serde_json::from_str(c).map_err(|e| format!("--runtime-config: not JSON: {e}"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(c).map_err(|e| format!("--runtime-config: not JSON: {e}"))?;
         rt.local_config = Some(ciborium::Value::serialized(&v).map_err(|e| e.to_string())?);
     }
     let state = Arc::new(match &a.state {
@@ -99,12 +136,25 @@ async fn exec_async(a: ExecArgs) -> Result<serde_json::Value, String> {
     let mut out = serde_json::json!({ "runtime_id": rt.id.to_string(), "sandbox_pid": p.sandbox.started.pid, "network_namespace": p.sandbox.started.net_ns });
     if !txs.is_empty() {
         let prev = state.root();
-        let req = RuntimeExecuteTxBatchRequest { round: 1, state_root: ByteBuf::from(prev.to_vec()), inputs: txs.iter().map(|c| ByteBuf::from(c.encode())).collect() };
-        let resp = match p.conn.call(Body::RuntimeExecuteTxBatchRequest(req), Duration::from_secs(15)).await.map_err(|e| e.to_string())? {
+        let req = RuntimeExecuteTxBatchRequest {
+            round: 1,
+            state_root: ByteBuf::from(prev.to_vec()),
+            inputs: txs.iter().map(|c| ByteBuf::from(c.encode())).collect(),
+        };
+        let resp = match p
+            .conn
+            .call(
+                Body::RuntimeExecuteTxBatchRequest(req),
+                Duration::from_secs(15),
+            )
+            .await
+            .map_err(|e| e.to_string())?
+        {
             Body::RuntimeExecuteTxBatchResponse(r) => r,
             other => return Err(format!("unexpected response {}", other.name())),
         };
-        let claimed = paratime_sdk::state::to_hash(&resp.state_root).ok_or("runtime returned a malformed state root")?;
+        let claimed = paratime_sdk::state::to_hash(&resp.state_root)
+            .ok_or("runtime returned a malformed state root")?;
         let root = state.apply(&prev, &resp.write_log, &claimed)?;
         let results: Vec<serde_json::Value> = resp
             .results
@@ -121,10 +171,22 @@ async fn exec_async(a: ExecArgs) -> Result<serde_json::Value, String> {
     }
     let mut qout = Vec::new();
     for q in &queries {
-        let req = RuntimeQueryRequest { state_root: ByteBuf::from(state.root().to_vec()), method: q.method.clone(), args: q.body.clone() };
-        let r = match p.conn.call(Body::RuntimeQueryRequest(req), Duration::from_secs(15)).await {
-            Ok(Body::RuntimeQueryResponse(r)) => serde_json::json!({ "method": q.method, "ok": to_json(&r.data) }),
-            Ok(other) => serde_json::json!({ "method": q.method, "error": format!("unexpected response {}", other.name()) }),
+        let req = RuntimeQueryRequest {
+            state_root: ByteBuf::from(state.root().to_vec()),
+            method: q.method.clone(),
+            args: q.body.clone(),
+        };
+        let r = match p
+            .conn
+            .call(Body::RuntimeQueryRequest(req), Duration::from_secs(15))
+            .await
+        {
+            Ok(Body::RuntimeQueryResponse(r)) => {
+                serde_json::json!({ "method": q.method, "ok": to_json(&r.data) })
+            }
+            Ok(other) => {
+                serde_json::json!({ "method": q.method, "error": format!("unexpected response {}", other.name()) })
+            }
             Err(e) => serde_json::json!({ "method": q.method, "error": e.to_string() }),
         };
         qout.push(r);
@@ -141,11 +203,17 @@ async fn exec_async(a: ExecArgs) -> Result<serde_json::Value, String> {
 
 /// `runtime exec`.
 pub fn exec(a: ExecArgs, _unsafe_debug: bool) -> i32 {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match rt.block_on(exec_async(a)) {
         Ok(v) => {
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-            let failed = v.get("transactions").and_then(|t| t.as_array()).is_some_and(|t| t.iter().any(|r| r.get("error").is_some()));
+            let failed = v
+                .get("transactions")
+                .and_then(|t| t.as_array())
+                .is_some_and(|t| t.iter().any(|r| r.get("error").is_some()));
             i32::from(failed)
         }
         Err(e) => {
@@ -172,7 +240,12 @@ pub struct BenchArgs {
 fn stats(mut v: Vec<Duration>) -> String {
     v.sort();
     let p = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
-    format!("p50 {:>9.3} ms  p90 {:>9.3} ms  min {:>9.3} ms", p(0.5).as_secs_f64() * 1e3, p(0.9).as_secs_f64() * 1e3, v[0].as_secs_f64() * 1e3)
+    format!(
+        "p50 {:>9.3} ms  p90 {:>9.3} ms  min {:>9.3} ms",
+        p(0.5).as_secs_f64() * 1e3,
+        p(0.9).as_secs_f64() * 1e3,
+        v[0].as_secs_f64() * 1e3
+    )
 }
 
 async fn bench_async(a: BenchArgs) -> Result<(), String> {
@@ -182,14 +255,35 @@ async fn bench_async(a: BenchArgs) -> Result<(), String> {
     if let Some(e) = info.trial_error {
         return Err(e);
     }
-    println!("paratime-node bench: {} iterations, bwrap {}", n, info.bwrap_version);
+    println!(
+        "paratime-node bench: {} iterations, bwrap {}",
+        n, info.bwrap_version
+    );
 
     // Floor: bare bwrap running /bin/true with the same namespaces.
     let mut bare = Vec::new();
     for _ in 0..n {
         let t = Instant::now();
         let s = std::process::Command::new(&a.sandbox_binary)
-            .args(["--unshare-all", "--die-with-parent", "--dev", "/dev", "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin", "/bin/true"])
+            .args([
+                "--unshare-all",
+                "--die-with-parent",
+                "--dev",
+                "/dev",
+                "--ro-bind",
+                "/usr",
+                "/usr",
+                "--symlink",
+                "usr/lib",
+                "/lib",
+                "--symlink",
+                "usr/lib64",
+                "/lib64",
+                "--symlink",
+                "usr/bin",
+                "/bin",
+                "/bin/true",
+            ])
             .status()
             .map_err(|e| e.to_string())?;
         if !s.success() {
@@ -201,12 +295,21 @@ async fn bench_async(a: BenchArgs) -> Result<(), String> {
     let mut pings = Vec::new();
     for i in 0..n {
         let t = Instant::now();
-        let p = host::provision(&launcher.client(), &rt, "sandbox", Arc::new(RuntimeState::default())).await?;
+        let p = host::provision(
+            &launcher.client(),
+            &rt,
+            "sandbox",
+            Arc::new(RuntimeState::default()),
+        )
+        .await?;
         prov.push(t.elapsed());
         if i == 0 {
             for _ in 0..(n * 50) {
                 let t = Instant::now();
-                p.conn.call(Body::RuntimePingRequest(Empty {}), Duration::from_secs(5)).await.map_err(|e| e.to_string())?;
+                p.conn
+                    .call(Body::RuntimePingRequest(Empty {}), Duration::from_secs(5))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 pings.push(t.elapsed());
             }
         }
@@ -257,11 +360,29 @@ async fn bench_async(a: BenchArgs) -> Result<(), String> {
     println!("  floor: bare socketpair round trip  {}", stats(rtts));
     println!("bundle verify (unzip + SHA-512/256)  {mbps:>9.1} MB/s over {exe_len} bytes");
     println!("  SHA-512/256 alone                  {hash_mbps:>9.1} MB/s");
-    match std::process::Command::new("openssl").args(["speed", "-seconds", "1", "-bytes", "16384", "-evp", "sha512-256"]).output() {
+    match std::process::Command::new("openssl")
+        .args([
+            "speed",
+            "-seconds",
+            "1",
+            "-bytes",
+            "16384",
+            "-evp",
+            "sha512-256",
+        ])
+        .output()
+    {
         Ok(o) if o.status.success() => {
             let text = String::from_utf8_lossy(&o.stdout);
-            if let Some(line) = text.lines().rev().find(|l| l.to_ascii_lowercase().contains("sha512")) {
-                println!("  floor: openssl speed -evp sha512-256 (16 KiB blocks, kB/s): {}", line.trim());
+            if let Some(line) = text
+                .lines()
+                .rev()
+                .find(|l| l.to_ascii_lowercase().contains("sha512"))
+            {
+                println!(
+                    "  floor: openssl speed -evp sha512-256 (16 KiB blocks, kB/s): {}",
+                    line.trim()
+                );
             }
         }
         _ => println!("  floor: openssl not available"),
@@ -271,7 +392,10 @@ async fn bench_async(a: BenchArgs) -> Result<(), String> {
 
 /// `bench`.
 pub fn bench(a: BenchArgs) -> i32 {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match rt.block_on(bench_async(a)) {
         Ok(()) => 0,
         Err(e) => {

@@ -2,7 +2,7 @@
 
 mod exec;
 
-use crate::bundle::{self, Bundle, BuildOptions, RuntimeId};
+use crate::bundle::{self, BuildOptions, Bundle, RuntimeId};
 use crate::config;
 use crate::identity::{self, Identity, KeyKind};
 use crate::logging;
@@ -163,12 +163,21 @@ fn fail(msg: impl std::fmt::Display) -> i32 {
 }
 
 fn init_cli_logging() {
-    let levels = [("default".to_string(), std::env::var("PARATIME_LOG").unwrap_or_else(|_| "warn".into()))].into_iter().collect();
+    let levels = [(
+        "default".to_string(),
+        std::env::var("PARATIME_LOG").unwrap_or_else(|_| "warn".into()),
+    )]
+    .into_iter()
+    .collect();
     let _ = logging::init(logging::Format::Logfmt, &levels, None);
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime").block_on(f)
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
 }
 
 fn config_check(file: &std::path::Path) -> i32 {
@@ -184,7 +193,11 @@ fn config_check(file: &std::path::Path) -> i32 {
             for p in &e.problems {
                 println!("{}", p.display_in(file));
             }
-            let n = e.problems.iter().filter(|p| p.severity == config::Severity::Error).count();
+            let n = e
+                .problems
+                .iter()
+                .filter(|p| p.severity == config::Severity::Error)
+                .count();
             println!("{}: {n} error(s)", file.display());
             1
         }
@@ -223,7 +236,13 @@ fn identity_cmd(cmd: IdentityCmd) -> i32 {
 
 fn bundle_cmd(cmd: BundleCmd) -> i32 {
     match cmd {
-        BundleCmd::Build { executable, name, runtime_id, version, output } => {
+        BundleCmd::Build {
+            executable,
+            name,
+            runtime_id,
+            version,
+            output,
+        } => {
             let runtime_id: RuntimeId = match runtime_id.parse() {
                 Ok(r) => r,
                 Err(e) => return fail(format!("--runtime-id: {e}")),
@@ -232,18 +251,46 @@ fn bundle_cmd(cmd: BundleCmd) -> i32 {
                 Ok(v) => v,
                 Err(e) => return fail(format!("--version: {e}")),
             };
-            match bundle::build(&BuildOptions { executable: &executable, name: &name, runtime_id, version }, &output) {
+            match bundle::build(
+                &BuildOptions {
+                    executable: &executable,
+                    name: &name,
+                    runtime_id,
+                    version,
+                },
+                &output,
+            ) {
                 Ok(m) => {
-                    println!("wrote {} (runtime {}, version {version}, manifest hash {})", output.display(), m.id, m.hash_hex());
+                    println!(
+                        "wrote {} (runtime {}, version {version}, manifest hash {})",
+                        output.display(),
+                        m.id,
+                        m.hash_hex()
+                    );
                     0
                 }
                 Err(e) => fail(format!("{}: {e}", output.display())),
             }
         }
-        BundleCmd::Inspect { bundle, max_bundle_size } | BundleCmd::Verify { bundle, max_bundle_size } if config::parse_size(&max_bundle_size).is_err() => {
-            fail(format!("--max-bundle-size: {}", config::parse_size(&max_bundle_size).err().unwrap_or_default()) + &format!(" ({})", bundle.display()))
+        BundleCmd::Inspect {
+            bundle,
+            max_bundle_size,
         }
-        BundleCmd::Inspect { bundle, max_bundle_size } => match Bundle::open(&bundle, config::parse_size(&max_bundle_size).unwrap_or(0)) {
+        | BundleCmd::Verify {
+            bundle,
+            max_bundle_size,
+        } if config::parse_size(&max_bundle_size).is_err() => fail(
+            format!(
+                "--max-bundle-size: {}",
+                config::parse_size(&max_bundle_size)
+                    .err()
+                    .unwrap_or_default()
+            ) + &format!(" ({})", bundle.display()),
+        ),
+        BundleCmd::Inspect {
+            bundle,
+            max_bundle_size,
+        } => match Bundle::open(&bundle, config::parse_size(&max_bundle_size).unwrap_or(0)) {
             Ok(b) => {
                 let mut v = serde_json::to_value(&b.manifest).unwrap_or_default();
                 if let Some(o) = v.as_object_mut() {
@@ -254,9 +301,18 @@ fn bundle_cmd(cmd: BundleCmd) -> i32 {
             }
             Err(e) => fail(format!("{}: {e}", bundle.display())),
         },
-        BundleCmd::Verify { bundle, max_bundle_size } => match Bundle::open(&bundle, config::parse_size(&max_bundle_size).unwrap_or(0)) {
+        BundleCmd::Verify {
+            bundle,
+            max_bundle_size,
+        } => match Bundle::open(&bundle, config::parse_size(&max_bundle_size).unwrap_or(0)) {
             Ok(b) => {
-                println!("{}: ok (runtime {}, version {}, manifest hash {})", bundle.display(), b.manifest.id, b.ronl.version, b.manifest.hash_hex());
+                println!(
+                    "{}: ok (runtime {}, version {}, manifest hash {})",
+                    bundle.display(),
+                    b.manifest.id,
+                    b.ronl.version,
+                    b.manifest.hash_hex()
+                );
                 0
             }
             Err(e) => fail(format!("{}: {e}", bundle.display())),
@@ -306,9 +362,14 @@ fn control_cmd(cmd: ControlCmd) -> i32 {
 fn launcher_cmd(a: LauncherArgs) -> i32 {
     use std::os::fd::FromRawFd;
     let Some(format) = logging::Format::parse(&a.log_format) else {
-        return fail(format!("--log-format: unknown format '{}' (use logfmt, JSON or text)", a.log_format));
+        return fail(format!(
+            "--log-format: unknown format '{}' (use logfmt, JSON or text)",
+            a.log_format
+        ));
     };
-    let levels = [("default".to_string(), a.log_level.clone())].into_iter().collect();
+    let levels = [("default".to_string(), a.log_level.clone())]
+        .into_iter()
+        .collect();
     if let Err(e) = logging::init(format, &levels, None) {
         return fail(e);
     }
@@ -321,7 +382,11 @@ fn launcher_cmd(a: LauncherArgs) -> i32 {
         },
         _ => return fail("give --listen PATH or --listen-fd N (N > 2)"),
     };
-    let cfg = crate::host::launcher::LauncherConfig { bundles_dir: a.bundles_dir, sandbox_binary: a.sandbox_binary, unconfined: a.unconfined };
+    let cfg = crate::host::launcher::LauncherConfig {
+        bundles_dir: a.bundles_dir,
+        sandbox_binary: a.sandbox_binary,
+        unconfined: a.unconfined,
+    };
     match crate::host::launcher::serve(listener, cfg) {
         Ok(()) => 0,
         Err(e) => fail(format!("sandbox launcher: {e}")),
@@ -366,7 +431,9 @@ pub fn run() -> i32 {
     match cli.command {
         None => match cli.config {
             Some(f) => run_node(f, cli.unsafe_debug),
-            None => fail("nothing to do: pass --config FILE to run the node, or a subcommand (see --help)"),
+            None => fail(
+                "nothing to do: pass --config FILE to run the node, or a subcommand (see --help)",
+            ),
         },
         Some(Command::Config(ConfigCmd::Check)) => match cli.config {
             Some(f) => config_check(&f),
@@ -382,11 +449,14 @@ pub fn run() -> i32 {
         Some(Command::SandboxLauncher(a)) => launcher_cmd(a),
         Some(Command::SandboxProbe) => {
             // Inside the sandbox: the host socket is inherited and there is no /proc.
-            let ok = std::env::var(paratime_sdk::HOST_FD_ENV).is_ok() && !std::path::Path::new("/proc/self").exists();
+            let ok = std::env::var(paratime_sdk::HOST_FD_ENV).is_ok()
+                && !std::path::Path::new("/proc/self").exists();
             if ok {
                 0
             } else {
-                eprintln!("sandbox-probe: not in the expected sandbox (host fd missing or /proc visible)");
+                eprintln!(
+                    "sandbox-probe: not in the expected sandbox (host fd missing or /proc visible)"
+                );
                 2
             }
         }

@@ -83,21 +83,45 @@ fn key_paths(text: &str) -> Vec<String> {
         let trimmed = line.trim_start();
         let indent = line.len() - trimmed.len();
         if trimmed.is_empty() || trimmed.starts_with('#') {
-            out.push(stack.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>().join("."));
+            out.push(
+                stack
+                    .iter()
+                    .map(|(_, k)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join("."),
+            );
             continue;
         }
         let item = trimmed.strip_prefix("- ");
         let body = item.unwrap_or(trimmed);
-        while stack.last().is_some_and(|(i, _)| *i >= indent && item.is_none() || *i > indent) {
+        while stack
+            .last()
+            .is_some_and(|(i, _)| *i >= indent && item.is_none() || *i > indent)
+        {
             stack.pop();
         }
-        let key = body.split_once(':').map(|(k, _)| k.trim()).filter(|k| !k.is_empty() && !k.contains(['{', '"', ' ', '\'']));
+        let key = body
+            .split_once(':')
+            .map(|(k, _)| k.trim())
+            .filter(|k| !k.is_empty() && !k.contains(['{', '"', ' ', '\'']));
         match key {
             Some(k) => {
                 stack.push((indent + if item.is_some() { 2 } else { 0 }, k.to_string()));
-                out.push(stack.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>().join("."));
+                out.push(
+                    stack
+                        .iter()
+                        .map(|(_, k)| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join("."),
+                );
             }
-            None => out.push(stack.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>().join(".")),
+            None => out.push(
+                stack
+                    .iter()
+                    .map(|(_, k)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join("."),
+            ),
         }
     }
     out
@@ -114,14 +138,19 @@ fn replace_placeholders(text: &str) -> (String, Vec<Problem>, BTreeSet<usize>) {
         let mut rest = line;
         let key_path = paths.get(i).cloned().unwrap_or_default();
         while let Some(start) = rest.find("{{") {
-            let Some(len) = rest[start..].find("}}") else { break };
+            let Some(len) = rest[start..].find("}}") else {
+                break;
+            };
             let name = rest[start + 2..start + len].trim();
             out.push_str(&rest[..start]);
             out.push_str("PLACEHOLDER");
             problems.push(
                 Problem::error(
                     key_path.clone(),
-                    format!("leftover template placeholder `{{{{ {name} }}}}`: replace it with {}", placeholder_hint(name)),
+                    format!(
+                        "leftover template placeholder `{{{{ {name} }}}}`: replace it with {}",
+                        placeholder_hint(name)
+                    ),
                 )
                 .at_line(Some(i + 1)),
             );
@@ -145,7 +174,8 @@ fn blank_line(text: &str, n: usize) -> Option<String> {
     for (i, line) in text.split_inclusive('\n').enumerate() {
         if i + 1 == n {
             let t = line.trim();
-            let has_value = t.starts_with("- ") || t.split_once(':').is_some_and(|(_, v)| !v.trim().is_empty());
+            let has_value =
+                t.starts_with("- ") || t.split_once(':').is_some_and(|(_, v)| !v.trim().is_empty());
             if !has_value {
                 return None;
             }
@@ -184,7 +214,11 @@ fn parse(text: &str, placeholder_lines: &BTreeSet<usize>) -> (Option<Config>, Ve
                 if !line.is_some_and(|l| placeholder_lines.contains(&l)) {
                     let path = e.path().to_string();
                     let key = if path == "." { String::new() } else { path };
-                    let msg = e.inner().to_string().replace("unknown variant", "invalid value").replace("PLACEHOLDER", "placeholder");
+                    let msg = e
+                        .inner()
+                        .to_string()
+                        .replace("unknown variant", "invalid value")
+                        .replace("PLACEHOLDER", "placeholder");
                     problems.push(Problem::error(key, msg).at_line(line));
                 }
                 match line.and_then(|l| blank_line(&text, l)) {
@@ -202,7 +236,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("invalid size '{s}': expected a number with an optional unit, e.g. 20mb"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("invalid size '{s}': expected a number with an optional unit, e.g. 20mb")
+    })?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1_000,
@@ -211,15 +247,28 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "mib" => 1 << 20,
         "g" | "gb" => 1_000_000_000,
         "gib" => 1 << 30,
-        other => return Err(format!("invalid size '{s}': unknown unit '{other}' (use b, kb, mb, gb, kib, mib or gib)")),
+        other => {
+            return Err(format!(
+                "invalid size '{s}': unknown unit '{other}' (use b, kb, mb, gb, kib, mib or gib)"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("invalid size '{s}': too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("invalid size '{s}': too large"))
 }
 
 /// Loads, checks and validates a config file. Returns every problem found when any is an error.
 pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
-    let fail = |problems| ConfigError { file: file.to_path_buf(), problems };
-    let raw = std::fs::read_to_string(file).map_err(|e| fail(vec![Problem::error("", format!("cannot read the file: {e}"))]))?;
+    let fail = |problems| ConfigError {
+        file: file.to_path_buf(),
+        problems,
+    };
+    let raw = std::fs::read_to_string(file).map_err(|e| {
+        fail(vec![Problem::error(
+            "",
+            format!("cannot read the file: {e}"),
+        )])
+    })?;
     let (text, mut problems) = substitute_env(&raw, |k| std::env::var(k).ok());
     let (text, placeholders, lines) = replace_placeholders(&text);
     problems.extend(placeholders);
@@ -252,7 +301,11 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
         problems.sort_by_key(|p| std::cmp::Reverse(p.severity));
         return Err(fail(problems));
     }
-    Ok(Loaded { file: file.to_path_buf(), config, warnings: problems })
+    Ok(Loaded {
+        file: file.to_path_buf(),
+        config,
+        warnings: problems,
+    })
 }
 
 #[cfg(test)]
@@ -271,24 +324,36 @@ mod tests {
 
     #[test]
     fn placeholders_are_named_with_their_key() {
-        let (out, p, lines) = replace_placeholders("consensus:\n  external_address: tcp://{{ external_address }}:26656\n");
+        let (out, p, lines) = replace_placeholders(
+            "consensus:\n  external_address: tcp://{{ external_address }}:26656\n",
+        );
         assert!(out.contains("tcp://PLACEHOLDER:26656"));
         assert_eq!(lines.into_iter().collect::<Vec<_>>(), vec![2]);
-        assert!(p[0].message.contains("{{ external_address }}"), "{}", p[0].message);
+        assert!(
+            p[0].message.contains("{{ external_address }}"),
+            "{}",
+            p[0].message
+        );
         assert_eq!(p[0].key, "consensus.external_address");
         assert!(p[0].message.contains("public IP"));
     }
 
     #[test]
     fn all_unknown_keys_are_listed() {
-        let (_, p) = parse("common:\n  data_dirr: /x\n  log:\n    formatt: json\nfoo: 1\n", &BTreeSet::new());
+        let (_, p) = parse(
+            "common:\n  data_dirr: /x\n  log:\n    formatt: json\nfoo: 1\n",
+            &BTreeSet::new(),
+        );
         let keys: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, vec!["common.data_dirr", "common.log.formatt", "foo"]);
     }
 
     #[test]
     fn every_type_error_is_listed_with_its_key() {
-        let (c, p) = parse("p2p:\n  port: lots\nruntime:\n  pre_warm_epochs: many\n  paths: [a]\n", &BTreeSet::new());
+        let (c, p) = parse(
+            "p2p:\n  port: lots\nruntime:\n  pre_warm_epochs: many\n  paths: [a]\n",
+            &BTreeSet::new(),
+        );
         assert!(c.is_some());
         assert_eq!(p[0].key, "p2p.port");
         assert_eq!(p[0].line, Some(2));

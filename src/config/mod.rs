@@ -39,11 +39,21 @@ pub struct Problem {
 
 impl Problem {
     pub(crate) fn error(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { severity: Severity::Error, key: key.into(), message: message.into(), line: None }
+        Self {
+            severity: Severity::Error,
+            key: key.into(),
+            message: message.into(),
+            line: None,
+        }
     }
 
     pub(crate) fn warning(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { severity: Severity::Warning, key: key.into(), message: message.into(), line: None }
+        Self {
+            severity: Severity::Warning,
+            key: key.into(),
+            message: message.into(),
+            line: None,
+        }
     }
 
     pub(crate) fn at_line(mut self, line: Option<usize>) -> Self {
@@ -96,7 +106,12 @@ impl fmt::Display for ConfigError {
             .filter(|p| p.severity == Severity::Error)
             .map(|p| p.display_in(&self.file))
             .collect();
-        write!(f, "failed to load config file '{}': {}", self.file.display(), errors.join("; "))
+        write!(
+            f,
+            "failed to load config file '{}': {}",
+            self.file.display(),
+            errors.join("; ")
+        )
     }
 }
 

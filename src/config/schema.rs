@@ -114,7 +114,11 @@ impl Default for Log {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        Self { file: String::new(), format: "logfmt".into(), level }
+        Self {
+            file: String::new(),
+            format: "logfmt".into(),
+            level,
+        }
     }
 }
 
@@ -138,7 +142,9 @@ pub struct Genesis {
 
 impl Default for Genesis {
     fn default() -> Self {
-        Self { file: "genesis.json".into() }
+        Self {
+            file: "genesis.json".into(),
+        }
     }
 }
 
@@ -325,7 +331,9 @@ pub struct RuntimeLog {
 
 impl Default for RuntimeLog {
     fn default() -> Self {
-        Self { max_log_size: 1024 * 1024 }
+        Self {
+            max_log_size: 1024 * 1024,
+        }
     }
 }
 

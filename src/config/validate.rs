@@ -12,7 +12,10 @@ fn has_entity(c: &Config) -> bool {
 
 fn check_duration(problems: &mut Vec<Problem>, key: &str, value: &str) {
     if let Err(e) = humantime::parse_duration(value) {
-        problems.push(Problem::error(key, format!("invalid duration '{value}': {e} (e.g. 15s, 2m)")));
+        problems.push(Problem::error(
+            key,
+            format!("invalid duration '{value}': {e} (e.g. 15s, 2m)"),
+        ));
     }
 }
 
@@ -47,17 +50,26 @@ fn check_mode(c: &Config, p: &mut Vec<Problem>) {
         ));
     }
     if !c.consensus.local_storage && (c.mode == Mode::Validator || c.consensus.validator) {
-        p.push(Problem::error("consensus.local_storage", "local storage not available in specified mode"));
+        p.push(Problem::error(
+            "consensus.local_storage",
+            "local storage not available in specified mode",
+        ));
     }
 }
 
 fn check_common(c: &Config, p: &mut Vec<Problem>) {
     if c.common.data_dir.is_empty() {
-        p.push(Problem::error("common.data_dir", "data directory not configured (set it to the node's data directory, e.g. /node/data)"));
+        p.push(Problem::error(
+            "common.data_dir",
+            "data directory not configured (set it to the node's data directory, e.g. /node/data)",
+        ));
     }
     match c.common.log.format.to_ascii_lowercase().as_str() {
         "logfmt" | "json" | "text" => {}
-        other => p.push(Problem::error("common.log.format", format!("unknown log format '{other}' (use logfmt, JSON or text)"))),
+        other => p.push(Problem::error(
+            "common.log.format",
+            format!("unknown log format '{other}' (use logfmt, JSON or text)"),
+        )),
     }
     for (module, level) in &c.common.log.level {
         if crate::logging::parse_level(level).is_none() {
@@ -72,27 +84,45 @@ fn check_common(c: &Config, p: &mut Vec<Problem>) {
 fn check_runtime(c: &Config, p: &mut Vec<Problem>) {
     let r = &c.runtime;
     if r.provisioner == Provisioner::Mock {
-        p.push(Problem::error("runtime.provisioner", "the mock provisioner is not supported (use sandboxed)"));
+        p.push(Problem::error(
+            "runtime.provisioner",
+            "the mock provisioner is not supported (use sandboxed)",
+        ));
     }
     if r.provisioner == Provisioner::Sandboxed && r.sandbox_binary.is_empty() {
-        p.push(Problem::error("runtime.sandbox_binary", "sandbox binary must be set for the sandboxed provisioner (e.g. /usr/bin/bwrap)"));
+        p.push(Problem::error(
+            "runtime.sandbox_binary",
+            "sandbox binary must be set for the sandboxed provisioner (e.g. /usr/bin/bwrap)",
+        ));
     }
     for (i, path) in r.paths.iter().enumerate() {
         if !Path::new(path).is_file() {
-            p.push(Problem::error(format!("runtime.paths[{i}]"), format!("bundle '{path}' does not exist or is not a file")));
+            p.push(Problem::error(
+                format!("runtime.paths[{i}]"),
+                format!("bundle '{path}' does not exist or is not a file"),
+            ));
         }
     }
     for (i, rt) in r.runtimes.iter().enumerate() {
         if let Err(e) = rt.id.parse::<RuntimeId>() {
-            p.push(Problem::error(format!("runtime.runtimes[{i}].id"), e.to_string()));
+            p.push(Problem::error(
+                format!("runtime.runtimes[{i}].id"),
+                e.to_string(),
+            ));
         }
         if !rt.registries.is_empty() {
-            p.push(Problem::warning(format!("runtime.runtimes[{i}].registries"), "bundle hot-loading is not supported yet: install bundles with runtime.paths"));
+            p.push(Problem::warning(
+                format!("runtime.runtimes[{i}].registries"),
+                "bundle hot-loading is not supported yet: install bundles with runtime.paths",
+            ));
         }
     }
     for id in r.config.keys() {
         if let Err(e) = id.parse::<RuntimeId>() {
-            p.push(Problem::error(format!("runtime.config.{id}"), e.to_string()));
+            p.push(Problem::error(
+                format!("runtime.config.{id}"),
+                e.to_string(),
+            ));
         }
     }
     if let Err(e) = parse_size(&r.max_bundle_size) {
@@ -109,22 +139,40 @@ fn check_runtime(c: &Config, p: &mut Vec<Problem>) {
         other => p.push(Problem::error("runtime.environment", format!("unknown environment '{other}' (use auto)"))),
     }
     if !r.sgx_loader.is_empty() || r.sgx.is_some() {
-        p.push(Problem::warning("runtime.sgx_loader", "SGX is not supported: the SGX loader is ignored and SGX bundles are refused"));
+        p.push(Problem::warning(
+            "runtime.sgx_loader",
+            "SGX is not supported: the SGX loader is ignored and SGX bundles are refused",
+        ));
     }
     if r.tdx.is_some() {
-        p.push(Problem::warning("runtime.tdx", "TDX is not supported: the setting is ignored and TDX bundles are refused"));
+        p.push(Problem::warning(
+            "runtime.tdx",
+            "TDX is not supported: the setting is ignored and TDX bundles are refused",
+        ));
     }
     if r.debug_mock_tee {
-        p.push(Problem::error("runtime.debug_mock_tee", "mock TEE is not supported"));
+        p.push(Problem::error(
+            "runtime.debug_mock_tee",
+            "mock TEE is not supported",
+        ));
     }
     if r.load_balancer.is_some() {
-        p.push(Problem::warning("runtime.load_balancer", "the runtime load balancer is not supported: one instance per runtime is run"));
+        p.push(Problem::warning(
+            "runtime.load_balancer",
+            "the runtime load balancer is not supported: one instance per runtime is run",
+        ));
     }
     if !r.registries.is_empty() {
-        p.push(Problem::warning("runtime.registries", "bundle hot-loading is not supported yet: install bundles with runtime.paths"));
+        p.push(Problem::warning(
+            "runtime.registries",
+            "bundle hot-loading is not supported yet: install bundles with runtime.paths",
+        ));
     }
     if !r.sentry_addresses.is_empty() {
-        p.push(Problem::warning("runtime.sentry_addresses", "sentry nodes are not supported: ignored"));
+        p.push(Problem::warning(
+            "runtime.sentry_addresses",
+            "sentry nodes are not supported: ignored",
+        ));
     }
 }
 
@@ -133,35 +181,58 @@ fn check_network(c: &Config, p: &mut Vec<Problem>) {
         p.push(Problem::error("genesis.file", "missing genesis file path"));
     } else {
         match std::fs::read(&c.genesis.file) {
-            Err(e) => p.push(Problem::error("genesis.file", format!("cannot read genesis file '{}': {e}", c.genesis.file))),
+            Err(e) => p.push(Problem::error(
+                "genesis.file",
+                format!("cannot read genesis file '{}': {e}", c.genesis.file),
+            )),
             Ok(bytes) => {
                 if let Err(e) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-                    p.push(Problem::error("genesis.file", format!("genesis file '{}' is not valid JSON: {e}", c.genesis.file)));
+                    p.push(Problem::error(
+                        "genesis.file",
+                        format!("genesis file '{}' is not valid JSON: {e}", c.genesis.file),
+                    ));
                 }
             }
         }
     }
     let reg = &c.registration;
     if !reg.entity.is_empty() && !reg.entity_id.is_empty() {
-        p.push(Problem::error("registration", "only one of `entity` and `entity_id` must be set"));
+        p.push(Problem::error(
+            "registration",
+            "only one of `entity` and `entity_id` must be set",
+        ));
     }
     if !reg.entity_id.is_empty() {
-        let ok = base64::engine::general_purpose::STANDARD.decode(&reg.entity_id).map(|b| b.len() == 32).unwrap_or(false);
+        let ok = base64::engine::general_purpose::STANDARD
+            .decode(&reg.entity_id)
+            .map(|b| b.len() == 32)
+            .unwrap_or(false);
         if !ok {
             p.push(Problem::error("registration.entity_id", format!("malformed entity ID '{}': expected a base64 Ed25519 public key (44 characters)", reg.entity_id)));
         }
     }
     if !reg.entity.is_empty() && !Path::new(&reg.entity).is_file() {
-        p.push(Problem::error("registration.entity", format!("entity descriptor '{}' does not exist", reg.entity)));
+        p.push(Problem::error(
+            "registration.entity",
+            format!("entity descriptor '{}' does not exist", reg.entity),
+        ));
     }
     for (i, a) in c.p2p.registration.addresses.iter().enumerate() {
         if a.parse::<std::net::SocketAddr>().is_err() {
-            p.push(Problem::error(format!("p2p.registration.addresses[{i}]"), format!("malformed ip address '{a}': expected IP:port with a literal IP")));
+            p.push(Problem::error(
+                format!("p2p.registration.addresses[{i}]"),
+                format!("malformed ip address '{a}': expected IP:port with a literal IP"),
+            ));
         }
     }
     for (i, s) in c.p2p.seeds.iter().enumerate() {
         let ok = s.split_once('@').is_some_and(|(k, addr)| {
-            base64::engine::general_purpose::STANDARD.decode(k).map(|b| b.len() == 32).unwrap_or(false) && !addr.is_empty() && addr.contains(':')
+            base64::engine::general_purpose::STANDARD
+                .decode(k)
+                .map(|b| b.len() == 32)
+                .unwrap_or(false)
+                && !addr.is_empty()
+                && addr.contains(':')
         });
         if !ok {
             p.push(Problem::error(format!("p2p.seeds[{i}]"), format!("malformed seed '{s}': expected PUBKEY@HOST:PORT with the base64 key of the seed's p2p.pem")));
@@ -171,19 +242,34 @@ fn check_network(c: &Config, p: &mut Vec<Problem>) {
 
 fn check_unsupported(c: &Config, p: &mut Vec<Problem>) {
     if !c.ias.proxy_addresses.is_empty() || c.ias.debug_skip_verify {
-        p.push(Problem::warning("ias.proxy_addresses", "IAS is not used: paratime-node runs no SGX ParaTimes, so the IAS proxy is ignored"));
+        p.push(Problem::warning(
+            "ias.proxy_addresses",
+            "IAS is not used: paratime-node runs no SGX ParaTimes, so the IAS proxy is ignored",
+        ));
     }
     if !c.pprof.bind_address.is_empty() {
-        p.push(Problem::warning("pprof.bind_address", "pprof is not supported: ignored"));
+        p.push(Problem::warning(
+            "pprof.bind_address",
+            "pprof is not supported: ignored",
+        ));
     }
     if !c.metrics.mode.is_empty() && c.metrics.mode != "none" {
-        p.push(Problem::warning("metrics.mode", "metrics are not supported yet: ignored"));
+        p.push(Problem::warning(
+            "metrics.mode",
+            "metrics are not supported yet: ignored",
+        ));
     }
     if c.keymanager.is_some() {
-        p.push(Problem::warning("keymanager", "key managers are not supported: ignored"));
+        p.push(Problem::warning(
+            "keymanager",
+            "key managers are not supported: ignored",
+        ));
     }
     if c.sentry.is_some() {
-        p.push(Problem::warning("sentry", "sentry nodes are not supported: ignored"));
+        p.push(Problem::warning(
+            "sentry",
+            "sentry nodes are not supported: ignored",
+        ));
     }
     let cometbft = [
         ("consensus.p2p", c.consensus.p2p.is_some()),
@@ -192,7 +278,10 @@ fn check_unsupported(c: &Config, p: &mut Vec<Problem>) {
         ("consensus.state_sync", c.consensus.state_sync.is_some()),
         ("consensus.light_client", c.consensus.light_client.is_some()),
         ("consensus.providers", c.consensus.providers.is_some()),
-        ("consensus.supplementary_sanity", c.consensus.supplementary_sanity.is_some()),
+        (
+            "consensus.supplementary_sanity",
+            c.consensus.supplementary_sanity.is_some(),
+        ),
     ];
     for (key, set) in cometbft {
         if set {
@@ -200,7 +289,10 @@ fn check_unsupported(c: &Config, p: &mut Vec<Problem>) {
         }
     }
     if c.common.debug.allow_root {
-        p.push(Problem::warning("common.debug.allow_root", "only takes effect with the --unsafe-debug flag"));
+        p.push(Problem::warning(
+            "common.debug.allow_root",
+            "only takes effect with the --unsafe-debug flag",
+        ));
     }
 }
 

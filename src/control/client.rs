@@ -9,7 +9,9 @@ pub fn socket_path(address: &str) -> Result<PathBuf, String> {
     match address.strip_prefix("unix:") {
         Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
         Some(_) => Err("empty socket path in address 'unix:'".into()),
-        None if address.contains("://") => Err(format!("unsupported address '{address}': use unix:PATH")),
+        None if address.contains("://") => {
+            Err(format!("unsupported address '{address}': use unix:PATH"))
+        }
         None => Ok(PathBuf::from(address)),
     }
 }
@@ -17,9 +19,13 @@ pub fn socket_path(address: &str) -> Result<PathBuf, String> {
 /// Sends `method path` and returns the HTTP status and body.
 pub async fn request(address: &str, method: &str, path: &str) -> Result<(u16, String), String> {
     let sock = socket_path(address)?;
-    let stream = tokio::net::UnixStream::connect(&sock).await.map_err(|e| format!("failed to connect to {}: {e}", sock.display()))?;
+    let stream = tokio::net::UnixStream::connect(&sock)
+        .await
+        .map_err(|e| format!("failed to connect to {}: {e}", sock.display()))?;
     let io = hyper_util::rt::TokioIo::new(stream);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -31,6 +37,11 @@ pub async fn request(address: &str, method: &str, path: &str) -> Result<(u16, St
         .map_err(|e| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }

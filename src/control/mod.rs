@@ -76,7 +76,11 @@ async fn shutdown(State(s): State<ControlState>) -> Json<serde_json::Value> {
 
 /// Binds `path` (a stale socket file is removed; the file is made 0600) and serves until
 /// `stop` turns true.
-pub async fn serve(path: &Path, state: ControlState, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
+pub async fn serve(
+    path: &Path,
+    state: ControlState,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let listener = bind(path)?;
     let app = Router::new()
         .route("/api/v1/status", get(status))
@@ -97,7 +101,10 @@ pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
         if md.file_type().is_socket() {
             std::fs::remove_file(path)?;
         } else {
-            return Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, format!("{} exists and is not a socket", path.display())));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
         }
     }
     let l = tokio::net::UnixListener::bind(path)?;

@@ -26,9 +26,17 @@ pub fn check_version(binary: &Path) -> Result<String, String> {
     let text = String::from_utf8_lossy(&out.stdout);
     let version = text.split_whitespace().last().unwrap_or("").to_string();
     let parts: Vec<u32> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
-    let found = (parts.first().copied().unwrap_or(0), parts.get(1).copied().unwrap_or(0), parts.get(2).copied().unwrap_or(0));
+    let found = (
+        parts.first().copied().unwrap_or(0),
+        parts.get(1).copied().unwrap_or(0),
+        parts.get(2).copied().unwrap_or(0),
+    );
     if !out.status.success() || version.is_empty() {
-        return Err(format!("{} --version failed: is it bubblewrap? output: {}", binary.display(), text.trim()));
+        return Err(format!(
+            "{} --version failed: is it bubblewrap? output: {}",
+            binary.display(),
+            text.trim()
+        ));
     }
     if found < MIN_VERSION {
         return Err(format!(
@@ -51,8 +59,22 @@ pub fn sandbox_args(executable: &Path) -> Result<Vec<OsString>, String> {
     fn push(a: &mut Vec<OsString>, items: &[&str]) {
         a.extend(items.iter().map(OsString::from));
     }
-    push(&mut a, &["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "paratime"]);
-    push(&mut a, &["--dev", "/dev", "--tmpfs", "/tmp", "--chdir", "/"]);
+    push(
+        &mut a,
+        &[
+            "--unshare-all",
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+            "--hostname",
+            "paratime",
+        ],
+    );
+    push(
+        &mut a,
+        &["--dev", "/dev", "--tmpfs", "/tmp", "--chdir", "/"],
+    );
     a.push("--ro-bind".into());
     a.push(executable.as_os_str().to_owned());
     a.push("/entrypoint".into());
@@ -66,12 +88,27 @@ pub fn sandbox_args(executable: &Path) -> Result<Vec<OsString>, String> {
     let fd = HOST_FD.to_string();
     let seccomp = SECCOMP_FD.to_string();
     let info = INFO_FD.to_string();
-    push(&mut a, &["--setenv", paratime_sdk::HOST_FD_ENV, &fd, "--seccomp", &seccomp, "--info-fd", &info, "--", "/entrypoint"]);
+    push(
+        &mut a,
+        &[
+            "--setenv",
+            paratime_sdk::HOST_FD_ENV,
+            &fd,
+            "--seccomp",
+            &seccomp,
+            "--info-fd",
+            &info,
+            "--",
+            "/entrypoint",
+        ],
+    );
     Ok(a)
 }
 
 fn read_sysctl(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// Names the likely cause of a failed sandbox start from bwrap's error output and the host's

@@ -17,10 +17,21 @@ const SYSTEM_DIRS: &[&str] = &[
     "/usr/lib",
 ];
 
-fn parse(path: &Path) -> Result<(Option<String>, Vec<String>, Vec<String>), String> {
+/// What one ELF file asks of the loader.
+struct Needs {
+    interpreter: Option<String>,
+    libraries: Vec<String>,
+    search: Vec<String>,
+}
+
+fn parse(path: &Path) -> Result<Needs, String> {
     let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let elf = goblin::elf::Elf::parse(&data).map_err(|e| format!("{} is not a valid ELF file: {e}", path.display()))?;
-    let origin = path.parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let elf = goblin::elf::Elf::parse(&data)
+        .map_err(|e| format!("{} is not a valid ELF file: {e}", path.display()))?;
+    let origin = path
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let search: Vec<String> = elf
         .runpaths
         .iter()
@@ -29,18 +40,28 @@ fn parse(path: &Path) -> Result<(Option<String>, Vec<String>, Vec<String>), Stri
         .filter(|s| !s.is_empty())
         .map(|s| s.replace("$ORIGIN", &origin).replace("${ORIGIN}", &origin))
         .collect();
-    Ok((elf.interpreter.map(str::to_string), elf.libraries.iter().map(|s| s.to_string()).collect(), search))
+    Ok(Needs {
+        interpreter: elf.interpreter.map(str::to_string),
+        libraries: elf.libraries.iter().map(|s| s.to_string()).collect(),
+        search,
+    })
 }
 
 /// Maps each path the loader will open inside the sandbox to the real file to bind there.
 pub fn dependencies(executable: &Path) -> Result<BTreeMap<PathBuf, PathBuf>, String> {
     let mut binds = BTreeMap::new();
-    let (interp, libs, search) = parse(executable)?;
-    if let Some(interp) = interp {
-        let real = std::fs::canonicalize(&interp).map_err(|e| format!("interpreter {interp} of {}: {e}", executable.display()))?;
+    let Needs {
+        interpreter,
+        libraries: libs,
+        search,
+    } = parse(executable)?;
+    if let Some(interp) = interpreter {
+        let real = std::fs::canonicalize(&interp)
+            .map_err(|e| format!("interpreter {interp} of {}: {e}", executable.display()))?;
         binds.insert(PathBuf::from(&interp), real);
     }
-    let mut queue: Vec<(String, Vec<String>)> = libs.into_iter().map(|l| (l, search.clone())).collect();
+    let mut queue: Vec<(String, Vec<String>)> =
+        libs.into_iter().map(|l| (l, search.clone())).collect();
     let mut seen = std::collections::BTreeSet::new();
     while let Some((lib, search)) = queue.pop() {
         if !seen.insert(lib.clone()) {
@@ -49,12 +70,22 @@ pub fn dependencies(executable: &Path) -> Result<BTreeMap<PathBuf, PathBuf>, Str
         let found = if lib.contains('/') {
             Some(PathBuf::from(&lib))
         } else {
-            search.iter().map(String::as_str).chain(SYSTEM_DIRS.iter().copied()).map(|d| Path::new(d).join(&lib)).find(|p| p.is_file())
+            search
+                .iter()
+                .map(String::as_str)
+                .chain(SYSTEM_DIRS.iter().copied())
+                .map(|d| Path::new(d).join(&lib))
+                .find(|p| p.is_file())
         };
-        let path = found.ok_or_else(|| format!("shared library {lib} needed by {} was not found", executable.display()))?;
+        let path = found.ok_or_else(|| {
+            format!(
+                "shared library {lib} needed by {} was not found",
+                executable.display()
+            )
+        })?;
         let real = std::fs::canonicalize(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let (_, more, more_search) = parse(&real)?;
-        queue.extend(more.into_iter().map(|l| (l, more_search.clone())));
+        let more = parse(&real)?;
+        queue.extend(more.libraries.into_iter().map(|l| (l, more.search.clone())));
         binds.insert(path, real);
     }
     Ok(binds)

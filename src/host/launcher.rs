@@ -10,7 +10,10 @@
 
 use super::{bwrap, seccomp};
 use crate::bundle;
-use nix::sys::socket::{self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr};
+use nix::sys::socket::{
+    self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+    UnixAddr,
+};
 use serde::{Deserialize, Serialize};
 use std::io::{IoSlice, IoSliceMut, Read};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -87,17 +90,30 @@ fn send(fd: &impl AsFd, msg: &impl Serialize, fds: &[RawFd]) -> std::io::Result<
     let iov = [IoSlice::new(&bytes)];
     let cmsg = [ControlMessage::ScmRights(fds)];
     let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &cmsg };
-    socket::sendmsg::<()>(fd.as_fd().as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)?;
+    socket::sendmsg::<()>(
+        fd.as_fd().as_raw_fd(),
+        &iov,
+        cmsgs,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )?;
     Ok(())
 }
 
 /// Receives one packet and its descriptors; `None` on orderly close.
-fn recv<T: for<'de> Deserialize<'de>>(fd: &impl AsFd) -> std::io::Result<Option<(T, Vec<OwnedFd>)>> {
+fn recv<T: for<'de> Deserialize<'de>>(
+    fd: &impl AsFd,
+) -> std::io::Result<Option<(T, Vec<OwnedFd>)>> {
     let mut buf = vec![0u8; MAX_PACKET];
     let mut cmsg_space = nix::cmsg_space!([RawFd; 4]);
     let (n, fds) = {
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = socket::recvmsg::<()>(fd.as_fd().as_raw_fd(), &mut iov, Some(&mut cmsg_space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+        let msg = socket::recvmsg::<()>(
+            fd.as_fd().as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg_space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
         let mut fds = Vec::new();
         for c in msg.cmsgs()? {
             if let ControlMessageOwned::ScmRights(raw) = c {
@@ -111,27 +127,55 @@ fn recv<T: for<'de> Deserialize<'de>>(fd: &impl AsFd) -> std::io::Result<Option<
     if n == 0 {
         return Ok(None);
     }
-    let v = serde_json::from_slice(&buf[..n]).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("malformed launcher message: {e}")))?;
+    let v = serde_json::from_slice(&buf[..n]).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("malformed launcher message: {e}"),
+        )
+    })?;
     Ok(Some((v, fds)))
 }
 
 /// Creates a bound, listening SOCK_SEQPACKET socket at `path` (a stale file is replaced).
 pub fn bind(path: &Path) -> std::io::Result<OwnedFd> {
     let _ = std::fs::remove_file(path);
-    let fd = socket::socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None)?;
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
     socket::bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
-    socket::listen(&fd, socket::Backlog::new(64).map_err(std::io::Error::other)?)?;
+    socket::listen(
+        &fd,
+        socket::Backlog::new(64).map_err(std::io::Error::other)?,
+    )?;
     Ok(fd)
 }
 
 fn connect(path: &Path) -> std::io::Result<OwnedFd> {
-    let fd = socket::socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None)?;
-    socket::connect(fd.as_raw_fd(), &UnixAddr::new(path)?).map_err(|e| std::io::Error::new(std::io::ErrorKind::ConnectionRefused, format!("cannot reach the sandbox launcher at {}: {e}", path.display())))?;
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    socket::connect(fd.as_raw_fd(), &UnixAddr::new(path)?).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            format!(
+                "cannot reach the sandbox launcher at {}: {e}",
+                path.display()
+            ),
+        )
+    })?;
     Ok(fd)
 }
 
 fn is_bundle_name(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Resolves a bundle name to its verified executable inside `bundles_dir`.
@@ -139,15 +183,23 @@ pub fn resolve_bundle(bundles_dir: &Path, name: &str) -> Result<PathBuf, String>
     if !is_bundle_name(name) {
         return Err(format!("invalid bundle name '{name}': expected the 64-hex manifest hash of an installed bundle"));
     }
-    let root = std::fs::canonicalize(bundles_dir).map_err(|e| format!("bundles directory {}: {e}", bundles_dir.display()))?;
+    let root = std::fs::canonicalize(bundles_dir)
+        .map_err(|e| format!("bundles directory {}: {e}", bundles_dir.display()))?;
     let dir = root.join(name);
-    let real = std::fs::canonicalize(&dir).map_err(|_| format!("bundle {name} is not installed in {}", root.display()))?;
+    let real = std::fs::canonicalize(&dir)
+        .map_err(|_| format!("bundle {name} is not installed in {}", root.display()))?;
     if real.parent() != Some(root.as_path()) {
-        return Err(format!("bundle {name} resolves outside the bundles directory ({}): refused", real.display()));
+        return Err(format!(
+            "bundle {name} resolves outside the bundles directory ({}): refused",
+            real.display()
+        ));
     }
     let manifest = bundle::read_exploded_manifest(&real).map_err(|e| e.to_string())?;
     if manifest.hash_hex() != name {
-        return Err(format!("bundle {name}: manifest hash is {}, the directory was tampered with", manifest.hash_hex()));
+        return Err(format!(
+            "bundle {name}: manifest hash is {}, the directory was tampered with",
+            manifest.hash_hex()
+        ));
     }
     bundle::verify_exploded(&real, &manifest).map_err(|e| e.to_string())?;
     let ronl = manifest.ronl().map_err(|e| e.to_string())?;
@@ -175,29 +227,46 @@ pub struct Child {
 
 /// Starts `executable` in the sandbox (or unconfined) with the host socket as fd 3 and the log
 /// pipe as stdout/stderr.
-pub fn spawn(cfg: &LauncherConfig, executable: &Path, args: &[&str], host: OwnedFd, log: OwnedFd) -> Result<Child, String> {
+pub fn spawn(
+    cfg: &LauncherConfig,
+    executable: &Path,
+    args: &[&str],
+    host: OwnedFd,
+    log: OwnedFd,
+) -> Result<Child, String> {
     let host = high_dup(&host).map_err(|e| e.to_string())?;
     let mut cmd;
     let mut extra: Vec<(OwnedFd, RawFd)> = vec![(host, bwrap::HOST_FD)];
     let mut info_read = None;
     if cfg.unconfined {
         cmd = Command::new(executable);
-        cmd.args(args).env(paratime_sdk::HOST_FD_ENV, bwrap::HOST_FD.to_string());
+        cmd.args(args)
+            .env(paratime_sdk::HOST_FD_ENV, bwrap::HOST_FD.to_string());
     } else {
         let mut bargs = bwrap::sandbox_args(executable)?;
         bargs.extend(args.iter().map(std::ffi::OsString::from));
         let prog = seccomp::program_bytes()?;
         let sec = pipe_with(prog).map_err(|e| format!("seccomp pipe: {e}"))?;
-        let (ir, iw) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+        let (ir, iw) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
         info_read = Some(ir);
-        extra.push((high_dup(&sec).map_err(|e| e.to_string())?, bwrap::SECCOMP_FD));
+        extra.push((
+            high_dup(&sec).map_err(|e| e.to_string())?,
+            bwrap::SECCOMP_FD,
+        ));
         extra.push((high_dup(&iw).map_err(|e| e.to_string())?, bwrap::INFO_FD));
         cmd = Command::new(&cfg.sandbox_binary);
         cmd.args(bargs);
     }
     let log2 = log.try_clone().map_err(|e| e.to_string())?;
-    cmd.env_clear().stdin(Stdio::null()).stdout(Stdio::from(log)).stderr(Stdio::from(log2));
-    let targets: Vec<(RawFd, RawFd)> = extra.iter().map(|(fd, target)| (fd.as_raw_fd(), *target)).collect();
+    cmd.env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log2));
+    let targets: Vec<(RawFd, RawFd)> = extra
+        .iter()
+        .map(|(fd, target)| (fd.as_raw_fd(), *target))
+        .collect();
     // SAFETY: the closure only calls async-signal-safe functions (dup2, prctl) between fork and
     // exec; the source descriptors are >= 100 so dup2 never overwrites one still to be copied.
     unsafe {
@@ -215,13 +284,19 @@ pub fn spawn(cfg: &LauncherConfig, executable: &Path, args: &[&str], host: Owned
     }
     let child = cmd.spawn().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            format!("failed to spawn sandbox: sandbox binary not found: {}", cfg.sandbox_binary.display())
+            format!(
+                "failed to spawn sandbox: sandbox binary not found: {}",
+                cfg.sandbox_binary.display()
+            )
         } else {
             format!("failed to spawn sandbox: {e}")
         }
     })?;
     drop(extra);
-    Ok(Child { child, info: info_read })
+    Ok(Child {
+        child,
+        info: info_read,
+    })
 }
 
 impl Child {
@@ -239,7 +314,9 @@ impl Child {
                 }
             }
         }
-        let net_ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok().map(|p| p.to_string_lossy().into_owned());
+        let net_ns = std::fs::read_link(format!("/proc/{pid}/ns/net"))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned());
         Started { pid, net_ns }
     }
 
@@ -257,7 +334,8 @@ impl Child {
 pub fn trial(cfg: &LauncherConfig) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot locate own executable: {e}"))?;
     let (host, peer) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
-    let (log_r, log_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    let (log_r, log_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
     let mut child = spawn(cfg, &exe, &["sandbox-probe"], OwnedFd::from(peer), log_w)?;
     let status = child.child.wait().map_err(|e| e.to_string())?;
     drop(host);
@@ -278,7 +356,12 @@ pub fn trial(cfg: &LauncherConfig) -> Result<(), String> {
 /// Probes the sandbox and returns what `info` reports.
 pub fn probe(cfg: &LauncherConfig) -> Info {
     if cfg.unconfined {
-        return Info { provisioner: "unconfined".into(), sandbox_binary: String::new(), bwrap_version: String::new(), trial_error: None };
+        return Info {
+            provisioner: "unconfined".into(),
+            sandbox_binary: String::new(),
+            bwrap_version: String::new(),
+            trial_error: None,
+        };
     }
     let (version, trial_error) = match bwrap::check_version(&cfg.sandbox_binary) {
         Ok(v) => {
@@ -287,13 +370,27 @@ pub fn probe(cfg: &LauncherConfig) -> Info {
         }
         Err(e) => (String::new(), Some(e)),
     };
-    Info { provisioner: "sandbox".into(), sandbox_binary: cfg.sandbox_binary.display().to_string(), bwrap_version: version, trial_error }
+    Info {
+        provisioner: "sandbox".into(),
+        sandbox_binary: cfg.sandbox_binary.display().to_string(),
+        bwrap_version: version,
+        trial_error,
+    }
 }
 
-fn serve_spawn(conn: &OwnedFd, cfg: &LauncherConfig, bundle_name: &str, fds: Vec<OwnedFd>) -> std::io::Result<()> {
+fn serve_spawn(
+    conn: &OwnedFd,
+    cfg: &LauncherConfig,
+    bundle_name: &str,
+    fds: Vec<OwnedFd>,
+) -> std::io::Result<()> {
     let mut fds = fds.into_iter();
     let (Some(host), Some(log), None) = (fds.next(), fds.next(), fds.next()) else {
-        return send(conn, &Reply::Error("spawn needs exactly two descriptors: host socket and log pipe".into()), &[]);
+        return send(
+            conn,
+            &Reply::Error("spawn needs exactly two descriptors: host socket and log pipe".into()),
+            &[],
+        );
     };
     let exe = match resolve_bundle(&cfg.bundles_dir, bundle_name) {
         Ok(p) => p,
@@ -315,7 +412,10 @@ fn serve_spawn(conn: &OwnedFd, cfg: &LauncherConfig, bundle_name: &str, fds: Vec
             log::info!(bundle = bundle_name; "sandbox exited: {why}");
             return send(conn, &Reply::Exited(why), &[]);
         }
-        let mut pfd = [nix::poll::PollFd::new(conn.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let mut pfd = [nix::poll::PollFd::new(
+            conn.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
         let ready = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(100u16)).unwrap_or(0);
         if ready > 0 {
             // Any packet or hang-up from the node means: stop this sandbox.
@@ -328,12 +428,21 @@ fn serve_spawn(conn: &OwnedFd, cfg: &LauncherConfig, bundle_name: &str, fds: Vec
 }
 
 fn serve_conn(conn: OwnedFd, cfg: &LauncherConfig, info: &Info) -> std::io::Result<()> {
-    let Some((req, fds)) = recv::<Request>(&conn)? else { return Ok(()) };
+    let Some((req, fds)) = recv::<Request>(&conn)? else {
+        return Ok(());
+    };
     match req {
         Request::Info => send(&conn, &Reply::Info(info.clone()), &[]),
         Request::Spawn { bundle } => {
             if info.trial_error.is_some() {
-                return send(&conn, &Reply::Error(format!("sandbox unavailable: {}", info.trial_error.clone().unwrap_or_default())), &[]);
+                return send(
+                    &conn,
+                    &Reply::Error(format!(
+                        "sandbox unavailable: {}",
+                        info.trial_error.clone().unwrap_or_default()
+                    )),
+                    &[],
+                );
             }
             serve_spawn(&conn, cfg, &bundle, fds)
         }
@@ -344,7 +453,9 @@ fn serve_conn(conn: OwnedFd, cfg: &LauncherConfig, info: &Info) -> std::io::Resu
 pub fn serve(listener: OwnedFd, cfg: LauncherConfig) -> std::io::Result<()> {
     let info = Arc::new(probe(&cfg));
     match &info.trial_error {
-        None => log::info!(provisioner = info.provisioner.as_str(), bwrap_version = info.bwrap_version.as_str(); "sandbox launcher ready"),
+        None => {
+            log::info!(provisioner = info.provisioner.as_str(), bwrap_version = info.bwrap_version.as_str(); "sandbox launcher ready")
+        }
         Some(e) => log::error!("sandbox launcher cannot sandbox: {e}"),
     }
     let cfg = Arc::new(cfg);
@@ -415,22 +526,38 @@ impl Client {
         send(&conn, &Request::Info, &[])?;
         match recv::<Reply>(&conn)? {
             Some((Reply::Info(i), _)) => Ok(i),
-            other => Err(std::io::Error::other(format!("unexpected launcher reply: {other:?}"))),
+            other => Err(std::io::Error::other(format!(
+                "unexpected launcher reply: {other:?}"
+            ))),
         }
     }
 
     /// Asks the launcher to start the bundle named by its manifest hash.
     pub fn spawn(&self, bundle: &str, host: OwnedFd, log: OwnedFd) -> Result<Sandbox, String> {
         let conn = connect(&self.path).map_err(|e| e.to_string())?;
-        send(&conn, &Request::Spawn { bundle: bundle.to_string() }, &[host.as_raw_fd(), log.as_raw_fd()]).map_err(|e| format!("launcher request failed: {e}"))?;
+        send(
+            &conn,
+            &Request::Spawn {
+                bundle: bundle.to_string(),
+            },
+            &[host.as_raw_fd(), log.as_raw_fd()],
+        )
+        .map_err(|e| format!("launcher request failed: {e}"))?;
         drop((host, log));
-        let mut pfd = [nix::poll::PollFd::new(conn.as_fd(), nix::poll::PollFlags::POLLIN)];
-        let ready = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(30_000u16)).map_err(|e| e.to_string())?;
+        let mut pfd = [nix::poll::PollFd::new(
+            conn.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let ready = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(30_000u16))
+            .map_err(|e| e.to_string())?;
         if ready == 0 {
             return Err("sandbox launcher did not answer within 30s".into());
         }
         match recv::<Reply>(&conn).map_err(|e| e.to_string())? {
-            Some((Reply::Ok(started), _)) => Ok(Sandbox { conn: Arc::new(conn), started }),
+            Some((Reply::Ok(started), _)) => Ok(Sandbox {
+                conn: Arc::new(conn),
+                started,
+            }),
             Some((Reply::Error(e), _)) => Err(e),
             Some((other, _)) => Err(format!("unexpected launcher reply: {other:?}")),
             None => Err("sandbox launcher closed the connection".into()),

@@ -51,7 +51,12 @@ fn forward_logs(read: OwnedFd, rt: &HostedRuntime, provisioner: &str) {
     let (id, name, prov) = (rt.id.to_string(), rt.name.clone(), provisioner.to_string());
     std::thread::spawn(move || {
         let reader = std::io::BufReader::new(std::fs::File::from(read));
-        let tags = [("runtime_id", id.as_str()), ("runtime_name", name.as_str()), ("component", "ronl"), ("provisioner", prov.as_str())];
+        let tags = [
+            ("runtime_id", id.as_str()),
+            ("runtime_name", name.as_str()),
+            ("component", "ronl"),
+            ("provisioner", prov.as_str()),
+        ];
         for line in reader.split(b'\n') {
             let Ok(line) = line else { break };
             // oasis drops lines over 10,000 bytes.
@@ -65,14 +70,22 @@ fn forward_logs(read: OwnedFd, rt: &HostedRuntime, provisioner: &str) {
 
 /// Starts `rt` through the launcher and performs the handshake: protocol major versions must
 /// match and the runtime's version must equal the bundle's.
-pub async fn provision(launcher: &launcher::Client, rt: &HostedRuntime, provisioner: &str, state: Arc<state::RuntimeState>) -> Result<Provisioned, String> {
-    let (host, peer) = std::os::unix::net::UnixStream::pair().map_err(|e| format!("failed to create host socket: {e}"))?;
-    let (log_r, log_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("failed to create log pipe: {e}"))?;
+pub async fn provision(
+    launcher: &launcher::Client,
+    rt: &HostedRuntime,
+    provisioner: &str,
+    state: Arc<state::RuntimeState>,
+) -> Result<Provisioned, String> {
+    let (host, peer) = std::os::unix::net::UnixStream::pair()
+        .map_err(|e| format!("failed to create host socket: {e}"))?;
+    let (log_r, log_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("failed to create log pipe: {e}"))?;
     forward_logs(log_r, rt, provisioner);
     let (client, bundle) = (launcher.clone(), rt.bundle.clone());
-    let sandbox = tokio::task::spawn_blocking(move || client.spawn(&bundle, OwnedFd::from(peer), log_w))
-        .await
-        .map_err(|e| format!("launcher task failed: {e}"))??;
+    let sandbox =
+        tokio::task::spawn_blocking(move || client.spawn(&bundle, OwnedFd::from(peer), log_w))
+            .await
+            .map_err(|e| format!("launcher task failed: {e}"))??;
     log::info!(target: "runtime/host/sandbox", runtime_id:% = rt.id, pid = sandbox.started.pid; "waiting for runtime to connect");
     host.set_nonblocking(true).map_err(|e| e.to_string())?;
     let stream = tokio::net::UnixStream::from_std(host).map_err(|e| e.to_string())?;
@@ -84,14 +97,25 @@ pub async fn provision(launcher: &launcher::Client, rt: &HostedRuntime, provisio
     });
     let info = match conn.call(req, HANDSHAKE_TIMEOUT).await {
         Ok(Body::RuntimeInfoResponse(i)) => i,
-        Ok(other) => return Err(format!("failed to initialize connection: unexpected handshake response {}", other.name())),
+        Ok(other) => {
+            return Err(format!(
+                "failed to initialize connection: unexpected handshake response {}",
+                other.name()
+            ))
+        }
         Err(e) => return Err(format!("failed to initialize connection: {e}")),
     };
     if info.protocol_version.major != PROTOCOL_VERSION.major {
-        return Err(format!("rhp: incompatible protocol version (expected: {PROTOCOL_VERSION} got: {})", info.protocol_version));
+        return Err(format!(
+            "rhp: incompatible protocol version (expected: {PROTOCOL_VERSION} got: {})",
+            info.protocol_version
+        ));
     }
     if info.runtime_version != rt.version {
-        return Err(format!("version mismatch (runtime reported: {} bundle: {})", info.runtime_version, rt.version));
+        return Err(format!(
+            "version mismatch (runtime reported: {} bundle: {})",
+            info.runtime_version, rt.version
+        ));
     }
     log::info!(target: "runtime/host/sandbox", runtime_id:% = rt.id, runtime_version:% = info.runtime_version; "runtime host protocol initialized");
     Ok(Provisioned { sandbox, conn })

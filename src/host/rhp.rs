@@ -5,7 +5,9 @@
 //! reads from the host-owned state. Writes go through one writer task. Every call has a timeout.
 
 use super::state::RuntimeState;
-use paratime_sdk::protocol::{self, Body, FrameError, HostStorageGetResponse, Message, MESSAGE_REQUEST, MESSAGE_RESPONSE};
+use paratime_sdk::protocol::{
+    self, Body, FrameError, HostStorageGetResponse, Message, MESSAGE_REQUEST, MESSAGE_RESPONSE,
+};
 use serde_bytes::ByteBuf;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,11 +45,20 @@ pub struct Connection {
     closed: watch::Receiver<Option<String>>,
 }
 
-async fn read_loop(mut rd: tokio::net::unix::OwnedReadHalf, pending: Pending, out: mpsc::Sender<Message>, state: Arc<RuntimeState>) -> FrameError {
+async fn read_loop(
+    mut rd: tokio::net::unix::OwnedReadHalf,
+    pending: Pending,
+    out: mpsc::Sender<Message>,
+    state: Arc<RuntimeState>,
+) -> FrameError {
     loop {
         let mut prefix = [0u8; 4];
         if let Err(e) = rd.read_exact(&mut prefix).await {
-            return if e.kind() == std::io::ErrorKind::UnexpectedEof { FrameError::Closed } else { e.into() };
+            return if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                FrameError::Closed
+            } else {
+                e.into()
+            };
         }
         let len = match protocol::frame_len(prefix) {
             Ok(l) => l,
@@ -69,10 +80,26 @@ async fn read_loop(mut rd: tokio::net::unix::OwnedReadHalf, pending: Pending, ou
             continue;
         }
         let reply = match msg.body {
-            Body::HostStorageGetRequest(req) => Body::HostStorageGetResponse(HostStorageGetResponse { value: state.get(&req.key).map(ByteBuf::from) }),
-            other => Body::Error(protocol::Error { module: "rhp/host".into(), code: 1, message: format!("unsupported host request {}", other.name()) }),
+            Body::HostStorageGetRequest(req) => {
+                Body::HostStorageGetResponse(HostStorageGetResponse {
+                    value: state.get(&req.key).map(ByteBuf::from),
+                })
+            }
+            other => Body::Error(protocol::Error {
+                module: "rhp/host".into(),
+                code: 1,
+                message: format!("unsupported host request {}", other.name()),
+            }),
         };
-        if out.send(Message { id: msg.id, message_type: MESSAGE_RESPONSE, body: reply }).await.is_err() {
+        if out
+            .send(Message {
+                id: msg.id,
+                message_type: MESSAGE_RESPONSE,
+                body: reply,
+            })
+            .await
+            .is_err()
+        {
             return FrameError::Closed;
         }
     }
@@ -111,7 +138,12 @@ impl Connection {
             }
             closed_tx.send_replace(Some(err.to_string()));
         });
-        Self { out: out_tx, pending, next_id: Arc::new(AtomicU64::new(0)), closed: closed_rx }
+        Self {
+            out: out_tx,
+            pending,
+            next_id: Arc::new(AtomicU64::new(0)),
+            closed: closed_rx,
+        }
     }
 
     /// Why the connection closed, once it has.
@@ -143,10 +175,20 @@ impl Connection {
         if let Ok(mut p) = self.pending.lock() {
             p.insert(id, tx);
         }
-        let send = self.out.send(Message { id, message_type: MESSAGE_REQUEST, body });
+        let send = self.out.send(Message {
+            id,
+            message_type: MESSAGE_REQUEST,
+            body,
+        });
         let result = tokio::time::timeout(timeout, async {
-            send.await.map_err(|_| RhpError::Closed("writer stopped".into()))?;
-            rx.await.map_err(|_| RhpError::Closed(self.closed_reason().unwrap_or_else(|| "connection closed".into())))
+            send.await
+                .map_err(|_| RhpError::Closed("writer stopped".into()))?;
+            rx.await.map_err(|_| {
+                RhpError::Closed(
+                    self.closed_reason()
+                        .unwrap_or_else(|| "connection closed".into()),
+                )
+            })
         })
         .await;
         if let Ok(mut p) = self.pending.lock() {
@@ -163,6 +205,13 @@ impl Connection {
     /// Sends a request without waiting for a response (shutdown).
     pub async fn notify(&self, body: Body) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let _ = self.out.send(Message { id, message_type: MESSAGE_REQUEST, body }).await;
+        let _ = self
+            .out
+            .send(Message {
+                id,
+                message_type: MESSAGE_REQUEST,
+                body,
+            })
+            .await;
     }
 }

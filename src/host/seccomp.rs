@@ -14,7 +14,12 @@ use std::sync::OnceLock;
 const POLICY: &str = include_str!("seccomp-paratime.json");
 
 fn target_arch() -> Result<seccompiler::TargetArch, String> {
-    std::env::consts::ARCH.try_into().map_err(|_| format!("seccomp filters are not available for {}", std::env::consts::ARCH))
+    std::env::consts::ARCH.try_into().map_err(|_| {
+        format!(
+            "seccomp filters are not available for {}",
+            std::env::consts::ARCH
+        )
+    })
 }
 
 /// The filter as raw `struct sock_filter` bytes in native byte order, compiled once.
@@ -23,8 +28,11 @@ pub fn program_bytes() -> Result<&'static [u8], String> {
     BYTES
         .get_or_init(|| {
             let arch = target_arch()?;
-            let mut map = seccompiler::compile_from_json(POLICY.as_bytes(), arch).map_err(|e| format!("seccomp policy does not compile: {e}"))?;
-            let prog = map.remove("paratime").ok_or("seccomp policy has no 'paratime' filter")?;
+            let mut map = seccompiler::compile_from_json(POLICY.as_bytes(), arch)
+                .map_err(|e| format!("seccomp policy does not compile: {e}"))?;
+            let prog = map
+                .remove("paratime")
+                .ok_or("seccomp policy has no 'paratime' filter")?;
             let mut out = Vec::with_capacity(prog.len() * 8);
             for ins in prog {
                 out.extend_from_slice(&ins.code.to_ne_bytes());

@@ -17,15 +17,19 @@ struct Snapshot {
     entries: BTreeMap<serde_bytes::ByteBuf, serde_bytes::ByteBuf>,
 }
 
+type Entries = BTreeMap<Vec<u8>, Vec<u8>>;
+
 /// Key-value state with a state root.
 #[derive(Debug)]
 pub struct RuntimeState {
-    inner: RwLock<(Hash, BTreeMap<Vec<u8>, Vec<u8>>)>,
+    inner: RwLock<(Hash, Entries)>,
 }
 
 impl Default for RuntimeState {
     fn default() -> Self {
-        Self { inner: RwLock::new((EMPTY_STATE_ROOT, BTreeMap::new())) }
+        Self {
+            inner: RwLock::new((EMPTY_STATE_ROOT, BTreeMap::new())),
+        }
     }
 }
 
@@ -52,10 +56,22 @@ impl RuntimeState {
 
     /// Applies a write log on top of `prev`, checking that the resulting root is `claimed`.
     /// Nothing changes when the check fails.
-    pub fn apply(&self, prev: &Hash, write_log: &[WriteLogEntry], claimed: &Hash) -> Result<Hash, String> {
-        let mut g = self.inner.write().map_err(|_| "state lock poisoned".to_string())?;
+    pub fn apply(
+        &self,
+        prev: &Hash,
+        write_log: &[WriteLogEntry],
+        claimed: &Hash,
+    ) -> Result<Hash, String> {
+        let mut g = self
+            .inner
+            .write()
+            .map_err(|_| "state lock poisoned".to_string())?;
         if &g.0 != prev {
-            return Err(format!("state moved on: batch executed on {} but state is at {}", hex::encode(prev), hex::encode(g.0)));
+            return Err(format!(
+                "state moved on: batch executed on {} but state is at {}",
+                hex::encode(prev),
+                hex::encode(g.0)
+            ));
         }
         let sorted = write_log.windows(2).all(|w| w[0].key < w[1].key);
         if !sorted {
@@ -63,7 +79,11 @@ impl RuntimeState {
         }
         let root = next_state_root(prev, write_log);
         if &root != claimed {
-            return Err(format!("runtime reported state root {} but the write log gives {}", hex::encode(claimed), hex::encode(root)));
+            return Err(format!(
+                "runtime reported state root {} but the write log gives {}",
+                hex::encode(claimed),
+                hex::encode(root)
+            ));
         }
         for e in write_log {
             match &e.value {
@@ -82,18 +102,41 @@ impl RuntimeState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
-        let s: Snapshot = ciborium::from_reader(&bytes[..]).map_err(|e| format!("{}: not a state file: {e}", path.display()))?;
-        let root: Hash = s.root.as_slice().try_into().map_err(|_| format!("{}: bad state root", path.display()))?;
-        let entries = s.entries.into_iter().map(|(k, v)| (k.into_vec(), v.into_vec())).collect();
-        Ok(Self { inner: RwLock::new((root, entries)) })
+        let s: Snapshot = ciborium::from_reader(&bytes[..])
+            .map_err(|e| format!("{}: not a state file: {e}", path.display()))?;
+        let root: Hash = s
+            .root
+            .as_slice()
+            .try_into()
+            .map_err(|_| format!("{}: bad state root", path.display()))?;
+        let entries = s
+            .entries
+            .into_iter()
+            .map(|(k, v)| (k.into_vec(), v.into_vec()))
+            .collect();
+        Ok(Self {
+            inner: RwLock::new((root, entries)),
+        })
     }
 
     /// Writes a snapshot file atomically.
     pub fn save(&self, path: &Path) -> Result<(), String> {
-        let g = self.inner.read().map_err(|_| "state lock poisoned".to_string())?;
+        let g = self
+            .inner
+            .read()
+            .map_err(|_| "state lock poisoned".to_string())?;
         let s = Snapshot {
             root: serde_bytes::ByteBuf::from(g.0.to_vec()),
-            entries: g.1.iter().map(|(k, v)| (serde_bytes::ByteBuf::from(k.clone()), serde_bytes::ByteBuf::from(v.clone()))).collect(),
+            entries: g
+                .1
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        serde_bytes::ByteBuf::from(k.clone()),
+                        serde_bytes::ByteBuf::from(v.clone()),
+                    )
+                })
+                .collect(),
         };
         let mut bytes = Vec::new();
         ciborium::into_writer(&s, &mut bytes).map_err(|e| e.to_string())?;

@@ -101,7 +101,9 @@ impl Backoff {
 
     /// A fresh backoff.
     pub fn new() -> Self {
-        Self { next: Self::INITIAL }
+        Self {
+            next: Self::INITIAL,
+        }
     }
 
     /// The next delay (±50 % jitter) and grows the base by 1.5.
@@ -122,7 +124,9 @@ impl Default for Backoff {
 }
 
 fn own_net_ns() -> Option<String> {
-    std::fs::read_link("/proc/self/ns/net").ok().map(|p| p.to_string_lossy().into_owned())
+    std::fs::read_link("/proc/self/ns/net")
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
 }
 
 /// Initial status of a runtime.
@@ -130,9 +134,20 @@ pub fn initial_status(rt: &HostedRuntime, provisioner: &str) -> RuntimeStatus {
     RuntimeStatus {
         descriptor: None,
         provisioner: provisioner.to_string(),
-        components: vec![ComponentStatus { kind: "ronl".into(), version: rt.version }],
-        committee: CommitteeStatus { status: WAITING.into(), active_version: None, host: HostVersions::default() },
-        sandbox: SandboxStatus { bundle: rt.bundle.clone(), host_network_namespace: own_net_ns(), ..Default::default() },
+        components: vec![ComponentStatus {
+            kind: "ronl".into(),
+            version: rt.version,
+        }],
+        committee: CommitteeStatus {
+            status: WAITING.into(),
+            active_version: None,
+            host: HostVersions::default(),
+        },
+        sandbox: SandboxStatus {
+            bundle: rt.bundle.clone(),
+            host_network_namespace: own_net_ns(),
+            ..Default::default()
+        },
         latest_state_root: hex::encode(paratime_sdk::state::EMPTY_STATE_ROOT),
     }
 }
@@ -174,14 +189,20 @@ pub async fn run(
                     s.committee.host.versions = vec![rt.version];
                     s.sandbox.pid = Some(p.sandbox.started.pid);
                     s.sandbox.network_namespace = p.sandbox.started.net_ns.clone();
-                    s.sandbox.ready_since = Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+                    s.sandbox.ready_since = Some(
+                        humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+                    );
                     s.latest_state_root = hex::encode(state.root());
                 });
                 let exited = tokio::task::spawn_blocking(p.sandbox.exit_watcher());
                 let pinger = async {
                     loop {
                         tokio::time::sleep(settings.ping_interval).await;
-                        if let Err(e) = p.conn.call(Body::RuntimePingRequest(Empty {}), settings.ping_timeout).await {
+                        if let Err(e) = p
+                            .conn
+                            .call(Body::RuntimePingRequest(Empty {}), settings.ping_timeout)
+                            .await
+                        {
                             return e.to_string();
                         }
                     }

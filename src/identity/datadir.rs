@@ -22,23 +22,38 @@ pub(crate) fn perm_string(mode: u32) -> String {
 pub fn ensure_dir(path: &Path) -> Result<(), IdentityError> {
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(io_err(path))?;
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path)
+                .map_err(io_err(path))?;
             // The umask may have narrowed the mode; make it exact.
-            std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(io_err(path))?;
+            std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(io_err(path))?;
             Ok(())
         }
-        Err(e) => Err(IdentityError::Io { path: path.to_path_buf(), source: e }),
+        Err(e) => Err(IdentityError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
         Ok(md) => {
             if !md.is_dir() {
                 return Err(IdentityError::NotADirectory(path.to_path_buf()));
             }
             let perm = md.mode() & 0o777;
             if perm != 0o700 {
-                return Err(IdentityError::DirPermissions { path: path.to_path_buf(), found: perm_string(perm) });
+                return Err(IdentityError::DirPermissions {
+                    path: path.to_path_buf(),
+                    found: perm_string(perm),
+                });
             }
             let euid = nix::unistd::geteuid().as_raw();
             if md.uid() != euid {
-                return Err(IdentityError::DirOwner { path: path.to_path_buf(), found: md.uid(), expected: euid });
+                return Err(IdentityError::DirOwner {
+                    path: path.to_path_buf(),
+                    found: md.uid(),
+                    expected: euid,
+                });
             }
             Ok(())
         }
@@ -71,9 +86,17 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock, IdentityError> {
         .open(&lock_path)
         .map_err(io_err(&lock_path))?;
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(DataDirLock { _lock: lock, path: data_dir.to_path_buf() }),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(IdentityError::Locked(data_dir.to_path_buf())),
-        Err((_, e)) => Err(IdentityError::Io { path: lock_path, source: e.into() }),
+        Ok(lock) => Ok(DataDirLock {
+            _lock: lock,
+            path: data_dir.to_path_buf(),
+        }),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            Err(IdentityError::Locked(data_dir.to_path_buf()))
+        }
+        Err((_, e)) => Err(IdentityError::Io {
+            path: lock_path,
+            source: e.into(),
+        }),
     }
 }
 
@@ -97,8 +120,13 @@ mod tests {
         assert!(matches!(lock_data_dir(&d), Err(IdentityError::Locked(_))));
         drop(l);
         lock_data_dir(&d).expect("relock");
-        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
         let e = ensure_dir(&d).expect_err("must refuse");
-        assert!(e.to_string().contains("invalid permissions: -rwxr-xr-x. Expected permissions: -rwx------"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("invalid permissions: -rwxr-xr-x. Expected permissions: -rwx------"),
+            "{e}"
+        );
     }
 }

@@ -55,7 +55,9 @@ pub struct Identity {
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity").field("node", &self.public_b64(KeyKind::Node)).finish_non_exhaustive()
+        f.debug_struct("Identity")
+            .field("node", &self.public_b64(KeyKind::Node))
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,24 +71,45 @@ fn write_new(path: &Path, contents: &str) -> Result<(), IdentityError> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| if e.kind() == std::io::ErrorKind::AlreadyExists { IdentityError::KeyExists(path.to_path_buf()) } else { IdentityError::Io { path: path.to_path_buf(), source: e } })?;
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                IdentityError::KeyExists(path.to_path_buf())
+            } else {
+                IdentityError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                }
+            }
+        })?;
     f.write_all(contents.as_bytes()).map_err(io_err(path))?;
     f.sync_all().map_err(io_err(path))
 }
 
 fn read_pem(path: &Path, label: &str, len: usize) -> Result<Vec<u8>, IdentityError> {
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    let bad = |reason: String| IdentityError::BadPem { path: path.to_path_buf(), reason };
+    let bad = |reason: String| IdentityError::BadPem {
+        path: path.to_path_buf(),
+        reason,
+    };
     let blocks = pem::parse_many(&text).map_err(|e| bad(e.to_string()))?;
     if blocks.len() != 1 {
-        return Err(bad(format!("expected exactly one PEM block, found {}", blocks.len())));
+        return Err(bad(format!(
+            "expected exactly one PEM block, found {}",
+            blocks.len()
+        )));
     }
     let block = &blocks[0];
     if block.tag() != label {
-        return Err(bad(format!("expected a '{label}' block, found '{}'", block.tag())));
+        return Err(bad(format!(
+            "expected a '{label}' block, found '{}'",
+            block.tag()
+        )));
     }
     if block.contents().len() != len {
-        return Err(bad(format!("expected {len} bytes of key material, found {}", block.contents().len())));
+        return Err(bad(format!(
+            "expected {len} bytes of key material, found {}",
+            block.contents().len()
+        )));
     }
     Ok(block.contents().to_vec())
 }
@@ -97,17 +120,30 @@ fn pem_string(label: &str, bytes: Vec<u8>) -> String {
 
 fn generate() -> Result<SigningKey, IdentityError> {
     let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| IdentityError::Io { path: PathBuf::from("/dev/urandom"), source: std::io::Error::other(e.to_string()) })?;
+    getrandom::fill(&mut seed).map_err(|e| IdentityError::Io {
+        path: PathBuf::from("/dev/urandom"),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
 /// Loads one key, generating it when both files are absent and `create` is set.
-fn load_or_create(dir: &Path, kind: KeyKind, create: bool) -> Result<(SigningKey, bool), IdentityError> {
+fn load_or_create(
+    dir: &Path,
+    kind: KeyKind,
+    create: bool,
+) -> Result<(SigningKey, bool), IdentityError> {
     let private = dir.join(kind.private_file());
     let public = dir.join(kind.public_file());
     if !private.exists() {
         if !create {
-            return Err(IdentityError::Io { path: private, source: std::io::Error::new(std::io::ErrorKind::NotFound, "key file not found (run `paratime-node identity init --datadir DIR`)") });
+            return Err(IdentityError::Io {
+                path: private,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "key file not found (run `paratime-node identity init --datadir DIR`)",
+                ),
+            });
         }
         if public.exists() {
             return Err(IdentityError::KeyExists(public));
@@ -116,18 +152,30 @@ fn load_or_create(dir: &Path, kind: KeyKind, create: bool) -> Result<(SigningKey
         let mut full = key.to_bytes().to_vec();
         full.extend_from_slice(key.verifying_key().as_bytes());
         write_new(&private, &pem_string(PRIVATE_LABEL, full))?;
-        write_new(&public, &pem_string(PUBLIC_LABEL, key.verifying_key().as_bytes().to_vec()))?;
+        write_new(
+            &public,
+            &pem_string(PUBLIC_LABEL, key.verifying_key().as_bytes().to_vec()),
+        )?;
         return Ok((key, true));
     }
-    let mode = std::fs::metadata(&private).map_err(io_err(&private))?.mode() & 0o777;
+    let mode = std::fs::metadata(&private)
+        .map_err(io_err(&private))?
+        .mode()
+        & 0o777;
     if mode != 0o600 {
-        return Err(IdentityError::KeyPermissions { path: private, mode });
+        return Err(IdentityError::KeyPermissions {
+            path: private,
+            mode,
+        });
     }
     let raw = read_pem(&private, PRIVATE_LABEL, 64)?;
     let seed: [u8; 32] = raw[..32].try_into().expect("length checked by read_pem");
     let key = SigningKey::from_bytes(&seed);
     if key.verifying_key().as_bytes() != &raw[32..] {
-        return Err(IdentityError::BadPem { path: private, reason: "the public half does not match the seed".into() });
+        return Err(IdentityError::BadPem {
+            path: private,
+            reason: "the public half does not match the seed".into(),
+        });
     }
     if public.exists() {
         let pubkey = read_pem(&public, PUBLIC_LABEL, 32)?;
@@ -135,7 +183,10 @@ fn load_or_create(dir: &Path, kind: KeyKind, create: bool) -> Result<(SigningKey
             return Err(IdentityError::PublicMismatch(public));
         }
     } else {
-        write_new(&public, &pem_string(PUBLIC_LABEL, key.verifying_key().as_bytes().to_vec()))?;
+        write_new(
+            &public,
+            &pem_string(PUBLIC_LABEL, key.verifying_key().as_bytes().to_vec()),
+        )?;
     }
     Ok((key, false))
 }
@@ -146,7 +197,12 @@ impl Identity {
         let (node, g1) = load_or_create(data_dir, KeyKind::Node, create)?;
         let (p2p, g2) = load_or_create(data_dir, KeyKind::P2p, create)?;
         let (consensus, g3) = load_or_create(data_dir, KeyKind::Consensus, create)?;
-        Ok(Self { node, p2p, consensus, generated: g1 || g2 || g3 })
+        Ok(Self {
+            node,
+            p2p,
+            consensus,
+            generated: g1 || g2 || g3,
+        })
     }
 
     /// Creates all keys; refuses when any key file already exists.
@@ -196,10 +252,23 @@ mod tests {
         let text = std::fs::read_to_string(d.join("identity.pem")).expect("read");
         assert!(text.starts_with("-----BEGIN ED25519 PRIVATE KEY-----"));
         let again = Identity::load(d, false).expect("load");
-        assert_eq!(again.public_b64(KeyKind::Node), id.public_b64(KeyKind::Node));
-        assert!(matches!(Identity::init(d), Err(IdentityError::KeyExists(_))));
-        std::fs::set_permissions(d.join("identity.pem"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert_eq!(
+            again.public_b64(KeyKind::Node),
+            id.public_b64(KeyKind::Node)
+        );
+        assert!(matches!(
+            Identity::init(d),
+            Err(IdentityError::KeyExists(_))
+        ));
+        std::fs::set_permissions(
+            d.join("identity.pem"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .expect("chmod");
         let e = Identity::load(d, false).expect_err("0644 must be refused");
-        assert!(e.to_string().contains("invalid PEM file permissions 644"), "{e}");
+        assert!(
+            e.to_string().contains("invalid PEM file permissions 644"),
+            "{e}"
+        );
     }
 }

@@ -72,11 +72,20 @@ impl Levels {
 
     /// The level in force for `module`.
     pub fn level_for(&self, module: &str) -> LevelFilter {
-        self.modules.iter().find(|(p, _)| module.starts_with(p.as_str())).map(|(_, l)| *l).unwrap_or(self.default)
+        self.modules
+            .iter()
+            .find(|(p, _)| module.starts_with(p.as_str()))
+            .map(|(_, l)| *l)
+            .unwrap_or(self.default)
     }
 
     fn max(&self) -> LevelFilter {
-        self.modules.iter().map(|(_, l)| *l).chain([self.default]).max().unwrap_or(LevelFilter::Warn)
+        self.modules
+            .iter()
+            .map(|(_, l)| *l)
+            .chain([self.default])
+            .max()
+            .unwrap_or(LevelFilter::Warn)
     }
 }
 
@@ -129,18 +138,42 @@ fn logfmt_value(v: &str) -> String {
 pub fn render(format: Format, fields: &[(String, String)]) -> String {
     match format {
         Format::Json => {
-            let map: BTreeMap<&str, &str> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let map: BTreeMap<&str, &str> = fields
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             serde_json::to_string(&map).unwrap_or_default()
         }
-        Format::Logfmt => fields.iter().map(|(k, v)| format!("{k}={}", logfmt_value(v))).collect::<Vec<_>>().join(" "),
+        Format::Logfmt => fields
+            .iter()
+            .map(|(k, v)| format!("{k}={}", logfmt_value(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
         Format::Text => {
-            let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or("");
+            let get = |k: &str| {
+                fields
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or("")
+            };
             let rest: Vec<String> = fields
                 .iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "ts" | "level" | "module" | "msg" | "caller"))
+                .filter(|(k, _)| {
+                    !matches!(k.as_str(), "ts" | "level" | "module" | "msg" | "caller")
+                })
                 .map(|(k, v)| format!("{k}={}", logfmt_value(v)))
                 .collect();
-            format!("{} {:<5} [{}] {} {}", get("ts"), get("level").to_uppercase(), get("module"), get("msg"), rest.join(" ")).trim_end().to_string()
+            format!(
+                "{} {:<5} [{}] {} {}",
+                get("ts"),
+                get("level").to_uppercase(),
+                get("module"),
+                get("msg"),
+                rest.join(" ")
+            )
+            .trim_end()
+            .to_string()
         }
     }
 }
@@ -186,18 +219,34 @@ impl Log for Logger {
 }
 
 /// Installs the global logger. `file` empty means stderr.
-pub fn init(format: Format, levels: &BTreeMap<String, String>, file: Option<&std::path::Path>) -> std::io::Result<()> {
+pub fn init(
+    format: Format,
+    levels: &BTreeMap<String, String>,
+    file: Option<&std::path::Path>,
+) -> std::io::Result<()> {
     let out: Box<dyn Write + Send> = match file {
         None => Box::new(std::io::stderr()),
         Some(path) => {
             use std::os::unix::fs::OpenOptionsExt;
-            Box::new(std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?)
+            Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(path)?,
+            )
         }
     };
     let levels = Levels::new(levels);
     let max = levels.max();
     // A second init (tests, subcommands) keeps the first logger.
-    if log::set_boxed_logger(Box::new(Logger { format, levels, out: Mutex::new(out) })).is_ok() {
+    if log::set_boxed_logger(Box::new(Logger {
+        format,
+        levels,
+        out: Mutex::new(out),
+    }))
+    .is_ok()
+    {
         log::set_max_level(max);
     }
     Ok(())
@@ -206,29 +255,43 @@ pub fn init(format: Format, levels: &BTreeMap<String, String>, file: Option<&std
 /// Re-logs one line of a runtime's output (oasis-facts §9): JSON lines keep their `msg`, `level`
 /// and `module` (forced under `runtime`) and other keys; anything else is logged as `warn`.
 pub fn runtime_line(line: &str, tags: &[(&str, &str)]) {
-    let (level, module, msg, mut extra) = match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(line) {
-        Ok(mut obj) => {
-            let text = |v: Option<serde_json::Value>| match v {
-                Some(serde_json::Value::String(s)) => s,
-                Some(other) => other.to_string(),
-                None => String::new(),
-            };
-            let level = match text(obj.remove("level")).to_ascii_uppercase().as_str() {
-                "DEBG" | "DEBUG" | "TRCE" | "TRACE" => Level::Debug,
-                "WARN" | "WARNING" => Level::Warn,
-                "ERRO" | "ERROR" | "CRIT" => Level::Error,
-                _ => Level::Info,
-            };
-            let m = text(obj.remove("module"));
-            let module = if m.is_empty() { "runtime".to_string() } else { format!("runtime/{m}") };
-            let msg = text(obj.remove("msg"));
-            let extra: Vec<(String, String)> = obj.into_iter().map(|(k, v)| (k, text(Some(v)))).collect();
-            (level, module, msg, extra)
-        }
-        Err(_) => (Level::Warn, "runtime".to_string(), line.to_string(), Vec::new()),
-    };
+    let (level, module, msg, mut extra) =
+        match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(line) {
+            Ok(mut obj) => {
+                let text = |v: Option<serde_json::Value>| match v {
+                    Some(serde_json::Value::String(s)) => s,
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                let level = match text(obj.remove("level")).to_ascii_uppercase().as_str() {
+                    "DEBG" | "DEBUG" | "TRCE" | "TRACE" => Level::Debug,
+                    "WARN" | "WARNING" => Level::Warn,
+                    "ERRO" | "ERROR" | "CRIT" => Level::Error,
+                    _ => Level::Info,
+                };
+                let m = text(obj.remove("module"));
+                let module = if m.is_empty() {
+                    "runtime".to_string()
+                } else {
+                    format!("runtime/{m}")
+                };
+                let msg = text(obj.remove("msg"));
+                let extra: Vec<(String, String)> =
+                    obj.into_iter().map(|(k, v)| (k, text(Some(v)))).collect();
+                (level, module, msg, extra)
+            }
+            Err(_) => (
+                Level::Warn,
+                "runtime".to_string(),
+                line.to_string(),
+                Vec::new(),
+            ),
+        };
     extra.extend(tags.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let kvs: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let kvs: Vec<(&str, &str)> = extra
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     log::logger().log(
         &Record::builder()
             .level(level)
@@ -245,27 +308,43 @@ mod tests {
 
     #[test]
     fn longest_prefix_wins() {
-        let cfg: BTreeMap<String, String> = [("default", "info"), ("host", "warn"), ("host/supervisor", "debug")]
-            .into_iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
+        let cfg: BTreeMap<String, String> = [
+            ("default", "info"),
+            ("host", "warn"),
+            ("host/supervisor", "debug"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
         let l = Levels::new(&cfg);
         assert_eq!(l.level_for("host/supervisor"), LevelFilter::Debug);
         assert_eq!(l.level_for("host/launcher"), LevelFilter::Warn);
         assert_eq!(l.level_for("control"), LevelFilter::Info);
-        assert_eq!(Levels::new(&BTreeMap::new()).level_for("x"), LevelFilter::Warn);
+        assert_eq!(
+            Levels::new(&BTreeMap::new()).level_for("x"),
+            LevelFilter::Warn
+        );
     }
 
     #[test]
     fn module_names() {
-        assert_eq!(module_of("paratime_node::host::supervisor"), "host/supervisor");
+        assert_eq!(
+            module_of("paratime_node::host::supervisor"),
+            "host/supervisor"
+        );
         assert_eq!(module_of("runtime/kvstore"), "runtime/kvstore");
     }
 
     #[test]
     fn formats() {
-        let f = vec![("level".to_string(), "info".to_string()), ("msg".to_string(), "hello world".to_string())];
+        let f = vec![
+            ("level".to_string(), "info".to_string()),
+            ("msg".to_string(), "hello world".to_string()),
+        ];
         assert_eq!(render(Format::Logfmt, &f), "level=info msg=\"hello world\"");
-        assert_eq!(render(Format::Json, &f), "{\"level\":\"info\",\"msg\":\"hello world\"}");
+        assert_eq!(
+            render(Format::Json, &f),
+            "{\"level\":\"info\",\"msg\":\"hello world\"}"
+        );
     }
 }

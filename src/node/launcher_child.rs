@@ -16,18 +16,42 @@ pub struct LauncherChild {
 
 impl LauncherChild {
     /// Binds `socket` and starts the launcher on it.
-    pub fn start(socket: &Path, bundles_dir: &Path, sandbox_binary: &Path, unconfined: bool, log: (&str, &str)) -> Result<Self, String> {
-        let listener = launcher::bind(socket).map_err(|e| format!("sandbox launcher socket {}: {e}", socket.display()))?;
-        let exe = std::env::current_exe().map_err(|e| format!("cannot locate own executable: {e}"))?;
+    pub fn start(
+        socket: &Path,
+        bundles_dir: &Path,
+        sandbox_binary: &Path,
+        unconfined: bool,
+        log: (&str, &str),
+    ) -> Result<Self, String> {
+        let listener = launcher::bind(socket)
+            .map_err(|e| format!("sandbox launcher socket {}: {e}", socket.display()))?;
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot locate own executable: {e}"))?;
         let mut cmd = Command::new(exe);
-        cmd.arg("sandbox-launcher").arg("--bundles-dir").arg(bundles_dir).arg("--sandbox-binary").arg(sandbox_binary).arg("--listen-fd").arg("3");
-        cmd.arg("--log-format").arg(log.0).arg("--log-level").arg(log.1);
+        cmd.arg("sandbox-launcher")
+            .arg("--bundles-dir")
+            .arg(bundles_dir)
+            .arg("--sandbox-binary")
+            .arg(sandbox_binary)
+            .arg("--listen-fd")
+            .arg("3");
+        cmd.arg("--log-format")
+            .arg(log.0)
+            .arg("--log-level")
+            .arg(log.1);
         if unconfined {
             cmd.arg("--unconfined");
         }
         // The launcher logs like the node; it inherits stderr (and the journal, under systemd).
         cmd.stdin(Stdio::null()).stdout(Stdio::null());
-        for var in ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+        for var in [
+            "NOTIFY_SOCKET",
+            "LISTEN_FDS",
+            "LISTEN_PID",
+            "LISTEN_FDNAMES",
+            "WATCHDOG_USEC",
+            "WATCHDOG_PID",
+        ] {
             cmd.env_remove(var);
         }
         let raw = listener.as_raw_fd();
@@ -43,9 +67,14 @@ impl LauncherChild {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| format!("failed to start the sandbox launcher: {e}"))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("failed to start the sandbox launcher: {e}"))?;
         drop(listener);
-        Ok(Self { child, socket: socket.to_path_buf() })
+        Ok(Self {
+            child,
+            socket: socket.to_path_buf(),
+        })
     }
 
     /// A client for it.

@@ -53,7 +53,9 @@ pub enum NodeError {
 fn raise_nofile() -> u64 {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     const WANT: u64 = 102_400;
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return 0 };
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 0;
+    };
     if hard < WANT {
         if setrlimit(Resource::RLIMIT_NOFILE, WANT, WANT).is_err() {
             let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
@@ -61,14 +63,29 @@ fn raise_nofile() -> u64 {
     } else if soft < WANT {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, WANT, hard);
     }
-    getrlimit(Resource::RLIMIT_NOFILE).map(|(s, _)| s).unwrap_or(soft)
+    getrlimit(Resource::RLIMIT_NOFILE)
+        .map(|(s, _)| s)
+        .unwrap_or(soft)
 }
 
 /// The local configuration for a runtime: `runtime.runtimes[].config`, else legacy `runtime.config`.
 fn local_config(cfg: &Config, id: &RuntimeId) -> Result<Option<ciborium::Value>, NodeError> {
     let hex = id.to_string();
-    let yaml = cfg.runtime.runtimes.iter().find(|r| r.id == hex).and_then(|r| r.config.clone()).or_else(|| cfg.runtime.config.get(&hex).cloned());
-    yaml.map(|y| ciborium::Value::serialized(&y).map_err(|e| NodeError::Other(format!("runtime {hex}: local config cannot be encoded: {e}")))).transpose()
+    let yaml = cfg
+        .runtime
+        .runtimes
+        .iter()
+        .find(|r| r.id == hex)
+        .and_then(|r| r.config.clone())
+        .or_else(|| cfg.runtime.config.get(&hex).cloned());
+    yaml.map(|y| {
+        ciborium::Value::serialized(&y).map_err(|e| {
+            NodeError::Other(format!(
+                "runtime {hex}: local config cannot be encoded: {e}"
+            ))
+        })
+    })
+    .transpose()
 }
 
 /// Opens, verifies and explodes every configured bundle.
@@ -77,14 +94,28 @@ pub fn install_bundles(cfg: &Config, bundles_dir: &Path) -> Result<Vec<HostedRun
     let mut out: Vec<HostedRuntime> = Vec::new();
     for p in &cfg.runtime.paths {
         let path = PathBuf::from(p);
-        let b = Bundle::open(&path, max).map_err(|source| NodeError::Bundle { path: path.clone(), source })?;
-        b.explode(bundles_dir).map_err(|source| NodeError::Bundle { path: path.clone(), source })?;
+        let b = Bundle::open(&path, max).map_err(|source| NodeError::Bundle {
+            path: path.clone(),
+            source,
+        })?;
+        b.explode(bundles_dir).map_err(|source| NodeError::Bundle {
+            path: path.clone(),
+            source,
+        })?;
         let id = b.manifest.id;
         if out.iter().any(|r| r.id == id) {
-            return Err(NodeError::Other(format!("runtime.paths: two bundles for runtime {id}; keep one")));
+            return Err(NodeError::Other(format!(
+                "runtime.paths: two bundles for runtime {id}; keep one"
+            )));
         }
         log::info!(target: "runtime/bundle/manager", runtime_id:% = id, bundle = b.manifest.hash_hex().as_str(), path = p.as_str(); "bundle installed");
-        out.push(HostedRuntime { id, name: b.manifest.name.clone(), bundle: b.manifest.hash_hex(), version: b.ronl.version, local_config: local_config(cfg, &id)? });
+        out.push(HostedRuntime {
+            id,
+            name: b.manifest.name.clone(),
+            bundle: b.manifest.hash_hex(),
+            version: b.ronl.version,
+            local_config: local_config(cfg, &id)?,
+        });
     }
     for r in &cfg.runtime.runtimes {
         if !out.iter().any(|h| h.id.to_string() == r.id) {
@@ -99,7 +130,10 @@ pub fn install_bundles(cfg: &Config, bundles_dir: &Path) -> Result<Vec<HostedRun
 
 async fn wait_for_signal(mut shutdown: watch::Receiver<bool>) -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         let _ = shutdown.wait_for(|s| *s).await;
         return "shutdown";
     };
@@ -145,25 +179,46 @@ pub async fn run(loaded: config::Loaded, unsafe_debug: bool) -> Result<(), NodeE
     let hosted = install_bundles(&cfg, &bundles_dir)?;
 
     // The launcher starts before the node restricts itself in any way (DESIGN §2).
-    let log_level = cfg.common.log.level.get("default").map(String::as_str).unwrap_or("warn");
-    let launcher = launcher_child::LauncherChild::start(&runtimes_dir.join("sandbox.sock"), &bundles_dir, Path::new(&cfg.runtime.sandbox_binary), unconfined, (&cfg.common.log.format, log_level))
-        .map_err(NodeError::Other)?;
+    let log_level = cfg
+        .common
+        .log
+        .level
+        .get("default")
+        .map(String::as_str)
+        .unwrap_or("warn");
+    let launcher = launcher_child::LauncherChild::start(
+        &runtimes_dir.join("sandbox.sock"),
+        &bundles_dir,
+        Path::new(&cfg.runtime.sandbox_binary),
+        unconfined,
+        (&cfg.common.log.format, log_level),
+    )
+    .map_err(NodeError::Other)?;
     let info = {
         let client = launcher.client();
-        tokio::task::spawn_blocking(move || client.info()).await.map_err(|e| NodeError::Other(e.to_string()))?.map_err(|e| NodeError::Other(format!("sandbox launcher: {e}")))?
+        tokio::task::spawn_blocking(move || client.info())
+            .await
+            .map_err(|e| NodeError::Other(e.to_string()))?
+            .map_err(|e| NodeError::Other(format!("sandbox launcher: {e}")))?
     };
     let provisioner = info.provisioner.clone();
     match &info.trial_error {
-        None if unconfined => log::warn!(target: "runtime/host/sandbox", "UNSAFE: starting ParaTimes UNSANDBOXED (runtime.provisioner: unconfined)"),
-        None => log::info!(target: "runtime/host/sandbox", bwrap_version = info.bwrap_version.as_str(), sandbox_binary = info.sandbox_binary.as_str(); "sandbox available"),
+        None if unconfined => {
+            log::warn!(target: "runtime/host/sandbox", "UNSAFE: starting ParaTimes UNSANDBOXED (runtime.provisioner: unconfined)")
+        }
+        None => {
+            log::info!(target: "runtime/host/sandbox", bwrap_version = info.bwrap_version.as_str(), sandbox_binary = info.sandbox_binary.as_str(); "sandbox available")
+        }
         Some(e) => log::error!(target: "runtime/host/sandbox", "refusing to host ParaTimes: {e}"),
     }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (synced_tx, synced_rx) = watch::channel(false);
     let settings = supervisor::Settings {
-        ping_interval: humantime::parse_duration(&cfg.runtime.ping_interval).unwrap_or(Duration::from_secs(15)),
-        ping_timeout: humantime::parse_duration(&cfg.runtime.ping_timeout).unwrap_or(Duration::from_secs(5)),
+        ping_interval: humantime::parse_duration(&cfg.runtime.ping_interval)
+            .unwrap_or(Duration::from_secs(15)),
+        ping_timeout: humantime::parse_duration(&cfg.runtime.ping_timeout)
+            .unwrap_or(Duration::from_secs(5)),
         provisioner: provisioner.clone(),
     };
     let mut channels = Vec::new();
@@ -177,16 +232,31 @@ pub async fn run(loaded: config::Loaded, unsafe_debug: bool) -> Result<(), NodeE
         channels.push((rt.id.to_string(), rx));
         if info.trial_error.is_none() {
             let state = Arc::new(RuntimeState::default());
-            tasks.push(tokio::spawn(supervisor::run(rt, launcher.client(), settings.clone(), state, tx, shutdown_rx.clone())));
+            tasks.push(tokio::spawn(supervisor::run(
+                rt,
+                launcher.client(),
+                settings.clone(),
+                state,
+                tx,
+                shutdown_rx.clone(),
+            )));
         }
     }
 
-    let socket = if cfg.common.internal_socket_path.is_empty() { data_dir.join("internal.sock") } else { PathBuf::from(&cfg.common.internal_socket_path) };
+    let socket = if cfg.common.internal_socket_path.is_empty() {
+        data_dir.join("internal.sock")
+    } else {
+        PathBuf::from(&cfg.common.internal_socket_path)
+    };
     let state = ControlState {
         base: Status {
             software_version: crate::SOFTWARE_VERSION.to_string(),
             mode: cfg.mode.as_str().to_string(),
-            identity: IdentityStatus { node: id.public_b64(KeyKind::Node), p2p: id.public_b64(KeyKind::P2p), consensus: id.public_b64(KeyKind::Consensus) },
+            identity: IdentityStatus {
+                node: id.public_b64(KeyKind::Node),
+                p2p: id.public_b64(KeyKind::P2p),
+                consensus: id.public_b64(KeyKind::Consensus),
+            },
             runtimes: BTreeMap::new(),
             sandbox: Some(info),
         },
@@ -194,7 +264,8 @@ pub async fn run(loaded: config::Loaded, unsafe_debug: bool) -> Result<(), NodeE
         synced: synced_rx,
         shutdown: shutdown_tx.clone(),
     };
-    let listener_check = control::bind(&socket).map_err(|e| NodeError::Other(format!("control socket {}: {e}", socket.display())))?;
+    let listener_check = control::bind(&socket)
+        .map_err(|e| NodeError::Other(format!("control socket {}: {e}", socket.display())))?;
     drop(listener_check);
     let server = tokio::spawn({
         let socket = socket.clone();

@@ -15,8 +15,15 @@ pub fn node_bin() -> PathBuf {
 
 /// The sample ParaTime, built next to the node binary by the workspace build.
 pub fn kvstore_bin() -> PathBuf {
-    let p = node_bin().parent().expect("target dir").join("paratime-kvstore");
-    assert!(p.exists(), "{} missing: build the workspace (cargo build --workspace)", p.display());
+    let p = node_bin()
+        .parent()
+        .expect("target dir")
+        .join("paratime-kvstore");
+    assert!(
+        p.exists(),
+        "{} missing: build the workspace (cargo build --workspace)",
+        p.display()
+    );
     p
 }
 
@@ -25,11 +32,19 @@ pub fn is_root() -> bool {
 }
 
 pub fn run(args: &[&str]) -> Output {
-    Command::new(node_bin()).args(args).env_remove("PARATIME_LOG").output().expect("run paratime-node")
+    Command::new(node_bin())
+        .args(args)
+        .env_remove("PARATIME_LOG")
+        .output()
+        .expect("run paratime-node")
 }
 
 pub fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// A node directory laid out as the oasis docs do: etc/, runtimes/, data/.
@@ -42,12 +57,16 @@ pub struct NodeDir {
 impl NodeDir {
     pub fn new() -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
         for d in ["etc", "runtimes"] {
             std::fs::create_dir(tmp.path().join(d)).expect("mkdir");
         }
         std::fs::write(tmp.path().join("etc/genesis.json"), "{}").expect("genesis");
-        Self { tmp, unprivileged: false }
+        Self {
+            tmp,
+            unprivileged: false,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -69,8 +88,18 @@ impl NodeDir {
     pub fn build_bundle(&self) -> PathBuf {
         let out = self.bundle();
         let o = run(&[
-            "bundle", "build", "--executable", kvstore_bin().to_str().expect("utf8"), "--name", "kvstore",
-            "--runtime-id", RUNTIME_ID, "--version", "0.1.0", "--output", out.to_str().expect("utf8"),
+            "bundle",
+            "build",
+            "--executable",
+            kvstore_bin().to_str().expect("utf8"),
+            "--name",
+            "kvstore",
+            "--runtime-id",
+            RUNTIME_ID,
+            "--version",
+            "0.1.0",
+            "--output",
+            out.to_str().expect("utf8"),
         ]);
         assert!(o.status.success(), "bundle build: {}", text(&o));
         out
@@ -93,7 +122,11 @@ impl NodeDir {
     /// Makes the whole tree owned by nobody, for an unprivileged node.
     pub fn give_to_nobody(&mut self) {
         if is_root() {
-            let status = Command::new("chown").args(["-R", "65534:65534"]).arg(self.path()).status().expect("chown");
+            let status = Command::new("chown")
+                .args(["-R", "65534:65534"])
+                .arg(self.path())
+                .status()
+                .expect("chown");
             assert!(status.success());
             self.unprivileged = true;
         }
@@ -109,8 +142,13 @@ impl NodeDir {
         }
         let log = self.path().join("node.log");
         let f = std::fs::File::create(&log).expect("log file");
-        cmd.stdin(Stdio::null()).stdout(f.try_clone().expect("dup")).stderr(f);
-        NodeProc { child: Some(cmd.spawn().expect("start node")), log }
+        cmd.stdin(Stdio::null())
+            .stdout(f.try_clone().expect("dup"))
+            .stderr(f);
+        NodeProc {
+            child: Some(cmd.spawn().expect("start node")),
+            log,
+        }
     }
 
     pub fn status(&self) -> Option<serde_json::Value> {
@@ -122,16 +160,30 @@ impl NodeDir {
     }
 
     pub fn runtime_status(&self) -> Option<serde_json::Value> {
-        self.status().and_then(|s| s["runtimes"][RUNTIME_ID].as_object().cloned().map(serde_json::Value::Object))
+        self.status().and_then(|s| {
+            s["runtimes"][RUNTIME_ID]
+                .as_object()
+                .cloned()
+                .map(serde_json::Value::Object)
+        })
     }
 
     /// Polls the runtime's status until `pred` holds.
-    pub fn wait_runtime(&self, node: &mut NodeProc, what: &str, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_runtime(
+        &self,
+        node: &mut NodeProc,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let start = Instant::now();
         let mut last = None;
         while start.elapsed() < timeout {
             if let Some(code) = node.exited() {
-                panic!("node exited ({code:?}) while waiting for {what}; log:\n{}", node.log_text());
+                panic!(
+                    "node exited ({code:?}) while waiting for {what}; log:\n{}",
+                    node.log_text()
+                );
             }
             if let Some(s) = self.runtime_status() {
                 if pred(&s) {
@@ -141,7 +193,10 @@ impl NodeDir {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("timed out waiting for {what}; last status: {last:#?}\nlog:\n{}", node.log_text());
+        panic!(
+            "timed out waiting for {what}; last status: {last:#?}\nlog:\n{}",
+            node.log_text()
+        );
     }
 }
 
@@ -157,7 +212,10 @@ impl NodeProc {
     }
 
     pub fn exited(&mut self) -> Option<Option<i32>> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()).map(|s| s.code())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+            .map(|s| s.code())
     }
 
     pub fn log_text(&self) -> String {
@@ -172,11 +230,17 @@ impl NodeProc {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("node did not exit within {timeout:?}; log:\n{}", self.log_text());
+        panic!(
+            "node did not exit within {timeout:?}; log:\n{}",
+            self.log_text()
+        );
     }
 
     pub fn terminate(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        );
     }
 }
 
@@ -191,5 +255,7 @@ impl Drop for NodeProc {
 
 pub fn pid_alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
-        && std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| !s.contains(") Z ")).unwrap_or(false)
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
 }
