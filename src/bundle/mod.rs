@@ -225,7 +225,7 @@ impl Bundle {
             }
             // Bound decompression by the size limit, whatever the headers claim.
             let mut data = Vec::new();
-            let budget = max_size.saturating_sub(total) + 1;
+            let budget = max_size.saturating_sub(total).saturating_add(1);
             (&mut entry)
                 .take(budget)
                 .read_to_end(&mut data)

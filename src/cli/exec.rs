@@ -5,7 +5,9 @@ use crate::config;
 use crate::host::{self, state::RuntimeState, HostedRuntime};
 use crate::node::launcher_child::LauncherChild;
 use paratime_sdk::dispatcher::Call;
-use paratime_sdk::protocol::{Body, Empty, RuntimeExecuteTxBatchRequest, RuntimeQueryRequest};
+use paratime_sdk::protocol::{
+    Body, Empty, RuntimeCheckTxBatchRequest, RuntimeExecuteTxBatchRequest, RuntimeQueryRequest,
+};
 use serde_bytes::ByteBuf;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -136,10 +138,30 @@ async fn exec_async(a: ExecArgs) -> Result<serde_json::Value, String> {
     let mut out = serde_json::json!({ "runtime_id": rt.id.to_string(), "sandbox_pid": p.sandbox.started.pid, "network_namespace": p.sandbox.started.net_ns });
     if !txs.is_empty() {
         let prev = state.root();
+        let inputs: Vec<ByteBuf> = txs.iter().map(|c| ByteBuf::from(c.encode())).collect();
+        // Check first, as a transaction pool would: rejected transactions are not executed.
+        let checked = match p
+            .conn
+            .call(
+                Body::RuntimeCheckTxBatchRequest(RuntimeCheckTxBatchRequest {
+                    state_root: ByteBuf::from(prev.to_vec()),
+                    inputs: inputs.clone(),
+                }),
+                Duration::from_secs(15),
+            )
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Body::RuntimeCheckTxBatchResponse(r) if r.results.len() == txs.len() => r.results,
+            other => return Err(format!("unexpected check-tx response {}", other.name())),
+        };
+        let accepted: Vec<usize> = (0..txs.len())
+            .filter(|i| checked[*i].error.is_none())
+            .collect();
         let req = RuntimeExecuteTxBatchRequest {
             round: 1,
             state_root: ByteBuf::from(prev.to_vec()),
-            inputs: txs.iter().map(|c| ByteBuf::from(c.encode())).collect(),
+            inputs: accepted.iter().map(|i| inputs[*i].clone()).collect(),
         };
         let resp = match p
             .conn
@@ -150,19 +172,26 @@ async fn exec_async(a: ExecArgs) -> Result<serde_json::Value, String> {
             .await
             .map_err(|e| e.to_string())?
         {
-            Body::RuntimeExecuteTxBatchResponse(r) => r,
-            other => return Err(format!("unexpected response {}", other.name())),
+            Body::RuntimeExecuteTxBatchResponse(r) if r.results.len() == accepted.len() => r,
+            other => return Err(format!("unexpected execute response {}", other.name())),
         };
         let claimed = paratime_sdk::state::to_hash(&resp.state_root)
             .ok_or("runtime returned a malformed state root")?;
         let root = state.apply(&prev, &resp.write_log, &claimed)?;
-        let results: Vec<serde_json::Value> = resp
-            .results
+        let error = |stage: &str, e: &paratime_sdk::protocol::Error| serde_json::json!({ "stage": stage, "module": e.module, "code": e.code, "message": e.message });
+        let mut executed = accepted.iter().zip(&resp.results);
+        let results: Vec<serde_json::Value> = txs
             .iter()
-            .zip(&txs)
-            .map(|(r, c)| match &r.error {
-                Some(e) => serde_json::json!({ "method": c.method, "error": { "module": e.module, "code": e.code, "message": e.message } }),
-                None => serde_json::json!({ "method": c.method, "ok": r.output.as_ref().map(to_json) }),
+            .enumerate()
+            .map(|(i, c)| match &checked[i].error {
+                Some(e) => serde_json::json!({ "method": c.method, "error": error("check", e) }),
+                None => match executed.next() {
+                    Some((_, r)) => match &r.error {
+                        Some(e) => serde_json::json!({ "method": c.method, "error": error("execute", e) }),
+                        None => serde_json::json!({ "method": c.method, "ok": r.output.as_ref().map(to_json) }),
+                    },
+                    None => serde_json::json!({ "method": c.method, "error": "missing result" }),
+                },
             })
             .collect();
         out["transactions"] = results.into();

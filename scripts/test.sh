@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, as README.md states it and CI runs it: installs what the tests need
+# (bubblewrap; cargo-nextest if missing), then format, lints, and every test with real bwrap.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v bwrap >/dev/null || need_apt+=(bubblewrap)
+command -v openssl >/dev/null || need_apt+=(openssl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# One build of every binary (the node and the sample ParaTime) serves all tests.
+cargo nextest run --workspace --locked --profile "${NEXTEST_PROFILE:-default}"
