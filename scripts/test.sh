@@ -16,5 +16,7 @@ command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# One build of every binary (the node and the sample ParaTime) serves all tests.
+# The integration tests run the sample ParaTime's binary, which no test target of its own pulls
+# in: build every binary first; nextest reuses the same debug artifacts.
+cargo build --workspace --bins --locked
 cargo nextest run --workspace --locked --profile "${NEXTEST_PROFILE:-default}"

@@ -350,3 +350,52 @@ fn launcher_refuses_bundles_outside_its_directory() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn launcher_re_verifies_a_bundle_changed_after_it_was_started() {
+    use paratime_node::bundle::Bundle;
+    use paratime_node::host::launcher;
+    let d = NodeDir::new();
+    let orc = d.build_bundle();
+    let bundles = d.path().join("bundles");
+    std::fs::create_dir(&bundles).expect("mkdir");
+    let b = Bundle::open(&orc, u64::MAX).expect("open");
+    let dir = b.explode(&bundles).expect("explode");
+    let name = b.manifest.hash_hex();
+    let sock = d.path().join("launcher.sock");
+    let mut child = std::process::Command::new(node_bin())
+        .args([
+            "sandbox-launcher",
+            "--bundles-dir",
+            bundles.to_str().expect("utf8"),
+            "--listen",
+            sock.to_str().expect("utf8"),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("launcher");
+    let client = launcher::Client::new(&sock);
+    let start = std::time::Instant::now();
+    while client.info().is_err() && start.elapsed() < LONG {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let spawn = || {
+        let (_a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let (_r, w) = nix::unistd::pipe().expect("pipe");
+        client.spawn(&name, b.into(), w)
+    };
+    let first = spawn().expect("a verified bundle starts");
+    drop(first);
+    // Tamper with the exploded executable: the next start must notice, cache or not.
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join(paratime_node::bundle::EXECUTABLE_NAME))
+        .expect("open exe");
+    f.write_all(b"tampered").expect("tamper");
+    drop(f);
+    let e = spawn().expect_err("a tampered bundle is refused");
+    assert!(e.contains("corrupted asset"), "{e}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -394,6 +394,26 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = Bundle::from_reader(std::io::Cursor::new(bytes), 1 << 20);
+        }
+
+        #[test]
+        fn mutated_bundles_are_refused_or_intact(pos in 0usize..4096, bit in 0u8..8) {
+            let (_t, out) = sample();
+            let mut bytes = std::fs::read(&out).expect("read");
+            let i = pos % bytes.len();
+            bytes[i] ^= 1 << bit;
+            // Either refused, or (a flip in unchecked ZIP metadata) the content is unchanged.
+            if let Ok(b) = Bundle::from_reader(std::io::Cursor::new(bytes), 1 << 20) {
+                let orig = Bundle::open(&out, 1 << 20).expect("open");
+                proptest::prop_assert_eq!(b.files, orig.files);
+            }
+        }
+    }
+
     #[test]
     fn manifest_hash_is_stable_and_order_independent() {
         let (_t, out) = sample();

@@ -366,6 +366,15 @@ mod tests {
         assert_eq!(p, vec!["a", "a.b", "a.b.c", "a.d", "e", "e.f", "e.g"]);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "[ -~\n]{0,200}") {
+            let (t, _, lines) = replace_placeholders(&text);
+            let _ = parse(&t, &lines);
+            let _ = substitute_env(&text, |_| None);
+        }
+    }
+
     #[test]
     fn sizes() {
         assert_eq!(parse_size("20mb"), Ok(20_000_000));

@@ -54,7 +54,8 @@ pub fn check_version(binary: &Path) -> Result<String, String> {
 /// namespace unshared (no network but its own loopback), no capabilities, a new session, a fresh
 /// /dev and a tmpfs /tmp, a read-only root, no /proc, only the executable and its libraries bound read-only, the
 /// seccomp filter on [`SECCOMP_FD`], and death with the launcher.
-pub fn sandbox_args(executable: &Path) -> Result<Vec<OsString>, String> {
+/// Also returns the libraries bound, so callers can notice when they change.
+pub fn sandbox_args(executable: &Path) -> Result<(Vec<OsString>, Vec<std::path::PathBuf>), String> {
     let mut a: Vec<OsString> = Vec::new();
     fn push(a: &mut Vec<OsString>, items: &[&str]) {
         a.extend(items.iter().map(OsString::from));
@@ -78,10 +79,12 @@ pub fn sandbox_args(executable: &Path) -> Result<Vec<OsString>, String> {
     a.push("--ro-bind".into());
     a.push(executable.as_os_str().to_owned());
     a.push("/entrypoint".into());
+    let mut libs = Vec::new();
     for (inside, real) in super::elf::dependencies(executable)? {
         a.push("--ro-bind".into());
-        a.push(real.into_os_string());
+        a.push(real.clone().into_os_string());
         a.push(inside.into_os_string());
+        libs.push(real);
     }
     // Everything but /tmp and /dev is read-only from here on.
     push(&mut a, &["--remount-ro", "/"]);
@@ -102,7 +105,7 @@ pub fn sandbox_args(executable: &Path) -> Result<Vec<OsString>, String> {
             "/entrypoint",
         ],
     );
-    Ok(a)
+    Ok((a, libs))
 }
 
 fn read_sysctl(path: &str) -> Option<String> {

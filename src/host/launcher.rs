@@ -178,8 +178,8 @@ fn is_bundle_name(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Resolves a bundle name to its verified executable inside `bundles_dir`.
-pub fn resolve_bundle(bundles_dir: &Path, name: &str) -> Result<PathBuf, String> {
+/// Resolves a bundle name to its verified executable inside `bundles_dir`, and the bundle's files.
+pub fn resolve_bundle(bundles_dir: &Path, name: &str) -> Result<(PathBuf, Vec<PathBuf>), String> {
     if !is_bundle_name(name) {
         return Err(format!("invalid bundle name '{name}': expected the 64-hex manifest hash of an installed bundle"));
     }
@@ -203,7 +203,9 @@ pub fn resolve_bundle(bundles_dir: &Path, name: &str) -> Result<PathBuf, String>
     }
     bundle::verify_exploded(&real, &manifest).map_err(|e| e.to_string())?;
     let ronl = manifest.ronl().map_err(|e| e.to_string())?;
-    Ok(real.join(ronl.executable))
+    let mut files: Vec<PathBuf> = manifest.digests.keys().map(|f| real.join(f)).collect();
+    files.push(real.join(bundle::MANIFEST_NAME));
+    Ok((real.join(ronl.executable), files))
 }
 
 fn pipe_with(data: &[u8]) -> std::io::Result<OwnedFd> {
@@ -225,26 +227,99 @@ pub struct Child {
     info: Option<OwnedFd>,
 }
 
-/// Starts `executable` in the sandbox (or unconfined) with the host socket as fd 3 and the log
-/// pipe as stdout/stderr.
+/// A resolved start command: what to exec and with which arguments.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The program to exec: bwrap, or the executable itself when unconfined.
+    program: PathBuf,
+    /// Its arguments.
+    args: Vec<std::ffi::OsString>,
+    /// Files whose change invalidates this preparation (bundle files, libraries).
+    inputs: Vec<PathBuf>,
+}
+
+/// Builds the start command for `executable` with `args`.
+pub fn prepare(cfg: &LauncherConfig, executable: &Path, args: &[&str]) -> Result<Prepared, String> {
+    if cfg.unconfined {
+        return Ok(Prepared {
+            program: executable.to_path_buf(),
+            args: args.iter().map(std::ffi::OsString::from).collect(),
+            inputs: Vec::new(),
+        });
+    }
+    let (mut bargs, libs) = bwrap::sandbox_args(executable)?;
+    bargs.extend(args.iter().map(std::ffi::OsString::from));
+    Ok(Prepared {
+        program: cfg.sandbox_binary.clone(),
+        args: bargs,
+        inputs: libs,
+    })
+}
+
+/// Identity and change times of a file: any write, rename or chmod changes it.
+type Fingerprint = (u64, u64, u64, i64, i64, i64, i64);
+
+fn fingerprint(p: &Path) -> Option<Fingerprint> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(p).ok()?;
+    Some((
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
+}
+
+/// Verified bundles and their start commands, reused while none of their files (bundle files and
+/// libraries) changed; any change means a full re-verification.
+#[derive(Default)]
+pub struct Cache(
+    std::sync::Mutex<std::collections::HashMap<String, (Vec<(PathBuf, Fingerprint)>, Prepared)>>,
+);
+
+impl Cache {
+    /// The start command of a bundle, verifying it unless an unchanged verification is cached.
+    pub fn get_or_prepare(&self, cfg: &LauncherConfig, name: &str) -> Result<Prepared, String> {
+        if let Ok(map) = self.0.lock() {
+            if let Some((fps, prepared)) = map.get(name) {
+                if fps.iter().all(|(p, f)| fingerprint(p).as_ref() == Some(f)) {
+                    return Ok(prepared.clone());
+                }
+            }
+        }
+        let (exe, files) = resolve_bundle(&cfg.bundles_dir, name)?;
+        let prepared = prepare(cfg, &exe, &[])?;
+        let fps: Option<Vec<(PathBuf, Fingerprint)>> = files
+            .iter()
+            .chain(&prepared.inputs)
+            .map(|p| fingerprint(p).map(|f| (p.clone(), f)))
+            .collect();
+        if let (Some(fps), Ok(mut map)) = (fps, self.0.lock()) {
+            map.insert(name.to_string(), (fps, prepared.clone()));
+        }
+        Ok(prepared)
+    }
+}
+
+/// Starts a prepared command with the host socket as fd 3 and the log pipe as stdout/stderr;
+/// in the sandbox, with the seccomp program on fd 4 and bwrap's info on fd 5.
 pub fn spawn(
     cfg: &LauncherConfig,
-    executable: &Path,
-    args: &[&str],
+    prepared: &Prepared,
     host: OwnedFd,
     log: OwnedFd,
 ) -> Result<Child, String> {
     let host = high_dup(&host).map_err(|e| e.to_string())?;
-    let mut cmd;
     let mut extra: Vec<(OwnedFd, RawFd)> = vec![(host, bwrap::HOST_FD)];
     let mut info_read = None;
+    let mut cmd = Command::new(&prepared.program);
+    cmd.env_clear().args(&prepared.args);
     if cfg.unconfined {
-        cmd = Command::new(executable);
-        cmd.args(args)
-            .env(paratime_sdk::HOST_FD_ENV, bwrap::HOST_FD.to_string());
+        cmd.env(paratime_sdk::HOST_FD_ENV, bwrap::HOST_FD.to_string());
     } else {
-        let mut bargs = bwrap::sandbox_args(executable)?;
-        bargs.extend(args.iter().map(std::ffi::OsString::from));
         let prog = seccomp::program_bytes()?;
         let sec = pipe_with(prog).map_err(|e| format!("seccomp pipe: {e}"))?;
         let (ir, iw) =
@@ -255,12 +330,9 @@ pub fn spawn(
             bwrap::SECCOMP_FD,
         ));
         extra.push((high_dup(&iw).map_err(|e| e.to_string())?, bwrap::INFO_FD));
-        cmd = Command::new(&cfg.sandbox_binary);
-        cmd.args(bargs);
     }
     let log2 = log.try_clone().map_err(|e| e.to_string())?;
-    cmd.env_clear()
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2));
     let targets: Vec<(RawFd, RawFd)> = extra
@@ -336,7 +408,8 @@ pub fn trial(cfg: &LauncherConfig) -> Result<(), String> {
     let (host, peer) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
     let (log_r, log_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
-    let mut child = spawn(cfg, &exe, &["sandbox-probe"], OwnedFd::from(peer), log_w)?;
+    let prepared = prepare(cfg, &exe, &["sandbox-probe"])?;
+    let mut child = spawn(cfg, &prepared, OwnedFd::from(peer), log_w)?;
     let status = child.child.wait().map_err(|e| e.to_string())?;
     drop(host);
     let mut out = String::new();
@@ -381,6 +454,7 @@ pub fn probe(cfg: &LauncherConfig) -> Info {
 fn serve_spawn(
     conn: &OwnedFd,
     cfg: &LauncherConfig,
+    cache: &Cache,
     bundle_name: &str,
     fds: Vec<OwnedFd>,
 ) -> std::io::Result<()> {
@@ -392,14 +466,14 @@ fn serve_spawn(
             &[],
         );
     };
-    let exe = match resolve_bundle(&cfg.bundles_dir, bundle_name) {
+    let prepared = match cache.get_or_prepare(cfg, bundle_name) {
         Ok(p) => p,
         Err(e) => {
             log::warn!(bundle = bundle_name; "refused spawn request: {e}");
             return send(conn, &Reply::Error(e), &[]);
         }
     };
-    let mut child = match spawn(cfg, &exe, &[], host, log) {
+    let mut child = match spawn(cfg, &prepared, host, log) {
         Ok(c) => c,
         Err(e) => return send(conn, &Reply::Error(e), &[]),
     };
@@ -427,7 +501,12 @@ fn serve_spawn(
     }
 }
 
-fn serve_conn(conn: OwnedFd, cfg: &LauncherConfig, info: &Info) -> std::io::Result<()> {
+fn serve_conn(
+    conn: OwnedFd,
+    cfg: &LauncherConfig,
+    cache: &Cache,
+    info: &Info,
+) -> std::io::Result<()> {
     let Some((req, fds)) = recv::<Request>(&conn)? else {
         return Ok(());
     };
@@ -444,7 +523,7 @@ fn serve_conn(conn: OwnedFd, cfg: &LauncherConfig, info: &Info) -> std::io::Resu
                     &[],
                 );
             }
-            serve_spawn(&conn, cfg, &bundle, fds)
+            serve_spawn(&conn, cfg, cache, &bundle, fds)
         }
     }
 }
@@ -459,6 +538,7 @@ pub fn serve(listener: OwnedFd, cfg: LauncherConfig) -> std::io::Result<()> {
         Some(e) => log::error!("sandbox launcher cannot sandbox: {e}"),
     }
     let cfg = Arc::new(cfg);
+    let cache = Arc::new(Cache::default());
     loop {
         let raw = match socket::accept(listener.as_raw_fd()) {
             Ok(fd) => fd,
@@ -467,9 +547,9 @@ pub fn serve(listener: OwnedFd, cfg: LauncherConfig) -> std::io::Result<()> {
         };
         // SAFETY: accept returned a new descriptor that nothing else owns.
         let conn = unsafe { OwnedFd::from_raw_fd(raw) };
-        let (cfg, info) = (cfg.clone(), info.clone());
+        let (cfg, cache, info) = (cfg.clone(), cache.clone(), info.clone());
         std::thread::spawn(move || {
-            if let Err(e) = serve_conn(conn, &cfg, &info) {
+            if let Err(e) = serve_conn(conn, &cfg, &cache, &info) {
                 log::warn!("launcher connection failed: {e}");
             }
         });
