@@ -276,9 +276,10 @@ fn fingerprint(p: &Path) -> Option<Fingerprint> {
 /// Verified bundles and their start commands, reused while none of their files (bundle files and
 /// libraries) changed; any change means a full re-verification.
 #[derive(Default)]
-pub struct Cache(
-    std::sync::Mutex<std::collections::HashMap<String, (Vec<(PathBuf, Fingerprint)>, Prepared)>>,
-);
+pub struct Cache(std::sync::Mutex<std::collections::HashMap<String, Verified>>);
+
+/// Fingerprints of every input of a verified bundle, and its start command.
+type Verified = (Vec<(PathBuf, Fingerprint)>, Prepared);
 
 impl Cache {
     /// The start command of a bundle, verifying it unless an unchanged verification is cached.
