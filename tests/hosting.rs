@@ -307,19 +307,13 @@ fn sandbox_cannot_read_keys_reach_the_network_or_write_outside_tmp() {
     );
 }
 
-#[test]
-fn launcher_refuses_bundles_outside_its_directory() {
-    use paratime_node::host::launcher;
-    let d = NodeDir::new();
-    let bundles = d.path().join("bundles");
-    std::fs::create_dir(&bundles).expect("mkdir");
-    // A "bundle" directory that is a symlink to somewhere else.
-    let outside = d.path().join("outside");
-    std::fs::create_dir(&outside).expect("mkdir");
-    let fake = "ab".repeat(32);
-    std::os::unix::fs::symlink(&outside, bundles.join(&fake)).expect("symlink");
+/// Starts a standalone launcher on `bundles` and waits until it answers.
+fn start_launcher(
+    d: &NodeDir,
+    bundles: &std::path::Path,
+) -> (std::process::Child, paratime_node::host::launcher::Client) {
     let sock = d.path().join("launcher.sock");
-    let mut child = std::process::Command::new(node_bin())
+    let child = std::process::Command::new(node_bin())
         .args([
             "sandbox-launcher",
             "--bundles-dir",
@@ -330,11 +324,25 @@ fn launcher_refuses_bundles_outside_its_directory() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("launcher");
+    let client = paratime_node::host::launcher::Client::new(&sock);
     let start = std::time::Instant::now();
-    while !sock.exists() && start.elapsed() < LONG {
+    while client.info().is_err() && start.elapsed() < LONG {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let client = launcher::Client::new(&sock);
+    (child, client)
+}
+
+#[test]
+fn launcher_refuses_bundles_outside_its_directory() {
+    let d = NodeDir::new();
+    let bundles = d.path().join("bundles");
+    std::fs::create_dir(&bundles).expect("mkdir");
+    // A "bundle" directory that is a symlink to somewhere else.
+    let outside = d.path().join("outside");
+    std::fs::create_dir(&outside).expect("mkdir");
+    let fake = "ab".repeat(32);
+    std::os::unix::fs::symlink(&outside, bundles.join(&fake)).expect("symlink");
+    let (mut child, client) = start_launcher(&d, &bundles);
     let try_spawn = |name: &str| {
         let (_a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
         let (_r, w) = nix::unistd::pipe().expect("pipe");
@@ -354,7 +362,6 @@ fn launcher_refuses_bundles_outside_its_directory() {
 #[test]
 fn launcher_re_verifies_a_bundle_changed_after_it_was_started() {
     use paratime_node::bundle::Bundle;
-    use paratime_node::host::launcher;
     let d = NodeDir::new();
     let orc = d.build_bundle();
     let bundles = d.path().join("bundles");
@@ -362,23 +369,7 @@ fn launcher_re_verifies_a_bundle_changed_after_it_was_started() {
     let b = Bundle::open(&orc, u64::MAX).expect("open");
     let dir = b.explode(&bundles).expect("explode");
     let name = b.manifest.hash_hex();
-    let sock = d.path().join("launcher.sock");
-    let mut child = std::process::Command::new(node_bin())
-        .args([
-            "sandbox-launcher",
-            "--bundles-dir",
-            bundles.to_str().expect("utf8"),
-            "--listen",
-            sock.to_str().expect("utf8"),
-        ])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("launcher");
-    let client = launcher::Client::new(&sock);
-    let start = std::time::Instant::now();
-    while client.info().is_err() && start.elapsed() < LONG {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut child, client) = start_launcher(&d, &bundles);
     let spawn = || {
         let (_a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
         let (_r, w) = nix::unistd::pipe().expect("pipe");

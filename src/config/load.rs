@@ -77,19 +77,20 @@ pub fn substitute_env(text: &str, get: impl Fn(&str) -> Option<String>) -> (Stri
 
 /// The dotted key path of every line (`consensus.external_address`), from indentation.
 fn key_paths(text: &str) -> Vec<String> {
+    fn joined(stack: &[(usize, String)]) -> String {
+        stack
+            .iter()
+            .map(|(_, k)| k.as_str())
+            .collect::<Vec<_>>()
+            .join(".")
+    }
     let mut stack: Vec<(usize, String)> = Vec::new();
     let mut out = Vec::new();
     for line in text.lines() {
         let trimmed = line.trim_start();
         let indent = line.len() - trimmed.len();
         if trimmed.is_empty() || trimmed.starts_with('#') {
-            out.push(
-                stack
-                    .iter()
-                    .map(|(_, k)| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join("."),
-            );
+            out.push(joined(&stack));
             continue;
         }
         let item = trimmed.strip_prefix("- ");
@@ -104,25 +105,10 @@ fn key_paths(text: &str) -> Vec<String> {
             .split_once(':')
             .map(|(k, _)| k.trim())
             .filter(|k| !k.is_empty() && !k.contains(['{', '"', ' ', '\'']));
-        match key {
-            Some(k) => {
-                stack.push((indent + if item.is_some() { 2 } else { 0 }, k.to_string()));
-                out.push(
-                    stack
-                        .iter()
-                        .map(|(_, k)| k.as_str())
-                        .collect::<Vec<_>>()
-                        .join("."),
-                );
-            }
-            None => out.push(
-                stack
-                    .iter()
-                    .map(|(_, k)| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join("."),
-            ),
+        if let Some(k) = key {
+            stack.push((indent + if item.is_some() { 2 } else { 0 }, k.to_string()));
         }
+        out.push(joined(&stack));
     }
     out
 }

@@ -139,12 +139,7 @@ fn recv<T: for<'de> Deserialize<'de>>(
 /// Creates a bound, listening SOCK_SEQPACKET socket at `path` (a stale file is replaced).
 pub fn bind(path: &Path) -> std::io::Result<OwnedFd> {
     let _ = std::fs::remove_file(path);
-    let fd = socket::socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
+    let fd = seqpacket()?;
     socket::bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
     socket::listen(
         &fd,
@@ -153,13 +148,17 @@ pub fn bind(path: &Path) -> std::io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn connect(path: &Path) -> std::io::Result<OwnedFd> {
-    let fd = socket::socket(
+fn seqpacket() -> std::io::Result<OwnedFd> {
+    Ok(socket::socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
         SockFlag::SOCK_CLOEXEC,
         None,
-    )?;
+    )?)
+}
+
+fn connect(path: &Path) -> std::io::Result<OwnedFd> {
+    let fd = seqpacket()?;
     socket::connect(fd.as_raw_fd(), &UnixAddr::new(path)?).map_err(|e| {
         std::io::Error::new(
             std::io::ErrorKind::ConnectionRefused,
