@@ -10,6 +10,7 @@ pub mod host; // runtime hosting: sandbox launcher, bwrap, RHP client, superviso
 pub mod identity; // data dir checks, node keys (PEM), data dir lock
 pub mod logging; // oasis-shaped logs (logfmt, JSON, text) with per-module levels
 pub mod node; // composition root: wires the concerns together for `paratime-node --config`
+pub mod system; // systemd notify/watchdog, socket activation, Landlock and capabilities
 
 /// The version of this software, as shown in `control status`.
 pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -19,6 +19,10 @@ pub struct Cli {
     /// UNSAFE, development only: allow running as root and the unconfined provisioner.
     #[arg(long = "unsafe-debug", alias = "debug.dont_blame_oasis", global = true)]
     unsafe_debug: bool,
+    /// Use the sandbox launcher listening on this socket (the paratime-node-sandbox unit)
+    /// instead of starting one as a child.
+    #[arg(long)]
+    sandbox_socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -140,7 +144,8 @@ struct LauncherArgs {
     /// bubblewrap binary.
     #[arg(long, default_value = "/usr/bin/bwrap")]
     sandbox_binary: PathBuf,
-    /// Serve on an inherited listening socket.
+    /// Serve on an inherited listening socket (without this and --listen: the socket passed by
+    /// systemd, FileDescriptorName=sandbox).
     #[arg(long, conflicts_with = "listen")]
     listen_fd: Option<i32>,
     /// Bind and serve on this path.
@@ -380,7 +385,12 @@ fn launcher_cmd(a: LauncherArgs) -> i32 {
             Ok(l) => l,
             Err(e) => return fail(format!("{}: {e}", path.display())),
         },
-        _ => return fail("give --listen PATH or --listen-fd N (N > 2)"),
+        _ => match crate::system::listen::take("sandbox") {
+            Some(fd) => fd,
+            None => return fail(
+                "give --listen PATH or --listen-fd N (N > 2), or start it through its socket unit",
+            ),
+        },
     };
     let cfg = crate::host::launcher::LauncherConfig {
         bundles_dir: a.bundles_dir,
@@ -393,7 +403,7 @@ fn launcher_cmd(a: LauncherArgs) -> i32 {
     }
 }
 
-fn run_node(file: PathBuf, unsafe_debug: bool) -> i32 {
+fn run_node(file: PathBuf, opts: crate::node::Options) -> i32 {
     let loaded = match config::load(&file) {
         Ok(l) => l,
         Err(e) => {
@@ -416,7 +426,9 @@ fn run_node(file: PathBuf, unsafe_debug: bool) -> i32 {
     if let Err(e) = logging::init(format, &log_cfg.level, log_file.as_deref()) {
         return fail(format!("common.log.file: {e}"));
     }
-    match block_on(crate::node::run(loaded, unsafe_debug)) {
+    // Everything up to self-confinement happens before the first thread exists.
+    let result = crate::node::prepare(loaded, &opts).and_then(|p| block_on(crate::node::serve(p)));
+    match result {
         Ok(()) => 0,
         Err(e) => {
             log::error!(target: "cmd/node", "{e}");
@@ -430,7 +442,13 @@ pub fn run() -> i32 {
     let cli = Cli::parse();
     match cli.command {
         None => match cli.config {
-            Some(f) => run_node(f, cli.unsafe_debug),
+            Some(f) => run_node(
+                f,
+                crate::node::Options {
+                    unsafe_debug: cli.unsafe_debug,
+                    sandbox_socket: cli.sandbox_socket,
+                },
+            ),
             None => fail(
                 "nothing to do: pass --config FILE to run the node, or a subcommand (see --help)",
             ),

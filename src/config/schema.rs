@@ -89,6 +89,8 @@ pub struct Common {
     pub log: Log,
     /// Debug switches (need the unsafe flag).
     pub debug: CommonDebug,
+    /// UNSAFE: skip Landlock, capability dropping and no_new_privs after start-up.
+    pub unsafe_disable_self_confinement: bool,
 }
 
 /// `common.log`.

@@ -41,6 +41,8 @@ pub struct Status {
     pub runtimes: BTreeMap<String, RuntimeStatus>,
     /// The sandbox launcher's report.
     pub sandbox: Option<SandboxInfo>,
+    /// Self-confinement in force (null when disabled).
+    pub confinement: Option<crate::system::confine::Report>,
 }
 
 /// What the server reads.
@@ -74,14 +76,12 @@ async fn shutdown(State(s): State<ControlState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "shutdown": "requested" }))
 }
 
-/// Binds `path` (a stale socket file is removed; the file is made 0600) and serves until
-/// `stop` turns true.
+/// Serves the API on `listener` until `stop` turns true.
 pub async fn serve(
-    path: &Path,
+    listener: tokio::net::UnixListener,
     state: ControlState,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let listener = bind(path)?;
     let app = Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/is-synced", get(is_synced))
@@ -94,8 +94,8 @@ pub async fn serve(
         .await
 }
 
-/// Binds the control socket.
-pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+/// Binds the control socket (a stale socket file is replaced; the file is made 0600).
+pub fn bind_std(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
     if let Ok(md) = std::fs::symlink_metadata(path) {
         use std::os::unix::fs::FileTypeExt;
         if md.file_type().is_socket() {
@@ -107,7 +107,7 @@ pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
             ));
         }
     }
-    let l = tokio::net::UnixListener::bind(path)?;
+    let l = std::os::unix::net::UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     Ok(l)
 }

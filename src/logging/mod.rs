@@ -102,10 +102,18 @@ pub fn module_of(target: &str) -> String {
     }
 }
 
+/// Where lines go.
+enum Sink {
+    /// A file or stderr, in the configured format.
+    Writer(Mutex<Box<dyn Write + Send>>),
+    /// journald's native protocol, with structured fields (stderr is the journal).
+    Journal(systemd_journal_logger::JournalLog),
+}
+
 struct Logger {
     format: Format,
     levels: Levels,
-    out: Mutex<Box<dyn Write + Send>>,
+    sink: Sink,
 }
 
 fn level_name(l: Level) -> &'static str {
@@ -192,6 +200,26 @@ impl Log for Logger {
             return;
         }
         let module = module_of(record.target());
+        if let Sink::Journal(j) = &self.sink {
+            // Fields become MODULE, RUNTIME_ID, MESSAGE_ID, …; CODE_FILE, CODE_LINE and PRIORITY
+            // come from the record.
+            let mut kv: Vec<(String, String)> = vec![("module".into(), module)];
+            let _ = record.key_values().visit(&mut Collect(&mut kv));
+            let pairs: Vec<(&str, &str)> =
+                kv.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let _ = j.journal_send(
+                &Record::builder()
+                    .level(record.level())
+                    .target(record.target())
+                    .file(record.file())
+                    .line(record.line())
+                    .module_path(record.module_path())
+                    .args(*record.args())
+                    .key_values(&pairs)
+                    .build(),
+            );
+            return;
+        }
         let mut fields = vec![
             ("ts".to_string(), now()),
             ("level".to_string(), level_name(record.level()).to_string()),
@@ -205,36 +233,45 @@ impl Log for Logger {
         let _ = record.key_values().visit(&mut Collect(&mut fields));
         let mut line = render(self.format, &fields);
         line.push('\n');
-        if let Ok(mut out) = self.out.lock() {
-            let _ = out.write_all(line.as_bytes());
-            let _ = out.flush();
+        if let Sink::Writer(out) = &self.sink {
+            if let Ok(mut out) = out.lock() {
+                let _ = out.write_all(line.as_bytes());
+                let _ = out.flush();
+            }
         }
     }
 
     fn flush(&self) {
-        if let Ok(mut out) = self.out.lock() {
-            let _ = out.flush();
+        if let Sink::Writer(out) = &self.sink {
+            if let Ok(mut out) = out.lock() {
+                let _ = out.flush();
+            }
         }
     }
 }
 
-/// Installs the global logger. `file` empty means stderr.
+/// Installs the global logger. Without a file, stderr; when stderr is the journal
+/// (`JOURNAL_STREAM` matches it), journald's native protocol with structured fields.
 pub fn init(
     format: Format,
     levels: &BTreeMap<String, String>,
     file: Option<&std::path::Path>,
 ) -> std::io::Result<()> {
-    let out: Box<dyn Write + Send> = match file {
-        None => Box::new(std::io::stderr()),
+    let sink = match file {
+        None if systemd_journal_logger::connected_to_journal() => Sink::Journal(
+            systemd_journal_logger::JournalLog::new()?
+                .with_syslog_identifier("paratime-node".to_string()),
+        ),
+        None => Sink::Writer(Mutex::new(Box::new(std::io::stderr()))),
         Some(path) => {
             use std::os::unix::fs::OpenOptionsExt;
-            Box::new(
+            Sink::Writer(Mutex::new(Box::new(
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .mode(0o600)
                     .open(path)?,
-            )
+            )))
         }
     };
     let levels = Levels::new(levels);
@@ -243,7 +280,7 @@ pub fn init(
     if log::set_boxed_logger(Box::new(Logger {
         format,
         levels,
-        out: Mutex::new(out),
+        sink,
     }))
     .is_ok()
     {

@@ -7,6 +7,7 @@ pub mod launcher_child;
 use crate::bundle::{Bundle, RuntimeId};
 use crate::config::{self, Config, Provisioner};
 use crate::control::{self, ControlState, IdentityStatus, Status};
+use crate::host::launcher::Client;
 use crate::host::{state::RuntimeState, supervisor, HostedRuntime};
 use crate::identity::{self, Identity, KeyKind};
 use std::collections::BTreeMap;
@@ -144,21 +145,93 @@ async fn wait_for_signal(mut shutdown: watch::Receiver<bool>) -> &'static str {
     }
 }
 
-/// Runs the node until it is asked to stop. `unsafe_debug` is the one escape flag.
-pub async fn run(loaded: config::Loaded, unsafe_debug: bool) -> Result<(), NodeError> {
+/// How the node reaches its sandbox launcher.
+enum Launcher {
+    /// Started by the node (standalone).
+    Child(launcher_child::LauncherChild),
+    /// A launcher of its own (the socket-activated `paratime-node-sandbox` unit).
+    External(Client),
+}
+
+impl Launcher {
+    fn client(&self) -> Client {
+        match self {
+            Launcher::Child(c) => c.client(),
+            Launcher::External(c) => c.clone(),
+        }
+    }
+}
+
+/// Start-up options from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The one escape flag: root and the unconfined provisioner.
+    pub unsafe_debug: bool,
+    /// Use the launcher listening here instead of starting one.
+    pub sandbox_socket: Option<PathBuf>,
+}
+
+/// Everything set up before the node confines itself and starts its threads.
+pub struct Prepared {
+    cfg: Config,
+    _lock: identity::DataDirLock,
+    id: Identity,
+    hosted: Vec<HostedRuntime>,
+    launcher: Launcher,
+    info: crate::host::launcher::Info,
+    control: std::os::unix::net::UnixListener,
+    socket: PathBuf,
+    socket_activated: bool,
+    confinement: Option<crate::system::confine::Report>,
+}
+
+fn confinement_paths(
+    cfg: &Config,
+    loaded_file: &Path,
+    data_dir: &Path,
+    socket: &Path,
+) -> crate::system::confine::Paths {
+    let abs = |p: &str| std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p));
+    let mut read = vec![
+        abs(&loaded_file.to_string_lossy()),
+        abs(&cfg.genesis.file),
+        PathBuf::from("/proc/self"),
+    ];
+    if !cfg.registration.entity.is_empty() {
+        read.push(abs(&cfg.registration.entity));
+    }
+    read.extend(cfg.runtime.paths.iter().map(|p| abs(p)));
+    let mut write = vec![data_dir.to_path_buf()];
+    if let Some(parent) = socket.parent() {
+        write.push(parent.to_path_buf());
+    }
+    if !cfg.common.log.file.is_empty() {
+        let f = data_dir.join(&cfg.common.log.file);
+        if let Some(parent) = f.parent() {
+            write.push(parent.to_path_buf());
+        }
+    }
+    crate::system::confine::Paths { read, write }
+}
+
+/// Checks the host and the data dir, loads keys and bundles, starts (or reaches) the sandbox
+/// launcher, takes the control socket, and finally confines the process. Runs before any thread
+/// exists, so that Landlock covers every thread the node will have.
+pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeError> {
+    use crate::system::notify;
     let cfg = loaded.config;
     for w in &loaded.warnings {
         log::warn!(target: "cmd/node", key = w.key.as_str(); "config: {}", w.message);
     }
     let euid = nix::unistd::geteuid();
-    if euid.is_root() && !unsafe_debug {
+    if euid.is_root() && !opts.unsafe_debug {
         return Err(NodeError::Root);
     }
     if euid.is_root() {
         log::warn!(target: "cmd/node", "UNSAFE: running as root because --unsafe-debug was given");
     }
     let unconfined = cfg.runtime.provisioner == Provisioner::Unconfined;
-    if unconfined && !unsafe_debug {
+    if unconfined && !opts.unsafe_debug {
         return Err(NodeError::Unconfined);
     }
     let nofile = raise_nofile();
@@ -167,7 +240,7 @@ pub async fn run(loaded: config::Loaded, unsafe_debug: bool) -> Result<(), NodeE
     }
     let data_dir = PathBuf::from(&cfg.common.data_dir);
     identity::ensure_dir(&data_dir)?;
-    let _lock = identity::lock_data_dir(&data_dir)?;
+    let lock = identity::lock_data_dir(&data_dir)?;
     let id = Identity::load(&data_dir, true)?;
     log::info!(target: "cmd/node", node_pk = id.public_b64(KeyKind::Node).as_str(), p2p_pk = id.public_b64(KeyKind::P2p).as_str(), consensus_pk = id.public_b64(KeyKind::Consensus).as_str(), rlimit_nofile = nofile;
         "{} node identity", if id.generated { "generated" } else { "loaded" });
@@ -176,70 +249,46 @@ pub async fn run(loaded: config::Loaded, unsafe_debug: bool) -> Result<(), NodeE
     identity::ensure_dir(&runtimes_dir)?;
     let bundles_dir = runtimes_dir.join("bundles");
     identity::ensure_dir(&bundles_dir)?;
+    notify::extend_timeout(Duration::from_secs(60), "installing bundles");
     let hosted = install_bundles(&cfg, &bundles_dir)?;
 
     // The launcher starts before the node restricts itself in any way (DESIGN §2).
-    let log_level = cfg
-        .common
-        .log
-        .level
-        .get("default")
-        .map(String::as_str)
-        .unwrap_or("warn");
-    let launcher = launcher_child::LauncherChild::start(
-        &runtimes_dir.join("sandbox.sock"),
-        &bundles_dir,
-        Path::new(&cfg.runtime.sandbox_binary),
-        unconfined,
-        (&cfg.common.log.format, log_level),
-    )
-    .map_err(NodeError::Other)?;
-    let info = {
-        let client = launcher.client();
-        tokio::task::spawn_blocking(move || client.info())
-            .await
-            .map_err(|e| NodeError::Other(e.to_string()))?
-            .map_err(|e| NodeError::Other(format!("sandbox launcher: {e}")))?
+    notify::extend_timeout(Duration::from_secs(60), "starting the sandbox launcher");
+    let launcher = match &opts.sandbox_socket {
+        Some(path) => Launcher::External(Client::new(path)),
+        None => {
+            let log_level = cfg
+                .common
+                .log
+                .level
+                .get("default")
+                .map(String::as_str)
+                .unwrap_or("warn");
+            Launcher::Child(
+                launcher_child::LauncherChild::start(
+                    &runtimes_dir.join("sandbox.sock"),
+                    &bundles_dir,
+                    Path::new(&cfg.runtime.sandbox_binary),
+                    unconfined,
+                    (&cfg.common.log.format, log_level),
+                )
+                .map_err(NodeError::Other)?,
+            )
+        }
     };
-    let provisioner = info.provisioner.clone();
+    let info = launcher
+        .client()
+        .info()
+        .map_err(|e| NodeError::Other(format!("sandbox launcher: {e}")))?;
     match &info.trial_error {
-        None if unconfined => {
+        None if info.provisioner == "unconfined" => {
             log::warn!(target: "runtime/host/sandbox", "UNSAFE: starting ParaTimes UNSANDBOXED (runtime.provisioner: unconfined)")
         }
         None => {
             log::info!(target: "runtime/host/sandbox", bwrap_version = info.bwrap_version.as_str(), sandbox_binary = info.sandbox_binary.as_str(); "sandbox available")
         }
-        Some(e) => log::error!(target: "runtime/host/sandbox", "refusing to host ParaTimes: {e}"),
-    }
-
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (synced_tx, synced_rx) = watch::channel(false);
-    let settings = supervisor::Settings {
-        ping_interval: humantime::parse_duration(&cfg.runtime.ping_interval)
-            .unwrap_or(Duration::from_secs(15)),
-        ping_timeout: humantime::parse_duration(&cfg.runtime.ping_timeout)
-            .unwrap_or(Duration::from_secs(5)),
-        provisioner: provisioner.clone(),
-    };
-    let mut channels = Vec::new();
-    let mut tasks = Vec::new();
-    for rt in hosted {
-        let mut initial = supervisor::initial_status(&rt, &provisioner);
-        if let Some(e) = &info.trial_error {
-            initial.sandbox.last_error = Some(format!("sandbox unavailable: {e}"));
-        }
-        let (tx, rx) = watch::channel(initial);
-        channels.push((rt.id.to_string(), rx));
-        if info.trial_error.is_none() {
-            let state = Arc::new(RuntimeState::default());
-            tasks.push(tokio::spawn(supervisor::run(
-                rt,
-                launcher.client(),
-                settings.clone(),
-                state,
-                tx,
-                shutdown_rx.clone(),
-            )));
+        Some(e) => {
+            log::error!(target: "runtime/host/sandbox", message_id = notify::message_id::SANDBOX_UNAVAILABLE; "refusing to host ParaTimes: {e}")
         }
     }
 
@@ -248,42 +297,167 @@ pub async fn run(loaded: config::Loaded, unsafe_debug: bool) -> Result<(), NodeE
     } else {
         PathBuf::from(&cfg.common.internal_socket_path)
     };
+    let (control, socket_activated) = match crate::system::listen::take("control") {
+        Some(fd) => (std::os::unix::net::UnixListener::from(fd), true),
+        None => (
+            control::bind_std(&socket).map_err(|e| {
+                NodeError::Other(format!("control socket {}: {e}", socket.display()))
+            })?,
+            false,
+        ),
+    };
+
+    let confinement = if cfg.common.unsafe_disable_self_confinement {
+        log::warn!(target: "system/confine", "UNSAFE: self-confinement disabled (common.unsafe_disable_self_confinement)");
+        None
+    } else {
+        let paths = confinement_paths(&cfg, &loaded.file, &data_dir, &socket);
+        let report = crate::system::confine::confine(&paths, true).map_err(NodeError::Other)?;
+        log::info!(target: "system/confine", message_id = notify::message_id::CONFINED; "self-confinement: {report}");
+        Some(report)
+    };
+    Ok(Prepared {
+        cfg,
+        _lock: lock,
+        id,
+        hosted,
+        launcher,
+        info,
+        control,
+        socket,
+        socket_activated,
+        confinement,
+    })
+}
+
+/// The one-line STATUS for systemd.
+fn status_line(channels: &[(String, watch::Receiver<supervisor::RuntimeStatus>)]) -> String {
+    let total = channels.len();
+    let ready = channels
+        .iter()
+        .filter(|(_, rx)| rx.borrow().committee.status == "ready")
+        .count();
+    match (total, ready) {
+        (0, _) => "ready: no runtimes configured".into(),
+        (t, r) if r == t => format!("ready: {r} runtime{}", if r == 1 { "" } else { "s" }),
+        (t, r) => format!("{} ({r}/{t} runtimes ready)", supervisor::WAITING),
+    }
+}
+
+/// Runs the prepared node until SIGTERM, SIGINT or `control shutdown`.
+pub async fn serve(p: Prepared) -> Result<(), NodeError> {
+    use crate::system::notify;
+    let cfg = &p.cfg;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (synced_tx, synced_rx) = watch::channel(false);
+    let settings = supervisor::Settings {
+        ping_interval: humantime::parse_duration(&cfg.runtime.ping_interval)
+            .unwrap_or(Duration::from_secs(15)),
+        ping_timeout: humantime::parse_duration(&cfg.runtime.ping_timeout)
+            .unwrap_or(Duration::from_secs(5)),
+        provisioner: p.info.provisioner.clone(),
+    };
+    let mut channels = Vec::new();
+    let mut tasks = Vec::new();
+    for rt in p.hosted {
+        let mut initial = supervisor::initial_status(&rt, &settings.provisioner);
+        if let Some(e) = &p.info.trial_error {
+            initial.sandbox.last_error = Some(format!("sandbox unavailable: {e}"));
+        }
+        let (tx, rx) = watch::channel(initial);
+        channels.push((rt.id.to_string(), rx));
+        if p.info.trial_error.is_none() {
+            let state = Arc::new(RuntimeState::default());
+            tasks.push(tokio::spawn(supervisor::run(
+                rt,
+                p.launcher.client(),
+                settings.clone(),
+                state,
+                tx,
+                shutdown_rx.clone(),
+            )));
+        }
+    }
+    p.control
+        .set_nonblocking(true)
+        .map_err(|e| NodeError::Other(e.to_string()))?;
+    let listener = tokio::net::UnixListener::from_std(p.control)
+        .map_err(|e| NodeError::Other(e.to_string()))?;
     let state = ControlState {
         base: Status {
             software_version: crate::SOFTWARE_VERSION.to_string(),
             mode: cfg.mode.as_str().to_string(),
             identity: IdentityStatus {
-                node: id.public_b64(KeyKind::Node),
-                p2p: id.public_b64(KeyKind::P2p),
-                consensus: id.public_b64(KeyKind::Consensus),
+                node: p.id.public_b64(KeyKind::Node),
+                p2p: p.id.public_b64(KeyKind::P2p),
+                consensus: p.id.public_b64(KeyKind::Consensus),
             },
             runtimes: BTreeMap::new(),
-            sandbox: Some(info),
+            sandbox: Some(p.info),
+            confinement: p.confinement,
         },
-        runtimes: channels,
+        runtimes: channels.clone(),
         synced: synced_rx,
         shutdown: shutdown_tx.clone(),
     };
-    let listener_check = control::bind(&socket)
-        .map_err(|e| NodeError::Other(format!("control socket {}: {e}", socket.display())))?;
-    drop(listener_check);
-    let server = tokio::spawn({
-        let socket = socket.clone();
-        let stop = shutdown_rx.clone();
-        async move { control::serve(&socket, state, stop).await }
-    });
+    let server = tokio::spawn(control::serve(listener, state, shutdown_rx.clone()));
     synced_tx.send_replace(true);
-    log::info!(target: "cmd/node", socket:% = socket.display(); "node started, control API listening");
+    let mut line = status_line(&channels);
+    notify::ready(&line);
+    log::info!(target: "cmd/node", socket:% = p.socket.display(), socket_activated = p.socket_activated, message_id = notify::message_id::NODE_READY; "node started, control API listening");
 
-    let why = wait_for_signal(shutdown_rx.clone()).await;
-    log::info!(target: "cmd/node", reason = why; "shutting down");
+    // The main loop: signals, status changes, and the watchdog's health tick.
+    let period = notify::watchdog_period().unwrap_or(Duration::from_secs(3600));
+    let mut tick = tokio::time::interval(period);
+    let mut changes: Vec<watch::Receiver<supervisor::RuntimeStatus>> =
+        channels.iter().map(|(_, rx)| rx.clone()).collect();
+    let signal = wait_for_signal(shutdown_rx.clone());
+    tokio::pin!(signal);
+    let why = loop {
+        let changed = async {
+            if changes.is_empty() {
+                std::future::pending::<()>().await;
+            }
+            let futs = changes.iter_mut().map(|rx| Box::pin(rx.changed()));
+            let _ = futures_select_all(futs).await;
+        };
+        tokio::select! {
+            why = &mut signal => break why,
+            _ = tick.tick() => notify::watchdog(),
+            _ = changed => {
+                let now = status_line(&channels);
+                if now != line {
+                    line = now;
+                    notify::status(&line);
+                }
+            }
+        }
+    };
+    notify::stopping("stopping: terminating runtimes");
+    log::info!(target: "cmd/node", reason = why, message_id = notify::message_id::NODE_STOPPING; "shutting down");
     shutdown_tx.send_replace(true);
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
-    drop(launcher);
-    let _ = std::fs::remove_file(&socket);
+    drop(p.launcher);
+    if !p.socket_activated {
+        let _ = std::fs::remove_file(&p.socket);
+    }
     log::info!(target: "cmd/node", "node stopped");
     Ok(())
+}
+
+/// Resolves when the first of `futs` resolves.
+async fn futures_select_all<F: std::future::Future + Unpin>(futs: impl Iterator<Item = F>) {
+    let mut futs: Vec<F> = futs.collect();
+    std::future::poll_fn(|cx| {
+        for f in futs.iter_mut() {
+            if std::pin::Pin::new(f).poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
