@@ -1,5 +1,6 @@
 //! The command line. The only module that prints for the operator; everything else logs.
 
+mod doctor;
 mod exec;
 
 use crate::bundle::{self, BuildOptions, Bundle, RuntimeId};
@@ -49,6 +50,19 @@ enum Command {
     /// Trial program run inside the sandbox at start-up.
     #[command(hide = true)]
     SandboxProbe,
+    /// Applies the node's self-confinement for --config, then tries to write each PATH and to
+    /// execute a program; prints what happened as JSON (used by the Landlock test).
+    #[command(hide = true)]
+    ConfinementProbe {
+        /// Files to try to create.
+        #[arg(long = "try-write")]
+        writes: Vec<PathBuf>,
+        /// A program to try to execute.
+        #[arg(long = "try-exec")]
+        exec: Option<PathBuf>,
+    },
+    /// Check this host and config for everything the node needs; one line per check.
+    Doctor,
     /// Print host benchmarks against their physical floor.
     Bench(exec::BenchArgs),
 }
@@ -437,6 +451,32 @@ fn run_node(file: PathBuf, opts: crate::node::Options) -> i32 {
     }
 }
 
+fn confinement_probe(file: &std::path::Path, writes: &[PathBuf], exec: Option<&std::path::Path>) -> i32 {
+    let loaded = match config::load(file) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let cfg = &loaded.config;
+    let data_dir = PathBuf::from(&cfg.common.data_dir);
+    let paths = crate::node::confinement_paths(cfg, file, &data_dir, &data_dir.join("internal.sock"));
+    let report = match crate::system::confine::confine(&paths, true) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let outcome = |r: std::io::Result<()>| match r {
+        Ok(()) => serde_json::json!({ "ok": true }),
+        Err(e) => serde_json::json!({ "ok": false, "error": e.to_string() }),
+    };
+    let mut results = serde_json::Map::new();
+    for w in writes {
+        results.insert(w.display().to_string(), outcome(std::fs::write(w, b"probe")));
+    }
+    let exec_result = exec.map(|p| outcome(std::process::Command::new(p).status().map(|_| ())));
+    let out = serde_json::json!({ "confinement": report, "writes": results, "exec": exec_result });
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    0
+}
+
 /// Parses the command line and runs; returns the exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
@@ -478,6 +518,14 @@ pub fn run() -> i32 {
                 2
             }
         }
+        Some(Command::ConfinementProbe { writes, exec }) => match cli.config {
+            Some(f) => confinement_probe(&f, &writes, exec.as_deref()),
+            None => fail("confinement-probe needs --config FILE"),
+        },
+        Some(Command::Doctor) => match cli.config {
+            Some(f) => doctor::doctor(&f),
+            None => fail("doctor needs --config FILE"),
+        },
         Some(Command::Bench(a)) => {
             init_cli_logging();
             exec::bench(a)

@@ -68,8 +68,6 @@ pub fn sandbox_args(executable: &Path) -> Result<(Vec<OsString>, Vec<std::path::
             "--new-session",
             "--cap-drop",
             "ALL",
-            "--hostname",
-            "paratime",
         ],
     );
     push(

@@ -185,7 +185,8 @@ pub struct Prepared {
     confinement: Option<crate::system::confine::Report>,
 }
 
-fn confinement_paths(
+/// What the node may read and write once confined.
+pub fn confinement_paths(
     cfg: &Config,
     loaded_file: &Path,
     data_dir: &Path,
