@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md states it and CI runs it: installs what the tests need
-# (bubblewrap; cargo-nextest if missing), then format, lints, and every test with real bwrap.
+# (bubblewrap, debootstrap and systemd-nspawn; cargo-nextest if missing), then format, lints,
+# and every test: real bwrap, real Landlock, and the shipped units in a booted systemd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v bwrap >/dev/null || need_apt+=(bubblewrap)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# The systemd system test: a Debian rootfs booted with systemd-nspawn.
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+command -v systemd-nspawn >/dev/null || need_apt+=(systemd-container)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq

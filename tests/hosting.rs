@@ -397,28 +397,55 @@ fn landlock_keeps_the_node_inside_its_data_dir() {
     d.build_bundle();
     let cfg = d.write_config("");
     std::fs::create_dir(d.data()).expect("mkdir");
-    std::fs::set_permissions(d.data(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("chmod");
+    std::fs::set_permissions(
+        d.data(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod");
     let outside = d.path().join("outside.txt");
     let inside = d.data().join("inside.txt");
     let o = run(&[
-        "--config", cfg.to_str().expect("utf8"), "confinement-probe",
-        "--try-write", inside.to_str().expect("utf8"),
-        "--try-write", outside.to_str().expect("utf8"),
-        "--try-write", "/tmp/paratime-landlock-probe",
-        "--try-exec", "/bin/true",
+        "--config",
+        cfg.to_str().expect("utf8"),
+        "confinement-probe",
+        "--try-write",
+        inside.to_str().expect("utf8"),
+        "--try-write",
+        outside.to_str().expect("utf8"),
+        "--try-write",
+        "/tmp/paratime-landlock-probe",
+        "--try-exec",
+        "/bin/true",
     ]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
     assert_eq!(v["confinement"]["landlock"], "fully enforced", "{v}");
     assert_eq!(v["confinement"]["no_new_privs"], true);
-    assert_eq!(v["writes"][inside.to_str().expect("utf8")]["ok"], true, "{v}");
-    assert_eq!(v["writes"][outside.to_str().expect("utf8")]["ok"], false, "{v}");
-    assert_eq!(v["writes"]["/tmp/paratime-landlock-probe"]["ok"], false, "{v}");
-    assert_eq!(v["exec"]["ok"], false, "nothing is executable once confined: {v}");
+    assert_eq!(
+        v["writes"][inside.to_str().expect("utf8")]["ok"],
+        true,
+        "{v}"
+    );
+    assert_eq!(
+        v["writes"][outside.to_str().expect("utf8")]["ok"],
+        false,
+        "{v}"
+    );
+    assert_eq!(
+        v["writes"]["/tmp/paratime-landlock-probe"]["ok"], false,
+        "{v}"
+    );
+    assert_eq!(
+        v["exec"]["ok"], false,
+        "nothing is executable once confined: {v}"
+    );
     assert!(!outside.exists());
 
     // The confined node still hosts its ParaTime (the launcher was started before Landlock).
     let mut node = d.start();
-    d.wait_runtime(&mut node, "ready", LONG, |s| s["committee"]["status"] == "ready");
+    d.wait_runtime(&mut node, "ready", LONG, |s| {
+        s["committee"]["status"] == "ready"
+    });
     let st = d.status().expect("status");
     assert_eq!(st["confinement"]["landlock"], "fully enforced", "{st}");
 }

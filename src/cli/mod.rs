@@ -451,14 +451,19 @@ fn run_node(file: PathBuf, opts: crate::node::Options) -> i32 {
     }
 }
 
-fn confinement_probe(file: &std::path::Path, writes: &[PathBuf], exec: Option<&std::path::Path>) -> i32 {
+fn confinement_probe(
+    file: &std::path::Path,
+    writes: &[PathBuf],
+    exec: Option<&std::path::Path>,
+) -> i32 {
     let loaded = match config::load(file) {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
     let cfg = &loaded.config;
     let data_dir = PathBuf::from(&cfg.common.data_dir);
-    let paths = crate::node::confinement_paths(cfg, file, &data_dir, &data_dir.join("internal.sock"));
+    let paths =
+        crate::node::confinement_paths(cfg, file, &data_dir, &data_dir.join("internal.sock"));
     let report = match crate::system::confine::confine(&paths, true) {
         Ok(r) => r,
         Err(e) => return fail(e),
@@ -469,7 +474,10 @@ fn confinement_probe(file: &std::path::Path, writes: &[PathBuf], exec: Option<&s
     };
     let mut results = serde_json::Map::new();
     for w in writes {
-        results.insert(w.display().to_string(), outcome(std::fs::write(w, b"probe")));
+        results.insert(
+            w.display().to_string(),
+            outcome(std::fs::write(w, b"probe")),
+        );
     }
     let exec_result = exec.map(|p| outcome(std::process::Command::new(p).status().map(|_| ())));
     let out = serde_json::json!({ "confinement": report, "writes": results, "exec": exec_result });

@@ -127,6 +127,9 @@ pub fn diagnose(stderr: &str) -> String {
     if read_sysctl("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
         return "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone=0): set it to 1, or run the sandbox launcher with CAP_SYS_ADMIN".into();
     }
+    if s.contains("netlink_route") || s.contains("address family not supported") {
+        return "the launcher may not create netlink sockets, which bwrap needs to bring up the sandbox's loopback (a unit with RestrictAddressFamilies= must include AF_NETLINK)".into();
+    }
     if s.contains("make / slave") || s.contains("operation not permitted") {
         return "the launcher may not create mounts or namespaces: a seccomp filter, Landlock or a container profile blocks them (run the launcher outside Landlock; in containers use seccomp=unconfined and apparmor=unconfined)".into();
     }

@@ -360,6 +360,8 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
     };
     let mut channels = Vec::new();
     let mut tasks = Vec::new();
+    // Senders of runtimes that are not started stay alive so their channels never close.
+    let mut idle = Vec::new();
     for rt in p.hosted {
         let mut initial = supervisor::initial_status(&rt, &settings.provisioner);
         if let Some(e) = &p.info.trial_error {
@@ -377,6 +379,8 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                 tx,
                 shutdown_rx.clone(),
             )));
+        } else {
+            idle.push(tx);
         }
     }
     p.control
@@ -445,6 +449,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
     if !p.socket_activated {
         let _ = std::fs::remove_file(&p.socket);
     }
+    drop(idle);
     log::info!(target: "cmd/node", "node stopped");
     Ok(())
 }

@@ -111,7 +111,7 @@ pub fn confine(paths: &Paths, landlock: bool) -> Result<Report, String> {
     let landlock = match status.ruleset {
         RulesetStatus::FullyEnforced => "fully enforced",
         RulesetStatus::PartiallyEnforced => "partially enforced",
-        RulesetStatus::NotEnforced => "not enforced (kernel without Landlock)",
+        RulesetStatus::NotEnforced => "not enforced (Landlock unavailable: not in this kernel, or its syscalls are blocked by a seccomp filter, e.g. a container's)",
     };
     Ok(Report {
         landlock: landlock.into(),

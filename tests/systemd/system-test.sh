@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# System test: the units shipped in systemd/ run the node in a booted systemd.
+#
+# Boots Debian trixie (systemd 257, bubblewrap 0.12, AppArmor 4.1) with systemd-nspawn, installs
+# the freshly built binary, the units, sysusers/tmpfiles snippets, a config and the sample bundle,
+# and checks what an operator relies on. Prints one line per check and "N passed, M failed".
+#
+#   tests/systemd/system-test.sh            (root; PARATIME_NODE_BIN / PARATIME_KVSTORE_BIN
+#                                            default to target/debug)
+# The rootfs is cached in $PARATIME_ROOTFS_CACHE (default /var/cache/paratime-node-test).
+set -euo pipefail
+TOP=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=${PARATIME_NODE_BIN:-$TOP/target/debug/paratime-node}
+KV=${PARATIME_KVSTORE_BIN:-$TOP/target/debug/paratime-kvstore}
+CACHE=${PARATIME_ROOTFS_CACHE:-/var/cache/paratime-node-test}
+RID=0000000000000000000000000000000000000000000000000000000000000001
+SOCK=/run/paratime-node/internal.sock
+
+[ "$(id -u)" -eq 0 ] || { echo "system test needs root (systemd-nspawn)"; exit 1; }
+for tool in debootstrap systemd-nspawn nsenter; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install debootstrap systemd-container"; exit 1; }
+done
+
+# 1. A cached trixie rootfs with systemd, bubblewrap and AppArmor's parser.
+if [ ! -x "$CACHE/rootfs/usr/lib/systemd/systemd" ]; then
+  mkdir -p "$CACHE"
+  rm -rf "$CACHE/rootfs.tmp"
+  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,bubblewrap,apparmor \
+    trixie "$CACHE/rootfs.tmp" http://deb.debian.org/debian >"$CACHE/debootstrap.log" 2>&1 \
+    || { tail -20 "$CACHE/debootstrap.log"; exit 1; }
+  mv "$CACHE/rootfs.tmp" "$CACHE/rootfs"
+fi
+
+WORK=$(mktemp -d /var/tmp/paratime-systest.XXXXXX)
+R=$WORK/root
+NSPAWN=
+cleanup() {
+  if [ -n "$NSPAWN" ] && [ -z "${KEEP:-}" ]; then kill "$NSPAWN" 2>/dev/null || true; wait "$NSPAWN" 2>/dev/null || true; fi
+  if [ -n "${KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+cp -a "$CACHE/rootfs" "$R"
+
+passed=0; failed=0
+ok()   { echo "PASS $1"; passed=$((passed + 1)); }
+bad()  { echo "FAIL $1${2:+: $2}"; failed=$((failed + 1)); }
+check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
+
+# 2. Install exactly what the NixOS module and a package would: binary, units, snippets.
+install -m 0755 "$BIN" "$R/usr/bin/paratime-node"
+install -m 0644 "$TOP"/systemd/*.service "$TOP"/systemd/*.socket "$R/etc/systemd/system/"
+install -m 0644 "$TOP/systemd/sysusers.d/paratime-node.conf" "$R/usr/lib/sysusers.d/paratime-node.conf"
+install -m 0644 "$TOP/systemd/tmpfiles.d/paratime-node.conf" "$R/usr/lib/tmpfiles.d/paratime-node.conf"
+mkdir -p "$R/etc/paratime-node" "$R/var/lib/paratime-node/runtimes" "$R/etc/apparmor.d"
+install -m 0644 "$TOP/apparmor/bwrap" "$TOP/apparmor/paratime-node" "$R/etc/apparmor.d/"
+"$BIN" bundle build --executable "$KV" --name kvstore --runtime-id "$RID" --version 0.1.0 \
+  --output "$R/var/lib/paratime-node/runtimes/kvstore.orc" >/dev/null
+echo '{}' > "$R/etc/paratime-node/genesis.json"
+cat > "$R/etc/paratime-node/config.yml" <<YAML
+mode: client
+common:
+  data_dir: /var/lib/paratime-node/data
+  internal_socket_path: $SOCK
+  log:
+    level:
+      default: info
+genesis:
+  file: /etc/paratime-node/genesis.json
+runtime:
+  paths:
+    - /var/lib/paratime-node/runtimes/kvstore.orc
+YAML
+
+# 3. AppArmor 4 parses both profiles (the host's kernel has no AppArmor LSM: parse, not enforce).
+for p in bwrap paratime-node; do
+  check "apparmor profile '$p' parses with $(chroot "$R" apparmor_parser --version | head -1)" \
+    chroot "$R" apparmor_parser -Q -K "/etc/apparmor.d/$p" 2>/dev/null
+done
+
+# 4. Exposure of the exact shipped files, offline (as NixOS and CI check them).
+if command -v systemd-analyze >/dev/null; then
+  for u in paratime-node.service:12 paratime-node-sandbox.service:15; do
+    unit=${u%%:*}; max=${u##*:}
+    check "$unit offline exposure <= $((max / 10)).$((max % 10)) ($(systemd-analyze security --offline=true "$TOP/systemd/$unit" 2>/dev/null | tail -1 | grep -o '[0-9]*\.[0-9]'))" \
+      systemd-analyze security --offline=true --threshold="$max" "$TOP/systemd/$unit" >/dev/null 2>&1
+  done
+fi
+
+# 5. Boot.
+systemd-nspawn -D "$R" --boot --register=no --keep-unit -M paratime-systest --console=passive \
+  </dev/null >"$WORK/nspawn.log" 2>&1 &
+NSPAWN=$!
+LEADER=
+for _ in $(seq 1 100); do
+  LEADER=$(pgrep -P "$NSPAWN" | head -1 || true)
+  [ -n "$LEADER" ] && break
+  sleep 0.1
+done
+[ -n "$LEADER" ] || { cat "$WORK/nspawn.log"; exit 1; }
+ct() { nsenter -t "$LEADER" -a "$@"; }
+for _ in $(seq 1 300); do
+  state=$(nsenter -t "$LEADER" -a systemctl is-system-running 2>/dev/null || true)
+  case "$state" in running|degraded) break ;; esac
+  sleep 0.2
+done
+prop() { ct systemctl show -P "$2" "$1"; }
+wait_for() { # wait_for SECONDS COMMAND...
+  local t=$1; shift
+  for _ in $(seq 1 $((t * 5))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  return 1
+}
+status_json() { ct paratime-node control status -a "unix:$SOCK"; }
+
+check "systemd-analyze verify accepts the units" \
+  ct systemd-analyze verify paratime-node.service paratime-node.socket paratime-node-sandbox.service paratime-node-sandbox.socket
+
+# 6. Start, READY and STATUS.
+ct systemctl start paratime-node.socket paratime-node-sandbox.socket paratime-node.service || true
+check "paratime-node.service is active" wait_for 30 sh -c "[ \"\$(nsenter -t $LEADER -a systemctl is-active paratime-node.service)\" = active ]"
+check "STATUS= says the runtime is ready" wait_for 30 sh -c "nsenter -t $LEADER -a systemctl show -P StatusText paratime-node.service | grep -q 'ready: 1 runtime'"
+echo "     StatusText: $(prop paratime-node.service StatusText)"
+
+# 7. control status through the socket-activated control socket.
+st=$(status_json 2>/dev/null || true)
+check "control status: runtime ready" grep -q '"status": "ready"' <<<"$st"
+check "control status: provisioner sandbox" grep -q '"provisioner": "sandbox"' <<<"$st"
+# Landlock is tested on the host kernel (tests/hosting.rs); here the node must state what it got.
+check "journal states the self-confinement in one line" sh -c "nsenter -t $LEADER -a journalctl -u paratime-node.service -o cat --no-pager | grep -q '^self-confinement: landlock'"
+echo "     $(ct journalctl -u paratime-node.service -o cat --no-pager | grep '^self-confinement' | tail -1)"
+
+# 8. journald: structured fields.
+journal=$(ct journalctl -u paratime-node.service -o json --no-pager)
+check "journal has RUNTIME_ID fields" grep -q "\"RUNTIME_ID\":\"$RID\"" <<<"$journal"
+check "journal has RUNTIME_NAME fields" grep -q '"RUNTIME_NAME":"kvstore"' <<<"$journal"
+check "journal has MODULE fields" grep -q '"MODULE":"runtime/kvstore"' <<<"$journal"
+check "journal has CODE_FILE fields" grep -q '"CODE_FILE"' <<<"$journal"
+check "journal has PRIORITY from the level (info = 5, notice, as systemd-journal-logger maps it)" grep -q '"PRIORITY":"5"' <<<"$(ct journalctl -o json --no-pager MESSAGE_ID=5c3e6b0e2c9a4d53a8d1f0e3b7a2c401)"
+check "journal has stable MESSAGE_IDs" grep -q '"MESSAGE_ID":"5c3e6b0e2c9a4d53a8d1f0e3b7a2c401"' <<<"$journal"
+check "journalctl filters by RUNTIME_ID" sh -c "nsenter -t $LEADER -a journalctl --no-pager -o cat RUNTIME_ID=$RID | grep -q 'kvstore configured'"
+
+# 9. The runtime runs in bubblewrap under the sandbox unit, which its socket started.
+pid=$(grep -o '"pid": [0-9]*' <<<"$st" | head -1 | grep -o '[0-9]*' || true)
+check "sandbox unit was started by its socket" sh -c "nsenter -t $LEADER -a systemctl show -P TriggeredBy paratime-node-sandbox.service | grep -q paratime-node-sandbox.socket && [ \"\$(nsenter -t $LEADER -a systemctl is-active paratime-node-sandbox.service)\" = active ]"
+check "ParaTime process is in the sandbox unit's cgroup" sh -c "[ -n '$pid' ] && nsenter -t $LEADER -a cat /proc/$pid/cgroup | grep -q paratime-node-sandbox.service"
+check "ParaTime runs under bwrap" sh -c "[ -n '$pid' ] && nsenter -t $LEADER -a sh -c 'cat /proc/\$(cat /proc/$pid/task/$pid/children | cut -d\" \" -f1)/cmdline' | tr '\0' ' ' | grep -q /entrypoint && nsenter -t $LEADER -a cat /proc/$pid/comm | grep -q bwrap"
+
+# 10. Exposure of both units, online in the booted systemd.
+for u in paratime-node.service:12 paratime-node-sandbox.service:15; do
+  unit=${u%%:*}; max=${u##*:}
+  line=$(ct systemd-analyze security "$unit" --no-pager | tail -1)
+  echo "     $line"
+  check "$unit exposure <= $((max / 10)).$((max % 10))" ct systemd-analyze security --threshold="$max" "$unit" --no-pager >/dev/null
+done
+
+# 11. Watchdog: a stopped main loop gets the unit restarted.
+before=$(prop paratime-node.service NRestarts)
+main=$(prop paratime-node.service MainPID)
+ct sh -c "kill -STOP $main" || true
+check "watchdog restarts a stopped node (NRestarts $before -> more)" wait_for 60 sh -c "[ \"\$(nsenter -t $LEADER -a systemctl show -P NRestarts paratime-node.service)\" -gt $before ]"
+check "node is active again after the watchdog restart" wait_for 30 sh -c "nsenter -t $LEADER -a systemctl show -P StatusText paratime-node.service | grep -q 'ready: 1 runtime'"
+
+# 12. Stop leaves no ParaTime; the socket starts the node again.
+ct systemctl stop paratime-node.service
+check "systemctl stop leaves no runtime process" wait_for 10 sh -c "! nsenter -t $LEADER -a pgrep -f /entrypoint"
+check "a connection to the control socket starts the node" sh -c "nsenter -t $LEADER -a paratime-node control status -a unix:$SOCK | grep -q software_version && [ \"\$(nsenter -t $LEADER -a systemctl is-active paratime-node.service)\" = active ]"
+
+echo "systemd system test: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
