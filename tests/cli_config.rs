@@ -218,3 +218,52 @@ fn unconfined_needs_the_unsafe_flag() {
         node.log_text()
     );
 }
+
+#[test]
+fn doctor_reports_each_check_and_names_the_fix() {
+    let mut d = NodeDir::new();
+    d.build_bundle();
+    d.write_config("  sandbox_binary: /nonexistent/bwrap\n");
+    d.give_to_nobody();
+    let mut cmd = std::process::Command::new(node_bin());
+    cmd.args([
+        "doctor",
+        "--config",
+        d.path().join("etc/config.yml").to_str().expect("utf8"),
+    ]);
+    if d.unprivileged {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(65534).gid(65534);
+    }
+    let o = cmd.output().expect("doctor");
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("FAIL bubblewrap: sandbox binary not found: /nonexistent/bwrap"),
+        "{out}"
+    );
+    assert!(out.contains("OK   config:"), "{out}");
+    assert!(out.contains("OK   Landlock: ABI"), "{out}");
+    assert!(
+        out.lines().all(|l| ["OK  ", "WARN", "FAIL", "SKIP", "    "]
+            .iter()
+            .any(|p| l.starts_with(p))),
+        "one line per check: {out}"
+    );
+
+    // With bubblewrap in place the trial sandbox runs.
+    d.write_config("");
+    if d.unprivileged {
+        d.give_to_nobody();
+    }
+    let o = cmd.output().expect("doctor");
+    let out = text(&o);
+    assert!(
+        out.contains("OK   bubblewrap: /usr/bin/bwrap version"),
+        "{out}"
+    );
+    assert!(
+        out.contains("OK   trial sandbox: started and exited cleanly"),
+        "{out}"
+    );
+}

@@ -288,6 +288,9 @@ fn check_unsupported(c: &Config, p: &mut Vec<Problem>) {
             p.push(Problem::warning(key, "CometBFT setting accepted for oasis-node compatibility; paratime-node does not run CometBFT, so it is ignored"));
         }
     }
+    if c.common.unsafe_disable_self_confinement {
+        p.push(Problem::warning("common.unsafe_disable_self_confinement", "UNSAFE: the node will not confine itself (no Landlock, capabilities kept, no no_new_privs)"));
+    }
     if c.common.debug.allow_root {
         p.push(Problem::warning(
             "common.debug.allow_root",

@@ -117,6 +117,6 @@ pub async fn provision(
             info.runtime_version, rt.version
         ));
     }
-    log::info!(target: "runtime/host/sandbox", runtime_id:% = rt.id, runtime_version:% = info.runtime_version; "runtime host protocol initialized");
+    log::info!(target: "runtime/host/sandbox", runtime_id:% = rt.id, runtime_version:% = info.runtime_version, message_id = crate::system::notify::message_id::RUNTIME_READY; "runtime host protocol initialized");
     Ok(Provisioned { sandbox, conn })
 }

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+const FAILED: &str = crate::system::notify::message_id::RUNTIME_FAILED;
+
 /// `committee.status` before the runtime is up (oasis's wording).
 pub const WAITING: &str = "waiting for hosted runtime provision";
 
@@ -178,7 +180,7 @@ pub async fn run(
         };
         match provisioned {
             Err(e) => {
-                log::error!(target: module, runtime_id:% = rt.id, attempt = attempt, err = e.as_str(); "failed to start runtime");
+                log::error!(target: module, runtime_id:% = rt.id, attempt = attempt, err = e.as_str(), message_id = FAILED; "failed to start runtime");
                 status.send_modify(|s| s.sandbox.last_error = Some(e));
             }
             Ok(p) => {
@@ -210,16 +212,16 @@ pub async fn run(
                 let why = tokio::select! {
                     why = exited => {
                         let why = why.unwrap_or_else(|e| e.to_string());
-                        log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(); "runtime process has terminated unexpectedly");
+                        log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(), message_id = FAILED; "runtime process has terminated unexpectedly");
                         why
                     }
                     why = pinger => {
-                        log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(); "watchdog ping failed, terminating runtime");
+                        log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(), message_id = FAILED; "watchdog ping failed, terminating runtime");
                         p.sandbox.kill();
                         format!("watchdog ping failed: {why}")
                     }
                     why = p.conn.closed() => {
-                        log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(); "runtime connection failed, terminating runtime");
+                        log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(), message_id = FAILED; "runtime connection failed, terminating runtime");
                         p.sandbox.kill();
                         format!("runtime connection failed: {why}")
                     }
@@ -249,7 +251,7 @@ pub async fn run(
         }
         let delay = backoff.next_delay();
         status.send_modify(|s| s.sandbox.restart_count += 1);
-        log::info!(target: module, runtime_id:% = rt.id, delay_ms = delay.as_millis() as u64; "restarting runtime after backoff");
+        log::info!(target: module, runtime_id:% = rt.id, delay_ms = delay.as_millis() as u64, message_id = crate::system::notify::message_id::RUNTIME_RESTARTED; "restarting runtime after backoff");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stopped(shutdown.clone()) => return,
