@@ -11,12 +11,22 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 # The systemd system test: a Debian rootfs booted with systemd-nspawn.
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v systemd-nspawn >/dev/null || need_apt+=(systemd-container)
+# Nix files are parsed with Debian's nix (nixpkgs cannot be fetched here, so nothing is built).
+command -v nix-instantiate >/dev/null || need_apt+=(nix-bin)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+command -v nixpkgs-fmt >/dev/null || cargo install --locked nixpkgs-fmt
+command -v deadnix >/dev/null || cargo install --locked deadnix
+
+# Nix: every file parses, is formatted, and has no dead code.
+mapfile -t nix_files < <(git ls-files '*.nix')
+for f in "${nix_files[@]}"; do nix-instantiate --parse "$f" >/dev/null; done
+nixpkgs-fmt --check "${nix_files[@]}"
+deadnix --fail "${nix_files[@]}"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -49,6 +49,7 @@ check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; 
 # 2. Install exactly what the NixOS module and a package would: binary, units, snippets.
 install -m 0755 "$BIN" "$R/usr/bin/paratime-node"
 install -m 0644 "$TOP"/systemd/*.service "$TOP"/systemd/*.socket "$R/etc/systemd/system/"
+sh "$TOP/systemd/make-templates.sh" "$TOP/systemd" "$R/etc/systemd/system"
 install -m 0644 "$TOP/systemd/sysusers.d/paratime-node.conf" "$R/usr/lib/sysusers.d/paratime-node.conf"
 install -m 0644 "$TOP/systemd/tmpfiles.d/paratime-node.conf" "$R/usr/lib/tmpfiles.d/paratime-node.conf"
 mkdir -p "$R/etc/paratime-node" "$R/var/lib/paratime-node/runtimes" "$R/etc/apparmor.d"
@@ -159,7 +160,20 @@ ct sh -c "kill -STOP $main" || true
 check "watchdog restarts a stopped node (NRestarts $before -> more)" wait_for 60 sh -c "[ \"\$(nsenter -t $LEADER -a systemctl show -P NRestarts paratime-node.service)\" -gt $before ]"
 check "node is active again after the watchdog restart" wait_for 30 sh -c "nsenter -t $LEADER -a systemctl show -P StatusText paratime-node.service | grep -q 'ready: 1 runtime'"
 
-# 12. Stop leaves no ParaTime; the socket starts the node again.
+# 12. A second instance from the derived templates (what services.paratime-node.instances uses).
+mkdir -p "$R/etc/paratime-node-second"
+sed -e 's|/var/lib/paratime-node/data|/var/lib/paratime-node-second/data|' \
+    -e 's|/run/paratime-node/|/run/paratime-node-second/|' \
+    "$R/etc/paratime-node/config.yml" > "$R/etc/paratime-node-second/config.yml"
+printf 'p2p:\n  port: 9300\n' >> "$R/etc/paratime-node-second/config.yml"
+cp "$R/etc/paratime-node/genesis.json" "$R/etc/paratime-node-second/"
+ct systemctl daemon-reload
+ct systemctl start paratime-node@second.socket paratime-node-sandbox@second.socket paratime-node@second.service || true
+check "instance 'second' is ready under paratime-node@second.service" wait_for 30 sh -c "nsenter -t $LEADER -a systemctl show -P StatusText paratime-node@second.service | grep -q 'ready: 1 runtime'"
+check "instance 'second' has its own keys and data dir" sh -c "[ \"\$(nsenter -t $LEADER -a paratime-node control status -a unix:/run/paratime-node-second/internal.sock | grep '\"node\"')\" != \"\$(nsenter -t $LEADER -a paratime-node control status -a unix:$SOCK | grep '\"node\"')\" ] && nsenter -t $LEADER -a test -d /var/lib/paratime-node-second/data"
+check "paratime-node@.service exposure <= 1.2" ct systemd-analyze security --threshold=12 paratime-node@second.service --no-pager
+
+# 13. Stop leaves no ParaTime; the socket starts the node again.
 ct systemctl stop paratime-node.service
 check "systemctl stop leaves no runtime process" wait_for 10 sh -c "! nsenter -t $LEADER -a pgrep -f /entrypoint"
 check "a connection to the control socket starts the node" sh -c "nsenter -t $LEADER -a paratime-node control status -a unix:$SOCK | grep -q software_version && [ \"\$(nsenter -t $LEADER -a systemctl is-active paratime-node.service)\" = active ]"

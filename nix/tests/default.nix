@@ -1,0 +1,138 @@
+# NixOS VM tests, one per scenario. They check what tests/systemd/system-test.sh checks in a
+# container on CI (same commands, same expectations), plus what needs a VM: the firewall, two
+# instances, kill -9.
+{ pkgs
+, module
+, package
+, bundle
+,
+}:
+
+let
+  rid = bundle.runtimeId;
+  genesis = pkgs.writeText "genesis.json" "{}";
+
+  node = {
+    imports = [ module ];
+    services.paratime-node = {
+      enable = true;
+      inherit package;
+      runtimes = [ bundle ];
+      settings.genesis.file = "${genesis}";
+    };
+    environment.systemPackages = [ pkgs.jq ];
+  };
+
+  # Shared helpers, mirroring the container test's checks.
+  prelude = ''
+    import json
+
+    def status(machine, sock="/run/paratime-node/internal.sock"):
+        return json.loads(machine.succeed(f"paratime-node control status -a unix:{sock}"))
+
+    def wait_ready(machine, unit="paratime-node.service"):
+        machine.wait_for_unit(unit)
+        machine.wait_until_succeeds(f"systemctl show -P StatusText {unit} | grep -q 'ready: 1 runtime'", timeout=60)
+  '';
+
+  mkTest =
+    name: extra: script:
+    pkgs.testers.runNixOSTest {
+      name = "paratime-node-${name}";
+      nodes.machine = {
+        imports = [
+          node
+          extra
+        ];
+      };
+      testScript = prelude + script;
+    };
+in
+{
+  basic = mkTest "basic" { } ''
+    machine.start()
+    wait_ready(machine)
+    st = status(machine)
+    rt = st["runtimes"]["${rid}"]
+    assert rt["committee"]["status"] == "ready", rt
+    assert rt["provisioner"] == "sandbox", rt
+    assert st["confinement"]["landlock"] == "fully enforced", st["confinement"]
+    machine.succeed("journalctl -u paratime-node -o json | grep -q '\"RUNTIME_ID\":\"${rid}\"'")
+    machine.succeed("journalctl -u paratime-node -o json | grep -q '\"MODULE\":\"runtime/kvstore\"'")
+    machine.succeed("journalctl --no-pager -o cat RUNTIME_ID=${rid} | grep -q 'kvstore configured'")
+    pid = rt["sandbox"]["pid"]
+    machine.succeed(f"grep -q paratime-node-sandbox.service /proc/{pid}/cgroup")
+    machine.succeed(f"grep -q bwrap /proc/{pid}/comm")
+  '';
+
+  socket-activation = mkTest "socket-activation" { } ''
+    machine.start()
+    wait_ready(machine)
+    machine.succeed("systemctl show -P TriggeredBy paratime-node-sandbox.service | grep -q paratime-node-sandbox.socket")
+    machine.succeed("systemctl stop paratime-node.service")
+    machine.wait_until_succeeds("! pgrep -f /entrypoint", timeout=10)
+    machine.succeed("paratime-node control status -a unix:/run/paratime-node/internal.sock | grep -q software_version")
+    machine.succeed("systemctl is-active paratime-node.service")
+  '';
+
+  watchdog = mkTest "watchdog" { } ''
+    machine.start()
+    wait_ready(machine)
+    before = int(machine.succeed("systemctl show -P NRestarts paratime-node.service"))
+    main = machine.succeed("systemctl show -P MainPID paratime-node.service").strip()
+    machine.succeed(f"kill -STOP {main}")
+    machine.wait_until_succeeds(f"[ $(systemctl show -P NRestarts paratime-node.service) -gt {before} ]", timeout=90)
+    wait_ready(machine)
+  '';
+
+  hardening = mkTest "hardening" { } ''
+    machine.start()
+    wait_ready(machine)
+    print(machine.succeed("systemd-analyze security paratime-node.service --no-pager | tail -1"))
+    print(machine.succeed("systemd-analyze security paratime-node-sandbox.service --no-pager | tail -1"))
+    machine.succeed("systemd-analyze security --threshold=12 paratime-node.service --no-pager")
+    machine.succeed("systemd-analyze security --threshold=15 paratime-node-sandbox.service --no-pager")
+  '';
+
+  instances = mkTest "instances"
+    {
+      services.paratime-node.instances.second = {
+        enable = true;
+        inherit package;
+        runtimes = [ bundle ];
+        settings = {
+          genesis.file = "${genesis}";
+          p2p.port = 9300;
+          consensus.listen_address = "tcp://0.0.0.0:26756";
+        };
+      };
+    } ''
+    machine.start()
+    wait_ready(machine)
+    wait_ready(machine, "paratime-node@second.service")
+    a = status(machine)
+    b = status(machine, "/run/paratime-node-second/internal.sock")
+    assert a["identity"]["node"] != b["identity"]["node"], "each instance has its own keys"
+    machine.succeed("test -d /var/lib/paratime-node/data && test -d /var/lib/paratime-node-second/data")
+  '';
+
+  firewall = mkTest "firewall" { services.paratime-node.openFirewall = true; } ''
+    machine.start()
+    wait_ready(machine)
+    rules = machine.succeed("iptables -S nixos-fw || nft list ruleset")
+    for port in ("9200", "26656"):
+        assert port in rules, f"port {port} is open"
+    assert "internal.sock" not in rules
+  '';
+
+  kill9 = mkTest "kill9" { } ''
+    machine.start()
+    wait_ready(machine)
+    pid = status(machine)["runtimes"]["${rid}"]["sandbox"]["pid"]
+    main = machine.succeed("systemctl show -P MainPID paratime-node.service").strip()
+    machine.succeed(f"kill -9 {main}")
+    machine.wait_until_succeeds(f"! test -e /proc/{pid}", timeout=30)
+    wait_ready(machine)
+    assert status(machine)["runtimes"]["${rid}"]["committee"]["status"] == "ready"
+  '';
+}
