@@ -27,8 +27,10 @@ let
     "error"
   ];
 
+  # The options of one node; `name` is "" for the canonical instance.
   instanceModule =
-    { name, options, ... }:
+    name:
+    { options, ... }:
     let
       unitName = if name == "" then "paratime-node" else "paratime-node-${name}";
       stateDir = "/var/lib/${unitName}";
@@ -260,10 +262,10 @@ in
     default = { };
     description = "paratime-node, a hardened ParaTime compute node.";
     type = types.submodule [
-      (instanceModule { name = ""; })
+      (instanceModule "")
       {
         options.instances = mkOption {
-          type = types.attrsOf (types.submodule instanceModule);
+          type = types.attrsOf (types.submodule ({ name, ... }: { imports = [ (instanceModule name) ]; }));
           default = { };
           description = ''
             Further nodes on the same host, each with the options of `services.paratime-node`,
@@ -368,15 +370,15 @@ in
         enabled
     );
 
+    # One set of profiles (they cover every instance's paths), from the canonical package.
     security.apparmor.policies = mkIf config.security.apparmor.enable (
-      lib.mkMerge (
-        lib.mapAttrsToList
-          (_: inst: {
-            bwrap.path = "${inst.package}/etc/apparmor.d/bwrap";
-            paratime-node.path = "${inst.package}/etc/apparmor.d/paratime-node";
-          })
-          enabled
-      )
+      let
+        package = lib.head (lib.mapAttrsToList (_: inst: inst.package) enabled);
+      in
+      {
+        bwrap.profile = ''include "${package}/etc/apparmor.d/bwrap"'';
+        paratime-node.profile = ''include "${package}/etc/apparmor.d/paratime-node"'';
+      }
     );
   };
 }
