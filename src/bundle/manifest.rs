@@ -3,7 +3,6 @@
 use super::{BundleError, RuntimeId};
 use paratime_sdk::Version;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha512_256};
 use std::collections::BTreeMap;
 
 /// Path of the manifest inside the archive; it must be the first entry.
@@ -149,37 +148,11 @@ impl Manifest {
     /// bytewise, as RFC 7049 canonical CBOR).
     pub fn hash(&self) -> [u8; 32] {
         let json = serde_json::to_value(self).expect("a manifest always serializes");
-        let mut value = ciborium::Value::serialized(&json).expect("JSON maps to CBOR");
-        canonicalize(&mut value);
-        let mut bytes = Vec::new();
-        ciborium::into_writer(&value, &mut bytes).expect("CBOR encoding into memory cannot fail");
-        Sha512_256::digest(&bytes).into()
+        crate::encoding::hash_of(&json)
     }
 
     /// [`Self::hash`] in hex: the bundle's directory name and on-chain `bundle_checksum`.
     pub fn hash_hex(&self) -> String {
         hex::encode(self.hash())
-    }
-}
-
-fn canonicalize(v: &mut ciborium::Value) {
-    match v {
-        ciborium::Value::Map(entries) => {
-            for (k, val) in entries.iter_mut() {
-                canonicalize(k);
-                canonicalize(val);
-            }
-            let key_bytes = |k: &ciborium::Value| {
-                let mut b = Vec::new();
-                ciborium::into_writer(k, &mut b).expect("CBOR encoding into memory cannot fail");
-                b
-            };
-            entries.sort_by(|(a, _), (b, _)| {
-                let (a, b) = (key_bytes(a), key_bytes(b));
-                a.len().cmp(&b.len()).then(a.cmp(&b))
-            });
-        }
-        ciborium::Value::Array(items) => items.iter_mut().for_each(canonicalize),
-        _ => {}
     }
 }

@@ -2,6 +2,8 @@
 
 mod doctor;
 mod exec;
+mod localnet;
+pub mod network;
 
 use crate::bundle::{self, BuildOptions, Bundle, RuntimeId};
 use crate::config;
@@ -63,6 +65,17 @@ enum Command {
     },
     /// Check this host and config for everything the node needs; one line per check.
     Doctor,
+    /// Genesis documents.
+    #[command(subcommand)]
+    Genesis(network::GenesisCmd),
+    /// The operator's entity (kept off the node host).
+    #[command(subcommand)]
+    Entity(network::EntityCmd),
+    /// Staking accounts.
+    #[command(subcommand)]
+    Account(network::AccountCmd),
+    /// Run a local network on this machine (validator, compute nodes, client) until Ctrl-C.
+    Localnet(localnet::Args),
     /// Print host benchmarks against their physical floor.
     Bench(exec::BenchArgs),
 }
@@ -530,6 +543,10 @@ pub fn run() -> i32 {
             Some(f) => confinement_probe(&f, &writes, exec.as_deref()),
             None => fail("confinement-probe needs --config FILE"),
         },
+        Some(Command::Genesis(c)) => network::genesis(c),
+        Some(Command::Entity(c)) => network::entity(c),
+        Some(Command::Account(c)) => network::account(c),
+        Some(Command::Localnet(a)) => localnet::run(a),
         Some(Command::Doctor) => match cli.config {
             Some(f) => doctor::doctor(&f),
             None => fail("doctor needs --config FILE"),

@@ -18,6 +18,11 @@ pub fn socket_path(address: &str) -> Result<PathBuf, String> {
 
 /// Sends `method path` and returns the HTTP status and body.
 pub async fn request(address: &str, method: &str, path: &str) -> Result<(u16, String), String> {
+    request_with(address, method, path, None).await
+}
+
+/// Sends `method path` with an optional JSON body.
+pub async fn request_with(address: &str, method: &str, path: &str, json: Option<&serde_json::Value>) -> Result<(u16, String), String> {
     let sock = socket_path(address)?;
     let stream = tokio::net::UnixStream::connect(&sock)
         .await
@@ -33,7 +38,11 @@ pub async fn request(address: &str, method: &str, path: &str) -> Result<(u16, St
         .method(method)
         .uri(path)
         .header("host", "localhost")
-        .body(Empty::<Bytes>::new())
+        .header("content-type", "application/json")
+        .body(match json {
+            Some(v) => http_body_util::Either::Left(http_body_util::Full::new(Bytes::from(v.to_string()))),
+            None => http_body_util::Either::Right(Empty::<Bytes>::new()),
+        })
         .map_err(|e| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();

@@ -56,18 +56,127 @@ pub struct ControlState {
     pub synced: watch::Receiver<bool>,
     /// Shutdown request.
     pub shutdown: watch::Sender<bool>,
+    /// Consensus, p2p and registration (absent without a genesis document).
+    pub network: NetworkState,
+    /// This node's ID (for committee roles).
+    pub node_id: crate::consensus::crypto::PublicKey,
 }
 
-async fn status(State(s): State<ControlState>) -> Json<Status> {
+/// Read-only views of the network side.
+#[derive(Clone, Default)]
+pub struct NetworkState {
+    /// Consensus engine.
+    pub consensus: Option<crate::consensus::engine::Handle>,
+    /// libp2p status.
+    pub p2p: Option<watch::Receiver<crate::p2p::Status>>,
+    /// Registration status.
+    pub registration: Option<watch::Receiver<crate::worker::registration::Status>>,
+}
+
+fn rfc3339_ms(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+}
+
+fn consensus_json(v: &crate::consensus::engine::View) -> serde_json::Value {
+    serde_json::json!({
+        "status": if v.synced { "ready" } else { "syncing" },
+        "backend": "paratime-node/single-validator",
+        "latest_height": v.state.height,
+        "latest_hash": hex::encode(v.latest_hash),
+        "latest_time": rfc3339_ms(v.latest_time_ms),
+        "latest_epoch": v.state.epoch,
+        "latest_state_root": hex::encode(v.state.root()),
+        "genesis_height": 0,
+        "chain_context": v.state.chain_context,
+        "is_validator": v.is_validator,
+    })
+}
+
+async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
+    use crate::consensus::engine::Backend;
     let mut st = s.base.clone();
     for (id, rx) in &s.runtimes {
         st.runtimes.insert(id.clone(), rx.borrow().clone());
     }
-    Json(st)
+    let mut v = serde_json::to_value(&st).unwrap_or_default();
+    if let Some(c) = &s.network.consensus {
+        let view = c.view().borrow().clone();
+        v["consensus"] = consensus_json(&view);
+        if let Some(runtimes) = v["runtimes"].as_object_mut() {
+            for (id, rt) in runtimes.iter_mut() {
+                let Ok(rid) = id.parse::<crate::bundle::RuntimeId>() else { continue };
+                let (roles, rank) = view.state.committee_roles(&rid, &s.node_id);
+                rt["committee"]["executor_roles"] = serde_json::json!(roles);
+                rt["committee"]["scheduler_rank"] = serde_json::json!(rank);
+                rt["committee"]["latest_height"] = serde_json::json!(view.state.height);
+                rt["committee"]["epoch"] = serde_json::json!(view.state.epoch);
+                if let Some(c) = view.state.committees.get(&rid) {
+                    rt["committee"]["members"] = serde_json::to_value(&c.members).unwrap_or_default();
+                }
+            }
+        }
+    }
+    if let Some(p) = &s.network.p2p {
+        v["p2p"] = serde_json::to_value(&*p.borrow()).unwrap_or_default();
+    }
+    if let Some(r) = &s.network.registration {
+        v["registration"] = serde_json::to_value(&*r.borrow()).unwrap_or_default();
+    }
+    Json(v)
+}
+
+async fn submit(State(s): State<ControlState>, Json(req): Json<serde_json::Value>) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+    use crate::consensus::engine::Backend;
+    use base64::Engine;
+    let bad = |m: String| (axum::http::StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": m })));
+    let Some(c) = &s.network.consensus else { return bad("this node runs no consensus (empty genesis)".into()) };
+    let Some(b64) = req["tx"].as_str() else { return bad("expected {\"tx\": \"<base64 CBOR signed transaction>\"}".into()) };
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64) else { return bad("tx is not base64".into()) };
+    let tx: crate::consensus::crypto::Signed = match crate::encoding::from_cbor(&bytes) {
+        Ok(t) => t,
+        Err(e) => return bad(e),
+    };
+    let hash = hex::encode(crate::encoding::hash_of(&tx));
+    match c.submit(tx) {
+        Ok(()) => (axum::http::StatusCode::OK, Json(serde_json::json!({ "hash": hash }))),
+        Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": e }))),
+    }
+}
+
+async fn account(State(s): State<ControlState>, axum::extract::Path(addr): axum::extract::Path<String>) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+    use crate::consensus::engine::Backend;
+    let Some(c) = &s.network.consensus else {
+        return (axum::http::StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": "this node runs no consensus" })));
+    };
+    let a: crate::consensus::address::Address = match addr.parse() {
+        Ok(a) => a,
+        Err(e) => return (axum::http::StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": e }))),
+    };
+    let view = c.view().borrow().clone();
+    let acct = view.state.account(&a);
+    let entity = view.state.entities.values().find(|e| crate::consensus::address::Address::from_public_key(&e.id) == a);
+    (
+        axum::http::StatusCode::OK,
+        Json(serde_json::json!({
+            "address": a.to_string(),
+            "account": acct,
+            "height": view.state.height,
+            "epoch": view.state.epoch,
+            "chain_id": view.state.genesis.chain_id,
+            "chain_context": view.state.chain_context,
+            "entity": entity,
+            "required_stake": entity.map(|e| view.state.required_stake(&e.id, None)),
+        })),
+    )
 }
 
 async fn is_synced(State(s): State<ControlState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "synced": *s.synced.borrow() }))
+    use crate::consensus::engine::Backend;
+    let synced = match &s.network.consensus {
+        Some(c) => c.view().borrow().synced,
+        None => *s.synced.borrow(),
+    };
+    Json(serde_json::json!({ "synced": synced }))
 }
 
 async fn shutdown(State(s): State<ControlState>) -> Json<serde_json::Value> {
@@ -86,6 +195,8 @@ pub async fn serve(
         .route("/api/v1/status", get(status))
         .route("/api/v1/is-synced", get(is_synced))
         .route("/api/v1/shutdown", post(shutdown))
+        .route("/api/v1/consensus/submit", post(submit))
+        .route("/api/v1/consensus/account/{addr}", get(account))
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -9,7 +9,7 @@ mod datadir;
 mod keys;
 
 pub use datadir::{ensure_dir, lock_data_dir, DataDirLock};
-pub use keys::{Identity, KeyKind};
+pub use keys::{load_key_files, Identity, KeyKind};
 
 use std::path::PathBuf;
 

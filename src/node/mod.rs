@@ -7,7 +7,10 @@ pub mod launcher_child;
 use crate::bundle::{Bundle, RuntimeId};
 use crate::config::{self, Config, Provisioner};
 use crate::control::{self, ControlState, IdentityStatus, Status};
+use crate::consensus::crypto::PublicKey;
+use crate::consensus::genesis::Genesis;
 use crate::host::launcher::Client;
+use crate::storage::Store;
 use crate::host::{state::RuntimeState, supervisor, HostedRuntime};
 use crate::identity::{self, Identity, KeyKind};
 use std::collections::BTreeMap;
@@ -183,6 +186,41 @@ pub struct Prepared {
     socket: PathBuf,
     socket_activated: bool,
     confinement: Option<crate::system::confine::Report>,
+    network: Option<Network>,
+}
+
+/// The consensus side of a node whose genesis is a full document.
+struct Network {
+    genesis: Genesis,
+    store: Arc<Store>,
+    seeds: Vec<(libp2p::PeerId, libp2p::Multiaddr)>,
+    entity: Option<PublicKey>,
+}
+
+/// Reads `genesis.file`: a full genesis document runs the consensus layer; an empty JSON object
+/// (`{}`) runs the node as a runtime host only.
+fn load_genesis(cfg: &Config) -> Result<Option<Genesis>, NodeError> {
+    let path = Path::new(&cfg.genesis.file);
+    let bytes = std::fs::read(path).map_err(|e| NodeError::Other(format!("genesis file '{}': {e}", path.display())))?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| NodeError::Other(format!("genesis file '{}': {e}", path.display())))?;
+    if v.as_object().is_some_and(|o| o.is_empty()) {
+        log::warn!(target: "cmd/node", "genesis document {} is empty: running without consensus (runtime hosting only)", path.display());
+        return Ok(None);
+    }
+    Genesis::load(path).map(Some).map_err(NodeError::Other)
+}
+
+/// The owning entity's ID from `registration.entity` (entity.json) or `registration.entity_id`.
+fn entity_id(cfg: &Config) -> Result<Option<PublicKey>, NodeError> {
+    if !cfg.registration.entity_id.is_empty() {
+        return cfg.registration.entity_id.parse().map(Some).map_err(|e| NodeError::Other(format!("registration.entity_id: {e}")));
+    }
+    if cfg.registration.entity.is_empty() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&cfg.registration.entity).map_err(|e| NodeError::Other(format!("registration.entity '{}': {e}", cfg.registration.entity)))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| NodeError::Other(format!("registration.entity '{}': {e}", cfg.registration.entity)))?;
+    v["id"].as_str().ok_or_else(|| NodeError::Other(format!("registration.entity '{}': no `id`", cfg.registration.entity)))?.parse().map(Some).map_err(|e| NodeError::Other(format!("registration.entity '{}': {e}", cfg.registration.entity)))
 }
 
 /// What the node may read and write once confined.
@@ -308,6 +346,16 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
         ),
     };
 
+    let network = match load_genesis(&cfg)? {
+        None => None,
+        Some(genesis) => {
+            let store = Store::open(&data_dir.join("consensus.redb")).map_err(|e| NodeError::Other(e.to_string()))?;
+            let seeds = cfg.p2p.seeds.iter().map(|s| crate::p2p::parse_seed(s)).collect::<Result<Vec<_>, _>>().map_err(|e| NodeError::Other(format!("p2p.seeds: {e}")))?;
+            log::info!(target: "consensus", chain_context = genesis.chain_context().as_str(), chain_id = genesis.chain_id.as_str(); "genesis loaded");
+            Some(Network { genesis, store: Arc::new(store), seeds, entity: entity_id(&cfg)? })
+        }
+    };
+
     let confinement = if cfg.common.unsafe_disable_self_confinement {
         log::warn!(target: "system/confine", "UNSAFE: self-confinement disabled (common.unsafe_disable_self_confinement)");
         None
@@ -318,6 +366,7 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
         Some(report)
     };
     Ok(Prepared {
+        network,
         cfg,
         _lock: lock,
         id,
@@ -362,6 +411,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
     let mut tasks = Vec::new();
     // Senders of runtimes that are not started stay alive so their channels never close.
     let mut idle = Vec::new();
+    let hosted_runtimes: Vec<crate::consensus::state::NodeRuntime> = p.hosted.iter().map(|h| crate::consensus::state::NodeRuntime { id: h.id, version: h.version }).collect();
     for rt in p.hosted {
         let mut initial = supervisor::initial_status(&rt, &settings.provisioner);
         if let Some(e) = &p.info.trial_error {
@@ -381,6 +431,57 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             )));
         } else {
             idle.push(tx);
+        }
+    }
+    // Consensus, p2p and registration, when the genesis is a full document.
+    let (net_stop_tx, net_stop_rx) = watch::channel(false);
+    let (reg_stop_tx, reg_stop_rx) = watch::channel(false);
+    let mut reg_task = None;
+    let mut network = control::NetworkState::default();
+    if let Some(net) = p.network {
+        let pcfg = crate::p2p::Config {
+            keypair: crate::p2p::keypair(p.id.key(KeyKind::P2p)),
+            port: cfg.p2p.port,
+            listen_ip: "0.0.0.0".into(),
+            seeds: net.seeds,
+            chain_context: net.genesis.chain_context(),
+        };
+        let (cmd, events, pstatus) = crate::p2p::spawn(pcfg, net.store.clone(), p.id.public_b64(KeyKind::P2p), net_stop_rx.clone()).map_err(NodeError::Other)?;
+        let handle = crate::consensus::engine::start(&net.genesis, net.store.clone(), p.id.key(KeyKind::Consensus).clone(), cmd, events, net_stop_rx.clone()).map_err(NodeError::Other)?;
+        network.p2p = Some(pstatus);
+        network.consensus = Some(handle.clone());
+        if cfg.mode == config::Mode::Compute {
+            if let Some(entity) = net.entity {
+                let (rs_tx, rs_rx) = watch::channel(crate::worker::registration::Status::default());
+                network.registration = Some(rs_rx);
+                let (ready_tx, ready_rx) = watch::channel(false);
+                let mut rxs: Vec<watch::Receiver<supervisor::RuntimeStatus>> = channels.iter().map(|(_, rx)| rx.clone()).collect();
+                tokio::spawn(async move {
+                    loop {
+                        let all = !rxs.is_empty() && rxs.iter().all(|rx| rx.borrow().committee.status == "ready");
+                        ready_tx.send_if_modified(|v| std::mem::replace(v, all) != all);
+                        if rxs.is_empty() {
+                            return;
+                        }
+                        futures_select_all(rxs.iter_mut().map(|rx| Box::pin(rx.changed()))).await;
+                    }
+                });
+                let addresses = if cfg.p2p.registration.addresses.is_empty() {
+                    log::warn!(target: "worker/registration", "p2p.registration.addresses is empty: advertising 127.0.0.1:{}", cfg.p2p.port);
+                    vec![format!("127.0.0.1:{}", cfg.p2p.port)]
+                } else {
+                    cfg.p2p.registration.addresses.clone()
+                };
+                let worker = crate::worker::registration::Worker {
+                    node: p.id.key(KeyKind::Node).clone(),
+                    p2p: p.id.key(KeyKind::P2p).clone(),
+                    consensus: p.id.key(KeyKind::Consensus).clone(),
+                    entity,
+                    runtimes: hosted_runtimes.clone(),
+                    p2p_addresses: addresses,
+                };
+                reg_task = Some(tokio::spawn(worker.run(handle, rs_tx, ready_rx, reg_stop_rx.clone())));
+            }
         }
     }
     p.control
@@ -404,6 +505,8 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
         runtimes: channels.clone(),
         synced: synced_rx,
         shutdown: shutdown_tx.clone(),
+        network,
+        node_id: PublicKey::of(p.id.key(KeyKind::Node)),
     };
     let server = tokio::spawn(control::serve(listener, state, shutdown_rx.clone()));
     synced_tx.send_replace(true);
@@ -440,6 +543,11 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
     };
     notify::stopping("stopping: terminating runtimes");
     log::info!(target: "cmd/node", reason = why, message_id = notify::message_id::NODE_STOPPING; "shutting down");
+    // Deregister first (the consensus layer must still run for that).
+    reg_stop_tx.send_replace(true);
+    if let Some(t) = reg_task {
+        let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+    }
     shutdown_tx.send_replace(true);
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
@@ -450,6 +558,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
         let _ = std::fs::remove_file(&p.socket);
     }
     drop(idle);
+    net_stop_tx.send_replace(true);
     log::info!(target: "cmd/node", "node stopped");
     Ok(())
 }

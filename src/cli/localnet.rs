@@ -1,0 +1,255 @@
+//! `paratime-node localnet`: a network on this machine — one validator, compute nodes and a client
+//! node, each a separate `paratime-node` process with its own data dir, keys, ports and
+//! config.yml in the oasis format — running until SIGINT/SIGTERM.
+
+use super::network::{entity_key, write_entity};
+use crate::bundle::{self, RuntimeId};
+use crate::consensus::address::Address;
+use crate::consensus::crypto::{self, PublicKey, Signed};
+use crate::consensus::genesis::{ExecutorParams, Genesis, RegistryGenesis, RuntimeDescriptor, StakingGenesis, TxnSchedulerParams};
+use crate::consensus::state::Entity;
+use crate::identity::{Identity, KeyKind};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The sample ParaTime's runtime ID in the local network.
+pub const RUNTIME_ID: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+
+/// Options of `localnet`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Directory for the network (created; must be empty or absent).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Number of compute nodes.
+    #[arg(long, default_value_t = 3)]
+    compute: usize,
+    /// Blocks per epoch.
+    #[arg(long, default_value_t = 5)]
+    epoch_interval: u64,
+    /// Milliseconds between blocks.
+    #[arg(long, default_value_t = 500)]
+    block_interval_ms: u64,
+    /// Escrow of the compute entity (the node-compute threshold is 100 per node, entity 100).
+    #[arg(long, default_value_t = 10_000)]
+    entity_escrow: u64,
+    /// Stop after this long (e.g. 60s); default: until SIGINT/SIGTERM.
+    #[arg(long)]
+    duration: Option<humantime::Duration>,
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = l.local_addr().map_err(|e| e.to_string())?.port();
+    // QUIC uses the same port over UDP.
+    std::net::UdpSocket::bind(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    Ok(port)
+}
+
+struct NodeSpec {
+    name: String,
+    mode: &'static str,
+    port: u16,
+    consensus_port: u16,
+}
+
+fn config_yaml(dir: &Path, n: &NodeSpec, seed: &str, bundle: &Path, entity: Option<&Path>, runtime: bool) -> String {
+    let node_dir = dir.join(&n.name);
+    let mut s = format!(
+        "mode: {mode}\ncommon:\n  data_dir: {data}\n  log:\n    file: node.log\n    format: JSON\n    level:\n      default: info\ngenesis:\n  file: {genesis}\nconsensus:\n  listen_address: tcp://127.0.0.1:{cport}\np2p:\n  port: {port}\n  registration:\n    addresses:\n      - 127.0.0.1:{port}\n",
+        mode = n.mode,
+        data = node_dir.join("data").display(),
+        genesis = dir.join("genesis.json").display(),
+        cport = n.consensus_port,
+        port = n.port,
+    );
+    if !seed.is_empty() {
+        s.push_str(&format!("  seeds:\n    - \"{seed}\"\n"));
+    }
+    if let Some(e) = entity {
+        s.push_str(&format!("registration:\n  entity: {}\n", e.display()));
+    }
+    if runtime {
+        s.push_str(&format!("runtime:\n  paths:\n    - {}\n", bundle.display()));
+    }
+    s
+}
+
+fn setup(a: &Args) -> Result<Vec<(String, PathBuf)>, String> {
+    let dir = &a.dir;
+    if dir.exists() && std::fs::read_dir(dir).map_err(|e| e.to_string())?.next().is_some() {
+        return Err(format!("{} exists and is not empty: give a new directory", dir.display()));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(|e| e.to_string())?;
+
+    let mut specs = vec![NodeSpec { name: "validator-0".into(), mode: "validator", port: free_port()?, consensus_port: free_port()? }];
+    for i in 0..a.compute {
+        specs.push(NodeSpec { name: format!("compute-{i}"), mode: "compute", port: free_port()?, consensus_port: free_port()? });
+    }
+    specs.push(NodeSpec { name: "client-0".into(), mode: "client", port: free_port()?, consensus_port: free_port()? });
+
+    let mut ids = Vec::new();
+    for n in &specs {
+        let data = dir.join(&n.name).join("data");
+        std::fs::create_dir_all(dir.join(&n.name).join("etc")).map_err(|e| e.to_string())?;
+        crate::identity::ensure_dir(&data).map_err(|e| e.to_string())?;
+        ids.push(Identity::init(&data).map_err(|e| e.to_string())?);
+    }
+
+    // The compute entity lists the compute nodes and is registered at genesis.
+    let entity_dir = dir.join("entity");
+    crate::identity::ensure_dir(&entity_dir).map_err(|e| e.to_string())?;
+    let ekey = entity_key(&entity_dir, true)?;
+    let compute_ids: Vec<PublicKey> = specs.iter().zip(&ids).filter(|(s, _)| s.mode == "compute").map(|(_, id)| PublicKey::of(id.key(KeyKind::Node))).collect();
+    let entity = Entity { v: 2, id: PublicKey::of(&ekey), nodes: compute_ids };
+    write_entity(&entity_dir, &entity)?;
+    let entity_addr = Address::from_public_key(&entity.id);
+
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let kv = exe.with_file_name("paratime-kvstore");
+    let bundle_path = dir.join("kvstore.orc");
+    let runtime_id: RuntimeId = RUNTIME_ID.parse().map_err(|e: bundle::RuntimeIdError| e.to_string())?;
+    bundle::build(&bundle::BuildOptions { executable: &kv, name: "kvstore", runtime_id, version: paratime_sdk::Version::parse(crate::SOFTWARE_VERSION)? }, &bundle_path)
+        .map_err(|e| format!("building the sample bundle from {}: {e} (build the workspace: cargo build --release --workspace)", kv.display()))?;
+
+    let genesis = Genesis {
+        chain_id: "paratime-localnet".into(),
+        genesis_time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        epoch_interval: a.epoch_interval,
+        block_interval_ms: a.block_interval_ms,
+        validators: vec![PublicKey::of(ids[0].key(KeyKind::Consensus))],
+        staking: StakingGenesis {
+            thresholds: [("entity", 100), ("node-compute", 100), ("node-validator", 0)].into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            debonding_interval: 1,
+            accounts: [(entity_addr, 1_000_000)].into_iter().collect(),
+            escrow: [(entity_addr, a.entity_escrow)].into_iter().collect(),
+        },
+        registry: RegistryGenesis {
+            max_node_expiration: 2,
+            runtimes: vec![RuntimeDescriptor {
+                id: runtime_id,
+                kind: "compute".into(),
+                executor: ExecutorParams { group_size: u16::try_from(a.compute.max(1)).unwrap_or(u16::MAX), group_backup_size: 0, allowed_stragglers: 0, round_timeout: 5 },
+                txn_scheduler: TxnSchedulerParams { max_batch_size: 100, batch_flush_timeout_ms: 1000 },
+                staking_thresholds: Default::default(),
+            }],
+            entities: vec![Signed::sign(&ekey, crypto::CONTEXT_REGISTER_ENTITY, &entity)],
+        },
+    };
+    std::fs::write(dir.join("genesis.json"), serde_json::to_vec_pretty(&genesis).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+
+    let seed = format!("{}@127.0.0.1:{}", ids[0].public_b64(KeyKind::P2p), specs[0].port);
+    let mut out = Vec::new();
+    for n in &specs {
+        let entity = (n.mode != "client").then_some(entity_dir.join("entity.json"));
+        let runtime = n.mode != "validator";
+        let seed = if n.mode == "validator" { "" } else { seed.as_str() };
+        let cfg = config_yaml(dir, n, seed, &bundle_path, entity.as_deref(), runtime);
+        let path = dir.join(&n.name).join("etc/config.yml");
+        std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
+        out.push((n.name.clone(), path));
+    }
+    println!("localnet in {}: chain context {}", dir.display(), genesis.chain_context());
+    println!("  entity {} (address {entity_addr}), escrow {}", entity.id, a.entity_escrow);
+    Ok(out)
+}
+
+fn spawn_node(config: &Path, unprivileged: bool, log: &Path) -> Result<Child, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--config").arg(config).stdin(Stdio::null());
+    let f = std::fs::File::create(log).map_err(|e| e.to_string())?;
+    cmd.stdout(f.try_clone().map_err(|e| e.to_string())?).stderr(f);
+    if unprivileged {
+        cmd.uid(65534).gid(65534);
+    }
+    // SAFETY: prctl between fork and exec is async-signal-safe; the node dies with localnet.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|e| format!("starting node {}: {e}", config.display()))
+}
+
+/// `localnet`.
+pub fn run(a: Args) -> i32 {
+    let nodes = match setup(&a) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: localnet: {e}");
+            return 1;
+        }
+    };
+    // paratime-node refuses root: as root, the nodes run as `nobody`.
+    let unprivileged = nix::unistd::geteuid().is_root();
+    if unprivileged {
+        let _ = Command::new("chown").args(["-R", "65534:65534"]).arg(&a.dir).status();
+    }
+    let mut children = Vec::new();
+    for (name, cfg) in &nodes {
+        match spawn_node(cfg, unprivileged, &a.dir.join(name).join("stderr.log")) {
+            Ok(c) => {
+                println!("  {name:<12} pid {:<7} control unix:{}", c.id(), a.dir.join(name).join("data/internal.sock").display());
+                children.push((name.clone(), c));
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                for (_, c) in &mut children {
+                    let _ = c.kill();
+                }
+                return 1;
+            }
+        }
+    }
+    println!("running; Ctrl-C stops the network");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let code = rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else { return 1 };
+        let until = async {
+            match a.duration {
+                Some(d) => tokio::time::sleep(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut check = tokio::time::interval(Duration::from_secs(1));
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                _ = term.recv() => return 0,
+                _ = int.recv() => return 0,
+                _ = &mut until => return 0,
+                _ = check.tick() => {
+                    for (name, c) in &mut children {
+                        if let Ok(Some(status)) = c.try_wait() {
+                            eprintln!("error: node {name} exited ({status}); see {}", a.dir.join(name.as_str()).join("data/node.log").display());
+                            return 1;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    for (_, c) in &children {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    }
+    for (_, c) in &mut children {
+        for _ in 0..100 {
+            if let Ok(Some(_)) = c.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    println!("localnet stopped");
+    code
+}

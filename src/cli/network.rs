@@ -1,0 +1,302 @@
+//! Network commands: `genesis`, `entity`, `account`.
+
+use crate::consensus::address::Address;
+use crate::consensus::crypto::{self, PublicKey, Signed};
+use crate::consensus::genesis::Genesis;
+use crate::consensus::state::{Entity, Escrow, Fee, Transaction, Transfer};
+use crate::control::client::request_with;
+use crate::identity::{self, load_key_files};
+use base64::Engine;
+use ed25519_dalek::SigningKey;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `genesis` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum GenesisCmd {
+    /// Check a genesis document and print its chain context.
+    Check {
+        /// The genesis file.
+        file: PathBuf,
+    },
+}
+
+/// `entity` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum EntityCmd {
+    /// Create an entity key (entity.pem, 0600) and entity.json in DIR; never overwrites.
+    Init {
+        /// Entity directory (kept off the node host).
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// List a node in the entity's `nodes` (by ID, or from a node's data dir).
+    AddNode {
+        /// Entity directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node ID (base64).
+        #[arg(long, conflicts_with = "node_datadir")]
+        node_id: Option<String>,
+        /// Read the node ID from this node data dir (identity_pub.pem).
+        #[arg(long)]
+        node_datadir: Option<PathBuf>,
+    },
+    /// Show the entity's ID and staking address.
+    Show {
+        /// Entity directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Register (or update) the entity through a node.
+    Register {
+        /// Entity directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// A node's control socket.
+        #[arg(short = 'a', long = "address")]
+        address: String,
+    },
+}
+
+/// `account` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum AccountCmd {
+    /// Show an account's balance, nonce, escrow and delegations.
+    Show {
+        /// `oasis1…` address.
+        addr: String,
+        /// A node's control socket.
+        #[arg(short = 'a', long = "address")]
+        address: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Transfer tokens.
+    Transfer(TxArgs),
+    /// Delegate tokens to an escrow account (stake).
+    Escrow(TxArgs),
+    /// Reclaim escrowed tokens (they debond).
+    Reclaim(TxArgs),
+}
+
+/// Common options of account transactions.
+#[derive(clap::Args, Debug)]
+pub struct TxArgs {
+    /// The signer's private key PEM (e.g. entity/entity.pem), exactly 0600.
+    #[arg(long)]
+    signer: PathBuf,
+    /// Counterparty: recipient (transfer) or escrow account (escrow, reclaim).
+    #[arg(long)]
+    to: String,
+    /// Amount in base units.
+    #[arg(long)]
+    amount: u64,
+    /// A node's control socket.
+    #[arg(short = 'a', long = "address")]
+    address: String,
+}
+
+fn fail(msg: impl std::fmt::Display) -> i32 {
+    eprintln!("error: {msg}");
+    1
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
+}
+
+/// The entity key of an entity dir.
+pub fn entity_key(dir: &Path, create: bool) -> Result<SigningKey, String> {
+    load_key_files(&dir.join("entity.pem"), &dir.join("entity_pub.pem"), create).map(|(k, _)| k).map_err(|e| e.to_string())
+}
+
+fn signer_key(pem: &Path) -> Result<SigningKey, String> {
+    let stem = pem.file_stem().and_then(|s| s.to_str()).ok_or("--signer: not a .pem file")?;
+    let public = pem.with_file_name(format!("{stem}_pub.pem"));
+    load_key_files(pem, &public, false).map(|(k, _)| k).map_err(|e| e.to_string())
+}
+
+/// Reads entity.json.
+pub fn read_entity(dir: &Path) -> Result<Entity, String> {
+    let p = dir.join("entity.json");
+    let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Writes entity.json (0600, 2-space JSON).
+pub fn write_entity(dir: &Path, e: &Entity) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let p = dir.join("entity.json");
+    let tmp = dir.join(".entity.json.tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(serde_json::to_string_pretty(e).map_err(|e| e.to_string())?.as_bytes()).map_err(|e| e.to_string())?;
+    f.sync_all().map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, &p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+async fn get_json(address: &str, path: &str) -> Result<serde_json::Value, String> {
+    let (code, body) = request_with(address, "GET", path, None).await?;
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("node answered {code}: {e}"))?;
+    if code != 200 {
+        return Err(v["error"].as_str().unwrap_or(&body).to_string());
+    }
+    Ok(v)
+}
+
+/// Signs a transaction with the signer's current nonce, submits it through the node and waits
+/// until it is in a block.
+async fn submit(address: &str, key: &SigningKey, method: &str, body: ciborium::Value) -> Result<String, String> {
+    let me = Address::from_public_key(&PublicKey::of(key));
+    let acct = get_json(address, &format!("/api/v1/consensus/account/{me}")).await?;
+    let nonce = acct["account"]["nonce"].as_u64().unwrap_or(0);
+    let chain = acct["chain_context"].as_str().ok_or("node reported no chain context")?.to_string();
+    let tx = Transaction { nonce, fee: Fee::default(), method: method.into(), body };
+    let signed = Signed::sign(key, &crypto::context(crypto::CONTEXT_TX, Some(&chain)), &tx);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(crate::encoding::canonical_cbor(&signed));
+    let (code, resp) = request_with(address, "POST", "/api/v1/consensus/submit", Some(&serde_json::json!({ "tx": b64 }))).await?;
+    if code != 200 {
+        return Err(format!("node refused the transaction: {resp}"));
+    }
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let a = get_json(address, &format!("/api/v1/consensus/account/{me}")).await?;
+        if a["account"]["nonce"].as_u64().unwrap_or(0) > nonce {
+            return Ok(format!("transaction included at height {}", a["height"]));
+        }
+    }
+    Err("transaction not included within 15s".into())
+}
+
+/// `genesis …`.
+pub fn genesis(cmd: GenesisCmd) -> i32 {
+    match cmd {
+        GenesisCmd::Check { file } => match Genesis::load(&file) {
+            Ok(g) => {
+                println!("{}: ok (chain {}, chain context {})", file.display(), g.chain_id, g.chain_context());
+                0
+            }
+            Err(e) => fail(e),
+        },
+    }
+}
+
+/// `entity …`.
+pub fn entity(cmd: EntityCmd) -> i32 {
+    let result = match cmd {
+        EntityCmd::Init { dir } => (|| {
+            identity::ensure_dir(&dir).map_err(|e| e.to_string())?;
+            if dir.join("entity.json").exists() || dir.join("entity.pem").exists() {
+                return Err(format!("key already exists: {} (entities are never overwritten)", dir.display()));
+            }
+            let key = entity_key(&dir, true)?;
+            let e = Entity { v: 2, id: PublicKey::of(&key), nodes: Vec::new() };
+            write_entity(&dir, &e)?;
+            Ok(format!("entity {} (address {})", e.id, Address::from_public_key(&e.id)))
+        })(),
+        EntityCmd::AddNode { dir, node_id, node_datadir } => (|| {
+            let id: PublicKey = match (node_id, node_datadir) {
+                (Some(s), _) => s.parse()?,
+                (None, Some(d)) => {
+                    let id = crate::identity::Identity::load(&d, false).map_err(|e| e.to_string())?;
+                    id.public_b64(crate::identity::KeyKind::Node).parse()?
+                }
+                (None, None) => return Err("give --node-id or --node-datadir".into()),
+            };
+            let mut e = read_entity(&dir)?;
+            if !e.nodes.contains(&id) {
+                e.nodes.push(id);
+            }
+            write_entity(&dir, &e)?;
+            Ok(format!("entity lists node {id}; register it again (`entity register`) for the network to see it"))
+        })(),
+        EntityCmd::Show { dir } => read_entity(&dir).map(|e| {
+            serde_json::to_string_pretty(&serde_json::json!({ "id": e.id, "address": Address::from_public_key(&e.id).to_string(), "nodes": e.nodes })).unwrap_or_default()
+        }),
+        EntityCmd::Register { dir, address } => (|| {
+            let key = entity_key(&dir, false)?;
+            let e = read_entity(&dir)?;
+            if e.id != PublicKey::of(&key) {
+                return Err("entity.json does not belong to entity.pem".into());
+            }
+            let signed = Signed::sign(&key, crypto::CONTEXT_REGISTER_ENTITY, &e);
+            let body = ciborium::Value::serialized(&signed).map_err(|e| e.to_string())?;
+            block_on(submit(&address, &key, "registry.RegisterEntity", body))
+        })(),
+    };
+    match result {
+        Ok(msg) => {
+            println!("{msg}");
+            0
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn show(v: &serde_json::Value) -> String {
+    let a = &v["account"];
+    let balance = a["balance"].as_u64().unwrap_or(0);
+    let escrow = a["escrow"].as_u64().unwrap_or(0);
+    let delegated: u64 = a["delegations"].as_object().map(|d| d.values().filter_map(|x| x.as_u64()).sum()).unwrap_or(0);
+    let debonding: u64 = a["debonding"].as_array().map(|d| d.iter().filter_map(|x| x["amount"].as_u64()).sum()).unwrap_or(0);
+    let mut out = format!(
+        "Address: {}\nNonce: {}\n\n=== CONSENSUS LAYER ({}) ===\n  Total: {} base units\n  Available: {balance} base units\n",
+        v["address"].as_str().unwrap_or(""),
+        a["nonce"],
+        v["chain_id"].as_str().unwrap_or(""),
+        balance + delegated + debonding,
+    );
+    if let Some(d) = a["delegations"].as_object().filter(|d| !d.is_empty()) {
+        out.push_str("\n  Active Delegations from this Account:\n");
+        for (to, amount) in d {
+            out.push_str(&format!("    - To:     {to}\n      Amount: {amount} base units\n"));
+        }
+    }
+    if let Some(d) = a["debonding"].as_array().filter(|d| !d.is_empty()) {
+        out.push_str("\n  Debonding Delegations from this Account:\n");
+        for x in d {
+            out.push_str(&format!("    - Amount:   {} base units\n      End Time: epoch {}\n", x["amount"], x["end_epoch"]));
+        }
+    }
+    out.push_str(&format!("\n  Escrow (stake held by this account):\n    Active: {escrow} base units\n"));
+    if let Some(req) = v["required_stake"].as_u64() {
+        out.push_str(&format!("    Required by its registrations: {req} base units\n"));
+    }
+    out
+}
+
+/// `account …`.
+pub fn account(cmd: AccountCmd) -> i32 {
+    let result = match cmd {
+        AccountCmd::Show { addr, address, json } => (|| {
+            let a: Address = addr.parse()?;
+            let v = block_on(get_json(&address, &format!("/api/v1/consensus/account/{a}")))?;
+            Ok(if json { serde_json::to_string_pretty(&v).unwrap_or_default() } else { show(&v) })
+        })(),
+        AccountCmd::Transfer(t) | AccountCmd::Escrow(t) | AccountCmd::Reclaim(t) if t.to.parse::<Address>().is_err() => Err(format!("--to: {}", t.to.parse::<Address>().err().unwrap_or_default())),
+        AccountCmd::Transfer(t) => (|| {
+            let key = signer_key(&t.signer)?;
+            let body = ciborium::Value::serialized(&Transfer { to: t.to.parse()?, amount: t.amount }).map_err(|e| e.to_string())?;
+            block_on(submit(&t.address, &key, "staking.Transfer", body))
+        })(),
+        AccountCmd::Escrow(t) => (|| {
+            let key = signer_key(&t.signer)?;
+            let body = ciborium::Value::serialized(&Escrow { account: t.to.parse()?, amount: t.amount }).map_err(|e| e.to_string())?;
+            block_on(submit(&t.address, &key, "staking.AddEscrow", body))
+        })(),
+        AccountCmd::Reclaim(t) => (|| {
+            let key = signer_key(&t.signer)?;
+            let body = ciborium::Value::serialized(&Escrow { account: t.to.parse()?, amount: t.amount }).map_err(|e| e.to_string())?;
+            block_on(submit(&t.address, &key, "staking.ReclaimEscrow", body))
+        })(),
+    };
+    match result {
+        Ok(msg) => {
+            println!("{msg}");
+            0
+        }
+        Err(e) => fail(e),
+    }
+}

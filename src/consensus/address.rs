@@ -1,0 +1,93 @@
+//! Staking addresses: 21 bytes = version 0 ‖ the first 20 bytes of
+//! SHA-512/256("oasis-core/address: staking" ‖ 0x00 ‖ public key), shown as bech32 `oasis1…`.
+
+use super::crypto::PublicKey;
+use bech32::{Bech32, Hrp};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+const CONTEXT: &[u8] = b"oasis-core/address: staking";
+const HRP: &str = "oasis";
+
+/// A staking account address.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Address(pub [u8; 21]);
+
+impl Address {
+    /// The address of an Ed25519 public key (entity or node).
+    pub fn from_public_key(pk: &PublicKey) -> Self {
+        let mut data = CONTEXT.to_vec();
+        data.push(0);
+        data.extend_from_slice(&pk.0);
+        let h = crate::encoding::hash(&data);
+        let mut out = [0u8; 21];
+        out[1..].copy_from_slice(&h[..20]);
+        Self(out)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hrp = Hrp::parse(HRP).expect("static HRP is valid");
+        let s = bech32::encode::<Bech32>(hrp, &self.0).map_err(|_| fmt::Error)?;
+        f.write_str(&s)
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Address({self})")
+    }
+}
+
+impl std::str::FromStr for Address {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (hrp, data) = bech32::decode(s.trim()).map_err(|e| format!("malformed address '{s}': {e}"))?;
+        if hrp.as_str() != HRP {
+            return Err(format!("malformed address '{s}': expected the 'oasis' prefix"));
+        }
+        let arr: [u8; 21] = data.try_into().map_err(|_| format!("malformed address '{s}': expected 21 bytes"))?;
+        if arr[0] != 0 {
+            return Err(format!("malformed address '{s}': unknown version {}", arr[0]));
+        }
+        Ok(Self(arr))
+    }
+}
+
+impl Serialize for Address {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&self.to_string())
+        } else {
+            s.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            s.parse().map_err(serde::de::Error::custom)
+        } else {
+            let b = serde_bytes::ByteBuf::deserialize(d)?;
+            let arr: [u8; 21] = b.into_vec().try_into().map_err(|_| serde::de::Error::custom("expected 21 bytes"))?;
+            Ok(Self(arr))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_prefix() {
+        let a = Address::from_public_key(&PublicKey([7u8; 32]));
+        let s = a.to_string();
+        assert!(s.starts_with("oasis1"), "{s}");
+        assert_eq!(s.parse::<Address>().expect("parse"), a);
+        assert!("cosmos1qqqq".parse::<Address>().is_err());
+    }
+}

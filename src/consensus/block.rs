@@ -1,0 +1,109 @@
+//! Blocks: a header signed by the validator's consensus key, and the transactions it orders.
+//! Followers accept a block only if the validator signed it, it extends their chain and
+//! re-executing it reproduces the state root in the header.
+
+use super::crypto::{self, PublicKey, Signed};
+use super::state::State;
+use crate::encoding::{hash_of, Hash};
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+
+/// A block header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// Height (1 = first block after genesis).
+    pub height: u64,
+    /// Hash of the previous header (zero for the first block).
+    pub parent_hash: Hash,
+    /// Producer's clock, unix milliseconds (informational; not in the state).
+    pub time_ms: u64,
+    /// Epoch after this block.
+    pub epoch: u64,
+    /// Hash of the ordered transactions.
+    pub txs_hash: Hash,
+    /// State root after this block.
+    pub state_root: Hash,
+    /// Validator that produced it.
+    pub proposer: PublicKey,
+}
+
+/// A block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    /// Header, signed.
+    pub header: Signed,
+    /// Ordered transactions (each a signed transaction).
+    pub txs: Vec<Signed>,
+}
+
+/// Outcome of executing one transaction, kept with the block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxOutcome {
+    /// Hash of the signed transaction.
+    pub hash: Hash,
+    /// Error, if it failed.
+    pub error: Option<super::state::TxError>,
+}
+
+/// Executes `txs` on top of `state` as block `height`; returns the outcomes.
+pub fn execute(state: &mut State, height: u64, txs: &[Signed]) -> Vec<TxOutcome> {
+    state.begin_block(height);
+    let out = txs.iter().map(|t| TxOutcome { hash: hash_of(t), error: state.apply_tx(t).err() }).collect();
+    state.height = height;
+    out
+}
+
+impl Block {
+    /// Produces the next block on `state` (which is advanced) and signs it.
+    pub fn produce(state: &mut State, parent_hash: Hash, txs: Vec<Signed>, time_ms: u64, key: &SigningKey) -> (Self, Vec<TxOutcome>) {
+        let height = state.height + 1;
+        let outcomes = execute(state, height, &txs);
+        let header = Header {
+            height,
+            parent_hash,
+            time_ms,
+            epoch: state.epoch,
+            txs_hash: hash_of(&txs),
+            state_root: [0u8; 32],
+            proposer: PublicKey::of(key),
+        };
+        // The state root covers the block hash chain only through `last_block_hash` of the
+        // parent; set it after computing the root so the header can commit to it.
+        let root = state.root();
+        let header = Header { state_root: root, ..header };
+        let ctx = crypto::context(crypto::CONTEXT_BLOCK, Some(&state.chain_context));
+        let signed = Signed::sign(key, &ctx, &header);
+        state.last_block_hash = hash_of(&header);
+        (Self { header: signed, txs }, outcomes)
+    }
+
+    /// Verifies the validator's signature and decodes the header.
+    pub fn header(&self, chain_context: &str, validator: &PublicKey) -> Result<Header, String> {
+        if &self.header.signature.public_key != validator {
+            return Err(format!("block signed by {}, not by the validator {validator}", self.header.signature.public_key));
+        }
+        let h: Header = self.header.open(&crypto::context(crypto::CONTEXT_BLOCK, Some(chain_context)))?;
+        if h.txs_hash != hash_of(&self.txs) {
+            return Err(format!("block {}: transactions do not match the header", h.height));
+        }
+        Ok(h)
+    }
+
+    /// Verifies and applies this block on a copy of `state`; returns the new state.
+    pub fn apply(&self, state: &State, validator: &PublicKey) -> Result<(State, Header, Vec<TxOutcome>), String> {
+        let h = self.header(&state.chain_context, validator)?;
+        if h.height != state.height + 1 {
+            return Err(format!("block {} does not follow height {}", h.height, state.height));
+        }
+        if h.parent_hash != state.last_block_hash {
+            return Err(format!("block {}: parent hash does not match", h.height));
+        }
+        let mut next = state.clone();
+        let outcomes = execute(&mut next, h.height, &self.txs);
+        if next.root() != h.state_root {
+            return Err(format!("block {}: state root mismatch after re-execution", h.height));
+        }
+        next.last_block_hash = hash_of(&h);
+        Ok((next, h, outcomes))
+    }
+}

@@ -1,0 +1,619 @@
+//! The consensus state machine: accounts, registry, scheduler. Deterministic: no clocks, no
+//! floats, sorted maps; the state root is SHA-512/256 of its canonical CBOR.
+//!
+//! Owns the rules (nonces, fees, stake claims, registration checks, elections); never does I/O.
+
+use super::address::Address;
+use super::crypto::{self, MultiSigned, PublicKey, Signed};
+use super::genesis::Genesis;
+use crate::bundle::RuntimeId;
+use crate::encoding::{hash_of, Hash};
+use paratime_sdk::Version;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Role bit: compute node.
+pub const ROLE_COMPUTE: u32 = 1;
+/// Role bit: validator.
+pub const ROLE_VALIDATOR: u32 = 8;
+
+/// A reclaimed escrow on its way back to the general balance.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Debonding {
+    /// Amount.
+    pub amount: u64,
+    /// Epoch at which it returns to the balance.
+    pub end_epoch: u64,
+}
+
+/// A staking account.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// General balance.
+    pub balance: u64,
+    /// Next transaction nonce.
+    pub nonce: u64,
+    /// Active escrow (stake) held by this account.
+    pub escrow: u64,
+    /// Delegations this account made: escrow account → amount.
+    pub delegations: BTreeMap<Address, u64>,
+    /// Debonding amounts owed to this account.
+    pub debonding: Vec<Debonding>,
+}
+
+/// An entity descriptor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entity {
+    /// Descriptor version (2).
+    pub v: u16,
+    /// Entity public key.
+    pub id: PublicKey,
+    /// Node IDs the entity vouches for.
+    #[serde(default)]
+    pub nodes: Vec<PublicKey>,
+}
+
+/// The node's p2p identity and addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct P2pInfo {
+    /// p2p public key.
+    pub id: PublicKey,
+    /// `IP:port` addresses.
+    pub addresses: Vec<String>,
+}
+
+/// The node's consensus identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsensusInfo {
+    /// Consensus public key.
+    pub id: PublicKey,
+    /// Addresses (validators only).
+    pub addresses: Vec<String>,
+}
+
+/// A runtime a node serves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRuntime {
+    /// Runtime ID.
+    pub id: RuntimeId,
+    /// Version hosted.
+    pub version: Version,
+}
+
+/// A node descriptor (oasis v3 shape, with the keys this node has).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDescriptor {
+    /// Version (3).
+    pub v: u16,
+    /// Node ID.
+    pub id: PublicKey,
+    /// Owning entity.
+    pub entity_id: PublicKey,
+    /// Last epoch the registration is valid for.
+    pub expiration: u64,
+    /// libp2p.
+    pub p2p: P2pInfo,
+    /// Consensus.
+    pub consensus: ConsensusInfo,
+    /// Runtimes served.
+    pub runtimes: Vec<NodeRuntime>,
+    /// Role bits.
+    pub roles: u32,
+    /// Software version.
+    pub software_version: String,
+}
+
+/// A committee member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitteeMember {
+    /// `worker` or `backup-worker`.
+    pub role: String,
+    /// Node ID.
+    pub public_key: PublicKey,
+}
+
+/// An executor committee.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committee {
+    /// `executor`.
+    pub kind: String,
+    /// Workers first, then backups.
+    pub members: Vec<CommitteeMember>,
+    /// Runtime.
+    pub runtime_id: RuntimeId,
+    /// Epoch it serves.
+    pub valid_for: u64,
+}
+
+/// A consensus transaction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Transaction {
+    /// Signer's account nonce.
+    pub nonce: u64,
+    /// Fee.
+    pub fee: Fee,
+    /// Method (`staking.Transfer`, `registry.RegisterNode`, …).
+    pub method: String,
+    /// Method body.
+    pub body: ciborium::Value,
+}
+
+/// A transaction fee.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fee {
+    /// Amount paid.
+    pub amount: u64,
+    /// Gas limit.
+    pub gas: u64,
+}
+
+/// `staking.Transfer` body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// Recipient.
+    pub to: Address,
+    /// Amount.
+    pub amount: u64,
+}
+
+/// `staking.AddEscrow` / `staking.ReclaimEscrow` body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escrow {
+    /// The escrow account (e.g. the entity).
+    pub account: Address,
+    /// Amount.
+    pub amount: u64,
+}
+
+/// Why a transaction was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{module}: {message}")]
+pub struct TxError {
+    /// Module (`staking`, `registry`, `consensus`).
+    pub module: String,
+    /// Code.
+    pub code: u32,
+    /// Message.
+    pub message: String,
+}
+
+fn err(module: &str, code: u32, message: impl Into<String>) -> TxError {
+    TxError { module: module.into(), code, message: message.into() }
+}
+
+/// The whole consensus state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Last applied block height (0 = genesis).
+    pub height: u64,
+    /// Current epoch.
+    pub epoch: u64,
+    /// Hash of the last applied block (zero at genesis).
+    pub last_block_hash: Hash,
+    /// Accounts.
+    pub accounts: BTreeMap<Address, Account>,
+    /// Registered entities.
+    pub entities: BTreeMap<PublicKey, Entity>,
+    /// Registered nodes.
+    pub nodes: BTreeMap<PublicKey, NodeDescriptor>,
+    /// Executor committees of the current epoch.
+    pub committees: BTreeMap<RuntimeId, Committee>,
+    /// Parameters.
+    pub genesis: Genesis,
+    /// Chain context (hex).
+    pub chain_context: String,
+}
+
+impl State {
+    /// The state at genesis.
+    pub fn from_genesis(genesis: &Genesis) -> Self {
+        let mut accounts: BTreeMap<Address, Account> = BTreeMap::new();
+        for (a, b) in &genesis.staking.accounts {
+            accounts.entry(*a).or_default().balance = *b;
+        }
+        for (a, e) in &genesis.staking.escrow {
+            let acct = accounts.entry(*a).or_default();
+            acct.escrow = *e;
+            *acct.delegations.entry(*a).or_default() += *e;
+        }
+        let entities = genesis
+            .registry
+            .entities
+            .iter()
+            .filter_map(|s| s.open::<Entity>(crypto::CONTEXT_REGISTER_ENTITY).ok())
+            .map(|e| (e.id, e))
+            .collect();
+        Self {
+            height: 0,
+            epoch: 0,
+            last_block_hash: [0u8; 32],
+            accounts,
+            entities,
+            nodes: BTreeMap::new(),
+            committees: BTreeMap::new(),
+            chain_context: genesis.chain_context(),
+            genesis: genesis.clone(),
+        }
+    }
+
+    /// SHA-512/256 of the canonical CBOR of the state.
+    pub fn root(&self) -> Hash {
+        hash_of(self)
+    }
+
+    /// An account (default when absent).
+    pub fn account(&self, a: &Address) -> Account {
+        self.accounts.get(a).cloned().unwrap_or_default()
+    }
+
+    /// The stake an entity must hold for its registrations, with `extra` as one more node.
+    pub fn required_stake(&self, entity: &PublicKey, extra: Option<&NodeDescriptor>) -> u64 {
+        let g = &self.genesis;
+        let mut total = g.threshold("entity");
+        let nodes = self
+            .nodes
+            .values()
+            .filter(|n| &n.entity_id == entity && extra.is_none_or(|e| e.id != n.id))
+            .chain(extra);
+        for n in nodes {
+            if n.roles & ROLE_VALIDATOR != 0 {
+                total += g.threshold("node-validator");
+            }
+            if n.roles & ROLE_COMPUTE != 0 {
+                for rt in &n.runtimes {
+                    total += g.threshold("node-compute");
+                    let extra = g.registry.runtimes.iter().find(|r| r.id == rt.id).and_then(|r| r.staking_thresholds.get("node-compute")).copied().unwrap_or(0);
+                    total += extra;
+                }
+            }
+        }
+        total
+    }
+
+    /// Stake held by an entity (its escrow account).
+    pub fn stake_of(&self, entity: &PublicKey) -> u64 {
+        self.account(&Address::from_public_key(entity)).escrow
+    }
+
+    /// Checks and applies one signed transaction. The nonce and fee are consumed even when the
+    /// body fails; the body's own changes are all-or-nothing.
+    pub fn apply_tx(&mut self, signed: &Signed) -> Result<(), TxError> {
+        let ctx = crypto::context(crypto::CONTEXT_TX, Some(&self.chain_context));
+        let tx: Transaction = signed.open(&ctx).map_err(|e| err("consensus", 1, e))?;
+        let signer = signed.signature.public_key;
+        let addr = Address::from_public_key(&signer);
+        let acct = self.account(&addr);
+        if tx.nonce != acct.nonce {
+            return Err(err("consensus", 2, format!("invalid nonce (expected: {}, got: {})", acct.nonce, tx.nonce)));
+        }
+        if acct.balance < tx.fee.amount {
+            return Err(err("staking", 5, format!("insufficient balance to pay the fee of {} (balance: {})", tx.fee.amount, acct.balance)));
+        }
+        {
+            let a = self.accounts.entry(addr).or_default();
+            a.nonce += 1;
+            a.balance -= tx.fee.amount;
+        }
+        let before = self.clone();
+        let result = self.apply_body(&signer, &addr, &tx);
+        if result.is_err() {
+            *self = before;
+        }
+        result
+    }
+
+    fn body<T: serde::de::DeserializeOwned>(tx: &Transaction) -> Result<T, TxError> {
+        tx.body.deserialized().map_err(|e| err("consensus", 3, format!("malformed body of {}: {e}", tx.method)))
+    }
+
+    fn apply_body(&mut self, signer: &PublicKey, addr: &Address, tx: &Transaction) -> Result<(), TxError> {
+        match tx.method.as_str() {
+            "staking.Transfer" => {
+                let t: Transfer = Self::body(tx)?;
+                let from = self.accounts.entry(*addr).or_default();
+                if from.balance < t.amount {
+                    return Err(err("staking", 5, format!("insufficient balance (balance: {}, amount: {})", from.balance, t.amount)));
+                }
+                from.balance -= t.amount;
+                self.accounts.entry(t.to).or_default().balance += t.amount;
+                Ok(())
+            }
+            "staking.AddEscrow" => {
+                let e: Escrow = Self::body(tx)?;
+                let from = self.accounts.entry(*addr).or_default();
+                if from.balance < e.amount {
+                    return Err(err("staking", 5, format!("insufficient balance (balance: {}, amount: {})", from.balance, e.amount)));
+                }
+                from.balance -= e.amount;
+                *from.delegations.entry(e.account).or_default() += e.amount;
+                self.accounts.entry(e.account).or_default().escrow += e.amount;
+                Ok(())
+            }
+            "staking.ReclaimEscrow" => {
+                let e: Escrow = Self::body(tx)?;
+                let delegated = self.account(addr).delegations.get(&e.account).copied().unwrap_or(0);
+                if delegated < e.amount {
+                    return Err(err("staking", 6, format!("insufficient delegation (delegated: {delegated}, amount: {})", e.amount)));
+                }
+                let end_epoch = self.epoch + self.genesis.staking.debonding_interval;
+                let from = self.accounts.entry(*addr).or_default();
+                *from.delegations.entry(e.account).or_default() -= e.amount;
+                from.debonding.push(super::state::Debonding { amount: e.amount, end_epoch });
+                let target = self.accounts.entry(e.account).or_default();
+                target.escrow -= e.amount;
+                // Reclaiming must not leave registered nodes without stake.
+                if let Some(entity) = self.entities.values().find(|en| Address::from_public_key(&en.id) == e.account).map(|en| en.id) {
+                    let required = self.required_stake(&entity, None);
+                    let have = self.stake_of(&entity);
+                    if have < required {
+                        return Err(err("staking", 4, format!("insufficient stake: reclaiming would leave {have} of the required {required}")));
+                    }
+                }
+                Ok(())
+            }
+            "registry.RegisterEntity" => {
+                let s: Signed = Self::body(tx)?;
+                let entity: Entity = s.open(crypto::CONTEXT_REGISTER_ENTITY).map_err(|e| err("registry", 1, e))?;
+                if s.signature.public_key != entity.id || &entity.id != signer {
+                    return Err(err("registry", 2, "entity descriptor must be signed by the entity and submitted by it"));
+                }
+                let required = {
+                    let mut tmp = self.clone();
+                    tmp.entities.insert(entity.id, entity.clone());
+                    tmp.required_stake(&entity.id, None)
+                };
+                let have = self.stake_of(&entity.id);
+                if have < required {
+                    return Err(err("staking", 4, format!("insufficient stake (required: {required}, available: {have})")));
+                }
+                self.entities.insert(entity.id, entity);
+                Ok(())
+            }
+            "registry.RegisterNode" => {
+                let m: MultiSigned = Self::body(tx)?;
+                let node = self.check_node(&m, signer)?;
+                self.nodes.insert(node.id, node);
+                Ok(())
+            }
+            "registry.DeregisterNode" => {
+                match self.nodes.remove(signer) {
+                    Some(_) => Ok(()),
+                    None => Err(err("registry", 9, "node not registered")),
+                }
+            }
+            other => Err(err("consensus", 4, format!("unknown method '{other}'"))),
+        }
+    }
+
+    fn check_node(&self, m: &MultiSigned, signer: &PublicKey) -> Result<NodeDescriptor, TxError> {
+        let (node, signers): (NodeDescriptor, Vec<PublicKey>) = m.open(crypto::CONTEXT_REGISTER_NODE).map_err(|e| err("registry", 1, e))?;
+        let mut want = vec![node.id, node.p2p.id, node.consensus.id];
+        want.sort();
+        let mut got = signers.clone();
+        got.sort();
+        want.dedup();
+        if want.len() != 3 {
+            return Err(err("registry", 3, "node, P2P and consensus keys must differ"));
+        }
+        if got != want {
+            return Err(err("registry", 1, "node descriptor must be signed by exactly its node, P2P and consensus keys"));
+        }
+        if &node.id != signer {
+            return Err(err("registry", 2, "a node registers itself: the transaction must be signed by the node key"));
+        }
+        let entity = self.entities.get(&node.entity_id).ok_or_else(|| err("registry", 5, format!("entity {} does not exist", node.entity_id)))?;
+        if !entity.nodes.contains(&node.id) {
+            return Err(err("registry", 6, format!("entity {} does not list node {}", node.entity_id, node.id)));
+        }
+        if node.expiration <= self.epoch || node.expiration > self.epoch + self.genesis.registry.max_node_expiration {
+            return Err(err("registry", 7, format!("invalid expiration {} (current epoch {}, at most {} ahead)", node.expiration, self.epoch, self.genesis.registry.max_node_expiration)));
+        }
+        if node.roles == 0 || node.roles & !(ROLE_COMPUTE | ROLE_VALIDATOR) != 0 {
+            return Err(err("registry", 8, format!("invalid roles {}", node.roles)));
+        }
+        if node.roles & ROLE_COMPUTE != 0 {
+            if node.runtimes.is_empty() {
+                return Err(err("registry", 8, "a compute node must list at least one runtime"));
+            }
+            if node.p2p.addresses.is_empty() {
+                return Err(err("registry", 8, "a compute node must have a P2P address"));
+            }
+        }
+        for rt in &node.runtimes {
+            if !self.genesis.registry.runtimes.iter().any(|r| r.id == rt.id) {
+                return Err(err("registry", 8, format!("runtime {} is not registered", rt.id)));
+            }
+        }
+        let clash = self.nodes.values().any(|n| n.id != node.id && (n.p2p.id == node.p2p.id || n.consensus.id == node.consensus.id));
+        if clash {
+            return Err(err("registry", 3, "P2P or consensus key already used by another node"));
+        }
+        let required = self.required_stake(&node.entity_id, Some(&node));
+        let have = self.stake_of(&node.entity_id);
+        if have < required {
+            return Err(err("staking", 4, format!("insufficient stake (required: {required}, available: {have})")));
+        }
+        Ok(node)
+    }
+
+    /// Starts block `height`: at epoch boundaries expires nodes, returns matured debonding and
+    /// elects committees.
+    pub fn begin_block(&mut self, height: u64) {
+        let interval = self.genesis.epoch_interval;
+        if height == 0 || height % interval != 0 {
+            return;
+        }
+        self.epoch = height / interval;
+        let epoch = self.epoch;
+        self.nodes.retain(|_, n| n.expiration >= epoch);
+        for acct in self.accounts.values_mut() {
+            let matured: u64 = acct.debonding.iter().filter(|d| d.end_epoch <= epoch).map(|d| d.amount).sum();
+            acct.debonding.retain(|d| d.end_epoch > epoch);
+            acct.balance += matured;
+        }
+        self.elect();
+    }
+
+    /// Deterministic executor committee election for the current epoch.
+    fn elect(&mut self) {
+        self.committees.clear();
+        for rt in self.genesis.registry.runtimes.clone() {
+            let mut eligible: Vec<(Hash, PublicKey)> = self
+                .nodes
+                .values()
+                .filter(|n| n.roles & ROLE_COMPUTE != 0 && n.runtimes.iter().any(|r| r.id == rt.id))
+                .filter(|n| self.stake_of(&n.entity_id) >= self.required_stake(&n.entity_id, None))
+                .map(|n| (hash_of(&(self.last_block_hash, self.epoch, rt.id.0, n.id)), n.id))
+                .collect();
+            let size = usize::from(rt.executor.group_size);
+            if eligible.len() < size {
+                continue;
+            }
+            eligible.sort();
+            let mut members: Vec<CommitteeMember> = eligible.iter().take(size).map(|(_, id)| CommitteeMember { role: "worker".into(), public_key: *id }).collect();
+            let backups = usize::from(rt.executor.group_backup_size);
+            members.extend(eligible.iter().skip(size).take(backups).map(|(_, id)| CommitteeMember { role: "backup-worker".into(), public_key: *id }));
+            self.committees.insert(rt.id, Committee { kind: "executor".into(), members, runtime_id: rt.id, valid_for: self.epoch });
+        }
+    }
+
+    /// Roles of `node` in `runtime`'s committee, and its scheduler rank for `round`.
+    pub fn committee_roles(&self, runtime: &RuntimeId, node: &PublicKey) -> (Vec<String>, Option<u64>) {
+        let Some(c) = self.committees.get(runtime) else { return (Vec::new(), None) };
+        let roles: Vec<String> = c.members.iter().filter(|m| &m.public_key == node).map(|m| m.role.clone()).collect();
+        let workers: Vec<&CommitteeMember> = c.members.iter().filter(|m| m.role == "worker").collect();
+        let rank = workers.iter().position(|m| &m.public_key == node).map(|i| i as u64);
+        (roles, rank)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::genesis::{ExecutorParams, RegistryGenesis, RuntimeDescriptor, StakingGenesis, TxnSchedulerParams};
+    use ed25519_dalek::SigningKey;
+
+    pub(crate) fn key(b: u8) -> SigningKey {
+        SigningKey::from_bytes(&[b; 32])
+    }
+
+    fn rid() -> RuntimeId {
+        "0000000000000000000000000000000000000000000000000000000000000001".parse().expect("rid")
+    }
+
+    fn genesis(entity_escrow: u64) -> Genesis {
+        let entity = PublicKey::of(&key(1));
+        let ea = Address::from_public_key(&entity);
+        Genesis {
+            chain_id: "test".into(),
+            genesis_time: "2026-01-01T00:00:00Z".into(),
+            epoch_interval: 5,
+            block_interval_ms: 100,
+            validators: vec![PublicKey::of(&key(9))],
+            staking: StakingGenesis {
+                thresholds: [("entity".to_string(), 100), ("node-compute".to_string(), 100)].into_iter().collect(),
+                debonding_interval: 1,
+                accounts: [(ea, 1000)].into_iter().collect(),
+                escrow: [(ea, entity_escrow)].into_iter().collect(),
+            },
+            registry: RegistryGenesis {
+                max_node_expiration: 2,
+                runtimes: vec![RuntimeDescriptor {
+                    id: rid(),
+                    kind: "compute".into(),
+                    executor: ExecutorParams { group_size: 1, group_backup_size: 0, allowed_stragglers: 0, round_timeout: 5 },
+                    txn_scheduler: TxnSchedulerParams { max_batch_size: 10, batch_flush_timeout_ms: 100 },
+                    staking_thresholds: BTreeMap::new(),
+                }],
+                entities: Vec::new(),
+            },
+        }
+    }
+
+    fn tx(s: &State, k: &SigningKey, nonce: u64, method: &str, body: impl Serialize) -> Signed {
+        let t = Transaction { nonce, fee: Fee::default(), method: method.into(), body: ciborium::Value::serialized(&body).expect("body") };
+        Signed::sign(k, &crypto::context(crypto::CONTEXT_TX, Some(&s.chain_context)), &t)
+    }
+
+    fn node_desc(expiration: u64) -> NodeDescriptor {
+        NodeDescriptor {
+            v: 3,
+            id: PublicKey::of(&key(2)),
+            entity_id: PublicKey::of(&key(1)),
+            expiration,
+            p2p: P2pInfo { id: PublicKey::of(&key(3)), addresses: vec!["127.0.0.1:9200".into()] },
+            consensus: ConsensusInfo { id: PublicKey::of(&key(4)), addresses: vec![] },
+            runtimes: vec![NodeRuntime { id: rid(), version: Version::new(0, 1, 0) }],
+            roles: ROLE_COMPUTE,
+            software_version: "test".into(),
+        }
+    }
+
+    fn register(s: &mut State, escrow_ok: bool) -> Result<(), TxError> {
+        let entity = Entity { v: 2, id: PublicKey::of(&key(1)), nodes: vec![PublicKey::of(&key(2))] };
+        let signed_entity = Signed::sign(&key(1), crypto::CONTEXT_REGISTER_ENTITY, &entity);
+        s.apply_tx(&tx(s, &key(1), 0, "registry.RegisterEntity", &signed_entity))?;
+        let _ = escrow_ok;
+        let m = MultiSigned::sign(&[&key(2), &key(3), &key(4)], crypto::CONTEXT_REGISTER_NODE, &node_desc(2));
+        s.apply_tx(&tx(s, &key(2), 0, "registry.RegisterNode", &m))
+    }
+
+    #[test]
+    fn registered_staked_node_is_elected() {
+        let mut s = State::from_genesis(&genesis(200));
+        register(&mut s, true).expect("register");
+        s.begin_block(5);
+        let (roles, rank) = s.committee_roles(&rid(), &PublicKey::of(&key(2)));
+        assert_eq!(roles, vec!["worker"]);
+        assert_eq!(rank, Some(0));
+    }
+
+    #[test]
+    fn insufficient_stake_names_amounts() {
+        let mut s = State::from_genesis(&genesis(150));
+        let e = register(&mut s, false).expect_err("under-staked");
+        assert_eq!(e.to_string(), "staking: insufficient stake (required: 200, available: 150)");
+        s.begin_block(5);
+        assert!(s.committees.is_empty());
+    }
+
+    #[test]
+    fn nonces_transfers_and_forgeries() {
+        let mut s = State::from_genesis(&genesis(200));
+        let to = Address::from_public_key(&PublicKey::of(&key(7)));
+        let t = tx(&s, &key(1), 0, "staking.Transfer", Transfer { to, amount: 10 });
+        s.apply_tx(&t).expect("transfer");
+        assert_eq!(s.account(&to).balance, 10);
+        assert!(s.apply_tx(&t).expect_err("replay").message.contains("invalid nonce"));
+        let mut forged = tx(&s, &key(1), 1, "staking.Transfer", Transfer { to, amount: 10 });
+        forged.signature.public_key = PublicKey::of(&key(7));
+        assert_eq!(s.apply_tx(&forged).expect_err("forged").module, "consensus");
+        // A transaction for another chain is refused.
+        let other = Signed::sign(&key(1), &crypto::context(crypto::CONTEXT_TX, Some("other")), &Transaction { nonce: 1, fee: Fee::default(), method: "staking.Transfer".into(), body: ciborium::Value::serialized(&Transfer { to, amount: 1 }).expect("body") });
+        assert!(s.apply_tx(&other).is_err());
+    }
+
+    #[test]
+    fn node_signed_by_wrong_keys_is_refused() {
+        let mut s = State::from_genesis(&genesis(200));
+        let entity = Entity { v: 2, id: PublicKey::of(&key(1)), nodes: vec![PublicKey::of(&key(2))] };
+        let se = Signed::sign(&key(1), crypto::CONTEXT_REGISTER_ENTITY, &entity);
+        s.apply_tx(&tx(&s, &key(1), 0, "registry.RegisterEntity", &se)).expect("entity");
+        let m = MultiSigned::sign(&[&key(2), &key(3)], crypto::CONTEXT_REGISTER_NODE, &node_desc(2));
+        let e = s.apply_tx(&tx(&s, &key(2), 0, "registry.RegisterNode", &m)).expect_err("missing signature");
+        assert!(e.message.contains("signed by exactly"), "{e}");
+        // The failed body still consumed the nonce, not the state.
+        assert_eq!(s.account(&Address::from_public_key(&PublicKey::of(&key(2)))).nonce, 1);
+        assert!(s.nodes.is_empty());
+    }
+
+    #[test]
+    fn state_root_is_deterministic() {
+        let a = State::from_genesis(&genesis(200));
+        let b = State::from_genesis(&genesis(200));
+        assert_eq!(a.root(), b.root());
+        let mut c = a.clone();
+        c.begin_block(5);
+        assert_ne!(a.root(), c.root());
+    }
+}

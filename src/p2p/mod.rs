@@ -1,0 +1,277 @@
+//! The libp2p swarm: TCP and QUIC on `p2p.port`, noise, yamux, identify, ping, Kademlia
+//! discovery from `p2p.seeds`, gossipsub (consensus blocks and transactions, topics namespaced by
+//! the chain context) and request-response block sync served from the store.
+//!
+//! Owns the swarm; the consensus engine talks to it through a command channel and receives
+//! events. It never changes consensus state.
+
+use crate::consensus::block::Block;
+use crate::consensus::crypto::{PublicKey, Signed};
+use crate::storage::Store;
+use libp2p::futures::StreamExt;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{gossipsub, identify, identity, kad, ping, request_response, Multiaddr, PeerId, StreamProtocol, Swarm};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Block sync request: blocks from `from` on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyncRequest {
+    /// First height wanted.
+    pub from: u64,
+    /// At most this many.
+    pub max: u32,
+}
+
+/// Block sync response.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyncResponse {
+    /// Blocks, in order.
+    pub blocks: Vec<Block>,
+    /// The responder's latest height.
+    pub height: u64,
+}
+
+/// What the engine asks of the network.
+#[derive(Debug)]
+pub enum Command {
+    /// Gossip a new block.
+    PublishBlock(Block),
+    /// Gossip a transaction.
+    PublishTx(Signed),
+    /// Ask a peer for blocks from this height on.
+    Sync(u64),
+}
+
+/// What the network tells the engine.
+#[derive(Debug)]
+pub enum Event {
+    /// A gossiped block.
+    Block(Block),
+    /// A gossiped transaction.
+    Tx(Signed),
+    /// A sync response.
+    Blocks(SyncResponse),
+}
+
+/// `p2p` in `control status`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Status {
+    /// The p2p public key (base64).
+    pub pub_key: String,
+    /// libp2p peer ID.
+    pub peer_id: String,
+    /// Listen addresses.
+    pub addresses: Vec<String>,
+    /// Connected peers.
+    pub num_peers: usize,
+    /// Topic → subscribed peers.
+    pub topics: BTreeMap<String, usize>,
+}
+
+/// Network settings.
+pub struct Config {
+    /// Identity from p2p.pem.
+    pub keypair: identity::Keypair,
+    /// Port for TCP and QUIC.
+    pub port: u16,
+    /// Listen IP.
+    pub listen_ip: String,
+    /// Seeds: peer and address.
+    pub seeds: Vec<(PeerId, Multiaddr)>,
+    /// Chain context, for topic and protocol names.
+    pub chain_context: String,
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    gossipsub: gossipsub::Behaviour,
+    sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+}
+
+/// The libp2p keypair of an Ed25519 signing key (p2p.pem).
+pub fn keypair(key: &ed25519_dalek::SigningKey) -> identity::Keypair {
+    identity::Keypair::ed25519_from_bytes(key.to_bytes()).expect("a 32-byte Ed25519 seed is a valid libp2p key")
+}
+
+/// Parses a seed `PUBKEY@HOST:PORT` into a peer ID and its TCP address.
+pub fn parse_seed(s: &str) -> Result<(PeerId, Multiaddr), String> {
+    let (key, addr) = s.split_once('@').ok_or_else(|| format!("malformed seed '{s}': expected PUBKEY@HOST:PORT"))?;
+    let pk: PublicKey = key.parse().map_err(|e| format!("malformed seed '{s}': {e}"))?;
+    let ed = identity::ed25519::PublicKey::try_from_bytes(&pk.0).map_err(|e| format!("malformed seed '{s}': {e}"))?;
+    let peer = PeerId::from_public_key(&identity::PublicKey::from(ed));
+    let sa: std::net::SocketAddr = addr.parse().map_err(|e| format!("malformed seed '{s}': {e}"))?;
+    let ip = match sa.ip() {
+        std::net::IpAddr::V4(ip) => format!("/ip4/{ip}"),
+        std::net::IpAddr::V6(ip) => format!("/ip6/{ip}"),
+    };
+    let ma: Multiaddr = format!("{ip}/tcp/{}", sa.port()).parse().map_err(|e| format!("malformed seed '{s}': {e}"))?;
+    Ok((peer, ma))
+}
+
+fn topics(chain: &str) -> (gossipsub::IdentTopic, gossipsub::IdentTopic) {
+    (
+        gossipsub::IdentTopic::new(format!("oasis/{chain}/consensus/blocks/1.0.0")),
+        gossipsub::IdentTopic::new(format!("oasis/{chain}/consensus/tx/1.0.0")),
+    )
+}
+
+fn build(cfg: &Config) -> Result<Swarm<Behaviour>, String> {
+    let chain = cfg.chain_context.clone();
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
+        .with_tokio()
+        .with_tcp(libp2p::tcp::Config::default(), libp2p::noise::Config::new, libp2p::yamux::Config::default)
+        .map_err(|e| format!("p2p tcp: {e}"))?
+        .with_quic()
+        .with_behaviour(|key| {
+            let gcfg = gossipsub::ConfigBuilder::default()
+                .heartbeat_interval(Duration::from_millis(500))
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .message_id_fn(|m: &gossipsub::Message| {
+                    let mut data = m.topic.as_str().as_bytes().to_vec();
+                    data.extend_from_slice(&m.data);
+                    gossipsub::MessageId::from(crate::encoding::hash(&data).to_vec())
+                })
+                .max_transmit_size(8 * 1024 * 1024)
+                .build()
+                .map_err(|e| e.to_string())?;
+            let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gcfg)?;
+            let proto = StreamProtocol::try_from_owned(format!("/oasis/{chain}/blocksync/1.0.0")).map_err(|e| e.to_string())?;
+            let sync = request_response::cbor::Behaviour::new(
+                [(proto, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+            );
+            let identify = identify::Behaviour::new(identify::Config::new(format!("/oasis/{chain}/1.0.0"), key.public()).with_agent_version(format!("paratime-node/{}", crate::SOFTWARE_VERSION)));
+            let peer = key.public().to_peer_id();
+            let kad_proto = StreamProtocol::try_from_owned(format!("/oasis/{chain}/kad/1.0.0")).map_err(|e| e.to_string())?;
+            let mut kad = kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad::Config::new(kad_proto));
+            kad.set_mode(Some(kad::Mode::Server));
+            Ok(Behaviour { gossipsub, sync, identify, ping: ping::Behaviour::default(), kad })
+        })
+        .map_err(|e| format!("p2p behaviour: {e}"))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let (blocks, txs) = topics(&cfg.chain_context);
+    swarm.behaviour_mut().gossipsub.subscribe(&blocks).map_err(|e| e.to_string())?;
+    swarm.behaviour_mut().gossipsub.subscribe(&txs).map_err(|e| e.to_string())?;
+    let tcp: Multiaddr = format!("/ip4/{}/tcp/{}", cfg.listen_ip, cfg.port).parse().map_err(|e| format!("p2p listen address: {e}"))?;
+    let quic: Multiaddr = format!("/ip4/{}/udp/{}/quic-v1", cfg.listen_ip, cfg.port).parse().map_err(|e| format!("p2p listen address: {e}"))?;
+    swarm.listen_on(tcp).map_err(|e| format!("p2p: cannot listen on TCP port {}: {e}", cfg.port))?;
+    swarm.listen_on(quic).map_err(|e| format!("p2p: cannot listen on UDP port {}: {e}", cfg.port))?;
+    for (peer, addr) in &cfg.seeds {
+        swarm.behaviour_mut().kad.add_address(peer, addr.clone());
+        if let Err(e) = swarm.dial(addr.clone()) {
+            log::warn!(target: "p2p", "cannot dial seed {peer} at {addr}: {e}");
+        }
+    }
+    Ok(swarm)
+}
+
+/// Starts the swarm task. Returns the command sender, the event receiver and the status.
+pub fn spawn(cfg: Config, store: Arc<Store>, pub_key: String, shutdown: watch::Receiver<bool>) -> Result<(mpsc::Sender<Command>, mpsc::Receiver<Event>, watch::Receiver<Status>), String> {
+    let mut swarm = build(&cfg)?;
+    let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(256);
+    // Back-pressure: when the engine lags, gossip events wait here (bounded).
+    let (ev_tx, ev_rx) = mpsc::channel::<Event>(1024);
+    let (status_tx, status_rx) = watch::channel(Status { pub_key, peer_id: swarm.local_peer_id().to_string(), ..Default::default() });
+    let (blocks_topic, txs_topic) = topics(&cfg.chain_context);
+    let seeds = cfg.seeds.clone();
+    tokio::spawn(async move {
+        let mut peers: BTreeSet<PeerId> = BTreeSet::new();
+        let mut redial = tokio::time::interval(Duration::from_secs(5));
+        let mut rr = 0usize;
+        loop {
+            tokio::select! {
+                _ = crate::host::supervisor::stopped(shutdown.clone()) => break,
+                _ = redial.tick() => {
+                    for (peer, addr) in &seeds {
+                        if !peers.contains(peer) {
+                            let _ = swarm.dial(addr.clone());
+                        }
+                    }
+                    if !peers.is_empty() {
+                        let _ = swarm.behaviour_mut().kad.bootstrap();
+                    }
+                }
+                cmd = cmd_rx.recv() => match cmd {
+                    None => break,
+                    Some(Command::PublishBlock(b)) => {
+                        let _ = swarm.behaviour_mut().gossipsub.publish(blocks_topic.clone(), crate::encoding::canonical_cbor(&b));
+                    }
+                    Some(Command::PublishTx(t)) => {
+                        let _ = swarm.behaviour_mut().gossipsub.publish(txs_topic.clone(), crate::encoding::canonical_cbor(&t));
+                    }
+                    Some(Command::Sync(from)) => {
+                        if !peers.is_empty() {
+                            rr = rr.wrapping_add(1);
+                            let peer = *peers.iter().nth(rr % peers.len()).expect("non-empty");
+                            swarm.behaviour_mut().sync.send_request(&peer, SyncRequest { from, max: 200 });
+                        }
+                    }
+                },
+                ev = swarm.select_next_some() => match ev {
+                    SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                        peers.insert(peer_id);
+                        swarm.behaviour_mut().kad.add_address(&peer_id, endpoint.get_remote_address().clone());
+                        log::debug!(target: "p2p", peer:% = peer_id; "peer connected");
+                    }
+                    SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                        peers.remove(&peer_id);
+                    }
+                    SwarmEvent::NewListenAddr { address, .. } => {
+                        status_tx.send_modify(|s| s.addresses.push(address.to_string()));
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                        for a in info.listen_addrs {
+                            swarm.behaviour_mut().kad.add_address(&peer_id, a);
+                        }
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => {
+                        let ev = if message.topic == blocks_topic.hash() {
+                            crate::encoding::from_cbor::<Block>(&message.data).ok().map(Event::Block)
+                        } else if message.topic == txs_topic.hash() {
+                            crate::encoding::from_cbor::<Signed>(&message.data).ok().map(Event::Tx)
+                        } else {
+                            None
+                        };
+                        match ev {
+                            Some(ev) => { let _ = ev_tx.send(ev).await; }
+                            None => log::warn!(target: "p2p", "dropping a malformed gossip message"),
+                        }
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message { message, .. })) => match message {
+                        request_response::Message::Request { request, channel, .. } => {
+                            let blocks = store.blocks(request.from, request.max.min(500) as usize).unwrap_or_default();
+                            let height = store.latest_height().unwrap_or(0);
+                            let _ = swarm.behaviour_mut().sync.send_response(channel, SyncResponse { blocks, height });
+                        }
+                        request_response::Message::Response { response, .. } => {
+                            let _ = ev_tx.send(Event::Blocks(response)).await;
+                        }
+                    },
+                    _ => {}
+                },
+            }
+            let topics: BTreeMap<String, usize> = swarm
+                .behaviour()
+                .gossipsub
+                .topics()
+                .map(|t| (t.to_string(), swarm.behaviour().gossipsub.mesh_peers(t).count()))
+                .collect();
+            let n = peers.len();
+            status_tx.send_if_modified(|s| {
+                let changed = s.num_peers != n || s.topics != topics;
+                s.num_peers = n;
+                s.topics = topics;
+                changed
+            });
+        }
+    });
+    Ok((cmd_tx, ev_rx, status_rx))
+}
