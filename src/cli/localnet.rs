@@ -6,7 +6,9 @@ use super::network::{entity_key, write_entity};
 use crate::bundle::{self, RuntimeId};
 use crate::consensus::address::Address;
 use crate::consensus::crypto::{self, PublicKey, Signed};
-use crate::consensus::genesis::{ExecutorParams, Genesis, RegistryGenesis, RuntimeDescriptor, StakingGenesis, TxnSchedulerParams};
+use crate::consensus::genesis::{
+    ExecutorParams, Genesis, RegistryGenesis, RuntimeDescriptor, StakingGenesis, TxnSchedulerParams,
+};
 use crate::consensus::state::Entity;
 use crate::identity::{Identity, KeyKind};
 use std::os::unix::process::CommandExt;
@@ -55,7 +57,14 @@ struct NodeSpec {
     consensus_port: u16,
 }
 
-fn config_yaml(dir: &Path, n: &NodeSpec, seed: &str, bundle: &Path, entity: Option<&Path>, runtime: bool) -> String {
+fn config_yaml(
+    dir: &Path,
+    n: &NodeSpec,
+    seed: &str,
+    bundle: &Path,
+    entity: Option<&Path>,
+    runtime: bool,
+) -> String {
     let node_dir = dir.join(&n.name);
     let mut s = format!(
         "mode: {mode}\ncommon:\n  data_dir: {data}\n  log:\n    file: node.log\n    format: JSON\n    level:\n      default: info\ngenesis:\n  file: {genesis}\nconsensus:\n  listen_address: tcp://127.0.0.1:{cport}\np2p:\n  port: {port}\n  registration:\n    addresses:\n      - 127.0.0.1:{port}\n",
@@ -79,17 +88,41 @@ fn config_yaml(dir: &Path, n: &NodeSpec, seed: &str, bundle: &Path, entity: Opti
 
 fn setup(a: &Args) -> Result<Vec<(String, PathBuf)>, String> {
     let dir = &a.dir;
-    if dir.exists() && std::fs::read_dir(dir).map_err(|e| e.to_string())?.next().is_some() {
-        return Err(format!("{} exists and is not empty: give a new directory", dir.display()));
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map_err(|e| e.to_string())?
+            .next()
+            .is_some()
+    {
+        return Err(format!(
+            "{} exists and is not empty: give a new directory",
+            dir.display()
+        ));
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
 
-    let mut specs = vec![NodeSpec { name: "validator-0".into(), mode: "validator", port: free_port()?, consensus_port: free_port()? }];
+    let mut specs = vec![NodeSpec {
+        name: "validator-0".into(),
+        mode: "validator",
+        port: free_port()?,
+        consensus_port: free_port()?,
+    }];
     for i in 0..a.compute {
-        specs.push(NodeSpec { name: format!("compute-{i}"), mode: "compute", port: free_port()?, consensus_port: free_port()? });
+        specs.push(NodeSpec {
+            name: format!("compute-{i}"),
+            mode: "compute",
+            port: free_port()?,
+            consensus_port: free_port()?,
+        });
     }
-    specs.push(NodeSpec { name: "client-0".into(), mode: "client", port: free_port()?, consensus_port: free_port()? });
+    specs.push(NodeSpec {
+        name: "client-0".into(),
+        mode: "client",
+        port: free_port()?,
+        consensus_port: free_port()?,
+    });
 
     let mut ids = Vec::new();
     for n in &specs {
@@ -103,15 +136,26 @@ fn setup(a: &Args) -> Result<Vec<(String, PathBuf)>, String> {
     let entity_dir = dir.join("entity");
     crate::identity::ensure_dir(&entity_dir).map_err(|e| e.to_string())?;
     let ekey = entity_key(&entity_dir, true)?;
-    let compute_ids: Vec<PublicKey> = specs.iter().zip(&ids).filter(|(s, _)| s.mode == "compute").map(|(_, id)| PublicKey::of(id.key(KeyKind::Node))).collect();
-    let entity = Entity { v: 2, id: PublicKey::of(&ekey), nodes: compute_ids };
+    let compute_ids: Vec<PublicKey> = specs
+        .iter()
+        .zip(&ids)
+        .filter(|(s, _)| s.mode == "compute")
+        .map(|(_, id)| PublicKey::of(id.key(KeyKind::Node)))
+        .collect();
+    let entity = Entity {
+        v: 2,
+        id: PublicKey::of(&ekey),
+        nodes: compute_ids,
+    };
     write_entity(&entity_dir, &entity)?;
     let entity_addr = Address::from_public_key(&entity.id);
 
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let kv = exe.with_file_name("paratime-kvstore");
     let bundle_path = dir.join("kvstore.orc");
-    let runtime_id: RuntimeId = RUNTIME_ID.parse().map_err(|e: bundle::RuntimeIdError| e.to_string())?;
+    let runtime_id: RuntimeId = RUNTIME_ID
+        .parse()
+        .map_err(|e: bundle::RuntimeIdError| e.to_string())?;
     bundle::build(&bundle::BuildOptions { executable: &kv, name: "kvstore", runtime_id, version: paratime_sdk::Version::parse(crate::SOFTWARE_VERSION)? }, &bundle_path)
         .map_err(|e| format!("building the sample bundle from {}: {e} (build the workspace: cargo build --release --workspace)", kv.display()))?;
 
@@ -122,7 +166,14 @@ fn setup(a: &Args) -> Result<Vec<(String, PathBuf)>, String> {
         block_interval_ms: a.block_interval_ms,
         validators: vec![PublicKey::of(ids[0].key(KeyKind::Consensus))],
         staking: StakingGenesis {
-            thresholds: [("entity", 100), ("node-compute", 100), ("node-validator", 0)].into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            thresholds: [
+                ("entity", 100),
+                ("node-compute", 100),
+                ("node-validator", 0),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
             debonding_interval: 1,
             accounts: [(entity_addr, 1_000_000)].into_iter().collect(),
             escrow: [(entity_addr, a.entity_escrow)].into_iter().collect(),
@@ -132,28 +183,59 @@ fn setup(a: &Args) -> Result<Vec<(String, PathBuf)>, String> {
             runtimes: vec![RuntimeDescriptor {
                 id: runtime_id,
                 kind: "compute".into(),
-                executor: ExecutorParams { group_size: u16::try_from(a.compute.max(1)).unwrap_or(u16::MAX), group_backup_size: 0, allowed_stragglers: 0, round_timeout: 5 },
-                txn_scheduler: TxnSchedulerParams { max_batch_size: 100, batch_flush_timeout_ms: 1000 },
+                executor: ExecutorParams {
+                    group_size: u16::try_from(a.compute.max(1)).unwrap_or(u16::MAX),
+                    group_backup_size: 0,
+                    allowed_stragglers: 0,
+                    round_timeout: 5,
+                },
+                txn_scheduler: TxnSchedulerParams {
+                    max_batch_size: 100,
+                    batch_flush_timeout_ms: 1000,
+                },
                 staking_thresholds: Default::default(),
             }],
-            entities: vec![Signed::sign(&ekey, crypto::CONTEXT_REGISTER_ENTITY, &entity)],
+            entities: vec![Signed::sign(
+                &ekey,
+                crypto::CONTEXT_REGISTER_ENTITY,
+                &entity,
+            )],
         },
     };
-    std::fs::write(dir.join("genesis.json"), serde_json::to_vec_pretty(&genesis).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    std::fs::write(
+        dir.join("genesis.json"),
+        serde_json::to_vec_pretty(&genesis).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
 
-    let seed = format!("{}@127.0.0.1:{}", ids[0].public_b64(KeyKind::P2p), specs[0].port);
+    let seed = format!(
+        "{}@127.0.0.1:{}",
+        ids[0].public_b64(KeyKind::P2p),
+        specs[0].port
+    );
     let mut out = Vec::new();
     for n in &specs {
         let entity = (n.mode != "client").then_some(entity_dir.join("entity.json"));
         let runtime = n.mode != "validator";
-        let seed = if n.mode == "validator" { "" } else { seed.as_str() };
+        let seed = if n.mode == "validator" {
+            ""
+        } else {
+            seed.as_str()
+        };
         let cfg = config_yaml(dir, n, seed, &bundle_path, entity.as_deref(), runtime);
         let path = dir.join(&n.name).join("etc/config.yml");
         std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
         out.push((n.name.clone(), path));
     }
-    println!("localnet in {}: chain context {}", dir.display(), genesis.chain_context());
-    println!("  entity {} (address {entity_addr}), escrow {}", entity.id, a.entity_escrow);
+    println!(
+        "localnet in {}: chain context {}",
+        dir.display(),
+        genesis.chain_context()
+    );
+    println!(
+        "  entity {} (address {entity_addr}), escrow {}",
+        entity.id, a.entity_escrow
+    );
     Ok(out)
 }
 
@@ -162,7 +244,8 @@ fn spawn_node(config: &Path, unprivileged: bool, log: &Path) -> Result<Child, St
     let mut cmd = Command::new(exe);
     cmd.arg("--config").arg(config).stdin(Stdio::null());
     let f = std::fs::File::create(log).map_err(|e| e.to_string())?;
-    cmd.stdout(f.try_clone().map_err(|e| e.to_string())?).stderr(f);
+    cmd.stdout(f.try_clone().map_err(|e| e.to_string())?)
+        .stderr(f);
     if unprivileged {
         cmd.uid(65534).gid(65534);
     }
@@ -175,7 +258,8 @@ fn spawn_node(config: &Path, unprivileged: bool, log: &Path) -> Result<Child, St
             Ok(())
         });
     }
-    cmd.spawn().map_err(|e| format!("starting node {}: {e}", config.display()))
+    cmd.spawn()
+        .map_err(|e| format!("starting node {}: {e}", config.display()))
 }
 
 /// `localnet`.
@@ -190,13 +274,20 @@ pub fn run(a: Args) -> i32 {
     // paratime-node refuses root: as root, the nodes run as `nobody`.
     let unprivileged = nix::unistd::geteuid().is_root();
     if unprivileged {
-        let _ = Command::new("chown").args(["-R", "65534:65534"]).arg(&a.dir).status();
+        let _ = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(&a.dir)
+            .status();
     }
     let mut children = Vec::new();
     for (name, cfg) in &nodes {
         match spawn_node(cfg, unprivileged, &a.dir.join(name).join("stderr.log")) {
             Ok(c) => {
-                println!("  {name:<12} pid {:<7} control unix:{}", c.id(), a.dir.join(name).join("data/internal.sock").display());
+                println!(
+                    "  {name:<12} pid {:<7} control unix:{}",
+                    c.id(),
+                    a.dir.join(name).join("data/internal.sock").display()
+                );
                 children.push((name.clone(), c));
             }
             Err(e) => {
@@ -209,7 +300,10 @@ pub fn run(a: Args) -> i32 {
         }
     }
     println!("running; Ctrl-C stops the network");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let code = rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else { return 1 };
@@ -220,36 +314,62 @@ pub fn run(a: Args) -> i32 {
             }
         };
         let mut check = tokio::time::interval(Duration::from_secs(1));
+        let mut restarts = 0u32;
         tokio::pin!(until);
-        loop {
+        let code = loop {
             tokio::select! {
-                _ = term.recv() => return 0,
-                _ = int.recv() => return 0,
-                _ = &mut until => return 0,
+                _ = term.recv() => break 0,
+                _ = int.recv() => break 0,
+                _ = &mut until => break 0,
                 _ = check.tick() => {
                     for (name, c) in &mut children {
                         if let Ok(Some(status)) = c.try_wait() {
-                            eprintln!("error: node {name} exited ({status}); see {}", a.dir.join(name.as_str()).join("data/node.log").display());
-                            return 1;
+                            restarts += 1;
+                            let log = a.dir.join(name.as_str()).join("data/node.log");
+                            if restarts > 20 {
+                                eprintln!("error: node {name} exited ({status}) and the restart budget is spent; see {}", log.display());
+                                return 1;
+                            }
+                            eprintln!("node {name} exited ({status}); restarting it (see {})", log.display());
+                            let cfg = a.dir.join(name.as_str()).join("etc/config.yml");
+                            match spawn_node(&cfg, unprivileged, &a.dir.join(name.as_str()).join("stderr.log")) {
+                                Ok(n) => *c = n,
+                                Err(e) => {
+                                    eprintln!("error: {e}");
+                                    return 1;
+                                }
+                            }
                         }
                     }
                 }
             }
-        }
-    });
-    for (_, c) in &children {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
-    }
-    for (_, c) in &mut children {
-        for _ in 0..100 {
-            if let Ok(Some(_)) = c.try_wait() {
-                break;
+        };
+        // Stop the other nodes first so they can deregister while the validator still runs.
+        let stop = |c: &Child| {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        };
+        for group in [false, true] {
+            for (name, c) in &children {
+                if name.starts_with("validator") == group {
+                    stop(c);
+                }
             }
-            std::thread::sleep(Duration::from_millis(100));
+            for (name, c) in &mut children {
+                if name.starts_with("validator") != group {
+                    continue;
+                }
+                for _ in 0..200 {
+                    if let Ok(Some(_)) = c.try_wait() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
-        let _ = c.kill();
-        let _ = c.wait();
-    }
+        code
+    });
     println!("localnet stopped");
     code
 }

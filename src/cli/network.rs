@@ -104,18 +104,29 @@ fn fail(msg: impl std::fmt::Display) -> i32 {
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
 }
 
 /// The entity key of an entity dir.
 pub fn entity_key(dir: &Path, create: bool) -> Result<SigningKey, String> {
-    load_key_files(&dir.join("entity.pem"), &dir.join("entity_pub.pem"), create).map(|(k, _)| k).map_err(|e| e.to_string())
+    load_key_files(&dir.join("entity.pem"), &dir.join("entity_pub.pem"), create)
+        .map(|(k, _)| k)
+        .map_err(|e| e.to_string())
 }
 
 fn signer_key(pem: &Path) -> Result<SigningKey, String> {
-    let stem = pem.file_stem().and_then(|s| s.to_str()).ok_or("--signer: not a .pem file")?;
+    let stem = pem
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or("--signer: not a .pem file")?;
     let public = pem.with_file_name(format!("{stem}_pub.pem"));
-    load_key_files(pem, &public, false).map(|(k, _)| k).map_err(|e| e.to_string())
+    load_key_files(pem, &public, false)
+        .map(|(k, _)| k)
+        .map_err(|e| e.to_string())
 }
 
 /// Reads entity.json.
@@ -131,15 +142,27 @@ pub fn write_entity(dir: &Path, e: &Entity) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
     let p = dir.join("entity.json");
     let tmp = dir.join(".entity.json.tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.write_all(serde_json::to_string_pretty(e).map_err(|e| e.to_string())?.as_bytes()).map_err(|e| e.to_string())?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(
+        serde_json::to_string_pretty(e)
+            .map_err(|e| e.to_string())?
+            .as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
     f.sync_all().map_err(|e| e.to_string())?;
     std::fs::rename(&tmp, &p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
 async fn get_json(address: &str, path: &str) -> Result<serde_json::Value, String> {
     let (code, body) = request_with(address, "GET", path, None).await?;
-    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("node answered {code}: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&body).map_err(|e| format!("node answered {code}: {e}"))?;
     if code != 200 {
         return Err(v["error"].as_str().unwrap_or(&body).to_string());
     }
@@ -148,15 +171,35 @@ async fn get_json(address: &str, path: &str) -> Result<serde_json::Value, String
 
 /// Signs a transaction with the signer's current nonce, submits it through the node and waits
 /// until it is in a block.
-async fn submit(address: &str, key: &SigningKey, method: &str, body: ciborium::Value) -> Result<String, String> {
+async fn submit(
+    address: &str,
+    key: &SigningKey,
+    method: &str,
+    body: ciborium::Value,
+) -> Result<String, String> {
     let me = Address::from_public_key(&PublicKey::of(key));
     let acct = get_json(address, &format!("/api/v1/consensus/account/{me}")).await?;
     let nonce = acct["account"]["nonce"].as_u64().unwrap_or(0);
-    let chain = acct["chain_context"].as_str().ok_or("node reported no chain context")?.to_string();
-    let tx = Transaction { nonce, fee: Fee::default(), method: method.into(), body };
+    let chain = acct["chain_context"]
+        .as_str()
+        .ok_or("node reported no chain context")?
+        .to_string();
+    let tx = Transaction {
+        nonce,
+        fee: Fee::default(),
+        method: method.into(),
+        body,
+    };
     let signed = Signed::sign(key, &crypto::context(crypto::CONTEXT_TX, Some(&chain)), &tx);
-    let b64 = base64::engine::general_purpose::STANDARD.encode(crate::encoding::canonical_cbor(&signed));
-    let (code, resp) = request_with(address, "POST", "/api/v1/consensus/submit", Some(&serde_json::json!({ "tx": b64 }))).await?;
+    let b64 =
+        base64::engine::general_purpose::STANDARD.encode(crate::encoding::canonical_cbor(&signed));
+    let (code, resp) = request_with(
+        address,
+        "POST",
+        "/api/v1/consensus/submit",
+        Some(&serde_json::json!({ "tx": b64 })),
+    )
+    .await?;
     if code != 200 {
         return Err(format!("node refused the transaction: {resp}"));
     }
@@ -175,7 +218,12 @@ pub fn genesis(cmd: GenesisCmd) -> i32 {
     match cmd {
         GenesisCmd::Check { file } => match Genesis::load(&file) {
             Ok(g) => {
-                println!("{}: ok (chain {}, chain context {})", file.display(), g.chain_id, g.chain_context());
+                println!(
+                    "{}: ok (chain {}, chain context {})",
+                    file.display(),
+                    g.chain_id,
+                    g.chain_context()
+                );
                 0
             }
             Err(e) => fail(e),
@@ -239,8 +287,14 @@ fn show(v: &serde_json::Value) -> String {
     let a = &v["account"];
     let balance = a["balance"].as_u64().unwrap_or(0);
     let escrow = a["escrow"].as_u64().unwrap_or(0);
-    let delegated: u64 = a["delegations"].as_object().map(|d| d.values().filter_map(|x| x.as_u64()).sum()).unwrap_or(0);
-    let debonding: u64 = a["debonding"].as_array().map(|d| d.iter().filter_map(|x| x["amount"].as_u64()).sum()).unwrap_or(0);
+    let delegated: u64 = a["delegations"]
+        .as_object()
+        .map(|d| d.values().filter_map(|x| x.as_u64()).sum())
+        .unwrap_or(0);
+    let debonding: u64 = a["debonding"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|x| x["amount"].as_u64()).sum())
+        .unwrap_or(0);
     let mut out = format!(
         "Address: {}\nNonce: {}\n\n=== CONSENSUS LAYER ({}) ===\n  Total: {} base units\n  Available: {balance} base units\n",
         v["address"].as_str().unwrap_or(""),
@@ -251,18 +305,27 @@ fn show(v: &serde_json::Value) -> String {
     if let Some(d) = a["delegations"].as_object().filter(|d| !d.is_empty()) {
         out.push_str("\n  Active Delegations from this Account:\n");
         for (to, amount) in d {
-            out.push_str(&format!("    - To:     {to}\n      Amount: {amount} base units\n"));
+            out.push_str(&format!(
+                "    - To:     {to}\n      Amount: {amount} base units\n"
+            ));
         }
     }
     if let Some(d) = a["debonding"].as_array().filter(|d| !d.is_empty()) {
         out.push_str("\n  Debonding Delegations from this Account:\n");
         for x in d {
-            out.push_str(&format!("    - Amount:   {} base units\n      End Time: epoch {}\n", x["amount"], x["end_epoch"]));
+            out.push_str(&format!(
+                "    - Amount:   {} base units\n      End Time: epoch {}\n",
+                x["amount"], x["end_epoch"]
+            ));
         }
     }
-    out.push_str(&format!("\n  Escrow (stake held by this account):\n    Active: {escrow} base units\n"));
+    out.push_str(&format!(
+        "\n  Escrow (stake held by this account):\n    Active: {escrow} base units\n"
+    ));
     if let Some(req) = v["required_stake"].as_u64() {
-        out.push_str(&format!("    Required by its registrations: {req} base units\n"));
+        out.push_str(&format!(
+            "    Required by its registrations: {req} base units\n"
+        ));
     }
     out
 }
@@ -270,25 +333,55 @@ fn show(v: &serde_json::Value) -> String {
 /// `account …`.
 pub fn account(cmd: AccountCmd) -> i32 {
     let result = match cmd {
-        AccountCmd::Show { addr, address, json } => (|| {
+        AccountCmd::Show {
+            addr,
+            address,
+            json,
+        } => (|| {
             let a: Address = addr.parse()?;
-            let v = block_on(get_json(&address, &format!("/api/v1/consensus/account/{a}")))?;
-            Ok(if json { serde_json::to_string_pretty(&v).unwrap_or_default() } else { show(&v) })
+            let v = block_on(get_json(
+                &address,
+                &format!("/api/v1/consensus/account/{a}"),
+            ))?;
+            Ok(if json {
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            } else {
+                show(&v)
+            })
         })(),
-        AccountCmd::Transfer(t) | AccountCmd::Escrow(t) | AccountCmd::Reclaim(t) if t.to.parse::<Address>().is_err() => Err(format!("--to: {}", t.to.parse::<Address>().err().unwrap_or_default())),
+        AccountCmd::Transfer(t) | AccountCmd::Escrow(t) | AccountCmd::Reclaim(t)
+            if t.to.parse::<Address>().is_err() =>
+        {
+            Err(format!(
+                "--to: {}",
+                t.to.parse::<Address>().err().unwrap_or_default()
+            ))
+        }
         AccountCmd::Transfer(t) => (|| {
             let key = signer_key(&t.signer)?;
-            let body = ciborium::Value::serialized(&Transfer { to: t.to.parse()?, amount: t.amount }).map_err(|e| e.to_string())?;
+            let body = ciborium::Value::serialized(&Transfer {
+                to: t.to.parse()?,
+                amount: t.amount,
+            })
+            .map_err(|e| e.to_string())?;
             block_on(submit(&t.address, &key, "staking.Transfer", body))
         })(),
         AccountCmd::Escrow(t) => (|| {
             let key = signer_key(&t.signer)?;
-            let body = ciborium::Value::serialized(&Escrow { account: t.to.parse()?, amount: t.amount }).map_err(|e| e.to_string())?;
+            let body = ciborium::Value::serialized(&Escrow {
+                account: t.to.parse()?,
+                amount: t.amount,
+            })
+            .map_err(|e| e.to_string())?;
             block_on(submit(&t.address, &key, "staking.AddEscrow", body))
         })(),
         AccountCmd::Reclaim(t) => (|| {
             let key = signer_key(&t.signer)?;
-            let body = ciborium::Value::serialized(&Escrow { account: t.to.parse()?, amount: t.amount }).map_err(|e| e.to_string())?;
+            let body = ciborium::Value::serialized(&Escrow {
+                account: t.to.parse()?,
+                amount: t.amount,
+            })
+            .map_err(|e| e.to_string())?;
             block_on(submit(&t.address, &key, "staking.ReclaimEscrow", body))
         })(),
     };

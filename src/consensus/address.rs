@@ -43,13 +43,21 @@ impl fmt::Debug for Address {
 impl std::str::FromStr for Address {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (hrp, data) = bech32::decode(s.trim()).map_err(|e| format!("malformed address '{s}': {e}"))?;
+        let (hrp, data) =
+            bech32::decode(s.trim()).map_err(|e| format!("malformed address '{s}': {e}"))?;
         if hrp.as_str() != HRP {
-            return Err(format!("malformed address '{s}': expected the 'oasis' prefix"));
+            return Err(format!(
+                "malformed address '{s}': expected the 'oasis' prefix"
+            ));
         }
-        let arr: [u8; 21] = data.try_into().map_err(|_| format!("malformed address '{s}': expected 21 bytes"))?;
+        let arr: [u8; 21] = data
+            .try_into()
+            .map_err(|_| format!("malformed address '{s}': expected 21 bytes"))?;
         if arr[0] != 0 {
-            return Err(format!("malformed address '{s}': unknown version {}", arr[0]));
+            return Err(format!(
+                "malformed address '{s}': unknown version {}",
+                arr[0]
+            ));
         }
         Ok(Self(arr))
     }
@@ -72,7 +80,10 @@ impl<'de> Deserialize<'de> for Address {
             s.parse().map_err(serde::de::Error::custom)
         } else {
             let b = serde_bytes::ByteBuf::deserialize(d)?;
-            let arr: [u8; 21] = b.into_vec().try_into().map_err(|_| serde::de::Error::custom("expected 21 bytes"))?;
+            let arr: [u8; 21] = b
+                .into_vec()
+                .try_into()
+                .map_err(|_| serde::de::Error::custom("expected 21 bytes"))?;
             Ok(Self(arr))
         }
     }

@@ -40,7 +40,9 @@ macro_rules! bytes_newtype {
                 let b = base64::engine::general_purpose::STANDARD
                     .decode(s.trim())
                     .map_err(|_| format!("'{s}' is not base64"))?;
-                let arr: [u8; $len] = b.try_into().map_err(|_| format!("'{s}' is not {} bytes", $len))?;
+                let arr: [u8; $len] = b
+                    .try_into()
+                    .map_err(|_| format!("'{s}' is not {} bytes", $len))?;
                 Ok(Self(arr))
             }
         }
@@ -62,7 +64,9 @@ macro_rules! bytes_newtype {
                     s.parse().map_err(serde::de::Error::custom)
                 } else {
                     let b = serde_bytes::ByteBuf::deserialize(d)?;
-                    let arr: [u8; $len] = b.into_vec().try_into().map_err(|_| serde::de::Error::custom(concat!("expected ", stringify!($len), " bytes")))?;
+                    let arr: [u8; $len] = b.into_vec().try_into().map_err(|_| {
+                        serde::de::Error::custom(concat!("expected ", stringify!($len), " bytes"))
+                    })?;
                     Ok(Self(arr))
                 }
             }
@@ -70,7 +74,11 @@ macro_rules! bytes_newtype {
     };
 }
 
-bytes_newtype!(PublicKey, 32, "An Ed25519 public key, shown in base64 (node, entity, p2p, consensus IDs).");
+bytes_newtype!(
+    PublicKey,
+    32,
+    "An Ed25519 public key, shown in base64 (node, entity, p2p, consensus IDs)."
+);
 bytes_newtype!(SignatureBytes, 64, "An Ed25519 signature.");
 
 impl PublicKey {
@@ -108,13 +116,22 @@ impl Signature {
     /// Signs `msg` under `context`.
     pub fn sign(key: &SigningKey, context: &str, msg: &[u8]) -> Self {
         let sig = key.sign(&digest(context, msg));
-        Self { public_key: PublicKey::of(key), signature: SignatureBytes(sig.to_bytes()) }
+        Self {
+            public_key: PublicKey::of(key),
+            signature: SignatureBytes(sig.to_bytes()),
+        }
     }
 
     /// Verifies the signature of `msg` under `context`.
     pub fn verify(&self, context: &str, msg: &[u8]) -> bool {
-        let Ok(vk) = VerifyingKey::from_bytes(&self.public_key.0) else { return false };
-        vk.verify(&digest(context, msg), &ed25519_dalek::Signature::from_bytes(&self.signature.0)).is_ok()
+        let Ok(vk) = VerifyingKey::from_bytes(&self.public_key.0) else {
+            return false;
+        };
+        vk.verify(
+            &digest(context, msg),
+            &ed25519_dalek::Signature::from_bytes(&self.signature.0),
+        )
+        .is_ok()
     }
 }
 
@@ -132,13 +149,19 @@ impl Signed {
     pub fn sign<T: Serialize>(key: &SigningKey, context: &str, v: &T) -> Self {
         let raw = crate::encoding::canonical_cbor(v);
         let signature = Signature::sign(key, context, &raw);
-        Self { untrusted_raw_value: serde_bytes::ByteBuf::from(raw), signature }
+        Self {
+            untrusted_raw_value: serde_bytes::ByteBuf::from(raw),
+            signature,
+        }
     }
 
     /// Verifies and decodes.
     pub fn open<T: serde::de::DeserializeOwned>(&self, context: &str) -> Result<T, String> {
         if !self.signature.verify(context, &self.untrusted_raw_value) {
-            return Err(format!("signature: invalid signature by {} (context '{context}')", self.signature.public_key));
+            return Err(format!(
+                "signature: invalid signature by {} (context '{context}')",
+                self.signature.public_key
+            ));
         }
         crate::encoding::from_cbor(&self.untrusted_raw_value)
     }
@@ -157,15 +180,27 @@ impl MultiSigned {
     /// Signs the canonical CBOR of `v` with every key.
     pub fn sign<T: Serialize>(keys: &[&SigningKey], context: &str, v: &T) -> Self {
         let raw = crate::encoding::canonical_cbor(v);
-        let signatures = keys.iter().map(|k| Signature::sign(k, context, &raw)).collect();
-        Self { untrusted_raw_value: serde_bytes::ByteBuf::from(raw), signatures }
+        let signatures = keys
+            .iter()
+            .map(|k| Signature::sign(k, context, &raw))
+            .collect();
+        Self {
+            untrusted_raw_value: serde_bytes::ByteBuf::from(raw),
+            signatures,
+        }
     }
 
     /// Verifies every signature and decodes; returns the signers too.
-    pub fn open<T: serde::de::DeserializeOwned>(&self, context: &str) -> Result<(T, Vec<PublicKey>), String> {
+    pub fn open<T: serde::de::DeserializeOwned>(
+        &self,
+        context: &str,
+    ) -> Result<(T, Vec<PublicKey>), String> {
         for s in &self.signatures {
             if !s.verify(context, &self.untrusted_raw_value) {
-                return Err(format!("signature: invalid signature by {} (context '{context}')", s.public_key));
+                return Err(format!(
+                    "signature: invalid signature by {} (context '{context}')",
+                    s.public_key
+                ));
             }
         }
         let v = crate::encoding::from_cbor(&self.untrusted_raw_value)?;
@@ -186,24 +221,37 @@ mod tests {
         let k = key(1);
         let s = Signature::sign(&k, &context(CONTEXT_TX, Some("aa")), b"msg");
         assert!(s.verify(&context(CONTEXT_TX, Some("aa")), b"msg"));
-        assert!(!s.verify(&context(CONTEXT_TX, Some("bb")), b"msg"), "another chain");
+        assert!(
+            !s.verify(&context(CONTEXT_TX, Some("bb")), b"msg"),
+            "another chain"
+        );
         assert!(!s.verify(CONTEXT_REGISTER_NODE, b"msg"), "another kind");
-        assert!(!s.verify(&context(CONTEXT_TX, Some("aa")), b"msh"), "another message");
+        assert!(
+            !s.verify(&context(CONTEXT_TX, Some("aa")), b"msh"),
+            "another message"
+        );
     }
 
     #[test]
     fn forged_signed_blob_is_refused() {
         let k = key(2);
         let mut s = Signed::sign(&k, CONTEXT_REGISTER_ENTITY, &"hello");
-        assert_eq!(s.open::<String>(CONTEXT_REGISTER_ENTITY).expect("valid"), "hello");
-        s.untrusted_raw_value = serde_bytes::ByteBuf::from(crate::encoding::canonical_cbor(&"evil"));
+        assert_eq!(
+            s.open::<String>(CONTEXT_REGISTER_ENTITY).expect("valid"),
+            "hello"
+        );
+        s.untrusted_raw_value =
+            serde_bytes::ByteBuf::from(crate::encoding::canonical_cbor(&"evil"));
         assert!(s.open::<String>(CONTEXT_REGISTER_ENTITY).is_err());
     }
 
     #[test]
     fn keys_show_as_base64() {
         let pk = PublicKey([0u8; 32]);
-        assert_eq!(pk.to_string(), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+        assert_eq!(
+            pk.to_string(),
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+        );
         assert_eq!(pk.to_string().parse::<PublicKey>().expect("parse"), pk);
         let json = serde_json::to_string(&pk).expect("json");
         assert_eq!(json, "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"");

@@ -56,12 +56,17 @@ impl Backend for Handle {
     }
 
     fn submit(&self, tx: Signed) -> Result<(), String> {
-        self.submit.try_send(tx).map_err(|e| format!("transaction queue: {e}"))
+        self.submit
+            .try_send(tx)
+            .map_err(|e| format!("transaction queue: {e}"))
     }
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 struct Engine {
@@ -83,7 +88,11 @@ impl Engine {
         self.view.send_modify(|v| {
             v.state = Arc::new(self.state.clone());
             v.latest_hash = latest_hash;
-            v.latest_time_ms = if self.state.height == 0 { self.genesis_time_ms } else { self.latest_time_ms };
+            v.latest_time_ms = if self.state.height == 0 {
+                self.genesis_time_ms
+            } else {
+                self.latest_time_ms
+            };
             v.synced = v.synced || synced;
             v.last_outcomes = outcomes;
         });
@@ -128,7 +137,9 @@ impl Engine {
             return Ok(false);
         }
         let (next, header, outcomes) = block.apply(&self.state, &self.validator)?;
-        self.store.commit_block(block, &next).map_err(|e| e.to_string())?;
+        self.store
+            .commit_block(block, &next)
+            .map_err(|e| e.to_string())?;
         self.state = next;
         self.latest_time_ms = header.time_ms;
         self.publish_view(outcomes, false);
@@ -156,8 +167,19 @@ pub fn start(
     };
     let validator = genesis.validators[0];
     let is_validator = PublicKey::of(&key) == validator;
-    let genesis_time_ms = humantime::parse_rfc3339(&genesis.genesis_time).ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let initial = View { state: Arc::new(state.clone()), latest_hash: state.last_block_hash, latest_time_ms: genesis_time_ms, synced: is_validator, is_validator, last_outcomes: Vec::new() };
+    let genesis_time_ms = humantime::parse_rfc3339(&genesis.genesis_time)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let initial = View {
+        state: Arc::new(state.clone()),
+        latest_hash: state.last_block_hash,
+        latest_time_ms: genesis_time_ms,
+        synced: is_validator,
+        is_validator,
+        last_outcomes: Vec::new(),
+    };
     let (view_tx, view_rx) = watch::channel(initial);
     let (submit_tx, mut submit_rx) = mpsc::channel::<Signed>(1024);
     let interval = Duration::from_millis(genesis.block_interval_ms);
@@ -218,5 +240,8 @@ pub fn start(
             }
         }
     });
-    Ok(Handle { view: view_rx, submit: submit_tx })
+    Ok(Handle {
+        view: view_rx,
+        submit: submit_tx,
+    })
 }

@@ -103,9 +103,12 @@ pub struct Genesis {
 impl Genesis {
     /// Loads and checks a genesis file.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("genesis file '{}': {e}", path.display()))?;
-        let g: Genesis = serde_json::from_slice(&bytes).map_err(|e| format!("genesis file '{}': {e}", path.display()))?;
-        g.check().map_err(|e| format!("genesis file '{}': {e}", path.display()))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("genesis file '{}': {e}", path.display()))?;
+        let g: Genesis = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("genesis file '{}': {e}", path.display()))?;
+        g.check()
+            .map_err(|e| format!("genesis file '{}': {e}", path.display()))?;
         Ok(g)
     }
 
@@ -118,20 +121,33 @@ impl Genesis {
             return Err("epoch_interval and block_interval_ms must be positive".into());
         }
         if self.validators.len() != 1 {
-            return Err(format!("the v1 engine needs exactly one validator, found {}", self.validators.len()));
+            return Err(format!(
+                "the v1 engine needs exactly one validator, found {}",
+                self.validators.len()
+            ));
         }
         if humantime::parse_rfc3339(&self.genesis_time).is_err() {
-            return Err(format!("genesis_time '{}' is not RFC 3339", self.genesis_time));
+            return Err(format!(
+                "genesis_time '{}' is not RFC 3339",
+                self.genesis_time
+            ));
         }
         for (i, e) in self.registry.entities.iter().enumerate() {
-            let entity: super::state::Entity = e.open(super::crypto::CONTEXT_REGISTER_ENTITY).map_err(|err| format!("registry.entities[{i}]: {err}"))?;
+            let entity: super::state::Entity = e
+                .open(super::crypto::CONTEXT_REGISTER_ENTITY)
+                .map_err(|err| format!("registry.entities[{i}]: {err}"))?;
             if entity.id != e.signature.public_key {
-                return Err(format!("registry.entities[{i}]: not signed by the entity itself"));
+                return Err(format!(
+                    "registry.entities[{i}]: not signed by the entity itself"
+                ));
             }
         }
         for rt in &self.registry.runtimes {
             if rt.executor.group_size == 0 {
-                return Err(format!("runtime {}: executor.group_size must be positive", rt.id));
+                return Err(format!(
+                    "runtime {}: executor.group_size must be positive",
+                    rt.id
+                ));
             }
         }
         Ok(())

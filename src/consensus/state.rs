@@ -178,7 +178,11 @@ pub struct TxError {
 }
 
 fn err(module: &str, code: u32, message: impl Into<String>) -> TxError {
-    TxError { module: module.into(), code, message: message.into() }
+    TxError {
+        module: module.into(),
+        code,
+        message: message.into(),
+    }
 }
 
 /// The whole consensus state.
@@ -262,7 +266,14 @@ impl State {
             if n.roles & ROLE_COMPUTE != 0 {
                 for rt in &n.runtimes {
                     total += g.threshold("node-compute");
-                    let extra = g.registry.runtimes.iter().find(|r| r.id == rt.id).and_then(|r| r.staking_thresholds.get("node-compute")).copied().unwrap_or(0);
+                    let extra = g
+                        .registry
+                        .runtimes
+                        .iter()
+                        .find(|r| r.id == rt.id)
+                        .and_then(|r| r.staking_thresholds.get("node-compute"))
+                        .copied()
+                        .unwrap_or(0);
                     total += extra;
                 }
             }
@@ -284,10 +295,24 @@ impl State {
         let addr = Address::from_public_key(&signer);
         let acct = self.account(&addr);
         if tx.nonce != acct.nonce {
-            return Err(err("consensus", 2, format!("invalid nonce (expected: {}, got: {})", acct.nonce, tx.nonce)));
+            return Err(err(
+                "consensus",
+                2,
+                format!(
+                    "invalid nonce (expected: {}, got: {})",
+                    acct.nonce, tx.nonce
+                ),
+            ));
         }
         if acct.balance < tx.fee.amount {
-            return Err(err("staking", 5, format!("insufficient balance to pay the fee of {} (balance: {})", tx.fee.amount, acct.balance)));
+            return Err(err(
+                "staking",
+                5,
+                format!(
+                    "insufficient balance to pay the fee of {} (balance: {})",
+                    tx.fee.amount, acct.balance
+                ),
+            ));
         }
         {
             let a = self.accounts.entry(addr).or_default();
@@ -303,16 +328,34 @@ impl State {
     }
 
     fn body<T: serde::de::DeserializeOwned>(tx: &Transaction) -> Result<T, TxError> {
-        tx.body.deserialized().map_err(|e| err("consensus", 3, format!("malformed body of {}: {e}", tx.method)))
+        tx.body.deserialized().map_err(|e| {
+            err(
+                "consensus",
+                3,
+                format!("malformed body of {}: {e}", tx.method),
+            )
+        })
     }
 
-    fn apply_body(&mut self, signer: &PublicKey, addr: &Address, tx: &Transaction) -> Result<(), TxError> {
+    fn apply_body(
+        &mut self,
+        signer: &PublicKey,
+        addr: &Address,
+        tx: &Transaction,
+    ) -> Result<(), TxError> {
         match tx.method.as_str() {
             "staking.Transfer" => {
                 let t: Transfer = Self::body(tx)?;
                 let from = self.accounts.entry(*addr).or_default();
                 if from.balance < t.amount {
-                    return Err(err("staking", 5, format!("insufficient balance (balance: {}, amount: {})", from.balance, t.amount)));
+                    return Err(err(
+                        "staking",
+                        5,
+                        format!(
+                            "insufficient balance (balance: {}, amount: {})",
+                            from.balance, t.amount
+                        ),
+                    ));
                 }
                 from.balance -= t.amount;
                 self.accounts.entry(t.to).or_default().balance += t.amount;
@@ -322,7 +365,14 @@ impl State {
                 let e: Escrow = Self::body(tx)?;
                 let from = self.accounts.entry(*addr).or_default();
                 if from.balance < e.amount {
-                    return Err(err("staking", 5, format!("insufficient balance (balance: {}, amount: {})", from.balance, e.amount)));
+                    return Err(err(
+                        "staking",
+                        5,
+                        format!(
+                            "insufficient balance (balance: {}, amount: {})",
+                            from.balance, e.amount
+                        ),
+                    ));
                 }
                 from.balance -= e.amount;
                 *from.delegations.entry(e.account).or_default() += e.amount;
@@ -331,18 +381,38 @@ impl State {
             }
             "staking.ReclaimEscrow" => {
                 let e: Escrow = Self::body(tx)?;
-                let delegated = self.account(addr).delegations.get(&e.account).copied().unwrap_or(0);
+                let delegated = self
+                    .account(addr)
+                    .delegations
+                    .get(&e.account)
+                    .copied()
+                    .unwrap_or(0);
                 if delegated < e.amount {
-                    return Err(err("staking", 6, format!("insufficient delegation (delegated: {delegated}, amount: {})", e.amount)));
+                    return Err(err(
+                        "staking",
+                        6,
+                        format!(
+                            "insufficient delegation (delegated: {delegated}, amount: {})",
+                            e.amount
+                        ),
+                    ));
                 }
                 let end_epoch = self.epoch + self.genesis.staking.debonding_interval;
                 let from = self.accounts.entry(*addr).or_default();
                 *from.delegations.entry(e.account).or_default() -= e.amount;
-                from.debonding.push(super::state::Debonding { amount: e.amount, end_epoch });
+                from.debonding.push(super::state::Debonding {
+                    amount: e.amount,
+                    end_epoch,
+                });
                 let target = self.accounts.entry(e.account).or_default();
                 target.escrow -= e.amount;
                 // Reclaiming must not leave registered nodes without stake.
-                if let Some(entity) = self.entities.values().find(|en| Address::from_public_key(&en.id) == e.account).map(|en| en.id) {
+                if let Some(entity) = self
+                    .entities
+                    .values()
+                    .find(|en| Address::from_public_key(&en.id) == e.account)
+                    .map(|en| en.id)
+                {
                     let required = self.required_stake(&entity, None);
                     let have = self.stake_of(&entity);
                     if have < required {
@@ -353,9 +423,15 @@ impl State {
             }
             "registry.RegisterEntity" => {
                 let s: Signed = Self::body(tx)?;
-                let entity: Entity = s.open(crypto::CONTEXT_REGISTER_ENTITY).map_err(|e| err("registry", 1, e))?;
+                let entity: Entity = s
+                    .open(crypto::CONTEXT_REGISTER_ENTITY)
+                    .map_err(|e| err("registry", 1, e))?;
                 if s.signature.public_key != entity.id || &entity.id != signer {
-                    return Err(err("registry", 2, "entity descriptor must be signed by the entity and submitted by it"));
+                    return Err(err(
+                        "registry",
+                        2,
+                        "entity descriptor must be signed by the entity and submitted by it",
+                    ));
                 }
                 let required = {
                     let mut tmp = self.clone();
@@ -364,7 +440,11 @@ impl State {
                 };
                 let have = self.stake_of(&entity.id);
                 if have < required {
-                    return Err(err("staking", 4, format!("insufficient stake (required: {required}, available: {have})")));
+                    return Err(err(
+                        "staking",
+                        4,
+                        format!("insufficient stake (required: {required}, available: {have})"),
+                    ));
                 }
                 self.entities.insert(entity.id, entity);
                 Ok(())
@@ -375,45 +455,80 @@ impl State {
                 self.nodes.insert(node.id, node);
                 Ok(())
             }
-            "registry.DeregisterNode" => {
-                match self.nodes.remove(signer) {
-                    Some(_) => Ok(()),
-                    None => Err(err("registry", 9, "node not registered")),
-                }
-            }
+            "registry.DeregisterNode" => match self.nodes.remove(signer) {
+                Some(_) => Ok(()),
+                None => Err(err("registry", 9, "node not registered")),
+            },
             other => Err(err("consensus", 4, format!("unknown method '{other}'"))),
         }
     }
 
     fn check_node(&self, m: &MultiSigned, signer: &PublicKey) -> Result<NodeDescriptor, TxError> {
-        let (node, signers): (NodeDescriptor, Vec<PublicKey>) = m.open(crypto::CONTEXT_REGISTER_NODE).map_err(|e| err("registry", 1, e))?;
+        let (node, signers): (NodeDescriptor, Vec<PublicKey>) = m
+            .open(crypto::CONTEXT_REGISTER_NODE)
+            .map_err(|e| err("registry", 1, e))?;
         let mut want = vec![node.id, node.p2p.id, node.consensus.id];
         want.sort();
         let mut got = signers.clone();
         got.sort();
         want.dedup();
         if want.len() != 3 {
-            return Err(err("registry", 3, "node, P2P and consensus keys must differ"));
+            return Err(err(
+                "registry",
+                3,
+                "node, P2P and consensus keys must differ",
+            ));
         }
         if got != want {
-            return Err(err("registry", 1, "node descriptor must be signed by exactly its node, P2P and consensus keys"));
+            return Err(err(
+                "registry",
+                1,
+                "node descriptor must be signed by exactly its node, P2P and consensus keys",
+            ));
         }
         if &node.id != signer {
-            return Err(err("registry", 2, "a node registers itself: the transaction must be signed by the node key"));
+            return Err(err(
+                "registry",
+                2,
+                "a node registers itself: the transaction must be signed by the node key",
+            ));
         }
-        let entity = self.entities.get(&node.entity_id).ok_or_else(|| err("registry", 5, format!("entity {} does not exist", node.entity_id)))?;
+        let entity = self.entities.get(&node.entity_id).ok_or_else(|| {
+            err(
+                "registry",
+                5,
+                format!("entity {} does not exist", node.entity_id),
+            )
+        })?;
         if !entity.nodes.contains(&node.id) {
-            return Err(err("registry", 6, format!("entity {} does not list node {}", node.entity_id, node.id)));
+            return Err(err(
+                "registry",
+                6,
+                format!("entity {} does not list node {}", node.entity_id, node.id),
+            ));
         }
-        if node.expiration <= self.epoch || node.expiration > self.epoch + self.genesis.registry.max_node_expiration {
-            return Err(err("registry", 7, format!("invalid expiration {} (current epoch {}, at most {} ahead)", node.expiration, self.epoch, self.genesis.registry.max_node_expiration)));
+        if node.expiration <= self.epoch
+            || node.expiration > self.epoch + self.genesis.registry.max_node_expiration
+        {
+            return Err(err(
+                "registry",
+                7,
+                format!(
+                    "invalid expiration {} (current epoch {}, at most {} ahead)",
+                    node.expiration, self.epoch, self.genesis.registry.max_node_expiration
+                ),
+            ));
         }
         if node.roles == 0 || node.roles & !(ROLE_COMPUTE | ROLE_VALIDATOR) != 0 {
             return Err(err("registry", 8, format!("invalid roles {}", node.roles)));
         }
         if node.roles & ROLE_COMPUTE != 0 {
             if node.runtimes.is_empty() {
-                return Err(err("registry", 8, "a compute node must list at least one runtime"));
+                return Err(err(
+                    "registry",
+                    8,
+                    "a compute node must list at least one runtime",
+                ));
             }
             if node.p2p.addresses.is_empty() {
                 return Err(err("registry", 8, "a compute node must have a P2P address"));
@@ -421,17 +536,31 @@ impl State {
         }
         for rt in &node.runtimes {
             if !self.genesis.registry.runtimes.iter().any(|r| r.id == rt.id) {
-                return Err(err("registry", 8, format!("runtime {} is not registered", rt.id)));
+                return Err(err(
+                    "registry",
+                    8,
+                    format!("runtime {} is not registered", rt.id),
+                ));
             }
         }
-        let clash = self.nodes.values().any(|n| n.id != node.id && (n.p2p.id == node.p2p.id || n.consensus.id == node.consensus.id));
+        let clash = self.nodes.values().any(|n| {
+            n.id != node.id && (n.p2p.id == node.p2p.id || n.consensus.id == node.consensus.id)
+        });
         if clash {
-            return Err(err("registry", 3, "P2P or consensus key already used by another node"));
+            return Err(err(
+                "registry",
+                3,
+                "P2P or consensus key already used by another node",
+            ));
         }
         let required = self.required_stake(&node.entity_id, Some(&node));
         let have = self.stake_of(&node.entity_id);
         if have < required {
-            return Err(err("staking", 4, format!("insufficient stake (required: {required}, available: {have})")));
+            return Err(err(
+                "staking",
+                4,
+                format!("insufficient stake (required: {required}, available: {have})"),
+            ));
         }
         Ok(node)
     }
@@ -447,7 +576,12 @@ impl State {
         let epoch = self.epoch;
         self.nodes.retain(|_, n| n.expiration >= epoch);
         for acct in self.accounts.values_mut() {
-            let matured: u64 = acct.debonding.iter().filter(|d| d.end_epoch <= epoch).map(|d| d.amount).sum();
+            let matured: u64 = acct
+                .debonding
+                .iter()
+                .filter(|d| d.end_epoch <= epoch)
+                .map(|d| d.amount)
+                .sum();
             acct.debonding.retain(|d| d.end_epoch > epoch);
             acct.balance += matured;
         }
@@ -463,26 +597,66 @@ impl State {
                 .values()
                 .filter(|n| n.roles & ROLE_COMPUTE != 0 && n.runtimes.iter().any(|r| r.id == rt.id))
                 .filter(|n| self.stake_of(&n.entity_id) >= self.required_stake(&n.entity_id, None))
-                .map(|n| (hash_of(&(self.last_block_hash, self.epoch, rt.id.0, n.id)), n.id))
+                .map(|n| {
+                    (
+                        hash_of(&(self.last_block_hash, self.epoch, rt.id.0, n.id)),
+                        n.id,
+                    )
+                })
                 .collect();
             let size = usize::from(rt.executor.group_size);
             if eligible.len() < size {
                 continue;
             }
             eligible.sort();
-            let mut members: Vec<CommitteeMember> = eligible.iter().take(size).map(|(_, id)| CommitteeMember { role: "worker".into(), public_key: *id }).collect();
+            let mut members: Vec<CommitteeMember> = eligible
+                .iter()
+                .take(size)
+                .map(|(_, id)| CommitteeMember {
+                    role: "worker".into(),
+                    public_key: *id,
+                })
+                .collect();
             let backups = usize::from(rt.executor.group_backup_size);
-            members.extend(eligible.iter().skip(size).take(backups).map(|(_, id)| CommitteeMember { role: "backup-worker".into(), public_key: *id }));
-            self.committees.insert(rt.id, Committee { kind: "executor".into(), members, runtime_id: rt.id, valid_for: self.epoch });
+            members.extend(eligible.iter().skip(size).take(backups).map(|(_, id)| {
+                CommitteeMember {
+                    role: "backup-worker".into(),
+                    public_key: *id,
+                }
+            }));
+            self.committees.insert(
+                rt.id,
+                Committee {
+                    kind: "executor".into(),
+                    members,
+                    runtime_id: rt.id,
+                    valid_for: self.epoch,
+                },
+            );
         }
     }
 
     /// Roles of `node` in `runtime`'s committee, and its scheduler rank for `round`.
-    pub fn committee_roles(&self, runtime: &RuntimeId, node: &PublicKey) -> (Vec<String>, Option<u64>) {
-        let Some(c) = self.committees.get(runtime) else { return (Vec::new(), None) };
-        let roles: Vec<String> = c.members.iter().filter(|m| &m.public_key == node).map(|m| m.role.clone()).collect();
-        let workers: Vec<&CommitteeMember> = c.members.iter().filter(|m| m.role == "worker").collect();
-        let rank = workers.iter().position(|m| &m.public_key == node).map(|i| i as u64);
+    pub fn committee_roles(
+        &self,
+        runtime: &RuntimeId,
+        node: &PublicKey,
+    ) -> (Vec<String>, Option<u64>) {
+        let Some(c) = self.committees.get(runtime) else {
+            return (Vec::new(), None);
+        };
+        let roles: Vec<String> = c
+            .members
+            .iter()
+            .filter(|m| &m.public_key == node)
+            .map(|m| m.role.clone())
+            .collect();
+        let workers: Vec<&CommitteeMember> =
+            c.members.iter().filter(|m| m.role == "worker").collect();
+        let rank = workers
+            .iter()
+            .position(|m| &m.public_key == node)
+            .map(|i| i as u64);
         (roles, rank)
     }
 }
@@ -490,7 +664,9 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consensus::genesis::{ExecutorParams, RegistryGenesis, RuntimeDescriptor, StakingGenesis, TxnSchedulerParams};
+    use crate::consensus::genesis::{
+        ExecutorParams, RegistryGenesis, RuntimeDescriptor, StakingGenesis, TxnSchedulerParams,
+    };
     use ed25519_dalek::SigningKey;
 
     pub(crate) fn key(b: u8) -> SigningKey {
@@ -498,7 +674,9 @@ mod tests {
     }
 
     fn rid() -> RuntimeId {
-        "0000000000000000000000000000000000000000000000000000000000000001".parse().expect("rid")
+        "0000000000000000000000000000000000000000000000000000000000000001"
+            .parse()
+            .expect("rid")
     }
 
     fn genesis(entity_escrow: u64) -> Genesis {
@@ -511,7 +689,12 @@ mod tests {
             block_interval_ms: 100,
             validators: vec![PublicKey::of(&key(9))],
             staking: StakingGenesis {
-                thresholds: [("entity".to_string(), 100), ("node-compute".to_string(), 100)].into_iter().collect(),
+                thresholds: [
+                    ("entity".to_string(), 100),
+                    ("node-compute".to_string(), 100),
+                ]
+                .into_iter()
+                .collect(),
                 debonding_interval: 1,
                 accounts: [(ea, 1000)].into_iter().collect(),
                 escrow: [(ea, entity_escrow)].into_iter().collect(),
@@ -521,8 +704,16 @@ mod tests {
                 runtimes: vec![RuntimeDescriptor {
                     id: rid(),
                     kind: "compute".into(),
-                    executor: ExecutorParams { group_size: 1, group_backup_size: 0, allowed_stragglers: 0, round_timeout: 5 },
-                    txn_scheduler: TxnSchedulerParams { max_batch_size: 10, batch_flush_timeout_ms: 100 },
+                    executor: ExecutorParams {
+                        group_size: 1,
+                        group_backup_size: 0,
+                        allowed_stragglers: 0,
+                        round_timeout: 5,
+                    },
+                    txn_scheduler: TxnSchedulerParams {
+                        max_batch_size: 10,
+                        batch_flush_timeout_ms: 100,
+                    },
                     staking_thresholds: BTreeMap::new(),
                 }],
                 entities: Vec::new(),
@@ -531,8 +722,17 @@ mod tests {
     }
 
     fn tx(s: &State, k: &SigningKey, nonce: u64, method: &str, body: impl Serialize) -> Signed {
-        let t = Transaction { nonce, fee: Fee::default(), method: method.into(), body: ciborium::Value::serialized(&body).expect("body") };
-        Signed::sign(k, &crypto::context(crypto::CONTEXT_TX, Some(&s.chain_context)), &t)
+        let t = Transaction {
+            nonce,
+            fee: Fee::default(),
+            method: method.into(),
+            body: ciborium::Value::serialized(&body).expect("body"),
+        };
+        Signed::sign(
+            k,
+            &crypto::context(crypto::CONTEXT_TX, Some(&s.chain_context)),
+            &t,
+        )
     }
 
     fn node_desc(expiration: u64) -> NodeDescriptor {
@@ -541,20 +741,43 @@ mod tests {
             id: PublicKey::of(&key(2)),
             entity_id: PublicKey::of(&key(1)),
             expiration,
-            p2p: P2pInfo { id: PublicKey::of(&key(3)), addresses: vec!["127.0.0.1:9200".into()] },
-            consensus: ConsensusInfo { id: PublicKey::of(&key(4)), addresses: vec![] },
-            runtimes: vec![NodeRuntime { id: rid(), version: Version::new(0, 1, 0) }],
+            p2p: P2pInfo {
+                id: PublicKey::of(&key(3)),
+                addresses: vec!["127.0.0.1:9200".into()],
+            },
+            consensus: ConsensusInfo {
+                id: PublicKey::of(&key(4)),
+                addresses: vec![],
+            },
+            runtimes: vec![NodeRuntime {
+                id: rid(),
+                version: Version::new(0, 1, 0),
+            }],
             roles: ROLE_COMPUTE,
             software_version: "test".into(),
         }
     }
 
     fn register(s: &mut State, escrow_ok: bool) -> Result<(), TxError> {
-        let entity = Entity { v: 2, id: PublicKey::of(&key(1)), nodes: vec![PublicKey::of(&key(2))] };
+        let entity = Entity {
+            v: 2,
+            id: PublicKey::of(&key(1)),
+            nodes: vec![PublicKey::of(&key(2))],
+        };
         let signed_entity = Signed::sign(&key(1), crypto::CONTEXT_REGISTER_ENTITY, &entity);
-        s.apply_tx(&tx(s, &key(1), 0, "registry.RegisterEntity", &signed_entity))?;
+        s.apply_tx(&tx(
+            s,
+            &key(1),
+            0,
+            "registry.RegisterEntity",
+            &signed_entity,
+        ))?;
         let _ = escrow_ok;
-        let m = MultiSigned::sign(&[&key(2), &key(3), &key(4)], crypto::CONTEXT_REGISTER_NODE, &node_desc(2));
+        let m = MultiSigned::sign(
+            &[&key(2), &key(3), &key(4)],
+            crypto::CONTEXT_REGISTER_NODE,
+            &node_desc(2),
+        );
         s.apply_tx(&tx(s, &key(2), 0, "registry.RegisterNode", &m))
     }
 
@@ -572,7 +795,10 @@ mod tests {
     fn insufficient_stake_names_amounts() {
         let mut s = State::from_genesis(&genesis(150));
         let e = register(&mut s, false).expect_err("under-staked");
-        assert_eq!(e.to_string(), "staking: insufficient stake (required: 200, available: 150)");
+        assert_eq!(
+            e.to_string(),
+            "staking: insufficient stake (required: 200, available: 150)"
+        );
         s.begin_block(5);
         assert!(s.committees.is_empty());
     }
@@ -581,29 +807,69 @@ mod tests {
     fn nonces_transfers_and_forgeries() {
         let mut s = State::from_genesis(&genesis(200));
         let to = Address::from_public_key(&PublicKey::of(&key(7)));
-        let t = tx(&s, &key(1), 0, "staking.Transfer", Transfer { to, amount: 10 });
+        let t = tx(
+            &s,
+            &key(1),
+            0,
+            "staking.Transfer",
+            Transfer { to, amount: 10 },
+        );
         s.apply_tx(&t).expect("transfer");
         assert_eq!(s.account(&to).balance, 10);
-        assert!(s.apply_tx(&t).expect_err("replay").message.contains("invalid nonce"));
-        let mut forged = tx(&s, &key(1), 1, "staking.Transfer", Transfer { to, amount: 10 });
+        assert!(s
+            .apply_tx(&t)
+            .expect_err("replay")
+            .message
+            .contains("invalid nonce"));
+        let mut forged = tx(
+            &s,
+            &key(1),
+            1,
+            "staking.Transfer",
+            Transfer { to, amount: 10 },
+        );
         forged.signature.public_key = PublicKey::of(&key(7));
         assert_eq!(s.apply_tx(&forged).expect_err("forged").module, "consensus");
         // A transaction for another chain is refused.
-        let other = Signed::sign(&key(1), &crypto::context(crypto::CONTEXT_TX, Some("other")), &Transaction { nonce: 1, fee: Fee::default(), method: "staking.Transfer".into(), body: ciborium::Value::serialized(&Transfer { to, amount: 1 }).expect("body") });
+        let other = Signed::sign(
+            &key(1),
+            &crypto::context(crypto::CONTEXT_TX, Some("other")),
+            &Transaction {
+                nonce: 1,
+                fee: Fee::default(),
+                method: "staking.Transfer".into(),
+                body: ciborium::Value::serialized(&Transfer { to, amount: 1 }).expect("body"),
+            },
+        );
         assert!(s.apply_tx(&other).is_err());
     }
 
     #[test]
     fn node_signed_by_wrong_keys_is_refused() {
         let mut s = State::from_genesis(&genesis(200));
-        let entity = Entity { v: 2, id: PublicKey::of(&key(1)), nodes: vec![PublicKey::of(&key(2))] };
+        let entity = Entity {
+            v: 2,
+            id: PublicKey::of(&key(1)),
+            nodes: vec![PublicKey::of(&key(2))],
+        };
         let se = Signed::sign(&key(1), crypto::CONTEXT_REGISTER_ENTITY, &entity);
-        s.apply_tx(&tx(&s, &key(1), 0, "registry.RegisterEntity", &se)).expect("entity");
-        let m = MultiSigned::sign(&[&key(2), &key(3)], crypto::CONTEXT_REGISTER_NODE, &node_desc(2));
-        let e = s.apply_tx(&tx(&s, &key(2), 0, "registry.RegisterNode", &m)).expect_err("missing signature");
+        s.apply_tx(&tx(&s, &key(1), 0, "registry.RegisterEntity", &se))
+            .expect("entity");
+        let m = MultiSigned::sign(
+            &[&key(2), &key(3)],
+            crypto::CONTEXT_REGISTER_NODE,
+            &node_desc(2),
+        );
+        let e = s
+            .apply_tx(&tx(&s, &key(2), 0, "registry.RegisterNode", &m))
+            .expect_err("missing signature");
         assert!(e.message.contains("signed by exactly"), "{e}");
         // The failed body still consumed the nonce, not the state.
-        assert_eq!(s.account(&Address::from_public_key(&PublicKey::of(&key(2)))).nonce, 1);
+        assert_eq!(
+            s.account(&Address::from_public_key(&PublicKey::of(&key(2))))
+                .nonce,
+            1
+        );
         assert!(s.nodes.is_empty());
     }
 

@@ -22,7 +22,12 @@ pub async fn request(address: &str, method: &str, path: &str) -> Result<(u16, St
 }
 
 /// Sends `method path` with an optional JSON body.
-pub async fn request_with(address: &str, method: &str, path: &str, json: Option<&serde_json::Value>) -> Result<(u16, String), String> {
+pub async fn request_with(
+    address: &str,
+    method: &str,
+    path: &str,
+    json: Option<&serde_json::Value>,
+) -> Result<(u16, String), String> {
     let sock = socket_path(address)?;
     let stream = tokio::net::UnixStream::connect(&sock)
         .await
@@ -40,7 +45,9 @@ pub async fn request_with(address: &str, method: &str, path: &str, json: Option<
         .header("host", "localhost")
         .header("content-type", "application/json")
         .body(match json {
-            Some(v) => http_body_util::Either::Left(http_body_util::Full::new(Bytes::from(v.to_string()))),
+            Some(v) => {
+                http_body_util::Either::Left(http_body_util::Full::new(Bytes::from(v.to_string())))
+            }
             None => http_body_util::Either::Right(Empty::<Bytes>::new()),
         })
         .map_err(|e| e.to_string())?;

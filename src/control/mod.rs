@@ -74,7 +74,8 @@ pub struct NetworkState {
 }
 
 fn rfc3339_ms(ms: u64) -> String {
-    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
 }
 
 fn consensus_json(v: &crate::consensus::engine::View) -> serde_json::Value {
@@ -104,14 +105,17 @@ async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
         v["consensus"] = consensus_json(&view);
         if let Some(runtimes) = v["runtimes"].as_object_mut() {
             for (id, rt) in runtimes.iter_mut() {
-                let Ok(rid) = id.parse::<crate::bundle::RuntimeId>() else { continue };
+                let Ok(rid) = id.parse::<crate::bundle::RuntimeId>() else {
+                    continue;
+                };
                 let (roles, rank) = view.state.committee_roles(&rid, &s.node_id);
                 rt["committee"]["executor_roles"] = serde_json::json!(roles);
                 rt["committee"]["scheduler_rank"] = serde_json::json!(rank);
                 rt["committee"]["latest_height"] = serde_json::json!(view.state.height);
                 rt["committee"]["epoch"] = serde_json::json!(view.state.epoch);
                 if let Some(c) = view.state.committees.get(&rid) {
-                    rt["committee"]["members"] = serde_json::to_value(&c.members).unwrap_or_default();
+                    rt["committee"]["members"] =
+                        serde_json::to_value(&c.members).unwrap_or_default();
                 }
             }
         }
@@ -125,36 +129,71 @@ async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
     Json(v)
 }
 
-async fn submit(State(s): State<ControlState>, Json(req): Json<serde_json::Value>) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+async fn submit(
+    State(s): State<ControlState>,
+    Json(req): Json<serde_json::Value>,
+) -> (axum::http::StatusCode, Json<serde_json::Value>) {
     use crate::consensus::engine::Backend;
     use base64::Engine;
-    let bad = |m: String| (axum::http::StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": m })));
-    let Some(c) = &s.network.consensus else { return bad("this node runs no consensus (empty genesis)".into()) };
-    let Some(b64) = req["tx"].as_str() else { return bad("expected {\"tx\": \"<base64 CBOR signed transaction>\"}".into()) };
-    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64) else { return bad("tx is not base64".into()) };
+    let bad = |m: String| {
+        (
+            axum::http::StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": m })),
+        )
+    };
+    let Some(c) = &s.network.consensus else {
+        return bad("this node runs no consensus (empty genesis)".into());
+    };
+    let Some(b64) = req["tx"].as_str() else {
+        return bad("expected {\"tx\": \"<base64 CBOR signed transaction>\"}".into());
+    };
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64) else {
+        return bad("tx is not base64".into());
+    };
     let tx: crate::consensus::crypto::Signed = match crate::encoding::from_cbor(&bytes) {
         Ok(t) => t,
         Err(e) => return bad(e),
     };
     let hash = hex::encode(crate::encoding::hash_of(&tx));
     match c.submit(tx) {
-        Ok(()) => (axum::http::StatusCode::OK, Json(serde_json::json!({ "hash": hash }))),
-        Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": e }))),
+        Ok(()) => (
+            axum::http::StatusCode::OK,
+            Json(serde_json::json!({ "hash": hash })),
+        ),
+        Err(e) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "error": e })),
+        ),
     }
 }
 
-async fn account(State(s): State<ControlState>, axum::extract::Path(addr): axum::extract::Path<String>) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+async fn account(
+    State(s): State<ControlState>,
+    axum::extract::Path(addr): axum::extract::Path<String>,
+) -> (axum::http::StatusCode, Json<serde_json::Value>) {
     use crate::consensus::engine::Backend;
     let Some(c) = &s.network.consensus else {
-        return (axum::http::StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": "this node runs no consensus" })));
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": "this node runs no consensus" })),
+        );
     };
     let a: crate::consensus::address::Address = match addr.parse() {
         Ok(a) => a,
-        Err(e) => return (axum::http::StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": e }))),
+        Err(e) => {
+            return (
+                axum::http::StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({ "error": e })),
+            )
+        }
     };
     let view = c.view().borrow().clone();
     let acct = view.state.account(&a);
-    let entity = view.state.entities.values().find(|e| crate::consensus::address::Address::from_public_key(&e.id) == a);
+    let entity = view
+        .state
+        .entities
+        .values()
+        .find(|e| crate::consensus::address::Address::from_public_key(&e.id) == a);
     (
         axum::http::StatusCode::OK,
         Json(serde_json::json!({

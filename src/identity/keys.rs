@@ -128,13 +128,25 @@ fn generate() -> Result<SigningKey, IdentityError> {
 }
 
 /// Loads one key, generating it when both files are absent and `create` is set.
-fn load_or_create(dir: &Path, kind: KeyKind, create: bool) -> Result<(SigningKey, bool), IdentityError> {
-    load_key_files(&dir.join(kind.private_file()), &dir.join(kind.public_file()), create)
+fn load_or_create(
+    dir: &Path,
+    kind: KeyKind,
+    create: bool,
+) -> Result<(SigningKey, bool), IdentityError> {
+    load_key_files(
+        &dir.join(kind.private_file()),
+        &dir.join(kind.public_file()),
+        create,
+    )
 }
 
 /// Loads (or, with `create`, generates) an Ed25519 key kept as oasis PEM files: the private key
 /// must be exactly 0600; the public file must match it. Returns the key and whether it is new.
-pub fn load_key_files(private: &Path, public: &Path, create: bool) -> Result<(SigningKey, bool), IdentityError> {
+pub fn load_key_files(
+    private: &Path,
+    public: &Path,
+    create: bool,
+) -> Result<(SigningKey, bool), IdentityError> {
     let (private, public) = (private.to_path_buf(), public.to_path_buf());
     if !private.exists() {
         if !create {

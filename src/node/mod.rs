@@ -6,13 +6,13 @@ pub mod launcher_child;
 
 use crate::bundle::{Bundle, RuntimeId};
 use crate::config::{self, Config, Provisioner};
-use crate::control::{self, ControlState, IdentityStatus, Status};
 use crate::consensus::crypto::PublicKey;
 use crate::consensus::genesis::Genesis;
+use crate::control::{self, ControlState, IdentityStatus, Status};
 use crate::host::launcher::Client;
-use crate::storage::Store;
 use crate::host::{state::RuntimeState, supervisor, HostedRuntime};
 use crate::identity::{self, Identity, KeyKind};
+use crate::storage::Store;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -201,8 +201,10 @@ struct Network {
 /// (`{}`) runs the node as a runtime host only.
 fn load_genesis(cfg: &Config) -> Result<Option<Genesis>, NodeError> {
     let path = Path::new(&cfg.genesis.file);
-    let bytes = std::fs::read(path).map_err(|e| NodeError::Other(format!("genesis file '{}': {e}", path.display())))?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| NodeError::Other(format!("genesis file '{}': {e}", path.display())))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| NodeError::Other(format!("genesis file '{}': {e}", path.display())))?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| NodeError::Other(format!("genesis file '{}': {e}", path.display())))?;
     if v.as_object().is_some_and(|o| o.is_empty()) {
         log::warn!(target: "cmd/node", "genesis document {} is empty: running without consensus (runtime hosting only)", path.display());
         return Ok(None);
@@ -213,14 +215,44 @@ fn load_genesis(cfg: &Config) -> Result<Option<Genesis>, NodeError> {
 /// The owning entity's ID from `registration.entity` (entity.json) or `registration.entity_id`.
 fn entity_id(cfg: &Config) -> Result<Option<PublicKey>, NodeError> {
     if !cfg.registration.entity_id.is_empty() {
-        return cfg.registration.entity_id.parse().map(Some).map_err(|e| NodeError::Other(format!("registration.entity_id: {e}")));
+        return cfg
+            .registration
+            .entity_id
+            .parse()
+            .map(Some)
+            .map_err(|e| NodeError::Other(format!("registration.entity_id: {e}")));
     }
     if cfg.registration.entity.is_empty() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&cfg.registration.entity).map_err(|e| NodeError::Other(format!("registration.entity '{}': {e}", cfg.registration.entity)))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| NodeError::Other(format!("registration.entity '{}': {e}", cfg.registration.entity)))?;
-    v["id"].as_str().ok_or_else(|| NodeError::Other(format!("registration.entity '{}': no `id`", cfg.registration.entity)))?.parse().map(Some).map_err(|e| NodeError::Other(format!("registration.entity '{}': {e}", cfg.registration.entity)))
+    let text = std::fs::read_to_string(&cfg.registration.entity).map_err(|e| {
+        NodeError::Other(format!(
+            "registration.entity '{}': {e}",
+            cfg.registration.entity
+        ))
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        NodeError::Other(format!(
+            "registration.entity '{}': {e}",
+            cfg.registration.entity
+        ))
+    })?;
+    v["id"]
+        .as_str()
+        .ok_or_else(|| {
+            NodeError::Other(format!(
+                "registration.entity '{}': no `id`",
+                cfg.registration.entity
+            ))
+        })?
+        .parse()
+        .map(Some)
+        .map_err(|e| {
+            NodeError::Other(format!(
+                "registration.entity '{}': {e}",
+                cfg.registration.entity
+            ))
+        })
 }
 
 /// What the node may read and write once confined.
@@ -349,10 +381,22 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
     let network = match load_genesis(&cfg)? {
         None => None,
         Some(genesis) => {
-            let store = Store::open(&data_dir.join("consensus.redb")).map_err(|e| NodeError::Other(e.to_string()))?;
-            let seeds = cfg.p2p.seeds.iter().map(|s| crate::p2p::parse_seed(s)).collect::<Result<Vec<_>, _>>().map_err(|e| NodeError::Other(format!("p2p.seeds: {e}")))?;
+            let store = Store::open(&data_dir.join("consensus.redb"))
+                .map_err(|e| NodeError::Other(e.to_string()))?;
+            let seeds = cfg
+                .p2p
+                .seeds
+                .iter()
+                .map(|s| crate::p2p::parse_seed(s))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| NodeError::Other(format!("p2p.seeds: {e}")))?;
             log::info!(target: "consensus", chain_context = genesis.chain_context().as_str(), chain_id = genesis.chain_id.as_str(); "genesis loaded");
-            Some(Network { genesis, store: Arc::new(store), seeds, entity: entity_id(&cfg)? })
+            Some(Network {
+                genesis,
+                store: Arc::new(store),
+                seeds,
+                entity: entity_id(&cfg)?,
+            })
         }
     };
 
@@ -411,7 +455,14 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
     let mut tasks = Vec::new();
     // Senders of runtimes that are not started stay alive so their channels never close.
     let mut idle = Vec::new();
-    let hosted_runtimes: Vec<crate::consensus::state::NodeRuntime> = p.hosted.iter().map(|h| crate::consensus::state::NodeRuntime { id: h.id, version: h.version }).collect();
+    let hosted_runtimes: Vec<crate::consensus::state::NodeRuntime> = p
+        .hosted
+        .iter()
+        .map(|h| crate::consensus::state::NodeRuntime {
+            id: h.id,
+            version: h.version,
+        })
+        .collect();
     for rt in p.hosted {
         let mut initial = supervisor::initial_status(&rt, &settings.provisioner);
         if let Some(e) = &p.info.trial_error {
@@ -446,8 +497,22 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             seeds: net.seeds,
             chain_context: net.genesis.chain_context(),
         };
-        let (cmd, events, pstatus) = crate::p2p::spawn(pcfg, net.store.clone(), p.id.public_b64(KeyKind::P2p), net_stop_rx.clone()).map_err(NodeError::Other)?;
-        let handle = crate::consensus::engine::start(&net.genesis, net.store.clone(), p.id.key(KeyKind::Consensus).clone(), cmd, events, net_stop_rx.clone()).map_err(NodeError::Other)?;
+        let (cmd, events, pstatus) = crate::p2p::spawn(
+            pcfg,
+            net.store.clone(),
+            p.id.public_b64(KeyKind::P2p),
+            net_stop_rx.clone(),
+        )
+        .map_err(NodeError::Other)?;
+        let handle = crate::consensus::engine::start(
+            &net.genesis,
+            net.store.clone(),
+            p.id.key(KeyKind::Consensus).clone(),
+            cmd,
+            events,
+            net_stop_rx.clone(),
+        )
+        .map_err(NodeError::Other)?;
         network.p2p = Some(pstatus);
         network.consensus = Some(handle.clone());
         if cfg.mode == config::Mode::Compute {
@@ -455,10 +520,12 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                 let (rs_tx, rs_rx) = watch::channel(crate::worker::registration::Status::default());
                 network.registration = Some(rs_rx);
                 let (ready_tx, ready_rx) = watch::channel(false);
-                let mut rxs: Vec<watch::Receiver<supervisor::RuntimeStatus>> = channels.iter().map(|(_, rx)| rx.clone()).collect();
+                let mut rxs: Vec<watch::Receiver<supervisor::RuntimeStatus>> =
+                    channels.iter().map(|(_, rx)| rx.clone()).collect();
                 tokio::spawn(async move {
                     loop {
-                        let all = !rxs.is_empty() && rxs.iter().all(|rx| rx.borrow().committee.status == "ready");
+                        let all = !rxs.is_empty()
+                            && rxs.iter().all(|rx| rx.borrow().committee.status == "ready");
                         ready_tx.send_if_modified(|v| std::mem::replace(v, all) != all);
                         if rxs.is_empty() {
                             return;
@@ -480,7 +547,12 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                     runtimes: hosted_runtimes.clone(),
                     p2p_addresses: addresses,
                 };
-                reg_task = Some(tokio::spawn(worker.run(handle, rs_tx, ready_rx, reg_stop_rx.clone())));
+                reg_task = Some(tokio::spawn(worker.run(
+                    handle,
+                    rs_tx,
+                    ready_rx,
+                    reg_stop_rx.clone(),
+                )));
             }
         }
     }

@@ -10,7 +10,10 @@ use crate::consensus::crypto::{PublicKey, Signed};
 use crate::storage::Store;
 use libp2p::futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{gossipsub, identify, identity, kad, ping, request_response, Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::{
+    gossipsub, identify, identity, kad, ping, request_response, Multiaddr, PeerId, StreamProtocol,
+    Swarm,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -97,21 +100,31 @@ struct Behaviour {
 
 /// The libp2p keypair of an Ed25519 signing key (p2p.pem).
 pub fn keypair(key: &ed25519_dalek::SigningKey) -> identity::Keypair {
-    identity::Keypair::ed25519_from_bytes(key.to_bytes()).expect("a 32-byte Ed25519 seed is a valid libp2p key")
+    identity::Keypair::ed25519_from_bytes(key.to_bytes())
+        .expect("a 32-byte Ed25519 seed is a valid libp2p key")
 }
 
 /// Parses a seed `PUBKEY@HOST:PORT` into a peer ID and its TCP address.
 pub fn parse_seed(s: &str) -> Result<(PeerId, Multiaddr), String> {
-    let (key, addr) = s.split_once('@').ok_or_else(|| format!("malformed seed '{s}': expected PUBKEY@HOST:PORT"))?;
-    let pk: PublicKey = key.parse().map_err(|e| format!("malformed seed '{s}': {e}"))?;
-    let ed = identity::ed25519::PublicKey::try_from_bytes(&pk.0).map_err(|e| format!("malformed seed '{s}': {e}"))?;
+    let (key, addr) = s
+        .split_once('@')
+        .ok_or_else(|| format!("malformed seed '{s}': expected PUBKEY@HOST:PORT"))?;
+    let pk: PublicKey = key
+        .parse()
+        .map_err(|e| format!("malformed seed '{s}': {e}"))?;
+    let ed = identity::ed25519::PublicKey::try_from_bytes(&pk.0)
+        .map_err(|e| format!("malformed seed '{s}': {e}"))?;
     let peer = PeerId::from_public_key(&identity::PublicKey::from(ed));
-    let sa: std::net::SocketAddr = addr.parse().map_err(|e| format!("malformed seed '{s}': {e}"))?;
+    let sa: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| format!("malformed seed '{s}': {e}"))?;
     let ip = match sa.ip() {
         std::net::IpAddr::V4(ip) => format!("/ip4/{ip}"),
         std::net::IpAddr::V6(ip) => format!("/ip6/{ip}"),
     };
-    let ma: Multiaddr = format!("{ip}/tcp/{}", sa.port()).parse().map_err(|e| format!("malformed seed '{s}': {e}"))?;
+    let ma: Multiaddr = format!("{ip}/tcp/{}", sa.port())
+        .parse()
+        .map_err(|e| format!("malformed seed '{s}': {e}"))?;
     Ok((peer, ma))
 }
 
@@ -126,7 +139,11 @@ fn build(cfg: &Config) -> Result<Swarm<Behaviour>, String> {
     let chain = cfg.chain_context.clone();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
         .with_tokio()
-        .with_tcp(libp2p::tcp::Config::default(), libp2p::noise::Config::new, libp2p::yamux::Config::default)
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
         .map_err(|e| format!("p2p tcp: {e}"))?
         .with_quic()
         .with_behaviour(|key| {
@@ -141,29 +158,63 @@ fn build(cfg: &Config) -> Result<Swarm<Behaviour>, String> {
                 .max_transmit_size(8 * 1024 * 1024)
                 .build()
                 .map_err(|e| e.to_string())?;
-            let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gcfg)?;
-            let proto = StreamProtocol::try_from_owned(format!("/oasis/{chain}/blocksync/1.0.0")).map_err(|e| e.to_string())?;
+            let gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gcfg,
+            )?;
+            let proto = StreamProtocol::try_from_owned(format!("/oasis/{chain}/blocksync/1.0.0"))
+                .map_err(|e| e.to_string())?;
             let sync = request_response::cbor::Behaviour::new(
                 [(proto, request_response::ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
             );
-            let identify = identify::Behaviour::new(identify::Config::new(format!("/oasis/{chain}/1.0.0"), key.public()).with_agent_version(format!("paratime-node/{}", crate::SOFTWARE_VERSION)));
+            let identify = identify::Behaviour::new(
+                identify::Config::new(format!("/oasis/{chain}/1.0.0"), key.public())
+                    .with_agent_version(format!("paratime-node/{}", crate::SOFTWARE_VERSION)),
+            );
             let peer = key.public().to_peer_id();
-            let kad_proto = StreamProtocol::try_from_owned(format!("/oasis/{chain}/kad/1.0.0")).map_err(|e| e.to_string())?;
-            let mut kad = kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad::Config::new(kad_proto));
+            let kad_proto = StreamProtocol::try_from_owned(format!("/oasis/{chain}/kad/1.0.0"))
+                .map_err(|e| e.to_string())?;
+            let mut kad = kad::Behaviour::with_config(
+                peer,
+                kad::store::MemoryStore::new(peer),
+                kad::Config::new(kad_proto),
+            );
             kad.set_mode(Some(kad::Mode::Server));
-            Ok(Behaviour { gossipsub, sync, identify, ping: ping::Behaviour::default(), kad })
+            Ok(Behaviour {
+                gossipsub,
+                sync,
+                identify,
+                ping: ping::Behaviour::default(),
+                kad,
+            })
         })
         .map_err(|e| format!("p2p behaviour: {e}"))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
     let (blocks, txs) = topics(&cfg.chain_context);
-    swarm.behaviour_mut().gossipsub.subscribe(&blocks).map_err(|e| e.to_string())?;
-    swarm.behaviour_mut().gossipsub.subscribe(&txs).map_err(|e| e.to_string())?;
-    let tcp: Multiaddr = format!("/ip4/{}/tcp/{}", cfg.listen_ip, cfg.port).parse().map_err(|e| format!("p2p listen address: {e}"))?;
-    let quic: Multiaddr = format!("/ip4/{}/udp/{}/quic-v1", cfg.listen_ip, cfg.port).parse().map_err(|e| format!("p2p listen address: {e}"))?;
-    swarm.listen_on(tcp).map_err(|e| format!("p2p: cannot listen on TCP port {}: {e}", cfg.port))?;
-    swarm.listen_on(quic).map_err(|e| format!("p2p: cannot listen on UDP port {}: {e}", cfg.port))?;
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&blocks)
+        .map_err(|e| e.to_string())?;
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&txs)
+        .map_err(|e| e.to_string())?;
+    let tcp: Multiaddr = format!("/ip4/{}/tcp/{}", cfg.listen_ip, cfg.port)
+        .parse()
+        .map_err(|e| format!("p2p listen address: {e}"))?;
+    let quic: Multiaddr = format!("/ip4/{}/udp/{}/quic-v1", cfg.listen_ip, cfg.port)
+        .parse()
+        .map_err(|e| format!("p2p listen address: {e}"))?;
+    swarm
+        .listen_on(tcp)
+        .map_err(|e| format!("p2p: cannot listen on TCP port {}: {e}", cfg.port))?;
+    swarm
+        .listen_on(quic)
+        .map_err(|e| format!("p2p: cannot listen on UDP port {}: {e}", cfg.port))?;
     for (peer, addr) in &cfg.seeds {
         swarm.behaviour_mut().kad.add_address(peer, addr.clone());
         if let Err(e) = swarm.dial(addr.clone()) {
@@ -173,13 +224,29 @@ fn build(cfg: &Config) -> Result<Swarm<Behaviour>, String> {
     Ok(swarm)
 }
 
-/// Starts the swarm task. Returns the command sender, the event receiver and the status.
-pub fn spawn(cfg: Config, store: Arc<Store>, pub_key: String, shutdown: watch::Receiver<bool>) -> Result<(mpsc::Sender<Command>, mpsc::Receiver<Event>, watch::Receiver<Status>), String> {
+/// The engine's side of the network: commands in, events out, and the status.
+pub type Channels = (
+    mpsc::Sender<Command>,
+    mpsc::Receiver<Event>,
+    watch::Receiver<Status>,
+);
+
+/// Starts the swarm task.
+pub fn spawn(
+    cfg: Config,
+    store: Arc<Store>,
+    pub_key: String,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Channels, String> {
     let mut swarm = build(&cfg)?;
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(256);
     // Back-pressure: when the engine lags, gossip events wait here (bounded).
     let (ev_tx, ev_rx) = mpsc::channel::<Event>(1024);
-    let (status_tx, status_rx) = watch::channel(Status { pub_key, peer_id: swarm.local_peer_id().to_string(), ..Default::default() });
+    let (status_tx, status_rx) = watch::channel(Status {
+        pub_key,
+        peer_id: swarm.local_peer_id().to_string(),
+        ..Default::default()
+    });
     let (blocks_topic, txs_topic) = topics(&cfg.chain_context);
     let seeds = cfg.seeds.clone();
     tokio::spawn(async move {
@@ -262,7 +329,12 @@ pub fn spawn(cfg: Config, store: Arc<Store>, pub_key: String, shutdown: watch::R
                 .behaviour()
                 .gossipsub
                 .topics()
-                .map(|t| (t.to_string(), swarm.behaviour().gossipsub.mesh_peers(t).count()))
+                .map(|t| {
+                    (
+                        t.to_string(),
+                        swarm.behaviour().gossipsub.mesh_peers(t).count(),
+                    )
+                })
                 .collect();
             let n = peers.len();
             status_tx.send_if_modified(|s| {

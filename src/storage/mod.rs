@@ -48,22 +48,37 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     fn err(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Db { path: self.path.clone(), message: e.to_string() }
+        StoreError::Db {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
     }
 
     /// Opens (or creates) the store at `path`, checking its schema version.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError::Db { path: path.to_path_buf(), message: e.to_string() })?;
-        let s = Self { db, path: path.to_path_buf() };
+        let db = Database::create(path).map_err(|e| StoreError::Db {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let s = Self {
+            db,
+            path: path.to_path_buf(),
+        };
         let found = s.meta_u64("schema_version")?;
         match found {
-            Some(v) if v > SCHEMA_VERSION => return Err(StoreError::TooNew { path: path.to_path_buf(), found: v }),
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::TooNew {
+                    path: path.to_path_buf(),
+                    found: v,
+                })
+            }
             Some(_) => {}
             None => {
                 let txn = s.db.begin_write().map_err(|e| s.err(e))?;
                 {
                     let mut meta = txn.open_table(META).map_err(|e| s.err(e))?;
-                    meta.insert("schema_version", SCHEMA_VERSION.to_be_bytes().as_slice()).map_err(|e| s.err(e))?;
+                    meta.insert("schema_version", SCHEMA_VERSION.to_be_bytes().as_slice())
+                        .map_err(|e| s.err(e))?;
                     txn.open_table(BLOCKS).map_err(|e| s.err(e))?;
                 }
                 txn.commit().map_err(|e| s.err(e))?;
@@ -79,11 +94,17 @@ impl Store {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(e) => return Err(self.err(e)),
         };
-        Ok(table.get(key).map_err(|e| self.err(e))?.map(|v| v.value().to_vec()))
+        Ok(table
+            .get(key)
+            .map_err(|e| self.err(e))?
+            .map(|v| v.value().to_vec()))
     }
 
     fn meta_u64(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        Ok(self.meta(key)?.and_then(|b| b.try_into().ok()).map(u64::from_be_bytes))
+        Ok(self
+            .meta(key)?
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes))
     }
 
     /// Writes the schema version (tests use it to simulate a newer store).
@@ -91,7 +112,8 @@ impl Store {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-            meta.insert("schema_version", v.to_be_bytes().as_slice()).map_err(|e| self.err(e))?;
+            meta.insert("schema_version", v.to_be_bytes().as_slice())
+                .map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))
     }
@@ -100,7 +122,9 @@ impl Store {
     pub fn state(&self) -> Result<Option<State>, StoreError> {
         match self.meta("state")? {
             None => Ok(None),
-            Some(b) => crate::encoding::from_cbor(&b).map(Some).map_err(|e| self.err(e)),
+            Some(b) => crate::encoding::from_cbor(&b)
+                .map(Some)
+                .map_err(|e| self.err(e)),
         }
     }
 
@@ -112,10 +136,14 @@ impl Store {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut blocks = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
-            blocks.insert(height, block_bytes.as_slice()).map_err(|e| self.err(e))?;
+            blocks
+                .insert(height, block_bytes.as_slice())
+                .map_err(|e| self.err(e))?;
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-            meta.insert("state", state_bytes.as_slice()).map_err(|e| self.err(e))?;
-            meta.insert("height", height.to_be_bytes().as_slice()).map_err(|e| self.err(e))?;
+            meta.insert("state", state_bytes.as_slice())
+                .map_err(|e| self.err(e))?;
+            meta.insert("height", height.to_be_bytes().as_slice())
+                .map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))
     }
@@ -151,6 +179,10 @@ mod tests {
         s.set_schema_version(SCHEMA_VERSION + 1).expect("bump");
         drop(s);
         let e = Store::open(&p).expect_err("too new");
-        assert!(e.to_string().contains("newer than this software understands"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("newer than this software understands"),
+            "{e}"
+        );
     }
 }

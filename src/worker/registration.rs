@@ -8,7 +8,9 @@
 use crate::consensus::address::Address;
 use crate::consensus::crypto::{self, MultiSigned, PublicKey, Signed};
 use crate::consensus::engine::{Backend, View};
-use crate::consensus::state::{ConsensusInfo, Fee, NodeDescriptor, NodeRuntime, P2pInfo, Transaction, ROLE_COMPUTE};
+use crate::consensus::state::{
+    ConsensusInfo, Fee, NodeDescriptor, NodeRuntime, P2pInfo, Transaction, ROLE_COMPUTE,
+};
 use crate::encoding::{hash_of, Hash};
 use ed25519_dalek::SigningKey;
 use serde::Serialize;
@@ -59,7 +61,11 @@ impl Worker {
             method: method.into(),
             body: ciborium::Value::serialized(body).expect("descriptor maps to CBOR"),
         };
-        Signed::sign(&self.node, &crypto::context(crypto::CONTEXT_TX, Some(&view.state.chain_context)), &t)
+        Signed::sign(
+            &self.node,
+            &crypto::context(crypto::CONTEXT_TX, Some(&view.state.chain_context)),
+            &t,
+        )
     }
 
     fn descriptor(&self, epoch: u64) -> NodeDescriptor {
@@ -68,8 +74,14 @@ impl Worker {
             id: PublicKey::of(&self.node),
             entity_id: self.entity,
             expiration: epoch + 2,
-            p2p: P2pInfo { id: PublicKey::of(&self.p2p), addresses: self.p2p_addresses.clone() },
-            consensus: ConsensusInfo { id: PublicKey::of(&self.consensus), addresses: Vec::new() },
+            p2p: P2pInfo {
+                id: PublicKey::of(&self.p2p),
+                addresses: self.p2p_addresses.clone(),
+            },
+            consensus: ConsensusInfo {
+                id: PublicKey::of(&self.consensus),
+                addresses: Vec::new(),
+            },
             runtimes: self.runtimes.clone(),
             roles: ROLE_COMPUTE,
             software_version: crate::SOFTWARE_VERSION.to_string(),
@@ -81,13 +93,22 @@ impl Worker {
         let me = PublicKey::of(&self.node);
         match view.state.entities.get(&self.entity) {
             None => Some("deferring registration as the owning entity does not exist".into()),
-            Some(e) if !e.nodes.contains(&me) => Some("deferring registration as the owning entity does not have us in its node list".into()),
+            Some(e) if !e.nodes.contains(&me) => Some(
+                "deferring registration as the owning entity does not have us in its node list"
+                    .into(),
+            ),
             Some(_) => None,
         }
     }
 
     /// Runs until `shutdown`; then deregisters (bounded wait) and returns.
-    pub async fn run(self, backend: impl Backend, status: watch::Sender<Status>, mut runtimes_ready: watch::Receiver<bool>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        backend: impl Backend,
+        status: watch::Sender<Status>,
+        mut runtimes_ready: watch::Receiver<bool>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let module = "worker/registration";
         let me = PublicKey::of(&self.node);
         let mut views = backend.view();
@@ -134,7 +155,10 @@ impl Worker {
                 continue;
             }
             if !*runtimes_ready.borrow() {
-                status.send_modify(|s| s.last_attempt_error_message = "not registering: waiting for hosted runtime provision".into());
+                status.send_modify(|s| {
+                    s.last_attempt_error_message =
+                        "not registering: waiting for hosted runtime provision".into()
+                });
                 continue;
             }
             if let Some(why) = self.deferral(&view) {
@@ -148,7 +172,11 @@ impl Worker {
                 continue;
             }
             let desc = self.descriptor(view.state.epoch);
-            let signed = MultiSigned::sign(&[&self.node, &self.p2p, &self.consensus], crypto::CONTEXT_REGISTER_NODE, &desc);
+            let signed = MultiSigned::sign(
+                &[&self.node, &self.p2p, &self.consensus],
+                crypto::CONTEXT_REGISTER_NODE,
+                &desc,
+            );
             let tx = self.tx(&view, "registry.RegisterNode", &signed);
             log::info!(target: module, epoch = view.state.epoch, node_id:% = me; "performing node (re-)registration");
             pending = Some((hash_of(&tx), view.state.height));
@@ -169,7 +197,9 @@ impl Worker {
             let _ = backend.submit(self.tx(&view, "registry.DeregisterNode", &()));
             let wait = async {
                 loop {
-                    if views.changed().await.is_err() || !views.borrow().state.nodes.contains_key(&me) {
+                    if views.changed().await.is_err()
+                        || !views.borrow().state.nodes.contains_key(&me)
+                    {
                         return;
                     }
                 }

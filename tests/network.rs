@@ -1,0 +1,290 @@
+//! Real local networks: `paratime-node localnet` starts a validator, compute nodes and a client
+//! as separate processes talking libp2p on loopback.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Localnet {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Localnet {
+    fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let net = dir.path().join("net");
+        let log = std::fs::File::create(dir.path().join("localnet.log")).expect("log");
+        let child = Command::new(node_bin())
+            .args(["localnet", "--dir", net.to_str().expect("utf8")])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("localnet");
+        Self { child, dir }
+    }
+
+    fn net(&self) -> PathBuf {
+        self.dir.path().join("net")
+    }
+
+    fn status(&self, node: &str) -> Option<serde_json::Value> {
+        let sock = format!(
+            "unix:{}",
+            self.net().join(node).join("data/internal.sock").display()
+        );
+        let o = run(&["control", "status", "-a", &sock]);
+        o.status
+            .success()
+            .then(|| serde_json::from_slice(&o.stdout).ok())
+            .flatten()
+    }
+
+    fn log(&self) -> String {
+        let mut s =
+            std::fs::read_to_string(self.dir.path().join("localnet.log")).unwrap_or_default();
+        for n in [
+            "validator-0",
+            "compute-0",
+            "compute-1",
+            "compute-2",
+            "client-0",
+        ] {
+            let p = self.net().join(n).join("data/node.log");
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            s.push_str(&format!(
+                "\n--- {n} ---\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        s
+    }
+
+    fn wait(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Self) -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                panic!(
+                    "localnet exited ({s}) while waiting for {what}:\n{}",
+                    self.log()
+                );
+            }
+            if pred(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("timed out waiting for {what}:\n{}", self.log());
+    }
+
+    fn height(&self, node: &str) -> u64 {
+        self.status(node)
+            .and_then(|s| s["consensus"]["latest_height"].as_u64())
+            .unwrap_or(0)
+    }
+
+    fn stop(mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                assert!(s.success(), "localnet exit status {s}:\n{}", self.log());
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("localnet did not stop:\n{}", self.log());
+    }
+}
+
+impl Drop for Localnet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The nodes die with localnet (PDEATHSIG); give them a moment.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn compute_nodes() -> [&'static str; 3] {
+    ["compute-0", "compute-1", "compute-2"]
+}
+
+fn roles(st: &serde_json::Value) -> Vec<String> {
+    st["runtimes"][RUNTIME_ID]["committee"]["executor_roles"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn node_pid(net: &Path, node: &str) -> Option<i32> {
+    // The node's pid is the owner of its data dir lock; find it through /proc.
+    let lock = net.join(node).join("data/node.lock");
+    let target = std::fs::canonicalize(&lock).ok()?;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).ok().as_deref() == Some(target.as_path()) {
+                let cmd = std::fs::read_to_string(entry.path().join("cmdline")).unwrap_or_default();
+                if cmd.contains("--config") {
+                    return Some(pid);
+                }
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn localnet_syncs_registers_elects_and_survives_a_killed_follower() {
+    let mut net = Localnet::start(&[]);
+    net.wait(
+        "every compute node elected",
+        Duration::from_secs(120),
+        |n| {
+            compute_nodes().iter().all(|c| {
+                n.status(c).is_some_and(|s| {
+                    roles(&s) == vec!["worker"]
+                        && s["registration"]["last_attempt_successful"] == true
+                })
+            })
+        },
+    );
+    net.wait("a common height", Duration::from_secs(60), |n| {
+        let v = n.height("validator-0");
+        v >= 12
+            && ["compute-0", "compute-1", "compute-2", "client-0"]
+                .iter()
+                .all(|c| n.height(c) + 2 >= v)
+    });
+    let st = net.status("compute-0").expect("status");
+    let c = &st["consensus"];
+    assert_eq!(c["status"], "ready", "{c}");
+    assert_eq!(c["is_validator"], false);
+    assert_eq!(c["chain_context"].as_str().map(str::len), Some(64));
+    assert!(st["p2p"]["num_peers"].as_u64() >= Some(1), "{}", st["p2p"]);
+    assert!(
+        st["p2p"]["peer_id"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("12D3")),
+        "{}",
+        st["p2p"]
+    );
+    let v = net.status("validator-0").expect("validator status");
+    assert_eq!(v["consensus"]["is_validator"], true);
+    let o = run(&[
+        "control",
+        "is-synced",
+        "-a",
+        &format!(
+            "unix:{}",
+            net.net().join("client-0/data/internal.sock").display()
+        ),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // The entity's account shows its escrow above the node-compute threshold.
+    let entity: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(net.net().join("entity/entity.json")).expect("entity"),
+    )
+    .expect("json");
+    let show = run(&[
+        "entity",
+        "show",
+        "--dir",
+        net.net().join("entity").to_str().expect("utf8"),
+    ]);
+    let addr = serde_json::from_slice::<serde_json::Value>(&show.stdout).expect("entity show")
+        ["address"]
+        .as_str()
+        .expect("address")
+        .to_string();
+    assert!(addr.starts_with("oasis1"));
+    let o = run(&[
+        "account",
+        "show",
+        &addr,
+        "-a",
+        &format!(
+            "unix:{}",
+            net.net().join("client-0/data/internal.sock").display()
+        ),
+    ]);
+    let out = text(&o);
+    assert!(out.contains("Active: 10000 base units"), "{out}");
+    assert!(
+        out.contains("Required by its registrations: 400 base units"),
+        "{out}"
+    );
+    assert!(entity["nodes"].as_array().map(Vec::len) == Some(3));
+
+    // SIGKILL a follower: localnet restarts it, and it catches up block by block.
+    let pid = node_pid(&net.net(), "compute-1").expect("compute-1 pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let killed_at = net.height("validator-0");
+    net.wait(
+        "compute-1 back and caught up",
+        Duration::from_secs(90),
+        |n| {
+            node_pid(&n.net(), "compute-1").is_some_and(|p| p != pid)
+                && n.height("compute-1") >= killed_at + 3
+                && n.height("compute-1") + 2 >= n.height("validator-0")
+        },
+    );
+    net.stop();
+}
+
+#[test]
+fn under_staked_entity_is_not_elected_and_its_nodes_say_why() {
+    let mut net = Localnet::start(&["--entity-escrow", "150"]);
+    net.wait(
+        "registration refused for stake",
+        Duration::from_secs(120),
+        |n| {
+            compute_nodes().iter().all(|c| {
+                n.status(c).is_some_and(|s| {
+                    s["registration"]["last_attempt_error_message"]
+                        .as_str()
+                        .is_some_and(|m| {
+                            m.contains("insufficient stake (required: 200, available: 150)")
+                        })
+                })
+            })
+        },
+    );
+    net.wait("an epoch without election", Duration::from_secs(60), |n| {
+        n.status("validator-0")
+            .is_some_and(|s| s["consensus"]["latest_epoch"].as_u64() >= Some(3))
+    });
+    for c in compute_nodes() {
+        let st = net.status(c).expect("status");
+        assert!(
+            roles(&st).is_empty(),
+            "{c} must not be elected: {}",
+            st["runtimes"]
+        );
+        assert_eq!(st["registration"]["last_attempt_successful"], false);
+    }
+    net.stop();
+}
