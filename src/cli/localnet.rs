@@ -299,7 +299,13 @@ pub fn run(a: Args) -> i32 {
             }
         }
     }
-    println!("running; Ctrl-C stops the network");
+    let client = format!(
+        "unix:{}",
+        a.dir.join("client-0/data/internal.sock").display()
+    );
+    let pointer = super::network::localnet_pointer();
+    let _ = std::fs::write(&pointer, &client);
+    println!("running; Ctrl-C stops the network (`paratime-node account show ADDR` asks {client})");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -66,9 +66,10 @@ pub enum AccountCmd {
     Show {
         /// `oasis1…` address.
         addr: String,
-        /// A node's control socket.
+        /// A node's control socket (default: $PARATIME_NODE_ADDRESS, else the client node of the
+        /// last `localnet` started by this user).
         #[arg(short = 'a', long = "address")]
-        address: String,
+        address: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -213,6 +214,31 @@ async fn submit(
     Err("transaction not included within 15s".into())
 }
 
+/// Where `localnet` records its client node's control socket for this user.
+pub fn localnet_pointer() -> PathBuf {
+    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    dir.join(format!(
+        "paratime-node-localnet-{}.addr",
+        nix::unistd::getuid()
+    ))
+}
+
+fn default_address() -> Result<String, String> {
+    if let Ok(a) = std::env::var("PARATIME_NODE_ADDRESS") {
+        return Ok(a);
+    }
+    let p = localnet_pointer();
+    match std::fs::read_to_string(&p) {
+        Ok(a) if !a.trim().is_empty() => {
+            eprintln!("(using the localnet client node {})", a.trim());
+            Ok(a.trim().to_string())
+        }
+        _ => Err("no node to ask: give -a unix:PATH (a node's control socket) or set PARATIME_NODE_ADDRESS".into()),
+    }
+}
+
 /// `genesis …`.
 pub fn genesis(cmd: GenesisCmd) -> i32 {
     match cmd {
@@ -339,6 +365,10 @@ pub fn account(cmd: AccountCmd) -> i32 {
             json,
         } => (|| {
             let a: Address = addr.parse()?;
+            let address = match address {
+                Some(x) => x,
+                None => default_address()?,
+            };
             let v = block_on(get_json(
                 &address,
                 &format!("/api/v1/consensus/account/{a}"),
