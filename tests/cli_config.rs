@@ -267,3 +267,45 @@ fn doctor_reports_each_check_and_names_the_fix() {
         "{out}"
     );
 }
+
+#[test]
+fn genesis_init_and_check() {
+    let d = NodeDir::new();
+    let bundle = d.build_bundle();
+    let p = |x: &str| d.path().join(x).to_str().expect("utf8").to_string();
+    assert!(run(&["identity", "init", "--datadir", &p("v")])
+        .status
+        .success());
+    assert!(run(&["entity", "init", "--dir", &p("e")]).status.success());
+    let o = run(&["entity", "init", "--dir", &p("e")]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "an entity is never overwritten: {}",
+        text(&o)
+    );
+    let o = run(&[
+        "genesis",
+        "init",
+        "--output",
+        &p("g.json"),
+        "--validator-datadir",
+        &p("v"),
+        "--entity-dir",
+        &p("e"),
+        "--bundle",
+        bundle.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&["genesis", "check", &p("g.json")]);
+    assert!(text(&o).contains("chain context"), "{}", text(&o));
+    // A tampered genesis entity signature is refused.
+    let g = std::fs::read_to_string(p("g.json")).expect("read");
+    let key = "\"signature\": \"";
+    let at = g.find(key).expect("inner signature") + key.len();
+    let flipped = if &g[at..at + 1] == "A" { "B" } else { "A" };
+    let g = format!("{}{flipped}{}", &g[..at], &g[at + 1..]);
+    std::fs::write(p("bad.json"), g).expect("write");
+    let o = run(&["genesis", "check", &p("bad.json")]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}

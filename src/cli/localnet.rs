@@ -5,10 +5,7 @@
 use super::network::{entity_key, write_entity};
 use crate::bundle::{self, RuntimeId};
 use crate::consensus::address::Address;
-use crate::consensus::crypto::{self, PublicKey, Signed};
-use crate::consensus::genesis::{
-    ExecutorParams, Genesis, RegistryGenesis, RuntimeDescriptor, StakingGenesis, TxnSchedulerParams,
-};
+use crate::consensus::crypto::PublicKey;
 use crate::consensus::state::Entity;
 use crate::identity::{Identity, KeyKind};
 use std::os::unix::process::CommandExt;
@@ -159,49 +156,19 @@ fn setup(a: &Args) -> Result<Vec<(String, PathBuf)>, String> {
     bundle::build(&bundle::BuildOptions { executable: &kv, name: "kvstore", runtime_id, version: paratime_sdk::Version::parse(crate::SOFTWARE_VERSION)? }, &bundle_path)
         .map_err(|e| format!("building the sample bundle from {}: {e} (build the workspace: cargo build --release --workspace)", kv.display()))?;
 
-    let genesis = Genesis {
+    let genesis = super::network::make_genesis(&super::network::GenesisParams {
         chain_id: "paratime-localnet".into(),
-        genesis_time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         epoch_interval: a.epoch_interval,
         block_interval_ms: a.block_interval_ms,
-        validators: vec![PublicKey::of(ids[0].key(KeyKind::Consensus))],
-        staking: StakingGenesis {
-            thresholds: [
-                ("entity", 100),
-                ("node-compute", 100),
-                ("node-validator", 0),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-            debonding_interval: 1,
-            accounts: [(entity_addr, 1_000_000)].into_iter().collect(),
-            escrow: [(entity_addr, a.entity_escrow)].into_iter().collect(),
-        },
-        registry: RegistryGenesis {
-            max_node_expiration: 2,
-            runtimes: vec![RuntimeDescriptor {
-                id: runtime_id,
-                kind: "compute".into(),
-                executor: ExecutorParams {
-                    group_size: u16::try_from(a.compute.max(1)).unwrap_or(u16::MAX),
-                    group_backup_size: 0,
-                    allowed_stragglers: 0,
-                    round_timeout: 5,
-                },
-                txn_scheduler: TxnSchedulerParams {
-                    max_batch_size: 100,
-                    batch_flush_timeout_ms: 1000,
-                },
-                staking_thresholds: Default::default(),
-            }],
-            entities: vec![Signed::sign(
-                &ekey,
-                crypto::CONTEXT_REGISTER_ENTITY,
-                &entity,
-            )],
-        },
-    };
+        validator: PublicKey::of(ids[0].key(KeyKind::Consensus)),
+        entities: vec![(ekey, entity.clone())],
+        balance: 1_000_000,
+        escrow: a.entity_escrow,
+        runtime: Some((
+            runtime_id,
+            u16::try_from(a.compute.max(1)).unwrap_or(u16::MAX),
+        )),
+    });
     std::fs::write(
         dir.join("genesis.json"),
         serde_json::to_vec_pretty(&genesis).map_err(|e| e.to_string())?,

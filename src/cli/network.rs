@@ -14,6 +14,39 @@ use std::time::Duration;
 /// `genesis` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum GenesisCmd {
+    /// Create a genesis document: one validator, funded and staked entities, one ParaTime.
+    Init {
+        /// Output file (genesis.json).
+        #[arg(long)]
+        output: PathBuf,
+        /// Chain name.
+        #[arg(long, default_value = "paratime-testnet")]
+        chain_id: String,
+        /// The validator node's data dir (its consensus_pub.pem is the validator key).
+        #[arg(long)]
+        validator_datadir: PathBuf,
+        /// An entity directory (entity.pem, entity.json) to register at genesis; repeatable.
+        #[arg(long = "entity-dir")]
+        entity_dirs: Vec<PathBuf>,
+        /// General balance of each entity.
+        #[arg(long, default_value_t = 1_000_000)]
+        balance: u64,
+        /// Escrow (stake) of each entity.
+        #[arg(long, default_value_t = 10_000)]
+        escrow: u64,
+        /// The ParaTime's bundle (its runtime ID is registered).
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// Executor committee size.
+        #[arg(long, default_value_t = 1)]
+        group_size: u16,
+        /// Blocks per epoch.
+        #[arg(long, default_value_t = 10)]
+        epoch_interval: u64,
+        /// Milliseconds between blocks.
+        #[arg(long, default_value_t = 1000)]
+        block_interval_ms: u64,
+    },
     /// Check a genesis document and print its chain context.
     Check {
         /// The genesis file.
@@ -239,9 +272,158 @@ fn default_address() -> Result<String, String> {
     }
 }
 
+/// What a genesis document is made of.
+pub struct GenesisParams {
+    /// Chain name.
+    pub chain_id: String,
+    /// Blocks per epoch.
+    pub epoch_interval: u64,
+    /// Milliseconds between blocks.
+    pub block_interval_ms: u64,
+    /// The validator's consensus key.
+    pub validator: PublicKey,
+    /// Entities registered at genesis, with their keys.
+    pub entities: Vec<(SigningKey, Entity)>,
+    /// Balance of each entity.
+    pub balance: u64,
+    /// Escrow of each entity.
+    pub escrow: u64,
+    /// The ParaTime and its committee size.
+    pub runtime: Option<(crate::bundle::RuntimeId, u16)>,
+}
+
+/// Builds a genesis document (thresholds: entity 100, node-compute 100, node-validator 0).
+pub fn make_genesis(p: &GenesisParams) -> Genesis {
+    use crate::consensus::genesis::{
+        ExecutorParams, RegistryGenesis, RuntimeDescriptor, StakingGenesis, TxnSchedulerParams,
+    };
+    let addrs: Vec<Address> = p
+        .entities
+        .iter()
+        .map(|(_, e)| Address::from_public_key(&e.id))
+        .collect();
+    Genesis {
+        chain_id: p.chain_id.clone(),
+        genesis_time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        epoch_interval: p.epoch_interval,
+        block_interval_ms: p.block_interval_ms,
+        validators: vec![p.validator],
+        staking: StakingGenesis {
+            thresholds: [
+                ("entity", 100),
+                ("node-compute", 100),
+                ("node-validator", 0),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            debonding_interval: 1,
+            accounts: addrs.iter().map(|a| (*a, p.balance)).collect(),
+            escrow: addrs.iter().map(|a| (*a, p.escrow)).collect(),
+        },
+        registry: RegistryGenesis {
+            max_node_expiration: 2,
+            runtimes: p
+                .runtime
+                .iter()
+                .map(|(id, size)| RuntimeDescriptor {
+                    id: *id,
+                    kind: "compute".into(),
+                    executor: ExecutorParams {
+                        group_size: (*size).max(1),
+                        group_backup_size: 0,
+                        allowed_stragglers: 0,
+                        round_timeout: 5,
+                    },
+                    txn_scheduler: TxnSchedulerParams {
+                        max_batch_size: 100,
+                        batch_flush_timeout_ms: 1000,
+                    },
+                    staking_thresholds: Default::default(),
+                })
+                .collect(),
+            entities: p
+                .entities
+                .iter()
+                .map(|(k, e)| Signed::sign(k, crypto::CONTEXT_REGISTER_ENTITY, e))
+                .collect(),
+        },
+    }
+}
+
+fn genesis_init(cmd: GenesisCmd) -> Result<String, String> {
+    let GenesisCmd::Init {
+        output,
+        chain_id,
+        validator_datadir,
+        entity_dirs,
+        balance,
+        escrow,
+        bundle,
+        group_size,
+        epoch_interval,
+        block_interval_ms,
+    } = cmd
+    else {
+        return Err("not an init command".into());
+    };
+    let validator =
+        crate::identity::Identity::load(&validator_datadir, false).map_err(|e| e.to_string())?;
+    let mut entities = Vec::new();
+    for d in &entity_dirs {
+        let key = entity_key(d, false)?;
+        let e = read_entity(d)?;
+        if e.id != PublicKey::of(&key) {
+            return Err(format!(
+                "{}: entity.json does not belong to entity.pem",
+                d.display()
+            ));
+        }
+        entities.push((key, e));
+    }
+    let runtime = match &bundle {
+        Some(b) => Some((
+            crate::bundle::Bundle::open(b, u64::MAX)
+                .map_err(|e| format!("{}: {e}", b.display()))?
+                .manifest
+                .id,
+            group_size,
+        )),
+        None => None,
+    };
+    let g = make_genesis(&GenesisParams {
+        chain_id,
+        epoch_interval,
+        block_interval_ms,
+        validator: PublicKey::of(validator.key(crate::identity::KeyKind::Consensus)),
+        entities,
+        balance,
+        escrow,
+        runtime,
+    });
+    g.check()?;
+    std::fs::write(
+        &output,
+        serde_json::to_vec_pretty(&g).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("{}: {e}", output.display()))?;
+    Ok(format!(
+        "wrote {} (chain context {})",
+        output.display(),
+        g.chain_context()
+    ))
+}
+
 /// `genesis …`.
 pub fn genesis(cmd: GenesisCmd) -> i32 {
     match cmd {
+        c @ GenesisCmd::Init { .. } => match genesis_init(c) {
+            Ok(m) => {
+                println!("{m}");
+                0
+            }
+            Err(e) => fail(e),
+        },
         GenesisCmd::Check { file } => match Genesis::load(&file) {
             Ok(g) => {
                 println!(
