@@ -206,10 +206,26 @@ fn setup(a: &Args) -> Result<Vec<(String, PathBuf)>, String> {
     Ok(out)
 }
 
+/// Whether every ancestor of `dir` lets other users through (o+x).
+fn reachable_by_others(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(abs) = std::fs::canonicalize(dir) else {
+        return false;
+    };
+    abs.ancestors().skip(1).all(|p| {
+        std::fs::metadata(p)
+            .map(|m| m.mode() & 0o001 != 0)
+            .unwrap_or(false)
+    })
+}
+
 fn spawn_node(config: &Path, unprivileged: bool, log: &Path) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(exe);
     cmd.arg("--config").arg(config).stdin(Stdio::null());
+    if !unprivileged && nix::unistd::geteuid().is_root() {
+        cmd.arg("--unsafe-debug");
+    }
     let f = std::fs::File::create(log).map_err(|e| e.to_string())?;
     cmd.stdout(f.try_clone().map_err(|e| e.to_string())?)
         .stderr(f);
@@ -238,13 +254,17 @@ pub fn run(a: Args) -> i32 {
             return 1;
         }
     };
-    // paratime-node refuses root: as root, the nodes run as `nobody`.
-    let unprivileged = nix::unistd::geteuid().is_root();
+    // paratime-node refuses root: as root, the nodes run as `nobody` — if `nobody` can reach the
+    // directory; otherwise as root with the explicit unsafe flag, said loudly.
+    let root = nix::unistd::geteuid().is_root();
+    let unprivileged = root && reachable_by_others(&a.dir);
     if unprivileged {
         let _ = Command::new("chown")
             .args(["-R", "65534:65534"])
             .arg(&a.dir)
             .status();
+    } else if root {
+        eprintln!("warning: a parent of {} is not reachable by the unprivileged user `nobody`: the nodes run as root with --unsafe-debug (use a directory such as /tmp/NAME to run them unprivileged)", a.dir.display());
     }
     let mut children = Vec::new();
     for (name, cfg) in &nodes {
