@@ -538,6 +538,18 @@ fn show(v: &serde_json::Value) -> String {
     out
 }
 
+/// Signs and submits one account transaction whose body is built from `--to` and `--amount`.
+fn account_tx<E: std::fmt::Display>(
+    t: &TxArgs,
+    method: &str,
+    body: impl FnOnce(Address, u64) -> Result<ciborium::Value, E>,
+) -> Result<String, String> {
+    let to: Address = t.to.parse().map_err(|e| format!("--to: {e}"))?;
+    let key = signer_key(&t.signer)?;
+    let body = body(to, t.amount).map_err(|e| e.to_string())?;
+    block_on(submit(&t.address, &key, method, body))
+}
+
 /// `account …`.
 pub fn account(cmd: AccountCmd) -> i32 {
     let result = match cmd {
@@ -561,41 +573,15 @@ pub fn account(cmd: AccountCmd) -> i32 {
                 show(&v)
             })
         })(),
-        AccountCmd::Transfer(t) | AccountCmd::Escrow(t) | AccountCmd::Reclaim(t)
-            if t.to.parse::<Address>().is_err() =>
-        {
-            Err(format!(
-                "--to: {}",
-                t.to.parse::<Address>().err().unwrap_or_default()
-            ))
-        }
-        AccountCmd::Transfer(t) => (|| {
-            let key = signer_key(&t.signer)?;
-            let body = ciborium::Value::serialized(&Transfer {
-                to: t.to.parse()?,
-                amount: t.amount,
-            })
-            .map_err(|e| e.to_string())?;
-            block_on(submit(&t.address, &key, "staking.Transfer", body))
-        })(),
-        AccountCmd::Escrow(t) => (|| {
-            let key = signer_key(&t.signer)?;
-            let body = ciborium::Value::serialized(&Escrow {
-                account: t.to.parse()?,
-                amount: t.amount,
-            })
-            .map_err(|e| e.to_string())?;
-            block_on(submit(&t.address, &key, "staking.AddEscrow", body))
-        })(),
-        AccountCmd::Reclaim(t) => (|| {
-            let key = signer_key(&t.signer)?;
-            let body = ciborium::Value::serialized(&Escrow {
-                account: t.to.parse()?,
-                amount: t.amount,
-            })
-            .map_err(|e| e.to_string())?;
-            block_on(submit(&t.address, &key, "staking.ReclaimEscrow", body))
-        })(),
+        AccountCmd::Transfer(t) => account_tx(&t, "staking.Transfer", |to, amount| {
+            ciborium::Value::serialized(&Transfer { to, amount })
+        }),
+        AccountCmd::Escrow(t) => account_tx(&t, "staking.AddEscrow", |account, amount| {
+            ciborium::Value::serialized(&Escrow { account, amount })
+        }),
+        AccountCmd::Reclaim(t) => account_tx(&t, "staking.ReclaimEscrow", |account, amount| {
+            ciborium::Value::serialized(&Escrow { account, amount })
+        }),
     };
     match result {
         Ok(msg) => {
