@@ -197,20 +197,10 @@ fn oversized_bundle_is_refused() {
 #[test]
 fn runtime_id_flags_are_checked() {
     let d = NodeDir::new();
-    let o = run(&[
-        "bundle",
-        "build",
-        "--executable",
-        kvstore_bin().to_str().expect("utf8"),
-        "--name",
-        "x",
-        "--runtime-id",
+    let o = d.build_bundle_with(
         "0100000000000000000000000000000000000000000000000000000000000001",
-        "--version",
-        "0.1.0",
-        "--output",
-        d.path().join("x.orc").to_str().expect("utf8"),
-    ]);
+        &d.path().join("x.orc"),
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("malformed namespace"), "{}", text(&o));
 }

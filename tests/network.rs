@@ -114,6 +114,22 @@ impl Drop for Localnet {
     }
 }
 
+/// `paratime-node account <cmd> --signer PEM --to TO --amount N -a SOCK`.
+fn account_tx(cmd: &str, pem: &Path, to: &str, amount: &str, sock: &str) -> std::process::Output {
+    run(&[
+        "account",
+        cmd,
+        "--signer",
+        pem.to_str().expect("utf8"),
+        "--to",
+        to,
+        "--amount",
+        amount,
+        "-a",
+        sock,
+    ])
+}
+
 fn compute_nodes() -> [&'static str; 3] {
     ["compute-0", "compute-1", "compute-2"]
 }
@@ -256,33 +272,11 @@ fn localnet_syncs_registers_elects_and_survives_a_killed_follower() {
     );
     let pem = edir.join("entity.pem");
     let to = "oasis1qpupfu7e2n6pkezeaw0yhj8mcem8anj64ytrayne";
-    let o = run(&[
-        "account",
-        "transfer",
-        "--signer",
-        pem.to_str().expect("utf8"),
-        "--to",
-        to,
-        "--amount",
-        "5",
-        "-a",
-        &client,
-    ]);
+    let o = account_tx("transfer", &pem, to, "5", &client);
     assert!(o.status.success(), "{}", text(&o));
     let o = run(&["account", "show", to, "-a", &client]);
     assert!(text(&o).contains("Available: 5 base units"), "{}", text(&o));
-    let o = run(&[
-        "account",
-        "reclaim",
-        "--signer",
-        pem.to_str().expect("utf8"),
-        "--to",
-        &addr,
-        "--amount",
-        "100",
-        "-a",
-        &client,
-    ]);
+    let o = account_tx("reclaim", &pem, &addr, "100", &client);
     assert!(o.status.success(), "{}", text(&o));
     let o = run(&["account", "show", &addr, "-a", &client]);
     assert!(
@@ -291,18 +285,7 @@ fn localnet_syncs_registers_elects_and_survives_a_killed_follower() {
         text(&o)
     );
     // Reclaiming below what the registrations need is refused by the state machine.
-    let o = run(&[
-        "account",
-        "reclaim",
-        "--signer",
-        pem.to_str().expect("utf8"),
-        "--to",
-        &addr,
-        "--amount",
-        "9800",
-        "-a",
-        &client,
-    ]);
+    let o = account_tx("reclaim", &pem, &addr, "9800", &client);
     assert!(
         o.status.success(),
         "the transaction is included even though it fails: {}",

@@ -3,7 +3,6 @@
 
 use super::crypto::PublicKey;
 use bech32::{Bech32, Hrp};
-use serde::{Deserialize, Serialize};
 use std::fmt;
 
 const CONTEXT: &[u8] = b"oasis-core/address: staking";
@@ -63,31 +62,7 @@ impl std::str::FromStr for Address {
     }
 }
 
-impl Serialize for Address {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            s.serialize_str(&self.to_string())
-        } else {
-            s.serialize_bytes(&self.0)
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Address {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        if d.is_human_readable() {
-            let s = String::deserialize(d)?;
-            s.parse().map_err(serde::de::Error::custom)
-        } else {
-            let b = serde_bytes::ByteBuf::deserialize(d)?;
-            let arr: [u8; 21] = b
-                .into_vec()
-                .try_into()
-                .map_err(|_| serde::de::Error::custom("expected 21 bytes"))?;
-            Ok(Self(arr))
-        }
-    }
-}
+super::crypto::text_or_bytes_serde!(Address, 21);
 
 #[cfg(test)]
 mod tests {

@@ -16,6 +16,38 @@ pub const CONTEXT_REGISTER_NODE: &str = "oasis-core/registry: register node";
 /// Block headers signed by the validator (chain-separated).
 pub const CONTEXT_BLOCK: &str = "paratime-node/consensus: block";
 
+/// Serde for a fixed-size byte newtype with `Display`/`FromStr`: its text form in human-readable
+/// formats (JSON, YAML), raw bytes in CBOR.
+macro_rules! text_or_bytes_serde {
+    ($name:ident, $len:expr) => {
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                if s.is_human_readable() {
+                    s.serialize_str(&self.to_string())
+                } else {
+                    s.serialize_bytes(&self.0)
+                }
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                if d.is_human_readable() {
+                    let s = <String as serde::Deserialize>::deserialize(d)?;
+                    s.parse().map_err(serde::de::Error::custom)
+                } else {
+                    let b = <serde_bytes::ByteBuf as serde::Deserialize>::deserialize(d)?;
+                    let arr: [u8; $len] = b.into_vec().try_into().map_err(|_| {
+                        serde::de::Error::custom(concat!("expected ", stringify!($len), " bytes"))
+                    })?;
+                    Ok(Self(arr))
+                }
+            }
+        }
+    };
+}
+pub(crate) use text_or_bytes_serde;
+
 macro_rules! bytes_newtype {
     ($name:ident, $len:expr, $what:expr) => {
         #[doc = $what]
@@ -47,30 +79,7 @@ macro_rules! bytes_newtype {
             }
         }
 
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                if s.is_human_readable() {
-                    s.serialize_str(&self.to_string())
-                } else {
-                    s.serialize_bytes(&self.0)
-                }
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                if d.is_human_readable() {
-                    let s = String::deserialize(d)?;
-                    s.parse().map_err(serde::de::Error::custom)
-                } else {
-                    let b = serde_bytes::ByteBuf::deserialize(d)?;
-                    let arr: [u8; $len] = b.into_vec().try_into().map_err(|_| {
-                        serde::de::Error::custom(concat!("expected ", stringify!($len), " bytes"))
-                    })?;
-                    Ok(Self(arr))
-                }
-            }
-        }
+        text_or_bytes_serde!($name, $len);
     };
 }
 

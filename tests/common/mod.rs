@@ -87,7 +87,14 @@ impl NodeDir {
 
     pub fn build_bundle(&self) -> PathBuf {
         let out = self.bundle();
-        let o = run(&[
+        let o = self.build_bundle_with(RUNTIME_ID, &out);
+        assert!(o.status.success(), "bundle build: {}", text(&o));
+        out
+    }
+
+    /// Runs `bundle build` of the sample ParaTime with `runtime_id` into `out`.
+    pub fn build_bundle_with(&self, runtime_id: &str, out: &Path) -> Output {
+        run(&[
             "bundle",
             "build",
             "--executable",
@@ -95,14 +102,12 @@ impl NodeDir {
             "--name",
             "kvstore",
             "--runtime-id",
-            RUNTIME_ID,
+            runtime_id,
             "--version",
             "0.1.0",
             "--output",
             out.to_str().expect("utf8"),
-        ]);
-        assert!(o.status.success(), "bundle build: {}", text(&o));
-        out
+        ])
     }
 
     /// Writes etc/config.yml: client mode, the kvstore bundle, and `extra` YAML appended under
