@@ -92,8 +92,9 @@ systemd-nspawn -D "$R" --boot --register=no --keep-unit -M paratime-systest --co
   </dev/null >"$WORK/nspawn.log" 2>&1 &
 NSPAWN=$!
 LEADER=
-for _ in $(seq 1 100); do
-  LEADER=$(pgrep -P "$NSPAWN" | head -1 || true)
+for _ in $(seq 1 300); do
+  # nspawn's first child can be a short-lived helper: the leader is the container's systemd.
+  LEADER=$(pgrep -x -P "$NSPAWN" systemd | head -1 || true)
   [ -n "$LEADER" ] && break
   sleep 0.1
 done
@@ -102,8 +103,10 @@ ct() { nsenter -t "$LEADER" -a "$@"; }
 for _ in $(seq 1 300); do
   state=$(nsenter -t "$LEADER" -a systemctl is-system-running 2>/dev/null || true)
   case "$state" in running|degraded) break ;; esac
+  kill -0 "$LEADER" 2>/dev/null || { echo "container exited during boot:"; tail -30 "$WORK/nspawn.log"; exit 1; }
   sleep 0.2
 done
+[ -n "$state" ] || { echo "container did not finish booting:"; tail -30 "$WORK/nspawn.log"; }
 prop() { ct systemctl show -P "$2" "$1"; }
 wait_for() { # wait_for SECONDS COMMAND...
   local t=$1; shift
