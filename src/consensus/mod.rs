@@ -7,4 +7,5 @@ pub mod block;
 pub mod crypto;
 pub mod engine;
 pub mod genesis;
+pub mod roothash;
 pub mod state;

@@ -6,6 +6,7 @@
 use super::address::Address;
 use super::crypto::{self, MultiSigned, PublicKey, Signed};
 use super::genesis::Genesis;
+use super::roothash::{Event as RoothashEvent, ExecutorCommit, RuntimeChain};
 use crate::bundle::RuntimeId;
 use crate::encoding::{hash_of, Hash};
 use paratime_sdk::Version;
@@ -206,6 +207,12 @@ pub struct State {
     pub genesis: Genesis,
     /// Chain context (hex).
     pub chain_context: String,
+    /// Each ParaTime's runtime block chain and open round.
+    #[serde(default)]
+    pub roothash: BTreeMap<RuntimeId, RuntimeChain>,
+    /// What the roothash did in the block being applied (not part of the state root).
+    #[serde(skip)]
+    pub events: Vec<RoothashEvent>,
 }
 
 impl State {
@@ -237,6 +244,13 @@ impl State {
             committees: BTreeMap::new(),
             chain_context: genesis.chain_context(),
             genesis: genesis.clone(),
+            roothash: genesis
+                .registry
+                .runtimes
+                .iter()
+                .map(|r| (r.id, RuntimeChain::genesis(r.id)))
+                .collect(),
+            events: Vec::new(),
         }
     }
 
@@ -455,6 +469,10 @@ impl State {
                 self.nodes.insert(node.id, node);
                 Ok(())
             }
+            "roothash.ExecutorCommit" => {
+                let c: ExecutorCommit = Self::body(tx)?;
+                self.executor_commit(&c)
+            }
             "registry.DeregisterNode" => match self.nodes.remove(signer) {
                 Some(_) => Ok(()),
                 None => Err(err("registry", 9, "node not registered")),
@@ -568,6 +586,8 @@ impl State {
     /// Starts block `height`: at epoch boundaries expires nodes, returns matured debonding and
     /// elects committees.
     pub fn begin_block(&mut self, height: u64) {
+        self.events.clear();
+        self.roothash_timeouts(height);
         let interval = self.genesis.epoch_interval;
         if height == 0 || height % interval != 0 {
             return;
@@ -585,7 +605,9 @@ impl State {
             acct.debonding.retain(|d| d.end_epoch > epoch);
             acct.balance += matured;
         }
+        let previous = std::mem::take(&mut self.committees);
         self.elect();
+        self.roothash_epoch(height, &previous);
     }
 
     /// Deterministic executor committee election for the current epoch.
@@ -617,13 +639,28 @@ impl State {
                     public_key: *id,
                 })
                 .collect();
+            // Backups come from their own shuffle of all eligible nodes: a node may be both a
+            // worker and a backup worker (oasis `Backup-Worker` context).
             let backups = usize::from(rt.executor.group_backup_size);
-            members.extend(eligible.iter().skip(size).take(backups).map(|(_, id)| {
-                CommitteeMember {
-                    role: "backup-worker".into(),
-                    public_key: *id,
-                }
-            }));
+            let mut backup_order: Vec<(Hash, PublicKey)> = eligible
+                .iter()
+                .map(|(_, id)| {
+                    (
+                        hash_of(&(self.last_block_hash, self.epoch, rt.id.0, *id, "backup")),
+                        *id,
+                    )
+                })
+                .collect();
+            backup_order.sort();
+            members.extend(
+                backup_order
+                    .iter()
+                    .take(backups)
+                    .map(|(_, id)| CommitteeMember {
+                        role: "backup-worker".into(),
+                        public_key: *id,
+                    }),
+            );
             self.committees.insert(
                 rt.id,
                 Committee {
@@ -651,13 +688,59 @@ impl State {
             .filter(|m| &m.public_key == node)
             .map(|m| m.role.clone())
             .collect();
-        let workers: Vec<&CommitteeMember> =
-            c.members.iter().filter(|m| m.role == "worker").collect();
+        let workers = super::roothash::workers(c);
+        let round = self.roothash.get(runtime).map_or(1, |r| r.block.round + 1);
         let rank = workers
             .iter()
-            .position(|m| &m.public_key == node)
-            .map(|i| i as u64);
+            .position(|m| m == node)
+            .map(|i| super::roothash::rank_of(i, workers.len(), round));
         (roles, rank)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+    use crate::consensus::genesis::{
+        ExecutorParams, RegistryGenesis, RuntimeDescriptor, StakingGenesis, TxnSchedulerParams,
+    };
+
+    /// A genesis with runtime `…01` and the given committee sizes.
+    pub(crate) fn genesis(group_size: u16, group_backup_size: u16) -> Genesis {
+        Genesis {
+            chain_id: "test".into(),
+            genesis_time: "2026-01-01T00:00:00Z".into(),
+            epoch_interval: 5,
+            block_interval_ms: 100,
+            validators: vec![PublicKey([9; 32])],
+            staking: StakingGenesis {
+                thresholds: BTreeMap::new(),
+                debonding_interval: 1,
+                accounts: BTreeMap::new(),
+                escrow: BTreeMap::new(),
+            },
+            registry: RegistryGenesis {
+                max_node_expiration: 2,
+                runtimes: vec![RuntimeDescriptor {
+                    id: "0000000000000000000000000000000000000000000000000000000000000001"
+                        .parse()
+                        .expect("rid"),
+                    kind: "compute".into(),
+                    executor: ExecutorParams {
+                        group_size,
+                        group_backup_size,
+                        allowed_stragglers: 0,
+                        round_timeout: 5,
+                    },
+                    txn_scheduler: TxnSchedulerParams {
+                        max_batch_size: 10,
+                        batch_flush_timeout_ms: 100,
+                    },
+                    staking_thresholds: BTreeMap::new(),
+                }],
+                entities: Vec::new(),
+            },
+        }
     }
 }
 

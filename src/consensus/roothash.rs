@@ -1,0 +1,873 @@
+//! Roothash: the consensus layer's record of each ParaTime's chain of runtime blocks
+//! (oasis-facts §12). Executor commitments of the elected committee arrive as
+//! `roothash.ExecutorCommit` transactions; the pool of the current round finalizes the round when
+//! the workers agree, resolves a discrepancy with the backup workers when they do not, and fails
+//! the round when the votes are insufficient or the round times out.
+//!
+//! Deterministic and I/O-free like the rest of the state machine. Only the latest runtime block
+//! and the open round live in the consensus state; the node's store keeps the history.
+
+use super::crypto::{PublicKey, Signed};
+use super::state::{Committee, State, TxError};
+use crate::bundle::RuntimeId;
+use crate::encoding::{hash_of, Hash};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Signature context of executor commitments (chain-separated).
+pub const CONTEXT_EXECUTOR_COMMITMENT: &str = "oasis-core/roothash: executor commitment";
+/// Signature context of batch proposals (chain-separated).
+pub const CONTEXT_PROPOSAL: &str = "oasis-core/roothash: proposal";
+
+/// Runtime block header types (oasis `block.HeaderType`).
+pub mod header_type {
+    /// A round whose batch was executed and agreed on.
+    pub const NORMAL: u8 = 1;
+    /// A round that failed (insufficient or disagreeing votes, timeout).
+    pub const ROUND_FAILED: u8 = 2;
+    /// The committee changed at an epoch transition; the open round was abandoned.
+    pub const EPOCH_TRANSITION: u8 = 3;
+}
+
+/// Commitment failure indications (oasis `commitment.ExecutorCommitmentFailure`).
+pub mod failure {
+    /// No failure.
+    pub const NONE: u8 = 0;
+    /// The node could not execute the batch.
+    pub const UNKNOWN: u8 = 1;
+    /// The node does not have the state the batch starts from.
+    pub const STATE_UNAVAILABLE: u8 = 2;
+}
+
+/// A finalized runtime block header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockHeader {
+    /// Header version (0).
+    pub version: u16,
+    /// The runtime.
+    pub namespace: RuntimeId,
+    /// Round number (0 = genesis block).
+    pub round: u64,
+    /// Consensus height at which the block was finalized.
+    pub height: u64,
+    /// [`header_type`].
+    pub header_type: u8,
+    /// Hash of the previous runtime block header (zero for round 0).
+    pub previous_hash: Hash,
+    /// Commitment to the batch's inputs and outputs.
+    pub io_root: Hash,
+    /// State root after the round.
+    pub state_root: Hash,
+}
+
+impl BlockHeader {
+    /// The genesis block of `runtime`: round 0, empty state.
+    pub fn genesis(runtime: RuntimeId) -> Self {
+        Self {
+            version: 0,
+            namespace: runtime,
+            round: 0,
+            height: 0,
+            header_type: header_type::NORMAL,
+            previous_hash: [0; 32],
+            io_root: [0; 32],
+            state_root: paratime_sdk::state::EMPTY_STATE_ROOT,
+        }
+    }
+
+    /// SHA-512/256 of the header's canonical CBOR.
+    pub fn hash(&self) -> Hash {
+        hash_of(self)
+    }
+}
+
+/// What the executors computed for a round.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ComputeResultsHeader {
+    /// Round executed.
+    pub round: u64,
+    /// Hash of the runtime block the batch executed on.
+    pub previous_hash: Hash,
+    /// Commitment to inputs and outputs.
+    pub io_root: Hash,
+    /// State root after the batch.
+    pub state_root: Hash,
+}
+
+/// The signed part of an executor commitment.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CommitmentHeader {
+    /// The scheduler whose proposal was executed.
+    pub scheduler_id: PublicKey,
+    /// Results.
+    pub header: ComputeResultsHeader,
+    /// [`failure`].
+    pub failure: u8,
+}
+
+/// `roothash.ExecutorCommit` body: commitments, each signed by its executor's node key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutorCommit {
+    /// Runtime.
+    pub id: RuntimeId,
+    /// Signed [`CommitmentHeader`]s.
+    pub commits: Vec<Signed>,
+}
+
+/// A batch proposal, signed by the round's scheduler and gossiped to the committee.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// Runtime.
+    pub runtime: RuntimeId,
+    /// Round proposed.
+    pub round: u64,
+    /// Hash of the runtime block it builds on.
+    pub previous_hash: Hash,
+    /// SHA-512/256 of the CBOR of `batch`.
+    pub batch_hash: Hash,
+    /// Raw transactions.
+    pub batch: Vec<serde_bytes::ByteBuf>,
+}
+
+/// Per-node liveness in a runtime's committee (oasis `LivenessStatistics`, per node).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Liveness {
+    /// Rounds the node was a worker in.
+    pub total_rounds: u64,
+    /// Of those, rounds where its commitment matched the finalized result.
+    pub live_rounds: u64,
+    /// Rounds it scheduled that were finalized.
+    pub finalized_proposals: u64,
+    /// Rounds it scheduled that failed.
+    pub missed_proposals: u64,
+}
+
+/// The open round's commitments.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    /// Verified commitments by node.
+    pub commits: BTreeMap<PublicKey, CommitmentHeader>,
+    /// Discrepancy resolution with the backup workers is in progress.
+    pub discrepancy: bool,
+    /// Consensus height at which the round times out (armed by the first commitment).
+    pub timeout_at: Option<u64>,
+}
+
+/// A runtime's roothash state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeChain {
+    /// Latest runtime block.
+    pub block: BlockHeader,
+    /// The open round (`block.round + 1`).
+    pub pool: Pool,
+    /// Liveness by node.
+    pub liveness: BTreeMap<PublicKey, Liveness>,
+    /// Rounds finalized with a batch.
+    pub rounds_finalized: u64,
+    /// Rounds failed.
+    pub rounds_failed: u64,
+    /// Discrepancies detected.
+    pub discrepancies: u64,
+}
+
+impl RuntimeChain {
+    /// A chain at its genesis block.
+    pub fn genesis(runtime: RuntimeId) -> Self {
+        Self {
+            block: BlockHeader::genesis(runtime),
+            pool: Pool::default(),
+            liveness: BTreeMap::new(),
+            rounds_finalized: 0,
+            rounds_failed: 0,
+            discrepancies: 0,
+        }
+    }
+}
+
+/// Something the roothash did in the current block (not part of the state root).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// A runtime block was finalized (normal, failed or epoch transition).
+    Block(BlockHeader),
+    /// Workers disagreed in `round`; backups resolve it.
+    Discrepancy {
+        /// Runtime.
+        runtime: RuntimeId,
+        /// Round.
+        round: u64,
+    },
+}
+
+fn err(code: u32, message: impl Into<String>) -> TxError {
+    TxError {
+        module: "roothash".into(),
+        code,
+        message: message.into(),
+    }
+}
+
+/// Workers of `c`, in scheduler rotation order (sorted by node ID, so the rotation does not
+/// depend on the election's shuffle).
+pub fn workers(c: &Committee) -> Vec<PublicKey> {
+    let mut w: Vec<PublicKey> = c
+        .members
+        .iter()
+        .filter(|m| m.role == "worker")
+        .map(|m| m.public_key)
+        .collect();
+    w.sort();
+    w.dedup();
+    w
+}
+
+/// Backup workers of `c`.
+pub fn backups(c: &Committee) -> Vec<PublicKey> {
+    let mut b: Vec<PublicKey> = c
+        .members
+        .iter()
+        .filter(|m| m.role == "backup-worker")
+        .map(|m| m.public_key)
+        .collect();
+    b.sort();
+    b.dedup();
+    b
+}
+
+/// Scheduler rank of the worker at `index` of `n` workers in `round` (0 = the scheduler):
+/// the worker at index (rank + n − round mod n) mod n has rank `rank`.
+pub fn rank_of(index: usize, n: usize, round: u64) -> u64 {
+    let n64 = n as u64;
+    (index as u64 + round % n64) % n64
+}
+
+/// The scheduler (rank 0) of `round`.
+pub fn scheduler(c: &Committee, round: u64) -> Option<PublicKey> {
+    let w = workers(c);
+    if w.is_empty() {
+        return None;
+    }
+    let n = w.len() as u64;
+    let idx = (n - round % n) % n;
+    w.get(idx as usize).copied()
+}
+
+/// Verifies one signed commitment against the chain (signature, membership, round, previous
+/// hash, scheduler). Used by the state machine and by the worker for gossiped data.
+pub fn verify_commitment(
+    s: &Signed,
+    chain_context: &str,
+    committee: &Committee,
+    chain: &RuntimeChain,
+) -> Result<(PublicKey, CommitmentHeader), TxError> {
+    let ctx = super::crypto::context(CONTEXT_EXECUTOR_COMMITMENT, Some(chain_context));
+    let h: CommitmentHeader = s
+        .open(&ctx)
+        .map_err(|e| err(2, format!("invalid executor commitment: {e}")))?;
+    let node = s.signature.public_key;
+    if !committee.members.iter().any(|m| m.public_key == node) {
+        return Err(err(
+            3,
+            format!(
+                "node {node} is not a member of the executor committee of runtime {}",
+                committee.runtime_id
+            ),
+        ));
+    }
+    let round = chain.block.round + 1;
+    if h.header.round != round {
+        return Err(err(
+            4,
+            format!(
+                "commitment for round {}, but round {round} is open",
+                h.header.round
+            ),
+        ));
+    }
+    if h.header.previous_hash != chain.block.hash() {
+        return Err(err(
+            5,
+            format!("commitment for round {round} does not build on the latest runtime block"),
+        ));
+    }
+    let sched = scheduler(committee, round);
+    if Some(h.scheduler_id) != sched {
+        return Err(err(
+            6,
+            format!(
+                "commitment names scheduler {}, but round {round}'s scheduler is {}",
+                h.scheduler_id,
+                sched.map(|s| s.to_string()).unwrap_or_default()
+            ),
+        ));
+    }
+    if h.failure > failure::STATE_UNAVAILABLE {
+        return Err(err(2, format!("unknown failure indication {}", h.failure)));
+    }
+    Ok((node, h))
+}
+
+impl State {
+    /// Applies `roothash.ExecutorCommit` at the current block.
+    pub fn executor_commit(&mut self, body: &ExecutorCommit) -> Result<(), TxError> {
+        let id = body.id;
+        let committee = self.committees.get(&id).cloned().ok_or_else(|| {
+            err(
+                1,
+                format!("runtime {id} has no executor committee this epoch"),
+            )
+        })?;
+        let height = self.height + 1;
+        let chain_context = self.chain_context.clone();
+        let timeout = self
+            .genesis
+            .registry
+            .runtimes
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.executor.round_timeout)
+            .unwrap_or(5)
+            .max(1);
+        let chain = self
+            .roothash
+            .get_mut(&id)
+            .ok_or_else(|| err(1, format!("runtime {id} is not registered")))?;
+        let backup_set = backups(&committee);
+        for s in &body.commits {
+            let (node, h) = verify_commitment(s, &chain_context, &committee, chain)?;
+            if chain.pool.discrepancy && !backup_set.contains(&node) {
+                return Err(err(
+                    8,
+                    format!(
+                        "round {} is in discrepancy resolution: only backup workers may commit",
+                        h.header.round
+                    ),
+                ));
+            }
+            match chain.pool.commits.get(&node) {
+                Some(prev) if prev == &h => {}
+                Some(_) => {
+                    return Err(err(
+                        7,
+                        format!(
+                            "node {node} already committed a different result for round {}",
+                            h.header.round
+                        ),
+                    ))
+                }
+                None => {
+                    chain.pool.commits.insert(node, h);
+                }
+            }
+        }
+        if chain.pool.timeout_at.is_none() {
+            chain.pool.timeout_at = Some(height + timeout);
+        }
+        self.process_pool(&id, height, false);
+        Ok(())
+    }
+
+    /// Checks round timeouts at the start of block `height`.
+    pub(crate) fn roothash_timeouts(&mut self, height: u64) {
+        let due: Vec<RuntimeId> = self
+            .roothash
+            .iter()
+            .filter(|(_, c)| c.pool.timeout_at.is_some_and(|t| t <= height))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.process_pool(&id, height, true);
+        }
+    }
+
+    /// At an epoch transition: a runtime whose committee changed abandons its open round with
+    /// an epoch-transition block.
+    pub(crate) fn roothash_epoch(
+        &mut self,
+        height: u64,
+        previous: &BTreeMap<RuntimeId, Committee>,
+    ) {
+        for rt in &self.genesis.registry.runtimes {
+            self.roothash
+                .entry(rt.id)
+                .or_insert_with(|| RuntimeChain::genesis(rt.id));
+        }
+        let ids: Vec<RuntimeId> = self.roothash.keys().copied().collect();
+        for id in ids {
+            let key = |c: Option<&Committee>| {
+                c.map(|c| {
+                    let mut m: Vec<(String, PublicKey)> = c
+                        .members
+                        .iter()
+                        .map(|m| (m.role.clone(), m.public_key))
+                        .collect();
+                    m.sort();
+                    m
+                })
+            };
+            if key(previous.get(&id)) == key(self.committees.get(&id)) {
+                continue;
+            }
+            self.close_round(&id, height, header_type::EPOCH_TRANSITION, None);
+        }
+    }
+
+    fn process_pool(&mut self, id: &RuntimeId, height: u64, timed_out: bool) {
+        let Some(committee) = self.committees.get(id).cloned() else {
+            return;
+        };
+        let Some(params) = self
+            .genesis
+            .registry
+            .runtimes
+            .iter()
+            .find(|r| r.id == *id)
+            .map(|r| r.executor.clone())
+        else {
+            return;
+        };
+        let Some(chain) = self.roothash.get(id) else {
+            return;
+        };
+        let round = chain.block.round + 1;
+        let Some(sched) = scheduler(&committee, round) else {
+            return;
+        };
+        let pool = &chain.pool;
+        let workers = workers(&committee);
+        let backups = backups(&committee);
+        let sched_commit = pool
+            .commits
+            .get(&sched)
+            .filter(|c| c.failure == failure::NONE)
+            .cloned();
+        if pool.discrepancy {
+            self.resolve(id, height, &workers, &backups, sched_commit, timed_out);
+            return;
+        }
+        let votes: Vec<&CommitmentHeader> =
+            workers.iter().filter_map(|w| pool.commits.get(w)).collect();
+        let failures = votes.iter().filter(|v| v.failure != failure::NONE).count();
+        let mut distinct: Vec<&ComputeResultsHeader> = votes
+            .iter()
+            .filter(|v| v.failure == failure::NONE)
+            .map(|v| &v.header)
+            .collect();
+        distinct.sort();
+        distinct.dedup();
+        let missing = workers.len() - votes.len();
+        let stragglers = usize::from(params.allowed_stragglers);
+        let disagree = distinct.len() > 1 || failures > stragglers;
+        if !disagree {
+            if missing == 0 || (timed_out && missing <= stragglers) {
+                if let Some(c) = sched_commit.as_ref().filter(|_| distinct.len() == 1) {
+                    let c = c.clone();
+                    self.finalize(id, height, &workers, &c);
+                    return;
+                }
+            } else if !timed_out {
+                return;
+            }
+        }
+        // Discrepancy detected: the backups decide, with a longer timeout.
+        let chain = self.roothash.get_mut(id).expect("checked above");
+        chain.pool.discrepancy = true;
+        chain.discrepancies += 1;
+        chain.pool.timeout_at = Some(height + (params.round_timeout * 3 / 2).max(1));
+        self.events.push(Event::Discrepancy {
+            runtime: *id,
+            round,
+        });
+        if backups.is_empty() {
+            self.close_round(id, height, header_type::ROUND_FAILED, Some(&workers));
+            return;
+        }
+        // Backups that are also workers have already voted: evaluate now, not timed out.
+        self.resolve(id, height, &workers, &backups, sched_commit, false);
+    }
+
+    fn resolve(
+        &mut self,
+        id: &RuntimeId,
+        height: u64,
+        workers: &[PublicKey],
+        backups: &[PublicKey],
+        sched_commit: Option<CommitmentHeader>,
+        timed_out: bool,
+    ) {
+        let Some(pool) = self.roothash.get(id).map(|c| c.pool.clone()) else {
+            return;
+        };
+        let needed = backups.len() / 2 + 1;
+        let committed = backups
+            .iter()
+            .filter(|b| pool.commits.contains_key(b))
+            .count();
+        let Some(sc) = sched_commit else {
+            // Without the scheduler's commitment nothing can be finalized.
+            if timed_out || committed == backups.len() {
+                self.close_round(id, height, header_type::ROUND_FAILED, Some(workers));
+            }
+            return;
+        };
+        let matching = backups
+            .iter()
+            .filter(|b| {
+                pool.commits
+                    .get(b)
+                    .is_some_and(|c| c.failure == failure::NONE && c.header == sc.header)
+            })
+            .count();
+        if matching >= needed {
+            self.finalize(id, height, workers, &sc);
+        } else if (backups.len() - committed) + matching < needed || timed_out {
+            self.close_round(id, height, header_type::ROUND_FAILED, Some(workers));
+        }
+    }
+
+    fn finalize(
+        &mut self,
+        id: &RuntimeId,
+        height: u64,
+        workers: &[PublicKey],
+        c: &CommitmentHeader,
+    ) {
+        let chain = self.roothash.get_mut(id).expect("runtime exists");
+        let header = BlockHeader {
+            version: 0,
+            namespace: *id,
+            round: c.header.round,
+            height,
+            header_type: header_type::NORMAL,
+            previous_hash: chain.block.hash(),
+            io_root: c.header.io_root,
+            state_root: c.header.state_root,
+        };
+        for w in workers {
+            let live = chain
+                .pool
+                .commits
+                .get(w)
+                .is_some_and(|v| v.failure == failure::NONE && v.header == c.header);
+            let l = chain.liveness.entry(*w).or_default();
+            l.total_rounds += 1;
+            if live {
+                l.live_rounds += 1;
+            }
+        }
+        chain
+            .liveness
+            .entry(c.scheduler_id)
+            .or_default()
+            .finalized_proposals += 1;
+        chain.rounds_finalized += 1;
+        chain.block = header.clone();
+        chain.pool = Pool::default();
+        self.events.push(Event::Block(header));
+    }
+
+    fn close_round(
+        &mut self,
+        id: &RuntimeId,
+        height: u64,
+        kind: u8,
+        workers: Option<&[PublicKey]>,
+    ) {
+        let committee = self.committees.get(id).cloned();
+        let chain = self.roothash.get_mut(id).expect("runtime exists");
+        let round = chain.block.round + 1;
+        if let Some(workers) = workers {
+            for w in workers {
+                chain.liveness.entry(*w).or_default().total_rounds += 1;
+            }
+            if let Some(s) = committee.as_ref().and_then(|c| scheduler(c, round)) {
+                chain.liveness.entry(s).or_default().missed_proposals += 1;
+            }
+        }
+        if kind == header_type::ROUND_FAILED {
+            chain.rounds_failed += 1;
+        }
+        let header = BlockHeader {
+            version: 0,
+            namespace: *id,
+            round,
+            height,
+            header_type: kind,
+            previous_hash: chain.block.hash(),
+            io_root: chain.block.io_root,
+            state_root: chain.block.state_root,
+        };
+        chain.block = header.clone();
+        chain.pool = Pool::default();
+        self.events.push(Event::Block(header));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::crypto;
+    use crate::consensus::state::CommitteeMember;
+    use ed25519_dalek::SigningKey;
+
+    fn key(b: u8) -> SigningKey {
+        SigningKey::from_bytes(&[b; 32])
+    }
+
+    fn rid() -> RuntimeId {
+        "0000000000000000000000000000000000000000000000000000000000000001"
+            .parse()
+            .expect("rid")
+    }
+
+    /// A state whose committee is nodes 11, 12, 13 as workers and backups.
+    fn state(backups: bool) -> State {
+        let mut s = State::from_genesis(&crate::consensus::state::tests_support::genesis(3, 3));
+        let mut members: Vec<CommitteeMember> = (11..14)
+            .map(|b| CommitteeMember {
+                role: "worker".into(),
+                public_key: PublicKey::of(&key(b)),
+            })
+            .collect();
+        if backups {
+            members.extend((11..14).map(|b| CommitteeMember {
+                role: "backup-worker".into(),
+                public_key: PublicKey::of(&key(b)),
+            }));
+        }
+        s.committees.insert(
+            rid(),
+            Committee {
+                kind: "executor".into(),
+                members,
+                runtime_id: rid(),
+                valid_for: 0,
+            },
+        );
+        s
+    }
+
+    fn commit(s: &State, node: u8, state_root: u8) -> Signed {
+        let chain = &s.roothash[&rid()];
+        let round = chain.block.round + 1;
+        let sched = scheduler(&s.committees[&rid()], round).expect("scheduler");
+        let h = CommitmentHeader {
+            scheduler_id: sched,
+            header: ComputeResultsHeader {
+                round,
+                previous_hash: chain.block.hash(),
+                io_root: [1; 32],
+                state_root: [state_root; 32],
+            },
+            failure: failure::NONE,
+        };
+        Signed::sign(
+            &key(node),
+            &crypto::context(CONTEXT_EXECUTOR_COMMITMENT, Some(&s.chain_context)),
+            &h,
+        )
+    }
+
+    fn submit(s: &mut State, c: Signed) -> Result<(), TxError> {
+        s.executor_commit(&ExecutorCommit {
+            id: rid(),
+            commits: vec![c],
+        })
+    }
+
+    fn sched_byte(s: &State) -> u8 {
+        let round = s.roothash[&rid()].block.round + 1;
+        let sched = scheduler(&s.committees[&rid()], round).expect("scheduler");
+        (11..14)
+            .find(|b| PublicKey::of(&key(*b)) == sched)
+            .expect("member")
+    }
+
+    #[test]
+    fn agreeing_workers_finalize_the_round() {
+        let mut s = state(true);
+        for n in 11..14 {
+            assert_eq!(s.roothash[&rid()].block.round, 0);
+            {
+                let c = commit(&s, n, 7);
+                submit(&mut s, c)
+            }
+            .expect("commit");
+        }
+        let c = &s.roothash[&rid()];
+        assert_eq!(c.block.round, 1);
+        assert_eq!(c.block.header_type, header_type::NORMAL);
+        assert_eq!(c.block.state_root, [7; 32]);
+        assert_eq!(c.block.previous_hash, BlockHeader::genesis(rid()).hash());
+        assert_eq!(c.rounds_finalized, 1);
+        assert!(c.liveness.values().all(|l| l.live_rounds == 1));
+    }
+
+    #[test]
+    fn a_wrong_worker_is_outvoted_by_the_backups() {
+        let mut s = state(true);
+        let sched = sched_byte(&s);
+        let liar = (11..14).find(|b| *b != sched).expect("non-scheduler");
+        for n in 11..14 {
+            let root = if n == liar { 66 } else { 7 };
+            {
+                let c = commit(&s, n, root);
+                submit(&mut s, c)
+            }
+            .expect("commit");
+        }
+        let c = &s.roothash[&rid()];
+        assert_eq!(c.discrepancies, 1);
+        assert_eq!(c.block.round, 1);
+        assert_eq!(c.block.header_type, header_type::NORMAL);
+        assert_eq!(
+            c.block.state_root, [7; 32],
+            "the honest result is finalized"
+        );
+        assert_eq!(c.liveness[&PublicKey::of(&key(liar))].live_rounds, 0);
+    }
+
+    #[test]
+    fn a_lying_scheduler_fails_the_round_and_without_backups_too() {
+        let mut s = state(true);
+        let sched = sched_byte(&s);
+        for n in 11..14 {
+            let root = if n == sched { 66 } else { 7 };
+            {
+                let c = commit(&s, n, root);
+                submit(&mut s, c)
+            }
+            .expect("commit");
+        }
+        let c = &s.roothash[&rid()];
+        assert_eq!(c.block.header_type, header_type::ROUND_FAILED);
+        assert_eq!(c.block.state_root, paratime_sdk::state::EMPTY_STATE_ROOT);
+        assert_eq!(c.liveness[&PublicKey::of(&key(sched))].missed_proposals, 1);
+
+        let mut s = state(false);
+        let sched = sched_byte(&s);
+        let liar = (11..14).find(|b| *b != sched).expect("non-scheduler");
+        {
+            let c = commit(&s, sched, 7);
+            submit(&mut s, c)
+        }
+        .expect("commit");
+        {
+            let c = commit(&s, liar, 66);
+            submit(&mut s, c)
+        }
+        .expect("commit");
+        assert_eq!(
+            s.roothash[&rid()].block.header_type,
+            header_type::ROUND_FAILED
+        );
+    }
+
+    #[test]
+    fn a_missing_worker_times_the_round_out() {
+        let mut s = state(false);
+        let sched = sched_byte(&s);
+        {
+            let c = commit(&s, sched, 7);
+            submit(&mut s, c)
+        }
+        .expect("commit");
+        let t = s.roothash[&rid()].pool.timeout_at.expect("armed");
+        s.roothash_timeouts(t - 1);
+        assert_eq!(s.roothash[&rid()].block.round, 0, "not yet");
+        s.roothash_timeouts(t);
+        // Discrepancy without backups: the round fails.
+        assert_eq!(s.roothash[&rid()].block.round, 1);
+        assert_eq!(
+            s.roothash[&rid()].block.header_type,
+            header_type::ROUND_FAILED
+        );
+    }
+
+    #[test]
+    fn forged_and_equivocating_commitments_are_rejected() {
+        let mut s = state(true);
+        // Not a committee member.
+        let e = {
+            let c = commit(&s, 99, 7);
+            submit(&mut s, c)
+        }
+        .expect_err("outsider");
+        assert!(e.message.contains("not a member"), "{e}");
+        // Signature over other bytes.
+        let mut forged = commit(&s, 11, 7);
+        forged.untrusted_raw_value = commit(&s, 11, 8).untrusted_raw_value;
+        forged.signature = commit(&s, 12, 8).signature;
+        forged.signature.public_key = PublicKey::of(&key(11));
+        let e = submit(&mut s, forged).expect_err("forged");
+        assert!(e.message.contains("invalid executor commitment"), "{e}");
+        // Another chain's context.
+        let chain = &s.roothash[&rid()];
+        let other = Signed::sign(
+            &key(11),
+            &crypto::context(CONTEXT_EXECUTOR_COMMITMENT, Some("other-chain")),
+            &CommitmentHeader {
+                scheduler_id: scheduler(&s.committees[&rid()], 1).expect("sched"),
+                header: ComputeResultsHeader {
+                    round: 1,
+                    previous_hash: chain.block.hash(),
+                    io_root: [0; 32],
+                    state_root: [0; 32],
+                },
+                failure: 0,
+            },
+        );
+        assert!(submit(&mut s, other).is_err());
+        // The same commitment twice is fine; a different one for the same round is not.
+        let n = sched_byte(&s);
+        {
+            let c = commit(&s, n, 7);
+            submit(&mut s, c)
+        }
+        .expect("commit");
+        {
+            let c = commit(&s, n, 7);
+            submit(&mut s, c)
+        }
+        .expect("same again");
+        let e = {
+            let c = commit(&s, n, 8);
+            submit(&mut s, c)
+        }
+        .expect_err("equivocation");
+        assert!(
+            e.message.contains("already committed a different result"),
+            "{e}"
+        );
+        // Wrong round.
+        let mut h: CommitmentHeader = commit(&s, 12, 7)
+            .open(&crypto::context(
+                CONTEXT_EXECUTOR_COMMITMENT,
+                Some(&s.chain_context),
+            ))
+            .expect("open");
+        h.header.round = 5;
+        let wrong = Signed::sign(
+            &key(12),
+            &crypto::context(CONTEXT_EXECUTOR_COMMITMENT, Some(&s.chain_context)),
+            &h,
+        );
+        let e = submit(&mut s, wrong).expect_err("round");
+        assert!(e.message.contains("round 1 is open"), "{e}");
+    }
+
+    #[test]
+    fn scheduler_rotates_through_the_workers() {
+        let s = state(false);
+        let c = &s.committees[&rid()];
+        let w = workers(c);
+        let scheds: Vec<PublicKey> = (1..=3).map(|r| scheduler(c, r).expect("s")).collect();
+        let mut sorted = scheds.clone();
+        sorted.sort();
+        assert_eq!(sorted, w, "each worker schedules once in three rounds");
+        for r in 1..=3u64 {
+            let s = scheduler(c, r).expect("s");
+            let idx = w.iter().position(|x| *x == s).expect("in");
+            assert_eq!(rank_of(idx, w.len(), r), 0);
+        }
+    }
+}
