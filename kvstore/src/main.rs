@@ -8,7 +8,10 @@
 //! - `debug_fault`: `crash` (exit after the handshake), `hang` (stop answering after the
 //!   handshake), `garbage` (answer the handshake with bytes that are not a frame), `oversized`
 //!   (announce a frame over the limit), `wrong_version` (report another version),
-//!   `wrong_state_root` (report a wrong state root after execution);
+//!   `wrong_state_root` (execute `kv.Put` wrongly — the value gets a suffix — so the write log
+//!   and the state root it reports are consistent but differ from every honest node's; only
+//!   the committee vote can catch it), `inconsistent_state_root` (report a state root that
+//!   does not follow from its own write log; the host catches it);
 //! - `debug_probe: true` enables `debug.*` queries that try to escape the sandbox (read a host
 //!   file, open a network connection, write outside /tmp) and report what happened.
 
@@ -159,7 +162,10 @@ impl Runtime for KvStore {
         let key = text_field(body, "key")?;
         match method {
             "kv.Put" => {
-                let value = text_field(body, "value")?;
+                let mut value = text_field(body, "value")?;
+                if self.fault.as_deref() == Some("wrong_state_root") {
+                    value.push_str(" (faulty)");
+                }
                 ctx.insert(key.as_bytes(), value.as_bytes());
                 Ok(Value::Null)
             }
@@ -203,7 +209,7 @@ impl Runtime for KvStore {
     }
 
     fn state_root_hook(&self, mut root: [u8; 32]) -> [u8; 32] {
-        if self.fault.as_deref() == Some("wrong_state_root") {
+        if self.fault.as_deref() == Some("inconsistent_state_root") {
             root[0] ^= 0xff;
         }
         root

@@ -12,6 +12,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// The sample ParaTime's runtime ID in the local network.
 pub const RUNTIME_ID: &str = "0000000000000000000000000000000000000000000000000000000000000001";
@@ -26,10 +27,10 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     compute: usize,
     /// Blocks per epoch.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 10)]
     epoch_interval: u64,
     /// Milliseconds between blocks.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 200)]
     block_interval_ms: u64,
     /// Escrow of the compute entity (the node-compute threshold is 100 per node, entity 100).
     #[arg(long, default_value_t = 10_000)]
@@ -37,6 +38,17 @@ pub struct Args {
     /// Stop after this long (e.g. 60s); default: until SIGINT/SIGTERM.
     #[arg(long)]
     duration: Option<humantime::Duration>,
+    /// Transactions the load generator keeps in flight (kv.Put through the client node);
+    /// 0 runs the network without load.
+    #[arg(long, default_value_t = 256)]
+    load: usize,
+    /// Print the summary as one JSON line at the end (last line of stdout).
+    #[arg(long)]
+    json: bool,
+    /// Test-only fault injection: NODE=FAULT sets the sample ParaTime's `debug_fault` on that
+    /// node (e.g. compute-1=wrong_state_root).
+    #[arg(long = "debug-fault", hide = true)]
+    debug_fault: Vec<String>,
 }
 
 fn free_port() -> Result<u16, String> {
@@ -61,6 +73,7 @@ fn config_yaml(
     bundle: &Path,
     entity: Option<&Path>,
     runtime: bool,
+    fault: Option<&str>,
 ) -> String {
     let node_dir = dir.join(&n.name);
     let mut s = format!(
@@ -79,6 +92,11 @@ fn config_yaml(
     }
     if runtime {
         s.push_str(&format!("runtime:\n  paths:\n    - {}\n", bundle.display()));
+        if let Some(f) = fault {
+            s.push_str(&format!(
+                "  runtimes:\n    - id: {RUNTIME_ID}\n      config:\n        debug_fault: {f}\n"
+            ));
+        }
     }
     s
 }
@@ -121,6 +139,19 @@ fn setup(a: &Args) -> Result<Vec<(String, PathBuf)>, String> {
         consensus_port: free_port()?,
     });
 
+    for f in &a.debug_fault {
+        let name = f.split('=').next().unwrap_or_default();
+        if !f.contains('=')
+            || !specs
+                .iter()
+                .any(|s| s.name == name && s.mode != "validator")
+        {
+            return Err(format!(
+                "--debug-fault '{f}': expected NODE=FAULT with NODE one of compute-0..compute-{} or client-0",
+                a.compute.saturating_sub(1)
+            ));
+        }
+    }
     let mut ids = Vec::new();
     for n in &specs {
         let data = dir.join(&n.name).join("data");
@@ -168,6 +199,9 @@ fn setup(a: &Args) -> Result<Vec<(String, PathBuf)>, String> {
             runtime_id,
             u16::try_from(a.compute.max(1)).unwrap_or(u16::MAX),
         )),
+        // Every compute node is also a backup worker: discrepancies are resolved by a majority
+        // of the whole committee.
+        group_backup_size: u16::try_from(a.compute).unwrap_or(u16::MAX),
     });
     std::fs::write(
         dir.join("genesis.json"),
@@ -189,7 +223,19 @@ fn setup(a: &Args) -> Result<Vec<(String, PathBuf)>, String> {
         } else {
             seed.as_str()
         };
-        let cfg = config_yaml(dir, n, seed, &bundle_path, entity.as_deref(), runtime);
+        let fault = a
+            .debug_fault
+            .iter()
+            .find_map(|f| f.strip_prefix(&format!("{}=", n.name)));
+        let cfg = config_yaml(
+            dir,
+            n,
+            seed,
+            &bundle_path,
+            entity.as_deref(),
+            runtime,
+            fault,
+        );
         let path = dir.join(&n.name).join("etc/config.yml");
         std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
         out.push((n.name.clone(), path));
@@ -293,10 +339,23 @@ pub fn run(a: Args) -> i32 {
     let pointer = super::network::localnet_pointer();
     let _ = std::fs::write(&pointer, &client);
     println!("running; Ctrl-C stops the network (`paratime-node account show ADDR` asks {client})");
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let (load_stop_tx, load_stop_rx) = watch::channel(false);
+    let load_task = (a.load > 0).then(|| {
+        let (client, stop, n) = (client.clone(), load_stop_rx.clone(), a.load);
+        let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        rt.spawn(async move {
+            let size = super::load::wait_for_committee(&client, RUNTIME_ID, stop.clone()).await?;
+            eprintln!(
+                "committee of {size} elected: load generator started ({n} transactions in flight)"
+            );
+            Some(super::load::run(client, RUNTIME_ID.to_string(), n, size, stop, progress).await)
+        })
+    });
     let code = rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else { return 1 };
@@ -337,6 +396,7 @@ pub fn run(a: Args) -> i32 {
                 }
             }
         };
+        load_stop_tx.send_replace(true);
         // Stop the other nodes first so they can deregister while the validator still runs.
         let stop = |c: &Child| {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
@@ -363,6 +423,24 @@ pub fn run(a: Args) -> i32 {
         }
         code
     });
+    let report = load_task.and_then(|t| rt.block_on(t).ok().flatten());
     println!("localnet stopped");
+    if let Some(r) = &report {
+        println!(
+            "load: {} transactions finalized in {} rounds over {:.1} s: {:.1} tx/s, latency p50 {:.0} ms, p99 {:.0} ms (committee of {}, {} in flight; {} failed rounds, {} discrepancies, {} errors)",
+            r.txs_finalized, r.rounds_finalized, r.seconds, r.tx_per_s, r.latency_ms.p50, r.latency_ms.p99, r.committee_size, r.concurrency, r.rounds_failed, r.discrepancies, r.errors
+        );
+    } else if a.load > 0 {
+        println!("load: no committee was elected before the network stopped");
+    }
+    if a.json {
+        let v = match &report {
+            Some(r) => serde_json::to_value(r).unwrap_or_default(),
+            None => {
+                serde_json::json!({ "rounds_finalized": 0, "txs_finalized": 0, "tx_per_s": 0.0, "latency_ms": { "p50": 0.0, "p99": 0.0 } })
+            }
+        };
+        println!("{v}");
+    }
     code
 }

@@ -2,8 +2,10 @@
 
 mod doctor;
 mod exec;
+mod load;
 mod localnet;
 pub mod network;
+pub mod paratime;
 
 use crate::bundle::{self, BuildOptions, Bundle, RuntimeId};
 use crate::config;
@@ -76,6 +78,11 @@ enum Command {
     Account(network::AccountCmd),
     /// Run a local network on this machine (validator, compute nodes, client) until Ctrl-C.
     Localnet(localnet::Args),
+    /// ParaTime transactions.
+    #[command(subcommand)]
+    Tx(paratime::TxCmd),
+    /// Query a ParaTime's finalized state, e.g. `query --method kv.Get --body '{"key":"k"}'`.
+    Query(paratime::CallArgs),
     /// Print host benchmarks against their physical floor.
     Bench(exec::BenchArgs),
 }
@@ -547,6 +554,8 @@ pub fn run() -> i32 {
         Some(Command::Entity(c)) => network::entity(c),
         Some(Command::Account(c)) => network::account(c),
         Some(Command::Localnet(a)) => localnet::run(a),
+        Some(Command::Tx(c)) => paratime::tx(c),
+        Some(Command::Query(c)) => paratime::query(c),
         Some(Command::Doctor) => match cli.config {
             Some(f) => doctor::doctor(&f),
             None => fail("doctor needs --config FILE"),

@@ -258,7 +258,7 @@ pub fn localnet_pointer() -> PathBuf {
     ))
 }
 
-fn default_address() -> Result<String, String> {
+pub(crate) fn default_address() -> Result<String, String> {
     if let Ok(a) = std::env::var("PARATIME_NODE_ADDRESS") {
         return Ok(a);
     }
@@ -290,6 +290,8 @@ pub struct GenesisParams {
     pub escrow: u64,
     /// The ParaTime and its committee size.
     pub runtime: Option<(crate::bundle::RuntimeId, u16)>,
+    /// Backup workers of the ParaTime's committee.
+    pub group_backup_size: u16,
 }
 
 /// Builds a genesis document (thresholds: entity 100, node-compute 100, node-validator 0).
@@ -331,13 +333,13 @@ pub fn make_genesis(p: &GenesisParams) -> Genesis {
                     kind: "compute".into(),
                     executor: ExecutorParams {
                         group_size: (*size).max(1),
-                        group_backup_size: 0,
+                        group_backup_size: p.group_backup_size,
                         allowed_stragglers: 0,
-                        round_timeout: 5,
+                        round_timeout: 10,
                     },
                     txn_scheduler: TxnSchedulerParams {
-                        max_batch_size: 100,
-                        batch_flush_timeout_ms: 1000,
+                        max_batch_size: 500,
+                        batch_flush_timeout_ms: 100,
                     },
                     staking_thresholds: Default::default(),
                 })
@@ -400,6 +402,7 @@ fn genesis_init(cmd: GenesisCmd) -> Result<String, String> {
         balance,
         escrow,
         runtime,
+        group_backup_size: group_size,
     });
     g.check()?;
     std::fs::write(

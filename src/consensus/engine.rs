@@ -74,7 +74,8 @@ struct Engine {
     state: State,
     validator: PublicKey,
     key: Option<SigningKey>,
-    mempool: Vec<Signed>,
+    /// Pending transactions with the height at which they arrived.
+    mempool: Vec<(Signed, u64)>,
     seen: BTreeSet<Hash>,
     view: watch::Sender<View>,
     net: mpsc::Sender<p2p::Command>,
@@ -103,12 +104,45 @@ impl Engine {
         if self.key.is_none() || !self.seen.insert(h) || self.mempool.len() >= 10_000 {
             return;
         }
-        self.mempool.push(tx);
+        self.mempool.push((tx, self.state.height));
+    }
+
+    /// Picks the next block's transactions: per signer in nonce order, at most 500. A
+    /// transaction whose nonce is ahead waits (gossip may reorder a signer's transactions) for
+    /// up to 20 blocks; one whose nonce is behind is dropped.
+    fn select(&mut self) -> Vec<Signed> {
+        use super::address::Address;
+        use super::state::Transaction;
+        let nonce = |t: &Signed| {
+            crate::encoding::from_cbor::<Transaction>(&t.untrusted_raw_value)
+                .map(|x| x.nonce)
+                .unwrap_or(u64::MAX)
+        };
+        let mut pending: Vec<(u64, Signed, u64)> = std::mem::take(&mut self.mempool)
+            .into_iter()
+            .map(|(t, h)| (nonce(&t), t, h))
+            .collect();
+        pending.sort_by_key(|(n, _, _)| *n);
+        let mut expected: std::collections::HashMap<Address, u64> = Default::default();
+        let mut out = Vec::new();
+        for (n, t, h) in pending {
+            let addr = Address::from_public_key(&t.signature.public_key);
+            let exp = expected
+                .entry(addr)
+                .or_insert_with(|| self.state.account(&addr).nonce);
+            if out.len() < 500 && n == *exp {
+                *exp += 1;
+                out.push(t);
+            } else if n >= *exp && self.state.height < h + 20 {
+                self.mempool.push((t, h));
+            }
+        }
+        out
     }
 
     fn produce(&mut self) {
         let Some(key) = self.key.clone() else { return };
-        let txs: Vec<Signed> = self.mempool.drain(..self.mempool.len().min(500)).collect();
+        let txs = self.select();
         let parent = self.state.last_block_hash;
         let time = now_ms();
         let (block, outcomes) = Block::produce(&mut self.state, parent, txs, time, &key);

@@ -129,6 +129,80 @@ pub struct Proposal {
     pub batch: Vec<serde_bytes::ByteBuf>,
 }
 
+/// What an executor computed for a round, gossiped to every node of the runtime so that nodes
+/// that did not execute (clients, outvoted or restarted members) can apply the finalized round.
+/// Trusted only after [`ExecutedBatch::verify`] against the finalized header.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExecutedBatch {
+    /// Runtime.
+    pub runtime: RuntimeId,
+    /// Round.
+    pub round: u64,
+    /// State root the batch executed on.
+    pub previous_state_root: Hash,
+    /// State root after it.
+    pub state_root: Hash,
+    /// Commitment to inputs and results.
+    pub io_root: Hash,
+    /// Raw transactions, in order.
+    pub inputs: Vec<serde_bytes::ByteBuf>,
+    /// One result per input.
+    pub results: Vec<paratime_sdk::protocol::TxResult>,
+    /// State changes.
+    pub write_log: Vec<paratime_sdk::protocol::WriteLogEntry>,
+}
+
+impl ExecutedBatch {
+    /// Checks the batch against a finalized header and the state it starts from: the write log
+    /// must chain `prev_root` to the header's state root and the inputs and results must hash
+    /// to its io root.
+    pub fn verify(&self, header: &BlockHeader, prev_root: &Hash) -> Result<(), String> {
+        if self.round != header.round || self.runtime != header.namespace {
+            return Err(format!(
+                "batch is for round {}, header for round {}",
+                self.round, header.round
+            ));
+        }
+        if &self.previous_state_root != prev_root {
+            return Err(format!(
+                "round {}: batch executed on state {}, local state is {}",
+                self.round,
+                hex::encode(self.previous_state_root),
+                hex::encode(prev_root)
+            ));
+        }
+        let sorted = self.write_log.windows(2).all(|w| w[0].key < w[1].key);
+        let root = paratime_sdk::state::next_state_root(prev_root, &self.write_log);
+        if !sorted || root != header.state_root {
+            return Err(format!(
+                "round {}: write log does not lead to the finalized state root",
+                self.round
+            ));
+        }
+        if self.inputs.len() != self.results.len()
+            || paratime_sdk::state::io_root(self.round, &self.inputs, &self.results)
+                != header.io_root
+        {
+            return Err(format!(
+                "round {}: inputs and results do not match the finalized io root",
+                self.round
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The last commitment this node signed for a runtime, persisted before it is sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastSigned {
+    /// Round.
+    pub round: u64,
+    /// Hash of the runtime block the round builds on.
+    pub previous_hash: Hash,
+    /// The signed commitment.
+    pub commit: Signed,
+}
+
 /// Per-node liveness in a runtime's committee (oasis `LivenessStatistics`, per node).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Liveness {

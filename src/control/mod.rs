@@ -71,6 +71,8 @@ pub struct NetworkState {
     pub p2p: Option<watch::Receiver<crate::p2p::Status>>,
     /// Registration status.
     pub registration: Option<watch::Receiver<crate::worker::registration::Status>>,
+    /// Runtime workers by runtime ID.
+    pub workers: BTreeMap<crate::bundle::RuntimeId, crate::worker::compute::Handle>,
 }
 
 fn rfc3339_ms(ms: u64) -> String {
@@ -116,6 +118,32 @@ async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
                 if let Some(c) = view.state.committees.get(&rid) {
                     rt["committee"]["members"] =
                         serde_json::to_value(&c.members).unwrap_or_default();
+                }
+                if let Some(chain) = view.state.roothash.get(&rid) {
+                    rt["latest_round"] = serde_json::json!(chain.block.round);
+                    rt["latest_hash"] = serde_json::json!(hex::encode(chain.block.hash()));
+                    rt["latest_state_root"] =
+                        serde_json::json!(hex::encode(chain.block.state_root));
+                    rt["roothash"] = serde_json::json!({
+                        "rounds_finalized": chain.rounds_finalized,
+                        "rounds_failed": chain.rounds_failed,
+                        "discrepancies": chain.discrepancies,
+                        "pool": {
+                            "round": chain.block.round + 1,
+                            "commitments": chain.pool.commits.len(),
+                            "discrepancy": chain.pool.discrepancy,
+                            "timeout_at": chain.pool.timeout_at,
+                        },
+                    });
+                    rt["committee"]["liveness"] = serde_json::to_value(
+                        chain.liveness.get(&s.node_id).cloned().unwrap_or_default(),
+                    )
+                    .unwrap_or_default();
+                }
+                if let Some(w) = s.network.workers.get(&rid) {
+                    let ws = w.status.borrow().clone();
+                    rt["committee"]["latest_round"] = serde_json::json!(ws.latest_round);
+                    rt["worker"] = serde_json::to_value(&ws).unwrap_or_default();
                 }
             }
         }
@@ -209,6 +237,133 @@ async fn account(
     )
 }
 
+fn worker<'a>(
+    s: &'a ControlState,
+    rid: &str,
+) -> Result<&'a crate::worker::compute::Handle, (axum::http::StatusCode, Json<serde_json::Value>)> {
+    let bad = |code, m: String| (code, Json(serde_json::json!({ "error": m })));
+    let id: crate::bundle::RuntimeId =
+        rid.parse().map_err(|e: crate::bundle::RuntimeIdError| {
+            bad(axum::http::StatusCode::BAD_REQUEST, e.to_string())
+        })?;
+    s.network.workers.get(&id).ok_or_else(|| {
+        bad(
+            axum::http::StatusCode::NOT_FOUND,
+            format!("runtime {id} is not served by this node (it must be in runtime.paths and registered in the genesis document)"),
+        )
+    })
+}
+
+fn b64_field(
+    req: &serde_json::Value,
+    name: &str,
+) -> Result<Vec<u8>, (axum::http::StatusCode, Json<serde_json::Value>)> {
+    use base64::Engine;
+    req[name]
+        .as_str()
+        .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok())
+        .ok_or_else(|| {
+            (
+                axum::http::StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({ "error": format!("expected \"{name}\": base64 CBOR") })),
+            )
+        })
+}
+
+fn result_json(r: &paratime_sdk::protocol::TxResult) -> serde_json::Value {
+    use base64::Engine;
+    serde_json::json!({
+        "error": r.error,
+        "output": r.output.as_ref().map(|o| {
+            let mut b = Vec::new();
+            let _ = ciborium::into_writer(o, &mut b);
+            base64::engine::general_purpose::STANDARD.encode(b)
+        }),
+    })
+}
+
+/// `POST /api/v1/runtime/{id}/submit {"tx": b64 call, "timeout_ms"?}`: checks, gossips and
+/// waits until the transaction is finalized.
+async fn runtime_submit(
+    State(s): State<ControlState>,
+    axum::extract::Path(rid): axum::extract::Path<String>,
+    Json(req): Json<serde_json::Value>,
+) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+    let w = match worker(&s, &rid) {
+        Ok(w) => w.clone(),
+        Err(e) => return e,
+    };
+    let tx = match b64_field(&req, "tx") {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let timeout = std::time::Duration::from_millis(req["timeout_ms"].as_u64().unwrap_or(60_000));
+    match w.submit(tx, timeout).await {
+        Ok(o) => (
+            axum::http::StatusCode::OK,
+            Json(serde_json::json!({
+                "hash": o.hash,
+                "round": o.round,
+                "index": o.index,
+                "result": result_json(&o.result),
+            })),
+        ),
+        Err(e) => (
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({ "error": e })),
+        ),
+    }
+}
+
+/// `POST /api/v1/runtime/{id}/query {"method", "args": b64 CBOR}` on the finalized state.
+async fn runtime_query(
+    State(s): State<ControlState>,
+    axum::extract::Path(rid): axum::extract::Path<String>,
+    Json(req): Json<serde_json::Value>,
+) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+    use base64::Engine;
+    let w = match worker(&s, &rid) {
+        Ok(w) => w.clone(),
+        Err(e) => return e,
+    };
+    let Some(method) = req["method"].as_str() else {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": "expected \"method\"" })),
+        );
+    };
+    let args = match b64_field(&req, "args") {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let args: ciborium::Value = match crate::encoding::from_cbor(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            return (
+                axum::http::StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({ "error": format!("args: {e}") })),
+            )
+        }
+    };
+    match w.query(method, args).await {
+        Ok((round, data)) => {
+            let mut b = Vec::new();
+            let _ = ciborium::into_writer(&data, &mut b);
+            (
+                axum::http::StatusCode::OK,
+                Json(serde_json::json!({
+                    "round": round,
+                    "data": base64::engine::general_purpose::STANDARD.encode(b),
+                })),
+            )
+        }
+        Err(e) => (
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({ "error": e })),
+        ),
+    }
+}
+
 async fn is_synced(State(s): State<ControlState>) -> Json<serde_json::Value> {
     use crate::consensus::engine::Backend;
     let synced = match &s.network.consensus {
@@ -236,6 +391,8 @@ pub async fn serve(
         .route("/api/v1/shutdown", post(shutdown))
         .route("/api/v1/consensus/submit", post(submit))
         .route("/api/v1/consensus/account/{addr}", get(account))
+        .route("/api/v1/runtime/{id}/submit", post(runtime_submit))
+        .route("/api/v1/runtime/{id}/query", post(runtime_query))
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

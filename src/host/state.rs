@@ -34,6 +34,13 @@ impl Default for RuntimeState {
 }
 
 impl RuntimeState {
+    /// A state at `root` with `entries` (loaded from the node's store).
+    pub fn from_entries(root: Hash, entries: BTreeMap<Vec<u8>, Vec<u8>>) -> Self {
+        Self {
+            inner: RwLock::new((root, entries)),
+        }
+    }
+
     /// The current state root.
     pub fn root(&self) -> Hash {
         self.inner.read().map(|g| g.0).unwrap_or(EMPTY_STATE_ROOT)

@@ -166,6 +166,7 @@ pub async fn run(
     settings: Settings,
     state: Arc<RuntimeState>,
     status: watch::Sender<RuntimeStatus>,
+    conn: watch::Sender<Option<super::rhp::Connection>>,
     shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new();
@@ -196,6 +197,7 @@ pub async fn run(
                     );
                     s.latest_state_root = hex::encode(state.root());
                 });
+                conn.send_replace(Some(p.conn.clone()));
                 let exited = tokio::task::spawn_blocking(p.sandbox.exit_watcher());
                 let pinger = async {
                     loop {
@@ -226,6 +228,7 @@ pub async fn run(
                         format!("runtime connection failed: {why}")
                     }
                     _ = stopped(shutdown.clone()) => {
+                        conn.send_replace(None);
                         log::info!(target: module, runtime_id:% = rt.id; "terminating runtime");
                         p.conn.notify(Body::RuntimeShutdownRequest(Empty {})).await;
                         let exit = tokio::task::spawn_blocking(p.sandbox.exit_watcher());
@@ -235,6 +238,7 @@ pub async fn run(
                         return;
                     }
                 };
+                conn.send_replace(None);
                 drop(p);
                 if up_since.elapsed() > Duration::from_secs(15 * 60) {
                     backoff = Backoff::new();

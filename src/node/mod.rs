@@ -463,6 +463,24 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             version: h.version,
         })
         .collect();
+    // Runtime state: from the store when the node runs the network, else in memory.
+    let mut states: BTreeMap<
+        crate::bundle::RuntimeId,
+        (Arc<RuntimeState>, Option<crate::storage::Applied>),
+    > = BTreeMap::new();
+    for rt in &p.hosted {
+        let loaded = match &p.network {
+            Some(net) => {
+                let (applied, st) = crate::worker::compute::load_state(&net.store, &rt.id)
+                    .map_err(NodeError::Other)?;
+                (Arc::new(st), Some(applied))
+            }
+            None => (Arc::new(RuntimeState::default()), None),
+        };
+        states.insert(rt.id, loaded);
+    }
+    let mut conns = BTreeMap::new();
+    let mut idle_conns = Vec::new();
     for rt in p.hosted {
         let mut initial = supervisor::initial_status(&rt, &settings.provisioner);
         if let Some(e) = &p.info.trial_error {
@@ -470,21 +488,25 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
         }
         let (tx, rx) = watch::channel(initial);
         channels.push((rt.id.to_string(), rx));
+        let (conn_tx, conn_rx) = watch::channel(None);
+        conns.insert(rt.id, conn_rx);
         if p.info.trial_error.is_none() {
-            let state = Arc::new(RuntimeState::default());
+            let state = states[&rt.id].0.clone();
             tasks.push(tokio::spawn(supervisor::run(
                 rt,
                 p.launcher.client(),
                 settings.clone(),
                 state,
                 tx,
+                conn_tx,
                 shutdown_rx.clone(),
             )));
         } else {
             idle.push(tx);
+            idle_conns.push(conn_tx);
         }
     }
-    // Consensus, p2p and registration, when the genesis is a full document.
+    // Consensus, p2p, registration and the runtime workers, when the genesis is a full document.
     let (net_stop_tx, net_stop_rx) = watch::channel(false);
     let (reg_stop_tx, reg_stop_rx) = watch::channel(false);
     let mut reg_task = None;
@@ -496,8 +518,9 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             listen_ip: "0.0.0.0".into(),
             seeds: net.seeds,
             chain_context: net.genesis.chain_context(),
+            runtimes: net.genesis.registry.runtimes.iter().map(|r| r.id).collect(),
         };
-        let (cmd, events, pstatus) = crate::p2p::spawn(
+        let (cmd, events, mut rt_events, pstatus) = crate::p2p::spawn(
             pcfg,
             net.store.clone(),
             p.id.public_b64(KeyKind::P2p),
@@ -508,13 +531,60 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             &net.genesis,
             net.store.clone(),
             p.id.key(KeyKind::Consensus).clone(),
-            cmd,
+            cmd.clone(),
             events,
             net_stop_rx.clone(),
         )
         .map_err(NodeError::Other)?;
         network.p2p = Some(pstatus);
         network.consensus = Some(handle.clone());
+        let nonces = crate::worker::Nonces::default();
+        // One worker per hosted ParaTime registered in the genesis; p2p messages are routed
+        // to it by runtime ID.
+        let mut routes = BTreeMap::new();
+        for (rid, (state, applied)) in &states {
+            let Some(descriptor) = net.genesis.registry.runtimes.iter().find(|r| r.id == *rid)
+            else {
+                log::warn!(target: "worker/compute", runtime_id:% = rid; "runtime is not registered in the genesis document: hosting it without a committee");
+                continue;
+            };
+            let (tx, rx) = tokio::sync::mpsc::channel(16384);
+            routes.insert(*rid, tx);
+            let worker = crate::worker::compute::Worker {
+                descriptor: descriptor.clone(),
+                node: p.id.key(KeyKind::Node).clone(),
+                nonces: nonces.clone(),
+                store: net.store.clone(),
+                state: state.clone(),
+                compute: cfg.mode == config::Mode::Compute,
+            };
+            let h = worker
+                .start(
+                    applied.clone().unwrap_or(crate::storage::Applied {
+                        round: 0,
+                        state_root: paratime_sdk::state::EMPTY_STATE_ROOT,
+                    }),
+                    handle.clone(),
+                    cmd.clone(),
+                    rx,
+                    conns[rid].clone(),
+                    net_stop_rx.clone(),
+                )
+                .map_err(NodeError::Other)?;
+            network.workers.insert(*rid, h);
+        }
+        tokio::spawn(async move {
+            while let Some(ev) = rt_events.recv().await {
+                let rid = match &ev {
+                    crate::p2p::RuntimeEvent::Tx(r, _)
+                    | crate::p2p::RuntimeEvent::Committee(r, _)
+                    | crate::p2p::RuntimeEvent::Round(r, _) => *r,
+                };
+                if let Some(tx) = routes.get(&rid) {
+                    let _ = tx.try_send(ev);
+                }
+            }
+        });
         if cfg.mode == config::Mode::Compute {
             if let Some(entity) = net.entity {
                 let (rs_tx, rs_rx) = watch::channel(crate::worker::registration::Status::default());
@@ -546,6 +616,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                     entity,
                     runtimes: hosted_runtimes.clone(),
                     p2p_addresses: addresses,
+                    nonces,
                 };
                 reg_task = Some(tokio::spawn(worker.run(
                     handle,
@@ -630,6 +701,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
         let _ = std::fs::remove_file(&p.socket);
     }
     drop(idle);
+    drop(idle_conns);
     net_stop_tx.send_replace(true);
     log::info!(target: "cmd/node", "node stopped");
     Ok(())

@@ -5,8 +5,10 @@
 //! Owns the swarm; the consensus engine talks to it through a command channel and receives
 //! events. It never changes consensus state.
 
+use crate::bundle::RuntimeId;
 use crate::consensus::block::Block;
 use crate::consensus::crypto::{PublicKey, Signed};
+use crate::consensus::roothash::ExecutedBatch;
 use crate::storage::Store;
 use libp2p::futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -20,13 +22,23 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// Block sync request: blocks from `from` on.
+/// Sync request: consensus blocks, or a finalized runtime round's executed batch.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SyncRequest {
-    /// First height wanted.
-    pub from: u64,
-    /// At most this many.
-    pub max: u32,
+pub enum SyncRequest {
+    /// Blocks from `from` on, at most `max`.
+    Blocks {
+        /// First height wanted.
+        from: u64,
+        /// At most this many.
+        max: u32,
+    },
+    /// The executed batch of a finalized runtime round.
+    Round {
+        /// Runtime.
+        runtime: RuntimeId,
+        /// Round.
+        round: u64,
+    },
 }
 
 /// Block sync response.
@@ -38,6 +50,45 @@ pub struct SyncResponse {
     pub height: u64,
 }
 
+/// Sync response.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum SyncReply {
+    /// Blocks.
+    Blocks(SyncResponse),
+    /// The round's batch, if the responder has it.
+    Round(Option<Box<ExecutedBatch>>),
+}
+
+/// A message for a runtime's worker.
+#[derive(Debug)]
+pub enum RuntimeEvent {
+    /// A gossiped runtime transaction (CBOR [`RuntimeTx`]).
+    Tx(RuntimeId, Vec<u8>),
+    /// A gossiped committee message (CBOR [`CommitteeMessage`]).
+    Committee(RuntimeId, Vec<u8>),
+    /// A fetched executed batch.
+    Round(RuntimeId, Box<ExecutedBatch>),
+}
+
+/// A runtime transaction on the gossip topic; the salt keeps a resubmission of the same
+/// transaction from being dropped as a gossip duplicate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RuntimeTx {
+    /// Raw transaction.
+    pub tx: serde_bytes::ByteBuf,
+    /// Random salt.
+    pub salt: u64,
+}
+
+/// What the committee topic carries.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum CommitteeMessage {
+    /// A signed [`crate::consensus::roothash::Proposal`].
+    Proposal(Signed),
+    /// A member's executed batch.
+    Executed(Box<ExecutedBatch>),
+}
+
 /// What the engine asks of the network.
 #[derive(Debug)]
 pub enum Command {
@@ -47,6 +98,17 @@ pub enum Command {
     PublishTx(Signed),
     /// Ask a peer for blocks from this height on.
     Sync(u64),
+    /// Gossip on a runtime topic (`committee` or the tx topic).
+    PublishRuntime {
+        /// Runtime.
+        runtime: RuntimeId,
+        /// The committee topic (else the tx topic).
+        committee: bool,
+        /// CBOR message.
+        data: Vec<u8>,
+    },
+    /// Ask a peer for a finalized round's executed batch.
+    FetchRound(RuntimeId, u64),
 }
 
 /// What the network tells the engine.
@@ -87,12 +149,14 @@ pub struct Config {
     pub seeds: Vec<(PeerId, Multiaddr)>,
     /// Chain context, for topic and protocol names.
     pub chain_context: String,
+    /// Runtimes whose topics to join.
+    pub runtimes: Vec<RuntimeId>,
 }
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     gossipsub: gossipsub::Behaviour,
-    sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    sync: request_response::cbor::Behaviour<SyncRequest, SyncReply>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -132,6 +196,13 @@ fn topics(chain: &str) -> (gossipsub::IdentTopic, gossipsub::IdentTopic) {
     (
         gossipsub::IdentTopic::new(format!("oasis/{chain}/consensus/blocks/1.0.0")),
         gossipsub::IdentTopic::new(format!("oasis/{chain}/consensus/tx/1.0.0")),
+    )
+}
+
+fn runtime_topics(chain: &str, rt: &RuntimeId) -> (gossipsub::IdentTopic, gossipsub::IdentTopic) {
+    (
+        gossipsub::IdentTopic::new(format!("oasis/{chain}/runtime/{rt}/tx/1.0.0")),
+        gossipsub::IdentTopic::new(format!("oasis/{chain}/runtime/{rt}/committee/1.0.0")),
     )
 }
 
@@ -203,6 +274,16 @@ fn build(cfg: &Config) -> Result<Swarm<Behaviour>, String> {
         .gossipsub
         .subscribe(&txs)
         .map_err(|e| e.to_string())?;
+    for rt in &cfg.runtimes {
+        let (t, c) = runtime_topics(&cfg.chain_context, rt);
+        for topic in [t, c] {
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(&topic)
+                .map_err(|e| e.to_string())?;
+        }
+    }
     let tcp: Multiaddr = format!("/ip4/{}/tcp/{}", cfg.listen_ip, cfg.port)
         .parse()
         .map_err(|e| format!("p2p listen address: {e}"))?;
@@ -224,10 +305,12 @@ fn build(cfg: &Config) -> Result<Swarm<Behaviour>, String> {
     Ok(swarm)
 }
 
-/// The engine's side of the network: commands in, events out, and the status.
+/// The engine's side of the network: commands in, events out, runtime events out, and the
+/// status.
 pub type Channels = (
     mpsc::Sender<Command>,
     mpsc::Receiver<Event>,
+    mpsc::Receiver<RuntimeEvent>,
     watch::Receiver<Status>,
 );
 
@@ -242,6 +325,17 @@ pub fn spawn(
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(256);
     // Back-pressure: when the engine lags, gossip events wait here (bounded).
     let (ev_tx, ev_rx) = mpsc::channel::<Event>(1024);
+    // Runtime messages are dropped rather than stall consensus when the worker lags.
+    let (rt_tx, rt_rx) = mpsc::channel::<RuntimeEvent>(16384);
+    let mut rt_topics: BTreeMap<gossipsub::TopicHash, (RuntimeId, bool)> = BTreeMap::new();
+    let mut rt_publish: BTreeMap<(RuntimeId, bool), gossipsub::IdentTopic> = BTreeMap::new();
+    for rt in &cfg.runtimes {
+        let (t, c) = runtime_topics(&cfg.chain_context, rt);
+        rt_topics.insert(t.hash(), (*rt, false));
+        rt_topics.insert(c.hash(), (*rt, true));
+        rt_publish.insert((*rt, false), t);
+        rt_publish.insert((*rt, true), c);
+    }
     let (status_tx, status_rx) = watch::channel(Status {
         pub_key,
         peer_id: swarm.local_peer_id().to_string(),
@@ -278,7 +372,21 @@ pub fn spawn(
                         if !peers.is_empty() {
                             rr = rr.wrapping_add(1);
                             let peer = *peers.iter().nth(rr % peers.len()).expect("non-empty");
-                            swarm.behaviour_mut().sync.send_request(&peer, SyncRequest { from, max: 200 });
+                            swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Blocks { from, max: 200 });
+                        }
+                    }
+                    Some(Command::PublishRuntime { runtime, committee, data }) => {
+                        if let Some(topic) = rt_publish.get(&(runtime, committee)) {
+                            if let Err(e) = swarm.behaviour_mut().gossipsub.publish(topic.clone(), data) {
+                                log::debug!(target: "p2p", "runtime gossip not sent: {e}");
+                            }
+                        }
+                    }
+                    Some(Command::FetchRound(runtime, round)) => {
+                        if !peers.is_empty() {
+                            rr = rr.wrapping_add(1);
+                            let peer = *peers.iter().nth(rr % peers.len()).expect("non-empty");
+                            swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Round { runtime, round });
                         }
                     }
                 },
@@ -300,6 +408,17 @@ pub fn spawn(
                         }
                     }
                     SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => {
+                        if let Some((rt, committee)) = rt_topics.get(&message.topic) {
+                            let ev = if *committee {
+                                RuntimeEvent::Committee(*rt, message.data)
+                            } else {
+                                RuntimeEvent::Tx(*rt, message.data)
+                            };
+                            if rt_tx.try_send(ev).is_err() {
+                                log::warn!(target: "p2p", runtime_id:% = rt; "runtime worker lags: dropping a gossip message");
+                            }
+                            continue;
+                        }
                         let ev = if message.topic == blocks_topic.hash() {
                             crate::encoding::from_cbor::<Block>(&message.data).ok().map(Event::Block)
                         } else if message.topic == txs_topic.hash() {
@@ -314,13 +433,23 @@ pub fn spawn(
                     }
                     SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message { message, .. })) => match message {
                         request_response::Message::Request { request, channel, .. } => {
-                            let blocks = store.blocks(request.from, request.max.min(500) as usize).unwrap_or_default();
-                            let height = store.latest_height().unwrap_or(0);
-                            let _ = swarm.behaviour_mut().sync.send_response(channel, SyncResponse { blocks, height });
+                            let reply = match request {
+                                SyncRequest::Blocks { from, max } => {
+                                    let blocks = store.blocks(from, max.min(500) as usize).unwrap_or_default();
+                                    let height = store.latest_height().unwrap_or(0);
+                                    SyncReply::Blocks(SyncResponse { blocks, height })
+                                }
+                                SyncRequest::Round { runtime, round } => {
+                                    SyncReply::Round(store.executed_batch(&runtime, round).ok().flatten().map(Box::new))
+                                }
+                            };
+                            let _ = swarm.behaviour_mut().sync.send_response(channel, reply);
                         }
-                        request_response::Message::Response { response, .. } => {
-                            let _ = ev_tx.send(Event::Blocks(response)).await;
-                        }
+                        request_response::Message::Response { response, .. } => match response {
+                            SyncReply::Blocks(b) => { let _ = ev_tx.send(Event::Blocks(b)).await; }
+                            SyncReply::Round(Some(b)) => { let _ = rt_tx.try_send(RuntimeEvent::Round(b.runtime, b)); }
+                            SyncReply::Round(None) => {}
+                        },
                     },
                     _ => {}
                 },
@@ -345,5 +474,5 @@ pub fn spawn(
             });
         }
     });
-    Ok((cmd_tx, ev_rx, status_rx))
+    Ok((cmd_tx, ev_rx, rt_rx, status_rx))
 }

@@ -2,13 +2,42 @@
 //! per block, with a schema version. A store written by a newer schema is refused, so a rollback
 //! to an older binary (a NixOS generation switch) cannot corrupt it.
 
+use crate::bundle::RuntimeId;
 use crate::consensus::block::Block;
+use crate::consensus::roothash::{BlockHeader, Event, ExecutedBatch, LastSigned};
 use crate::consensus::state::State;
+use crate::encoding::Hash;
 use redb::{Database, ReadableDatabase, TableDefinition};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Runtime block headers: runtime ID ‖ round (big-endian) → header.
+const RT_BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("runtime_blocks");
+/// Executed batches of finalized rounds: runtime ID ‖ round → batch.
+const RT_BATCHES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("runtime_batches");
+/// Runtime state: runtime ID ‖ key → value.
+const RT_STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("runtime_state");
+/// Transaction index: runtime ID ‖ tx hash → (round, index).
+const RT_TXS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("runtime_txs");
+/// Per-runtime records: runtime ID ‖ name → CBOR (`applied`, `signed`).
+const RT_META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("runtime_meta");
+
+fn rt_key(rid: &RuntimeId, suffix: &[u8]) -> Vec<u8> {
+    let mut k = rid.0.to_vec();
+    k.extend_from_slice(suffix);
+    k
+}
+
+/// Where a runtime's finalized state is.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Applied {
+    /// Last round applied.
+    pub round: u64,
+    /// State root after it.
+    pub state_root: Hash,
+}
 
 /// The schema this software writes and understands.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -144,6 +173,162 @@ impl Store {
                 .map_err(|e| self.err(e))?;
             meta.insert("height", height.to_be_bytes().as_slice())
                 .map_err(|e| self.err(e))?;
+            let mut rt = txn.open_table(RT_BLOCKS).map_err(|e| self.err(e))?;
+            for ev in &state.events {
+                if let Event::Block(h) = ev {
+                    rt.insert(
+                        rt_key(&h.namespace, &h.round.to_be_bytes()).as_slice(),
+                        crate::encoding::canonical_cbor(h).as_slice(),
+                    )
+                    .map_err(|e| self.err(e))?;
+                }
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    fn rt_get<T: serde::de::DeserializeOwned>(
+        &self,
+        table: TableDefinition<&[u8], &[u8]>,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = match txn.open_table(table) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        match t.get(key).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(v) => crate::encoding::from_cbor(v.value())
+                .map(Some)
+                .map_err(|e| self.err(e)),
+        }
+    }
+
+    /// The runtime block of `round`, once finalized.
+    pub fn runtime_block(
+        &self,
+        rid: &RuntimeId,
+        round: u64,
+    ) -> Result<Option<BlockHeader>, StoreError> {
+        self.rt_get(RT_BLOCKS, &rt_key(rid, &round.to_be_bytes()))
+    }
+
+    /// The executed batch of a finalized `round` (served to peers that catch up).
+    pub fn executed_batch(
+        &self,
+        rid: &RuntimeId,
+        round: u64,
+    ) -> Result<Option<ExecutedBatch>, StoreError> {
+        self.rt_get(RT_BATCHES, &rt_key(rid, &round.to_be_bytes()))
+    }
+
+    /// The last round whose state was applied, if any.
+    pub fn runtime_applied(&self, rid: &RuntimeId) -> Result<Option<Applied>, StoreError> {
+        self.rt_get(RT_META, &rt_key(rid, b"applied"))
+    }
+
+    /// Where a transaction was finalized: (round, index in the batch).
+    pub fn tx_location(
+        &self,
+        rid: &RuntimeId,
+        tx_hash: &Hash,
+    ) -> Result<Option<(u64, u32)>, StoreError> {
+        self.rt_get(RT_TXS, &rt_key(rid, tx_hash))
+    }
+
+    /// The runtime's whole state (loaded at start).
+    pub fn runtime_entries(
+        &self,
+        rid: &RuntimeId,
+    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = match txn.open_table(RT_STATE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut out = BTreeMap::new();
+        let lo = rt_key(rid, &[]);
+        for item in t.range(lo.as_slice()..).map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let Some(key) = k.value().strip_prefix(rid.0.as_slice()) else {
+                break;
+            };
+            out.insert(key.to_vec(), v.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Applies a finalized round in one transaction: the batch's write log to the state, the
+    /// batch itself, its transaction index and the new applied marker. `batch` is `None` for
+    /// rounds without a batch (failed rounds, epoch transitions).
+    pub fn apply_round(
+        &self,
+        rid: &RuntimeId,
+        round: u64,
+        batch: Option<&ExecutedBatch>,
+        state_root: &Hash,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut meta = txn.open_table(RT_META).map_err(|e| self.err(e))?;
+            if let Some(b) = batch {
+                let mut st = txn.open_table(RT_STATE).map_err(|e| self.err(e))?;
+                for e in &b.write_log {
+                    let k = rt_key(rid, &e.key);
+                    match &e.value {
+                        Some(v) => st.insert(k.as_slice(), v.as_slice()),
+                        None => st.remove(k.as_slice()),
+                    }
+                    .map_err(|e| self.err(e))?;
+                }
+                let mut batches = txn.open_table(RT_BATCHES).map_err(|e| self.err(e))?;
+                batches
+                    .insert(
+                        rt_key(rid, &round.to_be_bytes()).as_slice(),
+                        crate::encoding::canonical_cbor(b).as_slice(),
+                    )
+                    .map_err(|e| self.err(e))?;
+                let mut txs = txn.open_table(RT_TXS).map_err(|e| self.err(e))?;
+                for (i, input) in b.inputs.iter().enumerate() {
+                    let h = crate::encoding::hash(input);
+                    txs.insert(
+                        rt_key(rid, &h).as_slice(),
+                        crate::encoding::canonical_cbor(&(round, i as u32)).as_slice(),
+                    )
+                    .map_err(|e| self.err(e))?;
+                }
+            }
+            let applied = Applied {
+                round,
+                state_root: *state_root,
+            };
+            meta.insert(
+                rt_key(rid, b"applied").as_slice(),
+                crate::encoding::canonical_cbor(&applied).as_slice(),
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// The last commitment this node signed for `rid`.
+    pub fn last_signed(&self, rid: &RuntimeId) -> Result<Option<LastSigned>, StoreError> {
+        self.rt_get(RT_META, &rt_key(rid, b"signed"))
+    }
+
+    /// Records (durably, before it is sent) the commitment this node signed.
+    pub fn set_last_signed(&self, rid: &RuntimeId, s: &LastSigned) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut meta = txn.open_table(RT_META).map_err(|e| self.err(e))?;
+            meta.insert(
+                rt_key(rid, b"signed").as_slice(),
+                crate::encoding::canonical_cbor(s).as_slice(),
+            )
+            .map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))
     }

@@ -5,12 +5,9 @@
 //!
 //! Owns the registration status; never touches consensus state except by transactions.
 
-use crate::consensus::address::Address;
 use crate::consensus::crypto::{self, MultiSigned, PublicKey, Signed};
 use crate::consensus::engine::{Backend, View};
-use crate::consensus::state::{
-    ConsensusInfo, Fee, NodeDescriptor, NodeRuntime, P2pInfo, Transaction, ROLE_COMPUTE,
-};
+use crate::consensus::state::{ConsensusInfo, NodeDescriptor, NodeRuntime, P2pInfo, ROLE_COMPUTE};
 use crate::encoding::{hash_of, Hash};
 use ed25519_dalek::SigningKey;
 use serde::Serialize;
@@ -46,6 +43,8 @@ pub struct Worker {
     pub runtimes: Vec<NodeRuntime>,
     /// Advertised `IP:port` addresses.
     pub p2p_addresses: Vec<String>,
+    /// Node-key nonces, shared with the runtime workers.
+    pub nonces: super::Nonces,
 }
 
 fn now() -> String {
@@ -54,18 +53,7 @@ fn now() -> String {
 
 impl Worker {
     fn tx<T: Serialize>(&self, view: &View, method: &str, body: &T) -> Signed {
-        let addr = Address::from_public_key(&PublicKey::of(&self.node));
-        let t = Transaction {
-            nonce: view.state.account(&addr).nonce,
-            fee: Fee::default(),
-            method: method.into(),
-            body: ciborium::Value::serialized(body).expect("descriptor maps to CBOR"),
-        };
-        Signed::sign(
-            &self.node,
-            &crypto::context(crypto::CONTEXT_TX, Some(&view.state.chain_context)),
-            &t,
-        )
+        self.nonces.sign(&self.node, view, method, body)
     }
 
     fn descriptor(&self, epoch: u64) -> NodeDescriptor {
