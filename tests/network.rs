@@ -88,7 +88,8 @@ impl Localnet {
             .unwrap_or(0)
     }
 
-    fn stop(mut self) {
+    /// Stops localnet with SIGTERM (exit 0 expected) and returns its output.
+    fn stop(mut self) -> String {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
@@ -97,7 +98,8 @@ impl Localnet {
         while start.elapsed() < Duration::from_secs(60) {
             if let Ok(Some(s)) = self.child.try_wait() {
                 assert!(s.success(), "localnet exit status {s}:\n{}", self.log());
-                return;
+                return std::fs::read_to_string(self.dir.path().join("localnet.log"))
+                    .unwrap_or_default();
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -170,14 +172,14 @@ fn node_pid(net: &Path, node: &str) -> Option<i32> {
 
 #[test]
 fn localnet_syncs_registers_elects_and_survives_a_killed_follower() {
-    let mut net = Localnet::start(&[]);
+    let mut net = Localnet::start(&["--load", "0"]);
     net.wait(
         "every compute node elected",
         Duration::from_secs(120),
         |n| {
             compute_nodes().iter().all(|c| {
                 n.status(c).is_some_and(|s| {
-                    roles(&s) == vec!["worker"]
+                    roles(&s) == vec!["worker", "backup-worker"]
                         && s["registration"]["last_attempt_successful"] == true
                 })
             })
@@ -311,12 +313,12 @@ fn localnet_syncs_registers_elects_and_survives_a_killed_follower() {
                 && n.height("compute-1") + 2 >= n.height("validator-0")
         },
     );
-    net.stop();
+    let _ = net.stop();
 }
 
 #[test]
 fn under_staked_entity_is_not_elected_and_its_nodes_say_why() {
-    let mut net = Localnet::start(&["--entity-escrow", "150"]);
+    let mut net = Localnet::start(&["--entity-escrow", "150", "--load", "0"]);
     net.wait(
         "registration refused for stake",
         Duration::from_secs(120),
@@ -345,5 +347,211 @@ fn under_staked_entity_is_not_elected_and_its_nodes_say_why() {
         );
         assert_eq!(st["registration"]["last_attempt_successful"], false);
     }
-    net.stop();
+    let _ = net.stop();
+}
+
+fn sock(net: &Localnet, node: &str) -> String {
+    format!(
+        "unix:{}",
+        net.net().join(node).join("data/internal.sock").display()
+    )
+}
+
+fn rt(st: &serde_json::Value) -> &serde_json::Value {
+    &st["runtimes"][RUNTIME_ID]
+}
+
+fn counter(net: &Localnet, node: &str, key: &str) -> u64 {
+    net.status(node)
+        .and_then(|s| rt(&s)["roothash"][key].as_u64())
+        .unwrap_or(0)
+}
+
+/// Every node log line that reports a transaction the state machine refused for equivocation.
+fn equivocations(net: &Localnet) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in ["validator-0", "compute-0", "compute-1", "compute-2"] {
+        let text =
+            std::fs::read_to_string(net.net().join(n).join("data/node.log")).unwrap_or_default();
+        out.extend(
+            text.lines()
+                .filter(|l| l.contains("already committed a different result"))
+                .map(str::to_string),
+        );
+    }
+    out
+}
+
+#[test]
+fn committee_finalizes_rounds_clients_read_them_and_a_killed_scheduler_does_not_equivocate() {
+    let mut net = Localnet::start(&["--load", "16", "--json"]);
+    net.wait(
+        "rounds finalized under load",
+        Duration::from_secs(180),
+        |n| counter(n, "client-0", "rounds_finalized") >= 5,
+    );
+    // A transaction through the client node waits until finalized; the result is readable
+    // from the client and from every compute node.
+    let client = sock(&net, "client-0");
+    let o = run(&[
+        "tx",
+        "submit",
+        "-a",
+        &client,
+        "--runtime",
+        RUNTIME_ID,
+        "--method",
+        "kv.Put",
+        "--body",
+        r#"{"key":"hello","value":"world"}"#,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("tx submit JSON");
+    assert!(v["round"].as_u64() >= Some(1), "{v}");
+    assert!(v["result"]["error"].is_null(), "{v}");
+    for node in ["client-0", "compute-0", "compute-2"] {
+        let o = run(&[
+            "query",
+            "-a",
+            &sock(&net, node),
+            "--runtime",
+            RUNTIME_ID,
+            "--method",
+            "kv.Get",
+            "--body",
+            r#"{"key":"hello"}"#,
+        ]);
+        assert!(o.status.success(), "{node}: {}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("query JSON");
+        assert_eq!(v["value"], "world", "{node}: {v}");
+    }
+    // A call the runtime refuses fails at check-tx, with the runtime's message.
+    let o = run(&[
+        "tx",
+        "submit",
+        "-a",
+        &client,
+        "--runtime",
+        RUNTIME_ID,
+        "--method",
+        "kv.Nope",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("unknown method 'kv.Nope'"),
+        "{}",
+        text(&o)
+    );
+
+    // Status: the runtime's chain and this node's committee view.
+    let st = net.status("compute-0").expect("status");
+    let r = rt(&st);
+    assert!(r["latest_round"].as_u64() >= Some(5), "{r}");
+    assert_eq!(r["latest_hash"].as_str().map(str::len), Some(64), "{r}");
+    assert!(r["committee"]["scheduler_rank"].as_u64().is_some(), "{r}");
+    assert!(
+        r["committee"]["liveness"]["live_rounds"].as_u64() >= Some(1),
+        "{r}"
+    );
+
+    // SIGKILL the scheduler of the open round while the load runs: localnet restarts it; it
+    // catches up and rounds keep finalizing, and no node ever signs two commitments for a round.
+    let sched = compute_nodes()
+        .into_iter()
+        .find(|c| {
+            net.status(c)
+                .is_some_and(|s| rt(&s)["committee"]["scheduler_rank"] == 0)
+        })
+        .expect("a scheduler");
+    let pid = node_pid(&net.net(), sched).expect("scheduler pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let finalized = counter(&net, "client-0", "rounds_finalized");
+    net.wait(
+        "the killed node back, caught up, and rounds finalizing again",
+        Duration::from_secs(120),
+        |n| {
+            let back = node_pid(&n.net(), sched).is_some_and(|p| p != pid);
+            let caught_up = n.status(sched).is_some_and(|s| {
+                let r = rt(&s);
+                r["worker"]["waiting"].is_null()
+                    && r["worker"]["latest_round"].as_u64().is_some()
+                    && r["worker"]["latest_round"] == r["latest_round"]
+            });
+            back && caught_up && counter(n, "client-0", "rounds_finalized") >= finalized + 5
+        },
+    );
+    assert_eq!(equivocations(&net), Vec::<String>::new());
+    // The load generator's summary is the last line of the output.
+    let out = net.stop();
+    let last = out.lines().last().unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {out}"));
+    for k in ["rounds_finalized", "txs_finalized"] {
+        assert!(v[k].as_u64() > Some(0), "{k}: {v}");
+    }
+    for k in [
+        &v["tx_per_s"],
+        &v["latency_ms"]["p50"],
+        &v["latency_ms"]["p99"],
+    ] {
+        assert!(k.as_f64() > Some(0.0), "{v}");
+    }
+}
+
+#[test]
+fn a_runtime_with_a_wrong_state_root_is_outvoted_and_the_honest_result_is_finalized() {
+    let mut net = Localnet::start(&["--load", "8", "--debug-fault", "compute-1=wrong_state_root"]);
+    net.wait(
+        "discrepancies resolved and rounds finalized",
+        Duration::from_secs(180),
+        |n| {
+            counter(n, "client-0", "discrepancies") >= 2
+                && counter(n, "client-0", "rounds_finalized") >= 4
+        },
+    );
+    let o = run(&[
+        "tx",
+        "submit",
+        "-a",
+        &sock(&net, "client-0"),
+        "--runtime",
+        RUNTIME_ID,
+        "--method",
+        "kv.Put",
+        "--body",
+        r#"{"key":"probe","value":"honest"}"#,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Every node, the faulty one included, holds the honest value: the faulty runtime's
+    // result was outvoted and its node applied the finalized batch of the majority.
+    for node in ["client-0", "compute-0", "compute-1", "compute-2"] {
+        let o = run(&[
+            "query",
+            "-a",
+            &sock(&net, node),
+            "--runtime",
+            RUNTIME_ID,
+            "--method",
+            "kv.Get",
+            "--body",
+            r#"{"key":"probe"}"#,
+        ]);
+        let v: serde_json::Value =
+            serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{node}: {}", text(&o)));
+        assert_eq!(v["value"], "honest", "{node}: {v}");
+    }
+    let faulty = net.status("compute-1").expect("status");
+    let l = &rt(&faulty)["committee"]["liveness"];
+    assert!(
+        l["live_rounds"].as_u64() < l["total_rounds"].as_u64(),
+        "the faulty node is not live in the rounds it was outvoted in: {l}"
+    );
+    let honest = net.status("compute-0").expect("status");
+    let l = &rt(&honest)["committee"]["liveness"];
+    assert!(l["live_rounds"].as_u64() >= Some(3), "{l}");
+    let _ = net.stop();
 }

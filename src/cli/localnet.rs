@@ -356,9 +356,9 @@ pub fn run(a: Args) -> i32 {
             Some(super::load::run(client, RUNTIME_ID.to_string(), n, size, stop, progress).await)
         })
     });
-    let code = rt.block_on(async {
+    let (code, report) = rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else { return 1 };
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else { return (1, None) };
         let until = async {
             match a.duration {
                 Some(d) => tokio::time::sleep(d.into()).await,
@@ -380,7 +380,7 @@ pub fn run(a: Args) -> i32 {
                             let log = a.dir.join(name.as_str()).join("data/node.log");
                             if restarts > 20 {
                                 eprintln!("error: node {name} exited ({status}) and the restart budget is spent; see {}", log.display());
-                                return 1;
+                                return (1, None);
                             }
                             eprintln!("node {name} exited ({status}); restarting it (see {})", log.display());
                             let cfg = a.dir.join(name.as_str()).join("etc/config.yml");
@@ -388,7 +388,7 @@ pub fn run(a: Args) -> i32 {
                                 Ok(n) => *c = n,
                                 Err(e) => {
                                     eprintln!("error: {e}");
-                                    return 1;
+                                    return (1, None);
                                 }
                             }
                         }
@@ -397,6 +397,11 @@ pub fn run(a: Args) -> i32 {
             }
         };
         load_stop_tx.send_replace(true);
+        // The summary reads the client's status: collect it while the nodes still run.
+        let report = match load_task {
+            Some(t) => t.await.ok().flatten(),
+            None => None,
+        };
         // Stop the other nodes first so they can deregister while the validator still runs.
         let stop = |c: &Child| {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
@@ -421,9 +426,8 @@ pub fn run(a: Args) -> i32 {
                 let _ = c.wait();
             }
         }
-        code
+        (code, report)
     });
-    let report = load_task.and_then(|t| rt.block_on(t).ok().flatten());
     println!("localnet stopped");
     if let Some(r) = &report {
         println!(

@@ -41,6 +41,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 const MODULE: &str = "worker/compute";
 /// Transactions a node keeps in its pool.
 const MAX_POOL: usize = 100_000;
+/// Pool transactions older than this are gossiped again.
+const REPUBLISH_AFTER: Duration = Duration::from_secs(2);
 /// Time the runtime gets to execute a batch.
 const EXECUTE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -234,6 +236,7 @@ struct Run {
     proposed: Option<u64>,
     last_fetch: Option<(u64, Instant)>,
     last_submit: Option<Instant>,
+    last_republish: Instant,
 }
 
 impl Worker {
@@ -284,6 +287,7 @@ impl Worker {
             proposed: None,
             last_fetch: None,
             last_submit: None,
+            last_republish: Instant::now(),
         };
         tokio::spawn(run.main(events, req_rx, shutdown));
         Ok(handle)
@@ -476,20 +480,7 @@ impl Run {
                 }
             }
         }
-        let mut salt = [0u8; 8];
-        let _ = getrandom::fill(&mut salt);
-        let msg = RuntimeTx {
-            tx: ByteBuf::from(tx.clone()),
-            salt: u64::from_le_bytes(salt),
-        };
-        let _ = self
-            .net
-            .send(p2p::Command::PublishRuntime {
-                runtime: self.rid,
-                committee: false,
-                data: crate::encoding::canonical_cbor(&msg),
-            })
-            .await;
+        self.gossip_tx(tx.clone()).await;
         if self.w.compute {
             self.pool.insert(h, tx);
         }
@@ -500,6 +491,7 @@ impl Run {
         self.catch_up(view);
         if self.w.compute && view.synced && self.conn.borrow().is_some() {
             self.committee(view).await;
+            self.republish().await;
         }
         let pool_size = self.pool.txs.len();
         let waiting = if self.conn.borrow().is_none() {
@@ -619,6 +611,49 @@ impl Run {
         self.proposals.retain(|r, _| *r > self.applied.round);
         let applied = self.applied.round;
         self.executed.retain(|(r, _, _), _| *r > applied);
+    }
+
+    /// Gossips again the transactions that stayed in the pool for longer than
+    /// [`REPUBLISH_AFTER`]: a scheduler that restarted (or joined late) lost them, and without
+    /// them the committee would wait for new transactions to make progress.
+    async fn republish(&mut self) {
+        if self.last_republish.elapsed() < REPUBLISH_AFTER {
+            return;
+        }
+        self.last_republish = Instant::now();
+        let max = self.w.descriptor.txn_scheduler.max_batch_size.max(1) as usize;
+        let stale: Vec<Vec<u8>> = self
+            .pool
+            .order
+            .iter()
+            .filter_map(|h| self.pool.txs.get(h))
+            .take_while(|(_, t)| t.elapsed() >= REPUBLISH_AFTER)
+            .take(max)
+            .map(|(tx, _)| tx.clone())
+            .collect();
+        if !stale.is_empty() {
+            log::debug!(target: MODULE, runtime_id:% = self.rid, txs = stale.len(); "republishing transactions waiting in the pool");
+        }
+        for tx in stale {
+            self.gossip_tx(tx).await;
+        }
+    }
+
+    async fn gossip_tx(&self, tx: Vec<u8>) {
+        let mut salt = [0u8; 8];
+        let _ = getrandom::fill(&mut salt);
+        let msg = RuntimeTx {
+            tx: ByteBuf::from(tx),
+            salt: u64::from_le_bytes(salt),
+        };
+        let _ = self
+            .net
+            .send(p2p::Command::PublishRuntime {
+                runtime: self.rid,
+                committee: false,
+                data: crate::encoding::canonical_cbor(&msg),
+            })
+            .await;
     }
 
     async fn committee(&mut self, view: &View) {
