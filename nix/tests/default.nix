@@ -1,6 +1,7 @@
 # NixOS VM tests, one per scenario. They check what tests/systemd/system-test.sh checks in a
 # container on CI (same commands, same expectations), plus what needs a VM: the firewall, two
-# instances, kill -9.
+# instances, kill -9, and a two-machine network (validator + compute node) whose committee
+# finalizes a ParaTime round — what tests/network.rs checks with localnet.
 { pkgs
 , module
 , package
@@ -34,6 +35,36 @@ let
         machine.wait_for_unit(unit)
         machine.wait_until_succeeds(f"systemctl show -P StatusText {unit} | grep -q 'ready: 1 runtime'", timeout=60)
   '';
+
+  # Keys, entity and genesis of a two-node network, made at build time with the node's own
+  # commands (a test fixture: the keys are in the store, world-readable).
+  network = pkgs.runCommand "paratime-node-test-network" { nativeBuildInputs = [ package ]; } ''
+    mkdir -p $out
+    for n in validator compute; do
+      mkdir -m 0700 $out/$n
+      paratime-node identity init --datadir $out/$n > /dev/null
+    done
+    paratime-node entity init --dir $out/entity > /dev/null
+    paratime-node entity add-node --dir $out/entity --node-datadir $out/compute > /dev/null
+    paratime-node genesis init --output $out/genesis.json --validator-datadir $out/validator \
+      --entity-dir $out/entity --bundle ${bundle} --group-size 1 \
+      --epoch-interval 5 --block-interval-ms 500 > /dev/null
+    paratime-node identity show --datadir $out/validator | sed -n 's/.*"p2p": "\(.*\)".*/\1/p' | tr -d '\n' > $out/validator-p2p
+  '';
+
+  networkNode =
+    mode: extra:
+    {
+      imports = [ module extra ];
+      services.paratime-node = {
+        enable = true;
+        inherit package mode;
+        entity = "${network}/entity/entity.json";
+        openFirewall = true;
+        settings.genesis.file = "${network}/genesis.json";
+      };
+      environment.systemPackages = [ pkgs.jq ];
+    };
 
   mkTest =
     name: extra: script:
@@ -124,6 +155,50 @@ in
         assert port in rules, f"port {port} is open"
     assert "internal.sock" not in rules
   '';
+
+  # A validator and a compute node on two machines: the compute node syncs, registers, is
+  # elected, and a transaction submitted to it is finalized by its one-member committee.
+  # (The test driver numbers the machines in name order: compute is 192.168.1.1, validator .2.)
+  committee = pkgs.testers.runNixOSTest {
+    name = "paratime-node-committee";
+    nodes.validator = networkNode "validator" { };
+    nodes.compute = networkNode "compute" {
+      services.paratime-node = {
+        runtimes = [ bundle ];
+        settings.p2p = {
+          seeds = [ "${builtins.readFile "${network}/validator-p2p"}@192.168.1.2:9200" ];
+          registration.addresses = [ "192.168.1.1:9200" ];
+        };
+      };
+    };
+    testScript = prelude + ''
+      start_all()
+      # Install the fixture's keys (made before the genesis) in place of the generated ones.
+      for m, name in ((validator, "validator"), (compute, "compute")):
+          m.wait_for_unit("paratime-node.service")
+          m.succeed("systemctl stop paratime-node.service paratime-node.socket")
+          m.succeed("rm -rf /var/lib/paratime-node/data/*")
+          m.succeed(f"install -o paratime-node -g paratime-node -m 0600 ${network}/{name}/*.pem /var/lib/paratime-node/data/")
+          m.succeed("systemctl start paratime-node.socket paratime-node.service")
+      compute.wait_until_succeeds(
+          "paratime-node control status -a unix:/run/paratime-node/internal.sock"
+          " | jq -e '.runtimes[\"${rid}\"].committee.executor_roles | index(\"worker\")'",
+          timeout=180,
+      )
+      out = compute.succeed(
+          "paratime-node tx submit -a unix:/run/paratime-node/internal.sock --runtime ${rid}"
+          " --method kv.Put --body '{\"key\":\"hello\",\"value\":\"world\"}'"
+      )
+      assert json.loads(out)["round"] >= 1, out
+      got = json.loads(compute.succeed(
+          "paratime-node query -a unix:/run/paratime-node/internal.sock --runtime ${rid}"
+          " --method kv.Get --body '{\"key\":\"hello\"}'"
+      ))
+      assert got["value"] == "world", got
+      st = status(compute)["runtimes"]["${rid}"]
+      assert st["roothash"]["rounds_finalized"] >= 1, st["roothash"]
+    '';
+  };
 
   kill9 = mkTest "kill9" { } ''
     machine.start()
