@@ -361,6 +361,41 @@ fn rt(st: &serde_json::Value) -> &serde_json::Value {
     &st["runtimes"][RUNTIME_ID]
 }
 
+/// `query kv.Get {key}` on `node`.
+fn kv_get(net: &Localnet, node: &str, key: &str) -> serde_json::Value {
+    let body = serde_json::json!({ "key": key }).to_string();
+    let o = run(&[
+        "query",
+        "-a",
+        &sock(net, node),
+        "--runtime",
+        RUNTIME_ID,
+        "--method",
+        "kv.Get",
+        "--body",
+        &body,
+    ]);
+    assert!(o.status.success(), "{node}: {}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{node}: {}", text(&o)))
+}
+
+/// `tx submit kv.Put {key, value}` through `node`.
+fn kv_put(net: &Localnet, node: &str, key: &str, value: &str) -> std::process::Output {
+    let body = serde_json::json!({ "key": key, "value": value }).to_string();
+    run(&[
+        "tx",
+        "submit",
+        "-a",
+        &sock(net, node),
+        "--runtime",
+        RUNTIME_ID,
+        "--method",
+        "kv.Put",
+        "--body",
+        &body,
+    ])
+}
+
 fn counter(net: &Localnet, node: &str, key: &str) -> u64 {
     net.status(node)
         .and_then(|s| rt(&s)["roothash"][key].as_u64())
@@ -393,36 +428,13 @@ fn committee_finalizes_rounds_clients_read_them_and_a_killed_scheduler_does_not_
     // A transaction through the client node waits until finalized; the result is readable
     // from the client and from every compute node.
     let client = sock(&net, "client-0");
-    let o = run(&[
-        "tx",
-        "submit",
-        "-a",
-        &client,
-        "--runtime",
-        RUNTIME_ID,
-        "--method",
-        "kv.Put",
-        "--body",
-        r#"{"key":"hello","value":"world"}"#,
-    ]);
+    let o = kv_put(&net, "client-0", "hello", "world");
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("tx submit JSON");
     assert!(v["round"].as_u64() >= Some(1), "{v}");
     assert!(v["result"]["error"].is_null(), "{v}");
     for node in ["client-0", "compute-0", "compute-2"] {
-        let o = run(&[
-            "query",
-            "-a",
-            &sock(&net, node),
-            "--runtime",
-            RUNTIME_ID,
-            "--method",
-            "kv.Get",
-            "--body",
-            r#"{"key":"hello"}"#,
-        ]);
-        assert!(o.status.success(), "{node}: {}", text(&o));
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("query JSON");
+        let v = kv_get(&net, node, "hello");
         assert_eq!(v["value"], "world", "{node}: {v}");
     }
     // A call the runtime refuses fails at check-tx, with the runtime's message.
@@ -513,35 +525,12 @@ fn a_runtime_with_a_wrong_state_root_is_outvoted_and_the_honest_result_is_finali
                 && counter(n, "client-0", "rounds_finalized") >= 4
         },
     );
-    let o = run(&[
-        "tx",
-        "submit",
-        "-a",
-        &sock(&net, "client-0"),
-        "--runtime",
-        RUNTIME_ID,
-        "--method",
-        "kv.Put",
-        "--body",
-        r#"{"key":"probe","value":"honest"}"#,
-    ]);
+    let o = kv_put(&net, "client-0", "probe", "honest");
     assert!(o.status.success(), "{}", text(&o));
     // Every node, the faulty one included, holds the honest value: the faulty runtime's
     // result was outvoted and its node applied the finalized batch of the majority.
     for node in ["client-0", "compute-0", "compute-1", "compute-2"] {
-        let o = run(&[
-            "query",
-            "-a",
-            &sock(&net, node),
-            "--runtime",
-            RUNTIME_ID,
-            "--method",
-            "kv.Get",
-            "--body",
-            r#"{"key":"probe"}"#,
-        ]);
-        let v: serde_json::Value =
-            serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{node}: {}", text(&o)));
+        let v = kv_get(&net, node, "probe");
         assert_eq!(v["value"], "honest", "{node}: {v}");
     }
     let faulty = net.status("compute-1").expect("status");

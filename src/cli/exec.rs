@@ -450,7 +450,9 @@ async fn bench_async(a: BenchArgs) -> Result<(), String> {
     }
     let opened = f64::from(n) / t.elapsed().as_secs_f64();
     println!("Ed25519 verifications, one core      {raw:>9.0} /s (raw, 32-byte message)");
-    println!("  executor commitment Signed::open   {opened:>9.0} /s (context digest + verify + CBOR)");
+    println!(
+        "  executor commitment Signed::open   {opened:>9.0} /s (context digest + verify + CBOR)"
+    );
     Ok(())
 }
 

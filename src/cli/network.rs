@@ -137,7 +137,8 @@ fn fail(msg: impl std::fmt::Display) -> i32 {
     1
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// Runs `f` on a single-threaded runtime (one-shot CLI requests).
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

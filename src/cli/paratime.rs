@@ -2,6 +2,7 @@
 //! the command line, CBOR in the call envelope (`paratime_sdk::dispatcher::Call`), and the
 //! result is printed back as JSON.
 
+use super::network::block_on;
 use crate::control::client::request_with;
 use base64::Engine;
 use paratime_sdk::dispatcher::Call;
@@ -94,14 +95,6 @@ fn address(a: &Option<String>) -> Result<String, String> {
         Some(a) => Ok(a.clone()),
         None => super::network::default_address(),
     }
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(f)
 }
 
 /// `tx submit`: prints `{hash, round, index, result: {output | error}}`; exit 1 when the

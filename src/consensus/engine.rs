@@ -76,7 +76,9 @@ struct Engine {
     key: Option<SigningKey>,
     /// Pending transactions with the height at which they arrived.
     mempool: Vec<(Signed, u64)>,
+    /// Hashes of recently accepted transactions (gossip delivers some twice), oldest first.
     seen: BTreeSet<Hash>,
+    seen_order: std::collections::VecDeque<Hash>,
     view: watch::Sender<View>,
     net: mpsc::Sender<p2p::Command>,
     latest_time_ms: u64,
@@ -101,8 +103,14 @@ impl Engine {
 
     fn accept_tx(&mut self, tx: Signed) {
         let h = hash_of(&tx);
-        if self.key.is_none() || !self.seen.insert(h) || self.mempool.len() >= 10_000 {
+        if self.key.is_none() || self.mempool.len() >= 10_000 || !self.seen.insert(h) {
             return;
+        }
+        self.seen_order.push_back(h);
+        while self.seen_order.len() > 100_000 {
+            if let Some(old) = self.seen_order.pop_front() {
+                self.seen.remove(&old);
+            }
         }
         self.mempool.push((tx, self.state.height));
     }
@@ -224,6 +232,7 @@ pub fn start(
         key: is_validator.then_some(key),
         mempool: Vec::new(),
         seen: BTreeSet::new(),
+        seen_order: Default::default(),
         view: view_tx,
         net,
         latest_time_ms: genesis_time_ms,

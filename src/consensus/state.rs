@@ -763,45 +763,18 @@ mod tests {
     }
 
     fn genesis(entity_escrow: u64) -> Genesis {
-        let entity = PublicKey::of(&key(1));
-        let ea = Address::from_public_key(&entity);
-        Genesis {
-            chain_id: "test".into(),
-            genesis_time: "2026-01-01T00:00:00Z".into(),
-            epoch_interval: 5,
-            block_interval_ms: 100,
-            validators: vec![PublicKey::of(&key(9))],
-            staking: StakingGenesis {
-                thresholds: [
-                    ("entity".to_string(), 100),
-                    ("node-compute".to_string(), 100),
-                ]
-                .into_iter()
-                .collect(),
-                debonding_interval: 1,
-                accounts: [(ea, 1000)].into_iter().collect(),
-                escrow: [(ea, entity_escrow)].into_iter().collect(),
-            },
-            registry: RegistryGenesis {
-                max_node_expiration: 2,
-                runtimes: vec![RuntimeDescriptor {
-                    id: rid(),
-                    kind: "compute".into(),
-                    executor: ExecutorParams {
-                        group_size: 1,
-                        group_backup_size: 0,
-                        allowed_stragglers: 0,
-                        round_timeout: 5,
-                    },
-                    txn_scheduler: TxnSchedulerParams {
-                        max_batch_size: 10,
-                        batch_flush_timeout_ms: 100,
-                    },
-                    staking_thresholds: BTreeMap::new(),
-                }],
-                entities: Vec::new(),
-            },
-        }
+        let ea = Address::from_public_key(&PublicKey::of(&key(1)));
+        let mut g = super::tests_support::genesis(1, 0);
+        g.validators = vec![PublicKey::of(&key(9))];
+        g.staking.thresholds = [
+            ("entity".to_string(), 100),
+            ("node-compute".to_string(), 100),
+        ]
+        .into_iter()
+        .collect();
+        g.staking.accounts = [(ea, 1000)].into_iter().collect();
+        g.staking.escrow = [(ea, entity_escrow)].into_iter().collect();
+        g
     }
 
     fn tx(s: &State, k: &SigningKey, nonce: u64, method: &str, body: impl Serialize) -> Signed {

@@ -62,7 +62,7 @@ pub enum SyncReply {
 /// A message for a runtime's worker.
 #[derive(Debug)]
 pub enum RuntimeEvent {
-    /// A gossiped runtime transaction (CBOR [`RuntimeTx`]).
+    /// Gossiped runtime transactions (CBOR [`RuntimeTxs`]).
     Tx(RuntimeId, Vec<u8>),
     /// A gossiped committee message (CBOR [`CommitteeMessage`]).
     Committee(RuntimeId, Vec<u8>),
@@ -70,12 +70,13 @@ pub enum RuntimeEvent {
     Round(RuntimeId, Box<ExecutedBatch>),
 }
 
-/// A runtime transaction on the gossip topic; the salt keeps a resubmission of the same
-/// transaction from being dropped as a gossip duplicate.
+/// Runtime transactions on the gossip topic, batched by the sender (one message per few
+/// milliseconds instead of one per transaction); the salt keeps a resubmission of the same
+/// transactions from being dropped as a gossip duplicate.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RuntimeTx {
-    /// Raw transaction.
-    pub tx: serde_bytes::ByteBuf,
+pub struct RuntimeTxs {
+    /// Raw transactions.
+    pub txs: Vec<serde_bytes::ByteBuf>,
     /// Random salt.
     pub salt: u64,
 }

@@ -25,7 +25,7 @@ use crate::consensus::roothash::{
 use crate::encoding::{hash, hash_of, Hash};
 use crate::host::rhp::Connection;
 use crate::host::state::RuntimeState;
-use crate::p2p::{self, CommitteeMessage, RuntimeEvent, RuntimeTx};
+use crate::p2p::{self, CommitteeMessage, RuntimeEvent, RuntimeTxs};
 use crate::storage::{Applied, Store};
 use ed25519_dalek::SigningKey;
 use paratime_sdk::protocol::{
@@ -43,6 +43,8 @@ const MODULE: &str = "worker/compute";
 const MAX_POOL: usize = 100_000;
 /// Pool transactions older than this are gossiped again.
 const REPUBLISH_AFTER: Duration = Duration::from_secs(2);
+/// Submitted transactions are gossiped together at most this often.
+const FLUSH_EVERY: Duration = Duration::from_millis(10);
 /// Time the runtime gets to execute a batch.
 const EXECUTE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -230,13 +232,20 @@ struct Run {
     applied: Applied,
     pool: Pool,
     waiters: HashMap<Hash, Vec<oneshot::Sender<Result<TxOutcome, String>>>>,
-    proposals: BTreeMap<u64, (PublicKey, Proposal)>,
+    /// Proposals by (round, signer): a proposal signed by someone other than the round's
+    /// scheduler can never displace the scheduler's.
+    proposals: BTreeMap<(u64, PublicKey), Proposal>,
     executed: HashMap<(u64, Hash, Hash), ExecutedBatch>,
     last_signed: Option<LastSigned>,
     proposed: Option<u64>,
     last_fetch: Option<(u64, Instant)>,
     last_submit: Option<Instant>,
     last_republish: Instant,
+    /// When the applied round last advanced.
+    last_progress: Instant,
+    /// Transactions to gossip with the next flush.
+    outbox: Vec<ByteBuf>,
+    last_flush: Instant,
 }
 
 impl Worker {
@@ -288,6 +297,9 @@ impl Worker {
             last_fetch: None,
             last_submit: None,
             last_republish: Instant::now(),
+            last_progress: Instant::now(),
+            outbox: Vec::new(),
+            last_flush: Instant::now(),
         };
         tokio::spawn(run.main(events, req_rx, shutdown));
         Ok(handle)
@@ -302,7 +314,7 @@ impl Run {
         shutdown: watch::Receiver<bool>,
     ) {
         let mut views = self.consensus.view();
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
@@ -341,8 +353,8 @@ impl Run {
     fn on_event(&mut self, ev: RuntimeEvent, txs: &mut Vec<Vec<u8>>) {
         match ev {
             RuntimeEvent::Tx(_, data) => {
-                if let Ok(t) = crate::encoding::from_cbor::<RuntimeTx>(&data) {
-                    txs.push(t.tx.into_vec());
+                if let Ok(t) = crate::encoding::from_cbor::<RuntimeTxs>(&data) {
+                    txs.extend(t.txs.into_iter().map(ByteBuf::into_vec));
                 }
             }
             RuntimeEvent::Committee(_, data) => {
@@ -376,9 +388,11 @@ impl Run {
         {
             return;
         }
-        self.proposals
-            .entry(p.round)
-            .or_insert((s.signature.public_key, p));
+        if self.proposals.len() < 256 {
+            self.proposals
+                .entry((p.round, s.signature.public_key))
+                .or_insert(p);
+        }
     }
 
     fn on_executed(&mut self, b: ExecutedBatch) {
@@ -480,7 +494,7 @@ impl Run {
                 }
             }
         }
-        self.gossip_tx(tx.clone()).await;
+        self.outbox.push(ByteBuf::from(tx.clone()));
         if self.w.compute {
             self.pool.insert(h, tx);
         }
@@ -491,8 +505,9 @@ impl Run {
         self.catch_up(view);
         if self.w.compute && view.synced && self.conn.borrow().is_some() {
             self.committee(view).await;
-            self.republish().await;
+            self.republish();
         }
+        self.flush().await;
         let pool_size = self.pool.txs.len();
         let waiting = if self.conn.borrow().is_none() {
             Some(crate::host::supervisor::WAITING.to_string())
@@ -592,6 +607,7 @@ impl Run {
                 round,
                 state_root: header.state_root,
             };
+            self.last_progress = Instant::now();
             for (i, input) in batch.inputs.iter().enumerate() {
                 let h = hash(input);
                 self.pool.remove(&h);
@@ -608,42 +624,40 @@ impl Run {
             }
             log::info!(target: MODULE, runtime_id:% = self.rid, round = round, txs = batch.inputs.len(), state_root = hex::encode(header.state_root).as_str(); "runtime round finalized");
         }
-        self.proposals.retain(|r, _| *r > self.applied.round);
-        let applied = self.applied.round;
-        self.executed.retain(|(r, _, _), _| *r > applied);
+        let applied_round = self.applied.round;
+        self.proposals.retain(|(r, _), _| *r > applied_round);
+        self.executed.retain(|(r, _, _), _| *r > applied_round);
     }
 
-    /// Gossips again the transactions that stayed in the pool for longer than
-    /// [`REPUBLISH_AFTER`]: a scheduler that restarted (or joined late) lost them, and without
-    /// them the committee would wait for new transactions to make progress.
-    async fn republish(&mut self) {
-        if self.last_republish.elapsed() < REPUBLISH_AFTER {
+    /// Gossips again the oldest pool transactions when no round was applied for
+    /// [`REPUBLISH_AFTER`] while transactions wait: a scheduler that restarted (or joined late)
+    /// lost them, and without them the committee would wait for new transactions.
+    fn republish(&mut self) {
+        if self.pool.txs.is_empty()
+            || self.last_progress.elapsed() < REPUBLISH_AFTER
+            || self.last_republish.elapsed() < REPUBLISH_AFTER
+        {
             return;
         }
         self.last_republish = Instant::now();
         let max = self.w.descriptor.txn_scheduler.max_batch_size.max(1) as usize;
-        let stale: Vec<Vec<u8>> = self
-            .pool
-            .order
-            .iter()
-            .filter_map(|h| self.pool.txs.get(h))
-            .take_while(|(_, t)| t.elapsed() >= REPUBLISH_AFTER)
-            .take(max)
-            .map(|(tx, _)| tx.clone())
-            .collect();
-        if !stale.is_empty() {
-            log::debug!(target: MODULE, runtime_id:% = self.rid, txs = stale.len(); "republishing transactions waiting in the pool");
-        }
-        for tx in stale {
-            self.gossip_tx(tx).await;
-        }
+        let stale = self.pool.batch(max);
+        log::debug!(target: MODULE, runtime_id:% = self.rid, txs = stale.len(); "no progress: republishing transactions waiting in the pool");
+        self.outbox.extend(stale);
     }
 
-    async fn gossip_tx(&self, tx: Vec<u8>) {
+    /// Gossips the outbox as one message, every [`FLUSH_EVERY`] or when it is full.
+    async fn flush(&mut self) {
+        if self.outbox.is_empty()
+            || (self.outbox.len() < 512 && self.last_flush.elapsed() < FLUSH_EVERY)
+        {
+            return;
+        }
+        self.last_flush = Instant::now();
         let mut salt = [0u8; 8];
         let _ = getrandom::fill(&mut salt);
-        let msg = RuntimeTx {
-            tx: ByteBuf::from(tx),
+        let msg = RuntimeTxs {
+            txs: std::mem::take(&mut self.outbox),
             salt: u64::from_le_bytes(salt),
         };
         let _ = self
@@ -727,18 +741,18 @@ impl Run {
                 log::debug!(target: MODULE, runtime_id:% = self.rid, round = round, txs = p.batch.len(); "proposed batch");
                 self.proposed = Some(round);
                 self.status.send_modify(|s| s.proposals += 1);
-                self.proposals.insert(round, (self.me, p));
+                self.proposals.insert((round, self.me), p);
             }
         }
         let executes = is_worker || (is_backup && chain.pool.discrepancy);
         if !executes || (chain.pool.discrepancy && !is_backup) {
             return;
         }
-        let Some((signer, p)) = self.proposals.get(&round).cloned() else {
+        let Some(p) = self.proposals.get(&(round, sched)).cloned() else {
             return;
         };
-        if signer != sched || p.previous_hash != prev_hash {
-            self.proposals.remove(&round);
+        if p.previous_hash != prev_hash {
+            self.proposals.remove(&(round, sched));
             return;
         }
         self.execute(view, sched, prev_hash, p).await;
