@@ -747,9 +747,6 @@ pub(crate) mod tests_support {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consensus::genesis::{
-        ExecutorParams, RegistryGenesis, RuntimeDescriptor, StakingGenesis, TxnSchedulerParams,
-    };
     use ed25519_dalek::SigningKey;
 
     pub(crate) fn key(b: u8) -> SigningKey {
