@@ -1,7 +1,7 @@
 {
   description = "paratime-node: a hardened ParaTime compute node for NixOS";
 
-  # Pinned by flake.lock (`nix flake lock` writes it on first use).
+  # Pinned by flake.lock (nixos-25.05 at ac62194c; `nix flake update` moves it).
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
 
   outputs =
