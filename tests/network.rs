@@ -544,3 +544,127 @@ fn a_runtime_with_a_wrong_state_root_is_outvoted_and_the_honest_result_is_finali
     assert!(l["live_rounds"].as_u64() >= Some(3), "{l}");
     let _ = net.stop();
 }
+
+/// A network namespace joined to the host by a veth pair; removed on drop.
+struct Netns {
+    name: String,
+    host_ip: String,
+    ip: String,
+    veth_ns: String,
+}
+
+fn sh(cmd: &str) -> std::process::Output {
+    let o = Command::new("sh").args(["-c", cmd]).output().expect("sh");
+    assert!(o.status.success(), "{cmd}: {}", text(&o));
+    o
+}
+
+impl Netns {
+    /// `None` when this test cannot make namespaces (not root, no iproute2).
+    fn create() -> Option<Self> {
+        let ok = nix::unistd::geteuid().is_root()
+            && Command::new("ip")
+                .arg("-V")
+                .output()
+                .is_ok_and(|o| o.status.success());
+        if !ok {
+            return None;
+        }
+        let id = std::process::id() % 200 + 20;
+        let ns = Self {
+            name: format!("ptn-test-{id}"),
+            host_ip: format!("10.231.{id}.1"),
+            ip: format!("10.231.{id}.2"),
+            veth_ns: format!("ptn{id}n"),
+        };
+        let _ = Command::new("ip").args(["netns", "del", &ns.name]).output();
+        sh(&format!(
+            "ip netns add {n} && ip link add ptn{id}h type veth peer name {vn} netns {n} \
+             && ip addr add {h}/30 dev ptn{id}h && ip link set ptn{id}h up \
+             && ip -n {n} addr add {ip}/30 dev {vn} && ip -n {n} link set {vn} up \
+             && ip -n {n} link set lo up",
+            n = ns.name,
+            vn = ns.veth_ns,
+            h = ns.host_ip,
+            ip = ns.ip,
+        ));
+        Some(ns)
+    }
+
+    fn link(&self, up: bool) {
+        sh(&format!(
+            "ip -n {} link set {} {}",
+            self.name,
+            self.veth_ns,
+            if up { "up" } else { "down" }
+        ));
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace removes both ends of the veth pair.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+#[test]
+fn a_node_cut_off_in_its_own_network_namespace_catches_up() {
+    let Some(ns) = Netns::create() else {
+        eprintln!("skipped: network namespaces need root and iproute2");
+        return;
+    };
+    let flag = format!("compute-3={},{},{}", ns.name, ns.host_ip, ns.ip);
+    let mut net = Localnet::start(&[
+        "--compute",
+        "4",
+        "--committee-size",
+        "3",
+        "--load",
+        "8",
+        "--debug-netns",
+        &flag,
+    ]);
+    net.wait(
+        "the namespaced node following the rounds",
+        Duration::from_secs(180),
+        |n| {
+            let r = counter(n, "client-0", "rounds_finalized");
+            r >= 3
+                && n.status("compute-3")
+                    .is_some_and(|s| rt(&s)["worker"]["latest_round"].as_u64() >= Some(3))
+        },
+    );
+    // Cut it off: the others go on without it (its registration expires, the committee is
+    // elected from the rest) and finalize a transaction it never sees.
+    ns.link(false);
+    let before = counter(&net, "client-0", "rounds_finalized");
+    let o = kv_put(&net, "client-0", "while-cut", "yes");
+    assert!(o.status.success(), "{}", text(&o));
+    net.wait("rounds without it", Duration::from_secs(120), |n| {
+        counter(n, "client-0", "rounds_finalized") >= before + 5
+    });
+    let behind = net
+        .status("compute-3")
+        .and_then(|s| rt(&s)["worker"]["latest_round"].as_u64())
+        .unwrap_or(0);
+    let head = net
+        .status("client-0")
+        .and_then(|s| rt(&s)["latest_round"].as_u64())
+        .unwrap_or(0);
+    assert!(behind < head, "cut off, it fell behind ({behind} < {head})");
+    // Reconnect: it syncs the blocks and fetches the executed batches it missed.
+    ns.link(true);
+    net.wait(
+        "the namespaced node caught up",
+        Duration::from_secs(180),
+        |n| {
+            n.status("compute-3")
+                .is_some_and(|s| rt(&s)["worker"]["latest_round"].as_u64() >= Some(head))
+        },
+    );
+    assert_eq!(kv_get(&net, "compute-3", "while-cut")["value"], "yes");
+    let _ = net.stop();
+}

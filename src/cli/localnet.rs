@@ -26,6 +26,10 @@ pub struct Args {
     /// Number of compute nodes.
     #[arg(long, default_value_t = 3)]
     compute: usize,
+    /// Executor committee size (workers); default: every compute node. Every compute node is
+    /// also a backup worker.
+    #[arg(long)]
+    committee_size: Option<u16>,
     /// Blocks per epoch.
     #[arg(long, default_value_t = 10)]
     epoch_interval: u64,
@@ -49,6 +53,39 @@ pub struct Args {
     /// node (e.g. compute-1=wrong_state_root).
     #[arg(long = "debug-fault", hide = true)]
     debug_fault: Vec<String>,
+    /// Test-only: NODE=NETNS,HOST_IP,NODE_IP runs that node in the network namespace NETNS
+    /// (/run/netns/NETNS), reaching the others through HOST_IP and reached at NODE_IP.
+    #[arg(long = "debug-netns", hide = true)]
+    debug_netns: Vec<String>,
+}
+
+fn netns_of(a: &Args, node: &str) -> Result<Option<Netns>, String> {
+    for f in &a.debug_netns {
+        let Some(rest) = f.strip_prefix(&format!("{node}=")) else {
+            continue;
+        };
+        let parts: Vec<&str> = rest.split(',').collect();
+        let [name, host_ip, ip] = parts[..] else {
+            return Err(format!(
+                "--debug-netns '{f}': expected NODE=NETNS,HOST_IP,NODE_IP"
+            ));
+        };
+        for addr in [host_ip, ip] {
+            addr.parse::<std::net::Ipv4Addr>()
+                .map_err(|e| format!("--debug-netns '{f}': '{addr}': {e}"))?;
+        }
+        if !Path::new("/run/netns").join(name).exists() {
+            return Err(format!(
+                "--debug-netns '{f}': no network namespace /run/netns/{name} (ip netns add {name})"
+            ));
+        }
+        return Ok(Some(Netns {
+            name: name.into(),
+            host_ip: host_ip.into(),
+            ip: ip.into(),
+        }));
+    }
+    Ok(None)
 }
 
 fn free_port() -> Result<u16, String> {
@@ -64,6 +101,25 @@ struct NodeSpec {
     mode: &'static str,
     port: u16,
     consensus_port: u16,
+    /// Test-only: the node runs in this network namespace.
+    netns: Option<Netns>,
+}
+
+/// A network namespace a node runs in, reached through a veth pair.
+#[derive(Clone, Debug)]
+struct Netns {
+    /// Name under /run/netns.
+    name: String,
+    /// The host side's address (the node reaches the others through it).
+    host_ip: String,
+    /// The node's address in the namespace (the others reach it there).
+    ip: String,
+}
+
+impl NodeSpec {
+    fn ip(&self) -> &str {
+        self.netns.as_ref().map_or("127.0.0.1", |n| n.ip.as_str())
+    }
 }
 
 fn config_yaml(
@@ -77,12 +133,13 @@ fn config_yaml(
 ) -> String {
     let node_dir = dir.join(&n.name);
     let mut s = format!(
-        "mode: {mode}\ncommon:\n  data_dir: {data}\n  log:\n    file: node.log\n    format: JSON\n    level:\n      default: info\ngenesis:\n  file: {genesis}\nconsensus:\n  listen_address: tcp://127.0.0.1:{cport}\np2p:\n  port: {port}\n  registration:\n    addresses:\n      - 127.0.0.1:{port}\n",
+        "mode: {mode}\ncommon:\n  data_dir: {data}\n  log:\n    file: node.log\n    format: JSON\n    level:\n      default: info\ngenesis:\n  file: {genesis}\nconsensus:\n  listen_address: tcp://127.0.0.1:{cport}\np2p:\n  port: {port}\n  registration:\n    addresses:\n      - {ip}:{port}\n",
         mode = n.mode,
         data = node_dir.join("data").display(),
         genesis = dir.join("genesis.json").display(),
         cport = n.consensus_port,
         port = n.port,
+        ip = n.ip(),
     );
     if !seed.is_empty() {
         s.push_str(&format!("  seeds:\n    - \"{seed}\"\n"));
@@ -101,7 +158,10 @@ fn config_yaml(
     s
 }
 
-fn setup(a: &Args) -> Result<Vec<(String, PathBuf)>, String> {
+/// A node to start: name, config file, network namespace.
+type Planned = (String, PathBuf, Option<String>);
+
+fn setup(a: &Args) -> Result<Vec<Planned>, String> {
     let dir = &a.dir;
     if dir.exists()
         && std::fs::read_dir(dir)
@@ -123,10 +183,13 @@ fn setup(a: &Args) -> Result<Vec<(String, PathBuf)>, String> {
         mode: "validator",
         port: free_port()?,
         consensus_port: free_port()?,
+        netns: None,
     }];
     for i in 0..a.compute {
+        let name = format!("compute-{i}");
         specs.push(NodeSpec {
-            name: format!("compute-{i}"),
+            netns: netns_of(a, &name)?,
+            name,
             mode: "compute",
             port: free_port()?,
             consensus_port: free_port()?,
@@ -137,6 +200,7 @@ fn setup(a: &Args) -> Result<Vec<(String, PathBuf)>, String> {
         mode: "client",
         port: free_port()?,
         consensus_port: free_port()?,
+        netns: netns_of(a, "client-0")?,
     });
 
     for f in &a.debug_fault {
@@ -197,7 +261,8 @@ fn setup(a: &Args) -> Result<Vec<(String, PathBuf)>, String> {
         escrow: a.entity_escrow,
         runtime: Some((
             runtime_id,
-            u16::try_from(a.compute.max(1)).unwrap_or(u16::MAX),
+            a.committee_size
+                .unwrap_or_else(|| u16::try_from(a.compute.max(1)).unwrap_or(u16::MAX)),
         )),
         // Every compute node is also a backup worker: discrepancies are resolved by a majority
         // of the whole committee.
@@ -218,10 +283,10 @@ fn setup(a: &Args) -> Result<Vec<(String, PathBuf)>, String> {
     for n in &specs {
         let entity = (n.mode != "client").then_some(entity_dir.join("entity.json"));
         let runtime = n.mode != "validator";
-        let seed = if n.mode == "validator" {
-            ""
-        } else {
-            seed.as_str()
+        let seed = match &n.netns {
+            _ if n.mode == "validator" => String::new(),
+            Some(ns) => seed.replace("@127.0.0.1:", &format!("@{}:", ns.host_ip)),
+            None => seed.clone(),
         };
         let fault = a
             .debug_fault
@@ -230,7 +295,7 @@ fn setup(a: &Args) -> Result<Vec<(String, PathBuf)>, String> {
         let cfg = config_yaml(
             dir,
             n,
-            seed,
+            &seed,
             &bundle_path,
             entity.as_deref(),
             runtime,
@@ -238,7 +303,11 @@ fn setup(a: &Args) -> Result<Vec<(String, PathBuf)>, String> {
         );
         let path = dir.join(&n.name).join("etc/config.yml");
         std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
-        out.push((n.name.clone(), path));
+        out.push((
+            n.name.clone(),
+            path,
+            n.netns.as_ref().map(|ns| ns.name.clone()),
+        ));
     }
     println!(
         "localnet in {}: chain context {}",
@@ -265,7 +334,12 @@ fn reachable_by_others(dir: &Path) -> bool {
     })
 }
 
-fn spawn_node(config: &Path, unprivileged: bool, log: &Path) -> Result<Child, String> {
+fn spawn_node(
+    config: &Path,
+    unprivileged: bool,
+    log: &Path,
+    netns: Option<&str>,
+) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(exe);
     cmd.arg("--config").arg(config).stdin(Stdio::null());
@@ -275,20 +349,45 @@ fn spawn_node(config: &Path, unprivileged: bool, log: &Path) -> Result<Child, St
     let f = std::fs::File::create(log).map_err(|e| e.to_string())?;
     cmd.stdout(f.try_clone().map_err(|e| e.to_string())?)
         .stderr(f);
-    if unprivileged {
+    // The namespace is entered before dropping root, so the uid change happens after it.
+    let ns_fd = match netns {
+        Some(name) => Some(
+            std::fs::File::open(Path::new("/run/netns").join(name))
+                .map_err(|e| format!("network namespace {name}: {e}"))?,
+        ),
+        None => None,
+    };
+    let raw_ns = ns_fd.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+    if unprivileged && raw_ns.is_none() {
         cmd.uid(65534).gid(65534);
     }
-    // SAFETY: prctl between fork and exec is async-signal-safe; the node dies with localnet.
+    // SAFETY: prctl, setns, setgroups, setgid and setuid between fork and exec are
+    // async-signal-safe system calls; the node dies with localnet.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) < 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if let Some(fd) = raw_ns {
+                if libc::setns(fd, libc::CLONE_NEWNET) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if unprivileged
+                    && (libc::setgroups(0, std::ptr::null()) < 0
+                        || libc::setgid(65534) < 0
+                        || libc::setuid(65534) < 0)
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
     }
-    cmd.spawn()
-        .map_err(|e| format!("starting node {}: {e}", config.display()))
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("starting node {}: {e}", config.display()));
+    drop(ns_fd);
+    child
 }
 
 /// `localnet`.
@@ -313,8 +412,13 @@ pub fn run(a: Args) -> i32 {
         eprintln!("warning: a parent of {} is not reachable by the unprivileged user `nobody`: the nodes run as root with --unsafe-debug (use a directory such as /tmp/NAME to run them unprivileged)", a.dir.display());
     }
     let mut children = Vec::new();
-    for (name, cfg) in &nodes {
-        match spawn_node(cfg, unprivileged, &a.dir.join(name).join("stderr.log")) {
+    for (name, cfg, netns) in &nodes {
+        match spawn_node(
+            cfg,
+            unprivileged,
+            &a.dir.join(name).join("stderr.log"),
+            netns.as_deref(),
+        ) {
             Ok(c) => {
                 println!(
                     "  {name:<12} pid {:<7} control unix:{}",
@@ -384,7 +488,8 @@ pub fn run(a: Args) -> i32 {
                             }
                             eprintln!("node {name} exited ({status}); restarting it (see {})", log.display());
                             let cfg = a.dir.join(name.as_str()).join("etc/config.yml");
-                            match spawn_node(&cfg, unprivileged, &a.dir.join(name.as_str()).join("stderr.log")) {
+                            let netns = nodes.iter().find(|(n, _, _)| n == name).and_then(|(_, _, ns)| ns.as_deref());
+                            match spawn_node(&cfg, unprivileged, &a.dir.join(name.as_str()).join("stderr.log"), netns) {
                                 Ok(n) => *c = n,
                                 Err(e) => {
                                     eprintln!("error: {e}");
