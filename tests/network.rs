@@ -668,3 +668,44 @@ fn a_node_cut_off_in_its_own_network_namespace_catches_up() {
     assert_eq!(kv_get(&net, "compute-3", "while-cut")["value"], "yes");
     let _ = net.stop();
 }
+
+#[test]
+fn a_frozen_scheduler_is_replaced_by_a_backup_scheduler() {
+    // Long epochs: the frozen node stays registered (and in the committee) for the whole test.
+    let mut net = Localnet::start(&["--epoch-interval", "100", "--load", "8"]);
+    let nodes = compute_nodes();
+    net.wait("rounds finalized", Duration::from_secs(180), |n| {
+        counter(n, "client-0", "rounds_finalized") >= 3
+    });
+    // Freeze the open round's scheduler (SIGSTOP: not restarted, not deregistered). Its rounds
+    // as a worker time out and the backups finalize them; its rounds as the scheduler get a
+    // batch from the rank-1 worker after `propose_batch_timeout_ms`.
+    let sched = nodes
+        .into_iter()
+        .find(|c| {
+            net.status(c)
+                .is_some_and(|s| rt(&s)["committee"]["scheduler_rank"] == 0)
+        })
+        .expect("a scheduler");
+    let pid = node_pid(&net.net(), sched).expect("pid");
+    let stop = |sig| {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+    };
+    stop(nix::sys::signal::Signal::SIGSTOP);
+    let before = counter(&net, "client-0", "rounds_finalized");
+    let backup_proposed = |n: &Localnet| {
+        nodes.iter().any(|c| {
+            std::fs::read_to_string(n.net().join(c).join("data/node.log"))
+                .unwrap_or_default()
+                .contains("proposing as backup scheduler")
+        })
+    };
+    net.wait(
+        "a backup scheduler's batch finalized",
+        Duration::from_secs(120),
+        |n| backup_proposed(n) && counter(n, "client-0", "rounds_finalized") >= before + 2,
+    );
+    stop(nix::sys::signal::Signal::SIGCONT);
+    assert_eq!(equivocations(&net), Vec::<String>::new());
+    let _ = net.stop();
+}

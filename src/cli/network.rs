@@ -341,6 +341,7 @@ pub fn make_genesis(p: &GenesisParams) -> Genesis {
                     txn_scheduler: TxnSchedulerParams {
                         max_batch_size: 500,
                         batch_flush_timeout_ms: 100,
+                        propose_batch_timeout_ms: 2000,
                     },
                     staking_thresholds: Default::default(),
                 })

@@ -31,6 +31,14 @@ pub struct TxnSchedulerParams {
     pub max_batch_size: u64,
     /// Time to wait for a batch to fill, in milliseconds.
     pub batch_flush_timeout_ms: u64,
+    /// A worker of scheduler rank k > 0 proposes a batch for a round that has none after
+    /// k × this many milliseconds (backup schedulers).
+    #[serde(default = "default_propose_batch_timeout_ms")]
+    pub propose_batch_timeout_ms: u64,
+}
+
+fn default_propose_batch_timeout_ms() -> u64 {
+    2000
 }
 
 /// A ParaTime registered at genesis.

@@ -199,6 +199,9 @@ pub struct LastSigned {
     pub round: u64,
     /// Hash of the runtime block the round builds on.
     pub previous_hash: Hash,
+    /// The scheduler whose proposal it executed.
+    #[serde(default)]
+    pub scheduler: Option<PublicKey>,
     /// The signed commitment.
     pub commit: Signed,
 }
@@ -219,6 +222,10 @@ pub struct Liveness {
 /// The open round's commitments.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pool {
+    /// The scheduler whose proposal the round executes: fixed by the first commitment
+    /// accepted (the rank-0 scheduler's, or a backup scheduler's when it did not propose).
+    #[serde(default)]
+    pub scheduler: Option<PublicKey>,
     /// Verified commitments by node.
     pub commits: BTreeMap<PublicKey, CommitmentHeader>,
     /// Discrepancy resolution with the backup workers is in progress.
@@ -363,14 +370,21 @@ pub fn verify_commitment(
             format!("commitment for round {round} does not build on the latest runtime block"),
         ));
     }
-    let sched = scheduler(committee, round);
-    if Some(h.scheduler_id) != sched {
+    if !workers(committee).contains(&h.scheduler_id) {
         return Err(err(
             6,
             format!(
-                "commitment names scheduler {}, but round {round}'s scheduler is {}",
-                h.scheduler_id,
-                sched.map(|s| s.to_string()).unwrap_or_default()
+                "commitment names scheduler {}, which is not a worker of round {round}",
+                h.scheduler_id
+            ),
+        ));
+    }
+    if let Some(s) = chain.pool.scheduler.filter(|s| *s != h.scheduler_id) {
+        return Err(err(
+            6,
+            format!(
+                "round {round} executes the proposal of scheduler {s}, not of {}",
+                h.scheduler_id
             ),
         ));
     }
@@ -429,6 +443,7 @@ impl State {
                     ))
                 }
                 None => {
+                    chain.pool.scheduler.get_or_insert(h.scheduler_id);
                     chain.pool.commits.insert(node, h);
                 }
             }
@@ -503,7 +518,11 @@ impl State {
             return;
         };
         let round = chain.block.round + 1;
-        let Some(sched) = scheduler(&committee, round) else {
+        let Some(sched) = chain
+            .pool
+            .scheduler
+            .or_else(|| scheduler(&committee, round))
+        else {
             return;
         };
         let pool = &chain.pool;
@@ -653,7 +672,11 @@ impl State {
             for w in workers {
                 chain.liveness.entry(*w).or_default().total_rounds += 1;
             }
-            if let Some(s) = committee.as_ref().and_then(|c| scheduler(c, round)) {
+            let sched = chain
+                .pool
+                .scheduler
+                .or_else(|| committee.as_ref().and_then(|c| scheduler(c, round)));
+            if let Some(s) = sched {
                 chain.liveness.entry(s).or_default().missed_proposals += 1;
             }
         }
@@ -927,6 +950,59 @@ mod tests {
         );
         let e = submit(&mut s, wrong).expect_err("round");
         assert!(e.message.contains("round 1 is open"), "{e}");
+    }
+
+    #[test]
+    fn a_backup_schedulers_proposal_fixes_the_round() {
+        let mut s = state(true);
+        let c = s.committees[&rid()].clone();
+        let w = workers(&c);
+        let round = 1;
+        let rank1 = w
+            .iter()
+            .enumerate()
+            .find(|(i, _)| rank_of(*i, w.len(), round) == 1)
+            .map(|(_, k)| *k)
+            .expect("rank 1");
+        let with_sched = |s: &State, node: u8, sched: PublicKey| {
+            let chain = &s.roothash[&rid()];
+            Signed::sign(
+                &key(node),
+                &crypto::context(CONTEXT_EXECUTOR_COMMITMENT, Some(&s.chain_context)),
+                &CommitmentHeader {
+                    scheduler_id: sched,
+                    header: ComputeResultsHeader {
+                        round,
+                        previous_hash: chain.block.hash(),
+                        io_root: [1; 32],
+                        state_root: [7; 32],
+                    },
+                    failure: failure::NONE,
+                },
+            )
+        };
+        let c1 = with_sched(&s, 11, rank1);
+        submit(&mut s, c1).expect("a backup scheduler's batch is accepted first");
+        let rank0 = scheduler(&c, round).expect("rank 0");
+        let late = with_sched(&s, 12, rank0);
+        let e = submit(&mut s, late).expect_err("the round is fixed");
+        assert!(
+            e.message.contains("executes the proposal of scheduler"),
+            "{e}"
+        );
+        let outsider = with_sched(&s, 12, PublicKey::of(&key(99)));
+        assert!(submit(&mut s, outsider)
+            .expect_err("not a worker")
+            .message
+            .contains("not a worker"));
+        for n in [12, 13] {
+            let c = with_sched(&s, n, rank1);
+            submit(&mut s, c).expect("commit");
+        }
+        let chain = &s.roothash[&rid()];
+        assert_eq!(chain.block.round, 1);
+        assert_eq!(chain.block.header_type, header_type::NORMAL);
+        assert_eq!(chain.liveness[&rank1].finalized_proposals, 1);
     }
 
     #[test]

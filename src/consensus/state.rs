@@ -735,6 +735,7 @@ pub(crate) mod tests_support {
                     txn_scheduler: TxnSchedulerParams {
                         max_batch_size: 10,
                         batch_flush_timeout_ms: 100,
+                        propose_batch_timeout_ms: 2000,
                     },
                     staking_thresholds: BTreeMap::new(),
                 }],

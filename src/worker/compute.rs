@@ -246,6 +246,8 @@ struct Run {
     /// Transactions to gossip with the next flush.
     outbox: Vec<ByteBuf>,
     last_flush: Instant,
+    /// The open round and since when this node has seen it open.
+    round_opened: (u64, Instant),
 }
 
 impl Worker {
@@ -300,6 +302,7 @@ impl Worker {
             last_progress: Instant::now(),
             outbox: Vec::new(),
             last_flush: Instant::now(),
+            round_opened: (0, Instant::now()),
         };
         tokio::spawn(run.main(events, req_rx, shutdown));
         Ok(handle)
@@ -681,81 +684,127 @@ impl Run {
             return;
         }
         let round = chain.block.round + 1;
+        if self.round_opened.0 != round {
+            self.round_opened = (round, Instant::now());
+        }
         let prev_hash = chain.block.hash();
-        let is_worker = roothash::workers(committee).contains(&self.me);
+        let workers = roothash::workers(committee);
+        let is_worker = workers.contains(&self.me);
         let is_backup = roothash::backups(committee).contains(&self.me);
         if !is_worker && !is_backup {
             return;
         }
-        let Some(sched) = roothash::scheduler(committee, round) else {
-            return;
+        let rank = |k: &PublicKey| {
+            workers
+                .iter()
+                .position(|w| w == k)
+                .map(|i| roothash::rank_of(i, workers.len(), round))
         };
-        let signed_this_round = self
+        let signed = self
             .last_signed
             .as_ref()
-            .is_some_and(|l| l.round == round && l.previous_hash == prev_hash);
+            .filter(|l| l.round == round && l.previous_hash == prev_hash);
         // A commitment signed for this round that the pool does not show yet (lost, or signed
-        // before a restart) is resubmitted as it is; nothing new is signed.
-        if signed_this_round {
+        // before a restart) is resubmitted as it is; nothing new is signed. Once the round is
+        // fixed to another scheduler's proposal, it can never be accepted: stop sending it.
+        if let Some(l) = signed {
             let in_pool = chain.pool.commits.contains_key(&self.me);
+            let other = chain
+                .pool
+                .scheduler
+                .is_some_and(|s| l.scheduler.is_some_and(|mine| mine != s));
             let due = self
                 .last_submit
                 .is_none_or(|t| t.elapsed() > Duration::from_secs(2));
-            if !in_pool && due {
-                let commit = self
-                    .last_signed
-                    .as_ref()
-                    .map(|l| l.commit.clone())
-                    .expect("checked");
+            if !in_pool && !other && due {
+                let commit = l.commit.clone();
                 log::info!(target: MODULE, runtime_id:% = self.rid, round = round; "resubmitting the commitment already signed for this round");
                 self.send_commit(view, commit);
             }
             return;
         }
-        if is_worker && sched == self.me && self.proposed != Some(round) {
-            let max = self.w.descriptor.txn_scheduler.max_batch_size.max(1) as usize;
-            let flush =
-                Duration::from_millis(self.w.descriptor.txn_scheduler.batch_flush_timeout_ms);
-            let ready = self.pool.txs.len() >= max
-                || self.pool.oldest_age().is_some_and(|age| age >= flush);
+        // The best-ranked proposal seen for the round (the one the consensus fixed, once a
+        // commitment was accepted).
+        let best = self.best_proposal(round, &prev_hash, chain.pool.scheduler, &rank);
+        let my_rank = rank(&self.me);
+        if let Some(k) = my_rank.filter(|_| self.proposed != Some(round)) {
+            let t = &self.w.descriptor.txn_scheduler;
+            let max = t.max_batch_size.max(1) as usize;
+            let ready = if k == 0 {
+                let flush = Duration::from_millis(t.batch_flush_timeout_ms);
+                self.pool.txs.len() >= max || self.pool.oldest_age().is_some_and(|age| age >= flush)
+            } else {
+                // A backup scheduler steps in when the better-ranked ones stay silent.
+                let wait = Duration::from_millis(t.propose_batch_timeout_ms.saturating_mul(k));
+                best.is_none_or(|(b, _)| b > k)
+                    && chain.pool.scheduler.is_none()
+                    && !self.pool.txs.is_empty()
+                    && self.round_opened.1.elapsed() >= wait
+                    && self.pool.oldest_age().is_some_and(|age| age >= wait)
+            };
             if ready {
-                let batch = self.pool.batch(max);
-                let p = Proposal {
-                    runtime: self.rid,
-                    round,
-                    previous_hash: prev_hash,
-                    batch_hash: hash_of(&batch),
-                    batch,
-                };
-                let ctx =
-                    crypto::context(roothash::CONTEXT_PROPOSAL, Some(&view.state.chain_context));
-                let signed = Signed::sign(&self.w.node, &ctx, &p);
-                let _ = self
-                    .net
-                    .send(p2p::Command::PublishRuntime {
-                        runtime: self.rid,
-                        committee: true,
-                        data: crate::encoding::canonical_cbor(&CommitteeMessage::Proposal(signed)),
-                    })
-                    .await;
-                log::debug!(target: MODULE, runtime_id:% = self.rid, round = round, txs = p.batch.len(); "proposed batch");
-                self.proposed = Some(round);
-                self.status.send_modify(|s| s.proposals += 1);
-                self.proposals.insert((round, self.me), p);
+                self.propose(view, round, prev_hash, max, k).await;
             }
         }
         let executes = is_worker || (is_backup && chain.pool.discrepancy);
         if !executes || (chain.pool.discrepancy && !is_backup) {
             return;
         }
+        let best = self.best_proposal(round, &prev_hash, chain.pool.scheduler, &rank);
+        let Some((_, sched)) = best else {
+            return;
+        };
         let Some(p) = self.proposals.get(&(round, sched)).cloned() else {
             return;
         };
-        if p.previous_hash != prev_hash {
-            self.proposals.remove(&(round, sched));
-            return;
-        }
         self.execute(view, sched, prev_hash, p).await;
+    }
+
+    /// The best-ranked proposal seen for `round` that builds on `prev_hash` (only `fixed`'s
+    /// once the consensus fixed the round's scheduler): (rank, scheduler).
+    fn best_proposal(
+        &self,
+        round: u64,
+        prev_hash: &Hash,
+        fixed: Option<PublicKey>,
+        rank: &dyn Fn(&PublicKey) -> Option<u64>,
+    ) -> Option<(u64, PublicKey)> {
+        self.proposals
+            .iter()
+            .filter(|((r, signer), p)| {
+                *r == round && &p.previous_hash == prev_hash && fixed.is_none_or(|s| s == *signer)
+            })
+            .filter_map(|((_, signer), _)| rank(signer).map(|k| (k, *signer)))
+            .min()
+    }
+
+    async fn propose(&mut self, view: &View, round: u64, prev_hash: Hash, max: usize, rank: u64) {
+        let batch = self.pool.batch(max);
+        let p = Proposal {
+            runtime: self.rid,
+            round,
+            previous_hash: prev_hash,
+            batch_hash: hash_of(&batch),
+            batch,
+        };
+        let ctx = crypto::context(roothash::CONTEXT_PROPOSAL, Some(&view.state.chain_context));
+        let signed = Signed::sign(&self.w.node, &ctx, &p);
+        let _ = self
+            .net
+            .send(p2p::Command::PublishRuntime {
+                runtime: self.rid,
+                committee: true,
+                data: crate::encoding::canonical_cbor(&CommitteeMessage::Proposal(signed)),
+            })
+            .await;
+        if rank > 0 {
+            log::info!(target: MODULE, runtime_id:% = self.rid, round = round, rank = rank, txs = p.batch.len(); "no proposal from the better-ranked schedulers: proposing as backup scheduler");
+        } else {
+            log::debug!(target: MODULE, runtime_id:% = self.rid, round = round, txs = p.batch.len(); "proposed batch");
+        }
+        self.proposed = Some(round);
+        self.status.send_modify(|s| s.proposals += 1);
+        self.proposals.insert((round, self.me), p);
     }
 
     async fn execute(&mut self, view: &View, sched: PublicKey, prev_hash: Hash, p: Proposal) {
@@ -829,6 +878,7 @@ impl Run {
         let record = LastSigned {
             round,
             previous_hash: prev_hash,
+            scheduler: Some(sched),
             commit: signed.clone(),
         };
         // Durable before it leaves the node: after a crash the node resubmits this one.
