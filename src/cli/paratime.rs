@@ -90,6 +90,33 @@ pub async fn submit(
     Ok(v)
 }
 
+/// Whether `e` says the node is not up yet (socket missing, runtime still starting): worth
+/// waiting for when the node was just started.
+fn not_ready(e: &str) -> bool {
+    e.starts_with("failed to connect") || e.contains(crate::host::supervisor::WAITING)
+}
+
+/// Retries `f` while the node is not ready, until `deadline`; says once what it waits for.
+async fn when_ready<T, F, Fut>(deadline: std::time::Instant, mut f: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let mut said = false;
+    loop {
+        match f().await {
+            Err(e) if not_ready(&e) && std::time::Instant::now() < deadline => {
+                if !said {
+                    eprintln!("waiting for the node: {e}");
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn address(a: &Option<String>) -> Result<String, String> {
     match a {
         Some(a) => Ok(a.clone()),
@@ -104,7 +131,9 @@ pub fn tx(cmd: TxCmd) -> i32 {
     let run = async {
         let addr = address(&call.address)?;
         let raw = encode_call(&call.method, &call.body)?;
-        submit(&addr, &call.runtime, &raw, timeout.into()).await
+        let timeout: Duration = timeout.into();
+        let deadline = std::time::Instant::now() + timeout;
+        when_ready(deadline, || submit(&addr, &call.runtime, &raw, timeout)).await
     };
     match block_on(run) {
         Ok(v) => {
@@ -126,27 +155,32 @@ pub fn tx(cmd: TxCmd) -> i32 {
     }
 }
 
-/// `query`: prints the result as JSON.
+async fn query_once(addr: &str, call: &CallArgs) -> Result<serde_json::Value, String> {
+    let json: serde_json::Value = serde_json::from_str(&call.body)
+        .map_err(|e| format!("--body is not JSON ({e}): {}", call.body))?;
+    let args = crate::encoding::canonical_cbor(&json);
+    let req = serde_json::json!({ "method": call.method, "args": b64(&args) });
+    let (code, body) = request_with(
+        addr,
+        "POST",
+        &format!("/api/v1/runtime/{}/query", call.runtime),
+        Some(&req),
+    )
+    .await?;
+    let v: serde_json::Value =
+        serde_json::from_str(&body).map_err(|e| format!("node answered {code}: {e}: {body}"))?;
+    if code != 200 {
+        return Err(v["error"].as_str().unwrap_or(&body).to_string());
+    }
+    cbor_to_json(v["data"].as_str().unwrap_or_default())
+}
+
+/// `query`: prints the result as JSON (waits up to 30 s for a node that is still starting).
 pub fn query(call: CallArgs) -> i32 {
     let run = async {
         let addr = address(&call.address)?;
-        let json: serde_json::Value = serde_json::from_str(&call.body)
-            .map_err(|e| format!("--body is not JSON ({e}): {}", call.body))?;
-        let args = crate::encoding::canonical_cbor(&json);
-        let req = serde_json::json!({ "method": call.method, "args": b64(&args) });
-        let (code, body) = request_with(
-            &addr,
-            "POST",
-            &format!("/api/v1/runtime/{}/query", call.runtime),
-            Some(&req),
-        )
-        .await?;
-        let v: serde_json::Value = serde_json::from_str(&body)
-            .map_err(|e| format!("node answered {code}: {e}: {body}"))?;
-        if code != 200 {
-            return Err(v["error"].as_str().unwrap_or(&body).to_string());
-        }
-        cbor_to_json(v["data"].as_str().unwrap_or_default())
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        when_ready(deadline, || query_once(&addr, &call)).await
     };
     match block_on(run) {
         Ok(v) => {

@@ -232,6 +232,8 @@ struct Run {
     applied: Applied,
     pool: Pool,
     waiters: HashMap<Hash, Vec<oneshot::Sender<Result<TxOutcome, String>>>>,
+    /// Transactions submitted here that are not finalized yet (republished on a stall).
+    submitted: HashMap<Hash, Vec<u8>>,
     /// Proposals by (round, signer): a proposal signed by someone other than the round's
     /// scheduler can never displace the scheduler's.
     proposals: BTreeMap<(u64, PublicKey), Proposal>,
@@ -292,6 +294,7 @@ impl Worker {
                 txs: HashMap::new(),
             },
             waiters: HashMap::new(),
+            submitted: HashMap::new(),
             proposals: BTreeMap::new(),
             executed: HashMap::new(),
             last_signed,
@@ -499,17 +502,20 @@ impl Run {
         }
         self.outbox.push(ByteBuf::from(tx.clone()));
         if self.w.compute {
-            self.pool.insert(h, tx);
+            self.pool.insert(h, tx.clone());
         }
         self.waiters.entry(h).or_default().push(reply);
+        if self.submitted.len() < MAX_POOL {
+            self.submitted.insert(h, tx);
+        }
     }
 
     async fn step(&mut self, view: &View) {
         self.catch_up(view);
         if self.w.compute && view.synced && self.conn.borrow().is_some() {
             self.committee(view).await;
-            self.republish();
         }
+        self.republish();
         self.flush().await;
         let pool_size = self.pool.txs.len();
         let waiting = if self.conn.borrow().is_none() {
@@ -614,6 +620,7 @@ impl Run {
             for (i, input) in batch.inputs.iter().enumerate() {
                 let h = hash(input);
                 self.pool.remove(&h);
+                self.submitted.remove(&h);
                 if let Some(ws) = self.waiters.remove(&h) {
                     for w in ws {
                         let _ = w.send(Ok(TxOutcome {
@@ -635,8 +642,18 @@ impl Run {
     /// Gossips again the oldest pool transactions when no round was applied for
     /// [`REPUBLISH_AFTER`] while transactions wait: a scheduler that restarted (or joined late)
     /// lost them, and without them the committee would wait for new transactions.
+    ///
+    /// Transactions submitted through this node are republished the same way (compute nodes
+    /// that were not ready when they were first gossiped dropped them).
     fn republish(&mut self) {
-        if self.pool.txs.is_empty()
+        // Forget submissions whose callers gave up.
+        self.waiters.retain(|_, ws| {
+            ws.retain(|w| !w.is_closed());
+            !ws.is_empty()
+        });
+        let waiters = &self.waiters;
+        self.submitted.retain(|h, _| waiters.contains_key(h));
+        if (self.pool.txs.is_empty() && self.submitted.is_empty())
             || self.last_progress.elapsed() < REPUBLISH_AFTER
             || self.last_republish.elapsed() < REPUBLISH_AFTER
         {
@@ -644,8 +661,15 @@ impl Run {
         }
         self.last_republish = Instant::now();
         let max = self.w.descriptor.txn_scheduler.max_batch_size.max(1) as usize;
-        let stale = self.pool.batch(max);
-        log::debug!(target: MODULE, runtime_id:% = self.rid, txs = stale.len(); "no progress: republishing transactions waiting in the pool");
+        let mut stale = self.pool.batch(max);
+        stale.extend(
+            self.submitted
+                .iter()
+                .filter(|(h, _)| !self.pool.txs.contains_key(*h))
+                .take(max)
+                .map(|(_, tx)| ByteBuf::from(tx.clone())),
+        );
+        log::debug!(target: MODULE, runtime_id:% = self.rid, txs = stale.len(); "no progress: republishing waiting transactions");
         self.outbox.extend(stale);
     }
 
