@@ -287,31 +287,28 @@ fn err(code: u32, message: impl Into<String>) -> TxError {
     }
 }
 
+/// Members of `c` with `role`, sorted by node ID.
+fn with_role(c: &Committee, role: &str) -> Vec<PublicKey> {
+    let mut v: Vec<PublicKey> = c
+        .members
+        .iter()
+        .filter(|m| m.role == role)
+        .map(|m| m.public_key)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// Workers of `c`, in scheduler rotation order (sorted by node ID, so the rotation does not
 /// depend on the election's shuffle).
 pub fn workers(c: &Committee) -> Vec<PublicKey> {
-    let mut w: Vec<PublicKey> = c
-        .members
-        .iter()
-        .filter(|m| m.role == "worker")
-        .map(|m| m.public_key)
-        .collect();
-    w.sort();
-    w.dedup();
-    w
+    with_role(c, "worker")
 }
 
 /// Backup workers of `c`.
 pub fn backups(c: &Committee) -> Vec<PublicKey> {
-    let mut b: Vec<PublicKey> = c
-        .members
-        .iter()
-        .filter(|m| m.role == "backup-worker")
-        .map(|m| m.public_key)
-        .collect();
-    b.sort();
-    b.dedup();
-    b
+    with_role(c, "backup-worker")
 }
 
 /// Scheduler rank of the worker at `index` of `n` workers in `round` (0 = the scheduler):

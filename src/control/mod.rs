@@ -10,6 +10,7 @@ pub mod client;
 use crate::host::launcher::Info as SandboxInfo;
 use crate::host::supervisor::RuntimeStatus;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
@@ -157,63 +158,66 @@ async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
     Json(v)
 }
 
-async fn submit(
-    State(s): State<ControlState>,
-    Json(req): Json<serde_json::Value>,
-) -> (axum::http::StatusCode, Json<serde_json::Value>) {
-    use crate::consensus::engine::Backend;
+/// A JSON reply with its HTTP status.
+type Reply = (StatusCode, Json<serde_json::Value>);
+
+fn ok(v: serde_json::Value) -> Reply {
+    (StatusCode::OK, Json(v))
+}
+
+fn fail(code: StatusCode, message: impl std::fmt::Display) -> Reply {
+    (
+        code,
+        Json(serde_json::json!({ "error": message.to_string() })),
+    )
+}
+
+fn decode_b64(v: &serde_json::Value, what: &str) -> Result<Vec<u8>, Reply> {
     use base64::Engine;
-    let bad = |m: String| {
-        (
-            axum::http::StatusCode::BAD_REQUEST,
-            Json(serde_json::json!({ "error": m })),
-        )
-    };
+    v.as_str()
+        .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok())
+        .ok_or_else(|| {
+            fail(
+                StatusCode::BAD_REQUEST,
+                format!("expected \"{what}\": base64 CBOR"),
+            )
+        })
+}
+
+async fn submit(State(s): State<ControlState>, Json(req): Json<serde_json::Value>) -> Reply {
+    use crate::consensus::engine::Backend;
     let Some(c) = &s.network.consensus else {
-        return bad("this node runs no consensus (empty genesis)".into());
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "this node runs no consensus (empty genesis)",
+        );
     };
-    let Some(b64) = req["tx"].as_str() else {
-        return bad("expected {\"tx\": \"<base64 CBOR signed transaction>\"}".into());
-    };
-    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64) else {
-        return bad("tx is not base64".into());
+    let bytes = match decode_b64(&req["tx"], "tx") {
+        Ok(b) => b,
+        Err(e) => return e,
     };
     let tx: crate::consensus::crypto::Signed = match crate::encoding::from_cbor(&bytes) {
         Ok(t) => t,
-        Err(e) => return bad(e),
+        Err(e) => return fail(StatusCode::BAD_REQUEST, e),
     };
     let hash = hex::encode(crate::encoding::hash_of(&tx));
     match c.submit(tx) {
-        Ok(()) => (
-            axum::http::StatusCode::OK,
-            Json(serde_json::json!({ "hash": hash })),
-        ),
-        Err(e) => (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "error": e })),
-        ),
+        Ok(()) => ok(serde_json::json!({ "hash": hash })),
+        Err(e) => fail(StatusCode::SERVICE_UNAVAILABLE, e),
     }
 }
 
 async fn account(
     State(s): State<ControlState>,
     axum::extract::Path(addr): axum::extract::Path<String>,
-) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+) -> Reply {
     use crate::consensus::engine::Backend;
     let Some(c) = &s.network.consensus else {
-        return (
-            axum::http::StatusCode::BAD_REQUEST,
-            Json(serde_json::json!({ "error": "this node runs no consensus" })),
-        );
+        return fail(StatusCode::BAD_REQUEST, "this node runs no consensus");
     };
     let a: crate::consensus::address::Address = match addr.parse() {
         Ok(a) => a,
-        Err(e) => {
-            return (
-                axum::http::StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({ "error": e })),
-            )
-        }
+        Err(e) => return fail(StatusCode::BAD_REQUEST, e),
     };
     let view = c.view().borrow().clone();
     let acct = view.state.account(&a);
@@ -222,64 +226,35 @@ async fn account(
         .entities
         .values()
         .find(|e| crate::consensus::address::Address::from_public_key(&e.id) == a);
-    (
-        axum::http::StatusCode::OK,
-        Json(serde_json::json!({
-            "address": a.to_string(),
-            "account": acct,
-            "height": view.state.height,
-            "epoch": view.state.epoch,
-            "chain_id": view.state.genesis.chain_id,
-            "chain_context": view.state.chain_context,
-            "entity": entity,
-            "required_stake": entity.map(|e| view.state.required_stake(&e.id, None)),
-        })),
-    )
+    ok(serde_json::json!({
+        "address": a.to_string(),
+        "account": acct,
+        "height": view.state.height,
+        "epoch": view.state.epoch,
+        "chain_id": view.state.genesis.chain_id,
+        "chain_context": view.state.chain_context,
+        "entity": entity,
+        "required_stake": entity.map(|e| view.state.required_stake(&e.id, None)),
+    }))
 }
 
-fn worker<'a>(
-    s: &'a ControlState,
-    rid: &str,
-) -> Result<&'a crate::worker::compute::Handle, (axum::http::StatusCode, Json<serde_json::Value>)> {
-    let bad = |code, m: String| (code, Json(serde_json::json!({ "error": m })));
-    let id: crate::bundle::RuntimeId =
-        rid.parse().map_err(|e: crate::bundle::RuntimeIdError| {
-            bad(axum::http::StatusCode::BAD_REQUEST, e.to_string())
-        })?;
-    s.network.workers.get(&id).ok_or_else(|| {
-        bad(
-            axum::http::StatusCode::NOT_FOUND,
+fn worker(s: &ControlState, rid: &str) -> Result<crate::worker::compute::Handle, Reply> {
+    let id: crate::bundle::RuntimeId = rid
+        .parse()
+        .map_err(|e: crate::bundle::RuntimeIdError| fail(StatusCode::BAD_REQUEST, e))?;
+    s.network.workers.get(&id).cloned().ok_or_else(|| {
+        fail(
+            StatusCode::NOT_FOUND,
             format!("runtime {id} is not served by this node (it must be in runtime.paths and registered in the genesis document)"),
         )
     })
 }
 
-fn b64_field(
-    req: &serde_json::Value,
-    name: &str,
-) -> Result<Vec<u8>, (axum::http::StatusCode, Json<serde_json::Value>)> {
+fn cbor_b64(v: &ciborium::Value) -> String {
     use base64::Engine;
-    req[name]
-        .as_str()
-        .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok())
-        .ok_or_else(|| {
-            (
-                axum::http::StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({ "error": format!("expected \"{name}\": base64 CBOR") })),
-            )
-        })
-}
-
-fn result_json(r: &paratime_sdk::protocol::TxResult) -> serde_json::Value {
-    use base64::Engine;
-    serde_json::json!({
-        "error": r.error,
-        "output": r.output.as_ref().map(|o| {
-            let mut b = Vec::new();
-            let _ = ciborium::into_writer(o, &mut b);
-            base64::engine::general_purpose::STANDARD.encode(b)
-        }),
-    })
+    let mut b = Vec::new();
+    let _ = ciborium::into_writer(v, &mut b);
+    base64::engine::general_purpose::STANDARD.encode(b)
 }
 
 /// `POST /api/v1/runtime/{id}/submit {"tx": b64 call, "timeout_ms"?}`: checks, gossips and
@@ -288,30 +263,23 @@ async fn runtime_submit(
     State(s): State<ControlState>,
     axum::extract::Path(rid): axum::extract::Path<String>,
     Json(req): Json<serde_json::Value>,
-) -> (axum::http::StatusCode, Json<serde_json::Value>) {
-    let w = match worker(&s, &rid) {
-        Ok(w) => w.clone(),
-        Err(e) => return e,
-    };
-    let tx = match b64_field(&req, "tx") {
-        Ok(t) => t,
+) -> Reply {
+    let (w, tx) = match worker(&s, &rid).and_then(|w| Ok((w, decode_b64(&req["tx"], "tx")?))) {
+        Ok(x) => x,
         Err(e) => return e,
     };
     let timeout = std::time::Duration::from_millis(req["timeout_ms"].as_u64().unwrap_or(60_000));
     match w.submit(tx, timeout).await {
-        Ok(o) => (
-            axum::http::StatusCode::OK,
-            Json(serde_json::json!({
-                "hash": o.hash,
-                "round": o.round,
-                "index": o.index,
-                "result": result_json(&o.result),
-            })),
-        ),
-        Err(e) => (
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            Json(serde_json::json!({ "error": e })),
-        ),
+        Ok(o) => ok(serde_json::json!({
+            "hash": o.hash,
+            "round": o.round,
+            "index": o.index,
+            "result": {
+                "error": o.result.error,
+                "output": o.result.output.as_ref().map(cbor_b64),
+            },
+        })),
+        Err(e) => fail(StatusCode::UNPROCESSABLE_ENTITY, e),
     }
 }
 
@@ -320,47 +288,22 @@ async fn runtime_query(
     State(s): State<ControlState>,
     axum::extract::Path(rid): axum::extract::Path<String>,
     Json(req): Json<serde_json::Value>,
-) -> (axum::http::StatusCode, Json<serde_json::Value>) {
-    use base64::Engine;
-    let w = match worker(&s, &rid) {
-        Ok(w) => w.clone(),
+) -> Reply {
+    let (w, args) = match worker(&s, &rid).and_then(|w| Ok((w, decode_b64(&req["args"], "args")?)))
+    {
+        Ok(x) => x,
         Err(e) => return e,
     };
     let Some(method) = req["method"].as_str() else {
-        return (
-            axum::http::StatusCode::BAD_REQUEST,
-            Json(serde_json::json!({ "error": "expected \"method\"" })),
-        );
-    };
-    let args = match b64_field(&req, "args") {
-        Ok(a) => a,
-        Err(e) => return e,
+        return fail(StatusCode::BAD_REQUEST, "expected \"method\"");
     };
     let args: ciborium::Value = match crate::encoding::from_cbor(&args) {
         Ok(a) => a,
-        Err(e) => {
-            return (
-                axum::http::StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({ "error": format!("args: {e}") })),
-            )
-        }
+        Err(e) => return fail(StatusCode::BAD_REQUEST, format!("args: {e}")),
     };
     match w.query(method, args).await {
-        Ok((round, data)) => {
-            let mut b = Vec::new();
-            let _ = ciborium::into_writer(&data, &mut b);
-            (
-                axum::http::StatusCode::OK,
-                Json(serde_json::json!({
-                    "round": round,
-                    "data": base64::engine::general_purpose::STANDARD.encode(b),
-                })),
-            )
-        }
-        Err(e) => (
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            Json(serde_json::json!({ "error": e })),
-        ),
+        Ok((round, data)) => ok(serde_json::json!({ "round": round, "data": cbor_b64(&data) })),
+        Err(e) => fail(StatusCode::UNPROCESSABLE_ENTITY, e),
     }
 }
 
