@@ -314,23 +314,43 @@ impl Store {
         txn.commit().map_err(|e| self.err(e))
     }
 
-    /// The last commitment this node signed for `rid`.
-    pub fn last_signed(&self, rid: &RuntimeId) -> Result<Option<LastSigned>, StoreError> {
-        self.rt_get(RT_META, &rt_key(rid, b"signed"))
+    /// A per-runtime record (`signed`: the last commitment this node signed; `proposal`: the
+    /// last batch it proposed).
+    pub fn runtime_record<T: serde::de::DeserializeOwned>(
+        &self,
+        rid: &RuntimeId,
+        name: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.rt_get(RT_META, &rt_key(rid, name.as_bytes()))
     }
 
-    /// Records (durably, before it is sent) the commitment this node signed.
-    pub fn set_last_signed(&self, rid: &RuntimeId, s: &LastSigned) -> Result<(), StoreError> {
+    /// Writes a per-runtime record durably (before what it records leaves the node).
+    pub fn set_runtime_record<T: serde::Serialize>(
+        &self,
+        rid: &RuntimeId,
+        name: &str,
+        v: &T,
+    ) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut meta = txn.open_table(RT_META).map_err(|e| self.err(e))?;
             meta.insert(
-                rt_key(rid, b"signed").as_slice(),
-                crate::encoding::canonical_cbor(s).as_slice(),
+                rt_key(rid, name.as_bytes()).as_slice(),
+                crate::encoding::canonical_cbor(v).as_slice(),
             )
             .map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// The last commitment this node signed for `rid`.
+    pub fn last_signed(&self, rid: &RuntimeId) -> Result<Option<LastSigned>, StoreError> {
+        self.runtime_record(rid, "signed")
+    }
+
+    /// Records (durably, before it is sent) the commitment this node signed.
+    pub fn set_last_signed(&self, rid: &RuntimeId, s: &LastSigned) -> Result<(), StoreError> {
+        self.set_runtime_record(rid, "signed", s)
     }
 
     /// Height of the latest committed block (0 before the first).
@@ -354,6 +374,75 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finalized_rounds_and_records_survive_a_reopen() {
+        use paratime_sdk::protocol::{TxResult, WriteLogEntry};
+        use serde_bytes::ByteBuf;
+        let t = tempfile::tempdir().expect("tempdir");
+        let p = t.path().join("consensus.redb");
+        let rid: RuntimeId = "0000000000000000000000000000000000000000000000000000000000000001"
+            .parse()
+            .expect("rid");
+        let other: RuntimeId = "0000000000000000000000000000000000000000000000000000000000000002"
+            .parse()
+            .expect("rid");
+        let write_log = vec![
+            WriteLogEntry {
+                key: ByteBuf::from(b"a".to_vec()),
+                value: Some(ByteBuf::from(b"1".to_vec())),
+            },
+            WriteLogEntry {
+                key: ByteBuf::from(b"b".to_vec()),
+                value: None,
+            },
+        ];
+        let prev = paratime_sdk::state::EMPTY_STATE_ROOT;
+        let root = paratime_sdk::state::next_state_root(&prev, &write_log);
+        let inputs = vec![ByteBuf::from(b"tx".to_vec())];
+        let results = vec![TxResult {
+            error: None,
+            output: None,
+        }];
+        let batch = ExecutedBatch {
+            runtime: rid,
+            round: 1,
+            previous_state_root: prev,
+            state_root: root,
+            io_root: paratime_sdk::state::io_root(1, &inputs, &results),
+            inputs,
+            results,
+            write_log,
+        };
+        {
+            let s = Store::open(&p).expect("create");
+            s.apply_round(&rid, 1, Some(&batch), &root).expect("apply");
+            s.apply_round(&rid, 2, None, &root).expect("failed round");
+            s.set_runtime_record(&rid, "proposal", &7u64)
+                .expect("record");
+        }
+        let s = Store::open(&p).expect("reopen");
+        let applied = s.runtime_applied(&rid).expect("read").expect("applied");
+        assert_eq!((applied.round, applied.state_root), (2, root));
+        let entries = s.runtime_entries(&rid).expect("entries");
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[b"a".as_slice()], b"1");
+        assert!(s.runtime_entries(&other).expect("other").is_empty());
+        assert_eq!(
+            s.tx_location(&rid, &crate::encoding::hash(b"tx"))
+                .expect("index"),
+            Some((1, 0))
+        );
+        assert_eq!(s.executed_batch(&rid, 1).expect("batch"), Some(batch));
+        assert_eq!(
+            s.runtime_record::<u64>(&rid, "proposal").expect("record"),
+            Some(7)
+        );
+        assert_eq!(
+            s.runtime_record::<u64>(&other, "proposal").expect("record"),
+            None
+        );
+    }
 
     #[test]
     fn newer_schema_is_refused() {

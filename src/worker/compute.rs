@@ -803,16 +803,43 @@ impl Run {
     }
 
     async fn propose(&mut self, view: &View, round: u64, prev_hash: Hash, max: usize, rank: u64) {
-        let batch = self.pool.batch(max);
-        let p = Proposal {
-            runtime: self.rid,
-            round,
-            previous_hash: prev_hash,
-            batch_hash: hash_of(&batch),
-            batch,
+        // A batch already proposed for this round (before a restart) is sent again, never
+        // replaced by another: the proposal is stored durably before it leaves the node.
+        let stored = self
+            .w
+            .store
+            .runtime_record::<Signed>(&self.rid, "proposal")
+            .ok()
+            .flatten()
+            .and_then(|s| {
+                let p: Proposal = crate::encoding::from_cbor(&s.untrusted_raw_value).ok()?;
+                (p.round == round && p.previous_hash == prev_hash).then_some((s, p))
+            });
+        let (signed, p) = match stored {
+            Some(x) => x,
+            None => {
+                let batch = self.pool.batch(max);
+                let p = Proposal {
+                    runtime: self.rid,
+                    round,
+                    previous_hash: prev_hash,
+                    batch_hash: hash_of(&batch),
+                    batch,
+                };
+                let ctx =
+                    crypto::context(roothash::CONTEXT_PROPOSAL, Some(&view.state.chain_context));
+                let signed = Signed::sign(&self.w.node, &ctx, &p);
+                if let Err(e) = self
+                    .w
+                    .store
+                    .set_runtime_record(&self.rid, "proposal", &signed)
+                {
+                    log::error!(target: MODULE, runtime_id:% = self.rid, round = round; "cannot persist the proposal, not sending it: {e}");
+                    return;
+                }
+                (signed, p)
+            }
         };
-        let ctx = crypto::context(roothash::CONTEXT_PROPOSAL, Some(&view.state.chain_context));
-        let signed = Signed::sign(&self.w.node, &ctx, &p);
         let _ = self
             .net
             .send(p2p::Command::PublishRuntime {
