@@ -740,10 +740,17 @@ mod tests {
         s
     }
 
+    /// `node`'s commitment to `state_root` for the open round, naming the rank-0 scheduler.
     fn commit(s: &State, node: u8, state_root: u8) -> Signed {
+        let round = s.roothash[&rid()].block.round + 1;
+        let sched = scheduler(&s.committees[&rid()], round).expect("scheduler");
+        commit_for(s, node, state_root, sched)
+    }
+
+    /// `node`'s commitment to `state_root` for the open round, naming `sched`.
+    fn commit_for(s: &State, node: u8, state_root: u8, sched: PublicKey) -> Signed {
         let chain = &s.roothash[&rid()];
         let round = chain.block.round + 1;
-        let sched = scheduler(&s.committees[&rid()], round).expect("scheduler");
         let h = CommitmentHeader {
             scheduler_id: sched,
             header: ComputeResultsHeader {
@@ -961,39 +968,22 @@ mod tests {
             .find(|(i, _)| rank_of(*i, w.len(), round) == 1)
             .map(|(_, k)| *k)
             .expect("rank 1");
-        let with_sched = |s: &State, node: u8, sched: PublicKey| {
-            let chain = &s.roothash[&rid()];
-            Signed::sign(
-                &key(node),
-                &crypto::context(CONTEXT_EXECUTOR_COMMITMENT, Some(&s.chain_context)),
-                &CommitmentHeader {
-                    scheduler_id: sched,
-                    header: ComputeResultsHeader {
-                        round,
-                        previous_hash: chain.block.hash(),
-                        io_root: [1; 32],
-                        state_root: [7; 32],
-                    },
-                    failure: failure::NONE,
-                },
-            )
-        };
-        let c1 = with_sched(&s, 11, rank1);
+        let c1 = commit_for(&s, 11, 7, rank1);
         submit(&mut s, c1).expect("a backup scheduler's batch is accepted first");
         let rank0 = scheduler(&c, round).expect("rank 0");
-        let late = with_sched(&s, 12, rank0);
+        let late = commit_for(&s, 12, 7, rank0);
         let e = submit(&mut s, late).expect_err("the round is fixed");
         assert!(
             e.message.contains("executes the proposal of scheduler"),
             "{e}"
         );
-        let outsider = with_sched(&s, 12, PublicKey::of(&key(99)));
+        let outsider = commit_for(&s, 12, 7, PublicKey::of(&key(99)));
         assert!(submit(&mut s, outsider)
             .expect_err("not a worker")
             .message
             .contains("not a worker"));
         for n in [12, 13] {
-            let c = with_sched(&s, n, rank1);
+            let c = commit_for(&s, n, 7, rank1);
             submit(&mut s, c).expect("commit");
         }
         let chain = &s.roothash[&rid()];

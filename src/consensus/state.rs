@@ -351,6 +351,23 @@ impl State {
         })
     }
 
+    /// Takes `amount` from `addr`'s general balance, or refuses with both figures.
+    fn debit(&mut self, addr: &Address, amount: u64) -> Result<(), TxError> {
+        let from = self.accounts.entry(*addr).or_default();
+        if from.balance < amount {
+            return Err(err(
+                "staking",
+                5,
+                format!(
+                    "insufficient balance (balance: {}, amount: {amount})",
+                    from.balance
+                ),
+            ));
+        }
+        from.balance -= amount;
+        Ok(())
+    }
+
     fn apply_body(
         &mut self,
         signer: &PublicKey,
@@ -360,35 +377,14 @@ impl State {
         match tx.method.as_str() {
             "staking.Transfer" => {
                 let t: Transfer = Self::body(tx)?;
-                let from = self.accounts.entry(*addr).or_default();
-                if from.balance < t.amount {
-                    return Err(err(
-                        "staking",
-                        5,
-                        format!(
-                            "insufficient balance (balance: {}, amount: {})",
-                            from.balance, t.amount
-                        ),
-                    ));
-                }
-                from.balance -= t.amount;
+                self.debit(addr, t.amount)?;
                 self.accounts.entry(t.to).or_default().balance += t.amount;
                 Ok(())
             }
             "staking.AddEscrow" => {
                 let e: Escrow = Self::body(tx)?;
+                self.debit(addr, e.amount)?;
                 let from = self.accounts.entry(*addr).or_default();
-                if from.balance < e.amount {
-                    return Err(err(
-                        "staking",
-                        5,
-                        format!(
-                            "insufficient balance (balance: {}, amount: {})",
-                            from.balance, e.amount
-                        ),
-                    ));
-                }
-                from.balance -= e.amount;
                 *from.delegations.entry(e.account).or_default() += e.amount;
                 self.accounts.entry(e.account).or_default().escrow += e.amount;
                 Ok(())

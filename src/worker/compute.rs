@@ -81,11 +81,11 @@ pub struct Status {
     pub waiting: Option<String>,
 }
 
+/// Where a submission's outcome goes.
+type Reply = oneshot::Sender<Result<TxOutcome, String>>;
+
 enum Request {
-    Submit {
-        tx: Vec<u8>,
-        reply: oneshot::Sender<Result<TxOutcome, String>>,
-    },
+    Submit { tx: Vec<u8>, reply: Reply },
 }
 
 /// The control API's handle on a runtime worker.
@@ -231,7 +231,7 @@ struct Run {
     status: watch::Sender<Status>,
     applied: Applied,
     pool: Pool,
-    waiters: HashMap<Hash, Vec<oneshot::Sender<Result<TxOutcome, String>>>>,
+    waiters: HashMap<Hash, Vec<Reply>>,
     /// Transactions submitted here that are not finalized yet (republished on a stall).
     submitted: HashMap<Hash, Vec<u8>>,
     /// Proposals by (round, signer): a proposal signed by someone other than the round's
@@ -343,7 +343,17 @@ impl Run {
                 },
                 req = requests.recv() => match req {
                     None => break,
-                    Some(Request::Submit { tx, reply }) => self.submit(tx, reply).await,
+                    Some(Request::Submit { tx, reply }) => {
+                        // Submissions waiting behind this one are checked in the same batch.
+                        let mut batch = vec![(tx, reply)];
+                        while batch.len() < 1024 {
+                            match requests.try_recv() {
+                                Ok(Request::Submit { tx, reply }) => batch.push((tx, reply)),
+                                Err(_) => break,
+                            }
+                        }
+                        self.submit(batch).await;
+                    }
                 },
             }
             let view = views.borrow_and_update().clone();
@@ -482,31 +492,45 @@ impl Run {
         })
     }
 
-    async fn submit(&mut self, tx: Vec<u8>, reply: oneshot::Sender<Result<TxOutcome, String>>) {
-        let h = hash(&tx);
-        if let Some(o) = self.outcome_of(&h) {
-            let _ = reply.send(Ok(o));
+    /// Takes client submissions: finalized ones are answered at once, the others are checked
+    /// by the runtime in one batch, gossiped, pooled (compute nodes) and wait for their round.
+    async fn submit(&mut self, batch: Vec<(Vec<u8>, Reply)>) {
+        let mut fresh = Vec::new();
+        for (tx, reply) in batch {
+            match self.outcome_of(&hash(&tx)) {
+                Some(o) => {
+                    let _ = reply.send(Ok(o));
+                }
+                None => fresh.push((tx, reply)),
+            }
+        }
+        if fresh.is_empty() {
             return;
         }
-        match self.check(std::slice::from_ref(&tx)).await {
+        let txs: Vec<Vec<u8>> = fresh.iter().map(|(tx, _)| tx.clone()).collect();
+        let results = match self.check(&txs).await {
+            Ok(r) => r,
             Err(e) => {
-                let _ = reply.send(Err(format!("cannot check the transaction: {e}")));
+                for (_, reply) in fresh {
+                    let _ = reply.send(Err(format!("cannot check the transaction: {e}")));
+                }
                 return;
             }
-            Ok(r) => {
-                if let Some(e) = r.into_iter().next().and_then(|r| r.error) {
-                    let _ = reply.send(Err(format!("check-tx failed: {e}")));
-                    return;
-                }
+        };
+        for ((tx, reply), r) in fresh.into_iter().zip(results) {
+            if let Some(e) = r.error {
+                let _ = reply.send(Err(format!("check-tx failed: {e}")));
+                continue;
             }
-        }
-        self.outbox.push(ByteBuf::from(tx.clone()));
-        if self.w.compute {
-            self.pool.insert(h, tx.clone());
-        }
-        self.waiters.entry(h).or_default().push(reply);
-        if self.submitted.len() < MAX_POOL {
-            self.submitted.insert(h, tx);
+            let h = hash(&tx);
+            self.outbox.push(ByteBuf::from(tx.clone()));
+            if self.w.compute {
+                self.pool.insert(h, tx.clone());
+            }
+            self.waiters.entry(h).or_default().push(reply);
+            if self.submitted.len() < MAX_POOL {
+                self.submitted.insert(h, tx);
+            }
         }
     }
 
@@ -646,13 +670,6 @@ impl Run {
     /// Transactions submitted through this node are republished the same way (compute nodes
     /// that were not ready when they were first gossiped dropped them).
     fn republish(&mut self) {
-        // Forget submissions whose callers gave up.
-        self.waiters.retain(|_, ws| {
-            ws.retain(|w| !w.is_closed());
-            !ws.is_empty()
-        });
-        let waiters = &self.waiters;
-        self.submitted.retain(|h, _| waiters.contains_key(h));
         if (self.pool.txs.is_empty() && self.submitted.is_empty())
             || self.last_progress.elapsed() < REPUBLISH_AFTER
             || self.last_republish.elapsed() < REPUBLISH_AFTER
@@ -660,6 +677,13 @@ impl Run {
             return;
         }
         self.last_republish = Instant::now();
+        // Forget submissions whose callers gave up (here, not on every step: it walks them all).
+        self.waiters.retain(|_, ws| {
+            ws.retain(|w| !w.is_closed());
+            !ws.is_empty()
+        });
+        let waiters = &self.waiters;
+        self.submitted.retain(|h, _| waiters.contains_key(h));
         let max = self.w.descriptor.txn_scheduler.max_batch_size.max(1) as usize;
         let mut stale = self.pool.batch(max);
         stale.extend(
