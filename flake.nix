@@ -1,8 +1,9 @@
 {
   description = "paratime-node: a hardened ParaTime compute node for NixOS";
 
-  # Pinned by flake.lock (nixos-25.05 at ac62194c; `nix flake update` moves it).
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
+  # Pinned by flake.lock (nixos-25.11 at 8fd9daa3: rustc 1.91, Cargo.toml's rust-version is 1.90;
+  # `nix flake update` moves it).
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
 
   outputs =
     { self, nixpkgs }:
@@ -14,6 +15,13 @@
       forAllSystems = f: nixpkgs.lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
     in
     {
+      # pkgs.paratime-node, built with the nixpkgs it is applied to (needs rustc >= 1.90).
+      overlays.default = final: _prev: {
+        paratime-node = final.callPackage ./nix/package.nix { };
+      };
+
+      # The module, with `services.paratime-node.package` defaulting to this flake's build (from
+      # the pinned nixpkgs, whatever the host's). Instances default to that package too.
       nixosModules.default =
         { pkgs, lib, ... }:
         {

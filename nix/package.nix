@@ -1,6 +1,7 @@
 # The paratime-node package: the binary (from Cargo.lock), the sample ParaTime, the shipped
 # systemd units with their store paths filled in, the derived instance templates, the
-# sysusers/tmpfiles snippets and the AppArmor profiles.
+# sysusers/tmpfiles snippets (for other distributions; the NixOS module does not use them) and
+# the AppArmor profiles. Needs rustc >= Cargo.toml's rust-version (nixos-25.11 has 1.91).
 { lib
 , rustPlatform
 , bubblewrap
@@ -9,6 +10,7 @@
 
 let
   cargoToml = lib.importTOML ../Cargo.toml;
+  bwrap = lib.getExe bubblewrap;
 in
 rustPlatform.buildRustPackage {
   pname = "paratime-node";
@@ -35,25 +37,38 @@ rustPlatform.buildRustPackage {
   # (scripts/test.sh); the NixOS VM tests in nix/tests/ cover the packaged result.
   doCheck = false;
 
+  # Every unit names the node's binary; only the sandbox launcher's units name bubblewrap. Each
+  # substitution must match (--replace-fail), and no /usr/bin path may remain.
   postInstall = ''
     unitDir=$out/lib/systemd/system
     install -Dm0644 -t $unitDir systemd/*.service systemd/*.socket
     sh systemd/make-templates.sh $unitDir $unitDir
-    substituteInPlace $unitDir/*.service \
-      --replace-fail /usr/bin/paratime-node $out/bin/paratime-node \
-      --replace-fail /usr/bin/bwrap ${lib.getExe bubblewrap}
+    for unit in $unitDir/*.service; do
+      substituteInPlace $unit --replace-fail /usr/bin/paratime-node $out/bin/paratime-node
+    done
+    substituteInPlace $unitDir/paratime-node-sandbox.service $unitDir/paratime-node-sandbox@.service \
+      --replace-fail /usr/bin/bwrap ${bwrap}
     install -Dm0644 systemd/sysusers.d/paratime-node.conf $out/lib/sysusers.d/paratime-node.conf
     install -Dm0644 systemd/tmpfiles.d/paratime-node.conf $out/lib/tmpfiles.d/paratime-node.conf
     install -Dm0644 -t $out/etc/apparmor.d apparmor/bwrap apparmor/paratime-node
-    substituteInPlace $out/etc/apparmor.d/* \
-      --replace-quiet /usr/bin/paratime-node $out/bin/paratime-node \
-      --replace-quiet /usr/bin/bwrap ${lib.getExe bubblewrap}
+    substituteInPlace $out/etc/apparmor.d/bwrap --replace-fail /usr/bin/bwrap ${bwrap}
+    substituteInPlace $out/etc/apparmor.d/paratime-node \
+      --replace-fail /usr/bin/paratime-node $out/bin/paratime-node \
+      --replace-fail /usr/bin/bwrap ${bwrap}
+    if grep -rn /usr/bin $unitDir $out/etc/apparmor.d; then
+      echo "paratime-node: a unit or profile above still names /usr/bin" >&2
+      exit 1
+    fi
   '';
+
+  # The one bubblewrap the units and the AppArmor profiles name; the NixOS module uses it too.
+  passthru = { inherit bubblewrap; };
 
   meta = {
     description = "Hardened ParaTime compute node running ParaTimes in bubblewrap sandboxes";
     license = lib.licenses.asl20;
     mainProgram = "paratime-node";
     platforms = lib.platforms.linux;
+    maintainers = import ./maintainers.nix;
   };
 }
