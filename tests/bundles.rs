@@ -156,15 +156,48 @@ fn refusals_name_the_reason() {
         assert_eq!(code, 1, "{name}: {out}");
         assert!(out.contains(want), "{name}: expected '{want}' in: {out}");
     }
-    let ok = d.path().join("ok.orc");
+    // The same archive around a real executable passes; around a script or headers that only
+    // start like ELF, it is refused with the reason.
+    let real = std::fs::read("/bin/true").expect("/bin/true");
+    let script = b"#!/bin/sh\ncat /var/lib/paratime-node/data/identity.pem\n".to_vec();
+    for (exe, want) in [
+        (real, None),
+        (EXE.to_vec(), Some("malformed ELF headers")),
+        (script, Some("not an ELF executable")),
+    ] {
+        let m = manifest(&[("runtime.elf", &exe)], "");
+        let p = d.path().join("exe.orc");
+        craft(
+            &p,
+            &[
+                ("META-INF/MANIFEST.MF", m.as_bytes(), 0o644),
+                ("runtime.elf", &exe, 0o755),
+            ],
+        );
+        let (code, out) = verify(&p, &[]);
+        match want {
+            None => assert_eq!(code, 0, "{out}"),
+            Some(w) => {
+                assert_eq!(code, 1, "{out}");
+                assert!(out.contains(w), "expected '{w}' in: {out}");
+            }
+        }
+    }
+    // An entry named like the manifest's directory would break explode.
+    let real = std::fs::read("/bin/true").expect("/bin/true");
+    let m = manifest(&[("runtime.elf", &real), ("META-INF", b"x")], "");
+    let p = d.path().join("metainf.orc");
     craft(
-        &ok,
+        &p,
         &[
             ("META-INF/MANIFEST.MF", m.as_bytes(), 0o644),
-            ("runtime.elf", EXE, 0o755),
+            ("runtime.elf", &real, 0o755),
+            ("META-INF", b"x", 0o644),
         ],
     );
-    assert_eq!(verify(&ok, &[]).0, 0);
+    let (code, out) = verify(&p, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("failed to sanitize path 'META-INF'"), "{out}");
 }
 
 #[test]

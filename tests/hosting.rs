@@ -347,7 +347,7 @@ fn launcher_refuses_bundles_outside_its_directory() {
         let (_a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
         let (_r, w) = nix::unistd::pipe().expect("pipe");
         client
-            .spawn(name, b.into(), w)
+            .spawn(name, Default::default(), b.into(), w)
             .expect_err("must be refused")
     };
     assert!(try_spawn("../../../../usr/bin").contains("invalid bundle name"));
@@ -373,7 +373,7 @@ fn launcher_re_verifies_a_bundle_changed_after_it_was_started() {
     let spawn = || {
         let (_a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
         let (_r, w) = nix::unistd::pipe().expect("pipe");
-        client.spawn(&name, b.into(), w)
+        client.spawn(&name, Default::default(), b.into(), w)
     };
     let first = spawn().expect("a verified bundle starts");
     drop(first);

@@ -8,6 +8,14 @@ use std::collections::BTreeMap;
 /// Path of the manifest inside the archive; it must be the first entry.
 pub const MANIFEST_NAME: &str = "META-INF/MANIFEST.MF";
 
+/// Largest manifest accepted, in bytes.
+pub const MAX_MANIFEST_SIZE: usize = 256 * 1024;
+/// Longest ParaTime or component name (it is copied into every runtime log line).
+pub const MAX_NAME_LEN: usize = 64;
+/// Most components and files in a bundle.
+const MAX_COMPONENTS: usize = 16;
+const MAX_FILES: usize = 1024;
+
 /// ELF executable of a component.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ElfMetadata {
@@ -81,6 +89,48 @@ pub struct Ronl {
 }
 
 impl Manifest {
+    /// Length and count limits on everything the node copies around (names go into every log
+    /// line, file names into paths): bounded, printable, digests exactly 64 hex digits.
+    pub fn check_bounds(&self) -> Result<(), BundleError> {
+        let name_ok = |n: &str| n.len() <= MAX_NAME_LEN && !n.contains(char::is_control);
+        if !name_ok(&self.name) {
+            return Err(BundleError::Manifest(format!(
+                "name is {} bytes or holds control characters: at most {MAX_NAME_LEN} printable bytes",
+                self.name.len()
+            )));
+        }
+        if self.components.len() > MAX_COMPONENTS {
+            return Err(BundleError::Manifest(format!(
+                "{} components, at most {MAX_COMPONENTS}",
+                self.components.len()
+            )));
+        }
+        for c in &self.components {
+            if !name_ok(&c.name) || !name_ok(&c.kind) {
+                return Err(BundleError::Manifest(format!(
+                    "a component kind or name is over {MAX_NAME_LEN} bytes or holds control characters"
+                )));
+            }
+        }
+        if self.digests.len() > MAX_FILES {
+            return Err(BundleError::Manifest(format!(
+                "{} files, at most {MAX_FILES}",
+                self.digests.len()
+            )));
+        }
+        if let Some((n, _)) = self
+            .digests
+            .iter()
+            .find(|(_, d)| d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(BundleError::Manifest(format!(
+                "the digest of '{}' is not 64 hex digits (SHA-512/256)",
+                crate::logging::escape_controls(&n.chars().take(255).collect::<String>())
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks what this node can run and returns the RONL component: exactly one RONL with an
     /// ELF executable, no TEE components.
     pub fn ronl(&self) -> Result<Ronl, BundleError> {

@@ -4,6 +4,7 @@
 //! Owns: building, opening (every check happens before anything is written), and exploding into
 //! `<data_dir>/runtimes/bundles/<manifest-hash>/`. Never executes anything.
 
+mod central_directory;
 mod manifest;
 mod runtime_id;
 
@@ -60,6 +61,14 @@ pub enum BundleError {
     /// Other structural problem.
     #[error("invalid bundle: {0}")]
     Invalid(String),
+    /// The RONL executable cannot run in this node's sandbox.
+    #[error("RONL executable '{name}' refused: {reason}")]
+    Executable {
+        /// File name in the bundle.
+        name: String,
+        /// Why.
+        reason: crate::host::elf::ElfError,
+    },
     /// Exploded file differs from its digest.
     #[error("runtime/bundle: corrupted asset: '{0}'")]
     Corrupted(PathBuf),
@@ -85,16 +94,26 @@ pub fn digest_hex(data: &[u8]) -> String {
     hex::encode(Sha512_256::digest(data))
 }
 
+/// Longest file name in a bundle.
+const MAX_NAME: usize = 255;
+
 fn check_name(name: &str) -> Result<(), BundleError> {
     let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
         && name != "."
         && name != ".."
+        // The manifest's directory in an exploded bundle.
+        && !name.eq_ignore_ascii_case("META-INF")
         && !name.contains(['/', '\\', '\0'])
+        && !name.contains(char::is_control)
         && !name.starts_with('-');
     if ok {
         Ok(())
     } else {
-        Err(BundleError::BadPath(name.to_string()))
+        Err(BundleError::BadPath(
+            crate::logging::escape_controls(&name.chars().take(MAX_NAME).collect::<String>())
+                .into_owned(),
+        ))
     }
 }
 
@@ -127,12 +146,10 @@ pub const EXECUTABLE_NAME: &str = "runtime.elf";
 /// Builds an `.orc` bundle and returns its manifest.
 pub fn build(opts: &BuildOptions<'_>, output: &Path) -> Result<Manifest, BundleError> {
     let exe = std::fs::read(opts.executable).map_err(io(opts.executable))?;
-    if !exe.starts_with(b"\x7fELF") {
-        return Err(BundleError::Invalid(format!(
-            "{} is not an ELF executable",
-            opts.executable.display()
-        )));
-    }
+    crate::host::elf::inspect(&exe).map_err(|reason| BundleError::Executable {
+        name: opts.executable.display().to_string(),
+        reason,
+    })?;
     let manifest = Manifest {
         name: opts.name.to_string(),
         id: opts.runtime_id,
@@ -192,9 +209,11 @@ impl Bundle {
 
     /// Verifies a bundle from any seekable reader.
     pub fn from_reader<R: Read + std::io::Seek>(
-        reader: R,
+        mut reader: R,
         max_size: u64,
     ) -> Result<Self, BundleError> {
+        // Duplicate names first: the zip crate keeps only one entry per name.
+        central_directory::entry_names(&mut reader, max_size)?;
         let mut zip = zip::ZipArchive::new(reader).map_err(|e| BundleError::Zip(e.to_string()))?;
         if zip.is_empty() {
             return Err(BundleError::ManifestNotFirst(String::new()));
@@ -243,8 +262,16 @@ impl Bundle {
                 return Err(BundleError::Duplicate(name));
             }
         }
+        if manifest_bytes.len() > manifest::MAX_MANIFEST_SIZE {
+            return Err(BundleError::Manifest(format!(
+                "{} bytes, over the limit of {} bytes",
+                manifest_bytes.len(),
+                manifest::MAX_MANIFEST_SIZE
+            )));
+        }
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
             .map_err(|e| BundleError::Manifest(e.to_string()))?;
+        manifest.check_bounds()?;
         for (name, data) in &files {
             match manifest.digests.get(name) {
                 None => return Err(BundleError::MissingDigest(name.clone())),
@@ -262,9 +289,13 @@ impl Bundle {
         }
         let ronl = manifest.ronl()?;
         check_name(&ronl.executable)?;
-        if !files.contains_key(&ronl.executable) {
+        let Some(exe) = files.get(&ronl.executable) else {
             return Err(BundleError::MissingFile(ronl.executable.clone()));
-        }
+        };
+        crate::host::elf::inspect(exe).map_err(|reason| BundleError::Executable {
+            name: ronl.executable.clone(),
+            reason,
+        })?;
         Ok(Self {
             manifest,
             files,
@@ -272,8 +303,10 @@ impl Bundle {
         })
     }
 
-    /// Writes the bundle to `<bundles_dir>/<manifest-hash>/` (dirs 0700, files 0600, the
-    /// executable 0700). An existing directory is re-hashed instead and must match.
+    /// Writes the bundle to `<bundles_dir>/<manifest-hash>/` (dirs 0750, files 0640, the
+    /// executable 0750: the group is the sandbox launcher's under systemd, the setgid bundles
+    /// directory passes it on; nobody else has access). An existing directory is re-hashed
+    /// instead and must match.
     pub fn explode(&self, bundles_dir: &Path) -> Result<PathBuf, BundleError> {
         let hash = self.manifest.hash_hex();
         let dir = bundles_dir.join(&hash);
@@ -285,11 +318,35 @@ impl Bundle {
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
+        // Everything written takes the bundles directory's group (under systemd: the sandbox
+        // launcher's, of which the node's user is a member), whatever the node's primary group.
+        let gid = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(bundles_dir)
+                .map_err(io(bundles_dir))?
+                .gid()
+        };
+        let regroup = |p: &Path| -> Result<(), BundleError> {
+            use std::os::unix::fs::MetadataExt;
+            let md = std::fs::symlink_metadata(p).map_err(io(p))?;
+            if md.gid() != gid {
+                std::os::unix::fs::lchown(p, None, Some(gid)).map_err(|e| {
+                    BundleError::Invalid(format!(
+                        "cannot give {} the group {gid} of the bundles directory {} ({e}): the node's user must be a member of that group",
+                        p.display(),
+                        bundles_dir.display()
+                    ))
+                })?;
+            }
+            Ok(())
+        };
         let mkdir = |p: &Path| {
             std::fs::DirBuilder::new()
-                .mode(0o700)
+                .mode(0o750)
                 .create(p)
-                .map_err(io(p))
+                .map_err(io(p))?;
+            regroup(p)?;
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o750)).map_err(io(p))
         };
         mkdir(&tmp)?;
         mkdir(&tmp.join("META-INF"))?;
@@ -302,16 +359,17 @@ impl Bundle {
                 .map_err(io(p))?;
             f.write_all(data).map_err(io(p))?;
             f.sync_all().map_err(io(p))?;
+            regroup(p)?;
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(io(p))
         };
         let manifest_json = serde_json::to_vec_pretty(&self.manifest)
             .map_err(|e| BundleError::Manifest(e.to_string()))?;
-        write(&tmp.join(MANIFEST_NAME), &manifest_json, 0o600)?;
+        write(&tmp.join(MANIFEST_NAME), &manifest_json, 0o640)?;
         for (name, data) in &self.files {
             let mode = if *name == self.ronl.executable {
-                0o700
+                0o750
             } else {
-                0o600
+                0o640
             };
             write(&tmp.join(name), data, mode)?;
         }
@@ -351,11 +409,15 @@ mod tests {
 
     fn sample() -> (tempfile::TempDir, PathBuf) {
         let t = tempfile::tempdir().expect("tempdir");
-        let exe = t.path().join("exe");
-        let mut bytes = b"\x7fELF".to_vec();
-        bytes.extend(std::iter::repeat_n(7u8, 4096));
-        std::fs::write(&exe, bytes).expect("write");
         let out = t.path().join("b.orc");
+        sample_with(&t, &crate::host::elf::tests::system_executable(), &out).expect("build");
+        (t, out)
+    }
+
+    /// Builds a bundle around `exe_bytes` without the builder's checks (to test verify's).
+    fn sample_with(t: &tempfile::TempDir, exe_bytes: &[u8], out: &Path) -> Result<(), BundleError> {
+        let exe = t.path().join("exe");
+        std::fs::write(&exe, crate::host::elf::tests::system_executable()).expect("write");
         build(
             &BuildOptions {
                 executable: &exe,
@@ -365,10 +427,59 @@ mod tests {
                     .expect("id"),
                 version: paratime_sdk::Version::new(0, 1, 0),
             },
-            &out,
-        )
-        .expect("build");
-        (t, out)
+            out,
+        )?;
+        // Swap the executable's bytes and digest in: rebuild the archive by hand.
+        let b = Bundle::open(out, 1 << 30)?;
+        let mut manifest = b.manifest.clone();
+        manifest
+            .digests
+            .insert(EXECUTABLE_NAME.into(), digest_hex(exe_bytes));
+        write_raw(out, &manifest, &[(EXECUTABLE_NAME, exe_bytes)]);
+        Ok(())
+    }
+
+    /// Writes an archive: the manifest first, then `files`, no checks at all.
+    fn write_raw(out: &Path, manifest: &Manifest, files: &[(&str, &[u8])]) {
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(out).expect("create"));
+        let o = zip::write::SimpleFileOptions::default();
+        zip.start_file(MANIFEST_NAME, o).expect("start");
+        zip.write_all(&serde_json::to_vec(manifest).expect("json"))
+            .expect("write");
+        for (n, d) in files {
+            zip.start_file(*n, o).expect("start");
+            zip.write_all(d).expect("write");
+        }
+        zip.finish().expect("finish");
+    }
+
+    #[test]
+    fn hostile_executables_and_names_are_refused_at_verify() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let out = t.path().join("h.orc");
+        let two = crate::host::elf::tests::with_second_interp("/var/lib/paratime-node/data");
+        sample_with(&t, &two, &out).expect("raw build");
+        let e = Bundle::open(&out, 1 << 30).expect_err("two PT_INTERP");
+        assert!(e.to_string().contains("2 PT_INTERP"), "{e}");
+        sample_with(&t, b"#!/bin/sh\necho hi\n", &out).expect("raw build");
+        let e = Bundle::open(&out, 1 << 30).expect_err("not ELF");
+        assert!(e.to_string().contains("not an ELF executable"), "{e}");
+
+        let (_t2, good) = sample();
+        let b = Bundle::open(&good, 1 << 30).expect("open");
+        let exe = crate::host::elf::tests::system_executable();
+        for bad in ["META-INF", "meta-inf", "a\nb", &"n".repeat(300)] {
+            let mut m = b.manifest.clone();
+            m.digests.insert(bad.to_string(), digest_hex(b"x"));
+            write_raw(&out, &m, &[(EXECUTABLE_NAME, &exe), (bad, b"x")]);
+            let e = Bundle::open(&out, 1 << 30).expect_err(bad);
+            assert!(matches!(e, BundleError::BadPath(_)), "{bad}: {e}");
+        }
+        let mut m = b.manifest.clone();
+        m.name = "n".repeat(10_000);
+        write_raw(&out, &m, &[(EXECUTABLE_NAME, &exe)]);
+        let e = Bundle::open(&out, 1 << 30).expect_err("long name");
+        assert!(e.to_string().contains("name"), "{e}");
     }
 
     #[test]

@@ -111,6 +111,7 @@ fn check_sandbox(r: &mut Report, cfg: &Config) {
         bundles_dir: PathBuf::new(),
         sandbox_binary: bin,
         unconfined: false,
+        bwrap_has_size: false,
     };
     match launcher::trial(&lcfg) {
         Ok(()) => r.line(

@@ -134,7 +134,13 @@ async fn exec_async(a: ExecArgs) -> Result<serde_json::Value, String> {
     if let Some(e) = info.trial_error {
         return Err(format!("sandbox unavailable: {e}"));
     }
-    let p = host::provision(&launcher.client(), &rt, &info.provisioner, state.clone()).await?;
+    let p = host::provision(
+        &launcher.client(),
+        &rt,
+        &host::StartOptions::defaults(&info.provisioner),
+        state.clone(),
+    )
+    .await?;
     let mut out = serde_json::json!({ "runtime_id": rt.id.to_string(), "sandbox_pid": p.sandbox.started.pid, "network_namespace": p.sandbox.started.net_ns });
     if !txs.is_empty() {
         let prev = state.root();
@@ -327,7 +333,7 @@ async fn bench_async(a: BenchArgs) -> Result<(), String> {
         let p = host::provision(
             &launcher.client(),
             &rt,
-            "sandbox",
+            &host::StartOptions::defaults("sandbox"),
             Arc::new(RuntimeState::default()),
         )
         .await?;

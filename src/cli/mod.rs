@@ -430,6 +430,7 @@ fn launcher_cmd(a: LauncherArgs) -> i32 {
         bundles_dir: a.bundles_dir,
         sandbox_binary: a.sandbox_binary,
         unconfined: a.unconfined,
+        bwrap_has_size: false,
     };
     match crate::host::launcher::serve(listener, cfg) {
         Ok(()) => 0,
@@ -508,6 +509,18 @@ fn confinement_probe(
 /// Parses the command line and runs; returns the exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
+    // The node and the launcher own only what they open themselves (and systemd's sockets).
+    match &cli.command {
+        None | Some(Command::Runtime(_)) => {
+            crate::system::fds::close_inherited(&crate::system::fds::systemd_listen_fds())
+        }
+        Some(Command::SandboxLauncher(a)) => {
+            let mut keep = crate::system::fds::systemd_listen_fds();
+            keep.extend(a.listen_fd);
+            crate::system::fds::close_inherited(&keep)
+        }
+        _ => {}
+    }
     match cli.command {
         None => match cli.config {
             Some(f) => run_node(

@@ -288,6 +288,8 @@ pub struct RuntimeConfig {
     pub tdx: Option<Value>,
     /// Runtime log limits.
     pub log: RuntimeLog,
+    /// Resource limits of each runtime.
+    pub limits: RuntimeLimits,
     /// Watchdog ping interval (paratime-node addition; oasis uses 15s).
     pub ping_interval: String,
     /// Watchdog ping timeout (paratime-node addition; oasis uses 5s).
@@ -317,6 +319,7 @@ impl Default for RuntimeConfig {
             debug_mock_tee: false,
             tdx: None,
             log: RuntimeLog::default(),
+            limits: RuntimeLimits::default(),
             ping_interval: "15s".into(),
             ping_timeout: "5s".into(),
         }
@@ -327,14 +330,50 @@ impl Default for RuntimeConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default)]
 pub struct RuntimeLog {
-    /// Longest runtime log line kept, in bytes.
+    /// Largest size of each runtime's log file (`<data_dir>/runtimes/logs/<id>.log`, rotated
+    /// once to `.log.1`), in bytes, at least 1024 (oasis's key and default).
     pub max_log_size: u64,
+    /// Runtime log lines re-logged per second on average; more are dropped and counted
+    /// (paratime-node addition).
+    pub max_lines_per_second: u32,
+    /// Runtime log lines re-logged at once before the rate applies (paratime-node addition).
+    pub burst: u32,
 }
 
 impl Default for RuntimeLog {
     fn default() -> Self {
         Self {
             max_log_size: 1024 * 1024,
+            max_lines_per_second: 200,
+            burst: 2000,
+        }
+    }
+}
+
+/// `runtime.limits`: resource limits of each hosted runtime (paratime-node addition).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct RuntimeLimits {
+    /// Memory: data segment of each process and resident memory of the whole sandbox.
+    pub memory: String,
+    /// Processes and threads in the sandbox.
+    pub pids: u64,
+    /// Largest file the runtime may write.
+    pub file_size: String,
+    /// Size of the sandbox's `/tmp`.
+    pub tmpfs_size: String,
+    /// Niceness of the runtime's processes (0–19).
+    pub nice: u8,
+}
+
+impl Default for RuntimeLimits {
+    fn default() -> Self {
+        Self {
+            memory: "2gb".into(),
+            pids: 128,
+            file_size: "256mb".into(),
+            tmpfs_size: "256mb".into(),
+            nice: 10,
         }
     }
 }

@@ -306,12 +306,79 @@ fn check_unsupported(c: &Config, p: &mut Vec<Problem>) {
     }
 }
 
+/// The resource limits of each runtime (`runtime.limits`), or every key that is wrong.
+pub fn runtime_limits(c: &Config) -> Result<crate::host::limits::Limits, Vec<Problem>> {
+    let l = &c.runtime.limits;
+    let mut p = Vec::new();
+    let mut size = |key: &str, v: &str, min: u64| match parse_size(v) {
+        Ok(n) if n >= min => n,
+        Ok(n) => {
+            p.push(Problem::error(
+                key,
+                format!("{n} bytes is too small: at least {min} (e.g. 256mb)"),
+            ));
+            0
+        }
+        Err(e) => {
+            p.push(Problem::error(key, e));
+            0
+        }
+    };
+    let limits = crate::host::limits::Limits {
+        memory: size("runtime.limits.memory", &l.memory, 64 << 20),
+        file_size: size("runtime.limits.file_size", &l.file_size, 1 << 20),
+        tmpfs_size: size("runtime.limits.tmpfs_size", &l.tmpfs_size, 1 << 20),
+        pids: l.pids,
+        nice: l.nice,
+    };
+    if !(8..=1_000_000).contains(&l.pids) {
+        p.push(Problem::error(
+            "runtime.limits.pids",
+            format!("{} is out of range: 8 to 1000000", l.pids),
+        ));
+    }
+    if l.nice > 19 {
+        p.push(Problem::error(
+            "runtime.limits.nice",
+            format!(
+                "{} is out of range: 0 (normal) to 19 (lowest priority)",
+                l.nice
+            ),
+        ));
+    }
+    let log = &c.runtime.log;
+    if log.max_log_size < 1024 {
+        p.push(Problem::error(
+            "runtime.log.max_log_size",
+            format!("{} is too small: at least 1024 bytes", log.max_log_size),
+        ));
+    }
+    if log.max_lines_per_second == 0 || log.burst == 0 {
+        p.push(Problem::error(
+            if log.burst == 0 {
+                "runtime.log.burst"
+            } else {
+                "runtime.log.max_lines_per_second"
+            },
+            "must be at least 1 (runtime output is otherwise never logged)",
+        ));
+    }
+    if p.is_empty() {
+        Ok(limits)
+    } else {
+        Err(p)
+    }
+}
+
 /// Every rule violation and warning of a parsed config.
 pub fn validate(c: &Config) -> Vec<Problem> {
     let mut p = Vec::new();
     check_mode(c, &mut p);
     check_common(c, &mut p);
     check_runtime(c, &mut p);
+    if let Err(e) = runtime_limits(c) {
+        p.extend(e);
+    }
     check_network(c, &mut p);
     check_unsupported(c, &mut p);
     p

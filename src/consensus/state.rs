@@ -585,7 +585,7 @@ impl State {
         self.events.clear();
         self.roothash_timeouts(height);
         let interval = self.genesis.epoch_interval;
-        if height == 0 || height % interval != 0 {
+        if height == 0 || !height.is_multiple_of(interval) {
             return;
         }
         self.epoch = height / interval;

@@ -14,6 +14,15 @@ pub const SECCOMP_FD: i32 = 4;
 /// bwrap's `--info-fd` (reports the sandbox's pid).
 pub const INFO_FD: i32 = 5;
 
+/// Whether a bubblewrap version has `--size` (bounded tmpfs), added in 0.10.0.
+pub fn supports_size(version: &str) -> bool {
+    let parts: Vec<u32> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+    (
+        parts.first().copied().unwrap_or(0),
+        parts.get(1).copied().unwrap_or(0),
+    ) >= (0, 10)
+}
+
 /// Runs `<binary> --version` and checks it against [`MIN_VERSION`].
 pub fn check_version(binary: &Path) -> Result<String, String> {
     let out = Command::new(binary).arg("--version").env_clear().output().map_err(|e| {
@@ -53,7 +62,9 @@ pub fn check_version(binary: &Path) -> Result<String, String> {
 /// The bwrap arguments that start `executable` as `/entrypoint` in a fresh sandbox: every
 /// namespace unshared (no network but its own loopback), no capabilities, a new session, a fresh
 /// /dev and a tmpfs /tmp, a read-only root, no /proc, only the executable and its libraries bound read-only, the
-/// seccomp filter on [`SECCOMP_FD`], and death with the launcher.
+/// seccomp filter on [`SECCOMP_FD`], and death with the launcher (the launcher puts `--size`
+/// before the `--tmpfs` when bubblewrap has it). The interpreter and libraries come from [`super::elf`]: regular
+/// files under the allowed system library directories only.
 /// Also returns the libraries bound, so callers can notice when they change.
 pub fn sandbox_args(executable: &Path) -> Result<(Vec<OsString>, Vec<std::path::PathBuf>), String> {
     let mut a: Vec<OsString> = Vec::new();
@@ -78,7 +89,9 @@ pub fn sandbox_args(executable: &Path) -> Result<(Vec<OsString>, Vec<std::path::
     a.push(executable.as_os_str().to_owned());
     a.push("/entrypoint".into());
     let mut libs = Vec::new();
-    for (inside, real) in super::elf::dependencies(executable)? {
+    let deps = super::elf::dependencies(executable)
+        .map_err(|e| format!("executable {} refused: {e}", executable.display()))?;
+    for (inside, real) in deps {
         a.push("--ro-bind".into());
         a.push(real.clone().into_os_string());
         a.push(inside.into_os_string());

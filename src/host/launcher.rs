@@ -8,6 +8,7 @@
 //! name, no caller-supplied path or argument), re-hashes it, starts bwrap, answers `{"ok":{pid}}`
 //! and later `{"exited":"…"}`. Closing the connection kills the sandbox. It never reads node keys.
 
+use super::limits::{self, Limits};
 use super::{bwrap, seccomp};
 use crate::bundle;
 use nix::sys::socket::{
@@ -33,6 +34,9 @@ pub enum Request {
     Spawn {
         /// Manifest hash (64 hex) naming `<bundles_dir>/<hash>`.
         bundle: String,
+        /// Resource limits of this runtime (the launcher's defaults when absent).
+        #[serde(default)]
+        limits: Option<Limits>,
     },
 }
 
@@ -47,6 +51,9 @@ pub struct Info {
     pub bwrap_version: String,
     /// `None` when the trial sandbox ran; the failure with its cause otherwise.
     pub trial_error: Option<String>,
+    /// How each resource limit is enforced (empty when unconfined).
+    #[serde(default)]
+    pub limits_enforced: std::collections::BTreeMap<String, String>,
 }
 
 /// Started sandbox details.
@@ -81,6 +88,8 @@ pub struct LauncherConfig {
     pub sandbox_binary: PathBuf,
     /// Start runtimes without a sandbox (unsafe, debug only).
     pub unconfined: bool,
+    /// Whether bubblewrap bounds /tmp itself (`--size`); set by [`probe`].
+    pub bwrap_has_size: bool,
 }
 
 const MAX_PACKET: usize = 64 * 1024;
@@ -237,7 +246,7 @@ pub struct Prepared {
     inputs: Vec<PathBuf>,
 }
 
-/// Builds the start command for `executable` with `args`.
+/// Builds the start command for `executable` with `args` (the tmpfs bound is applied at spawn).
 pub fn prepare(cfg: &LauncherConfig, executable: &Path, args: &[&str]) -> Result<Prepared, String> {
     if cfg.unconfined {
         return Ok(Prepared {
@@ -311,12 +320,24 @@ pub fn spawn(
     prepared: &Prepared,
     host: OwnedFd,
     log: OwnedFd,
+    limits: &Limits,
 ) -> Result<Child, String> {
     let host = high_dup(&host).map_err(|e| e.to_string())?;
     let mut extra: Vec<(OwnedFd, RawFd)> = vec![(host, bwrap::HOST_FD)];
     let mut info_read = None;
     let mut cmd = Command::new(&prepared.program);
-    cmd.env_clear().args(&prepared.args);
+    cmd.env_clear();
+    if cfg.bwrap_has_size && !cfg.unconfined {
+        // `--size` applies to the next `--tmpfs`, which is /tmp's (the first one).
+        let at = prepared.args.iter().position(|a| a == "--tmpfs");
+        let (head, tail) = prepared.args.split_at(at.unwrap_or(0));
+        cmd.args(head)
+            .args(["--size".to_string(), limits.tmpfs_size.to_string()])
+            .args(tail);
+    } else {
+        cmd.args(&prepared.args);
+    }
+    let rlimits = limits::Rlimits::new(limits, limits::tasks_of_current_user());
     if cfg.unconfined {
         cmd.env(paratime_sdk::HOST_FD_ENV, bwrap::HOST_FD.to_string());
     } else {
@@ -339,8 +360,10 @@ pub fn spawn(
         .iter()
         .map(|(fd, target)| (fd.as_raw_fd(), *target))
         .collect();
-    // SAFETY: the closure only calls async-signal-safe functions (dup2, prctl) between fork and
-    // exec; the source descriptors are >= 100 so dup2 never overwrites one still to be copied.
+    let last_fd = targets.iter().map(|(_, t)| *t).max().unwrap_or(2);
+    // SAFETY: the closure only calls async-signal-safe functions (dup2, close_range, prctl,
+    // setrlimit, setpriority) between fork and exec; the source descriptors are >= 100 so dup2
+    // never overwrites one still to be copied.
     unsafe {
         cmd.pre_exec(move || {
             for (src, dst) in &targets {
@@ -348,10 +371,12 @@ pub fn spawn(
                     return Err(std::io::Error::last_os_error());
                 }
             }
+            // Exactly stdin/stdout/stderr and the sandbox's own descriptors reach bwrap.
+            crate::system::fds::close_from(last_fd + 1);
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            Ok(())
+            rlimits.apply()
         });
     }
     let child = cmd.spawn().map_err(|e| {
@@ -409,7 +434,13 @@ pub fn trial(cfg: &LauncherConfig) -> Result<(), String> {
     let (log_r, log_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
     let prepared = prepare(cfg, &exe, &["sandbox-probe"])?;
-    let mut child = spawn(cfg, &prepared, OwnedFd::from(peer), log_w)?;
+    let mut child = spawn(
+        cfg,
+        &prepared,
+        OwnedFd::from(peer),
+        log_w,
+        &Limits::default(),
+    )?;
     let status = child.child.wait().map_err(|e| e.to_string())?;
     drop(host);
     let mut out = String::new();
@@ -426,18 +457,21 @@ pub fn trial(cfg: &LauncherConfig) -> Result<(), String> {
     ))
 }
 
-/// Probes the sandbox and returns what `info` reports.
-pub fn probe(cfg: &LauncherConfig) -> Info {
+/// Probes the sandbox and returns what `info` reports; records in `cfg` whether bubblewrap
+/// bounds /tmp itself.
+pub fn probe(cfg: &mut LauncherConfig) -> Info {
     if cfg.unconfined {
         return Info {
             provisioner: "unconfined".into(),
             sandbox_binary: String::new(),
             bwrap_version: String::new(),
             trial_error: None,
+            limits_enforced: Default::default(),
         };
     }
     let (version, trial_error) = match bwrap::check_version(&cfg.sandbox_binary) {
         Ok(v) => {
+            cfg.bwrap_has_size = bwrap::supports_size(&v);
             let t = trial(cfg).err();
             (v, t)
         }
@@ -448,6 +482,10 @@ pub fn probe(cfg: &LauncherConfig) -> Info {
         sandbox_binary: cfg.sandbox_binary.display().to_string(),
         bwrap_version: version,
         trial_error,
+        limits_enforced: limits::enforcement(cfg.bwrap_has_size)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
     }
 }
 
@@ -456,6 +494,7 @@ fn serve_spawn(
     cfg: &LauncherConfig,
     cache: &Cache,
     bundle_name: &str,
+    limits: &Limits,
     fds: Vec<OwnedFd>,
 ) -> std::io::Result<()> {
     let mut fds = fds.into_iter();
@@ -473,18 +512,35 @@ fn serve_spawn(
             return send(conn, &Reply::Error(e), &[]);
         }
     };
-    let mut child = match spawn(cfg, &prepared, host, log) {
+    let mut child = match spawn(cfg, &prepared, host, log, limits) {
         Ok(c) => c,
         Err(e) => return send(conn, &Reply::Error(e), &[]),
     };
     let started = child.started();
     log::info!(bundle = bundle_name, pid = started.pid; "sandbox started");
-    send(conn, &Reply::Ok(started), &[])?;
+    send(conn, &Reply::Ok(started.clone()), &[])?;
+    let monitor = if cfg.unconfined {
+        None
+    } else {
+        limits::Monitor::new(started.pid)
+    };
+    let mut ticks = 0u64;
     loop {
         if let Some(status) = child.child.try_wait()? {
             let why = Child::describe(status);
             log::info!(bundle = bundle_name; "sandbox exited: {why}");
             return send(conn, &Reply::Exited(why), &[]);
+        }
+        ticks += 1;
+        let exceeded = monitor
+            .as_ref()
+            .filter(|_| ticks.is_multiple_of(2))
+            .and_then(|m| limits::Monitor::check(limits, &m.usage(), cfg.bwrap_has_size));
+        if let Some(exceeded) = exceeded {
+            let _ = child.child.kill();
+            let status = child.child.wait()?;
+            log::warn!(bundle = bundle_name; "sandbox killed: {exceeded} ({})", Child::describe(status));
+            return send(conn, &Reply::Exited(exceeded.to_string()), &[]);
         }
         let mut pfd = [nix::poll::PollFd::new(
             conn.as_fd(),
@@ -512,7 +568,7 @@ fn serve_conn(
     };
     match req {
         Request::Info => send(&conn, &Reply::Info(info.clone()), &[]),
-        Request::Spawn { bundle } => {
+        Request::Spawn { bundle, limits } => {
             if info.trial_error.is_some() {
                 return send(
                     &conn,
@@ -523,14 +579,14 @@ fn serve_conn(
                     &[],
                 );
             }
-            serve_spawn(&conn, cfg, cache, &bundle, fds)
+            serve_spawn(&conn, cfg, cache, &bundle, &limits.unwrap_or_default(), fds)
         }
     }
 }
 
 /// Serves requests on a listening socket until the process is killed.
-pub fn serve(listener: OwnedFd, cfg: LauncherConfig) -> std::io::Result<()> {
-    let info = Arc::new(probe(&cfg));
+pub fn serve(listener: OwnedFd, mut cfg: LauncherConfig) -> std::io::Result<()> {
+    let info = Arc::new(probe(&mut cfg));
     match &info.trial_error {
         None => {
             log::info!(provisioner = info.provisioner.as_str(), bwrap_version = info.bwrap_version.as_str(); "sandbox launcher ready")
@@ -612,13 +668,20 @@ impl Client {
         }
     }
 
-    /// Asks the launcher to start the bundle named by its manifest hash.
-    pub fn spawn(&self, bundle: &str, host: OwnedFd, log: OwnedFd) -> Result<Sandbox, String> {
+    /// Asks the launcher to start the bundle named by its manifest hash, within `limits`.
+    pub fn spawn(
+        &self,
+        bundle: &str,
+        limits: Limits,
+        host: OwnedFd,
+        log: OwnedFd,
+    ) -> Result<Sandbox, String> {
         let conn = connect(&self.path).map_err(|e| e.to_string())?;
         send(
             &conn,
             &Request::Spawn {
                 bundle: bundle.to_string(),
+                limits: Some(limits),
             },
             &[host.as_raw_fd(), log.as_raw_fd()],
         )

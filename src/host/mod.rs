@@ -8,7 +8,9 @@
 pub mod bwrap;
 pub mod elf;
 pub mod launcher;
+pub mod limits;
 pub mod rhp;
+pub mod runtime_log;
 pub mod seccomp;
 pub mod state;
 pub mod supervisor;
@@ -16,7 +18,6 @@ pub mod supervisor;
 use crate::bundle::RuntimeId;
 use paratime_sdk::protocol::{Body, RuntimeInfoRequest, PROTOCOL_VERSION};
 use paratime_sdk::Version;
-use std::io::BufRead;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,25 +48,50 @@ pub struct Provisioned {
 /// Timeout of the handshake (spawn to `RuntimeInfoResponse`).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn forward_logs(read: OwnedFd, rt: &HostedRuntime, provisioner: &str) {
-    let (id, name, prov) = (rt.id.to_string(), rt.name.clone(), provisioner.to_string());
-    std::thread::spawn(move || {
-        let reader = std::io::BufReader::new(std::fs::File::from(read));
-        let tags = [
-            ("runtime_id", id.as_str()),
-            ("runtime_name", name.as_str()),
-            ("component", "ronl"),
-            ("provisioner", prov.as_str()),
-        ];
-        for line in reader.split(b'\n') {
-            let Ok(line) = line else { break };
-            // oasis drops lines over 10,000 bytes.
-            if line.len() > 10_000 {
-                continue;
-            }
-            crate::logging::runtime_line(String::from_utf8_lossy(&line).trim_end(), &tags);
+/// How one runtime is started: its limits and how its output is bounded.
+#[derive(Clone, Debug)]
+pub struct StartOptions {
+    /// `sandbox` or `unconfined`, for logs.
+    pub provisioner: String,
+    /// Resource limits.
+    pub limits: limits::Limits,
+    /// Output bounds.
+    pub log: runtime_log::Settings,
+    /// Output counters.
+    pub log_stats: Arc<runtime_log::Stats>,
+}
+
+impl StartOptions {
+    /// Options with the default limits and output bounds, no tee file (tools, benchmarks).
+    pub fn defaults(provisioner: &str) -> Self {
+        Self {
+            provisioner: provisioner.to_string(),
+            limits: limits::Limits::default(),
+            log: runtime_log::Settings {
+                lines_per_second: 1000,
+                burst: 10_000,
+                file: None,
+                max_file_size: 1 << 20,
+            },
+            log_stats: Arc::default(),
         }
-    });
+    }
+}
+
+fn forward_logs(read: OwnedFd, rt: &HostedRuntime, opts: &StartOptions) {
+    let tags = vec![
+        ("runtime_id", rt.id.to_string()),
+        (
+            "runtime_name",
+            crate::logging::escape_controls(&rt.name)
+                .chars()
+                .take(64)
+                .collect(),
+        ),
+        ("component", "ronl".to_string()),
+        ("provisioner", opts.provisioner.clone()),
+    ];
+    runtime_log::forward(read, tags, opts.log.clone(), opts.log_stats.clone());
 }
 
 /// Starts `rt` through the launcher and performs the handshake: protocol major versions must
@@ -73,19 +99,20 @@ fn forward_logs(read: OwnedFd, rt: &HostedRuntime, provisioner: &str) {
 pub async fn provision(
     launcher: &launcher::Client,
     rt: &HostedRuntime,
-    provisioner: &str,
+    opts: &StartOptions,
     state: Arc<state::RuntimeState>,
 ) -> Result<Provisioned, String> {
     let (host, peer) = std::os::unix::net::UnixStream::pair()
         .map_err(|e| format!("failed to create host socket: {e}"))?;
     let (log_r, log_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| format!("failed to create log pipe: {e}"))?;
-    forward_logs(log_r, rt, provisioner);
-    let (client, bundle) = (launcher.clone(), rt.bundle.clone());
-    let sandbox =
-        tokio::task::spawn_blocking(move || client.spawn(&bundle, OwnedFd::from(peer), log_w))
-            .await
-            .map_err(|e| format!("launcher task failed: {e}"))??;
+    forward_logs(log_r, rt, opts);
+    let (client, bundle, limits) = (launcher.clone(), rt.bundle.clone(), opts.limits);
+    let sandbox = tokio::task::spawn_blocking(move || {
+        client.spawn(&bundle, limits, OwnedFd::from(peer), log_w)
+    })
+    .await
+    .map_err(|e| format!("launcher task failed: {e}"))??;
     log::info!(target: "runtime/host/sandbox", runtime_id:% = rt.id, pid = sandbox.started.pid; "waiting for runtime to connect");
     host.set_nonblocking(true).map_err(|e| e.to_string())?;
     let stream = tokio::net::UnixStream::from_std(host).map_err(|e| e.to_string())?;

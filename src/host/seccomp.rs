@@ -51,6 +51,6 @@ mod tests {
     #[test]
     fn policy_compiles() {
         let bytes = super::program_bytes().expect("compiles");
-        assert!(!bytes.is_empty() && bytes.len() % 8 == 0);
+        assert!(!bytes.is_empty() && bytes.len().is_multiple_of(8));
     }
 }

@@ -2,7 +2,7 @@
 //! (oasis numbers: 500 ms initial, ×1.5, ±50 % jitter, at most 1 h; reset after 15 min up).
 //! Publishes the runtime's status on a watch channel; it is the status's only writer.
 
-use super::{launcher, provision, state::RuntimeState, HostedRuntime};
+use super::{launcher, provision, runtime_log, state::RuntimeState, HostedRuntime, StartOptions};
 use paratime_sdk::protocol::{Body, Empty};
 use paratime_sdk::Version;
 use serde::Serialize;
@@ -61,6 +61,34 @@ pub struct SandboxStatus {
     pub last_error: Option<String>,
     /// When the current instance became ready (RFC 3339).
     pub ready_since: Option<String>,
+    /// The resource limits in force.
+    pub limits: Option<super::limits::Limits>,
+    /// Times the runtime was killed for exceeding a resource limit.
+    pub limit_kills: u64,
+    /// The runtime's output: lines re-logged, dropped by the rate limit, cut at the line cap.
+    pub log: LogCounters,
+}
+
+/// `runtimes.<id>.sandbox.log`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LogCounters {
+    /// Lines re-logged.
+    pub lines: u64,
+    /// Lines dropped by the rate limit.
+    pub dropped: u64,
+    /// Lines cut at the line cap.
+    pub truncated: u64,
+}
+
+impl LogCounters {
+    fn read(s: &runtime_log::Stats) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        Self {
+            lines: s.lines.load(Relaxed),
+            dropped: s.dropped.load(Relaxed),
+            truncated: s.truncated.load(Relaxed),
+        }
+    }
 }
 
 /// `runtimes.<id>` in `control status`.
@@ -89,6 +117,10 @@ pub struct Settings {
     pub ping_timeout: Duration,
     /// Provisioner name for status and logs.
     pub provisioner: String,
+    /// Resource limits of each runtime.
+    pub limits: super::limits::Limits,
+    /// Bounds of each runtime's output (the tee file is per runtime: `<logs_dir>/<id>.log`).
+    pub log: runtime_log::Settings,
 }
 
 /// Exponential backoff with jitter.
@@ -171,12 +203,22 @@ pub async fn run(
 ) {
     let mut backoff = Backoff::new();
     let module = "runtime/host/sandbox";
+    let log_stats = Arc::new(runtime_log::Stats::default());
+    let mut log = settings.log.clone();
+    log.file = log.file.map(|dir| dir.join(format!("{}.log", rt.id)));
+    let opts = StartOptions {
+        provisioner: settings.provisioner.clone(),
+        limits: settings.limits,
+        log,
+        log_stats: log_stats.clone(),
+    };
+    status.send_modify(|s| s.sandbox.limits = Some(settings.limits));
     loop {
         let attempt = status.borrow().sandbox.attempts + 1;
         status.send_modify(|s| s.sandbox.attempts = attempt);
         log::info!(target: module, runtime_id:% = rt.id, attempt = attempt; "starting runtime");
         let provisioned = tokio::select! {
-            p = provision(&launcher, &rt, &settings.provisioner, state.clone()) => p,
+            p = provision(&launcher, &rt, &opts, state.clone()) => p,
             _ = stopped(shutdown.clone()) => return,
         };
         match provisioned {
@@ -202,6 +244,7 @@ pub async fn run(
                 let pinger = async {
                     loop {
                         tokio::time::sleep(settings.ping_interval).await;
+                        status.send_modify(|s| s.sandbox.log = LogCounters::read(&log_stats));
                         if let Err(e) = p
                             .conn
                             .call(Body::RuntimePingRequest(Empty {}), settings.ping_timeout)
@@ -214,7 +257,12 @@ pub async fn run(
                 let why = tokio::select! {
                     why = exited => {
                         let why = why.unwrap_or_else(|e| e.to_string());
-                        log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(), message_id = FAILED; "runtime process has terminated unexpectedly");
+                        if why.starts_with("resource limit exceeded") {
+                            status.send_modify(|s| s.sandbox.limit_kills += 1);
+                            log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(), message_id = crate::system::notify::message_id::RUNTIME_LIMIT_EXCEEDED; "runtime killed: it exceeded a resource limit");
+                        } else {
+                            log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(), message_id = FAILED; "runtime process has terminated unexpectedly");
+                        }
                         why
                     }
                     why = pinger => {
@@ -244,6 +292,7 @@ pub async fn run(
                     backoff = Backoff::new();
                 }
                 status.send_modify(|s| {
+                    s.sandbox.log = LogCounters::read(&log_stats);
                     s.committee.status = WAITING.into();
                     s.committee.host.versions.clear();
                     s.sandbox.pid = None;

@@ -60,6 +60,41 @@ pub fn ensure_dir(path: &Path) -> Result<(), IdentityError> {
     }
 }
 
+/// Ensures the exploded-bundles directory: owned by the node, never writable or readable by
+/// others; group read and the setgid bit are allowed (under systemd the sandbox launcher, another
+/// user, reads bundles through the directory's group, DESIGN §2). Created 0750 when missing.
+pub fn ensure_bundles_dir(path: &Path) -> Result<(), IdentityError> {
+    if std::fs::symlink_metadata(path).is_err() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(path)
+            .map_err(io_err(path))?;
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o750))
+            .map_err(io_err(path))?;
+    }
+    let md = std::fs::symlink_metadata(path).map_err(io_err(path))?;
+    if !md.is_dir() {
+        return Err(IdentityError::NotADirectory(path.to_path_buf()));
+    }
+    let perm = md.mode() & 0o7777;
+    if perm & 0o027 != 0 {
+        return Err(IdentityError::BundlesDirPermissions {
+            path: path.to_path_buf(),
+            found: perm_string(perm & 0o777),
+        });
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    if md.uid() != euid {
+        return Err(IdentityError::DirOwner {
+            path: path.to_path_buf(),
+            found: md.uid(),
+            expected: euid,
+        });
+    }
+    Ok(())
+}
+
 /// An exclusive lock on a data dir, held for the life of the node.
 #[derive(Debug)]
 pub struct DataDirLock {

@@ -135,11 +135,32 @@ impl<'kvs> VisitSource<'kvs> for Collect<'_> {
 }
 
 fn logfmt_value(v: &str) -> String {
-    if !v.is_empty() && !v.contains(|c: char| c.is_whitespace() || c == '"' || c == '=') {
+    if !v.is_empty()
+        && !v.contains(|c: char| c.is_whitespace() || c.is_control() || c == '"' || c == '=')
+    {
         v.to_string()
     } else {
         format!("{v:?}")
     }
+}
+
+/// `s` with every control character (newline, ESC, …) escaped, so no input can start a forged
+/// line or drive a terminal.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(char::is_control) {
+        return s.into();
+    }
+    s.chars()
+        .flat_map(|c| {
+            let esc: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            esc
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// Renders one line in `format`; `fields` are the standard and call-specific pairs in order.
@@ -176,8 +197,8 @@ pub fn render(format: Format, fields: &[(String, String)]) -> String {
                 "{} {:<5} [{}] {} {}",
                 get("ts"),
                 get("level").to_uppercase(),
-                get("module"),
-                get("msg"),
+                escape_controls(get("module")),
+                escape_controls(get("msg")),
                 rest.join(" ")
             )
             .trim_end()
@@ -289,9 +310,43 @@ pub fn init(
     Ok(())
 }
 
+/// Most fields a runtime line may carry; more are dropped.
+const MAX_RUNTIME_FIELDS: usize = 16;
+/// Longest runtime field name and value kept.
+const MAX_RUNTIME_KEY: usize = 64;
+const MAX_RUNTIME_VALUE: usize = 1024;
+
+fn bounded(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    escape_controls(&s[..end]).into_owned()
+}
+
+/// A runtime-supplied name as a field name: `rt_` + [a-z0-9_], so it can never be (or shadow)
+/// one of the node's fields (`ts`, `caller`, `runtime_id`, `MESSAGE_ID`, `PRIORITY`, …).
+fn runtime_key(k: &str) -> String {
+    let clean: String = k
+        .chars()
+        .take(MAX_RUNTIME_KEY)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("rt_{clean}")
+}
+
 /// Re-logs one line of a runtime's output (oasis-facts §9): JSON lines keep their `msg`, `level`
-/// and `module` (forced under `runtime`) and other keys; anything else is logged as `warn`.
-pub fn runtime_line(line: &str, tags: &[(&str, &str)]) {
+/// and `module` (forced under `runtime/`), and their other keys namespaced as `rt_<key>`; anything
+/// else is logged as `warn`. Everything the runtime wrote is bounded and control characters are
+/// escaped; the node's tags (`runtime_id`, …) come last and cannot be overridden. `cut` marks a
+/// line that was longer than the reader's cap.
+pub fn runtime_line(line: &str, cut: bool, tags: &[(&str, &str)]) {
     let (level, module, msg, mut extra) =
         match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(line) {
             Ok(mut obj) => {
@@ -306,15 +361,22 @@ pub fn runtime_line(line: &str, tags: &[(&str, &str)]) {
                     "ERRO" | "ERROR" | "CRIT" => Level::Error,
                     _ => Level::Info,
                 };
-                let m = text(obj.remove("module"));
+                let m: String = text(obj.remove("module"))
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '.'))
+                    .take(MAX_RUNTIME_KEY)
+                    .collect();
                 let module = if m.is_empty() {
                     "runtime".to_string()
                 } else {
                     format!("runtime/{m}")
                 };
                 let msg = text(obj.remove("msg"));
-                let extra: Vec<(String, String)> =
-                    obj.into_iter().map(|(k, v)| (k, text(Some(v)))).collect();
+                let extra: Vec<(String, String)> = obj
+                    .into_iter()
+                    .take(MAX_RUNTIME_FIELDS)
+                    .map(|(k, v)| (runtime_key(&k), bounded(&text(Some(v)), MAX_RUNTIME_VALUE)))
+                    .collect();
                 (level, module, msg, extra)
             }
             Err(_) => (
@@ -324,6 +386,10 @@ pub fn runtime_line(line: &str, tags: &[(&str, &str)]) {
                 Vec::new(),
             ),
         };
+    let msg = escape_controls(&msg).into_owned();
+    if cut {
+        extra.push(("truncated".into(), "true".into()));
+    }
     extra.extend(tags.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let kvs: Vec<(&str, &str)> = extra
         .iter()
@@ -333,6 +399,20 @@ pub fn runtime_line(line: &str, tags: &[(&str, &str)]) {
         &Record::builder()
             .level(level)
             .target(&module)
+            .args(format_args!("{msg}"))
+            .key_values(&kvs)
+            .build(),
+    );
+}
+
+/// The node's own note about a runtime's output (rate limit, …), with the runtime's tags.
+pub fn node_note_for_runtime(level: Level, tags: &[(&str, &str)], message_id: &str, msg: &str) {
+    let mut kvs: Vec<(&str, &str)> = tags.to_vec();
+    kvs.push(("message_id", message_id));
+    log::logger().log(
+        &Record::builder()
+            .level(level)
+            .target("runtime/host/log")
             .args(format_args!("{msg}"))
             .key_values(&kvs)
             .build(),
@@ -370,6 +450,19 @@ mod tests {
             "host/supervisor"
         );
         assert_eq!(module_of("runtime/kvstore"), "runtime/kvstore");
+    }
+
+    #[test]
+    fn runtime_fields_are_namespaced_and_control_characters_escaped() {
+        assert_eq!(runtime_key("ts"), "rt_ts");
+        assert_eq!(runtime_key("MESSAGE_ID"), "rt_message_id");
+        assert_eq!(runtime_key("a\nb=c"), "rt_a_b_c");
+        assert_eq!(escape_controls("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+        let f = vec![("msg".to_string(), "x\ny".to_string())];
+        assert_eq!(render(Format::Logfmt, &f), "msg=\"x\\ny\"");
+        assert!(!render(Format::Text, &f).contains('\n'));
+        assert!(!render(Format::Json, &f).contains('\n'));
+        assert_eq!(bounded(&"é".repeat(10), 5), "éé");
     }
 
     #[test]

@@ -187,6 +187,7 @@ pub struct Prepared {
     socket_activated: bool,
     confinement: Option<crate::system::confine::Report>,
     network: Option<Network>,
+    logs_dir: PathBuf,
 }
 
 /// The consensus side of a node whose genesis is a full document.
@@ -319,7 +320,9 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
     let runtimes_dir = data_dir.join("runtimes");
     identity::ensure_dir(&runtimes_dir)?;
     let bundles_dir = runtimes_dir.join("bundles");
-    identity::ensure_dir(&bundles_dir)?;
+    identity::ensure_bundles_dir(&bundles_dir)?;
+    let logs_dir = runtimes_dir.join("logs");
+    identity::ensure_dir(&logs_dir)?;
     notify::extend_timeout(Duration::from_secs(60), "installing bundles");
     let hosted = install_bundles(&cfg, &bundles_dir)?;
 
@@ -410,6 +413,7 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
         Some(report)
     };
     Ok(Prepared {
+        logs_dir,
         network,
         cfg,
         _lock: lock,
@@ -450,6 +454,13 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
         ping_timeout: humantime::parse_duration(&cfg.runtime.ping_timeout)
             .unwrap_or(Duration::from_secs(5)),
         provisioner: p.info.provisioner.clone(),
+        limits: crate::config::runtime_limits(cfg).unwrap_or_default(),
+        log: crate::host::runtime_log::Settings {
+            lines_per_second: cfg.runtime.log.max_lines_per_second,
+            burst: cfg.runtime.log.burst,
+            file: Some(p.logs_dir.clone()),
+            max_file_size: cfg.runtime.log.max_log_size,
+        },
     };
     let mut channels = Vec::new();
     let mut tasks = Vec::new();

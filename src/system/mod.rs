@@ -5,5 +5,6 @@
 //! (or reports "not available") when the node is not under systemd or the kernel lacks a feature.
 
 pub mod confine;
+pub mod fds;
 pub mod listen;
 pub mod notify;

@@ -16,6 +16,10 @@ pub mod message_id {
     pub const RUNTIME_FAILED: &str = "5c3e6b0e2c9a4d53a8d1f0e3b7a2c411";
     /// A runtime is restarted after a backoff.
     pub const RUNTIME_RESTARTED: &str = "5c3e6b0e2c9a4d53a8d1f0e3b7a2c412";
+    /// A runtime's log lines are being dropped by the rate limit (or were).
+    pub const RUNTIME_LOG_DROPPED: &str = "5c3e6b0e2c9a4d53a8d1f0e3b7a2c413";
+    /// A runtime was killed for exceeding a resource limit.
+    pub const RUNTIME_LIMIT_EXCEEDED: &str = "5c3e6b0e2c9a4d53a8d1f0e3b7a2c414";
     /// The sandbox is unavailable: no runtime is hosted.
     pub const SANDBOX_UNAVAILABLE: &str = "5c3e6b0e2c9a4d53a8d1f0e3b7a2c420";
     /// Self-confinement applied (or not).
