@@ -5,7 +5,9 @@
 # systemd.packages; the instance templates are derived from them by systemd/make-templates.sh).
 # This module adds only drop-ins, and only these:
 # - paratime-node[@<name>].service: `ExecStart=` (the generated config file, the instance's
-#   sandbox socket, `extraArgs`), `X-Restart-Triggers=` and NixOS's own `Environment=` lines;
+#   sandbox socket, `extraArgs`; a new config changes it, so switching restarts the node) and
+#   NixOS's own `Environment=` lines (no restartTriggers: its store name would contain the
+#   instance's `@`, which Nix refuses);
 #   with a custom `settings.common.data_dir`, also `ReadWritePaths=<data_dir>`.
 # - paratime-node-sandbox[@<name>].service: nothing, except with a custom data_dir or an
 #   instance `package` other than the top-level one: `ExecStart=` (the shipped command line with
@@ -431,7 +433,6 @@ let
       "${n.node}" = {
         overrideStrategy = "asDropin";
         wantedBy = [ "multi-user.target" ];
-        restartTriggers = [ configPath ];
         serviceConfig = {
           ExecStart = [
             ""
