@@ -1,8 +1,9 @@
 //! Resource limits of one sandboxed runtime, and how the launcher enforces them.
 //!
 //! What an unprivileged launcher can enforce on any kernel, and does, per runtime:
-//! - `memory`: `RLIMIT_DATA` on every process (an allocation beyond it fails), and the sum of the
-//!   sandbox's resident memory, checked by the launcher's monitor (over it: the sandbox is killed);
+//! - `memory`: the sum of the sandbox's resident memory, checked by the launcher's monitor (over
+//!   it: the sandbox is killed), and `RLIMIT_DATA` at 9/8 of it on every process as a backstop (an
+//!   allocation beyond it fails);
 //! - `pids`: the monitor counts the processes of the sandbox's own pid namespace (at the limit: the
 //!   sandbox is killed); `RLIMIT_NPROC` (counted per user, so set to the user's current tasks plus
 //!   the limit) stops a fork bomb from growing while the monitor acts;
@@ -120,7 +121,9 @@ impl Rlimits {
     /// From the limits and the user's current task count.
     pub fn new(l: &Limits, user_tasks: u64) -> Self {
         Self {
-            data: l.memory,
+            // A backstop above the sandbox-wide limit, so the monitor sees a hog (and kills it)
+            // before its allocations merely start failing.
+            data: l.memory.saturating_add(l.memory / 8),
             nproc: user_tasks.saturating_add(l.pids).saturating_add(8),
             fsize: l.file_size,
             nice: i32::from(l.nice.min(19)),

@@ -11,7 +11,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Longest line re-logged, in bytes (oasis-node's limit); the rest of a longer line is dropped.
 pub const MAX_LINE: usize = 10_000;
@@ -192,7 +192,10 @@ pub fn forward(
             .clone()
             .map(|p| Tee::open(p, settings.max_file_size.max(1024)));
         let mut limit = RateLimit::new(settings.lines_per_second, settings.burst, Instant::now());
-        let mut dropping: u64 = 0;
+        // The current burst of dropped lines: when it began, how many, the last drop.
+        let mut burst_since: Option<Instant> = None;
+        let mut dropped: u64 = 0;
+        let mut last_drop = Instant::now();
         let mut split = LineSplitter::new(MAX_LINE);
         let mut buf = vec![0u8; 64 * 1024];
         let mut emit = |line: &[u8], cut: bool| {
@@ -202,9 +205,14 @@ pub fn forward(
             if cut {
                 stats.truncated.fetch_add(1, Ordering::Relaxed);
             }
-            if !limit.allow(Instant::now()) {
+            let now = Instant::now();
+            let allowed = limit.allow(now);
+            if !allowed {
                 stats.dropped.fetch_add(1, Ordering::Relaxed);
-                if dropping == 0 {
+                dropped += 1;
+                last_drop = now;
+                if burst_since.is_none() {
+                    burst_since = Some(now);
                     crate::logging::node_note_for_runtime(
                         log::Level::Warn,
                         &tags,
@@ -215,17 +223,26 @@ pub fn forward(
                         ),
                     );
                 }
-                dropping += 1;
-                return;
             }
-            if dropping > 0 {
-                crate::logging::node_note_for_runtime(
-                    log::Level::Warn,
-                    &tags,
-                    crate::system::notify::message_id::RUNTIME_LOG_DROPPED,
-                    &format!("runtime log rate limit: {dropping} lines were dropped"),
-                );
-                dropping = 0;
+            // A burst ends after a quiet second; a long one is summed up every ten seconds.
+            if let Some(since) = burst_since {
+                let ended = allowed && now.duration_since(last_drop) >= Duration::from_secs(1);
+                if dropped > 0 && (ended || now.duration_since(since) >= Duration::from_secs(10)) {
+                    crate::logging::node_note_for_runtime(
+                        log::Level::Warn,
+                        &tags,
+                        crate::system::notify::message_id::RUNTIME_LOG_DROPPED,
+                        &format!("runtime log rate limit: {dropped} lines were dropped"),
+                    );
+                    dropped = 0;
+                    burst_since = (!ended).then_some(now);
+                }
+                if ended && dropped == 0 {
+                    burst_since = None;
+                }
+            }
+            if !allowed {
+                return;
             }
             stats.lines.fetch_add(1, Ordering::Relaxed);
             let text = String::from_utf8_lossy(line);
@@ -246,7 +263,6 @@ pub fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn lines_are_cut_while_reading_and_never_buffered_beyond_the_cap() {

@@ -243,8 +243,15 @@ pub async fn run(
                 let exited = tokio::task::spawn_blocking(p.sandbox.exit_watcher());
                 let pinger = async {
                     loop {
-                        tokio::time::sleep(settings.ping_interval).await;
-                        status.send_modify(|s| s.sandbox.log = LogCounters::read(&log_stats));
+                        // Output counters are published every second between pings.
+                        let next_ping = tokio::time::Instant::now() + settings.ping_interval;
+                        while tokio::time::Instant::now() < next_ping {
+                            let step = next_ping
+                                .saturating_duration_since(tokio::time::Instant::now())
+                                .min(Duration::from_secs(1));
+                            tokio::time::sleep(step).await;
+                            status.send_modify(|s| s.sandbox.log = LogCounters::read(&log_stats));
+                        }
                         if let Err(e) = p
                             .conn
                             .call(Body::RuntimePingRequest(Empty {}), settings.ping_timeout)

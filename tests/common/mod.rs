@@ -27,6 +27,20 @@ pub fn kvstore_bin() -> PathBuf {
     p
 }
 
+/// The test-only hostile ParaTime (tests/hostile-runtime), built by the workspace build.
+pub fn hostile_bin() -> PathBuf {
+    let p = node_bin()
+        .parent()
+        .expect("target dir")
+        .join("paratime-hostile");
+    assert!(
+        p.exists(),
+        "{} missing: build the workspace (cargo build --workspace)",
+        p.display()
+    );
+    p
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -88,6 +102,27 @@ impl NodeDir {
     pub fn build_bundle(&self) -> PathBuf {
         let out = self.bundle();
         let o = self.build_bundle_with(RUNTIME_ID, &out);
+        assert!(o.status.success(), "bundle build: {}", text(&o));
+        out
+    }
+
+    /// Builds the hostile ParaTime's bundle where [`Self::bundle`] points.
+    pub fn build_hostile_bundle(&self) -> PathBuf {
+        let out = self.bundle();
+        let o = run(&[
+            "bundle",
+            "build",
+            "--executable",
+            hostile_bin().to_str().expect("utf8"),
+            "--name",
+            "hostile",
+            "--runtime-id",
+            RUNTIME_ID,
+            "--version",
+            "0.1.0",
+            "--output",
+            out.to_str().expect("utf8"),
+        ]);
         assert!(o.status.success(), "bundle build: {}", text(&o));
         out
     }
