@@ -309,3 +309,31 @@ fn genesis_init_and_check() {
     let o = run(&["genesis", "check", &p("bad.json")]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }
+
+/// A FIFO in place of the genesis file or the config file is named, not waited on.
+#[test]
+fn fifo_genesis_or_config_is_refused_by_name() {
+    let d = NodeDir::new();
+    let genesis = d.path().join("etc/genesis.json");
+    let _ = std::fs::remove_file(&genesis);
+    nix::unistd::mkfifo(&genesis, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .expect("mkfifo");
+    let p = d.path().join("etc/config.yml");
+    std::fs::write(&p, GOOD.replace("DIR", d.path().to_str().expect("utf8"))).expect("write");
+    let o = run(&["config", "check", "--config", p.to_str().expect("utf8")]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("genesis.json' is a FIFO, not a regular file"),
+        "{out}"
+    );
+    std::fs::remove_file(&p).expect("rm");
+    nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let o = run(&["config", "check", "--config", p.to_str().expect("utf8")]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("config.yml' is a FIFO, not a regular file"),
+        "{out}"
+    );
+}

@@ -249,7 +249,8 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
         file: file.to_path_buf(),
         problems,
     };
-    let raw = std::fs::read_to_string(file).map_err(|e| {
+    use crate::system::files;
+    let raw = files::read_bounded_to_string(file, files::CONFIG_LIMIT).map_err(|e| {
         fail(vec![Problem::error(
             "",
             format!("cannot read the file: {e}"),

@@ -180,10 +180,14 @@ fn check_network(c: &Config, p: &mut Vec<Problem>) {
     if c.genesis.file.is_empty() {
         p.push(Problem::error("genesis.file", "missing genesis file path"));
     } else {
-        match std::fs::read(&c.genesis.file) {
+        let read = crate::system::files::read_bounded(
+            Path::new(&c.genesis.file),
+            crate::system::files::GENESIS_LIMIT,
+        );
+        match read {
             Err(e) => p.push(Problem::error(
                 "genesis.file",
-                format!("cannot read genesis file '{}': {e}", c.genesis.file),
+                format!("cannot read genesis file {e}"),
             )),
             Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
                 Err(e) => p.push(Problem::error(
