@@ -147,7 +147,32 @@ impl<'a> KeyIndex<'a> {
             node = self.nodes[i].0;
         }
         keys.reverse();
-        keys.join(".")
+        let len = keys
+            .iter()
+            .map(|k| k.len() + 1)
+            .sum::<usize>()
+            .saturating_sub(1);
+        if len <= 120 {
+            return keys.join(".");
+        }
+        // Only the start of a long path is copied: every line under a megabyte-long key names
+        // that key, and copying it whole for each would be quadratic.
+        let mut out = String::new();
+        for k in keys {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            let room = 80usize.saturating_sub(out.len());
+            let mut cut = room.min(k.len());
+            while !k.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.push_str(&k[..cut]);
+            if out.len() >= 80 || cut < k.len() {
+                break;
+            }
+        }
+        format!("{out}… ({len} bytes)")
     }
 
     /// The first line of a dotted key path. Keys may themselves contain dots, so each split is
@@ -457,9 +482,21 @@ mod tests {
             text.push_str(&format!("{}{i}:\n", "k".repeat(1000)));
         }
         let ix = KeyIndex::new(&text);
-        assert!(ix.path_of_line(3_000).len() <= MAX_DEPTH * 1010);
+        let deepest = ix.path_of_line(3_000);
+        assert!(deepest.len() < 120, "{deepest}");
+        // 256 keys of 1001 to 1003 bytes and their dots: deeper keys count under the 256th.
+        assert!(deepest.ends_with("… (256913 bytes)"), "{deepest}");
         let (_, p) = parse(&text, &ix, &BTreeSet::new());
         assert!(!p.is_empty());
+        // Many placeholders under a 4 MB key: each names the key by its start only.
+        let text = format!(
+            "{}:\n{}",
+            "k".repeat(4_000_000),
+            "  a: {{ x }}\n".repeat(200_000)
+        );
+        let (_, p, _) = replace_placeholders(&text);
+        assert_eq!(p.len(), 200_000);
+        assert!(p[0].key.ends_with("… (4000002 bytes)"), "{}", p[0].key);
     }
 
     #[test]
