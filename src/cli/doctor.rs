@@ -260,15 +260,12 @@ fn check_entity(r: &mut Report, cfg: &Config) {
             )
         }
     };
-    let text = match std::fs::read_to_string(&cfg.registration.entity) {
+    let text = match crate::system::files::read_bounded_to_string(
+        Path::new(&cfg.registration.entity),
+        crate::system::files::ENTITY_LIMIT,
+    ) {
         Ok(t) => t,
-        Err(e) => {
-            return r.line(
-                Verdict::Fail,
-                "entity",
-                format!("{}: {e}", cfg.registration.entity),
-            )
-        }
+        Err(e) => return r.line(Verdict::Fail, "entity", e.to_string()),
     };
     let v: serde_json::Value = match serde_json::from_str(&text) {
         Ok(v) => v,

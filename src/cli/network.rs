@@ -167,7 +167,8 @@ fn signer_key(pem: &Path) -> Result<SigningKey, String> {
 /// Reads entity.json.
 pub fn read_entity(dir: &Path) -> Result<Entity, String> {
     let p = dir.join("entity.json");
-    let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let text = crate::system::files::read_bounded_to_string(&p, crate::system::files::ENTITY_LIMIT)
+        .map_err(|e| e.to_string())?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
 }
 

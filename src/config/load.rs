@@ -1,7 +1,7 @@
 //! Reading config.yml: environment substitution, placeholder detection, strict parsing.
 
 use super::{validate, Config, ConfigError, Problem, Severity};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 /// A successfully loaded config and the warnings found on the way.
@@ -75,54 +75,143 @@ pub fn substitute_env(text: &str, get: impl Fn(&str) -> Option<String>) -> (Stri
     (out, problems)
 }
 
-/// The dotted key path of every line (`consensus.external_address`), from indentation.
-fn key_paths(text: &str) -> Vec<String> {
-    fn joined(stack: &[(usize, String)]) -> String {
-        stack
+/// Deeper keys are attributed to their ancestor at this depth (the YAML parser refuses such
+/// nesting anyway); it bounds the cost of spelling out a path.
+const MAX_DEPTH: usize = 256;
+
+/// Where every key of the file sits: one node per distinct key path, linked to its parent, and
+/// the innermost key of every line, from indentation. Building it is linear in the file and
+/// looking a path up costs its number of segments, so a file of 50,000 keys, or keys nested
+/// deeply, or keys megabytes long, is indexed in one pass (paths are spelled out only for the
+/// problems reported).
+struct KeyIndex<'a> {
+    /// Parent and key of each node.
+    nodes: Vec<(Option<usize>, &'a str)>,
+    /// First line (1-based) of each node.
+    first_line: Vec<usize>,
+    /// Node by parent and key.
+    children: HashMap<(Option<usize>, &'a str), usize>,
+    /// The innermost key of each line (None: top level).
+    line_node: Vec<Option<usize>>,
+}
+
+impl<'a> KeyIndex<'a> {
+    fn new(text: &'a str) -> Self {
+        let mut ix = KeyIndex {
+            nodes: Vec::new(),
+            first_line: Vec::new(),
+            children: HashMap::new(),
+            line_node: Vec::new(),
+        };
+        let mut stack: Vec<(usize, usize)> = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let trimmed = line.trim_start();
+            let indent = line.len() - trimmed.len();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                ix.line_node.push(stack.last().map(|&(_, n)| n));
+                continue;
+            }
+            let item = trimmed.strip_prefix("- ");
+            let body = item.unwrap_or(trimmed);
+            while stack
+                .last()
+                .is_some_and(|(i, _)| *i >= indent && item.is_none() || *i > indent)
+            {
+                stack.pop();
+            }
+            let key = body
+                .split_once(':')
+                .map(|(k, _)| k.trim())
+                .filter(|k| !k.is_empty() && !k.contains(['{', '"', ' ', '\'']));
+            if let Some(k) = key.filter(|_| stack.len() < MAX_DEPTH) {
+                let parent = stack.last().map(|&(_, n)| n);
+                let next = ix.nodes.len();
+                let node = *ix.children.entry((parent, k)).or_insert(next);
+                if node == next {
+                    ix.nodes.push((parent, k));
+                    ix.first_line.push(i + 1);
+                }
+                stack.push((indent + if item.is_some() { 2 } else { 0 }, node));
+            }
+            ix.line_node.push(stack.last().map(|&(_, n)| n));
+        }
+        ix
+    }
+
+    /// The dotted key path of line `n` (1-based), e.g. `consensus.external_address`.
+    fn path_of_line(&self, n: usize) -> String {
+        let mut keys = Vec::new();
+        let mut node = self.line_node.get(n - 1).copied().flatten();
+        while let Some(i) = node {
+            keys.push(self.nodes[i].1);
+            node = self.nodes[i].0;
+        }
+        keys.reverse();
+        let len = keys
             .iter()
-            .map(|(_, k)| k.as_str())
-            .collect::<Vec<_>>()
-            .join(".")
+            .map(|k| k.len() + 1)
+            .sum::<usize>()
+            .saturating_sub(1);
+        if len <= 120 {
+            return keys.join(".");
+        }
+        // Only the start of a long path is copied: every line under a megabyte-long key names
+        // that key, and copying it whole for each would be quadratic.
+        let mut out = String::new();
+        for k in keys {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            let room = 80usize.saturating_sub(out.len());
+            let mut cut = room.min(k.len());
+            while !k.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.push_str(&k[..cut]);
+            if out.len() >= 80 || cut < k.len() {
+                break;
+            }
+        }
+        format!("{out}… ({len} bytes)")
     }
-    let mut stack: Vec<(usize, String)> = Vec::new();
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        let indent = line.len() - trimmed.len();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            out.push(joined(&stack));
-            continue;
+
+    /// The first line of a dotted key path. Keys may themselves contain dots, so each split is
+    /// tried; the number of attempts is bounded.
+    fn line_of(&self, path: &str) -> Option<usize> {
+        fn find(
+            ix: &KeyIndex<'_>,
+            parent: Option<usize>,
+            rest: &str,
+            budget: &mut usize,
+        ) -> Option<usize> {
+            let ends = rest.match_indices('.').map(|(i, _)| i).chain([rest.len()]);
+            for end in ends {
+                *budget = budget.checked_sub(1)?;
+                if let Some(&n) = ix.children.get(&(parent, &rest[..end])) {
+                    if end == rest.len() {
+                        return Some(n);
+                    }
+                    if let Some(found) = find(ix, Some(n), &rest[end + 1..], budget) {
+                        return Some(found);
+                    }
+                }
+            }
+            None
         }
-        let item = trimmed.strip_prefix("- ");
-        let body = item.unwrap_or(trimmed);
-        while stack
-            .last()
-            .is_some_and(|(i, _)| *i >= indent && item.is_none() || *i > indent)
-        {
-            stack.pop();
-        }
-        let key = body
-            .split_once(':')
-            .map(|(k, _)| k.trim())
-            .filter(|k| !k.is_empty() && !k.contains(['{', '"', ' ', '\'']));
-        if let Some(k) = key {
-            stack.push((indent + if item.is_some() { 2 } else { 0 }, k.to_string()));
-        }
-        out.push(joined(&stack));
+        let mut budget = 512;
+        find(self, None, path, &mut budget).map(|n| self.first_line[n])
     }
-    out
 }
 
 /// Finds `{{ name }}` placeholders, reports each, and replaces them with a plain scalar so the
 /// rest of the file can still be checked.
 fn replace_placeholders(text: &str) -> (String, Vec<Problem>, BTreeSet<usize>) {
-    let paths = key_paths(text);
+    let index = KeyIndex::new(text);
     let mut out = String::with_capacity(text.len());
     let mut problems = Vec::new();
     let mut lines = BTreeSet::new();
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let mut rest = line;
-        let key_path = paths.get(i).cloned().unwrap_or_default();
         while let Some(start) = rest.find("{{") {
             let Some(len) = rest[start..].find("}}") else {
                 break;
@@ -132,7 +221,7 @@ fn replace_placeholders(text: &str) -> (String, Vec<Problem>, BTreeSet<usize>) {
             out.push_str("PLACEHOLDER");
             problems.push(
                 Problem::error(
-                    key_path.clone(),
+                    index.path_of_line(i + 1),
                     format!(
                         "leftover template placeholder `{{{{ {name} }}}}`: replace it with {}",
                         placeholder_hint(name)
@@ -146,11 +235,6 @@ fn replace_placeholders(text: &str) -> (String, Vec<Problem>, BTreeSet<usize>) {
         out.push_str(rest);
     }
     (out, problems, lines)
-}
-
-fn line_of_key(text: &str, path: &str) -> Option<usize> {
-    let paths = key_paths(text);
-    paths.iter().position(|p| p == path).map(|i| i + 1)
 }
 
 /// Blanks out line `n` (1-based) when it holds a value of its own, so parsing can go on.
@@ -174,7 +258,11 @@ fn blank_line(text: &str, n: usize) -> Option<String> {
     done.then_some(out)
 }
 
-fn parse(text: &str, placeholder_lines: &BTreeSet<usize>) -> (Option<Config>, Vec<Problem>) {
+fn parse(
+    text: &str,
+    index: &KeyIndex<'_>,
+    placeholder_lines: &BTreeSet<usize>,
+) -> (Option<Config>, Vec<Problem>) {
     let mut problems = Vec::new();
     if text.trim().is_empty() {
         return (Some(Config::default()), problems);
@@ -190,7 +278,7 @@ fn parse(text: &str, placeholder_lines: &BTreeSet<usize>) -> (Option<Config>, Ve
         match result {
             Ok(cfg) => {
                 for key in unknown {
-                    let line = line_of_key(&text, &key);
+                    let line = index.line_of(&key);
                     problems.push(Problem::error(key, "unknown key (check its spelling and section against the oasis-node config reference)").at_line(line));
                 }
                 return (Some(cfg), problems);
@@ -249,7 +337,8 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
         file: file.to_path_buf(),
         problems,
     };
-    let raw = std::fs::read_to_string(file).map_err(|e| {
+    use crate::system::files;
+    let raw = files::read_bounded_to_string(file, files::CONFIG_LIMIT).map_err(|e| {
         fail(vec![Problem::error(
             "",
             format!("cannot read the file: {e}"),
@@ -258,11 +347,15 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
     let (text, mut problems) = substitute_env(&raw, |k| std::env::var(k).ok());
     let (text, placeholders, lines) = replace_placeholders(&text);
     problems.extend(placeholders);
-    let (config, parse_problems) = parse(&text, &lines);
+    let index = KeyIndex::new(&text);
+    let (config, parse_problems) = parse(&text, &index, &lines);
     problems.extend(parse_problems);
     let mut config = match config {
         Some(c) => c,
-        None => return Err(fail(problems)),
+        None => {
+            super::cap_problems(&mut problems);
+            return Err(fail(problems));
+        }
     };
     for mut p in validate::validate(&config) {
         // A placeholder's stand-in value is already reported.
@@ -271,7 +364,7 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
         }
         if p.line.is_none() && !p.key.is_empty() {
             let base = p.key.split('[').next().unwrap_or_default();
-            p.line = line_of_key(&text, base);
+            p.line = index.line_of(base);
         }
         problems.push(p);
     }
@@ -283,8 +376,8 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
             }
         }
     }
+    super::cap_problems(&mut problems);
     if problems.iter().any(|p| p.severity == Severity::Error) {
-        problems.sort_by_key(|p| std::cmp::Reverse(p.severity));
         return Err(fail(problems));
     }
     Ok(Loaded {
@@ -326,20 +419,90 @@ mod tests {
 
     #[test]
     fn all_unknown_keys_are_listed() {
-        let (_, p) = parse(
-            "common:\n  data_dirr: /x\n  log:\n    formatt: json\nfoo: 1\n",
-            &BTreeSet::new(),
-        );
+        let text = "common:\n  data_dirr: /x\n  log:\n    formatt: json\nfoo: 1\n";
+        let (_, p) = parse(text, &KeyIndex::new(text), &BTreeSet::new());
         let keys: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, vec!["common.data_dirr", "common.log.formatt", "foo"]);
     }
 
+    /// 50,000 unknown keys: every one is found with its line (the index is linear; it was one
+    /// scan of the file per key), the first are listed and the rest counted.
+    #[test]
+    fn fifty_thousand_unknown_keys_are_listed_then_counted() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let file = t.path().join("config.yml");
+        let mut text = String::from("mode: client\n");
+        for i in 0..50_000 {
+            text.push_str(&format!("k{i}: {i}\n"));
+        }
+        std::fs::write(&file, &text).expect("write");
+        let started = std::time::Instant::now();
+        let e = load(&file).expect_err("unknown keys are errors");
+        eprintln!("load of 50,000 unknown keys: {:?}", started.elapsed());
+        let listed = super::super::MAX_LISTED_PROBLEMS;
+        assert_eq!(e.problems.len(), listed + 1);
+        for (i, p) in e.problems[..listed].iter().enumerate() {
+            assert_eq!(p.key, format!("k{i}"));
+            assert!(p.message.starts_with("unknown key"), "{}", p.message);
+            assert_eq!(p.line, Some(i + 2));
+        }
+        let last = &e.problems[listed].message;
+        // The other 49,900 unknown keys, plus the data dir and genesis file left unset.
+        assert!(
+            last.starts_with("and 49902 more problems not listed (49902 errors, 0 warnings)"),
+            "{last}"
+        );
+        assert!(e.to_string().len() < 100_000, "the error stays small");
+    }
+
+    #[test]
+    fn huge_values_and_keys_are_not_echoed() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let file = t.path().join("config.yml");
+        let big = "x".repeat(5_000_000);
+        std::fs::write(&file, format!("p2p:\n  port: {big}\n{big}: 1\n")).expect("write");
+        let e = load(&file).expect_err("type error");
+        let shown = e.to_string();
+        assert!(shown.len() < 4_000, "{}", &shown[..4_000.min(shown.len())]);
+        assert!(shown.contains(" bytes) … xxx"), "{shown}");
+        let port = e
+            .problems
+            .iter()
+            .find(|p| p.key == "p2p.port")
+            .expect("port");
+        assert_eq!(port.line, Some(2));
+    }
+
+    /// Deep nesting and long keys cost linear time in the index.
+    #[test]
+    fn deeply_nested_keys_are_indexed_in_linear_time() {
+        let mut text = String::new();
+        for i in 0..3_000 {
+            text.push_str(&" ".repeat(i));
+            text.push_str(&format!("{}{i}:\n", "k".repeat(1000)));
+        }
+        let ix = KeyIndex::new(&text);
+        let deepest = ix.path_of_line(3_000);
+        assert!(deepest.len() < 120, "{deepest}");
+        // 256 keys of 1001 to 1003 bytes and their dots: deeper keys count under the 256th.
+        assert!(deepest.ends_with("… (256913 bytes)"), "{deepest}");
+        let (_, p) = parse(&text, &ix, &BTreeSet::new());
+        assert!(!p.is_empty());
+        // Many placeholders under a 4 MB key: each names the key by its start only.
+        let text = format!(
+            "{}:\n{}",
+            "k".repeat(4_000_000),
+            "  a: {{ x }}\n".repeat(200_000)
+        );
+        let (_, p, _) = replace_placeholders(&text);
+        assert_eq!(p.len(), 200_000);
+        assert!(p[0].key.ends_with("… (4000002 bytes)"), "{}", p[0].key);
+    }
+
     #[test]
     fn every_type_error_is_listed_with_its_key() {
-        let (c, p) = parse(
-            "p2p:\n  port: lots\nruntime:\n  pre_warm_epochs: many\n  paths: [a]\n",
-            &BTreeSet::new(),
-        );
+        let text = "p2p:\n  port: lots\nruntime:\n  pre_warm_epochs: many\n  paths: [a]\n";
+        let (c, p) = parse(text, &KeyIndex::new(text), &BTreeSet::new());
         assert!(c.is_some());
         assert_eq!(p[0].key, "p2p.port");
         assert_eq!(p[0].line, Some(2));
@@ -348,15 +511,23 @@ mod tests {
 
     #[test]
     fn key_paths_follow_indentation() {
-        let p = key_paths("a:\n  b:\n    c: 1\n  d: 2\ne:\n  - f: 3\n    g: 4\n");
+        let text = "a:\n  b:\n    c: 1\n  d: 2\ne:\n  - f: 3\n    g: 4\n";
+        let ix = KeyIndex::new(text);
+        let p: Vec<_> = (1..=7).map(|n| ix.path_of_line(n)).collect();
         assert_eq!(p, vec!["a", "a.b", "a.b.c", "a.d", "e", "e.f", "e.g"]);
+        assert_eq!(ix.line_of("a.d"), Some(4));
+        assert_eq!(ix.line_of("e.g"), Some(7));
+        assert_eq!(ix.line_of("a.x"), None);
+        // A key with a dot in it, and the first of two duplicates.
+        let ix = KeyIndex::new("m:\n  x.y: 1\n  x.y: 2\n");
+        assert_eq!(ix.line_of("m.x.y"), Some(2));
     }
 
     proptest::proptest! {
         #[test]
         fn arbitrary_text_never_panics(text in "[ -~\n]{0,200}") {
             let (t, _, lines) = replace_placeholders(&text);
-            let _ = parse(&t, &lines);
+            let _ = parse(&t, &KeyIndex::new(&t), &lines);
             let _ = substitute_env(&text, |_| None);
         }
     }

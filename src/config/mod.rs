@@ -38,23 +38,47 @@ pub struct Problem {
     pub line: Option<usize>,
 }
 
+/// At most this many problems are listed; the rest are counted in a last line.
+pub const MAX_LISTED_PROBLEMS: usize = 100;
+/// Longest key path shown whole.
+const MAX_KEY_SHOWN: usize = 120;
+/// Longest message shown whole (messages quote values from the file).
+const MAX_MESSAGE_SHOWN: usize = 400;
+
+/// `s` unchanged when it has at most `max` bytes, else its first `head` and last `tail` bytes
+/// around `… (N bytes) …`: a 50 MB value in the file must not be copied into every message.
+fn elide(s: String, max: usize, head: usize, tail: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let mut h = head.min(s.len());
+    while !s.is_char_boundary(h) {
+        h -= 1;
+    }
+    let mut t = s.len().saturating_sub(tail).max(h);
+    while !s.is_char_boundary(t) {
+        t += 1;
+    }
+    let sep = if t < s.len() { " … " } else { "" };
+    format!("{}… ({} bytes){sep}{}", &s[..h], s.len(), &s[t..])
+}
+
 impl Problem {
-    pub(crate) fn error(key: impl Into<String>, message: impl Into<String>) -> Self {
+    fn new(severity: Severity, key: String, message: String) -> Self {
         Self {
-            severity: Severity::Error,
-            key: key.into(),
-            message: message.into(),
+            severity,
+            key: elide(key, MAX_KEY_SHOWN, 80, 0),
+            message: elide(message, MAX_MESSAGE_SHOWN, 240, 120),
             line: None,
         }
     }
 
+    pub(crate) fn error(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(Severity::Error, key.into(), message.into())
+    }
+
     pub(crate) fn warning(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            severity: Severity::Warning,
-            key: key.into(),
-            message: message.into(),
-            line: None,
-        }
+        Self::new(Severity::Warning, key.into(), message.into())
     }
 
     pub(crate) fn at_line(mut self, line: Option<usize>) -> Self {
@@ -117,3 +141,77 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// Keeps the first [`MAX_LISTED_PROBLEMS`] problems (errors first) and replaces the rest with one
+/// line that counts them.
+pub(crate) fn cap_problems(problems: &mut Vec<Problem>) {
+    problems.sort_by_key(|p| std::cmp::Reverse(p.severity));
+    if problems.len() <= MAX_LISTED_PROBLEMS {
+        return;
+    }
+    let rest = problems.split_off(MAX_LISTED_PROBLEMS);
+    let errors = rest
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .count();
+    let last = format!(
+        "and {} more problems not listed ({errors} errors, {} warnings): fix the ones above and check again",
+        rest.len(),
+        rest.len() - errors
+    );
+    problems.push(if errors > 0 {
+        Problem::error("", last)
+    } else {
+        Problem::warning("", last)
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_keys_and_values_are_elided_with_their_size() {
+        let value = "v".repeat(50_000_000);
+        let message = format!("invalid type: string \"{value}\", expected u16");
+        let size = message.len();
+        let p = Problem::error("k".repeat(1000), message);
+        assert!(
+            p.key.len() < 120 && p.key.ends_with("… (1000 bytes)"),
+            "{}",
+            p.key
+        );
+        assert!(p.message.len() < 500, "{}", p.message);
+        assert!(
+            p.message.starts_with("invalid type: string \"vvv"),
+            "{}",
+            p.message
+        );
+        assert!(
+            p.message.contains(&format!("… ({size} bytes) …")),
+            "{}",
+            p.message
+        );
+        assert!(p.message.ends_with("vvv\", expected u16"), "{}", p.message);
+        // Multi-byte characters are never cut.
+        let p = Problem::error("é".repeat(100), "ü".repeat(300));
+        assert!(p.key.starts_with("éé") && p.message.starts_with("üü"));
+    }
+
+    #[test]
+    fn problems_are_capped_errors_first() {
+        let mut v: Vec<Problem> = (0..150)
+            .map(|i| Problem::warning(format!("w{i}"), "w"))
+            .chain((0..150).map(|i| Problem::error(format!("e{i}"), "e")))
+            .collect();
+        cap_problems(&mut v);
+        assert_eq!(v.len(), MAX_LISTED_PROBLEMS + 1);
+        assert!(v[..MAX_LISTED_PROBLEMS]
+            .iter()
+            .all(|p| p.severity == Severity::Error));
+        assert_eq!(
+            v[MAX_LISTED_PROBLEMS].message,
+            "and 200 more problems not listed (50 errors, 150 warnings): fix the ones above and check again"
+        );
+    }
+}

@@ -5,19 +5,55 @@ use super::{parse_size, Problem};
 use crate::bundle::RuntimeId;
 use base64::Engine;
 use std::path::Path;
+use std::time::Duration;
 
 fn has_entity(c: &Config) -> bool {
     !c.registration.entity.is_empty() || !c.registration.entity_id.is_empty()
 }
 
-fn check_duration(problems: &mut Vec<Problem>, key: &str, value: &str) {
-    if let Err(e) = humantime::parse_duration(value) {
-        problems.push(Problem::error(
-            key,
-            format!("invalid duration '{value}': {e} (e.g. 15s, 2m)"),
-        ));
+fn check_duration(problems: &mut Vec<Problem>, key: &str, value: &str) -> Option<Duration> {
+    match humantime::parse_duration(value) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            problems.push(Problem::error(
+                key,
+                format!("invalid duration '{value}': {e} (e.g. 15s, 2m)"),
+            ));
+            None
+        }
     }
 }
+
+/// A duration that must lie in `min..=max`: the runtime watchdog's settings, where 0s would ping
+/// in a busy loop (interval) or fail every ping at once (timeout) and kill healthy runtimes.
+fn check_duration_range(
+    problems: &mut Vec<Problem>,
+    key: &str,
+    value: &str,
+    (min, max): (Duration, Duration),
+    default: &str,
+) {
+    if let Some(d) = check_duration(problems, key, value) {
+        if d < min || d > max {
+            problems.push(Problem::error(
+                key,
+                format!(
+                    "'{value}' is out of range: must be between {} and {} (default {default})",
+                    humantime::format_duration(min),
+                    humantime::format_duration(max)
+                ),
+            ));
+        }
+    }
+}
+
+/// `runtime.ping_interval`: how long the watchdog waits between pings.
+pub const PING_INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(3600));
+/// `runtime.ping_timeout`: how long one ping may take (pings are sequential, so a timeout longer
+/// than the interval only delays the next ping).
+pub const PING_TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(600));
 
 fn check_mode(c: &Config, p: &mut Vec<Problem>) {
     let runtimes = c.runtime.runtimes.len() + c.runtime.paths.len();
@@ -128,8 +164,20 @@ fn check_runtime(c: &Config, p: &mut Vec<Problem>) {
     if let Err(e) = parse_size(&r.max_bundle_size) {
         p.push(Problem::error("runtime.max_bundle_size", e));
     }
-    check_duration(p, "runtime.ping_interval", &r.ping_interval);
-    check_duration(p, "runtime.ping_timeout", &r.ping_timeout);
+    check_duration_range(
+        p,
+        "runtime.ping_interval",
+        &r.ping_interval,
+        PING_INTERVAL_RANGE,
+        "15s",
+    );
+    check_duration_range(
+        p,
+        "runtime.ping_timeout",
+        &r.ping_timeout,
+        PING_TIMEOUT_RANGE,
+        "5s",
+    );
     match r.environment.as_str() {
         "auto" | "" => {}
         "sgx" | "sgx-mock" => p.push(Problem::error(
@@ -180,10 +228,14 @@ fn check_network(c: &Config, p: &mut Vec<Problem>) {
     if c.genesis.file.is_empty() {
         p.push(Problem::error("genesis.file", "missing genesis file path"));
     } else {
-        match std::fs::read(&c.genesis.file) {
+        let read = crate::system::files::read_bounded(
+            Path::new(&c.genesis.file),
+            crate::system::files::GENESIS_LIMIT,
+        );
+        match read {
             Err(e) => p.push(Problem::error(
                 "genesis.file",
-                format!("cannot read genesis file '{}': {e}", c.genesis.file),
+                format!("cannot read genesis file {e}"),
             )),
             Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
                 Err(e) => p.push(Problem::error(
@@ -382,4 +434,38 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     check_network(c, &mut p);
     check_unsupported(c, &mut p);
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ping_problems(interval: &str, timeout: &str) -> Vec<String> {
+        let mut c = Config::default();
+        c.runtime.ping_interval = interval.into();
+        c.runtime.ping_timeout = timeout.into();
+        validate(&c)
+            .into_iter()
+            .filter(|p| p.key.starts_with("runtime.ping_"))
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn zero_ping_interval_or_timeout_is_refused_with_the_range() {
+        assert_eq!(
+            ping_problems("0s", "5s"),
+            vec!["runtime.ping_interval: '0s' is out of range: must be between 100ms and 1h (default 15s)"]
+        );
+        assert_eq!(
+            ping_problems("15s", "0s"),
+            vec!["runtime.ping_timeout: '0s' is out of range: must be between 100ms and 10m (default 5s)"]
+        );
+        assert_eq!(ping_problems("1000h", "1ms").len(), 2);
+        assert!(ping_problems("15s", "5s").is_empty());
+        assert!(ping_problems("500ms", "500ms").is_empty());
+        // A timeout longer than the interval only delays the next ping (pings are sequential).
+        assert!(ping_problems("1s", "30s").is_empty());
+        assert!(ping_problems("soon", "5s")[0].contains("invalid duration 'soon'"));
+    }
 }

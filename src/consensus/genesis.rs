@@ -111,8 +111,8 @@ pub struct Genesis {
 impl Genesis {
     /// Loads and checks a genesis file.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("genesis file '{}': {e}", path.display()))?;
+        let bytes = crate::system::files::read_bounded(path, crate::system::files::GENESIS_LIMIT)
+            .map_err(|e| format!("genesis file {e}"))?;
         let g: Genesis = serde_json::from_slice(&bytes)
             .map_err(|e| format!("genesis file '{}': {e}", path.display()))?;
         g.check()

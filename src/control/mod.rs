@@ -322,13 +322,121 @@ async fn shutdown(State(s): State<ControlState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "shutdown": "requested" }))
 }
 
-/// Serves the API on `listener` until `stop` turns true.
-pub async fn serve(
-    listener: tokio::net::UnixListener,
-    state: ControlState,
-    mut stop: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let app = Router::new()
+/// Bounds on the control socket's clients: a local process that opens connections and never
+/// sends a request, trickles a body, or opens thousands of connections must not take the node's
+/// memory or keep `control status` from answering for longer than the header timeout.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections served at once. Further connections are accepted, answered `503` with a
+    /// reason and closed at once: a client learns why instead of hanging in the listen backlog,
+    /// and slots held by idle clients free up within `header_read_timeout`.
+    pub max_connections: usize,
+    /// Time allowed for a request's headers, counted from when the server starts waiting for
+    /// them: it is also the idle keep-alive timeout between requests.
+    pub header_read_timeout: std::time::Duration,
+    /// Time allowed for a request's body once its headers are in.
+    pub body_read_timeout: std::time::Duration,
+    /// Largest request body (a transaction in base64 JSON).
+    pub max_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 128,
+            header_read_timeout: std::time::Duration::from_secs(10),
+            body_read_timeout: std::time::Duration::from_secs(10),
+            // axum's default for JSON bodies, which the API always had.
+            max_body: 2 << 20,
+        }
+    }
+}
+
+/// The reply to a connection over the limit (the request is not read).
+fn overloaded_reply(limit: usize) -> Vec<u8> {
+    let body = format!(
+        "{{\"error\":\"too many control connections (limit {limit}): try again shortly\"}}"
+    );
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Connections over the limit answered at once; more are closed without a reply.
+const MAX_REFUSALS: usize = 32;
+
+/// Answers a connection over the limit with `reply` once its request headers are in (at most
+/// 8 KiB and one second), then closes it.
+async fn refuse(mut stream: tokio::net::UnixStream, reply: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let wait = std::time::Duration::from_secs(1);
+    let read_head = async {
+        let mut buf = vec![0u8; 8192];
+        let mut n = 0;
+        while n < buf.len() {
+            match stream.read(&mut buf[n..]).await {
+                Ok(0) | Err(_) => return,
+                Ok(k) => n += k,
+            }
+            if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(wait, read_head).await;
+    let _ = tokio::time::timeout(wait, stream.write_all(reply)).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Reads the whole body within the limits before a handler runs, so no handler waits on a slow
+/// client and every refusal says why.
+async fn bounded_body(
+    State(limits): State<Limits>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = req.into_parts();
+    let read = axum::body::to_bytes(body, limits.max_body);
+    let bytes = match tokio::time::timeout(limits.body_read_timeout, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            let too_large = e
+                .into_inner()
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            return if too_large {
+                fail(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body larger than {} bytes", limits.max_body),
+                )
+            } else {
+                fail(StatusCode::BAD_REQUEST, "request body could not be read")
+            }
+            .into_response();
+        }
+        Err(_) => {
+            return fail(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not received within {}",
+                    humantime::format_duration(limits.body_read_timeout)
+                ),
+            )
+            .into_response()
+        }
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
+}
+
+fn router(state: ControlState, limits: Limits) -> Router {
+    Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/is-synced", get(is_synced))
         .route("/api/v1/shutdown", post(shutdown))
@@ -336,12 +444,88 @@ pub async fn serve(
         .route("/api/v1/consensus/account/{addr}", get(account))
         .route("/api/v1/runtime/{id}/submit", post(runtime_submit))
         .route("/api/v1/runtime/{id}/query", post(runtime_query))
-        .with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(limits, bounded_body))
+        .layer(axum::extract::DefaultBodyLimit::max(limits.max_body))
+}
+
+/// Serves the API on `listener` until `stop` turns true.
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    state: ControlState,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let limits = Limits::default();
+    serve_router(listener, router(state, limits), limits, stop).await
+}
+
+/// The accept loop: one task per connection, at most `limits.max_connections` of them; on stop,
+/// connections finish their request in flight (bounded) and close.
+async fn serve_router(
+    listener: tokio::net::UnixListener,
+    app: Router,
+    limits: Limits,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use std::sync::Arc;
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let overloaded = std::sync::Arc::new(overloaded_reply(limits.max_connections));
+    let refusals = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSALS));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of descriptors or memory: wait instead of spinning; connections end
+                    // within the timeouts and free what is needed.
+                    log::warn!(target: "control", err:% = e; "control socket accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = crate::host::supervisor::stopped(stop.clone()) => break,
+        };
+        while conns.try_join_next().is_some() {}
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            log::debug!(target: "control", "control connection refused: {} connections open", limits.max_connections);
+            // The reply waits for the request's headers (an HTTP client takes a reply before its
+            // request as an error), briefly and for a bounded number of refusals at once; past
+            // that, the connection is just closed.
+            if let Ok(slot) = refusals.clone().try_acquire_owned() {
+                let reply = overloaded.clone();
+                conns.spawn(async move {
+                    let _slot = slot;
+                    refuse(stream, &reply).await;
+                });
+            }
+            continue;
+        };
+        let conn = http.serve_connection(
+            TokioIo::new(stream),
+            hyper_util::service::TowerToHyperService::new(app.clone()),
+        );
+        let stop = stop.clone();
+        conns.spawn(async move {
+            let _slot = slot;
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = crate::host::supervisor::stopped(stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+                }
+            }
+        });
+    }
+    let drain = async { while conns.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(6), drain).await;
+    Ok(())
 }
 
 /// Binds the control socket (a stale socket file is replaced; the file is made 0600).
@@ -360,4 +544,159 @@ pub fn bind_std(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener
     let l = std::os::unix::net::UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     Ok(l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn state() -> ControlState {
+        let identity = IdentityStatus {
+            node: String::new(),
+            p2p: String::new(),
+            consensus: String::new(),
+        };
+        ControlState {
+            base: Status {
+                software_version: crate::SOFTWARE_VERSION.into(),
+                mode: "client".into(),
+                identity,
+                runtimes: BTreeMap::new(),
+                sandbox: None,
+                confinement: None,
+            },
+            runtimes: Vec::new(),
+            synced: watch::channel(true).1,
+            shutdown: watch::channel(false).0,
+            network: NetworkState::default(),
+            node_id: crate::consensus::crypto::PublicKey([0; 32]),
+        }
+    }
+
+    /// Reads until the server closes; fails when it stays open past `within`.
+    async fn closed_within(s: &mut tokio::net::UnixStream, within: Duration) -> String {
+        let mut buf = Vec::new();
+        tokio::time::timeout(within, s.read_to_end(&mut buf))
+            .await
+            .expect("the server closes the connection")
+            .ok();
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_are_bounded_and_idle_ones_closed_after_the_header_timeout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("internal.sock");
+        let std_listener = bind_std(&path).expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let listener = tokio::net::UnixListener::from_std(std_listener).expect("listener");
+        let limits = Limits {
+            max_connections: 8,
+            header_read_timeout: Duration::from_secs(1),
+            body_read_timeout: Duration::from_secs(1),
+            max_body: 1024,
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(serve_router(
+            listener,
+            router(state(), limits),
+            limits,
+            stop_rx,
+        ));
+        let addr = path.to_str().expect("utf8");
+        let (code, body) = client::request(addr, "GET", "/api/v1/status")
+            .await
+            .expect("status");
+        assert_eq!(code, 200, "{body}");
+
+        // Connections that never send a byte, beyond the limit; one that stops mid-headers.
+        let mut held = Vec::new();
+        for _ in 0..limits.max_connections + 20 {
+            held.push(
+                tokio::net::UnixStream::connect(&path)
+                    .await
+                    .expect("connect"),
+            );
+        }
+        held[0]
+            .write_all(b"GET /api/v1/status HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        // Over the limit: refused at once, with the reason.
+        let started = Instant::now();
+        let (code, body) = client::request(addr, "GET", "/api/v1/status")
+            .await
+            .expect("a reply, not a hang");
+        assert_eq!(code, 503, "{body}");
+        assert!(
+            body.contains("too many control connections (limit 8)"),
+            "{body}"
+        );
+        assert!(started.elapsed() < Duration::from_millis(500));
+        // One that sends nothing gets the same reply after a second, then the close.
+        let refused = closed_within(
+            &mut held[limits.max_connections + 5],
+            Duration::from_secs(2),
+        )
+        .await;
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+
+        // The held ones are closed by the header timeout (1 s here), then status answers again.
+        let started = Instant::now();
+        for s in &mut held {
+            closed_within(s, Duration::from_secs(3)).await;
+        }
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let (code, body) = client::request(addr, "GET", "/api/v1/status")
+            .await
+            .expect("status");
+        assert_eq!(code, 200, "{body}");
+
+        // A keep-alive connection idle after its request is closed by the same timeout.
+        let mut s = tokio::net::UnixStream::connect(&path)
+            .await
+            .expect("connect");
+        s.write_all(b"GET /api/v1/is-synced HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let reply = closed_within(&mut s, Duration::from_secs(3)).await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(reply.contains("\"synced\":true"), "{reply}");
+
+        // Bodies: over the size limit, and one that never arrives.
+        let mut s = tokio::net::UnixStream::connect(&path)
+            .await
+            .expect("connect");
+        let big = "x".repeat(4096);
+        let req = format!(
+            "POST /api/v1/consensus/submit HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{big}",
+            big.len()
+        );
+        s.write_all(req.as_bytes()).await.expect("write");
+        let reply = closed_within(&mut s, Duration::from_secs(3)).await;
+        assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+        assert!(
+            reply.contains("request body larger than 1024 bytes"),
+            "{reply}"
+        );
+        let mut s = tokio::net::UnixStream::connect(&path)
+            .await
+            .expect("connect");
+        s.write_all(b"POST /api/v1/consensus/submit HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
+            .await
+            .expect("write");
+        let reply = closed_within(&mut s, Duration::from_secs(3)).await;
+        assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+
+        stop_tx.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(7), server)
+            .await
+            .expect("server stops")
+            .expect("join")
+            .expect("serve");
+    }
 }

@@ -112,14 +112,15 @@ impl DataDirLock {
 /// Takes the data dir lock (`node.lock`, flock); fails at once when another process holds it.
 pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock, IdentityError> {
     let lock_path = data_dir.join("node.lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&lock_path)
-        .map_err(io_err(&lock_path))?;
+    // A FIFO here would block the open; anything but a regular file is refused by name.
+    let file = crate::system::files::open_regular(
+        &lock_path,
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600),
+    )?;
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(DataDirLock {
             _lock: lock,

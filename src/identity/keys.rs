@@ -86,7 +86,8 @@ fn write_new(path: &Path, contents: &str) -> Result<(), IdentityError> {
 }
 
 fn read_pem(path: &Path, label: &str, len: usize) -> Result<Vec<u8>, IdentityError> {
-    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    use crate::system::files;
+    let text = files::read_bounded_to_string(path, files::PEM_LIMIT)?;
     let bad = |reason: String| IdentityError::BadPem {
         path: path.to_path_buf(),
         reason,
@@ -284,5 +285,50 @@ mod tests {
             e.to_string().contains("invalid PEM file permissions 644"),
             "{e}"
         );
+    }
+}
+
+#[cfg(test)]
+mod file_type_tests {
+    use super::*;
+
+    /// A FIFO (mode 0600, so the permission check passes) or a huge file in place of a key is
+    /// refused by name instead of blocking start-up or filling memory.
+    #[test]
+    fn fifo_or_huge_key_file_is_refused() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let d = t.path();
+        Identity::init(d).expect("init");
+        let p2p = d.join("p2p.pem");
+        std::fs::remove_file(&p2p).expect("rm");
+        nix::unistd::mkfifo(&p2p, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+        let e = Identity::load(d, false).expect_err("a FIFO key must be refused");
+        assert!(
+            e.to_string()
+                .contains("p2p.pem' is a FIFO, not a regular file"),
+            "{e}"
+        );
+
+        std::fs::remove_file(&p2p).expect("rm");
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p2p)
+            .expect("create");
+        f.set_len(10_000_000_000).expect("sparse 10 GB");
+        let e = Identity::load(d, false).expect_err("a huge key must be refused");
+        assert!(
+            e.to_string()
+                .contains("p2p.pem' is larger than the limit of 65536 bytes"),
+            "{e}"
+        );
+
+        // The data dir lock file, too.
+        let lock = d.join("node.lock");
+        nix::unistd::mkfifo(&lock, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let e = crate::identity::lock_data_dir(d).expect_err("a FIFO lock file must be refused");
+        assert!(e.to_string().contains("node.lock' is a FIFO"), "{e}");
     }
 }

@@ -70,6 +70,9 @@ pub enum IdentityError {
     /// Another node holds the lock.
     #[error("data directory '{0}' is in use by another paratime-node process (lock file {0}/node.lock is held); stop that node or use another data dir")]
     Locked(PathBuf),
+    /// A key or lock file that is not a regular file, or too large.
+    #[error(transparent)]
+    File(#[from] crate::system::files::FileError),
     /// I/O failure.
     #[error("{path}: {source}")]
     Io {

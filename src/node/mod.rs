@@ -202,8 +202,8 @@ struct Network {
 /// (`{}`) runs the node as a runtime host only.
 fn load_genesis(cfg: &Config) -> Result<Option<Genesis>, NodeError> {
     let path = Path::new(&cfg.genesis.file);
-    let bytes = std::fs::read(path)
-        .map_err(|e| NodeError::Other(format!("genesis file '{}': {e}", path.display())))?;
+    let bytes = crate::system::files::read_bounded(path, crate::system::files::GENESIS_LIMIT)
+        .map_err(|e| NodeError::Other(format!("genesis file {e}")))?;
     let v: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| NodeError::Other(format!("genesis file '{}': {e}", path.display())))?;
     if v.as_object().is_some_and(|o| o.is_empty()) {
@@ -226,12 +226,11 @@ fn entity_id(cfg: &Config) -> Result<Option<PublicKey>, NodeError> {
     if cfg.registration.entity.is_empty() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&cfg.registration.entity).map_err(|e| {
-        NodeError::Other(format!(
-            "registration.entity '{}': {e}",
-            cfg.registration.entity
-        ))
-    })?;
+    let text = crate::system::files::read_bounded_to_string(
+        Path::new(&cfg.registration.entity),
+        crate::system::files::ENTITY_LIMIT,
+    )
+    .map_err(|e| NodeError::Other(format!("registration.entity {e}")))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
         NodeError::Other(format!(
             "registration.entity '{}': {e}",

@@ -154,8 +154,41 @@ pub struct Config {
     pub runtimes: Vec<RuntimeId>,
 }
 
+/// Connection limits: how many connections a remote can make this node hold. Limits are checked
+/// before any behaviour sees a connection; a connection over a limit is closed at once (the
+/// listener logs it at debug level, never per byte of work). Configured seeds bypass them, so a
+/// flood cannot lock the node out of its own network.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Incoming connections still in their handshake (noise, yamux).
+    pub max_pending_incoming: u32,
+    /// Established incoming connections.
+    pub max_established_incoming: u32,
+    /// Established connections to one peer (both directions; two nodes dialling each other at
+    /// once, over TCP and QUIC, make up to four).
+    pub max_established_per_peer: u32,
+    /// Established connections in total.
+    pub max_established: u32,
+    /// Inbound streams per connection still negotiating their protocol (libp2p's default: 128).
+    pub max_negotiating_inbound_streams: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_pending_incoming: 64,
+            max_established_incoming: 128,
+            max_established_per_peer: 4,
+            max_established: 256,
+            max_negotiating_inbound_streams: 32,
+        }
+    }
+}
+
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    // First, so a connection over a limit is refused before the others allocate for it.
+    limits: libp2p::connection_limits::Behaviour,
     gossipsub: gossipsub::Behaviour,
     sync: request_response::cbor::Behaviour<SyncRequest, SyncReply>,
     identify: identify::Behaviour,
@@ -207,7 +240,7 @@ fn runtime_topics(chain: &str, rt: &RuntimeId) -> (gossipsub::IdentTopic, gossip
     )
 }
 
-fn build(cfg: &Config) -> Result<Swarm<Behaviour>, String> {
+fn build(cfg: &Config, limits: &Limits) -> Result<Swarm<Behaviour>, String> {
     let chain = cfg.chain_context.clone();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
         .with_tokio()
@@ -253,7 +286,18 @@ fn build(cfg: &Config) -> Result<Swarm<Behaviour>, String> {
                 kad::Config::new(kad_proto),
             );
             kad.set_mode(Some(kad::Mode::Server));
+            let mut limits = libp2p::connection_limits::Behaviour::new(
+                libp2p::connection_limits::ConnectionLimits::default()
+                    .with_max_pending_incoming(Some(limits.max_pending_incoming))
+                    .with_max_established_incoming(Some(limits.max_established_incoming))
+                    .with_max_established_per_peer(Some(limits.max_established_per_peer))
+                    .with_max_established(Some(limits.max_established)),
+            );
+            for (seed, _) in &cfg.seeds {
+                limits.bypass_peer_id(seed);
+            }
             Ok(Behaviour {
+                limits,
                 gossipsub,
                 sync,
                 identify,
@@ -262,7 +306,10 @@ fn build(cfg: &Config) -> Result<Swarm<Behaviour>, String> {
             })
         })
         .map_err(|e| format!("p2p behaviour: {e}"))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(Duration::from_secs(60))
+                .with_max_negotiating_inbound_streams(limits.max_negotiating_inbound_streams)
+        })
         .build();
     let (blocks, txs) = topics(&cfg.chain_context);
     swarm
@@ -322,7 +369,7 @@ pub fn spawn(
     pub_key: String,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Channels, String> {
-    let mut swarm = build(&cfg)?;
+    let mut swarm = build(&cfg, &Limits::default())?;
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(256);
     // Back-pressure: when the engine lags, gossip events wait here (bounded).
     let (ev_tx, ev_rx) = mpsc::channel::<Event>(1024);
@@ -400,6 +447,9 @@ pub fn spawn(
                     SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                         peers.remove(&peer_id);
                     }
+                    SwarmEvent::IncomingConnectionError { send_back_addr, error: libp2p::swarm::ListenError::Denied { cause }, .. } => {
+                        log::debug!(target: "p2p", remote:% = send_back_addr, err:% = cause; "incoming connection refused");
+                    }
                     SwarmEvent::NewListenAddr { address, .. } => {
                         status_tx.send_modify(|s| s.addresses.push(address.to_string()));
                     }
@@ -476,4 +526,134 @@ pub fn spawn(
         }
     });
     Ok((cmd_tx, ev_rx, rt_rx, status_rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+
+    fn swarm(limits: &Limits) -> Swarm<Behaviour> {
+        let key = ed25519_dalek::SigningKey::from_bytes(&rand_seed());
+        build(
+            &Config {
+                keypair: keypair(&key),
+                port: 0,
+                listen_ip: "127.0.0.1".into(),
+                seeds: Vec::new(),
+                chain_context: "test".into(),
+                runtimes: Vec::new(),
+            },
+            limits,
+        )
+        .expect("swarm")
+    }
+
+    fn rand_seed() -> [u8; 32] {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).expect("random");
+        seed
+    }
+
+    /// Runs a dialling swarm until the test ends.
+    fn run(mut s: Swarm<Behaviour>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                s.select_next_some().await;
+            }
+        })
+    }
+
+    /// A server limited to 2 incoming connections and 1 per peer: one client dialling it three
+    /// times gets one connection, two more clients get one each, a fourth is refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_over_the_limits_are_refused() {
+        let limits = Limits {
+            max_established_incoming: 3,
+            max_established_per_peer: 1,
+            ..Limits::default()
+        };
+        let mut server = swarm(&limits);
+        let server_id = *server.local_peer_id();
+        let addr = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
+                if address
+                    .iter()
+                    .any(|p| matches!(p, libp2p::multiaddr::Protocol::Tcp(_)))
+                {
+                    break address;
+                }
+            }
+        };
+        let mut clients = Vec::new();
+        let mut dial = |times: usize| {
+            let mut c = swarm(&Limits::default());
+            for _ in 0..times {
+                c.dial(
+                    DialOpts::peer_id(server_id)
+                        .addresses(vec![addr.clone()])
+                        .condition(PeerCondition::Always)
+                        .build(),
+                )
+                .expect("dial");
+            }
+            clients.push(run(c));
+        };
+        dial(3);
+        let (mut established, mut per_peer, mut incoming) = (0, 0, 0);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        // The first client: one connection established, two refused by the per-peer limit.
+        while established < 1 || per_peer < 2 {
+            match tokio::time::timeout_at(deadline, server.select_next_some())
+                .await
+                .expect("events before the deadline")
+            {
+                SwarmEvent::ConnectionEstablished { .. } => established += 1,
+                SwarmEvent::IncomingConnectionError {
+                    error: libp2p::swarm::ListenError::Denied { cause },
+                    ..
+                } => {
+                    let e = cause
+                        .downcast::<libp2p::connection_limits::Exceeded>()
+                        .expect("denied by the limits");
+                    assert_eq!(e.limit(), 1, "{e}");
+                    assert!(e.to_string().contains("per peer"), "{e}");
+                    per_peer += 1;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(established, 1);
+        // Three more clients: two fit under the incoming limit of 3, the third is refused.
+        for _ in 0..3 {
+            dial(1);
+        }
+        while established < 3 || incoming < 1 {
+            match tokio::time::timeout_at(deadline, server.select_next_some())
+                .await
+                .expect("events before the deadline")
+            {
+                SwarmEvent::ConnectionEstablished { .. } => established += 1,
+                SwarmEvent::IncomingConnectionError {
+                    error: libp2p::swarm::ListenError::Denied { cause },
+                    ..
+                } => {
+                    let e = cause
+                        .downcast::<libp2p::connection_limits::Exceeded>()
+                        .expect("denied by the limits");
+                    assert!(
+                        e.to_string().contains("at most 3 established incoming"),
+                        "{e}"
+                    );
+                    incoming += 1;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!((established, per_peer, incoming), (3, 2, 1));
+        assert_eq!(server.connected_peers().count(), 3);
+        for c in clients {
+            c.abort();
+        }
+    }
 }
