@@ -352,6 +352,24 @@ for rj in sorted(glob.glob(os.path.join(out, "scenarios", "*", "result.json"))):
                 say(False, f"exposure {name}/{unit}: {p.stdout[-300:]}{p.stderr[-300:]}")
             else:
                 say(fig <= limit, f"exposure {name}/{unit}: {fig} (shipped {base}: {limit})")
+    # The sandbox launcher runs as its own user: each bundles directory bound into it must lie
+    # under one of its TemporaryFileSystem= mounts, or the node's 0700 directories above it
+    # block the way (base unit or template with %i filled in, then the drop-in).
+    for unit in sorted(u for u in r["units"] if u.startswith("paratime-node-sandbox") and u.endswith(".service")):
+        inst = re.match(r"[^@]*@([^.]*)\.", unit)
+        base = os.path.join(system, re.sub(r"@[^.]*", "@", unit) if inst else unit)
+        text = open(base).read().replace("%i", inst.group(1)) if inst else open(base).read()
+        dropin = os.path.join(system, unit + ".d", "overrides.conf")
+        if os.path.exists(dropin):
+            text += "\n" + open(dropin).read()
+        lists = {"TemporaryFileSystem": [], "BindReadOnlyPaths": []}
+        for line in text.splitlines():
+            k, _, v = line.partition("=")
+            if k in lists:
+                lists[k] = [] if not v.strip() else lists[k] + [w.lstrip("-+").split(":")[-1 if k == "BindReadOnlyPaths" else 0] for w in v.split()]
+        tmpfs = lists["TemporaryFileSystem"]
+        unreachable = [b for b in lists["BindReadOnlyPaths"] if not any(b.startswith(t.rstrip("/") + "/") for t in tmpfs)]
+        say(not unreachable, f"sandbox binds {name}/{unit}: under its TemporaryFileSystem= ({tmpfs})" + (f"; not: {unreachable}" if unreachable else ""))
     if name == "minimal":
         # The module's users and tmpfiles rules cover what the package ships for other systems.
         users = r["users"]
