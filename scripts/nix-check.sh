@@ -53,8 +53,18 @@ lock = json.load(open("flake.lock"))
 n = lock["nodes"][lock["nodes"]["root"]["inputs"]["nixpkgs"]]["locked"]
 assert re.fullmatch(r"[0-9a-f]{40}", n["rev"]), "flake.lock: nixpkgs is not pinned to a full revision"
 assert re.fullmatch(r"sha256-[A-Za-z0-9+/]{43}=", n["narHash"]), "flake.lock: nixpkgs has no narHash"
+# nix/package.nix's source fileset holds every workspace member (the build sees nothing else).
+import tomllib
+members = tomllib.load(open("Cargo.toml", "rb"))["workspace"]["members"]
+pkg = open("nix/package.nix").read()
+fileset = re.search(r"fileset = lib\.fileset\.unions \[(.*?)\];", pkg, re.S).group(1).split()
+covered = [f[len("../"):] for f in fileset if f.startswith("../")]
+for m in members:
+    need = ["src"] if m == "." else [m]
+    for d in need:
+        assert any(d == c or d.startswith(c + "/") for c in covered), f"nix/package.nix: the workspace member {m} ({d}) is not in the source fileset {covered}"
 PY
-ok "parse, nixpkgs-fmt, deadnix (${#nix_files[@]} files), flake.lock pin"
+ok "parse, nixpkgs-fmt, deadnix (${#nix_files[@]} files), flake.lock pin, package fileset covers the workspace"
 
 # 2. The evaluation tool, from ../shared beside the repository (the same layout in CI).
 tool="$root/../shared/nix-eval"
