@@ -4,8 +4,9 @@
 # The units are the ones shipped in systemd/ (installed from the package through
 # systemd.packages; the instance templates are derived from them by systemd/make-templates.sh).
 # This module adds only drop-ins, and only these:
-# - paratime-node[@<name>].service: `ExecStart=` (the generated config file, the instance's
-#   sandbox socket, `extraArgs`; a new config changes it, so switching restarts the node) and
+# - paratime-node[@<name>].service: `ExecStart=` (the shipped command line with the generated
+#   config file, the instance's binary and sandbox socket, then `extraArgs`; a new config changes
+#   it, so switching restarts the node) and
 #   NixOS's own `Environment=` lines (no restartTriggers: its store name would contain the
 #   instance's `@`, which Nix refuses);
 #   with a custom `settings.common.data_dir`, also `ReadWritePaths=<data_dir>`.
@@ -43,9 +44,8 @@ let
     "error"
   ];
 
-  # The shipped units and tmpfiles.d, read from the source tree (not from a build output: no
-  # import-from-derivation). The package installs the same files.
-  shippedSandboxUnit = builtins.readFile ../systemd/paratime-node-sandbox.service;
+  # The shipped units and tmpfiles.d are read from the source tree (not from a build output: no
+  # import-from-derivation); the package installs the same files.
   shippedTmpfiles = builtins.readFile ../systemd/tmpfiles.d/paratime-node.conf;
   defaultStateDir = "/var/lib/paratime-node";
   defaultDataDir = "${defaultStateDir}/data";
@@ -395,31 +395,45 @@ let
       else
         file;
 
-  # The shipped sandbox `ExecStart=` line, for this instance's binary and data dir.
+  # A shipped unit's `ExecStart=` command line with some of its words replaced, escaped for
+  # systemd. Every word to replace must be there (else the shipped unit changed in a way this
+  # module must follow: evaluation stops and says which).
+  shippedExecStart =
+    file: replace: extra:
+    let
+      unit = builtins.readFile file;
+      line = lib.findFirst (lib.hasPrefix "ExecStart=") (throw "${toString file}: no ExecStart= line") (lib.splitString "\n" unit);
+      words = lib.filter (w: w != "") (lib.splitString " " (lib.removePrefix "ExecStart=" line));
+      missing = lib.filter (w: !(lib.elem w words)) (lib.attrNames replace);
+    in
+    if missing != [ ] then
+      throw "${toString file}: ExecStart= no longer names ${toString missing}, which nix/module.nix replaces"
+    else
+      utils.escapeSystemdExecArgs (map (w: replace.${w} or w) words ++ extra);
+
+  # The node's command line: this instance's binary, config file and sandbox socket, then
+  # `extraArgs`; everything else as shipped.
+  nodeExecStart =
+    name: inst: configPath:
+    shippedExecStart ../systemd/paratime-node.service
+      {
+        "/usr/bin/paratime-node" = lib.getExe inst.package;
+        "/etc/paratime-node/config.yml" = configPath;
+        "/run/paratime-node-sandbox/sandbox.sock" = (namesOf name).sandboxSocket;
+      }
+      inst.extraArgs;
+
+  # The sandbox launcher's command line: this instance's binary and bundles directory, the
+  # top-level package's bubblewrap (the one the AppArmor profiles name).
   sandboxExecStart =
     inst:
-    let
-      line = lib.findFirst (l: lib.hasPrefix "ExecStart=" l) (throw "systemd/paratime-node-sandbox.service has no ExecStart= line") (
-        lib.splitString "\n" shippedSandboxUnit
-      );
-      bundles = "${defaultDataDir}/runtimes/bundles";
-      cmd = lib.removePrefix "ExecStart=" line;
-    in
-    if !(lib.hasInfix " ${bundles} " cmd) then
-      throw "systemd/paratime-node-sandbox.service: ExecStart= does not name ${bundles} (nix/module.nix moves it to a custom data_dir)"
-    else
-      lib.replaceStrings
-        [
-          "/usr/bin/paratime-node "
-          " ${bundles} "
-          "/usr/bin/bwrap"
-        ]
-        [
-          "${lib.getExe inst.package} "
-          " ${utils.escapeSystemdExecArg "${inst.settings.common.data_dir}/runtimes/bundles"} "
-          (lib.getExe cfg.package.bubblewrap)
-        ]
-        cmd;
+    shippedExecStart ../systemd/paratime-node-sandbox.service
+      {
+        "/usr/bin/paratime-node" = lib.getExe inst.package;
+        "${defaultDataDir}/runtimes/bundles" = "${inst.settings.common.data_dir}/runtimes/bundles";
+        "/usr/bin/bwrap" = lib.getExe cfg.package.bubblewrap;
+      }
+      [ ];
 
   instanceUnits =
     name: inst:
@@ -436,16 +450,7 @@ let
         serviceConfig = {
           ExecStart = [
             ""
-            (utils.escapeSystemdExecArgs (
-              [
-                (lib.getExe inst.package)
-                "--config"
-                configPath
-                "--sandbox-socket"
-                n.sandboxSocket
-              ]
-              ++ inst.extraArgs
-            ))
+            (nodeExecStart name inst configPath)
           ];
         }
         // lib.optionalAttrs customDataDir { ReadWritePaths = [ dataDir ]; };

@@ -339,6 +339,10 @@ for rj in sorted(glob.glob(os.path.join(out, "scenarios", "*", "result.json"))):
             have[os.path.relpath(os.path.join(dirpath, f), gold)] = open(os.path.join(dirpath, f)).read()
     diff = sorted(k for k in set(have) | set(dropins) if have.get(k) != dropins.get(k))
     say(not diff, f"drop-ins {name}: equal to nix/eval-scenarios/expected/{name}/" + (f"; differ: {diff} (compare with {system}; scripts/nix-check.sh --update rewrites them)" if diff else ""))
+    if diff:
+        import difflib
+        d = diff[0]
+        print("".join(list(difflib.unified_diff(have.get(d, "").splitlines(True), dropins.get(d, "").splitlines(True), "expected/" + name + "/" + d, "generated/" + d))[:20]))
     # Exposure of every service the scenario runs, with its drop-ins, against the shipped figure.
     with tempfile.TemporaryDirectory() as tmp:
         # Files copied; links kept (generateUnits' wants links of instances, e.g.
