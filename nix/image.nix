@@ -24,7 +24,7 @@ in
     "${modulesPath}/profiles/minimal.nix"
   ];
 
-  system.stateVersion = "25.05";
+  system.stateVersion = "25.11"; # the release of the pinned nixpkgs (a fresh image)
   networking.hostName = "paratime-node";
 
   services.paratime-node = {
