@@ -13,7 +13,7 @@ for unit in paratime-node.service paratime-node.socket paratime-node-sandbox.ser
       -e 's/paratime-node\.service/paratime-node@%i.service/g' \
       -e 's|/run/paratime-node-sandbox/|/run/paratime-node-sandbox-%i/|g' \
       -e 's|/run/paratime-node/|/run/paratime-node-%i/|g' \
-      -e 's|/var/lib/paratime-node\([/ ]\)|/var/lib/paratime-node-%i\1|g' \
+      -e 's|/var/lib/paratime-node\([/ :]\)|/var/lib/paratime-node-%i\1|g' \
       -e 's|/var/lib/paratime-node$|/var/lib/paratime-node-%i|' \
       -e 's|/etc/paratime-node/|/etc/paratime-node-%i/|g' \
       -e 's|^StateDirectory=paratime-node$|StateDirectory=paratime-node-%i|' \

@@ -304,7 +304,7 @@ impl Bundle {
     }
 
     /// Writes the bundle to `<bundles_dir>/<manifest-hash>/` (dirs 0750, files 0640, the
-    /// executable 0750: the group is the sandbox launcher's under systemd, the setgid bundles
+    /// executable 0750: the group is the sandbox launcher's under systemd, the bundles
     /// directory passes it on; nobody else has access). An existing directory is re-hashed
     /// instead and must match.
     pub fn explode(&self, bundles_dir: &Path) -> Result<PathBuf, BundleError> {

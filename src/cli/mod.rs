@@ -28,6 +28,11 @@ pub struct Cli {
     /// instead of starting one as a child.
     #[arg(long)]
     sandbox_socket: Option<PathBuf>,
+    /// Give the exploded-bundles directory to this group (setgid, group-readable): the group of
+    /// the sandbox launcher's user when it runs as its own user (the shipped units use
+    /// `paratime-sandbox`, the node's primary group there).
+    #[arg(long)]
+    bundles_group: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -528,6 +533,7 @@ pub fn run() -> i32 {
                 crate::node::Options {
                     unsafe_debug: cli.unsafe_debug,
                     sandbox_socket: cli.sandbox_socket,
+                    bundles_group: cli.bundles_group,
                 },
             ),
             None => fail(

@@ -372,7 +372,7 @@ pub fn spawn(
                 }
             }
             // Exactly stdin/stdout/stderr and the sandbox's own descriptors reach bwrap.
-            crate::system::fds::close_from(last_fd + 1);
+            crate::system::fds::cloexec_from(last_fd + 1)?;
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
                 return Err(std::io::Error::last_os_error());
             }

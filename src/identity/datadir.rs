@@ -95,6 +95,32 @@ pub fn ensure_bundles_dir(path: &Path) -> Result<(), IdentityError> {
     Ok(())
 }
 
+/// Gives the bundles directory to `group` (mode 0750): the sandbox launcher's group when it runs
+/// as its own user. Bundles written below take the group from the node's primary group (the
+/// shipped unit's `Group=`, since RestrictSUIDSGID forbids a setgid directory) or are given it
+/// by [`crate::bundle::Bundle::explode`] when the node's user is a member.
+pub fn share_bundles_dir(path: &Path, group: &str) -> Result<(), IdentityError> {
+    let other = |msg: String| IdentityError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(msg),
+    };
+    let g = nix::unistd::Group::from_name(group)
+        .map_err(|e| other(format!("--bundles-group {group}: {e}")))?
+        .ok_or_else(|| other(format!("--bundles-group {group}: no such group (create it, e.g. with the shipped sysusers.d file)")))?;
+    // Under the shipped unit the group is the node's primary group already (and chown is
+    // outside its system call filter): change it only when it differs.
+    let current = std::fs::symlink_metadata(path).map_err(io_err(path))?.gid();
+    if current != g.gid.as_raw() {
+        std::os::unix::fs::chown(path, None, Some(g.gid.as_raw())).map_err(|e| {
+            other(format!(
+                "cannot give it to group {group} ({e}): the node's user must be a member of {group}, or have it as primary group"
+            ))
+        })?;
+    }
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o750))
+        .map_err(io_err(path))
+}
+
 /// An exclusive lock on a data dir, held for the life of the node.
 #[derive(Debug)]
 pub struct DataDirLock {

@@ -8,7 +8,7 @@
 mod datadir;
 mod keys;
 
-pub use datadir::{ensure_bundles_dir, ensure_dir, lock_data_dir, DataDirLock};
+pub use datadir::{ensure_bundles_dir, ensure_dir, lock_data_dir, share_bundles_dir, DataDirLock};
 pub use keys::{load_key_files, Identity, KeyKind};
 
 use std::path::PathBuf;
@@ -25,7 +25,7 @@ pub enum IdentityError {
         found: String,
     },
     /// The exploded-bundles directory is writable by its group or open to others.
-    #[error("path '{path}' has invalid permissions: {found}. Expected at most -rwxr-s--- (the sandbox launcher's group may read bundles, nobody else; fix: chmod 2750 '{path}')")]
+    #[error("path '{path}' has invalid permissions: {found}. Expected at most -rwxr-x--- (the sandbox launcher's group may read bundles, nobody else; fix: chmod 750 '{path}')")]
     BundlesDirPermissions {
         /// Directory.
         path: PathBuf,

@@ -172,6 +172,8 @@ pub struct Options {
     pub unsafe_debug: bool,
     /// Use the launcher listening here instead of starting one.
     pub sandbox_socket: Option<PathBuf>,
+    /// The group that may read exploded bundles (the launcher's, when it is another user).
+    pub bundles_group: Option<String>,
 }
 
 /// Everything set up before the node confines itself and starts its threads.
@@ -320,6 +322,9 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
     identity::ensure_dir(&runtimes_dir)?;
     let bundles_dir = runtimes_dir.join("bundles");
     identity::ensure_bundles_dir(&bundles_dir)?;
+    if let Some(group) = &opts.bundles_group {
+        identity::share_bundles_dir(&bundles_dir, group)?;
+    }
     let logs_dir = runtimes_dir.join("logs");
     identity::ensure_dir(&logs_dir)?;
     notify::extend_timeout(Duration::from_secs(60), "installing bundles");

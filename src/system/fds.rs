@@ -4,8 +4,7 @@
 
 use std::os::fd::RawFd;
 
-/// Closes every descriptor from `first` up. Async-signal-safe (one syscall): usable between fork
-/// and exec.
+/// Closes every descriptor from `first` up. Async-signal-safe (one syscall).
 pub fn close_from(first: RawFd) {
     // SAFETY: close_range only closes descriptors; the caller owns none at or above `first`
     // that it still needs.
@@ -17,6 +16,25 @@ pub fn close_from(first: RawFd) {
             0,
         );
     }
+}
+
+/// Marks every descriptor from `first` up close-on-exec: between fork and exec, so that exactly
+/// the lower ones reach the new program while the standard library's exec-error pipe keeps
+/// working until the exec. Async-signal-safe (one syscall).
+pub fn cloexec_from(first: RawFd) -> std::io::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a descriptor flag.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Closes every inherited descriptor above stderr except those in `keep` (e.g. systemd's

@@ -148,6 +148,17 @@ check "sandbox unit was started by its socket" sh -c "nsenter -t $LEADER -a syst
 check "ParaTime process is in the sandbox unit's cgroup" sh -c "[ -n '$pid' ] && nsenter -t $LEADER -a cat /proc/$pid/cgroup | grep -q paratime-node-sandbox.service"
 check "ParaTime runs under bwrap" sh -c "[ -n '$pid' ] && nsenter -t $LEADER -a sh -c 'cat /proc/\$(cat /proc/$pid/task/$pid/children | cut -d\" \" -f1)/cmdline' | tr '\0' ' ' | grep -q /entrypoint && nsenter -t $LEADER -a cat /proc/$pid/comm | grep -q bwrap"
 
+# Defence in depth: the launcher and every ParaTime run as paratime-sandbox, which can neither read
+# the node's keys nor connect to its control socket, even where they are visible.
+launcher=$(prop paratime-node-sandbox.service MainPID)
+check "the sandbox launcher runs as paratime-sandbox" sh -c "[ \"\$(nsenter -t $LEADER -a stat -c %U /proc/$launcher)\" = paratime-sandbox ]"
+check "the ParaTime runs as paratime-sandbox, the node as paratime" sh -c "[ -n '$pid' ] && [ \"\$(nsenter -t $LEADER -a stat -c %U /proc/$pid)\" = paratime-sandbox ] && [ \"\$(nsenter -t $LEADER -a stat -c %U /proc/$(prop paratime-node.service MainPID))\" = paratime ]"
+check "paratime-sandbox cannot read the node's key files" sh -c "! nsenter -t $LEADER -a setpriv --reuid=paratime-sandbox --regid=paratime-sandbox --init-groups cat /var/lib/paratime-node/data/identity.pem /var/lib/paratime-node/data/p2p.pem >/dev/null 2>&1"
+check "paratime-sandbox cannot connect to the control socket" sh -c "! nsenter -t $LEADER -a setpriv --reuid=paratime-sandbox --regid=paratime-sandbox --init-groups paratime-node control status -a unix:$SOCK >/dev/null 2>&1"
+check "the node (control) can, as a contrast" sh -c "nsenter -t $LEADER -a setpriv --reuid=paratime --regid=paratime --init-groups paratime-node control status -a unix:$SOCK >/dev/null 2>&1"
+check "the launcher's mounts show no node key" sh -c "nsenter -t $LEADER -a nsenter -t $launcher -m test ! -e /var/lib/paratime-node/data/identity.pem && nsenter -t $LEADER -a nsenter -t $launcher -m test -d /var/lib/paratime-node/data/runtimes/bundles"
+check "exploded bundles: group paratime-sandbox, nothing for others" sh -c "[ \"\$(nsenter -t $LEADER -a stat -c '%G %a' /var/lib/paratime-node/data/runtimes/bundles)\" = 'paratime-sandbox 750' ] && [ -z \"\$(nsenter -t $LEADER -a find /var/lib/paratime-node/data/runtimes/bundles -mindepth 1 ! -group paratime-sandbox)\" ] && [ -z \"\$(nsenter -t $LEADER -a find /var/lib/paratime-node/data/runtimes/bundles -perm /o=rwx)\" ]"
+
 # 10. Exposure of both units, online in the booted systemd.
 for u in paratime-node.service:12 paratime-node-sandbox.service:15; do
   unit=${u%%:*}; max=${u##*:}
