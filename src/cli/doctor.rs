@@ -121,6 +121,44 @@ fn check_sandbox(r: &mut Report, cfg: &Config) {
         ),
         Err(e) => r.line(Verdict::Fail, "trial sandbox", e),
     }
+    let has_size = bwrap::check_version(&lcfg.sandbox_binary)
+        .map(|v| bwrap::supports_size(&v))
+        .unwrap_or(false);
+    match crate::config::runtime_limits(cfg) {
+        Ok(l) => {
+            let how = crate::host::limits::enforcement(has_size);
+            r.line(
+                Verdict::Ok,
+                "runtime limits",
+                format!(
+                    "memory {} bytes, pids {}, file_size {} bytes, tmpfs_size {} bytes, nice {}; enforced by: {}",
+                    l.memory,
+                    l.pids,
+                    l.file_size,
+                    l.tmpfs_size,
+                    l.nice,
+                    how.iter()
+                        .map(|(k, v)| format!("{k}: {v}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            );
+            r.line(
+                Verdict::Warn,
+                "runtime CPU quota",
+                "not enforced: a CPU quota needs a delegated cgroup v2 cpu controller, which paratime-node does not use yet (runtimes run at runtime.limits.nice)",
+            );
+        }
+        Err(problems) => r.line(
+            Verdict::Fail,
+            "runtime limits",
+            problems
+                .iter()
+                .map(|p| format!("{}: {}", p.key, p.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    }
 }
 
 fn check_data_dir(r: &mut Report, cfg: &Config) {

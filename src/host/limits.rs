@@ -86,8 +86,25 @@ pub fn enforcement(bwrap_has_size: bool) -> std::collections::BTreeMap<&'static 
     .collect()
 }
 
-/// Tasks (threads included) that the current real user runs, as far as /proc shows them.
+/// Tasks (threads included) that the current real user runs, as far as /proc shows them; the
+/// count is reused for five seconds (it only sizes the `RLIMIT_NPROC` backstop, and scanning
+/// /proc on every start would cost provisioning time).
 pub fn tasks_of_current_user() -> u64 {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    static CACHE: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    match *cache {
+        Some((at, n)) if at.elapsed() < Duration::from_secs(5) => n,
+        _ => {
+            let n = count_tasks_of_current_user();
+            *cache = Some((Instant::now(), n));
+            n
+        }
+    }
+}
+
+fn count_tasks_of_current_user() -> u64 {
     let uid = nix::unistd::getuid().as_raw();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0;

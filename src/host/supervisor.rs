@@ -63,6 +63,8 @@ pub struct SandboxStatus {
     pub ready_since: Option<String>,
     /// The resource limits in force.
     pub limits: Option<super::limits::Limits>,
+    /// How each limit is enforced on this host (from the launcher).
+    pub limits_enforced: std::collections::BTreeMap<String, String>,
     /// Times the runtime was killed for exceeding a resource limit.
     pub limit_kills: u64,
     /// The runtime's output: lines re-logged, dropped by the rate limit, cut at the line cap.
@@ -121,6 +123,8 @@ pub struct Settings {
     pub limits: super::limits::Limits,
     /// Bounds of each runtime's output (the tee file is per runtime: `<logs_dir>/<id>.log`).
     pub log: runtime_log::Settings,
+    /// How the launcher enforces the limits (its `info`).
+    pub limits_enforced: std::collections::BTreeMap<String, String>,
 }
 
 /// Exponential backoff with jitter.
@@ -212,7 +216,10 @@ pub async fn run(
         log,
         log_stats: log_stats.clone(),
     };
-    status.send_modify(|s| s.sandbox.limits = Some(settings.limits));
+    status.send_modify(|s| {
+        s.sandbox.limits = Some(settings.limits);
+        s.sandbox.limits_enforced = settings.limits_enforced.clone();
+    });
     loop {
         let attempt = status.borrow().sandbox.attempts + 1;
         status.send_modify(|s| s.sandbox.attempts = attempt);

@@ -465,6 +465,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             file: Some(p.logs_dir.clone()),
             max_file_size: cfg.runtime.log.max_log_size,
         },
+        limits_enforced: p.info.limits_enforced.clone(),
     };
     let mut channels = Vec::new();
     let mut tasks = Vec::new();
