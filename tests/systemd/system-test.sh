@@ -12,6 +12,7 @@ set -euo pipefail
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${PARATIME_NODE_BIN:-$TOP/target/debug/paratime-node}
 KV=${PARATIME_KVSTORE_BIN:-$TOP/target/debug/paratime-kvstore}
+HOSTILE=${PARATIME_HOSTILE_BIN:-$TOP/target/debug/paratime-hostile}
 CACHE=${PARATIME_ROOTFS_CACHE:-/var/cache/paratime-node-test}
 RID=0000000000000000000000000000000000000000000000000000000000000001
 SOCK=/run/paratime-node/internal.sock
@@ -186,6 +187,40 @@ ct systemctl start paratime-node@second.socket paratime-node-sandbox@second.sock
 check "instance 'second' is ready under paratime-node@second.service" wait_for 30 sh -c "nsenter -t $LEADER -a systemctl show -P StatusText paratime-node@second.service | grep -q 'ready: 1 runtime'"
 check "instance 'second' has its own keys and data dir" sh -c "[ \"\$(nsenter -t $LEADER -a paratime-node control status -a unix:/run/paratime-node-second/internal.sock | grep '\"node\"')\" != \"\$(nsenter -t $LEADER -a paratime-node control status -a unix:$SOCK | grep '\"node\"')\" ] && nsenter -t $LEADER -a test -d /var/lib/paratime-node-second/data"
 check "paratime-node@.service exposure <= 1.2" ct systemd-analyze security --threshold=12 paratime-node@second.service --no-pager
+
+# 12b. A hostile ParaTime under the shipped units: a fork bomb is killed at runtime.limits.pids
+# and restarted, while this instance and the canonical one keep serving.
+mkdir -p "$R/etc/paratime-node-hostile"
+"$BIN" bundle build --executable "$HOSTILE" --name hostile --runtime-id "$RID" --version 0.1.0 \
+  --output "$R/etc/paratime-node-hostile/hostile.orc" >/dev/null
+chmod 0644 "$R/etc/paratime-node-hostile/hostile.orc"
+cp "$R/etc/paratime-node/genesis.json" "$R/etc/paratime-node-hostile/"
+cat > "$R/etc/paratime-node-hostile/config.yml" <<YAML
+mode: client
+common:
+  data_dir: /var/lib/paratime-node-hostile/data
+  internal_socket_path: /run/paratime-node-hostile/internal.sock
+  log:
+    level:
+      default: info
+genesis:
+  file: /etc/paratime-node-hostile/genesis.json
+p2p:
+  port: 9400
+runtime:
+  paths:
+    - /etc/paratime-node-hostile/hostile.orc
+  limits:
+    pids: 32
+  runtimes:
+    - id: "$RID"
+      config:
+        attack: fork_bomb
+YAML
+ct systemctl start paratime-node@hostile.socket paratime-node-sandbox@hostile.socket paratime-node@hostile.service || true
+check "a fork bomb under the units is killed at its pids limit and restarted" wait_for 60 sh -c "nsenter -t $LEADER -a paratime-node control status -a unix:/run/paratime-node-hostile/internal.sock | grep -q '\"restart_count\": [1-9]' && nsenter -t $LEADER -a journalctl -u paratime-node@hostile.service -o cat --no-pager MESSAGE_ID=5c3e6b0e2c9a4d53a8d1f0e3b7a2c414 | grep -q 'exceeded a resource limit'"
+check "the canonical instance kept serving meanwhile" sh -c "nsenter -t $LEADER -a paratime-node control status -a unix:$SOCK | grep -q '\"status\": \"ready\"'"
+[ -n "${KEEP:-}" ] || ct systemctl stop paratime-node@hostile.service paratime-node-sandbox@hostile.service || true
 
 # 13. Stop leaves no ParaTime; the socket starts the node again.
 ct systemctl stop paratime-node.service
