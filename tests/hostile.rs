@@ -35,6 +35,23 @@ fn rss_kib(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Rewrites program header `idx` of `exe` (parsed as `elf`) into type `p_type` over `len` bytes
+/// at file offset `at`.
+fn set_phdr(
+    exe: &mut [u8],
+    elf: &goblin::elf::Elf<'_>,
+    idx: usize,
+    p_type: u32,
+    at: u64,
+    len: u64,
+) {
+    let p = elf.header.e_phoff as usize + idx * elf.header.e_phentsize as usize;
+    exe[p..p + 4].copy_from_slice(&p_type.to_le_bytes());
+    exe[p + 8..p + 16].copy_from_slice(&at.to_le_bytes());
+    exe[p + 32..p + 40].copy_from_slice(&len.to_le_bytes());
+    exe[p + 40..p + 48].copy_from_slice(&len.to_le_bytes());
+}
+
 /// Starts a node hosting the hostile runtime with `attack`, as nobody when run as root.
 fn start(attack: &str, limits: &str) -> (NodeDir, NodeProc) {
     let mut d = NodeDir::new();
@@ -70,17 +87,13 @@ fn a_second_pt_interp_naming_the_data_dir_is_refused_by_verify_and_the_launcher(
     exe.extend_from_slice(target.as_bytes());
     let original = std::fs::read(hostile_bin()).expect("read");
     let elf = goblin::elf::Elf::parse(&original).expect("elf");
-    let phoff = elf.header.e_phoff as usize;
     let idx = elf
         .program_headers
         .iter()
         .position(|p| p.p_type == goblin::elf::program_header::PT_NOTE)
         .expect("a PT_NOTE");
-    let ph = phoff + idx * elf.header.e_phentsize as usize;
-    exe[ph..ph + 4].copy_from_slice(&goblin::elf::program_header::PT_INTERP.to_le_bytes());
-    exe[ph + 8..ph + 16].copy_from_slice(&at.to_le_bytes());
-    exe[ph + 32..ph + 40].copy_from_slice(&(target.len() as u64).to_le_bytes());
-    exe[ph + 40..ph + 48].copy_from_slice(&(target.len() as u64).to_le_bytes());
+    let pt_interp = goblin::elf::program_header::PT_INTERP;
+    set_phdr(&mut exe, &elf, idx, pt_interp, at, target.len() as u64);
     let exe_path = d.path().join("crafted.elf");
     std::fs::write(&exe_path, &exe).expect("write");
 
@@ -166,29 +179,17 @@ fn an_interpreter_that_is_a_directory_or_a_socket_is_never_mounted() {
         let mut exe = std::fs::read("/bin/true").expect("read");
         let original = std::fs::read("/bin/true").expect("read");
         let elf = goblin::elf::Elf::parse(&original).expect("elf");
-        let ph = elf
-            .program_headers
-            .iter()
-            .find(|p| p.p_type == goblin::elf::program_header::PT_INTERP)
-            .expect("interp");
-        let (off, size) = (ph.p_offset as usize, ph.p_filesz as usize);
-        assert!(interp.len() < size + 64);
         // Point the one PT_INTERP at a new string at the end of the file.
         let at = exe.len() as u64;
         exe.extend_from_slice(interp.as_bytes());
         exe.push(0);
-        let phoff = elf.header.e_phoff as usize;
+        let pt_interp = goblin::elf::program_header::PT_INTERP;
         let idx = elf
             .program_headers
             .iter()
-            .position(|p| p.p_type == goblin::elf::program_header::PT_INTERP)
+            .position(|p| p.p_type == pt_interp)
             .expect("idx");
-        let p = phoff + idx * elf.header.e_phentsize as usize;
-        exe[p + 8..p + 16].copy_from_slice(&at.to_le_bytes());
-        let len = interp.len() as u64 + 1;
-        exe[p + 32..p + 40].copy_from_slice(&len.to_le_bytes());
-        exe[p + 40..p + 48].copy_from_slice(&len.to_le_bytes());
-        let _ = (off, size);
+        set_phdr(&mut exe, &elf, idx, pt_interp, at, interp.len() as u64 + 1);
         let path = d.path().join(format!("{kind}.elf"));
         std::fs::write(&path, &exe).expect("write");
         match dependencies(&path) {

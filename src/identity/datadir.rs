@@ -47,22 +47,27 @@ pub fn ensure_dir(path: &Path) -> Result<(), IdentityError> {
                     found: perm_string(perm),
                 });
             }
-            let euid = nix::unistd::geteuid().as_raw();
-            if md.uid() != euid {
-                return Err(IdentityError::DirOwner {
-                    path: path.to_path_buf(),
-                    found: md.uid(),
-                    expected: euid,
-                });
-            }
-            Ok(())
+            owned_by_node(path, &md)
         }
     }
 }
 
-/// Ensures the exploded-bundles directory: owned by the node, never writable or readable by
-/// others; group read and the setgid bit are allowed (under systemd the sandbox launcher, another
-/// user, reads bundles through the directory's group, DESIGN §2). Created 0750 when missing.
+/// The directory must belong to the node's effective user.
+fn owned_by_node(path: &Path, md: &std::fs::Metadata) -> Result<(), IdentityError> {
+    let euid = nix::unistd::geteuid().as_raw();
+    if md.uid() != euid {
+        return Err(IdentityError::DirOwner {
+            path: path.to_path_buf(),
+            found: md.uid(),
+            expected: euid,
+        });
+    }
+    Ok(())
+}
+
+/// Ensures the exploded-bundles directory: owned by the node, never writable by its group nor
+/// open to others; group read is allowed (under systemd the sandbox launcher, another user, reads
+/// bundles through the directory's group, DESIGN §2). Created 0750 when missing.
 pub fn ensure_bundles_dir(path: &Path) -> Result<(), IdentityError> {
     if std::fs::symlink_metadata(path).is_err() {
         DirBuilder::new()
@@ -84,15 +89,7 @@ pub fn ensure_bundles_dir(path: &Path) -> Result<(), IdentityError> {
             found: perm_string(perm & 0o777),
         });
     }
-    let euid = nix::unistd::geteuid().as_raw();
-    if md.uid() != euid {
-        return Err(IdentityError::DirOwner {
-            path: path.to_path_buf(),
-            found: md.uid(),
-            expected: euid,
-        });
-    }
-    Ok(())
+    owned_by_node(path, &md)
 }
 
 /// Gives the bundles directory to `group` (mode 0750): the sandbox launcher's group when it runs
