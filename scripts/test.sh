@@ -13,6 +13,8 @@ command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v systemd-nspawn >/dev/null || need_apt+=(systemd-container)
 # Nix files are parsed with Debian's nix (nixpkgs cannot be fetched here, so nothing is built).
 command -v nix-instantiate >/dev/null || need_apt+=(nix-bin)
+# scripts/nix-check.sh compares rendered YAML and JSON with jq.
+command -v jq >/dev/null || need_apt+=(jq)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
