@@ -116,6 +116,65 @@ fn a_second_pt_interp_naming_the_data_dir_is_refused_by_verify_and_the_launcher(
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("2 PT_INTERP"), "{}", text(&o));
 
+    // A node configured with such a bundle (zipped by hand) refuses it, names why, never starts
+    // it — no bwrap process names the data dir — and keeps running.
+    let orc = d.bundle();
+    let manifest = serde_json::json!({
+        "name": "x", "id": RUNTIME_ID,
+        "components": [{"kind": "ronl", "version": {"major": 0, "minor": 1}, "elf": {"executable": "runtime.elf"}}],
+        "digests": {"runtime.elf": paratime_node::bundle::digest_hex(&exe)},
+    });
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&orc).expect("create"));
+    let o = zip::write::SimpleFileOptions::default();
+    z.start_file("META-INF/MANIFEST.MF", o).expect("start");
+    z.write_all(&serde_json::to_vec(&manifest).expect("json"))
+        .expect("write");
+    z.start_file("runtime.elf", o).expect("start");
+    z.write_all(&exe).expect("write");
+    z.finish().expect("finish");
+    let o = run(&["bundle", "verify", orc.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("2 PT_INTERP"), "{}", text(&o));
+    {
+        let mut d2 = NodeDir::new();
+        std::fs::create_dir_all(d2.bundle().parent().expect("dir")).expect("mkdir");
+        std::fs::copy(&orc, d2.bundle()).expect("copy");
+        d2.write_config("");
+        d2.give_to_nobody();
+        let mut node = d2.start();
+        let start = Instant::now();
+        let st = loop {
+            assert_eq!(node.exited(), None, "node died: {}", node.log_text());
+            if let Some(st) = d2.status() {
+                break st;
+            }
+            assert!(start.elapsed() < LONG, "no status: {}", node.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let refused = &st["bundles_refused"][0]["error"];
+        assert!(
+            refused.as_str().is_some_and(|e| e.contains("2 PT_INTERP")),
+            "{st}"
+        );
+        assert_eq!(st["runtimes"].as_object().map(|m| m.len()), Some(0), "{st}");
+        let data = d2.data().display().to_string();
+        for p in std::fs::read_dir("/proc").expect("proc").flatten() {
+            let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<String> = cmd
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let is_bwrap = args.first().is_some_and(|a| a.ends_with("bwrap"));
+            assert!(
+                !(is_bwrap && args.iter().any(|a| a.starts_with(&data))),
+                "bwrap mounts the data dir: {args:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(node.exited(), None, "the node keeps running");
+        assert!(status_latency(&d2).is_some());
+    }
+
     // …and a bundle exploded by hand (as an older node would have), digests intact, is refused
     // by the launcher before any bwrap argument is built.
     let bundles = d.path().join("bundles");

@@ -29,6 +29,15 @@ pub struct IdentityStatus {
     pub consensus: String,
 }
 
+/// A configured bundle the node refused to host (`bundles_refused[]`).
+#[derive(Clone, Debug, Serialize)]
+pub struct RefusedBundle {
+    /// The `.orc` file.
+    pub path: String,
+    /// Why.
+    pub error: String,
+}
+
 /// The whole `control status` document (oasis top-level keys where we have the data).
 #[derive(Clone, Debug, Serialize)]
 pub struct Status {
@@ -44,6 +53,8 @@ pub struct Status {
     pub sandbox: Option<SandboxInfo>,
     /// Self-confinement in force (null when disabled).
     pub confinement: Option<crate::system::confine::Report>,
+    /// Bundles in `runtime.paths` that were refused at start (not hosted; the node runs on).
+    pub bundles_refused: Vec<RefusedBundle>,
 }
 
 /// What the server reads.
@@ -566,6 +577,7 @@ mod tests {
                 runtimes: BTreeMap::new(),
                 sandbox: None,
                 confinement: None,
+                bundles_refused: Vec::new(),
             },
             runtimes: Vec::new(),
             synced: watch::channel(true).1,

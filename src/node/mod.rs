@@ -92,16 +92,34 @@ fn local_config(cfg: &Config, id: &RuntimeId) -> Result<Option<ciborium::Value>,
     .transpose()
 }
 
-/// Opens, verifies and explodes every configured bundle.
-pub fn install_bundles(cfg: &Config, bundles_dir: &Path) -> Result<Vec<HostedRuntime>, NodeError> {
+/// Opens, verifies and explodes every configured bundle. A bundle that fails verification (a
+/// hostile or broken one) is refused and reported, and the node runs on without it: what a
+/// bundle contains must never stop the node (DESIGN §2).
+pub fn install_bundles(
+    cfg: &Config,
+    bundles_dir: &Path,
+) -> Result<(Vec<HostedRuntime>, Vec<crate::control::RefusedBundle>), NodeError> {
     let max = config::parse_size(&cfg.runtime.max_bundle_size).map_err(NodeError::Other)?;
     let mut out: Vec<HostedRuntime> = Vec::new();
+    let mut refused = Vec::new();
     for p in &cfg.runtime.paths {
         let path = PathBuf::from(p);
-        let b = Bundle::open(&path, max).map_err(|source| NodeError::Bundle {
-            path: path.clone(),
-            source,
-        })?;
+        let b = match Bundle::open(&path, max) {
+            Ok(b) => b,
+            Err(source) => {
+                let error = NodeError::Bundle {
+                    path: path.clone(),
+                    source,
+                }
+                .to_string();
+                log::error!(target: "runtime/bundle/manager", path = p.as_str(), err = error.as_str(), message_id = crate::system::notify::message_id::RUNTIME_FAILED; "bundle refused: not hosted");
+                refused.push(crate::control::RefusedBundle {
+                    path: p.clone(),
+                    error,
+                });
+                continue;
+            }
+        };
         b.explode(bundles_dir).map_err(|source| NodeError::Bundle {
             path: path.clone(),
             source,
@@ -122,14 +140,15 @@ pub fn install_bundles(cfg: &Config, bundles_dir: &Path) -> Result<Vec<HostedRun
         });
     }
     for r in &cfg.runtime.runtimes {
-        if !out.iter().any(|h| h.id.to_string() == r.id) {
+        // A refused bundle may have been this runtime's: its entry is then reported, not fatal.
+        if !out.iter().any(|h| h.id.to_string() == r.id) && refused.is_empty() {
             return Err(NodeError::Other(format!(
                 "runtime.runtimes: no bundle for runtime {} (bundle hot-loading is not supported yet: add its .orc file to runtime.paths)",
                 r.id
             )));
         }
     }
-    Ok(out)
+    Ok((out, refused))
 }
 
 async fn wait_for_signal(mut shutdown: watch::Receiver<bool>) -> &'static str {
@@ -190,6 +209,7 @@ pub struct Prepared {
     confinement: Option<crate::system::confine::Report>,
     network: Option<Network>,
     logs_dir: PathBuf,
+    bundles_refused: Vec<crate::control::RefusedBundle>,
 }
 
 /// The consensus side of a node whose genesis is a full document.
@@ -328,7 +348,7 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
     let logs_dir = runtimes_dir.join("logs");
     identity::ensure_dir(&logs_dir)?;
     notify::extend_timeout(Duration::from_secs(60), "installing bundles");
-    let hosted = install_bundles(&cfg, &bundles_dir)?;
+    let (hosted, bundles_refused) = install_bundles(&cfg, &bundles_dir)?;
 
     // The launcher starts before the node restricts itself in any way (DESIGN §2).
     notify::extend_timeout(Duration::from_secs(60), "starting the sandbox launcher");
@@ -417,6 +437,7 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
         Some(report)
     };
     Ok(Prepared {
+        bundles_refused,
         logs_dir,
         network,
         cfg,
@@ -660,6 +681,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             runtimes: BTreeMap::new(),
             sandbox: Some(p.info),
             confinement: p.confinement,
+            bundles_refused: p.bundles_refused,
         },
         runtimes: channels.clone(),
         synced: synced_rx,
