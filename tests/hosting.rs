@@ -377,12 +377,24 @@ fn launcher_re_verifies_a_bundle_changed_after_it_was_started() {
     };
     let first = spawn().expect("a verified bundle starts");
     drop(first);
+    // The launcher kills the sandbox once the connection is gone, asynchronously: until the
+    // runtime has exited its executable is busy ("Text file busy"), so the write is retried.
     // Tamper with the exploded executable: the next start must notice, cache or not.
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(dir.join(paratime_node::bundle::EXECUTABLE_NAME))
-        .expect("open exe");
+    let open = || {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join(paratime_node::bundle::EXECUTABLE_NAME))
+    };
+    let start = std::time::Instant::now();
+    let mut f = loop {
+        match open() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && start.elapsed() < LONG => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            other => break other.expect("open exe"),
+        }
+    };
     f.write_all(b"tampered").expect("tamper");
     drop(f);
     let e = spawn().expect_err("a tampered bundle is refused");
