@@ -31,3 +31,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --locked
 bash scripts/nix-check.sh
 cargo nextest run --workspace --locked --profile "${NEXTEST_PROFILE:-default}"
+# Every fuzz target briefly (30 s each; longer runs: bash scripts/fuzz.sh 600).
+bash scripts/fuzz.sh 30
