@@ -56,7 +56,7 @@ failed=()
 summary=()
 for t in "${targets[@]}"; do
     corpus="$work/corpus/$t"
-    mkdir -p "$corpus" "fuzz/artifacts/$t"
+    mkdir -p "$corpus"
     if [[ -d "fuzz/corpus/$t" ]]; then
         cp -R "fuzz/corpus/$t/." "$corpus/"
     fi
@@ -65,7 +65,7 @@ for t in "${targets[@]}"; do
     rc=0
     cargo +nightly fuzz run "$t" "$corpus" -- \
         -max_total_time="$seconds" -rss_limit_mb="$rss_mb" -timeout="$timeout_s" \
-        -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1 || rc=$?
+        -print_final_stats=1 >"$log" 2>&1 || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
     cov=$(grep -aoE '^#[0-9]+[[:space:]]+[A-Z]+[[:space:]]+cov: [0-9]+ ft: [0-9]+' "$log" | tail -n 1 |
