@@ -99,20 +99,7 @@ fn a_second_pt_interp_naming_the_data_dir_is_refused_by_verify_and_the_launcher(
 
     // The builder refuses it…
     let out = d.path().join("crafted.orc");
-    let o = run(&[
-        "bundle",
-        "build",
-        "--executable",
-        exe_path.to_str().expect("utf8"),
-        "--name",
-        "x",
-        "--runtime-id",
-        RUNTIME_ID,
-        "--version",
-        "0.1.0",
-        "--output",
-        out.to_str().expect("utf8"),
-    ]);
+    let o = bundle_build(&exe_path, "x", RUNTIME_ID, &out);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("2 PT_INTERP"), "{}", text(&o));
 

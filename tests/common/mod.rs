@@ -41,6 +41,24 @@ pub fn hostile_bin() -> PathBuf {
     p
 }
 
+/// Runs `bundle build` of `executable` (version 0.1.0) into `out`.
+pub fn bundle_build(executable: &Path, name: &str, runtime_id: &str, out: &Path) -> Output {
+    run(&[
+        "bundle",
+        "build",
+        "--executable",
+        executable.to_str().expect("utf8"),
+        "--name",
+        name,
+        "--runtime-id",
+        runtime_id,
+        "--version",
+        "0.1.0",
+        "--output",
+        out.to_str().expect("utf8"),
+    ])
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -109,40 +127,14 @@ impl NodeDir {
     /// Builds the hostile ParaTime's bundle where [`Self::bundle`] points.
     pub fn build_hostile_bundle(&self) -> PathBuf {
         let out = self.bundle();
-        let o = run(&[
-            "bundle",
-            "build",
-            "--executable",
-            hostile_bin().to_str().expect("utf8"),
-            "--name",
-            "hostile",
-            "--runtime-id",
-            RUNTIME_ID,
-            "--version",
-            "0.1.0",
-            "--output",
-            out.to_str().expect("utf8"),
-        ]);
+        let o = bundle_build(&hostile_bin(), "hostile", RUNTIME_ID, &out);
         assert!(o.status.success(), "bundle build: {}", text(&o));
         out
     }
 
     /// Runs `bundle build` of the sample ParaTime with `runtime_id` into `out`.
     pub fn build_bundle_with(&self, runtime_id: &str, out: &Path) -> Output {
-        run(&[
-            "bundle",
-            "build",
-            "--executable",
-            kvstore_bin().to_str().expect("utf8"),
-            "--name",
-            "kvstore",
-            "--runtime-id",
-            runtime_id,
-            "--version",
-            "0.1.0",
-            "--output",
-            out.to_str().expect("utf8"),
-        ])
+        bundle_build(&kvstore_bin(), "kvstore", runtime_id, out)
     }
 
     /// Writes etc/config.yml: client mode, the kvstore bundle, and `extra` YAML appended under
