@@ -23,6 +23,7 @@ rustPlatform.buildRustPackage {
       ../Cargo.lock
       ../src
       ../sdk
+      ../state
       ../kvstore
       ../tests
       ../systemd

@@ -13,6 +13,7 @@ pub mod identity; // data dir checks, node keys (PEM), data dir lock
 pub mod logging; // oasis-shaped logs (logfmt, JSON, text) with per-module levels
 pub mod node; // composition root: wires the concerns together for `paratime-node --config`
 pub mod p2p; // libp2p: gossip, block sync, discovery
+pub mod signer; // the one signer: keys, and never two different signatures for one slot
 pub mod storage; // redb: blocks and consensus state, atomically per block, schema-versioned
 pub mod system; // systemd notify/watchdog, socket activation, Landlock and capabilities
 pub mod worker; // registration (and, later, committee work)

@@ -6,10 +6,9 @@
 
 mod central_directory;
 mod manifest;
-mod runtime_id;
 
 pub use manifest::{Component, ElfMetadata, Manifest, Ronl, MANIFEST_NAME};
-pub use runtime_id::{RuntimeId, RuntimeIdError};
+pub use paratime_state::{RuntimeId, RuntimeIdError};
 
 use sha2::{Digest, Sha512_256};
 use std::collections::BTreeMap;

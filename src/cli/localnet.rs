@@ -255,7 +255,7 @@ fn setup(a: &Args) -> Result<Vec<Planned>, String> {
         chain_id: "paratime-localnet".into(),
         epoch_interval: a.epoch_interval,
         block_interval_ms: a.block_interval_ms,
-        validator: PublicKey::of(ids[0].key(KeyKind::Consensus)),
+        validators: vec![(PublicKey::of(ids[0].key(KeyKind::Consensus)), entity.id)],
         entities: vec![(ekey, entity.clone())],
         balance: 1_000_000,
         escrow: a.entity_escrow,

@@ -282,8 +282,8 @@ pub struct GenesisParams {
     pub epoch_interval: u64,
     /// Milliseconds between blocks.
     pub block_interval_ms: u64,
-    /// The validator's consensus key.
-    pub validator: PublicKey,
+    /// The validators' consensus keys and the entity whose stake backs each.
+    pub validators: Vec<(PublicKey, PublicKey)>,
     /// Entities registered at genesis, with their keys.
     pub entities: Vec<(SigningKey, Entity)>,
     /// Balance of each entity.
@@ -299,7 +299,8 @@ pub struct GenesisParams {
 /// Builds a genesis document (thresholds: entity 100, node-compute 100, node-validator 0).
 pub fn make_genesis(p: &GenesisParams) -> Genesis {
     use crate::consensus::genesis::{
-        ExecutorParams, RegistryGenesis, RuntimeDescriptor, StakingGenesis, TxnSchedulerParams,
+        ExecutorParams, GenesisValidator, RegistryGenesis, RuntimeDescriptor, StakingGenesis,
+        Thresholds, TxnSchedulerParams,
     };
     let addrs: Vec<Address> = p
         .entities
@@ -311,16 +312,20 @@ pub fn make_genesis(p: &GenesisParams) -> Genesis {
         genesis_time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         epoch_interval: p.epoch_interval,
         block_interval_ms: p.block_interval_ms,
-        validators: vec![p.validator],
-        staking: StakingGenesis {
-            thresholds: [
-                ("entity", 100),
-                ("node-compute", 100),
-                ("node-validator", 0),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
+        validators: p
+            .validators
+            .iter()
+            .map(|(consensus_id, entity_id)| GenesisValidator {
+                consensus_id: *consensus_id,
+                entity_id: *entity_id,
+            })
             .collect(),
+        staking: StakingGenesis {
+            thresholds: Thresholds {
+                entity: 100,
+                node_compute: 100,
+                node_validator: 0,
+            },
             debonding_interval: 1,
             accounts: addrs.iter().map(|a| (*a, p.balance)).collect(),
             escrow: addrs.iter().map(|a| (*a, p.escrow)).collect(),
@@ -396,11 +401,18 @@ fn genesis_init(cmd: GenesisCmd) -> Result<String, String> {
         )),
         None => None,
     };
+    // The validator's voting power comes from the first entity's escrow.
+    let validator_entity = entities.first().map(|(_, e)| e.id).ok_or(
+        "--entity-dir: give at least one entity; the first one's escrow backs the validator",
+    )?;
     let g = make_genesis(&GenesisParams {
         chain_id,
         epoch_interval,
         block_interval_ms,
-        validator: PublicKey::of(validator.key(crate::identity::KeyKind::Consensus)),
+        validators: vec![(
+            PublicKey::of(validator.key(crate::identity::KeyKind::Consensus)),
+            validator_entity,
+        )],
         entities,
         balance,
         escrow,
@@ -430,7 +442,7 @@ pub fn genesis(cmd: GenesisCmd) -> i32 {
             }
             Err(e) => fail(e),
         },
-        GenesisCmd::Check { file } => match Genesis::load(&file) {
+        GenesisCmd::Check { file } => match crate::consensus::genesis::load(&file) {
             Ok(g) => {
                 println!(
                     "{}: ok (chain {}, chain context {})",

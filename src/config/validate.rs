@@ -245,9 +245,9 @@ fn check_network(c: &Config, p: &mut Vec<Problem>) {
                 // `{}` runs the node as a runtime host only; anything else must be a genesis document.
                 Ok(v) if v.as_object().is_some_and(|o| o.is_empty()) => {}
                 Ok(_) => {
-                    if let Err(e) = crate::consensus::genesis::Genesis::load(std::path::Path::new(
-                        &c.genesis.file,
-                    )) {
+                    if let Err(e) =
+                        crate::consensus::genesis::load(std::path::Path::new(&c.genesis.file))
+                    {
                         p.push(Problem::error("genesis.file", e));
                     }
                 }

@@ -207,13 +207,14 @@ pub fn start(
         Some(s) => s,
         None => State::from_genesis(genesis),
     };
-    let validator = genesis.validators[0];
+    // The v1 engine: the first genesis validator produces every block.
+    let validator = genesis
+        .validators
+        .first()
+        .map(|v| v.consensus_id)
+        .ok_or("genesis lists no validator")?;
     let is_validator = PublicKey::of(&key) == validator;
-    let genesis_time_ms = humantime::parse_rfc3339(&genesis.genesis_time)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let genesis_time_ms = genesis.genesis_time_ms();
     let initial = View {
         state: Arc::new(state.clone()),
         latest_hash: state.last_block_hash,

@@ -232,7 +232,9 @@ fn load_genesis(cfg: &Config) -> Result<Option<Genesis>, NodeError> {
         log::warn!(target: "cmd/node", "genesis document {} is empty: running without consensus (runtime hosting only)", path.display());
         return Ok(None);
     }
-    Genesis::load(path).map(Some).map_err(NodeError::Other)
+    crate::consensus::genesis::load(path)
+        .map(Some)
+        .map_err(NodeError::Other)
 }
 
 /// The owning entity's ID from `registration.entity` (entity.json) or `registration.entity_id`.
@@ -576,6 +578,11 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
         network.p2p = Some(pstatus);
         network.consensus = Some(handle.clone());
         let nonces = crate::worker::Nonces::default();
+        let signer = Arc::new(crate::signer::Signer::new(
+            p.id.key(KeyKind::Node).clone(),
+            p.id.key(KeyKind::Consensus).clone(),
+            net.store.clone(),
+        ));
         // One worker per hosted ParaTime registered in the genesis; p2p messages are routed
         // to it by runtime ID.
         let mut routes = BTreeMap::new();
@@ -590,6 +597,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             let worker = crate::worker::compute::Worker {
                 descriptor: descriptor.clone(),
                 node: p.id.key(KeyKind::Node).clone(),
+                signer: signer.clone(),
                 nonces: nonces.clone(),
                 store: net.store.clone(),
                 state: state.clone(),

@@ -7,7 +7,7 @@ use crate::consensus::block::Block;
 use crate::consensus::roothash::{BlockHeader, Event, ExecutedBatch, LastSigned};
 use crate::consensus::state::State;
 use crate::encoding::Hash;
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +21,9 @@ const RT_BATCHES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("runtime_
 const RT_STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("runtime_state");
 /// Transaction index: runtime ID ‖ tx hash → (round, index).
 const RT_TXS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("runtime_txs");
+/// The signer's record: slot key ([`paratime_state::signing::Slot::record_key`]) → message
+/// digest (32) ‖ signature (64).
+const SIGNED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("signed_slots");
 /// Per-runtime records: runtime ID ‖ name → CBOR (`applied`, `signed`).
 const RT_META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("runtime_meta");
 
@@ -37,6 +40,15 @@ pub struct Applied {
     pub round: u64,
     /// State root after it.
     pub state_root: Hash,
+}
+
+/// What [`Store::sign_once`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignOnce {
+    /// The signature (new, or recorded earlier for the same message).
+    Signed([u8; 64]),
+    /// A different message was signed for this slot.
+    Conflict,
 }
 
 /// The schema this software writes and understands.
@@ -351,6 +363,65 @@ impl Store {
     /// Records (durably, before it is sent) the commitment this node signed.
     pub fn set_last_signed(&self, rid: &RuntimeId, s: &LastSigned) -> Result<(), StoreError> {
         self.set_runtime_record(rid, "signed", s)
+    }
+
+    /// The signer's check-and-record, in one write transaction: if `slot` holds a signature of
+    /// `digest`, returns it; if it holds another digest, returns `Conflict`; otherwise calls
+    /// `sign`, records the digest with the signature, commits (durably), and only then returns
+    /// the signature. Any store error means nothing was signed.
+    pub fn sign_once(
+        &self,
+        slot: &[u8],
+        digest: &Hash,
+        sign: impl FnOnce() -> [u8; 64],
+    ) -> Result<SignOnce, StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let signature = {
+            let mut table = txn.open_table(SIGNED).map_err(|e| self.err(e))?;
+            let existing = table
+                .get(slot)
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value().to_vec());
+            if let Some(record) = existing {
+                if record.len() != 96 {
+                    return Err(self.err(format!(
+                        "signer record of {} bytes, expected 96",
+                        record.len()
+                    )));
+                }
+                if record[..32] != digest[..] {
+                    return Ok(SignOnce::Conflict);
+                }
+                let mut sig = [0u8; 64];
+                sig.copy_from_slice(&record[32..]);
+                return Ok(SignOnce::Signed(sig));
+            }
+            let sig = sign();
+            let mut record = digest.to_vec();
+            record.extend_from_slice(&sig);
+            table
+                .insert(slot, record.as_slice())
+                .map_err(|e| self.err(e))?;
+            sig
+        };
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(SignOnce::Signed(signature))
+    }
+
+    /// Forgets the signer's slots with keys in `[prefix ‖ 0…, prefix ‖ below)` — slots the node
+    /// can never be asked to sign again (heights or rounds already committed).
+    pub fn prune_signed(&self, prefix: &[u8], below: u64) -> Result<(), StoreError> {
+        let lo = prefix.to_vec();
+        let mut hi = prefix.to_vec();
+        hi.extend_from_slice(&below.to_be_bytes());
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut table = txn.open_table(SIGNED).map_err(|e| self.err(e))?;
+            table
+                .retain_in(lo.as_slice()..hi.as_slice(), |_, _| false)
+                .map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
     }
 
     /// Height of the latest committed block (0 before the first).

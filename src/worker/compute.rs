@@ -31,6 +31,7 @@ use ed25519_dalek::SigningKey;
 use paratime_sdk::protocol::{
     Body, RuntimeCheckTxBatchRequest, RuntimeExecuteTxBatchRequest, RuntimeQueryRequest, TxResult,
 };
+use paratime_state::signing::{KeyRole, Slot, SlotSigner};
 use serde::Serialize;
 use serde_bytes::ByteBuf;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -151,8 +152,10 @@ impl Handle {
 pub struct Worker {
     /// Runtime parameters from the genesis.
     pub descriptor: RuntimeDescriptor,
-    /// Node key (proposals, commitments, consensus transactions).
+    /// Node key (consensus transactions).
     pub node: SigningKey,
+    /// The signer of batch proposals and executor commitments (never two per round).
+    pub signer: Arc<crate::signer::Signer>,
     /// Shared node-key nonces.
     pub nonces: Nonces,
     /// Store.
@@ -829,16 +832,18 @@ impl Run {
     async fn propose(&mut self, view: &View, round: u64, prev_hash: Hash, max: usize, rank: u64) {
         // A batch already proposed for this round (before a restart) is sent again, never
         // replaced by another: the proposal is stored durably before it leaves the node.
-        let stored = self
-            .w
-            .store
-            .runtime_record::<Signed>(&self.rid, "proposal")
-            .ok()
-            .flatten()
-            .and_then(|s| {
-                let p: Proposal = crate::encoding::from_cbor(&s.untrusted_raw_value).ok()?;
-                (p.round == round && p.previous_hash == prev_hash).then_some((s, p))
-            });
+        let stored = match self.w.store.runtime_record::<Signed>(&self.rid, "proposal") {
+            Ok(s) => s,
+            Err(e) => {
+                // Fail closed: without the record we cannot know what was proposed before.
+                log::error!(target: MODULE, runtime_id:% = self.rid, round = round; "cannot read the stored proposal, not proposing: {e}");
+                return;
+            }
+        };
+        let stored = stored.and_then(|s| {
+            let p: Proposal = crate::encoding::from_cbor(&s.untrusted_raw_value).ok()?;
+            (p.round == round && p.previous_hash == prev_hash).then_some((s, p))
+        });
         let (signed, p) = match stored {
             Some(x) => x,
             None => {
@@ -852,7 +857,17 @@ impl Run {
                 };
                 let ctx =
                     crypto::context(roothash::CONTEXT_PROPOSAL, Some(&view.state.chain_context));
-                let signed = Signed::sign(&self.w.node, &ctx, &p);
+                let slot = Slot::BatchProposal {
+                    runtime: self.rid,
+                    round,
+                };
+                let signed = match self.w.signer.sign_value(KeyRole::Node, &slot, &ctx, &p) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::error!(target: MODULE, runtime_id:% = self.rid, round = round; "{e}");
+                        return;
+                    }
+                };
                 if let Err(e) = self
                     .w
                     .store
@@ -949,7 +964,21 @@ impl Run {
             roothash::CONTEXT_EXECUTOR_COMMITMENT,
             Some(&view.state.chain_context),
         );
-        let signed = Signed::sign(&self.w.node, &ctx, &commit);
+        let slot = Slot::ExecutorCommitment {
+            runtime: self.rid,
+            round,
+        };
+        let signed = match self
+            .w
+            .signer
+            .sign_value(KeyRole::Node, &slot, &ctx, &commit)
+        {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!(target: MODULE, runtime_id:% = self.rid, round = round; "{e}");
+                return;
+            }
+        };
         let record = LastSigned {
             round,
             previous_hash: prev_hash,

@@ -2,9 +2,9 @@
 //! Followers accept a block only if the validator signed it, it extends their chain and
 //! re-executing it reproduces the state root in the header.
 
-use super::crypto::{self, PublicKey, Signed};
-use super::state::State;
+use crate::crypto::{self, PublicKey, Signed};
 use crate::encoding::{hash_of, Hash};
+use crate::state::State;
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +42,7 @@ pub struct TxOutcome {
     /// Hash of the signed transaction.
     pub hash: Hash,
     /// Error, if it failed.
-    pub error: Option<super::state::TxError>,
+    pub error: Option<crate::state::TxError>,
 }
 
 /// Executes `txs` on top of `state` as block `height`; returns the outcomes.
@@ -147,10 +147,88 @@ impl Block {
     }
 }
 
+/// A block ordered by BFT consensus: not signed by its proposer (the commit certificate of
+/// the validators is its authority), checked by re-execution.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposed {
+    /// Header.
+    pub header: Header,
+    /// Ordered transactions.
+    pub txs: Vec<Signed>,
+}
+
+impl Proposed {
+    /// Builds the block after `state` with `txs` (executed on a copy); returns the block, the
+    /// state after it and the outcomes.
+    pub fn build(
+        state: &State,
+        txs: Vec<Signed>,
+        time_ms: u64,
+        proposer: PublicKey,
+    ) -> (Self, State, Vec<TxOutcome>) {
+        let mut next = state.clone();
+        let height = state.height.saturating_add(1);
+        let outcomes = execute(&mut next, height, &txs);
+        let header = Header {
+            height,
+            parent_hash: state.last_block_hash,
+            time_ms,
+            epoch: next.epoch,
+            txs_hash: hash_of(&txs),
+            state_root: next.root(),
+            proposer,
+        };
+        next.last_block_hash = hash_of(&header);
+        (Self { header, txs }, next, outcomes)
+    }
+
+    /// The block hash (of the header).
+    pub fn hash(&self) -> Hash {
+        hash_of(&self.header)
+    }
+
+    /// Verifies this block on `state` (height, parent, proposer in the validator set,
+    /// transactions, state root by re-execution); returns the state after it.
+    pub fn apply(&self, state: &State) -> Result<(State, Vec<TxOutcome>), String> {
+        let h = &self.header;
+        if h.height != state.height.saturating_add(1) {
+            return Err(format!(
+                "block {} does not follow height {}",
+                h.height, state.height
+            ));
+        }
+        if h.parent_hash != state.last_block_hash {
+            return Err(format!("block {}: parent hash does not match", h.height));
+        }
+        if !state.validators.contains(&h.proposer) {
+            return Err(format!(
+                "block {}: proposer {} is not a validator",
+                h.height, h.proposer
+            ));
+        }
+        if h.txs_hash != hash_of(&self.txs) {
+            return Err(format!(
+                "block {}: transactions do not match the header",
+                h.height
+            ));
+        }
+        let mut next = state.clone();
+        let outcomes = execute(&mut next, h.height, &self.txs);
+        if next.epoch != h.epoch || next.root() != h.state_root {
+            return Err(format!(
+                "block {}: state root mismatch after re-execution",
+                h.height
+            ));
+        }
+        next.last_block_hash = hash_of(h);
+        Ok((next, outcomes))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consensus::genesis::{Genesis, RegistryGenesis, StakingGenesis};
+    use crate::genesis::{Genesis, RegistryGenesis, StakingGenesis};
 
     fn genesis(validator: &SigningKey) -> Genesis {
         Genesis {
@@ -158,7 +236,10 @@ mod tests {
             genesis_time: "2026-01-01T00:00:00Z".into(),
             epoch_interval: 3,
             block_interval_ms: 10,
-            validators: vec![PublicKey::of(validator)],
+            validators: vec![crate::genesis::GenesisValidator {
+                consensus_id: PublicKey::of(validator),
+                entity_id: PublicKey::of(validator),
+            }],
             staking: StakingGenesis {
                 thresholds: Default::default(),
                 debonding_interval: 1,

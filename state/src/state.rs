@@ -3,12 +3,12 @@
 //!
 //! Owns the rules (nonces, fees, stake claims, registration checks, elections); never does I/O.
 
-use super::address::Address;
-use super::crypto::{self, MultiSigned, PublicKey, Signed};
-use super::genesis::Genesis;
-use super::roothash::{Event as RoothashEvent, ExecutorCommit, RuntimeChain};
-use crate::bundle::RuntimeId;
+use crate::address::Address;
+use crate::crypto::{self, MultiSigned, PublicKey, Signed};
 use crate::encoding::{hash_of, Hash};
+use crate::genesis::Genesis;
+use crate::roothash::{Event as RoothashEvent, ExecutorCommit, RuntimeChain};
+use crate::runtime_id::RuntimeId;
 use paratime_sdk::Version;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -203,6 +203,8 @@ pub struct State {
     pub nodes: BTreeMap<PublicKey, NodeDescriptor>,
     /// Executor committees of the current epoch.
     pub committees: BTreeMap<RuntimeId, Committee>,
+    /// Validators of the current epoch (they vote on the next block).
+    pub validators: crate::validators::ValidatorSet,
     /// Parameters.
     pub genesis: Genesis,
     /// Chain context (hex).
@@ -225,7 +227,7 @@ impl State {
         for (a, e) in &genesis.staking.escrow {
             let acct = accounts.entry(*a).or_default();
             acct.escrow = *e;
-            *acct.delegations.entry(*a).or_default() += *e;
+            acct.delegations.insert(*a, *e);
         }
         let entities = genesis
             .registry
@@ -242,6 +244,7 @@ impl State {
             entities,
             nodes: BTreeMap::new(),
             committees: BTreeMap::new(),
+            validators: crate::validators::ValidatorSet::from_genesis(genesis),
             chain_context: genesis.chain_context(),
             genesis: genesis.clone(),
             roothash: genesis
@@ -266,8 +269,10 @@ impl State {
 
     /// The stake an entity must hold for its registrations, with `extra` as one more node.
     pub fn required_stake(&self, entity: &PublicKey, extra: Option<&NodeDescriptor>) -> u64 {
-        let g = &self.genesis;
-        let mut total = g.threshold("entity");
+        // Saturating: a requirement that does not fit in a u64 cannot be met, which is the
+        // right answer.
+        let t = &self.genesis.staking.thresholds;
+        let mut total = t.entity;
         let nodes = self
             .nodes
             .values()
@@ -275,20 +280,18 @@ impl State {
             .chain(extra);
         for n in nodes {
             if n.roles & ROLE_VALIDATOR != 0 {
-                total += g.threshold("node-validator");
+                total = total.saturating_add(t.node_validator);
             }
             if n.roles & ROLE_COMPUTE != 0 {
                 for rt in &n.runtimes {
-                    total += g.threshold("node-compute");
-                    let extra = g
+                    let extra = self
+                        .genesis
                         .registry
                         .runtimes
                         .iter()
                         .find(|r| r.id == rt.id)
-                        .and_then(|r| r.staking_thresholds.get("node-compute"))
-                        .copied()
-                        .unwrap_or(0);
-                    total += extra;
+                        .map_or(0, |r| r.staking_thresholds.node_compute);
+                    total = total.saturating_add(t.node_compute).saturating_add(extra);
                 }
             }
         }
@@ -328,10 +331,13 @@ impl State {
                 ),
             ));
         }
+        let Some(next_nonce) = acct.nonce.checked_add(1) else {
+            return Err(err("consensus", 2, "nonce exhausted"));
+        };
         {
             let a = self.accounts.entry(addr).or_default();
-            a.nonce += 1;
-            a.balance -= tx.fee.amount;
+            a.nonce = next_nonce;
+            a.balance = acct.balance - tx.fee.amount; // checked above
         }
         let before = self.clone();
         let result = self.apply_body(&signer, &addr, &tx);
@@ -364,7 +370,23 @@ impl State {
                 ),
             ));
         }
-        from.balance -= amount;
+        from.balance -= amount; // checked above
+        Ok(())
+    }
+
+    /// Adds `amount` to a counter; overflow is a transaction error, never a wrap or a panic.
+    fn credit(to: &mut u64, amount: u64, what: &str) -> Result<(), TxError> {
+        *to = to
+            .checked_add(amount)
+            .ok_or_else(|| err("staking", 7, format!("{what} would overflow")))?;
+        Ok(())
+    }
+
+    /// Takes `amount` from a counter that must hold it.
+    fn take(from: &mut u64, amount: u64, what: &str) -> Result<(), TxError> {
+        *from = from
+            .checked_sub(amount)
+            .ok_or_else(|| err("staking", 6, format!("{what} is smaller than {amount}")))?;
         Ok(())
     }
 
@@ -378,15 +400,27 @@ impl State {
             "staking.Transfer" => {
                 let t: Transfer = Self::body(tx)?;
                 self.debit(addr, t.amount)?;
-                self.accounts.entry(t.to).or_default().balance += t.amount;
+                Self::credit(
+                    &mut self.accounts.entry(t.to).or_default().balance,
+                    t.amount,
+                    "recipient balance",
+                )?;
                 Ok(())
             }
             "staking.AddEscrow" => {
                 let e: Escrow = Self::body(tx)?;
                 self.debit(addr, e.amount)?;
                 let from = self.accounts.entry(*addr).or_default();
-                *from.delegations.entry(e.account).or_default() += e.amount;
-                self.accounts.entry(e.account).or_default().escrow += e.amount;
+                Self::credit(
+                    from.delegations.entry(e.account).or_default(),
+                    e.amount,
+                    "delegation",
+                )?;
+                Self::credit(
+                    &mut self.accounts.entry(e.account).or_default().escrow,
+                    e.amount,
+                    "escrow",
+                )?;
                 Ok(())
             }
             "staking.ReclaimEscrow" => {
@@ -407,15 +441,24 @@ impl State {
                         ),
                     ));
                 }
-                let end_epoch = self.epoch + self.genesis.staking.debonding_interval;
+                let end_epoch = self
+                    .epoch
+                    .saturating_add(self.genesis.staking.debonding_interval);
                 let from = self.accounts.entry(*addr).or_default();
-                *from.delegations.entry(e.account).or_default() -= e.amount;
-                from.debonding.push(super::state::Debonding {
+                Self::take(
+                    from.delegations.entry(e.account).or_default(),
+                    e.amount,
+                    "delegation",
+                )?;
+                if from.delegations.get(&e.account) == Some(&0) {
+                    from.delegations.remove(&e.account);
+                }
+                from.debonding.push(crate::state::Debonding {
                     amount: e.amount,
                     end_epoch,
                 });
                 let target = self.accounts.entry(e.account).or_default();
-                target.escrow -= e.amount;
+                Self::take(&mut target.escrow, e.amount, "escrow")?;
                 // Reclaiming must not leave registered nodes without stake.
                 if let Some(entity) = self
                     .entities
@@ -443,11 +486,7 @@ impl State {
                         "entity descriptor must be signed by the entity and submitted by it",
                     ));
                 }
-                let required = {
-                    let mut tmp = self.clone();
-                    tmp.entities.insert(entity.id, entity.clone());
-                    tmp.required_stake(&entity.id, None)
-                };
+                let required = self.required_stake(&entity.id, None);
                 let have = self.stake_of(&entity.id);
                 if have < required {
                     return Err(err(
@@ -522,7 +561,10 @@ impl State {
             ));
         }
         if node.expiration <= self.epoch
-            || node.expiration > self.epoch + self.genesis.registry.max_node_expiration
+            || node.expiration
+                > self
+                    .epoch
+                    .saturating_add(self.genesis.registry.max_node_expiration)
         {
             return Err(err(
                 "registry",
@@ -592,16 +634,20 @@ impl State {
         let epoch = self.epoch;
         self.nodes.retain(|_, n| n.expiration >= epoch);
         for acct in self.accounts.values_mut() {
-            let matured: u64 = acct
+            // Saturating is exact here: every amount is part of the total supply, which fits in
+            // a u64 (checked at genesis).
+            let matured = acct
                 .debonding
                 .iter()
                 .filter(|d| d.end_epoch <= epoch)
-                .map(|d| d.amount)
-                .sum();
+                .fold(0u64, |sum, d| sum.saturating_add(d.amount));
             acct.debonding.retain(|d| d.end_epoch > epoch);
-            acct.balance += matured;
+            acct.balance = acct.balance.saturating_add(matured);
         }
         let previous = std::mem::take(&mut self.committees);
+        if let Some(set) = crate::validators::ValidatorSet::elect(self) {
+            self.validators = set;
+        }
         self.elect();
         self.roothash_epoch(height, &previous);
     }
@@ -684,12 +730,15 @@ impl State {
             .filter(|m| &m.public_key == node)
             .map(|m| m.role.clone())
             .collect();
-        let workers = super::roothash::workers(c);
-        let round = self.roothash.get(runtime).map_or(1, |r| r.block.round + 1);
+        let workers = crate::roothash::workers(c);
+        let round = self
+            .roothash
+            .get(runtime)
+            .map_or(1, |r| r.block.round.saturating_add(1));
         let rank = workers
             .iter()
             .position(|m| m == node)
-            .map(|i| super::roothash::rank_of(i, workers.len(), round));
+            .map(|i| crate::roothash::rank_of(i, workers.len(), round));
         (roles, rank)
     }
 }
@@ -697,7 +746,7 @@ impl State {
 #[cfg(test)]
 pub(crate) mod tests_support {
     use super::*;
-    use crate::consensus::genesis::{
+    use crate::genesis::{
         ExecutorParams, RegistryGenesis, RuntimeDescriptor, StakingGenesis, TxnSchedulerParams,
     };
 
@@ -708,9 +757,12 @@ pub(crate) mod tests_support {
             genesis_time: "2026-01-01T00:00:00Z".into(),
             epoch_interval: 5,
             block_interval_ms: 100,
-            validators: vec![PublicKey([9; 32])],
+            validators: vec![crate::genesis::GenesisValidator {
+                consensus_id: PublicKey([9; 32]),
+                entity_id: PublicKey([9; 32]),
+            }],
             staking: StakingGenesis {
-                thresholds: BTreeMap::new(),
+                thresholds: Default::default(),
                 debonding_interval: 1,
                 accounts: BTreeMap::new(),
                 escrow: BTreeMap::new(),
@@ -733,7 +785,7 @@ pub(crate) mod tests_support {
                         batch_flush_timeout_ms: 100,
                         propose_batch_timeout_ms: 2000,
                     },
-                    staking_thresholds: BTreeMap::new(),
+                    staking_thresholds: Default::default(),
                 }],
                 entities: Vec::new(),
             },
@@ -759,13 +811,12 @@ mod tests {
     fn genesis(entity_escrow: u64) -> Genesis {
         let ea = Address::from_public_key(&PublicKey::of(&key(1)));
         let mut g = super::tests_support::genesis(1, 0);
-        g.validators = vec![PublicKey::of(&key(9))];
-        g.staking.thresholds = [
-            ("entity".to_string(), 100),
-            ("node-compute".to_string(), 100),
-        ]
-        .into_iter()
-        .collect();
+        g.validators[0].consensus_id = PublicKey::of(&key(9));
+        g.staking.thresholds = crate::genesis::Thresholds {
+            entity: 100,
+            node_compute: 100,
+            node_validator: 0,
+        };
         g.staking.accounts = [(ea, 1000)].into_iter().collect();
         g.staking.escrow = [(ea, entity_escrow)].into_iter().collect();
         g

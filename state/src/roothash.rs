@@ -7,10 +7,10 @@
 //! Deterministic and I/O-free like the rest of the state machine. Only the latest runtime block
 //! and the open round live in the consensus state; the node's store keeps the history.
 
-use super::crypto::{PublicKey, Signed};
-use super::state::{Committee, State, TxError};
-use crate::bundle::RuntimeId;
+use crate::crypto::{PublicKey, Signed};
 use crate::encoding::{hash_of, Hash};
+use crate::runtime_id::RuntimeId;
+use crate::state::{Committee, State, TxError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -315,7 +315,10 @@ pub fn backups(c: &Committee) -> Vec<PublicKey> {
 /// the worker at index (rank + n − round mod n) mod n has rank `rank`.
 pub fn rank_of(index: usize, n: usize, round: u64) -> u64 {
     let n64 = n as u64;
-    (index as u64 + round % n64) % n64
+    if n64 == 0 {
+        return 0;
+    }
+    (index as u64 % n64 + round % n64) % n64
 }
 
 /// The scheduler (rank 0) of `round`.
@@ -337,7 +340,7 @@ pub fn verify_commitment(
     committee: &Committee,
     chain: &RuntimeChain,
 ) -> Result<(PublicKey, CommitmentHeader), TxError> {
-    let ctx = super::crypto::context(CONTEXT_EXECUTOR_COMMITMENT, Some(chain_context));
+    let ctx = crate::crypto::context(CONTEXT_EXECUTOR_COMMITMENT, Some(chain_context));
     let h: CommitmentHeader = s
         .open(&ctx)
         .map_err(|e| err(2, format!("invalid executor commitment: {e}")))?;
@@ -351,7 +354,7 @@ pub fn verify_commitment(
             ),
         ));
     }
-    let round = chain.block.round + 1;
+    let round = chain.block.round.saturating_add(1);
     if h.header.round != round {
         return Err(err(
             4,
@@ -401,7 +404,7 @@ impl State {
                 format!("runtime {id} has no executor committee this epoch"),
             )
         })?;
-        let height = self.height + 1;
+        let height = self.height.saturating_add(1);
         let chain_context = self.chain_context.clone();
         let timeout = self
             .genesis
@@ -446,7 +449,7 @@ impl State {
             }
         }
         if chain.pool.timeout_at.is_none() {
-            chain.pool.timeout_at = Some(height + timeout);
+            chain.pool.timeout_at = Some(height.saturating_add(timeout));
         }
         self.process_pool(&id, height, false);
         Ok(())
@@ -514,7 +517,7 @@ impl State {
         let Some(chain) = self.roothash.get(id) else {
             return;
         };
-        let round = chain.block.round + 1;
+        let round = chain.block.round.saturating_add(1);
         let Some(sched) = chain
             .pool
             .scheduler
@@ -544,7 +547,7 @@ impl State {
             .collect();
         distinct.sort();
         distinct.dedup();
-        let missing = workers.len() - votes.len();
+        let missing = workers.len().saturating_sub(votes.len());
         let stragglers = usize::from(params.allowed_stragglers);
         let disagree = distinct.len() > 1 || failures > stragglers;
         if !disagree {
@@ -561,8 +564,9 @@ impl State {
         // Discrepancy detected: the backups decide, with a longer timeout.
         let chain = self.roothash.get_mut(id).expect("checked above");
         chain.pool.discrepancy = true;
-        chain.discrepancies += 1;
-        chain.pool.timeout_at = Some(height + (params.round_timeout * 3 / 2).max(1));
+        chain.discrepancies = chain.discrepancies.saturating_add(1);
+        chain.pool.timeout_at =
+            Some(height.saturating_add((params.round_timeout.saturating_mul(3) / 2).max(1)));
         self.events.push(Event::Discrepancy {
             runtime: *id,
             round,
@@ -609,7 +613,7 @@ impl State {
             .count();
         if matching >= needed {
             self.finalize(id, height, workers, &sc);
-        } else if (backups.len() - committed) + matching < needed || timed_out {
+        } else if backups.len().saturating_sub(committed) + matching < needed || timed_out {
             self.close_round(id, height, header_type::ROUND_FAILED, Some(workers));
         }
     }
@@ -639,17 +643,14 @@ impl State {
                 .get(w)
                 .is_some_and(|v| v.failure == failure::NONE && v.header == c.header);
             let l = chain.liveness.entry(*w).or_default();
-            l.total_rounds += 1;
+            l.total_rounds = l.total_rounds.saturating_add(1);
             if live {
-                l.live_rounds += 1;
+                l.live_rounds = l.live_rounds.saturating_add(1);
             }
         }
-        chain
-            .liveness
-            .entry(c.scheduler_id)
-            .or_default()
-            .finalized_proposals += 1;
-        chain.rounds_finalized += 1;
+        let l = chain.liveness.entry(c.scheduler_id).or_default();
+        l.finalized_proposals = l.finalized_proposals.saturating_add(1);
+        chain.rounds_finalized = chain.rounds_finalized.saturating_add(1);
         chain.block = header.clone();
         chain.pool = Pool::default();
         self.events.push(Event::Block(header));
@@ -664,21 +665,23 @@ impl State {
     ) {
         let committee = self.committees.get(id).cloned();
         let chain = self.roothash.get_mut(id).expect("runtime exists");
-        let round = chain.block.round + 1;
+        let round = chain.block.round.saturating_add(1);
         if let Some(workers) = workers {
             for w in workers {
-                chain.liveness.entry(*w).or_default().total_rounds += 1;
+                let l = chain.liveness.entry(*w).or_default();
+                l.total_rounds = l.total_rounds.saturating_add(1);
             }
             let sched = chain
                 .pool
                 .scheduler
                 .or_else(|| committee.as_ref().and_then(|c| scheduler(c, round)));
             if let Some(s) = sched {
-                chain.liveness.entry(s).or_default().missed_proposals += 1;
+                let l = chain.liveness.entry(s).or_default();
+                l.missed_proposals = l.missed_proposals.saturating_add(1);
             }
         }
         if kind == header_type::ROUND_FAILED {
-            chain.rounds_failed += 1;
+            chain.rounds_failed = chain.rounds_failed.saturating_add(1);
         }
         let header = BlockHeader {
             version: 0,
@@ -699,8 +702,8 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consensus::crypto;
-    use crate::consensus::state::CommitteeMember;
+    use crate::crypto;
+    use crate::state::CommitteeMember;
     use ed25519_dalek::SigningKey;
 
     fn key(b: u8) -> SigningKey {
@@ -715,7 +718,7 @@ mod tests {
 
     /// A state whose committee is nodes 11, 12, 13 as workers and backups.
     fn state(backups: bool) -> State {
-        let mut s = State::from_genesis(&crate::consensus::state::tests_support::genesis(3, 3));
+        let mut s = State::from_genesis(&crate::state::tests_support::genesis(3, 3));
         let mut members: Vec<CommitteeMember> = (11..14)
             .map(|b| CommitteeMember {
                 role: "worker".into(),
@@ -750,7 +753,7 @@ mod tests {
     /// `node`'s commitment to `state_root` for the open round, naming `sched`.
     fn commit_for(s: &State, node: u8, state_root: u8, sched: PublicKey) -> Signed {
         let chain = &s.roothash[&rid()];
-        let round = chain.block.round + 1;
+        let round = chain.block.round.saturating_add(1);
         let h = CommitmentHeader {
             scheduler_id: sched,
             header: ComputeResultsHeader {

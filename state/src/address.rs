@@ -1,7 +1,7 @@
 //! Staking addresses: 21 bytes = version 0 ‖ the first 20 bytes of
 //! SHA-512/256("oasis-core/address: staking" ‖ 0x00 ‖ public key), shown as bech32 `oasis1…`.
 
-use super::crypto::PublicKey;
+use crate::crypto::PublicKey;
 use bech32::{Bech32, Hrp};
 use std::fmt;
 
@@ -62,7 +62,7 @@ impl std::str::FromStr for Address {
     }
 }
 
-super::crypto::text_or_bytes_serde!(Address, 21);
+crate::crypto::text_or_bytes_serde!(Address, 21);
 
 #[cfg(test)]
 mod tests {
