@@ -24,6 +24,7 @@ rustPlatform.buildRustPackage {
       ../src
       ../sdk
       ../state
+      ../bft
       ../kvstore
       ../tests
       ../systemd

@@ -1,0 +1,95 @@
+//! The engine-neutral interface between a consensus engine and the node's chain.
+
+use paratime_state::block::Proposed;
+use paratime_state::crypto::PublicKey;
+use paratime_state::encoding::Hash;
+use paratime_state::validators::ValidatorSet;
+use serde::{Deserialize, Serialize};
+
+/// A commit certificate, opaque to everything but the engine that made it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitCert {
+    /// The engine and its certificate format (`malachite-0.8`).
+    pub engine: String,
+    /// The engine's encoding of the certificate.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// What a consensus engine needs from the node's chain. Deterministic where it matters: every
+/// honest node answers `validator_set` and `verify_block` the same from the same committed
+/// blocks.
+pub trait ChainApp: Send + Sync + 'static {
+    /// The chain context (domain separation of signatures).
+    fn chain_context(&self) -> String;
+    /// Height of the last committed block (0 = genesis only).
+    fn last_committed(&self) -> u64;
+    /// The validator set that votes on `height`: the set in the state after `height - 1`.
+    /// `None` when that state is not known (yet).
+    fn validator_set(&self, height: u64) -> Option<ValidatorSet>;
+    /// Builds the block at `height` (the next one) for `proposer`, with pending transactions.
+    fn build_block(
+        &self,
+        height: u64,
+        proposer: PublicKey,
+        time_ms: u64,
+    ) -> Result<Proposed, String>;
+    /// Verifies a proposed block at `height` by deterministic re-execution on committed state.
+    fn verify_block(&self, height: u64, block: &Proposed) -> Result<(), String>;
+    /// Commits a decided block with its certificate, durably, before returning.
+    fn commit(&self, block: &Proposed, cert: &CommitCert) -> Result<(), String>;
+    /// A committed block with its certificate.
+    fn committed(&self, height: u64) -> Option<(Proposed, CommitCert)>;
+    /// The lowest height still served to syncing peers.
+    fn earliest_height(&self) -> u64;
+    /// Remembers a proposal seen (or made) for `(height, round)`, for crash replay.
+    fn remember_proposal(&self, height: u64, round: u32, proposer: PublicKey, block: &Proposed);
+    /// Proposals remembered for `height`: (round, proposer, block).
+    fn proposals_seen(&self, height: u64) -> Vec<(u32, PublicKey, Proposed)>;
+    /// A remembered proposal by block hash.
+    fn proposal_by_hash(&self, height: u64, hash: &Hash) -> Option<Proposed> {
+        self.proposals_seen(height)
+            .into_iter()
+            .map(|(_, _, b)| b)
+            .find(|b| &b.hash() == hash)
+    }
+    /// Misbehaviour the engine saw (equivocating proposals or votes), for the record.
+    fn record_evidence(&self, height: u64, offender: PublicKey, what: &str);
+}
+
+/// Verifies a commit certificate: made by this engine, for `height` and `block_hash`, with valid
+/// signatures of more than two thirds of `validators`' voting power.
+pub async fn verify_commit(
+    chain_context: &str,
+    height: u64,
+    block_hash: &Hash,
+    cert: &CommitCert,
+    validators: &ValidatorSet,
+) -> Result<(), String> {
+    use malachitebft_app_channel::app::types::core::ThresholdParams;
+    use malachitebft_signing::VerifierExt;
+    if cert.engine != crate::engine::CERT_ENGINE {
+        return Err(format!(
+            "commit certificate of engine '{}', expected '{}'",
+            cert.engine,
+            crate::engine::CERT_ENGINE
+        ));
+    }
+    let c = crate::codec::decode_cert(&cert.bytes).map_err(|e| e.to_string())?;
+    if c.height.0 != height || &c.value_id.0 != block_hash {
+        return Err(format!(
+            "commit certificate is for height {} block {}, not height {height}",
+            c.height, c.value_id
+        ));
+    }
+    let verifier = crate::signing::EngineVerifier::new(chain_context.to_string());
+    verifier
+        .verify_commit_certificate(
+            &crate::context::Ctx,
+            &c,
+            &crate::context::ValidatorSet::from_state(validators),
+            ThresholdParams::default(),
+        )
+        .await
+        .map_err(|e| format!("commit certificate of height {height}: {e:?}"))
+}

@@ -1,0 +1,627 @@
+//! Runs Malachite in the node's tokio runtime and answers its messages from a [`ChainApp`].
+//!
+//! The value consensus decides on is a block hash; the proposer streams the block itself as
+//! proposal parts (Init, Data chunks, Fin). A receiver reassembles the stream (bounded in size
+//! and number), checks that it comes from the round's proposer, re-executes it and tells the
+//! engine whether it is valid. The engine matches it with the proposer's signed proposal by hash.
+
+use crate::chain::{ChainApp, CommitCert};
+use crate::codec::{encode_cert, CborCodec};
+use crate::context::{
+    round_from_wire, round_to_wire, Address, BlockHash, Ctx, Height, ProposalPart, ValidatorSet,
+    Value,
+};
+use crate::signing::{EngineSigner, EngineVerifier};
+use bytes::Bytes;
+use malachitebft_app_channel::app::config::{
+    ConsensusConfig, NodeConfig, P2pConfig, ValueSyncConfig,
+};
+use malachitebft_app_channel::app::engine::host::{Next, SyncedValueOutcome};
+use malachitebft_app_channel::app::net::Multiaddr;
+use malachitebft_app_channel::app::streaming::StreamContent;
+use malachitebft_app_channel::app::types::core::{
+    Context as _, ExtendedCommitCertificate, ExtendedCommitSignature, HeightParams, LinearTimeouts,
+    Round, Validity,
+};
+use malachitebft_app_channel::app::types::streaming::{StreamId, StreamMessage};
+use malachitebft_app_channel::app::types::sync::RawDecidedValue;
+use malachitebft_app_channel::app::types::{Keypair, LocallyProposedValue, PeerId, ProposedValue};
+use malachitebft_app_channel::{
+    AppMsg, Channels, ConsensusContext, EngineHandle, NetworkContext, NetworkIdentity, NetworkMsg,
+    RequestContext, SyncContext, WalContext,
+};
+use paratime_state::block::Proposed;
+use paratime_state::crypto::PublicKey;
+use paratime_state::signing::{KeyRole, SlotSigner};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The certificate format tag stored with committed blocks.
+pub const CERT_ENGINE: &str = "malachite-0.8";
+/// A block larger than this is refused (encoded), so a stream cannot grow without bound.
+pub const MAX_BLOCK_BYTES: u64 = 8 << 20;
+/// Size of a proposal part's data.
+const CHUNK: usize = 256 << 10;
+/// At most this many partial streams are kept (the oldest is dropped).
+const MAX_STREAMS: usize = 64;
+/// Values served per sync request.
+const MAX_SYNC_BATCH: u64 = 64;
+
+/// How to run the engine.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Name in logs and metrics.
+    pub moniker: String,
+    /// Consensus listen address (`/ip4/127.0.0.1/tcp/26656`).
+    pub listen: Multiaddr,
+    /// Peers to keep connected to.
+    pub peers: Vec<Multiaddr>,
+    /// The engine's write-ahead log (a file).
+    pub wal: PathBuf,
+    /// Secret of the consensus-network identity (the node's P2P key, as oasis does).
+    pub network_secret: [u8; 32],
+    /// Least time between blocks.
+    pub block_interval: Duration,
+    /// Proposal timeout of round 0.
+    pub propose_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+struct Config {
+    moniker: String,
+    consensus: ConsensusConfig,
+    value_sync: ValueSyncConfig,
+}
+
+impl NodeConfig for Config {
+    fn moniker(&self) -> &str {
+        &self.moniker
+    }
+    fn consensus(&self) -> &ConsensusConfig {
+        &self.consensus
+    }
+    fn consensus_mut(&mut self) -> &mut ConsensusConfig {
+        &mut self.consensus
+    }
+    fn value_sync(&self) -> &ValueSyncConfig {
+        &self.value_sync
+    }
+    fn value_sync_mut(&mut self) -> &mut ValueSyncConfig {
+        &mut self.value_sync
+    }
+}
+
+/// A running engine.
+pub struct Running {
+    /// The engine's actors.
+    pub engine: EngineHandle,
+    /// The task answering the engine.
+    pub app: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops the engine and the app task.
+    pub async fn stop(self) {
+        self.engine.actor.stop(Some("node stopping".into()));
+        let _ = self.engine.handle.await;
+        self.app.abort();
+        let _ = self.app.await;
+    }
+}
+
+/// Starts Malachite and the task that answers it.
+pub async fn start(
+    app: Arc<dyn ChainApp>,
+    signer: Arc<dyn SlotSigner>,
+    opts: Options,
+) -> Result<Running, String> {
+    let chain = app.chain_context();
+    let me = Address(signer.public_key(KeyRole::Consensus));
+    let consensus = ConsensusConfig {
+        p2p: P2pConfig {
+            listen_addr: opts.listen.clone(),
+            persistent_peers: opts.peers.clone(),
+            ..P2pConfig::default()
+        },
+        ..ConsensusConfig::default()
+    };
+    let cfg = Config {
+        moniker: opts.moniker.clone(),
+        consensus,
+        value_sync: ValueSyncConfig::default(),
+    };
+    let keypair = Keypair::ed25519_from_bytes(opts.network_secret)
+        .map_err(|e| format!("consensus network key: {e}"))?;
+    let identity = NetworkIdentity::new(opts.moniker.clone(), keypair, Some(me.to_string()));
+    let (channels, engine) = malachitebft_app_channel::start_engine(
+        Ctx,
+        cfg,
+        WalContext::new(opts.wal.clone(), CborCodec),
+        NetworkContext::new(identity, CborCodec),
+        ConsensusContext::new_validator(
+            me,
+            Box::new(EngineVerifier::new(chain.clone())),
+            Box::new(EngineSigner::new(signer, chain)),
+        ),
+        SyncContext::new(CborCodec),
+        RequestContext::new(100),
+    )
+    .await
+    .map_err(|e| format!("starting the consensus engine: {e:#}"))?;
+    let timeouts = LinearTimeouts {
+        propose: opts.propose_timeout,
+        ..LinearTimeouts::default()
+    };
+    let mut state = AppState {
+        app,
+        me,
+        timeouts,
+        block_interval: opts.block_interval,
+        current: Height(0),
+        streams: HashMap::new(),
+        stream_order: Vec::new(),
+        pending: BTreeMap::new(),
+    };
+    let task = tokio::spawn(async move { state.run(channels).await });
+    Ok(Running { engine, app: task })
+}
+
+struct Partial {
+    init: Option<(u64, i64, i64, PublicKey, u64)>,
+    data: BTreeMap<u64, Vec<u8>>,
+    fin: Option<u64>,
+    bytes: u64,
+}
+
+struct AppState {
+    app: Arc<dyn ChainApp>,
+    me: Address,
+    timeouts: LinearTimeouts,
+    block_interval: Duration,
+    current: Height,
+    streams: HashMap<(PeerId, StreamId), Partial>,
+    stream_order: Vec<(PeerId, StreamId)>,
+    /// Blocks that arrived for a future height: (height, round, proposer, block).
+    pending: BTreeMap<u64, Vec<(i64, PublicKey, Proposed)>>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn stream_id(height: u64, round: i64, tag: u8) -> StreamId {
+    let mut b = height.to_be_bytes().to_vec();
+    b.extend_from_slice(&round.to_be_bytes());
+    b.push(tag);
+    StreamId::new(Bytes::from(b))
+}
+
+impl AppState {
+    fn params(&self, height: u64) -> HeightParams<Ctx> {
+        let set = self
+            .app
+            .validator_set(height)
+            .or_else(|| {
+                self.app
+                    .validator_set(self.app.last_committed().saturating_add(1))
+            })
+            .unwrap_or_default();
+        HeightParams::new(
+            ValidatorSet::from_state(&set),
+            self.timeouts,
+            Some(self.block_interval),
+        )
+    }
+
+    fn expected_proposer(&self, height: u64, round: Round) -> Option<PublicKey> {
+        let set = ValidatorSet::from_state(&self.app.validator_set(height)?);
+        if set.validators.is_empty() {
+            return None;
+        }
+        Some(Ctx.select_proposer(&set, Height(height), round).public_key)
+    }
+
+    fn parts(
+        block: &Proposed,
+        round: Round,
+        pol: Round,
+        proposer: PublicKey,
+    ) -> Vec<StreamMessage<ProposalPart>> {
+        let bytes = paratime_state::encoding::canonical_cbor(block);
+        let h = block.header.height;
+        let id = stream_id(h, round_to_wire(round), u8::from(pol.is_defined()));
+        let mut out = vec![StreamMessage::new(
+            id.clone(),
+            0,
+            StreamContent::Data(ProposalPart::Init {
+                height: h,
+                round: round_to_wire(round),
+                pol_round: round_to_wire(pol),
+                proposer,
+                len: bytes.len() as u64,
+            }),
+        )];
+        let mut seq = 1u64;
+        for c in bytes.chunks(CHUNK) {
+            out.push(StreamMessage::new(
+                id.clone(),
+                seq,
+                StreamContent::Data(ProposalPart::Data(c.to_vec())),
+            ));
+            seq += 1;
+        }
+        out.push(StreamMessage::new(id, seq, StreamContent::Fin));
+        out
+    }
+
+    async fn publish(channels: &Channels<Ctx>, parts: Vec<StreamMessage<ProposalPart>>) {
+        for p in parts {
+            if channels
+                .network
+                .send(NetworkMsg::PublishProposalPart(p))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Checks a reassembled block and turns it into the engine's verdict.
+    fn judge(
+        &self,
+        round: i64,
+        pol: i64,
+        proposer: PublicKey,
+        block: &Proposed,
+    ) -> ProposedValue<Ctx> {
+        let height = block.header.height;
+        let validity = match self.app.verify_block(height, block) {
+            Ok(()) => {
+                self.app.remember_proposal(
+                    height,
+                    u32::try_from(round).unwrap_or(0),
+                    proposer,
+                    block,
+                );
+                Validity::Valid
+            }
+            Err(e) => {
+                log::warn!(target: "consensus", height = height, proposer:% = proposer; "invalid block proposed: {e}");
+                Validity::Invalid
+            }
+        };
+        ProposedValue {
+            height: Height(height),
+            round: round_from_wire(round),
+            valid_round: round_from_wire(pol),
+            proposer: Address(proposer),
+            value: Value(BlockHash(block.hash())),
+            validity,
+        }
+    }
+
+    fn on_part(
+        &mut self,
+        from: PeerId,
+        part: StreamMessage<ProposalPart>,
+    ) -> Option<ProposedValue<Ctx>> {
+        let key = (from, part.stream_id.clone());
+        if !self.streams.contains_key(&key) {
+            if self.stream_order.len() >= MAX_STREAMS {
+                let old = self.stream_order.remove(0);
+                self.streams.remove(&old);
+            }
+            self.stream_order.push(key.clone());
+            self.streams.insert(
+                key.clone(),
+                Partial {
+                    init: None,
+                    data: BTreeMap::new(),
+                    fin: None,
+                    bytes: 0,
+                },
+            );
+        }
+        let s = self.streams.get_mut(&key)?;
+        match part.content {
+            StreamContent::Fin => s.fin = Some(part.sequence),
+            StreamContent::Data(ProposalPart::Init {
+                height,
+                round,
+                pol_round,
+                proposer,
+                len,
+            }) if part.sequence == 0 => {
+                if len > MAX_BLOCK_BYTES {
+                    log::warn!(target: "consensus", height = height; "refusing a proposed block of {len} bytes (limit {MAX_BLOCK_BYTES})");
+                    self.forget(&key);
+                    return None;
+                }
+                s.init = Some((height, round, pol_round, proposer, len));
+            }
+            StreamContent::Data(ProposalPart::Data(d)) if part.sequence > 0 => {
+                s.bytes = s.bytes.saturating_add(d.len() as u64);
+                if s.bytes > MAX_BLOCK_BYTES {
+                    self.forget(&key);
+                    return None;
+                }
+                s.data.insert(part.sequence, d);
+            }
+            _ => {
+                self.forget(&key);
+                return None;
+            }
+        }
+        let (height, round, pol, proposer, len) = s.init?;
+        let fin = s.fin?;
+        if s.data.len() as u64 != fin.saturating_sub(1) {
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        for d in s.data.values() {
+            bytes.extend_from_slice(d);
+        }
+        self.forget(&key);
+        if bytes.len() as u64 != len {
+            return None;
+        }
+        let block: Proposed = match paratime_state::encoding::from_cbor(&bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                log::warn!(target: "consensus", height = height; "undecodable proposed block: {e}");
+                return None;
+            }
+        };
+        if block.header.height != height || block.header.proposer != proposer {
+            return None;
+        }
+        if height > self.current.0 {
+            // The validator set of a future height may not be known yet: judge it when the
+            // height starts.
+            self.defer(height, round, proposer, block);
+            return None;
+        }
+        if self.expected_proposer(height, round_from_wire(round)) != Some(proposer) {
+            log::warn!(target: "consensus", height = height, round = round, proposer:% = proposer; "block streamed by a validator that is not the round's proposer");
+            return None;
+        }
+        if height < self.current.0 {
+            return None;
+        }
+        Some(self.judge(round, pol, proposer, &block))
+    }
+
+    /// Keeps a block of a future height (at most 4 heights, 8 blocks each).
+    fn defer(&mut self, height: u64, round: i64, proposer: PublicKey, block: Proposed) {
+        if !self.pending.contains_key(&height) && self.pending.len() >= 4 {
+            return;
+        }
+        let list = self.pending.entry(height).or_default();
+        if list.len() < 8 {
+            list.push((round, proposer, block));
+        }
+    }
+
+    fn forget(&mut self, key: &(PeerId, StreamId)) {
+        self.streams.remove(key);
+        self.stream_order.retain(|k| k != key);
+    }
+
+    async fn run(&mut self, mut channels: Channels<Ctx>) {
+        while let Some(msg) = channels.consensus.recv().await {
+            match msg {
+                AppMsg::ConsensusReady { reply } => {
+                    let h = self.app.last_committed().saturating_add(1);
+                    self.current = Height(h);
+                    log::info!(target: "consensus", height = h; "consensus engine ready");
+                    let _ = reply.send((Height(h), self.params(h)));
+                }
+                AppMsg::StartedRound {
+                    height,
+                    round,
+                    reply_value,
+                    ..
+                } => {
+                    self.current = height;
+                    self.pending.retain(|h, _| *h >= height.0);
+                    let mut values = Vec::new();
+                    if let Some(list) = self.pending.remove(&height.0) {
+                        for (r, p, b) in list {
+                            if self.expected_proposer(height.0, round_from_wire(r)) == Some(p) {
+                                values.push(self.judge(r, -1, p, &b));
+                            }
+                        }
+                    }
+                    let r = round.as_u32().unwrap_or(0);
+                    for (pr, proposer, block) in self.app.proposals_seen(height.0) {
+                        if pr == r {
+                            values.push(ProposedValue {
+                                height,
+                                round,
+                                valid_round: Round::Nil,
+                                proposer: Address(proposer),
+                                value: Value(BlockHash(block.hash())),
+                                validity: Validity::Valid,
+                            });
+                        }
+                    }
+                    let _ = reply_value.send(values);
+                }
+                AppMsg::GetValue {
+                    height,
+                    round,
+                    reply,
+                    ..
+                } => {
+                    let r = round.as_u32().unwrap_or(0);
+                    let me = self.me.0;
+                    // After a restart, the block already proposed for this round, never another.
+                    let existing = self
+                        .app
+                        .proposals_seen(height.0)
+                        .into_iter()
+                        .find(|(pr, p, _)| *pr == r && *p == me)
+                        .map(|(_, _, b)| b);
+                    let block = match existing {
+                        Some(b) => b,
+                        None => match self.app.build_block(height.0, me, now_ms()) {
+                            Ok(b) => {
+                                self.app.remember_proposal(height.0, r, me, &b);
+                                b
+                            }
+                            Err(e) => {
+                                log::error!(target: "consensus", height = height.0; "cannot build a block: {e}");
+                                continue;
+                            }
+                        },
+                    };
+                    let _ = reply.send(LocallyProposedValue::new(
+                        height,
+                        round,
+                        Value(BlockHash(block.hash())),
+                    ));
+                    Self::publish(&channels, Self::parts(&block, round, Round::Nil, me)).await;
+                }
+                AppMsg::ReceivedProposalPart {
+                    from,
+                    published_by,
+                    part,
+                    reply,
+                } => {
+                    let _ = reply.send(self.on_part(published_by.unwrap_or(from), part));
+                }
+                AppMsg::RestreamProposal {
+                    height,
+                    round,
+                    valid_round,
+                    address,
+                    value_id,
+                } => {
+                    if let Some(b) = self.app.proposal_by_hash(height.0, &value_id.0) {
+                        Self::publish(&channels, Self::parts(&b, round, valid_round, address.0))
+                            .await;
+                    }
+                }
+                AppMsg::GetHistoryMinHeight { reply } => {
+                    let _ = reply.send(Height(self.app.earliest_height()));
+                }
+                AppMsg::Decided {
+                    certificate, reply, ..
+                } => {
+                    let h = certificate.height.0;
+                    match self.app.proposal_by_hash(h, &certificate.value_id.0) {
+                        Some(block) => {
+                            let cert = CommitCert {
+                                engine: CERT_ENGINE.into(),
+                                bytes: encode_cert(&certificate),
+                            };
+                            if let Err(e) = self.app.commit(&block, &cert) {
+                                log::error!(target: "consensus", height = h; "cannot commit the decided block: {e}");
+                            }
+                        }
+                        None => {
+                            log::warn!(target: "consensus", height = h; "decided a block this node has not received; fetching it from peers");
+                        }
+                    }
+                    let _ = reply.send(());
+                }
+                AppMsg::Finalized {
+                    certificate,
+                    evidence,
+                    reply,
+                    ..
+                } => {
+                    let h = certificate.height.0;
+                    for (addr, list) in evidence.proposals.iter() {
+                        self.app.record_evidence(
+                            h,
+                            addr.0,
+                            &format!("{} conflicting proposals", list.len()),
+                        );
+                    }
+                    for (addr, list) in evidence.votes.iter() {
+                        self.app.record_evidence(
+                            h,
+                            addr.0,
+                            &format!("{} conflicting votes", list.len()),
+                        );
+                    }
+                    let next = if self.app.last_committed() >= h {
+                        let n = h.saturating_add(1);
+                        self.current = Height(n);
+                        Next::Start(Height(n), self.params(n))
+                    } else {
+                        Next::Restart(Height(h), self.params(h))
+                    };
+                    let _ = reply.send(next);
+                }
+                AppMsg::GetDecidedValues { range, reply } => {
+                    let (a, b) = (range.start().0, range.end().0);
+                    let b = b.min(a.saturating_add(MAX_SYNC_BATCH - 1));
+                    let mut out = Vec::new();
+                    for h in a..=b {
+                        let Some((block, cert)) = self.app.committed(h) else {
+                            break;
+                        };
+                        let Ok(c) = crate::codec::decode_cert(&cert.bytes) else {
+                            break;
+                        };
+                        let ext = ExtendedCommitCertificate {
+                            height: c.height,
+                            round: c.round,
+                            value_id: c.value_id,
+                            commit_signatures: c
+                                .commit_signatures
+                                .into_iter()
+                                .map(|s| ExtendedCommitSignature::new(s.address, s.signature, None))
+                                .collect(),
+                        };
+                        out.push(RawDecidedValue::new(
+                            Bytes::from(paratime_state::encoding::canonical_cbor(&block)),
+                            ext,
+                        ));
+                    }
+                    let _ = reply.send(out);
+                }
+                AppMsg::ProcessSyncedValue {
+                    height,
+                    round,
+                    proposer,
+                    value_bytes,
+                    reply,
+                } => {
+                    let outcome =
+                        match paratime_state::encoding::from_cbor::<Proposed>(&value_bytes) {
+                            Ok(b)
+                                if b.header.height == height.0
+                                    && value_bytes.len() as u64 <= MAX_BLOCK_BYTES =>
+                            {
+                                SyncedValueOutcome::Verdict(self.judge(
+                                    round_to_wire(round),
+                                    -1,
+                                    proposer.0,
+                                    &b,
+                                ))
+                            }
+                            _ => SyncedValueOutcome::PeerFault,
+                        };
+                    let _ = reply.send(outcome);
+                }
+                AppMsg::ExtendVote { reply, .. } => {
+                    let _ = reply.send(None);
+                }
+                AppMsg::VerifyVoteExtensions {
+                    extensions, reply, ..
+                } => {
+                    let _ = reply.send(extensions.into_iter().map(|(a, _)| (a, Ok(()))).collect());
+                }
+            }
+        }
+        log::warn!(target: "consensus", "the consensus engine stopped");
+    }
+}
