@@ -126,6 +126,8 @@ impl ChainApp for MemChain {
 struct MemSigner {
     key: SigningKey,
     record: Mutex<HashMap<Vec<u8>, (Hash, Signature)>>,
+    /// Requests refused as equivocation (the engine's WAL should make this never happen).
+    conflicts: std::sync::atomic::AtomicUsize,
 }
 
 impl SlotSigner for MemSigner {
@@ -143,7 +145,11 @@ impl SlotSigner for MemSigner {
         let mut r = self.record.lock().expect("signer lock");
         match r.get(&slot.record_key(role)) {
             Some((d, s)) if *d == digest => Ok(s.clone()),
-            Some(_) => Err(SignError::Conflict(slot.describe())),
+            Some(_) => {
+                self.conflicts
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Err(SignError::Conflict(slot.describe()))
+            }
             None => {
                 let s = Signature::sign(&self.key, context, message);
                 r.insert(slot.record_key(role), (digest, s.clone()));
@@ -208,16 +214,142 @@ async fn wait_for(chains: &[&Arc<MemChain>], height: u64, limit: Duration) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn four_validators_agree_and_survive_one_stopped() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let g = genesis(4);
-    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+fn options(dir: &std::path::Path, ports: &[u16], i: u8) -> Options {
     let addr = |p: u16| {
         format!("/ip4/127.0.0.1/tcp/{p}")
             .parse()
             .expect("multiaddr")
     };
+    Options {
+        moniker: format!("validator-{i}"),
+        listen: addr(ports[usize::from(i)]),
+        peers: ports
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != usize::from(i))
+            .map(|(_, p)| addr(*p))
+            .collect(),
+        wal: dir.join(format!("v{i}/wal/consensus.wal")),
+        network_secret: [50 + i; 32],
+        block_interval: Duration::from_millis(200),
+        propose_timeout: Duration::from_secs(1),
+    }
+}
+
+/// Kills a validator the hard way: the engine's actors are killed, nothing is flushed.
+async fn kill(r: Running) {
+    r.engine.actor.kill();
+    let _ = r.engine.handle.await;
+    r.app.abort();
+    let _ = r.app.await;
+}
+
+/// Validators killed without warning — two at once (the chain halts safely), then each restarted
+/// from its WAL, its store and its signer's record — never equivocate, catch up by value sync,
+/// and agree on every block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_validators_restart_from_their_wal_and_catch_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g = genesis(4);
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let chains: Vec<Arc<MemChain>> = (0..4).map(|_| Arc::new(MemChain::new(&g))).collect();
+    let signers: Vec<Arc<MemSigner>> = (0..4u8)
+        .map(|i| {
+            Arc::new(MemSigner {
+                key: key(i),
+                record: Mutex::new(HashMap::new()),
+                conflicts: Default::default(),
+            })
+        })
+        .collect();
+    let start = |i: u8| {
+        let chain = chains[usize::from(i)].clone();
+        let signer = signers[usize::from(i)].clone();
+        let opts = options(dir.path(), &ports, i);
+        async move {
+            engine::start(chain, signer, opts)
+                .await
+                .expect("engine starts")
+        }
+    };
+    let mut running: Vec<Option<Running>> = Vec::new();
+    for i in 0..4u8 {
+        running.push(Some(start(i).await));
+    }
+    let all: Vec<&Arc<MemChain>> = chains.iter().collect();
+    wait_for(&all, 3, Duration::from_secs(90)).await;
+
+    // Two of four down: no quorum, so no block is decided (safety over liveness).
+    for i in [2usize, 3] {
+        if let Some(r) = running[i].take() {
+            kill(r).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let halted = chains[0].last_committed().max(chains[1].last_committed());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = chains[0].last_committed().max(chains[1].last_committed());
+    assert!(
+        after <= halted + 1,
+        "blocks were decided without a quorum: {halted} -> {after}"
+    );
+
+    // One returns: three of four, the chain resumes; the returning one catches up.
+    running[2] = Some(start(2).await);
+    let three: Vec<&Arc<MemChain>> = chains[..3].iter().collect();
+    wait_for(&three, after + 3, Duration::from_secs(90)).await;
+
+    // Kill and restart validators one after another, several times.
+    for round in 0..3usize {
+        let i = round % 3;
+        if let Some(r) = running[i].take() {
+            kill(r).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300 * (round as u64 + 1))).await;
+        running[i] = Some(start(i as u8).await);
+    }
+    // The fourth returns last and must catch up by value sync.
+    running[3] = Some(start(3).await);
+    let top = chains.iter().map(|c| c.last_committed()).max().unwrap_or(0);
+    wait_for(&all, top + 2, Duration::from_secs(120)).await;
+
+    let top = chains.iter().map(|c| c.last_committed()).min().unwrap_or(0);
+    for h in 1..=top {
+        let hashes: Vec<Hash> = chains
+            .iter()
+            .map(|c| c.committed(h).expect("committed").0.hash())
+            .collect();
+        assert!(hashes.iter().all(|x| *x == hashes[0]), "height {h} differs");
+        let roots: Vec<Hash> = chains
+            .iter()
+            .map(|c| c.committed(h).expect("committed").0.header.state_root)
+            .collect();
+        assert!(
+            roots.iter().all(|x| *x == roots[0]),
+            "state root at {h} differs"
+        );
+    }
+    for c in &chains {
+        let e = &c.lock().evidence;
+        assert!(e.is_empty(), "an honest validator was reported: {e:?}");
+    }
+    for s in &signers {
+        let n = s.conflicts.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            n, 0,
+            "a restarted validator asked to sign a conflicting message"
+        );
+    }
+    for r in running.into_iter().flatten() {
+        r.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_validators_agree_and_survive_one_stopped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g = genesis(4);
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
     let mut chains = Vec::new();
     let mut running: Vec<Option<Running>> = Vec::new();
     for i in 0..4u8 {
@@ -225,21 +357,9 @@ async fn four_validators_agree_and_survive_one_stopped() {
         let signer = Arc::new(MemSigner {
             key: key(i),
             record: Mutex::new(HashMap::new()),
+            conflicts: Default::default(),
         });
-        let opts = Options {
-            moniker: format!("validator-{i}"),
-            listen: addr(ports[usize::from(i)]),
-            peers: ports
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != usize::from(i))
-                .map(|(_, p)| addr(*p))
-                .collect(),
-            wal: dir.path().join(format!("v{i}/wal/consensus.wal")),
-            network_secret: [50 + i; 32],
-            block_interval: Duration::from_millis(200),
-            propose_timeout: Duration::from_secs(1),
-        };
+        let opts = options(dir.path(), &ports, i);
         running.push(Some(
             engine::start(chain.clone(), signer, opts)
                 .await
