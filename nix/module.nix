@@ -125,9 +125,9 @@ let
           type = types.bool;
           default = false;
           description = ''
-            Open `p2p.port`, TCP and UDP (libp2p's TCP and QUIC transports). Nothing else: the
-            node does not listen on `consensus.listen_address` (accepted for oasis-node
-            compatibility), and never on the network for the control socket.
+            Open `p2p.port`, TCP and UDP (libp2p's TCP and QUIC transports), and the port of
+            `consensus.listen_address`, TCP (the BFT consensus engine). Never the control socket,
+            which is not on the network.
           '';
         };
 
@@ -664,7 +664,9 @@ in
         (
           _: inst:
             mkIf inst.openFirewall {
-              allowedTCPPorts = [ inst.settings.p2p.port ];
+              allowedTCPPorts = [ inst.settings.p2p.port ]
+                ++ lib.optional (portOf inst.settings.consensus.listen_address != null)
+                (portOf inst.settings.consensus.listen_address);
               allowedUDPPorts = [ inst.settings.p2p.port ];
             }
         )

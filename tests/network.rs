@@ -1,5 +1,5 @@
-//! Real local networks: `paratime-node localnet` starts a validator, compute nodes and a client
-//! as separate processes talking libp2p on loopback.
+//! Real local networks: `paratime-node localnet` starts BFT validators, compute nodes and a
+//! client as separate processes talking Malachite (consensus port) and libp2p on loopback.
 
 mod common;
 use common::*;
@@ -17,8 +17,16 @@ impl Localnet {
         let dir = tempfile::tempdir().expect("tempdir");
         let net = dir.path().join("net");
         let log = std::fs::File::create(dir.path().join("localnet.log")).expect("log");
+        // These tests are about committees and followers: one validator keeps the two cores
+        // for them, unless a test asks for more (the BFT test runs four).
+        let validators: &[&str] = if extra.contains(&"--validators") {
+            &[]
+        } else {
+            &["--validators", "1"]
+        };
         let child = Command::new(node_bin())
             .args(["localnet", "--dir", net.to_str().expect("utf8")])
+            .args(validators)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
@@ -49,6 +57,9 @@ impl Localnet {
             std::fs::read_to_string(self.dir.path().join("localnet.log")).unwrap_or_default();
         for n in [
             "validator-0",
+            "validator-1",
+            "validator-2",
+            "validator-3",
             "compute-0",
             "compute-1",
             "compute-2",
@@ -86,6 +97,29 @@ impl Localnet {
         self.status(node)
             .and_then(|s| s["consensus"]["latest_height"].as_u64())
             .unwrap_or(0)
+    }
+
+    /// Stops localnet like [`Localnet::stop`] and keeps its directory (the nodes' stores).
+    fn stop_keeping_files(mut self) -> tempfile::TempDir {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        let log = dir.path().join("localnet.log");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                assert!(
+                    s.success(),
+                    "localnet exit status {s}:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+                return dir;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("localnet did not stop");
     }
 
     /// Stops localnet with SIGTERM (exit 0 expected) and returns its output.
@@ -708,4 +742,132 @@ fn a_frozen_scheduler_is_replaced_by_a_backup_scheduler() {
     stop(nix::sys::signal::Signal::SIGCONT);
     assert_eq!(equivocations(&net), Vec::<String>::new());
     let _ = net.stop();
+}
+
+fn signal(net: &Path, node: &str, sig: nix::sys::signal::Signal) -> i32 {
+    let pid = node_pid(net, node).unwrap_or_else(|| panic!("{node} pid"));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).expect("signal");
+    pid
+}
+
+fn client_round(n: &Localnet) -> u64 {
+    n.status("client-0")
+        .and_then(|s| s["runtimes"][RUNTIME_ID]["latest_round"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Four BFT validators (Malachite) with a compute node and a client: blocks and ParaTime rounds
+/// continue with one validator down; with two down nothing is decided; with one back the chain
+/// resumes; a validator SIGKILLed again and again restarts from its WAL and store and catches up.
+/// Afterwards every node's store holds the same block and state root at every height.
+#[test]
+fn bft_validators_one_down_continue_two_down_halt_and_all_agree() {
+    use nix::sys::signal::Signal;
+    let mut net = Localnet::start(&["--validators", "4", "--compute", "1", "--load", "8"]);
+    let validators = ["validator-0", "validator-1", "validator-2", "validator-3"];
+    net.wait(
+        "blocks and ParaTime rounds",
+        Duration::from_secs(180),
+        |n| n.height("validator-0") >= 8 && client_round(n) >= 3,
+    );
+    let st = net.status("validator-0").expect("status");
+    let c = &st["consensus"];
+    assert_eq!(c["backend"], "malachite", "{c}");
+    assert_eq!(c["is_validator"], true, "{c}");
+    assert_eq!(c["validators"].as_array().map(Vec::len), Some(4), "{c}");
+    assert!(
+        c["last_commit"]["signers"].as_array().map(Vec::len) >= Some(3),
+        "a commit certificate holds more than two thirds: {c}"
+    );
+    let st = net.status("client-0").expect("status");
+    assert_eq!(st["consensus"]["is_validator"], false);
+
+    // One of four down (frozen, so localnet does not restart it): blocks and rounds go on.
+    signal(&net.net(), "validator-3", Signal::SIGSTOP);
+    let (h, r) = (net.height("validator-0"), client_round(&net));
+    net.wait(
+        "progress with one validator down",
+        Duration::from_secs(120),
+        |n| n.height("validator-0") >= h + 5 && client_round(n) >= r + 2,
+    );
+
+    // Two of four down: no quorum, nothing is decided.
+    signal(&net.net(), "validator-2", Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(3));
+    let halted = net.height("validator-0").max(net.height("validator-1"));
+    std::thread::sleep(Duration::from_secs(6));
+    let after = net.height("validator-0").max(net.height("validator-1"));
+    assert!(
+        after <= halted + 1,
+        "decided without a quorum: {halted} -> {after}"
+    );
+
+    // One returns: the chain resumes.
+    signal(&net.net(), "validator-3", Signal::SIGCONT);
+    net.wait(
+        "progress after one validator returned",
+        Duration::from_secs(120),
+        |n| n.height("validator-0") >= after + 5,
+    );
+    signal(&net.net(), "validator-2", Signal::SIGCONT);
+
+    // kill -9 a validator at whatever step it is in, three times; it restarts from its WAL.
+    for _ in 0..3 {
+        let pid = signal(&net.net(), "validator-1", Signal::SIGKILL);
+        std::thread::sleep(Duration::from_millis(700));
+        let at = net.height("validator-0");
+        net.wait(
+            "validator-1 back and caught up",
+            Duration::from_secs(120),
+            |n| {
+                node_pid(&n.net(), "validator-1").is_some_and(|p| p != pid)
+                    && n.height("validator-1") >= at + 2
+            },
+        );
+    }
+    let top = net.height("validator-0");
+    net.wait(
+        "everyone at a common height",
+        Duration::from_secs(120),
+        |n| {
+            validators
+                .iter()
+                .chain(["compute-0", "client-0"].iter())
+                .all(|v| n.height(v) >= top)
+        },
+    );
+    for v in validators {
+        let st = net.status(v).expect("status");
+        assert_eq!(
+            st["consensus"]["evidence"].as_array().map(Vec::len),
+            Some(0),
+            "an honest validator was reported: {}",
+            st["consensus"]
+        );
+    }
+    let kept = net.stop_keeping_files();
+    let dir = kept.path().join("net");
+
+    // Every node's store: the same block hash and state root at every height.
+    let nodes = validators.iter().chain(["compute-0", "client-0"].iter());
+    let stores: Vec<paratime_node::storage::Store> = nodes
+        .map(|n| {
+            paratime_node::storage::Store::open(&dir.join(n).join("data/consensus.redb"))
+                .expect("store")
+        })
+        .collect();
+    let mut checked = 0;
+    for h in 1..=top {
+        let blocks: Vec<_> = stores
+            .iter()
+            .map(|s| s.block(h).expect("read").expect("block"))
+            .collect();
+        let (hash, root) = (blocks[0].0.hash(), blocks[0].0.header.state_root);
+        for (b, _) in &blocks {
+            assert_eq!(b.hash(), hash, "height {h}: block differs");
+            assert_eq!(b.header.state_root, root, "height {h}: state root differs");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} heights");
 }

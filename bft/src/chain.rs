@@ -4,17 +4,8 @@ use paratime_state::block::Proposed;
 use paratime_state::crypto::PublicKey;
 use paratime_state::encoding::Hash;
 use paratime_state::validators::ValidatorSet;
-use serde::{Deserialize, Serialize};
 
-/// A commit certificate, opaque to everything but the engine that made it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommitCert {
-    /// The engine and its certificate format (`malachite-0.8`).
-    pub engine: String,
-    /// The engine's encoding of the certificate.
-    #[serde(with = "serde_bytes")]
-    pub bytes: Vec<u8>,
-}
+pub use paratime_state::block::CommitCert;
 
 /// What a consensus engine needs from the node's chain. Deterministic where it matters: every
 /// honest node answers `validator_set` and `verify_block` the same from the same committed
@@ -92,4 +83,13 @@ pub async fn verify_commit(
         )
         .await
         .map_err(|e| format!("commit certificate of height {height}: {e:?}"))
+}
+
+/// What a certificate says, for status: the round it was decided in and who signed it.
+pub fn cert_summary(cert: &CommitCert) -> Option<(i64, Vec<PublicKey>)> {
+    let c = crate::codec::decode_cert(&cert.bytes).ok()?;
+    Some((
+        c.round.as_i64(),
+        c.commit_signatures.iter().map(|s| s.address.0).collect(),
+    ))
 }

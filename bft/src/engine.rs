@@ -14,10 +14,10 @@ use crate::context::{
 use crate::signing::{EngineSigner, EngineVerifier};
 use bytes::Bytes;
 use malachitebft_app_channel::app::config::{
-    ConsensusConfig, NodeConfig, P2pConfig, ValueSyncConfig,
+    ConsensusConfig, DiscoveryConfig, NodeConfig, P2pConfig, ValueSyncConfig,
 };
 use malachitebft_app_channel::app::engine::host::{Next, SyncedValueOutcome};
-use malachitebft_app_channel::app::net::Multiaddr;
+pub use malachitebft_app_channel::app::net::Multiaddr;
 use malachitebft_app_channel::app::streaming::StreamContent;
 use malachitebft_app_channel::app::types::core::{
     Context as _, ExtendedCommitCertificate, ExtendedCommitSignature, HeightParams, LinearTimeouts,
@@ -123,6 +123,14 @@ pub async fn start(
         p2p: P2pConfig {
             listen_addr: opts.listen.clone(),
             persistent_peers: opts.peers.clone(),
+            // Malachite's defaults (5 connections per IP, 30 s before an IP may reconnect)
+            // refuse a network whose nodes share an address (a localnet, nodes behind one NAT)
+            // and keep a restarted node out for half a minute.
+            discovery: DiscoveryConfig {
+                max_connections_per_ip: 128,
+                ip_throttle_duration: Duration::from_secs(2),
+                ..DiscoveryConfig::default()
+            },
             ..P2pConfig::default()
         },
         ..ConsensusConfig::default()

@@ -3,12 +3,12 @@
 //!
 //! | byte % 8 | type | decoder, as in the node |
 //! |---|---|---|
-//! | 0 | consensus `Block` (blocks gossip topic) | ciborium (`encoding::from_cbor`) |
+//! | 0 | consensus `Proposed` block (reassembled from the BFT engine's proposal parts) | ciborium (`encoding::from_cbor`) |
 //! | 1 | `Signed` transaction (transactions gossip topic) | ciborium |
 //! | 2 | `RuntimeTxs` (a runtime's transactions topic) | ciborium |
 //! | 3 | `CommitteeMessage` (a runtime's committee topic) | ciborium |
-//! | 4 | `SyncRequest` (block sync, served) | cbor4ii (libp2p's request-response CBOR codec) |
-//! | 5 | `SyncReply` (block sync, received) | cbor4ii |
+//! | 4 | `SyncRequest` (executed-batch sync, served) | cbor4ii (libp2p's request-response CBOR codec) |
+//! | 5 | `SyncReply` (executed-batch sync, received) | cbor4ii |
 //! | 6 | `Transaction` (inside `Signed`; the mempool reads its nonce before verifying) | ciborium |
 //! | 7 | `Proposal` (inside a committee `Signed`) | ciborium |
 //!
@@ -18,8 +18,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use paratime_node::consensus::block::{Block, Header};
-use paratime_node::consensus::crypto::{context, Signed, CONTEXT_BLOCK, CONTEXT_TX};
+use paratime_node::consensus::block::Proposed;
+use paratime_node::consensus::crypto::{context, Signed, CONTEXT_TX};
 use paratime_node::consensus::roothash::{BlockHeader, ExecutedBatch, Proposal};
 use paratime_node::consensus::state::Transaction;
 use paratime_node::encoding::{from_cbor, hash_of};
@@ -32,9 +32,9 @@ fn from_cbor4ii<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     cbor4ii::serde::from_slice(bytes).ok()
 }
 
-fn block(b: &Block) {
+fn block(b: &Proposed) {
     let _ = hash_of(&b.txs);
-    let _ = b.header(CHAIN, &b.header.signature.public_key);
+    let _ = b.hash();
     for tx in &b.txs {
         signed_tx(tx);
     }
@@ -67,9 +67,8 @@ fuzz_target!(|data: &[u8]| {
     };
     match which % 8 {
         0 => {
-            if let Ok(b) = from_cbor::<Block>(msg) {
+            if let Ok(b) = from_cbor::<Proposed>(msg) {
                 block(&b);
-                let _ = b.header.open::<Header>(&context(CONTEXT_BLOCK, Some(CHAIN)));
             }
         }
         1 => {
@@ -96,7 +95,6 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         5 => match from_cbor4ii::<SyncReply>(msg) {
-            Some(SyncReply::Blocks(r)) => r.blocks.iter().for_each(block),
             Some(SyncReply::Round(Some(b))) => executed(&b),
             Some(SyncReply::Round(None)) | None => {}
         },

@@ -13,8 +13,8 @@
   };
   assertions = [
     {
-      assertion = config.networking.firewall.allowedTCPPorts == [ 9300 ];
-      message = "scenario: the firewall should open the declared p2p.port 9300";
+      assertion = config.networking.firewall.allowedTCPPorts == [ 9300 26656 ];
+      message = "scenario: the firewall should open the declared p2p.port 9300 and the consensus port 26656 (default listen address)";
     }
   ];
 }

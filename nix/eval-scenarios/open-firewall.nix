@@ -1,5 +1,5 @@
-# openFirewall opens p2p.port for TCP and UDP (libp2p's TCP and QUIC), per instance, and nothing
-# else: nothing listens on the consensus port.
+# openFirewall opens p2p.port for TCP and UDP (libp2p's TCP and QUIC) and the consensus port for
+# TCP (the BFT engine), per instance, and nothing else.
 { config, lib, nixEval, ... }:
 {
   imports = [ nixEval.flake.nixosModules.default ];
@@ -18,9 +18,9 @@
   };
   assertions = [
     {
-      assertion = lib.sort lib.lessThan config.networking.firewall.allowedTCPPorts == [ 9200 ]
+      assertion = lib.sort lib.lessThan config.networking.firewall.allowedTCPPorts == [ 9200 26656 ]
         && config.networking.firewall.allowedUDPPorts == [ 9200 ];
-      message = "scenario: the firewall should open 9200/tcp and 9200/udp only (got TCP ${toString config.networking.firewall.allowedTCPPorts}, UDP ${toString config.networking.firewall.allowedUDPPorts})";
+      message = "scenario: the firewall should open 9200/tcp, 26656/tcp and 9200/udp only (got TCP ${toString config.networking.firewall.allowedTCPPorts}, UDP ${toString config.networking.firewall.allowedUDPPorts})";
     }
   ];
 }

@@ -1,5 +1,5 @@
-//! `paratime-node localnet`: a network on this machine — one validator, compute nodes and a client
-//! node, each a separate `paratime-node` process with its own data dir, keys, ports and
+//! `paratime-node localnet`: a network on this machine — BFT validators (default 4), compute
+//! nodes and a client node, each a separate `paratime-node` process with its own data dir, keys, ports and
 //! config.yml in the oasis format — running until SIGINT/SIGTERM.
 
 use super::network::{entity_key, write_entity};
@@ -23,6 +23,9 @@ pub struct Args {
     /// Directory for the network (created; must be empty or absent).
     #[arg(long)]
     dir: PathBuf,
+    /// Number of validators (BFT: with 4, one may fail).
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
     /// Number of compute nodes.
     #[arg(long, default_value_t = 3)]
     compute: usize,
@@ -88,12 +91,30 @@ fn netns_of(a: &Args, node: &str) -> Result<Option<Netns>, String> {
     Ok(None)
 }
 
+/// A port free for TCP and UDP, below the kernel's ephemeral range (32768 and up on Linux), so
+/// that no outgoing connection or DNS query of another node can take it between now and the
+/// node's start.
 fn free_port() -> Result<u16, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let port = l.local_addr().map_err(|e| e.to_string())?.port();
-    // QUIC uses the same port over UDP.
-    std::net::UdpSocket::bind(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    Ok(port)
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    if NEXT.load(Ordering::SeqCst) == 0 {
+        // Different localnets (and test runs) start at different places.
+        let seed = u16::try_from(std::process::id() % 10_000).unwrap_or(0);
+        let _ = NEXT.compare_exchange(0, 20_000 + seed, Ordering::SeqCst, Ordering::SeqCst);
+    }
+    for _ in 0..12_000 {
+        let mut port = NEXT.fetch_add(1, Ordering::SeqCst);
+        if port >= 32_000 {
+            NEXT.store(20_000, Ordering::SeqCst);
+            port = 20_000;
+        }
+        let tcp = std::net::TcpListener::bind(("0.0.0.0", port));
+        let udp = std::net::UdpSocket::bind(("0.0.0.0", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return Ok(port);
+        }
+    }
+    Err("no free port between 20000 and 32000".into())
 }
 
 struct NodeSpec {
@@ -125,7 +146,7 @@ impl NodeSpec {
 fn config_yaml(
     dir: &Path,
     n: &NodeSpec,
-    seed: &str,
+    (peers, seed): (&[String], &str),
     bundle: &Path,
     entity: Option<&Path>,
     runtime: bool,
@@ -133,11 +154,22 @@ fn config_yaml(
 ) -> String {
     let node_dir = dir.join(&n.name);
     let mut s = format!(
-        "mode: {mode}\ncommon:\n  data_dir: {data}\n  log:\n    file: node.log\n    format: JSON\n    level:\n      default: info\ngenesis:\n  file: {genesis}\nconsensus:\n  listen_address: tcp://127.0.0.1:{cport}\np2p:\n  port: {port}\n  registration:\n    addresses:\n      - {ip}:{port}\n",
+        "mode: {mode}\ncommon:\n  data_dir: {data}\n  log:\n    file: node.log\n    format: JSON\n    level:\n      default: info\ngenesis:\n  file: {genesis}\nconsensus:\n  listen_address: tcp://0.0.0.0:{cport}\n{peers}p2p:\n  port: {port}\n  registration:\n    addresses:\n      - {ip}:{port}\n",
         mode = n.mode,
         data = node_dir.join("data").display(),
         genesis = dir.join("genesis.json").display(),
         cport = n.consensus_port,
+        peers = if peers.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "  p2p:\n    persistent_peers:\n{}",
+                peers
+                    .iter()
+                    .map(|p| format!("      - \"{p}\"\n"))
+                    .collect::<String>()
+            )
+        },
         port = n.port,
         ip = n.ip(),
     );
@@ -178,13 +210,22 @@ fn setup(a: &Args) -> Result<Vec<Planned>, String> {
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .map_err(|e| e.to_string())?;
 
-    let mut specs = vec![NodeSpec {
-        name: "validator-0".into(),
-        mode: "validator",
-        port: free_port()?,
-        consensus_port: free_port()?,
-        netns: None,
-    }];
+    if a.validators == 0 || a.validators > 16 {
+        return Err(format!(
+            "--validators {}: give 1 to 16 validators",
+            a.validators
+        ));
+    }
+    let mut specs = Vec::new();
+    for i in 0..a.validators {
+        specs.push(NodeSpec {
+            name: format!("validator-{i}"),
+            mode: "validator",
+            port: free_port()?,
+            consensus_port: free_port()?,
+            netns: None,
+        });
+    }
     for i in 0..a.compute {
         let name = format!("compute-{i}");
         specs.push(NodeSpec {
@@ -255,7 +296,12 @@ fn setup(a: &Args) -> Result<Vec<Planned>, String> {
         chain_id: "paratime-localnet".into(),
         epoch_interval: a.epoch_interval,
         block_interval_ms: a.block_interval_ms,
-        validators: vec![(PublicKey::of(ids[0].key(KeyKind::Consensus)), entity.id)],
+        validators: specs
+            .iter()
+            .zip(&ids)
+            .filter(|(s, _)| s.mode == "validator")
+            .map(|(_, id)| (PublicKey::of(id.key(KeyKind::Consensus)), entity.id))
+            .collect(),
         entities: vec![(ekey, entity.clone())],
         balance: 1_000_000,
         escrow: a.entity_escrow,
@@ -284,7 +330,7 @@ fn setup(a: &Args) -> Result<Vec<Planned>, String> {
         let entity = (n.mode != "client").then_some(entity_dir.join("entity.json"));
         let runtime = n.mode != "validator";
         let seed = match &n.netns {
-            _ if n.mode == "validator" => String::new(),
+            _ if n.name == "validator-0" => String::new(),
             Some(ns) => seed.replace("@127.0.0.1:", &format!("@{}:", ns.host_ip)),
             None => seed.clone(),
         };
@@ -292,10 +338,27 @@ fn setup(a: &Args) -> Result<Vec<Planned>, String> {
             .debug_fault
             .iter()
             .find_map(|f| f.strip_prefix(&format!("{}=", n.name)));
+        // Every node keeps connections to the validators' consensus ports.
+        let host = n
+            .netns
+            .as_ref()
+            .map_or("127.0.0.1", |ns| ns.host_ip.as_str());
+        let peers: Vec<String> = specs
+            .iter()
+            .zip(&ids)
+            .filter(|(v, _)| v.mode == "validator" && v.name != n.name)
+            .map(|(v, id)| {
+                format!(
+                    "{}@{host}:{}",
+                    id.public_b64(KeyKind::Consensus),
+                    v.consensus_port
+                )
+            })
+            .collect();
         let cfg = config_yaml(
             dir,
             n,
-            &seed,
+            (&peers, &seed),
             &bundle_path,
             entity.as_deref(),
             runtime,

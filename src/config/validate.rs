@@ -330,8 +330,20 @@ fn check_unsupported(c: &Config, p: &mut Vec<Problem>) {
             "sentry nodes are not supported: ignored",
         ));
     }
+    if let Err(e) = consensus_listen(c) {
+        p.push(Problem::error("consensus.listen_address", e));
+    }
+    if let Err(e) = consensus_peers(c) {
+        p.push(Problem::error("consensus.p2p.persistent_peers", e));
+    }
+    let other_p2p_keys = c
+        .consensus
+        .p2p
+        .as_ref()
+        .and_then(|v| v.as_mapping())
+        .is_some_and(|m| m.keys().any(|k| k.as_str() != Some("persistent_peers")));
     let cometbft = [
-        ("consensus.p2p", c.consensus.p2p.is_some()),
+        ("consensus.p2p", other_p2p_keys),
         ("consensus.prune", c.consensus.prune.is_some()),
         ("consensus.checkpointer", c.consensus.checkpointer.is_some()),
         ("consensus.state_sync", c.consensus.state_sync.is_some()),
@@ -434,6 +446,61 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     check_network(c, &mut p);
     check_unsupported(c, &mut p);
     p
+}
+
+/// `consensus.listen_address` (`tcp://IP:PORT`) as a socket address.
+pub fn consensus_listen(c: &Config) -> Result<std::net::SocketAddr, String> {
+    let a = &c.consensus.listen_address;
+    let rest = a
+        .strip_prefix("tcp://")
+        .ok_or_else(|| format!("'{a}' must start with tcp:// (e.g. tcp://0.0.0.0:26656)"))?;
+    rest.parse().map_err(|_| {
+        format!("'{a}' is not tcp://IP:PORT with an IP literal (e.g. tcp://0.0.0.0:26656)")
+    })
+}
+
+/// `consensus.p2p.persistent_peers`: a list (or CometBFT's comma-separated string) of
+/// `[ID@]IP:PORT`, the consensus ports of the validators to stay connected to.
+pub fn consensus_peers(c: &Config) -> Result<Vec<std::net::SocketAddr>, String> {
+    let Some(v) = c
+        .consensus
+        .p2p
+        .as_ref()
+        .and_then(|v| v.get("persistent_peers"))
+    else {
+        return Ok(Vec::new());
+    };
+    let items: Vec<String> = match v {
+        serde_yaml_ng::Value::Sequence(s) => s
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| "every entry must be a string ID@IP:PORT".to_string())
+            })
+            .collect::<Result<_, _>>()?,
+        serde_yaml_ng::Value::String(s) => s
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect(),
+        serde_yaml_ng::Value::Null => Vec::new(),
+        _ => return Err("must be a list of ID@IP:PORT".into()),
+    };
+    if items.len() > 200 {
+        return Err(format!("{} peers listed, at most 200", items.len()));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let addr = s.rsplit_once('@').map_or(s.as_str(), |(_, a)| a);
+            addr.parse().map_err(|_| {
+                let shown: String = s.chars().take(80).collect();
+                format!("[{i}] '{shown}' is not [ID@]IP:PORT with an IP literal")
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,27 +1,39 @@
-//! The v1 consensus engine: the validator produces a block every `block_interval_ms`; every other
-//! node fetches blocks from peers (gossip and request-response sync), verifies the validator's
-//! signature and the parent hash, re-executes them and checks the state root, then commits block
-//! and state atomically. It sits behind [`Backend`] so a BFT engine can replace it.
+//! The node's consensus: the chain (committed state, store, mempool) behind
+//! [`paratime_bft::chain::ChainApp`], ordered by Malachite (Tendermint) on the consensus port.
+//! Validators propose and vote; every other node runs the engine as a full node and follows the
+//! decided blocks (by gossip, or by value sync when it was away).
 //!
-//! Owns the consensus state (one task); others get read-only [`View`]s and submit transactions.
+//! Owns the committed state; others get read-only [`View`]s and submit transactions.
 
-use super::block::{Block, Header, TxOutcome};
+use super::block::{CommitCert, Proposed, TxOutcome};
 use super::crypto::{PublicKey, Signed};
 use super::genesis::Genesis;
 use super::state::State;
 use crate::encoding::{hash_of, Hash};
 use crate::p2p;
+use crate::signer::Signer;
 use crate::storage::Store;
-use ed25519_dalek::SigningKey;
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use paratime_bft::chain::ChainApp;
+use paratime_state::signing::{KeyRole, SlotSigner};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+
+/// MESSAGE_ID: this node's consensus key joined the validator set.
+pub const MSG_BECAME_VALIDATOR: &str = "2b1e7a5c0d6f4e8a9c3b1d2e4f6a8c21";
+/// MESSAGE_ID: this node's consensus key left the validator set.
+pub const MSG_LEFT_VALIDATORS: &str = "2b1e7a5c0d6f4e8a9c3b1d2e4f6a8c22";
+/// MESSAGE_ID: a block was decided that another validator proposed in a later round than 0
+/// (the round-0 proposer missed its proposal).
+pub const MSG_MISSED_PROPOSAL: &str = "2b1e7a5c0d6f4e8a9c3b1d2e4f6a8c23";
+/// MESSAGE_ID: the engine reported equivocation evidence.
+pub const MSG_EQUIVOCATION: &str = "2b1e7a5c0d6f4e8a9c3b1d2e4f6a8c24";
 
 /// A read-only snapshot of the consensus layer.
 #[derive(Clone, Debug)]
 pub struct View {
-    /// Latest state (height, epoch, registry, committees, accounts).
+    /// Latest state (height, epoch, registry, committees, accounts, validators).
     pub state: Arc<State>,
     /// Hash of the latest block header.
     pub latest_hash: Hash,
@@ -29,21 +41,27 @@ pub struct View {
     pub latest_time_ms: u64,
     /// Synced with the network.
     pub synced: bool,
-    /// This node produces blocks.
+    /// This node's consensus key is in the current validator set.
     pub is_validator: bool,
     /// Outcomes of the transactions in the latest block.
     pub last_outcomes: Vec<TxOutcome>,
+    /// Round in which the latest block was decided.
+    pub last_commit_round: i64,
+    /// Validators whose precommits are in the latest block's commit certificate.
+    pub last_commit_signers: Vec<PublicKey>,
+    /// Equivocations the engine reported: (height, offender, what).
+    pub evidence: Vec<(u64, PublicKey, String)>,
 }
 
 /// What the rest of the node needs from a consensus engine.
 pub trait Backend: Send + Sync {
     /// The latest view.
     fn view(&self) -> watch::Receiver<View>;
-    /// Submits a signed transaction (gossiped, and ordered by the validator).
+    /// Submits a signed transaction (gossiped, and ordered by the validators).
     fn submit(&self, tx: Signed) -> Result<(), String>;
 }
 
-/// Handle of the running single-validator engine.
+/// Handle of the running consensus.
 #[derive(Clone)]
 pub struct Handle {
     view: watch::Receiver<View>,
@@ -65,60 +83,58 @@ impl Backend for Handle {
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-struct Engine {
-    store: Arc<Store>,
+struct Inner {
     state: State,
-    validator: PublicKey,
-    key: Option<SigningKey>,
+    /// The validator set of the latest committed height (for a restarted height).
+    previous_validators: paratime_state::validators::ValidatorSet,
     /// Pending transactions with the height at which they arrived.
     mempool: Vec<(Signed, u64)>,
     /// Hashes of recently accepted transactions (gossip delivers some twice), oldest first.
     seen: BTreeSet<Hash>,
-    seen_order: std::collections::VecDeque<Hash>,
-    view: watch::Sender<View>,
-    net: mpsc::Sender<p2p::Command>,
-    latest_time_ms: u64,
-    genesis_time_ms: u64,
+    seen_order: VecDeque<Hash>,
 }
 
-impl Engine {
-    fn publish_view(&self, outcomes: Vec<TxOutcome>, synced: bool) {
-        let latest_hash = self.state.last_block_hash;
-        self.view.send_modify(|v| {
-            v.state = Arc::new(self.state.clone());
-            v.latest_hash = latest_hash;
-            v.latest_time_ms = if self.state.height == 0 {
-                self.genesis_time_ms
-            } else {
-                self.latest_time_ms
-            };
-            v.synced = v.synced || synced;
-            v.last_outcomes = outcomes;
-        });
+/// The node's chain, as the engine sees it.
+struct Chain {
+    inner: Mutex<Inner>,
+    store: Arc<Store>,
+    signer: Arc<Signer>,
+    me: PublicKey,
+    view: watch::Sender<View>,
+}
+
+impl Chain {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the state half-applied: commits replace
+        // it whole. So a poisoned lock is still consistent.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn accept_tx(&mut self, tx: Signed) {
+    fn accept_tx(&self, tx: Signed) {
+        let mut i = self.lock();
         let h = hash_of(&tx);
-        if self.key.is_none() || self.mempool.len() >= 10_000 || !self.seen.insert(h) {
+        if i.mempool.len() >= 10_000 || !i.seen.insert(h) {
             return;
         }
-        self.seen_order.push_back(h);
-        while self.seen_order.len() > 100_000 {
-            if let Some(old) = self.seen_order.pop_front() {
-                self.seen.remove(&old);
+        i.seen_order.push_back(h);
+        while i.seen_order.len() > 100_000 {
+            if let Some(old) = i.seen_order.pop_front() {
+                i.seen.remove(&old);
             }
         }
-        self.mempool.push((tx, self.state.height));
+        let height = i.state.height;
+        i.mempool.push((tx, height));
     }
 
     /// Picks the next block's transactions: per signer in nonce order, at most 500. A
     /// transaction whose nonce is ahead waits (gossip may reorder a signer's transactions) for
     /// up to 20 blocks; one whose nonce is behind is dropped.
-    fn select(&mut self) -> Vec<Signed> {
+    fn select(i: &mut Inner) -> Vec<Signed> {
         use super::address::Address;
         use super::state::Transaction;
         let nonce = |t: &Signed| {
@@ -126,162 +142,294 @@ impl Engine {
                 .map(|x| x.nonce)
                 .unwrap_or(u64::MAX)
         };
-        let mut pending: Vec<(u64, Signed, u64)> = std::mem::take(&mut self.mempool)
-            .into_iter()
-            .map(|(t, h)| (nonce(&t), t, h))
+        let pending: Vec<(u64, Signed, u64)> = i
+            .mempool
+            .iter()
+            .map(|(t, h)| (nonce(t), t.clone(), *h))
             .collect();
+        let mut pending = pending;
         pending.sort_by_key(|(n, _, _)| *n);
         let mut expected: std::collections::HashMap<Address, u64> = Default::default();
         let mut out = Vec::new();
-        for (n, t, h) in pending {
+        for (n, t, _) in pending {
             let addr = Address::from_public_key(&t.signature.public_key);
             let exp = expected
                 .entry(addr)
-                .or_insert_with(|| self.state.account(&addr).nonce);
+                .or_insert_with(|| i.state.account(&addr).nonce);
             if out.len() < 500 && n == *exp {
                 *exp += 1;
                 out.push(t);
-            } else if n >= *exp && self.state.height < h + 20 {
-                self.mempool.push((t, h));
             }
         }
         out
     }
 
-    fn produce(&mut self) {
-        let Some(key) = self.key.clone() else { return };
-        let txs = self.select();
-        let parent = self.state.last_block_hash;
-        let time = now_ms();
-        let (block, outcomes) = Block::produce(&mut self.state, parent, txs, time, &key);
-        self.latest_time_ms = time;
-        if let Err(e) = self.store.commit_block(&block, &self.state) {
-            log::error!(target: "consensus", "cannot commit block {}: {e}", self.state.height);
-            return;
+    /// Drops what the committed state made stale: nonces behind, and waits over 20 blocks.
+    fn prune_mempool(i: &mut Inner) {
+        use super::address::Address;
+        use super::state::Transaction;
+        let state = &i.state;
+        let keep: Vec<(Signed, u64)> = i
+            .mempool
+            .drain(..)
+            .filter(|(t, h)| {
+                let n = crate::encoding::from_cbor::<Transaction>(&t.untrusted_raw_value)
+                    .map(|x| x.nonce)
+                    .unwrap_or(0);
+                let addr = Address::from_public_key(&t.signature.public_key);
+                n >= state.account(&addr).nonce && state.height < h.saturating_add(20)
+            })
+            .collect();
+        i.mempool = keep;
+    }
+
+    fn publish_view(
+        &self,
+        i: &Inner,
+        outcomes: Vec<TxOutcome>,
+        block: Option<(&Proposed, &CommitCert)>,
+    ) {
+        let is_validator = i.state.validators.contains(&self.me);
+        let was = self.view.borrow().is_validator;
+        if is_validator && !was {
+            log::info!(target: "consensus", message_id = MSG_BECAME_VALIDATOR, height = i.state.height; "this node is now a validator");
+        } else if was && !is_validator {
+            log::warn!(target: "consensus", message_id = MSG_LEFT_VALIDATORS, height = i.state.height; "this node is no longer a validator");
         }
+        let (round, signers) = block
+            .and_then(|(_, c)| paratime_bft::chain::cert_summary(c))
+            .unwrap_or((-1, Vec::new()));
+        if round > 0 {
+            log::info!(target: "consensus", message_id = MSG_MISSED_PROPOSAL, height = i.state.height, round = round; "block decided in round {round}: the earlier rounds' proposers missed their proposals");
+        }
+        let time = block.map(|(b, _)| b.header.time_ms);
+        self.view.send_modify(|v| {
+            v.state = Arc::new(i.state.clone());
+            v.latest_hash = i.state.last_block_hash;
+            if let Some(t) = time {
+                v.latest_time_ms = t;
+                // Synced once the latest block is recent (a node catching up commits old ones).
+                v.synced = v.synced || now_ms().saturating_sub(t) < 10_000;
+            }
+            v.is_validator = is_validator;
+            v.last_outcomes = outcomes;
+            v.last_commit_round = round;
+            v.last_commit_signers = signers;
+        });
+    }
+}
+
+impl ChainApp for Chain {
+    fn chain_context(&self) -> String {
+        self.lock().state.chain_context.clone()
+    }
+
+    fn last_committed(&self) -> u64 {
+        self.lock().state.height
+    }
+
+    fn validator_set(&self, height: u64) -> Option<paratime_state::validators::ValidatorSet> {
+        let i = self.lock();
+        if height == i.state.height.saturating_add(1) {
+            Some(i.state.validators.clone())
+        } else if height == i.state.height && height > 0 {
+            Some(i.previous_validators.clone())
+        } else {
+            None
+        }
+    }
+
+    fn build_block(
+        &self,
+        height: u64,
+        proposer: PublicKey,
+        time_ms: u64,
+    ) -> Result<Proposed, String> {
+        let mut i = self.lock();
+        if height != i.state.height.saturating_add(1) {
+            return Err(format!(
+                "asked to build block {height} on height {}",
+                i.state.height
+            ));
+        }
+        let txs = Self::select(&mut i);
+        Ok(Proposed::build(&i.state, txs, time_ms, proposer).0)
+    }
+
+    fn verify_block(&self, height: u64, block: &Proposed) -> Result<(), String> {
+        let i = self.lock();
+        if height != i.state.height.saturating_add(1) {
+            return Err(format!(
+                "block {height} is not the next one (committed: {})",
+                i.state.height
+            ));
+        }
+        block.apply(&i.state).map(|_| ())
+    }
+
+    fn commit(&self, block: &Proposed, cert: &CommitCert) -> Result<(), String> {
+        let mut i = self.lock();
+        let (next, outcomes) = block.apply(&i.state)?;
+        self.store
+            .commit_block(block, cert, &next)
+            .map_err(|e| e.to_string())?;
         for o in &outcomes {
             if let Some(e) = &o.error {
                 log::info!(target: "consensus", tx = hex::encode(o.hash).as_str(); "transaction failed: {e}");
             }
         }
-        let _ = self.net.try_send(p2p::Command::PublishBlock(block));
-        self.publish_view(outcomes, true);
+        let h = next.height;
+        i.previous_validators = std::mem::replace(&mut i.state, next).validators;
+        Self::prune_mempool(&mut i);
+        if let Err(e) = self.signer.prune_consensus_below(h) {
+            log::warn!(target: "consensus", "{e}");
+        }
+        self.publish_view(&i, outcomes, Some((block, cert)));
+        Ok(())
     }
 
-    /// Applies `block` if it is the next one; returns whether it was applied.
-    fn apply(&mut self, block: &Block) -> Result<bool, String> {
-        let header: Header = block.header(&self.state.chain_context, &self.validator)?;
-        if header.height <= self.state.height {
-            return Ok(false);
+    fn committed(&self, height: u64) -> Option<(Proposed, CommitCert)> {
+        self.store.block(height).ok().flatten()
+    }
+
+    fn earliest_height(&self) -> u64 {
+        1
+    }
+
+    fn remember_proposal(&self, height: u64, round: u32, proposer: PublicKey, block: &Proposed) {
+        if let Err(e) = self
+            .store
+            .remember_proposal(height, round, &proposer, block)
+        {
+            log::error!(target: "consensus", height = height; "cannot remember a proposal: {e}");
         }
-        if header.height > self.state.height + 1 {
-            let _ = self.net.try_send(p2p::Command::Sync(self.state.height + 1));
-            return Ok(false);
+    }
+
+    fn proposals_seen(&self, height: u64) -> Vec<(u32, PublicKey, Proposed)> {
+        match self.store.proposals(height) {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!(target: "consensus", height = height; "cannot read remembered proposals: {e}");
+                Vec::new()
+            }
         }
-        let (next, header, outcomes) = block.apply(&self.state, &self.validator)?;
-        self.store
-            .commit_block(block, &next)
-            .map_err(|e| e.to_string())?;
-        self.state = next;
-        self.latest_time_ms = header.time_ms;
-        self.publish_view(outcomes, false);
-        Ok(true)
+    }
+
+    fn record_evidence(&self, height: u64, offender: PublicKey, what: &str) {
+        log::warn!(target: "consensus", message_id = MSG_EQUIVOCATION, height = height, offender:% = offender; "equivocation evidence: {what}");
+        self.view.send_modify(|v| {
+            if v.evidence.len() < 1000 {
+                v.evidence.push((height, offender, what.to_string()));
+            }
+        });
     }
 }
 
-/// Starts the engine. `key` is this node's consensus key; it produces blocks only if it is the
-/// genesis validator.
-pub fn start(
+/// Where and how the engine runs.
+pub struct Options {
+    /// Consensus listen address (from `consensus.listen_address`).
+    pub listen: std::net::SocketAddr,
+    /// Consensus peers (from `consensus.p2p.persistent_peers`).
+    pub peers: Vec<std::net::SocketAddr>,
+    /// The engine's WAL file.
+    pub wal: std::path::PathBuf,
+    /// Secret of the consensus network identity (the node's P2P key).
+    pub network_secret: [u8; 32],
+}
+
+fn multiaddr(a: &std::net::SocketAddr) -> Result<paratime_bft::engine::Multiaddr, String> {
+    let proto = if a.is_ipv4() { "ip4" } else { "ip6" };
+    format!("/{proto}/{}/tcp/{}", a.ip(), a.port())
+        .parse()
+        .map_err(|e| format!("consensus address {a}: {e}"))
+}
+
+/// Starts consensus: loads the committed state (or genesis), starts Malachite and the task that
+/// feeds it transactions. Validators are the consensus keys in the committed validator set.
+pub async fn start(
     genesis: &Genesis,
     store: Arc<Store>,
-    key: SigningKey,
+    signer: Arc<Signer>,
     net: mpsc::Sender<p2p::Command>,
     mut events: mpsc::Receiver<p2p::Event>,
     shutdown: watch::Receiver<bool>,
+    opts: Options,
 ) -> Result<Handle, String> {
-    let chain = genesis.chain_context();
+    let chain_context = genesis.chain_context();
     let state = match store.state().map_err(|e| e.to_string())? {
-        Some(s) if s.chain_context != chain => {
-            return Err(format!("the consensus store belongs to chain {}, not to this genesis ({chain}); use another data dir", s.chain_context))
+        Some(s) if s.chain_context != chain_context => {
+            return Err(format!("the consensus store belongs to chain {}, not to this genesis ({chain_context}); use another data dir", s.chain_context))
         }
         Some(s) => s,
         None => State::from_genesis(genesis),
     };
-    // The v1 engine: the first genesis validator produces every block.
-    let validator = genesis
-        .validators
-        .first()
-        .map(|v| v.consensus_id)
-        .ok_or("genesis lists no validator")?;
-    let is_validator = PublicKey::of(&key) == validator;
+    let me = signer.public_key(KeyRole::Consensus);
     let genesis_time_ms = genesis.genesis_time_ms();
+    let latest_time_ms = match store.block(state.height).map_err(|e| e.to_string())? {
+        Some((b, _)) => b.header.time_ms,
+        None => genesis_time_ms,
+    };
     let initial = View {
         state: Arc::new(state.clone()),
         latest_hash: state.last_block_hash,
-        latest_time_ms: genesis_time_ms,
-        synced: is_validator,
-        is_validator,
+        latest_time_ms,
+        synced: false,
+        is_validator: state.validators.contains(&me),
         last_outcomes: Vec::new(),
+        last_commit_round: -1,
+        last_commit_signers: Vec::new(),
+        evidence: Vec::new(),
     };
+    if initial.is_validator {
+        log::info!(target: "consensus", message_id = MSG_BECAME_VALIDATOR, height = state.height; "this node is a validator");
+    }
     let (view_tx, view_rx) = watch::channel(initial);
-    let (submit_tx, mut submit_rx) = mpsc::channel::<Signed>(1024);
-    let interval = Duration::from_millis(genesis.block_interval_ms);
-    let mut engine = Engine {
+    let chain = Arc::new(Chain {
+        inner: Mutex::new(Inner {
+            previous_validators: state.validators.clone(),
+            state,
+            mempool: Vec::new(),
+            seen: BTreeSet::new(),
+            seen_order: VecDeque::new(),
+        }),
         store,
-        state,
-        validator,
-        key: is_validator.then_some(key),
-        mempool: Vec::new(),
-        seen: BTreeSet::new(),
-        seen_order: Default::default(),
+        signer: signer.clone(),
+        me,
         view: view_tx,
-        net,
-        latest_time_ms: genesis_time_ms,
-        genesis_time_ms,
+    });
+    let block_interval = Duration::from_millis(genesis.block_interval_ms);
+    let bopts = paratime_bft::engine::Options {
+        moniker: format!("node-{me}"),
+        listen: multiaddr(&opts.listen)?,
+        peers: opts.peers.iter().map(multiaddr).collect::<Result<_, _>>()?,
+        wal: opts.wal,
+        network_secret: opts.network_secret,
+        block_interval,
+        propose_timeout: (block_interval * 5).clamp(Duration::from_secs(1), Duration::from_secs(3)),
     };
+    let running = paratime_bft::engine::start(chain.clone(), signer, bopts).await?;
+    let (submit_tx, mut submit_rx) = mpsc::channel::<Signed>(1024);
+    // A genesis chain with nothing to catch up on is synced from the start.
     tokio::spawn(async move {
-        let mut produce = tokio::time::interval(interval);
-        let mut sync = tokio::time::interval(Duration::from_millis(1000));
+        let mut running = Some(running);
         loop {
             tokio::select! {
                 _ = crate::host::supervisor::stopped(shutdown.clone()) => break,
-                _ = produce.tick(), if is_validator => engine.produce(),
-                _ = sync.tick(), if !is_validator => {
-                    let _ = engine.net.try_send(p2p::Command::Sync(engine.state.height + 1));
-                }
                 tx = submit_rx.recv() => match tx {
                     Some(tx) => {
-                        let _ = engine.net.try_send(p2p::Command::PublishTx(tx.clone()));
-                        engine.accept_tx(tx);
+                        let _ = net.try_send(p2p::Command::PublishTx(tx.clone()));
+                        chain.accept_tx(tx);
                     }
                     None => break,
                 },
                 ev = events.recv() => match ev {
                     None => break,
-                    Some(p2p::Event::Tx(tx)) => engine.accept_tx(tx),
-                    Some(p2p::Event::Block(b)) => {
-                        if let Err(e) = engine.apply(&b) {
-                            log::warn!(target: "consensus", "rejected gossiped block: {e}");
-                        }
-                    }
-                    Some(p2p::Event::Blocks(resp)) => {
-                        let mut ok = true;
-                        for b in &resp.blocks {
-                            if let Err(e) = engine.apply(b) {
-                                log::warn!(target: "consensus", "rejected synced block: {e}");
-                                ok = false;
-                                break;
-                            }
-                        }
-                        if ok && engine.state.height >= resp.height {
-                            engine.view.send_if_modified(|v| { let was = v.synced; v.synced = true; !was });
-                        }
-                        if ok && !resp.blocks.is_empty() && engine.state.height < resp.height {
-                            let _ = engine.net.try_send(p2p::Command::Sync(engine.state.height + 1));
-                        }
-                    }
+                    Some(p2p::Event::Tx(tx)) => chain.accept_tx(tx),
                 },
             }
+        }
+        if let Some(r) = running.take() {
+            r.stop().await;
         }
     });
     Ok(Handle {

@@ -95,7 +95,7 @@ fn rfc3339_ms(ms: u64) -> String {
 fn consensus_json(v: &crate::consensus::engine::View) -> serde_json::Value {
     serde_json::json!({
         "status": if v.synced { "ready" } else { "syncing" },
-        "backend": "paratime-node/single-validator",
+        "backend": "malachite",
         "latest_height": v.state.height,
         "latest_hash": hex::encode(v.latest_hash),
         "latest_time": rfc3339_ms(v.latest_time_ms),
@@ -104,6 +104,20 @@ fn consensus_json(v: &crate::consensus::engine::View) -> serde_json::Value {
         "genesis_height": 0,
         "chain_context": v.state.chain_context,
         "is_validator": v.is_validator,
+        "validators": v.state.validators.validators.iter().map(|x| serde_json::json!({
+            "id": x.consensus_id.to_string(),
+            "entity_id": x.entity_id.to_string(),
+            "node_id": x.node_id.map(|n| n.to_string()),
+            "voting_power": x.voting_power,
+        })).collect::<Vec<_>>(),
+        "total_voting_power": v.state.validators.total_power(),
+        "last_commit": {
+            "round": v.last_commit_round,
+            "signers": v.last_commit_signers.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+        },
+        "evidence": v.evidence.iter().map(|(h, who, what)| serde_json::json!({
+            "height": h, "offender": who.to_string(), "what": what,
+        })).collect::<Vec<_>>(),
     })
 }
 

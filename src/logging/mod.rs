@@ -45,6 +45,9 @@ pub fn parse_level(s: &str) -> Option<LevelFilter> {
     }
 }
 
+/// Modules of the consensus engine's internals (see [`Levels::level_for`]).
+const ENGINE_INTERNALS: [&str; 4] = ["arc_malachitebft", "tracing/", "ractor", "informalsystems"];
+
 /// Per-module level filter: the longest configured prefix of a module wins, `default` otherwise.
 #[derive(Clone, Debug)]
 pub struct Levels {
@@ -70,13 +73,21 @@ impl Levels {
         Self { default, modules }
     }
 
-    /// The level in force for `module`.
+    /// The level in force for `module`. The consensus engine's internals (Malachite, its actor
+    /// framework, tracing spans) log every vote at info: they get at most `warn` unless a
+    /// `common.log.level` key names them.
     pub fn level_for(&self, module: &str) -> LevelFilter {
         self.modules
             .iter()
             .find(|(p, _)| module.starts_with(p.as_str()))
             .map(|(_, l)| *l)
-            .unwrap_or(self.default)
+            .unwrap_or_else(|| {
+                if ENGINE_INTERNALS.iter().any(|q| module.starts_with(q)) {
+                    self.default.min(LevelFilter::Warn)
+                } else {
+                    self.default
+                }
+            })
     }
 
     fn max(&self) -> LevelFilter {

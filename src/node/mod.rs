@@ -291,6 +291,9 @@ pub fn confinement_paths(
         abs(&loaded_file.to_string_lossy()),
         abs(&cfg.genesis.file),
         PathBuf::from("/proc/self"),
+        // The consensus engine's libp2p builds a DNS resolver from these at start.
+        PathBuf::from("/etc/resolv.conf"),
+        PathBuf::from("/etc/hosts"),
     ];
     if !cfg.registration.entity.is_empty() {
         read.push(abs(&cfg.registration.entity));
@@ -566,23 +569,36 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             net_stop_rx.clone(),
         )
         .map_err(NodeError::Other)?;
-        let handle = crate::consensus::engine::start(
-            &net.genesis,
-            net.store.clone(),
-            p.id.key(KeyKind::Consensus).clone(),
-            cmd.clone(),
-            events,
-            net_stop_rx.clone(),
-        )
-        .map_err(NodeError::Other)?;
-        network.p2p = Some(pstatus);
-        network.consensus = Some(handle.clone());
-        let nonces = crate::worker::Nonces::default();
         let signer = Arc::new(crate::signer::Signer::new(
             p.id.key(KeyKind::Node).clone(),
             p.id.key(KeyKind::Consensus).clone(),
             net.store.clone(),
         ));
+        let copts = crate::consensus::engine::Options {
+            listen: config::consensus_listen(cfg)
+                .map_err(|e| NodeError::Other(format!("consensus.listen_address: {e}")))?,
+            peers: config::consensus_peers(cfg)
+                .map_err(|e| NodeError::Other(format!("consensus.p2p.persistent_peers: {e}")))?,
+            wal: Path::new(&cfg.common.data_dir)
+                .join("consensus")
+                .join("wal")
+                .join("consensus.wal"),
+            network_secret: p.id.key(KeyKind::P2p).to_bytes(),
+        };
+        let handle = crate::consensus::engine::start(
+            &net.genesis,
+            net.store.clone(),
+            signer.clone(),
+            cmd.clone(),
+            events,
+            net_stop_rx.clone(),
+            copts,
+        )
+        .await
+        .map_err(NodeError::Other)?;
+        network.p2p = Some(pstatus);
+        network.consensus = Some(handle.clone());
+        let nonces = crate::worker::Nonces::default();
         // One worker per hosted ParaTime registered in the genesis; p2p messages are routed
         // to it by runtime ID.
         let mut routes = BTreeMap::new();

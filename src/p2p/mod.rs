@@ -6,7 +6,6 @@
 //! events. It never changes consensus state.
 
 use crate::bundle::RuntimeId;
-use crate::consensus::block::Block;
 use crate::consensus::crypto::{PublicKey, Signed};
 use crate::consensus::roothash::ExecutedBatch;
 use crate::storage::Store;
@@ -22,16 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// Sync request: consensus blocks, or a finalized runtime round's executed batch.
+/// Sync request: a finalized runtime round's executed batch. (Consensus blocks are synced by
+/// the consensus engine on its own port.)
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum SyncRequest {
-    /// Blocks from `from` on, at most `max`.
-    Blocks {
-        /// First height wanted.
-        from: u64,
-        /// At most this many.
-        max: u32,
-    },
     /// The executed batch of a finalized runtime round.
     Round {
         /// Runtime.
@@ -41,20 +34,9 @@ pub enum SyncRequest {
     },
 }
 
-/// Block sync response.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SyncResponse {
-    /// Blocks, in order.
-    pub blocks: Vec<Block>,
-    /// The responder's latest height.
-    pub height: u64,
-}
-
 /// Sync response.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum SyncReply {
-    /// Blocks.
-    Blocks(SyncResponse),
     /// The round's batch, if the responder has it.
     Round(Option<Box<ExecutedBatch>>),
 }
@@ -93,12 +75,8 @@ pub enum CommitteeMessage {
 /// What the engine asks of the network.
 #[derive(Debug)]
 pub enum Command {
-    /// Gossip a new block.
-    PublishBlock(Block),
     /// Gossip a transaction.
     PublishTx(Signed),
-    /// Ask a peer for blocks from this height on.
-    Sync(u64),
     /// Gossip on a runtime topic (`committee` or the tx topic).
     PublishRuntime {
         /// Runtime.
@@ -115,12 +93,8 @@ pub enum Command {
 /// What the network tells the engine.
 #[derive(Debug)]
 pub enum Event {
-    /// A gossiped block.
-    Block(Block),
     /// A gossiped transaction.
     Tx(Signed),
-    /// A sync response.
-    Blocks(SyncResponse),
 }
 
 /// `p2p` in `control status`.
@@ -226,11 +200,8 @@ pub fn parse_seed(s: &str) -> Result<(PeerId, Multiaddr), String> {
     Ok((peer, ma))
 }
 
-fn topics(chain: &str) -> (gossipsub::IdentTopic, gossipsub::IdentTopic) {
-    (
-        gossipsub::IdentTopic::new(format!("oasis/{chain}/consensus/blocks/1.0.0")),
-        gossipsub::IdentTopic::new(format!("oasis/{chain}/consensus/tx/1.0.0")),
-    )
+fn tx_topic(chain: &str) -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(format!("oasis/{chain}/consensus/tx/1.0.0"))
 }
 
 fn runtime_topics(chain: &str, rt: &RuntimeId) -> (gossipsub::IdentTopic, gossipsub::IdentTopic) {
@@ -311,12 +282,7 @@ fn build(cfg: &Config, limits: &Limits) -> Result<Swarm<Behaviour>, String> {
                 .with_max_negotiating_inbound_streams(limits.max_negotiating_inbound_streams)
         })
         .build();
-    let (blocks, txs) = topics(&cfg.chain_context);
-    swarm
-        .behaviour_mut()
-        .gossipsub
-        .subscribe(&blocks)
-        .map_err(|e| e.to_string())?;
+    let txs = tx_topic(&cfg.chain_context);
     swarm
         .behaviour_mut()
         .gossipsub
@@ -389,7 +355,7 @@ pub fn spawn(
         peer_id: swarm.local_peer_id().to_string(),
         ..Default::default()
     });
-    let (blocks_topic, txs_topic) = topics(&cfg.chain_context);
+    let txs_topic = tx_topic(&cfg.chain_context);
     let seeds = cfg.seeds.clone();
     tokio::spawn(async move {
         let mut peers: BTreeSet<PeerId> = BTreeSet::new();
@@ -410,18 +376,8 @@ pub fn spawn(
                 }
                 cmd = cmd_rx.recv() => match cmd {
                     None => break,
-                    Some(Command::PublishBlock(b)) => {
-                        let _ = swarm.behaviour_mut().gossipsub.publish(blocks_topic.clone(), crate::encoding::canonical_cbor(&b));
-                    }
                     Some(Command::PublishTx(t)) => {
                         let _ = swarm.behaviour_mut().gossipsub.publish(txs_topic.clone(), crate::encoding::canonical_cbor(&t));
-                    }
-                    Some(Command::Sync(from)) => {
-                        if !peers.is_empty() {
-                            rr = rr.wrapping_add(1);
-                            let peer = *peers.iter().nth(rr % peers.len()).expect("non-empty");
-                            swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Blocks { from, max: 200 });
-                        }
                     }
                     Some(Command::PublishRuntime { runtime, committee, data }) => {
                         if let Some(topic) = rt_publish.get(&(runtime, committee)) {
@@ -470,9 +426,7 @@ pub fn spawn(
                             }
                             continue;
                         }
-                        let ev = if message.topic == blocks_topic.hash() {
-                            crate::encoding::from_cbor::<Block>(&message.data).ok().map(Event::Block)
-                        } else if message.topic == txs_topic.hash() {
+                        let ev = if message.topic == txs_topic.hash() {
                             crate::encoding::from_cbor::<Signed>(&message.data).ok().map(Event::Tx)
                         } else {
                             None
@@ -485,11 +439,6 @@ pub fn spawn(
                     SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message { message, .. })) => match message {
                         request_response::Message::Request { request, channel, .. } => {
                             let reply = match request {
-                                SyncRequest::Blocks { from, max } => {
-                                    let blocks = store.blocks(from, max.min(500) as usize).unwrap_or_default();
-                                    let height = store.latest_height().unwrap_or(0);
-                                    SyncReply::Blocks(SyncResponse { blocks, height })
-                                }
                                 SyncRequest::Round { runtime, round } => {
                                     SyncReply::Round(store.executed_batch(&runtime, round).ok().flatten().map(Box::new))
                                 }
@@ -497,7 +446,6 @@ pub fn spawn(
                             let _ = swarm.behaviour_mut().sync.send_response(channel, reply);
                         }
                         request_response::Message::Response { response, .. } => match response {
-                            SyncReply::Blocks(b) => { let _ = ev_tx.send(Event::Blocks(b)).await; }
                             SyncReply::Round(Some(b)) => { let _ = rt_tx.try_send(RuntimeEvent::Round(b.runtime, b)); }
                             SyncReply::Round(None) => {}
                         },

@@ -3,7 +3,8 @@
 //! to an older binary (a NixOS generation switch) cannot corrupt it.
 
 use crate::bundle::RuntimeId;
-use crate::consensus::block::Block;
+use crate::consensus::block::{CommitCert, Proposed};
+use crate::consensus::crypto::PublicKey;
 use crate::consensus::roothash::{BlockHeader, Event, ExecutedBatch, LastSigned};
 use crate::consensus::state::State;
 use crate::encoding::Hash;
@@ -11,7 +12,11 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// Committed blocks: height → CBOR (block, commit certificate).
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+/// Proposals seen or made and not yet committed (for crash replay): height ‖ round ‖ proposer →
+/// block.
+const PROPOSALS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("proposals");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Runtime block headers: runtime ID ‖ round (big-endian) → header.
 const RT_BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("runtime_blocks");
@@ -52,7 +57,8 @@ pub enum SignOnce {
 }
 
 /// The schema this software writes and understands.
-pub const SCHEMA_VERSION: u64 = 1;
+/// 2: BFT blocks with commit certificates (1 was the single-producer engine's signed blocks).
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +66,14 @@ pub enum StoreError {
     /// The store was written by newer software.
     #[error("store {path} has schema version {found}, newer than this software understands ({SCHEMA_VERSION}); refusing to open it (upgrade paratime-node, or move the store away to resync)")]
     TooNew {
+        /// Store file.
+        path: PathBuf,
+        /// Version found.
+        found: u64,
+    },
+    /// The store was written by older software whose blocks this one cannot read.
+    #[error("store {path} has schema version {found}: blocks of the single-validator engine, which this software cannot read; move it away and let the node sync from its peers")]
+    TooOld {
         /// Store file.
         path: PathBuf,
         /// Version found.
@@ -109,6 +123,12 @@ impl Store {
         match found {
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(StoreError::TooNew {
+                    path: path.to_path_buf(),
+                    found: v,
+                })
+            }
+            Some(v) if v < SCHEMA_VERSION => {
+                return Err(StoreError::TooOld {
                     path: path.to_path_buf(),
                     found: v,
                 })
@@ -169,10 +189,16 @@ impl Store {
         }
     }
 
-    /// Commits a block and the state after it in one transaction.
-    pub fn commit_block(&self, block: &Block, state: &State) -> Result<(), StoreError> {
+    /// Commits a block with its certificate and the state after it in one transaction, and
+    /// forgets the proposals of its height.
+    pub fn commit_block(
+        &self,
+        block: &Proposed,
+        cert: &CommitCert,
+        state: &State,
+    ) -> Result<(), StoreError> {
         let height = state.height;
-        let block_bytes = crate::encoding::canonical_cbor(block);
+        let block_bytes = crate::encoding::canonical_cbor(&(block, cert));
         let state_bytes = crate::encoding::canonical_cbor(state);
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
@@ -184,6 +210,11 @@ impl Store {
             meta.insert("state", state_bytes.as_slice())
                 .map_err(|e| self.err(e))?;
             meta.insert("height", height.to_be_bytes().as_slice())
+                .map_err(|e| self.err(e))?;
+            let mut proposals = txn.open_table(PROPOSALS).map_err(|e| self.err(e))?;
+            let hi = height.saturating_add(1).to_be_bytes();
+            proposals
+                .retain_in(&[][..]..&hi[..], |_, _| false)
                 .map_err(|e| self.err(e))?;
             let mut rt = txn.open_table(RT_BLOCKS).map_err(|e| self.err(e))?;
             for ev in &state.events {
@@ -429,14 +460,65 @@ impl Store {
         Ok(self.meta_u64("height")?.unwrap_or(0))
     }
 
-    /// Blocks from `from` on, at most `max`.
-    pub fn blocks(&self, from: u64, max: usize) -> Result<Vec<Block>, StoreError> {
+    /// The committed block at `height` with its certificate.
+    pub fn block(&self, height: u64) -> Result<Option<(Proposed, CommitCert)>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let table = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
+        match table.get(height).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(v) => crate::encoding::from_cbor(v.value())
+                .map(Some)
+                .map_err(|e| self.err(e)),
+        }
+    }
+
+    /// Remembers a proposal (durably) until its height is committed.
+    pub fn remember_proposal(
+        &self,
+        height: u64,
+        round: u32,
+        proposer: &PublicKey,
+        block: &Proposed,
+    ) -> Result<(), StoreError> {
+        let mut key = height.to_be_bytes().to_vec();
+        key.extend_from_slice(&round.to_be_bytes());
+        key.extend_from_slice(&proposer.0);
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = txn.open_table(PROPOSALS).map_err(|e| self.err(e))?;
+            t.insert(
+                key.as_slice(),
+                crate::encoding::canonical_cbor(block).as_slice(),
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// The proposals remembered for `height`: (round, proposer, block).
+    pub fn proposals(&self, height: u64) -> Result<Vec<(u32, PublicKey, Proposed)>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = match txn.open_table(PROPOSALS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let lo = height.to_be_bytes();
+        let hi = height.saturating_add(1).to_be_bytes();
         let mut out = Vec::new();
-        for item in table.range(from..).map_err(|e| self.err(e))?.take(max) {
-            let (_, v) = item.map_err(|e| self.err(e))?;
-            out.push(crate::encoding::from_cbor(v.value()).map_err(|e| self.err(e))?);
+        for item in t.range(&lo[..]..&hi[..]).map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let k = k.value();
+            if k.len() != 8 + 4 + 32 {
+                continue;
+            }
+            let round = u32::from_be_bytes(k[8..12].try_into().unwrap_or([0; 4]));
+            let proposer = PublicKey(k[12..].try_into().unwrap_or([0; 32]));
+            out.push((
+                round,
+                proposer,
+                crate::encoding::from_cbor(v.value()).map_err(|e| self.err(e))?,
+            ));
         }
         Ok(out)
     }

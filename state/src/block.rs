@@ -2,10 +2,9 @@
 //! Followers accept a block only if the validator signed it, it extends their chain and
 //! re-executing it reproduces the state root in the header.
 
-use crate::crypto::{self, PublicKey, Signed};
+use crate::crypto::{PublicKey, Signed};
 use crate::encoding::{hash_of, Hash};
 use crate::state::State;
-use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
 /// A block header.
@@ -25,15 +24,6 @@ pub struct Header {
     pub state_root: Hash,
     /// Validator that produced it.
     pub proposer: PublicKey,
-}
-
-/// A block.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Block {
-    /// Header, signed.
-    pub header: Signed,
-    /// Ordered transactions (each a signed transaction).
-    pub txs: Vec<Signed>,
 }
 
 /// Outcome of executing one transaction, kept with the block.
@@ -59,92 +49,15 @@ pub fn execute(state: &mut State, height: u64, txs: &[Signed]) -> Vec<TxOutcome>
     out
 }
 
-impl Block {
-    /// Produces the next block on `state` (which is advanced) and signs it.
-    pub fn produce(
-        state: &mut State,
-        parent_hash: Hash,
-        txs: Vec<Signed>,
-        time_ms: u64,
-        key: &SigningKey,
-    ) -> (Self, Vec<TxOutcome>) {
-        let height = state.height + 1;
-        let outcomes = execute(state, height, &txs);
-        let header = Header {
-            height,
-            parent_hash,
-            time_ms,
-            epoch: state.epoch,
-            txs_hash: hash_of(&txs),
-            state_root: [0u8; 32],
-            proposer: PublicKey::of(key),
-        };
-        // The state root covers the block hash chain only through `last_block_hash` of the
-        // parent; set it after computing the root so the header can commit to it.
-        let root = state.root();
-        let header = Header {
-            state_root: root,
-            ..header
-        };
-        let ctx = crypto::context(crypto::CONTEXT_BLOCK, Some(&state.chain_context));
-        let signed = Signed::sign(key, &ctx, &header);
-        state.last_block_hash = hash_of(&header);
-        (
-            Self {
-                header: signed,
-                txs,
-            },
-            outcomes,
-        )
-    }
-
-    /// Verifies the validator's signature and decodes the header.
-    pub fn header(&self, chain_context: &str, validator: &PublicKey) -> Result<Header, String> {
-        if &self.header.signature.public_key != validator {
-            return Err(format!(
-                "block signed by {}, not by the validator {validator}",
-                self.header.signature.public_key
-            ));
-        }
-        let h: Header = self
-            .header
-            .open(&crypto::context(crypto::CONTEXT_BLOCK, Some(chain_context)))?;
-        if h.txs_hash != hash_of(&self.txs) {
-            return Err(format!(
-                "block {}: transactions do not match the header",
-                h.height
-            ));
-        }
-        Ok(h)
-    }
-
-    /// Verifies and applies this block on a copy of `state`; returns the new state.
-    pub fn apply(
-        &self,
-        state: &State,
-        validator: &PublicKey,
-    ) -> Result<(State, Header, Vec<TxOutcome>), String> {
-        let h = self.header(&state.chain_context, validator)?;
-        if h.height != state.height + 1 {
-            return Err(format!(
-                "block {} does not follow height {}",
-                h.height, state.height
-            ));
-        }
-        if h.parent_hash != state.last_block_hash {
-            return Err(format!("block {}: parent hash does not match", h.height));
-        }
-        let mut next = state.clone();
-        let outcomes = execute(&mut next, h.height, &self.txs);
-        if next.root() != h.state_root {
-            return Err(format!(
-                "block {}: state root mismatch after re-execution",
-                h.height
-            ));
-        }
-        next.last_block_hash = hash_of(&h);
-        Ok((next, h, outcomes))
-    }
+/// A commit certificate, opaque to everything but the consensus engine that made it (the engine
+/// crate verifies it); stored with each committed block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitCert {
+    /// The engine and its certificate format (`malachite-0.8`).
+    pub engine: String,
+    /// The engine's encoding of the certificate.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
 }
 
 /// A block ordered by BFT consensus: not signed by its proposer (the commit certificate of
@@ -229,6 +142,7 @@ impl Proposed {
 mod tests {
     use super::*;
     use crate::genesis::{Genesis, RegistryGenesis, StakingGenesis};
+    use ed25519_dalek::SigningKey;
 
     fn genesis(validator: &SigningKey) -> Genesis {
         Genesis {
@@ -255,57 +169,48 @@ mod tests {
     }
 
     #[test]
-    fn followers_accept_only_the_validators_consistent_blocks() {
+    fn followers_accept_only_consistent_blocks_of_a_validator() {
         let v = SigningKey::from_bytes(&[1; 32]);
         let g = genesis(&v);
-        let mut producer = State::from_genesis(&g);
-        let follower = State::from_genesis(&g);
-        let (b1, _) = Block::produce(&mut producer, [0u8; 32], vec![], 1, &v);
-        let (next, h, _) = b1
-            .apply(&follower, &PublicKey::of(&v))
-            .expect("valid block");
-        assert_eq!(h.height, 1);
-        assert_eq!(next.last_block_hash, producer.last_block_hash);
+        let s0 = State::from_genesis(&g);
+        let (b1, s1, _) = Proposed::build(&s0, vec![], 1, PublicKey::of(&v));
+        let (next, _) = b1.apply(&s0).expect("valid block");
+        assert_eq!(next, s1);
+        assert_eq!(next.last_block_hash, b1.hash());
 
-        // Signed by someone else.
+        // Proposed by someone outside the validator set.
         let mallory = SigningKey::from_bytes(&[2; 32]);
-        let mut other = State::from_genesis(&g);
-        let (forged, _) = Block::produce(&mut other, [0u8; 32], vec![], 1, &mallory);
+        let (forged, _, _) = Proposed::build(&s0, vec![], 1, PublicKey::of(&mallory));
         assert!(forged
-            .apply(&follower, &PublicKey::of(&v))
+            .apply(&s0)
             .expect_err("forged")
-            .contains("not by the validator"));
+            .contains("not a validator"));
 
-        // Transactions swapped after signing.
+        // Transactions swapped after building.
         let mut tampered = b1.clone();
         tampered.txs.push(Signed::sign(&mallory, "x", &1u8));
         assert!(tampered
-            .apply(&follower, &PublicKey::of(&v))
+            .apply(&s0)
             .expect_err("tampered")
             .contains("do not match"));
 
-        // A header whose signature was re-made over a wrong state root by someone else fails too,
-        // and a valid signature over a wrong root fails re-execution.
-        let mut wrong = State::from_genesis(&g);
-        wrong.epoch = 99;
-        let (bad_root, _) = Block::produce(&mut wrong, [0u8; 32], vec![], 1, &v);
-        assert!(bad_root
-            .apply(&follower, &PublicKey::of(&v))
+        // A header claiming another state root.
+        let mut wrong = b1.clone();
+        wrong.header.state_root = [9; 32];
+        assert!(wrong
+            .apply(&s0)
             .expect_err("root")
             .contains("state root mismatch"));
 
-        // Out of order.
-        let (b2, _) = Block::produce(&mut producer, b1_hash(&b1, &g, &v), vec![], 2, &v);
-        assert!(b2
-            .apply(&follower, &PublicKey::of(&v))
-            .expect_err("gap")
-            .contains("does not follow"));
-    }
-
-    fn b1_hash(b: &Block, g: &Genesis, v: &SigningKey) -> Hash {
-        hash_of(
-            &b.header(&g.chain_context(), &PublicKey::of(v))
-                .expect("header"),
-        )
+        // Out of order, or on another parent.
+        let (b2, _, _) = Proposed::build(&s1, vec![], 2, PublicKey::of(&v));
+        assert!(b2.apply(&s0).expect_err("gap").contains("does not follow"));
+        let mut other_parent = b2.clone();
+        other_parent.header.parent_hash = [7; 32];
+        assert!(other_parent
+            .apply(&s1)
+            .expect_err("parent")
+            .contains("parent hash"));
+        b2.apply(&s1).expect("the next block");
     }
 }

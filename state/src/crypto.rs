@@ -13,8 +13,6 @@ pub const CONTEXT_TX: &str = "oasis-core/consensus: tx";
 pub const CONTEXT_REGISTER_ENTITY: &str = "oasis-core/registry: register entity";
 /// Node descriptors.
 pub const CONTEXT_REGISTER_NODE: &str = "oasis-core/registry: register node";
-/// Block headers signed by the validator (chain-separated).
-pub const CONTEXT_BLOCK: &str = "paratime-node/consensus: block";
 
 /// Serde for a fixed-size byte newtype with `Display`/`FromStr`: its text form in human-readable
 /// formats (JSON, YAML), raw bytes in CBOR.
