@@ -31,5 +31,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --locked
 bash scripts/nix-check.sh
 cargo nextest run --workspace --locked --profile "${NEXTEST_PROFILE:-default}"
+# A validator that equivocates, through Malachite's test-only Byzantine proxy (a feature of
+# paratime-bft that the node's build never enables).
+cargo nextest run -p paratime-bft --features byzantine --locked --profile "${NEXTEST_PROFILE:-default}" -E 'binary(byzantine)'
 # Every fuzz target briefly (30 s each; longer runs: bash scripts/fuzz.sh 600).
 bash scripts/fuzz.sh 30

@@ -99,31 +99,8 @@ impl Localnet {
             .unwrap_or(0)
     }
 
-    /// Stops localnet like [`Localnet::stop`] and keeps its directory (the nodes' stores).
-    fn stop_keeping_files(mut self) -> tempfile::TempDir {
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
-        let log = dir.path().join("localnet.log");
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(60) {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                assert!(
-                    s.success(),
-                    "localnet exit status {s}:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-                return dir;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("localnet did not stop");
-    }
-
-    /// Stops localnet with SIGTERM (exit 0 expected) and returns its output.
-    fn stop(mut self) -> String {
+    /// Sends SIGTERM and waits for localnet to exit 0.
+    fn terminate(&mut self) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
@@ -132,12 +109,23 @@ impl Localnet {
         while start.elapsed() < Duration::from_secs(60) {
             if let Ok(Some(s)) = self.child.try_wait() {
                 assert!(s.success(), "localnet exit status {s}:\n{}", self.log());
-                return std::fs::read_to_string(self.dir.path().join("localnet.log"))
-                    .unwrap_or_default();
+                return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("localnet did not stop:\n{}", self.log());
+    }
+
+    /// Stops localnet like [`Localnet::stop`] and keeps its directory (the nodes' stores).
+    fn stop_keeping_files(mut self) -> tempfile::TempDir {
+        self.terminate();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"))
+    }
+
+    /// Stops localnet with SIGTERM (exit 0 expected) and returns its output.
+    fn stop(mut self) -> String {
+        self.terminate();
+        std::fs::read_to_string(self.dir.path().join("localnet.log")).unwrap_or_default()
     }
 }
 
@@ -467,9 +455,15 @@ fn committee_finalizes_rounds_clients_read_them_and_a_killed_scheduler_does_not_
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("tx submit JSON");
     assert!(v["round"].as_u64() >= Some(1), "{v}");
     assert!(v["result"]["error"].is_null(), "{v}");
-    for node in ["client-0", "compute-0", "compute-2"] {
-        let v = kv_get(&net, node, "hello");
-        assert_eq!(v["value"], "world", "{node}: {v}");
+    // The client has it at once; a compute node has it once it has committed the same block
+    // (each node commits decided blocks on its own, a moment apart).
+    assert_eq!(kv_get(&net, "client-0", "hello")["value"], "world");
+    for node in ["compute-0", "compute-2"] {
+        net.wait(
+            &format!("{node} to read the finalized value"),
+            Duration::from_secs(20),
+            |n| kv_get(n, node, "hello")["value"] == "world",
+        );
     }
     // A call the runtime refuses fails at check-tx, with the runtime's message.
     let o = run(&[

@@ -46,6 +46,11 @@ pub const MAX_BLOCK_BYTES: u64 = 8 << 20;
 const CHUNK: usize = 256 << 10;
 /// At most this many partial streams are kept (the oldest is dropped).
 const MAX_STREAMS: usize = 64;
+/// At most this many bytes are buffered across all partial streams (the oldest are dropped).
+const MAX_BUFFERED: u64 = 32 << 20;
+/// Blocks of future heights kept until their height starts: heights, and blocks per height.
+const MAX_FUTURE_HEIGHTS: usize = 2;
+const MAX_FUTURE_BLOCKS: usize = 4;
 /// Values served per sync request.
 const MAX_SYNC_BATCH: u64 = 64;
 
@@ -111,14 +116,7 @@ impl Running {
     }
 }
 
-/// Starts Malachite and the task that answers it.
-pub async fn start(
-    app: Arc<dyn ChainApp>,
-    signer: Arc<dyn SlotSigner>,
-    opts: Options,
-) -> Result<Running, String> {
-    let chain = app.chain_context();
-    let me = Address(signer.public_key(KeyRole::Consensus));
+fn config(opts: &Options) -> Config {
     let consensus = ConsensusConfig {
         p2p: P2pConfig {
             listen_addr: opts.listen.clone(),
@@ -135,29 +133,30 @@ pub async fn start(
         },
         ..ConsensusConfig::default()
     };
-    let cfg = Config {
+    Config {
         moniker: opts.moniker.clone(),
         consensus,
         value_sync: ValueSyncConfig::default(),
-    };
+    }
+}
+
+fn identity(opts: &Options, me: &Address) -> Result<NetworkIdentity, String> {
     let keypair = Keypair::ed25519_from_bytes(opts.network_secret)
         .map_err(|e| format!("consensus network key: {e}"))?;
-    let identity = NetworkIdentity::new(opts.moniker.clone(), keypair, Some(me.to_string()));
-    let (channels, engine) = malachitebft_app_channel::start_engine(
-        Ctx,
-        cfg,
-        WalContext::new(opts.wal.clone(), CborCodec),
-        NetworkContext::new(identity, CborCodec),
-        ConsensusContext::new_validator(
-            me,
-            Box::new(EngineVerifier::new(chain.clone())),
-            Box::new(EngineSigner::new(signer, chain)),
-        ),
-        SyncContext::new(CborCodec),
-        RequestContext::new(100),
-    )
-    .await
-    .map_err(|e| format!("starting the consensus engine: {e:#}"))?;
+    Ok(NetworkIdentity::new(
+        opts.moniker.clone(),
+        keypair,
+        Some(me.to_string()),
+    ))
+}
+
+fn spawn_app(
+    app: Arc<dyn ChainApp>,
+    me: Address,
+    opts: &Options,
+    channels: Channels<Ctx>,
+    engine: EngineHandle,
+) -> Running {
     let timeouts = LinearTimeouts {
         propose: opts.propose_timeout,
         ..LinearTimeouts::default()
@@ -170,10 +169,82 @@ pub async fn start(
         current: Height(0),
         streams: HashMap::new(),
         stream_order: Vec::new(),
+        buffered: 0,
         pending: BTreeMap::new(),
     };
     let task = tokio::spawn(async move { state.run(channels).await });
-    Ok(Running { engine, app: task })
+    Running { engine, app: task }
+}
+
+/// Starts Malachite and the task that answers it.
+pub async fn start(
+    app: Arc<dyn ChainApp>,
+    signer: Arc<dyn SlotSigner>,
+    opts: Options,
+) -> Result<Running, String> {
+    let chain = app.chain_context();
+    let me = Address(signer.public_key(KeyRole::Consensus));
+    let (channels, engine) = malachitebft_app_channel::start_engine(
+        Ctx,
+        config(&opts),
+        WalContext::new(opts.wal.clone(), CborCodec),
+        NetworkContext::new(identity(&opts, &me)?, CborCodec),
+        ConsensusContext::new_validator(
+            me,
+            Box::new(EngineVerifier::new(chain.clone())),
+            Box::new(EngineSigner::new(signer, chain)),
+        ),
+        SyncContext::new(CborCodec),
+        RequestContext::new(100),
+    )
+    .await
+    .map_err(|e| format!("starting the consensus engine: {e:#}"))?;
+    Ok(spawn_app(app, me, &opts, channels, engine))
+}
+
+/// Test-only: starts a validator whose network layer equivocates as `attack` says (conflicting
+/// proposals name a block nobody has; conflicting votes go to nil). `double_signer` signs the
+/// conflicting messages — it must not be the node's guarded signer, which would refuse them.
+#[cfg(feature = "byzantine")]
+pub async fn start_byzantine(
+    app: Arc<dyn ChainApp>,
+    signer: Arc<dyn SlotSigner>,
+    double_signer: Arc<dyn SlotSigner>,
+    attack: malachitebft_engine_byzantine::ByzantineConfig,
+    opts: Options,
+) -> Result<Running, String> {
+    use malachitebft_app_channel::{ByzantineContext, EngineBuilder};
+    let chain = app.chain_context();
+    let me = Address(signer.public_key(KeyRole::Consensus));
+    let flip: malachitebft_engine_byzantine::ConflictingValueFn<Ctx> = Box::new(|v: &Value| {
+        let mut h = v.0 .0;
+        h[31] ^= 0xff;
+        Value(BlockHash(h))
+    });
+    let (channels, engine) = EngineBuilder::new(Ctx, config(&opts))
+        .with_default_wal(WalContext::new(opts.wal.clone(), CborCodec))
+        .with_byzantine_network(ByzantineContext {
+            identity: identity(&opts, &me)?,
+            codec: CborCodec,
+            config: attack,
+            signer: Box::new(EngineSigner::new(double_signer, chain.clone())),
+            address: me,
+            conflicting_value_fn: Some(flip),
+            conflicting_vote_value_fn: None,
+        })
+        .await
+        .map_err(|e| format!("starting the Byzantine network: {e:#}"))?
+        .with_default_sync(SyncContext::new(CborCodec))
+        .with_default_consensus(ConsensusContext::new_validator(
+            me,
+            Box::new(EngineVerifier::new(chain.clone())),
+            Box::new(EngineSigner::new(signer, chain)),
+        ))
+        .with_default_request(RequestContext::new(100))
+        .build()
+        .await
+        .map_err(|e| format!("starting the consensus engine: {e:#}"))?;
+    Ok(spawn_app(app, me, &opts, channels, engine))
 }
 
 struct Partial {
@@ -191,6 +262,8 @@ struct AppState {
     current: Height,
     streams: HashMap<(PeerId, StreamId), Partial>,
     stream_order: Vec<(PeerId, StreamId)>,
+    /// Bytes buffered in `streams`.
+    buffered: u64,
     /// Blocks that arrived for a future height: (height, round, proposer, block).
     pending: BTreeMap<u64, Vec<(i64, PublicKey, Proposed)>>,
 }
@@ -321,8 +394,8 @@ impl AppState {
         let key = (from, part.stream_id.clone());
         if !self.streams.contains_key(&key) {
             if self.stream_order.len() >= MAX_STREAMS {
-                let old = self.stream_order.remove(0);
-                self.streams.remove(&old);
+                let old = self.stream_order[0].clone();
+                self.forget(&old);
             }
             self.stream_order.push(key.clone());
             self.streams.insert(
@@ -353,18 +426,31 @@ impl AppState {
                 s.init = Some((height, round, pol_round, proposer, len));
             }
             StreamContent::Data(ProposalPart::Data(d)) if part.sequence > 0 => {
-                s.bytes = s.bytes.saturating_add(d.len() as u64);
+                if s.data.contains_key(&part.sequence) {
+                    return None;
+                }
+                let n = d.len() as u64;
+                s.bytes = s.bytes.saturating_add(n);
                 if s.bytes > MAX_BLOCK_BYTES {
                     self.forget(&key);
                     return None;
                 }
                 s.data.insert(part.sequence, d);
+                self.buffered = self.buffered.saturating_add(n);
+                while self.buffered > MAX_BUFFERED && self.stream_order.len() > 1 {
+                    let old = self.stream_order[0].clone();
+                    self.forget(&old);
+                }
+                if !self.streams.contains_key(&key) {
+                    return None;
+                }
             }
             _ => {
                 self.forget(&key);
                 return None;
             }
         }
+        let s = self.streams.get(&key)?;
         let (height, round, pol, proposer, len) = s.init?;
         let fin = s.fin?;
         if s.data.len() as u64 != fin.saturating_sub(1) {
@@ -404,19 +490,22 @@ impl AppState {
         Some(self.judge(round, pol, proposer, &block))
     }
 
-    /// Keeps a block of a future height (at most 4 heights, 8 blocks each).
+    /// Keeps a block of a future height (bounded: see [`MAX_FUTURE_HEIGHTS`]).
     fn defer(&mut self, height: u64, round: i64, proposer: PublicKey, block: Proposed) {
-        if !self.pending.contains_key(&height) && self.pending.len() >= 4 {
+        if !self.pending.contains_key(&height) && self.pending.len() >= MAX_FUTURE_HEIGHTS {
             return;
         }
         let list = self.pending.entry(height).or_default();
-        if list.len() < 8 {
+        if list.len() < MAX_FUTURE_BLOCKS {
             list.push((round, proposer, block));
         }
     }
 
     fn forget(&mut self, key: &(PeerId, StreamId)) {
-        self.streams.remove(key);
+        if let Some(s) = self.streams.remove(key) {
+            let held: u64 = s.data.values().map(|d| d.len() as u64).sum();
+            self.buffered = self.buffered.saturating_sub(held);
+        }
         self.stream_order.retain(|k| k != key);
     }
 
@@ -631,5 +720,122 @@ impl AppState {
             }
         }
         log::warn!(target: "consensus", "the consensus engine stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paratime_state::validators::ValidatorSet as StateSet;
+
+    /// A chain that knows nothing: every block is refused, no validator set is known.
+    struct Empty;
+
+    impl ChainApp for Empty {
+        fn chain_context(&self) -> String {
+            "test".into()
+        }
+        fn last_committed(&self) -> u64 {
+            0
+        }
+        fn validator_set(&self, _height: u64) -> Option<StateSet> {
+            None
+        }
+        fn build_block(&self, _: u64, _: PublicKey, _: u64) -> Result<Proposed, String> {
+            Err("no".into())
+        }
+        fn verify_block(&self, _: u64, _: &Proposed) -> Result<(), String> {
+            Err("no".into())
+        }
+        fn commit(&self, _: &Proposed, _: &CommitCert) -> Result<(), String> {
+            Err("no".into())
+        }
+        fn committed(&self, _: u64) -> Option<(Proposed, CommitCert)> {
+            None
+        }
+        fn earliest_height(&self) -> u64 {
+            1
+        }
+        fn remember_proposal(&self, _: u64, _: u32, _: PublicKey, _: &Proposed) {}
+        fn proposals_seen(&self, _: u64) -> Vec<(u32, PublicKey, Proposed)> {
+            Vec::new()
+        }
+        fn record_evidence(&self, _: u64, _: PublicKey, _: &str) {}
+    }
+
+    fn app() -> AppState {
+        AppState {
+            app: Arc::new(Empty),
+            me: Address(PublicKey([1; 32])),
+            timeouts: LinearTimeouts::default(),
+            block_interval: Duration::from_millis(100),
+            current: Height(1),
+            streams: HashMap::new(),
+            stream_order: Vec::new(),
+            buffered: 0,
+            pending: BTreeMap::new(),
+        }
+    }
+
+    fn peer(i: u8) -> PeerId {
+        let kp = Keypair::ed25519_from_bytes([i; 32]).expect("key");
+        PeerId::from_bytes(&kp.public().to_peer_id().to_bytes()).expect("peer id")
+    }
+
+    fn data(id: u64, seq: u64, len: usize) -> StreamMessage<ProposalPart> {
+        StreamMessage::new(
+            StreamId::new(Bytes::from(id.to_be_bytes().to_vec())),
+            seq,
+            StreamContent::Data(ProposalPart::Data(vec![7; len])),
+        )
+    }
+
+    /// A peer that streams without end, or claims a huge block, or repeats parts, cannot make
+    /// the node buffer more than the bounds.
+    #[test]
+    fn hostile_streams_are_bounded() {
+        let mut a = app();
+        let huge = StreamMessage::new(
+            StreamId::new(Bytes::from_static(b"huge")),
+            0,
+            StreamContent::Data(ProposalPart::Init {
+                height: 1,
+                round: 0,
+                pol_round: -1,
+                proposer: PublicKey([2; 32]),
+                len: MAX_BLOCK_BYTES + 1,
+            }),
+        );
+        assert!(a.on_part(peer(1), huge).is_none());
+        assert!(a.streams.is_empty());
+
+        // Parts that never finish, from many streams and peers.
+        for s in 0..300u64 {
+            for seq in 1..4 {
+                assert!(a
+                    .on_part(peer((s % 5) as u8), data(s, seq, 512 << 10))
+                    .is_none());
+            }
+            assert!(a.buffered <= MAX_BUFFERED, "{} buffered", a.buffered);
+            assert!(a.streams.len() <= MAX_STREAMS);
+            assert_eq!(a.streams.len(), a.stream_order.len());
+        }
+        // The same part again is not counted twice.
+        let before = a.buffered;
+        let last = a.stream_order.last().cloned().expect("a stream");
+        let id = u64::from_be_bytes(last.1.to_bytes()[..8].try_into().expect("8 bytes"));
+        a.on_part(last.0, data(id, 1, 512 << 10));
+        assert_eq!(a.buffered, before);
+
+        // One stream past the block bound is dropped.
+        let mut b = app();
+        for seq in 1..=17 {
+            b.on_part(peer(9), data(1, seq, 512 << 10));
+        }
+        assert!(
+            b.streams.is_empty(),
+            "a stream over {MAX_BLOCK_BYTES} bytes is dropped"
+        );
+        assert_eq!(b.buffered, 0);
     }
 }

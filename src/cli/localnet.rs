@@ -453,6 +453,103 @@ fn spawn_node(
     child
 }
 
+/// CPU time (user + system) a process has used, in milliseconds (`/proc/PID/stat` counts in
+/// USER_HZ = 100 ticks per second on Linux).
+fn cpu_ms(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10)
+}
+
+/// What the consensus did between two moments of a run.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+struct ConsensusFigures {
+    validators: usize,
+    blocks: u64,
+    seconds: f64,
+    /// Achieved: seconds / blocks.
+    block_interval_ms: f64,
+    /// From validator-0's status: proposer built → committed, over its last 1024 live blocks.
+    finality_ms: serde_json::Value,
+    /// CPU used per block by each validator that ran the whole measured span.
+    cpu_ms_per_block: std::collections::BTreeMap<String, f64>,
+}
+
+/// A point of a run: time, validator-0's height, each validator's (pid, CPU ms).
+struct Snapshot {
+    at: std::time::Instant,
+    height: u64,
+    cpu: Vec<(String, u32, u64)>,
+}
+
+async fn validator_status(dir: &Path) -> Option<serde_json::Value> {
+    let sock = format!(
+        "unix:{}",
+        dir.join("validator-0/data/internal.sock").display()
+    );
+    let (code, body) = crate::control::client::request(&sock, "GET", "/api/v1/status")
+        .await
+        .ok()?;
+    (code == 200)
+        .then(|| serde_json::from_str(&body).ok())
+        .flatten()
+}
+
+async fn snapshot(dir: &Path, children: &[(String, Child)]) -> Option<Snapshot> {
+    let st = validator_status(dir).await?;
+    let height = st["consensus"]["latest_height"].as_u64()?;
+    let cpu = children
+        .iter()
+        .filter(|(n, _)| n.starts_with("validator"))
+        .filter_map(|(n, c)| Some((n.clone(), c.id(), cpu_ms(c.id())?)))
+        .collect();
+    Some(Snapshot {
+        at: std::time::Instant::now(),
+        height,
+        cpu,
+    })
+}
+
+fn figures(
+    start: &Snapshot,
+    end: &Snapshot,
+    validators: usize,
+    st: Option<serde_json::Value>,
+) -> ConsensusFigures {
+    let blocks = end.height.saturating_sub(start.height);
+    let seconds = end.at.duration_since(start.at).as_secs_f64();
+    let per_block = |ms: u64| {
+        if blocks == 0 {
+            0.0
+        } else {
+            ms as f64 / blocks as f64
+        }
+    };
+    ConsensusFigures {
+        validators,
+        blocks,
+        seconds,
+        block_interval_ms: if blocks == 0 {
+            0.0
+        } else {
+            seconds * 1000.0 / blocks as f64
+        },
+        finality_ms: st
+            .map(|s| s["consensus"]["finality_ms"].clone())
+            .unwrap_or_default(),
+        cpu_ms_per_block: end
+            .cpu
+            .iter()
+            .filter_map(|(n, pid, ms)| {
+                let (_, p0, ms0) = start.cpu.iter().find(|(m, _, _)| m == n)?;
+                (p0 == pid).then(|| (n.clone(), per_block(ms.saturating_sub(*ms0))))
+            })
+            .collect(),
+    }
+}
+
 /// `localnet`.
 pub fn run(a: Args) -> i32 {
     let nodes = match setup(&a) {
@@ -525,7 +622,7 @@ pub fn run(a: Args) -> i32 {
     });
     let (code, report) = rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else { return (1, None) };
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else { return (1, (None, None)) };
         let until = async {
             match a.duration {
                 Some(d) => tokio::time::sleep(d.into()).await,
@@ -534,6 +631,9 @@ pub fn run(a: Args) -> i32 {
         };
         let mut check = tokio::time::interval(Duration::from_secs(1));
         let mut restarts = 0u32;
+        // Consensus figures are measured from 5 s after the first block to the end.
+        let mut first_block: Option<std::time::Instant> = None;
+        let mut start_snapshot: Option<Snapshot> = None;
         tokio::pin!(until);
         let code = loop {
             tokio::select! {
@@ -541,13 +641,26 @@ pub fn run(a: Args) -> i32 {
                 _ = int.recv() => break 0,
                 _ = &mut until => break 0,
                 _ = check.tick() => {
+                    if start_snapshot.is_none() {
+                        match first_block {
+                            None => {
+                                if validator_status(&a.dir).await.is_some_and(|s| s["consensus"]["latest_height"].as_u64() >= Some(1)) {
+                                    first_block = Some(std::time::Instant::now());
+                                }
+                            }
+                            Some(t) if t.elapsed() >= Duration::from_secs(5) => {
+                                start_snapshot = snapshot(&a.dir, &children).await;
+                            }
+                            Some(_) => {}
+                        }
+                    }
                     for (name, c) in &mut children {
                         if let Ok(Some(status)) = c.try_wait() {
                             restarts += 1;
                             let log = a.dir.join(name.as_str()).join("data/node.log");
                             if restarts > 20 {
                                 eprintln!("error: node {name} exited ({status}) and the restart budget is spent; see {}", log.display());
-                                return (1, None);
+                                return (1, (None, None));
                             }
                             eprintln!("node {name} exited ({status}); restarting it (see {})", log.display());
                             let cfg = a.dir.join(name.as_str()).join("etc/config.yml");
@@ -556,7 +669,7 @@ pub fn run(a: Args) -> i32 {
                                 Ok(n) => *c = n,
                                 Err(e) => {
                                     eprintln!("error: {e}");
-                                    return (1, None);
+                                    return (1, (None, None));
                                 }
                             }
                         }
@@ -565,11 +678,17 @@ pub fn run(a: Args) -> i32 {
             }
         };
         load_stop_tx.send_replace(true);
+        let end_snapshot = snapshot(&a.dir, &children).await;
+        let consensus = match (&start_snapshot, &end_snapshot) {
+            (Some(s), Some(e)) => Some(figures(s, e, a.validators, validator_status(&a.dir).await)),
+            _ => None,
+        };
         // The summary reads the client's status: collect it while the nodes still run.
         let report = match load_task {
             Some(t) => t.await.ok().flatten(),
             None => None,
         };
+        let report = (report, consensus);
         // Stop the other nodes first so they can deregister while the validator still runs.
         let stop = |c: &Child| {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
@@ -597,6 +716,23 @@ pub fn run(a: Args) -> i32 {
         (code, report)
     });
     println!("localnet stopped");
+    let (report, consensus) = report;
+    if let Some(c) = &consensus {
+        println!(
+            "consensus: {} validators, {} blocks in {:.1} s: one every {:.0} ms; finality p50 {} ms, p99 {} ms (validator-0); CPU per block {}",
+            c.validators,
+            c.blocks,
+            c.seconds,
+            c.block_interval_ms,
+            c.finality_ms["p50"],
+            c.finality_ms["p99"],
+            c.cpu_ms_per_block
+                .iter()
+                .map(|(n, ms)| format!("{n} {ms:.1} ms"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if let Some(r) = &report {
         println!(
             "load: {} transactions finalized in {} rounds over {:.1} s: {:.1} tx/s, latency p50 {:.0} ms, p99 {:.0} ms (committee of {}, {} in flight; {} failed rounds, {} discrepancies, {} errors)",
@@ -606,12 +742,13 @@ pub fn run(a: Args) -> i32 {
         println!("load: no committee was elected before the network stopped");
     }
     if a.json {
-        let v = match &report {
+        let mut v = match &report {
             Some(r) => serde_json::to_value(r).unwrap_or_default(),
             None => {
                 serde_json::json!({ "rounds_finalized": 0, "txs_finalized": 0, "tx_per_s": 0.0, "latency_ms": { "p50": 0.0, "p99": 0.0 } })
             }
         };
+        v["consensus"] = serde_json::to_value(&consensus).unwrap_or_default();
         println!("{v}");
     }
     code

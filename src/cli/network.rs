@@ -14,7 +14,7 @@ use std::time::Duration;
 /// `genesis` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum GenesisCmd {
-    /// Create a genesis document: one validator, funded and staked entities, one ParaTime.
+    /// Create a genesis document: the validators, funded and staked entities, one ParaTime.
     Init {
         /// Output file (genesis.json).
         #[arg(long)]
@@ -22,9 +22,11 @@ pub enum GenesisCmd {
         /// Chain name.
         #[arg(long, default_value = "paratime-testnet")]
         chain_id: String,
-        /// The validator node's data dir (its consensus_pub.pem is the validator key).
-        #[arg(long)]
-        validator_datadir: PathBuf,
+        /// A validator node's data dir (its consensus_pub.pem is the validator key); repeat for
+        /// each validator (BFT: 4 tolerate one failure). The first entity's escrow backs them,
+        /// split evenly.
+        #[arg(long = "validator-datadir", required = true)]
+        validator_datadirs: Vec<PathBuf>,
         /// An entity directory (entity.pem, entity.json) to register at genesis; repeatable.
         #[arg(long = "entity-dir")]
         entity_dirs: Vec<PathBuf>,
@@ -365,7 +367,7 @@ fn genesis_init(cmd: GenesisCmd) -> Result<String, String> {
     let GenesisCmd::Init {
         output,
         chain_id,
-        validator_datadir,
+        validator_datadirs,
         entity_dirs,
         balance,
         escrow,
@@ -377,8 +379,12 @@ fn genesis_init(cmd: GenesisCmd) -> Result<String, String> {
     else {
         return Err("not an init command".into());
     };
-    let validator =
-        crate::identity::Identity::load(&validator_datadir, false).map_err(|e| e.to_string())?;
+    let mut validators = Vec::new();
+    for d in &validator_datadirs {
+        let id = crate::identity::Identity::load(d, false)
+            .map_err(|e| format!("--validator-datadir {}: {e}", d.display()))?;
+        validators.push(PublicKey::of(id.key(crate::identity::KeyKind::Consensus)));
+    }
     let mut entities = Vec::new();
     for d in &entity_dirs {
         let key = entity_key(d, false)?;
@@ -409,10 +415,7 @@ fn genesis_init(cmd: GenesisCmd) -> Result<String, String> {
         chain_id,
         epoch_interval,
         block_interval_ms,
-        validators: vec![(
-            PublicKey::of(validator.key(crate::identity::KeyKind::Consensus)),
-            validator_entity,
-        )],
+        validators: validators.iter().map(|v| (*v, validator_entity)).collect(),
         entities,
         balance,
         escrow,

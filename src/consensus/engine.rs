@@ -51,6 +51,21 @@ pub struct View {
     pub last_commit_signers: Vec<PublicKey>,
     /// Equivocations the engine reported: (height, offender, what).
     pub evidence: Vec<(u64, PublicKey, String)>,
+    /// Over the last [`STATS_WINDOW`] blocks committed live (not synced): time from the
+    /// proposer building a block to this node committing it, p50 and p99 (ms).
+    pub finality_ms: (u64, u64),
+    /// Over the same blocks: time between consecutive block headers, p50 (ms).
+    pub block_interval_ms: u64,
+}
+
+/// Blocks the status figures are computed over.
+pub const STATS_WINDOW: usize = 1024;
+
+fn percentile(sorted: &[u64], p: usize) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[(sorted.len() - 1) * p / 100]
 }
 
 /// What the rest of the node needs from a consensus engine.
@@ -95,6 +110,9 @@ struct Inner {
     /// Hashes of recently accepted transactions (gossip delivers some twice), oldest first.
     seen: BTreeSet<Hash>,
     seen_order: VecDeque<Hash>,
+    /// (finality, interval) of recent live commits, oldest first.
+    stats: VecDeque<(u64, u64)>,
+    last_block_time_ms: u64,
 }
 
 /// The node's chain, as the engine sees it.
@@ -203,7 +221,13 @@ impl Chain {
             log::info!(target: "consensus", message_id = MSG_MISSED_PROPOSAL, height = i.state.height, round = round; "block decided in round {round}: the earlier rounds' proposers missed their proposals");
         }
         let time = block.map(|(b, _)| b.header.time_ms);
+        let mut fin: Vec<u64> = i.stats.iter().map(|(f, _)| *f).collect();
+        fin.sort_unstable();
+        let mut ivl: Vec<u64> = i.stats.iter().map(|(_, b)| *b).collect();
+        ivl.sort_unstable();
         self.view.send_modify(|v| {
+            v.finality_ms = (percentile(&fin, 50), percentile(&fin, 99));
+            v.block_interval_ms = percentile(&ivl, 50);
             v.state = Arc::new(i.state.clone());
             v.latest_hash = i.state.last_block_hash;
             if let Some(t) = time {
@@ -279,6 +303,18 @@ impl ChainApp for Chain {
             }
         }
         let h = next.height;
+        let now = now_ms();
+        let finality = now.saturating_sub(block.header.time_ms);
+        let interval = block.header.time_ms.saturating_sub(i.last_block_time_ms);
+        i.last_block_time_ms = block.header.time_ms;
+        // A block older than a minute was synced, not committed live: it says nothing about
+        // finality.
+        if finality < 60_000 {
+            i.stats.push_back((finality, interval));
+            if i.stats.len() > STATS_WINDOW {
+                i.stats.pop_front();
+            }
+        }
         i.previous_validators = std::mem::replace(&mut i.state, next).validators;
         Self::prune_mempool(&mut i);
         if let Err(e) = self.signer.prune_consensus_below(h) {
@@ -379,6 +415,8 @@ pub async fn start(
         last_commit_round: -1,
         last_commit_signers: Vec::new(),
         evidence: Vec::new(),
+        finality_ms: (0, 0),
+        block_interval_ms: 0,
     };
     if initial.is_validator {
         log::info!(target: "consensus", message_id = MSG_BECAME_VALIDATOR, height = state.height; "this node is a validator");
@@ -391,6 +429,8 @@ pub async fn start(
             mempool: Vec::new(),
             seen: BTreeSet::new(),
             seen_order: VecDeque::new(),
+            stats: VecDeque::new(),
+            last_block_time_ms: latest_time_ms,
         }),
         store,
         signer: signer.clone(),

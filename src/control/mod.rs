@@ -115,6 +115,8 @@ fn consensus_json(v: &crate::consensus::engine::View) -> serde_json::Value {
             "round": v.last_commit_round,
             "signers": v.last_commit_signers.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
         },
+        "finality_ms": { "p50": v.finality_ms.0, "p99": v.finality_ms.1 },
+        "block_interval_ms": v.block_interval_ms,
         "evidence": v.evidence.iter().map(|(h, who, what)| serde_json::json!({
             "height": h, "offender": who.to_string(), "what": what,
         })).collect::<Vec<_>>(),
