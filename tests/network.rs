@@ -52,10 +52,11 @@ impl Localnet {
             .flatten()
     }
 
+    /// One line per node from its status (what a failed wait needs first: CI output keeps the
+    /// head of a long message), then the localnet output and each node's warnings, errors
+    /// and last lines.
     fn log(&self) -> String {
-        let mut s =
-            std::fs::read_to_string(self.dir.path().join("localnet.log")).unwrap_or_default();
-        for n in [
+        const NODES: [&str; 8] = [
             "validator-0",
             "validator-1",
             "validator-2",
@@ -64,12 +65,52 @@ impl Localnet {
             "compute-1",
             "compute-2",
             "client-0",
-        ] {
+        ];
+        let mut s = String::from("node summaries:\n");
+        for n in NODES {
+            if !self.net().join(n).exists() {
+                continue;
+            }
+            match self.status(n) {
+                Some(st) => {
+                    let c = &st["consensus"];
+                    let r = &st["runtimes"][RUNTIME_ID];
+                    s.push_str(&format!(
+                        "  {n}: height {} epoch {} step {} peers {} | registered {} ({}) | round {} finalized {} failed {} roles {}\n",
+                        c["latest_height"],
+                        c["latest_epoch"],
+                        c["current_step"],
+                        st["p2p"]["num_peers"],
+                        st["registration"]["last_attempt_successful"],
+                        st["registration"]["last_attempt_error_message"],
+                        r["latest_round"],
+                        r["roothash"]["rounds_finalized"],
+                        r["roothash"]["rounds_failed"],
+                        r["committee"]["executor_roles"],
+                    ));
+                }
+                None => s.push_str(&format!("  {n}: no status\n")),
+            }
+        }
+        s.push_str("\n--- localnet ---\n");
+        s.push_str(
+            &std::fs::read_to_string(self.dir.path().join("localnet.log")).unwrap_or_default(),
+        );
+        for n in NODES {
             let p = self.net().join(n).join("data/node.log");
-            let text = std::fs::read_to_string(&p).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            let Ok(text) = std::fs::read_to_string(&p) else {
+                continue;
+            };
+            let mut problems: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains("\"level\":\"warn") || l.contains("\"level\":\"error"))
+                .collect();
+            let dropped = problems.len().saturating_sub(10);
+            problems.drain(..dropped);
+            let tail: Vec<&str> = text.lines().rev().take(8).collect();
             s.push_str(&format!(
-                "\n--- {n} ---\n{}",
+                "\n--- {n}: last warnings and errors ({dropped} earlier not shown) ---\n{}\n--- {n}: last lines ---\n{}",
+                problems.join("\n"),
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             ));
         }
@@ -135,6 +176,14 @@ impl Drop for Localnet {
         let _ = self.child.wait();
         // The nodes die with localnet (PDEATHSIG); give them a moment.
         std::thread::sleep(Duration::from_millis(200));
+        // A failed test keeps the network's directory (stores, logs) outside CI.
+        if std::thread::panicking() && std::env::var_os("CI").is_none() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+            eprintln!(
+                "kept the failed network's directory: {}",
+                dir.keep().display()
+            );
+        }
     }
 }
 
@@ -156,6 +205,25 @@ fn account_tx(cmd: &str, pem: &Path, to: &str, amount: &str, sock: &str) -> std:
 
 fn compute_nodes() -> [&'static str; 3] {
     ["compute-0", "compute-1", "compute-2"]
+}
+
+/// The compute node that schedules the open round. The scheduler rotates every round and the
+/// statuses are read one after another, so a single pass can miss it (the round moves on
+/// between two reads): look until one says so.
+fn open_round_scheduler(net: &mut Localnet) -> &'static str {
+    let found = std::cell::Cell::new(None);
+    net.wait(
+        "a node that schedules the open round",
+        Duration::from_secs(60),
+        |n| {
+            found.set(compute_nodes().into_iter().find(|c| {
+                n.status(c)
+                    .is_some_and(|s| rt(&s)["committee"]["scheduler_rank"] == 0)
+            }));
+            found.get().is_some()
+        },
+    );
+    found.get().expect("a scheduler")
 }
 
 fn roles(st: &serde_json::Value) -> Vec<String> {
@@ -273,7 +341,12 @@ fn localnet_syncs_registers_elects_and_survives_a_killed_follower() {
         out.contains("Required by its registrations: 400 base units"),
         "{out}"
     );
-    assert!(entity["nodes"].as_array().map(Vec::len) == Some(3));
+    // One validator and three compute nodes, all registered under the one entity.
+    assert_eq!(
+        entity["nodes"].as_array().map(Vec::len),
+        Some(4),
+        "{entity}"
+    );
 
     // Entity and account transactions through the client node.
     let client = format!(
@@ -496,13 +569,7 @@ fn committee_finalizes_rounds_clients_read_them_and_a_killed_scheduler_does_not_
 
     // SIGKILL the scheduler of the open round while the load runs: localnet restarts it; it
     // catches up and rounds keep finalizing, and no node ever signs two commitments for a round.
-    let sched = compute_nodes()
-        .into_iter()
-        .find(|c| {
-            net.status(c)
-                .is_some_and(|s| rt(&s)["committee"]["scheduler_rank"] == 0)
-        })
-        .expect("a scheduler");
+    let sched = open_round_scheduler(&mut net);
     let pid = node_pid(&net.net(), sched).expect("scheduler pid");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
@@ -708,13 +775,7 @@ fn a_frozen_scheduler_is_replaced_by_a_backup_scheduler() {
     // Freeze the open round's scheduler (SIGSTOP: not restarted, not deregistered). Its rounds
     // as a worker time out and the backups finalize them; its rounds as the scheduler get a
     // batch from the rank-1 worker after `propose_batch_timeout_ms`.
-    let sched = nodes
-        .into_iter()
-        .find(|c| {
-            net.status(c)
-                .is_some_and(|s| rt(&s)["committee"]["scheduler_rank"] == 0)
-        })
-        .expect("a scheduler");
+    let sched = open_round_scheduler(&mut net);
     let pid = node_pid(&net.net(), sched).expect("pid");
     let stop = |sig| {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
@@ -769,6 +830,22 @@ fn bft_validators_one_down_continue_two_down_halt_and_all_agree() {
     assert_eq!(c["backend"], "malachite", "{c}");
     assert_eq!(c["is_validator"], true, "{c}");
     assert_eq!(c["validators"].as_array().map(Vec::len), Some(4), "{c}");
+    // Where the engine is, and its peers on the consensus port (polled every 2 s): the three
+    // other validators at least (full nodes connect too).
+    assert!(
+        c["current_height"].as_u64() >= c["latest_height"].as_u64(),
+        "{c}"
+    );
+    assert!(c["current_round"].as_i64() >= Some(0), "{c}");
+    assert!(
+        ["propose", "prevote", "precommit", "commit"]
+            .contains(&c["current_step"].as_str().unwrap_or("")),
+        "{c}"
+    );
+    net.wait("consensus peers in status", Duration::from_secs(30), |n| {
+        n.status("validator-0")
+            .is_some_and(|s| s["consensus"]["p2p"]["num_peers"].as_u64() >= Some(3))
+    });
     assert!(
         c["last_commit"]["signers"].as_array().map(Vec::len) >= Some(3),
         "a commit certificate holds more than two thirds: {c}"

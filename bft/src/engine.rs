@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// The certificate format tag stored with committed blocks.
 pub const CERT_ENGINE: &str = "malachite-0.8";
@@ -104,15 +105,170 @@ pub struct Running {
     pub engine: EngineHandle,
     /// The task answering the engine.
     pub app: tokio::task::JoinHandle<()>,
+    /// Where the engine is (height, round, step) and its peers on the consensus port.
+    pub progress: watch::Receiver<Progress>,
+    /// The task that follows the engine's events and polls its peers.
+    watcher: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
     /// Stops the engine and the app task.
     pub async fn stop(self) {
+        self.watcher.abort();
         self.engine.actor.stop(Some("node stopping".into()));
         let _ = self.engine.handle.await;
         self.app.abort();
         let _ = self.app.await;
+    }
+
+    /// Kills the engine without letting it flush anything (tests: a crash in process).
+    pub async fn kill(self) {
+        self.watcher.abort();
+        self.engine.actor.kill();
+        let _ = self.engine.handle.await;
+        self.app.abort();
+        let _ = self.app.await;
+    }
+}
+
+/// The step of the current round, as far as this node has gone in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Step {
+    /// The engine has not started a height yet (starting, replaying its WAL).
+    #[default]
+    Starting,
+    /// Waiting for the round's proposal.
+    Propose,
+    /// This node sent its prevote.
+    Prevote,
+    /// This node sent its precommit.
+    Precommit,
+    /// The height is decided; its block is being committed.
+    Commit,
+}
+
+impl Step {
+    /// The name in `control status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Starting => "starting",
+            Step::Propose => "propose",
+            Step::Prevote => "prevote",
+            Step::Precommit => "precommit",
+            Step::Commit => "commit",
+        }
+    }
+
+    /// The later of two steps of one round (an event may arrive twice, or late).
+    fn max_with(self, other: Step) -> Step {
+        if (other as u8) > (self as u8) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// A peer on the consensus port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// libp2p peer ID.
+    pub peer_id: String,
+    /// Its address (multiaddr).
+    pub address: String,
+    /// Its consensus key, when it proved to be a validator.
+    pub validator: Option<String>,
+    /// "inbound" or "outbound".
+    pub direction: Option<String>,
+}
+
+/// Where the engine is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Height being decided.
+    pub height: u64,
+    /// Round of that height.
+    pub round: i64,
+    /// Step of that round.
+    pub step: Step,
+    /// The round's proposer.
+    pub proposer: Option<PublicKey>,
+    /// Connected peers on the consensus port, sorted by peer ID.
+    pub peers: Vec<Peer>,
+}
+
+/// How often the watcher asks the network actor for its peers.
+const PEERS_EVERY: Duration = Duration::from_secs(2);
+
+/// Follows the engine's events (round started, own votes sent, decided) and, every
+/// [`PEERS_EVERY`], its peers, into `tx`. Ends when the engine's event channel closes.
+async fn watch_engine(
+    mut events: malachitebft_app_channel::app::events::RxEvent<Ctx>,
+    net: tokio::sync::mpsc::Sender<malachitebft_app_channel::NetworkRequest>,
+    me: Address,
+    tx: watch::Sender<Progress>,
+) {
+    use malachitebft_app_channel::app::consensus::SignedConsensusMsg;
+    use malachitebft_app_channel::app::engine::util::events::Event;
+    use malachitebft_app_channel::app::types::core::{Vote as _, VoteType};
+    use tokio::sync::broadcast::error::RecvError;
+    let mut tick = tokio::time::interval(PEERS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(Event::StartedRound(h, r, proposer, _)) => tx.send_modify(|p| {
+                    p.height = h.0;
+                    p.round = r.as_i64();
+                    p.step = Step::Propose;
+                    p.proposer = Some(proposer.0);
+                }),
+                Ok(Event::Published(SignedConsensusMsg::Vote(v))) => {
+                    let v = &v.message;
+                    if v.validator_address() == &me {
+                        tx.send_modify(|p| {
+                            if p.height == v.height.0 && p.round == v.round.as_i64() {
+                                let s = match v.vote_type() {
+                                    VoteType::Prevote => Step::Prevote,
+                                    VoteType::Precommit => Step::Precommit,
+                                };
+                                p.step = p.step.max_with(s);
+                            }
+                        });
+                    }
+                }
+                Ok(Event::Decided { commit_certificate }) => tx.send_modify(|p| {
+                    if p.height == commit_certificate.height.0 {
+                        p.step = Step::Commit;
+                    }
+                }),
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+            _ = tick.tick() => {
+                let Ok(Some(dump)) =
+                    malachitebft_app_channel::NetworkRequest::dump_state(&net).await
+                else {
+                    continue;
+                };
+                let mut peers: Vec<Peer> = dump
+                    .peers
+                    .iter()
+                    .map(|(id, info)| Peer {
+                        peer_id: id.to_string(),
+                        address: info.address.to_string(),
+                        validator: info.consensus_address.clone(),
+                        direction: info.connection_direction.map(|d| d.as_str().to_string()),
+                    })
+                    .collect();
+                peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+                tx.send_if_modified(|p| {
+                    let changed = p.peers != peers;
+                    p.peers = std::mem::take(&mut peers);
+                    changed
+                });
+            }
+        }
     }
 }
 
@@ -136,7 +292,14 @@ fn config(opts: &Options) -> Config {
     Config {
         moniker: opts.moniker.clone(),
         consensus,
-        value_sync: ValueSyncConfig::default(),
+        // Malachite's defaults suit blocks of seconds: peers exchange their heights every 10 s,
+        // so a node that fell behind a chain of 200 ms blocks learns of it only 50 blocks
+        // later, and catches up in 10 s steps. Status every five blocks (1 to 10 s).
+        value_sync: ValueSyncConfig {
+            status_update_interval: (opts.block_interval * 5)
+                .clamp(Duration::from_secs(1), Duration::from_secs(10)),
+            ..ValueSyncConfig::default()
+        },
     }
 }
 
@@ -172,8 +335,20 @@ fn spawn_app(
         buffered: 0,
         pending: BTreeMap::new(),
     };
+    let (progress_tx, progress) = watch::channel(Progress::default());
+    let watcher = tokio::spawn(watch_engine(
+        channels.events.subscribe(),
+        channels.net_requests.clone(),
+        me,
+        progress_tx,
+    ));
     let task = tokio::spawn(async move { state.run(channels).await });
-    Running { engine, app: task }
+    Running {
+        engine,
+        app: task,
+        progress,
+        watcher,
+    }
 }
 
 /// Starts Malachite and the task that answers it.

@@ -265,20 +265,22 @@ fn setup(a: &Args) -> Result<Vec<Planned>, String> {
         ids.push(Identity::init(&data).map_err(|e| e.to_string())?);
     }
 
-    // The compute entity lists the compute nodes and is registered at genesis.
+    // One entity owns the validators and the compute nodes, lists them all (they register
+    // under it: validators with the validator role, compute nodes with the compute role) and is
+    // registered at genesis; its escrow backs the validators' voting power.
     let entity_dir = dir.join("entity");
     crate::identity::ensure_dir(&entity_dir).map_err(|e| e.to_string())?;
     let ekey = entity_key(&entity_dir, true)?;
-    let compute_ids: Vec<PublicKey> = specs
+    let node_ids: Vec<PublicKey> = specs
         .iter()
         .zip(&ids)
-        .filter(|(s, _)| s.mode == "compute")
+        .filter(|(s, _)| s.mode == "compute" || s.mode == "validator")
         .map(|(_, id)| PublicKey::of(id.key(KeyKind::Node)))
         .collect();
     let entity = Entity {
         v: 2,
         id: PublicKey::of(&ekey),
-        nodes: compute_ids,
+        nodes: node_ids,
     };
     write_entity(&entity_dir, &entity)?;
     let entity_addr = Address::from_public_key(&entity.id);

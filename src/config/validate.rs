@@ -336,6 +336,11 @@ fn check_unsupported(c: &Config, p: &mut Vec<Problem>) {
     if let Err(e) = consensus_peers(c) {
         p.push(Problem::error("consensus.p2p.persistent_peers", e));
     }
+    if !c.consensus.external_address.is_empty() {
+        if let Err(e) = tcp_addr(&c.consensus.external_address) {
+            p.push(Problem::error("consensus.external_address", e));
+        }
+    }
     let other_p2p_keys = c
         .consensus
         .p2p
@@ -450,13 +455,43 @@ pub fn validate(c: &Config) -> Vec<Problem> {
 
 /// `consensus.listen_address` (`tcp://IP:PORT`) as a socket address.
 pub fn consensus_listen(c: &Config) -> Result<std::net::SocketAddr, String> {
-    let a = &c.consensus.listen_address;
+    tcp_addr(&c.consensus.listen_address)
+}
+
+fn tcp_addr(a: &str) -> Result<std::net::SocketAddr, String> {
     let rest = a
         .strip_prefix("tcp://")
         .ok_or_else(|| format!("'{a}' must start with tcp:// (e.g. tcp://0.0.0.0:26656)"))?;
     rest.parse().map_err(|_| {
         format!("'{a}' is not tcp://IP:PORT with an IP literal (e.g. tcp://0.0.0.0:26656)")
     })
+}
+
+/// The consensus address a validator registers: `consensus.external_address`, else the listen
+/// address, with an unspecified IP (0.0.0.0, ::) replaced by the IP of the first advertised P2P
+/// address (`IP:port`), as other validators must dial it.
+pub fn consensus_external(
+    c: &Config,
+    p2p_addresses: &[String],
+) -> Result<std::net::SocketAddr, String> {
+    if !c.consensus.external_address.is_empty() {
+        return tcp_addr(&c.consensus.external_address);
+    }
+    let mut a = consensus_listen(c)?;
+    if a.ip().is_unspecified() {
+        let ip = p2p_addresses
+            .iter()
+            .find_map(|x| x.parse::<std::net::SocketAddr>().ok())
+            .map(|x| x.ip())
+            .ok_or_else(|| {
+                format!(
+                    "consensus.listen_address '{}' has no specific IP and no P2P address says which to advertise: set consensus.external_address",
+                    c.consensus.listen_address
+                )
+            })?;
+        a.set_ip(ip);
+    }
+    Ok(a)
 }
 
 /// `consensus.p2p.persistent_peers`: a list (or CometBFT's comma-separated string) of

@@ -81,6 +81,14 @@ pub trait Backend: Send + Sync {
 pub struct Handle {
     view: watch::Receiver<View>,
     submit: mpsc::Sender<Signed>,
+    progress: watch::Receiver<paratime_bft::engine::Progress>,
+}
+
+impl Handle {
+    /// Where the engine is: height, round and step being decided, and its consensus peers.
+    pub fn progress(&self) -> paratime_bft::engine::Progress {
+        self.progress.borrow().clone()
+    }
 }
 
 impl Backend for Handle {
@@ -100,6 +108,11 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+/// Blocks a transaction waits in the mempool for a missing earlier nonce of its signer.
+const MEMPOOL_WAIT_BLOCKS: u64 = 20;
+/// Blocks after which a node gossips its own still-pending transactions again.
+const REGOSSIP_AFTER_BLOCKS: u64 = 5;
 
 struct Inner {
     state: State,
@@ -151,7 +164,10 @@ impl Chain {
 
     /// Picks the next block's transactions: per signer in nonce order, at most 500. A
     /// transaction whose nonce is ahead waits (gossip may reorder a signer's transactions) for
-    /// up to 20 blocks; one whose nonce is behind is dropped.
+    /// up to 20 blocks; one whose nonce is behind is dropped. Of two transactions of one
+    /// signer with one nonce, the later arrival wins: a signer reuses a nonce only after giving
+    /// up on its earlier transaction (the earlier one is stale, e.g. a registration whose
+    /// expiration has passed).
     fn select(i: &mut Inner) -> Vec<Signed> {
         use super::address::Address;
         use super::state::Transaction;
@@ -160,16 +176,16 @@ impl Chain {
                 .map(|x| x.nonce)
                 .unwrap_or(u64::MAX)
         };
-        let pending: Vec<(u64, Signed, u64)> = i
+        let mut pending: Vec<(u64, usize, Signed)> = i
             .mempool
             .iter()
-            .map(|(t, h)| (nonce(t), t.clone(), *h))
+            .enumerate()
+            .map(|(arrival, (t, _))| (nonce(t), arrival, t.clone()))
             .collect();
-        let mut pending = pending;
-        pending.sort_by_key(|(n, _, _)| *n);
+        pending.sort_by_key(|(n, arrival, _)| (*n, std::cmp::Reverse(*arrival)));
         let mut expected: std::collections::HashMap<Address, u64> = Default::default();
         let mut out = Vec::new();
-        for (n, t, _) in pending {
+        for (n, _, t) in pending {
             let addr = Address::from_public_key(&t.signature.public_key);
             let exp = expected
                 .entry(addr)
@@ -182,23 +198,48 @@ impl Chain {
         out
     }
 
-    /// Drops what the committed state made stale: nonces behind, and waits over 20 blocks.
+    /// Drops what the committed state made stale: nonces behind, and waits over 20 blocks. A
+    /// transaction dropped for waiting is forgotten as seen, so that its signer's re-gossip
+    /// (once the missing nonce arrives) brings it back.
     fn prune_mempool(i: &mut Inner) {
         use super::address::Address;
         use super::state::Transaction;
-        let state = &i.state;
-        let keep: Vec<(Signed, u64)> = i
-            .mempool
-            .drain(..)
+        let mut waited_out = Vec::new();
+        let pending = std::mem::take(&mut i.mempool);
+        for (t, h) in pending {
+            let n = crate::encoding::from_cbor::<Transaction>(&t.untrusted_raw_value)
+                .map(|x| x.nonce)
+                .unwrap_or(0);
+            let addr = Address::from_public_key(&t.signature.public_key);
+            if n < i.state.account(&addr).nonce {
+                continue;
+            }
+            if i.state.height >= h.saturating_add(MEMPOOL_WAIT_BLOCKS) {
+                waited_out.push(hash_of(&t));
+                continue;
+            }
+            i.mempool.push((t, h));
+        }
+        for h in waited_out {
+            i.seen.remove(&h);
+        }
+    }
+
+    /// This node's own transactions that have waited `REGOSSIP_AFTER_BLOCKS` or more: gossip
+    /// loses a message now and then (a full queue, a dropped connection), and one lost
+    /// transaction would hold back every later nonce of its signer.
+    fn own_waiting(&self, limit: usize) -> Vec<Signed> {
+        let i = self.lock();
+        let me = self.signer.public_key(KeyRole::Node);
+        i.mempool
+            .iter()
             .filter(|(t, h)| {
-                let n = crate::encoding::from_cbor::<Transaction>(&t.untrusted_raw_value)
-                    .map(|x| x.nonce)
-                    .unwrap_or(0);
-                let addr = Address::from_public_key(&t.signature.public_key);
-                n >= state.account(&addr).nonce && state.height < h.saturating_add(20)
+                t.signature.public_key == me
+                    && i.state.height >= h.saturating_add(REGOSSIP_AFTER_BLOCKS)
             })
-            .collect();
-        i.mempool = keep;
+            .take(limit)
+            .map(|(t, _)| t.clone())
+            .collect()
     }
 
     fn publish_view(
@@ -448,13 +489,23 @@ pub async fn start(
         propose_timeout: (block_interval * 5).clamp(Duration::from_secs(1), Duration::from_secs(3)),
     };
     let running = paratime_bft::engine::start(chain.clone(), signer, bopts).await?;
+    let progress = running.progress.clone();
     let (submit_tx, mut submit_rx) = mpsc::channel::<Signed>(1024);
     // A genesis chain with nothing to catch up on is synced from the start.
     tokio::spawn(async move {
         let mut running = Some(running);
+        let mut regossip = tokio::time::interval(block_interval * 5);
+        regossip.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = crate::host::supervisor::stopped(shutdown.clone()) => break,
+                _ = regossip.tick() => {
+                    for tx in chain.own_waiting(64) {
+                        if net.try_send(p2p::Command::PublishTx(tx)).is_err() {
+                            break;
+                        }
+                    }
+                }
                 tx = submit_rx.recv() => match tx {
                     Some(tx) => {
                         let _ = net.try_send(p2p::Command::PublishTx(tx.clone()));
@@ -475,5 +526,88 @@ pub async fn start(
     Ok(Handle {
         view: view_rx,
         submit: submit_tx,
+        progress,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::state::{Fee, Transaction};
+    use ed25519_dalek::SigningKey;
+
+    fn state() -> State {
+        State::from_genesis(&crate::cli::network::make_genesis(
+            &crate::cli::network::GenesisParams {
+                chain_id: "mempool-test".into(),
+                epoch_interval: 10,
+                block_interval_ms: 200,
+                validators: Vec::new(),
+                entities: Vec::new(),
+                balance: 0,
+                escrow: 0,
+                runtime: None,
+                group_backup_size: 0,
+            },
+        ))
+    }
+
+    fn tx(state: &State, key: &SigningKey, nonce: u64, method: &str) -> Signed {
+        Signed::sign(
+            key,
+            &crate::consensus::crypto::context(
+                crate::consensus::crypto::CONTEXT_TX,
+                Some(&state.chain_context),
+            ),
+            &Transaction {
+                nonce,
+                fee: Fee::default(),
+                method: method.into(),
+                body: ciborium::Value::Null,
+            },
+        )
+    }
+
+    fn inner(state: State, mempool: Vec<Signed>) -> Inner {
+        Inner {
+            state,
+            previous_validators: Default::default(),
+            mempool: mempool.into_iter().map(|t| (t, 0)).collect(),
+            seen: BTreeSet::new(),
+            seen_order: VecDeque::new(),
+            stats: VecDeque::new(),
+            last_block_time_ms: 0,
+        }
+    }
+
+    fn methods(txs: &[Signed]) -> Vec<String> {
+        txs.iter()
+            .map(|t| {
+                crate::encoding::from_cbor::<Transaction>(&t.untrusted_raw_value)
+                    .expect("tx")
+                    .method
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_block_takes_each_signers_nonces_in_order_and_the_latest_of_a_reused_nonce() {
+        let s = state();
+        let a = SigningKey::from_bytes(&[1; 32]);
+        let b = SigningKey::from_bytes(&[2; 32]);
+        let mut i = inner(
+            s.clone(),
+            vec![
+                // Arrived out of order; 3 waits for the missing 2.
+                tx(&s, &a, 1, "a1"),
+                tx(&s, &a, 0, "a0-stale"),
+                tx(&s, &a, 3, "a3"),
+                tx(&s, &b, 0, "b0"),
+                // `a` gave up on its first nonce 0 and signed another.
+                tx(&s, &a, 0, "a0"),
+            ],
+        );
+        let picked = methods(&Chain::select(&mut i));
+        assert_eq!(picked, ["a0", "b0", "a1"], "{picked:?}");
+    }
 }

@@ -92,7 +92,10 @@ fn rfc3339_ms(ms: u64) -> String {
         .to_string()
 }
 
-fn consensus_json(v: &crate::consensus::engine::View) -> serde_json::Value {
+fn consensus_json(
+    v: &crate::consensus::engine::View,
+    p: &paratime_bft::engine::Progress,
+) -> serde_json::Value {
     serde_json::json!({
         "status": if v.synced { "ready" } else { "syncing" },
         "backend": "malachite",
@@ -104,6 +107,18 @@ fn consensus_json(v: &crate::consensus::engine::View) -> serde_json::Value {
         "genesis_height": 0,
         "chain_context": v.state.chain_context,
         "is_validator": v.is_validator,
+        // The height being decided, its round, how far this node has gone in it, and the
+        // round's proposer (oasis shows none of these; CometBFT's own RPC does).
+        "current_height": p.height,
+        "current_round": p.round,
+        "current_step": p.step.as_str(),
+        "current_proposer": p.proposer.map(|k| k.to_string()),
+        // As oasis: `consensus.p2p.peers` are "<peer ID>@<address>" strings.
+        "p2p": {
+            "num_peers": p.peers.len(),
+            "num_validator_peers": p.peers.iter().filter(|x| x.validator.is_some()).count(),
+            "peers": p.peers.iter().map(|x| format!("{}@{}", x.peer_id, x.address)).collect::<Vec<_>>(),
+        },
         "validators": v.state.validators.validators.iter().map(|x| serde_json::json!({
             "id": x.consensus_id.to_string(),
             "entity_id": x.entity_id.to_string(),
@@ -132,7 +147,7 @@ async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
     let mut v = serde_json::to_value(&st).unwrap_or_default();
     if let Some(c) = &s.network.consensus {
         let view = c.view().borrow().clone();
-        v["consensus"] = consensus_json(&view);
+        v["consensus"] = consensus_json(&view, &c.progress());
         if let Some(runtimes) = v["runtimes"].as_object_mut() {
             for (id, rt) in runtimes.iter_mut() {
                 let Ok(rid) = id.parse::<crate::bundle::RuntimeId>() else {

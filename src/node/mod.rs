@@ -572,6 +572,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
         let signer = Arc::new(crate::signer::Signer::new(
             p.id.key(KeyKind::Node).clone(),
             p.id.key(KeyKind::Consensus).clone(),
+            p.id.key(KeyKind::P2p).clone(),
             net.store.clone(),
         ));
         let copts = crate::consensus::engine::Options {
@@ -598,7 +599,6 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
         .map_err(NodeError::Other)?;
         network.p2p = Some(pstatus);
         network.consensus = Some(handle.clone());
-        let nonces = crate::worker::Nonces::default();
         // One worker per hosted ParaTime registered in the genesis; p2p messages are routed
         // to it by runtime ID.
         let mut routes = BTreeMap::new();
@@ -612,9 +612,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             routes.insert(*rid, tx);
             let worker = crate::worker::compute::Worker {
                 descriptor: descriptor.clone(),
-                node: p.id.key(KeyKind::Node).clone(),
                 signer: signer.clone(),
-                nonces: nonces.clone(),
                 store: net.store.clone(),
                 state: state.clone(),
                 compute: cfg.mode == config::Mode::Compute,
@@ -646,7 +644,14 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                 }
             }
         });
+        let mut roles = 0;
         if cfg.mode == config::Mode::Compute {
+            roles |= crate::consensus::state::ROLE_COMPUTE;
+        }
+        if cfg.mode == config::Mode::Validator || cfg.consensus.validator {
+            roles |= crate::consensus::state::ROLE_VALIDATOR;
+        }
+        if roles != 0 {
             if let Some(entity) = net.entity {
                 let (rs_tx, rs_rx) = watch::channel(crate::worker::registration::Status::default());
                 network.registration = Some(rs_rx);
@@ -670,14 +675,21 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                 } else {
                     cfg.p2p.registration.addresses.clone()
                 };
+                let consensus_addresses = if roles & crate::consensus::state::ROLE_VALIDATOR != 0 {
+                    let a = config::consensus_external(cfg, &addresses).map_err(|e| {
+                        NodeError::Other(format!("consensus.external_address: {e}"))
+                    })?;
+                    vec![format!("{}@{a}", p.id.public_b64(KeyKind::P2p))]
+                } else {
+                    Vec::new()
+                };
                 let worker = crate::worker::registration::Worker {
-                    node: p.id.key(KeyKind::Node).clone(),
-                    p2p: p.id.key(KeyKind::P2p).clone(),
-                    consensus: p.id.key(KeyKind::Consensus).clone(),
+                    signer: signer.clone(),
                     entity,
+                    roles,
                     runtimes: hosted_runtimes.clone(),
                     p2p_addresses: addresses,
-                    nonces,
+                    consensus_addresses,
                 };
                 reg_task = Some(tokio::spawn(worker.run(
                     handle,

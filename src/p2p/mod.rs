@@ -213,6 +213,7 @@ fn runtime_topics(chain: &str, rt: &RuntimeId) -> (gossipsub::IdentTopic, gossip
 
 fn build(cfg: &Config, limits: &Limits) -> Result<Swarm<Behaviour>, String> {
     let chain = cfg.chain_context.clone();
+    let tx_topic_hash = tx_topic(&chain).hash();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
         .with_tokio()
         .with_tcp(
@@ -226,9 +227,18 @@ fn build(cfg: &Config, limits: &Limits) -> Result<Swarm<Behaviour>, String> {
             let gcfg = gossipsub::ConfigBuilder::default()
                 .heartbeat_interval(Duration::from_millis(500))
                 .validation_mode(gossipsub::ValidationMode::Strict)
-                .message_id_fn(|m: &gossipsub::Message| {
+                .message_id_fn(move |m: &gossipsub::Message| {
                     let mut data = m.topic.as_str().as_bytes().to_vec();
                     data.extend_from_slice(&m.data);
+                    // A consensus transaction may be gossiped again by its node while it waits
+                    // (the engine dedups by transaction hash): its message id is the
+                    // publication, not only the bytes.
+                    if m.topic == tx_topic_hash {
+                        if let Some(src) = &m.source {
+                            data.extend_from_slice(&src.to_bytes());
+                        }
+                        data.extend_from_slice(&m.sequence_number.unwrap_or(0).to_be_bytes());
+                    }
                     gossipsub::MessageId::from(crate::encoding::hash(&data).to_vec())
                 })
                 .max_transmit_size(8 * 1024 * 1024)
@@ -377,7 +387,10 @@ pub fn spawn(
                 cmd = cmd_rx.recv() => match cmd {
                     None => break,
                     Some(Command::PublishTx(t)) => {
-                        let _ = swarm.behaviour_mut().gossipsub.publish(txs_topic.clone(), crate::encoding::canonical_cbor(&t));
+                        if let Err(e) = swarm.behaviour_mut().gossipsub.publish(txs_topic.clone(), crate::encoding::canonical_cbor(&t)) {
+                            // Not lost: the engine gossips its own waiting transactions again.
+                            log::debug!(target: "p2p", "transaction gossip not sent (sent again while it waits): {e}");
+                        }
                     }
                     Some(Command::PublishRuntime { runtime, committee, data }) => {
                         if let Some(topic) = rt_publish.get(&(runtime, committee)) {

@@ -1,21 +1,64 @@
-//! The node's one signer for everything that could equivocate: consensus proposals and votes,
-//! executor commitments and batch proposals. It holds the node and consensus keys and, for each
-//! [`Slot`], records the digest of what it signed and the signature in the store — in one redb
-//! write transaction, committed before the signature is returned. The same message again gets the
-//! recorded signature; a different message for the same slot is refused; a store error refuses
-//! too (fail closed).
+//! The node's one signer. It alone holds the node, P2P-binding and consensus keys for what they
+//! sign on chain:
+//! - consensus proposals and votes, executor commitments and batch proposals: for each [`Slot`]
+//!   it records the digest of what it signed and the signature in the store — in one redb write
+//!   transaction, committed before the signature is returned. The same message again gets the
+//!   recorded signature; a different message for the same slot is refused; a store error
+//!   refuses too (fail closed);
+//! - consensus transactions, with the node key's nonces (see [`Signer::transaction`]);
+//! - the node descriptor, with the node, P2P and consensus keys (see [`Signer::descriptor`]).
+//!
+//! The P2P key's other use, the libp2p transport identity, stays with the network layers.
 
-use crate::consensus::crypto::{PublicKey, Signature, SignatureBytes};
+use crate::consensus::address::Address;
+use crate::consensus::crypto::{self, MultiSigned, PublicKey, Signature, SignatureBytes, Signed};
+use crate::consensus::state::{Fee, NodeDescriptor, State, Transaction};
 use crate::storage::{SignOnce, Store};
 use ed25519_dalek::SigningKey;
 use paratime_state::signing::{message_digest, KeyRole, SignError, Slot, SlotSigner};
-use std::sync::Arc;
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
 
 /// The signer. Cheap to share (`Arc`).
 pub struct Signer {
     node: SigningKey,
     consensus: SigningKey,
+    p2p: SigningKey,
     store: Arc<Store>,
+    nonces: Mutex<Nonces>,
+}
+
+/// Nonces of the node key's consensus transactions (registration and executor commitments
+/// share them, so two transactions never reuse a nonce). When the chain's nonce stops advancing
+/// for [`NONCE_STALL_BLOCKS`] while transactions are outstanding (one was lost), it starts again
+/// from the chain's nonce: the nonce is the chain's replay protection, so a transaction signed
+/// again under a nonce that was never used on chain replaces the lost one.
+#[derive(Debug, Default)]
+struct Nonces {
+    next: u64,
+    chain: u64,
+    progress_at: u64,
+}
+
+/// Blocks without progress of the chain's nonce before outstanding nonces are given up.
+pub const NONCE_STALL_BLOCKS: u64 = 10;
+
+impl Nonces {
+    fn next(&mut self, chain: u64, height: u64) -> u64 {
+        if chain != self.chain {
+            self.chain = chain;
+            self.progress_at = height;
+        }
+        if self.next < chain
+            || (self.next > chain && height > self.progress_at.saturating_add(NONCE_STALL_BLOCKS))
+        {
+            self.next = chain;
+            self.progress_at = height;
+        }
+        let n = self.next;
+        self.next = self.next.saturating_add(1);
+        n
+    }
 }
 
 impl std::fmt::Debug for Signer {
@@ -23,17 +66,25 @@ impl std::fmt::Debug for Signer {
         f.debug_struct("Signer")
             .field("node", &PublicKey::of(&self.node))
             .field("consensus", &PublicKey::of(&self.consensus))
+            .field("p2p", &PublicKey::of(&self.p2p))
             .finish_non_exhaustive()
     }
 }
 
 impl Signer {
     /// A signer over the node's keys, recording into `store`.
-    pub fn new(node: SigningKey, consensus: SigningKey, store: Arc<Store>) -> Self {
+    pub fn new(
+        node: SigningKey,
+        consensus: SigningKey,
+        p2p: SigningKey,
+        store: Arc<Store>,
+    ) -> Self {
         Self {
             node,
             consensus,
+            p2p,
             store,
+            nonces: Mutex::new(Nonces::default()),
         }
     }
 
@@ -42,6 +93,49 @@ impl Signer {
             KeyRole::Node => &self.node,
             KeyRole::Consensus => &self.consensus,
         }
+    }
+
+    /// The P2P key's public half (registered in the node descriptor).
+    pub fn p2p_public_key(&self) -> PublicKey {
+        PublicKey::of(&self.p2p)
+    }
+
+    /// Signs `method(body)` as a consensus transaction of the node key, with its next nonce
+    /// after the committed `state`, for `state`'s chain.
+    pub fn transaction<T: Serialize>(
+        &self,
+        state: &State,
+        method: &str,
+        body: &T,
+    ) -> Result<Signed, String> {
+        let body = ciborium::Value::serialized(body)
+            .map_err(|e| format!("transaction {method}: encoding its body: {e}"))?;
+        let me = Address::from_public_key(&PublicKey::of(&self.node));
+        let nonce = self
+            .nonces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .next(state.account(&me).nonce, state.height);
+        let t = Transaction {
+            nonce,
+            fee: Fee::default(),
+            method: method.into(),
+            body,
+        };
+        Ok(Signed::sign(
+            &self.node,
+            &crypto::context(crypto::CONTEXT_TX, Some(&state.chain_context)),
+            &t,
+        ))
+    }
+
+    /// Signs a node descriptor with the node, P2P and consensus keys (registration).
+    pub fn descriptor(&self, desc: &NodeDescriptor) -> MultiSigned {
+        MultiSigned::sign(
+            &[&self.node, &self.p2p, &self.consensus],
+            crypto::CONTEXT_REGISTER_NODE,
+            desc,
+        )
     }
 
     /// Forgets consensus slots below `height` (the engine never signs for a committed height).
@@ -99,6 +193,7 @@ mod tests {
         Signer::new(
             SigningKey::from_bytes(&[1; 32]),
             SigningKey::from_bytes(&[2; 32]),
+            SigningKey::from_bytes(&[3; 32]),
             Arc::new(store),
         )
     }
@@ -179,5 +274,73 @@ mod tests {
             .expect("pruned");
         assert!(s.sign(KeyRole::Consensus, &at(3), "c", b"y").is_err());
         assert!(s.sign(KeyRole::Node, &commit, "c", b"y").is_err());
+    }
+
+    #[test]
+    fn nonces_follow_the_chain_and_restart_from_it_after_a_stall() {
+        let mut n = Nonces::default();
+        // Two transactions in flight at height 1: 0 and 1.
+        assert_eq!((n.next(0, 1), n.next(0, 1)), (0, 1));
+        // The chain took the first: the next is 2, not 1.
+        assert_eq!(n.next(1, 2), 2);
+        // The chain ran ahead (another signer, a restart): follow it.
+        assert_eq!(n.next(7, 3), 7);
+        // 8 is signed and lost; until the stall is over, 9 comes next...
+        assert_eq!(n.next(8, 4), 8);
+        assert_eq!(n.next(8, 4 + NONCE_STALL_BLOCKS), 9);
+        // ...then the chain's nonce again.
+        assert_eq!(n.next(8, 5 + NONCE_STALL_BLOCKS), 8);
+    }
+
+    #[test]
+    fn transactions_and_descriptors_are_signed_by_the_nodes_keys() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let s = signer(t.path());
+        let g = crate::cli::network::make_genesis(&crate::cli::network::GenesisParams {
+            chain_id: "signer-test".into(),
+            epoch_interval: 10,
+            block_interval_ms: 200,
+            validators: Vec::new(),
+            entities: Vec::new(),
+            balance: 0,
+            escrow: 0,
+            runtime: None,
+            group_backup_size: 0,
+        });
+        let state = State::from_genesis(&g);
+        let a = s.transaction(&state, "staking.Transfer", &()).expect("tx");
+        let b = s.transaction(&state, "staking.Transfer", &()).expect("tx");
+        let ctx = crypto::context(crypto::CONTEXT_TX, Some(&state.chain_context));
+        let ta: Transaction = a.open(&ctx).expect("opens");
+        let tb: Transaction = b.open(&ctx).expect("opens");
+        assert_eq!((ta.nonce, tb.nonce), (0, 1));
+        assert_eq!(a.signature.public_key, s.public_key(KeyRole::Node));
+        let desc = NodeDescriptor {
+            v: 3,
+            id: s.public_key(KeyRole::Node),
+            entity_id: s.public_key(KeyRole::Node),
+            expiration: 2,
+            p2p: crate::consensus::state::P2pInfo {
+                id: s.p2p_public_key(),
+                addresses: vec!["127.0.0.1:1".into()],
+            },
+            consensus: crate::consensus::state::ConsensusInfo {
+                id: s.public_key(KeyRole::Consensus),
+                addresses: Vec::new(),
+            },
+            runtimes: Vec::new(),
+            roles: crate::consensus::state::ROLE_VALIDATOR,
+            software_version: String::new(),
+        };
+        let signed = s.descriptor(&desc);
+        let keys: Vec<PublicKey> = signed.signatures.iter().map(|x| x.public_key).collect();
+        assert_eq!(
+            keys,
+            vec![
+                s.public_key(KeyRole::Node),
+                s.p2p_public_key(),
+                s.public_key(KeyRole::Consensus)
+            ]
+        );
     }
 }

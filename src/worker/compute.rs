@@ -13,7 +13,6 @@
 //!
 //! Owns the runtime's pool and finalized state; changes consensus state only by transactions.
 
-use super::Nonces;
 use crate::bundle::RuntimeId;
 use crate::consensus::crypto::{self, PublicKey, Signed};
 use crate::consensus::engine::{Backend, Handle as Consensus, View};
@@ -27,7 +26,6 @@ use crate::host::rhp::Connection;
 use crate::host::state::RuntimeState;
 use crate::p2p::{self, CommitteeMessage, RuntimeEvent, RuntimeTxs};
 use crate::storage::{Applied, Store};
-use ed25519_dalek::SigningKey;
 use paratime_sdk::protocol::{
     Body, RuntimeCheckTxBatchRequest, RuntimeExecuteTxBatchRequest, RuntimeQueryRequest, TxResult,
 };
@@ -152,12 +150,9 @@ impl Handle {
 pub struct Worker {
     /// Runtime parameters from the genesis.
     pub descriptor: RuntimeDescriptor,
-    /// Node key (consensus transactions).
-    pub node: SigningKey,
-    /// The signer of batch proposals and executor commitments (never two per round).
+    /// The signer of batch proposals, executor commitments (never two per round) and of the
+    /// consensus transactions that carry them.
     pub signer: Arc<crate::signer::Signer>,
-    /// Shared node-key nonces.
-    pub nonces: Nonces,
     /// Store.
     pub store: Arc<Store>,
     /// The runtime's finalized state (read by the runtime through the host).
@@ -284,7 +279,7 @@ impl Worker {
             state: self.state.clone(),
         };
         let run = Run {
-            me: PublicKey::of(&self.node),
+            me: self.signer.public_key(KeyRole::Node),
             w: self,
             rid,
             consensus,
@@ -1014,10 +1009,17 @@ impl Run {
             id: self.rid,
             commits: vec![commit],
         };
-        let tx = self
+        let tx = match self
             .w
-            .nonces
-            .sign(&self.w.node, view, "roothash.ExecutorCommit", &body);
+            .signer
+            .transaction(&view.state, "roothash.ExecutorCommit", &body)
+        {
+            Ok(tx) => tx,
+            Err(e) => {
+                log::error!(target: MODULE, runtime_id:% = self.rid; "cannot sign the commitment's transaction: {e}");
+                return;
+            }
+        };
         self.last_submit = Some(Instant::now());
         if let Err(e) = self.consensus.submit(tx) {
             log::warn!(target: MODULE, runtime_id:% = self.rid; "cannot submit the commitment: {e}");

@@ -1,16 +1,22 @@
 //! Node registration (oasis-facts §4): once per epoch the node signs its descriptor with its node,
 //! P2P and consensus keys (expiration = epoch + 2) and submits `registry.RegisterNode` signed by
-//! its node key. It waits, with oasis's deferral messages, while its entity does not exist or
-//! does not list it, and while its runtimes are not ready. On shutdown it deregisters first.
+//! its node key, both through the node's signer. A compute node registers the compute role with
+//! its runtimes; a validator (`mode: validator` or `consensus.validator: true`) registers the
+//! validator role with its consensus address, and the validator set of each epoch is elected
+//! from these registrations. It waits, with oasis's deferral messages, while its entity does not
+//! exist or does not list it, and (compute role) while its runtimes are not ready. On shutdown it
+//! deregisters first.
 //!
 //! Owns the registration status; never touches consensus state except by transactions.
 
-use crate::consensus::crypto::{self, MultiSigned, PublicKey, Signed};
+use crate::consensus::crypto::{PublicKey, Signed};
 use crate::consensus::engine::{Backend, View};
 use crate::consensus::state::{ConsensusInfo, NodeDescriptor, NodeRuntime, P2pInfo, ROLE_COMPUTE};
 use crate::encoding::{hash_of, Hash};
-use ed25519_dalek::SigningKey;
+use crate::signer::Signer;
+use paratime_state::signing::{KeyRole, SlotSigner};
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -31,20 +37,24 @@ pub struct Status {
 
 /// What the worker needs.
 pub struct Worker {
-    /// Node identity key.
-    pub node: SigningKey,
-    /// P2P key.
-    pub p2p: SigningKey,
-    /// Consensus key.
-    pub consensus: SigningKey,
+    /// The node's signer (descriptor and transactions).
+    pub signer: Arc<Signer>,
     /// Owning entity.
     pub entity: PublicKey,
-    /// Runtimes this node serves.
+    /// Role bits (`ROLE_COMPUTE`, `ROLE_VALIDATOR`).
+    pub roles: u32,
+    /// Runtimes this node serves (compute role).
     pub runtimes: Vec<NodeRuntime>,
     /// Advertised `IP:port` addresses.
     pub p2p_addresses: Vec<String>,
-    /// Node-key nonces, shared with the runtime workers.
-    pub nonces: super::Nonces,
+    /// Advertised consensus addresses, `<P2P key>@IP:port` (validator role).
+    pub consensus_addresses: Vec<String>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn now() -> String {
@@ -52,33 +62,38 @@ fn now() -> String {
 }
 
 impl Worker {
-    fn tx<T: Serialize>(&self, view: &View, method: &str, body: &T) -> Signed {
-        self.nonces.sign(&self.node, view, method, body)
+    fn tx<T: Serialize>(&self, view: &View, method: &str, body: &T) -> Result<Signed, String> {
+        self.signer.transaction(&view.state, method, body)
     }
 
     fn descriptor(&self, epoch: u64) -> NodeDescriptor {
+        let compute = self.roles & ROLE_COMPUTE != 0;
         NodeDescriptor {
             v: 3,
-            id: PublicKey::of(&self.node),
+            id: self.signer.public_key(KeyRole::Node),
             entity_id: self.entity,
-            expiration: epoch + 2,
+            expiration: epoch.saturating_add(2),
             p2p: P2pInfo {
-                id: PublicKey::of(&self.p2p),
+                id: self.signer.p2p_public_key(),
                 addresses: self.p2p_addresses.clone(),
             },
             consensus: ConsensusInfo {
-                id: PublicKey::of(&self.consensus),
-                addresses: Vec::new(),
+                id: self.signer.public_key(KeyRole::Consensus),
+                addresses: self.consensus_addresses.clone(),
             },
-            runtimes: self.runtimes.clone(),
-            roles: ROLE_COMPUTE,
+            runtimes: if compute {
+                self.runtimes.clone()
+            } else {
+                Vec::new()
+            },
+            roles: self.roles,
             software_version: crate::SOFTWARE_VERSION.to_string(),
         }
     }
 
     /// Why registration must wait, if it must (oasis's messages).
     fn deferral(&self, view: &View) -> Option<String> {
-        let me = PublicKey::of(&self.node);
+        let me = self.signer.public_key(KeyRole::Node);
         match view.state.entities.get(&self.entity) {
             None => Some("deferring registration as the owning entity does not exist".into()),
             Some(e) if !e.nodes.contains(&me) => Some(
@@ -87,6 +102,23 @@ impl Worker {
             ),
             Some(_) => None,
         }
+    }
+
+    /// Why not to sign now although it is time to: a node whose latest block is more than an
+    /// epoch old would sign an expiration the chain has passed by the time the transaction
+    /// lands (a follower catching up, or a chain that has stopped: then nothing lands anyway).
+    fn behind(view: &View, now_ms: u64) -> Option<String> {
+        let g = &view.state.genesis;
+        let epoch_ms = g.epoch_interval.saturating_mul(g.block_interval_ms);
+        let lag = now_ms.saturating_sub(view.latest_time_ms);
+        (view.latest_time_ms != 0 && lag > epoch_ms).then(|| {
+            format!(
+                "not registering: the latest block (height {}) is {:.1} s old, more than an epoch ({:.1} s); waiting to catch up",
+                view.state.height,
+                lag as f64 / 1000.0,
+                epoch_ms as f64 / 1000.0
+            )
+        })
     }
 
     /// Runs until `shutdown`; then deregisters (bounded wait) and returns.
@@ -98,7 +130,7 @@ impl Worker {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let module = "worker/registration";
-        let me = PublicKey::of(&self.node);
+        let me = self.signer.public_key(KeyRole::Node);
         let mut views = backend.view();
         let mut attempted_epoch: Option<u64> = None;
         let mut pending: Option<(Hash, u64)> = None;
@@ -142,11 +174,15 @@ impl Worker {
             if attempted_epoch == Some(view.state.epoch) {
                 continue;
             }
-            if !*runtimes_ready.borrow() {
+            if self.roles & ROLE_COMPUTE != 0 && !*runtimes_ready.borrow() {
                 status.send_modify(|s| {
                     s.last_attempt_error_message =
                         "not registering: waiting for hosted runtime provision".into()
                 });
+                continue;
+            }
+            if let Some(why) = Self::behind(&view, now_ms()) {
+                status.send_modify(|s| s.last_attempt_error_message = why);
                 continue;
             }
             if let Some(why) = self.deferral(&view) {
@@ -160,12 +196,15 @@ impl Worker {
                 continue;
             }
             let desc = self.descriptor(view.state.epoch);
-            let signed = MultiSigned::sign(
-                &[&self.node, &self.p2p, &self.consensus],
-                crypto::CONTEXT_REGISTER_NODE,
-                &desc,
-            );
-            let tx = self.tx(&view, "registry.RegisterNode", &signed);
+            let signed = self.signer.descriptor(&desc);
+            let tx = match self.tx(&view, "registry.RegisterNode", &signed) {
+                Ok(tx) => tx,
+                Err(e) => {
+                    log::error!(target: module, "failed to (re-)register node: {e}");
+                    attempted_epoch = Some(view.state.epoch);
+                    continue;
+                }
+            };
             log::info!(target: module, epoch = view.state.epoch, node_id:% = me; "performing node (re-)registration");
             pending = Some((hash_of(&tx), view.state.height));
             attempted_epoch = Some(view.state.epoch);
@@ -182,7 +221,9 @@ impl Worker {
         let view = views.borrow().clone();
         if view.state.nodes.contains_key(&me) {
             log::info!(target: module, "waiting for node to deregister");
-            let _ = backend.submit(self.tx(&view, "registry.DeregisterNode", &()));
+            if let Ok(tx) = self.tx(&view, "registry.DeregisterNode", &()) {
+                let _ = backend.submit(tx);
+            }
             let wait = async {
                 loop {
                     if views.changed().await.is_err()
@@ -195,5 +236,53 @@ impl Worker {
             let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
         }
         log::info!(target: module, "registration stopped, shutting down");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::state::State;
+
+    fn view(latest_time_ms: u64) -> View {
+        let g = crate::cli::network::make_genesis(&crate::cli::network::GenesisParams {
+            chain_id: "registration-test".into(),
+            epoch_interval: 10,
+            block_interval_ms: 200,
+            validators: Vec::new(),
+            entities: Vec::new(),
+            balance: 0,
+            escrow: 0,
+            runtime: None,
+            group_backup_size: 0,
+        });
+        View {
+            state: Arc::new(State::from_genesis(&g)),
+            latest_hash: [0; 32],
+            latest_time_ms,
+            synced: true,
+            is_validator: false,
+            last_outcomes: Vec::new(),
+            last_commit_round: 0,
+            last_commit_signers: Vec::new(),
+            evidence: Vec::new(),
+            finality_ms: (0, 0),
+            block_interval_ms: 200,
+        }
+    }
+
+    #[test]
+    fn a_node_more_than_an_epoch_behind_does_not_sign_a_registration() {
+        // One epoch is 10 blocks of 200 ms.
+        let t = 1_000_000;
+        assert_eq!(Worker::behind(&view(t), t + 1_999), None);
+        assert_eq!(Worker::behind(&view(t), t + 2_000), None);
+        let why = Worker::behind(&view(t), t + 2_001).expect("behind");
+        assert!(
+            why.contains("2.0 s old, more than an epoch (2.0 s)"),
+            "{why}"
+        );
+        // A clock behind the block's time is not "behind".
+        assert_eq!(Worker::behind(&view(t), t - 5_000), None);
     }
 }

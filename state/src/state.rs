@@ -578,6 +578,13 @@ impl State {
         if node.roles == 0 || node.roles & !(ROLE_COMPUTE | ROLE_VALIDATOR) != 0 {
             return Err(err("registry", 8, format!("invalid roles {}", node.roles)));
         }
+        if node.roles & ROLE_VALIDATOR != 0 && node.consensus.addresses.is_empty() {
+            return Err(err(
+                "registry",
+                8,
+                "a validator must have a consensus address",
+            ));
+        }
         if node.roles & ROLE_COMPUTE != 0 {
             if node.runtimes.is_empty() {
                 return Err(err(
@@ -890,6 +897,48 @@ mod tests {
         let (roles, rank) = s.committee_roles(&rid(), &PublicKey::of(&key(2)));
         assert_eq!(roles, vec!["worker"]);
         assert_eq!(rank, Some(0));
+    }
+
+    #[test]
+    fn a_registered_validator_is_elected_into_the_next_epochs_set() {
+        let mut s = State::from_genesis(&genesis(200));
+        let genesis_set = s.validators.clone();
+        register(&mut s, true).expect("entity and compute node");
+        let mut desc = node_desc(2);
+        desc.roles = ROLE_VALIDATOR;
+        desc.runtimes.clear();
+        // A validator without a consensus address cannot be dialled: refused.
+        let m = MultiSigned::sign(
+            &[&key(2), &key(3), &key(4)],
+            crypto::CONTEXT_REGISTER_NODE,
+            &desc,
+        );
+        let e = s
+            .apply_tx(&tx(&s, &key(2), 1, "registry.RegisterNode", &m))
+            .expect_err("no address");
+        assert!(e.message.contains("consensus address"), "{e}");
+        desc.consensus.addresses = vec!["AAAA@127.0.0.1:26656".into()];
+        let m = MultiSigned::sign(
+            &[&key(2), &key(3), &key(4)],
+            crypto::CONTEXT_REGISTER_NODE,
+            &desc,
+        );
+        s.apply_tx(&tx(&s, &key(2), 2, "registry.RegisterNode", &m))
+            .expect("validator registration");
+        // Until the epoch ends the genesis set stays; then the set is elected from the
+        // registrations, with power from the entity's escrow.
+        assert_eq!(s.validators, genesis_set);
+        s.begin_block(5);
+        assert_eq!(s.validators.validators.len(), 1);
+        let v = &s.validators.validators[0];
+        assert_eq!(v.consensus_id, PublicKey::of(&key(4)));
+        assert_eq!(v.node_id, Some(PublicKey::of(&key(2))));
+        assert!(v.voting_power > 0);
+        // Its registration expires (epoch 2 is the last): the set stays as it was rather
+        // than becoming empty.
+        s.begin_block(15);
+        assert!(!s.nodes.contains_key(&PublicKey::of(&key(2))));
+        assert_eq!(s.validators.validators.len(), 1);
     }
 
     #[test]

@@ -255,8 +255,5 @@ pub fn options(dir: &std::path::Path, ports: &[u16], i: u8) -> Options {
 
 /// Kills a validator the hard way: the engine's actors are killed, nothing is flushed.
 pub async fn kill(r: Running) {
-    r.engine.actor.kill();
-    let _ = r.engine.handle.await;
-    r.app.abort();
-    let _ = r.app.await;
+    r.kill().await;
 }
