@@ -373,3 +373,21 @@ fn fifo_genesis_or_config_is_refused_by_name() {
         "{out}"
     );
 }
+
+#[test]
+fn localnet_refuses_more_load_than_the_client_node_serves_connections() {
+    let o = std::process::Command::new(node_bin())
+        .args(["localnet", "--dir", "/nonexistent", "--load", "500"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("500 in flight needs 500 control connections of the client node, which serves 128 at once: at most 112"),
+        "{err}"
+    );
+    assert!(
+        !std::path::Path::new("/nonexistent").exists(),
+        "nothing was created"
+    );
+}

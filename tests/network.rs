@@ -623,10 +623,16 @@ fn a_runtime_with_a_wrong_state_root_is_outvoted_and_the_honest_result_is_finali
     let o = kv_put(&net, "client-0", "probe", "honest");
     assert!(o.status.success(), "{}", text(&o));
     // Every node, the faulty one included, holds the honest value: the faulty runtime's
-    // result was outvoted and its node applied the finalized batch of the majority.
-    for node in ["client-0", "compute-0", "compute-1", "compute-2"] {
-        let v = kv_get(&net, node, "probe");
-        assert_eq!(v["value"], "honest", "{node}: {v}");
+    // result was outvoted and its node applied the finalized batch of the majority. The client
+    // has it at once; each other node once it has committed the same block (a moment apart).
+    let v = kv_get(&net, "client-0", "probe");
+    assert_eq!(v["value"], "honest", "client-0: {v}");
+    for node in ["compute-0", "compute-1", "compute-2"] {
+        net.wait(
+            &format!("{node} to read the finalized value"),
+            Duration::from_secs(20),
+            |n| kv_get(n, node, "probe")["value"] == "honest",
+        );
     }
     let faulty = net.status("compute-1").expect("status");
     let l = &rt(&faulty)["committee"]["liveness"];
@@ -849,6 +855,33 @@ fn bft_validators_one_down_continue_two_down_halt_and_all_agree() {
     assert!(
         c["last_commit"]["signers"].as_array().map(Vec::len) >= Some(3),
         "a commit certificate holds more than two thirds: {c}"
+    );
+    // The validators register with the validator role and their consensus address, and the
+    // next epoch's set is elected from those registrations (node_id set) — still all four.
+    net.wait(
+        "every validator registered and elected from its registration",
+        Duration::from_secs(60),
+        |n| {
+            validators.iter().all(|v| {
+                n.status(v)
+                    .is_some_and(|s| s["registration"]["last_attempt_successful"] == true)
+            }) && n.status("validator-0").is_some_and(|s| {
+                let set = s["consensus"]["validators"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                set.len() == 4 && set.iter().all(|v| v["node_id"].is_string())
+            })
+        },
+    );
+    let st = net.status("validator-1").expect("status");
+    let d = &st["registration"]["descriptor"];
+    assert_eq!(d["roles"], 8, "validator role only: {d}");
+    assert!(
+        d["consensus"]["addresses"][0]
+            .as_str()
+            .is_some_and(|a| a.contains("@127.0.0.1:")),
+        "{d}"
     );
     let st = net.status("client-0").expect("status");
     assert_eq!(st["consensus"]["is_validator"], false);

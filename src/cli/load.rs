@@ -33,6 +33,8 @@ pub struct Report {
     pub txs_finalized: u64,
     /// Submissions that failed or timed out.
     pub errors: u64,
+    /// The last of those errors (empty without errors).
+    pub last_error: String,
     /// Finalized transactions per second over the load phase.
     pub tx_per_s: f64,
     /// Submit → finalized latency.
@@ -209,6 +211,7 @@ pub async fn run(
             .saturating_sub(count(&before, "discrepancies")),
         txs_finalized: txs,
         errors: errors.load(Ordering::Relaxed),
+        last_error: last_error.lock().map(|l| l.clone()).unwrap_or_default(),
         tx_per_s: round2(txs as f64 / seconds.max(0.001)),
         latency_ms: Latency {
             p50: round2(percentile(&l, 0.50)),

@@ -45,9 +45,10 @@ pub struct Args {
     /// Stop after this long (e.g. 60s); default: until SIGINT/SIGTERM.
     #[arg(long)]
     duration: Option<humantime::Duration>,
-    /// Transactions the load generator keeps in flight (kv.Put through the client node);
-    /// 0 runs the network without load.
-    #[arg(long, default_value_t = 256)]
+    /// Transactions the load generator keeps in flight (kv.Put through the client node, each
+    /// waiting on its own control connection: at most 112, below the node's 128); 0 runs the
+    /// network without load.
+    #[arg(long, default_value_t = 96, value_parser = load_in_flight)]
     load: usize,
     /// Print the summary as one JSON line at the end (last line of stdout).
     #[arg(long)]
@@ -89,6 +90,24 @@ fn netns_of(a: &Args, node: &str) -> Result<Option<Netns>, String> {
         }));
     }
     Ok(None)
+}
+
+/// Most transactions the load generator keeps in flight: each holds a control connection of
+/// the client node until finalized, and the node serves `control::MAX_CONNECTIONS` at once
+/// (the rest for `control status` and the operator).
+const MAX_LOAD: usize = crate::control::MAX_CONNECTIONS - 16;
+
+fn load_in_flight(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|e| format!("'{s}' is not a number of transactions: {e}"))?;
+    if n > MAX_LOAD {
+        return Err(format!(
+            "{n} in flight needs {n} control connections of the client node, which serves {} at once: at most {MAX_LOAD}",
+            crate::control::MAX_CONNECTIONS
+        ));
+    }
+    Ok(n)
 }
 
 /// A port free for TCP and UDP, below the kernel's ephemeral range (32768 and up on Linux), so
@@ -737,8 +756,9 @@ pub fn run(a: Args) -> i32 {
     }
     if let Some(r) = &report {
         println!(
-            "load: {} transactions finalized in {} rounds over {:.1} s: {:.1} tx/s, latency p50 {:.0} ms, p99 {:.0} ms (committee of {}, {} in flight; {} failed rounds, {} discrepancies, {} errors)",
-            r.txs_finalized, r.rounds_finalized, r.seconds, r.tx_per_s, r.latency_ms.p50, r.latency_ms.p99, r.committee_size, r.concurrency, r.rounds_failed, r.discrepancies, r.errors
+            "load: {} transactions finalized in {} rounds over {:.1} s: {:.1} tx/s, latency p50 {:.0} ms, p99 {:.0} ms (committee of {}, {} in flight; {} failed rounds, {} discrepancies, {} errors{})",
+            r.txs_finalized, r.rounds_finalized, r.seconds, r.tx_per_s, r.latency_ms.p50, r.latency_ms.p99, r.committee_size, r.concurrency, r.rounds_failed, r.discrepancies, r.errors,
+            if r.errors > 0 { format!(", the last: {}", r.last_error) } else { String::new() }
         );
     } else if a.load > 0 {
         println!("load: no committee was elected before the network stopped");

@@ -43,6 +43,9 @@ pub async fn request_with(
         .method(method)
         .uri(path)
         .header("host", "localhost")
+        // One request per connection: the server frees its slot as soon as it has answered,
+        // instead of when this side's connection task gets round to closing.
+        .header("connection", "close")
         .header("content-type", "application/json")
         .body(match json {
             Some(v) => {

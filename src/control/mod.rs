@@ -382,10 +382,13 @@ pub struct Limits {
     pub max_body: usize,
 }
 
+/// Control connections a node serves at once.
+pub const MAX_CONNECTIONS: usize = 128;
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_connections: 128,
+            max_connections: MAX_CONNECTIONS,
             header_read_timeout: std::time::Duration::from_secs(10),
             body_read_timeout: std::time::Duration::from_secs(10),
             // axum's default for JSON bodies, which the API always had.

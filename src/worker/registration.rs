@@ -134,11 +134,14 @@ impl Worker {
         let mut views = backend.view();
         let mut attempted_epoch: Option<u64> = None;
         let mut pending: Option<(Hash, u64)> = None;
+        let mut ready_open = true;
         loop {
+            // A node without runtimes (a validator) has no readiness to follow: its sender is
+            // gone, and the last value stands.
             tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => break,
                 r = views.changed() => if r.is_err() { return },
-                r = runtimes_ready.changed() => if r.is_err() { return },
+                r = runtimes_ready.changed(), if ready_open => if r.is_err() { ready_open = false },
             }
             let view = views.borrow().clone();
             if !view.synced {
