@@ -57,6 +57,11 @@ pub struct Args {
     /// node (e.g. compute-1=wrong_state_root).
     #[arg(long = "debug-fault", hide = true)]
     debug_fault: Vec<String>,
+    /// Test-only (debug builds): NODE=STEP@HEIGHT makes that node SIGKILL itself once at a
+    /// consensus step (prevote, precommit, decided, stored) at HEIGHT or above; localnet
+    /// restarts it. Repeatable.
+    #[arg(long = "debug-crash", hide = true)]
+    debug_crash: Vec<String>,
     /// Test-only: NODE=NETNS,HOST_IP,NODE_IP runs that node in the network namespace NETNS
     /// (/run/netns/NETNS), reaching the others through HOST_IP and reached at NODE_IP.
     #[arg(long = "debug-netns", hide = true)]
@@ -276,6 +281,14 @@ fn setup(a: &Args) -> Result<Vec<Planned>, String> {
             ));
         }
     }
+    for c in &a.debug_crash {
+        let name = c.split('=').next().unwrap_or_default();
+        if !c.contains('=') || !specs.iter().any(|s| s.name == name) {
+            return Err(format!(
+                "--debug-crash '{c}': expected NODE=STEP@HEIGHT with NODE one of this network's nodes"
+            ));
+        }
+    }
     let mut ids = Vec::new();
     for n in &specs {
         let data = dir.join(&n.name).join("data");
@@ -418,15 +431,32 @@ fn reachable_by_others(dir: &Path) -> bool {
     })
 }
 
+/// The `--debug-crash` entries of node `name`, as the node's crash-point variable.
+fn crash_points(a: &Args, name: &str) -> Option<String> {
+    let steps: Vec<&str> = a
+        .debug_crash
+        .iter()
+        .filter_map(|c| c.split_once('='))
+        .filter(|(n, _)| *n == name)
+        .map(|(_, step)| step)
+        .collect();
+    (!steps.is_empty()).then(|| steps.join(","))
+}
+
 fn spawn_node(
     config: &Path,
     unprivileged: bool,
     log: &Path,
     netns: Option<&str>,
+    crash: Option<&str>,
 ) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(exe);
     cmd.arg("--config").arg(config).stdin(Stdio::null());
+    match crash {
+        Some(c) => cmd.env(crate::consensus::crashpoint::ENV, c),
+        None => cmd.env_remove(crate::consensus::crashpoint::ENV),
+    };
     if !unprivileged && nix::unistd::geteuid().is_root() {
         cmd.arg("--unsafe-debug");
     }
@@ -599,6 +629,7 @@ pub fn run(a: Args) -> i32 {
             unprivileged,
             &a.dir.join(name).join("stderr.log"),
             netns.as_deref(),
+            crash_points(&a, name).as_deref(),
         ) {
             Ok(c) => {
                 println!(
@@ -686,7 +717,7 @@ pub fn run(a: Args) -> i32 {
                             eprintln!("node {name} exited ({status}); restarting it (see {})", log.display());
                             let cfg = a.dir.join(name.as_str()).join("etc/config.yml");
                             let netns = nodes.iter().find(|(n, _, _)| n == name).and_then(|(_, _, ns)| ns.as_deref());
-                            match spawn_node(&cfg, unprivileged, &a.dir.join(name.as_str()).join("stderr.log"), netns) {
+                            match spawn_node(&cfg, unprivileged, &a.dir.join(name.as_str()).join("stderr.log"), netns, crash_points(&a, name).as_deref()) {
                                 Ok(n) => *c = n,
                                 Err(e) => {
                                     eprintln!("error: {e}");

@@ -298,6 +298,23 @@ pub struct GenesisParams {
     pub group_backup_size: u16,
 }
 
+/// A genesis without validators, entities or ParaTimes (10-block epochs of 200 ms), for unit
+/// tests.
+#[cfg(test)]
+pub(crate) fn empty_genesis(chain_id: &str) -> Genesis {
+    make_genesis(&GenesisParams {
+        chain_id: chain_id.into(),
+        epoch_interval: 10,
+        block_interval_ms: 200,
+        validators: Vec::new(),
+        entities: Vec::new(),
+        balance: 0,
+        escrow: 0,
+        runtime: None,
+        group_backup_size: 0,
+    })
+}
+
 /// Builds a genesis document (thresholds: entity 100, node-compute 100, node-validator 0).
 pub fn make_genesis(p: &GenesisParams) -> Genesis {
     use crate::consensus::genesis::{

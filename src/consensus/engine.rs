@@ -333,11 +333,14 @@ impl ChainApp for Chain {
     }
 
     fn commit(&self, block: &Proposed, cert: &CommitCert) -> Result<(), String> {
+        use super::crashpoint::{reached, Point};
         let mut i = self.lock();
+        reached(Point::Decided, block.header.height);
         let (next, outcomes) = block.apply(&i.state)?;
         self.store
             .commit_block(block, cert, &next)
             .map_err(|e| e.to_string())?;
+        reached(Point::Stored, block.header.height);
         for o in &outcomes {
             if let Some(e) = &o.error {
                 log::info!(target: "consensus", tx = hex::encode(o.hash).as_str(); "transaction failed: {e}");
@@ -537,19 +540,7 @@ mod tests {
     use ed25519_dalek::SigningKey;
 
     fn state() -> State {
-        State::from_genesis(&crate::cli::network::make_genesis(
-            &crate::cli::network::GenesisParams {
-                chain_id: "mempool-test".into(),
-                epoch_interval: 10,
-                block_interval_ms: 200,
-                validators: Vec::new(),
-                entities: Vec::new(),
-                balance: 0,
-                escrow: 0,
-                runtime: None,
-                group_backup_size: 0,
-            },
-        ))
+        State::from_genesis(&crate::cli::network::empty_genesis("mempool-test"))
     }
 
     fn tx(state: &State, key: &SigningKey, nonce: u64, method: &str) -> Signed {

@@ -586,6 +586,8 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                 .join("consensus.wal"),
             network_secret: p.id.key(KeyKind::P2p).to_bytes(),
         };
+        crate::consensus::crashpoint::init(Path::new(&cfg.common.data_dir))
+            .map_err(NodeError::Other)?;
         let handle = crate::consensus::engine::start(
             &net.genesis,
             net.store.clone(),

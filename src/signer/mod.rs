@@ -172,6 +172,14 @@ impl SlotSigner for Signer {
                 slot: slot.describe(),
                 message: e.to_string(),
             })?;
+        if let (KeyRole::Consensus, Slot::Consensus { height, step, .. }) = (role, slot) {
+            use crate::consensus::crashpoint::{reached, Point};
+            match step {
+                paratime_state::signing::Step::Prevote => reached(Point::Prevote, *height),
+                paratime_state::signing::Step::Precommit => reached(Point::Precommit, *height),
+                _ => {}
+            }
+        }
         match outcome {
             SignOnce::Signed(sig) => Ok(Signature {
                 public_key: PublicKey::of(key),
@@ -296,17 +304,7 @@ mod tests {
     fn transactions_and_descriptors_are_signed_by_the_nodes_keys() {
         let t = tempfile::tempdir().expect("tempdir");
         let s = signer(t.path());
-        let g = crate::cli::network::make_genesis(&crate::cli::network::GenesisParams {
-            chain_id: "signer-test".into(),
-            epoch_interval: 10,
-            block_interval_ms: 200,
-            validators: Vec::new(),
-            entities: Vec::new(),
-            balance: 0,
-            escrow: 0,
-            runtime: None,
-            group_backup_size: 0,
-        });
+        let g = crate::cli::network::empty_genesis("signer-test");
         let state = State::from_genesis(&g);
         let a = s.transaction(&state, "staking.Transfer", &()).expect("tx");
         let b = s.transaction(&state, "staking.Transfer", &()).expect("tx");

@@ -248,17 +248,7 @@ mod tests {
     use crate::consensus::state::State;
 
     fn view(latest_time_ms: u64) -> View {
-        let g = crate::cli::network::make_genesis(&crate::cli::network::GenesisParams {
-            chain_id: "registration-test".into(),
-            epoch_interval: 10,
-            block_interval_ms: 200,
-            validators: Vec::new(),
-            entities: Vec::new(),
-            balance: 0,
-            escrow: 0,
-            runtime: None,
-            group_backup_size: 0,
-        });
+        let g = crate::cli::network::empty_genesis("registration-test");
         View {
             state: Arc::new(State::from_genesis(&g)),
             latest_hash: [0; 32],
