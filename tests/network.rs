@@ -874,6 +874,12 @@ fn bft_validators_one_down_continue_two_down_halt_and_all_agree() {
             })
         },
     );
+    // Its peers on the consensus port include the other three validators, known by the P2P
+    // keys they registered.
+    net.wait("validator peers in status", Duration::from_secs(30), |n| {
+        n.status("validator-0")
+            .is_some_and(|s| s["consensus"]["p2p"]["num_validator_peers"].as_u64() == Some(3))
+    });
     let st = net.status("validator-1").expect("status");
     let d = &st["registration"]["descriptor"];
     assert_eq!(d["roles"], 8, "validator role only: {d}");

@@ -174,10 +174,10 @@ impl Step {
 pub struct Peer {
     /// libp2p peer ID.
     pub peer_id: String,
-    /// Its address (multiaddr).
+    /// Its address (multiaddr). (Whether it is a validator is the node's to say: Malachite
+    /// knows only through validator proofs, which this network does not send; a validator's
+    /// peer ID is its registered P2P key.)
     pub address: String,
-    /// Its consensus key, when it proved to be a validator.
-    pub validator: Option<String>,
     /// "inbound" or "outbound".
     pub direction: Option<String>,
 }
@@ -257,7 +257,6 @@ async fn watch_engine(
                     .map(|(id, info)| Peer {
                         peer_id: id.to_string(),
                         address: info.address.to_string(),
-                        validator: info.consensus_address.clone(),
                         direction: info.connection_direction.map(|d| d.as_str().to_string()),
                     })
                     .collect();

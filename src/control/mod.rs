@@ -92,10 +92,25 @@ fn rfc3339_ms(ms: u64) -> String {
         .to_string()
 }
 
+/// Peer IDs on the consensus port of the current validators: each registered validator node's
+/// P2P key is its consensus network identity (a genesis validator whose node has not
+/// registered is not known by its peer ID yet).
+fn validator_peer_ids(v: &crate::consensus::engine::View) -> std::collections::BTreeSet<String> {
+    v.state
+        .validators
+        .validators
+        .iter()
+        .filter_map(|x| v.state.nodes.get(&x.node_id?))
+        .filter_map(|n| crate::p2p::peer_id_of(&n.p2p.id))
+        .map(|id| id.to_string())
+        .collect()
+}
+
 fn consensus_json(
     v: &crate::consensus::engine::View,
     p: &paratime_bft::engine::Progress,
 ) -> serde_json::Value {
+    let validator_peers = validator_peer_ids(v);
     serde_json::json!({
         "status": if v.synced { "ready" } else { "syncing" },
         "backend": "malachite",
@@ -116,7 +131,7 @@ fn consensus_json(
         // As oasis: `consensus.p2p.peers` are "<peer ID>@<address>" strings.
         "p2p": {
             "num_peers": p.peers.len(),
-            "num_validator_peers": p.peers.iter().filter(|x| x.validator.is_some()).count(),
+            "num_validator_peers": p.peers.iter().filter(|x| validator_peers.contains(&x.peer_id)).count(),
             "peers": p.peers.iter().map(|x| format!("{}@{}", x.peer_id, x.address)).collect::<Vec<_>>(),
         },
         "validators": v.state.validators.validators.iter().map(|x| serde_json::json!({

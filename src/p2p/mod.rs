@@ -177,6 +177,12 @@ pub fn keypair(key: &ed25519_dalek::SigningKey) -> identity::Keypair {
 }
 
 /// Parses a seed `PUBKEY@HOST:PORT` into a peer ID and its TCP address.
+/// The libp2p peer ID of an Ed25519 P2P key (none for bytes that are not a point).
+pub fn peer_id_of(key: &PublicKey) -> Option<PeerId> {
+    let ed = identity::ed25519::PublicKey::try_from_bytes(&key.0).ok()?;
+    Some(PeerId::from_public_key(&identity::PublicKey::from(ed)))
+}
+
 pub fn parse_seed(s: &str) -> Result<(PeerId, Multiaddr), String> {
     let (key, addr) = s
         .split_once('@')
