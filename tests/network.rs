@@ -960,18 +960,20 @@ fn bft_validators_one_down_continue_two_down_halt_and_all_agree() {
     assert!(checked >= 20, "only {checked} heights");
 }
 
+/// The nodes of a `--validators 4 --compute 1` network.
+const BFT_NODES: [&str; 6] = [
+    "validator-0",
+    "validator-1",
+    "validator-2",
+    "validator-3",
+    "compute-0",
+    "client-0",
+];
+
 /// Every node's store (four validators, compute-0, client-0) holds the same block hash and
 /// state root at every height up to `top`; returns the number of heights checked.
 fn all_stores_agree(dir: &Path, top: u64) -> u64 {
-    let nodes = [
-        "validator-0",
-        "validator-1",
-        "validator-2",
-        "validator-3",
-        "compute-0",
-        "client-0",
-    ];
-    let stores: Vec<paratime_node::storage::Store> = nodes
+    let stores: Vec<paratime_node::storage::Store> = BFT_NODES
         .iter()
         .map(|n| {
             paratime_node::storage::Store::open(&dir.join(n).join("data/consensus.redb"))
@@ -984,7 +986,7 @@ fn all_stores_agree(dir: &Path, top: u64) -> u64 {
             .map(|s| s.block(h).expect("read").expect("block"))
             .collect();
         let (hash, root) = (blocks[0].0.hash(), blocks[0].0.header.state_root);
-        for (n, (b, _)) in nodes.iter().zip(&blocks) {
+        for (n, (b, _)) in BFT_NODES.iter().zip(&blocks) {
             assert_eq!(b.hash(), hash, "height {h}: {n}'s block differs");
             assert_eq!(
                 b.header.state_root, root,
@@ -1043,18 +1045,7 @@ fn bft_validators_killed_at_every_step_restart_and_all_agree() {
     net.wait(
         "everyone at a common height",
         Duration::from_secs(120),
-        |n| {
-            [
-                "validator-0",
-                "validator-1",
-                "validator-2",
-                "validator-3",
-                "compute-0",
-                "client-0",
-            ]
-            .iter()
-            .all(|v| n.height(v) >= top)
-        },
+        |n| BFT_NODES.iter().all(|v| n.height(v) >= top),
     );
     for v in ["validator-0", "validator-1", "validator-2", "validator-3"] {
         let st = net.status(v).expect("status");
