@@ -935,18 +935,28 @@ fn bft_validators_one_down_continue_two_down_halt_and_all_agree() {
             },
         );
     }
+    let top = common_height_without_evidence(&mut net);
+    let kept = net.stop_keeping_files();
+    let checked = all_stores_agree(&kept.path().join("net"), top);
+    assert!(checked >= 20, "only {checked} heights");
+}
+
+/// Waits until every node of a 4-validator network has validator-0's height, checks that no
+/// validator reports evidence (all are honest), and returns that height.
+fn common_height_without_evidence(net: &mut Localnet) -> u64 {
     let top = net.height("validator-0");
     net.wait(
         "everyone at a common height",
         Duration::from_secs(120),
-        |n| {
-            validators
-                .iter()
-                .chain(["compute-0", "client-0"].iter())
-                .all(|v| n.height(v) >= top)
-        },
+        |n| BFT_NODES.iter().all(|v| n.height(v) >= top),
     );
-    for v in validators {
+    assert_no_evidence(net);
+    top
+}
+
+/// No validator of a 4-validator network reports evidence: all of them are honest.
+fn assert_no_evidence(net: &Localnet) {
+    for v in &BFT_NODES[..4] {
         let st = net.status(v).expect("status");
         assert_eq!(
             st["consensus"]["evidence"].as_array().map(Vec::len),
@@ -955,9 +965,6 @@ fn bft_validators_one_down_continue_two_down_halt_and_all_agree() {
             st["consensus"]
         );
     }
-    let kept = net.stop_keeping_files();
-    let checked = all_stores_agree(&kept.path().join("net"), top);
-    assert!(checked >= 20, "only {checked} heights");
 }
 
 /// The nodes of a `--validators 4 --compute 1` network.
@@ -1041,21 +1048,7 @@ fn bft_validators_killed_at_every_step_restart_and_all_agree() {
         restarts >= crashes.len(),
         "{restarts} SIGKILL restarts:\n{out}"
     );
-    let top = net.height("validator-0");
-    net.wait(
-        "everyone at a common height",
-        Duration::from_secs(120),
-        |n| BFT_NODES.iter().all(|v| n.height(v) >= top),
-    );
-    for v in ["validator-0", "validator-1", "validator-2", "validator-3"] {
-        let st = net.status(v).expect("status");
-        assert_eq!(
-            st["consensus"]["evidence"].as_array().map(Vec::len),
-            Some(0),
-            "an honest validator was reported: {}",
-            st["consensus"]
-        );
-    }
+    let top = common_height_without_evidence(&mut net);
     assert!(client_round(&net) >= 3, "ParaTime rounds went on");
     let kept = net.stop_keeping_files();
     assert!(all_stores_agree(&kept.path().join("net"), top) >= 72);
