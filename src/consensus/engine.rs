@@ -97,6 +97,12 @@ impl Backend for Handle {
     }
 
     fn submit(&self, tx: Signed) -> Result<(), String> {
+        let size = tx_size(&tx);
+        if size > MAX_TX_BYTES {
+            return Err(format!(
+                "transaction of {size} bytes: consensus transactions are at most {MAX_TX_BYTES} bytes"
+            ));
+        }
         self.submit
             .try_send(tx)
             .map_err(|e| format!("transaction queue: {e}"))
@@ -107,6 +113,18 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Largest consensus transaction (its signed body), as oasis's default `max_tx_size`: a
+/// registration or an executor commitment is a few hundred bytes.
+pub const MAX_TX_BYTES: usize = 32 * 1024;
+/// Transactions the mempool holds at most.
+const MEMPOOL_MAX_TXS: usize = 10_000;
+/// Bytes of transaction bodies the mempool holds at most.
+const MEMPOOL_MAX_BYTES: usize = 64 << 20;
+
+fn tx_size(t: &Signed) -> usize {
+    t.untrusted_raw_value.len()
 }
 
 /// Blocks a transaction waits in the mempool for a missing earlier nonce of its signer.
@@ -120,6 +138,8 @@ struct Inner {
     previous_validators: paratime_state::validators::ValidatorSet,
     /// Pending transactions with the height at which they arrived.
     mempool: Vec<(Signed, u64)>,
+    /// Their bodies' total size.
+    mempool_bytes: usize,
     /// Hashes of recently accepted transactions (gossip delivers some twice), oldest first.
     seen: BTreeSet<Hash>,
     seen_order: VecDeque<Hash>,
@@ -147,10 +167,23 @@ impl Chain {
     }
 
     fn accept_tx(&self, tx: Signed) {
-        let mut i = self.lock();
+        Self::admit(&mut self.lock(), tx);
+    }
+
+    /// Takes a transaction into the mempool unless it is too large, already seen, or the
+    /// mempool is full (by count or by bytes): a peer's flood costs at most
+    /// [`MEMPOOL_MAX_BYTES`] of memory, whatever its transactions claim to be.
+    fn admit(i: &mut Inner, tx: Signed) -> bool {
+        let size = tx_size(&tx);
+        if size > MAX_TX_BYTES
+            || i.mempool.len() >= MEMPOOL_MAX_TXS
+            || i.mempool_bytes.saturating_add(size) > MEMPOOL_MAX_BYTES
+        {
+            return false;
+        }
         let h = hash_of(&tx);
-        if i.mempool.len() >= 10_000 || !i.seen.insert(h) {
-            return;
+        if !i.seen.insert(h) {
+            return false;
         }
         i.seen_order.push_back(h);
         while i.seen_order.len() > 100_000 {
@@ -160,6 +193,8 @@ impl Chain {
         }
         let height = i.state.height;
         i.mempool.push((tx, height));
+        i.mempool_bytes += size;
+        true
     }
 
     /// Picks the next block's transactions: per signer in nonce order, at most 500. A
@@ -223,6 +258,7 @@ impl Chain {
         for h in waited_out {
             i.seen.remove(&h);
         }
+        i.mempool_bytes = i.mempool.iter().map(|(t, _)| tx_size(t)).sum();
     }
 
     /// This node's own transactions that have waited `REGOSSIP_AFTER_BLOCKS` or more: gossip
@@ -471,6 +507,7 @@ pub async fn start(
             previous_validators: state.validators.clone(),
             state,
             mempool: Vec::new(),
+            mempool_bytes: 0,
             seen: BTreeSet::new(),
             seen_order: VecDeque::new(),
             stats: VecDeque::new(),
@@ -544,6 +581,16 @@ mod tests {
     }
 
     fn tx(state: &State, key: &SigningKey, nonce: u64, method: &str) -> Signed {
+        tx_with(state, key, nonce, method, ciborium::Value::Null)
+    }
+
+    fn tx_with(
+        state: &State,
+        key: &SigningKey,
+        nonce: u64,
+        method: &str,
+        body: ciborium::Value,
+    ) -> Signed {
         Signed::sign(
             key,
             &crate::consensus::crypto::context(
@@ -554,7 +601,7 @@ mod tests {
                 nonce,
                 fee: Fee::default(),
                 method: method.into(),
-                body: ciborium::Value::Null,
+                body,
             },
         )
     }
@@ -564,6 +611,7 @@ mod tests {
             state,
             previous_validators: Default::default(),
             mempool: mempool.into_iter().map(|t| (t, 0)).collect(),
+            mempool_bytes: 0,
             seen: BTreeSet::new(),
             seen_order: VecDeque::new(),
             stats: VecDeque::new(),
@@ -600,5 +648,37 @@ mod tests {
         );
         let picked = methods(&Chain::select(&mut i));
         assert_eq!(picked, ["a0", "b0", "a1"], "{picked:?}");
+    }
+
+    #[test]
+    fn the_mempool_refuses_oversized_duplicate_and_overflowing_transactions() {
+        let s = state();
+        let a = SigningKey::from_bytes(&[1; 32]);
+        let mut i = inner(s.clone(), Vec::new());
+        let blob = |n: usize| ciborium::Value::Bytes(vec![7; n]);
+        // One byte over the limit is refused; just under it is taken, once.
+        let big = tx_with(&s, &a, 0, "x", blob(MAX_TX_BYTES));
+        assert!(tx_size(&big) > MAX_TX_BYTES);
+        assert!(!Chain::admit(&mut i, big));
+        let ok = tx_with(&s, &a, 0, "x", blob(MAX_TX_BYTES - 200));
+        assert!(tx_size(&ok) <= MAX_TX_BYTES);
+        assert!(Chain::admit(&mut i, ok.clone()));
+        assert!(!Chain::admit(&mut i, ok), "a duplicate");
+        // A flood of the largest transactions stops at the byte budget, far below the count.
+        let mut n = 1u64;
+        while Chain::admit(&mut i, tx_with(&s, &a, n, "x", blob(MAX_TX_BYTES - 200))) {
+            n += 1;
+        }
+        assert!(i.mempool_bytes <= MEMPOOL_MAX_BYTES, "{}", i.mempool_bytes);
+        assert!(i.mempool.len() < MEMPOOL_MAX_TXS, "{}", i.mempool.len());
+        assert!(i.mempool_bytes > MEMPOOL_MAX_BYTES - MAX_TX_BYTES);
+        // Pruning recounts: nonce 0 committed (the account's nonce moves on) frees its bytes.
+        let before = i.mempool_bytes;
+        let addr = crate::consensus::address::Address::from_public_key(
+            &crate::consensus::crypto::PublicKey::of(&a),
+        );
+        i.state.accounts.entry(addr).or_default().nonce = 1;
+        Chain::prune_mempool(&mut i);
+        assert_eq!(i.mempool_bytes, before - tx_size(&i.mempool[0].0));
     }
 }
