@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md states it and CI runs it: installs what the tests need
-# (bubblewrap, debootstrap and systemd-nspawn; cargo-nextest if missing), then format, lints,
+# (bubblewrap, debootstrap, systemd-nspawn and QEMU; cargo-nextest if missing), then format, lints,
 # and every test: real bwrap, real Landlock, and the shipped units in a booted systemd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,8 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 # The systemd system test: a Debian rootfs booted with systemd-nspawn.
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v systemd-nspawn >/dev/null || need_apt+=(systemd-container)
+# The cgroup v2 VM test: trixie's kernel booted in QEMU (these hosts are cgroup v1).
+command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
 # Nix files are parsed with Debian's nix (nixpkgs cannot be fetched here, so nothing is built).
 command -v nix-instantiate >/dev/null || need_apt+=(nix-bin)
 # scripts/nix-check.sh compares rendered YAML and JSON with jq.

@@ -1,19 +1,20 @@
-//! Runs the systemd system test (tests/systemd/system-test.sh) with the binaries this build made:
-//! the shipped units in a booted systemd (systemd-nspawn), see that script for what it checks.
+//! Runs the system tests with the binaries this build made: the shipped units in a booted
+//! systemd (tests/systemd/system-test.sh, systemd-nspawn) and the per-runtime cgroups under those
+//! units on a cgroup v2 kernel (tests/systemd/vm-test.sh, QEMU); see the scripts for the checks.
 
-#[test]
-fn units_in_a_booted_systemd() {
+/// Runs one of the system test scripts (as root); it passes when every check passed.
+fn run_script(script: &str, needs: &str) {
     // Never skipped: without root it fails, naming what it needs.
     assert!(
         nix::unistd::geteuid().is_root(),
-        "the systemd system test needs root (systemd-nspawn): run the suite as root, as CI does"
+        "{script} needs root ({needs}): run the suite as root, as CI does"
     );
     let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let node = std::path::PathBuf::from(env!("CARGO_BIN_EXE_paratime-node"));
     let kv = node.parent().expect("target dir").join("paratime-kvstore");
     let hostile = node.parent().expect("target dir").join("paratime-hostile");
     let out = std::process::Command::new("bash")
-        .arg(top.join("tests/systemd/system-test.sh"))
+        .arg(top.join("tests/systemd").join(script))
         .env("PARATIME_NODE_BIN", &node)
         .env("PARATIME_KVSTORE_BIN", &kv)
         .env("PARATIME_HOSTILE_BIN", &hostile)
@@ -25,6 +26,16 @@ fn units_in_a_booted_systemd() {
         String::from_utf8_lossy(&out.stderr)
     );
     println!("{text}");
-    assert!(out.status.success(), "systemd system test failed:\n{text}");
+    assert!(out.status.success(), "{script} failed:\n{text}");
     assert!(text.contains(" passed, 0 failed"), "{text}");
+}
+
+#[test]
+fn units_in_a_booted_systemd() {
+    run_script("system-test.sh", "systemd-nspawn");
+}
+
+#[test]
+fn runtime_cgroups_under_the_units_in_a_cgroup_v2_vm() {
+    run_script("vm-test.sh", "chroot, QEMU with a 9p root");
 }

@@ -107,12 +107,7 @@ fn check_sandbox(r: &mut Report, cfg: &Config) {
             return;
         }
     }
-    let lcfg = launcher::LauncherConfig {
-        bundles_dir: PathBuf::new(),
-        sandbox_binary: bin,
-        unconfined: false,
-        bwrap_has_size: false,
-    };
+    let lcfg = launcher::LauncherConfig::new(PathBuf::new(), bin, false);
     match launcher::trial(&lcfg) {
         Ok(()) => r.line(
             Verdict::Ok,
@@ -126,28 +121,40 @@ fn check_sandbox(r: &mut Report, cfg: &Config) {
         .unwrap_or(false);
     match crate::config::runtime_limits(cfg) {
         Ok(l) => {
-            let how = crate::host::limits::enforcement(has_size);
+            let cgroups = crate::host::cgroup::host_support();
+            // doctor runs outside the units: it reports the standalone enforcement, and below
+            // what the shipped sandbox unit gets on this host.
+            let how =
+                crate::host::limits::enforcement(has_size, Err("standalone: no delegated cgroup"));
             r.line(
                 Verdict::Ok,
                 "runtime limits",
                 format!(
-                    "memory {} bytes, pids {}, file_size {} bytes, tmpfs_size {} bytes, nice {}; enforced by: {}",
+                    "memory {} bytes, pids {}, file_size {} bytes, tmpfs_size {} bytes, nice {}, cpu {:.2}; enforced standalone by: {}",
                     l.memory,
                     l.pids,
                     l.file_size,
                     l.tmpfs_size,
                     l.nice,
+                    f64::from(l.cpu_millis) / 1000.0,
                     how.iter()
                         .map(|(k, v)| format!("{k}: {v}"))
                         .collect::<Vec<_>>()
                         .join("; ")
                 ),
             );
-            r.line(
-                Verdict::Warn,
-                "runtime CPU quota",
-                "not enforced: a CPU quota needs a delegated cgroup v2 cpu controller, which paratime-node does not use yet (runtimes run at runtime.limits.nice)",
-            );
+            match cgroups {
+                Ok(what) => r.line(
+                    Verdict::Ok,
+                    "runtime cgroups",
+                    format!("{what}: under the shipped paratime-node-sandbox.service (Delegate=cpu memory pids) every runtime gets its own cgroup with memory.max, pids.max and a CPU quota of {:.2} CPUs (cpu.max); standalone, no CPU quota (nice {})", f64::from(l.cpu_millis) / 1000.0, l.nice),
+                ),
+                Err(why) => r.line(
+                    Verdict::Warn,
+                    "runtime cgroups",
+                    format!("{why}: runtimes' memory and pids are enforced by the launcher's monitor and rlimits, and there is no CPU quota (runtimes run at nice {})", l.nice),
+                ),
+            }
         }
         Err(problems) => r.line(
             Verdict::Fail,

@@ -431,12 +431,8 @@ fn launcher_cmd(a: LauncherArgs) -> i32 {
             ),
         },
     };
-    let cfg = crate::host::launcher::LauncherConfig {
-        bundles_dir: a.bundles_dir,
-        sandbox_binary: a.sandbox_binary,
-        unconfined: a.unconfined,
-        bwrap_has_size: false,
-    };
+    let cfg =
+        crate::host::launcher::LauncherConfig::new(a.bundles_dir, a.sandbox_binary, a.unconfined);
     match crate::host::launcher::serve(listener, cfg) {
         Ok(()) => 0,
         Err(e) => fail(format!("sandbox launcher: {e}")),

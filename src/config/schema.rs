@@ -364,6 +364,8 @@ pub struct RuntimeLimits {
     pub tmpfs_size: String,
     /// Niceness of the runtime's processes (0–19).
     pub nice: u8,
+    /// CPU quota in CPUs (e.g. 0.5, 2); enforced with a delegated cgroup v2 cpu controller.
+    pub cpu: f64,
 }
 
 impl Default for RuntimeLimits {
@@ -374,6 +376,7 @@ impl Default for RuntimeLimits {
             file_size: "256mb".into(),
             tmpfs_size: "256mb".into(),
             nice: 10,
+            cpu: 1.0,
         }
     }
 }

@@ -399,7 +399,17 @@ pub fn runtime_limits(c: &Config) -> Result<crate::host::limits::Limits, Vec<Pro
         tmpfs_size: size("runtime.limits.tmpfs_size", &l.tmpfs_size, 1 << 20),
         pids: l.pids,
         nice: l.nice,
+        cpu_millis: (l.cpu * 1000.0).round() as u32,
     };
+    if !(l.cpu.is_finite() && (0.01..=1024.0).contains(&l.cpu)) {
+        p.push(Problem::error(
+            "runtime.limits.cpu",
+            format!(
+                "{} is out of range: 0.01 to 1024 CPUs (e.g. 0.5 or 2)",
+                l.cpu
+            ),
+        ));
+    }
     if !(8..=1_000_000).contains(&l.pids) {
         p.push(Problem::error(
             "runtime.limits.pids",
@@ -569,5 +579,27 @@ mod tests {
         // A timeout longer than the interval only delays the next ping (pings are sequential).
         assert!(ping_problems("1s", "30s").is_empty());
         assert!(ping_problems("soon", "5s")[0].contains("invalid duration 'soon'"));
+    }
+
+    #[test]
+    fn the_cpu_quota_is_in_cpus_and_bounded() {
+        let with_cpu = |cpu: f64| {
+            let mut c = Config::default();
+            c.runtime.limits.cpu = cpu;
+            runtime_limits(&c)
+        };
+        assert_eq!(with_cpu(1.0).expect("default").cpu_millis, 1000);
+        assert_eq!(with_cpu(0.25).expect("a quarter").cpu_millis, 250);
+        assert_eq!(with_cpu(16.0).expect("sixteen").cpu_millis, 16_000);
+        for bad in [0.0, -1.0, 0.001, 2000.0, f64::NAN, f64::INFINITY] {
+            let problems = with_cpu(bad).expect_err("out of range");
+            assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+            assert_eq!(problems[0].key, "runtime.limits.cpu");
+            assert!(
+                problems[0].message.contains("0.01 to 1024 CPUs"),
+                "{}",
+                problems[0].message
+            );
+        }
     }
 }

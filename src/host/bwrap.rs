@@ -28,6 +28,8 @@ pub fn check_version(binary: &Path) -> Result<String, String> {
     let out = Command::new(binary).arg("--version").env_clear().output().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             format!("sandbox binary not found: {} (install bubblewrap, e.g. `apt-get install bubblewrap`, or set runtime.sandbox_binary)", binary.display())
+        } else if e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EPERM) {
+            format!("cannot run sandbox binary {}: {e} (if AppArmor confines paratime-node: under no_new_privs it refuses an exec that changes profile; see README, AppArmor)", binary.display())
         } else {
             format!("cannot run sandbox binary {}: {e}", binary.display())
         }

@@ -8,6 +8,7 @@
 //! name, no caller-supplied path or argument), re-hashes it, starts bwrap, answers `{"ok":{pid}}`
 //! and later `{"exited":"…"}`. Closing the connection kills the sandbox. It never reads node keys.
 
+use super::cgroup::{RuntimeCgroup, Subtree};
 use super::limits::{self, Limits};
 use super::{bwrap, seccomp};
 use crate::bundle;
@@ -90,6 +91,22 @@ pub struct LauncherConfig {
     pub unconfined: bool,
     /// Whether bubblewrap bounds /tmp itself (`--size`); set by [`probe`].
     pub bwrap_has_size: bool,
+    /// The delegated cgroup v2 subtree the runtimes' cgroups are made in, or why there is none;
+    /// set by [`serve`].
+    pub cgroups: Result<Arc<Subtree>, String>,
+}
+
+impl LauncherConfig {
+    /// Settings for a launcher that has not probed its host yet.
+    pub fn new(bundles_dir: PathBuf, sandbox_binary: PathBuf, unconfined: bool) -> Self {
+        Self {
+            bundles_dir,
+            sandbox_binary,
+            unconfined,
+            bwrap_has_size: false,
+            cgroups: Err("the launcher has not looked for a delegated cgroup".into()),
+        }
+    }
 }
 
 const MAX_PACKET: usize = 64 * 1024;
@@ -314,14 +331,17 @@ impl Cache {
 }
 
 /// Starts a prepared command with the host socket as fd 3 and the log pipe as stdout/stderr;
-/// in the sandbox, with the seccomp program on fd 4 and bwrap's info on fd 5.
+/// in the sandbox, with the seccomp program on fd 4 and bwrap's info on fd 5; in `cgroup`, when
+/// given, from before exec.
 pub fn spawn(
     cfg: &LauncherConfig,
     prepared: &Prepared,
     host: OwnedFd,
     log: OwnedFd,
     limits: &Limits,
+    cgroup: Option<&RuntimeCgroup>,
 ) -> Result<Child, String> {
+    let cgroup_procs = cgroup.map(RuntimeCgroup::procs_fd);
     let host = high_dup(&host).map_err(|e| e.to_string())?;
     let mut extra: Vec<(OwnedFd, RawFd)> = vec![(host, bwrap::HOST_FD)];
     let mut info_read = None;
@@ -361,11 +381,18 @@ pub fn spawn(
         .map(|(fd, target)| (fd.as_raw_fd(), *target))
         .collect();
     let last_fd = targets.iter().map(|(_, t)| *t).max().unwrap_or(2);
-    // SAFETY: the closure only calls async-signal-safe functions (dup2, close_range, prctl,
-    // setrlimit, setpriority) between fork and exec; the source descriptors are >= 100 so dup2
-    // never overwrites one still to be copied.
+    // SAFETY: the closure only calls async-signal-safe functions (write, dup2, close_range,
+    // prctl, setrlimit, setpriority) between fork and exec; the cgroup is joined before any dup2
+    // can replace its descriptor, and the source descriptors are >= 100 so dup2 never overwrites
+    // one still to be copied.
     unsafe {
         cmd.pre_exec(move || {
+            if let Some(fd) = cgroup_procs {
+                // "0": the writing process itself, before bwrap exists.
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             for (src, dst) in &targets {
                 if libc::dup2(*src, *dst) < 0 {
                     return Err(std::io::Error::last_os_error());
@@ -434,12 +461,17 @@ pub fn trial(cfg: &LauncherConfig) -> Result<(), String> {
     let (log_r, log_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
     let prepared = prepare(cfg, &exe, &["sandbox-probe"])?;
+    let cgroup = match &cfg.cgroups {
+        Ok(tree) if !cfg.unconfined => Some(tree.create(&Limits::default())?),
+        _ => None,
+    };
     let mut child = spawn(
         cfg,
         &prepared,
         OwnedFd::from(peer),
         log_w,
         &Limits::default(),
+        cgroup.as_ref(),
     )?;
     let status = child.child.wait().map_err(|e| e.to_string())?;
     drop(host);
@@ -482,10 +514,16 @@ pub fn probe(cfg: &mut LauncherConfig) -> Info {
         sandbox_binary: cfg.sandbox_binary.display().to_string(),
         bwrap_version: version,
         trial_error,
-        limits_enforced: limits::enforcement(cfg.bwrap_has_size)
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
+        limits_enforced: limits::enforcement(
+            cfg.bwrap_has_size,
+            cfg.cgroups
+                .as_ref()
+                .map(|t| t.has_cpu())
+                .map_err(String::as_str),
+        )
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
     }
 }
 
@@ -512,7 +550,18 @@ fn serve_spawn(
             return send(conn, &Reply::Error(e), &[]);
         }
     };
-    let mut child = match spawn(cfg, &prepared, host, log, limits) {
+    let cgroup = match &cfg.cgroups {
+        Ok(tree) if !cfg.unconfined => match tree.create(limits) {
+            Ok(cg) => Some(cg),
+            Err(e) => {
+                let e = format!("cannot create the sandbox's cgroup: {e}");
+                log::error!(bundle = bundle_name; "{e}");
+                return send(conn, &Reply::Error(e), &[]);
+            }
+        },
+        _ => None,
+    };
+    let mut child = match spawn(cfg, &prepared, host, log, limits, cgroup.as_ref()) {
         Ok(c) => c,
         Err(e) => return send(conn, &Reply::Error(e), &[]),
     };
@@ -527,16 +576,37 @@ fn serve_spawn(
     let mut ticks = 0u64;
     loop {
         if let Some(status) = child.child.try_wait()? {
-            let why = Child::describe(status);
+            // The kernel kills a sandbox over its memory.max: say so, not just "signal 9".
+            let why = match cgroup.as_ref().and_then(RuntimeCgroup::exceeded) {
+                Some(exceeded) => {
+                    log::warn!(bundle = bundle_name; "sandbox killed: {exceeded} ({})", Child::describe(status));
+                    exceeded.to_string()
+                }
+                None => Child::describe(status),
+            };
             log::info!(bundle = bundle_name; "sandbox exited: {why}");
             return send(conn, &Reply::Exited(why), &[]);
         }
         ticks += 1;
-        let exceeded = monitor
-            .as_ref()
-            .filter(|_| ticks.is_multiple_of(2))
-            .and_then(|m| limits::Monitor::check(limits, &m.usage(), cfg.bwrap_has_size));
+        let due = ticks.is_multiple_of(2);
+        let exceeded = match (&monitor, &cgroup) {
+            // With a cgroup the kernel counts memory and pids; only /tmp may need a look.
+            (Some(m), Some(cg)) if due => cg.exceeded().or_else(|| {
+                let usage = limits::Usage {
+                    tmp: m.tmp_used(),
+                    ..Default::default()
+                };
+                limits::Monitor::check(limits, &usage, cfg.bwrap_has_size)
+            }),
+            (Some(m), None) if due => {
+                limits::Monitor::check(limits, &m.usage(), cfg.bwrap_has_size)
+            }
+            _ => None,
+        };
         if let Some(exceeded) = exceeded {
+            if let Some(cg) = &cgroup {
+                cg.kill();
+            }
             let _ = child.child.kill();
             let status = child.child.wait()?;
             log::warn!(bundle = bundle_name; "sandbox killed: {exceeded} ({})", Child::describe(status));
@@ -586,6 +656,17 @@ fn serve_conn(
 
 /// Serves requests on a listening socket until the process is killed.
 pub fn serve(listener: OwnedFd, mut cfg: LauncherConfig) -> std::io::Result<()> {
+    if !cfg.unconfined {
+        cfg.cgroups = Subtree::delegated().map(Arc::new);
+        match &cfg.cgroups {
+            Ok(tree) => {
+                log::info!(cgroup = tree.dir().display().to_string().as_str(); "runtime limits: one cgroup v2 per runtime (memory.max, pids.max{})", if tree.has_cpu() { ", cpu.max" } else { "" })
+            }
+            Err(why) => {
+                log::info!("runtime limits: rlimits and the launcher's monitor, no cgroup ({why})")
+            }
+        }
+    }
     let info = Arc::new(probe(&mut cfg));
     match &info.trial_error {
         None => {

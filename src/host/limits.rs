@@ -10,11 +10,14 @@
 //! - `file_size`: `RLIMIT_FSIZE` (a larger write fails with SIGXFSZ/EFBIG);
 //! - `tmpfs_size`: bwrap's `--size` on the sandbox's `/tmp` (bubblewrap >= 0.10), and the monitor
 //!   (statfs of the sandbox's `/tmp`) with older bubblewraps;
-//! - CPU: the runtime runs at `nice` (default 10), so the node's own work is served first. A CPU
-//!   quota needs a delegated cgroup v2 subtree with the cpu controller, which these hosts (cgroup
-//!   v1 hybrid) do not offer; it is not implemented.
+//! - CPU: the runtime runs at `nice` (default 10), so the node's own work is served first.
 //!
-//! Never trusts anything the runtime reports about itself: every figure is read from /proc.
+//! Under the shipped sandbox unit on a cgroup v2 host, the kernel enforces memory, pids and a CPU
+//! quota (`cpu`) per runtime instead, through one cgroup each (see `cgroup`); the rlimits stay as
+//! a backstop and the monitor still checks `/tmp` for bubblewraps without `--size`.
+//!
+//! Never trusts anything the runtime reports about itself: every figure is read from /proc or the
+//! cgroup's own files.
 
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::MetadataExt;
@@ -33,6 +36,13 @@ pub struct Limits {
     pub tmpfs_size: u64,
     /// Niceness of the runtime's processes (0–19).
     pub nice: u8,
+    /// CPU quota in thousandths of a CPU (enforced with a delegated cgroup v2 cpu controller).
+    #[serde(default = "default_cpu_millis")]
+    pub cpu_millis: u32,
+}
+
+fn default_cpu_millis() -> u32 {
+    Limits::default().cpu_millis
 }
 
 impl Default for Limits {
@@ -43,6 +53,7 @@ impl Default for Limits {
             file_size: 256 << 20,
             tmpfs_size: 256 << 20,
             nice: 10,
+            cpu_millis: 1000,
         }
     }
 }
@@ -57,30 +68,46 @@ impl std::fmt::Display for Exceeded {
     }
 }
 
-/// How each limit is enforced on this host, for `doctor` and status.
-pub fn enforcement(bwrap_has_size: bool) -> std::collections::BTreeMap<&'static str, String> {
-    [
-        (
-            "memory",
-            "RLIMIT_DATA per process + launcher monitor of the sandbox's resident memory".into(),
-        ),
-        (
-            "pids",
-            "launcher monitor of the sandbox's pid namespace + RLIMIT_NPROC".into(),
-        ),
-        ("file_size", "RLIMIT_FSIZE".into()),
-        (
-            "tmpfs_size",
-            if bwrap_has_size {
-                "bwrap --size".into()
+/// How each limit is enforced on this host, for `doctor` and status: with the launcher's
+/// delegated cgroup subtree (`Ok`, with whether it has the cpu controller), or without one (`Err`
+/// with the reason).
+pub fn enforcement(
+    bwrap_has_size: bool,
+    cgroup: Result<bool, &str>,
+) -> std::collections::BTreeMap<&'static str, String> {
+    let tmpfs = if bwrap_has_size {
+        "bwrap --size".to_string()
+    } else {
+        "launcher monitor (this bubblewrap has no --size)".to_string()
+    };
+    let (memory, pids, cpu, cgroup) = match cgroup {
+        Ok(has_cpu) => (
+            "cgroup v2 memory.max (the kernel kills the whole sandbox) + RLIMIT_DATA per process"
+                .to_string(),
+            "cgroup v2 pids.max (the launcher kills the sandbox at the first refused fork)"
+                .to_string(),
+            if has_cpu {
+                "cgroup v2 cpu.max quota + nice".to_string()
             } else {
-                "launcher monitor (this bubblewrap has no --size)".into()
+                "nice only (the delegated cgroup has no cpu controller: Delegate=cpu memory pids)"
+                    .to_string()
             },
+            "one cgroup v2 per runtime in the launcher's delegated subtree".to_string(),
         ),
-        (
-            "cpu",
-            "nice only (no CPU quota: needs a cgroup v2 cpu controller)".into(),
+        Err(why) => (
+            "RLIMIT_DATA per process + launcher monitor of the sandbox's resident memory".into(),
+            "launcher monitor of the sandbox's pid namespace + RLIMIT_NPROC".into(),
+            format!("nice only (no CPU quota: {why})"),
+            format!("none: {why}"),
         ),
+    };
+    [
+        ("memory", memory),
+        ("pids", pids),
+        ("file_size", "RLIMIT_FSIZE".into()),
+        ("tmpfs_size", tmpfs),
+        ("cpu", cpu),
+        ("cgroup", cgroup),
     ]
     .into_iter()
     .collect()
@@ -240,12 +267,17 @@ impl Monitor {
                 }
             }
         }
-        u.tmp = tmp_used(
+        u.tmp = self.tmp_used();
+        u
+    }
+
+    /// Bytes used on the sandbox's `/tmp`.
+    pub fn tmp_used(&self) -> u64 {
+        tmp_used(
             &Path::new("/proc")
                 .join(self.root_pid.to_string())
                 .join("root/tmp"),
-        );
-        u
+        )
     }
 
     /// The first limit `usage` breaks, if any.
@@ -298,6 +330,7 @@ mod tests {
             file_size: 1,
             tmpfs_size: 10,
             nice: 10,
+            cpu_millis: 1000,
         };
         let ok = Usage {
             tasks: 3,

@@ -6,6 +6,7 @@
 //! launcher: runtimes are named by their bundle's manifest hash.
 
 pub mod bwrap;
+pub mod cgroup;
 pub mod elf;
 pub mod launcher;
 pub mod limits;

@@ -247,7 +247,17 @@ pub async fn run(
                     s.latest_state_root = hex::encode(state.root());
                 });
                 conn.send_replace(Some(p.conn.clone()));
-                let exited = tokio::task::spawn_blocking(p.sandbox.exit_watcher());
+                let mut exited = tokio::task::spawn_blocking(p.sandbox.exit_watcher());
+                let report_exit = |why: Result<String, tokio::task::JoinError>| {
+                    let why = why.unwrap_or_else(|e| e.to_string());
+                    if why.starts_with("resource limit exceeded") {
+                        status.send_modify(|s| s.sandbox.limit_kills += 1);
+                        log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(), message_id = crate::system::notify::message_id::RUNTIME_LIMIT_EXCEEDED; "runtime killed: it exceeded a resource limit");
+                    } else {
+                        log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(), message_id = FAILED; "runtime process has terminated unexpectedly");
+                    }
+                    why
+                };
                 let pinger = async {
                     loop {
                         // Output counters are published every second between pings.
@@ -269,25 +279,23 @@ pub async fn run(
                     }
                 };
                 let why = tokio::select! {
-                    why = exited => {
-                        let why = why.unwrap_or_else(|e| e.to_string());
-                        if why.starts_with("resource limit exceeded") {
-                            status.send_modify(|s| s.sandbox.limit_kills += 1);
-                            log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(), message_id = crate::system::notify::message_id::RUNTIME_LIMIT_EXCEEDED; "runtime killed: it exceeded a resource limit");
-                        } else {
-                            log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(), message_id = FAILED; "runtime process has terminated unexpectedly");
-                        }
-                        why
-                    }
+                    why = &mut exited => report_exit(why),
                     why = pinger => {
                         log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(), message_id = FAILED; "watchdog ping failed, terminating runtime");
                         p.sandbox.kill();
                         format!("watchdog ping failed: {why}")
                     }
                     why = p.conn.closed() => {
-                        log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(), message_id = FAILED; "runtime connection failed, terminating runtime");
-                        p.sandbox.kill();
-                        format!("runtime connection failed: {why}")
+                        // A sandbox the kernel or the launcher killed closes this connection a
+                        // moment before the launcher says why (e.g. a resource limit).
+                        match tokio::time::timeout(Duration::from_secs(1), &mut exited).await {
+                            Ok(exit) => report_exit(exit),
+                            Err(_) => {
+                                log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(), message_id = FAILED; "runtime connection failed, terminating runtime");
+                                p.sandbox.kill();
+                                format!("runtime connection failed: {why}")
+                            }
+                        }
                     }
                     _ = stopped(shutdown.clone()) => {
                         conn.send_replace(None);

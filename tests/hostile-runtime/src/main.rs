@@ -8,6 +8,10 @@
 //! - `memory`: allocates and touches memory until stopped;
 //! - `fork_bomb`: every process forks forever;
 //! - `tmp_fill`: fills /tmp with files;
+//! - `cpu_burn`: four threads spin forever;
+//! - `cgroup_escape`: tries to reach the files that set its own limits (a cgroup2 mount, /sys,
+//!   its cgroup namespace root) and to raise `memory.max`, `pids.max` and `cpu.max`; logs each
+//!   outcome as `cgroup_escape <step>: <result>`;
 //! - none: a harmless runtime whose `hostile.Fds` query lists its open descriptors.
 //!
 //! Never part of the product: faults live outside the node and the SDK (STYLE.md).
@@ -99,6 +103,69 @@ fn tmp_fill() {
     }
 }
 
+fn cpu_burn() {
+    for _ in 0..4 {
+        std::thread::spawn(|| {
+            let mut x = 0u64;
+            loop {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        });
+    }
+}
+
+fn cgroup_escape() {
+    let mut err = std::io::stderr().lock();
+    let mut say = |step: &str, result: String| {
+        let _ = writeln!(err, "cgroup_escape {step}: {}", result.replace('\n', " "));
+    };
+    let _ = std::fs::create_dir_all("/tmp/cg");
+    let target = std::ffi::CString::new("/tmp/cg").unwrap_or_default();
+    let fstype = std::ffi::CString::new("cgroup2").unwrap_or_default();
+    // SAFETY: valid NUL-terminated strings; a null data pointer is allowed.
+    let r = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    say(
+        "mount",
+        if r == 0 {
+            "mounted".into()
+        } else {
+            format!("refused: {}", std::io::Error::last_os_error())
+        },
+    );
+    say(
+        "own cgroup",
+        std::fs::read_to_string("/proc/self/cgroup").unwrap_or_else(|e| e.to_string()),
+    );
+    for dir in ["/tmp/cg", "/sys/fs/cgroup"] {
+        for (file, value) in [
+            ("memory.max", "max"),
+            ("pids.max", "max"),
+            ("cpu.max", "max"),
+        ] {
+            let path = format!("{dir}/{file}");
+            let result = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(value.as_bytes()));
+            say(
+                &format!("write {path}"),
+                match result {
+                    Ok(()) => "WRITTEN".into(),
+                    Err(e) => format!("refused: {e}"),
+                },
+            );
+        }
+    }
+}
+
 fn open_fds() -> Vec<Value> {
     (0..4096)
         // SAFETY: F_GETFD only inspects the descriptor table.
@@ -125,6 +192,8 @@ impl Runtime for Hostile {
             "memory" => Some(memory),
             "fork_bomb" => Some(|| fork_bomb()),
             "tmp_fill" => Some(tmp_fill),
+            "cpu_burn" => Some(cpu_burn),
+            "cgroup_escape" => Some(cgroup_escape),
             _ => None,
         };
         if let Some(f) = run {
