@@ -677,6 +677,7 @@ in
     security.apparmor.policies = mkIf config.security.apparmor.enable {
       bwrap.profile = ''include "${cfg.package}/etc/apparmor.d/bwrap"'';
       paratime-node.profile = ''include "${cfg.package}/etc/apparmor.d/paratime-node"'';
+      paratime-sandbox.profile = ''include "${cfg.package}/etc/apparmor.d/paratime-sandbox"'';
     };
   };
 }

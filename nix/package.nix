@@ -52,7 +52,7 @@ rustPlatform.buildRustPackage {
       --replace-fail /usr/bin/bwrap ${bwrap}
     install -Dm0644 systemd/sysusers.d/paratime-node.conf $out/lib/sysusers.d/paratime-node.conf
     install -Dm0644 systemd/tmpfiles.d/paratime-node.conf $out/lib/tmpfiles.d/paratime-node.conf
-    install -Dm0644 -t $out/etc/apparmor.d apparmor/bwrap apparmor/paratime-node
+    install -Dm0644 -t $out/etc/apparmor.d apparmor/bwrap apparmor/paratime-node apparmor/paratime-sandbox
     substituteInPlace $out/etc/apparmor.d/bwrap --replace-fail /usr/bin/bwrap ${bwrap}
     substituteInPlace $out/etc/apparmor.d/paratime-node \
       --replace-fail /usr/bin/paratime-node $out/bin/paratime-node \

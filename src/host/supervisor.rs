@@ -286,9 +286,11 @@ pub async fn run(
                         format!("watchdog ping failed: {why}")
                     }
                     why = p.conn.closed() => {
-                        // A sandbox the kernel or the launcher killed closes this connection a
-                        // moment before the launcher says why (e.g. a resource limit).
-                        match tokio::time::timeout(Duration::from_secs(1), &mut exited).await {
+                        // A sandbox the kernel or the launcher killed closes this connection
+                        // before the launcher says why (e.g. a resource limit): the launcher
+                        // first reaps every process of the sandbox, which takes seconds for a
+                        // fork bomb on a loaded host.
+                        match tokio::time::timeout(Duration::from_secs(5), &mut exited).await {
                             Ok(exit) => report_exit(exit),
                             Err(_) => {
                                 log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(), message_id = FAILED; "runtime connection failed, terminating runtime");

@@ -24,7 +24,7 @@ install_product() {
   install -m 0644 "$TOP/systemd/sysusers.d/paratime-node.conf" "$r/usr/lib/sysusers.d/paratime-node.conf"
   install -m 0644 "$TOP/systemd/tmpfiles.d/paratime-node.conf" "$r/usr/lib/tmpfiles.d/paratime-node.conf"
   mkdir -p "$r/etc/paratime-node" "$r/var/lib/paratime-node/runtimes" "$r/etc/apparmor.d"
-  install -m 0644 "$TOP/apparmor/bwrap" "$TOP/apparmor/paratime-node" "$r/etc/apparmor.d/"
+  install -m 0644 "$TOP/apparmor/bwrap" "$TOP/apparmor/paratime-node" "$TOP/apparmor/paratime-sandbox" "$r/etc/apparmor.d/"
   "$BIN" bundle build --executable "$KV" --name kvstore --runtime-id "$RID" --version 0.1.0 \
     --output "$r/var/lib/paratime-node/runtimes/kvstore.orc" >/dev/null
   echo '{}' > "$r/etc/paratime-node/genesis.json"

@@ -40,7 +40,7 @@ cp -a "$CACHE/rootfs" "$R"
 install_product "$R"
 
 # 3. AppArmor 4 parses both profiles (the host's kernel has no AppArmor LSM: parse, not enforce).
-for p in bwrap paratime-node; do
+for p in bwrap paratime-node paratime-sandbox; do
   check "apparmor profile '$p' parses with $(chroot "$R" apparmor_parser --version | head -1)" \
     chroot "$R" apparmor_parser -Q -K "/etc/apparmor.d/$p" 2>/dev/null
 done

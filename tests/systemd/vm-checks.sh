@@ -44,6 +44,11 @@ dump() {
 check "paratime-node.service is ready" wait_for 180 is_ready ""
 if [ "$failed" -gt 0 ]; then dump; echo "VM test: $passed passed, $failed failed (stopped: nothing else can pass)"; exit 1; fi
 launcher=$(systemctl show -P MainPID paratime-node-sandbox.service)
+node=$(systemctl show -P MainPID paratime-node.service)
+check "AppArmor confines the node with its profile ($(cat /proc/$node/attr/current))" \
+  test "$(cat /proc/$node/attr/current)" = "paratime-node (enforce)"
+check "the launcher runs under paratime-sandbox, which bubblewrap can exec from under no_new_privs ($(cat /proc/$launcher/attr/current))" \
+  test "$(cat /proc/$launcher/attr/current)" = "paratime-sandbox (unconfined)"
 check "the launcher moved itself into its delegated cgroup's leaf ($(cg_of "$launcher"))" \
   test "$(cg_of "$launcher")" = /system.slice/paratime-node-sandbox.service/launcher
 pid=$(pid_of "")
@@ -98,6 +103,7 @@ check "the canonical instance kept serving throughout" is_ready ""
 systemctl stop paratime-node.service paratime-node-sandbox.service
 check "stopping the units leaves no runtime cgroup" wait_for 20 no_runtime_cgroups ""
 
+check "AppArmor denied nothing to the node, its commands, the launcher or bubblewrap" sh -c "! journalctl -k -o cat --no-pager | grep -q 'apparmor=\"DENIED\"'"
 [ "$failed" -eq 0 ] || dump
 echo "VM test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -57,11 +57,7 @@ mkdir -p "$R/var/log/journal"  # persistent: readable after the run with journal
 
 # 2. The product, a canonical instance and one instance per attack (template units).
 install_product "$R"
-# The trixie kernel enforces AppArmor, and under the units' no_new_privs AppArmor refuses the
-# shipped profile's exec transition to bubblewrap ("no new privs"), so with them loaded no
-# ParaTime starts. Until the profiles are reworked (see README, AppArmor), this test runs the
-# product unconfined by AppArmor, like every host without the AppArmor LSM.
-rm -f "$R/etc/apparmor.d/bwrap" "$R/etc/apparmor.d/paratime-node"
+# trixie's kernel enforces AppArmor: the shipped profiles are loaded at boot (apparmor.service).
 install_hostile "$R" memory 9401 memory "    memory: 128mb"
 install_hostile "$R" fork 9402 fork_bomb "    pids: 32"
 install_hostile "$R" cpu 9403 cpu_burn "    cpu: 0.5"
