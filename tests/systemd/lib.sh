@@ -1,6 +1,16 @@
 # Shared by the system tests (system-test.sh: systemd-nspawn; vm-test.sh: a QEMU VM): the cached
 # Debian trixie rootfs, installing the product into a rootfs exactly as a package would, and the
-# check helpers. Source it after setting TOP, BIN, KV, CACHE, RID and SOCK.
+# check helpers. Source it after setting TOP (the checkout), then call product_paths.
+
+# The binaries under test (this build's, unless given) and the names both tests use.
+product_paths() {
+  BIN=${PARATIME_NODE_BIN:-$TOP/target/debug/paratime-node}
+  KV=${PARATIME_KVSTORE_BIN:-$TOP/target/debug/paratime-kvstore}
+  HOSTILE=${PARATIME_HOSTILE_BIN:-$TOP/target/debug/paratime-hostile}
+  CACHE=${PARATIME_ROOTFS_CACHE:-/var/cache/paratime-node-test}
+  RID=0000000000000000000000000000000000000000000000000000000000000001
+  SOCK=/run/paratime-node/internal.sock
+}
 
 # A cached trixie rootfs with systemd, bubblewrap and AppArmor's parser.
 ensure_rootfs() {

@@ -10,12 +10,8 @@
 # The rootfs is cached in $PARATIME_ROOTFS_CACHE (default /var/cache/paratime-node-test).
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
-BIN=${PARATIME_NODE_BIN:-$TOP/target/debug/paratime-node}
-KV=${PARATIME_KVSTORE_BIN:-$TOP/target/debug/paratime-kvstore}
-HOSTILE=${PARATIME_HOSTILE_BIN:-$TOP/target/debug/paratime-hostile}
-CACHE=${PARATIME_ROOTFS_CACHE:-/var/cache/paratime-node-test}
-RID=0000000000000000000000000000000000000000000000000000000000000001
-SOCK=/run/paratime-node/internal.sock
+. "$TOP/tests/systemd/lib.sh"
+product_paths
 
 [ "$(id -u)" -eq 0 ] || { echo "system test needs root (systemd-nspawn)"; exit 1; }
 for tool in debootstrap systemd-nspawn nsenter; do
@@ -23,7 +19,6 @@ for tool in debootstrap systemd-nspawn nsenter; do
 done
 
 # 1. A cached trixie rootfs with systemd, bubblewrap and AppArmor's parser.
-. "$TOP/tests/systemd/lib.sh"
 ensure_rootfs
 
 WORK=$(mktemp -d /var/tmp/paratime-systest.XXXXXX)

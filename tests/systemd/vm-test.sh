@@ -15,18 +15,13 @@
 # $PARATIME_ROOTFS_CACHE/vm (default /var/cache/paratime-node-test/vm).
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
-BIN=${PARATIME_NODE_BIN:-$TOP/target/debug/paratime-node}
-KV=${PARATIME_KVSTORE_BIN:-$TOP/target/debug/paratime-kvstore}
-HOSTILE=${PARATIME_HOSTILE_BIN:-$TOP/target/debug/paratime-hostile}
-CACHE=${PARATIME_ROOTFS_CACHE:-/var/cache/paratime-node-test}
-RID=0000000000000000000000000000000000000000000000000000000000000001
-SOCK=/run/paratime-node/internal.sock
+. "$TOP/tests/systemd/lib.sh"
+product_paths
 
 [ "$(id -u)" -eq 0 ] || { echo "the VM test needs root (chroot, 9p passthrough)"; exit 1; }
 for tool in debootstrap qemu-system-x86_64; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install debootstrap qemu-system-x86"; exit 1; }
 done
-. "$TOP/tests/systemd/lib.sh"
 ensure_rootfs
 
 # 1. The VM's rootfs: trixie's kernel, with the 9p modules in its initramfs (root is a 9p share).
