@@ -357,7 +357,8 @@ pub fn spawn(
     } else {
         cmd.args(&prepared.args);
     }
-    let rlimits = limits::Rlimits::new(limits, limits::tasks_of_current_user());
+    let rlimits =
+        limits::Rlimits::new(limits, cgroup.is_none().then(limits::tasks_of_current_user));
     if cfg.unconfined {
         cmd.env(paratime_sdk::HOST_FD_ENV, bwrap::HOST_FD.to_string());
     } else {

@@ -156,19 +156,21 @@ fn count_tasks_of_current_user() -> u64 {
 #[derive(Clone, Copy, Debug)]
 pub struct Rlimits {
     data: u64,
-    nproc: u64,
+    /// `None` with a cgroup: pids.max counts exactly this sandbox, while RLIMIT_NPROC counts
+    /// every process of the user, so another runtime's growth would fail this one's forks.
+    nproc: Option<u64>,
     fsize: u64,
     nice: i32,
 }
 
 impl Rlimits {
-    /// From the limits and the user's current task count.
-    pub fn new(l: &Limits, user_tasks: u64) -> Self {
+    /// From the limits and the user's current task count (`None`: a cgroup bounds the pids).
+    pub fn new(l: &Limits, user_tasks: Option<u64>) -> Self {
         Self {
             // A backstop above the sandbox-wide limit, so the monitor sees a hog (and kills it)
             // before its allocations merely start failing.
             data: l.memory.saturating_add(l.memory / 8),
-            nproc: user_tasks.saturating_add(l.pids).saturating_add(8),
+            nproc: user_tasks.map(|n| n.saturating_add(l.pids).saturating_add(8)),
             fsize: l.file_size,
             nice: i32::from(l.nice.min(19)),
         }
@@ -189,7 +191,9 @@ impl Rlimits {
             Ok(())
         };
         set(libc::RLIMIT_DATA, self.data)?;
-        set(libc::RLIMIT_NPROC, self.nproc)?;
+        if let Some(nproc) = self.nproc {
+            set(libc::RLIMIT_NPROC, nproc)?;
+        }
         set(libc::RLIMIT_FSIZE, self.fsize)?;
         set(libc::RLIMIT_CORE, 0)?;
         set(libc::RLIMIT_NOFILE, 1024)?;

@@ -62,6 +62,8 @@ check "its cgroup has the default limits (2gb, 128 + bwrap, 1 CPU, group OOM kil
   test "$(cat "$d/memory.max") $(cat "$d/pids.max") $(cat "$d/cpu.max") $(cat "$d/memory.oom.group")" = "1999998976 129 100000 100000 1"
 check "bubblewrap and the ParaTime are both in it (bwrap joined before exec)" \
   sh -c "[ \$(wc -l < $d/cgroup.procs) -ge 2 ] && grep -qx $pid $d/cgroup.procs"
+check "no per-user RLIMIT_NPROC on it (pids.max counts this sandbox alone): $(grep 'Max processes' /proc/$pid/limits | tr -s ' ')" \
+  test "$(grep 'Max processes' /proc/$pid/limits)" = "$(grep 'Max processes' /proc/$launcher/limits)"
 check "control status says the kernel enforces the limits" \
   sh -c "paratime-node control status -a unix:$SOCK | grep -q '\"memory\": \"cgroup v2 memory.max' && paratime-node control status -a unix:$SOCK | grep -q '\"cpu\": \"cgroup v2 cpu.max'"
 
