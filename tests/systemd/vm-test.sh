@@ -90,4 +90,8 @@ if [ ! -s "$R/var/tmp/vm-checks.out" ]; then
   exit 1
 fi
 cat "$R/var/tmp/vm-checks.out"
-grep -q '^exit 0$' "$R/var/tmp/vm-checks.out"
+if ! grep -q '^exit 0$' "$R/var/tmp/vm-checks.out"; then
+  echo "---- VM console (last 40 lines)"
+  tail -40 "$WORK/console.log" | tr -d '\033' | cut -c1-300
+  exit 1
+fi
