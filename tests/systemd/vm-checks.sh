@@ -81,7 +81,11 @@ stop memory
 start fork
 check "a fork bomb is stopped at its cgroup's pids.max and restarted" wait_for 120 restarted_for fork pids.max
 echo "     $(limit_kills fork | head -1)"
-[ "$failed" -eq 0 ] || journal_of fork | tail -15 | sed 's/^/     fork: /'
+if [ "$failed" -gt 0 ]; then
+  journalctl -u paratime-node@fork.service -o verbose --no-pager | grep -E '^ *(MESSAGE|ERR)=' | tail -12 | sed 's/^ */     fork: /'
+  journalctl -u paratime-node-sandbox@fork.service -o cat --no-pager | tail -8 | sed 's/^/     fork launcher: /'
+  grep -H . /sys/fs/cgroup/system.slice/system-paratime*/paratime-node-sandbox@fork.service/runtime-*/pids.* 2>/dev/null | sed 's/^/     /'
+fi
 stop fork
 
 # Four spinning threads get 0.5 CPU (with less, the debug-built runtime under emulation misses

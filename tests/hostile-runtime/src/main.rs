@@ -6,7 +6,7 @@
 //! - `inject`: lines whose fields try to replace the node's (`ts`, `caller`, `message_id`,
 //!   `MODULE`, `PRIORITY`, `runtime_id`) and whose text carries newlines and ESC sequences;
 //! - `memory`: allocates and touches memory until stopped;
-//! - `fork_bomb`: every process forks forever;
+//! - `fork_bomb`: two seconds after configure, every process forks forever;
 //! - `tmp_fill`: fills /tmp with files;
 //! - `cpu_burn`: four threads spin forever;
 //! - `cgroup_escape`: tries to reach the files that set its own limits (a cgroup2 mount, /sys,
@@ -80,6 +80,10 @@ fn memory() {
 }
 
 fn fork_bomb() -> ! {
+    // A running ParaTime that turns hostile: the host has finished starting it (under CPU
+    // emulation a bomb that starts during configure starves the handshake, and the node then
+    // gives up on the start before any limit is reached).
+    std::thread::sleep(std::time::Duration::from_secs(2));
     loop {
         // SAFETY: test-only attack; the child only forks again or sleeps.
         unsafe {
