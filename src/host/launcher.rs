@@ -589,20 +589,23 @@ fn serve_spawn(
             return send(conn, &Reply::Exited(why), &[]);
         }
         ticks += 1;
-        let due = ticks.is_multiple_of(2);
-        let exceeded = match (&monitor, &cgroup) {
-            // With a cgroup the kernel counts memory and pids; only /tmp may need a look.
-            (Some(m), Some(cg)) if due => cg.exceeded().or_else(|| {
+        let exceeded = if !ticks.is_multiple_of(2) {
+            None
+        } else if let Some(cg) = &cgroup {
+            // The kernel counts memory and pids; /tmp needs a look (a statfs) only when this
+            // bubblewrap cannot bound it.
+            cg.exceeded().or_else(|| {
+                let m = monitor.as_ref().filter(|_| !cfg.bwrap_has_size)?;
                 let usage = limits::Usage {
                     tmp: m.tmp_used(),
                     ..Default::default()
                 };
-                limits::Monitor::check(limits, &usage, cfg.bwrap_has_size)
-            }),
-            (Some(m), None) if due => {
-                limits::Monitor::check(limits, &m.usage(), cfg.bwrap_has_size)
-            }
-            _ => None,
+                limits::Monitor::check(limits, &usage, false)
+            })
+        } else {
+            monitor
+                .as_ref()
+                .and_then(|m| limits::Monitor::check(limits, &m.usage(), cfg.bwrap_has_size))
         };
         if let Some(exceeded) = exceeded {
             if let Some(cg) = &cgroup {
