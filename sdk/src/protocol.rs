@@ -135,7 +135,7 @@ pub struct RuntimeInfoResponse {
 }
 
 /// Result of checking or executing one transaction.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TxResult {
     /// Set when the transaction failed.
     #[serde(default)]

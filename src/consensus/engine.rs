@@ -468,7 +468,7 @@ pub async fn start(
     signer: Arc<Signer>,
     net: mpsc::Sender<p2p::Command>,
     mut events: mpsc::Receiver<p2p::Event>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: tokio_util::sync::CancellationToken,
     opts: Options,
 ) -> Result<Handle, String> {
     let chain_context = genesis.chain_context();
@@ -538,7 +538,7 @@ pub async fn start(
         regossip.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = crate::host::supervisor::stopped(shutdown.clone()) => break,
+                _ = shutdown.cancelled() => break,
                 _ = regossip.tick() => {
                     for tx in chain.own_waiting(64) {
                         if net.try_send(p2p::Command::PublishTx(tx)).is_err() {

@@ -67,7 +67,7 @@ pub struct ControlState {
     /// Set once start-up completed.
     pub synced: watch::Receiver<bool>,
     /// Shutdown request.
-    pub shutdown: watch::Sender<bool>,
+    pub shutdown: tokio_util::sync::CancellationToken,
     /// Consensus, p2p and registration (absent without a genesis document).
     pub network: NetworkState,
     /// This node's ID (for committee roles).
@@ -375,7 +375,7 @@ async fn is_synced(State(s): State<ControlState>) -> Json<serde_json::Value> {
 
 async fn shutdown(State(s): State<ControlState>) -> Json<serde_json::Value> {
     log::info!(target: "control", "shutdown requested through the control API");
-    s.shutdown.send_replace(true);
+    s.shutdown.cancel();
     Json(serde_json::json!({ "shutdown": "requested" }))
 }
 
@@ -509,11 +509,11 @@ fn router(state: ControlState, limits: Limits) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body))
 }
 
-/// Serves the API on `listener` until `stop` turns true.
+/// Serves the API on `listener` until `stop` is cancelled.
 pub async fn serve(
     listener: tokio::net::UnixListener,
     state: ControlState,
-    stop: watch::Receiver<bool>,
+    stop: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
     let limits = Limits::default();
     serve_router(listener, router(state, limits), limits, stop).await
@@ -525,7 +525,7 @@ async fn serve_router(
     listener: tokio::net::UnixListener,
     app: Router,
     limits: Limits,
-    stop: watch::Receiver<bool>,
+    stop: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use std::sync::Arc;
@@ -549,7 +549,7 @@ async fn serve_router(
                     continue;
                 }
             },
-            _ = crate::host::supervisor::stopped(stop.clone()) => break,
+            _ = stop.cancelled() => break,
         };
         while conns.try_join_next().is_some() {}
         let Ok(slot) = slots.clone().try_acquire_owned() else {
@@ -576,7 +576,7 @@ async fn serve_router(
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
-                _ = crate::host::supervisor::stopped(stop) => {
+                _ = stop.cancelled() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
                 }
@@ -630,7 +630,7 @@ mod tests {
             },
             runtimes: Vec::new(),
             synced: watch::channel(true).1,
-            shutdown: watch::channel(false).0,
+            shutdown: tokio_util::sync::CancellationToken::new(),
             network: NetworkState::default(),
             node_id: crate::consensus::crypto::PublicKey([0; 32]),
         }
@@ -659,12 +659,12 @@ mod tests {
             body_read_timeout: Duration::from_secs(1),
             max_body: 1024,
         };
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop = tokio_util::sync::CancellationToken::new();
         let server = tokio::spawn(serve_router(
             listener,
             router(state(), limits),
             limits,
-            stop_rx,
+            stop.clone(),
         ));
         let addr = path.to_str().expect("utf8");
         let (code, body) = client::request(addr, "GET", "/api/v1/status")
@@ -753,7 +753,7 @@ mod tests {
         let reply = closed_within(&mut s, Duration::from_secs(3)).await;
         assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
 
-        stop_tx.send_replace(true);
+        stop.cancel();
         tokio::time::timeout(Duration::from_secs(7), server)
             .await
             .expect("server stops")

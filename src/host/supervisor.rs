@@ -190,11 +190,6 @@ pub fn initial_status(rt: &HostedRuntime, provisioner: &str) -> RuntimeStatus {
     }
 }
 
-/// Resolves once `rx` turns true (or its sender is gone).
-pub async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
-}
-
 /// Runs the runtime until `shutdown` turns true; then asks it to shut down and stops it.
 pub async fn run(
     rt: HostedRuntime,
@@ -203,7 +198,7 @@ pub async fn run(
     state: Arc<RuntimeState>,
     status: watch::Sender<RuntimeStatus>,
     conn: watch::Sender<Option<super::rhp::Connection>>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: tokio_util::sync::CancellationToken,
 ) {
     let mut backoff = Backoff::new();
     let module = "runtime/host/sandbox";
@@ -226,7 +221,7 @@ pub async fn run(
         log::info!(target: module, runtime_id:% = rt.id, attempt = attempt; "starting runtime");
         let provisioned = tokio::select! {
             p = provision(&launcher, &rt, &opts, state.clone()) => p,
-            _ = stopped(shutdown.clone()) => return,
+            _ = shutdown.cancelled() => return,
         };
         match provisioned {
             Err(e) => {
@@ -299,7 +294,7 @@ pub async fn run(
                             }
                         }
                     }
-                    _ = stopped(shutdown.clone()) => {
+                    _ = shutdown.cancelled() => {
                         conn.send_replace(None);
                         log::info!(target: module, runtime_id:% = rt.id; "terminating runtime");
                         p.conn.notify(Body::RuntimeShutdownRequest(Empty {})).await;
@@ -331,7 +326,7 @@ pub async fn run(
         log::info!(target: module, runtime_id:% = rt.id, delay_ms = delay.as_millis() as u64, message_id = crate::system::notify::message_id::RUNTIME_RESTARTED; "restarting runtime after backoff");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = stopped(shutdown.clone()) => return,
+            _ = shutdown.cancelled() => return,
         }
     }
 }

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Required RLIMIT_NOFILE (oasis-node's minimum).
 pub const MIN_NOFILE: u64 = 50_000;
@@ -151,20 +152,33 @@ pub fn install_bundles(
     Ok((out, refused))
 }
 
-async fn wait_for_signal(mut shutdown: watch::Receiver<bool>) -> &'static str {
+/// Resolves with the reason the node stops: a signal, or `requested` (`control shutdown`).
+async fn wait_for_signal(requested: CancellationToken) -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
-        let _ = shutdown.wait_for(|s| *s).await;
-        return "shutdown";
+        requested.cancelled().await;
+        return "control shutdown";
     };
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
-        _ = shutdown.wait_for(|s| *s) => "control shutdown",
+        _ = requested.cancelled() => "control shutdown",
     }
+}
+
+/// The node's parts stop in this order, whatever asked it to stop: registration first
+/// (deregistering needs the consensus layer), then the runtimes and the control API, then the
+/// network (consensus, p2p, runtime workers).
+#[derive(Default)]
+struct Stops {
+    /// `control shutdown` asked the node to stop.
+    requested: CancellationToken,
+    registration: CancellationToken,
+    runtimes: CancellationToken,
+    network: CancellationToken,
 }
 
 /// How the node reaches its sandbox launcher.
@@ -476,7 +490,7 @@ fn status_line(channels: &[(String, watch::Receiver<supervisor::RuntimeStatus>)]
 pub async fn serve(p: Prepared) -> Result<(), NodeError> {
     use crate::system::notify;
     let cfg = &p.cfg;
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let stops = Stops::default();
     let (synced_tx, synced_rx) = watch::channel(false);
     let settings = supervisor::Settings {
         ping_interval: humantime::parse_duration(&cfg.runtime.ping_interval)
@@ -514,7 +528,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
         let loaded = match &p.network {
             Some(net) => {
                 let (applied, st) = crate::worker::compute::load_state(&net.store, &rt.id)
-                    .map_err(NodeError::Other)?;
+                    .map_err(|e| NodeError::Other(e.to_string()))?;
                 (Arc::new(st), Some(applied))
             }
             None => (Arc::new(RuntimeState::default()), None),
@@ -541,7 +555,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                 state,
                 tx,
                 conn_tx,
-                shutdown_rx.clone(),
+                stops.runtimes.clone(),
             )));
         } else {
             idle.push(tx);
@@ -549,8 +563,6 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
         }
     }
     // Consensus, p2p, registration and the runtime workers, when the genesis is a full document.
-    let (net_stop_tx, net_stop_rx) = watch::channel(false);
-    let (reg_stop_tx, reg_stop_rx) = watch::channel(false);
     let mut reg_task = None;
     let mut network = control::NetworkState::default();
     if let Some(net) = p.network {
@@ -566,7 +578,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             pcfg,
             net.store.clone(),
             p.id.public_b64(KeyKind::P2p),
-            net_stop_rx.clone(),
+            stops.network.clone(),
         )
         .map_err(NodeError::Other)?;
         let signer = Arc::new(crate::signer::Signer::new(
@@ -594,7 +606,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             signer.clone(),
             cmd.clone(),
             events,
-            net_stop_rx.clone(),
+            stops.network.clone(),
             copts,
         )
         .await
@@ -629,9 +641,9 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                     cmd.clone(),
                     rx,
                     conns[rid].clone(),
-                    net_stop_rx.clone(),
+                    stops.network.clone(),
                 )
-                .map_err(NodeError::Other)?;
+                .map_err(|e| NodeError::Other(e.to_string()))?;
             network.workers.insert(*rid, h);
         }
         tokio::spawn(async move {
@@ -668,7 +680,10 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                         if rxs.is_empty() {
                             return;
                         }
-                        futures_select_all(rxs.iter_mut().map(|rx| Box::pin(rx.changed()))).await;
+                        let _ = futures::future::select_all(
+                            rxs.iter_mut().map(|rx| Box::pin(rx.changed())),
+                        )
+                        .await;
                     }
                 });
                 let addresses = if cfg.p2p.registration.addresses.is_empty() {
@@ -697,7 +712,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                     handle,
                     rs_tx,
                     ready_rx,
-                    reg_stop_rx.clone(),
+                    stops.registration.clone(),
                 )));
             }
         }
@@ -723,11 +738,11 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
         },
         runtimes: channels.clone(),
         synced: synced_rx,
-        shutdown: shutdown_tx.clone(),
+        shutdown: stops.requested.clone(),
         network,
         node_id: PublicKey::of(p.id.key(KeyKind::Node)),
     };
-    let server = tokio::spawn(control::serve(listener, state, shutdown_rx.clone()));
+    let server = tokio::spawn(control::serve(listener, state, stops.runtimes.clone()));
     synced_tx.send_replace(true);
     let mut line = status_line(&channels);
     notify::ready(&line);
@@ -738,7 +753,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
     let mut tick = tokio::time::interval(period);
     let mut changes: Vec<watch::Receiver<supervisor::RuntimeStatus>> =
         channels.iter().map(|(_, rx)| rx.clone()).collect();
-    let signal = wait_for_signal(shutdown_rx.clone());
+    let signal = wait_for_signal(stops.requested.clone());
     tokio::pin!(signal);
     let why = loop {
         let changed = async {
@@ -746,7 +761,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                 std::future::pending::<()>().await;
             }
             let futs = changes.iter_mut().map(|rx| Box::pin(rx.changed()));
-            let _ = futures_select_all(futs).await;
+            let _ = futures::future::select_all(futs).await;
         };
         tokio::select! {
             why = &mut signal => break why,
@@ -763,11 +778,11 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
     notify::stopping("stopping: terminating runtimes");
     log::info!(target: "cmd/node", reason = why, message_id = notify::message_id::NODE_STOPPING; "shutting down");
     // Deregister first (the consensus layer must still run for that).
-    reg_stop_tx.send_replace(true);
+    stops.registration.cancel();
     if let Some(t) = reg_task {
         let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
     }
-    shutdown_tx.send_replace(true);
+    stops.runtimes.cancel();
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
@@ -778,21 +793,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
     }
     drop(idle);
     drop(idle_conns);
-    net_stop_tx.send_replace(true);
+    stops.network.cancel();
     log::info!(target: "cmd/node", "node stopped");
     Ok(())
-}
-
-/// Resolves when the first of `futs` resolves.
-async fn futures_select_all<F: std::future::Future + Unpin>(futs: impl Iterator<Item = F>) {
-    let mut futs: Vec<F> = futs.collect();
-    std::future::poll_fn(|cx| {
-        for f in futs.iter_mut() {
-            if std::pin::Pin::new(f).poll(cx).is_ready() {
-                return std::task::Poll::Ready(());
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }

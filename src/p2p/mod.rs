@@ -349,7 +349,7 @@ pub fn spawn(
     cfg: Config,
     store: Arc<Store>,
     pub_key: String,
-    shutdown: watch::Receiver<bool>,
+    shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<Channels, String> {
     let mut swarm = build(&cfg, &Limits::default())?;
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(256);
@@ -379,7 +379,7 @@ pub fn spawn(
         let mut rr = 0usize;
         loop {
             tokio::select! {
-                _ = crate::host::supervisor::stopped(shutdown.clone()) => break,
+                _ = shutdown.cancelled() => break,
                 _ = redial.tick() => {
                     for (peer, addr) in &seeds {
                         if !peers.contains(peer) {

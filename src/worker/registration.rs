@@ -127,7 +127,7 @@ impl Worker {
         backend: impl Backend,
         status: watch::Sender<Status>,
         mut runtimes_ready: watch::Receiver<bool>,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: tokio_util::sync::CancellationToken,
     ) {
         let module = "worker/registration";
         let me = self.signer.public_key(KeyRole::Node);
@@ -139,7 +139,7 @@ impl Worker {
             // A node without runtimes (a validator) has no readiness to follow: its sender is
             // gone, and the last value stands.
             tokio::select! {
-                _ = shutdown.wait_for(|s| *s) => break,
+                _ = shutdown.cancelled() => break,
                 r = views.changed() => if r.is_err() { return },
                 r = runtimes_ready.changed(), if ready_open => if r.is_err() { ready_open = false },
             }

@@ -1,0 +1,241 @@
+//! Executing a round's batch: what the runtime is asked, and what the node commits to given its
+//! answer. The runtime is hosted but untrusted: the node recomputes the state root from the
+//! write log and the io root from the inputs and results, and commits a failure when the
+//! runtime's claims do not match.
+
+use crate::bundle::RuntimeId;
+use crate::consensus::crypto::PublicKey;
+use crate::consensus::roothash::{
+    failure, CommitmentHeader, ComputeResultsHeader, ExecutedBatch, Proposal,
+};
+use crate::encoding::Hash;
+use crate::host::rhp::RhpError;
+use paratime_sdk::protocol::{Body, RuntimeExecuteTxBatchRequest};
+use serde_bytes::ByteBuf;
+
+/// One batch to execute: the proposal of `scheduler` for `proposal.round`, on top of the
+/// runtime block `prev_hash` whose state root is `prev_root`.
+#[derive(Clone, Debug)]
+pub(super) struct Job {
+    pub(super) scheduler: PublicKey,
+    pub(super) prev_hash: Hash,
+    pub(super) prev_root: Hash,
+    pub(super) proposal: Proposal,
+}
+
+impl Job {
+    pub(super) fn round(&self) -> u64 {
+        self.proposal.round
+    }
+
+    /// The request for the runtime.
+    pub(super) fn request(&self) -> Body {
+        Body::RuntimeExecuteTxBatchRequest(RuntimeExecuteTxBatchRequest {
+            round: self.proposal.round,
+            state_root: ByteBuf::from(self.prev_root.to_vec()),
+            inputs: self.proposal.batch.clone(),
+        })
+    }
+
+    /// Judges the runtime's answer: the executed batch when its claims hold, else why not.
+    pub(super) fn judge(
+        &self,
+        rid: RuntimeId,
+        resp: Result<Body, RhpError>,
+    ) -> Result<ExecutedBatch, String> {
+        let round = self.round();
+        let r = match resp {
+            Ok(Body::RuntimeExecuteTxBatchResponse(r)) => r,
+            Ok(other) => return Err(format!("unexpected response {} to a batch", other.name())),
+            Err(e) => return Err(format!("batch execution failed: {e}")),
+        };
+        let inputs = &self.proposal.batch;
+        let claimed: Option<Hash> = paratime_sdk::state::to_hash(&r.state_root);
+        let claimed_io: Option<Hash> = paratime_sdk::state::to_hash(&r.io_root);
+        let sorted = r.write_log.windows(2).all(|w| w[0].key < w[1].key);
+        let root = paratime_sdk::state::next_state_root(&self.prev_root, &r.write_log);
+        let io_root = paratime_sdk::state::io_root(round, inputs, &r.results);
+        if !sorted
+            || claimed != Some(root)
+            || claimed_io != Some(io_root)
+            || r.results.len() != inputs.len()
+        {
+            return Err("the runtime's results are inconsistent (state root or io root does not match its write log and results)".into());
+        }
+        Ok(ExecutedBatch {
+            runtime: rid,
+            round,
+            previous_state_root: self.prev_root,
+            state_root: root,
+            io_root,
+            inputs: inputs.clone(),
+            results: r.results,
+            write_log: r.write_log,
+        })
+    }
+
+    /// The commitment for the judged outcome: its roots, or a failure with zero roots.
+    pub(super) fn commitment(&self, outcome: &Result<ExecutedBatch, String>) -> CommitmentHeader {
+        let (state_root, io_root, f) = match outcome {
+            Ok(b) => (b.state_root, b.io_root, failure::NONE),
+            Err(_) => ([0; 32], [0; 32], failure::UNKNOWN),
+        };
+        CommitmentHeader {
+            scheduler_id: self.scheduler,
+            header: ComputeResultsHeader {
+                round: self.round(),
+                previous_hash: self.prev_hash,
+                io_root,
+                state_root,
+            },
+            failure: f,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::hash_of;
+    use paratime_sdk::protocol::{RuntimeExecuteTxBatchResponse, TxResult, WriteLogEntry};
+
+    fn job() -> Job {
+        let batch = vec![
+            ByteBuf::from(b"tx-1".to_vec()),
+            ByteBuf::from(b"tx-2".to_vec()),
+        ];
+        Job {
+            scheduler: PublicKey([3; 32]),
+            prev_hash: [4; 32],
+            prev_root: [5; 32],
+            proposal: Proposal {
+                runtime: RuntimeId([1; 32]),
+                round: 9,
+                previous_hash: [4; 32],
+                batch_hash: hash_of(&batch),
+                batch,
+            },
+        }
+    }
+
+    fn entry(k: &[u8], v: &[u8]) -> WriteLogEntry {
+        WriteLogEntry {
+            key: ByteBuf::from(k.to_vec()),
+            value: Some(ByteBuf::from(v.to_vec())),
+        }
+    }
+
+    /// An honest runtime's answer to `j`.
+    fn honest(j: &Job) -> RuntimeExecuteTxBatchResponse {
+        let write_log = vec![entry(b"a", b"1"), entry(b"b", b"2")];
+        let results = vec![TxResult::default(), TxResult::default()];
+        let state_root = paratime_sdk::state::next_state_root(&j.prev_root, &write_log);
+        let io_root = paratime_sdk::state::io_root(j.round(), &j.proposal.batch, &results);
+        RuntimeExecuteTxBatchResponse {
+            results,
+            write_log,
+            state_root: ByteBuf::from(state_root.to_vec()),
+            io_root: ByteBuf::from(io_root.to_vec()),
+        }
+    }
+
+    fn judge(j: &Job, r: RuntimeExecuteTxBatchResponse) -> Result<ExecutedBatch, String> {
+        j.judge(
+            RuntimeId([1; 32]),
+            Ok(Body::RuntimeExecuteTxBatchResponse(r)),
+        )
+    }
+
+    #[test]
+    fn an_honest_answer_is_committed_with_the_recomputed_roots() {
+        let j = job();
+        let r = honest(&j);
+        let b = judge(&j, r.clone()).expect("honest answer refused");
+        assert_eq!(b.state_root.to_vec(), r.state_root.into_vec());
+        assert_eq!(b.previous_state_root, j.prev_root);
+        let c = j.commitment(&Ok(b.clone()));
+        assert_eq!(c.failure, failure::NONE);
+        assert_eq!(c.scheduler_id, j.scheduler);
+        assert_eq!(
+            (
+                c.header.round,
+                c.header.previous_hash,
+                c.header.state_root,
+                c.header.io_root
+            ),
+            (9, j.prev_hash, b.state_root, b.io_root)
+        );
+    }
+
+    #[test]
+    fn a_runtime_lying_about_its_roots_or_results_gets_a_failure_committed() {
+        let j = job();
+        let mut lies = Vec::new();
+        let mut r = honest(&j);
+        r.state_root = ByteBuf::from(vec![0; 32]);
+        lies.push(("state root", r));
+        let mut r = honest(&j);
+        r.io_root = ByteBuf::from(vec![0; 32]);
+        lies.push(("io root", r));
+        let mut r = honest(&j);
+        r.state_root = ByteBuf::from(vec![1; 31]);
+        lies.push(("short state root", r));
+        // Unsorted write log whose claimed root matches its own (unsorted) order.
+        let mut r = honest(&j);
+        r.write_log.reverse();
+        r.state_root = ByteBuf::from(
+            paratime_sdk::state::next_state_root(&j.prev_root, &r.write_log).to_vec(),
+        );
+        lies.push(("unsorted write log", r));
+        // One result for two inputs, with an io root computed over it.
+        let mut r = honest(&j);
+        r.results.pop();
+        r.io_root = ByteBuf::from(
+            paratime_sdk::state::io_root(j.round(), &j.proposal.batch, &r.results).to_vec(),
+        );
+        lies.push(("result count", r));
+        for (what, r) in lies {
+            let out = judge(&j, r);
+            assert!(out.is_err(), "{what}: a lie was accepted");
+            let c = j.commitment(&out);
+            assert_eq!(c.failure, failure::UNKNOWN, "{what}");
+            assert_eq!(
+                (c.header.state_root, c.header.io_root),
+                ([0; 32], [0; 32]),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_answer_or_a_wrong_answer_gets_a_failure_committed() {
+        let j = job();
+        let timeout = j.judge(
+            RuntimeId([1; 32]),
+            Err(RhpError::Timeout(
+                "execute",
+                std::time::Duration::from_secs(30),
+            )),
+        );
+        assert!(timeout.expect_err("accepted").contains("timed out"));
+        let wrong = j.judge(
+            RuntimeId([1; 32]),
+            Ok(Body::RuntimeCheckTxBatchResponse(
+                paratime_sdk::protocol::RuntimeCheckTxBatchResponse { results: vec![] },
+            )),
+        );
+        assert!(wrong.expect_err("accepted").contains("unexpected response"));
+    }
+
+    #[test]
+    fn the_request_carries_the_proposal_on_the_previous_state() {
+        let j = job();
+        let Body::RuntimeExecuteTxBatchRequest(r) = j.request() else {
+            panic!("not an execute request");
+        };
+        assert_eq!(
+            (r.round, r.state_root.to_vec(), r.inputs),
+            (9, vec![5; 32], j.proposal.batch)
+        );
+    }
+}

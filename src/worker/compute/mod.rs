@@ -1,0 +1,924 @@
+//! The runtime worker: one per hosted ParaTime, on compute and client nodes.
+//!
+//! - Finalized state ([`follower`]): follows the runtime's blocks in the consensus view and
+//!   applies each finalized round's executed batch (gossiped by the committee, or fetched from a
+//!   peer), verified against the finalized header, to the store and to the in-memory state the
+//!   runtime reads. Queries and transaction results are served from it.
+//! - Transactions ([`submissions`], [`pool`]): clients submit through the control API; the
+//!   worker checks them with the hosted runtime and gossips them; compute nodes keep a checked
+//!   pool.
+//! - Committee (compute nodes; [`schedule`], [`executor`]): the round's scheduler proposes a
+//!   batch on the committee topic; workers (and backups during discrepancy resolution) execute
+//!   it in the sandboxed runtime and submit a signed executor commitment. The commitment is
+//!   stored durably before it leaves the node; after a restart the node resubmits that one and
+//!   never signs another for the round.
+//!
+//! The parts decide; [`Run`] only gathers their inputs (the consensus view, the clock, the
+//! store) and carries out their answers. Runtime calls (check-tx up to 15 s, execute up to
+//! 30 s) run as tasks whose results come back as [`Done`] messages, so a slow runtime never
+//! stalls proposing, following or gossip.
+//!
+//! Owns the runtime's pool and finalized state; changes consensus state only by transactions.
+
+mod executor;
+mod follower;
+mod pool;
+mod schedule;
+mod submissions;
+
+use crate::bundle::RuntimeId;
+use crate::consensus::crypto::{self, PublicKey, Signed};
+use crate::consensus::engine::{Backend, Handle as Consensus, View};
+use crate::consensus::genesis::RuntimeDescriptor;
+use crate::consensus::roothash::{self, ExecutorCommit, LastSigned, Proposal};
+use crate::encoding::{hash, hash_of, Hash};
+use crate::host::rhp::{Connection, RhpError};
+use crate::host::state::RuntimeState;
+use crate::p2p::{self, CommitteeMessage, RuntimeEvent, RuntimeTxs};
+use crate::storage::{Applied, Store};
+use executor::Job;
+use follower::Follower;
+use paratime_sdk::protocol::{Body, RuntimeCheckTxBatchRequest, RuntimeQueryRequest, TxResult};
+use paratime_state::signing::{KeyRole, Slot, SlotSigner};
+use pool::Pool;
+use schedule::{Proposals, ProposeInputs, Ranks, RoundClock, Timing};
+use serde::Serialize;
+use serde_bytes::ByteBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use submissions::{Reply, Submissions};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+const MODULE: &str = "worker/compute";
+/// Time the runtime gets to execute a batch.
+const EXECUTE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time the runtime gets to check a batch of transactions, or to answer a query.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+/// Gossiped transactions waiting for check-tx while a check runs; more are dropped (their
+/// senders republish them).
+const MAX_UNCHECKED: usize = 16_384;
+/// Messages taken from one queue before the worker steps.
+const DRAIN: usize = 1024;
+
+/// The finalized outcome of one transaction.
+#[derive(Clone, Debug, Serialize)]
+pub struct TxOutcome {
+    /// Hash of the raw transaction (hex).
+    pub hash: String,
+    /// Round it was finalized in.
+    pub round: u64,
+    /// Position in the round's batch.
+    pub index: u32,
+    /// The runtime's result.
+    #[serde(skip)]
+    pub result: TxResult,
+}
+
+/// Why a submitted transaction has no outcome.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The worker is gone.
+    #[error("runtime worker stopped")]
+    Stopped,
+    /// The node stops.
+    #[error("node is shutting down")]
+    ShuttingDown,
+    /// Not finalized within the caller's timeout (it may still be).
+    #[error("transaction not finalized within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    /// The runtime is not running (yet): worth retrying.
+    #[error("cannot check the transaction: {}", crate::host::supervisor::WAITING)]
+    NotRunning,
+    /// The runtime did not answer the check (or answered the wrong message).
+    #[error("cannot check the transaction: {0}")]
+    CheckFailed(String),
+    /// The runtime refused it.
+    #[error("check-tx failed: {0}")]
+    Rejected(String),
+}
+
+/// Why a query has no answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// The runtime is not running.
+    #[error("the runtime is not running (waiting for hosted runtime provision)")]
+    NotRunning,
+    /// The runtime answered with an error (its own message).
+    #[error("{0}")]
+    Runtime(String),
+    /// The runtime did not answer, or answered the wrong message.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What the worker publishes for `control status`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Status {
+    /// Last round whose state this node applied.
+    pub latest_round: u64,
+    /// Its state root (hex).
+    pub latest_state_root: String,
+    /// Transactions waiting in the pool.
+    pub pool_size: usize,
+    /// Last round this node signed a commitment for.
+    pub last_signed_round: Option<u64>,
+    /// Rounds this node committed to since it started.
+    pub commitments: u64,
+    /// Batches this node proposed since it started.
+    pub proposals: u64,
+    /// Why the worker is not executing, if it is not.
+    pub waiting: Option<String>,
+}
+
+enum Request {
+    Submit { tx: Vec<u8>, reply: Reply },
+}
+
+/// The control API's handle on a runtime worker.
+#[derive(Clone)]
+pub struct Handle {
+    /// Runtime.
+    pub runtime: RuntimeId,
+    requests: mpsc::Sender<Request>,
+    /// Worker status.
+    pub status: watch::Receiver<Status>,
+    conn: watch::Receiver<Option<Connection>>,
+    state: Arc<RuntimeState>,
+}
+
+impl Handle {
+    /// Submits a raw transaction and waits until it is finalized (or `timeout`).
+    pub async fn submit(&self, tx: Vec<u8>, timeout: Duration) -> Result<TxOutcome, SubmitError> {
+        let (reply, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Submit { tx, reply })
+            .await
+            .map_err(|_| SubmitError::Stopped)?;
+        match tokio::time::timeout(timeout, rx).await {
+            Err(_) => Err(SubmitError::Timeout(timeout)),
+            Ok(Err(_)) => Err(SubmitError::Stopped),
+            Ok(Ok(r)) => r,
+        }
+    }
+
+    /// Runs a query against the finalized state; returns the round and the CBOR result.
+    pub async fn query(
+        &self,
+        method: &str,
+        args: ciborium::Value,
+    ) -> Result<(u64, ciborium::Value), QueryError> {
+        let conn = self.conn.borrow().clone().ok_or(QueryError::NotRunning)?;
+        let round = self.status.borrow().latest_round;
+        let req = RuntimeQueryRequest {
+            state_root: ByteBuf::from(self.state.root().to_vec()),
+            method: method.to_string(),
+            args,
+        };
+        match conn
+            .call(Body::RuntimeQueryRequest(req), CHECK_TIMEOUT)
+            .await
+        {
+            Ok(Body::RuntimeQueryResponse(r)) => Ok((round, r.data)),
+            Ok(other) => Err(QueryError::Failed(format!(
+                "unexpected response {}",
+                other.name()
+            ))),
+            Err(RhpError::Runtime(e)) => Err(QueryError::Runtime(e.to_string())),
+            Err(e) => Err(QueryError::Failed(e.to_string())),
+        }
+    }
+}
+
+/// What the worker needs.
+pub struct Worker {
+    /// Runtime parameters from the genesis.
+    pub descriptor: RuntimeDescriptor,
+    /// The signer of batch proposals, executor commitments (never two per round) and of the
+    /// consensus transactions that carry them.
+    pub signer: Arc<crate::signer::Signer>,
+    /// Store.
+    pub store: Arc<Store>,
+    /// The runtime's finalized state (read by the runtime through the host).
+    pub state: Arc<RuntimeState>,
+    /// Whether this node serves on committees (compute mode).
+    pub compute: bool,
+}
+
+/// Loads the runtime's finalized state from the store.
+pub fn load_state(
+    store: &Store,
+    rid: &RuntimeId,
+) -> Result<(Applied, RuntimeState), crate::storage::StoreError> {
+    let applied = store.runtime_applied(rid)?.unwrap_or(Applied {
+        round: 0,
+        state_root: paratime_sdk::state::EMPTY_STATE_ROOT,
+    });
+    let entries = store.runtime_entries(rid)?;
+    Ok((
+        applied.clone(),
+        RuntimeState::from_entries(applied.state_root, entries),
+    ))
+}
+
+/// A runtime call's result, back in the worker's loop.
+enum Done {
+    /// Gossiped transactions checked: the passing ones are pooled.
+    Gossiped {
+        txs: Vec<Vec<u8>>,
+        results: Result<Vec<TxResult>, CheckError>,
+    },
+    /// Client submissions checked.
+    Submitted {
+        fresh: Vec<(Vec<u8>, Reply)>,
+        results: Result<Vec<TxResult>, CheckError>,
+    },
+    /// A batch executed (or not).
+    Executed {
+        job: Box<Job>,
+        resp: Result<Body, RhpError>,
+        elapsed: Duration,
+    },
+}
+
+/// The worker's state, owned by its task.
+struct Run {
+    w: Worker,
+    rid: RuntimeId,
+    me: PublicKey,
+    timing: Timing,
+    consensus: Consensus,
+    net: mpsc::Sender<p2p::Command>,
+    conn: watch::Receiver<Option<Connection>>,
+    status: watch::Sender<Status>,
+    applied: Applied,
+    pool: Pool,
+    submissions: Submissions,
+    follower: Follower,
+    proposals: Proposals,
+    round_clock: RoundClock,
+    last_signed: Option<LastSigned>,
+    proposed: Option<u64>,
+    last_submit: Option<Instant>,
+    /// Gossiped transactions waiting for the next check.
+    unchecked: Vec<Vec<u8>>,
+    /// Runtime calls in flight (at most one of each kind).
+    checking_gossip: bool,
+    checking_submissions: bool,
+    executing: Option<u64>,
+    done: mpsc::Sender<Done>,
+}
+
+impl Worker {
+    /// Starts the worker; returns the control API's handle. It stops when `stop` is cancelled.
+    pub fn start(
+        self,
+        applied: Applied,
+        consensus: Consensus,
+        net: mpsc::Sender<p2p::Command>,
+        events: mpsc::Receiver<RuntimeEvent>,
+        conn: watch::Receiver<Option<Connection>>,
+        stop: CancellationToken,
+    ) -> Result<Handle, crate::storage::StoreError> {
+        let rid = self.descriptor.id;
+        let last_signed = self.store.last_signed(&rid)?;
+        let (status_tx, status_rx) = watch::channel(Status {
+            latest_round: applied.round,
+            latest_state_root: hex::encode(applied.state_root),
+            last_signed_round: last_signed.as_ref().map(|l| l.round),
+            ..Default::default()
+        });
+        let (req_tx, req_rx) = mpsc::channel(4096);
+        let (done_tx, done_rx) = mpsc::channel(8);
+        let handle = Handle {
+            runtime: rid,
+            requests: req_tx,
+            status: status_rx,
+            conn: conn.clone(),
+            state: self.state.clone(),
+        };
+        let now = Instant::now();
+        let run = Run {
+            me: self.signer.public_key(KeyRole::Node),
+            timing: Timing::of(&self.descriptor.txn_scheduler),
+            w: self,
+            rid,
+            consensus,
+            net,
+            conn,
+            status: status_tx,
+            applied,
+            pool: Pool::default(),
+            submissions: Submissions::new(now),
+            follower: Follower::new(rid),
+            proposals: Proposals::default(),
+            round_clock: RoundClock::new(now),
+            last_signed,
+            proposed: None,
+            last_submit: None,
+            unchecked: Vec::new(),
+            checking_gossip: false,
+            checking_submissions: false,
+            executing: None,
+            done: done_tx,
+        };
+        tokio::spawn(run.main(events, req_rx, done_rx, stop));
+        Ok(handle)
+    }
+}
+
+impl Run {
+    /// The loop: take what arrived, then step.
+    async fn main(
+        mut self,
+        mut events: mpsc::Receiver<RuntimeEvent>,
+        mut requests: mpsc::Receiver<Request>,
+        mut done: mpsc::Receiver<Done>,
+        stop: CancellationToken,
+    ) {
+        let mut views = self.consensus.view();
+        let mut tick = tokio::time::interval(submissions::FLUSH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                r = views.changed() => if r.is_err() { break },
+                _ = tick.tick() => {}
+                Some(d) = done.recv() => self.on_done(d).await,
+                ev = events.recv() => match ev {
+                    None => break,
+                    Some(ev) => {
+                        self.on_event(ev);
+                        for _ in 1..DRAIN {
+                            match events.try_recv() {
+                                Ok(ev) => self.on_event(ev),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                },
+                // Submissions waiting behind the one being checked stay queued (the queue is
+                // bounded: submitters wait), then are checked together.
+                req = requests.recv(), if !self.checking_submissions => match req {
+                    None => break,
+                    Some(Request::Submit { tx, reply }) => {
+                        let mut batch = vec![(tx, reply)];
+                        while batch.len() < DRAIN {
+                            match requests.try_recv() {
+                                Ok(Request::Submit { tx, reply }) => batch.push((tx, reply)),
+                                Err(_) => break,
+                            }
+                        }
+                        self.submit(batch);
+                    }
+                },
+            }
+            let view = views.borrow_and_update().clone();
+            self.step(&view, Instant::now()).await;
+        }
+        self.submissions.close(SubmitError::ShuttingDown);
+    }
+
+    fn on_event(&mut self, ev: RuntimeEvent) {
+        match ev {
+            RuntimeEvent::Tx(_, data) => {
+                if let Ok(t) = crate::encoding::from_cbor::<RuntimeTxs>(&data) {
+                    let room = MAX_UNCHECKED.saturating_sub(self.unchecked.len());
+                    if t.txs.len() > room {
+                        log::debug!(target: MODULE, runtime_id:% = self.rid, dropped = t.txs.len() - room; "check-tx queue full: dropping gossiped transactions");
+                    }
+                    self.unchecked
+                        .extend(t.txs.into_iter().take(room).map(ByteBuf::into_vec));
+                }
+            }
+            RuntimeEvent::Committee(_, data) => {
+                match crate::encoding::from_cbor::<CommitteeMessage>(&data) {
+                    Ok(CommitteeMessage::Proposal(s)) => self.on_proposal(&s),
+                    Ok(CommitteeMessage::Executed(b)) => {
+                        self.follower.offer(*b, self.applied.round)
+                    }
+                    Err(e) => log::debug!(target: MODULE, "malformed committee message: {e}"),
+                }
+            }
+            RuntimeEvent::Round(_, b) => self.follower.offer(*b, self.applied.round),
+        }
+    }
+
+    fn on_proposal(&mut self, s: &Signed) {
+        let chain_context = self.consensus.view().borrow().state.chain_context.clone();
+        let ctx = crypto::context(roothash::CONTEXT_PROPOSAL, Some(&chain_context));
+        let p: Proposal = match s.open(&ctx) {
+            Ok(p) => p,
+            Err(e) => {
+                log::warn!(target: MODULE, "dropping proposal: {e}");
+                return;
+            }
+        };
+        if p.runtime == self.rid {
+            self.proposals
+                .offer(s.signature.public_key, p, self.applied.round);
+        }
+    }
+
+    async fn on_done(&mut self, d: Done) {
+        match d {
+            Done::Gossiped { txs, results } => {
+                self.checking_gossip = false;
+                match results {
+                    Ok(results) => {
+                        let now = Instant::now();
+                        for (tx, r) in txs.into_iter().zip(results) {
+                            if r.error.is_none() {
+                                self.pool.insert(hash(&tx), tx, now);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        log::warn!(target: MODULE, runtime_id:% = self.rid; "cannot check transactions: {e}")
+                    }
+                }
+            }
+            Done::Submitted { fresh, results } => {
+                self.checking_submissions = false;
+                let results = match results {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let e = match e {
+                            CheckError::NotRunning => SubmitError::NotRunning,
+                            CheckError::Failed(e) => SubmitError::CheckFailed(e),
+                        };
+                        for (_, reply) in fresh {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                        return;
+                    }
+                };
+                let now = Instant::now();
+                for ((tx, reply), r) in fresh.into_iter().zip(results) {
+                    if let Some(e) = r.error {
+                        let _ = reply.send(Err(SubmitError::Rejected(e.to_string())));
+                        continue;
+                    }
+                    let h = hash(&tx);
+                    // Finalized while it was being checked (someone else submitted it too).
+                    if let Some(o) = self.outcome_of(&h) {
+                        let _ = reply.send(Ok(o));
+                        continue;
+                    }
+                    if self.w.compute {
+                        self.pool.insert(h, tx.clone(), now);
+                    }
+                    self.submissions.wait(h, tx, reply);
+                }
+            }
+            Done::Executed { job, resp, elapsed } => {
+                self.executing = None;
+                self.commit(*job, resp, elapsed).await;
+            }
+        }
+    }
+
+    /// Checks `txs` with the runtime in a task; the results come back as a [`Done`] built by
+    /// `done`. False (and nothing started) when the runtime is not running.
+    fn spawn_check(
+        &self,
+        txs: Vec<Vec<u8>>,
+        done: impl FnOnce(Vec<Vec<u8>>, Result<Vec<TxResult>, CheckError>) -> Done + Send + 'static,
+    ) {
+        let conn = self.conn.borrow().clone();
+        let state_root = self.applied.state_root;
+        let out = self.done.clone();
+        tokio::spawn(async move {
+            let results = match conn {
+                None => Err(CheckError::NotRunning),
+                Some(conn) => check(&conn, state_root, &txs).await,
+            };
+            let _ = out.send(done(txs, results)).await;
+        });
+    }
+
+    /// Starts checking the gossiped transactions that are new to this node (compute nodes).
+    fn check_gossiped(&mut self) {
+        if self.checking_gossip || self.unchecked.is_empty() {
+            return;
+        }
+        let unchecked = std::mem::take(&mut self.unchecked);
+        if !self.w.compute {
+            return;
+        }
+        let fresh: Vec<Vec<u8>> = unchecked
+            .into_iter()
+            .filter(|t| {
+                let h = hash(t);
+                !self.pool.contains(&h)
+                    && !matches!(self.w.store.tx_location(&self.rid, &h), Ok(Some(_)))
+            })
+            .collect();
+        if fresh.is_empty() {
+            return;
+        }
+        self.checking_gossip = true;
+        self.spawn_check(fresh, |txs, results| Done::Gossiped { txs, results });
+    }
+
+    fn outcome_of(&self, h: &Hash) -> Option<TxOutcome> {
+        let (round, index) = self.w.store.tx_location(&self.rid, h).ok().flatten()?;
+        let batch = self
+            .w
+            .store
+            .executed_batch(&self.rid, round)
+            .ok()
+            .flatten()?;
+        let result = batch.results.get(index as usize)?.clone();
+        Some(TxOutcome {
+            hash: hex::encode(h),
+            round,
+            index,
+            result,
+        })
+    }
+
+    /// Takes client submissions: finalized ones are answered at once, the others are checked
+    /// by the runtime in one batch, then gossiped, pooled (compute nodes) and wait for their
+    /// round.
+    fn submit(&mut self, batch: Vec<(Vec<u8>, Reply)>) {
+        let mut fresh = Vec::new();
+        for (tx, reply) in batch {
+            match self.outcome_of(&hash(&tx)) {
+                Some(o) => {
+                    let _ = reply.send(Ok(o));
+                }
+                None => fresh.push((tx, reply)),
+            }
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        self.checking_submissions = true;
+        let txs: Vec<Vec<u8>> = fresh.iter().map(|(tx, _)| tx.clone()).collect();
+        self.spawn_check(txs, move |_, results| Done::Submitted { fresh, results });
+    }
+
+    async fn step(&mut self, view: &View, now: Instant) {
+        self.follow(view, now);
+        self.check_gossiped();
+        if self.w.compute && view.synced && self.conn.borrow().is_some() {
+            self.committee(view, now).await;
+        }
+        let republished = self
+            .submissions
+            .republish(now, &self.pool, self.timing.max_batch);
+        if republished > 0 {
+            log::debug!(target: MODULE, runtime_id:% = self.rid, txs = republished; "no progress: republishing waiting transactions");
+        }
+        if let Some(txs) = self.submissions.flush(now) {
+            self.gossip_txs(txs).await;
+        }
+        self.publish_status(view);
+    }
+
+    /// Applies the finalized rounds and answers their submitters.
+    fn follow(&mut self, view: &View, now: Instant) {
+        let Some(chain) = view.state.roothash.get(&self.rid) else {
+            return;
+        };
+        let progress = self.follower.catch_up(
+            &chain.block,
+            &mut self.applied,
+            &self.w.store,
+            &self.w.state,
+            now,
+        );
+        if let Some(round) = progress.fetch {
+            let _ = self.net.try_send(p2p::Command::FetchRound(self.rid, round));
+        }
+        for batch in &progress.batches {
+            let outcomes = batch.inputs.iter().enumerate().map(|(i, input)| {
+                let h = hash(input);
+                self.pool.remove(&h);
+                let o = TxOutcome {
+                    hash: hex::encode(h),
+                    round: batch.round,
+                    index: u32::try_from(i).unwrap_or(u32::MAX),
+                    result: batch.results[i].clone(),
+                };
+                (h, o)
+            });
+            let outcomes: Vec<(Hash, TxOutcome)> = outcomes.collect();
+            self.submissions.finalized(now, outcomes);
+        }
+        self.proposals.prune(self.applied.round);
+    }
+
+    fn publish_status(&self, view: &View) {
+        let pool_size = self.pool.len();
+        let waiting = if self.conn.borrow().is_none() {
+            Some(crate::host::supervisor::WAITING.to_string())
+        } else {
+            view.state
+                .roothash
+                .get(&self.rid)
+                .filter(|c| c.block.round > self.applied.round)
+                .map(|c| {
+                    format!(
+                        "catching up: round {} applied of {}",
+                        self.applied.round, c.block.round
+                    )
+                })
+        };
+        let (round, root) = (self.applied.round, self.applied.state_root);
+        let signed = self.last_signed.as_ref().map(|l| l.round);
+        self.status.send_if_modified(|s| {
+            let root = hex::encode(root);
+            let changed = s.latest_round != round
+                || s.pool_size != pool_size
+                || s.waiting != waiting
+                || s.last_signed_round != signed
+                || s.latest_state_root != root;
+            s.latest_round = round;
+            s.latest_state_root = root;
+            s.pool_size = pool_size;
+            s.waiting = waiting;
+            s.last_signed_round = signed;
+            changed
+        });
+    }
+
+    /// Gossips transactions as one message.
+    async fn gossip_txs(&self, txs: Vec<ByteBuf>) {
+        let mut salt = [0u8; 8];
+        let _ = getrandom::fill(&mut salt);
+        let msg = RuntimeTxs {
+            txs,
+            salt: u64::from_le_bytes(salt),
+        };
+        self.publish(false, crate::encoding::canonical_cbor(&msg))
+            .await;
+    }
+
+    async fn publish(&self, committee: bool, data: Vec<u8>) {
+        let _ = self
+            .net
+            .send(p2p::Command::PublishRuntime {
+                runtime: self.rid,
+                committee,
+                data,
+            })
+            .await;
+    }
+
+    /// The committee duties for the open round.
+    async fn committee(&mut self, view: &View, now: Instant) {
+        let Some(chain) = view.state.roothash.get(&self.rid) else {
+            return;
+        };
+        let Some(committee) = view.state.committees.get(&self.rid) else {
+            return;
+        };
+        if self.applied.round != chain.block.round {
+            return;
+        }
+        let round = chain.block.round + 1;
+        let open_for = self.round_clock.open_for(round, now);
+        let prev_hash = chain.block.hash();
+        let workers = roothash::workers(committee);
+        let is_worker = workers.contains(&self.me);
+        let is_backup = roothash::backups(committee).contains(&self.me);
+        if !is_worker && !is_backup {
+            return;
+        }
+        let ranks = Ranks::new(&workers, round);
+        let fixed = chain.pool.scheduler;
+        // A commitment signed for this round is resubmitted as it is; nothing new is signed.
+        if let Some(l) = self
+            .last_signed
+            .as_ref()
+            .filter(|l| l.round == round && l.previous_hash == prev_hash)
+        {
+            let in_pool = chain.pool.commits.contains_key(&self.me);
+            let since = self.last_submit.map(|t| now.saturating_duration_since(t));
+            if schedule::resubmit_now(l.scheduler, fixed, in_pool, since) {
+                let commit = l.commit.clone();
+                log::info!(target: MODULE, runtime_id:% = self.rid, round = round; "resubmitting the commitment already signed for this round");
+                self.send_commit(view, commit, now);
+            }
+            return;
+        }
+        if let Some(rank) = ranks.of(&self.me).filter(|_| self.proposed != Some(round)) {
+            let inputs = ProposeInputs {
+                rank,
+                pool_len: self.pool.len(),
+                oldest_age: self.pool.oldest_age(now),
+                best_seen: self
+                    .proposals
+                    .best(round, &prev_hash, fixed, &ranks)
+                    .map(|(k, _)| k),
+                fixed: fixed.is_some(),
+                open_for,
+            };
+            if schedule::propose_now(&self.timing, &inputs) {
+                self.propose(view, round, prev_hash, rank).await;
+            }
+        }
+        if !schedule::executes(is_worker, is_backup, chain.pool.discrepancy)
+            || self.executing.is_some()
+        {
+            return;
+        }
+        let Some((_, scheduler)) = self.proposals.best(round, &prev_hash, fixed, &ranks) else {
+            return;
+        };
+        let Some(proposal) = self.proposals.get(round, &scheduler).cloned() else {
+            return;
+        };
+        let Some(conn) = self.conn.borrow().clone() else {
+            return;
+        };
+        let job = Job {
+            scheduler,
+            prev_hash,
+            prev_root: self.applied.state_root,
+            proposal,
+        };
+        self.executing = Some(round);
+        let out = self.done.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let resp = conn.call(job.request(), EXECUTE_TIMEOUT).await;
+            let elapsed = started.elapsed();
+            let job = Box::new(job);
+            let _ = out.send(Done::Executed { job, resp, elapsed }).await;
+        });
+    }
+
+    async fn propose(&mut self, view: &View, round: u64, prev_hash: Hash, rank: u64) {
+        // A batch already proposed for this round (before a restart) is sent again, never
+        // replaced by another: the proposal is stored durably before it leaves the node.
+        let stored = match self.w.store.runtime_record::<Signed>(&self.rid, "proposal") {
+            Ok(s) => s,
+            Err(e) => {
+                // Fail closed: without the record we cannot know what was proposed before.
+                log::error!(target: MODULE, runtime_id:% = self.rid, round = round; "cannot read the stored proposal, not proposing: {e}");
+                return;
+            }
+        };
+        let stored = stored.and_then(|s| {
+            let p: Proposal = crate::encoding::from_cbor(&s.untrusted_raw_value).ok()?;
+            (p.round == round && p.previous_hash == prev_hash).then_some((s, p))
+        });
+        let (signed, p) = match stored {
+            Some(x) => x,
+            None => {
+                let batch = self.pool.batch(self.timing.max_batch);
+                let p = Proposal {
+                    runtime: self.rid,
+                    round,
+                    previous_hash: prev_hash,
+                    batch_hash: hash_of(&batch),
+                    batch,
+                };
+                let ctx =
+                    crypto::context(roothash::CONTEXT_PROPOSAL, Some(&view.state.chain_context));
+                let slot = Slot::BatchProposal {
+                    runtime: self.rid,
+                    round,
+                };
+                let signed = match self.w.signer.sign_value(KeyRole::Node, &slot, &ctx, &p) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::error!(target: MODULE, runtime_id:% = self.rid, round = round; "{e}");
+                        return;
+                    }
+                };
+                if let Err(e) = self
+                    .w
+                    .store
+                    .set_runtime_record(&self.rid, "proposal", &signed)
+                {
+                    log::error!(target: MODULE, runtime_id:% = self.rid, round = round; "cannot persist the proposal, not sending it: {e}");
+                    return;
+                }
+                (signed, p)
+            }
+        };
+        self.publish(
+            true,
+            crate::encoding::canonical_cbor(&CommitteeMessage::Proposal(signed)),
+        )
+        .await;
+        if rank > 0 {
+            log::info!(target: MODULE, runtime_id:% = self.rid, round = round, rank = rank, txs = p.batch.len(); "no proposal from the better-ranked schedulers: proposing as backup scheduler");
+        } else {
+            log::debug!(target: MODULE, runtime_id:% = self.rid, round = round, txs = p.batch.len(); "proposed batch");
+        }
+        self.proposed = Some(round);
+        self.status.send_modify(|s| s.proposals += 1);
+        self.proposals.insert_own(self.me, p);
+    }
+
+    /// Signs, stores and sends the commitment for an executed batch (or its failure), then
+    /// gossips the batch for the nodes that follow the round.
+    async fn commit(&mut self, job: Job, resp: Result<Body, RhpError>, elapsed: Duration) {
+        let round = job.round();
+        let outcome = job.judge(self.rid, resp);
+        if let Err(e) = &outcome {
+            log::error!(target: MODULE, runtime_id:% = self.rid, round = round; "{e}: committing a failure");
+        }
+        let commit = job.commitment(&outcome);
+        let view = self.consensus.view().borrow().clone();
+        let ctx = crypto::context(
+            roothash::CONTEXT_EXECUTOR_COMMITMENT,
+            Some(&view.state.chain_context),
+        );
+        let slot = Slot::ExecutorCommitment {
+            runtime: self.rid,
+            round,
+        };
+        let signed = match self
+            .w
+            .signer
+            .sign_value(KeyRole::Node, &slot, &ctx, &commit)
+        {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!(target: MODULE, runtime_id:% = self.rid, round = round; "{e}");
+                return;
+            }
+        };
+        let record = LastSigned {
+            round,
+            previous_hash: job.prev_hash,
+            scheduler: Some(job.scheduler),
+            commit: signed.clone(),
+        };
+        // Durable before it leaves the node: after a crash the node resubmits this one.
+        if let Err(e) = self.w.store.set_last_signed(&self.rid, &record) {
+            log::error!(target: MODULE, runtime_id:% = self.rid, round = round; "cannot persist the commitment, not sending it: {e}");
+            return;
+        }
+        self.last_signed = Some(record);
+        log::debug!(target: MODULE, runtime_id:% = self.rid, round = round, txs = job.proposal.batch.len(), execute_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX); "executed batch, submitting commitment");
+        self.send_commit(&view, signed, Instant::now());
+        self.status.send_modify(|s| s.commitments += 1);
+        if let Ok(b) = outcome {
+            let data =
+                crate::encoding::canonical_cbor(&CommitteeMessage::Executed(Box::new(b.clone())));
+            self.publish(true, data).await;
+            self.follower.offer(b, self.applied.round);
+        }
+    }
+
+    fn send_commit(&mut self, view: &View, commit: Signed, now: Instant) {
+        let body = ExecutorCommit {
+            id: self.rid,
+            commits: vec![commit],
+        };
+        let tx = match self
+            .w
+            .signer
+            .transaction(&view.state, "roothash.ExecutorCommit", &body)
+        {
+            Ok(tx) => tx,
+            Err(e) => {
+                log::error!(target: MODULE, runtime_id:% = self.rid; "cannot sign the commitment's transaction: {e}");
+                return;
+            }
+        };
+        self.last_submit = Some(now);
+        if let Err(e) = self.consensus.submit(tx) {
+            log::warn!(target: MODULE, runtime_id:% = self.rid; "cannot submit the commitment: {e}");
+        }
+    }
+}
+
+/// Why transactions were not checked.
+#[derive(Debug, thiserror::Error)]
+enum CheckError {
+    #[error("{}", crate::host::supervisor::WAITING)]
+    NotRunning,
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Asks the runtime to check `txs` against `state_root`.
+async fn check(
+    conn: &Connection,
+    state_root: Hash,
+    txs: &[Vec<u8>],
+) -> Result<Vec<TxResult>, CheckError> {
+    let req = RuntimeCheckTxBatchRequest {
+        state_root: ByteBuf::from(state_root.to_vec()),
+        inputs: txs.iter().map(|t| ByteBuf::from(t.clone())).collect(),
+    };
+    match conn
+        .call(Body::RuntimeCheckTxBatchRequest(req), CHECK_TIMEOUT)
+        .await
+    {
+        Ok(Body::RuntimeCheckTxBatchResponse(r)) if r.results.len() == txs.len() => Ok(r.results),
+        Ok(other) => Err(CheckError::Failed(format!(
+            "unexpected response {}",
+            other.name()
+        ))),
+        Err(e) => Err(CheckError::Failed(e.to_string())),
+    }
+}
