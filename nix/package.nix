@@ -42,6 +42,8 @@ rustPlatform.buildRustPackage {
   # Every unit names the node's binary; only the sandbox launcher's units name bubblewrap. Each
   # substitution must match (--replace-fail), and no /usr/bin path may remain.
   postInstall = ''
+    # Developer tooling (local networks, benchmarks) is not shipped to operators.
+    rm $out/bin/paratime-dev
     unitDir=$out/lib/systemd/system
     install -Dm0644 -t $unitDir systemd/*.service systemd/*.socket
     sh systemd/make-templates.sh $unitDir $unitDir

@@ -13,4 +13,4 @@ if ! command -v bwrap >/dev/null; then
 fi
 cargo build --release --workspace --locked
 DIR=${1:-$(mktemp -d /tmp/paratime-localnet.XXXXXX)}
-exec target/release/paratime-node localnet --dir "$DIR" "${@:2}"
+exec target/release/paratime-dev localnet --dir "$DIR" "${@:2}"

@@ -6,7 +6,8 @@ pub mod bundle; // .orc bundles: manifest, build, verify, explode
 pub mod cli; // command-line interface (the only place that prints for the operator)
 pub mod config; // config.yml: oasis-node schema, strict loading, validation
 pub mod consensus; // genesis, signed transactions, the state machine, blocks and the engine
-pub mod control; // HTTP/JSON control API on internal.sock, server and client
+pub mod control; // HTTP/JSON control API on internal.sock: shared types, server and client
+pub mod crashpoint; // debug builds only: kill -9 at a named consensus step (crash tests)
 pub mod encoding; // canonical CBOR and SHA-512/256 for everything hashed or signed
 pub mod host; // runtime hosting: sandbox launcher, bwrap, RHP client, supervisor
 pub mod identity; // data dir checks, node keys (PEM), data dir lock

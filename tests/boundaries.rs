@@ -99,3 +99,120 @@ fn only_the_bft_crate_names_malachite_and_p2p_and_storage_never_import_an_engine
         }
     }
 }
+
+/// The node's top-level modules (`src/<name>/` or `src/<name>.rs`) and the ones each names
+/// through `crate::` outside its unit tests.
+fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut modules = BTreeMap::new();
+    for e in std::fs::read_dir(&src).expect("src") {
+        let p = e.expect("entry").path();
+        let name = p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("name")
+            .to_string();
+        if name == "bin" || name == "lib" || name == "main" {
+            continue;
+        }
+        modules.insert(name, p);
+    }
+    let mut graph = BTreeMap::new();
+    for (name, path) in &modules {
+        let mut files = vec![path.clone()];
+        let mut deps = BTreeSet::new();
+        while let Some(f) = files.pop() {
+            if f.is_dir() {
+                for e in std::fs::read_dir(&f).expect("dir") {
+                    files.push(e.expect("entry").path());
+                }
+                continue;
+            }
+            if f.extension().and_then(|x| x.to_str()) != Some("rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&f).expect("source");
+            // Unit tests may reach anywhere; the module's own code may not.
+            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+            let mut names: Vec<&str> = Vec::new();
+            for part in code.split("crate::").skip(1) {
+                if let Some(group) = part.strip_prefix('{') {
+                    let inner = group.split('}').next().unwrap_or("");
+                    names.extend(
+                        inner
+                            .split(',')
+                            .map(|n| n.trim().split("::").next().unwrap_or("")),
+                    );
+                } else {
+                    let end = part
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .unwrap_or(part.len());
+                    names.push(&part[..end]);
+                }
+            }
+            for n in names {
+                if n != name && modules.contains_key(n) {
+                    deps.insert(n.to_string());
+                }
+            }
+        }
+        graph.insert(name.clone(), deps);
+    }
+    graph
+}
+
+/// A cycle in `graph`, as a path that returns to its start.
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        n: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == n) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(n.to_string());
+            return Some(cycle);
+        }
+        if done.contains(n) {
+            return None;
+        }
+        path.push(n.to_string());
+        for d in graph.get(n).into_iter().flatten() {
+            if let Some(c) = visit(d, graph, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(n.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|n| visit(n, graph, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn the_node_modules_import_each_other_without_cycles() {
+    let graph = module_graph();
+    assert!(graph.len() > 10, "modules not found: {graph:?}");
+    assert!(
+        graph["node"].contains("worker"),
+        "the scan finds no imports: {graph:?}"
+    );
+    if let Some(c) = find_cycle(&graph) {
+        panic!("module cycle {} in {graph:#?}", c.join(" -> "));
+    }
+}
+
+#[test]
+fn the_cycle_check_finds_a_cycle() {
+    let g: BTreeMap<String, BTreeSet<String>> = [("a", "b"), ("b", "c"), ("c", "a"), ("d", "a")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), BTreeSet::from([v.to_string()])))
+        .collect();
+    let c = find_cycle(&g).expect("cycle");
+    assert_eq!(c.first(), c.last());
+    assert_eq!(c.len(), 4, "{c:?}");
+}

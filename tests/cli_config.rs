@@ -376,7 +376,7 @@ fn fifo_genesis_or_config_is_refused_by_name() {
 
 #[test]
 fn localnet_refuses_more_load_than_the_client_node_serves_connections() {
-    let o = std::process::Command::new(node_bin())
+    let o = std::process::Command::new(dev_bin())
         .args(["localnet", "--dir", "/nonexistent", "--load", "500"])
         .output()
         .expect("run");

@@ -212,7 +212,7 @@ fn a_second_pt_interp_naming_the_data_dir_is_refused_by_verify_and_the_launcher(
 fn an_interpreter_that_is_a_directory_or_a_socket_is_never_mounted() {
     // Interpreters under the allowed directories pass the static checks: the launcher must still
     // refuse what is not a regular file.
-    use paratime_node::host::elf::{dependencies, ElfError};
+    use paratime_node::bundle::elf::{dependencies, ElfError};
     let d = NodeDir::new();
     let dir_interp = "/usr/lib/x86_64-linux-gnu";
     assert!(

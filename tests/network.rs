@@ -1,4 +1,4 @@
-//! Real local networks: `paratime-node localnet` starts BFT validators, compute nodes and a
+//! Real local networks: `paratime-dev localnet` starts BFT validators, compute nodes and a
 //! client as separate processes talking Malachite (consensus port) and libp2p on loopback.
 
 mod common;
@@ -24,7 +24,7 @@ impl Localnet {
         } else {
             &["--validators", "1"]
         };
-        let child = Command::new(node_bin())
+        let child = Command::new(dev_bin())
             .args(["localnet", "--dir", net.to_str().expect("utf8")])
             .args(validators)
             .args(extra)

@@ -1,10 +1,10 @@
-//! ELF executables from bundles: the static checks (`host::elf::inspect`) on arbitrary bytes; an
+//! ELF executables from bundles: the static checks (`bundle::elf::inspect`) on arbitrary bytes; an
 //! accepted executable is written to a file and its dependencies are resolved against this host's
-//! libraries (`host::elf::dependencies`), whose every result must lie under the allow-list.
+//! libraries (`bundle::elf::dependencies`), whose every result must lie under the allow-list.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use paratime_node::host::elf::{dependencies, inspect, is_allowed_path};
+use paratime_node::bundle::elf::{dependencies, inspect, is_allowed_path};
 use std::io::Write;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,6 +5,7 @@
 //! `<data_dir>/runtimes/bundles/<manifest-hash>/`. Never executes anything.
 
 mod central_directory;
+pub mod elf;
 mod manifest;
 
 pub use manifest::{Component, ElfMetadata, Manifest, Ronl, MANIFEST_NAME};
@@ -66,7 +67,7 @@ pub enum BundleError {
         /// File name in the bundle.
         name: String,
         /// Why.
-        reason: crate::host::elf::ElfError,
+        reason: crate::bundle::elf::ElfError,
     },
     /// Exploded file differs from its digest.
     #[error("runtime/bundle: corrupted asset: '{0}'")]
@@ -145,7 +146,7 @@ pub const EXECUTABLE_NAME: &str = "runtime.elf";
 /// Builds an `.orc` bundle and returns its manifest.
 pub fn build(opts: &BuildOptions<'_>, output: &Path) -> Result<Manifest, BundleError> {
     let exe = std::fs::read(opts.executable).map_err(io(opts.executable))?;
-    crate::host::elf::inspect(&exe).map_err(|reason| BundleError::Executable {
+    crate::bundle::elf::inspect(&exe).map_err(|reason| BundleError::Executable {
         name: opts.executable.display().to_string(),
         reason,
     })?;
@@ -291,7 +292,7 @@ impl Bundle {
         let Some(exe) = files.get(&ronl.executable) else {
             return Err(BundleError::MissingFile(ronl.executable.clone()));
         };
-        crate::host::elf::inspect(exe).map_err(|reason| BundleError::Executable {
+        crate::bundle::elf::inspect(exe).map_err(|reason| BundleError::Executable {
             name: ronl.executable.clone(),
             reason,
         })?;
@@ -409,14 +410,14 @@ mod tests {
     fn sample() -> (tempfile::TempDir, PathBuf) {
         let t = tempfile::tempdir().expect("tempdir");
         let out = t.path().join("b.orc");
-        sample_with(&t, &crate::host::elf::tests::system_executable(), &out).expect("build");
+        sample_with(&t, &crate::bundle::elf::tests::system_executable(), &out).expect("build");
         (t, out)
     }
 
     /// Builds a bundle around `exe_bytes` without the builder's checks (to test verify's).
     fn sample_with(t: &tempfile::TempDir, exe_bytes: &[u8], out: &Path) -> Result<(), BundleError> {
         let exe = t.path().join("exe");
-        std::fs::write(&exe, crate::host::elf::tests::system_executable()).expect("write");
+        std::fs::write(&exe, crate::bundle::elf::tests::system_executable()).expect("write");
         build(
             &BuildOptions {
                 executable: &exe,
@@ -456,7 +457,7 @@ mod tests {
     fn hostile_executables_and_names_are_refused_at_verify() {
         let t = tempfile::tempdir().expect("tempdir");
         let out = t.path().join("h.orc");
-        let two = crate::host::elf::tests::with_second_interp("/var/lib/paratime-node/data");
+        let two = crate::bundle::elf::tests::with_second_interp("/var/lib/paratime-node/data");
         sample_with(&t, &two, &out).expect("raw build");
         let e = Bundle::open(&out, 1 << 30).expect_err("two PT_INTERP");
         assert!(e.to_string().contains("2 PT_INTERP"), "{e}");
@@ -466,7 +467,7 @@ mod tests {
 
         let (_t2, good) = sample();
         let b = Bundle::open(&good, 1 << 30).expect("open");
-        let exe = crate::host::elf::tests::system_executable();
+        let exe = crate::bundle::elf::tests::system_executable();
         for bad in ["META-INF", "meta-inf", "a\nb", &"n".repeat(300)] {
             let mut m = b.manifest.clone();
             m.digests.insert(bad.to_string(), digest_hex(b"x"));

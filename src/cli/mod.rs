@@ -1,9 +1,7 @@
 //! The command line. The only module that prints for the operator; everything else logs.
 
 mod doctor;
-mod exec;
-mod load;
-mod localnet;
+pub mod exec;
 pub mod network;
 pub mod paratime;
 
@@ -81,15 +79,11 @@ enum Command {
     /// Staking accounts.
     #[command(subcommand)]
     Account(network::AccountCmd),
-    /// Run a local network on this machine (validator, compute nodes, client) until Ctrl-C.
-    Localnet(localnet::Args),
     /// ParaTime transactions.
     #[command(subcommand)]
     Tx(paratime::TxCmd),
     /// Query a ParaTime's finalized state, e.g. `query --method kv.Get --body '{"key":"k"}'`.
     Query(paratime::CallArgs),
-    /// Print host benchmarks against their physical floor.
-    Bench(exec::BenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -206,7 +200,8 @@ fn fail(msg: impl std::fmt::Display) -> i32 {
     1
 }
 
-fn init_cli_logging() {
+/// Logs of command-line tools: logfmt on stderr at `$PARATIME_LOG` (default `warn`).
+pub fn init_cli_logging() {
     let levels = [(
         "default".to_string(),
         std::env::var("PARATIME_LOG").unwrap_or_else(|_| "warn".into()),
@@ -365,41 +360,37 @@ fn bundle_cmd(cmd: BundleCmd) -> i32 {
 }
 
 fn control_cmd(cmd: ControlCmd) -> i32 {
-    let (addr, method, path) = match &cmd {
-        ControlCmd::Status(a) => (a.address.clone(), "GET", "/api/v1/status"),
-        ControlCmd::IsSynced(a) => (a.address.clone(), "GET", "/api/v1/is-synced"),
-        ControlCmd::Shutdown(a) => (a.address.clone(), "POST", "/api/v1/shutdown"),
+    use crate::control::client::{Client, ClientError};
+    let report = |e: ClientError| {
+        eprintln!("error: failed to query the node: {e}");
+        128
     };
-    let (code, body) = match block_on(crate::control::client::request(&addr, method, path)) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: failed to query the node: {e}");
-            return 128;
-        }
-    };
-    if code != 200 {
-        eprintln!("error: node answered HTTP {code}: {body}");
-        return 128;
-    }
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
     match cmd {
-        ControlCmd::Status(_) => {
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or(body));
-            0
-        }
-        ControlCmd::IsSynced(_) => {
-            if v.get("synced").and_then(|s| s.as_bool()) == Some(true) {
+        ControlCmd::Status(a) => match block_on(Client::new(a.address).status()) {
+            Ok(v) => {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                0
+            }
+            Err(e) => report(e),
+        },
+        ControlCmd::IsSynced(a) => match block_on(Client::new(a.address).is_synced()) {
+            Ok(s) if s.synced => {
                 println!("node completed initial syncing");
                 0
-            } else {
+            }
+            Ok(_) => {
                 println!("node has not completed initial syncing");
                 1
             }
-        }
-        ControlCmd::Shutdown(_) => {
-            println!("shutdown requested");
-            0
-        }
+            Err(e) => report(e),
+        },
+        ControlCmd::Shutdown(a) => match block_on(Client::new(a.address).shutdown()) {
+            Ok(_) => {
+                println!("shutdown requested");
+                0
+            }
+            Err(e) => report(e),
+        },
     }
 }
 
@@ -568,16 +559,11 @@ pub fn run() -> i32 {
         Some(Command::Genesis(c)) => network::genesis(c),
         Some(Command::Entity(c)) => network::entity(c),
         Some(Command::Account(c)) => network::account(c),
-        Some(Command::Localnet(a)) => localnet::run(a),
         Some(Command::Tx(c)) => paratime::tx(c),
         Some(Command::Query(c)) => paratime::query(c),
         Some(Command::Doctor) => match cli.config {
             Some(f) => doctor::doctor(&f),
             None => fail("doctor needs --config FILE"),
         },
-        Some(Command::Bench(a)) => {
-            init_cli_logging();
-            exec::bench(a)
-        }
     }
 }

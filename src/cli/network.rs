@@ -4,7 +4,8 @@ use crate::consensus::address::Address;
 use crate::consensus::crypto::{self, PublicKey, Signed};
 use crate::consensus::genesis::Genesis;
 use crate::consensus::state::{Entity, Escrow, Fee, Transaction, Transfer};
-use crate::control::client::request_with;
+use crate::control::api;
+use crate::control::client::Client;
 use crate::identity::{self, load_key_files};
 use base64::Engine;
 use ed25519_dalek::SigningKey;
@@ -197,14 +198,13 @@ pub fn write_entity(dir: &Path, e: &Entity) -> Result<(), String> {
     std::fs::rename(&tmp, &p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
-async fn get_json(address: &str, path: &str) -> Result<serde_json::Value, String> {
-    let (code, body) = request_with(address, "GET", path, None).await?;
-    let v: serde_json::Value =
-        serde_json::from_str(&body).map_err(|e| format!("node answered {code}: {e}"))?;
-    if code != 200 {
-        return Err(v["error"].as_str().unwrap_or(&body).to_string());
-    }
-    Ok(v)
+/// The account of `who` as the node reports it (JSON with sorted keys, for display).
+async fn account_json(address: &str, who: &Address) -> Result<serde_json::Value, String> {
+    let info = Client::new(address)
+        .account(&who.to_string())
+        .await
+        .map_err(|e| e.to_string())?;
+    serde_json::to_value(&info).map_err(|e| e.to_string())
 }
 
 /// Signs a transaction with the signer's current nonce, submits it through the node and waits
@@ -215,37 +215,37 @@ async fn submit(
     method: &str,
     body: ciborium::Value,
 ) -> Result<String, String> {
+    let client = Client::new(address);
     let me = Address::from_public_key(&PublicKey::of(key));
-    let acct = get_json(address, &format!("/api/v1/consensus/account/{me}")).await?;
-    let nonce = acct["account"]["nonce"].as_u64().unwrap_or(0);
-    let chain = acct["chain_context"]
-        .as_str()
-        .ok_or("node reported no chain context")?
-        .to_string();
+    let acct = client
+        .account(&me.to_string())
+        .await
+        .map_err(|e| e.to_string())?;
+    let nonce = acct.account.nonce;
     let tx = Transaction {
         nonce,
         fee: Fee::default(),
         method: method.into(),
         body,
     };
-    let signed = Signed::sign(key, &crypto::context(crypto::CONTEXT_TX, Some(&chain)), &tx);
-    let b64 =
-        base64::engine::general_purpose::STANDARD.encode(crate::encoding::canonical_cbor(&signed));
-    let (code, resp) = request_with(
-        address,
-        "POST",
-        "/api/v1/consensus/submit",
-        Some(&serde_json::json!({ "tx": b64 })),
-    )
-    .await?;
-    if code != 200 {
-        return Err(format!("node refused the transaction: {resp}"));
-    }
+    let ctx = crypto::context(crypto::CONTEXT_TX, Some(&acct.chain_context));
+    let signed = Signed::sign(key, &ctx, &tx);
+    let req = api::ConsensusSubmit {
+        tx: base64::engine::general_purpose::STANDARD
+            .encode(crate::encoding::canonical_cbor(&signed)),
+    };
+    client
+        .submit(&req)
+        .await
+        .map_err(|e| format!("node refused the transaction: {e}"))?;
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let a = get_json(address, &format!("/api/v1/consensus/account/{me}")).await?;
-        if a["account"]["nonce"].as_u64().unwrap_or(0) > nonce {
-            return Ok(format!("transaction included at height {}", a["height"]));
+        let a = client
+            .account(&me.to_string())
+            .await
+            .map_err(|e| e.to_string())?;
+        if a.account.nonce > nonce {
+            return Ok(format!("transaction included at height {}", a.height));
         }
     }
     Err("transaction not included within 15s".into())
@@ -601,10 +601,7 @@ pub fn account(cmd: AccountCmd) -> i32 {
                 Some(x) => x,
                 None => default_address()?,
             };
-            let v = block_on(get_json(
-                &address,
-                &format!("/api/v1/consensus/account/{a}"),
-            ))?;
+            let v = block_on(account_json(&address, &a))?;
             Ok(if json {
                 serde_json::to_string_pretty(&v).unwrap_or_default()
             } else {

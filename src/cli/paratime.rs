@@ -3,10 +3,15 @@
 //! result is printed back as JSON.
 
 use super::network::block_on;
-use crate::control::client::request_with;
+use crate::control::api;
+use crate::control::client::{Client, ClientError};
 use base64::Engine;
 use paratime_sdk::dispatcher::Call;
 use std::time::Duration;
+
+/// The sample ParaTime's runtime ID (the one `paratime-dev localnet` hosts).
+pub const SAMPLE_RUNTIME_ID: &str =
+    "0000000000000000000000000000000000000000000000000000000000000001";
 
 /// Where and what to call.
 #[derive(clap::Args, Debug, Clone)]
@@ -16,7 +21,7 @@ pub struct CallArgs {
     #[arg(short = 'a', long = "address")]
     pub address: Option<String>,
     /// Runtime ID (hex).
-    #[arg(long, default_value = super::localnet::RUNTIME_ID)]
+    #[arg(long, default_value = SAMPLE_RUNTIME_ID)]
     pub runtime: String,
     /// Method, e.g. `kv.Put`.
     #[arg(long)]
@@ -44,12 +49,41 @@ fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
-fn cbor_to_json(b64_cbor: &str) -> Result<serde_json::Value, String> {
+/// Why a ParaTime call has no result.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The command line is wrong.
+    #[error("{0}")]
+    Input(String),
+    /// The node cannot be reached or refused the call.
+    #[error(transparent)]
+    Node(#[from] ClientError),
+    /// The node's answer cannot be shown.
+    #[error("{0}")]
+    Output(String),
+}
+
+impl CallError {
+    /// 128 when the node cannot be reached (as oasis-node), else 1.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Node(e) if e.is_unreachable() => 128,
+            _ => 1,
+        }
+    }
+
+    fn not_ready(&self) -> bool {
+        matches!(self, Self::Node(e) if e.is_not_ready())
+    }
+}
+
+fn cbor_to_json(b64_cbor: &str) -> Result<serde_json::Value, CallError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64_cbor)
-        .map_err(|e| format!("node sent invalid base64: {e}"))?;
-    let v: ciborium::Value = crate::encoding::from_cbor(&bytes)?;
-    serde_json::to_value(&v).map_err(|e| format!("result is not representable as JSON: {e}"))
+        .map_err(|e| CallError::Output(format!("node sent invalid base64: {e}")))?;
+    let v: ciborium::Value = crate::encoding::from_cbor(&bytes).map_err(CallError::Output)?;
+    serde_json::to_value(&v)
+        .map_err(|e| CallError::Output(format!("result is not representable as JSON: {e}")))
 }
 
 /// Encodes a call from a JSON body.
@@ -70,42 +104,35 @@ pub async fn submit(
     runtime: &str,
     call: &[u8],
     timeout: Duration,
-) -> Result<serde_json::Value, String> {
-    let req = serde_json::json!({ "tx": b64(call), "timeout_ms": timeout.as_millis() as u64 });
-    let (code, body) = request_with(
-        address,
-        "POST",
-        &format!("/api/v1/runtime/{runtime}/submit"),
-        Some(&req),
-    )
-    .await?;
-    let mut v: serde_json::Value =
-        serde_json::from_str(&body).map_err(|e| format!("node answered {code}: {e}: {body}"))?;
-    if code != 200 {
-        return Err(v["error"].as_str().unwrap_or(&body).to_string());
-    }
-    if let Some(out) = v["result"]["output"].as_str().map(str::to_string) {
-        v["result"]["output"] = cbor_to_json(&out)?;
+) -> Result<serde_json::Value, CallError> {
+    let req = api::RuntimeSubmit {
+        tx: b64(call),
+        timeout_ms: Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+    };
+    let answer = Client::new(address).runtime_submit(runtime, &req).await?;
+    let output = answer
+        .result
+        .output
+        .as_deref()
+        .map(cbor_to_json)
+        .transpose()?;
+    let mut v = serde_json::to_value(&answer).map_err(|e| CallError::Output(e.to_string()))?;
+    if let Some(out) = output {
+        v["result"]["output"] = out;
     }
     Ok(v)
 }
 
-/// Whether `e` says the node is not up yet (socket missing, runtime still starting): worth
-/// waiting for when the node was just started.
-fn not_ready(e: &str) -> bool {
-    e.starts_with("failed to connect") || e.contains(crate::host::supervisor::WAITING)
-}
-
 /// Retries `f` while the node is not ready, until `deadline`; says once what it waits for.
-async fn when_ready<T, F, Fut>(deadline: std::time::Instant, mut f: F) -> Result<T, String>
+async fn when_ready<T, F, Fut>(deadline: std::time::Instant, mut f: F) -> Result<T, CallError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
+    Fut: std::future::Future<Output = Result<T, CallError>>,
 {
     let mut said = false;
     loop {
         match f().await {
-            Err(e) if not_ready(&e) && std::time::Instant::now() < deadline => {
+            Err(e) if e.not_ready() && std::time::Instant::now() < deadline => {
                 if !said {
                     eprintln!("waiting for the node: {e}");
                     said = true;
@@ -117,10 +144,10 @@ where
     }
 }
 
-fn address(a: &Option<String>) -> Result<String, String> {
+fn address(a: &Option<String>) -> Result<String, CallError> {
     match a {
         Some(a) => Ok(a.clone()),
-        None => super::network::default_address(),
+        None => super::network::default_address().map_err(CallError::Input),
     }
 }
 
@@ -130,7 +157,7 @@ pub fn tx(cmd: TxCmd) -> i32 {
     let TxCmd::Submit { call, timeout } = cmd;
     let run = async {
         let addr = address(&call.address)?;
-        let raw = encode_call(&call.method, &call.body)?;
+        let raw = encode_call(&call.method, &call.body).map_err(CallError::Input)?;
         let timeout: Duration = timeout.into();
         let deadline = std::time::Instant::now() + timeout;
         when_ready(deadline, || submit(&addr, &call.runtime, &raw, timeout)).await
@@ -146,33 +173,20 @@ pub fn tx(cmd: TxCmd) -> i32 {
         }
         Err(e) => {
             eprintln!("error: tx submit: {e}");
-            if e.starts_with("failed to connect") {
-                128
-            } else {
-                1
-            }
+            e.exit_code()
         }
     }
 }
 
-async fn query_once(addr: &str, call: &CallArgs) -> Result<serde_json::Value, String> {
+async fn query_once(addr: &str, call: &CallArgs) -> Result<serde_json::Value, CallError> {
     let json: serde_json::Value = serde_json::from_str(&call.body)
-        .map_err(|e| format!("--body is not JSON ({e}): {}", call.body))?;
-    let args = crate::encoding::canonical_cbor(&json);
-    let req = serde_json::json!({ "method": call.method, "args": b64(&args) });
-    let (code, body) = request_with(
-        addr,
-        "POST",
-        &format!("/api/v1/runtime/{}/query", call.runtime),
-        Some(&req),
-    )
-    .await?;
-    let v: serde_json::Value =
-        serde_json::from_str(&body).map_err(|e| format!("node answered {code}: {e}: {body}"))?;
-    if code != 200 {
-        return Err(v["error"].as_str().unwrap_or(&body).to_string());
-    }
-    cbor_to_json(v["data"].as_str().unwrap_or_default())
+        .map_err(|e| CallError::Input(format!("--body is not JSON ({e}): {}", call.body)))?;
+    let req = api::RuntimeQuery {
+        method: call.method.clone(),
+        args: b64(&crate::encoding::canonical_cbor(&json)),
+    };
+    let answer = Client::new(addr).runtime_query(&call.runtime, &req).await?;
+    cbor_to_json(&answer.data)
 }
 
 /// `query`: prints the result as JSON (waits up to 30 s for a node that is still starting).
@@ -189,11 +203,7 @@ pub fn query(call: CallArgs) -> i32 {
         }
         Err(e) => {
             eprintln!("error: query: {e}");
-            if e.starts_with("failed to connect") {
-                128
-            } else {
-                1
-            }
+            e.exit_code()
         }
     }
 }

@@ -369,7 +369,7 @@ impl ChainApp for Chain {
     }
 
     fn commit(&self, block: &Proposed, cert: &CommitCert) -> Result<(), String> {
-        use super::crashpoint::{reached, Point};
+        use crate::crashpoint::{reached, Point};
         let mut i = self.lock();
         reached(Point::Decided, block.header.height);
         let (next, outcomes) = block.apply(&i.state)?;

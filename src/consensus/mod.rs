@@ -4,7 +4,6 @@
 
 pub use paratime_state::{address, block, crypto, roothash, state, validators};
 
-pub mod crashpoint;
 pub mod engine;
 
 /// The genesis document ([`paratime_state::genesis`]) and reading it from a file.

@@ -1,4 +1,5 @@
-//! A minimal client for the control API (used by `paratime-node control …`).
+//! The control API's client: [`Client`] speaks the typed API of [`super::api`]; errors carry the
+//! server's code, so callers decide on codes and HTTP status, never on message text.
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
@@ -32,6 +33,16 @@ pub async fn request_with(
     let stream = tokio::net::UnixStream::connect(&sock)
         .await
         .map_err(|e| format!("failed to connect to {}: {e}", sock.display()))?;
+    exchange(stream, method, path, json).await
+}
+
+/// One request on a connected stream: the HTTP status and the body.
+async fn exchange(
+    stream: tokio::net::UnixStream,
+    method: &str,
+    path: &str,
+    json: Option<&serde_json::Value>,
+) -> Result<(u16, String), String> {
     let io = hyper_util::rt::TokioIo::new(stream);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
@@ -63,4 +74,166 @@ pub async fn request_with(
         .map_err(|e| e.to_string())?
         .to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Why a control API call has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The address is not `unix:PATH`.
+    #[error("{0}")]
+    Address(String),
+    /// The socket cannot be reached (the node is not running, or not yet).
+    #[error("failed to connect to {}: {source}", path.display())]
+    Connect {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The connection broke.
+    #[error("{0}")]
+    Transport(String),
+    /// The node answered with an error.
+    #[error("{}", body.error)]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The error body.
+        body: super::api::ErrorBody,
+    },
+    /// The node's answer is not what the API says (an older or newer node, or not a node).
+    #[error("node answered {status}: {detail}")]
+    Malformed {
+        /// HTTP status.
+        status: u16,
+        /// What was wrong, with the body.
+        detail: String,
+    },
+}
+
+impl ClientError {
+    /// The node cannot be reached at all (exit status 128 in the CLI, as oasis-node).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            Self::Address(_) | Self::Connect { .. } | Self::Transport(_)
+        )
+    }
+
+    /// The node is not up yet: its socket is missing or its runtime is still starting. Worth
+    /// retrying for a node that was just started.
+    pub fn is_not_ready(&self) -> bool {
+        matches!(self, Self::Connect { .. }) || self.code() == Some(super::api::ErrorCode::NotReady)
+    }
+
+    /// The server's error code.
+    pub fn code(&self) -> Option<super::api::ErrorCode> {
+        match self {
+            Self::Api { body, .. } => Some(body.code),
+            _ => None,
+        }
+    }
+}
+
+/// A typed client of one node's control socket.
+#[derive(Clone, Debug)]
+pub struct Client {
+    address: String,
+}
+
+impl Client {
+    /// A client of the node at `address` (`unix:PATH` or a path).
+    pub fn new(address: impl Into<String>) -> Self {
+        Self {
+            address: address.into(),
+        }
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, ClientError> {
+        let sock = socket_path(&self.address).map_err(ClientError::Address)?;
+        let stream = tokio::net::UnixStream::connect(&sock)
+            .await
+            .map_err(|source| ClientError::Connect {
+                path: sock.clone(),
+                source,
+            })?;
+        let (status, text) = exchange(stream, method, path, body.as_ref())
+            .await
+            .map_err(ClientError::Transport)?;
+        if status != 200 {
+            return Err(match serde_json::from_str::<super::api::ErrorBody>(&text) {
+                Ok(body) => ClientError::Api { status, body },
+                Err(_) => ClientError::Malformed {
+                    status,
+                    detail: text,
+                },
+            });
+        }
+        serde_json::from_str(&text).map_err(|e| ClientError::Malformed {
+            status,
+            detail: format!("{e}: {text}"),
+        })
+    }
+
+    fn json(v: &impl serde::Serialize) -> Option<serde_json::Value> {
+        serde_json::to_value(v).ok()
+    }
+
+    /// The status document, as the node sent it.
+    pub async fn status(&self) -> Result<serde_json::Value, ClientError> {
+        self.call("GET", super::api::STATUS, None).await
+    }
+
+    /// Whether the node completed its initial sync.
+    pub async fn is_synced(&self) -> Result<super::api::IsSynced, ClientError> {
+        self.call("GET", super::api::IS_SYNCED, None).await
+    }
+
+    /// Asks the node to shut down.
+    pub async fn shutdown(&self) -> Result<super::api::Shutdown, ClientError> {
+        self.call("POST", super::api::SHUTDOWN, None).await
+    }
+
+    /// An account, with the chain context transactions are signed for.
+    pub async fn account(&self, address: &str) -> Result<super::api::AccountInfo, ClientError> {
+        self.call("GET", &super::api::account(address), None).await
+    }
+
+    /// Puts a signed consensus transaction in the node's mempool.
+    pub async fn submit(
+        &self,
+        req: &super::api::ConsensusSubmit,
+    ) -> Result<super::api::Submitted, ClientError> {
+        self.call("POST", super::api::CONSENSUS_SUBMIT, Self::json(req))
+            .await
+    }
+
+    /// Submits a ParaTime transaction and waits until its round is finalized.
+    pub async fn runtime_submit(
+        &self,
+        runtime: &str,
+        req: &super::api::RuntimeSubmit,
+    ) -> Result<super::api::RuntimeSubmitted, ClientError> {
+        self.call(
+            "POST",
+            &super::api::runtime_submit(runtime),
+            Self::json(req),
+        )
+        .await
+    }
+
+    /// Queries a ParaTime's finalized state.
+    pub async fn runtime_query(
+        &self,
+        runtime: &str,
+        req: &super::api::RuntimeQuery,
+    ) -> Result<super::api::RuntimeQueryResult, ClientError> {
+        self.call("POST", &super::api::runtime_query(runtime), Self::json(req))
+            .await
+    }
 }

@@ -5,10 +5,12 @@
 //! only reads status snapshots published by their owners and sends the shutdown request; it
 //! changes nothing else.
 
+pub mod api;
 pub mod client;
 
 use crate::host::launcher::Info as SandboxInfo;
 use crate::host::supervisor::RuntimeStatus;
+use api::ErrorCode;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -48,13 +50,22 @@ pub struct Status {
     /// Node keys.
     pub identity: IdentityStatus,
     /// Hosted runtimes by runtime ID.
-    pub runtimes: BTreeMap<String, RuntimeStatus>,
+    pub runtimes: BTreeMap<String, RuntimeEntry>,
     /// The sandbox launcher's report.
     pub sandbox: Option<SandboxInfo>,
     /// Self-confinement in force (null when disabled).
     pub confinement: Option<crate::system::confine::Report>,
     /// Bundles in `runtime.paths` that were refused at start (not hosted; the node runs on).
     pub bundles_refused: Vec<RefusedBundle>,
+    /// The consensus layer (without a genesis document: absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consensus: Option<api::ConsensusStatus>,
+    /// libp2p.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p2p: Option<crate::p2p::Status>,
+    /// Registration (validators and compute nodes with an entity).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration: Option<crate::worker::registration::Status>,
 }
 
 /// What the server reads.
@@ -106,202 +117,346 @@ fn validator_peer_ids(v: &crate::consensus::engine::View) -> std::collections::B
         .collect()
 }
 
-fn consensus_json(
+fn consensus_status(
     v: &crate::consensus::engine::View,
     p: &paratime_bft::engine::Progress,
-) -> serde_json::Value {
+) -> api::ConsensusStatus {
     let validator_peers = validator_peer_ids(v);
-    serde_json::json!({
-        "status": if v.synced { "ready" } else { "syncing" },
-        "backend": "malachite",
-        "latest_height": v.state.height,
-        "latest_hash": hex::encode(v.latest_hash),
-        "latest_time": rfc3339_ms(v.latest_time_ms),
-        "latest_epoch": v.state.epoch,
-        "latest_state_root": hex::encode(v.state.root()),
-        "genesis_height": 0,
-        "chain_context": v.state.chain_context,
-        "is_validator": v.is_validator,
-        // The height being decided, its round, how far this node has gone in it, and the
-        // round's proposer (oasis shows none of these; CometBFT's own RPC does).
-        "current_height": p.height,
-        "current_round": p.round,
-        "current_step": p.step.as_str(),
-        "current_proposer": p.proposer.map(|k| k.to_string()),
-        // As oasis: `consensus.p2p.peers` are "<peer ID>@<address>" strings.
-        "p2p": {
-            "num_peers": p.peers.len(),
-            "num_validator_peers": p.peers.iter().filter(|x| validator_peers.contains(&x.peer_id)).count(),
-            "peers": p.peers.iter().map(|x| format!("{}@{}", x.peer_id, x.address)).collect::<Vec<_>>(),
+    api::ConsensusStatus {
+        status: if v.synced {
+            api::Readiness::Ready
+        } else {
+            api::Readiness::Syncing
         },
-        "validators": v.state.validators.validators.iter().map(|x| serde_json::json!({
-            "id": x.consensus_id.to_string(),
-            "entity_id": x.entity_id.to_string(),
-            "node_id": x.node_id.map(|n| n.to_string()),
-            "voting_power": x.voting_power,
-        })).collect::<Vec<_>>(),
-        "total_voting_power": v.state.validators.total_power(),
-        "last_commit": {
-            "round": v.last_commit_round,
-            "signers": v.last_commit_signers.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+        backend: "malachite".into(),
+        latest_height: v.state.height,
+        latest_hash: hex::encode(v.latest_hash),
+        latest_time: rfc3339_ms(v.latest_time_ms),
+        latest_epoch: v.state.epoch,
+        latest_state_root: hex::encode(v.state.root()),
+        genesis_height: 0,
+        chain_context: v.state.chain_context.clone(),
+        is_validator: v.is_validator,
+        current_height: p.height,
+        current_round: p.round,
+        current_step: p.step.as_str().into(),
+        current_proposer: p.proposer.map(|k| k.to_string()),
+        p2p: api::ConsensusPeers {
+            num_peers: p.peers.len(),
+            num_validator_peers: p
+                .peers
+                .iter()
+                .filter(|x| validator_peers.contains(&x.peer_id))
+                .count(),
+            peers: p
+                .peers
+                .iter()
+                .map(|x| format!("{}@{}", x.peer_id, x.address))
+                .collect(),
         },
-        "finality_ms": { "p50": v.finality_ms.0, "p99": v.finality_ms.1 },
-        "block_interval_ms": v.block_interval_ms,
-        "evidence": v.evidence.iter().map(|(h, who, what)| serde_json::json!({
-            "height": h, "offender": who.to_string(), "what": what,
-        })).collect::<Vec<_>>(),
-    })
+        validators: v
+            .state
+            .validators
+            .validators
+            .iter()
+            .map(|x| api::ValidatorStatus {
+                id: x.consensus_id.to_string(),
+                entity_id: x.entity_id.to_string(),
+                node_id: x.node_id.map(|n| n.to_string()),
+                voting_power: x.voting_power,
+            })
+            .collect(),
+        total_voting_power: v.state.validators.total_power(),
+        last_commit: api::LastCommit {
+            round: v.last_commit_round,
+            signers: v
+                .last_commit_signers
+                .iter()
+                .map(|k| k.to_string())
+                .collect(),
+        },
+        finality_ms: api::Percentiles {
+            p50: v.finality_ms.0,
+            p99: v.finality_ms.1,
+        },
+        block_interval_ms: v.block_interval_ms,
+        evidence: v
+            .evidence
+            .iter()
+            .map(|(h, who, what)| api::Evidence {
+                height: *h,
+                offender: who.to_string(),
+                what: what.clone(),
+            })
+            .collect(),
+    }
 }
 
+/// One hosted runtime in the status: the host's view, and the consensus layer's when the node
+/// runs one.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuntimeEntry {
+    /// The bundle's runtime descriptor.
+    pub descriptor: Option<serde_json::Value>,
+    /// `sandboxed`, `unconfined`.
+    pub provisioner: String,
+    /// The bundle's components.
+    pub components: Vec<crate::host::supervisor::ComponentStatus>,
+    /// Committee readiness and versions, plus roles from the consensus state.
+    pub committee: CommitteeEntry,
+    /// The sandbox.
+    pub sandbox: crate::host::supervisor::SandboxStatus,
+    /// State root of the latest round (the consensus layer's, else the host's).
+    pub latest_state_root: String,
+    /// Latest round in the consensus state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest_round: Option<u64>,
+    /// Hash of its block (hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest_hash: Option<String>,
+    /// The runtime's rounds in the consensus state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roothash: Option<api::RoothashStatus>,
+    /// The runtime worker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<crate::worker::compute::Status>,
+}
+
+/// `runtimes.<id>.committee`.
+#[derive(Clone, Debug, Serialize)]
+pub struct CommitteeEntry {
+    /// The host's part.
+    #[serde(flatten)]
+    pub host: crate::host::supervisor::CommitteeStatus,
+    /// The consensus layer's part.
+    #[serde(flatten)]
+    pub chain: Option<api::CommitteeChain>,
+}
+
+impl RuntimeEntry {
+    fn of(host: RuntimeStatus) -> Self {
+        let RuntimeStatus {
+            descriptor,
+            provisioner,
+            components,
+            committee,
+            sandbox,
+            latest_state_root,
+        } = host;
+        Self {
+            descriptor,
+            provisioner,
+            components,
+            committee: CommitteeEntry {
+                host: committee,
+                chain: None,
+            },
+            sandbox,
+            latest_state_root,
+            latest_round: None,
+            latest_hash: None,
+            roothash: None,
+            worker: None,
+        }
+    }
+
+    /// Adds what the consensus layer and the runtime worker say of `rid`.
+    fn add_chain(
+        &mut self,
+        rid: &crate::bundle::RuntimeId,
+        view: &crate::consensus::engine::View,
+        node: &crate::consensus::crypto::PublicKey,
+        worker: Option<&crate::worker::compute::Handle>,
+    ) {
+        let (executor_roles, scheduler_rank) = view.state.committee_roles(rid, node);
+        let chain = view.state.roothash.get(rid);
+        let ws = worker.map(|w| w.status.borrow().clone());
+        self.committee.chain = Some(api::CommitteeChain {
+            executor_roles,
+            scheduler_rank,
+            latest_height: view.state.height,
+            epoch: view.state.epoch,
+            members: view.state.committees.get(rid).map(|c| c.members.clone()),
+            liveness: chain.map(|c| c.liveness.get(node).cloned().unwrap_or_default()),
+            latest_round: ws.as_ref().map(|w| w.latest_round),
+        });
+        if let Some(chain) = chain {
+            self.latest_round = Some(chain.block.round);
+            self.latest_hash = Some(hex::encode(chain.block.hash()));
+            self.latest_state_root = hex::encode(chain.block.state_root);
+            self.roothash = Some(api::RoothashStatus {
+                rounds_finalized: chain.rounds_finalized,
+                rounds_failed: chain.rounds_failed,
+                discrepancies: chain.discrepancies,
+                pool: api::PoolStatus {
+                    round: chain.block.round.saturating_add(1),
+                    commitments: chain.pool.commits.len(),
+                    discrepancy: chain.pool.discrepancy,
+                    timeout_at: chain.pool.timeout_at,
+                },
+            });
+        }
+        self.worker = ws;
+    }
+}
+
+/// The status document. It is sent with its keys sorted (through `serde_json::Value`), as it
+/// always was.
 async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
     use crate::consensus::engine::Backend;
     let mut st = s.base.clone();
     for (id, rx) in &s.runtimes {
-        st.runtimes.insert(id.clone(), rx.borrow().clone());
+        st.runtimes
+            .insert(id.clone(), RuntimeEntry::of(rx.borrow().clone()));
     }
-    let mut v = serde_json::to_value(&st).unwrap_or_default();
     if let Some(c) = &s.network.consensus {
         let view = c.view().borrow().clone();
-        v["consensus"] = consensus_json(&view, &c.progress());
-        if let Some(runtimes) = v["runtimes"].as_object_mut() {
-            for (id, rt) in runtimes.iter_mut() {
-                let Ok(rid) = id.parse::<crate::bundle::RuntimeId>() else {
-                    continue;
-                };
-                let (roles, rank) = view.state.committee_roles(&rid, &s.node_id);
-                rt["committee"]["executor_roles"] = serde_json::json!(roles);
-                rt["committee"]["scheduler_rank"] = serde_json::json!(rank);
-                rt["committee"]["latest_height"] = serde_json::json!(view.state.height);
-                rt["committee"]["epoch"] = serde_json::json!(view.state.epoch);
-                if let Some(c) = view.state.committees.get(&rid) {
-                    rt["committee"]["members"] =
-                        serde_json::to_value(&c.members).unwrap_or_default();
-                }
-                if let Some(chain) = view.state.roothash.get(&rid) {
-                    rt["latest_round"] = serde_json::json!(chain.block.round);
-                    rt["latest_hash"] = serde_json::json!(hex::encode(chain.block.hash()));
-                    rt["latest_state_root"] =
-                        serde_json::json!(hex::encode(chain.block.state_root));
-                    rt["roothash"] = serde_json::json!({
-                        "rounds_finalized": chain.rounds_finalized,
-                        "rounds_failed": chain.rounds_failed,
-                        "discrepancies": chain.discrepancies,
-                        "pool": {
-                            "round": chain.block.round + 1,
-                            "commitments": chain.pool.commits.len(),
-                            "discrepancy": chain.pool.discrepancy,
-                            "timeout_at": chain.pool.timeout_at,
-                        },
-                    });
-                    rt["committee"]["liveness"] = serde_json::to_value(
-                        chain.liveness.get(&s.node_id).cloned().unwrap_or_default(),
-                    )
-                    .unwrap_or_default();
-                }
-                if let Some(w) = s.network.workers.get(&rid) {
-                    let ws = w.status.borrow().clone();
-                    rt["committee"]["latest_round"] = serde_json::json!(ws.latest_round);
-                    rt["worker"] = serde_json::to_value(&ws).unwrap_or_default();
-                }
+        st.consensus = Some(consensus_status(&view, &c.progress()));
+        for (id, rt) in st.runtimes.iter_mut() {
+            if let Ok(rid) = id.parse::<crate::bundle::RuntimeId>() {
+                rt.add_chain(&rid, &view, &s.node_id, s.network.workers.get(&rid));
             }
         }
     }
-    if let Some(p) = &s.network.p2p {
-        v["p2p"] = serde_json::to_value(&*p.borrow()).unwrap_or_default();
+    st.p2p = s.network.p2p.as_ref().map(|p| p.borrow().clone());
+    st.registration = s.network.registration.as_ref().map(|r| r.borrow().clone());
+    Json(serde_json::to_value(&st).unwrap_or_default())
+}
+
+/// An error reply: the code's HTTP status and an [`api::ErrorBody`].
+#[derive(Debug)]
+pub struct ApiError {
+    code: ErrorCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(code: ErrorCode, message: impl std::fmt::Display) -> Self {
+        Self {
+            code,
+            message: message.to_string(),
+        }
     }
-    if let Some(r) = &s.network.registration {
-        v["registration"] = serde_json::to_value(&*r.borrow()).unwrap_or_default();
+}
+
+impl axum::response::IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = api::ErrorBody {
+            error: self.message,
+            code: self.code,
+        };
+        (status, Json(body)).into_response()
     }
-    Json(v)
 }
 
-/// A JSON reply with its HTTP status.
-type Reply = (StatusCode, Json<serde_json::Value>);
-
-fn ok(v: serde_json::Value) -> Reply {
-    (StatusCode::OK, Json(v))
+impl From<crate::worker::compute::SubmitError> for ApiError {
+    fn from(e: crate::worker::compute::SubmitError) -> Self {
+        use crate::worker::compute::SubmitError as E;
+        let code = match &e {
+            E::Stopped | E::ShuttingDown => ErrorCode::ShuttingDown,
+            E::Timeout(_) => ErrorCode::Timeout,
+            E::NotRunning => ErrorCode::NotReady,
+            E::CheckFailed(_) => ErrorCode::Unavailable,
+            E::Rejected(_) => ErrorCode::Rejected,
+        };
+        Self::new(code, e)
+    }
 }
 
-fn fail(code: StatusCode, message: impl std::fmt::Display) -> Reply {
-    (
-        code,
-        Json(serde_json::json!({ "error": message.to_string() })),
-    )
+impl From<crate::worker::compute::QueryError> for ApiError {
+    fn from(e: crate::worker::compute::QueryError) -> Self {
+        use crate::worker::compute::QueryError as E;
+        let code = match &e {
+            E::NotRunning => ErrorCode::NotReady,
+            E::Runtime(_) => ErrorCode::Rejected,
+            E::Failed(_) => ErrorCode::Unavailable,
+        };
+        Self::new(code, e)
+    }
 }
 
-fn decode_b64(v: &serde_json::Value, what: &str) -> Result<Vec<u8>, Reply> {
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// Parses a JSON request body.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("request body: {e}")))
+}
+
+fn decode_b64(v: &str, what: &str) -> Result<Vec<u8>, ApiError> {
     use base64::Engine;
-    v.as_str()
-        .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok())
-        .ok_or_else(|| {
-            fail(
-                StatusCode::BAD_REQUEST,
+    base64::engine::general_purpose::STANDARD
+        .decode(v)
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::BadRequest,
                 format!("expected \"{what}\": base64 CBOR"),
             )
         })
 }
 
-async fn submit(State(s): State<ControlState>, Json(req): Json<serde_json::Value>) -> Reply {
+fn consensus(s: &ControlState, what: &str) -> Result<crate::consensus::engine::Handle, ApiError> {
+    s.network
+        .consensus
+        .clone()
+        .ok_or_else(|| ApiError::new(ErrorCode::NoConsensus, what))
+}
+
+async fn submit(
+    State(s): State<ControlState>,
+    body: axum::body::Bytes,
+) -> ApiResult<api::Submitted> {
     use crate::consensus::engine::Backend;
-    let Some(c) = &s.network.consensus else {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            "this node runs no consensus (empty genesis)",
-        );
-    };
-    let bytes = match decode_b64(&req["tx"], "tx") {
-        Ok(b) => b,
-        Err(e) => return e,
-    };
-    let tx: crate::consensus::crypto::Signed = match crate::encoding::from_cbor(&bytes) {
-        Ok(t) => t,
-        Err(e) => return fail(StatusCode::BAD_REQUEST, e),
-    };
+    let c = consensus(&s, "this node runs no consensus (empty genesis)")?;
+    let req: api::ConsensusSubmit = parse(&body)?;
+    let bytes = decode_b64(&req.tx, "tx")?;
+    let tx: crate::consensus::crypto::Signed =
+        crate::encoding::from_cbor(&bytes).map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
     let hash = hex::encode(crate::encoding::hash_of(&tx));
-    match c.submit(tx) {
-        Ok(()) => ok(serde_json::json!({ "hash": hash })),
-        Err(e) => fail(StatusCode::SERVICE_UNAVAILABLE, e),
-    }
+    c.submit(tx)
+        .map_err(|e| ApiError::new(ErrorCode::Unavailable, e))?;
+    Ok(Json(api::Submitted { hash }))
 }
 
 async fn account(
     State(s): State<ControlState>,
     axum::extract::Path(addr): axum::extract::Path<String>,
-) -> Reply {
+) -> ApiResult<api::AccountInfo> {
     use crate::consensus::engine::Backend;
-    let Some(c) = &s.network.consensus else {
-        return fail(StatusCode::BAD_REQUEST, "this node runs no consensus");
-    };
-    let a: crate::consensus::address::Address = match addr.parse() {
-        Ok(a) => a,
-        Err(e) => return fail(StatusCode::BAD_REQUEST, e),
-    };
+    let c = consensus(&s, "this node runs no consensus")?;
+    let a: crate::consensus::address::Address = addr
+        .parse()
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
     let view = c.view().borrow().clone();
-    let acct = view.state.account(&a);
     let entity = view
         .state
         .entities
         .values()
-        .find(|e| crate::consensus::address::Address::from_public_key(&e.id) == a);
-    ok(serde_json::json!({
-        "address": a.to_string(),
-        "account": acct,
-        "height": view.state.height,
-        "epoch": view.state.epoch,
-        "chain_id": view.state.genesis.chain_id,
-        "chain_context": view.state.chain_context,
-        "entity": entity,
-        "required_stake": entity.map(|e| view.state.required_stake(&e.id, None)),
+        .find(|e| crate::consensus::address::Address::from_public_key(&e.id) == a)
+        .cloned();
+    Ok(Json(api::AccountInfo {
+        address: a.to_string(),
+        account: view.state.account(&a),
+        height: view.state.height,
+        epoch: view.state.epoch,
+        chain_id: view.state.genesis.chain_id.clone(),
+        chain_context: view.state.chain_context.clone(),
+        required_stake: entity
+            .as_ref()
+            .map(|e| view.state.required_stake(&e.id, None)),
+        entity,
     }))
 }
 
-fn worker(s: &ControlState, rid: &str) -> Result<crate::worker::compute::Handle, Reply> {
+fn worker(s: &ControlState, rid: &str) -> Result<crate::worker::compute::Handle, ApiError> {
     let id: crate::bundle::RuntimeId = rid
         .parse()
-        .map_err(|e: crate::bundle::RuntimeIdError| fail(StatusCode::BAD_REQUEST, e))?;
+        .map_err(|e: crate::bundle::RuntimeIdError| ApiError::new(ErrorCode::BadRequest, e))?;
     s.network.workers.get(&id).cloned().ok_or_else(|| {
-        fail(
-            StatusCode::NOT_FOUND,
+        ApiError::new(
+            ErrorCode::UnknownRuntime,
             format!("runtime {id} is not served by this node (it must be in runtime.paths and registered in the genesis document)"),
         )
     })
@@ -314,69 +469,62 @@ fn cbor_b64(v: &ciborium::Value) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
-/// `POST /api/v1/runtime/{id}/submit {"tx": b64 call, "timeout_ms"?}`: checks, gossips and
-/// waits until the transaction is finalized.
+/// `POST /api/v1/runtime/{id}/submit`: checks, gossips and waits until the transaction is
+/// finalized.
 async fn runtime_submit(
     State(s): State<ControlState>,
     axum::extract::Path(rid): axum::extract::Path<String>,
-    Json(req): Json<serde_json::Value>,
-) -> Reply {
-    let (w, tx) = match worker(&s, &rid).and_then(|w| Ok((w, decode_b64(&req["tx"], "tx")?))) {
-        Ok(x) => x,
-        Err(e) => return e,
-    };
-    let timeout = std::time::Duration::from_millis(req["timeout_ms"].as_u64().unwrap_or(60_000));
-    match w.submit(tx, timeout).await {
-        Ok(o) => ok(serde_json::json!({
-            "hash": o.hash,
-            "round": o.round,
-            "index": o.index,
-            "result": {
-                "error": o.result.error,
-                "output": o.result.output.as_ref().map(cbor_b64),
-            },
-        })),
-        Err(e) => fail(StatusCode::UNPROCESSABLE_ENTITY, e),
-    }
+    body: axum::body::Bytes,
+) -> ApiResult<api::RuntimeSubmitted> {
+    let w = worker(&s, &rid)?;
+    let req: api::RuntimeSubmit = parse(&body)?;
+    let tx = decode_b64(&req.tx, "tx")?;
+    let timeout = std::time::Duration::from_millis(req.timeout_ms.unwrap_or(60_000));
+    let o = w.submit(tx, timeout).await?;
+    Ok(Json(api::RuntimeSubmitted {
+        hash: o.hash,
+        round: o.round,
+        index: o.index,
+        result: api::TxResultBody {
+            error: o.result.error,
+            output: o.result.output.as_ref().map(cbor_b64),
+        },
+    }))
 }
 
-/// `POST /api/v1/runtime/{id}/query {"method", "args": b64 CBOR}` on the finalized state.
+/// `POST /api/v1/runtime/{id}/query` on the finalized state.
 async fn runtime_query(
     State(s): State<ControlState>,
     axum::extract::Path(rid): axum::extract::Path<String>,
-    Json(req): Json<serde_json::Value>,
-) -> Reply {
-    let (w, args) = match worker(&s, &rid).and_then(|w| Ok((w, decode_b64(&req["args"], "args")?)))
-    {
-        Ok(x) => x,
-        Err(e) => return e,
-    };
-    let Some(method) = req["method"].as_str() else {
-        return fail(StatusCode::BAD_REQUEST, "expected \"method\"");
-    };
-    let args: ciborium::Value = match crate::encoding::from_cbor(&args) {
-        Ok(a) => a,
-        Err(e) => return fail(StatusCode::BAD_REQUEST, format!("args: {e}")),
-    };
-    match w.query(method, args).await {
-        Ok((round, data)) => ok(serde_json::json!({ "round": round, "data": cbor_b64(&data) })),
-        Err(e) => fail(StatusCode::UNPROCESSABLE_ENTITY, e),
-    }
+    body: axum::body::Bytes,
+) -> ApiResult<api::RuntimeQueryResult> {
+    let w = worker(&s, &rid)?;
+    let req: api::RuntimeQuery = parse(&body)?;
+    let args = decode_b64(&req.args, "args")?;
+    let args: ciborium::Value = crate::encoding::from_cbor(&args)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("args: {e}")))?;
+    let (round, data) = w.query(&req.method, args).await?;
+    Ok(Json(api::RuntimeQueryResult {
+        round,
+        data: cbor_b64(&data),
+    }))
 }
 
-async fn is_synced(State(s): State<ControlState>) -> Json<serde_json::Value> {
+async fn is_synced(State(s): State<ControlState>) -> Json<api::IsSynced> {
     use crate::consensus::engine::Backend;
     let synced = match &s.network.consensus {
         Some(c) => c.view().borrow().synced,
         None => *s.synced.borrow(),
     };
-    Json(serde_json::json!({ "synced": synced }))
+    Json(api::IsSynced { synced })
 }
 
-async fn shutdown(State(s): State<ControlState>) -> Json<serde_json::Value> {
+async fn shutdown(State(s): State<ControlState>) -> Json<api::Shutdown> {
     log::info!(target: "control", "shutdown requested through the control API");
     s.shutdown.cancel();
-    Json(serde_json::json!({ "shutdown": "requested" }))
+    Json(api::Shutdown {
+        shutdown: "requested".into(),
+    })
 }
 
 /// Bounds on the control socket's clients: a local process that opens connections and never
@@ -415,7 +563,7 @@ impl Default for Limits {
 /// The reply to a connection over the limit (the request is not read).
 fn overloaded_reply(limit: usize) -> Vec<u8> {
     let body = format!(
-        "{{\"error\":\"too many control connections (limit {limit}): try again shortly\"}}"
+        "{{\"error\":\"too many control connections (limit {limit}): try again shortly\",\"code\":\"unavailable\"}}"
     );
     format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
@@ -468,18 +616,18 @@ async fn bounded_body(
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some();
             return if too_large {
-                fail(
-                    StatusCode::PAYLOAD_TOO_LARGE,
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
                     format!("request body larger than {} bytes", limits.max_body),
                 )
             } else {
-                fail(StatusCode::BAD_REQUEST, "request body could not be read")
+                ApiError::new(ErrorCode::BadRequest, "request body could not be read")
             }
             .into_response();
         }
         Err(_) => {
-            return fail(
-                StatusCode::REQUEST_TIMEOUT,
+            return ApiError::new(
+                ErrorCode::RequestTimeout,
                 format!(
                     "request body not received within {}",
                     humantime::format_duration(limits.body_read_timeout)
@@ -497,10 +645,10 @@ async fn bounded_body(
 
 fn router(state: ControlState, limits: Limits) -> Router {
     Router::new()
-        .route("/api/v1/status", get(status))
-        .route("/api/v1/is-synced", get(is_synced))
-        .route("/api/v1/shutdown", post(shutdown))
-        .route("/api/v1/consensus/submit", post(submit))
+        .route(api::STATUS, get(status))
+        .route(api::IS_SYNCED, get(is_synced))
+        .route(api::SHUTDOWN, post(shutdown))
+        .route(api::CONSENSUS_SUBMIT, post(submit))
         .route("/api/v1/consensus/account/{addr}", get(account))
         .route("/api/v1/runtime/{id}/submit", post(runtime_submit))
         .route("/api/v1/runtime/{id}/query", post(runtime_query))
@@ -627,6 +775,9 @@ mod tests {
                 sandbox: None,
                 confinement: None,
                 bundles_refused: Vec::new(),
+                consensus: None,
+                p2p: None,
+                registration: None,
             },
             runtimes: Vec::new(),
             synced: watch::channel(true).1,
@@ -759,5 +910,92 @@ mod tests {
             .expect("server stops")
             .expect("join")
             .expect("serve");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn errors_carry_a_code_and_its_status_and_the_client_acts_on_them() {
+        use client::{Client, ClientError};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("internal.sock");
+        let std_listener = bind_std(&path).expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let listener = tokio::net::UnixListener::from_std(std_listener).expect("listener");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(serve(listener, state(), stop.clone()));
+        let c = Client::new(path.to_str().expect("utf8"));
+        let api_error = |r: Result<_, ClientError>| match r {
+            Err(ClientError::Api { status, body }) => (status, body.code),
+            Err(e) => panic!("not an API error: {e:?}"),
+            Ok::<(), _>(()) => panic!("accepted"),
+        };
+        // No consensus on this node.
+        let r = c.submit(&api::ConsensusSubmit { tx: "AA==".into() }).await;
+        assert_eq!(api_error(r.map(|_| ())), (400, ErrorCode::NoConsensus));
+        let r = c
+            .account("oasis1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq")
+            .await;
+        assert_eq!(api_error(r.map(|_| ())), (400, ErrorCode::NoConsensus));
+        // A runtime this node does not serve, and a runtime ID that is not one.
+        let rid = "00".repeat(32);
+        let q = api::RuntimeQuery {
+            method: "kv.Get".into(),
+            args: "oA==".into(),
+        };
+        let r = c.runtime_query(&rid, &q).await;
+        assert_eq!(api_error(r.map(|_| ())), (404, ErrorCode::UnknownRuntime));
+        let r = c.runtime_query("not-hex", &q).await;
+        assert_eq!(api_error(r.map(|_| ())), (400, ErrorCode::BadRequest));
+        // A body that is not the request's type.
+        let (code, body) = client::request_with(
+            path.to_str().expect("utf8"),
+            "POST",
+            &api::runtime_submit(&rid),
+            Some(&serde_json::json!({ "tx": 5 })),
+        )
+        .await
+        .expect("request");
+        let body: api::ErrorBody = serde_json::from_str(&body).expect("error body");
+        // The runtime lookup comes first.
+        assert_eq!((code, body.code), (404, ErrorCode::UnknownRuntime));
+        // The typed answers.
+        assert!(c.is_synced().await.expect("is-synced").synced);
+        let st = c.status().await.expect("status");
+        assert_eq!(st["mode"], "client");
+        assert!(
+            st.get("consensus").is_none(),
+            "consensus shown without one: {st}"
+        );
+        stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(7), server).await;
+        // A node that is not there: unreachable and worth waiting for; not an API error.
+        let e = Client::new(dir.path().join("gone.sock").to_str().expect("utf8"))
+            .is_synced()
+            .await
+            .expect_err("connected to nothing");
+        assert!(
+            e.is_unreachable() && e.is_not_ready() && e.code().is_none(),
+            "{e:?}"
+        );
+        assert!(e.to_string().starts_with("failed to connect to "), "{e}");
+    }
+
+    #[test]
+    fn not_ready_is_told_by_code_not_by_message() {
+        use client::ClientError;
+        let api = |code, error: &str| ClientError::Api {
+            status: code_status(code),
+            body: api::ErrorBody {
+                error: error.into(),
+                code,
+            },
+        };
+        fn code_status(c: ErrorCode) -> u16 {
+            c.http_status()
+        }
+        // The message says "waiting" but the code says rejected: not retried.
+        let e = api(ErrorCode::Rejected, "waiting for hosted runtime provision");
+        assert!(!e.is_not_ready() && !e.is_unreachable());
+        let e = api(ErrorCode::NotReady, "anything");
+        assert!(e.is_not_ready() && !e.is_unreachable());
     }
 }

@@ -91,7 +91,7 @@ pub fn sandbox_args(executable: &Path) -> Result<(Vec<OsString>, Vec<std::path::
     a.push(executable.as_os_str().to_owned());
     a.push("/entrypoint".into());
     let mut libs = Vec::new();
-    let deps = super::elf::dependencies(executable)
+    let deps = crate::bundle::elf::dependencies(executable)
         .map_err(|e| format!("executable {} refused: {e}", executable.display()))?;
     for (inside, real) in deps {
         a.push("--ro-bind".into());

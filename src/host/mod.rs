@@ -7,7 +7,6 @@
 
 pub mod bwrap;
 pub mod cgroup;
-pub mod elf;
 pub mod launcher;
 pub mod limits;
 pub mod rhp;

@@ -598,8 +598,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                 .join("consensus.wal"),
             network_secret: p.id.key(KeyKind::P2p).to_bytes(),
         };
-        crate::consensus::crashpoint::init(Path::new(&cfg.common.data_dir))
-            .map_err(NodeError::Other)?;
+        crate::crashpoint::init(Path::new(&cfg.common.data_dir)).map_err(NodeError::Other)?;
         let handle = crate::consensus::engine::start(
             &net.genesis,
             net.store.clone(),
@@ -735,6 +734,9 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             sandbox: Some(p.info),
             confinement: p.confinement,
             bundles_refused: p.bundles_refused,
+            consensus: None,
+            p2p: None,
+            registration: None,
         },
         runtimes: channels.clone(),
         synced: synced_rx,

@@ -6,8 +6,6 @@
 //! events. It never changes consensus state.
 
 use crate::bundle::RuntimeId;
-use crate::consensus::crypto::{PublicKey, Signed};
-use crate::consensus::roothash::ExecutedBatch;
 use crate::storage::Store;
 use libp2p::futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -15,6 +13,8 @@ use libp2p::{
     gossipsub, identify, identity, kad, ping, request_response, Multiaddr, PeerId, StreamProtocol,
     Swarm,
 };
+use paratime_state::crypto::{PublicKey, Signed};
+use paratime_state::roothash::ExecutedBatch;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -66,7 +66,7 @@ pub struct RuntimeTxs {
 /// What the committee topic carries.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum CommitteeMessage {
-    /// A signed [`crate::consensus::roothash::Proposal`].
+    /// A signed [`paratime_state::roothash::Proposal`].
     Proposal(Signed),
     /// A member's executed batch.
     Executed(Box<ExecutedBatch>),

@@ -10,12 +10,12 @@
 //!
 //! The P2P key's other use, the libp2p transport identity, stays with the network layers.
 
-use crate::consensus::address::Address;
-use crate::consensus::crypto::{self, MultiSigned, PublicKey, Signature, SignatureBytes, Signed};
-use crate::consensus::state::{Fee, NodeDescriptor, State, Transaction};
 use crate::storage::{SignOnce, Store};
 use ed25519_dalek::SigningKey;
+use paratime_state::address::Address;
+use paratime_state::crypto::{self, MultiSigned, PublicKey, Signature, SignatureBytes, Signed};
 use paratime_state::signing::{message_digest, KeyRole, SignError, Slot, SlotSigner};
+use paratime_state::state::{Fee, NodeDescriptor, State, Transaction};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 
@@ -173,7 +173,7 @@ impl SlotSigner for Signer {
                 message: e.to_string(),
             })?;
         if let (KeyRole::Consensus, Slot::Consensus { height, step, .. }) = (role, slot) {
-            use crate::consensus::crashpoint::{reached, Point};
+            use crate::crashpoint::{reached, Point};
             match step {
                 paratime_state::signing::Step::Prevote => reached(Point::Prevote, *height),
                 paratime_state::signing::Step::Precommit => reached(Point::Precommit, *height),
@@ -318,16 +318,16 @@ mod tests {
             id: s.public_key(KeyRole::Node),
             entity_id: s.public_key(KeyRole::Node),
             expiration: 2,
-            p2p: crate::consensus::state::P2pInfo {
+            p2p: paratime_state::state::P2pInfo {
                 id: s.p2p_public_key(),
                 addresses: vec!["127.0.0.1:1".into()],
             },
-            consensus: crate::consensus::state::ConsensusInfo {
+            consensus: paratime_state::state::ConsensusInfo {
                 id: s.public_key(KeyRole::Consensus),
                 addresses: Vec::new(),
             },
             runtimes: Vec::new(),
-            roles: crate::consensus::state::ROLE_VALIDATOR,
+            roles: paratime_state::state::ROLE_VALIDATOR,
             software_version: String::new(),
         };
         let signed = s.descriptor(&desc);

@@ -3,11 +3,11 @@
 //! to an older binary (a NixOS generation switch) cannot corrupt it.
 
 use crate::bundle::RuntimeId;
-use crate::consensus::block::{CommitCert, Proposed};
-use crate::consensus::crypto::PublicKey;
-use crate::consensus::roothash::{BlockHeader, Event, ExecutedBatch, LastSigned};
-use crate::consensus::state::State;
 use crate::encoding::Hash;
+use paratime_state::block::{CommitCert, Proposed};
+use paratime_state::crypto::PublicKey;
+use paratime_state::roothash::{BlockHeader, Event, ExecutedBatch, LastSigned};
+use paratime_state::state::State;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

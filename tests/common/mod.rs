@@ -13,6 +13,11 @@ pub fn node_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_paratime-node"))
 }
 
+/// The developer tooling (`localnet`, `bench`).
+pub fn dev_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_paratime-dev"))
+}
+
 /// The sample ParaTime, built next to the node binary by the workspace build.
 pub fn kvstore_bin() -> PathBuf {
     let p = node_bin()

@@ -2,7 +2,7 @@
 //! control socket, each waiting for its round to be finalized, and reports throughput and
 //! submit → finalized latency, with a progress bar on a terminal.
 
-use super::paratime::{encode_call, submit};
+use paratime_node::cli::paratime::{encode_call, submit};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,7 +56,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn roothash(address: &str, runtime: &str) -> Option<serde_json::Value> {
-    let (code, body) = crate::control::client::request(address, "GET", "/api/v1/status")
+    let (code, body) = paratime_node::control::client::request(address, "GET", "/api/v1/status")
         .await
         .ok()?;
     if code != 200 {
@@ -153,7 +153,7 @@ pub async fn run(
                     Err(e) => {
                         errors.fetch_add(1, Ordering::Relaxed);
                         if let Ok(mut le) = last_error.lock() {
-                            *le = e;
+                            *le = e.to_string();
                         }
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }

@@ -2,12 +2,12 @@
 //! nodes and a client node, each a separate `paratime-node` process with its own data dir, keys, ports and
 //! config.yml in the oasis format — running until SIGINT/SIGTERM.
 
-use super::network::{entity_key, write_entity};
-use crate::bundle::{self, RuntimeId};
-use crate::consensus::address::Address;
-use crate::consensus::crypto::PublicKey;
-use crate::consensus::state::Entity;
-use crate::identity::{Identity, KeyKind};
+use paratime_node::bundle::{self, RuntimeId};
+use paratime_node::cli::network::{entity_key, write_entity};
+use paratime_node::consensus::address::Address;
+use paratime_node::consensus::crypto::PublicKey;
+use paratime_node::consensus::state::Entity;
+use paratime_node::identity::{Identity, KeyKind};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// The sample ParaTime's runtime ID in the local network.
-pub const RUNTIME_ID: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+pub const RUNTIME_ID: &str = paratime_node::cli::paratime::SAMPLE_RUNTIME_ID;
 
 /// Options of `localnet`.
 #[derive(clap::Args, Debug)]
@@ -100,7 +100,7 @@ fn netns_of(a: &Args, node: &str) -> Result<Option<Netns>, String> {
 /// Most transactions the load generator keeps in flight: each holds a control connection of
 /// the client node until finalized, and the node serves `control::MAX_CONNECTIONS` at once
 /// (the rest for `control status` and the operator).
-const MAX_LOAD: usize = crate::control::MAX_CONNECTIONS - 16;
+const MAX_LOAD: usize = paratime_node::control::MAX_CONNECTIONS - 16;
 
 fn load_in_flight(s: &str) -> Result<usize, String> {
     let n: usize = s
@@ -109,7 +109,7 @@ fn load_in_flight(s: &str) -> Result<usize, String> {
     if n > MAX_LOAD {
         return Err(format!(
             "{n} in flight needs {n} control connections of the client node, which serves {} at once: at most {MAX_LOAD}",
-            crate::control::MAX_CONNECTIONS
+            paratime_node::control::MAX_CONNECTIONS
         ));
     }
     Ok(n)
@@ -293,7 +293,7 @@ fn setup(a: &Args) -> Result<Vec<Planned>, String> {
     for n in &specs {
         let data = dir.join(&n.name).join("data");
         std::fs::create_dir_all(dir.join(&n.name).join("etc")).map_err(|e| e.to_string())?;
-        crate::identity::ensure_dir(&data).map_err(|e| e.to_string())?;
+        paratime_node::identity::ensure_dir(&data).map_err(|e| e.to_string())?;
         ids.push(Identity::init(&data).map_err(|e| e.to_string())?);
     }
 
@@ -301,7 +301,7 @@ fn setup(a: &Args) -> Result<Vec<Planned>, String> {
     // under it: validators with the validator role, compute nodes with the compute role) and is
     // registered at genesis; its escrow backs the validators' voting power.
     let entity_dir = dir.join("entity");
-    crate::identity::ensure_dir(&entity_dir).map_err(|e| e.to_string())?;
+    paratime_node::identity::ensure_dir(&entity_dir).map_err(|e| e.to_string())?;
     let ekey = entity_key(&entity_dir, true)?;
     let node_ids: Vec<PublicKey> = specs
         .iter()
@@ -323,31 +323,32 @@ fn setup(a: &Args) -> Result<Vec<Planned>, String> {
     let runtime_id: RuntimeId = RUNTIME_ID
         .parse()
         .map_err(|e: bundle::RuntimeIdError| e.to_string())?;
-    bundle::build(&bundle::BuildOptions { executable: &kv, name: "kvstore", runtime_id, version: paratime_sdk::Version::parse(crate::SOFTWARE_VERSION)? }, &bundle_path)
+    bundle::build(&bundle::BuildOptions { executable: &kv, name: "kvstore", runtime_id, version: paratime_sdk::Version::parse(paratime_node::SOFTWARE_VERSION)? }, &bundle_path)
         .map_err(|e| format!("building the sample bundle from {}: {e} (build the workspace: cargo build --release --workspace)", kv.display()))?;
 
-    let genesis = super::network::make_genesis(&super::network::GenesisParams {
-        chain_id: "paratime-localnet".into(),
-        epoch_interval: a.epoch_interval,
-        block_interval_ms: a.block_interval_ms,
-        validators: specs
-            .iter()
-            .zip(&ids)
-            .filter(|(s, _)| s.mode == "validator")
-            .map(|(_, id)| (PublicKey::of(id.key(KeyKind::Consensus)), entity.id))
-            .collect(),
-        entities: vec![(ekey, entity.clone())],
-        balance: 1_000_000,
-        escrow: a.entity_escrow,
-        runtime: Some((
-            runtime_id,
-            a.committee_size
-                .unwrap_or_else(|| u16::try_from(a.compute.max(1)).unwrap_or(u16::MAX)),
-        )),
-        // Every compute node is also a backup worker: discrepancies are resolved by a majority
-        // of the whole committee.
-        group_backup_size: u16::try_from(a.compute).unwrap_or(u16::MAX),
-    });
+    let genesis =
+        paratime_node::cli::network::make_genesis(&paratime_node::cli::network::GenesisParams {
+            chain_id: "paratime-localnet".into(),
+            epoch_interval: a.epoch_interval,
+            block_interval_ms: a.block_interval_ms,
+            validators: specs
+                .iter()
+                .zip(&ids)
+                .filter(|(s, _)| s.mode == "validator")
+                .map(|(_, id)| (PublicKey::of(id.key(KeyKind::Consensus)), entity.id))
+                .collect(),
+            entities: vec![(ekey, entity.clone())],
+            balance: 1_000_000,
+            escrow: a.entity_escrow,
+            runtime: Some((
+                runtime_id,
+                a.committee_size
+                    .unwrap_or_else(|| u16::try_from(a.compute.max(1)).unwrap_or(u16::MAX)),
+            )),
+            // Every compute node is also a backup worker: discrepancies are resolved by a majority
+            // of the whole committee.
+            group_backup_size: u16::try_from(a.compute).unwrap_or(u16::MAX),
+        });
     std::fs::write(
         dir.join("genesis.json"),
         serde_json::to_vec_pretty(&genesis).map_err(|e| e.to_string())?,
@@ -450,12 +451,13 @@ fn spawn_node(
     netns: Option<&str>,
     crash: Option<&str>,
 ) -> Result<Child, String> {
+    // The node binary sits next to this one (both are built by `cargo build --workspace`).
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut cmd = Command::new(exe);
+    let mut cmd = Command::new(exe.with_file_name("paratime-node"));
     cmd.arg("--config").arg(config).stdin(Stdio::null());
     match crash {
-        Some(c) => cmd.env(crate::consensus::crashpoint::ENV, c),
-        None => cmd.env_remove(crate::consensus::crashpoint::ENV),
+        Some(c) => cmd.env(paratime_node::crashpoint::ENV, c),
+        None => cmd.env_remove(paratime_node::crashpoint::ENV),
     };
     if !unprivileged && nix::unistd::geteuid().is_root() {
         cmd.arg("--unsafe-debug");
@@ -540,7 +542,7 @@ async fn validator_status(dir: &Path) -> Option<serde_json::Value> {
         "unix:{}",
         dir.join("validator-0/data/internal.sock").display()
     );
-    let (code, body) = crate::control::client::request(&sock, "GET", "/api/v1/status")
+    let (code, body) = paratime_node::control::client::request(&sock, "GET", "/api/v1/status")
         .await
         .ok()?;
     (code == 200)
@@ -652,7 +654,7 @@ pub fn run(a: Args) -> i32 {
         "unix:{}",
         a.dir.join("client-0/data/internal.sock").display()
     );
-    let pointer = super::network::localnet_pointer();
+    let pointer = paratime_node::cli::network::localnet_pointer();
     let _ = std::fs::write(&pointer, &client);
     println!("running; Ctrl-C stops the network (`paratime-node account show ADDR` asks {client})");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -665,11 +667,11 @@ pub fn run(a: Args) -> i32 {
         let (client, stop, n) = (client.clone(), load_stop_rx.clone(), a.load);
         let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
         rt.spawn(async move {
-            let size = super::load::wait_for_committee(&client, RUNTIME_ID, stop.clone()).await?;
+            let size = crate::load::wait_for_committee(&client, RUNTIME_ID, stop.clone()).await?;
             eprintln!(
                 "committee of {size} elected: load generator started ({n} transactions in flight)"
             );
-            Some(super::load::run(client, RUNTIME_ID.to_string(), n, size, stop, progress).await)
+            Some(crate::load::run(client, RUNTIME_ID.to_string(), n, size, stop, progress).await)
         })
     });
     let (code, report) = rt.block_on(async {

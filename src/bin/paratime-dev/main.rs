@@ -1,0 +1,37 @@
+//! `paratime-dev`: developer tooling, kept out of the operator's binary — a local network with
+//! load (`localnet`) and host benchmarks (`bench`). It drives `paratime-node` processes (the
+//! binary next to this one) through their config files and typed control API.
+
+mod bench;
+mod load;
+mod localnet;
+
+use clap::{Parser, Subcommand};
+
+/// paratime-dev: a local network and benchmarks for paratime-node developers.
+#[derive(Parser, Debug)]
+#[command(name = "paratime-dev", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a local network on this machine (validators, compute nodes, client) until Ctrl-C.
+    Localnet(localnet::Args),
+    /// Print host benchmarks against their physical floor.
+    Bench(bench::BenchArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Localnet(a) => localnet::run(a),
+        Command::Bench(a) => {
+            paratime_node::cli::init_cli_logging();
+            bench::bench(a)
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,374 @@
+//! The control API's types, shared by the server ([`super`]) and the client ([`super::client`]):
+//! paths, request and response bodies, and the error body with its code. Clients act on the
+//! code and the HTTP status, never on an error's message text (which is for the operator).
+
+use crate::consensus::state::{Account, CommitteeMember, Entity};
+use serde::{Deserialize, Serialize};
+
+/// `GET`: the node's status document.
+pub const STATUS: &str = "/api/v1/status";
+/// `GET`: [`IsSynced`].
+pub const IS_SYNCED: &str = "/api/v1/is-synced";
+/// `POST`: [`Shutdown`].
+pub const SHUTDOWN: &str = "/api/v1/shutdown";
+/// `POST` [`ConsensusSubmit`]: [`Submitted`].
+pub const CONSENSUS_SUBMIT: &str = "/api/v1/consensus/submit";
+
+/// `GET`: [`AccountInfo`] of an address (`oasis1…`).
+pub fn account(address: &str) -> String {
+    format!("/api/v1/consensus/account/{address}")
+}
+
+/// `POST` [`RuntimeSubmit`]: [`RuntimeSubmitted`].
+pub fn runtime_submit(runtime: &str) -> String {
+    format!("/api/v1/runtime/{runtime}/submit")
+}
+
+/// `POST` [`RuntimeQuery`]: [`RuntimeQueryResult`].
+pub fn runtime_query(runtime: &str) -> String {
+    format!("/api/v1/runtime/{runtime}/query")
+}
+
+/// What went wrong, for programs. Each code has one HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed (JSON, base64, CBOR, an address or runtime ID). 400.
+    #[error("bad request")]
+    BadRequest,
+    /// The node runs no consensus (its genesis is empty). 400.
+    #[error("no consensus")]
+    NoConsensus,
+    /// The runtime is not served by this node. 404.
+    #[error("unknown runtime")]
+    UnknownRuntime,
+    /// The request body is too large. 413.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// The request body did not arrive in time. 408.
+    #[error("request timeout")]
+    RequestTimeout,
+    /// The runtime refused the transaction (check-tx) or the query. 422.
+    #[error("rejected")]
+    Rejected,
+    /// Not ready yet (the runtime is starting): retry later. 503.
+    #[error("not ready")]
+    NotReady,
+    /// Refused for now (mempool full, runtime not answering, too many connections): retry. 503.
+    #[error("unavailable")]
+    Unavailable,
+    /// The node is shutting down. 503.
+    #[error("shutting down")]
+    ShuttingDown,
+    /// The transaction was not finalized within the caller's timeout (it may still be). 504.
+    #[error("timeout")]
+    Timeout,
+}
+
+impl ErrorCode {
+    /// The HTTP status this code is sent with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::BadRequest | Self::NoConsensus => 400,
+            Self::UnknownRuntime => 404,
+            Self::RequestTimeout => 408,
+            Self::PayloadTooLarge => 413,
+            Self::Rejected => 422,
+            Self::NotReady | Self::Unavailable | Self::ShuttingDown => 503,
+            Self::Timeout => 504,
+        }
+    }
+}
+
+/// The body of every error reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// For the operator.
+    pub error: String,
+    /// For programs.
+    pub code: ErrorCode,
+}
+
+/// `GET /api/v1/is-synced`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IsSynced {
+    /// Whether the node completed its initial sync (start-up without consensus).
+    pub synced: bool,
+}
+
+/// `POST /api/v1/shutdown`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Shutdown {
+    /// Always `requested`.
+    pub shutdown: String,
+}
+
+/// `POST /api/v1/consensus/submit`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConsensusSubmit {
+    /// The signed transaction: base64 of its CBOR.
+    pub tx: String,
+}
+
+/// The answer to [`ConsensusSubmit`]: the transaction is in the mempool.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Submitted {
+    /// Hash of the signed transaction (hex).
+    pub hash: String,
+}
+
+/// `GET /api/v1/consensus/account/{address}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccountInfo {
+    /// The address (`oasis1…`).
+    pub address: String,
+    /// Balance, nonce, escrow, debonding.
+    pub account: Account,
+    /// Latest height.
+    pub height: u64,
+    /// Current epoch.
+    pub epoch: u64,
+    /// The chain's ID.
+    pub chain_id: String,
+    /// The chain context transactions are signed for.
+    pub chain_context: String,
+    /// The entity registered at this address, if any.
+    pub entity: Option<Entity>,
+    /// The stake the entity needs for itself and its nodes.
+    pub required_stake: Option<u64>,
+}
+
+/// `POST /api/v1/runtime/{id}/submit`: checks, gossips and waits until the transaction is
+/// finalized.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RuntimeSubmit {
+    /// The call: base64 of its CBOR.
+    pub tx: String,
+    /// How long to wait for finalization (default 60 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// A transaction's result as sent to clients.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TxResultBody {
+    /// Set when the transaction failed.
+    pub error: Option<paratime_sdk::protocol::Error>,
+    /// The output: base64 of its CBOR.
+    pub output: Option<String>,
+}
+
+/// The answer to [`RuntimeSubmit`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RuntimeSubmitted {
+    /// Hash of the transaction (hex).
+    pub hash: String,
+    /// Round it was finalized in.
+    pub round: u64,
+    /// Position in the round's batch.
+    pub index: u32,
+    /// The runtime's result.
+    pub result: TxResultBody,
+}
+
+/// `POST /api/v1/runtime/{id}/query` on the finalized state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RuntimeQuery {
+    /// Method, e.g. `kv.Get`.
+    pub method: String,
+    /// Arguments: base64 of their CBOR.
+    pub args: String,
+}
+
+/// The answer to [`RuntimeQuery`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RuntimeQueryResult {
+    /// The round whose state was queried.
+    pub round: u64,
+    /// The result: base64 of its CBOR.
+    pub data: String,
+}
+
+/// Whether the consensus layer is synced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Readiness {
+    /// Synced with the network.
+    Ready,
+    /// Catching up.
+    Syncing,
+}
+
+/// `consensus` in the status.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConsensusStatus {
+    /// `ready` or `syncing`.
+    pub status: Readiness,
+    /// Always `malachite`.
+    pub backend: String,
+    /// Latest height.
+    pub latest_height: u64,
+    /// Hash of the latest block header (hex).
+    pub latest_hash: String,
+    /// Time of the latest block (RFC 3339).
+    pub latest_time: String,
+    /// Epoch at the latest height.
+    pub latest_epoch: u64,
+    /// State root at the latest height (hex).
+    pub latest_state_root: String,
+    /// Always 0.
+    pub genesis_height: u64,
+    /// The chain context.
+    pub chain_context: String,
+    /// Whether this node's consensus key is in the validator set.
+    pub is_validator: bool,
+    /// The height being decided (oasis shows none of the `current_*` fields; CometBFT's RPC does).
+    pub current_height: u64,
+    /// Its round.
+    pub current_round: i64,
+    /// How far this node has gone in it.
+    pub current_step: String,
+    /// The round's proposer.
+    pub current_proposer: Option<String>,
+    /// Peers on the consensus port.
+    pub p2p: ConsensusPeers,
+    /// The validator set.
+    pub validators: Vec<ValidatorStatus>,
+    /// Its total voting power.
+    pub total_voting_power: u64,
+    /// The latest block's commit certificate.
+    pub last_commit: LastCommit,
+    /// Finality over the last blocks (ms).
+    pub finality_ms: Percentiles,
+    /// Time between consecutive blocks, p50 (ms).
+    pub block_interval_ms: u64,
+    /// Equivocations the engine reported.
+    pub evidence: Vec<Evidence>,
+}
+
+/// `consensus.p2p`: as oasis, peers are `<peer ID>@<address>` strings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConsensusPeers {
+    /// Peers connected.
+    pub num_peers: usize,
+    /// Of which current validators.
+    pub num_validator_peers: usize,
+    /// `<peer ID>@<address>`.
+    pub peers: Vec<String>,
+}
+
+/// One validator in `consensus.validators`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ValidatorStatus {
+    /// Consensus key (base64).
+    pub id: String,
+    /// Entity (base64).
+    pub entity_id: String,
+    /// Its registered node, once registered.
+    pub node_id: Option<String>,
+    /// Voting power.
+    pub voting_power: u64,
+}
+
+/// `consensus.last_commit`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LastCommit {
+    /// Round the latest block was decided in.
+    pub round: i64,
+    /// Validators whose precommits are in its certificate.
+    pub signers: Vec<String>,
+}
+
+/// p50 and p99.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+}
+
+/// One equivocation in `consensus.evidence`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Height.
+    pub height: u64,
+    /// The validator's consensus key.
+    pub offender: String,
+    /// What it did.
+    pub what: String,
+}
+
+/// What the consensus layer says of a hosted runtime's committee, merged into
+/// `runtimes.<id>.committee` next to the host's fields.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CommitteeChain {
+    /// This node's roles in the executor committee (`worker`, `backup-worker`).
+    pub executor_roles: Vec<String>,
+    /// Its scheduler rank for the open round (0 = scheduler), if it is a worker.
+    pub scheduler_rank: Option<u64>,
+    /// Latest consensus height.
+    pub latest_height: u64,
+    /// Current epoch.
+    pub epoch: u64,
+    /// The committee, once elected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<CommitteeMember>>,
+    /// This node's liveness statistics in the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<crate::consensus::roothash::Liveness>,
+    /// The last round this node applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_round: Option<u64>,
+}
+
+/// `runtimes.<id>.roothash`: the runtime's rounds in the consensus state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RoothashStatus {
+    /// Rounds finalized.
+    pub rounds_finalized: u64,
+    /// Rounds failed.
+    pub rounds_failed: u64,
+    /// Discrepancies detected.
+    pub discrepancies: u64,
+    /// The open round's commitment pool.
+    pub pool: PoolStatus,
+}
+
+/// `runtimes.<id>.roothash.pool`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PoolStatus {
+    /// The open round.
+    pub round: u64,
+    /// Commitments received.
+    pub commitments: usize,
+    /// In discrepancy resolution.
+    pub discrepancy: bool,
+    /// Height at which the round times out.
+    pub timeout_at: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_its_status_and_a_snake_case_name() {
+        let all = [
+            (ErrorCode::BadRequest, 400, "bad_request"),
+            (ErrorCode::NoConsensus, 400, "no_consensus"),
+            (ErrorCode::UnknownRuntime, 404, "unknown_runtime"),
+            (ErrorCode::RequestTimeout, 408, "request_timeout"),
+            (ErrorCode::PayloadTooLarge, 413, "payload_too_large"),
+            (ErrorCode::Rejected, 422, "rejected"),
+            (ErrorCode::NotReady, 503, "not_ready"),
+            (ErrorCode::Unavailable, 503, "unavailable"),
+            (ErrorCode::ShuttingDown, 503, "shutting_down"),
+            (ErrorCode::Timeout, 504, "timeout"),
+        ];
+        for (code, status, name) in all {
+            assert_eq!(code.http_status(), status, "{code:?}");
+            assert_eq!(serde_json::to_value(code).expect("json"), name);
+        }
+    }
+}
