@@ -143,7 +143,7 @@ impl Localnet {
     /// Sends SIGTERM and waits for localnet to exit 0.
     fn terminate(&mut self) {
         let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::unistd::Pid::from_raw(self.child.id().cast_signed()),
             nix::sys::signal::Signal::SIGTERM,
         );
         let start = Instant::now();

@@ -23,11 +23,11 @@ impl fmt::Display for Height {
 }
 
 impl mc::Height for Height {
-    const ZERO: Self = Height(0);
-    const INITIAL: Self = Height(1);
+    const ZERO: Self = Self(0);
+    const INITIAL: Self = Self(1);
 
     fn increment_by(&self, n: u64) -> Self {
-        Height(self.0.saturating_add(n))
+        Self(self.0.saturating_add(n))
     }
 
     fn decrement_by(&self, n: u64) -> Option<Self> {
@@ -251,7 +251,7 @@ pub enum ProposalPart {
 
 impl mc::ProposalPart<Ctx> for ProposalPart {
     fn is_first(&self) -> bool {
-        matches!(self, ProposalPart::Init { .. })
+        matches!(self, Self::Init { .. })
     }
     fn is_last(&self) -> bool {
         false
@@ -384,7 +384,7 @@ impl mc::Context for Ctx {
         height: Height,
         round: Round,
     ) -> &'a Validator {
-        let total = mc::ValidatorSet::<Ctx>::total_voting_power(validator_set).max(1);
+        let total = mc::ValidatorSet::<Self>::total_voting_power(validator_set).max(1);
         let seed = hash_of(&(height.0, round_to_wire(round)));
         let mut point = u64::from_be_bytes(seed[..8].try_into().unwrap_or([0; 8])) % total;
         for v in &validator_set.validators {

@@ -151,16 +151,16 @@ impl Step {
     /// The name in `control status`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Step::Starting => "starting",
-            Step::Propose => "propose",
-            Step::Prevote => "prevote",
-            Step::Precommit => "precommit",
-            Step::Commit => "commit",
+            Self::Starting => "starting",
+            Self::Propose => "propose",
+            Self::Prevote => "prevote",
+            Self::Precommit => "precommit",
+            Self::Commit => "commit",
         }
     }
 
     /// The later of two steps of one round (an event may arrive twice, or late).
-    fn max_with(self, other: Step) -> Step {
+    fn max_with(self, other: Self) -> Self {
         if (other as u8) > (self as u8) {
             other
         } else {

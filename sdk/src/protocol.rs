@@ -268,22 +268,22 @@ impl Body {
     /// The variant's name, for logs and errors.
     pub fn name(&self) -> &'static str {
         match self {
-            Body::Error(_) => "Error",
-            Body::RuntimeInfoRequest(_) => "RuntimeInfoRequest",
-            Body::RuntimeInfoResponse(_) => "RuntimeInfoResponse",
-            Body::RuntimePingRequest(_) => "RuntimePingRequest",
-            Body::Empty(_) => "Empty",
-            Body::RuntimeCheckTxBatchRequest(_) => "RuntimeCheckTxBatchRequest",
-            Body::RuntimeCheckTxBatchResponse(_) => "RuntimeCheckTxBatchResponse",
-            Body::RuntimeExecuteTxBatchRequest(_) => "RuntimeExecuteTxBatchRequest",
-            Body::RuntimeExecuteTxBatchResponse(_) => "RuntimeExecuteTxBatchResponse",
-            Body::RuntimeQueryRequest(_) => "RuntimeQueryRequest",
-            Body::RuntimeQueryResponse(_) => "RuntimeQueryResponse",
-            Body::RuntimeAbortRequest(_) => "RuntimeAbortRequest",
-            Body::RuntimeAbortResponse(_) => "RuntimeAbortResponse",
-            Body::RuntimeShutdownRequest(_) => "RuntimeShutdownRequest",
-            Body::HostStorageGetRequest(_) => "HostStorageGetRequest",
-            Body::HostStorageGetResponse(_) => "HostStorageGetResponse",
+            Self::Error(_) => "Error",
+            Self::RuntimeInfoRequest(_) => "RuntimeInfoRequest",
+            Self::RuntimeInfoResponse(_) => "RuntimeInfoResponse",
+            Self::RuntimePingRequest(_) => "RuntimePingRequest",
+            Self::Empty(_) => "Empty",
+            Self::RuntimeCheckTxBatchRequest(_) => "RuntimeCheckTxBatchRequest",
+            Self::RuntimeCheckTxBatchResponse(_) => "RuntimeCheckTxBatchResponse",
+            Self::RuntimeExecuteTxBatchRequest(_) => "RuntimeExecuteTxBatchRequest",
+            Self::RuntimeExecuteTxBatchResponse(_) => "RuntimeExecuteTxBatchResponse",
+            Self::RuntimeQueryRequest(_) => "RuntimeQueryRequest",
+            Self::RuntimeQueryResponse(_) => "RuntimeQueryResponse",
+            Self::RuntimeAbortRequest(_) => "RuntimeAbortRequest",
+            Self::RuntimeAbortResponse(_) => "RuntimeAbortResponse",
+            Self::RuntimeShutdownRequest(_) => "RuntimeShutdownRequest",
+            Self::HostStorageGetRequest(_) => "HostStorageGetRequest",
+            Self::HostStorageGetResponse(_) => "HostStorageGetResponse",
         }
     }
 }

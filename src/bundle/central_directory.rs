@@ -39,7 +39,10 @@ fn read_at<R: Read + Seek>(r: &mut R, offset: u64, len: u64) -> Result<Vec<u8>, 
 }
 
 /// Every entry name in the central directory, in order; a repeated name is refused.
-pub fn entry_names<R: Read + Seek>(r: &mut R, max_size: u64) -> Result<Vec<String>, BundleError> {
+pub(super) fn entry_names<R: Read + Seek>(
+    r: &mut R,
+    max_size: u64,
+) -> Result<Vec<String>, BundleError> {
     let len = r
         .seek(SeekFrom::End(0))
         .map_err(|e| BundleError::Zip(e.to_string()))?;

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 pub const MANIFEST_NAME: &str = "META-INF/MANIFEST.MF";
 
 /// Largest manifest accepted, in bytes.
-pub const MAX_MANIFEST_SIZE: usize = 256 * 1024;
+pub(super) const MAX_MANIFEST_SIZE: usize = 256 * 1024;
 /// Longest ParaTime or component name (it is copied into every runtime log line).
-pub const MAX_NAME_LEN: usize = 64;
+pub(super) const MAX_NAME_LEN: usize = 64;
 /// Most components and files in a bundle.
 const MAX_COMPONENTS: usize = 16;
 const MAX_FILES: usize = 1024;

@@ -337,7 +337,7 @@ fn check_entity(r: &mut Report, cfg: &Config) {
 }
 
 /// Runs every check; exit 1 if any failed.
-pub fn doctor(file: &Path) -> i32 {
+pub(super) fn doctor(file: &Path) -> i32 {
     let mut r = Report { failed: false };
     if nix::unistd::geteuid().is_root() {
         r.line(

@@ -34,13 +34,13 @@ impl Mode {
     /// The mode's name as written in config.yml.
     pub fn as_str(self) -> &'static str {
         match self {
-            Mode::Validator => "validator",
-            Mode::Compute => "compute",
-            Mode::Observer => "observer",
-            Mode::Keymanager => "keymanager",
-            Mode::Client => "client",
-            Mode::Seed => "seed",
-            Mode::Archive => "archive",
+            Self::Validator => "validator",
+            Self::Compute => "compute",
+            Self::Observer => "observer",
+            Self::Keymanager => "keymanager",
+            Self::Client => "client",
+            Self::Seed => "seed",
+            Self::Archive => "archive",
         }
     }
 }

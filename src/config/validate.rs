@@ -48,11 +48,11 @@ fn check_duration_range(
 }
 
 /// `runtime.ping_interval`: how long the watchdog waits between pings.
-pub const PING_INTERVAL_RANGE: (Duration, Duration) =
+pub(super) const PING_INTERVAL_RANGE: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_secs(3600));
 /// `runtime.ping_timeout`: how long one ping may take (pings are sequential, so a timeout longer
 /// than the interval only delays the next ping).
-pub const PING_TIMEOUT_RANGE: (Duration, Duration) =
+pub(super) const PING_TIMEOUT_RANGE: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_secs(600));
 
 fn check_mode(c: &Config, p: &mut Vec<Problem>) {
@@ -450,7 +450,7 @@ pub fn runtime_limits(c: &Config) -> Result<crate::host::limits::Limits, Vec<Pro
 }
 
 /// Every rule violation and warning of a parsed config.
-pub fn validate(c: &Config) -> Vec<Problem> {
+pub(super) fn validate(c: &Config) -> Vec<Problem> {
     let mut p = Vec::new();
     check_mode(c, &mut p);
     check_common(c, &mut p);

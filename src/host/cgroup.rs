@@ -107,7 +107,7 @@ fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
 /// memory, pids and cpu controllers (for `doctor`). `Ok` lists them, `Err` says what is missing.
 pub fn host_support() -> Result<String, String> {
     let fs = nix::sys::statfs::statfs(MOUNT).map_err(|e| format!("{MOUNT}: {e}"))?;
-    if fs.filesystem_type().0 as i64 != CGROUP2_SUPER_MAGIC {
+    if fs.filesystem_type().0 != CGROUP2_SUPER_MAGIC {
         return Err(format!(
             "{MOUNT} is not cgroup v2 (a cgroup v1 or hybrid host; boot with systemd.unified_cgroup_hierarchy=1)"
         ));
@@ -135,7 +135,7 @@ impl Subtree {
     /// leaf and enables the controllers for the runtimes' cgroups. Otherwise says why not.
     pub fn delegated() -> Result<Self, String> {
         let fs = nix::sys::statfs::statfs(MOUNT).map_err(|e| format!("{MOUNT}: {e}"))?;
-        if fs.filesystem_type().0 as i64 != CGROUP2_SUPER_MAGIC {
+        if fs.filesystem_type().0 != CGROUP2_SUPER_MAGIC {
             return Err(format!(
                 "{MOUNT} is not cgroup v2 (a cgroup v1 or hybrid host)"
             ));

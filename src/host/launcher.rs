@@ -427,7 +427,7 @@ pub fn spawn(
 impl Child {
     /// The sandboxed process's pid (from bwrap's info fd), or bwrap's pid.
     fn started(&mut self) -> Started {
-        let mut pid = self.child.id() as i32;
+        let mut pid = self.child.id().cast_signed();
         if let Some(fd) = self.info.take() {
             let mut f = std::fs::File::from(fd);
             let mut text = String::new();

@@ -351,7 +351,7 @@ mod tests {
 
     #[test]
     fn a_monitor_sees_its_own_namespace() {
-        let m = Monitor::new(std::process::id() as i32).expect("own ns");
+        let m = Monitor::new(std::process::id().cast_signed()).expect("own ns");
         let u = m.usage();
         assert!(u.tasks >= 1 && u.rss > 0, "{u:?}");
     }

@@ -23,13 +23,13 @@ pub enum KeyKind {
 
 impl KeyKind {
     /// All kinds, in file order.
-    pub const ALL: [KeyKind; 3] = [KeyKind::Node, KeyKind::P2p, KeyKind::Consensus];
+    pub const ALL: [Self; 3] = [Self::Node, Self::P2p, Self::Consensus];
 
     fn stem(self) -> &'static str {
         match self {
-            KeyKind::Node => "identity",
-            KeyKind::P2p => "p2p",
-            KeyKind::Consensus => "consensus",
+            Self::Node => "identity",
+            Self::P2p => "p2p",
+            Self::Consensus => "consensus",
         }
     }
 

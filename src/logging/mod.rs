@@ -26,9 +26,9 @@ impl Format {
     /// Parses `common.log.format` (case-insensitive).
     pub fn parse(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
-            "logfmt" | "" => Some(Format::Logfmt),
-            "json" => Some(Format::Json),
-            "text" => Some(Format::Text),
+            "logfmt" | "" => Some(Self::Logfmt),
+            "json" => Some(Self::Json),
+            "text" => Some(Self::Text),
             _ => None,
         }
     }

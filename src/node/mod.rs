@@ -192,8 +192,8 @@ enum Launcher {
 impl Launcher {
     fn client(&self) -> Client {
         match self {
-            Launcher::Child(c) => c.client(),
-            Launcher::External(c) => c.clone(),
+            Self::Child(c) => c.client(),
+            Self::External(c) => c.clone(),
         }
     }
 }

@@ -183,6 +183,7 @@ pub fn peer_id_of(key: &PublicKey) -> Option<PeerId> {
     Some(PeerId::from_public_key(&identity::PublicKey::from(ed)))
 }
 
+/// Parses a seed, `PUBKEY@IP:PORT` (the base64 key of the peer's p2p.pem), into its peer ID and address.
 pub fn parse_seed(s: &str) -> Result<(PeerId, Multiaddr), String> {
     let (key, addr) = s
         .split_once('@')

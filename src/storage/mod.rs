@@ -13,24 +13,24 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Committed blocks: height → CBOR (block, commit certificate).
-const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+const BLOCKS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("blocks");
 /// Proposals seen or made and not yet committed (for crash replay): height ‖ round ‖ proposer →
 /// block.
-const PROPOSALS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("proposals");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const PROPOSALS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("proposals");
+const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 /// Runtime block headers: runtime ID ‖ round (big-endian) → header.
-const RT_BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("runtime_blocks");
+const RT_BLOCKS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("runtime_blocks");
 /// Executed batches of finalized rounds: runtime ID ‖ round → batch.
-const RT_BATCHES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("runtime_batches");
+const RT_BATCHES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("runtime_batches");
 /// Runtime state: runtime ID ‖ key → value.
-const RT_STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("runtime_state");
+const RT_STATE: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("runtime_state");
 /// Transaction index: runtime ID ‖ tx hash → (round, index).
-const RT_TXS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("runtime_txs");
+const RT_TXS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("runtime_txs");
 /// The signer's record: slot key ([`paratime_state::signing::Slot::record_key`]) → message
 /// digest (32) ‖ signature (64).
-const SIGNED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("signed_slots");
+const SIGNED: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("signed_slots");
 /// Per-runtime records: runtime ID ‖ name → CBOR (`applied`, `signed`).
-const RT_META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("runtime_meta");
+const RT_META: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("runtime_meta");
 
 fn rt_key(rid: &RuntimeId, suffix: &[u8]) -> Vec<u8> {
     let mut k = rid.0.to_vec();
@@ -232,7 +232,7 @@ impl Store {
 
     fn rt_get<T: serde::de::DeserializeOwned>(
         &self,
-        table: TableDefinition<&[u8], &[u8]>,
+        table: TableDefinition<'_, &[u8], &[u8]>,
         key: &[u8],
     ) -> Result<Option<T>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;

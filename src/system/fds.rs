@@ -92,12 +92,14 @@ mod tests {
         match unsafe { nix::unistd::fork() }.expect("fork") {
             nix::unistd::ForkResult::Child => {
                 close_inherited(&[rb]);
+                // SAFETY: F_GETFD only reads the descriptor's flags; any fd number is valid input.
                 let open = |fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
                 let code = if !open(ra) && open(rb) && open(2) {
                     0
                 } else {
                     1
                 };
+                // SAFETY: _exit ends the forked child without running the parent's destructors.
                 unsafe { libc::_exit(code) }
             }
             nix::unistd::ForkResult::Parent { child } => {

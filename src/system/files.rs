@@ -55,7 +55,7 @@ impl FileError {
     /// The I/O error kind, for callers that treat "not found" specially.
     pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
         match self {
-            FileError::Io { source, .. } => Some(source.kind()),
+            Self::Io { source, .. } => Some(source.kind()),
             _ => None,
         }
     }

@@ -158,7 +158,7 @@ pub enum GenesisError {
 impl Genesis {
     /// Parses and checks a genesis document (JSON).
     pub fn from_json(bytes: &[u8]) -> Result<Self, GenesisError> {
-        let g: Genesis =
+        let g: Self =
             serde_json::from_slice(bytes).map_err(|e| GenesisError::Parse(e.to_string()))?;
         g.check().map_err(GenesisError::Invalid)?;
         Ok(g)

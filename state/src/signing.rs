@@ -68,7 +68,7 @@ impl Slot {
     pub fn record_key(&self, role: KeyRole) -> Vec<u8> {
         let mut k = Self::record_prefix(role, self.kind(), self.runtime());
         match self {
-            Slot::Consensus {
+            Self::Consensus {
                 height,
                 round,
                 step,
@@ -77,10 +77,10 @@ impl Slot {
                 k.extend_from_slice(&round.to_be_bytes());
                 k.push(*step as u8);
             }
-            Slot::ExecutorCommitment { round, .. } | Slot::BatchProposal { round, .. } => {
+            Self::ExecutorCommitment { round, .. } | Self::BatchProposal { round, .. } => {
                 k.extend_from_slice(&round.to_be_bytes());
             }
-            Slot::PeerBinding { digest } => k.extend_from_slice(digest),
+            Self::PeerBinding { digest } => k.extend_from_slice(digest),
         }
         k
     }
@@ -97,17 +97,17 @@ impl Slot {
     /// 0 consensus, 1 executor commitment, 2 batch proposal, 3 peer binding.
     pub fn kind(&self) -> u8 {
         match self {
-            Slot::Consensus { .. } => 0,
-            Slot::ExecutorCommitment { .. } => 1,
-            Slot::BatchProposal { .. } => 2,
-            Slot::PeerBinding { .. } => 3,
+            Self::Consensus { .. } => 0,
+            Self::ExecutorCommitment { .. } => 1,
+            Self::BatchProposal { .. } => 2,
+            Self::PeerBinding { .. } => 3,
         }
     }
 
     fn runtime(&self) -> Option<&RuntimeId> {
         match self {
-            Slot::Consensus { .. } | Slot::PeerBinding { .. } => None,
-            Slot::ExecutorCommitment { runtime, .. } | Slot::BatchProposal { runtime, .. } => {
+            Self::Consensus { .. } | Self::PeerBinding { .. } => None,
+            Self::ExecutorCommitment { runtime, .. } | Self::BatchProposal { runtime, .. } => {
                 Some(runtime)
             }
         }
@@ -116,18 +116,18 @@ impl Slot {
     /// Human-readable, for errors and logs.
     pub fn describe(&self) -> String {
         match self {
-            Slot::Consensus {
+            Self::Consensus {
                 height,
                 round,
                 step,
             } => format!("consensus height {height} round {round} {step:?}"),
-            Slot::ExecutorCommitment { runtime, round } => {
+            Self::ExecutorCommitment { runtime, round } => {
                 format!("executor commitment for runtime {runtime} round {round}")
             }
-            Slot::BatchProposal { runtime, round } => {
+            Self::BatchProposal { runtime, round } => {
                 format!("batch proposal for runtime {runtime} round {round}")
             }
-            Slot::PeerBinding { .. } => "the consensus peer binding".to_string(),
+            Self::PeerBinding { .. } => "the consensus peer binding".to_string(),
         }
     }
 }

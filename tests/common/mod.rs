@@ -7,19 +7,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const RUNTIME_ID: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+pub(crate) const RUNTIME_ID: &str =
+    "0000000000000000000000000000000000000000000000000000000000000001";
 
-pub fn node_bin() -> PathBuf {
+pub(crate) fn node_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_paratime-node"))
 }
 
 /// The developer tooling (`localnet`, `bench`).
-pub fn dev_bin() -> PathBuf {
+pub(crate) fn dev_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_paratime-dev"))
 }
 
 /// The sample ParaTime, built next to the node binary by the workspace build.
-pub fn kvstore_bin() -> PathBuf {
+pub(crate) fn kvstore_bin() -> PathBuf {
     let p = node_bin()
         .parent()
         .expect("target dir")
@@ -33,7 +34,7 @@ pub fn kvstore_bin() -> PathBuf {
 }
 
 /// The test-only hostile ParaTime (tests/hostile-runtime), built by the workspace build.
-pub fn hostile_bin() -> PathBuf {
+pub(crate) fn hostile_bin() -> PathBuf {
     let p = node_bin()
         .parent()
         .expect("target dir")
@@ -47,7 +48,7 @@ pub fn hostile_bin() -> PathBuf {
 }
 
 /// Runs `bundle build` of `executable` (version 0.1.0) into `out`.
-pub fn bundle_build(executable: &Path, name: &str, runtime_id: &str, out: &Path) -> Output {
+pub(crate) fn bundle_build(executable: &Path, name: &str, runtime_id: &str, out: &Path) -> Output {
     run(&[
         "bundle",
         "build",
@@ -64,11 +65,11 @@ pub fn bundle_build(executable: &Path, name: &str, runtime_id: &str, out: &Path)
     ])
 }
 
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-pub fn run(args: &[&str]) -> Output {
+pub(crate) fn run(args: &[&str]) -> Output {
     Command::new(node_bin())
         .args(args)
         .env_remove("PARATIME_LOG")
@@ -76,7 +77,7 @@ pub fn run(args: &[&str]) -> Output {
         .expect("run paratime-node")
 }
 
-pub fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -85,14 +86,14 @@ pub fn text(o: &Output) -> String {
 }
 
 /// A node directory laid out as the oasis docs do: etc/, runtimes/, data/.
-pub struct NodeDir {
+pub(crate) struct NodeDir {
     pub tmp: tempfile::TempDir,
     /// Run the node as `nobody` when the tests run as root.
     pub unprivileged: bool,
 }
 
 impl NodeDir {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
@@ -106,23 +107,23 @@ impl NodeDir {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.tmp.path()
     }
 
-    pub fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.path().join("data")
     }
 
-    pub fn socket(&self) -> String {
+    pub(crate) fn socket(&self) -> String {
         format!("unix:{}", self.data().join("internal.sock").display())
     }
 
-    pub fn bundle(&self) -> PathBuf {
+    pub(crate) fn bundle(&self) -> PathBuf {
         self.path().join("runtimes/kvstore.orc")
     }
 
-    pub fn build_bundle(&self) -> PathBuf {
+    pub(crate) fn build_bundle(&self) -> PathBuf {
         let out = self.bundle();
         let o = self.build_bundle_with(RUNTIME_ID, &out);
         assert!(o.status.success(), "bundle build: {}", text(&o));
@@ -130,7 +131,7 @@ impl NodeDir {
     }
 
     /// Builds the hostile ParaTime's bundle where [`Self::bundle`] points.
-    pub fn build_hostile_bundle(&self) -> PathBuf {
+    pub(crate) fn build_hostile_bundle(&self) -> PathBuf {
         let out = self.bundle();
         let o = bundle_build(&hostile_bin(), "hostile", RUNTIME_ID, &out);
         assert!(o.status.success(), "bundle build: {}", text(&o));
@@ -138,13 +139,13 @@ impl NodeDir {
     }
 
     /// Runs `bundle build` of the sample ParaTime with `runtime_id` into `out`.
-    pub fn build_bundle_with(&self, runtime_id: &str, out: &Path) -> Output {
+    pub(crate) fn build_bundle_with(&self, runtime_id: &str, out: &Path) -> Output {
         bundle_build(&kvstore_bin(), "kvstore", runtime_id, out)
     }
 
     /// Writes etc/config.yml: client mode, the kvstore bundle, and `extra` YAML appended under
     /// `runtime:` (indented by the caller).
-    pub fn write_config(&self, runtime_extra: &str) -> PathBuf {
+    pub(crate) fn write_config(&self, runtime_extra: &str) -> PathBuf {
         let cfg = format!(
             "mode: client\ncommon:\n  data_dir: {data}\n  log:\n    format: JSON\n    level:\n      default: info\ngenesis:\n  file: {dir}/etc/genesis.json\nruntime:\n  paths:\n    - {bundle}\n{runtime_extra}",
             data = self.data().display(),
@@ -157,7 +158,7 @@ impl NodeDir {
     }
 
     /// Makes the whole tree owned by nobody, for an unprivileged node.
-    pub fn give_to_nobody(&mut self) {
+    pub(crate) fn give_to_nobody(&mut self) {
         if is_root() {
             let status = Command::new("chown")
                 .args(["-R", "65534:65534"])
@@ -169,7 +170,7 @@ impl NodeDir {
         }
     }
 
-    pub fn start(&self) -> NodeProc {
+    pub(crate) fn start(&self) -> NodeProc {
         let mut cmd = Command::new(node_bin());
         cmd.arg("--config").arg(self.path().join("etc/config.yml"));
         if self.unprivileged {
@@ -188,7 +189,7 @@ impl NodeDir {
         }
     }
 
-    pub fn status(&self) -> Option<serde_json::Value> {
+    pub(crate) fn status(&self) -> Option<serde_json::Value> {
         let o = run(&["control", "status", "-a", &self.socket()]);
         if !o.status.success() {
             return None;
@@ -196,7 +197,7 @@ impl NodeDir {
         serde_json::from_slice(&o.stdout).ok()
     }
 
-    pub fn runtime_status(&self) -> Option<serde_json::Value> {
+    pub(crate) fn runtime_status(&self) -> Option<serde_json::Value> {
         self.status().and_then(|s| {
             s["runtimes"][RUNTIME_ID]
                 .as_object()
@@ -206,7 +207,7 @@ impl NodeDir {
     }
 
     /// Polls the runtime's status until `pred` holds.
-    pub fn wait_runtime(
+    pub(crate) fn wait_runtime(
         &self,
         node: &mut NodeProc,
         what: &str,
@@ -238,28 +239,31 @@ impl NodeDir {
 }
 
 /// A running node; killed on drop.
-pub struct NodeProc {
+pub(crate) struct NodeProc {
     child: Option<Child>,
     pub log: PathBuf,
 }
 
 impl NodeProc {
-    pub fn pid(&self) -> i32 {
-        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    pub(crate) fn pid(&self) -> i32 {
+        self.child
+            .as_ref()
+            .map(|c| c.id().cast_signed())
+            .unwrap_or(0)
     }
 
-    pub fn exited(&mut self) -> Option<Option<i32>> {
+    pub(crate) fn exited(&mut self) -> Option<Option<i32>> {
         self.child
             .as_mut()
             .and_then(|c| c.try_wait().ok().flatten())
             .map(|s| s.code())
     }
 
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let start = Instant::now();
         while start.elapsed() < timeout {
             if let Some(code) = self.exited() {
@@ -273,7 +277,7 @@ impl NodeProc {
         );
     }
 
-    pub fn terminate(&mut self) {
+    pub(crate) fn terminate(&mut self) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.pid()),
             nix::sys::signal::Signal::SIGTERM,
@@ -290,7 +294,7 @@ impl Drop for NodeProc {
     }
 }
 
-pub fn pid_alive(pid: i32) -> bool {
+pub(crate) fn pid_alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .map(|s| !s.contains(") Z "))

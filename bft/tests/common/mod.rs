@@ -20,11 +20,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A chain in memory: the real state machine and blocks, no store.
-pub struct MemChain {
+pub(crate) struct MemChain {
     pub inner: Mutex<Inner>,
 }
 
-pub struct Inner {
+pub(crate) struct Inner {
     pub state: State,
     pub sets: BTreeMap<u64, ValidatorSet>,
     pub blocks: BTreeMap<u64, (Proposed, CommitCert)>,
@@ -33,7 +33,7 @@ pub struct Inner {
 }
 
 impl MemChain {
-    pub fn new(g: &Genesis) -> Self {
+    pub(crate) fn new(g: &Genesis) -> Self {
         let state = State::from_genesis(g);
         let mut sets = BTreeMap::new();
         sets.insert(1, state.validators.clone());
@@ -48,7 +48,7 @@ impl MemChain {
         }
     }
 
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("chain lock")
     }
 }
@@ -123,7 +123,7 @@ impl ChainApp for MemChain {
 }
 
 /// The never-sign-twice rule in memory (the node's signer keeps it in redb).
-pub struct MemSigner {
+pub(crate) struct MemSigner {
     pub key: SigningKey,
     pub record: Mutex<HashMap<Vec<u8>, (Hash, Signature)>>,
     /// Requests refused as equivocation (the engine's WAL should make this never happen).
@@ -134,7 +134,7 @@ pub struct MemSigner {
 
 impl MemSigner {
     /// A guarded signer for validator `i`.
-    pub fn new(i: u8) -> Self {
+    pub(crate) fn new(i: u8) -> Self {
         Self {
             key: key(i),
             record: Mutex::new(HashMap::new()),
@@ -176,11 +176,11 @@ impl SlotSigner for MemSigner {
     }
 }
 
-pub fn key(i: u8) -> SigningKey {
+pub(crate) fn key(i: u8) -> SigningKey {
     SigningKey::from_bytes(&[i + 1; 32])
 }
 
-pub fn genesis(n: u8) -> Genesis {
+pub(crate) fn genesis(n: u8) -> Genesis {
     let entity = PublicKey::of(&SigningKey::from_bytes(&[99; 32]));
     Genesis {
         chain_id: "bft-test".into(),
@@ -209,14 +209,14 @@ pub fn genesis(n: u8) -> Genesis {
     }
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
 }
 
-pub async fn wait_for(chains: &[&Arc<MemChain>], height: u64, limit: Duration) {
+pub(crate) async fn wait_for(chains: &[&Arc<MemChain>], height: u64, limit: Duration) {
     let start = Instant::now();
     loop {
         let heights: Vec<u64> = chains.iter().map(|c| c.last_committed()).collect();
@@ -231,7 +231,7 @@ pub async fn wait_for(chains: &[&Arc<MemChain>], height: u64, limit: Duration) {
     }
 }
 
-pub fn options(dir: &std::path::Path, ports: &[u16], i: u8) -> Options {
+pub(crate) fn options(dir: &std::path::Path, ports: &[u16], i: u8) -> Options {
     let addr = |p: u16| {
         format!("/ip4/127.0.0.1/tcp/{p}")
             .parse()
@@ -254,6 +254,6 @@ pub fn options(dir: &std::path::Path, ports: &[u16], i: u8) -> Options {
 }
 
 /// Kills a validator the hard way: the engine's actors are killed, nothing is flushed.
-pub async fn kill(r: Running) {
+pub(crate) async fn kill(r: Running) {
     r.kill().await;
 }

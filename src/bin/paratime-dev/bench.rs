@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// Options of `bench`.
 #[derive(clap::Args, Debug)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// The bundle to provision (e.g. the sample kvstore).
     #[arg(long)]
     bundle: PathBuf,
@@ -213,7 +213,7 @@ async fn bench_async(a: BenchArgs) -> Result<(), String> {
 }
 
 /// `bench`.
-pub fn bench(a: BenchArgs) -> i32 {
+pub(crate) fn bench(a: BenchArgs) -> i32 {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

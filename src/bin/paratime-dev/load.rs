@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 /// Latency percentiles in milliseconds.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct Latency {
+pub(crate) struct Latency {
     /// Median.
     pub p50: f64,
     /// 99th percentile.
@@ -22,7 +22,7 @@ pub struct Latency {
 
 /// What a load run measured.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// Runtime rounds finalized with a batch while the load ran.
     pub rounds_finalized: u64,
     /// Rounds that failed meanwhile.
@@ -68,7 +68,7 @@ async fn roothash(address: &str, runtime: &str) -> Option<serde_json::Value> {
 
 /// Waits until the runtime has an executor committee as seen by the node at `address`, or
 /// `stop` turns true. Returns the committee size.
-pub async fn wait_for_committee(
+pub(crate) async fn wait_for_committee(
     address: &str,
     runtime: &str,
     mut stop: watch::Receiver<bool>,
@@ -94,7 +94,7 @@ pub async fn wait_for_committee(
 }
 
 /// Runs the load until `stop` turns true.
-pub async fn run(
+pub(crate) async fn run(
     address: String,
     runtime: String,
     concurrency: usize,

@@ -15,11 +15,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// The sample ParaTime's runtime ID in the local network.
-pub const RUNTIME_ID: &str = paratime_node::cli::paratime::SAMPLE_RUNTIME_ID;
+pub(crate) const RUNTIME_ID: &str = paratime_node::cli::paratime::SAMPLE_RUNTIME_ID;
 
 /// Options of `localnet`.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Directory for the network (created; must be empty or absent).
     #[arg(long)]
     dir: PathBuf,
@@ -604,7 +604,7 @@ fn figures(
 }
 
 /// `localnet`.
-pub fn run(a: Args) -> i32 {
+pub(crate) fn run(a: Args) -> i32 {
     let nodes = match setup(&a) {
         Ok(n) => n,
         Err(e) => {
@@ -745,7 +745,7 @@ pub fn run(a: Args) -> i32 {
         let report = (report, consensus);
         // Stop the other nodes first so they can deregister while the validator still runs.
         let stop = |c: &Child| {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id().cast_signed()), nix::sys::signal::Signal::SIGTERM);
         };
         for group in [false, true] {
             for (name, c) in &children {
