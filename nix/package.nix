@@ -42,8 +42,16 @@ rustPlatform.buildRustPackage {
   # Every unit names the node's binary; only the sandbox launcher's units name bubblewrap. Each
   # substitution must match (--replace-fail), and no /usr/bin path may remain.
   postInstall = ''
-    # Developer tooling (local networks, benchmarks) is not shipped to operators.
-    rm $out/bin/paratime-dev
+    # Only the node and the sample ParaTime (for the sample bundle) ship: developer tooling
+    # (paratime-dev) and the test-only ParaTimes (paratime-hostile, paratime-faulty-kvstore) that
+    # the workspace build also produces are removed, and anything else new fails the build.
+    rm -f $out/bin/paratime-dev $out/bin/paratime-hostile $out/bin/paratime-faulty-kvstore
+    for b in $out/bin/*; do
+      case "''${b##*/}" in
+        paratime-node | paratime-kvstore) ;;
+        *) echo "paratime-node: unexpected binary $b in the package" >&2; exit 1 ;;
+      esac
+    done
     unitDir=$out/lib/systemd/system
     install -Dm0644 -t $unitDir systemd/*.service systemd/*.socket
     sh systemd/make-templates.sh $unitDir $unitDir

@@ -108,7 +108,7 @@ fn control_shutdown_stops_the_node() {
 #[test]
 fn crashing_runtime_is_restarted_with_backoff() {
     let d = NodeDir::new();
-    d.build_bundle();
+    d.build_faulty_bundle();
     d.write_config(&fault_config("crash", ""));
     let mut node = d.start();
     let st = d.wait_runtime(&mut node, "two restarts", LONG, |s| {
@@ -129,7 +129,7 @@ fn crashing_runtime_is_restarted_with_backoff() {
 #[test]
 fn hanging_runtime_is_killed_by_the_ping() {
     let d = NodeDir::new();
-    d.build_bundle();
+    d.build_faulty_bundle();
     d.write_config(&fault_config(
         "hang",
         "  ping_interval: 500ms\n  ping_timeout: 500ms\n",
@@ -153,7 +153,7 @@ fn garbage_and_oversized_frames_are_rejected_without_harming_the_node() {
         ("oversized", "exceeds the maximum frame size"),
     ] {
         let d = NodeDir::new();
-        d.build_bundle();
+        d.build_faulty_bundle();
         d.write_config(&fault_config(fault, ""));
         let mut node = d.start();
         let st = d.wait_runtime(&mut node, want, LONG, |s| {
@@ -174,7 +174,7 @@ fn garbage_and_oversized_frames_are_rejected_without_harming_the_node() {
 #[test]
 fn version_mismatch_is_refused() {
     let d = NodeDir::new();
-    d.build_bundle();
+    d.build_faulty_bundle();
     d.write_config(&fault_config("wrong_version", ""));
     let mut node = d.start();
     let st = d.wait_runtime(&mut node, "version mismatch", LONG, |s| {
@@ -260,7 +260,7 @@ fn runtime_exec_runs_transactions_and_keeps_state() {
 #[test]
 fn sandbox_cannot_read_keys_reach_the_network_or_write_outside_tmp() {
     let d = NodeDir::new();
-    d.build_bundle();
+    d.build_faulty_bundle();
     assert!(run(&[
         "identity",
         "init",

@@ -6,7 +6,7 @@
 //! batch's overlay and leave the sandbox as the write log.
 
 use crate::protocol::{
-    self, Body, Empty, Error, FrameError, Hash, HostStorageGetRequest, Message,
+    self, Body, Empty, Error, FrameError, HostStorageGetRequest, Message,
     RuntimeCheckTxBatchResponse, RuntimeExecuteTxBatchResponse, RuntimeInfoResponse,
     RuntimeQueryResponse, TxResult, Version, WriteLogEntry, MESSAGE_REQUEST, MESSAGE_RESPONSE,
     PROTOCOL_VERSION,
@@ -120,11 +120,6 @@ pub trait Runtime {
     /// Health check run on every ping from the host; an error is reported back.
     fn ping(&self) -> Result<(), CallError> {
         Ok(())
-    }
-
-    /// Hook for the batch's state root (fault injection in tests); identity by default.
-    fn state_root_hook(&self, root: Hash) -> Hash {
-        root
     }
 }
 
@@ -299,7 +294,7 @@ fn handle<R: Runtime>(rt: &mut R, conn: &mut Connection, msg: Message) -> Result
                     results.push(r);
                 }
                 let write_log = ctx.write_log();
-                let root = rt.state_root_hook(state::next_state_root(&prev, &write_log));
+                let root = state::next_state_root(&prev, &write_log);
                 let io = state::io_root(req.round, &req.inputs, &results);
                 Body::RuntimeExecuteTxBatchResponse(RuntimeExecuteTxBatchResponse {
                     results,

@@ -33,6 +33,18 @@ pub(crate) fn kvstore_bin() -> PathBuf {
     p
 }
 
+/// The test-only faulty key-value store (tests/hostile-runtime), built by the workspace build:
+/// the sample ParaTime with `debug_fault` and `debug_probe`.
+pub(crate) fn faulty_kvstore_bin() -> PathBuf {
+    let p = kvstore_bin().with_file_name("paratime-faulty-kvstore");
+    assert!(
+        p.exists(),
+        "{} missing: build the workspace (cargo build --workspace)",
+        p.display()
+    );
+    p
+}
+
 /// The test-only hostile ParaTime (tests/hostile-runtime), built by the workspace build.
 pub(crate) fn hostile_bin() -> PathBuf {
     let p = node_bin()
@@ -126,6 +138,15 @@ impl NodeDir {
     pub(crate) fn build_bundle(&self) -> PathBuf {
         let out = self.bundle();
         let o = self.build_bundle_with(RUNTIME_ID, &out);
+        assert!(o.status.success(), "bundle build: {}", text(&o));
+        out
+    }
+
+    /// Builds the faulty key-value store's bundle where [`Self::bundle`] points (named
+    /// `kvstore`, the sample's runtime ID).
+    pub(crate) fn build_faulty_bundle(&self) -> PathBuf {
+        let out = self.bundle();
+        let o = bundle_build(&faulty_kvstore_bin(), "kvstore", RUNTIME_ID, &out);
         assert!(o.status.success(), "bundle build: {}", text(&o));
         out
     }

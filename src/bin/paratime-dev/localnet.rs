@@ -53,8 +53,9 @@ pub(crate) struct Args {
     /// Print the summary as one JSON line at the end (last line of stdout).
     #[arg(long)]
     json: bool,
-    /// Test-only fault injection: NODE=FAULT sets the sample ParaTime's `debug_fault` on that
-    /// node (e.g. compute-1=wrong_state_root).
+    /// Test-only fault injection: NODE=FAULT hosts the faulty key-value store
+    /// (`paratime-faulty-kvstore`, built by the workspace) on that node with `debug_fault` FAULT
+    /// (e.g. compute-1=wrong_state_root); the other nodes host the sample ParaTime.
     #[arg(long = "debug-fault", hide = true)]
     debug_fault: Vec<String>,
     /// Test-only (debug builds): NODE=STEP@HEIGHT makes that node SIGKILL itself once at a
@@ -325,6 +326,13 @@ fn setup(a: &Args) -> Result<Vec<Planned>, String> {
         .map_err(|e: bundle::RuntimeIdError| e.to_string())?;
     bundle::build(&bundle::BuildOptions { executable: &kv, name: "kvstore", runtime_id, version: paratime_sdk::Version::parse(paratime_node::SOFTWARE_VERSION)? }, &bundle_path)
         .map_err(|e| format!("building the sample bundle from {}: {e} (build the workspace: cargo build --release --workspace)", kv.display()))?;
+    // Nodes with a fault host the test-only faulty store under the same runtime ID and version.
+    let faulty_path = dir.join("kvstore-faulty.orc");
+    if !a.debug_fault.is_empty() {
+        let faulty = exe.with_file_name("paratime-faulty-kvstore");
+        bundle::build(&bundle::BuildOptions { executable: &faulty, name: "kvstore", runtime_id, version: paratime_sdk::Version::parse(paratime_node::SOFTWARE_VERSION)? }, &faulty_path)
+            .map_err(|e| format!("building the faulty bundle from {}: {e} (build the workspace: cargo build --workspace)", faulty.display()))?;
+    }
 
     let genesis =
         paratime_node::cli::network::make_genesis(&paratime_node::cli::network::GenesisParams {
@@ -394,7 +402,11 @@ fn setup(a: &Args) -> Result<Vec<Planned>, String> {
             dir,
             n,
             (&peers, &seed),
-            &bundle_path,
+            if fault.is_some() {
+                &faulty_path
+            } else {
+                &bundle_path
+            },
             entity.as_deref(),
             runtime,
             fault,
