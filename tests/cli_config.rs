@@ -391,3 +391,24 @@ fn localnet_refuses_more_load_than_the_client_node_serves_connections() {
         "nothing was created"
     );
 }
+
+#[test]
+fn a_broken_entity_descriptor_is_named_by_config_check_not_only_at_start() {
+    let d = NodeDir::new();
+    let entity = d.path().join("etc/entity.json");
+    std::fs::write(&entity, r#"{"nodes": []}"#).expect("entity");
+    let yaml = format!(
+        "mode: validator\ncommon:\n  data_dir: DIR/data\ngenesis:\n  file: DIR/etc/genesis.json\nregistration:\n  entity: {}\n",
+        entity.display()
+    );
+    let p = d.path().join("etc/config.yml");
+    std::fs::write(&p, yaml.replace("DIR", d.path().to_str().expect("utf8"))).expect("write");
+    let o = run(&["config", "check", "--config", p.to_str().expect("utf8")]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("error: registration.entity: entity descriptor '")
+            && out.contains("': no `id`"),
+        "{out}"
+    );
+}

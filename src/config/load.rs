@@ -13,6 +13,8 @@ pub struct Loaded {
     pub config: Config,
     /// Warnings (unsupported components configured, …).
     pub warnings: Vec<Problem>,
+    /// The values the node runs with, parsed once.
+    pub settings: super::Settings,
 }
 
 /// What the docs template's placeholders stand for.
@@ -357,7 +359,8 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
             return Err(fail(problems));
         }
     };
-    for mut p in validate::validate(&config) {
+    let (found, parsed) = validate::validate(&config);
+    for mut p in found {
         // A placeholder's stand-in value is already reported.
         if p.message.contains("PLACEHOLDER") {
             continue;
@@ -380,10 +383,18 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
     if problems.iter().any(|p| p.severity == Severity::Error) {
         return Err(fail(problems));
     }
+    // Every value parsed when there is no error; a gap is a bug here, reported as such.
+    let settings = parsed.settings().map_err(|key| {
+        fail(vec![Problem::error(
+            key,
+            "internal error: the value passed validation but was not kept (please report)",
+        )])
+    })?;
     Ok(Loaded {
         file: file.to_path_buf(),
         config,
         warnings: problems,
+        settings,
     })
 }
 
@@ -538,5 +549,29 @@ mod tests {
         assert_eq!(parse_size("1GiB"), Ok(1 << 30));
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn the_settings_are_the_parsed_values_of_a_valid_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("genesis.json"), "{}").expect("genesis");
+        let id = "c9GKxp7PAIDIYmL9NFEhaBhZn8q7CyGpjpH/OtGJ1hU=";
+        std::fs::write(d.join("entity.json"), format!("{{\"id\": \"{id}\"}}")).expect("entity");
+        let yaml = format!(
+            "mode: validator\ncommon:\n  data_dir: {d}/data\ngenesis:\n  file: {d}/genesis.json\nregistration:\n  entity: {d}/entity.json\nruntime:\n  ping_interval: 2m\n  max_bundle_size: 20mb\n  limits:\n    memory: 1GiB\nconsensus:\n  listen_address: tcp://127.0.0.1:26656\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("config.yml"), yaml).expect("config");
+        let l = load(&d.join("config.yml")).expect("valid");
+        let s = &l.settings;
+        assert!(matches!(s.genesis, crate::config::GenesisFile::Empty));
+        assert_eq!(s.entity.map(|e| e.to_string()).as_deref(), Some(id));
+        assert_eq!(s.ping_interval, std::time::Duration::from_secs(120));
+        assert_eq!(s.ping_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(s.max_bundle_size, 20_000_000);
+        assert_eq!(s.limits.memory, 1 << 30);
+        assert_eq!(s.consensus_listen.to_string(), "127.0.0.1:26656");
+        assert!(s.consensus_peers.is_empty());
     }
 }

@@ -11,7 +11,9 @@ mod validate;
 
 pub use load::{load, parse_size, substitute_env, Loaded};
 pub use schema::{Config, Mode, Provisioner};
-pub use validate::{consensus_external, consensus_listen, consensus_peers, runtime_limits};
+pub use validate::{
+    consensus_external, consensus_listen, consensus_peers, runtime_limits, GenesisFile, Settings,
+};
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -7,6 +7,68 @@ use base64::Engine;
 use std::path::Path;
 use std::time::Duration;
 
+/// What `genesis.file` holds.
+#[derive(Clone, Debug)]
+pub enum GenesisFile {
+    /// `{}`: the node hosts runtimes without consensus.
+    Empty,
+    /// A genesis document: the node runs the network.
+    Document(Box<crate::consensus::genesis::Genesis>),
+}
+
+/// The values the node runs with, parsed once while the config is validated: the node never
+/// parses a setting again (and so has no fallback for one that does not parse).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `genesis.file`, read and checked.
+    pub genesis: GenesisFile,
+    /// The owning entity: `registration.entity_id`, or the `id` of `registration.entity`.
+    pub entity: Option<crate::consensus::crypto::PublicKey>,
+    /// `runtime.max_bundle_size` in bytes.
+    pub max_bundle_size: u64,
+    /// `runtime.ping_interval`.
+    pub ping_interval: Duration,
+    /// `runtime.ping_timeout`.
+    pub ping_timeout: Duration,
+    /// `runtime.limits`.
+    pub limits: crate::host::limits::Limits,
+    /// `consensus.listen_address`.
+    pub consensus_listen: std::net::SocketAddr,
+    /// `consensus.p2p.persistent_peers`.
+    pub consensus_peers: Vec<std::net::SocketAddr>,
+}
+
+/// Values parsed so far; complete when the config has no errors.
+#[derive(Default)]
+pub(super) struct Parsed {
+    genesis: Option<GenesisFile>,
+    entity: Option<Option<crate::consensus::crypto::PublicKey>>,
+    max_bundle_size: Option<u64>,
+    ping_interval: Option<Duration>,
+    ping_timeout: Option<Duration>,
+    limits: Option<crate::host::limits::Limits>,
+    consensus_listen: Option<std::net::SocketAddr>,
+    consensus_peers: Option<Vec<std::net::SocketAddr>>,
+}
+
+impl Parsed {
+    /// The settings, or the first key that did not parse.
+    pub(super) fn settings(self) -> Result<Settings, &'static str> {
+        Ok(Settings {
+            genesis: self.genesis.ok_or("genesis.file")?,
+            entity: self.entity.ok_or("registration.entity")?,
+            max_bundle_size: self.max_bundle_size.ok_or("runtime.max_bundle_size")?,
+            ping_interval: self.ping_interval.ok_or("runtime.ping_interval")?,
+            ping_timeout: self.ping_timeout.ok_or("runtime.ping_timeout")?,
+            limits: self.limits.ok_or("runtime.limits")?,
+            consensus_listen: self.consensus_listen.ok_or("consensus.listen_address")?,
+            consensus_peers: self
+                .consensus_peers
+                .ok_or("consensus.p2p.persistent_peers")?,
+        })
+    }
+}
+
 fn has_entity(c: &Config) -> bool {
     !c.registration.entity.is_empty() || !c.registration.entity_id.is_empty()
 }
@@ -32,19 +94,20 @@ fn check_duration_range(
     value: &str,
     (min, max): (Duration, Duration),
     default: &str,
-) {
-    if let Some(d) = check_duration(problems, key, value) {
-        if d < min || d > max {
-            problems.push(Problem::error(
-                key,
-                format!(
-                    "'{value}' is out of range: must be between {} and {} (default {default})",
-                    humantime::format_duration(min),
-                    humantime::format_duration(max)
-                ),
-            ));
-        }
+) -> Option<Duration> {
+    let d = check_duration(problems, key, value)?;
+    if d < min || d > max {
+        problems.push(Problem::error(
+            key,
+            format!(
+                "'{value}' is out of range: must be between {} and {} (default {default})",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ),
+        ));
+        return None;
     }
+    Some(d)
 }
 
 /// `runtime.ping_interval`: how long the watchdog waits between pings.
@@ -117,7 +180,7 @@ fn check_common(c: &Config, p: &mut Vec<Problem>) {
     }
 }
 
-fn check_runtime(c: &Config, p: &mut Vec<Problem>) {
+fn check_runtime(c: &Config, p: &mut Vec<Problem>, parsed: &mut Parsed) {
     let r = &c.runtime;
     if r.provisioner == Provisioner::Mock {
         p.push(Problem::error(
@@ -161,17 +224,18 @@ fn check_runtime(c: &Config, p: &mut Vec<Problem>) {
             ));
         }
     }
-    if let Err(e) = parse_size(&r.max_bundle_size) {
-        p.push(Problem::error("runtime.max_bundle_size", e));
+    match parse_size(&r.max_bundle_size) {
+        Ok(n) => parsed.max_bundle_size = Some(n),
+        Err(e) => p.push(Problem::error("runtime.max_bundle_size", e)),
     }
-    check_duration_range(
+    parsed.ping_interval = check_duration_range(
         p,
         "runtime.ping_interval",
         &r.ping_interval,
         PING_INTERVAL_RANGE,
         "15s",
     );
-    check_duration_range(
+    parsed.ping_timeout = check_duration_range(
         p,
         "runtime.ping_timeout",
         &r.ping_timeout,
@@ -224,35 +288,45 @@ fn check_runtime(c: &Config, p: &mut Vec<Problem>) {
     }
 }
 
-fn check_network(c: &Config, p: &mut Vec<Problem>) {
-    if c.genesis.file.is_empty() {
-        p.push(Problem::error("genesis.file", "missing genesis file path"));
-    } else {
-        let read = crate::system::files::read_bounded(
-            Path::new(&c.genesis.file),
-            crate::system::files::GENESIS_LIMIT,
-        );
-        match read {
-            Err(e) => p.push(Problem::error(
-                "genesis.file",
-                format!("cannot read genesis file {e}"),
-            )),
-            Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                Err(e) => p.push(Problem::error(
-                    "genesis.file",
-                    format!("genesis file '{}' is not valid JSON: {e}", c.genesis.file),
-                )),
-                // `{}` runs the node as a runtime host only; anything else must be a genesis document.
-                Ok(v) if v.as_object().is_some_and(|o| o.is_empty()) => {}
-                Ok(_) => {
-                    if let Err(e) =
-                        crate::consensus::genesis::load(std::path::Path::new(&c.genesis.file))
-                    {
-                        p.push(Problem::error("genesis.file", e));
-                    }
-                }
-            },
-        }
+/// Reads `genesis.file` once: `{}` (runtime hosting only) or a genesis document.
+fn genesis_file(path: &str) -> Result<GenesisFile, String> {
+    if path.is_empty() {
+        return Err("missing genesis file path".into());
+    }
+    let bytes =
+        crate::system::files::read_bounded(Path::new(path), crate::system::files::GENESIS_LIMIT)
+            .map_err(|e| format!("cannot read genesis file {e}"))?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("genesis file '{path}' is not valid JSON: {e}"))?;
+    // `{}` runs the node as a runtime host only; anything else must be a genesis document.
+    if v.as_object().is_some_and(|o| o.is_empty()) {
+        return Ok(GenesisFile::Empty);
+    }
+    crate::consensus::genesis::Genesis::from_json(&bytes)
+        .map(|g| GenesisFile::Document(Box::new(g)))
+        .map_err(|e| format!("genesis file '{path}': {e}"))
+}
+
+/// The entity ID in the entity descriptor at `path` (its `id`).
+fn entity_file_id(path: &str) -> Result<crate::consensus::crypto::PublicKey, String> {
+    let text = crate::system::files::read_bounded_to_string(
+        Path::new(path),
+        crate::system::files::ENTITY_LIMIT,
+    )
+    .map_err(|e| format!("entity descriptor {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("entity descriptor '{path}': {e}"))?;
+    v["id"]
+        .as_str()
+        .ok_or_else(|| format!("entity descriptor '{path}': no `id`"))?
+        .parse()
+        .map_err(|e| format!("entity descriptor '{path}': {e}"))
+}
+
+fn check_network(c: &Config, p: &mut Vec<Problem>, parsed: &mut Parsed) {
+    match genesis_file(&c.genesis.file) {
+        Ok(g) => parsed.genesis = Some(g),
+        Err(e) => p.push(Problem::error("genesis.file", e)),
     }
     let reg = &c.registration;
     if !reg.entity.is_empty() && !reg.entity_id.is_empty() {
@@ -262,19 +336,25 @@ fn check_network(c: &Config, p: &mut Vec<Problem>) {
         ));
     }
     if !reg.entity_id.is_empty() {
-        let ok = base64::engine::general_purpose::STANDARD
-            .decode(&reg.entity_id)
-            .map(|b| b.len() == 32)
-            .unwrap_or(false);
-        if !ok {
-            p.push(Problem::error("registration.entity_id", format!("malformed entity ID '{}': expected a base64 Ed25519 public key (44 characters)", reg.entity_id)));
+        match reg.entity_id.parse() {
+            Ok(id) => parsed.entity = Some(Some(id)),
+            Err(_) => p.push(Problem::error("registration.entity_id", format!("malformed entity ID '{}': expected a base64 Ed25519 public key (44 characters)", reg.entity_id))),
         }
+    } else if reg.entity.is_empty() {
+        parsed.entity = Some(None);
     }
-    if !reg.entity.is_empty() && !Path::new(&reg.entity).is_file() {
-        p.push(Problem::error(
-            "registration.entity",
-            format!("entity descriptor '{}' does not exist", reg.entity),
-        ));
+    if !reg.entity.is_empty() {
+        if !Path::new(&reg.entity).is_file() {
+            p.push(Problem::error(
+                "registration.entity",
+                format!("entity descriptor '{}' does not exist", reg.entity),
+            ));
+        } else if reg.entity_id.is_empty() {
+            match entity_file_id(&reg.entity) {
+                Ok(id) => parsed.entity = Some(Some(id)),
+                Err(e) => p.push(Problem::error("registration.entity", e)),
+            }
+        }
     }
     for (i, a) in c.p2p.registration.addresses.iter().enumerate() {
         if a.parse::<std::net::SocketAddr>().is_err() {
@@ -299,7 +379,7 @@ fn check_network(c: &Config, p: &mut Vec<Problem>) {
     }
 }
 
-fn check_unsupported(c: &Config, p: &mut Vec<Problem>) {
+fn check_unsupported(c: &Config, p: &mut Vec<Problem>, parsed: &mut Parsed) {
     if !c.ias.proxy_addresses.is_empty() || c.ias.debug_skip_verify {
         p.push(Problem::warning(
             "ias.proxy_addresses",
@@ -330,11 +410,13 @@ fn check_unsupported(c: &Config, p: &mut Vec<Problem>) {
             "sentry nodes are not supported: ignored",
         ));
     }
-    if let Err(e) = consensus_listen(c) {
-        p.push(Problem::error("consensus.listen_address", e));
+    match consensus_listen(c) {
+        Ok(a) => parsed.consensus_listen = Some(a),
+        Err(e) => p.push(Problem::error("consensus.listen_address", e)),
     }
-    if let Err(e) = consensus_peers(c) {
-        p.push(Problem::error("consensus.p2p.persistent_peers", e));
+    match consensus_peers(c) {
+        Ok(a) => parsed.consensus_peers = Some(a),
+        Err(e) => p.push(Problem::error("consensus.p2p.persistent_peers", e)),
     }
     if !c.consensus.external_address.is_empty() {
         if let Err(e) = tcp_addr(&c.consensus.external_address) {
@@ -450,17 +532,19 @@ pub fn runtime_limits(c: &Config) -> Result<crate::host::limits::Limits, Vec<Pro
 }
 
 /// Every rule violation and warning of a parsed config.
-pub(super) fn validate(c: &Config) -> Vec<Problem> {
+pub(super) fn validate(c: &Config) -> (Vec<Problem>, Parsed) {
     let mut p = Vec::new();
+    let mut parsed = Parsed::default();
     check_mode(c, &mut p);
     check_common(c, &mut p);
-    check_runtime(c, &mut p);
-    if let Err(e) = runtime_limits(c) {
-        p.extend(e);
+    check_runtime(c, &mut p, &mut parsed);
+    match runtime_limits(c) {
+        Ok(l) => parsed.limits = Some(l),
+        Err(e) => p.extend(e),
     }
-    check_network(c, &mut p);
-    check_unsupported(c, &mut p);
-    p
+    check_network(c, &mut p, &mut parsed);
+    check_unsupported(c, &mut p, &mut parsed);
+    (p, parsed)
 }
 
 /// `consensus.listen_address` (`tcp://IP:PORT`) as a socket address.
@@ -557,6 +641,7 @@ mod tests {
         c.runtime.ping_interval = interval.into();
         c.runtime.ping_timeout = timeout.into();
         validate(&c)
+            .0
             .into_iter()
             .filter(|p| p.key.starts_with("runtime.ping_"))
             .map(|p| p.to_string())

@@ -98,9 +98,9 @@ fn local_config(cfg: &Config, id: &RuntimeId) -> Result<Option<ciborium::Value>,
 /// bundle contains must never stop the node (DESIGN §2).
 pub fn install_bundles(
     cfg: &Config,
+    max: u64,
     bundles_dir: &Path,
 ) -> Result<(Vec<HostedRuntime>, Vec<crate::control::RefusedBundle>), NodeError> {
-    let max = config::parse_size(&cfg.runtime.max_bundle_size).map_err(NodeError::Other)?;
     let mut out: Vec<HostedRuntime> = Vec::new();
     let mut refused = Vec::new();
     for p in &cfg.runtime.paths {
@@ -212,6 +212,8 @@ pub struct Options {
 /// Everything set up before the node confines itself and starts its threads.
 pub struct Prepared {
     cfg: Config,
+    /// The config's parsed values (its genesis document moved to `network`).
+    settings: config::Settings,
     _lock: identity::DataDirLock,
     id: Identity,
     hosted: Vec<HostedRuntime>,
@@ -232,65 +234,6 @@ struct Network {
     store: Arc<Store>,
     seeds: Vec<(libp2p::PeerId, libp2p::Multiaddr)>,
     entity: Option<PublicKey>,
-}
-
-/// Reads `genesis.file`: a full genesis document runs the consensus layer; an empty JSON object
-/// (`{}`) runs the node as a runtime host only.
-fn load_genesis(cfg: &Config) -> Result<Option<Genesis>, NodeError> {
-    let path = Path::new(&cfg.genesis.file);
-    let bytes = crate::system::files::read_bounded(path, crate::system::files::GENESIS_LIMIT)
-        .map_err(|e| NodeError::Other(format!("genesis file {e}")))?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| NodeError::Other(format!("genesis file '{}': {e}", path.display())))?;
-    if v.as_object().is_some_and(|o| o.is_empty()) {
-        log::warn!(target: "cmd/node", "genesis document {} is empty: running without consensus (runtime hosting only)", path.display());
-        return Ok(None);
-    }
-    crate::consensus::genesis::load(path)
-        .map(Some)
-        .map_err(NodeError::Other)
-}
-
-/// The owning entity's ID from `registration.entity` (entity.json) or `registration.entity_id`.
-fn entity_id(cfg: &Config) -> Result<Option<PublicKey>, NodeError> {
-    if !cfg.registration.entity_id.is_empty() {
-        return cfg
-            .registration
-            .entity_id
-            .parse()
-            .map(Some)
-            .map_err(|e| NodeError::Other(format!("registration.entity_id: {e}")));
-    }
-    if cfg.registration.entity.is_empty() {
-        return Ok(None);
-    }
-    let text = crate::system::files::read_bounded_to_string(
-        Path::new(&cfg.registration.entity),
-        crate::system::files::ENTITY_LIMIT,
-    )
-    .map_err(|e| NodeError::Other(format!("registration.entity {e}")))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        NodeError::Other(format!(
-            "registration.entity '{}': {e}",
-            cfg.registration.entity
-        ))
-    })?;
-    v["id"]
-        .as_str()
-        .ok_or_else(|| {
-            NodeError::Other(format!(
-                "registration.entity '{}': no `id`",
-                cfg.registration.entity
-            ))
-        })?
-        .parse()
-        .map(Some)
-        .map_err(|e| {
-            NodeError::Other(format!(
-                "registration.entity '{}': {e}",
-                cfg.registration.entity
-            ))
-        })
 }
 
 /// What the node may read and write once confined.
@@ -332,6 +275,7 @@ pub fn confinement_paths(
 pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeError> {
     use crate::system::notify;
     let cfg = loaded.config;
+    let mut settings = loaded.settings;
     for w in &loaded.warnings {
         log::warn!(target: "cmd/node", key = w.key.as_str(); "config: {}", w.message);
     }
@@ -367,7 +311,7 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
     let logs_dir = runtimes_dir.join("logs");
     identity::ensure_dir(&logs_dir)?;
     notify::extend_timeout(Duration::from_secs(60), "installing bundles");
-    let (hosted, bundles_refused) = install_bundles(&cfg, &bundles_dir)?;
+    let (hosted, bundles_refused) = install_bundles(&cfg, settings.max_bundle_size, &bundles_dir)?;
 
     // The launcher starts before the node restricts itself in any way (DESIGN §2).
     notify::extend_timeout(Duration::from_secs(60), "starting the sandbox launcher");
@@ -424,9 +368,14 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
         ),
     };
 
-    let network = match load_genesis(&cfg)? {
-        None => None,
-        Some(genesis) => {
+    let genesis = std::mem::replace(&mut settings.genesis, config::GenesisFile::Empty);
+    let network = match genesis {
+        config::GenesisFile::Empty => {
+            log::warn!(target: "cmd/node", "genesis document {} is empty: running without consensus (runtime hosting only)", cfg.genesis.file);
+            None
+        }
+        config::GenesisFile::Document(genesis) => {
+            let genesis = *genesis;
             let store = Store::open(&data_dir.join("consensus.redb"))
                 .map_err(|e| NodeError::Other(e.to_string()))?;
             let seeds = cfg
@@ -441,7 +390,7 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
                 genesis,
                 store: Arc::new(store),
                 seeds,
-                entity: entity_id(&cfg)?,
+                entity: settings.entity,
             })
         }
     };
@@ -460,6 +409,7 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
         logs_dir,
         network,
         cfg,
+        settings,
         _lock: lock,
         id,
         hosted,
@@ -493,12 +443,10 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
     let stops = Stops::default();
     let (synced_tx, synced_rx) = watch::channel(false);
     let settings = supervisor::Settings {
-        ping_interval: humantime::parse_duration(&cfg.runtime.ping_interval)
-            .unwrap_or(Duration::from_secs(15)),
-        ping_timeout: humantime::parse_duration(&cfg.runtime.ping_timeout)
-            .unwrap_or(Duration::from_secs(5)),
+        ping_interval: p.settings.ping_interval,
+        ping_timeout: p.settings.ping_timeout,
         provisioner: p.info.provisioner.clone(),
-        limits: crate::config::runtime_limits(cfg).unwrap_or_default(),
+        limits: p.settings.limits,
         log: crate::host::runtime_log::Settings {
             lines_per_second: cfg.runtime.log.max_lines_per_second,
             burst: cfg.runtime.log.burst,
@@ -588,10 +536,8 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             net.store.clone(),
         ));
         let copts = crate::consensus::engine::Options {
-            listen: config::consensus_listen(cfg)
-                .map_err(|e| NodeError::Other(format!("consensus.listen_address: {e}")))?,
-            peers: config::consensus_peers(cfg)
-                .map_err(|e| NodeError::Other(format!("consensus.p2p.persistent_peers: {e}")))?,
+            listen: p.settings.consensus_listen,
+            peers: p.settings.consensus_peers.clone(),
             wal: Path::new(&cfg.common.data_dir)
                 .join("consensus")
                 .join("wal")
