@@ -138,7 +138,7 @@ async fn exec_async(a: ExecArgs) -> Result<serde_json::Value, String> {
     let p = host::provision(
         &launcher.client(),
         &rt,
-        &host::StartOptions::defaults(&info.provisioner),
+        &host::StartOptions::defaults(info.provisioner),
         state.clone(),
     )
     .await?;

@@ -304,7 +304,7 @@ pub struct Evidence {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CommitteeChain {
     /// This node's roles in the executor committee (`worker`, `backup-worker`).
-    pub executor_roles: Vec<String>,
+    pub executor_roles: Vec<crate::consensus::state::Role>,
     /// Its scheduler rank for the open round (0 = scheduler), if it is a worker.
     pub scheduler_rank: Option<u64>,
     /// Latest consensus height.

@@ -17,13 +17,19 @@ pub fn socket_path(address: &str) -> Result<PathBuf, String> {
     }
 }
 
-/// Sends `method path` and returns the HTTP status and body.
-pub async fn request(address: &str, method: &str, path: &str) -> Result<(u16, String), String> {
+/// Sends `method path` and returns the HTTP status and body (tests of the server's raw replies).
+#[cfg(test)]
+pub(crate) async fn request(
+    address: &str,
+    method: &str,
+    path: &str,
+) -> Result<(u16, String), String> {
     request_with(address, method, path, None).await
 }
 
-/// Sends `method path` with an optional JSON body.
-pub async fn request_with(
+/// Sends `method path` with an optional JSON body (tests of the server's raw replies).
+#[cfg(test)]
+pub(crate) async fn request_with(
     address: &str,
     method: &str,
     path: &str,

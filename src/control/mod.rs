@@ -198,8 +198,8 @@ fn consensus_status(
 pub struct RuntimeEntry {
     /// The bundle's runtime descriptor.
     pub descriptor: Option<serde_json::Value>,
-    /// `sandboxed`, `unconfined`.
-    pub provisioner: String,
+    /// Sandbox or unconfined.
+    pub provisioner: crate::host::Provisioner,
     /// The bundle's components.
     pub components: Vec<crate::host::supervisor::ComponentStatus>,
     /// Committee readiness and versions, plus roles from the consensus state.

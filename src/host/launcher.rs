@@ -44,8 +44,8 @@ pub enum Request {
 /// What `info` reports.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Info {
-    /// `sandbox` or `unconfined`.
-    pub provisioner: String,
+    /// Sandbox or unconfined.
+    pub provisioner: super::Provisioner,
     /// bubblewrap binary.
     pub sandbox_binary: String,
     /// Its version (empty when unconfined).
@@ -495,7 +495,7 @@ pub fn trial(cfg: &LauncherConfig) -> Result<(), String> {
 pub fn probe(cfg: &mut LauncherConfig) -> Info {
     if cfg.unconfined {
         return Info {
-            provisioner: "unconfined".into(),
+            provisioner: super::Provisioner::Unconfined,
             sandbox_binary: String::new(),
             bwrap_version: String::new(),
             trial_error: None,
@@ -511,7 +511,7 @@ pub fn probe(cfg: &mut LauncherConfig) -> Info {
         Err(e) => (String::new(), Some(e)),
     };
     Info {
-        provisioner: "sandbox".into(),
+        provisioner: super::Provisioner::Sandbox,
         sandbox_binary: cfg.sandbox_binary.display().to_string(),
         bwrap_version: version,
         trial_error,

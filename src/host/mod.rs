@@ -48,11 +48,37 @@ pub struct Provisioned {
 /// Timeout of the handshake (spawn to `RuntimeInfoResponse`).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How the launcher runs ParaTimes (`provisioner` in the status and on every runtime log line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provisioner {
+    /// In a bubblewrap sandbox.
+    Sandbox,
+    /// As a plain child process (`runtime.provisioner: unconfined`, `--unsafe-debug` only).
+    Unconfined,
+}
+
+impl Provisioner {
+    /// The name shown to operators.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sandbox => "sandbox",
+            Self::Unconfined => "unconfined",
+        }
+    }
+}
+
+impl std::fmt::Display for Provisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How one runtime is started: its limits and how its output is bounded.
 #[derive(Clone, Debug)]
 pub struct StartOptions {
-    /// `sandbox` or `unconfined`, for logs.
-    pub provisioner: String,
+    /// For logs.
+    pub provisioner: Provisioner,
     /// Resource limits.
     pub limits: limits::Limits,
     /// Output bounds.
@@ -63,9 +89,9 @@ pub struct StartOptions {
 
 impl StartOptions {
     /// Options with the default limits and output bounds, no tee file (tools, benchmarks).
-    pub fn defaults(provisioner: &str) -> Self {
+    pub fn defaults(provisioner: Provisioner) -> Self {
         Self {
-            provisioner: provisioner.to_string(),
+            provisioner,
             limits: limits::Limits::default(),
             log: runtime_log::Settings {
                 lines_per_second: 1000,
@@ -89,7 +115,7 @@ fn forward_logs(read: OwnedFd, rt: &HostedRuntime, opts: &StartOptions) {
                 .collect(),
         ),
         ("component", "ronl".to_string()),
-        ("provisioner", opts.provisioner.clone()),
+        ("provisioner", opts.provisioner.to_string()),
     ];
     runtime_log::forward(read, tags, opts.log.clone(), opts.log_stats.clone());
 }

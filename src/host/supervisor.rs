@@ -31,11 +31,22 @@ pub struct HostVersions {
     pub versions: Vec<Version>,
 }
 
+/// `runtimes.<id>.committee.status`: whether the runtime can serve (oasis's wording).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Readiness {
+    /// The runtime completed the handshake and answers.
+    #[serde(rename = "ready")]
+    Ready,
+    /// Not (yet, or no longer) running: [`WAITING`].
+    #[serde(rename = "waiting for hosted runtime provision")]
+    Waiting,
+}
+
 /// `runtimes.<id>.committee`.
 #[derive(Clone, Debug, Serialize)]
 pub struct CommitteeStatus {
-    /// "waiting for hosted runtime provision" until the handshake, then "ready".
-    pub status: String,
+    /// Waiting until the handshake, then ready.
+    pub status: Readiness,
     /// The running version.
     pub active_version: Option<Version>,
     /// Host view.
@@ -98,8 +109,8 @@ impl LogCounters {
 pub struct RuntimeStatus {
     /// On-chain descriptor (none without consensus).
     pub descriptor: Option<serde_json::Value>,
-    /// `sandbox` or `unconfined`.
-    pub provisioner: String,
+    /// Sandbox or unconfined.
+    pub provisioner: super::Provisioner,
     /// Bundle components.
     pub components: Vec<ComponentStatus>,
     /// Committee view.
@@ -117,8 +128,8 @@ pub struct Settings {
     pub ping_interval: Duration,
     /// Ping timeout.
     pub ping_timeout: Duration,
-    /// Provisioner name for status and logs.
-    pub provisioner: String,
+    /// Provisioner for status and logs.
+    pub provisioner: super::Provisioner,
     /// Resource limits of each runtime.
     pub limits: super::limits::Limits,
     /// Bounds of each runtime's output (the tee file is per runtime: `<logs_dir>/<id>.log`).
@@ -168,16 +179,16 @@ fn own_net_ns() -> Option<String> {
 }
 
 /// Initial status of a runtime.
-pub fn initial_status(rt: &HostedRuntime, provisioner: &str) -> RuntimeStatus {
+pub fn initial_status(rt: &HostedRuntime, provisioner: super::Provisioner) -> RuntimeStatus {
     RuntimeStatus {
         descriptor: None,
-        provisioner: provisioner.to_string(),
+        provisioner,
         components: vec![ComponentStatus {
             kind: "ronl".into(),
             version: rt.version,
         }],
         committee: CommitteeStatus {
-            status: WAITING.into(),
+            status: Readiness::Waiting,
             active_version: None,
             host: HostVersions::default(),
         },
@@ -206,7 +217,7 @@ pub async fn run(
     let mut log = settings.log.clone();
     log.file = log.file.map(|dir| dir.join(format!("{}.log", rt.id)));
     let opts = StartOptions {
-        provisioner: settings.provisioner.clone(),
+        provisioner: settings.provisioner,
         limits: settings.limits,
         log,
         log_stats: log_stats.clone(),
@@ -231,7 +242,7 @@ pub async fn run(
             Ok(p) => {
                 let up_since = Instant::now();
                 status.send_modify(|s| {
-                    s.committee.status = "ready".into();
+                    s.committee.status = Readiness::Ready;
                     s.committee.active_version = Some(rt.version);
                     s.committee.host.versions = vec![rt.version];
                     s.sandbox.pid = Some(p.sandbox.started.pid);
@@ -301,7 +312,7 @@ pub async fn run(
                         let exit = tokio::task::spawn_blocking(p.sandbox.exit_watcher());
                         let _ = tokio::time::timeout(Duration::from_secs(2), exit).await;
                         p.sandbox.kill();
-                        status.send_modify(|s| { s.sandbox.pid = None; s.committee.status = WAITING.into(); });
+                        status.send_modify(|s| { s.sandbox.pid = None; s.committee.status = Readiness::Waiting; });
                         return;
                     }
                 };
@@ -312,7 +323,7 @@ pub async fn run(
                 }
                 status.send_modify(|s| {
                     s.sandbox.log = LogCounters::read(&log_stats);
-                    s.committee.status = WAITING.into();
+                    s.committee.status = Readiness::Waiting;
                     s.committee.host.versions.clear();
                     s.sandbox.pid = None;
                     s.sandbox.network_namespace = None;
@@ -344,5 +355,22 @@ mod tests {
             b.next_delay();
         }
         assert!(b.next_delay() <= Duration::from_secs(5400));
+    }
+
+    #[test]
+    fn readiness_and_provisioner_show_oasis_and_operator_wording() {
+        let json = |v: serde_json::Value| v.as_str().map(str::to_string);
+        let ser = |r: Readiness| json(serde_json::json!(r));
+        assert_eq!(ser(Readiness::Waiting).as_deref(), Some(WAITING));
+        assert_eq!(ser(Readiness::Ready).as_deref(), Some("ready"));
+        let p = |p: super::super::Provisioner| json(serde_json::json!(p));
+        assert_eq!(
+            p(super::super::Provisioner::Sandbox).as_deref(),
+            Some("sandbox")
+        );
+        assert_eq!(
+            p(super::super::Provisioner::Unconfined).as_deref(),
+            Some("unconfined")
+        );
     }
 }

@@ -46,9 +46,49 @@ pub enum NodeError {
         /// Cause.
         source: crate::bundle::BundleError,
     },
-    /// Anything else at start-up, with context.
+    /// A runtime's local config (`runtime.runtimes[].config`) cannot be encoded for it.
+    #[error("runtime {runtime}: local config cannot be encoded: {reason}")]
+    LocalConfig {
+        /// Runtime ID (hex).
+        runtime: String,
+        /// Why.
+        reason: String,
+    },
+    /// `runtime.paths` and `runtime.runtimes` do not fit together.
     #[error("{0}")]
-    Other(String),
+    Runtimes(String),
+    /// The sandbox launcher cannot be started or asked.
+    #[error("sandbox launcher: {0}")]
+    Launcher(String),
+    /// The control socket cannot be bound or served.
+    #[error("control socket {path}: {source}")]
+    ControlSocket {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The consensus store.
+    #[error(transparent)]
+    Store(#[from] crate::storage::StoreError),
+    /// `p2p.seeds`.
+    #[error("p2p.seeds: {0}")]
+    Seeds(String),
+    /// Self-confinement (Landlock, capabilities).
+    #[error("{0}")]
+    Confine(String),
+    /// libp2p cannot start.
+    #[error("p2p: {0}")]
+    P2p(String),
+    /// `PARATIME_NODE_TEST_CRASH_AT` (debug builds).
+    #[error("{0}")]
+    CrashPoints(String),
+    /// The consensus engine cannot start.
+    #[error("consensus: {0}")]
+    Consensus(String),
+    /// `consensus.external_address`.
+    #[error("consensus.external_address: {0}")]
+    ExternalAddress(String),
 }
 
 /// Raises RLIMIT_NOFILE towards 102400 as far as the hard limit (or CAP_SYS_RESOURCE) allows
@@ -84,10 +124,9 @@ fn local_config(cfg: &Config, id: &RuntimeId) -> Result<Option<ciborium::Value>,
         .and_then(|r| r.config.clone())
         .or_else(|| cfg.runtime.config.get(&hex).cloned());
     yaml.map(|y| {
-        ciborium::Value::serialized(&y).map_err(|e| {
-            NodeError::Other(format!(
-                "runtime {hex}: local config cannot be encoded: {e}"
-            ))
+        ciborium::Value::serialized(&y).map_err(|e| NodeError::LocalConfig {
+            runtime: hex.clone(),
+            reason: e.to_string(),
         })
     })
     .transpose()
@@ -127,7 +166,7 @@ pub fn install_bundles(
         })?;
         let id = b.manifest.id;
         if out.iter().any(|r| r.id == id) {
-            return Err(NodeError::Other(format!(
+            return Err(NodeError::Runtimes(format!(
                 "runtime.paths: two bundles for runtime {id}; keep one"
             )));
         }
@@ -143,7 +182,7 @@ pub fn install_bundles(
     for r in &cfg.runtime.runtimes {
         // A refused bundle may have been this runtime's: its entry is then reported, not fatal.
         if !out.iter().any(|h| h.id.to_string() == r.id) && refused.is_empty() {
-            return Err(NodeError::Other(format!(
+            return Err(NodeError::Runtimes(format!(
                 "runtime.runtimes: no bundle for runtime {} (bundle hot-loading is not supported yet: add its .orc file to runtime.paths)",
                 r.id
             )));
@@ -333,16 +372,16 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
                     unconfined,
                     (&cfg.common.log.format, log_level),
                 )
-                .map_err(NodeError::Other)?,
+                .map_err(NodeError::Launcher)?,
             )
         }
     };
     let info = launcher
         .client()
         .info()
-        .map_err(|e| NodeError::Other(format!("sandbox launcher: {e}")))?;
+        .map_err(|e| NodeError::Launcher(e.to_string()))?;
     match &info.trial_error {
-        None if info.provisioner == "unconfined" => {
+        None if info.provisioner == crate::host::Provisioner::Unconfined => {
             log::warn!(target: "runtime/host/sandbox", "UNSAFE: starting ParaTimes UNSANDBOXED (runtime.provisioner: unconfined)")
         }
         None => {
@@ -361,8 +400,9 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
     let (control, socket_activated) = match crate::system::listen::take("control") {
         Some(fd) => (std::os::unix::net::UnixListener::from(fd), true),
         None => (
-            control::bind_std(&socket).map_err(|e| {
-                NodeError::Other(format!("control socket {}: {e}", socket.display()))
+            control::bind_std(&socket).map_err(|source| NodeError::ControlSocket {
+                path: socket.clone(),
+                source,
             })?,
             false,
         ),
@@ -376,15 +416,14 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
         }
         config::GenesisFile::Document(genesis) => {
             let genesis = *genesis;
-            let store = Store::open(&data_dir.join("consensus.redb"))
-                .map_err(|e| NodeError::Other(e.to_string()))?;
+            let store = Store::open(&data_dir.join("consensus.redb"))?;
             let seeds = cfg
                 .p2p
                 .seeds
                 .iter()
                 .map(|s| crate::p2p::parse_seed(s))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| NodeError::Other(format!("p2p.seeds: {e}")))?;
+                .map_err(NodeError::Seeds)?;
             log::info!(target: "consensus", chain_context = genesis.chain_context().as_str(), chain_id = genesis.chain_id.as_str(); "genesis loaded");
             Some(Network {
                 genesis,
@@ -400,7 +439,7 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
         None
     } else {
         let paths = confinement_paths(&cfg, &loaded.file, &data_dir, &socket);
-        let report = crate::system::confine::confine(&paths, true).map_err(NodeError::Other)?;
+        let report = crate::system::confine::confine(&paths, true).map_err(NodeError::Confine)?;
         log::info!(target: "system/confine", message_id = notify::message_id::CONFINED; "self-confinement: {report}");
         Some(report)
     };
@@ -427,7 +466,7 @@ fn status_line(channels: &[(String, watch::Receiver<supervisor::RuntimeStatus>)]
     let total = channels.len();
     let ready = channels
         .iter()
-        .filter(|(_, rx)| rx.borrow().committee.status == "ready")
+        .filter(|(_, rx)| rx.borrow().committee.status == supervisor::Readiness::Ready)
         .count();
     match (total, ready) {
         (0, _) => "ready: no runtimes configured".into(),
@@ -445,7 +484,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
     let settings = supervisor::Settings {
         ping_interval: p.settings.ping_interval,
         ping_timeout: p.settings.ping_timeout,
-        provisioner: p.info.provisioner.clone(),
+        provisioner: p.info.provisioner,
         limits: p.settings.limits,
         log: crate::host::runtime_log::Settings {
             lines_per_second: cfg.runtime.log.max_lines_per_second,
@@ -475,8 +514,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
     for rt in &p.hosted {
         let loaded = match &p.network {
             Some(net) => {
-                let (applied, st) = crate::worker::compute::load_state(&net.store, &rt.id)
-                    .map_err(|e| NodeError::Other(e.to_string()))?;
+                let (applied, st) = crate::worker::compute::load_state(&net.store, &rt.id)?;
                 (Arc::new(st), Some(applied))
             }
             None => (Arc::new(RuntimeState::default()), None),
@@ -486,7 +524,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
     let mut conns = BTreeMap::new();
     let mut idle_conns = Vec::new();
     for rt in p.hosted {
-        let mut initial = supervisor::initial_status(&rt, &settings.provisioner);
+        let mut initial = supervisor::initial_status(&rt, settings.provisioner);
         if let Some(e) = &p.info.trial_error {
             initial.sandbox.last_error = Some(format!("sandbox unavailable: {e}"));
         }
@@ -528,7 +566,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             p.id.public_b64(KeyKind::P2p),
             stops.network.clone(),
         )
-        .map_err(NodeError::Other)?;
+        .map_err(NodeError::P2p)?;
         let signer = Arc::new(crate::signer::Signer::new(
             p.id.key(KeyKind::Node).clone(),
             p.id.key(KeyKind::Consensus).clone(),
@@ -544,7 +582,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                 .join("consensus.wal"),
             network_secret: p.id.key(KeyKind::P2p).to_bytes(),
         };
-        crate::crashpoint::init(Path::new(&cfg.common.data_dir)).map_err(NodeError::Other)?;
+        crate::crashpoint::init(Path::new(&cfg.common.data_dir)).map_err(NodeError::CrashPoints)?;
         let handle = crate::consensus::engine::start(
             &net.genesis,
             net.store.clone(),
@@ -555,7 +593,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             copts,
         )
         .await
-        .map_err(NodeError::Other)?;
+        .map_err(NodeError::Consensus)?;
         network.p2p = Some(pstatus);
         network.consensus = Some(handle.clone());
         // One worker per hosted ParaTime registered in the genesis; p2p messages are routed
@@ -576,19 +614,17 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                 state: state.clone(),
                 compute: cfg.mode == config::Mode::Compute,
             };
-            let h = worker
-                .start(
-                    applied.clone().unwrap_or(crate::storage::Applied {
-                        round: 0,
-                        state_root: paratime_sdk::state::EMPTY_STATE_ROOT,
-                    }),
-                    handle.clone(),
-                    cmd.clone(),
-                    rx,
-                    conns[rid].clone(),
-                    stops.network.clone(),
-                )
-                .map_err(|e| NodeError::Other(e.to_string()))?;
+            let h = worker.start(
+                applied.clone().unwrap_or(crate::storage::Applied {
+                    round: 0,
+                    state_root: paratime_sdk::state::EMPTY_STATE_ROOT,
+                }),
+                handle.clone(),
+                cmd.clone(),
+                rx,
+                conns[rid].clone(),
+                stops.network.clone(),
+            )?;
             network.workers.insert(*rid, h);
         }
         tokio::spawn(async move {
@@ -603,14 +639,14 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                 }
             }
         });
-        let mut roles = 0;
+        let mut roles = crate::consensus::state::RoleMask::NONE;
         if cfg.mode == config::Mode::Compute {
-            roles |= crate::consensus::state::ROLE_COMPUTE;
+            roles |= crate::consensus::state::RoleMask::COMPUTE;
         }
         if cfg.mode == config::Mode::Validator || cfg.consensus.validator {
-            roles |= crate::consensus::state::ROLE_VALIDATOR;
+            roles |= crate::consensus::state::RoleMask::VALIDATOR;
         }
-        if roles != 0 {
+        if !roles.is_empty() {
             if let Some(entity) = net.entity {
                 let (rs_tx, rs_rx) = watch::channel(crate::worker::registration::Status::default());
                 network.registration = Some(rs_rx);
@@ -620,7 +656,9 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                 tokio::spawn(async move {
                     loop {
                         let all = !rxs.is_empty()
-                            && rxs.iter().all(|rx| rx.borrow().committee.status == "ready");
+                            && rxs.iter().all(|rx| {
+                                rx.borrow().committee.status == supervisor::Readiness::Ready
+                            });
                         ready_tx.send_if_modified(|v| std::mem::replace(v, all) != all);
                         if rxs.is_empty() {
                             return;
@@ -637,14 +675,14 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                 } else {
                     cfg.p2p.registration.addresses.clone()
                 };
-                let consensus_addresses = if roles & crate::consensus::state::ROLE_VALIDATOR != 0 {
-                    let a = config::consensus_external(cfg, &addresses).map_err(|e| {
-                        NodeError::Other(format!("consensus.external_address: {e}"))
-                    })?;
-                    vec![format!("{}@{a}", p.id.public_b64(KeyKind::P2p))]
-                } else {
-                    Vec::new()
-                };
+                let consensus_addresses =
+                    if roles.contains(crate::consensus::state::RoleMask::VALIDATOR) {
+                        let a = config::consensus_external(cfg, &addresses)
+                            .map_err(NodeError::ExternalAddress)?;
+                        vec![format!("{}@{a}", p.id.public_b64(KeyKind::P2p))]
+                    } else {
+                        Vec::new()
+                    };
                 let worker = crate::worker::registration::Worker {
                     signer: signer.clone(),
                     entity,
@@ -662,11 +700,12 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             }
         }
     }
-    p.control
-        .set_nonblocking(true)
-        .map_err(|e| NodeError::Other(e.to_string()))?;
-    let listener = tokio::net::UnixListener::from_std(p.control)
-        .map_err(|e| NodeError::Other(e.to_string()))?;
+    let control_error = |source| NodeError::ControlSocket {
+        path: p.socket.clone(),
+        source,
+    };
+    p.control.set_nonblocking(true).map_err(control_error)?;
+    let listener = tokio::net::UnixListener::from_std(p.control).map_err(control_error)?;
     let state = ControlState {
         base: Status {
             software_version: crate::SOFTWARE_VERSION.to_string(),

@@ -327,7 +327,7 @@ mod tests {
                 addresses: Vec::new(),
             },
             runtimes: Vec::new(),
-            roles: paratime_state::state::ROLE_VALIDATOR,
+            roles: paratime_state::state::RoleMask::VALIDATOR,
             software_version: String::new(),
         };
         let signed = s.descriptor(&desc);

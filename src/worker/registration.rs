@@ -11,7 +11,7 @@
 
 use crate::consensus::crypto::{PublicKey, Signed};
 use crate::consensus::engine::{Backend, View};
-use crate::consensus::state::{ConsensusInfo, NodeDescriptor, NodeRuntime, P2pInfo, ROLE_COMPUTE};
+use crate::consensus::state::{ConsensusInfo, NodeDescriptor, NodeRuntime, P2pInfo, RoleMask};
 use crate::encoding::{hash_of, Hash};
 use crate::signer::Signer;
 use paratime_state::signing::{KeyRole, SlotSigner};
@@ -41,8 +41,8 @@ pub struct Worker {
     pub signer: Arc<Signer>,
     /// Owning entity.
     pub entity: PublicKey,
-    /// Role bits (`ROLE_COMPUTE`, `ROLE_VALIDATOR`).
-    pub roles: u32,
+    /// Roles registered.
+    pub roles: RoleMask,
     /// Runtimes this node serves (compute role).
     pub runtimes: Vec<NodeRuntime>,
     /// Advertised `IP:port` addresses.
@@ -67,7 +67,7 @@ impl Worker {
     }
 
     fn descriptor(&self, epoch: u64) -> NodeDescriptor {
-        let compute = self.roles & ROLE_COMPUTE != 0;
+        let compute = self.roles.contains(RoleMask::COMPUTE);
         NodeDescriptor {
             v: 3,
             id: self.signer.public_key(KeyRole::Node),
@@ -177,7 +177,7 @@ impl Worker {
             if attempted_epoch == Some(view.state.epoch) {
                 continue;
             }
-            if self.roles & ROLE_COMPUTE != 0 && !*runtimes_ready.borrow() {
+            if self.roles.contains(RoleMask::COMPUTE) && !*runtimes_ready.borrow() {
                 status.send_modify(|s| {
                     s.last_attempt_error_message =
                         "not registering: waiting for hosted runtime provision".into()

@@ -10,7 +10,7 @@
 use crate::crypto::{PublicKey, Signed};
 use crate::encoding::{hash_of, Hash};
 use crate::runtime_id::RuntimeId;
-use crate::state::{Committee, State, TxError};
+use crate::state::{Committee, Role, State, TxError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -19,25 +19,69 @@ pub const CONTEXT_EXECUTOR_COMMITMENT: &str = "oasis-core/roothash: executor com
 /// Signature context of batch proposals (chain-separated).
 pub const CONTEXT_PROPOSAL: &str = "oasis-core/roothash: proposal";
 
-/// Runtime block header types (oasis `block.HeaderType`).
-pub mod header_type {
-    /// A round whose batch was executed and agreed on.
-    pub const NORMAL: u8 = 1;
-    /// A round that failed (insufficient or disagreeing votes, timeout).
-    pub const ROUND_FAILED: u8 = 2;
-    /// The committee changed at an epoch transition; the open round was abandoned.
-    pub const EPOCH_TRANSITION: u8 = 3;
+/// An enum encoded as its number (oasis encodes these as integers): serde as `u8`, and a
+/// number outside the enum is a decoding error naming `what`.
+macro_rules! u8_enum {
+    ($(#[$m:meta])* $name:ident, $what:literal, { $($(#[$vm:meta])* $v:ident = $n:literal,)+ }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name {
+            $($(#[$vm])* $v = $n,)+
+        }
+
+        impl From<$name> for u8 {
+            fn from(v: $name) -> Self {
+                v as Self
+            }
+        }
+
+        impl TryFrom<u8> for $name {
+            type Error = String;
+            fn try_from(n: u8) -> Result<Self, String> {
+                match n {
+                    $($n => Ok(Self::$v),)+
+                    _ => Err(format!(concat!("unknown ", $what, " {}"), n)),
+                }
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_u8(u8::from(*self))
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Self::try_from(u8::deserialize(d)?).map_err(serde::de::Error::custom)
+            }
+        }
+    };
 }
 
-/// Commitment failure indications (oasis `commitment.ExecutorCommitmentFailure`).
-pub mod failure {
-    /// No failure.
-    pub const NONE: u8 = 0;
-    /// The node could not execute the batch.
-    pub const UNKNOWN: u8 = 1;
-    /// The node does not have the state the batch starts from.
-    pub const STATE_UNAVAILABLE: u8 = 2;
-}
+u8_enum!(
+    /// A runtime block header's type (oasis `block.HeaderType`).
+    HeaderType, "header type", {
+        /// A round whose batch was executed and agreed on.
+        Normal = 1,
+        /// A round that failed (insufficient or disagreeing votes, timeout).
+        RoundFailed = 2,
+        /// The committee changed at an epoch transition; the open round was abandoned.
+        EpochTransition = 3,
+    }
+);
+
+u8_enum!(
+    /// A commitment's failure indication (oasis `commitment.ExecutorCommitmentFailure`).
+    Failure, "failure indication", {
+        /// No failure.
+        None = 0,
+        /// The node could not execute the batch.
+        Unknown = 1,
+        /// The node does not have the state the batch starts from.
+        StateUnavailable = 2,
+    }
+);
 
 /// A finalized runtime block header.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,8 +94,8 @@ pub struct BlockHeader {
     pub round: u64,
     /// Consensus height at which the block was finalized.
     pub height: u64,
-    /// [`header_type`].
-    pub header_type: u8,
+    /// Normal, failed round, epoch transition.
+    pub header_type: HeaderType,
     /// Hash of the previous runtime block header (zero for round 0).
     pub previous_hash: Hash,
     /// Commitment to the batch's inputs and outputs.
@@ -68,7 +112,7 @@ impl BlockHeader {
             namespace: runtime,
             round: 0,
             height: 0,
-            header_type: header_type::NORMAL,
+            header_type: HeaderType::Normal,
             previous_hash: [0; 32],
             io_root: [0; 32],
             state_root: paratime_sdk::state::EMPTY_STATE_ROOT,
@@ -101,8 +145,8 @@ pub struct CommitmentHeader {
     pub scheduler_id: PublicKey,
     /// Results.
     pub header: ComputeResultsHeader,
-    /// [`failure`].
-    pub failure: u8,
+    /// Whether (and why) the node could not execute the batch.
+    pub failure: Failure,
 }
 
 /// `roothash.ExecutorCommit` body: commitments, each signed by its executor's node key.
@@ -288,7 +332,7 @@ fn err(code: u32, message: impl Into<String>) -> TxError {
 }
 
 /// Members of `c` with `role`, sorted by node ID.
-fn with_role(c: &Committee, role: &str) -> Vec<PublicKey> {
+fn with_role(c: &Committee, role: Role) -> Vec<PublicKey> {
     let mut v: Vec<PublicKey> = c
         .members
         .iter()
@@ -303,12 +347,12 @@ fn with_role(c: &Committee, role: &str) -> Vec<PublicKey> {
 /// Workers of `c`, in scheduler rotation order (sorted by node ID, so the rotation does not
 /// depend on the election's shuffle).
 pub fn workers(c: &Committee) -> Vec<PublicKey> {
-    with_role(c, "worker")
+    with_role(c, Role::Worker)
 }
 
 /// Backup workers of `c`.
 pub fn backups(c: &Committee) -> Vec<PublicKey> {
-    with_role(c, "backup-worker")
+    with_role(c, Role::BackupWorker)
 }
 
 /// Scheduler rank of the worker at `index` of `n` workers in `round` (0 = the scheduler):
@@ -387,9 +431,6 @@ pub fn verify_commitment(
                 h.scheduler_id
             ),
         ));
-    }
-    if h.failure > failure::STATE_UNAVAILABLE {
-        return Err(err(2, format!("unknown failure indication {}", h.failure)));
     }
     Ok((node, h))
 }
@@ -484,11 +525,8 @@ impl State {
         for id in ids {
             let key = |c: Option<&Committee>| {
                 c.map(|c| {
-                    let mut m: Vec<(String, PublicKey)> = c
-                        .members
-                        .iter()
-                        .map(|m| (m.role.clone(), m.public_key))
-                        .collect();
+                    let mut m: Vec<(Role, PublicKey)> =
+                        c.members.iter().map(|m| (m.role, m.public_key)).collect();
                     m.sort();
                     m
                 })
@@ -496,7 +534,7 @@ impl State {
             if key(previous.get(&id)) == key(self.committees.get(&id)) {
                 continue;
             }
-            self.close_round(&id, height, header_type::EPOCH_TRANSITION, None);
+            self.close_round(&id, height, HeaderType::EpochTransition, None);
         }
     }
 
@@ -531,7 +569,7 @@ impl State {
         let sched_commit = pool
             .commits
             .get(&sched)
-            .filter(|c| c.failure == failure::NONE)
+            .filter(|c| c.failure == Failure::None)
             .cloned();
         if pool.discrepancy {
             self.resolve(id, height, &workers, &backups, sched_commit, timed_out);
@@ -539,10 +577,10 @@ impl State {
         }
         let votes: Vec<&CommitmentHeader> =
             workers.iter().filter_map(|w| pool.commits.get(w)).collect();
-        let failures = votes.iter().filter(|v| v.failure != failure::NONE).count();
+        let failures = votes.iter().filter(|v| v.failure != Failure::None).count();
         let mut distinct: Vec<&ComputeResultsHeader> = votes
             .iter()
-            .filter(|v| v.failure == failure::NONE)
+            .filter(|v| v.failure == Failure::None)
             .map(|v| &v.header)
             .collect();
         distinct.sort();
@@ -572,7 +610,7 @@ impl State {
             round,
         });
         if backups.is_empty() {
-            self.close_round(id, height, header_type::ROUND_FAILED, Some(&workers));
+            self.close_round(id, height, HeaderType::RoundFailed, Some(&workers));
             return;
         }
         // Backups that are also workers have already voted: evaluate now, not timed out.
@@ -599,7 +637,7 @@ impl State {
         let Some(sc) = sched_commit else {
             // Without the scheduler's commitment nothing can be finalized.
             if timed_out || committed == backups.len() {
-                self.close_round(id, height, header_type::ROUND_FAILED, Some(workers));
+                self.close_round(id, height, HeaderType::RoundFailed, Some(workers));
             }
             return;
         };
@@ -608,13 +646,13 @@ impl State {
             .filter(|b| {
                 pool.commits
                     .get(b)
-                    .is_some_and(|c| c.failure == failure::NONE && c.header == sc.header)
+                    .is_some_and(|c| c.failure == Failure::None && c.header == sc.header)
             })
             .count();
         if matching >= needed {
             self.finalize(id, height, workers, &sc);
         } else if backups.len().saturating_sub(committed) + matching < needed || timed_out {
-            self.close_round(id, height, header_type::ROUND_FAILED, Some(workers));
+            self.close_round(id, height, HeaderType::RoundFailed, Some(workers));
         }
     }
 
@@ -631,7 +669,7 @@ impl State {
             namespace: *id,
             round: c.header.round,
             height,
-            header_type: header_type::NORMAL,
+            header_type: HeaderType::Normal,
             previous_hash: chain.block.hash(),
             io_root: c.header.io_root,
             state_root: c.header.state_root,
@@ -641,7 +679,7 @@ impl State {
                 .pool
                 .commits
                 .get(w)
-                .is_some_and(|v| v.failure == failure::NONE && v.header == c.header);
+                .is_some_and(|v| v.failure == Failure::None && v.header == c.header);
             let l = chain.liveness.entry(*w).or_default();
             l.total_rounds = l.total_rounds.saturating_add(1);
             if live {
@@ -660,7 +698,7 @@ impl State {
         &mut self,
         id: &RuntimeId,
         height: u64,
-        kind: u8,
+        kind: HeaderType,
         workers: Option<&[PublicKey]>,
     ) {
         let committee = self.committees.get(id).cloned();
@@ -680,7 +718,7 @@ impl State {
                 l.missed_proposals = l.missed_proposals.saturating_add(1);
             }
         }
-        if kind == header_type::ROUND_FAILED {
+        if kind == HeaderType::RoundFailed {
             chain.rounds_failed = chain.rounds_failed.saturating_add(1);
         }
         let header = BlockHeader {
@@ -721,20 +759,20 @@ mod tests {
         let mut s = State::from_genesis(&crate::state::tests_support::genesis(3, 3));
         let mut members: Vec<CommitteeMember> = (11..14)
             .map(|b| CommitteeMember {
-                role: "worker".into(),
+                role: Role::Worker,
                 public_key: PublicKey::of(&key(b)),
             })
             .collect();
         if backups {
             members.extend((11..14).map(|b| CommitteeMember {
-                role: "backup-worker".into(),
+                role: Role::BackupWorker,
                 public_key: PublicKey::of(&key(b)),
             }));
         }
         s.committees.insert(
             rid(),
             Committee {
-                kind: "executor".into(),
+                kind: crate::state::CommitteeKind::Executor,
                 members,
                 runtime_id: rid(),
                 valid_for: 0,
@@ -762,7 +800,7 @@ mod tests {
                 io_root: [1; 32],
                 state_root: [state_root; 32],
             },
-            failure: failure::NONE,
+            failure: Failure::None,
         };
         Signed::sign(
             &key(node),
@@ -799,7 +837,7 @@ mod tests {
         }
         let c = &s.roothash[&rid()];
         assert_eq!(c.block.round, 1);
-        assert_eq!(c.block.header_type, header_type::NORMAL);
+        assert_eq!(c.block.header_type, HeaderType::Normal);
         assert_eq!(c.block.state_root, [7; 32]);
         assert_eq!(c.block.previous_hash, BlockHeader::genesis(rid()).hash());
         assert_eq!(c.rounds_finalized, 1);
@@ -822,7 +860,7 @@ mod tests {
         let c = &s.roothash[&rid()];
         assert_eq!(c.discrepancies, 1);
         assert_eq!(c.block.round, 1);
-        assert_eq!(c.block.header_type, header_type::NORMAL);
+        assert_eq!(c.block.header_type, HeaderType::Normal);
         assert_eq!(
             c.block.state_root, [7; 32],
             "the honest result is finalized"
@@ -843,7 +881,7 @@ mod tests {
             .expect("commit");
         }
         let c = &s.roothash[&rid()];
-        assert_eq!(c.block.header_type, header_type::ROUND_FAILED);
+        assert_eq!(c.block.header_type, HeaderType::RoundFailed);
         assert_eq!(c.block.state_root, paratime_sdk::state::EMPTY_STATE_ROOT);
         assert_eq!(c.liveness[&PublicKey::of(&key(sched))].missed_proposals, 1);
 
@@ -862,7 +900,7 @@ mod tests {
         .expect("commit");
         assert_eq!(
             s.roothash[&rid()].block.header_type,
-            header_type::ROUND_FAILED
+            HeaderType::RoundFailed
         );
     }
 
@@ -883,7 +921,7 @@ mod tests {
         assert_eq!(s.roothash[&rid()].block.round, 1);
         assert_eq!(
             s.roothash[&rid()].block.header_type,
-            header_type::ROUND_FAILED
+            HeaderType::RoundFailed
         );
     }
 
@@ -917,7 +955,7 @@ mod tests {
                     io_root: [0; 32],
                     state_root: [0; 32],
                 },
-                failure: 0,
+                failure: Failure::None,
             },
         );
         assert!(submit(&mut s, other).is_err());
@@ -991,7 +1029,7 @@ mod tests {
         }
         let chain = &s.roothash[&rid()];
         assert_eq!(chain.block.round, 1);
-        assert_eq!(chain.block.header_type, header_type::NORMAL);
+        assert_eq!(chain.block.header_type, HeaderType::Normal);
         assert_eq!(chain.liveness[&rank1].finalized_proposals, 1);
     }
 
@@ -1009,5 +1047,40 @@ mod tests {
             let idx = w.iter().position(|x| *x == s).expect("in");
             assert_eq!(rank_of(idx, w.len(), r), 0);
         }
+    }
+
+    #[test]
+    fn typed_codes_keep_their_wire_encoding_and_unknown_ones_are_refused() {
+        use crate::encoding::canonical_cbor;
+        use crate::state::{CommitteeKind, Role, RoleMask};
+        assert_eq!(
+            canonical_cbor(&HeaderType::RoundFailed),
+            canonical_cbor(&2u8)
+        );
+        assert_eq!(
+            canonical_cbor(&Failure::StateUnavailable),
+            canonical_cbor(&2u8)
+        );
+        assert_eq!(
+            canonical_cbor(&Role::BackupWorker),
+            canonical_cbor(&"backup-worker")
+        );
+        assert_eq!(canonical_cbor(&Role::Worker), canonical_cbor(&"worker"));
+        assert_eq!(
+            canonical_cbor(&CommitteeKind::Executor),
+            canonical_cbor(&"executor")
+        );
+        assert_eq!(canonical_cbor(&RoleMask::VALIDATOR), canonical_cbor(&8u32));
+        let bad: Result<Failure, _> = crate::encoding::from_cbor(&canonical_cbor(&7u8));
+        assert!(bad
+            .expect_err("failure 7 decoded")
+            .contains("unknown failure indication 7"));
+        let bad: Result<HeaderType, _> = crate::encoding::from_cbor(&canonical_cbor(&0u8));
+        assert!(bad
+            .expect_err("header type 0 decoded")
+            .contains("unknown header type 0"));
+        assert!((RoleMask::COMPUTE | RoleMask::VALIDATOR).contains(RoleMask::VALIDATOR));
+        assert!(!RoleMask::COMPUTE.contains(RoleMask::NONE));
+        assert!(RoleMask(2).has_unknown());
     }
 }

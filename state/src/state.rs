@@ -13,10 +13,74 @@ use paratime_sdk::Version;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Role bit: compute node.
-pub const ROLE_COMPUTE: u32 = 1;
-/// Role bit: validator.
-pub const ROLE_VALIDATOR: u32 = 8;
+/// A node's roles (oasis `node.RolesMask`, encoded as its bits).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct RoleMask(pub u32);
+
+impl RoleMask {
+    /// No role.
+    pub const NONE: Self = Self(0);
+    /// A compute node.
+    pub const COMPUTE: Self = Self(1);
+    /// A validator.
+    pub const VALIDATOR: Self = Self(8);
+
+    /// Whether every role of `other` is in `self`.
+    pub fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0 && other.0 != 0
+    }
+
+    /// Whether no role is set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether roles other than the known ones are set.
+    pub fn has_unknown(self) -> bool {
+        self.0 & !(Self::COMPUTE.0 | Self::VALIDATOR.0) != 0
+    }
+}
+
+impl std::ops::BitOr for RoleMask {
+    type Output = Self;
+    fn bitor(self, o: Self) -> Self {
+        Self(self.0 | o.0)
+    }
+}
+
+impl std::ops::BitOrAssign for RoleMask {
+    fn bitor_assign(&mut self, o: Self) {
+        self.0 |= o.0;
+    }
+}
+
+impl std::fmt::Display for RoleMask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A node's role in an executor committee.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Executes every round.
+    #[serde(rename = "worker")]
+    Worker,
+    /// Executes during discrepancy resolution.
+    #[serde(rename = "backup-worker")]
+    BackupWorker,
+}
+
+/// A committee's kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum CommitteeKind {
+    /// The executor committee of a runtime.
+    #[serde(rename = "executor")]
+    Executor,
+}
 
 /// A reclaimed escrow on its way back to the general balance.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +163,7 @@ pub struct NodeDescriptor {
     /// Runtimes served.
     pub runtimes: Vec<NodeRuntime>,
     /// Role bits.
-    pub roles: u32,
+    pub roles: RoleMask,
     /// Software version.
     pub software_version: String,
 }
@@ -107,8 +171,8 @@ pub struct NodeDescriptor {
 /// A committee member.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitteeMember {
-    /// `worker` or `backup-worker`.
-    pub role: String,
+    /// Worker or backup worker.
+    pub role: Role,
     /// Node ID.
     pub public_key: PublicKey,
 }
@@ -116,8 +180,8 @@ pub struct CommitteeMember {
 /// An executor committee.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Committee {
-    /// `executor`.
-    pub kind: String,
+    /// Always executor.
+    pub kind: CommitteeKind,
     /// Workers first, then backups.
     pub members: Vec<CommitteeMember>,
     /// Runtime.
@@ -279,10 +343,10 @@ impl State {
             .filter(|n| &n.entity_id == entity && extra.is_none_or(|e| e.id != n.id))
             .chain(extra);
         for n in nodes {
-            if n.roles & ROLE_VALIDATOR != 0 {
+            if n.roles.contains(RoleMask::VALIDATOR) {
                 total = total.saturating_add(t.node_validator);
             }
-            if n.roles & ROLE_COMPUTE != 0 {
+            if n.roles.contains(RoleMask::COMPUTE) {
                 for rt in &n.runtimes {
                     let extra = self
                         .genesis
@@ -575,17 +639,17 @@ impl State {
                 ),
             ));
         }
-        if node.roles == 0 || node.roles & !(ROLE_COMPUTE | ROLE_VALIDATOR) != 0 {
+        if node.roles.is_empty() || node.roles.has_unknown() {
             return Err(err("registry", 8, format!("invalid roles {}", node.roles)));
         }
-        if node.roles & ROLE_VALIDATOR != 0 && node.consensus.addresses.is_empty() {
+        if node.roles.contains(RoleMask::VALIDATOR) && node.consensus.addresses.is_empty() {
             return Err(err(
                 "registry",
                 8,
                 "a validator must have a consensus address",
             ));
         }
-        if node.roles & ROLE_COMPUTE != 0 {
+        if node.roles.contains(RoleMask::COMPUTE) {
             if node.runtimes.is_empty() {
                 return Err(err(
                     "registry",
@@ -666,7 +730,9 @@ impl State {
             let mut eligible: Vec<(Hash, PublicKey)> = self
                 .nodes
                 .values()
-                .filter(|n| n.roles & ROLE_COMPUTE != 0 && n.runtimes.iter().any(|r| r.id == rt.id))
+                .filter(|n| {
+                    n.roles.contains(RoleMask::COMPUTE) && n.runtimes.iter().any(|r| r.id == rt.id)
+                })
                 .filter(|n| self.stake_of(&n.entity_id) >= self.required_stake(&n.entity_id, None))
                 .map(|n| {
                     (
@@ -684,7 +750,7 @@ impl State {
                 .iter()
                 .take(size)
                 .map(|(_, id)| CommitteeMember {
-                    role: "worker".into(),
+                    role: Role::Worker,
                     public_key: *id,
                 })
                 .collect();
@@ -706,14 +772,14 @@ impl State {
                     .iter()
                     .take(backups)
                     .map(|(_, id)| CommitteeMember {
-                        role: "backup-worker".into(),
+                        role: Role::BackupWorker,
                         public_key: *id,
                     }),
             );
             self.committees.insert(
                 rt.id,
                 Committee {
-                    kind: "executor".into(),
+                    kind: CommitteeKind::Executor,
                     members,
                     runtime_id: rt.id,
                     valid_for: self.epoch,
@@ -727,15 +793,15 @@ impl State {
         &self,
         runtime: &RuntimeId,
         node: &PublicKey,
-    ) -> (Vec<String>, Option<u64>) {
+    ) -> (Vec<Role>, Option<u64>) {
         let Some(c) = self.committees.get(runtime) else {
             return (Vec::new(), None);
         };
-        let roles: Vec<String> = c
+        let roles: Vec<Role> = c
             .members
             .iter()
             .filter(|m| &m.public_key == node)
-            .map(|m| m.role.clone())
+            .map(|m| m.role)
             .collect();
         let workers = crate::roothash::workers(c);
         let round = self
@@ -861,7 +927,7 @@ mod tests {
                 id: rid(),
                 version: Version::new(0, 1, 0),
             }],
-            roles: ROLE_COMPUTE,
+            roles: RoleMask::COMPUTE,
             software_version: "test".into(),
         }
     }
@@ -895,7 +961,7 @@ mod tests {
         register(&mut s, true).expect("register");
         s.begin_block(5);
         let (roles, rank) = s.committee_roles(&rid(), &PublicKey::of(&key(2)));
-        assert_eq!(roles, vec!["worker"]);
+        assert_eq!(roles, vec![Role::Worker]);
         assert_eq!(rank, Some(0));
     }
 
@@ -905,7 +971,7 @@ mod tests {
         let genesis_set = s.validators.clone();
         register(&mut s, true).expect("entity and compute node");
         let mut desc = node_desc(2);
-        desc.roles = ROLE_VALIDATOR;
+        desc.roles = RoleMask::VALIDATOR;
         desc.runtimes.clear();
         // A validator without a consensus address cannot be dialled: refused.
         let m = MultiSigned::sign(

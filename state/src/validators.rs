@@ -9,7 +9,7 @@
 use crate::address::Address;
 use crate::crypto::PublicKey;
 use crate::genesis::Genesis;
-use crate::state::{State, ROLE_VALIDATOR};
+use crate::state::{RoleMask, State};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -91,7 +91,7 @@ impl ValidatorSet {
         let qualified: Vec<_> = state
             .nodes
             .values()
-            .filter(|n| n.roles & ROLE_VALIDATOR != 0 && n.expiration >= state.epoch)
+            .filter(|n| n.roles.contains(RoleMask::VALIDATOR) && n.expiration >= state.epoch)
             .filter(|n| state.stake_of(&n.entity_id) >= state.required_stake(&n.entity_id, None))
             .collect();
         if qualified.is_empty() {

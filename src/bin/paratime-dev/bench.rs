@@ -83,7 +83,7 @@ async fn bench_async(a: BenchArgs) -> Result<(), String> {
         let p = host::provision(
             &launcher.client(),
             &rt,
-            &host::StartOptions::defaults("sandbox"),
+            &host::StartOptions::defaults(host::Provisioner::Sandbox),
             Arc::new(RuntimeState::default()),
         )
         .await?;
@@ -184,7 +184,7 @@ async fn bench_async(a: BenchArgs) -> Result<(), String> {
             io_root: [2; 32],
             state_root: [3; 32],
         },
-        failure: 0,
+        failure: paratime_node::consensus::roothash::Failure::None,
     };
     let signed = paratime_node::consensus::crypto::Signed::sign(&key, "bench", &header);
     let msg = [0u8; 32];

@@ -56,13 +56,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn roothash(address: &str, runtime: &str) -> Option<serde_json::Value> {
-    let (code, body) = paratime_node::control::client::request(address, "GET", "/api/v1/status")
+    let v = paratime_node::control::client::Client::new(address)
+        .status()
         .await
         .ok()?;
-    if code != 200 {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
     Some(v["runtimes"][runtime].clone())
 }
 

@@ -554,12 +554,10 @@ async fn validator_status(dir: &Path) -> Option<serde_json::Value> {
         "unix:{}",
         dir.join("validator-0/data/internal.sock").display()
     );
-    let (code, body) = paratime_node::control::client::request(&sock, "GET", "/api/v1/status")
+    paratime_node::control::client::Client::new(sock)
+        .status()
         .await
-        .ok()?;
-    (code == 200)
-        .then(|| serde_json::from_str(&body).ok())
-        .flatten()
+        .ok()
 }
 
 async fn snapshot(dir: &Path, children: &[(String, Child)]) -> Option<Snapshot> {

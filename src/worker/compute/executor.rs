@@ -6,7 +6,7 @@
 use crate::bundle::RuntimeId;
 use crate::consensus::crypto::PublicKey;
 use crate::consensus::roothash::{
-    failure, CommitmentHeader, ComputeResultsHeader, ExecutedBatch, Proposal,
+    CommitmentHeader, ComputeResultsHeader, ExecutedBatch, Failure, Proposal,
 };
 use crate::encoding::Hash;
 use crate::host::rhp::RhpError;
@@ -76,9 +76,9 @@ impl Job {
 
     /// The commitment for the judged outcome: its roots, or a failure with zero roots.
     pub(super) fn commitment(&self, outcome: &Result<ExecutedBatch, String>) -> CommitmentHeader {
-        let (state_root, io_root, f) = match outcome {
-            Ok(b) => (b.state_root, b.io_root, failure::NONE),
-            Err(_) => ([0; 32], [0; 32], failure::UNKNOWN),
+        let (state_root, io_root, failure) = match outcome {
+            Ok(b) => (b.state_root, b.io_root, Failure::None),
+            Err(_) => ([0; 32], [0; 32], Failure::Unknown),
         };
         CommitmentHeader {
             scheduler_id: self.scheduler,
@@ -88,7 +88,7 @@ impl Job {
                 io_root,
                 state_root,
             },
-            failure: f,
+            failure,
         }
     }
 }
@@ -154,7 +154,7 @@ mod tests {
         assert_eq!(b.state_root.to_vec(), r.state_root.into_vec());
         assert_eq!(b.previous_state_root, j.prev_root);
         let c = j.commitment(&Ok(b.clone()));
-        assert_eq!(c.failure, failure::NONE);
+        assert_eq!(c.failure, Failure::None);
         assert_eq!(c.scheduler_id, j.scheduler);
         assert_eq!(
             (
@@ -198,7 +198,7 @@ mod tests {
             let out = judge(&j, r);
             assert!(out.is_err(), "{what}: a lie was accepted");
             let c = j.commitment(&out);
-            assert_eq!(c.failure, failure::UNKNOWN, "{what}");
+            assert_eq!(c.failure, Failure::Unknown, "{what}");
             assert_eq!(
                 (c.header.state_root, c.header.io_root),
                 ([0; 32], [0; 32]),

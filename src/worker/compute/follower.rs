@@ -3,7 +3,7 @@
 //! finalized header, to the store and to the in-memory state the runtime reads.
 
 use crate::bundle::RuntimeId;
-use crate::consensus::roothash::{header_type, BlockHeader, ExecutedBatch};
+use crate::consensus::roothash::{BlockHeader, ExecutedBatch, HeaderType};
 use crate::encoding::Hash;
 use crate::host::state::RuntimeState;
 use crate::storage::{Applied, Store};
@@ -80,12 +80,12 @@ impl Follower {
                 log::warn!(target: MODULE, runtime_id:% = rid, round = round; "runtime block missing from the store");
                 break;
             };
-            if header.header_type != header_type::NORMAL {
+            if header.header_type != HeaderType::Normal {
                 if let Err(e) = store.apply_round(&rid, round, None, &applied.state_root) {
                     log::error!(target: MODULE, runtime_id:% = rid, round = round; "cannot record round: {e}");
                     break;
                 }
-                if header.header_type == header_type::ROUND_FAILED {
+                if header.header_type == HeaderType::RoundFailed {
                     log::warn!(target: MODULE, runtime_id:% = rid, round = round; "runtime round failed");
                 }
                 applied.round = round;
@@ -153,7 +153,7 @@ mod tests {
         }
     }
 
-    fn header(b: &ExecutedBatch, kind: u8) -> BlockHeader {
+    fn header(b: &ExecutedBatch, kind: HeaderType) -> BlockHeader {
         BlockHeader {
             round: b.round,
             header_type: kind,
@@ -198,7 +198,7 @@ mod tests {
         let mut x = fixture();
         let b = batch(1, x.applied.state_root, b"k");
         x.f.offer(b.clone(), 0);
-        let p = x.catch_up(&header(&b, header_type::NORMAL), Instant::now());
+        let p = x.catch_up(&header(&b, HeaderType::Normal), Instant::now());
         assert_eq!((p.batches.len(), p.fetch), (1, None));
         assert_eq!(x.applied.round, 1);
         assert_eq!(x.state.root(), b.state_root);
@@ -220,7 +220,7 @@ mod tests {
     fn a_missing_batch_is_fetched_at_most_every_half_second() {
         let mut x = fixture();
         let b = batch(1, x.applied.state_root, b"k");
-        let h = header(&b, header_type::NORMAL);
+        let h = header(&b, HeaderType::Normal);
         let t0 = Instant::now();
         assert_eq!(x.catch_up(&h, t0).fetch, Some(1));
         assert_eq!(x.catch_up(&h, t0 + FETCH_EVERY).fetch, None);
@@ -245,7 +245,7 @@ mod tests {
         forged.state_root = good.state_root;
         forged.io_root = good.io_root;
         x.f.offer(forged, 0);
-        let p = x.catch_up(&header(&good, header_type::NORMAL), Instant::now());
+        let p = x.catch_up(&header(&good, HeaderType::Normal), Instant::now());
         assert!(p.batches.is_empty());
         assert_eq!(x.applied.round, 0);
         assert_eq!(x.store.runtime_applied(&RID).expect("read"), None);
@@ -253,7 +253,7 @@ mod tests {
         // The honest batch, arriving later, is applied.
         x.f.offer(good.clone(), 0);
         assert_eq!(
-            x.catch_up(&header(&good, header_type::NORMAL), Instant::now())
+            x.catch_up(&header(&good, HeaderType::Normal), Instant::now())
                 .batches
                 .len(),
             1
@@ -264,7 +264,7 @@ mod tests {
     fn failed_rounds_advance_without_a_batch_and_keep_the_state() {
         let mut x = fixture();
         let b = batch(1, x.applied.state_root, b"k");
-        let p = x.catch_up(&header(&b, header_type::ROUND_FAILED), Instant::now());
+        let p = x.catch_up(&header(&b, HeaderType::RoundFailed), Instant::now());
         assert!(p.batches.is_empty() && p.fetch.is_none());
         assert_eq!(x.applied.round, 1);
         assert_eq!(x.applied.state_root, paratime_sdk::state::EMPTY_STATE_ROOT);
