@@ -51,7 +51,7 @@ fn executed(b: &ExecutedBatch) {
     let mut header = BlockHeader::genesis(b.runtime);
     header.round = b.round;
     header.state_root = paratime_sdk::state::next_state_root(&b.previous_state_root, &b.write_log);
-    header.io_root = paratime_sdk::state::io_root(b.round, &b.inputs, &b.results);
+    header.io_root = paratime_sdk::state::io_root(b.round.0, &b.inputs, &b.results);
     let result = b.verify(&header, &b.previous_state_root);
     let sorted = b.write_log.windows(2).all(|w| w[0].key < w[1].key);
     if sorted && b.inputs.len() == b.results.len() {

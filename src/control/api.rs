@@ -127,7 +127,7 @@ pub struct AccountInfo {
     /// Latest height.
     pub height: u64,
     /// Current epoch.
-    pub epoch: u64,
+    pub epoch: paratime_state::Epoch,
     /// The chain's ID.
     pub chain_id: String,
     /// The chain context transactions are signed for.
@@ -164,7 +164,7 @@ pub struct RuntimeSubmitted {
     /// Hash of the transaction (hex).
     pub hash: String,
     /// Round it was finalized in.
-    pub round: u64,
+    pub round: paratime_state::Round,
     /// Position in the round's batch.
     pub index: u32,
     /// The runtime's result.
@@ -184,7 +184,7 @@ pub struct RuntimeQuery {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RuntimeQueryResult {
     /// The round whose state was queried.
-    pub round: u64,
+    pub round: paratime_state::Round,
     /// The result: base64 of its CBOR.
     pub data: String,
 }
@@ -213,7 +213,7 @@ pub struct ConsensusStatus {
     /// Time of the latest block (RFC 3339).
     pub latest_time: String,
     /// Epoch at the latest height.
-    pub latest_epoch: u64,
+    pub latest_epoch: paratime_state::Epoch,
     /// State root at the latest height (hex).
     pub latest_state_root: String,
     /// Always 0.
@@ -310,7 +310,7 @@ pub struct CommitteeChain {
     /// Latest consensus height.
     pub latest_height: u64,
     /// Current epoch.
-    pub epoch: u64,
+    pub epoch: paratime_state::Epoch,
     /// The committee, once elected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<CommitteeMember>>,
@@ -319,7 +319,7 @@ pub struct CommitteeChain {
     pub liveness: Option<crate::consensus::roothash::Liveness>,
     /// The last round this node applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latest_round: Option<u64>,
+    pub latest_round: Option<paratime_state::Round>,
 }
 
 /// `runtimes.<id>.roothash`: the runtime's rounds in the consensus state.
@@ -339,7 +339,7 @@ pub struct RoothashStatus {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PoolStatus {
     /// The open round.
-    pub round: u64,
+    pub round: paratime_state::Round,
     /// Commitments received.
     pub commitments: usize,
     /// In discrepancy resolution.

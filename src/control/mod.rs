@@ -210,7 +210,7 @@ pub struct RuntimeEntry {
     pub latest_state_root: String,
     /// Latest round in the consensus state.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub latest_round: Option<u64>,
+    pub latest_round: Option<paratime_state::Round>,
     /// Hash of its block (hex).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latest_hash: Option<String>,
@@ -289,7 +289,7 @@ impl RuntimeEntry {
                 rounds_failed: chain.rounds_failed,
                 discrepancies: chain.discrepancies,
                 pool: api::PoolStatus {
-                    round: chain.block.round.saturating_add(1),
+                    round: chain.block.round.next(),
                     commitments: chain.pool.commits.len(),
                     discrepancy: chain.pool.discrepancy,
                     timeout_at: chain.pool.timeout_at,

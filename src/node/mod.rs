@@ -616,7 +616,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             };
             let h = worker.start(
                 applied.clone().unwrap_or(crate::storage::Applied {
-                    round: 0,
+                    round: paratime_state::Round(0),
                     state_root: paratime_sdk::state::EMPTY_STATE_ROOT,
                 }),
                 handle.clone(),

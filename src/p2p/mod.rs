@@ -30,7 +30,7 @@ pub enum SyncRequest {
         /// Runtime.
         runtime: RuntimeId,
         /// Round.
-        round: u64,
+        round: paratime_state::Round,
     },
 }
 
@@ -87,7 +87,7 @@ pub enum Command {
         data: Vec<u8>,
     },
     /// Ask a peer for a finalized round's executed batch.
-    FetchRound(RuntimeId, u64),
+    FetchRound(RuntimeId, paratime_state::Round),
 }
 
 /// What the network tells the engine.

@@ -270,7 +270,7 @@ mod tests {
         let rt = RuntimeId([3; 32]);
         let commit = Slot::ExecutorCommitment {
             runtime: rt,
-            round: 1,
+            round: paratime_state::Round(1),
         };
         for h in [1, 2, 3] {
             s.sign(KeyRole::Consensus, &at(h), "c", b"x").expect("sign");
@@ -317,7 +317,7 @@ mod tests {
             v: 3,
             id: s.public_key(KeyRole::Node),
             entity_id: s.public_key(KeyRole::Node),
-            expiration: 2,
+            expiration: paratime_state::Epoch(2),
             p2p: paratime_state::state::P2pInfo {
                 id: s.p2p_public_key(),
                 addresses: vec!["127.0.0.1:1".into()],

@@ -42,7 +42,7 @@ fn rt_key(rid: &RuntimeId, suffix: &[u8]) -> Vec<u8> {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Applied {
     /// Last round applied.
-    pub round: u64,
+    pub round: paratime_state::Round,
     /// State root after it.
     pub state_root: Hash,
 }
@@ -220,7 +220,7 @@ impl Store {
             for ev in &state.events {
                 if let Event::Block(h) = ev {
                     rt.insert(
-                        rt_key(&h.namespace, &h.round.to_be_bytes()).as_slice(),
+                        rt_key(&h.namespace, &h.round.0.to_be_bytes()).as_slice(),
                         crate::encoding::canonical_cbor(h).as_slice(),
                     )
                     .map_err(|e| self.err(e))?;
@@ -253,18 +253,18 @@ impl Store {
     pub fn runtime_block(
         &self,
         rid: &RuntimeId,
-        round: u64,
+        round: paratime_state::Round,
     ) -> Result<Option<BlockHeader>, StoreError> {
-        self.rt_get(RT_BLOCKS, &rt_key(rid, &round.to_be_bytes()))
+        self.rt_get(RT_BLOCKS, &rt_key(rid, &round.0.to_be_bytes()))
     }
 
     /// The executed batch of a finalized `round` (served to peers that catch up).
     pub fn executed_batch(
         &self,
         rid: &RuntimeId,
-        round: u64,
+        round: paratime_state::Round,
     ) -> Result<Option<ExecutedBatch>, StoreError> {
-        self.rt_get(RT_BATCHES, &rt_key(rid, &round.to_be_bytes()))
+        self.rt_get(RT_BATCHES, &rt_key(rid, &round.0.to_be_bytes()))
     }
 
     /// The last round whose state was applied, if any.
@@ -277,7 +277,7 @@ impl Store {
         &self,
         rid: &RuntimeId,
         tx_hash: &Hash,
-    ) -> Result<Option<(u64, u32)>, StoreError> {
+    ) -> Result<Option<(paratime_state::Round, u32)>, StoreError> {
         self.rt_get(RT_TXS, &rt_key(rid, tx_hash))
     }
 
@@ -310,7 +310,7 @@ impl Store {
     pub fn apply_round(
         &self,
         rid: &RuntimeId,
-        round: u64,
+        round: paratime_state::Round,
         batch: Option<&ExecutedBatch>,
         state_root: &Hash,
     ) -> Result<(), StoreError> {
@@ -330,7 +330,7 @@ impl Store {
                 let mut batches = txn.open_table(RT_BATCHES).map_err(|e| self.err(e))?;
                 batches
                     .insert(
-                        rt_key(rid, &round.to_be_bytes()).as_slice(),
+                        rt_key(rid, &round.0.to_be_bytes()).as_slice(),
                         crate::encoding::canonical_cbor(b).as_slice(),
                     )
                     .map_err(|e| self.err(e))?;
@@ -559,7 +559,7 @@ mod tests {
         }];
         let batch = ExecutedBatch {
             runtime: rid,
-            round: 1,
+            round: paratime_state::Round(1),
             previous_state_root: prev,
             state_root: root,
             io_root: paratime_sdk::state::io_root(1, &inputs, &results),
@@ -569,14 +569,19 @@ mod tests {
         };
         {
             let s = Store::open(&p).expect("create");
-            s.apply_round(&rid, 1, Some(&batch), &root).expect("apply");
-            s.apply_round(&rid, 2, None, &root).expect("failed round");
+            s.apply_round(&rid, paratime_state::Round(1), Some(&batch), &root)
+                .expect("apply");
+            s.apply_round(&rid, paratime_state::Round(2), None, &root)
+                .expect("failed round");
             s.set_runtime_record(&rid, "proposal", &7u64)
                 .expect("record");
         }
         let s = Store::open(&p).expect("reopen");
         let applied = s.runtime_applied(&rid).expect("read").expect("applied");
-        assert_eq!((applied.round, applied.state_root), (2, root));
+        assert_eq!(
+            (applied.round, applied.state_root),
+            (paratime_state::Round(2), root)
+        );
         let entries = s.runtime_entries(&rid).expect("entries");
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[b"a".as_slice()], b"1");
@@ -584,9 +589,13 @@ mod tests {
         assert_eq!(
             s.tx_location(&rid, &crate::encoding::hash(b"tx"))
                 .expect("index"),
-            Some((1, 0))
+            Some((paratime_state::Round(1), 0))
         );
-        assert_eq!(s.executed_batch(&rid, 1).expect("batch"), Some(batch));
+        assert_eq!(
+            s.executed_batch(&rid, paratime_state::Round(1))
+                .expect("batch"),
+            Some(batch)
+        );
         assert_eq!(
             s.runtime_record::<u64>(&rid, "proposal").expect("record"),
             Some(7)

@@ -15,6 +15,7 @@ use crate::consensus::state::{ConsensusInfo, NodeDescriptor, NodeRuntime, P2pInf
 use crate::encoding::{hash_of, Hash};
 use crate::signer::Signer;
 use paratime_state::signing::{KeyRole, SlotSigner};
+use paratime_state::Epoch;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,7 +67,7 @@ impl Worker {
         self.signer.transaction(&view.state, method, body)
     }
 
-    fn descriptor(&self, epoch: u64) -> NodeDescriptor {
+    fn descriptor(&self, epoch: Epoch) -> NodeDescriptor {
         let compute = self.roles.contains(RoleMask::COMPUTE);
         NodeDescriptor {
             v: 3,
@@ -132,7 +133,7 @@ impl Worker {
         let module = "worker/registration";
         let me = self.signer.public_key(KeyRole::Node);
         let mut views = backend.view();
-        let mut attempted_epoch: Option<u64> = None;
+        let mut attempted_epoch: Option<Epoch> = None;
         let mut pending: Option<(Hash, u64)> = None;
         let mut ready_open = true;
         loop {
@@ -153,7 +154,7 @@ impl Worker {
                     pending = None;
                     match &o.error {
                         None => {
-                            log::info!(target: module, epoch = view.state.epoch; "node registered with the registry");
+                            log::info!(target: module, epoch = view.state.epoch.0; "node registered with the registry");
                             status.send_modify(|s| {
                                 s.last_attempt_successful = true;
                                 s.last_attempt_error_message.clear();
@@ -208,7 +209,7 @@ impl Worker {
                     continue;
                 }
             };
-            log::info!(target: module, epoch = view.state.epoch, node_id:% = me; "performing node (re-)registration");
+            log::info!(target: module, epoch = view.state.epoch.0, node_id:% = me; "performing node (re-)registration");
             pending = Some((hash_of(&tx), view.state.height));
             attempted_epoch = Some(view.state.epoch);
             status.send_modify(|s| {

@@ -17,7 +17,7 @@ pub struct Header {
     /// Producer's clock, unix milliseconds (informational; not in the state).
     pub time_ms: u64,
     /// Epoch after this block.
-    pub epoch: u64,
+    pub epoch: crate::Epoch,
     /// Hash of the ordered transactions.
     pub txs_hash: Hash,
     /// State root after this block.

@@ -8,6 +8,7 @@
 
 pub mod address;
 pub mod block;
+pub mod chain_time;
 pub mod crypto;
 pub mod encoding;
 pub mod genesis;
@@ -17,4 +18,5 @@ pub mod signing;
 pub mod state;
 pub mod validators;
 
+pub use chain_time::{Epoch, Round};
 pub use runtime_id::{RuntimeId, RuntimeIdError};

@@ -7,6 +7,7 @@
 //! Deterministic and I/O-free like the rest of the state machine. Only the latest runtime block
 //! and the open round live in the consensus state; the node's store keeps the history.
 
+use crate::chain_time::Round;
 use crate::crypto::{PublicKey, Signed};
 use crate::encoding::{hash_of, Hash};
 use crate::runtime_id::RuntimeId;
@@ -91,7 +92,7 @@ pub struct BlockHeader {
     /// The runtime.
     pub namespace: RuntimeId,
     /// Round number (0 = genesis block).
-    pub round: u64,
+    pub round: Round,
     /// Consensus height at which the block was finalized.
     pub height: u64,
     /// Normal, failed round, epoch transition.
@@ -110,7 +111,7 @@ impl BlockHeader {
         Self {
             version: 0,
             namespace: runtime,
-            round: 0,
+            round: Round(0),
             height: 0,
             header_type: HeaderType::Normal,
             previous_hash: [0; 32],
@@ -129,7 +130,7 @@ impl BlockHeader {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ComputeResultsHeader {
     /// Round executed.
-    pub round: u64,
+    pub round: Round,
     /// Hash of the runtime block the batch executed on.
     pub previous_hash: Hash,
     /// Commitment to inputs and outputs.
@@ -164,7 +165,7 @@ pub struct Proposal {
     /// Runtime.
     pub runtime: RuntimeId,
     /// Round proposed.
-    pub round: u64,
+    pub round: Round,
     /// Hash of the runtime block it builds on.
     pub previous_hash: Hash,
     /// SHA-512/256 of the CBOR of `batch`.
@@ -181,7 +182,7 @@ pub struct ExecutedBatch {
     /// Runtime.
     pub runtime: RuntimeId,
     /// Round.
-    pub round: u64,
+    pub round: Round,
     /// State root the batch executed on.
     pub previous_state_root: Hash,
     /// State root after it.
@@ -224,7 +225,7 @@ impl ExecutedBatch {
             ));
         }
         if self.inputs.len() != self.results.len()
-            || paratime_sdk::state::io_root(self.round, &self.inputs, &self.results)
+            || paratime_sdk::state::io_root(self.round.0, &self.inputs, &self.results)
                 != header.io_root
         {
             return Err(format!(
@@ -240,7 +241,7 @@ impl ExecutedBatch {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastSigned {
     /// Round.
-    pub round: u64,
+    pub round: Round,
     /// Hash of the runtime block the round builds on.
     pub previous_hash: Hash,
     /// The scheduler whose proposal it executed.
@@ -319,7 +320,7 @@ pub enum Event {
         /// Runtime.
         runtime: RuntimeId,
         /// Round.
-        round: u64,
+        round: Round,
     },
 }
 
@@ -357,22 +358,22 @@ pub fn backups(c: &Committee) -> Vec<PublicKey> {
 
 /// Scheduler rank of the worker at `index` of `n` workers in `round` (0 = the scheduler):
 /// the worker at index (rank + n − round mod n) mod n has rank `rank`.
-pub fn rank_of(index: usize, n: usize, round: u64) -> u64 {
+pub fn rank_of(index: usize, n: usize, round: Round) -> u64 {
     let n64 = n as u64;
     if n64 == 0 {
         return 0;
     }
-    (index as u64 % n64 + round % n64) % n64
+    (index as u64 % n64 + round.0 % n64) % n64
 }
 
 /// The scheduler (rank 0) of `round`.
-pub fn scheduler(c: &Committee, round: u64) -> Option<PublicKey> {
+pub fn scheduler(c: &Committee, round: Round) -> Option<PublicKey> {
     let w = workers(c);
     if w.is_empty() {
         return None;
     }
     let n = w.len() as u64;
-    let idx = (n - round % n) % n;
+    let idx = (n - round.0 % n) % n;
     w.get(idx as usize).copied()
 }
 
@@ -775,7 +776,7 @@ mod tests {
                 kind: crate::state::CommitteeKind::Executor,
                 members,
                 runtime_id: rid(),
-                valid_for: 0,
+                valid_for: crate::Epoch(0),
             },
         );
         s
@@ -783,7 +784,7 @@ mod tests {
 
     /// `node`'s commitment to `state_root` for the open round, naming the rank-0 scheduler.
     fn commit(s: &State, node: u8, state_root: u8) -> Signed {
-        let round = s.roothash[&rid()].block.round + 1;
+        let round = s.roothash[&rid()].block.round.next();
         let sched = scheduler(&s.committees[&rid()], round).expect("scheduler");
         commit_for(s, node, state_root, sched)
     }
@@ -817,7 +818,7 @@ mod tests {
     }
 
     fn sched_byte(s: &State) -> u8 {
-        let round = s.roothash[&rid()].block.round + 1;
+        let round = s.roothash[&rid()].block.round.next();
         let sched = scheduler(&s.committees[&rid()], round).expect("scheduler");
         (11..14)
             .find(|b| PublicKey::of(&key(*b)) == sched)
@@ -828,7 +829,7 @@ mod tests {
     fn agreeing_workers_finalize_the_round() {
         let mut s = state(true);
         for n in 11..14 {
-            assert_eq!(s.roothash[&rid()].block.round, 0);
+            assert_eq!(s.roothash[&rid()].block.round, crate::Round(0));
             {
                 let c = commit(&s, n, 7);
                 submit(&mut s, c)
@@ -836,7 +837,7 @@ mod tests {
             .expect("commit");
         }
         let c = &s.roothash[&rid()];
-        assert_eq!(c.block.round, 1);
+        assert_eq!(c.block.round, crate::Round(1));
         assert_eq!(c.block.header_type, HeaderType::Normal);
         assert_eq!(c.block.state_root, [7; 32]);
         assert_eq!(c.block.previous_hash, BlockHeader::genesis(rid()).hash());
@@ -859,7 +860,7 @@ mod tests {
         }
         let c = &s.roothash[&rid()];
         assert_eq!(c.discrepancies, 1);
-        assert_eq!(c.block.round, 1);
+        assert_eq!(c.block.round, crate::Round(1));
         assert_eq!(c.block.header_type, HeaderType::Normal);
         assert_eq!(
             c.block.state_root, [7; 32],
@@ -915,10 +916,10 @@ mod tests {
         .expect("commit");
         let t = s.roothash[&rid()].pool.timeout_at.expect("armed");
         s.roothash_timeouts(t - 1);
-        assert_eq!(s.roothash[&rid()].block.round, 0, "not yet");
+        assert_eq!(s.roothash[&rid()].block.round, crate::Round(0), "not yet");
         s.roothash_timeouts(t);
         // Discrepancy without backups: the round fails.
-        assert_eq!(s.roothash[&rid()].block.round, 1);
+        assert_eq!(s.roothash[&rid()].block.round, crate::Round(1));
         assert_eq!(
             s.roothash[&rid()].block.header_type,
             HeaderType::RoundFailed
@@ -948,9 +949,9 @@ mod tests {
             &key(11),
             &crypto::context(CONTEXT_EXECUTOR_COMMITMENT, Some("other-chain")),
             &CommitmentHeader {
-                scheduler_id: scheduler(&s.committees[&rid()], 1).expect("sched"),
+                scheduler_id: scheduler(&s.committees[&rid()], crate::Round(1)).expect("sched"),
                 header: ComputeResultsHeader {
-                    round: 1,
+                    round: crate::Round(1),
                     previous_hash: chain.block.hash(),
                     io_root: [0; 32],
                     state_root: [0; 32],
@@ -987,7 +988,7 @@ mod tests {
                 Some(&s.chain_context),
             ))
             .expect("open");
-        h.header.round = 5;
+        h.header.round = crate::Round(5);
         let wrong = Signed::sign(
             &key(12),
             &crypto::context(CONTEXT_EXECUTOR_COMMITMENT, Some(&s.chain_context)),
@@ -1002,7 +1003,7 @@ mod tests {
         let mut s = state(true);
         let c = s.committees[&rid()].clone();
         let w = workers(&c);
-        let round = 1;
+        let round = Round(1);
         let rank1 = w
             .iter()
             .enumerate()
@@ -1028,7 +1029,7 @@ mod tests {
             submit(&mut s, c).expect("commit");
         }
         let chain = &s.roothash[&rid()];
-        assert_eq!(chain.block.round, 1);
+        assert_eq!(chain.block.round, crate::Round(1));
         assert_eq!(chain.block.header_type, HeaderType::Normal);
         assert_eq!(chain.liveness[&rank1].finalized_proposals, 1);
     }
@@ -1038,14 +1039,16 @@ mod tests {
         let s = state(false);
         let c = &s.committees[&rid()];
         let w = workers(c);
-        let scheds: Vec<PublicKey> = (1..=3).map(|r| scheduler(c, r).expect("s")).collect();
+        let scheds: Vec<PublicKey> = (1..=3)
+            .map(|r| scheduler(c, Round(r)).expect("s"))
+            .collect();
         let mut sorted = scheds.clone();
         sorted.sort();
         assert_eq!(sorted, w, "each worker schedules once in three rounds");
         for r in 1..=3u64 {
-            let s = scheduler(c, r).expect("s");
+            let s = scheduler(c, Round(r)).expect("s");
             let idx = w.iter().position(|x| *x == s).expect("in");
-            assert_eq!(rank_of(idx, w.len(), r), 0);
+            assert_eq!(rank_of(idx, w.len(), Round(r)), 0);
         }
     }
 

@@ -44,14 +44,14 @@ pub enum Slot {
         /// ParaTime.
         runtime: RuntimeId,
         /// Runtime round.
-        round: u64,
+        round: crate::Round,
     },
     /// The batch proposal (as transaction scheduler) for a ParaTime round.
     BatchProposal {
         /// ParaTime.
         runtime: RuntimeId,
         /// Runtime round.
-        round: u64,
+        round: crate::Round,
     },
     /// A binding of the consensus key to a network peer, named by its digest (so the same
     /// binding can be signed again, and nothing else can be signed for it).
@@ -78,7 +78,7 @@ impl Slot {
                 k.push(*step as u8);
             }
             Self::ExecutorCommitment { round, .. } | Self::BatchProposal { round, .. } => {
-                k.extend_from_slice(&round.to_be_bytes());
+                k.extend_from_slice(&round.0.to_be_bytes());
             }
             Self::PeerBinding { digest } => k.extend_from_slice(digest),
         }
@@ -212,12 +212,12 @@ mod tests {
         let rt = RuntimeId([7; 32]);
         let c = Slot::ExecutorCommitment {
             runtime: rt,
-            round: 3,
+            round: crate::Round(3),
         }
         .record_key(KeyRole::Node);
         let p = Slot::BatchProposal {
             runtime: rt,
-            round: 3,
+            round: crate::Round(3),
         }
         .record_key(KeyRole::Node);
         assert_ne!(c, p);

@@ -4,6 +4,7 @@
 //! Owns the rules (nonces, fees, stake claims, registration checks, elections); never does I/O.
 
 use crate::address::Address;
+use crate::chain_time::Epoch;
 use crate::crypto::{self, MultiSigned, PublicKey, Signed};
 use crate::encoding::{hash_of, Hash};
 use crate::genesis::Genesis;
@@ -88,7 +89,7 @@ pub struct Debonding {
     /// Amount.
     pub amount: u64,
     /// Epoch at which it returns to the balance.
-    pub end_epoch: u64,
+    pub end_epoch: Epoch,
 }
 
 /// A staking account.
@@ -155,7 +156,7 @@ pub struct NodeDescriptor {
     /// Owning entity.
     pub entity_id: PublicKey,
     /// Last epoch the registration is valid for.
-    pub expiration: u64,
+    pub expiration: Epoch,
     /// libp2p.
     pub p2p: P2pInfo,
     /// Consensus.
@@ -187,7 +188,7 @@ pub struct Committee {
     /// Runtime.
     pub runtime_id: RuntimeId,
     /// Epoch it serves.
-    pub valid_for: u64,
+    pub valid_for: Epoch,
 }
 
 /// A consensus transaction.
@@ -256,7 +257,7 @@ pub struct State {
     /// Last applied block height (0 = genesis).
     pub height: u64,
     /// Current epoch.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// Hash of the last applied block (zero at genesis).
     pub last_block_hash: Hash,
     /// Accounts.
@@ -302,7 +303,7 @@ impl State {
             .collect();
         Self {
             height: 0,
-            epoch: 0,
+            epoch: Epoch(0),
             last_block_hash: [0u8; 32],
             accounts,
             entities,
@@ -701,7 +702,7 @@ impl State {
         if height == 0 || !height.is_multiple_of(interval) {
             return;
         }
-        self.epoch = height / interval;
+        self.epoch = Epoch(height / interval);
         let epoch = self.epoch;
         self.nodes.retain(|_, n| n.expiration >= epoch);
         for acct in self.accounts.values_mut() {
@@ -807,7 +808,7 @@ impl State {
         let round = self
             .roothash
             .get(runtime)
-            .map_or(1, |r| r.block.round.saturating_add(1));
+            .map_or(crate::Round(1), |r| r.block.round.next());
         let rank = workers
             .iter()
             .position(|m| m == node)
@@ -914,7 +915,7 @@ mod tests {
             v: 3,
             id: PublicKey::of(&key(2)),
             entity_id: PublicKey::of(&key(1)),
-            expiration,
+            expiration: Epoch(expiration),
             p2p: P2pInfo {
                 id: PublicKey::of(&key(3)),
                 addresses: vec!["127.0.0.1:9200".into()],

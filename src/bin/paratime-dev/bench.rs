@@ -179,7 +179,7 @@ async fn bench_async(a: BenchArgs) -> Result<(), String> {
     let header = paratime_node::consensus::roothash::CommitmentHeader {
         scheduler_id: paratime_node::consensus::crypto::PublicKey::of(&key),
         header: paratime_node::consensus::roothash::ComputeResultsHeader {
-            round: 1,
+            round: paratime_state::Round(1),
             previous_hash: [1; 32],
             io_root: [2; 32],
             state_root: [3; 32],

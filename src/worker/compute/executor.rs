@@ -24,14 +24,14 @@ pub(super) struct Job {
 }
 
 impl Job {
-    pub(super) fn round(&self) -> u64 {
+    pub(super) fn round(&self) -> paratime_state::Round {
         self.proposal.round
     }
 
     /// The request for the runtime.
     pub(super) fn request(&self) -> Body {
         Body::RuntimeExecuteTxBatchRequest(RuntimeExecuteTxBatchRequest {
-            round: self.proposal.round,
+            round: self.proposal.round.0,
             state_root: ByteBuf::from(self.prev_root.to_vec()),
             inputs: self.proposal.batch.clone(),
         })
@@ -54,7 +54,7 @@ impl Job {
         let claimed_io: Option<Hash> = paratime_sdk::state::to_hash(&r.io_root);
         let sorted = r.write_log.windows(2).all(|w| w[0].key < w[1].key);
         let root = paratime_sdk::state::next_state_root(&self.prev_root, &r.write_log);
-        let io_root = paratime_sdk::state::io_root(round, inputs, &r.results);
+        let io_root = paratime_sdk::state::io_root(round.0, inputs, &r.results);
         if !sorted
             || claimed != Some(root)
             || claimed_io != Some(io_root)
@@ -110,7 +110,7 @@ mod tests {
             prev_root: [5; 32],
             proposal: Proposal {
                 runtime: RuntimeId([1; 32]),
-                round: 9,
+                round: paratime_state::Round(9),
                 previous_hash: [4; 32],
                 batch_hash: hash_of(&batch),
                 batch,
@@ -130,7 +130,7 @@ mod tests {
         let write_log = vec![entry(b"a", b"1"), entry(b"b", b"2")];
         let results = vec![TxResult::default(), TxResult::default()];
         let state_root = paratime_sdk::state::next_state_root(&j.prev_root, &write_log);
-        let io_root = paratime_sdk::state::io_root(j.round(), &j.proposal.batch, &results);
+        let io_root = paratime_sdk::state::io_root(j.round().0, &j.proposal.batch, &results);
         RuntimeExecuteTxBatchResponse {
             results,
             write_log,
@@ -163,7 +163,12 @@ mod tests {
                 c.header.state_root,
                 c.header.io_root
             ),
-            (9, j.prev_hash, b.state_root, b.io_root)
+            (
+                paratime_state::Round(9),
+                j.prev_hash,
+                b.state_root,
+                b.io_root
+            )
         );
     }
 
@@ -191,7 +196,7 @@ mod tests {
         let mut r = honest(&j);
         r.results.pop();
         r.io_root = ByteBuf::from(
-            paratime_sdk::state::io_root(j.round(), &j.proposal.batch, &r.results).to_vec(),
+            paratime_sdk::state::io_root(j.round().0, &j.proposal.batch, &r.results).to_vec(),
         );
         lies.push(("result count", r));
         for (what, r) in lies {

@@ -7,6 +7,7 @@ use crate::consensus::roothash::{BlockHeader, ExecutedBatch, HeaderType};
 use crate::encoding::Hash;
 use crate::host::state::RuntimeState;
 use crate::storage::{Applied, Store};
+use paratime_state::Round;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -22,18 +23,18 @@ pub(super) struct Progress {
     /// The rounds applied with a batch, in order.
     pub(super) batches: Vec<ExecutedBatch>,
     /// A round whose batch is to be fetched from the peers.
-    pub(super) fetch: Option<u64>,
+    pub(super) fetch: Option<Round>,
 }
 
 /// Executed batches seen for rounds not yet applied, and the fetch clock.
 pub(super) struct Follower {
     rid: RuntimeId,
-    executed: HashMap<(u64, Hash, Hash), ExecutedBatch>,
-    last_fetch: Option<(u64, Instant)>,
+    executed: HashMap<(Round, Hash, Hash), ExecutedBatch>,
+    last_fetch: Option<(Round, Instant)>,
 }
 
 /// Whether the batch of `round` is asked of the peers at `now`, given the last request.
-pub(super) fn fetch_due(last: Option<(u64, Instant)>, round: u64, now: Instant) -> bool {
+pub(super) fn fetch_due(last: Option<(Round, Instant)>, round: Round, now: Instant) -> bool {
     last.is_none_or(|(r, t)| r != round || now.saturating_duration_since(t) > FETCH_EVERY)
 }
 
@@ -48,7 +49,7 @@ impl Follower {
 
     /// Keeps an executed batch (gossiped, fetched or executed here) for a round after
     /// `applied_round`, while there is room; the first one per (round, roots) stays.
-    pub(super) fn offer(&mut self, b: ExecutedBatch, applied_round: u64) {
+    pub(super) fn offer(&mut self, b: ExecutedBatch, applied_round: Round) {
         if b.runtime != self.rid || b.round <= applied_round || self.executed.len() > MAX_EXECUTED {
             return;
         }
@@ -70,23 +71,23 @@ impl Follower {
         let rid = self.rid;
         let mut progress = Progress::default();
         while applied.round < latest.round {
-            let round = applied.round + 1;
+            let round = applied.round.next();
             let header: Option<BlockHeader> = if round == latest.round {
                 Some(latest.clone())
             } else {
                 store.runtime_block(&rid, round).ok().flatten()
             };
             let Some(header) = header else {
-                log::warn!(target: MODULE, runtime_id:% = rid, round = round; "runtime block missing from the store");
+                log::warn!(target: MODULE, runtime_id:% = rid, round = round.0; "runtime block missing from the store");
                 break;
             };
             if header.header_type != HeaderType::Normal {
                 if let Err(e) = store.apply_round(&rid, round, None, &applied.state_root) {
-                    log::error!(target: MODULE, runtime_id:% = rid, round = round; "cannot record round: {e}");
+                    log::error!(target: MODULE, runtime_id:% = rid, round = round.0; "cannot record round: {e}");
                     break;
                 }
                 if header.header_type == HeaderType::RoundFailed {
-                    log::warn!(target: MODULE, runtime_id:% = rid, round = round; "runtime round failed");
+                    log::warn!(target: MODULE, runtime_id:% = rid, round = round.0; "runtime round failed");
                 }
                 applied.round = round;
                 continue;
@@ -100,21 +101,21 @@ impl Follower {
                 break;
             };
             if let Err(e) = batch.verify(&header, &applied.state_root) {
-                log::warn!(target: MODULE, runtime_id:% = rid, round = round; "discarding executed batch: {e}");
+                log::warn!(target: MODULE, runtime_id:% = rid, round = round.0; "discarding executed batch: {e}");
                 break;
             }
             if let Err(e) = store.apply_round(&rid, round, Some(&batch), &header.state_root) {
-                log::error!(target: MODULE, runtime_id:% = rid, round = round; "cannot apply round: {e}");
+                log::error!(target: MODULE, runtime_id:% = rid, round = round.0; "cannot apply round: {e}");
                 break;
             }
             if let Err(e) = state.apply(&applied.state_root, &batch.write_log, &header.state_root) {
-                log::error!(target: MODULE, runtime_id:% = rid, round = round; "in-memory state diverged from the store: {e}");
+                log::error!(target: MODULE, runtime_id:% = rid, round = round.0; "in-memory state diverged from the store: {e}");
             }
             *applied = Applied {
                 round,
                 state_root: header.state_root,
             };
-            log::info!(target: MODULE, runtime_id:% = rid, round = round, txs = batch.inputs.len(), state_root = hex::encode(header.state_root).as_str(); "runtime round finalized");
+            log::info!(target: MODULE, runtime_id:% = rid, round = round.0, txs = batch.inputs.len(), state_root = hex::encode(header.state_root).as_str(); "runtime round finalized");
             progress.batches.push(batch);
         }
         let applied_round = applied.round;
@@ -132,6 +133,7 @@ mod tests {
     const RID: RuntimeId = RuntimeId([1; 32]);
 
     fn batch(round: u64, prev_root: Hash, key: &[u8]) -> ExecutedBatch {
+        let round = Round(round);
         let inputs = vec![ByteBuf::from(key.to_vec())];
         let results = vec![TxResult {
             error: None,
@@ -146,7 +148,7 @@ mod tests {
             round,
             previous_state_root: prev_root,
             state_root: paratime_sdk::state::next_state_root(&prev_root, &write_log),
-            io_root: paratime_sdk::state::io_root(round, &inputs, &results),
+            io_root: paratime_sdk::state::io_root(round.0, &inputs, &results),
             inputs,
             results,
             write_log,
@@ -179,7 +181,7 @@ mod tests {
             store,
             state: RuntimeState::default(),
             applied: Applied {
-                round: 0,
+                round: paratime_state::Round(0),
                 state_root: paratime_sdk::state::EMPTY_STATE_ROOT,
             },
             f: Follower::new(RID),
@@ -197,22 +199,22 @@ mod tests {
     fn a_batch_matching_the_finalized_header_is_applied_to_store_and_state() {
         let mut x = fixture();
         let b = batch(1, x.applied.state_root, b"k");
-        x.f.offer(b.clone(), 0);
+        x.f.offer(b.clone(), Round(0));
         let p = x.catch_up(&header(&b, HeaderType::Normal), Instant::now());
         assert_eq!((p.batches.len(), p.fetch), (1, None));
-        assert_eq!(x.applied.round, 1);
+        assert_eq!(x.applied.round, paratime_state::Round(1));
         assert_eq!(x.state.root(), b.state_root);
         let stored = x
             .store
             .runtime_applied(&RID)
             .expect("read")
             .expect("applied");
-        assert_eq!((stored.round, stored.state_root), (1, b.state_root));
+        assert_eq!((stored.round, stored.state_root), (Round(1), b.state_root));
         assert_eq!(
             x.store
                 .tx_location(&RID, &crate::encoding::hash(b"k"))
                 .expect("read"),
-            Some((1, 0))
+            Some((Round(1), 0))
         );
     }
 
@@ -222,16 +224,16 @@ mod tests {
         let b = batch(1, x.applied.state_root, b"k");
         let h = header(&b, HeaderType::Normal);
         let t0 = Instant::now();
-        assert_eq!(x.catch_up(&h, t0).fetch, Some(1));
+        assert_eq!(x.catch_up(&h, t0).fetch, Some(Round(1)));
         assert_eq!(x.catch_up(&h, t0 + FETCH_EVERY).fetch, None);
         assert_eq!(
             x.catch_up(&h, t0 + FETCH_EVERY + Duration::from_millis(1))
                 .fetch,
-            Some(1)
+            Some(Round(1))
         );
-        assert_eq!(x.applied.round, 0);
+        assert_eq!(x.applied.round, paratime_state::Round(0));
         assert!(
-            fetch_due(Some((1, t0)), 2, t0),
+            fetch_due(Some((Round(1), t0)), Round(2), t0),
             "another round waits for the first's clock"
         );
     }
@@ -244,14 +246,14 @@ mod tests {
         let mut forged = batch(1, x.applied.state_root, b"other");
         forged.state_root = good.state_root;
         forged.io_root = good.io_root;
-        x.f.offer(forged, 0);
+        x.f.offer(forged, Round(0));
         let p = x.catch_up(&header(&good, HeaderType::Normal), Instant::now());
         assert!(p.batches.is_empty());
-        assert_eq!(x.applied.round, 0);
+        assert_eq!(x.applied.round, paratime_state::Round(0));
         assert_eq!(x.store.runtime_applied(&RID).expect("read"), None);
         assert_eq!(x.state.root(), paratime_sdk::state::EMPTY_STATE_ROOT);
         // The honest batch, arriving later, is applied.
-        x.f.offer(good.clone(), 0);
+        x.f.offer(good.clone(), Round(0));
         assert_eq!(
             x.catch_up(&header(&good, HeaderType::Normal), Instant::now())
                 .batches
@@ -266,7 +268,7 @@ mod tests {
         let b = batch(1, x.applied.state_root, b"k");
         let p = x.catch_up(&header(&b, HeaderType::RoundFailed), Instant::now());
         assert!(p.batches.is_empty() && p.fetch.is_none());
-        assert_eq!(x.applied.round, 1);
+        assert_eq!(x.applied.round, paratime_state::Round(1));
         assert_eq!(x.applied.state_root, paratime_sdk::state::EMPTY_STATE_ROOT);
     }
 
@@ -275,11 +277,11 @@ mod tests {
         let mut x = fixture();
         let mut other = batch(1, [0; 32], b"k");
         other.runtime = RuntimeId([2; 32]);
-        x.f.offer(other, 0);
-        x.f.offer(batch(3, [0; 32], b"k"), 3);
+        x.f.offer(other, Round(0));
+        x.f.offer(batch(3, [0; 32], b"k"), Round(3));
         assert_eq!(x.f.executed.len(), 0);
         for i in 0..1000u32 {
-            x.f.offer(batch(5, [0; 32], &i.to_le_bytes()), 0);
+            x.f.offer(batch(5, [0; 32], &i.to_le_bytes()), Round(0));
         }
         assert_eq!(x.f.executed.len(), MAX_EXECUTED + 1);
     }

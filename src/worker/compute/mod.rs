@@ -40,6 +40,7 @@ use executor::Job;
 use follower::Follower;
 use paratime_sdk::protocol::{Body, RuntimeCheckTxBatchRequest, RuntimeQueryRequest, TxResult};
 use paratime_state::signing::{KeyRole, Slot, SlotSigner};
+use paratime_state::Round;
 use pool::Pool;
 use schedule::{Proposals, ProposeInputs, Ranks, RoundClock, Timing};
 use serde::Serialize;
@@ -67,7 +68,7 @@ pub struct TxOutcome {
     /// Hash of the raw transaction (hex).
     pub hash: String,
     /// Round it was finalized in.
-    pub round: u64,
+    pub round: Round,
     /// Position in the round's batch.
     pub index: u32,
     /// The runtime's result.
@@ -116,13 +117,13 @@ pub enum QueryError {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Status {
     /// Last round whose state this node applied.
-    pub latest_round: u64,
+    pub latest_round: Round,
     /// Its state root (hex).
     pub latest_state_root: String,
     /// Transactions waiting in the pool.
     pub pool_size: usize,
     /// Last round this node signed a commitment for.
-    pub last_signed_round: Option<u64>,
+    pub last_signed_round: Option<Round>,
     /// Rounds this node committed to since it started.
     pub commitments: u64,
     /// Batches this node proposed since it started.
@@ -167,7 +168,7 @@ impl Handle {
         &self,
         method: &str,
         args: ciborium::Value,
-    ) -> Result<(u64, ciborium::Value), QueryError> {
+    ) -> Result<(Round, ciborium::Value), QueryError> {
         let conn = self.conn.borrow().clone().ok_or(QueryError::NotRunning)?;
         let round = self.status.borrow().latest_round;
         let req = RuntimeQueryRequest {
@@ -211,7 +212,7 @@ pub fn load_state(
     rid: &RuntimeId,
 ) -> Result<(Applied, RuntimeState), crate::storage::StoreError> {
     let applied = store.runtime_applied(rid)?.unwrap_or(Applied {
-        round: 0,
+        round: paratime_state::Round(0),
         state_root: paratime_sdk::state::EMPTY_STATE_ROOT,
     });
     let entries = store.runtime_entries(rid)?;
@@ -258,14 +259,14 @@ struct Run {
     proposals: Proposals,
     round_clock: RoundClock,
     last_signed: Option<LastSigned>,
-    proposed: Option<u64>,
+    proposed: Option<Round>,
     last_submit: Option<Instant>,
     /// Gossiped transactions waiting for the next check.
     unchecked: Vec<Vec<u8>>,
     /// Runtime calls in flight (at most one of each kind).
     checking_gossip: bool,
     checking_submissions: bool,
-    executing: Option<u64>,
+    executing: Option<Round>,
     done: mpsc::Sender<Done>,
 }
 
@@ -678,7 +679,7 @@ impl Run {
         if self.applied.round != chain.block.round {
             return;
         }
-        let round = chain.block.round + 1;
+        let round = chain.block.round.next();
         let open_for = self.round_clock.open_for(round, now);
         let prev_hash = chain.block.hash();
         let workers = roothash::workers(committee);
@@ -699,7 +700,7 @@ impl Run {
             let since = self.last_submit.map(|t| now.saturating_duration_since(t));
             if schedule::resubmit_now(l.scheduler, fixed, in_pool, since) {
                 let commit = l.commit.clone();
-                log::info!(target: MODULE, runtime_id:% = self.rid, round = round; "resubmitting the commitment already signed for this round");
+                log::info!(target: MODULE, runtime_id:% = self.rid, round = round.0; "resubmitting the commitment already signed for this round");
                 self.send_commit(view, commit, now);
             }
             return;
@@ -751,14 +752,14 @@ impl Run {
         });
     }
 
-    async fn propose(&mut self, view: &View, round: u64, prev_hash: Hash, rank: u64) {
+    async fn propose(&mut self, view: &View, round: Round, prev_hash: Hash, rank: u64) {
         // A batch already proposed for this round (before a restart) is sent again, never
         // replaced by another: the proposal is stored durably before it leaves the node.
         let stored = match self.w.store.runtime_record::<Signed>(&self.rid, "proposal") {
             Ok(s) => s,
             Err(e) => {
                 // Fail closed: without the record we cannot know what was proposed before.
-                log::error!(target: MODULE, runtime_id:% = self.rid, round = round; "cannot read the stored proposal, not proposing: {e}");
+                log::error!(target: MODULE, runtime_id:% = self.rid, round = round.0; "cannot read the stored proposal, not proposing: {e}");
                 return;
             }
         };
@@ -786,7 +787,7 @@ impl Run {
                 let signed = match self.w.signer.sign_value(KeyRole::Node, &slot, &ctx, &p) {
                     Ok(s) => s,
                     Err(e) => {
-                        log::error!(target: MODULE, runtime_id:% = self.rid, round = round; "{e}");
+                        log::error!(target: MODULE, runtime_id:% = self.rid, round = round.0; "{e}");
                         return;
                     }
                 };
@@ -795,7 +796,7 @@ impl Run {
                     .store
                     .set_runtime_record(&self.rid, "proposal", &signed)
                 {
-                    log::error!(target: MODULE, runtime_id:% = self.rid, round = round; "cannot persist the proposal, not sending it: {e}");
+                    log::error!(target: MODULE, runtime_id:% = self.rid, round = round.0; "cannot persist the proposal, not sending it: {e}");
                     return;
                 }
                 (signed, p)
@@ -807,9 +808,9 @@ impl Run {
         )
         .await;
         if rank > 0 {
-            log::info!(target: MODULE, runtime_id:% = self.rid, round = round, rank = rank, txs = p.batch.len(); "no proposal from the better-ranked schedulers: proposing as backup scheduler");
+            log::info!(target: MODULE, runtime_id:% = self.rid, round = round.0, rank = rank, txs = p.batch.len(); "no proposal from the better-ranked schedulers: proposing as backup scheduler");
         } else {
-            log::debug!(target: MODULE, runtime_id:% = self.rid, round = round, txs = p.batch.len(); "proposed batch");
+            log::debug!(target: MODULE, runtime_id:% = self.rid, round = round.0, txs = p.batch.len(); "proposed batch");
         }
         self.proposed = Some(round);
         self.status.send_modify(|s| s.proposals += 1);
@@ -822,7 +823,7 @@ impl Run {
         let round = job.round();
         let outcome = job.judge(self.rid, resp);
         if let Err(e) = &outcome {
-            log::error!(target: MODULE, runtime_id:% = self.rid, round = round; "{e}: committing a failure");
+            log::error!(target: MODULE, runtime_id:% = self.rid, round = round.0; "{e}: committing a failure");
         }
         let commit = job.commitment(&outcome);
         let view = self.consensus.view().borrow().clone();
@@ -841,7 +842,7 @@ impl Run {
         {
             Ok(s) => s,
             Err(e) => {
-                log::error!(target: MODULE, runtime_id:% = self.rid, round = round; "{e}");
+                log::error!(target: MODULE, runtime_id:% = self.rid, round = round.0; "{e}");
                 return;
             }
         };
@@ -853,11 +854,11 @@ impl Run {
         };
         // Durable before it leaves the node: after a crash the node resubmits this one.
         if let Err(e) = self.w.store.set_last_signed(&self.rid, &record) {
-            log::error!(target: MODULE, runtime_id:% = self.rid, round = round; "cannot persist the commitment, not sending it: {e}");
+            log::error!(target: MODULE, runtime_id:% = self.rid, round = round.0; "cannot persist the commitment, not sending it: {e}");
             return;
         }
         self.last_signed = Some(record);
-        log::debug!(target: MODULE, runtime_id:% = self.rid, round = round, txs = job.proposal.batch.len(), execute_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX); "executed batch, submitting commitment");
+        log::debug!(target: MODULE, runtime_id:% = self.rid, round = round.0, txs = job.proposal.batch.len(), execute_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX); "executed batch, submitting commitment");
         self.send_commit(&view, signed, Instant::now());
         self.status.send_modify(|s| s.commitments += 1);
         if let Ok(b) = outcome {

@@ -6,6 +6,7 @@ use crate::consensus::crypto::PublicKey;
 use crate::consensus::genesis::TxnSchedulerParams;
 use crate::consensus::roothash::{self, Proposal};
 use crate::encoding::{hash_of, Hash};
+use paratime_state::Round;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -110,11 +111,11 @@ pub(super) fn resubmit_now(
 /// Scheduler ranks of a round's workers.
 pub(super) struct Ranks<'a> {
     workers: &'a [PublicKey],
-    round: u64,
+    round: Round,
 }
 
 impl<'a> Ranks<'a> {
-    pub(super) fn new(workers: &'a [PublicKey], round: u64) -> Self {
+    pub(super) fn new(workers: &'a [PublicKey], round: Round) -> Self {
         Self { workers, round }
     }
 
@@ -129,20 +130,20 @@ impl<'a> Ranks<'a> {
 
 /// Since when this node has seen the open round open.
 pub(super) struct RoundClock {
-    round: u64,
+    round: Round,
     opened: Instant,
 }
 
 impl RoundClock {
     pub(super) fn new(now: Instant) -> Self {
         Self {
-            round: 0,
+            round: Round(0),
             opened: now,
         }
     }
 
     /// Notes that `round` is open at `now`; returns how long it has been open.
-    pub(super) fn open_for(&mut self, round: u64, now: Instant) -> Duration {
+    pub(super) fn open_for(&mut self, round: Round, now: Instant) -> Duration {
         if self.round != round {
             self.round = round;
             self.opened = now;
@@ -156,14 +157,14 @@ impl RoundClock {
 /// stays.
 #[derive(Default)]
 pub(super) struct Proposals {
-    by: BTreeMap<(u64, PublicKey), Proposal>,
+    by: BTreeMap<(Round, PublicKey), Proposal>,
 }
 
 impl Proposals {
     /// Keeps a gossiped proposal (its signature already checked) if it is for one of the next
     /// [`PROPOSAL_WINDOW`] rounds after `applied_round`, its batch matches its hash, and there is
     /// room; returns whether it was kept.
-    pub(super) fn offer(&mut self, signer: PublicKey, p: Proposal, applied_round: u64) -> bool {
+    pub(super) fn offer(&mut self, signer: PublicKey, p: Proposal, applied_round: Round) -> bool {
         if p.round <= applied_round
             || p.round > applied_round.saturating_add(PROPOSAL_WINDOW)
             || p.batch_hash != hash_of(&p.batch)
@@ -185,7 +186,7 @@ impl Proposals {
     /// the consensus fixed the round's scheduler): (rank, scheduler).
     pub(super) fn best(
         &self,
-        round: u64,
+        round: Round,
         prev_hash: &Hash,
         fixed: Option<PublicKey>,
         ranks: &Ranks<'_>,
@@ -199,12 +200,12 @@ impl Proposals {
             .min()
     }
 
-    pub(super) fn get(&self, round: u64, signer: &PublicKey) -> Option<&Proposal> {
+    pub(super) fn get(&self, round: Round, signer: &PublicKey) -> Option<&Proposal> {
         self.by.get(&(round, *signer))
     }
 
     /// Forgets proposals for rounds up to `applied_round`.
-    pub(super) fn prune(&mut self, applied_round: u64) {
+    pub(super) fn prune(&mut self, applied_round: Round) {
         self.by.retain(|(r, _), _| *r > applied_round);
     }
 
@@ -246,6 +247,7 @@ mod tests {
     }
 
     fn proposal(round: u64, prev: Hash, txs: &[&[u8]]) -> Proposal {
+        let round = Round(round);
         let batch: Vec<ByteBuf> = txs.iter().map(|t| ByteBuf::from(t.to_vec())).collect();
         Proposal {
             runtime: RuntimeId([1; 32]),
@@ -381,12 +383,12 @@ mod tests {
     #[test]
     fn ranks_rotate_with_the_round_and_non_workers_have_none() {
         let w = [key(1), key(2), key(3)];
-        let r0 = Ranks::new(&w, 0);
+        let r0 = Ranks::new(&w, Round(0));
         assert_eq!(
             [r0.of(&key(1)), r0.of(&key(2)), r0.of(&key(3))],
             [Some(0), Some(1), Some(2)]
         );
-        let r1 = Ranks::new(&w, 1);
+        let r1 = Ranks::new(&w, Round(1));
         assert_eq!(r1.of(&key(3)), Some(0));
         assert_eq!(r1.of(&key(9)), None);
     }
@@ -395,33 +397,36 @@ mod tests {
     fn the_round_clock_restarts_when_a_new_round_opens() {
         let t0 = Instant::now();
         let mut c = RoundClock::new(t0);
-        assert_eq!(c.open_for(5, t0 + 10 * MS), Duration::ZERO);
-        assert_eq!(c.open_for(5, t0 + 30 * MS), 20 * MS);
-        assert_eq!(c.open_for(6, t0 + 40 * MS), Duration::ZERO);
+        assert_eq!(c.open_for(Round(5), t0 + 10 * MS), Duration::ZERO);
+        assert_eq!(c.open_for(Round(5), t0 + 30 * MS), 20 * MS);
+        assert_eq!(c.open_for(Round(6), t0 + 40 * MS), Duration::ZERO);
     }
 
     #[test]
     fn the_first_proposal_per_signer_and_round_stays_and_the_best_rank_wins() {
         let prev = [7; 32];
         let w = [key(1), key(2), key(3)];
-        let ranks = Ranks::new(&w, 1); // ranks: key(3)=0, key(1)=1, key(2)=2
+        let ranks = Ranks::new(&w, Round(1)); // ranks: key(3)=0, key(1)=1, key(2)=2
         let mut ps = Proposals::default();
-        assert!(ps.offer(key(2), proposal(1, prev, &[b"a"]), 0));
+        assert!(ps.offer(key(2), proposal(1, prev, &[b"a"]), Round(0)));
         assert!(
-            !ps.offer(key(2), proposal(1, prev, &[b"b"]), 0),
+            !ps.offer(key(2), proposal(1, prev, &[b"b"]), Round(0)),
             "a second proposal replaced the first"
         );
-        assert_eq!(ps.get(1, &key(2)).map(|p| p.batch.len()), Some(1));
-        assert_eq!(ps.best(1, &prev, None, &ranks), Some((2, key(2))));
-        assert!(ps.offer(key(1), proposal(1, prev, &[]), 0));
-        assert_eq!(ps.best(1, &prev, None, &ranks), Some((1, key(1))));
+        assert_eq!(ps.get(Round(1), &key(2)).map(|p| p.batch.len()), Some(1));
+        assert_eq!(ps.best(Round(1), &prev, None, &ranks), Some((2, key(2))));
+        assert!(ps.offer(key(1), proposal(1, prev, &[]), Round(0)));
+        assert_eq!(ps.best(Round(1), &prev, None, &ranks), Some((1, key(1))));
         // Once the round is fixed to a scheduler, only its proposal counts.
-        assert_eq!(ps.best(1, &prev, Some(key(2)), &ranks), Some((2, key(2))));
-        assert_eq!(ps.best(1, &prev, Some(key(3)), &ranks), None);
+        assert_eq!(
+            ps.best(Round(1), &prev, Some(key(2)), &ranks),
+            Some((2, key(2)))
+        );
+        assert_eq!(ps.best(Round(1), &prev, Some(key(3)), &ranks), None);
         // Proposals building on another block, or signed by non-workers, never count.
-        assert_eq!(ps.best(1, &[8; 32], None, &ranks), None);
-        assert!(ps.offer(key(9), proposal(1, prev, &[]), 0));
-        assert_eq!(ps.best(1, &prev, None, &ranks), Some((1, key(1))));
+        assert_eq!(ps.best(Round(1), &[8; 32], None, &ranks), None);
+        assert!(ps.offer(key(9), proposal(1, prev, &[]), Round(0)));
+        assert_eq!(ps.best(Round(1), &prev, None, &ranks), Some((1, key(1))));
     }
 
     #[test]
@@ -429,24 +434,24 @@ mod tests {
         let prev = [7; 32];
         let mut ps = Proposals::default();
         assert!(
-            !ps.offer(key(1), proposal(5, prev, &[]), 5),
+            !ps.offer(key(1), proposal(5, prev, &[]), Round(5)),
             "applied round kept"
         );
         assert!(
-            !ps.offer(key(1), proposal(22, prev, &[]), 5),
+            !ps.offer(key(1), proposal(22, prev, &[]), Round(5)),
             "round too far ahead kept"
         );
-        assert!(ps.offer(key(1), proposal(21, prev, &[]), 5));
+        assert!(ps.offer(key(1), proposal(21, prev, &[]), Round(5)));
         let mut lying = proposal(6, prev, &[b"x"]);
         lying.batch_hash = [0; 32];
-        assert!(!ps.offer(key(1), lying, 5));
+        assert!(!ps.offer(key(1), lying, Round(5)));
         for i in 0..=255u8 {
-            ps.offer(PublicKey([i; 32]), proposal(6, prev, &[]), 5);
+            ps.offer(PublicKey([i; 32]), proposal(6, prev, &[]), Round(5));
         }
         assert_eq!(ps.len(), MAX_PROPOSALS);
-        ps.prune(20);
+        ps.prune(Round(20));
         assert_eq!(ps.len(), 1, "only the round-21 proposal stays");
         // The window saturates at the last round instead of overflowing.
-        assert!(ps.offer(key(1), proposal(u64::MAX, prev, &[]), u64::MAX - 1));
+        assert!(ps.offer(key(1), proposal(u64::MAX, prev, &[]), Round(u64::MAX - 1)));
     }
 }

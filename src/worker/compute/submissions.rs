@@ -141,7 +141,7 @@ mod tests {
     fn outcome(h: Hash) -> TxOutcome {
         TxOutcome {
             hash: hex::encode(h),
-            round: 3,
+            round: paratime_state::Round(3),
             index: 0,
             result: TxResult::default(),
         }
@@ -182,7 +182,10 @@ mod tests {
         s.wait([1; 32], b"tx".to_vec(), r2);
         s.finalized(t0, [([1; 32], outcome([1; 32]))]);
         for rx in [&mut rx1, &mut rx2] {
-            assert_eq!(rx.try_recv().expect("answered").expect("ok").round, 3);
+            assert_eq!(
+                rx.try_recv().expect("answered").expect("ok").round,
+                paratime_state::Round(3)
+            );
         }
         s.flush(t0 + FLUSH_EVERY);
         assert_eq!(
