@@ -487,7 +487,7 @@ impl AppState {
         proposer: PublicKey,
     ) -> Vec<StreamMessage<ProposalPart>> {
         let bytes = paratime_state::encoding::canonical_cbor(block);
-        let h = block.header.height;
+        let h = block.header.height.0;
         let id = stream_id(h, round_to_wire(round), u8::from(pol.is_defined()));
         let mut out = vec![StreamMessage::new(
             id.clone(),
@@ -534,7 +534,7 @@ impl AppState {
         proposer: PublicKey,
         block: &Proposed,
     ) -> ProposedValue<Ctx> {
-        let height = block.header.height;
+        let height = block.header.height.0;
         let validity = match self.app.verify_block(height, block) {
             Ok(()) => {
                 self.app.remember_proposal(
@@ -645,7 +645,7 @@ impl AppState {
                 return None;
             }
         };
-        if block.header.height != height || block.header.proposer != proposer {
+        if block.header.height.0 != height || block.header.proposer != proposer {
             return None;
         }
         if height > self.current.0 {
@@ -869,7 +869,7 @@ impl AppState {
                     let outcome =
                         match paratime_state::encoding::from_cbor::<Proposed>(&value_bytes) {
                             Ok(b)
-                                if b.header.height == height.0
+                                if b.header.height.0 == height.0
                                     && value_bytes.len() as u64 <= MAX_BLOCK_BYTES =>
                             {
                                 SyncedValueOutcome::Verdict(self.judge(

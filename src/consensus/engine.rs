@@ -191,7 +191,7 @@ impl Chain {
                 i.seen.remove(&old);
             }
         }
-        let height = i.state.height;
+        let height = i.state.height.0;
         i.mempool.push((tx, height));
         i.mempool_bytes += size;
         true
@@ -249,7 +249,7 @@ impl Chain {
             if n < i.state.account(&addr).nonce {
                 continue;
             }
-            if i.state.height >= h.saturating_add(MEMPOOL_WAIT_BLOCKS) {
+            if i.state.height.0 >= h.saturating_add(MEMPOOL_WAIT_BLOCKS) {
                 waited_out.push(hash_of(&t));
                 continue;
             }
@@ -271,7 +271,7 @@ impl Chain {
             .iter()
             .filter(|(t, h)| {
                 t.signature.public_key == me
-                    && i.state.height >= h.saturating_add(REGOSSIP_AFTER_BLOCKS)
+                    && i.state.height.0 >= h.saturating_add(REGOSSIP_AFTER_BLOCKS)
             })
             .take(limit)
             .map(|(t, _)| t.clone())
@@ -287,15 +287,15 @@ impl Chain {
         let is_validator = i.state.validators.contains(&self.me);
         let was = self.view.borrow().is_validator;
         if is_validator && !was {
-            log::info!(target: "consensus", message_id = MSG_BECAME_VALIDATOR, height = i.state.height; "this node is now a validator");
+            log::info!(target: "consensus", message_id = MSG_BECAME_VALIDATOR, height = i.state.height.0; "this node is now a validator");
         } else if was && !is_validator {
-            log::warn!(target: "consensus", message_id = MSG_LEFT_VALIDATORS, height = i.state.height; "this node is no longer a validator");
+            log::warn!(target: "consensus", message_id = MSG_LEFT_VALIDATORS, height = i.state.height.0; "this node is no longer a validator");
         }
         let (round, signers) = block
             .and_then(|(_, c)| paratime_bft::chain::cert_summary(c))
             .unwrap_or((-1, Vec::new()));
         if round > 0 {
-            log::info!(target: "consensus", message_id = MSG_MISSED_PROPOSAL, height = i.state.height, round = round; "block decided in round {round}: the earlier rounds' proposers missed their proposals");
+            log::info!(target: "consensus", message_id = MSG_MISSED_PROPOSAL, height = i.state.height.0, round = round; "block decided in round {round}: the earlier rounds' proposers missed their proposals");
         }
         let time = block.map(|(b, _)| b.header.time_ms);
         let mut fin: Vec<u64> = i.stats.iter().map(|(f, _)| *f).collect();
@@ -326,14 +326,14 @@ impl ChainApp for Chain {
     }
 
     fn last_committed(&self) -> u64 {
-        self.lock().state.height
+        self.lock().state.height.0
     }
 
     fn validator_set(&self, height: u64) -> Option<paratime_state::validators::ValidatorSet> {
         let i = self.lock();
-        if height == i.state.height.saturating_add(1) {
+        if height == i.state.height.0.saturating_add(1) {
             Some(i.state.validators.clone())
-        } else if height == i.state.height && height > 0 {
+        } else if height == i.state.height.0 && height > 0 {
             Some(i.previous_validators.clone())
         } else {
             None
@@ -347,10 +347,10 @@ impl ChainApp for Chain {
         time_ms: u64,
     ) -> Result<Proposed, String> {
         let mut i = self.lock();
-        if height != i.state.height.saturating_add(1) {
+        if height != i.state.height.0.saturating_add(1) {
             return Err(format!(
                 "asked to build block {height} on height {}",
-                i.state.height
+                i.state.height.0
             ));
         }
         let txs = Self::select(&mut i);
@@ -359,10 +359,10 @@ impl ChainApp for Chain {
 
     fn verify_block(&self, height: u64, block: &Proposed) -> Result<(), String> {
         let i = self.lock();
-        if height != i.state.height.saturating_add(1) {
+        if height != i.state.height.0.saturating_add(1) {
             return Err(format!(
                 "block {height} is not the next one (committed: {})",
-                i.state.height
+                i.state.height.0
             ));
         }
         block.apply(&i.state).map(|_| ())
@@ -371,18 +371,18 @@ impl ChainApp for Chain {
     fn commit(&self, block: &Proposed, cert: &CommitCert) -> Result<(), String> {
         use crate::crashpoint::{reached, Point};
         let mut i = self.lock();
-        reached(Point::Decided, block.header.height);
+        reached(Point::Decided, block.header.height.0);
         let (next, outcomes) = block.apply(&i.state)?;
         self.store
             .commit_block(block, cert, &next)
             .map_err(|e| e.to_string())?;
-        reached(Point::Stored, block.header.height);
+        reached(Point::Stored, block.header.height.0);
         for o in &outcomes {
             if let Some(e) = &o.error {
                 log::info!(target: "consensus", tx = hex::encode(o.hash).as_str(); "transaction failed: {e}");
             }
         }
-        let h = next.height;
+        let h = next.height.0;
         let now = now_ms();
         let finality = now.saturating_sub(block.header.time_ms);
         let interval = block.header.time_ms.saturating_sub(i.last_block_time_ms);
@@ -481,7 +481,7 @@ pub async fn start(
     };
     let me = signer.public_key(KeyRole::Consensus);
     let genesis_time_ms = genesis.genesis_time_ms();
-    let latest_time_ms = match store.block(state.height).map_err(|e| e.to_string())? {
+    let latest_time_ms = match store.block(state.height.0).map_err(|e| e.to_string())? {
         Some((b, _)) => b.header.time_ms,
         None => genesis_time_ms,
     };
@@ -499,7 +499,7 @@ pub async fn start(
         block_interval_ms: 0,
     };
     if initial.is_validator {
-        log::info!(target: "consensus", message_id = MSG_BECAME_VALIDATOR, height = state.height; "this node is a validator");
+        log::info!(target: "consensus", message_id = MSG_BECAME_VALIDATOR, height = state.height.0; "this node is a validator");
     }
     let (view_tx, view_rx) = watch::channel(initial);
     let chain = Arc::new(Chain {

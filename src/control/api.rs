@@ -125,7 +125,7 @@ pub struct AccountInfo {
     /// Balance, nonce, escrow, debonding.
     pub account: Account,
     /// Latest height.
-    pub height: u64,
+    pub height: paratime_state::Height,
     /// Current epoch.
     pub epoch: paratime_state::Epoch,
     /// The chain's ID.
@@ -207,7 +207,7 @@ pub struct ConsensusStatus {
     /// Always `malachite`.
     pub backend: String,
     /// Latest height.
-    pub latest_height: u64,
+    pub latest_height: paratime_state::Height,
     /// Hash of the latest block header (hex).
     pub latest_hash: String,
     /// Time of the latest block (RFC 3339).
@@ -308,7 +308,7 @@ pub struct CommitteeChain {
     /// Its scheduler rank for the open round (0 = scheduler), if it is a worker.
     pub scheduler_rank: Option<u64>,
     /// Latest consensus height.
-    pub latest_height: u64,
+    pub latest_height: paratime_state::Height,
     /// Current epoch.
     pub epoch: paratime_state::Epoch,
     /// The committee, once elected.
@@ -345,7 +345,7 @@ pub struct PoolStatus {
     /// In discrepancy resolution.
     pub discrepancy: bool,
     /// Height at which the round times out.
-    pub timeout_at: Option<u64>,
+    pub timeout_at: Option<paratime_state::Height>,
 }
 
 #[cfg(test)]

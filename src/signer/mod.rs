@@ -115,7 +115,7 @@ impl Signer {
             .nonces
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .next(state.account(&me).nonce, state.height);
+            .next(state.account(&me).nonce, state.height.0);
         let t = Transaction {
             nonce,
             fee: Fee::default(),

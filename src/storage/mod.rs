@@ -197,7 +197,7 @@ impl Store {
         cert: &CommitCert,
         state: &State,
     ) -> Result<(), StoreError> {
-        let height = state.height;
+        let height = state.height.0;
         let block_bytes = crate::encoding::canonical_cbor(&(block, cert));
         let state_bytes = crate::encoding::canonical_cbor(state);
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;

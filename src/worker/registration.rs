@@ -169,7 +169,7 @@ impl Worker {
                             });
                         }
                     }
-                } else if view.state.height > height + 10 {
+                } else if view.state.height.0 > height + 10 {
                     pending = None;
                     attempted_epoch = None;
                 }
@@ -210,7 +210,7 @@ impl Worker {
                 }
             };
             log::info!(target: module, epoch = view.state.epoch.0, node_id:% = me; "performing node (re-)registration");
-            pending = Some((hash_of(&tx), view.state.height));
+            pending = Some((hash_of(&tx), view.state.height.0));
             attempted_epoch = Some(view.state.epoch);
             status.send_modify(|s| {
                 s.last_attempt = Some(now());

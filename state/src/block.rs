@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
     /// Height (1 = first block after genesis).
-    pub height: u64,
+    pub height: crate::Height,
     /// Hash of the previous header (zero for the first block).
     pub parent_hash: Hash,
     /// Producer's clock, unix milliseconds (informational; not in the state).
@@ -36,7 +36,7 @@ pub struct TxOutcome {
 }
 
 /// Executes `txs` on top of `state` as block `height`; returns the outcomes.
-pub fn execute(state: &mut State, height: u64, txs: &[Signed]) -> Vec<TxOutcome> {
+pub fn execute(state: &mut State, height: crate::Height, txs: &[Signed]) -> Vec<TxOutcome> {
     state.begin_block(height);
     let out = txs
         .iter()

@@ -61,6 +61,11 @@ counter!(
 );
 
 counter!(
+    /// A consensus block height (0 is the genesis state; the first block is 1).
+    Height
+);
+
+counter!(
     /// A runtime round (a ParaTime's block number; 0 is the runtime's genesis block).
     Round
 );

@@ -18,5 +18,5 @@ pub mod signing;
 pub mod state;
 pub mod validators;
 
-pub use chain_time::{Epoch, Round};
+pub use chain_time::{Epoch, Height, Round};
 pub use runtime_id::{RuntimeId, RuntimeIdError};

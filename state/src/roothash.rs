@@ -94,7 +94,7 @@ pub struct BlockHeader {
     /// Round number (0 = genesis block).
     pub round: Round,
     /// Consensus height at which the block was finalized.
-    pub height: u64,
+    pub height: crate::Height,
     /// Normal, failed round, epoch transition.
     pub header_type: HeaderType,
     /// Hash of the previous runtime block header (zero for round 0).
@@ -112,7 +112,7 @@ impl BlockHeader {
             version: 0,
             namespace: runtime,
             round: Round(0),
-            height: 0,
+            height: crate::Height(0),
             header_type: HeaderType::Normal,
             previous_hash: [0; 32],
             io_root: [0; 32],
@@ -276,7 +276,7 @@ pub struct Pool {
     /// Discrepancy resolution with the backup workers is in progress.
     pub discrepancy: bool,
     /// Consensus height at which the round times out (armed by the first commitment).
-    pub timeout_at: Option<u64>,
+    pub timeout_at: Option<crate::Height>,
 }
 
 /// A runtime's roothash state.
@@ -498,7 +498,7 @@ impl State {
     }
 
     /// Checks round timeouts at the start of block `height`.
-    pub(crate) fn roothash_timeouts(&mut self, height: u64) {
+    pub(crate) fn roothash_timeouts(&mut self, height: crate::Height) {
         let due: Vec<RuntimeId> = self
             .roothash
             .iter()
@@ -514,7 +514,7 @@ impl State {
     /// an epoch-transition block.
     pub(crate) fn roothash_epoch(
         &mut self,
-        height: u64,
+        height: crate::Height,
         previous: &BTreeMap<RuntimeId, Committee>,
     ) {
         for rt in &self.genesis.registry.runtimes {
@@ -539,7 +539,7 @@ impl State {
         }
     }
 
-    fn process_pool(&mut self, id: &RuntimeId, height: u64, timed_out: bool) {
+    fn process_pool(&mut self, id: &RuntimeId, height: crate::Height, timed_out: bool) {
         let Some(committee) = self.committees.get(id).cloned() else {
             return;
         };
@@ -621,7 +621,7 @@ impl State {
     fn resolve(
         &mut self,
         id: &RuntimeId,
-        height: u64,
+        height: crate::Height,
         workers: &[PublicKey],
         backups: &[PublicKey],
         sched_commit: Option<CommitmentHeader>,
@@ -660,7 +660,7 @@ impl State {
     fn finalize(
         &mut self,
         id: &RuntimeId,
-        height: u64,
+        height: crate::Height,
         workers: &[PublicKey],
         c: &CommitmentHeader,
     ) {
@@ -698,7 +698,7 @@ impl State {
     fn close_round(
         &mut self,
         id: &RuntimeId,
-        height: u64,
+        height: crate::Height,
         kind: HeaderType,
         workers: Option<&[PublicKey]>,
     ) {
@@ -915,7 +915,7 @@ mod tests {
         }
         .expect("commit");
         let t = s.roothash[&rid()].pool.timeout_at.expect("armed");
-        s.roothash_timeouts(t - 1);
+        s.roothash_timeouts(t.saturating_sub(1));
         assert_eq!(s.roothash[&rid()].block.round, crate::Round(0), "not yet");
         s.roothash_timeouts(t);
         // Discrepancy without backups: the round fails.

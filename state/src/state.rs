@@ -255,7 +255,7 @@ fn err(module: &str, code: u32, message: impl Into<String>) -> TxError {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct State {
     /// Last applied block height (0 = genesis).
-    pub height: u64,
+    pub height: crate::Height,
     /// Current epoch.
     pub epoch: Epoch,
     /// Hash of the last applied block (zero at genesis).
@@ -302,7 +302,7 @@ impl State {
             .map(|e| (e.id, e))
             .collect();
         Self {
-            height: 0,
+            height: crate::Height(0),
             epoch: Epoch(0),
             last_block_hash: [0u8; 32],
             accounts,
@@ -695,14 +695,15 @@ impl State {
 
     /// Starts block `height`: at epoch boundaries expires nodes, returns matured debonding and
     /// elects committees.
-    pub fn begin_block(&mut self, height: u64) {
+    pub fn begin_block(&mut self, height: crate::Height) {
         self.events.clear();
         self.roothash_timeouts(height);
         let interval = self.genesis.epoch_interval;
-        if height == 0 || !height.is_multiple_of(interval) {
+        let h = height.0;
+        if h == 0 || !h.is_multiple_of(interval) {
             return;
         }
-        self.epoch = Epoch(height / interval);
+        self.epoch = Epoch(h / interval);
         let epoch = self.epoch;
         self.nodes.retain(|_, n| n.expiration >= epoch);
         for acct in self.accounts.values_mut() {
@@ -960,7 +961,7 @@ mod tests {
     fn registered_staked_node_is_elected() {
         let mut s = State::from_genesis(&genesis(200));
         register(&mut s, true).expect("register");
-        s.begin_block(5);
+        s.begin_block(crate::Height(5));
         let (roles, rank) = s.committee_roles(&rid(), &PublicKey::of(&key(2)));
         assert_eq!(roles, vec![Role::Worker]);
         assert_eq!(rank, Some(0));
@@ -995,7 +996,7 @@ mod tests {
         // Until the epoch ends the genesis set stays; then the set is elected from the
         // registrations, with power from the entity's escrow.
         assert_eq!(s.validators, genesis_set);
-        s.begin_block(5);
+        s.begin_block(crate::Height(5));
         assert_eq!(s.validators.validators.len(), 1);
         let v = &s.validators.validators[0];
         assert_eq!(v.consensus_id, PublicKey::of(&key(4)));
@@ -1003,7 +1004,7 @@ mod tests {
         assert!(v.voting_power > 0);
         // Its registration expires (epoch 2 is the last): the set stays as it was rather
         // than becoming empty.
-        s.begin_block(15);
+        s.begin_block(crate::Height(15));
         assert!(!s.nodes.contains_key(&PublicKey::of(&key(2))));
         assert_eq!(s.validators.validators.len(), 1);
     }
@@ -1016,7 +1017,7 @@ mod tests {
             e.to_string(),
             "staking: insufficient stake (required: 200, available: 150)"
         );
-        s.begin_block(5);
+        s.begin_block(crate::Height(5));
         assert!(s.committees.is_empty());
     }
 
@@ -1096,7 +1097,7 @@ mod tests {
         let b = State::from_genesis(&genesis(200));
         assert_eq!(a.root(), b.root());
         let mut c = a.clone();
-        c.begin_block(5);
+        c.begin_block(crate::Height(5));
         assert_ne!(a.root(), c.root());
     }
 }

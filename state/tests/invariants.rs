@@ -160,7 +160,7 @@ proptest! {
         let start = supply(&s);
         let mut fees: u128 = 0;
         for ops in blocks {
-            let height = s.height + 1;
+            let height = s.height.next();
             s.begin_block(height);
             for op in &ops {
                 let tx = sign(&s, op);
@@ -186,7 +186,7 @@ proptest! {
     ) {
         let g = genesis(&balances, &escrows);
         let mut s = State::from_genesis(&g);
-        s.begin_block(1);
+        s.begin_block(paratime_state::Height(1));
         for op in &warmup {
             let tx = sign(&s, op);
             let _ = s.apply_tx(&tx);
@@ -233,11 +233,11 @@ proptest! {
             .collect();
         let txs: Vec<Signed> = ops.iter().map(|o| sign(&base, o)).collect();
         let mut a = base.clone();
-        let outcomes = execute(&mut a, 1, &txs);
+        let outcomes = execute(&mut a, paratime_state::Height(1), &txs);
         prop_assert!(outcomes.iter().all(|o| o.error.is_none()));
         let shuffled: Vec<Signed> = order.iter().map(|&i| txs[usize::from(i)].clone()).collect();
         let mut b = base.clone();
-        execute(&mut b, 1, &shuffled);
+        execute(&mut b, paratime_state::Height(1), &shuffled);
         prop_assert_eq!(a.root(), b.root());
 
         // And a state whose maps were filled in another order hashes the same.

@@ -58,7 +58,7 @@ impl ChainApp for MemChain {
         self.lock().state.chain_context.clone()
     }
     fn last_committed(&self) -> u64 {
-        self.lock().state.height
+        self.lock().state.height.0
     }
     fn validator_set(&self, height: u64) -> Option<ValidatorSet> {
         self.lock().sets.get(&height).cloned()
@@ -70,22 +70,22 @@ impl ChainApp for MemChain {
         time_ms: u64,
     ) -> Result<Proposed, String> {
         let i = self.lock();
-        if height != i.state.height + 1 {
-            return Err(format!("asked to build {height} at {}", i.state.height));
+        if height != i.state.height.0 + 1 {
+            return Err(format!("asked to build {height} at {}", i.state.height.0));
         }
         Ok(Proposed::build(&i.state, Vec::new(), time_ms, proposer).0)
     }
     fn verify_block(&self, height: u64, block: &Proposed) -> Result<(), String> {
         let i = self.lock();
-        if height != i.state.height + 1 {
-            return Err(format!("block {height} at height {}", i.state.height));
+        if height != i.state.height.0 + 1 {
+            return Err(format!("block {height} at height {}", i.state.height.0));
         }
         block.apply(&i.state).map(|_| ())
     }
     fn commit(&self, block: &Proposed, cert: &CommitCert) -> Result<(), String> {
         let mut i = self.lock();
         let (next, _) = block.apply(&i.state)?;
-        let h = next.height;
+        let h = next.height.0;
         i.sets.insert(h + 1, next.validators.clone());
         i.state = next;
         i.blocks.insert(h, (block.clone(), cert.clone()));
