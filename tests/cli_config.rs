@@ -412,3 +412,22 @@ fn a_broken_entity_descriptor_is_named_by_config_check_not_only_at_start() {
         "{out}"
     );
 }
+
+#[test]
+fn a_seed_the_node_cannot_dial_is_refused_by_config_check() {
+    // A host name passes a shape check but the node dials IP literals only: config check says so
+    // now, instead of the node failing at start.
+    // RFC 8032's first test key: a valid Ed25519 public key.
+    let key = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+    let (code, out) = check(&format!(
+        "{GOOD}p2p:\n  seeds:\n    - \"{key}@seed.example.org:26656\"\n    - \"{key}@192.0.2.1:26656\"\n"
+    ));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "error: p2p.seeds[0]: malformed seed '{key}@seed.example.org:26656'"
+        )) && out.contains("an IP literal"),
+        "{out}"
+    );
+    assert!(!out.contains("p2p.seeds[1]"), "{out}");
+}

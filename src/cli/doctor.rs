@@ -124,8 +124,10 @@ fn check_sandbox(r: &mut Report, cfg: &Config) {
             let cgroups = crate::host::cgroup::host_support();
             // doctor runs outside the units: it reports the standalone enforcement, and below
             // what the shipped sandbox unit gets on this host.
-            let how =
-                crate::host::limits::enforcement(has_size, Err("standalone: no delegated cgroup"));
+            let how = crate::host::limits::enforcement(
+                has_size,
+                Err("standalone: no delegated cgroup".to_string()),
+            );
             r.line(
                 Verdict::Ok,
                 "runtime limits",

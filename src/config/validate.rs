@@ -3,7 +3,6 @@
 use super::schema::{Config, Mode, Provisioner};
 use super::{parse_size, Problem};
 use crate::bundle::RuntimeId;
-use base64::Engine;
 use std::path::Path;
 use std::time::Duration;
 
@@ -36,6 +35,8 @@ pub struct Settings {
     pub consensus_listen: std::net::SocketAddr,
     /// `consensus.p2p.persistent_peers`.
     pub consensus_peers: Vec<std::net::SocketAddr>,
+    /// `p2p.seeds`: peer ID and address.
+    pub seeds: Vec<(libp2p::PeerId, libp2p::Multiaddr)>,
 }
 
 /// Values parsed so far; complete when the config has no errors.
@@ -49,6 +50,7 @@ pub(super) struct Parsed {
     limits: Option<crate::host::limits::Limits>,
     consensus_listen: Option<std::net::SocketAddr>,
     consensus_peers: Option<Vec<std::net::SocketAddr>>,
+    seeds: Option<Vec<(libp2p::PeerId, libp2p::Multiaddr)>>,
 }
 
 impl Parsed {
@@ -65,6 +67,7 @@ impl Parsed {
             consensus_peers: self
                 .consensus_peers
                 .ok_or("consensus.p2p.persistent_peers")?,
+            seeds: self.seeds.ok_or("p2p.seeds")?,
         })
     }
 }
@@ -364,19 +367,14 @@ fn check_network(c: &Config, p: &mut Vec<Problem>, parsed: &mut Parsed) {
             ));
         }
     }
+    let mut seeds = Vec::new();
     for (i, s) in c.p2p.seeds.iter().enumerate() {
-        let ok = s.split_once('@').is_some_and(|(k, addr)| {
-            base64::engine::general_purpose::STANDARD
-                .decode(k)
-                .map(|b| b.len() == 32)
-                .unwrap_or(false)
-                && !addr.is_empty()
-                && addr.contains(':')
-        });
-        if !ok {
-            p.push(Problem::error(format!("p2p.seeds[{i}]"), format!("malformed seed '{s}': expected PUBKEY@HOST:PORT with the base64 key of the seed's p2p.pem")));
+        match crate::p2p::parse_seed(s) {
+            Ok(seed) => seeds.push(seed),
+            Err(e) => p.push(Problem::error(format!("p2p.seeds[{i}]"), e.to_string())),
         }
     }
+    parsed.seeds = Some(seeds);
 }
 
 fn check_unsupported(c: &Config, p: &mut Vec<Problem>, parsed: &mut Parsed) {

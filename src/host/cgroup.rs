@@ -47,12 +47,97 @@ pub struct RuntimeCgroup {
     limits: Limits,
 }
 
-fn write(path: &Path, value: &str) -> Result<(), String> {
+/// Why the launcher has no cgroups for its runtimes, or could not make one.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// The launcher did not look (standalone start-up not reached yet).
+    #[error("the launcher has not looked for a delegated cgroup")]
+    NotLooked,
+    /// Reading a cgroup file or the cgroup filesystem failed.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The host mounts cgroup v1 (or a hybrid).
+    #[error("{MOUNT} is not cgroup v2 (a cgroup v1 or hybrid host{hint})")]
+    NotV2 {
+        /// What to do about it, if anything.
+        hint: &'static str,
+    },
+    /// The process is in no cgroup v2.
+    #[error("no cgroup v2 membership in /proc/self/cgroup")]
+    NoMembership,
+    /// Systemd did not delegate the launcher's cgroup.
+    #[error("cgroup {} is not delegated to the launcher (run it under a unit with Delegate=, as the shipped paratime-node-sandbox.service does)", dir.display())]
+    NotDelegated {
+        /// The launcher's cgroup.
+        dir: PathBuf,
+    },
+    /// A needed controller was not delegated.
+    #[error("cgroup {} has no {controller} controller (delegated: '{available}'; set Delegate=cpu memory pids)", dir.display())]
+    MissingController {
+        /// The launcher's cgroup.
+        dir: PathBuf,
+        /// `memory` or `pids`.
+        controller: &'static str,
+        /// What was delegated.
+        available: String,
+    },
+    /// The host's cgroup v2 lacks controllers (for `doctor`).
+    #[error("cgroup v2 without the {0} controller(s)")]
+    HostMissing(String),
+    /// Creating a cgroup failed.
+    #[error("create {}: {source}", path.display())]
+    Create {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Writing a cgroup file failed.
+    #[error("write '{value}' to {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What was written.
+        value: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Enabling the controllers failed because the cgroup has other processes.
+    #[error("{0} (another process shares the launcher's cgroup: cgroup v2 allows controllers only above leaves)")]
+    SharedLeaf(Box<Self>),
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
     std::fs::OpenOptions::new()
         .write(true)
         .open(path)
         .and_then(|mut f| f.write_all(value.as_bytes()))
-        .map_err(|e| format!("write '{value}' to {}: {e}", path.display()))
+        .map_err(|source| CgroupError::Write {
+            path: path.to_path_buf(),
+            value: value.to_string(),
+            source,
+        })
+}
+
+fn read(path: &Path) -> Result<String, CgroupError> {
+    std::fs::read_to_string(path).map_err(|source| CgroupError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Whether the cgroup filesystem is cgroup v2.
+fn is_v2() -> Result<bool, CgroupError> {
+    let fs = nix::sys::statfs::statfs(MOUNT).map_err(|e| CgroupError::Read {
+        path: PathBuf::from(MOUNT),
+        source: e.into(),
+    })?;
+    Ok(fs.filesystem_type().0 == CGROUP2_SUPER_MAGIC)
 }
 
 /// The value of `key` in a flat-keyed cgroup file (`memory.events`, `pids.events`).
@@ -69,13 +154,12 @@ fn keyed(path: &Path, key: &str) -> u64 {
 }
 
 /// The calling process's cgroup v2 path (the `0::` line of /proc/self/cgroup).
-fn own_cgroup() -> Result<String, String> {
-    let text = std::fs::read_to_string("/proc/self/cgroup")
-        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+fn own_cgroup() -> Result<String, CgroupError> {
+    let text = read(Path::new("/proc/self/cgroup"))?;
     text.lines()
         .find_map(|l| l.strip_prefix("0::"))
         .map(str::to_string)
-        .ok_or_else(|| "no cgroup v2 membership in /proc/self/cgroup".into())
+        .ok_or(CgroupError::NoMembership)
 }
 
 /// Whether systemd marked `dir` as delegated (`user.delegate` or `trusted.delegate` = 1), or, for
@@ -105,16 +189,13 @@ fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
 
 /// Whether this host can give runtimes cgroups under the shipped units: cgroup v2 with the
 /// memory, pids and cpu controllers (for `doctor`). `Ok` lists them, `Err` says what is missing.
-pub fn host_support() -> Result<String, String> {
-    let fs = nix::sys::statfs::statfs(MOUNT).map_err(|e| format!("{MOUNT}: {e}"))?;
-    if fs.filesystem_type().0 != CGROUP2_SUPER_MAGIC {
-        return Err(format!(
-            "{MOUNT} is not cgroup v2 (a cgroup v1 or hybrid host; boot with systemd.unified_cgroup_hierarchy=1)"
-        ));
+pub fn host_support() -> Result<String, CgroupError> {
+    if !is_v2()? {
+        return Err(CgroupError::NotV2 {
+            hint: "; boot with systemd.unified_cgroup_hierarchy=1",
+        });
     }
-    let path = Path::new(MOUNT).join("cgroup.controllers");
-    let available =
-        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let available = read(&Path::new(MOUNT).join("cgroup.controllers"))?;
     let missing: Vec<&str> = ["cpu", "memory", "pids"]
         .into_iter()
         .filter(|c| !available.split_whitespace().any(|a| a == *c))
@@ -122,10 +203,7 @@ pub fn host_support() -> Result<String, String> {
     if missing.is_empty() {
         Ok(format!("cgroup v2 with controllers '{}'", available.trim()))
     } else {
-        Err(format!(
-            "cgroup v2 without the {} controller(s)",
-            missing.join(", ")
-        ))
+        Err(CgroupError::HostMissing(missing.join(", ")))
     }
 }
 
@@ -133,12 +211,9 @@ impl Subtree {
     /// Takes over the launcher's own cgroup if systemd delegated it (cgroup v2, writable, marked
     /// or owned, with the memory and pids controllers): moves the launcher into its `launcher`
     /// leaf and enables the controllers for the runtimes' cgroups. Otherwise says why not.
-    pub fn delegated() -> Result<Self, String> {
-        let fs = nix::sys::statfs::statfs(MOUNT).map_err(|e| format!("{MOUNT}: {e}"))?;
-        if fs.filesystem_type().0 != CGROUP2_SUPER_MAGIC {
-            return Err(format!(
-                "{MOUNT} is not cgroup v2 (a cgroup v1 or hybrid host)"
-            ));
+    pub fn delegated() -> Result<Self, CgroupError> {
+        if !is_v2()? {
+            return Err(CgroupError::NotV2 { hint: "" });
         }
         let own = own_cgroup()?;
         let mut dir = Path::new(MOUNT).join(own.trim_start_matches('/'));
@@ -149,21 +224,17 @@ impl Subtree {
             }
         }
         if !is_delegated(&dir) {
-            return Err(format!(
-                "cgroup {} is not delegated to the launcher (run it under a unit with Delegate=, as the shipped paratime-node-sandbox.service does)",
-                dir.display()
-            ));
+            return Err(CgroupError::NotDelegated { dir });
         }
-        let available = std::fs::read_to_string(dir.join("cgroup.controllers"))
-            .map_err(|e| format!("{}: {e}", dir.join("cgroup.controllers").display()))?;
+        let available = read(&dir.join("cgroup.controllers"))?;
         let has = |c: &str| available.split_whitespace().any(|a| a == c);
         for needed in ["memory", "pids"] {
             if !has(needed) {
-                return Err(format!(
-                    "cgroup {} has no {needed} controller (delegated: '{}'; set Delegate=cpu memory pids)",
-                    dir.display(),
-                    available.trim()
-                ));
+                return Err(CgroupError::MissingController {
+                    dir,
+                    controller: needed,
+                    available: available.trim().to_string(),
+                });
             }
         }
         let cpu = has("cpu");
@@ -171,7 +242,7 @@ impl Subtree {
         match std::fs::create_dir(&leaf) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("create {}: {e}", leaf.display())),
+            Err(source) => return Err(CgroupError::Create { path: leaf, source }),
         }
         write(&leaf.join("cgroup.procs"), "0")?;
         // Sandboxes of an earlier launcher in this subtree are gone with it; remove their groups.
@@ -187,9 +258,8 @@ impl Subtree {
         } else {
             "+memory +pids"
         };
-        write(&dir.join("cgroup.subtree_control"), enable).map_err(|e| {
-            format!("{e} (another process shares the launcher's cgroup: cgroup v2 allows controllers only above leaves)")
-        })?;
+        write(&dir.join("cgroup.subtree_control"), enable)
+            .map_err(|e| CgroupError::SharedLeaf(Box::new(e)))?;
         Ok(Self {
             dir,
             cpu,
@@ -208,11 +278,14 @@ impl Subtree {
     }
 
     /// Creates the cgroup of one sandbox with `limits`.
-    pub fn create(&self, limits: &Limits) -> Result<RuntimeCgroup, String> {
+    pub fn create(&self, limits: &Limits) -> Result<RuntimeCgroup, CgroupError> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let dir = self.dir.join(format!("runtime-{n}"));
-        std::fs::create_dir(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        let set = || -> Result<OwnedFd, String> {
+        std::fs::create_dir(&dir).map_err(|source| CgroupError::Create {
+            path: dir.clone(),
+            source,
+        })?;
+        let set = || -> Result<OwnedFd, CgroupError> {
             write(&dir.join("memory.max"), &limits.memory.to_string())?;
             // Without swap accounting the file is absent, and nothing can be swapped anyway.
             if dir.join("memory.swap.max").exists() {
@@ -226,10 +299,15 @@ impl Subtree {
             if self.cpu {
                 write(&dir.join("cpu.max"), &cpu_max(limits.cpu_millis))?;
             }
+            let path = dir.join("cgroup.procs");
             let procs = std::fs::OpenOptions::new()
                 .write(true)
-                .open(dir.join("cgroup.procs"))
-                .map_err(|e| format!("open {}/cgroup.procs: {e}", dir.display()))?;
+                .open(&path)
+                .map_err(|source| CgroupError::Write {
+                    path,
+                    value: String::new(),
+                    source,
+                })?;
             Ok(OwnedFd::from(procs))
         };
         match set() {
@@ -364,7 +442,9 @@ mod tests {
         // These hosts mount tmpfs + v1 hierarchies at /sys/fs/cgroup; a v2 host that did not
         // delegate to the test process gives the other reason. Either way: a reason, no setup.
         // (The delegated case runs in a booted VM: tests/systemd/cgroup-vm-test.sh.)
-        let why = Subtree::delegated().expect_err("a test process is never in a delegated subtree");
+        let why = Subtree::delegated()
+            .expect_err("a test process is never in a delegated subtree")
+            .to_string();
         assert!(
             why.contains("not cgroup v2") || why.contains("not delegated"),
             "{why}"

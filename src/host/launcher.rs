@@ -93,7 +93,7 @@ pub struct LauncherConfig {
     pub bwrap_has_size: bool,
     /// The delegated cgroup v2 subtree the runtimes' cgroups are made in, or why there is none;
     /// set by [`serve`].
-    pub cgroups: Result<Arc<Subtree>, String>,
+    pub cgroups: Result<Arc<Subtree>, Arc<super::cgroup::CgroupError>>,
 }
 
 impl LauncherConfig {
@@ -104,7 +104,7 @@ impl LauncherConfig {
             sandbox_binary,
             unconfined,
             bwrap_has_size: false,
-            cgroups: Err("the launcher has not looked for a delegated cgroup".into()),
+            cgroups: Err(Arc::new(super::cgroup::CgroupError::NotLooked)),
         }
     }
 }
@@ -463,7 +463,10 @@ pub fn trial(cfg: &LauncherConfig) -> Result<(), String> {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
     let prepared = prepare(cfg, &exe, &["sandbox-probe"])?;
     let cgroup = match &cfg.cgroups {
-        Ok(tree) if !cfg.unconfined => Some(tree.create(&Limits::default())?),
+        Ok(tree) if !cfg.unconfined => Some(
+            tree.create(&Limits::default())
+                .map_err(|e| format!("cannot create the trial's cgroup: {e}"))?,
+        ),
         _ => None,
     };
     let mut child = spawn(
@@ -520,7 +523,7 @@ pub fn probe(cfg: &mut LauncherConfig) -> Info {
             cfg.cgroups
                 .as_ref()
                 .map(|t| t.has_cpu())
-                .map_err(String::as_str),
+                .map_err(ToString::to_string),
         )
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -661,7 +664,7 @@ fn serve_conn(
 /// Serves requests on a listening socket until the process is killed.
 pub fn serve(listener: OwnedFd, mut cfg: LauncherConfig) -> std::io::Result<()> {
     if !cfg.unconfined {
-        cfg.cgroups = Subtree::delegated().map(Arc::new);
+        cfg.cgroups = Subtree::delegated().map(Arc::new).map_err(Arc::new);
         match &cfg.cgroups {
             Ok(tree) => {
                 log::info!(cgroup = tree.dir().display().to_string().as_str(); "runtime limits: one cgroup v2 per runtime (memory.max, pids.max{})", if tree.has_cpu() { ", cpu.max" } else { "" })

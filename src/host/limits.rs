@@ -73,7 +73,7 @@ impl std::fmt::Display for Exceeded {
 /// with the reason).
 pub fn enforcement(
     bwrap_has_size: bool,
-    cgroup: Result<bool, &str>,
+    cgroup: Result<bool, String>,
 ) -> std::collections::BTreeMap<&'static str, String> {
     let tmpfs = if bwrap_has_size {
         "bwrap --size".to_string()

@@ -71,9 +71,6 @@ pub enum NodeError {
     /// The consensus store.
     #[error(transparent)]
     Store(#[from] crate::storage::StoreError),
-    /// `p2p.seeds`.
-    #[error("p2p.seeds: {0}")]
-    Seeds(String),
     /// Self-confinement (Landlock, capabilities).
     #[error("{0}")]
     Confine(String),
@@ -417,13 +414,7 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
         config::GenesisFile::Document(genesis) => {
             let genesis = *genesis;
             let store = Store::open(&data_dir.join("consensus.redb"))?;
-            let seeds = cfg
-                .p2p
-                .seeds
-                .iter()
-                .map(|s| crate::p2p::parse_seed(s))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(NodeError::Seeds)?;
+            let seeds = std::mem::take(&mut settings.seeds);
             log::info!(target: "consensus", chain_context = genesis.chain_context().as_str(), chain_id = genesis.chain_id.as_str(); "genesis loaded");
             Some(Network {
                 genesis,

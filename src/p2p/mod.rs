@@ -183,27 +183,35 @@ pub fn peer_id_of(key: &PublicKey) -> Option<PeerId> {
     Some(PeerId::from_public_key(&identity::PublicKey::from(ed)))
 }
 
-/// Parses a seed, `PUBKEY@IP:PORT` (the base64 key of the peer's p2p.pem), into its peer ID and address.
-pub fn parse_seed(s: &str) -> Result<(PeerId, Multiaddr), String> {
-    let (key, addr) = s
-        .split_once('@')
-        .ok_or_else(|| format!("malformed seed '{s}': expected PUBKEY@HOST:PORT"))?;
-    let pk: PublicKey = key
-        .parse()
-        .map_err(|e| format!("malformed seed '{s}': {e}"))?;
-    let ed = identity::ed25519::PublicKey::try_from_bytes(&pk.0)
-        .map_err(|e| format!("malformed seed '{s}': {e}"))?;
+/// A seed that is not `PUBKEY@IP:PORT`.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed seed '{seed}': {reason} (expected PUBKEY@IP:PORT with the base64 key of the seed's p2p.pem and an IP literal)")]
+pub struct SeedError {
+    /// The seed as configured.
+    pub seed: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Parses a seed, `PUBKEY@IP:PORT` (the base64 key of the peer's p2p.pem), into its peer ID and
+/// address.
+pub fn parse_seed(s: &str) -> Result<(PeerId, Multiaddr), SeedError> {
+    let bad = |reason: String| SeedError {
+        seed: s.to_string(),
+        reason,
+    };
+    let (key, addr) = s.split_once('@').ok_or_else(|| bad("no '@'".into()))?;
+    let pk: PublicKey = key.parse().map_err(|e: String| bad(e))?;
+    let ed = identity::ed25519::PublicKey::try_from_bytes(&pk.0).map_err(|e| bad(e.to_string()))?;
     let peer = PeerId::from_public_key(&identity::PublicKey::from(ed));
-    let sa: std::net::SocketAddr = addr
-        .parse()
-        .map_err(|e| format!("malformed seed '{s}': {e}"))?;
+    let sa: std::net::SocketAddr = addr.parse().map_err(|e| bad(format!("'{addr}': {e}")))?;
     let ip = match sa.ip() {
         std::net::IpAddr::V4(ip) => format!("/ip4/{ip}"),
         std::net::IpAddr::V6(ip) => format!("/ip6/{ip}"),
     };
     let ma: Multiaddr = format!("{ip}/tcp/{}", sa.port())
         .parse()
-        .map_err(|e| format!("malformed seed '{s}': {e}"))?;
+        .map_err(|e: libp2p::multiaddr::Error| bad(e.to_string()))?;
     Ok((peer, ma))
 }
 
