@@ -73,7 +73,7 @@ pub trait Backend: Send + Sync {
     /// The latest view.
     fn view(&self) -> watch::Receiver<View>;
     /// Submits a signed transaction (gossiped, and ordered by the validators).
-    fn submit(&self, tx: Signed) -> Result<(), String>;
+    fn submit(&self, tx: Signed) -> Result<(), SubmitError>;
 }
 
 /// Handle of the running consensus.
@@ -96,17 +96,30 @@ impl Backend for Handle {
         self.view.clone()
     }
 
-    fn submit(&self, tx: Signed) -> Result<(), String> {
+    fn submit(&self, tx: Signed) -> Result<(), SubmitError> {
         let size = tx_size(&tx);
         if size > MAX_TX_BYTES {
-            return Err(format!(
-                "transaction of {size} bytes: consensus transactions are at most {MAX_TX_BYTES} bytes"
-            ));
+            return Err(SubmitError::TooLarge(size));
         }
-        self.submit
-            .try_send(tx)
-            .map_err(|e| format!("transaction queue: {e}"))
+        self.submit.try_send(tx).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SubmitError::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => SubmitError::Stopped,
+        })
     }
+}
+
+/// Why a consensus transaction was not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// Larger than [`MAX_TX_BYTES`]: never accepted.
+    #[error("transaction of {0} bytes: consensus transactions are at most {MAX_TX_BYTES} bytes")]
+    TooLarge(usize),
+    /// The engine's queue is full: retry.
+    #[error("transaction queue: no available capacity")]
+    QueueFull,
+    /// The engine stopped.
+    #[error("transaction queue: channel closed")]
+    Stopped,
 }
 
 fn now_ms() -> u64 {

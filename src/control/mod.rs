@@ -415,8 +415,15 @@ async fn submit(
     let tx: crate::consensus::crypto::Signed =
         crate::encoding::from_cbor(&bytes).map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
     let hash = hex::encode(crate::encoding::hash_of(&tx));
-    c.submit(tx)
-        .map_err(|e| ApiError::new(ErrorCode::Unavailable, e))?;
+    c.submit(tx).map_err(|e| {
+        use crate::consensus::engine::SubmitError as E;
+        let code = match e {
+            E::TooLarge(_) => ErrorCode::BadRequest,
+            E::QueueFull => ErrorCode::Unavailable,
+            E::Stopped => ErrorCode::ShuttingDown,
+        };
+        ApiError::new(code, e)
+    })?;
     Ok(Json(api::Submitted { hash }))
 }
 

@@ -13,6 +13,20 @@ use crate::host::rhp::RhpError;
 use paratime_sdk::protocol::{Body, RuntimeExecuteTxBatchRequest};
 use serde_bytes::ByteBuf;
 
+/// Why the runtime's answer to a batch is not committed to: the node commits a failure.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum BadAnswer {
+    /// No answer (timeout, connection lost) or an error.
+    #[error("batch execution failed: {0}")]
+    Failed(#[from] RhpError),
+    /// Another message than the execute response.
+    #[error("unexpected response {0} to a batch")]
+    Unexpected(&'static str),
+    /// Roots or result count that do not follow from the runtime's own write log and results.
+    #[error("the runtime's results are inconsistent (state root or io root does not match its write log and results)")]
+    Inconsistent,
+}
+
 /// One batch to execute: the proposal of `scheduler` for `proposal.round`, on top of the
 /// runtime block `prev_hash` whose state root is `prev_root`.
 #[derive(Clone, Debug)]
@@ -42,12 +56,11 @@ impl Job {
         &self,
         rid: RuntimeId,
         resp: Result<Body, RhpError>,
-    ) -> Result<ExecutedBatch, String> {
+    ) -> Result<ExecutedBatch, BadAnswer> {
         let round = self.round();
-        let r = match resp {
-            Ok(Body::RuntimeExecuteTxBatchResponse(r)) => r,
-            Ok(other) => return Err(format!("unexpected response {} to a batch", other.name())),
-            Err(e) => return Err(format!("batch execution failed: {e}")),
+        let r = match resp? {
+            Body::RuntimeExecuteTxBatchResponse(r) => r,
+            other => return Err(BadAnswer::Unexpected(other.name())),
         };
         let inputs = &self.proposal.batch;
         let claimed: Option<Hash> = paratime_sdk::state::to_hash(&r.state_root);
@@ -60,7 +73,7 @@ impl Job {
             || claimed_io != Some(io_root)
             || r.results.len() != inputs.len()
         {
-            return Err("the runtime's results are inconsistent (state root or io root does not match its write log and results)".into());
+            return Err(BadAnswer::Inconsistent);
         }
         Ok(ExecutedBatch {
             runtime: rid,
@@ -75,7 +88,10 @@ impl Job {
     }
 
     /// The commitment for the judged outcome: its roots, or a failure with zero roots.
-    pub(super) fn commitment(&self, outcome: &Result<ExecutedBatch, String>) -> CommitmentHeader {
+    pub(super) fn commitment(
+        &self,
+        outcome: &Result<ExecutedBatch, BadAnswer>,
+    ) -> CommitmentHeader {
         let (state_root, io_root, failure) = match outcome {
             Ok(b) => (b.state_root, b.io_root, Failure::None),
             Err(_) => ([0; 32], [0; 32], Failure::Unknown),
@@ -139,7 +155,7 @@ mod tests {
         }
     }
 
-    fn judge(j: &Job, r: RuntimeExecuteTxBatchResponse) -> Result<ExecutedBatch, String> {
+    fn judge(j: &Job, r: RuntimeExecuteTxBatchResponse) -> Result<ExecutedBatch, BadAnswer> {
         j.judge(
             RuntimeId([1; 32]),
             Ok(Body::RuntimeExecuteTxBatchResponse(r)),
@@ -201,7 +217,10 @@ mod tests {
         lies.push(("result count", r));
         for (what, r) in lies {
             let out = judge(&j, r);
-            assert!(out.is_err(), "{what}: a lie was accepted");
+            assert!(
+                matches!(out, Err(BadAnswer::Inconsistent)),
+                "{what}: a lie was accepted"
+            );
             let c = j.commitment(&out);
             assert_eq!(c.failure, Failure::Unknown, "{what}");
             assert_eq!(
@@ -222,14 +241,20 @@ mod tests {
                 std::time::Duration::from_secs(30),
             )),
         );
-        assert!(timeout.expect_err("accepted").contains("timed out"));
+        assert!(matches!(
+            timeout.expect_err("accepted"),
+            BadAnswer::Failed(RhpError::Timeout(..))
+        ));
         let wrong = j.judge(
             RuntimeId([1; 32]),
             Ok(Body::RuntimeCheckTxBatchResponse(
                 paratime_sdk::protocol::RuntimeCheckTxBatchResponse { results: vec![] },
             )),
         );
-        assert!(wrong.expect_err("accepted").contains("unexpected response"));
+        assert!(matches!(
+            wrong.expect_err("accepted"),
+            BadAnswer::Unexpected(_)
+        ));
     }
 
     #[test]
