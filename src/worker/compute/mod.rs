@@ -45,9 +45,10 @@ use pool::Pool;
 use schedule::{Proposals, ProposeInputs, Ranks, RoundClock, Timing};
 use serde::Serialize;
 use serde_bytes::ByteBuf;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use submissions::{Reply, Submissions};
+use submissions::{check_batch_len, Reply, Submissions};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -263,6 +264,8 @@ struct Run {
     last_submit: Option<Instant>,
     /// Gossiped transactions waiting for the next check.
     unchecked: Vec<Vec<u8>>,
+    /// Client submissions waiting for the next check.
+    queued: VecDeque<(Vec<u8>, Reply)>,
     /// Runtime calls in flight (at most one of each kind).
     checking_gossip: bool,
     checking_submissions: bool,
@@ -318,6 +321,7 @@ impl Worker {
             proposed: None,
             last_submit: None,
             unchecked: Vec::new(),
+            queued: VecDeque::new(),
             checking_gossip: false,
             checking_submissions: false,
             executing: None,
@@ -358,24 +362,26 @@ impl Run {
                         }
                     }
                 },
-                // Submissions waiting behind the one being checked stay queued (the queue is
+                // Submissions waiting behind the ones being checked stay in the channel (it is
                 // bounded: submitters wait), then are checked together.
-                req = requests.recv(), if !self.checking_submissions => match req {
+                req = requests.recv(), if !self.checking_submissions && self.queued.is_empty() => match req {
                     None => break,
                     Some(Request::Submit { tx, reply }) => {
-                        let mut batch = vec![(tx, reply)];
-                        while batch.len() < DRAIN {
+                        self.queued.push_back((tx, reply));
+                        while self.queued.len() < DRAIN {
                             match requests.try_recv() {
-                                Ok(Request::Submit { tx, reply }) => batch.push((tx, reply)),
+                                Ok(Request::Submit { tx, reply }) => self.queued.push_back((tx, reply)),
                                 Err(_) => break,
                             }
                         }
-                        self.submit(batch);
                     }
                 },
             }
             let view = views.borrow_and_update().clone();
             self.step(&view, Instant::now()).await;
+        }
+        for (_, reply) in self.queued.drain(..) {
+            let _ = reply.send(Err(SubmitError::ShuttingDown));
         }
         self.submissions.close(SubmitError::ShuttingDown);
     }
@@ -503,12 +509,14 @@ impl Run {
         if self.checking_gossip || self.unchecked.is_empty() {
             return;
         }
-        let unchecked = std::mem::take(&mut self.unchecked);
         if !self.w.compute {
+            self.unchecked.clear();
             return;
         }
-        let fresh: Vec<Vec<u8>> = unchecked
-            .into_iter()
+        let n = check_batch_len(self.unchecked.iter().map(Vec::len));
+        let fresh: Vec<Vec<u8>> = self
+            .unchecked
+            .drain(..n)
             .filter(|t| {
                 let h = hash(t);
                 !self.pool.contains(&h)
@@ -539,29 +547,34 @@ impl Run {
         })
     }
 
-    /// Takes client submissions: finalized ones are answered at once, the others are checked
-    /// by the runtime in one batch, then gossiped, pooled (compute nodes) and wait for their
-    /// round.
-    fn submit(&mut self, batch: Vec<(Vec<u8>, Reply)>) {
-        let mut fresh = Vec::new();
-        for (tx, reply) in batch {
-            match self.outcome_of(&hash(&tx)) {
-                Some(o) => {
-                    let _ = reply.send(Ok(o));
+    /// Takes queued client submissions (one check's worth): finalized ones are answered at
+    /// once, the others are checked by the runtime in one batch, then gossiped, pooled (compute
+    /// nodes) and wait for their round.
+    fn submit(&mut self) {
+        while !self.checking_submissions && !self.queued.is_empty() {
+            let n = check_batch_len(self.queued.iter().map(|(tx, _)| tx.len()));
+            let batch: Vec<(Vec<u8>, Reply)> = self.queued.drain(..n).collect();
+            let mut fresh = Vec::new();
+            for (tx, reply) in batch {
+                match self.outcome_of(&hash(&tx)) {
+                    Some(o) => {
+                        let _ = reply.send(Ok(o));
+                    }
+                    None => fresh.push((tx, reply)),
                 }
-                None => fresh.push((tx, reply)),
             }
+            if fresh.is_empty() {
+                continue;
+            }
+            self.checking_submissions = true;
+            let txs: Vec<Vec<u8>> = fresh.iter().map(|(tx, _)| tx.clone()).collect();
+            self.spawn_check(txs, move |_, results| Done::Submitted { fresh, results });
         }
-        if fresh.is_empty() {
-            return;
-        }
-        self.checking_submissions = true;
-        let txs: Vec<Vec<u8>> = fresh.iter().map(|(tx, _)| tx.clone()).collect();
-        self.spawn_check(txs, move |_, results| Done::Submitted { fresh, results });
     }
 
     async fn step(&mut self, view: &View, now: Instant) {
         self.follow(view, now);
+        self.submit();
         self.check_gossiped();
         if self.w.compute && view.synced && self.conn.borrow().is_some() {
             self.committee(view, now).await;

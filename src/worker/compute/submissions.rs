@@ -16,6 +16,28 @@ pub(super) const FLUSH_EVERY: Duration = Duration::from_millis(10);
 /// An outbox this full is gossiped without waiting for [`FLUSH_EVERY`].
 const FLUSH_AT: usize = 512;
 
+/// Transactions checked in one runtime call at most.
+pub(super) const CHECK_BATCH: usize = 1024;
+/// Bytes of transactions checked in one runtime call at most (a call is one RHP frame, at most
+/// 16 MiB).
+pub(super) const CHECK_BATCH_BYTES: usize = 4 << 20;
+
+/// How many of the transactions (given by their sizes, in order) go into one check: at most
+/// [`CHECK_BATCH`] and [`CHECK_BATCH_BYTES`], and at least one when there is one (a single
+/// transaction larger than the byte bound is checked alone).
+pub(super) fn check_batch_len(sizes: impl IntoIterator<Item = usize>) -> usize {
+    let mut bytes = 0usize;
+    let mut n = 0;
+    for size in sizes.into_iter().take(CHECK_BATCH) {
+        bytes = bytes.saturating_add(size);
+        if n > 0 && bytes > CHECK_BATCH_BYTES {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
 /// Where a submission's outcome goes.
 pub(super) type Reply = oneshot::Sender<Result<TxOutcome, SubmitError>>;
 
@@ -247,5 +269,23 @@ mod tests {
         s.wait([1; 32], b"tx".to_vec(), reply);
         s.close(SubmitError::ShuttingDown);
         assert!(matches!(rx.try_recv(), Ok(Err(SubmitError::ShuttingDown))));
+    }
+
+    #[test]
+    fn a_check_takes_at_most_1024_transactions_and_4_mib_but_always_one() {
+        assert_eq!(check_batch_len([]), 0);
+        assert_eq!(check_batch_len(vec![10; 5000]), CHECK_BATCH);
+        assert_eq!(check_batch_len(vec![1 << 20; 10]), 4);
+        assert_eq!(
+            check_batch_len([64 << 20, 1]),
+            1,
+            "a huge transaction is checked alone"
+        );
+        assert_eq!(
+            check_batch_len([1, 64 << 20]),
+            1,
+            "and after the ones before it"
+        );
+        assert_eq!(check_batch_len([usize::MAX, usize::MAX]), 1);
     }
 }
