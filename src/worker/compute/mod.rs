@@ -412,7 +412,8 @@ impl Run {
     }
 
     fn on_proposal(&mut self, s: &Signed) {
-        let chain_context = self.consensus.view().borrow().state.chain_context.clone();
+        let view = self.consensus.view().borrow().clone();
+        let chain_context = view.state.chain_context.clone();
         let ctx = crypto::context(roothash::CONTEXT_PROPOSAL, Some(&chain_context));
         let p: Proposal = match s.open(&ctx) {
             Ok(p) => p,
@@ -422,8 +423,18 @@ impl Run {
             }
         };
         if p.runtime == self.rid {
-            self.proposals
-                .offer(s.signature.public_key, p, self.applied.round);
+            let members: Vec<PublicKey> = view
+                .state
+                .committees
+                .get(&self.rid)
+                .map(|c| c.members.iter().map(|m| m.public_key).collect())
+                .unwrap_or_default();
+            self.proposals.offer(
+                s.signature.public_key,
+                p,
+                self.applied.round,
+                |k: &PublicKey| members.contains(k),
+            );
         }
     }
 

@@ -164,14 +164,33 @@ impl Proposals {
     /// Keeps a gossiped proposal (its signature already checked) if it is for one of the next
     /// [`PROPOSAL_WINDOW`] rounds after `applied_round`, its batch matches its hash, and there is
     /// room; returns whether it was kept.
-    pub(super) fn offer(&mut self, signer: PublicKey, p: Proposal, applied_round: Round) -> bool {
+    ///
+    /// Anyone can sign a proposal, so a full book makes room for a signer of the current
+    /// committee (`is_member`) by dropping one from a signer outside it: throwaway keys cannot
+    /// crowd out the committee. Outsiders are still kept while there is room (the next epoch's
+    /// committee may propose before this node sees it elected).
+    pub(super) fn offer(
+        &mut self,
+        signer: PublicKey,
+        p: Proposal,
+        applied_round: Round,
+        is_member: impl Fn(&PublicKey) -> bool,
+    ) -> bool {
         if p.round <= applied_round
             || p.round > applied_round.saturating_add(PROPOSAL_WINDOW)
             || p.batch_hash != hash_of(&p.batch)
-            || self.by.len() >= MAX_PROPOSALS
             || self.by.contains_key(&(p.round, signer))
         {
             return false;
+        }
+        if self.by.len() >= MAX_PROPOSALS {
+            if !is_member(&signer) {
+                return false;
+            }
+            let Some(outsider) = self.by.keys().find(|(_, k)| !is_member(k)).copied() else {
+                return false;
+            };
+            self.by.remove(&outsider);
         }
         self.by.insert((p.round, signer), p);
         true
@@ -212,6 +231,11 @@ impl Proposals {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.by.len()
+    }
+
+    #[cfg(test)]
+    fn offer_any(&mut self, signer: PublicKey, p: Proposal, applied_round: Round) -> bool {
+        self.offer(signer, p, applied_round, |_| false)
     }
 }
 
@@ -408,14 +432,14 @@ mod tests {
         let w = [key(1), key(2), key(3)];
         let ranks = Ranks::new(&w, Round(1)); // ranks: key(3)=0, key(1)=1, key(2)=2
         let mut ps = Proposals::default();
-        assert!(ps.offer(key(2), proposal(1, prev, &[b"a"]), Round(0)));
+        assert!(ps.offer_any(key(2), proposal(1, prev, &[b"a"]), Round(0)));
         assert!(
-            !ps.offer(key(2), proposal(1, prev, &[b"b"]), Round(0)),
+            !ps.offer_any(key(2), proposal(1, prev, &[b"b"]), Round(0)),
             "a second proposal replaced the first"
         );
         assert_eq!(ps.get(Round(1), &key(2)).map(|p| p.batch.len()), Some(1));
         assert_eq!(ps.best(Round(1), &prev, None, &ranks), Some((2, key(2))));
-        assert!(ps.offer(key(1), proposal(1, prev, &[]), Round(0)));
+        assert!(ps.offer_any(key(1), proposal(1, prev, &[]), Round(0)));
         assert_eq!(ps.best(Round(1), &prev, None, &ranks), Some((1, key(1))));
         // Once the round is fixed to a scheduler, only its proposal counts.
         assert_eq!(
@@ -425,7 +449,7 @@ mod tests {
         assert_eq!(ps.best(Round(1), &prev, Some(key(3)), &ranks), None);
         // Proposals building on another block, or signed by non-workers, never count.
         assert_eq!(ps.best(Round(1), &[8; 32], None, &ranks), None);
-        assert!(ps.offer(key(9), proposal(1, prev, &[]), Round(0)));
+        assert!(ps.offer_any(key(9), proposal(1, prev, &[]), Round(0)));
         assert_eq!(ps.best(Round(1), &prev, None, &ranks), Some((1, key(1))));
     }
 
@@ -434,24 +458,46 @@ mod tests {
         let prev = [7; 32];
         let mut ps = Proposals::default();
         assert!(
-            !ps.offer(key(1), proposal(5, prev, &[]), Round(5)),
+            !ps.offer_any(key(1), proposal(5, prev, &[]), Round(5)),
             "applied round kept"
         );
         assert!(
-            !ps.offer(key(1), proposal(22, prev, &[]), Round(5)),
+            !ps.offer_any(key(1), proposal(22, prev, &[]), Round(5)),
             "round too far ahead kept"
         );
-        assert!(ps.offer(key(1), proposal(21, prev, &[]), Round(5)));
+        assert!(ps.offer_any(key(1), proposal(21, prev, &[]), Round(5)));
         let mut lying = proposal(6, prev, &[b"x"]);
         lying.batch_hash = [0; 32];
-        assert!(!ps.offer(key(1), lying, Round(5)));
+        assert!(!ps.offer_any(key(1), lying, Round(5)));
         for i in 0..=255u8 {
-            ps.offer(PublicKey([i; 32]), proposal(6, prev, &[]), Round(5));
+            ps.offer_any(PublicKey([i; 32]), proposal(6, prev, &[]), Round(5));
         }
         assert_eq!(ps.len(), MAX_PROPOSALS);
         ps.prune(Round(20));
         assert_eq!(ps.len(), 1, "only the round-21 proposal stays");
         // The window saturates at the last round instead of overflowing.
-        assert!(ps.offer(key(1), proposal(u64::MAX, prev, &[]), Round(u64::MAX - 1)));
+        assert!(ps.offer_any(key(1), proposal(u64::MAX, prev, &[]), Round(u64::MAX - 1)));
+    }
+
+    #[test]
+    fn throwaway_keys_cannot_crowd_the_committee_out_of_a_full_book() {
+        let prev = [7; 32];
+        let mut ps = Proposals::default();
+        let member = |k: &PublicKey| *k == key(1) || *k == key(2);
+        // 256 proposals signed by outsiders fill the book.
+        for i in 0..=255u8 {
+            let outsider = PublicKey([
+                i, 0xee, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                0, 0, 0, 0, 0,
+            ]);
+            assert!(ps.offer(outsider, proposal(6, prev, &[]), Round(5), member));
+        }
+        assert_eq!(ps.len(), MAX_PROPOSALS);
+        assert!(!ps.offer(PublicKey([9; 32]), proposal(6, prev, &[]), Round(5), member));
+        // A committee member still gets in, in place of an outsider.
+        assert!(ps.offer(key(1), proposal(6, prev, &[]), Round(5), member));
+        assert!(ps.offer(key(2), proposal(7, prev, &[]), Round(5), member));
+        assert_eq!(ps.len(), MAX_PROPOSALS);
+        assert!(ps.get(Round(6), &key(1)).is_some() && ps.get(Round(7), &key(2)).is_some());
     }
 }
