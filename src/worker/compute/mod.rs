@@ -412,9 +412,9 @@ impl Run {
     }
 
     fn on_proposal(&mut self, s: &Signed) {
-        let view = self.consensus.view().borrow().clone();
-        let chain_context = view.state.chain_context.clone();
-        let ctx = crypto::context(roothash::CONTEXT_PROPOSAL, Some(&chain_context));
+        // The state only (an Arc), not the whole view: a peer decides how many proposals arrive.
+        let state = self.consensus.view().borrow().state.clone();
+        let ctx = crypto::context(roothash::CONTEXT_PROPOSAL, Some(&state.chain_context));
         let p: Proposal = match s.open(&ctx) {
             Ok(p) => p,
             Err(e) => {
@@ -423,8 +423,7 @@ impl Run {
             }
         };
         if p.runtime == self.rid {
-            let members: Vec<PublicKey> = view
-                .state
+            let members: Vec<PublicKey> = state
                 .committees
                 .get(&self.rid)
                 .map(|c| c.members.iter().map(|m| m.public_key).collect())
