@@ -55,22 +55,40 @@ struct Entry {
 
 static ENTRIES: OnceLock<Vec<Entry>> = OnceLock::new();
 
+/// A malformed test crash point list.
+#[derive(Debug, thiserror::Error)]
+pub enum CrashPointError {
+    /// An item without `@`.
+    #[error("{ENV}: '{0}': expected STEP@HEIGHT (prevote, precommit, decided or stored)")]
+    NotStepAtHeight(String),
+    /// An unknown step.
+    #[error("{ENV}: '{0}' is not a step (prevote, precommit, decided or stored)")]
+    NotAStep(String),
+    /// A height that is not a number.
+    #[error("{ENV}: height '{height}': {source}")]
+    Height {
+        /// The text.
+        height: String,
+        /// Why.
+        source: std::num::ParseIntError,
+    },
+}
+
 /// Parses `spec` (the variable's value) into entries with markers under `data_dir`.
-fn parse(spec: &str, data_dir: &Path) -> Result<Vec<Entry>, String> {
+fn parse(spec: &str, data_dir: &Path) -> Result<Vec<Entry>, CrashPointError> {
     spec.split(',')
         .filter(|s| !s.trim().is_empty())
         .map(|item| {
-            let (step, height) = item.trim().split_once('@').ok_or_else(|| {
-                format!(
-                    "{ENV}: '{item}': expected STEP@HEIGHT (prevote, precommit, decided or stored)"
-                )
+            let (step, height) = item
+                .trim()
+                .split_once('@')
+                .ok_or_else(|| CrashPointError::NotStepAtHeight(item.to_string()))?;
+            let point =
+                Point::parse(step).ok_or_else(|| CrashPointError::NotAStep(step.to_string()))?;
+            let height: u64 = height.parse().map_err(|source| CrashPointError::Height {
+                height: height.to_string(),
+                source,
             })?;
-            let point = Point::parse(step).ok_or_else(|| {
-                format!("{ENV}: '{step}' is not a step (prevote, precommit, decided or stored)")
-            })?;
-            let height: u64 = height
-                .parse()
-                .map_err(|e| format!("{ENV}: height '{height}': {e}"))?;
             Ok(Entry {
                 point,
                 height,
@@ -81,7 +99,7 @@ fn parse(spec: &str, data_dir: &Path) -> Result<Vec<Entry>, String> {
 }
 
 /// Reads the variable once at start (debug builds only).
-pub fn init(data_dir: &Path) -> Result<(), String> {
+pub fn init(data_dir: &Path) -> Result<(), CrashPointError> {
     if !cfg!(debug_assertions) {
         return Ok(());
     }
@@ -124,11 +142,11 @@ mod tests {
             [(Point::Precommit, 5), (Point::Stored, 9)]
         );
         assert_eq!(e[1].marker, Path::new("/d/test-crash-stored-9"));
-        let err = parse("vote@5", d).err().expect("refused");
+        let err = parse("vote@5", d).err().expect("refused").to_string();
         assert!(err.contains("'vote' is not a step"), "{err}");
-        let err = parse("stored", d).err().expect("refused");
+        let err = parse("stored", d).err().expect("refused").to_string();
         assert!(err.contains("expected STEP@HEIGHT"), "{err}");
-        let err = parse("stored@x", d).err().expect("refused");
+        let err = parse("stored@x", d).err().expect("refused").to_string();
         assert!(err.contains("height 'x'"), "{err}");
     }
 }

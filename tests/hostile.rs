@@ -200,7 +200,8 @@ fn a_second_pt_interp_naming_the_data_dir_is_refused_by_verify_and_the_launcher(
     let (_r, w) = nix::unistd::pipe().expect("pipe");
     let e = client
         .spawn(&m.hash_hex(), Default::default(), b.into(), w)
-        .expect_err("refused");
+        .expect_err("refused")
+        .to_string();
     assert!(e.contains("2 PT_INTERP"), "{e}");
     // The launcher itself is unharmed.
     assert!(client.info().is_ok());

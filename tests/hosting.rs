@@ -349,6 +349,7 @@ fn launcher_refuses_bundles_outside_its_directory() {
         client
             .spawn(name, Default::default(), b.into(), w)
             .expect_err("must be refused")
+            .to_string()
     };
     assert!(try_spawn("../../../../usr/bin").contains("invalid bundle name"));
     assert!(try_spawn("/bin/sh").contains("invalid bundle name"));
@@ -397,7 +398,9 @@ fn launcher_re_verifies_a_bundle_changed_after_it_was_started() {
     };
     f.write_all(b"tampered").expect("tamper");
     drop(f);
-    let e = spawn().expect_err("a tampered bundle is refused");
+    let e = spawn()
+        .expect_err("a tampered bundle is refused")
+        .to_string();
     assert!(e.contains("corrupted asset"), "{e}");
     let _ = child.kill();
     let _ = child.wait();

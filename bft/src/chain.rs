@@ -24,11 +24,11 @@ pub trait ChainApp: Send + Sync + 'static {
         height: u64,
         proposer: PublicKey,
         time_ms: u64,
-    ) -> Result<Proposed, String>;
+    ) -> Result<Proposed, ChainError>;
     /// Verifies a proposed block at `height` by deterministic re-execution on committed state.
-    fn verify_block(&self, height: u64, block: &Proposed) -> Result<(), String>;
+    fn verify_block(&self, height: u64, block: &Proposed) -> Result<(), ChainError>;
     /// Commits a decided block with its certificate, durably, before returning.
-    fn commit(&self, block: &Proposed, cert: &CommitCert) -> Result<(), String>;
+    fn commit(&self, block: &Proposed, cert: &CommitCert) -> Result<(), ChainError>;
     /// A committed block with its certificate.
     fn committed(&self, height: u64) -> Option<(Proposed, CommitCert)>;
     /// The lowest height still served to syncing peers.
@@ -48,6 +48,56 @@ pub trait ChainApp: Send + Sync + 'static {
     fn record_evidence(&self, height: u64, offender: PublicKey, what: &str);
 }
 
+/// Why the chain application refused or failed a block.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The engine asked about a height that is not the next one.
+    #[error("block {asked} is not the next one (committed: {committed})")]
+    NotNext {
+        /// The height asked about.
+        asked: u64,
+        /// The last committed height.
+        committed: u64,
+    },
+    /// The block breaks a rule of the chain: the proposer's fault.
+    #[error(transparent)]
+    Invalid(#[from] paratime_state::block::BlockError),
+    /// The node's own storage failed: not the block's fault.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// Why a commit certificate is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// Made by another consensus engine.
+    #[error("commit certificate of engine '{0}', expected '{engine}'", engine = crate::engine::CERT_ENGINE)]
+    Engine(String),
+    /// Not decodable.
+    #[error("commit certificate: {0}")]
+    Malformed(String),
+    /// For another height or block.
+    #[error(
+        "commit certificate is for height {cert_height} block {cert_block}, not height {height}"
+    )]
+    OtherBlock {
+        /// The certificate's height.
+        cert_height: u64,
+        /// The certificate's block.
+        cert_block: String,
+        /// The height it was offered for.
+        height: u64,
+    },
+    /// Signatures invalid or short of two thirds.
+    #[error("commit certificate of height {height}: {reason}")]
+    Signatures {
+        /// The height.
+        height: u64,
+        /// The verifier's reason.
+        reason: String,
+    },
+}
+
 /// Verifies a commit certificate: made by this engine, for `height` and `block_hash`, with valid
 /// signatures of more than two thirds of `validators`' voting power.
 pub async fn verify_commit(
@@ -56,22 +106,20 @@ pub async fn verify_commit(
     block_hash: &Hash,
     cert: &CommitCert,
     validators: &ValidatorSet,
-) -> Result<(), String> {
+) -> Result<(), CertError> {
     use malachitebft_app_channel::app::types::core::ThresholdParams;
     use malachitebft_signing::VerifierExt;
     if cert.engine != crate::engine::CERT_ENGINE {
-        return Err(format!(
-            "commit certificate of engine '{}', expected '{}'",
-            cert.engine,
-            crate::engine::CERT_ENGINE
-        ));
+        return Err(CertError::Engine(cert.engine.clone()));
     }
-    let c = crate::codec::decode_cert(&cert.bytes).map_err(|e| e.to_string())?;
+    let c =
+        crate::codec::decode_cert(&cert.bytes).map_err(|e| CertError::Malformed(e.to_string()))?;
     if c.height.0 != height || &c.value_id.0 != block_hash {
-        return Err(format!(
-            "commit certificate is for height {} block {}, not height {height}",
-            c.height, c.value_id
-        ));
+        return Err(CertError::OtherBlock {
+            cert_height: c.height.0,
+            cert_block: c.value_id.to_string(),
+            height,
+        });
     }
     let verifier = crate::signing::EngineVerifier::new(chain_context.to_string());
     verifier
@@ -82,7 +130,10 @@ pub async fn verify_commit(
             ThresholdParams::default(),
         )
         .await
-        .map_err(|e| format!("commit certificate of height {height}: {e:?}"))
+        .map_err(|e| CertError::Signatures {
+            height,
+            reason: format!("{e:?}"),
+        })
 }
 
 /// What a certificate says, for status: the round it was decided in and who signed it.

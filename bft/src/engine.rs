@@ -302,9 +302,23 @@ fn config(opts: &Options) -> Config {
     }
 }
 
-fn identity(opts: &Options, me: &Address) -> Result<NetworkIdentity, String> {
+/// Why the consensus engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The network secret is not an ed25519 key.
+    #[error("consensus network key: {0}")]
+    NetworkKey(String),
+    /// Malachite refused to start (WAL, network, actors).
+    #[error("starting the consensus engine: {0}")]
+    Engine(String),
+    /// The test-only Byzantine network could not start.
+    #[error("starting the Byzantine network: {0}")]
+    Byzantine(String),
+}
+
+fn identity(opts: &Options, me: &Address) -> Result<NetworkIdentity, StartError> {
     let keypair = Keypair::ed25519_from_bytes(opts.network_secret)
-        .map_err(|e| format!("consensus network key: {e}"))?;
+        .map_err(|e| StartError::NetworkKey(e.to_string()))?;
     Ok(NetworkIdentity::new(
         opts.moniker.clone(),
         keypair,
@@ -355,7 +369,7 @@ pub async fn start(
     app: Arc<dyn ChainApp>,
     signer: Arc<dyn SlotSigner>,
     opts: Options,
-) -> Result<Running, String> {
+) -> Result<Running, StartError> {
     let chain = app.chain_context();
     let me = Address(signer.public_key(KeyRole::Consensus));
     let (channels, engine) = malachitebft_app_channel::start_engine(
@@ -372,7 +386,7 @@ pub async fn start(
         RequestContext::new(100),
     )
     .await
-    .map_err(|e| format!("starting the consensus engine: {e:#}"))?;
+    .map_err(|e| StartError::Engine(format!("{e:#}")))?;
     Ok(spawn_app(app, me, &opts, channels, engine))
 }
 
@@ -386,7 +400,7 @@ pub async fn start_byzantine(
     double_signer: Arc<dyn SlotSigner>,
     attack: malachitebft_engine_byzantine::ByzantineConfig,
     opts: Options,
-) -> Result<Running, String> {
+) -> Result<Running, StartError> {
     use malachitebft_app_channel::{ByzantineContext, EngineBuilder};
     let chain = app.chain_context();
     let me = Address(signer.public_key(KeyRole::Consensus));
@@ -407,7 +421,7 @@ pub async fn start_byzantine(
             conflicting_vote_value_fn: None,
         })
         .await
-        .map_err(|e| format!("starting the Byzantine network: {e:#}"))?
+        .map_err(|e| StartError::Byzantine(format!("{e:#}")))?
         .with_default_sync(SyncContext::new(CborCodec))
         .with_default_consensus(ConsensusContext::new_validator(
             me,
@@ -417,7 +431,7 @@ pub async fn start_byzantine(
         .with_default_request(RequestContext::new(100))
         .build()
         .await
-        .map_err(|e| format!("starting the consensus engine: {e:#}"))?;
+        .map_err(|e| StartError::Engine(format!("{e:#}")))?;
     Ok(spawn_app(app, me, &opts, channels, engine))
 }
 
@@ -900,6 +914,7 @@ impl AppState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chain::ChainError;
     use paratime_state::validators::ValidatorSet as StateSet;
 
     /// A chain that knows nothing: every block is refused, no validator set is known.
@@ -915,14 +930,14 @@ mod tests {
         fn validator_set(&self, _height: u64) -> Option<StateSet> {
             None
         }
-        fn build_block(&self, _: u64, _: PublicKey, _: u64) -> Result<Proposed, String> {
-            Err("no".into())
+        fn build_block(&self, _: u64, _: PublicKey, _: u64) -> Result<Proposed, ChainError> {
+            Err(ChainError::Storage("no".into()))
         }
-        fn verify_block(&self, _: u64, _: &Proposed) -> Result<(), String> {
-            Err("no".into())
+        fn verify_block(&self, _: u64, _: &Proposed) -> Result<(), ChainError> {
+            Err(ChainError::Storage("no".into()))
         }
-        fn commit(&self, _: &Proposed, _: &CommitCert) -> Result<(), String> {
-            Err("no".into())
+        fn commit(&self, _: &Proposed, _: &CommitCert) -> Result<(), ChainError> {
+            Err(ChainError::Storage("no".into()))
         }
         fn committed(&self, _: u64) -> Option<(Proposed, CommitCert)> {
             None

@@ -8,7 +8,7 @@
 
 mod common;
 use common::*;
-use paratime_bft::chain::{ChainApp, CommitCert};
+use paratime_bft::chain::{ChainApp, ChainError, CommitCert};
 use paratime_bft::engine::{self, Running};
 use paratime_state::block::Proposed;
 use paratime_state::crypto::{PublicKey, Signature};
@@ -80,13 +80,13 @@ impl ChainApp for TrappedChain {
         height: u64,
         proposer: PublicKey,
         time_ms: u64,
-    ) -> Result<Proposed, String> {
+    ) -> Result<Proposed, ChainError> {
         self.chain.build_block(height, proposer, time_ms)
     }
-    fn verify_block(&self, height: u64, block: &Proposed) -> Result<(), String> {
+    fn verify_block(&self, height: u64, block: &Proposed) -> Result<(), ChainError> {
         self.chain.verify_block(height, block)
     }
-    fn commit(&self, block: &Proposed, cert: &CommitCert) -> Result<(), String> {
+    fn commit(&self, block: &Proposed, cert: &CommitCert) -> Result<(), ChainError> {
         self.trap.reached(At::DecidedNotStored);
         self.chain.commit(block, cert)?;
         self.trap.reached(At::StoredNotAcknowledged);

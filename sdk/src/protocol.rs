@@ -51,24 +51,44 @@ impl Version {
     }
 
     /// Parses `MAJOR.MINOR.PATCH` (missing trailing parts are zero; a `-pre` suffix is ignored).
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, VersionError> {
         let core = s.trim().split(['-', '+']).next().unwrap_or_default();
         let mut parts = [0u16; 3];
         let mut n = 0;
         for (i, p) in core.split('.').enumerate() {
             if i >= 3 {
-                return Err(format!("invalid version '{s}': more than three parts"));
+                return Err(VersionError::TooManyParts(s.to_string()));
             }
-            parts[i] = p
-                .parse()
-                .map_err(|_| format!("invalid version '{s}': '{p}' is not a number 0..65535"))?;
+            parts[i] = p.parse().map_err(|_| VersionError::NotANumber {
+                version: s.to_string(),
+                part: p.to_string(),
+            })?;
             n += 1;
         }
         if n == 0 || core.is_empty() {
-            return Err(format!("invalid version '{s}': expected MAJOR.MINOR.PATCH"));
+            return Err(VersionError::Empty(s.to_string()));
         }
         Ok(Self::new(parts[0], parts[1], parts[2]))
     }
+}
+
+/// A version string that is not `MAJOR.MINOR.PATCH`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    /// More than three dot-separated parts.
+    #[error("invalid version '{0}': more than three parts")]
+    TooManyParts(String),
+    /// A part that is not a number in 0..65535.
+    #[error("invalid version '{version}': '{part}' is not a number 0..65535")]
+    NotANumber {
+        /// The whole string.
+        version: String,
+        /// The part.
+        part: String,
+    },
+    /// Nothing before a `-pre` suffix.
+    #[error("invalid version '{0}': expected MAJOR.MINOR.PATCH")]
+    Empty(String),
 }
 
 impl fmt::Display for Version {

@@ -102,7 +102,7 @@ fn check_sandbox(r: &mut Report, cfg: &Config) {
             ),
         ),
         Err(e) => {
-            r.line(Verdict::Fail, "bubblewrap", e);
+            r.line(Verdict::Fail, "bubblewrap", e.to_string());
             r.line(Verdict::Skip, "trial sandbox", "needs bubblewrap");
             return;
         }
@@ -114,7 +114,7 @@ fn check_sandbox(r: &mut Report, cfg: &Config) {
             "trial sandbox",
             "started and exited cleanly (namespaces, seccomp filter, read-only binds)",
         ),
-        Err(e) => r.line(Verdict::Fail, "trial sandbox", e),
+        Err(e) => r.line(Verdict::Fail, "trial sandbox", e.to_string()),
     }
     let has_size = bwrap::check_version(&lcfg.sandbox_binary)
         .map(|v| bwrap::supports_size(&v))

@@ -39,16 +39,17 @@ pub struct ExecArgs {
     max_bundle_size: String,
 }
 
-fn parse_call(kind: &str, s: &str) -> Result<Call, String> {
+fn parse_call(kind: &str, s: &str) -> anyhow::Result<Call> {
     let v: serde_json::Value =
-        serde_json::from_str(s).map_err(|e| format!("--{kind} '{s}': not JSON: {e}"))?;
+        serde_json::from_str(s).map_err(|e| anyhow::anyhow!("--{kind} '{s}': not JSON: {e}"))?;
     let method = v
         .get("method")
         .and_then(|m| m.as_str())
-        .ok_or_else(|| format!("--{kind} '{s}': missing \"method\""))?
+        .ok_or_else(|| anyhow::anyhow!("--{kind} '{s}': missing \"method\""))?
         .to_string();
     let body = v.get("body").cloned().unwrap_or(serde_json::Value::Null);
-    let body = ciborium::Value::serialized(&body).map_err(|e| format!("--{kind}: body: {e}"))?;
+    let body =
+        ciborium::Value::serialized(&body).map_err(|e| anyhow::anyhow!("--{kind}: body: {e}"))?;
     Ok(Call { method, body })
 }
 
@@ -60,10 +61,10 @@ fn to_json(v: &ciborium::Value) -> serde_json::Value {
 pub struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> Result<Self, String> {
+    fn new() -> anyhow::Result<Self> {
         let base = std::env::temp_dir().join("paratime-exec-XXXXXX");
         let p = nix::unistd::mkdtemp(&base).map_err(|e| {
-            format!(
+            anyhow::anyhow!(
                 "cannot create a scratch directory in {}: {e} (set TMPDIR to a writable directory)",
                 std::env::temp_dir().display()
             )
@@ -85,12 +86,12 @@ pub fn prepare(
     max: u64,
     sandbox_binary: &Path,
     unconfined: bool,
-) -> Result<(Scratch, LauncherChild, HostedRuntime, Bundle), String> {
-    let b = Bundle::open(bundle, max).map_err(|e| format!("{}: {e}", bundle.display()))?;
+) -> anyhow::Result<(Scratch, LauncherChild, HostedRuntime, Bundle)> {
+    let b = Bundle::open(bundle, max).map_err(|e| anyhow::anyhow!("{}: {e}", bundle.display()))?;
     let scratch = Scratch::new()?;
     let bundles = scratch.0.join("bundles");
-    std::fs::create_dir(&bundles).map_err(|e| e.to_string())?;
-    b.explode(&bundles).map_err(|e| e.to_string())?;
+    std::fs::create_dir(&bundles)?;
+    b.explode(&bundles)?;
     let launcher = LauncherChild::start(
         &scratch.0.join("sandbox.sock"),
         &bundles,
@@ -108,9 +109,9 @@ pub fn prepare(
     Ok((scratch, launcher, rt, b))
 }
 
-async fn exec_async(a: ExecArgs) -> Result<serde_json::Value, String> {
-    let max =
-        config::parse_size(&a.max_bundle_size).map_err(|e| format!("--max-bundle-size: {e}"))?;
+async fn exec_async(a: ExecArgs) -> anyhow::Result<serde_json::Value> {
+    let max = config::parse_size(&a.max_bundle_size)
+        .map_err(|e| anyhow::anyhow!("--max-bundle-size: {e}"))?;
     let txs = a
         .txs
         .iter()
@@ -123,17 +124,17 @@ async fn exec_async(a: ExecArgs) -> Result<serde_json::Value, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let (_scratch, launcher, mut rt, _) = prepare(&a.bundle, max, &a.sandbox_binary, false)?;
     if let Some(c) = &a.runtime_config {
-        let v: serde_json::Value =
-            serde_json::from_str(c).map_err(|e| format!("--runtime-config: not JSON: {e}"))?;
-        rt.local_config = Some(ciborium::Value::serialized(&v).map_err(|e| e.to_string())?);
+        let v: serde_json::Value = serde_json::from_str(c)
+            .map_err(|e| anyhow::anyhow!("--runtime-config: not JSON: {e}"))?;
+        rt.local_config = Some(ciborium::Value::serialized(&v)?);
     }
     let state = Arc::new(match &a.state {
         Some(p) => RuntimeState::load(p)?,
         None => RuntimeState::default(),
     });
-    let info = launcher.client().info().map_err(|e| e.to_string())?;
+    let info = launcher.client().info()?;
     if let Some(e) = info.trial_error {
-        return Err(format!("sandbox unavailable: {e}"));
+        return Err(anyhow::anyhow!("sandbox unavailable: {e}"));
     }
     let p = host::provision(
         &launcher.client(),
@@ -156,11 +157,15 @@ async fn exec_async(a: ExecArgs) -> Result<serde_json::Value, String> {
                 }),
                 Duration::from_secs(15),
             )
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
         {
             Body::RuntimeCheckTxBatchResponse(r) if r.results.len() == txs.len() => r.results,
-            other => return Err(format!("unexpected check-tx response {}", other.name())),
+            other => {
+                return Err(anyhow::anyhow!(
+                    "unexpected check-tx response {}",
+                    other.name()
+                ))
+            }
         };
         let accepted: Vec<usize> = (0..txs.len())
             .filter(|i| checked[*i].error.is_none())
@@ -176,14 +181,18 @@ async fn exec_async(a: ExecArgs) -> Result<serde_json::Value, String> {
                 Body::RuntimeExecuteTxBatchRequest(req),
                 Duration::from_secs(15),
             )
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
         {
             Body::RuntimeExecuteTxBatchResponse(r) if r.results.len() == accepted.len() => r,
-            other => return Err(format!("unexpected execute response {}", other.name())),
+            other => {
+                return Err(anyhow::anyhow!(
+                    "unexpected execute response {}",
+                    other.name()
+                ))
+            }
         };
         let claimed = paratime_sdk::state::to_hash(&resp.state_root)
-            .ok_or("runtime returned a malformed state root")?;
+            .ok_or_else(|| anyhow::anyhow!("runtime returned a malformed state root"))?;
         let root = state.apply(&prev, &resp.write_log, &claimed)?;
         let error = |stage: &str, e: &paratime_sdk::protocol::Error| serde_json::json!({ "stage": stage, "module": e.module, "code": e.code, "message": e.message });
         let mut executed = accepted.iter().zip(&resp.results);

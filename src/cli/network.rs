@@ -150,33 +150,29 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 /// The entity key of an entity dir.
-pub fn entity_key(dir: &Path, create: bool) -> Result<SigningKey, String> {
-    load_key_files(&dir.join("entity.pem"), &dir.join("entity_pub.pem"), create)
-        .map(|(k, _)| k)
-        .map_err(|e| e.to_string())
+pub fn entity_key(dir: &Path, create: bool) -> anyhow::Result<SigningKey> {
+    Ok(load_key_files(&dir.join("entity.pem"), &dir.join("entity_pub.pem"), create)?.0)
 }
 
-fn signer_key(pem: &Path) -> Result<SigningKey, String> {
+fn signer_key(pem: &Path) -> anyhow::Result<SigningKey> {
     let stem = pem
         .file_stem()
         .and_then(|s| s.to_str())
-        .ok_or("--signer: not a .pem file")?;
+        .ok_or_else(|| anyhow::anyhow!("--signer: not a .pem file"))?;
     let public = pem.with_file_name(format!("{stem}_pub.pem"));
-    load_key_files(pem, &public, false)
-        .map(|(k, _)| k)
-        .map_err(|e| e.to_string())
+    Ok(load_key_files(pem, &public, false)?.0)
 }
 
 /// Reads entity.json.
-pub fn read_entity(dir: &Path) -> Result<Entity, String> {
+pub fn read_entity(dir: &Path) -> anyhow::Result<Entity> {
     let p = dir.join("entity.json");
-    let text = crate::system::files::read_bounded_to_string(&p, crate::system::files::ENTITY_LIMIT)
-        .map_err(|e| e.to_string())?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+    let text =
+        crate::system::files::read_bounded_to_string(&p, crate::system::files::ENTITY_LIMIT)?;
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
 }
 
 /// Writes entity.json (0600, 2-space JSON).
-pub fn write_entity(dir: &Path, e: &Entity) -> Result<(), String> {
+pub fn write_entity(dir: &Path, e: &Entity) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let p = dir.join("entity.json");
@@ -187,24 +183,16 @@ pub fn write_entity(dir: &Path, e: &Entity) -> Result<(), String> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.write_all(
-        serde_json::to_string_pretty(e)
-            .map_err(|e| e.to_string())?
-            .as_bytes(),
-    )
-    .map_err(|e| e.to_string())?;
-    f.sync_all().map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, &p).map_err(|e| format!("{}: {e}", p.display()))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
+    f.write_all(serde_json::to_string_pretty(e)?.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
 }
 
 /// The account of `who` as the node reports it (JSON with sorted keys, for display).
-async fn account_json(address: &str, who: &Address) -> Result<serde_json::Value, String> {
-    let info = Client::new(address)
-        .account(&who.to_string())
-        .await
-        .map_err(|e| e.to_string())?;
-    serde_json::to_value(&info).map_err(|e| e.to_string())
+async fn account_json(address: &str, who: &Address) -> anyhow::Result<serde_json::Value> {
+    let info = Client::new(address).account(&who.to_string()).await?;
+    Ok(serde_json::to_value(&info)?)
 }
 
 /// Signs a transaction with the signer's current nonce, submits it through the node and waits
@@ -214,13 +202,10 @@ async fn submit(
     key: &SigningKey,
     method: &str,
     body: ciborium::Value,
-) -> Result<String, String> {
+) -> anyhow::Result<String> {
     let client = Client::new(address);
     let me = Address::from_public_key(&PublicKey::of(key));
-    let acct = client
-        .account(&me.to_string())
-        .await
-        .map_err(|e| e.to_string())?;
+    let acct = client.account(&me.to_string()).await?;
     let nonce = acct.account.nonce;
     let tx = Transaction {
         nonce,
@@ -237,18 +222,15 @@ async fn submit(
     client
         .submit(&req)
         .await
-        .map_err(|e| format!("node refused the transaction: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("node refused the transaction: {e}"))?;
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let a = client
-            .account(&me.to_string())
-            .await
-            .map_err(|e| e.to_string())?;
+        let a = client.account(&me.to_string()).await?;
         if a.account.nonce > nonce {
             return Ok(format!("transaction included at height {}", a.height));
         }
     }
-    Err("transaction not included within 15s".into())
+    Err(anyhow::anyhow!("transaction not included within 15s"))
 }
 
 /// Where `localnet` records its client node's control socket for this user.
@@ -262,7 +244,7 @@ pub fn localnet_pointer() -> PathBuf {
     ))
 }
 
-pub(crate) fn default_address() -> Result<String, String> {
+pub(crate) fn default_address() -> anyhow::Result<String> {
     if let Ok(a) = std::env::var("PARATIME_NODE_ADDRESS") {
         return Ok(a);
     }
@@ -272,7 +254,7 @@ pub(crate) fn default_address() -> Result<String, String> {
             eprintln!("(using the localnet client node {})", a.trim());
             Ok(a.trim().to_string())
         }
-        _ => Err("no node to ask: give -a unix:PATH (a node's control socket) or set PARATIME_NODE_ADDRESS".into()),
+        _ => Err(anyhow::anyhow!("no node to ask: give -a unix:PATH (a node's control socket) or set PARATIME_NODE_ADDRESS")),
     }
 }
 
@@ -380,7 +362,7 @@ pub fn make_genesis(p: &GenesisParams) -> Genesis {
     }
 }
 
-fn genesis_init(cmd: GenesisCmd) -> Result<String, String> {
+fn genesis_init(cmd: GenesisCmd) -> anyhow::Result<String> {
     let GenesisCmd::Init {
         output,
         chain_id,
@@ -394,12 +376,12 @@ fn genesis_init(cmd: GenesisCmd) -> Result<String, String> {
         block_interval_ms,
     } = cmd
     else {
-        return Err("not an init command".into());
+        return Err(anyhow::anyhow!("not an init command"));
     };
     let mut validators = Vec::new();
     for d in &validator_datadirs {
         let id = crate::identity::Identity::load(d, false)
-            .map_err(|e| format!("--validator-datadir {}: {e}", d.display()))?;
+            .map_err(|e| anyhow::anyhow!("--validator-datadir {}: {e}", d.display()))?;
         validators.push(PublicKey::of(id.key(crate::identity::KeyKind::Consensus)));
     }
     let mut entities = Vec::new();
@@ -407,7 +389,7 @@ fn genesis_init(cmd: GenesisCmd) -> Result<String, String> {
         let key = entity_key(d, false)?;
         let e = read_entity(d)?;
         if e.id != PublicKey::of(&key) {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "{}: entity.json does not belong to entity.pem",
                 d.display()
             ));
@@ -417,7 +399,7 @@ fn genesis_init(cmd: GenesisCmd) -> Result<String, String> {
     let runtime = match &bundle {
         Some(b) => Some((
             crate::bundle::Bundle::open(b, u64::MAX)
-                .map_err(|e| format!("{}: {e}", b.display()))?
+                .map_err(|e| anyhow::anyhow!("{}: {e}", b.display()))?
                 .manifest
                 .id,
             group_size,
@@ -425,9 +407,11 @@ fn genesis_init(cmd: GenesisCmd) -> Result<String, String> {
         None => None,
     };
     // The validator's voting power comes from the first entity's escrow.
-    let validator_entity = entities.first().map(|(_, e)| e.id).ok_or(
-        "--entity-dir: give at least one entity; the first one's escrow backs the validator",
-    )?;
+    let validator_entity = entities.first().map(|(_, e)| e.id).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--entity-dir: give at least one entity; the first one's escrow backs the validator"
+        )
+    })?;
     let g = make_genesis(&GenesisParams {
         chain_id,
         epoch_interval,
@@ -439,12 +423,9 @@ fn genesis_init(cmd: GenesisCmd) -> Result<String, String> {
         runtime,
         group_backup_size: group_size,
     });
-    g.check()?;
-    std::fs::write(
-        &output,
-        serde_json::to_vec_pretty(&g).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| format!("{}: {e}", output.display()))?;
+    g.check().map_err(anyhow::Error::msg)?;
+    std::fs::write(&output, serde_json::to_vec_pretty(&g)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
     Ok(format!(
         "wrote {} (chain context {})",
         output.display(),
@@ -481,9 +462,9 @@ pub fn genesis(cmd: GenesisCmd) -> i32 {
 pub fn entity(cmd: EntityCmd) -> i32 {
     let result = match cmd {
         EntityCmd::Init { dir } => (|| {
-            identity::ensure_dir(&dir).map_err(|e| e.to_string())?;
+            identity::ensure_dir(&dir)?;
             if dir.join("entity.json").exists() || dir.join("entity.pem").exists() {
-                return Err(format!("key already exists: {} (entities are never overwritten)", dir.display()));
+                return Err(anyhow::anyhow!("key already exists: {} (entities are never overwritten)", dir.display()));
             }
             let key = entity_key(&dir, true)?;
             let e = Entity { v: 2, id: PublicKey::of(&key), nodes: Vec::new() };
@@ -492,12 +473,14 @@ pub fn entity(cmd: EntityCmd) -> i32 {
         })(),
         EntityCmd::AddNode { dir, node_id, node_datadir } => (|| {
             let id: PublicKey = match (node_id, node_datadir) {
-                (Some(s), _) => s.parse()?,
+                (Some(s), _) => s.parse().map_err(anyhow::Error::msg)?,
                 (None, Some(d)) => {
-                    let id = crate::identity::Identity::load(&d, false).map_err(|e| e.to_string())?;
-                    id.public_b64(crate::identity::KeyKind::Node).parse()?
+                    let id = crate::identity::Identity::load(&d, false)?;
+                    id.public_b64(crate::identity::KeyKind::Node)
+                        .parse()
+                        .map_err(anyhow::Error::msg)?
                 }
-                (None, None) => return Err("give --node-id or --node-datadir".into()),
+                (None, None) => return Err(anyhow::anyhow!("give --node-id or --node-datadir")),
             };
             let mut e = read_entity(&dir)?;
             if !e.nodes.contains(&id) {
@@ -513,10 +496,10 @@ pub fn entity(cmd: EntityCmd) -> i32 {
             let key = entity_key(&dir, false)?;
             let e = read_entity(&dir)?;
             if e.id != PublicKey::of(&key) {
-                return Err("entity.json does not belong to entity.pem".into());
+                return Err(anyhow::anyhow!("entity.json does not belong to entity.pem"));
             }
             let signed = Signed::sign(&key, crypto::CONTEXT_REGISTER_ENTITY, &e);
-            let body = ciborium::Value::serialized(&signed).map_err(|e| e.to_string())?;
+            let body = ciborium::Value::serialized(&signed)?;
             block_on(submit(&address, &key, "registry.RegisterEntity", body))
         })(),
     };
@@ -581,10 +564,10 @@ fn account_tx<E: std::fmt::Display>(
     t: &TxArgs,
     method: &str,
     body: impl FnOnce(Address, u64) -> Result<ciborium::Value, E>,
-) -> Result<String, String> {
-    let to: Address = t.to.parse().map_err(|e| format!("--to: {e}"))?;
+) -> anyhow::Result<String> {
+    let to: Address = t.to.parse().map_err(|e| anyhow::anyhow!("--to: {e}"))?;
     let key = signer_key(&t.signer)?;
-    let body = body(to, t.amount).map_err(|e| e.to_string())?;
+    let body = body(to, t.amount).map_err(|e| anyhow::anyhow!("{e}"))?;
     block_on(submit(&t.address, &key, method, body))
 }
 
@@ -596,7 +579,7 @@ pub fn account(cmd: AccountCmd) -> i32 {
             address,
             json,
         } => (|| {
-            let a: Address = addr.parse()?;
+            let a: Address = addr.parse().map_err(anyhow::Error::msg)?;
             let address = match address {
                 Some(x) => x,
                 None => default_address()?,

@@ -147,7 +147,7 @@ where
 fn address(a: &Option<String>) -> Result<String, CallError> {
     match a {
         Some(a) => Ok(a.clone()),
-        None => super::network::default_address().map_err(CallError::Input),
+        None => super::network::default_address().map_err(|e| CallError::Input(e.to_string())),
     }
 }
 

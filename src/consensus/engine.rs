@@ -13,7 +13,7 @@ use crate::encoding::{hash_of, Hash};
 use crate::p2p;
 use crate::signer::Signer;
 use crate::storage::Store;
-use paratime_bft::chain::ChainApp;
+use paratime_bft::chain::{ChainApp, ChainError};
 use paratime_state::signing::{KeyRole, SlotSigner};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -358,37 +358,38 @@ impl ChainApp for Chain {
         height: u64,
         proposer: PublicKey,
         time_ms: u64,
-    ) -> Result<Proposed, String> {
+    ) -> Result<Proposed, ChainError> {
         let mut i = self.lock();
         if height != i.state.height.0.saturating_add(1) {
-            return Err(format!(
-                "asked to build block {height} on height {}",
-                i.state.height.0
-            ));
+            return Err(ChainError::NotNext {
+                asked: height,
+                committed: i.state.height.0,
+            });
         }
         let txs = Self::select(&mut i);
         Ok(Proposed::build(&i.state, txs, time_ms, proposer).0)
     }
 
-    fn verify_block(&self, height: u64, block: &Proposed) -> Result<(), String> {
+    fn verify_block(&self, height: u64, block: &Proposed) -> Result<(), ChainError> {
         let i = self.lock();
         if height != i.state.height.0.saturating_add(1) {
-            return Err(format!(
-                "block {height} is not the next one (committed: {})",
-                i.state.height.0
-            ));
+            return Err(ChainError::NotNext {
+                asked: height,
+                committed: i.state.height.0,
+            });
         }
-        block.apply(&i.state).map(|_| ())
+        block.apply(&i.state)?;
+        Ok(())
     }
 
-    fn commit(&self, block: &Proposed, cert: &CommitCert) -> Result<(), String> {
+    fn commit(&self, block: &Proposed, cert: &CommitCert) -> Result<(), ChainError> {
         use crate::crashpoint::{reached, Point};
         let mut i = self.lock();
         reached(Point::Decided, block.header.height.0);
         let (next, outcomes) = block.apply(&i.state)?;
         self.store
             .commit_block(block, cert, &next)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ChainError::Storage(e.to_string()))?;
         reached(Point::Stored, block.header.height.0);
         for o in &outcomes {
             if let Some(e) = &o.error {
@@ -466,11 +467,41 @@ pub struct Options {
     pub network_secret: [u8; 32],
 }
 
-fn multiaddr(a: &std::net::SocketAddr) -> Result<paratime_bft::engine::Multiaddr, String> {
+/// Why consensus could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The consensus store cannot be read.
+    #[error(transparent)]
+    Store(#[from] crate::storage::StoreError),
+    /// The data dir holds another chain.
+    #[error("the consensus store belongs to chain {store}, not to this genesis ({genesis}); use another data dir")]
+    OtherChain {
+        /// The store's chain context.
+        store: String,
+        /// The genesis document's.
+        genesis: String,
+    },
+    /// A consensus address has no multiaddr form.
+    #[error("consensus address {address}: {reason}")]
+    Address {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The engine did not start.
+    #[error(transparent)]
+    Engine(#[from] paratime_bft::engine::StartError),
+}
+
+fn multiaddr(a: &std::net::SocketAddr) -> Result<paratime_bft::engine::Multiaddr, StartError> {
     let proto = if a.is_ipv4() { "ip4" } else { "ip6" };
     format!("/{proto}/{}/tcp/{}", a.ip(), a.port())
-        .parse()
-        .map_err(|e| format!("consensus address {a}: {e}"))
+        .parse::<paratime_bft::engine::Multiaddr>()
+        .map_err(|e| StartError::Address {
+            address: *a,
+            reason: e.to_string(),
+        })
 }
 
 /// Starts consensus: loads the committed state (or genesis), starts Malachite and the task that
@@ -483,18 +514,21 @@ pub async fn start(
     mut events: mpsc::Receiver<p2p::Event>,
     shutdown: tokio_util::sync::CancellationToken,
     opts: Options,
-) -> Result<Handle, String> {
+) -> Result<Handle, StartError> {
     let chain_context = genesis.chain_context();
-    let state = match store.state().map_err(|e| e.to_string())? {
+    let state = match store.state()? {
         Some(s) if s.chain_context != chain_context => {
-            return Err(format!("the consensus store belongs to chain {}, not to this genesis ({chain_context}); use another data dir", s.chain_context))
+            return Err(StartError::OtherChain {
+                store: s.chain_context,
+                genesis: chain_context,
+            })
         }
         Some(s) => s,
         None => State::from_genesis(genesis),
     };
     let me = signer.public_key(KeyRole::Consensus);
     let genesis_time_ms = genesis.genesis_time_ms();
-    let latest_time_ms = match store.block(state.height.0).map_err(|e| e.to_string())? {
+    let latest_time_ms = match store.block(state.height.0)? {
         Some((b, _)) => b.header.time_ms,
         None => genesis_time_ms,
     };

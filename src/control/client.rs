@@ -6,15 +6,24 @@ use hyper::body::Bytes;
 use std::path::PathBuf;
 
 /// Parses `unix:PATH` (or a bare path) into the socket path.
-pub fn socket_path(address: &str) -> Result<PathBuf, String> {
+pub fn socket_path(address: &str) -> Result<PathBuf, AddressError> {
     match address.strip_prefix("unix:") {
         Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-        Some(_) => Err("empty socket path in address 'unix:'".into()),
-        None if address.contains("://") => {
-            Err(format!("unsupported address '{address}': use unix:PATH"))
-        }
+        Some(_) => Err(AddressError::Empty),
+        None if address.contains("://") => Err(AddressError::Unsupported(address.to_string())),
         None => Ok(PathBuf::from(address)),
     }
+}
+
+/// A control address that is not `unix:PATH`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// `unix:` with no path.
+    #[error("empty socket path in address 'unix:'")]
+    Empty,
+    /// Another scheme (`tcp://…`).
+    #[error("unsupported address '{0}': use unix:PATH")]
+    Unsupported(String),
 }
 
 /// Sends `method path` and returns the HTTP status and body (tests of the server's raw replies).
@@ -23,7 +32,7 @@ pub(crate) async fn request(
     address: &str,
     method: &str,
     path: &str,
-) -> Result<(u16, String), String> {
+) -> Result<(u16, String), ClientError> {
     request_with(address, method, path, None).await
 }
 
@@ -34,11 +43,11 @@ pub(crate) async fn request_with(
     method: &str,
     path: &str,
     json: Option<&serde_json::Value>,
-) -> Result<(u16, String), String> {
+) -> Result<(u16, String), ClientError> {
     let sock = socket_path(address)?;
     let stream = tokio::net::UnixStream::connect(&sock)
         .await
-        .map_err(|e| format!("failed to connect to {}: {e}", sock.display()))?;
+        .map_err(|source| ClientError::Connect { path: sock, source })?;
     exchange(stream, method, path, json).await
 }
 
@@ -48,11 +57,9 @@ async fn exchange(
     method: &str,
     path: &str,
     json: Option<&serde_json::Value>,
-) -> Result<(u16, String), String> {
+) -> Result<(u16, String), ClientError> {
     let io = hyper_util::rt::TokioIo::new(stream);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -70,15 +77,10 @@ async fn exchange(
             }
             None => http_body_util::Either::Right(Empty::<Bytes>::new()),
         })
-        .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        .map_err(|e| ClientError::Request(e.to_string()))?;
+    let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let body = resp.into_body().collect().await?.to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
@@ -87,7 +89,7 @@ async fn exchange(
 pub enum ClientError {
     /// The address is not `unix:PATH`.
     #[error("{0}")]
-    Address(String),
+    Address(#[from] AddressError),
     /// The socket cannot be reached (the node is not running, or not yet).
     #[error("failed to connect to {}: {source}", path.display())]
     Connect {
@@ -96,9 +98,12 @@ pub enum ClientError {
         /// Why.
         source: std::io::Error,
     },
+    /// The request could not be built (a method or path that is not HTTP).
+    #[error("{0}")]
+    Request(String),
     /// The connection broke.
     #[error("{0}")]
-    Transport(String),
+    Http(#[from] hyper::Error),
     /// The node answered with an error.
     #[error("{}", body.error)]
     Api {
@@ -122,7 +127,7 @@ impl ClientError {
     pub fn is_unreachable(&self) -> bool {
         matches!(
             self,
-            Self::Address(_) | Self::Connect { .. } | Self::Transport(_)
+            Self::Address(_) | Self::Connect { .. } | Self::Http(_)
         )
     }
 
@@ -161,16 +166,14 @@ impl Client {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<T, ClientError> {
-        let sock = socket_path(&self.address).map_err(ClientError::Address)?;
+        let sock = socket_path(&self.address)?;
         let stream = tokio::net::UnixStream::connect(&sock)
             .await
             .map_err(|source| ClientError::Connect {
                 path: sock.clone(),
                 source,
             })?;
-        let (status, text) = exchange(stream, method, path, body.as_ref())
-            .await
-            .map_err(ClientError::Transport)?;
+        let (status, text) = exchange(stream, method, path, body.as_ref()).await?;
         if status != 200 {
             return Err(match serde_json::from_str::<super::api::ErrorBody>(&text) {
                 Ok(body) => ClientError::Api { status, body },

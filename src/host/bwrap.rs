@@ -1,5 +1,6 @@
 //! bubblewrap: version check, the sandbox's argument list, and diagnosis of failures.
 
+use super::launcher::LaunchError;
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::Command;
@@ -24,16 +25,24 @@ pub fn supports_size(version: &str) -> bool {
 }
 
 /// Runs `<binary> --version` and checks it against [`MIN_VERSION`].
-pub fn check_version(binary: &Path) -> Result<String, String> {
-    let out = Command::new(binary).arg("--version").env_clear().output().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            format!("sandbox binary not found: {} (install bubblewrap, e.g. `apt-get install bubblewrap`, or set runtime.sandbox_binary)", binary.display())
-        } else if e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EPERM) {
-            format!("cannot run sandbox binary {}: {e} (if AppArmor confines paratime-node: under no_new_privs it refuses an exec that changes profile; see README, AppArmor)", binary.display())
-        } else {
-            format!("cannot run sandbox binary {}: {e}", binary.display())
-        }
-    })?;
+pub fn check_version(binary: &Path) -> Result<String, LaunchError> {
+    let path = binary.to_path_buf();
+    let out = Command::new(binary)
+        .arg("--version")
+        .env_clear()
+        .output()
+        .map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                LaunchError::BwrapNotFound(path.clone())
+            } else {
+                LaunchError::BwrapCannotRun {
+                    path: path.clone(),
+                    denied: source.kind() == std::io::ErrorKind::PermissionDenied
+                        || source.raw_os_error() == Some(libc::EPERM),
+                    source,
+                }
+            }
+        })?;
     let text = String::from_utf8_lossy(&out.stdout);
     let version = text.split_whitespace().last().unwrap_or("").to_string();
     let parts: Vec<u32> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
@@ -43,20 +52,16 @@ pub fn check_version(binary: &Path) -> Result<String, String> {
         parts.get(2).copied().unwrap_or(0),
     );
     if !out.status.success() || version.is_empty() {
-        return Err(format!(
-            "{} --version failed: is it bubblewrap? output: {}",
-            binary.display(),
-            text.trim()
-        ));
+        return Err(LaunchError::NotBubblewrap {
+            path,
+            output: text.trim().to_string(),
+        });
     }
     if found < MIN_VERSION {
-        return Err(format!(
-            "bubblewrap too old: found {version} at {}, required >= {}.{}.{} (install a newer bubblewrap)",
-            binary.display(),
-            MIN_VERSION.0,
-            MIN_VERSION.1,
-            MIN_VERSION.2
-        ));
+        return Err(LaunchError::BwrapTooOld {
+            found: version,
+            path,
+        });
     }
     Ok(version)
 }
@@ -68,7 +73,9 @@ pub fn check_version(binary: &Path) -> Result<String, String> {
 /// before the `--tmpfs` when bubblewrap has it). The interpreter and libraries come from [`super::elf`]: regular
 /// files under the allowed system library directories only.
 /// Also returns the libraries bound, so callers can notice when they change.
-pub fn sandbox_args(executable: &Path) -> Result<(Vec<OsString>, Vec<std::path::PathBuf>), String> {
+pub fn sandbox_args(
+    executable: &Path,
+) -> Result<(Vec<OsString>, Vec<std::path::PathBuf>), LaunchError> {
     let mut a: Vec<OsString> = Vec::new();
     fn push(a: &mut Vec<OsString>, items: &[&str]) {
         a.extend(items.iter().map(OsString::from));
@@ -91,8 +98,11 @@ pub fn sandbox_args(executable: &Path) -> Result<(Vec<OsString>, Vec<std::path::
     a.push(executable.as_os_str().to_owned());
     a.push("/entrypoint".into());
     let mut libs = Vec::new();
-    let deps = crate::bundle::elf::dependencies(executable)
-        .map_err(|e| format!("executable {} refused: {e}", executable.display()))?;
+    let deps =
+        crate::bundle::elf::dependencies(executable).map_err(|reason| LaunchError::Executable {
+            path: executable.to_path_buf(),
+            reason,
+        })?;
     for (inside, real) in deps {
         a.push("--ro-bind".into());
         a.push(real.clone().into_os_string());

@@ -75,9 +75,34 @@ pub enum Reply {
     /// Sandbox started.
     Ok(Started),
     /// The sandbox ended.
-    Exited(String),
+    Exited(Exit),
     /// Refused or failed.
     Error(String),
+}
+
+/// How a sandbox ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    /// What the operator reads: exit code, signal, or the limit exceeded.
+    pub reason: String,
+    /// The sandbox was killed for exceeding a resource limit.
+    #[serde(default)]
+    pub limit_exceeded: bool,
+}
+
+impl Exit {
+    fn ended(reason: String) -> Self {
+        Self {
+            reason,
+            limit_exceeded: false,
+        }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
 }
 
 /// Launcher settings.
@@ -197,6 +222,132 @@ fn connect(path: &Path) -> std::io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Why a sandbox could not be prepared or started. Each message is what the operator reads in
+/// the log and in the runtime's `last_error`.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The requested name is not a manifest hash.
+    #[error("invalid bundle name '{0}': expected the 64-hex manifest hash of an installed bundle")]
+    BadName(String),
+    /// The bundles directory cannot be read.
+    #[error("bundles directory {}: {source}", path.display())]
+    BundlesDir {
+        /// The configured directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No such bundle is installed.
+    #[error("bundle {name} is not installed in {}", dir.display())]
+    NotInstalled {
+        /// The manifest hash asked for.
+        name: String,
+        /// The bundles directory.
+        dir: PathBuf,
+    },
+    /// The bundle's directory is a link to somewhere else.
+    #[error("bundle {name} resolves outside the bundles directory ({}): refused", real.display())]
+    Escapes {
+        /// The manifest hash asked for.
+        name: String,
+        /// Where it resolves.
+        real: PathBuf,
+    },
+    /// The manifest does not hash to the directory's name.
+    #[error("bundle {name}: manifest hash is {actual}, the directory was tampered with")]
+    Tampered {
+        /// The manifest hash asked for.
+        name: String,
+        /// The hash of the manifest found.
+        actual: String,
+    },
+    /// The installed bundle fails verification.
+    #[error(transparent)]
+    Bundle(#[from] bundle::BundleError),
+    /// The executable or one of its libraries is refused.
+    #[error("executable {} refused: {reason}", path.display())]
+    Executable {
+        /// The executable.
+        path: PathBuf,
+        /// Why.
+        reason: bundle::elf::ElfError,
+    },
+    /// The sandbox binary does not exist.
+    #[error("sandbox binary not found: {} (install bubblewrap, e.g. `apt-get install bubblewrap`, or set runtime.sandbox_binary)", .0.display())]
+    BwrapNotFound(PathBuf),
+    /// The sandbox binary cannot be executed.
+    #[error("cannot run sandbox binary {}: {source}{}", path.display(), if *denied { " (if AppArmor confines paratime-node: under no_new_privs it refuses an exec that changes profile; see README, AppArmor)" } else { "" })]
+    BwrapCannotRun {
+        /// The binary.
+        path: PathBuf,
+        /// Whether the kernel refused it (EACCES/EPERM).
+        denied: bool,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `--version` failed or printed no version.
+    #[error("{} --version failed: is it bubblewrap? output: {output}", path.display())]
+    NotBubblewrap {
+        /// The binary.
+        path: PathBuf,
+        /// What it printed.
+        output: String,
+    },
+    /// bubblewrap is older than [`bwrap::MIN_VERSION`].
+    #[error("bubblewrap too old: found {found} at {}, required >= {}.{}.{} (install a newer bubblewrap)", path.display(), bwrap::MIN_VERSION.0, bwrap::MIN_VERSION.1, bwrap::MIN_VERSION.2)]
+    BwrapTooOld {
+        /// The version found.
+        found: String,
+        /// The binary.
+        path: PathBuf,
+    },
+    /// The seccomp policy cannot be compiled for this machine.
+    #[error("{0}")]
+    Seccomp(String),
+    /// A descriptor, pipe or socket could not be set up.
+    #[error("{what}: {source}")]
+    Setup {
+        /// What was being set up.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The launcher's socket cannot be bound.
+    #[error("sandbox launcher socket {}: {source}", path.display())]
+    Socket {
+        /// The socket's path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The sandbox binary does not exist.
+    #[error("failed to spawn sandbox: sandbox binary not found: {}", .0.display())]
+    SandboxNotFound(PathBuf),
+    /// The sandbox process could not be started.
+    #[error("failed to spawn sandbox: {0}")]
+    Spawn(std::io::Error),
+    /// The runtime's cgroup could not be created.
+    #[error("cannot create the {0}'s cgroup: {1}")]
+    Cgroup(&'static str, super::cgroup::CgroupError),
+    /// The start-up trial sandbox did not exit 0.
+    #[error("trial sandbox failed ({status}): {output}; likely cause: {cause}")]
+    Trial {
+        /// How it ended.
+        status: String,
+        /// What it printed.
+        output: String,
+        /// The diagnosis.
+        cause: String,
+    },
+    /// The launcher answered with an error (its message) or broke the protocol.
+    #[error("{0}")]
+    Launcher(String),
+}
+
+fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> LaunchError {
+    move |source| LaunchError::Setup { what, source }
+}
+
 fn is_bundle_name(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
@@ -204,30 +355,37 @@ fn is_bundle_name(s: &str) -> bool {
 }
 
 /// Resolves a bundle name to its verified executable inside `bundles_dir`, and the bundle's files.
-pub fn resolve_bundle(bundles_dir: &Path, name: &str) -> Result<(PathBuf, Vec<PathBuf>), String> {
+pub fn resolve_bundle(
+    bundles_dir: &Path,
+    name: &str,
+) -> Result<(PathBuf, Vec<PathBuf>), LaunchError> {
     if !is_bundle_name(name) {
-        return Err(format!("invalid bundle name '{name}': expected the 64-hex manifest hash of an installed bundle"));
+        return Err(LaunchError::BadName(name.to_string()));
     }
-    let root = std::fs::canonicalize(bundles_dir)
-        .map_err(|e| format!("bundles directory {}: {e}", bundles_dir.display()))?;
+    let root = std::fs::canonicalize(bundles_dir).map_err(|source| LaunchError::BundlesDir {
+        path: bundles_dir.to_path_buf(),
+        source,
+    })?;
     let dir = root.join(name);
-    let real = std::fs::canonicalize(&dir)
-        .map_err(|_| format!("bundle {name} is not installed in {}", root.display()))?;
+    let real = std::fs::canonicalize(&dir).map_err(|_| LaunchError::NotInstalled {
+        name: name.to_string(),
+        dir: root.clone(),
+    })?;
     if real.parent() != Some(root.as_path()) {
-        return Err(format!(
-            "bundle {name} resolves outside the bundles directory ({}): refused",
-            real.display()
-        ));
+        return Err(LaunchError::Escapes {
+            name: name.to_string(),
+            real,
+        });
     }
-    let manifest = bundle::read_exploded_manifest(&real).map_err(|e| e.to_string())?;
+    let manifest = bundle::read_exploded_manifest(&real)?;
     if manifest.hash_hex() != name {
-        return Err(format!(
-            "bundle {name}: manifest hash is {}, the directory was tampered with",
-            manifest.hash_hex()
-        ));
+        return Err(LaunchError::Tampered {
+            name: name.to_string(),
+            actual: manifest.hash_hex(),
+        });
     }
-    bundle::verify_exploded(&real, &manifest).map_err(|e| e.to_string())?;
-    let ronl = manifest.ronl().map_err(|e| e.to_string())?;
+    bundle::verify_exploded(&real, &manifest)?;
+    let ronl = manifest.ronl()?;
     let mut files: Vec<PathBuf> = manifest.digests.keys().map(|f| real.join(f)).collect();
     files.push(real.join(bundle::MANIFEST_NAME));
     Ok((real.join(ronl.executable), files))
@@ -264,7 +422,11 @@ pub struct Prepared {
 }
 
 /// Builds the start command for `executable` with `args` (the tmpfs bound is applied at spawn).
-pub fn prepare(cfg: &LauncherConfig, executable: &Path, args: &[&str]) -> Result<Prepared, String> {
+pub fn prepare(
+    cfg: &LauncherConfig,
+    executable: &Path,
+    args: &[&str],
+) -> Result<Prepared, LaunchError> {
     if cfg.unconfined {
         return Ok(Prepared {
             program: executable.to_path_buf(),
@@ -308,7 +470,11 @@ type Verified = (Vec<(PathBuf, Fingerprint)>, Prepared);
 
 impl Cache {
     /// The start command of a bundle, verifying it unless an unchanged verification is cached.
-    pub fn get_or_prepare(&self, cfg: &LauncherConfig, name: &str) -> Result<Prepared, String> {
+    pub fn get_or_prepare(
+        &self,
+        cfg: &LauncherConfig,
+        name: &str,
+    ) -> Result<Prepared, LaunchError> {
         if let Ok(map) = self.0.lock() {
             if let Some((fps, prepared)) = map.get(name) {
                 if fps.iter().all(|(p, f)| fingerprint(p).as_ref() == Some(f)) {
@@ -340,9 +506,9 @@ pub fn spawn(
     log: OwnedFd,
     limits: &Limits,
     cgroup: Option<&RuntimeCgroup>,
-) -> Result<Child, String> {
+) -> Result<Child, LaunchError> {
     let cgroup_procs = cgroup.map(RuntimeCgroup::procs_fd);
-    let host = high_dup(&host).map_err(|e| e.to_string())?;
+    let host = high_dup(&host).map_err(setup("host socket"))?;
     let mut extra: Vec<(OwnedFd, RawFd)> = vec![(host, bwrap::HOST_FD)];
     let mut info_read = None;
     let mut cmd = Command::new(&prepared.program);
@@ -363,17 +529,17 @@ pub fn spawn(
         cmd.env(paratime_sdk::HOST_FD_ENV, bwrap::HOST_FD.to_string());
     } else {
         let prog = seccomp::program_bytes()?;
-        let sec = pipe_with(prog).map_err(|e| format!("seccomp pipe: {e}"))?;
-        let (ir, iw) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+        let sec = pipe_with(prog).map_err(setup("seccomp pipe"))?;
+        let (ir, iw) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| setup("info pipe")(e.into()))?;
         info_read = Some(ir);
         extra.push((
-            high_dup(&sec).map_err(|e| e.to_string())?,
+            high_dup(&sec).map_err(setup("seccomp pipe"))?,
             bwrap::SECCOMP_FD,
         ));
-        extra.push((high_dup(&iw).map_err(|e| e.to_string())?, bwrap::INFO_FD));
+        extra.push((high_dup(&iw).map_err(setup("info pipe"))?, bwrap::INFO_FD));
     }
-    let log2 = log.try_clone().map_err(|e| e.to_string())?;
+    let log2 = log.try_clone().map_err(setup("log pipe"))?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2));
@@ -409,12 +575,9 @@ pub fn spawn(
     }
     let child = cmd.spawn().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            format!(
-                "failed to spawn sandbox: sandbox binary not found: {}",
-                cfg.sandbox_binary.display()
-            )
+            LaunchError::SandboxNotFound(cfg.sandbox_binary.clone())
         } else {
-            format!("failed to spawn sandbox: {e}")
+            LaunchError::Spawn(e)
         }
     })?;
     drop(extra);
@@ -456,16 +619,16 @@ impl Child {
 }
 
 /// Runs the start-up trial: the launcher's own binary in the sandbox, expected to exit 0.
-pub fn trial(cfg: &LauncherConfig) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot locate own executable: {e}"))?;
-    let (host, peer) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
-    let (log_r, log_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+pub fn trial(cfg: &LauncherConfig) -> Result<(), LaunchError> {
+    let exe = std::env::current_exe().map_err(setup("cannot locate own executable"))?;
+    let (host, peer) = std::os::unix::net::UnixStream::pair().map_err(setup("host socket"))?;
+    let (log_r, log_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| setup("log pipe")(e.into()))?;
     let prepared = prepare(cfg, &exe, &["sandbox-probe"])?;
     let cgroup = match &cfg.cgroups {
         Ok(tree) if !cfg.unconfined => Some(
             tree.create(&Limits::default())
-                .map_err(|e| format!("cannot create the trial's cgroup: {e}"))?,
+                .map_err(|e| LaunchError::Cgroup("trial", e))?,
         ),
         _ => None,
     };
@@ -477,7 +640,7 @@ pub fn trial(cfg: &LauncherConfig) -> Result<(), String> {
         &Limits::default(),
         cgroup.as_ref(),
     )?;
-    let status = child.child.wait().map_err(|e| e.to_string())?;
+    let status = child.child.wait().map_err(setup("trial sandbox"))?;
     drop(host);
     let mut out = String::new();
     let _ = std::fs::File::from(log_r).read_to_string(&mut out);
@@ -485,12 +648,11 @@ pub fn trial(cfg: &LauncherConfig) -> Result<(), String> {
         return Ok(());
     }
     let msg = out.trim();
-    Err(format!(
-        "trial sandbox failed ({}): {}; likely cause: {}",
-        Child::describe(status),
-        if msg.is_empty() { "no output" } else { msg },
-        bwrap::diagnose(msg)
-    ))
+    Err(LaunchError::Trial {
+        status: Child::describe(status),
+        output: if msg.is_empty() { "no output" } else { msg }.to_string(),
+        cause: bwrap::diagnose(msg).to_string(),
+    })
 }
 
 /// Probes the sandbox and returns what `info` reports; records in `cfg` whether bubblewrap
@@ -508,10 +670,10 @@ pub fn probe(cfg: &mut LauncherConfig) -> Info {
     let (version, trial_error) = match bwrap::check_version(&cfg.sandbox_binary) {
         Ok(v) => {
             cfg.bwrap_has_size = bwrap::supports_size(&v);
-            let t = trial(cfg).err();
+            let t = trial(cfg).err().map(|e| e.to_string());
             (v, t)
         }
-        Err(e) => (String::new(), Some(e)),
+        Err(e) => (String::new(), Some(e.to_string())),
     };
     Info {
         provisioner: super::Provisioner::Sandbox,
@@ -551,14 +713,14 @@ fn serve_spawn(
         Ok(p) => p,
         Err(e) => {
             log::warn!(bundle = bundle_name; "refused spawn request: {e}");
-            return send(conn, &Reply::Error(e), &[]);
+            return send(conn, &Reply::Error(e.to_string()), &[]);
         }
     };
     let cgroup = match &cfg.cgroups {
         Ok(tree) if !cfg.unconfined => match tree.create(limits) {
             Ok(cg) => Some(cg),
             Err(e) => {
-                let e = format!("cannot create the sandbox's cgroup: {e}");
+                let e = LaunchError::Cgroup("sandbox", e).to_string();
                 log::error!(bundle = bundle_name; "{e}");
                 return send(conn, &Reply::Error(e), &[]);
             }
@@ -567,7 +729,7 @@ fn serve_spawn(
     };
     let mut child = match spawn(cfg, &prepared, host, log, limits, cgroup.as_ref()) {
         Ok(c) => c,
-        Err(e) => return send(conn, &Reply::Error(e), &[]),
+        Err(e) => return send(conn, &Reply::Error(e.to_string()), &[]),
     };
     let started = child.started();
     log::info!(bundle = bundle_name, pid = started.pid; "sandbox started");
@@ -584,9 +746,12 @@ fn serve_spawn(
             let why = match cgroup.as_ref().and_then(RuntimeCgroup::exceeded) {
                 Some(exceeded) => {
                     log::warn!(bundle = bundle_name; "sandbox killed: {exceeded} ({})", Child::describe(status));
-                    exceeded.to_string()
+                    Exit {
+                        reason: exceeded.to_string(),
+                        limit_exceeded: true,
+                    }
                 }
-                None => Child::describe(status),
+                None => Exit::ended(Child::describe(status)),
             };
             log::info!(bundle = bundle_name; "sandbox exited: {why}");
             return send(conn, &Reply::Exited(why), &[]);
@@ -617,7 +782,11 @@ fn serve_spawn(
             let _ = child.child.kill();
             let status = child.child.wait()?;
             log::warn!(bundle = bundle_name; "sandbox killed: {exceeded} ({})", Child::describe(status));
-            return send(conn, &Reply::Exited(exceeded.to_string()), &[]);
+            let exit = Exit {
+                reason: exceeded.to_string(),
+                limit_exceeded: true,
+            };
+            return send(conn, &Reply::Exited(exit), &[]);
         }
         let mut pfd = [nix::poll::PollFd::new(
             conn.as_fd(),
@@ -721,13 +890,13 @@ impl Sandbox {
     }
 
     /// A handle that blocks until the sandbox exits and returns why.
-    pub fn exit_watcher(&self) -> impl FnOnce() -> String + Send + 'static {
+    pub fn exit_watcher(&self) -> impl FnOnce() -> Exit + Send + 'static {
         let conn = self.conn.clone();
         move || match recv::<Reply>(&*conn) {
-            Ok(Some((Reply::Exited(why), _))) => why,
-            Ok(Some((other, _))) => format!("unexpected launcher reply {other:?}"),
-            Ok(None) => "sandbox stopped".into(),
-            Err(e) => format!("lost the launcher connection: {e}"),
+            Ok(Some((Reply::Exited(exit), _))) => exit,
+            Ok(Some((other, _))) => Exit::ended(format!("unexpected launcher reply {other:?}")),
+            Ok(None) => Exit::ended("sandbox stopped".into()),
+            Err(e) => Exit::ended(format!("lost the launcher connection: {e}")),
         }
     }
 }
@@ -763,8 +932,8 @@ impl Client {
         limits: Limits,
         host: OwnedFd,
         log: OwnedFd,
-    ) -> Result<Sandbox, String> {
-        let conn = connect(&self.path).map_err(|e| e.to_string())?;
+    ) -> Result<Sandbox, LaunchError> {
+        let conn = connect(&self.path).map_err(setup("sandbox launcher"))?;
         send(
             &conn,
             &Request::Spawn {
@@ -773,25 +942,31 @@ impl Client {
             },
             &[host.as_raw_fd(), log.as_raw_fd()],
         )
-        .map_err(|e| format!("launcher request failed: {e}"))?;
+        .map_err(setup("launcher request failed"))?;
         drop((host, log));
         let mut pfd = [nix::poll::PollFd::new(
             conn.as_fd(),
             nix::poll::PollFlags::POLLIN,
         )];
         let ready = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(30_000u16))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| setup("sandbox launcher")(e.into()))?;
         if ready == 0 {
-            return Err("sandbox launcher did not answer within 30s".into());
+            return Err(LaunchError::Launcher(
+                "sandbox launcher did not answer within 30s".into(),
+            ));
         }
-        match recv::<Reply>(&conn).map_err(|e| e.to_string())? {
+        match recv::<Reply>(&conn).map_err(setup("sandbox launcher"))? {
             Some((Reply::Ok(started), _)) => Ok(Sandbox {
                 conn: Arc::new(conn),
                 started,
             }),
-            Some((Reply::Error(e), _)) => Err(e),
-            Some((other, _)) => Err(format!("unexpected launcher reply: {other:?}")),
-            None => Err("sandbox launcher closed the connection".into()),
+            Some((Reply::Error(e), _)) => Err(LaunchError::Launcher(e)),
+            Some((other, _)) => Err(LaunchError::Launcher(format!(
+                "unexpected launcher reply: {other:?}"
+            ))),
+            None => Err(LaunchError::Launcher(
+                "sandbox launcher closed the connection".into(),
+            )),
         }
     }
 }

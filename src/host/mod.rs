@@ -120,6 +120,42 @@ fn forward_logs(read: OwnedFd, rt: &HostedRuntime, opts: &StartOptions) {
     runtime_log::forward(read, tags, opts.log.clone(), opts.log_stats.clone());
 }
 
+/// Why a runtime could not be started. The message is the runtime's `last_error`.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// A socket or pipe to the runtime could not be created.
+    #[error("failed to create {0}: {1}")]
+    Channel(&'static str, std::io::Error),
+    /// The launcher refused or failed to start the sandbox.
+    #[error(transparent)]
+    Launch(#[from] launcher::LaunchError),
+    /// The blocking launcher call panicked or was cancelled.
+    #[error("launcher task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The runtime did not answer the handshake.
+    #[error("failed to initialize connection: {0}")]
+    Handshake(rhp::RhpError),
+    /// The runtime answered the handshake with another message.
+    #[error("failed to initialize connection: unexpected handshake response {0}")]
+    UnexpectedHandshake(&'static str),
+    /// The runtime speaks another major protocol version.
+    #[error("rhp: incompatible protocol version (expected: {expected} got: {got})")]
+    Protocol {
+        /// Ours.
+        expected: paratime_sdk::protocol::Version,
+        /// The runtime's.
+        got: paratime_sdk::protocol::Version,
+    },
+    /// The runtime's version is not the bundle's.
+    #[error("version mismatch (runtime reported: {runtime} bundle: {bundle})")]
+    VersionMismatch {
+        /// What the runtime reported.
+        runtime: paratime_sdk::protocol::Version,
+        /// What the bundle's manifest says.
+        bundle: paratime_sdk::protocol::Version,
+    },
+}
+
 /// Starts `rt` through the launcher and performs the handshake: protocol major versions must
 /// match and the runtime's version must equal the bundle's.
 pub async fn provision(
@@ -127,21 +163,22 @@ pub async fn provision(
     rt: &HostedRuntime,
     opts: &StartOptions,
     state: Arc<state::RuntimeState>,
-) -> Result<Provisioned, String> {
+) -> Result<Provisioned, ProvisionError> {
     let (host, peer) = std::os::unix::net::UnixStream::pair()
-        .map_err(|e| format!("failed to create host socket: {e}"))?;
+        .map_err(|e| ProvisionError::Channel("host socket", e))?;
     let (log_r, log_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| format!("failed to create log pipe: {e}"))?;
+        .map_err(|e| ProvisionError::Channel("log pipe", e.into()))?;
     forward_logs(log_r, rt, opts);
     let (client, bundle, limits) = (launcher.clone(), rt.bundle.clone(), opts.limits);
     let sandbox = tokio::task::spawn_blocking(move || {
         client.spawn(&bundle, limits, OwnedFd::from(peer), log_w)
     })
-    .await
-    .map_err(|e| format!("launcher task failed: {e}"))??;
+    .await??;
     log::info!(target: "runtime/host/sandbox", runtime_id:% = rt.id, pid = sandbox.started.pid; "waiting for runtime to connect");
-    host.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let stream = tokio::net::UnixStream::from_std(host).map_err(|e| e.to_string())?;
+    let stream = host
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixStream::from_std(host))
+        .map_err(|e| ProvisionError::Channel("host socket", e))?;
     let conn = rhp::Connection::start(stream, state);
     let req = Body::RuntimeInfoRequest(RuntimeInfoRequest {
         runtime_id: serde_bytes::ByteBuf::from(rt.id.0.to_vec()),
@@ -150,25 +187,20 @@ pub async fn provision(
     });
     let info = match conn.call(req, HANDSHAKE_TIMEOUT).await {
         Ok(Body::RuntimeInfoResponse(i)) => i,
-        Ok(other) => {
-            return Err(format!(
-                "failed to initialize connection: unexpected handshake response {}",
-                other.name()
-            ))
-        }
-        Err(e) => return Err(format!("failed to initialize connection: {e}")),
+        Ok(other) => return Err(ProvisionError::UnexpectedHandshake(other.name())),
+        Err(e) => return Err(ProvisionError::Handshake(e)),
     };
     if info.protocol_version.major != PROTOCOL_VERSION.major {
-        return Err(format!(
-            "rhp: incompatible protocol version (expected: {PROTOCOL_VERSION} got: {})",
-            info.protocol_version
-        ));
+        return Err(ProvisionError::Protocol {
+            expected: PROTOCOL_VERSION,
+            got: info.protocol_version,
+        });
     }
     if info.runtime_version != rt.version {
-        return Err(format!(
-            "version mismatch (runtime reported: {} bundle: {})",
-            info.runtime_version, rt.version
-        ));
+        return Err(ProvisionError::VersionMismatch {
+            runtime: info.runtime_version,
+            bundle: rt.version,
+        });
     }
     log::info!(target: "runtime/host/sandbox", runtime_id:% = rt.id, runtime_version:% = info.runtime_version, message_id = crate::system::notify::message_id::RUNTIME_READY; "runtime host protocol initialized");
     Ok(Provisioned { sandbox, conn })

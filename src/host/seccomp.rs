@@ -23,7 +23,7 @@ fn target_arch() -> Result<seccompiler::TargetArch, String> {
 }
 
 /// The filter as raw `struct sock_filter` bytes in native byte order, compiled once.
-pub fn program_bytes() -> Result<&'static [u8], String> {
+pub fn program_bytes() -> Result<&'static [u8], super::launcher::LaunchError> {
     static BYTES: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
     BYTES
         .get_or_init(|| {
@@ -43,7 +43,7 @@ pub fn program_bytes() -> Result<&'static [u8], String> {
             Ok(out)
         })
         .as_deref()
-        .map_err(Clone::clone)
+        .map_err(|e| super::launcher::LaunchError::Seccomp(e.clone()))
 }
 
 #[cfg(test)]

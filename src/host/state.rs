@@ -11,6 +11,67 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::RwLock;
 
+/// Why the runtime state could not be changed, loaded or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A thread panicked while holding the state.
+    #[error("state lock poisoned")]
+    Poisoned,
+    /// The batch was executed on an older state.
+    #[error(
+        "state moved on: batch executed on {} but state is at {}",
+        hex::encode(executed_on),
+        hex::encode(current)
+    )]
+    Moved {
+        /// The root the batch was executed on.
+        executed_on: Hash,
+        /// The state's root now.
+        current: Hash,
+    },
+    /// The write log is not strictly sorted.
+    #[error("write log is not sorted by key with one entry per key")]
+    Unsorted,
+    /// The claimed root is not what the write log gives.
+    #[error(
+        "runtime reported state root {} but the write log gives {}",
+        hex::encode(claimed),
+        hex::encode(computed)
+    )]
+    RootMismatch {
+        /// What the runtime reported.
+        claimed: Hash,
+        /// What the write log gives.
+        computed: Hash,
+    },
+    /// The state file cannot be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The state file is not CBOR of the expected shape.
+    #[error("{}: not a state file: {reason}", path.display())]
+    NotStateFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The decoder's reason.
+        reason: String,
+    },
+    /// The state file's root is not 32 bytes.
+    #[error("{}: bad state root", .0.display())]
+    BadRoot(std::path::PathBuf),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+    move |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Snapshot {
     root: serde_bytes::ByteBuf,
@@ -68,29 +129,24 @@ impl RuntimeState {
         prev: &Hash,
         write_log: &[WriteLogEntry],
         claimed: &Hash,
-    ) -> Result<Hash, String> {
-        let mut g = self
-            .inner
-            .write()
-            .map_err(|_| "state lock poisoned".to_string())?;
+    ) -> Result<Hash, StateError> {
+        let mut g = self.inner.write().map_err(|_| StateError::Poisoned)?;
         if &g.0 != prev {
-            return Err(format!(
-                "state moved on: batch executed on {} but state is at {}",
-                hex::encode(prev),
-                hex::encode(g.0)
-            ));
+            return Err(StateError::Moved {
+                executed_on: *prev,
+                current: g.0,
+            });
         }
         let sorted = write_log.windows(2).all(|w| w[0].key < w[1].key);
         if !sorted {
-            return Err("write log is not sorted by key with one entry per key".into());
+            return Err(StateError::Unsorted);
         }
         let root = next_state_root(prev, write_log);
         if &root != claimed {
-            return Err(format!(
-                "runtime reported state root {} but the write log gives {}",
-                hex::encode(claimed),
-                hex::encode(root)
-            ));
+            return Err(StateError::RootMismatch {
+                claimed: *claimed,
+                computed: root,
+            });
         }
         for e in write_log {
             match &e.value {
@@ -103,19 +159,22 @@ impl RuntimeState {
     }
 
     /// Loads a snapshot file (missing file = empty state).
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub fn load(path: &Path) -> Result<Self, StateError> {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+            Err(e) => return Err(io(path)(e)),
         };
-        let s: Snapshot = ciborium::from_reader(&bytes[..])
-            .map_err(|e| format!("{}: not a state file: {e}", path.display()))?;
+        let s: Snapshot =
+            ciborium::from_reader(&bytes[..]).map_err(|e| StateError::NotStateFile {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
         let root: Hash = s
             .root
             .as_slice()
             .try_into()
-            .map_err(|_| format!("{}: bad state root", path.display()))?;
+            .map_err(|_| StateError::BadRoot(path.to_path_buf()))?;
         let entries = s
             .entries
             .into_iter()
@@ -127,11 +186,8 @@ impl RuntimeState {
     }
 
     /// Writes a snapshot file atomically.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
-        let g = self
-            .inner
-            .read()
-            .map_err(|_| "state lock poisoned".to_string())?;
+    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        let g = self.inner.read().map_err(|_| StateError::Poisoned)?;
         let s = Snapshot {
             root: serde_bytes::ByteBuf::from(g.0.to_vec()),
             entries: g
@@ -146,9 +202,12 @@ impl RuntimeState {
                 .collect(),
         };
         let mut bytes = Vec::new();
-        ciborium::into_writer(&s, &mut bytes).map_err(|e| e.to_string())?;
+        ciborium::into_writer(&s, &mut bytes).map_err(|e| StateError::NotStateFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+        std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(io(path))
     }
 }

@@ -236,6 +236,7 @@ pub async fn run(
         };
         match provisioned {
             Err(e) => {
+                let e = e.to_string();
                 log::error!(target: module, runtime_id:% = rt.id, attempt = attempt, err = e.as_str(), message_id = FAILED; "failed to start runtime");
                 status.send_modify(|s| s.sandbox.last_error = Some(e));
             }
@@ -254,9 +255,13 @@ pub async fn run(
                 });
                 conn.send_replace(Some(p.conn.clone()));
                 let mut exited = tokio::task::spawn_blocking(p.sandbox.exit_watcher());
-                let report_exit = |why: Result<String, tokio::task::JoinError>| {
-                    let why = why.unwrap_or_else(|e| e.to_string());
-                    if why.starts_with("resource limit exceeded") {
+                let report_exit = |exit: Result<launcher::Exit, tokio::task::JoinError>| {
+                    let exit = exit.unwrap_or_else(|e| launcher::Exit {
+                        reason: e.to_string(),
+                        limit_exceeded: false,
+                    });
+                    let why = exit.reason;
+                    if exit.limit_exceeded {
                         status.send_modify(|s| s.sandbox.limit_kills += 1);
                         log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(), message_id = crate::system::notify::message_id::RUNTIME_LIMIT_EXCEEDED; "runtime killed: it exceeded a resource limit");
                     } else {

@@ -2,7 +2,7 @@
 //! launcher's socket, starts `paratime-node sandbox-launcher --listen-fd 3` with that socket, and
 //! kills it on drop. The child dies with the node (PDEATHSIG).
 
-use crate::host::launcher::{self, Client};
+use crate::host::launcher::{self, Client, LaunchError};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -22,11 +22,15 @@ impl LauncherChild {
         sandbox_binary: &Path,
         unconfined: bool,
         log: (&str, &str),
-    ) -> Result<Self, String> {
-        let listener = launcher::bind(socket)
-            .map_err(|e| format!("sandbox launcher socket {}: {e}", socket.display()))?;
-        let exe =
-            std::env::current_exe().map_err(|e| format!("cannot locate own executable: {e}"))?;
+    ) -> Result<Self, LaunchError> {
+        let listener = launcher::bind(socket).map_err(|source| LaunchError::Socket {
+            path: socket.to_path_buf(),
+            source,
+        })?;
+        let exe = std::env::current_exe().map_err(|source| LaunchError::Setup {
+            what: "cannot locate own executable",
+            source,
+        })?;
         let mut cmd = Command::new(exe);
         cmd.arg("sandbox-launcher")
             .arg("--bundles-dir")
@@ -67,9 +71,10 @@ impl LauncherChild {
                 Ok(())
             });
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("failed to start the sandbox launcher: {e}"))?;
+        let child = cmd.spawn().map_err(|source| LaunchError::Setup {
+            what: "failed to start the sandbox launcher",
+            source,
+        })?;
         drop(listener);
         Ok(Self {
             child,

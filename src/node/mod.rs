@@ -54,12 +54,15 @@ pub enum NodeError {
         /// Why.
         reason: String,
     },
-    /// `runtime.paths` and `runtime.runtimes` do not fit together.
-    #[error("{0}")]
-    Runtimes(String),
+    /// Two bundles in `runtime.paths` are for the same runtime.
+    #[error("runtime.paths: two bundles for runtime {0}; keep one")]
+    DuplicateRuntime(crate::bundle::RuntimeId),
+    /// A `runtime.runtimes` entry has no bundle in `runtime.paths`.
+    #[error("runtime.runtimes: no bundle for runtime {0} (bundle hot-loading is not supported yet: add its .orc file to runtime.paths)")]
+    NoBundle(String),
     /// The sandbox launcher cannot be started or asked.
-    #[error("sandbox launcher: {0}")]
-    Launcher(String),
+    #[error(transparent)]
+    Launcher(#[from] crate::host::launcher::LaunchError),
     /// The control socket cannot be bound or served.
     #[error("control socket {path}: {source}")]
     ControlSocket {
@@ -72,17 +75,17 @@ pub enum NodeError {
     #[error(transparent)]
     Store(#[from] crate::storage::StoreError),
     /// Self-confinement (Landlock, capabilities).
-    #[error("{0}")]
-    Confine(String),
+    #[error(transparent)]
+    Confine(#[from] crate::system::confine::ConfineError),
     /// libp2p cannot start.
-    #[error("p2p: {0}")]
-    P2p(String),
+    #[error(transparent)]
+    P2p(#[from] crate::p2p::P2pError),
     /// `PARATIME_NODE_TEST_CRASH_AT` (debug builds).
-    #[error("{0}")]
-    CrashPoints(String),
+    #[error(transparent)]
+    CrashPoints(#[from] crate::crashpoint::CrashPointError),
     /// The consensus engine cannot start.
     #[error("consensus: {0}")]
-    Consensus(String),
+    Consensus(#[from] crate::consensus::engine::StartError),
     /// `consensus.external_address`.
     #[error("consensus.external_address: {0}")]
     ExternalAddress(String),
@@ -163,9 +166,7 @@ pub fn install_bundles(
         })?;
         let id = b.manifest.id;
         if out.iter().any(|r| r.id == id) {
-            return Err(NodeError::Runtimes(format!(
-                "runtime.paths: two bundles for runtime {id}; keep one"
-            )));
+            return Err(NodeError::DuplicateRuntime(id));
         }
         log::info!(target: "runtime/bundle/manager", runtime_id:% = id, bundle = b.manifest.hash_hex().as_str(), path = p.as_str(); "bundle installed");
         out.push(HostedRuntime {
@@ -179,10 +180,7 @@ pub fn install_bundles(
     for r in &cfg.runtime.runtimes {
         // A refused bundle may have been this runtime's: its entry is then reported, not fatal.
         if !out.iter().any(|h| h.id.to_string() == r.id) && refused.is_empty() {
-            return Err(NodeError::Runtimes(format!(
-                "runtime.runtimes: no bundle for runtime {} (bundle hot-loading is not supported yet: add its .orc file to runtime.paths)",
-                r.id
-            )));
+            return Err(NodeError::NoBundle(r.id.clone()));
         }
     }
     Ok((out, refused))
@@ -361,22 +359,23 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
                 .get("default")
                 .map(String::as_str)
                 .unwrap_or("warn");
-            Launcher::Child(
-                launcher_child::LauncherChild::start(
-                    &runtimes_dir.join("sandbox.sock"),
-                    &bundles_dir,
-                    Path::new(&cfg.runtime.sandbox_binary),
-                    unconfined,
-                    (&cfg.common.log.format, log_level),
-                )
-                .map_err(NodeError::Launcher)?,
-            )
+            Launcher::Child(launcher_child::LauncherChild::start(
+                &runtimes_dir.join("sandbox.sock"),
+                &bundles_dir,
+                Path::new(&cfg.runtime.sandbox_binary),
+                unconfined,
+                (&cfg.common.log.format, log_level),
+            )?)
         }
     };
-    let info = launcher
-        .client()
-        .info()
-        .map_err(|e| NodeError::Launcher(e.to_string()))?;
+    let info =
+        launcher
+            .client()
+            .info()
+            .map_err(|source| crate::host::launcher::LaunchError::Setup {
+                what: "sandbox launcher",
+                source,
+            })?;
     match &info.trial_error {
         None if info.provisioner == crate::host::Provisioner::Unconfined => {
             log::warn!(target: "runtime/host/sandbox", "UNSAFE: starting ParaTimes UNSANDBOXED (runtime.provisioner: unconfined)")
@@ -430,7 +429,7 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
         None
     } else {
         let paths = confinement_paths(&cfg, &loaded.file, &data_dir, &socket);
-        let report = crate::system::confine::confine(&paths, true).map_err(NodeError::Confine)?;
+        let report = crate::system::confine::confine(&paths, true)?;
         log::info!(target: "system/confine", message_id = notify::message_id::CONFINED; "self-confinement: {report}");
         Some(report)
     };
@@ -556,8 +555,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             net.store.clone(),
             p.id.public_b64(KeyKind::P2p),
             stops.network.clone(),
-        )
-        .map_err(NodeError::P2p)?;
+        )?;
         let signer = Arc::new(crate::signer::Signer::new(
             p.id.key(KeyKind::Node).clone(),
             p.id.key(KeyKind::Consensus).clone(),
@@ -573,7 +571,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                 .join("consensus.wal"),
             network_secret: p.id.key(KeyKind::P2p).to_bytes(),
         };
-        crate::crashpoint::init(Path::new(&cfg.common.data_dir)).map_err(NodeError::CrashPoints)?;
+        crate::crashpoint::init(Path::new(&cfg.common.data_dir))?;
         let handle = crate::consensus::engine::start(
             &net.genesis,
             net.store.clone(),
@@ -583,8 +581,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             stops.network.clone(),
             copts,
         )
-        .await
-        .map_err(NodeError::Consensus)?;
+        .await?;
         network.p2p = Some(pstatus);
         network.consensus = Some(handle.clone());
         // One worker per hosted ParaTime registered in the genesis; p2p messages are routed

@@ -226,7 +226,39 @@ fn runtime_topics(chain: &str, rt: &RuntimeId) -> (gossipsub::IdentTopic, gossip
     )
 }
 
-fn build(cfg: &Config, limits: &Limits) -> Result<Swarm<Behaviour>, String> {
+/// Why the libp2p swarm could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum P2pError {
+    /// The TCP transport (noise, yamux) could not be built.
+    #[error("p2p tcp: {0}")]
+    Transport(String),
+    /// A protocol of the swarm could not be built.
+    #[error("p2p behaviour: {0}")]
+    Behaviour(String),
+    /// A gossip topic could not be subscribed to.
+    #[error("p2p: cannot subscribe to {topic}: {source}")]
+    Subscribe {
+        /// The topic.
+        topic: String,
+        /// Why.
+        source: gossipsub::SubscriptionError,
+    },
+    /// The listen address is not a multiaddr.
+    #[error("p2p listen address: {0}")]
+    ListenAddress(#[from] libp2p::multiaddr::Error),
+    /// The port cannot be bound.
+    #[error("p2p: cannot listen on {protocol} port {port}: {source}")]
+    Listen {
+        /// TCP or UDP.
+        protocol: &'static str,
+        /// `p2p.port`.
+        port: u16,
+        /// Why.
+        source: libp2p::TransportError<std::io::Error>,
+    },
+}
+
+fn build(cfg: &Config, limits: &Limits) -> Result<Swarm<Behaviour>, P2pError> {
     let chain = cfg.chain_context.clone();
     let tx_topic_hash = tx_topic(&chain).hash();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
@@ -236,7 +268,7 @@ fn build(cfg: &Config, limits: &Limits) -> Result<Swarm<Behaviour>, String> {
             libp2p::noise::Config::new,
             libp2p::yamux::Config::default,
         )
-        .map_err(|e| format!("p2p tcp: {e}"))?
+        .map_err(|e| P2pError::Transport(e.to_string()))?
         .with_quic()
         .with_behaviour(|key| {
             let gcfg = gossipsub::ConfigBuilder::default()
@@ -257,14 +289,12 @@ fn build(cfg: &Config, limits: &Limits) -> Result<Swarm<Behaviour>, String> {
                     gossipsub::MessageId::from(crate::encoding::hash(&data).to_vec())
                 })
                 .max_transmit_size(8 * 1024 * 1024)
-                .build()
-                .map_err(|e| e.to_string())?;
+                .build()?;
             let gossipsub = gossipsub::Behaviour::new(
                 gossipsub::MessageAuthenticity::Signed(key.clone()),
                 gcfg,
             )?;
-            let proto = StreamProtocol::try_from_owned(format!("/oasis/{chain}/blocksync/1.0.0"))
-                .map_err(|e| e.to_string())?;
+            let proto = StreamProtocol::try_from_owned(format!("/oasis/{chain}/blocksync/1.0.0"))?;
             let sync = request_response::cbor::Behaviour::new(
                 [(proto, request_response::ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
@@ -274,8 +304,7 @@ fn build(cfg: &Config, limits: &Limits) -> Result<Swarm<Behaviour>, String> {
                     .with_agent_version(format!("paratime-node/{}", crate::SOFTWARE_VERSION)),
             );
             let peer = key.public().to_peer_id();
-            let kad_proto = StreamProtocol::try_from_owned(format!("/oasis/{chain}/kad/1.0.0"))
-                .map_err(|e| e.to_string())?;
+            let kad_proto = StreamProtocol::try_from_owned(format!("/oasis/{chain}/kad/1.0.0"))?;
             let mut kad = kad::Behaviour::with_config(
                 peer,
                 kad::store::MemoryStore::new(peer),
@@ -301,40 +330,39 @@ fn build(cfg: &Config, limits: &Limits) -> Result<Swarm<Behaviour>, String> {
                 kad,
             })
         })
-        .map_err(|e| format!("p2p behaviour: {e}"))?
+        .map_err(|e| P2pError::Behaviour(e.to_string()))?
         .with_swarm_config(|c| {
             c.with_idle_connection_timeout(Duration::from_secs(60))
                 .with_max_negotiating_inbound_streams(limits.max_negotiating_inbound_streams)
         })
         .build();
     let txs = tx_topic(&cfg.chain_context);
-    swarm
-        .behaviour_mut()
-        .gossipsub
-        .subscribe(&txs)
-        .map_err(|e| e.to_string())?;
-    for rt in &cfg.runtimes {
+    let runtime_topics = cfg.runtimes.iter().flat_map(|rt| {
         let (t, c) = runtime_topics(&cfg.chain_context, rt);
-        for topic in [t, c] {
-            swarm
-                .behaviour_mut()
-                .gossipsub
-                .subscribe(&topic)
-                .map_err(|e| e.to_string())?;
-        }
+        [t, c]
+    });
+    for topic in std::iter::once(txs).chain(runtime_topics) {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&topic)
+            .map_err(|source| P2pError::Subscribe {
+                topic: topic.to_string(),
+                source,
+            })?;
     }
-    let tcp: Multiaddr = format!("/ip4/{}/tcp/{}", cfg.listen_ip, cfg.port)
-        .parse()
-        .map_err(|e| format!("p2p listen address: {e}"))?;
-    let quic: Multiaddr = format!("/ip4/{}/udp/{}/quic-v1", cfg.listen_ip, cfg.port)
-        .parse()
-        .map_err(|e| format!("p2p listen address: {e}"))?;
-    swarm
-        .listen_on(tcp)
-        .map_err(|e| format!("p2p: cannot listen on TCP port {}: {e}", cfg.port))?;
-    swarm
-        .listen_on(quic)
-        .map_err(|e| format!("p2p: cannot listen on UDP port {}: {e}", cfg.port))?;
+    let tcp: Multiaddr = format!("/ip4/{}/tcp/{}", cfg.listen_ip, cfg.port).parse()?;
+    let quic: Multiaddr = format!("/ip4/{}/udp/{}/quic-v1", cfg.listen_ip, cfg.port).parse()?;
+    swarm.listen_on(tcp).map_err(|source| P2pError::Listen {
+        protocol: "TCP",
+        port: cfg.port,
+        source,
+    })?;
+    swarm.listen_on(quic).map_err(|source| P2pError::Listen {
+        protocol: "UDP",
+        port: cfg.port,
+        source,
+    })?;
     for (peer, addr) in &cfg.seeds {
         swarm.behaviour_mut().kad.add_address(peer, addr.clone());
         if let Err(e) = swarm.dial(addr.clone()) {
@@ -359,7 +387,7 @@ pub fn spawn(
     store: Arc<Store>,
     pub_key: String,
     shutdown: tokio_util::sync::CancellationToken,
-) -> Result<Channels, String> {
+) -> Result<Channels, P2pError> {
     let mut swarm = build(&cfg, &Limits::default())?;
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(256);
     // Back-pressure: when the engine lags, gossip events wait here (bounded).

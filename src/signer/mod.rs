@@ -19,6 +19,16 @@ use paratime_state::state::{Fee, NodeDescriptor, State, Transaction};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 
+/// A transaction body that cannot be encoded as CBOR.
+#[derive(Debug, thiserror::Error)]
+#[error("transaction {method}: encoding its body: {reason}")]
+pub struct EncodeError {
+    /// The transaction's method.
+    pub method: String,
+    /// The encoder's reason.
+    pub reason: String,
+}
+
 /// The signer. Cheap to share (`Arc`).
 pub struct Signer {
     node: SigningKey,
@@ -107,9 +117,11 @@ impl Signer {
         state: &State,
         method: &str,
         body: &T,
-    ) -> Result<Signed, String> {
-        let body = ciborium::Value::serialized(body)
-            .map_err(|e| format!("transaction {method}: encoding its body: {e}"))?;
+    ) -> Result<Signed, EncodeError> {
+        let body = ciborium::Value::serialized(body).map_err(|e| EncodeError {
+            method: method.to_string(),
+            reason: e.to_string(),
+        })?;
         let me = Address::from_public_key(&PublicKey::of(&self.node));
         let nonce = self
             .nonces

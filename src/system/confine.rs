@@ -81,8 +81,16 @@ fn set_no_new_privs() -> bool {
     unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 }
 }
 
+/// Why the node could not confine itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfineError {
+    /// The Landlock ruleset could not be built or applied.
+    #[error("landlock: {0}")]
+    Landlock(#[from] landlock::RulesetError),
+}
+
 /// Applies Landlock (when `landlock` is set), drops capabilities and sets no_new_privs.
-pub fn confine(paths: &Paths, landlock: bool) -> Result<Report, String> {
+pub fn confine(paths: &Paths, landlock: bool) -> Result<Report, ConfineError> {
     let capabilities = drop_capabilities();
     let no_new_privs = set_no_new_privs();
     if !landlock {
@@ -103,7 +111,7 @@ pub fn confine(paths: &Paths, landlock: bool) -> Result<Report, String> {
         .and_then(|r| r.add_rules(path_beneath_rules(existing(&paths.read), read)))
         .and_then(|r| r.add_rules(path_beneath_rules(existing(&paths.write), write)))
         .and_then(|r| r.restrict_self())
-        .map_err(|e| format!("landlock: {e}"))?;
+        .map_err(ConfineError::Landlock)?;
     let abi = match status.landlock {
         LandlockStatus::Available { effective_abi, .. } => effective_abi as u32,
         _ => 0,

@@ -63,7 +63,12 @@ fn now() -> String {
 }
 
 impl Worker {
-    fn tx<T: Serialize>(&self, view: &View, method: &str, body: &T) -> Result<Signed, String> {
+    fn tx<T: Serialize>(
+        &self,
+        view: &View,
+        method: &str,
+        body: &T,
+    ) -> Result<Signed, crate::signer::EncodeError> {
         self.signer.transaction(&view.state, method, body)
     }
 

@@ -2,10 +2,41 @@
 //! Followers accept a block only if the validator signed it, it extends their chain and
 //! re-executing it reproduces the state root in the header.
 
+use crate::chain_time::Height;
 use crate::crypto::{PublicKey, Signed};
 use crate::encoding::{hash_of, Hash};
 use crate::state::State;
 use serde::{Deserialize, Serialize};
+
+/// Why a block does not follow a state: every case is the proposer's fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    /// The block's height is not the next one.
+    #[error("block {block} does not follow height {committed}")]
+    NotNext {
+        /// The block's height.
+        block: Height,
+        /// The state's height.
+        committed: Height,
+    },
+    /// The parent hash is not the last block's.
+    #[error("block {0}: parent hash does not match")]
+    Parent(Height),
+    /// The proposer is not in the validator set.
+    #[error("block {block}: proposer {proposer} is not a validator")]
+    Proposer {
+        /// The block's height.
+        block: Height,
+        /// Who proposed it.
+        proposer: PublicKey,
+    },
+    /// The transactions do not hash to the header's.
+    #[error("block {0}: transactions do not match the header")]
+    Transactions(Height),
+    /// Re-execution gives another state root or epoch.
+    #[error("block {0}: state root mismatch after re-execution")]
+    StateRoot(Height),
+}
 
 /// A block header.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,36 +133,30 @@ impl Proposed {
 
     /// Verifies this block on `state` (height, parent, proposer in the validator set,
     /// transactions, state root by re-execution); returns the state after it.
-    pub fn apply(&self, state: &State) -> Result<(State, Vec<TxOutcome>), String> {
+    pub fn apply(&self, state: &State) -> Result<(State, Vec<TxOutcome>), BlockError> {
         let h = &self.header;
         if h.height != state.height.saturating_add(1) {
-            return Err(format!(
-                "block {} does not follow height {}",
-                h.height, state.height
-            ));
+            return Err(BlockError::NotNext {
+                block: h.height,
+                committed: state.height,
+            });
         }
         if h.parent_hash != state.last_block_hash {
-            return Err(format!("block {}: parent hash does not match", h.height));
+            return Err(BlockError::Parent(h.height));
         }
         if !state.validators.contains(&h.proposer) {
-            return Err(format!(
-                "block {}: proposer {} is not a validator",
-                h.height, h.proposer
-            ));
+            return Err(BlockError::Proposer {
+                block: h.height,
+                proposer: h.proposer,
+            });
         }
         if h.txs_hash != hash_of(&self.txs) {
-            return Err(format!(
-                "block {}: transactions do not match the header",
-                h.height
-            ));
+            return Err(BlockError::Transactions(h.height));
         }
         let mut next = state.clone();
         let outcomes = execute(&mut next, h.height, &self.txs);
         if next.epoch != h.epoch || next.root() != h.state_root {
-            return Err(format!(
-                "block {}: state root mismatch after re-execution",
-                h.height
-            ));
+            return Err(BlockError::StateRoot(h.height));
         }
         next.last_block_hash = hash_of(h);
         Ok((next, outcomes))
@@ -184,6 +209,7 @@ mod tests {
         assert!(forged
             .apply(&s0)
             .expect_err("forged")
+            .to_string()
             .contains("not a validator"));
 
         // Transactions swapped after building.
@@ -192,6 +218,7 @@ mod tests {
         assert!(tampered
             .apply(&s0)
             .expect_err("tampered")
+            .to_string()
             .contains("do not match"));
 
         // A header claiming another state root.
@@ -200,16 +227,21 @@ mod tests {
         assert!(wrong
             .apply(&s0)
             .expect_err("root")
+            .to_string()
             .contains("state root mismatch"));
 
         // Out of order, or on another parent.
         let (b2, _, _) = Proposed::build(&s1, vec![], 2, PublicKey::of(&v));
-        assert!(b2.apply(&s0).expect_err("gap").contains("does not follow"));
+        assert!(matches!(
+            b2.apply(&s0).expect_err("gap"),
+            BlockError::NotNext { .. }
+        ));
         let mut other_parent = b2.clone();
         other_parent.header.parent_hash = [7; 32];
         assert!(other_parent
             .apply(&s1)
             .expect_err("parent")
+            .to_string()
             .contains("parent hash"));
         b2.apply(&s1).expect("the next block");
     }

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use ed25519_dalek::SigningKey;
-use paratime_bft::chain::{ChainApp, CommitCert};
+use paratime_bft::chain::{ChainApp, ChainError, CommitCert};
 use paratime_bft::engine::{Options, Running};
 use paratime_state::address::Address;
 use paratime_state::block::Proposed;
@@ -68,21 +68,28 @@ impl ChainApp for MemChain {
         height: u64,
         proposer: PublicKey,
         time_ms: u64,
-    ) -> Result<Proposed, String> {
+    ) -> Result<Proposed, ChainError> {
         let i = self.lock();
         if height != i.state.height.0 + 1 {
-            return Err(format!("asked to build {height} at {}", i.state.height.0));
+            return Err(ChainError::NotNext {
+                asked: height,
+                committed: i.state.height.0,
+            });
         }
         Ok(Proposed::build(&i.state, Vec::new(), time_ms, proposer).0)
     }
-    fn verify_block(&self, height: u64, block: &Proposed) -> Result<(), String> {
+    fn verify_block(&self, height: u64, block: &Proposed) -> Result<(), ChainError> {
         let i = self.lock();
         if height != i.state.height.0 + 1 {
-            return Err(format!("block {height} at height {}", i.state.height.0));
+            return Err(ChainError::NotNext {
+                asked: height,
+                committed: i.state.height.0,
+            });
         }
-        block.apply(&i.state).map(|_| ())
+        block.apply(&i.state)?;
+        Ok(())
     }
-    fn commit(&self, block: &Proposed, cert: &CommitCert) -> Result<(), String> {
+    fn commit(&self, block: &Proposed, cert: &CommitCert) -> Result<(), ChainError> {
         let mut i = self.lock();
         let (next, _) = block.apply(&i.state)?;
         let h = next.height.0;

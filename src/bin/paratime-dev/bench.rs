@@ -33,12 +33,12 @@ fn stats(mut v: Vec<Duration>) -> String {
     )
 }
 
-async fn bench_async(a: BenchArgs) -> Result<(), String> {
+async fn bench_async(a: BenchArgs) -> anyhow::Result<()> {
     let n = a.iterations.max(1);
     let (_scratch, launcher, rt, bundle) = prepare(&a.bundle, u64::MAX, &a.sandbox_binary, false)?;
-    let info = launcher.client().info().map_err(|e| e.to_string())?;
+    let info = launcher.client().info()?;
     if let Some(e) = info.trial_error {
-        return Err(e);
+        anyhow::bail!("sandbox unavailable: {e}");
     }
     println!(
         "paratime-node bench: {} iterations, bwrap {}",
@@ -69,10 +69,9 @@ async fn bench_async(a: BenchArgs) -> Result<(), String> {
                 "/bin",
                 "/bin/true",
             ])
-            .status()
-            .map_err(|e| e.to_string())?;
+            .status()?;
         if !s.success() {
-            return Err("bare bwrap /bin/true failed".into());
+            return Err(anyhow::anyhow!("bare bwrap /bin/true failed"));
         }
         bare.push(t.elapsed());
     }
@@ -93,15 +92,14 @@ async fn bench_async(a: BenchArgs) -> Result<(), String> {
                 let t = Instant::now();
                 p.conn
                     .call(Body::RuntimePingRequest(Empty {}), Duration::from_secs(5))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 pings.push(t.elapsed());
             }
         }
         p.conn.notify(Body::RuntimeShutdownRequest(Empty {})).await;
     }
     // Floor: one byte each way over a bare socketpair between two threads.
-    let (mut x, mut y) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
+    let (mut x, mut y) = std::os::unix::net::UnixStream::pair()?;
     let echo = std::thread::spawn(move || {
         use std::io::{Read, Write};
         let mut b = [0u8; 1];
@@ -115,20 +113,20 @@ async fn bench_async(a: BenchArgs) -> Result<(), String> {
     for _ in 0..(n * 50) {
         use std::io::{Read, Write};
         let t = Instant::now();
-        x.write_all(&[1]).map_err(|e| e.to_string())?;
+        x.write_all(&[1])?;
         let mut b = [0u8; 1];
-        x.read_exact(&mut b).map_err(|e| e.to_string())?;
+        x.read_exact(&mut b)?;
         rtts.push(t.elapsed());
     }
     drop(x);
     let _ = echo.join();
 
     let exe_len: usize = bundle.files.values().map(Vec::len).sum();
-    let bytes = std::fs::read(&a.bundle).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(&a.bundle)?;
     let t = Instant::now();
     let reps = 10;
     for _ in 0..reps {
-        Bundle::from_reader(std::io::Cursor::new(&bytes), u64::MAX).map_err(|e| e.to_string())?;
+        Bundle::from_reader(std::io::Cursor::new(&bytes), u64::MAX)?;
     }
     let mbps = (exe_len as f64 * reps as f64) / t.elapsed().as_secs_f64() / 1e6;
     let t = Instant::now();

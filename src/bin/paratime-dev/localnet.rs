@@ -69,23 +69,23 @@ pub(crate) struct Args {
     debug_netns: Vec<String>,
 }
 
-fn netns_of(a: &Args, node: &str) -> Result<Option<Netns>, String> {
+fn netns_of(a: &Args, node: &str) -> anyhow::Result<Option<Netns>> {
     for f in &a.debug_netns {
         let Some(rest) = f.strip_prefix(&format!("{node}=")) else {
             continue;
         };
         let parts: Vec<&str> = rest.split(',').collect();
         let [name, host_ip, ip] = parts[..] else {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "--debug-netns '{f}': expected NODE=NETNS,HOST_IP,NODE_IP"
             ));
         };
         for addr in [host_ip, ip] {
             addr.parse::<std::net::Ipv4Addr>()
-                .map_err(|e| format!("--debug-netns '{f}': '{addr}': {e}"))?;
+                .map_err(|e| anyhow::anyhow!("--debug-netns '{f}': '{addr}': {e}"))?;
         }
         if !Path::new("/run/netns").join(name).exists() {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "--debug-netns '{f}': no network namespace /run/netns/{name} (ip netns add {name})"
             ));
         }
@@ -103,12 +103,12 @@ fn netns_of(a: &Args, node: &str) -> Result<Option<Netns>, String> {
 /// (the rest for `control status` and the operator).
 const MAX_LOAD: usize = paratime_node::control::MAX_CONNECTIONS - 16;
 
-fn load_in_flight(s: &str) -> Result<usize, String> {
+fn load_in_flight(s: &str) -> anyhow::Result<usize> {
     let n: usize = s
         .parse()
-        .map_err(|e| format!("'{s}' is not a number of transactions: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("'{s}' is not a number of transactions: {e}"))?;
     if n > MAX_LOAD {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "{n} in flight needs {n} control connections of the client node, which serves {} at once: at most {MAX_LOAD}",
             paratime_node::control::MAX_CONNECTIONS
         ));
@@ -119,7 +119,7 @@ fn load_in_flight(s: &str) -> Result<usize, String> {
 /// A port free for TCP and UDP, below the kernel's ephemeral range (32768 and up on Linux), so
 /// that no outgoing connection or DNS query of another node can take it between now and the
 /// node's start.
-fn free_port() -> Result<u16, String> {
+fn free_port() -> anyhow::Result<u16> {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
     if NEXT.load(Ordering::SeqCst) == 0 {
@@ -139,7 +139,7 @@ fn free_port() -> Result<u16, String> {
             return Ok(port);
         }
     }
-    Err("no free port between 20000 and 32000".into())
+    Err(anyhow::anyhow!("no free port between 20000 and 32000"))
 }
 
 struct NodeSpec {
@@ -218,25 +218,19 @@ fn config_yaml(
 /// A node to start: name, config file, network namespace.
 type Planned = (String, PathBuf, Option<String>);
 
-fn setup(a: &Args) -> Result<Vec<Planned>, String> {
+fn setup(a: &Args) -> anyhow::Result<Vec<Planned>> {
     let dir = &a.dir;
-    if dir.exists()
-        && std::fs::read_dir(dir)
-            .map_err(|e| e.to_string())?
-            .next()
-            .is_some()
-    {
-        return Err(format!(
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        return Err(anyhow::anyhow!(
             "{} exists and is not empty: give a new directory",
             dir.display()
         ));
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
 
     if a.validators == 0 || a.validators > 16 {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "--validators {}: give 1 to 16 validators",
             a.validators
         ));
@@ -276,7 +270,7 @@ fn setup(a: &Args) -> Result<Vec<Planned>, String> {
                 .iter()
                 .any(|s| s.name == name && s.mode != "validator")
         {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "--debug-fault '{f}': expected NODE=FAULT with NODE one of compute-0..compute-{} or client-0",
                 a.compute.saturating_sub(1)
             ));
@@ -285,7 +279,7 @@ fn setup(a: &Args) -> Result<Vec<Planned>, String> {
     for c in &a.debug_crash {
         let name = c.split('=').next().unwrap_or_default();
         if !c.contains('=') || !specs.iter().any(|s| s.name == name) {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "--debug-crash '{c}': expected NODE=STEP@HEIGHT with NODE one of this network's nodes"
             ));
         }
@@ -293,16 +287,16 @@ fn setup(a: &Args) -> Result<Vec<Planned>, String> {
     let mut ids = Vec::new();
     for n in &specs {
         let data = dir.join(&n.name).join("data");
-        std::fs::create_dir_all(dir.join(&n.name).join("etc")).map_err(|e| e.to_string())?;
-        paratime_node::identity::ensure_dir(&data).map_err(|e| e.to_string())?;
-        ids.push(Identity::init(&data).map_err(|e| e.to_string())?);
+        std::fs::create_dir_all(dir.join(&n.name).join("etc"))?;
+        paratime_node::identity::ensure_dir(&data)?;
+        ids.push(Identity::init(&data)?);
     }
 
     // One entity owns the validators and the compute nodes, lists them all (they register
     // under it: validators with the validator role, compute nodes with the compute role) and is
     // registered at genesis; its escrow backs the validators' voting power.
     let entity_dir = dir.join("entity");
-    paratime_node::identity::ensure_dir(&entity_dir).map_err(|e| e.to_string())?;
+    paratime_node::identity::ensure_dir(&entity_dir)?;
     let ekey = entity_key(&entity_dir, true)?;
     let node_ids: Vec<PublicKey> = specs
         .iter()
@@ -318,20 +312,18 @@ fn setup(a: &Args) -> Result<Vec<Planned>, String> {
     write_entity(&entity_dir, &entity)?;
     let entity_addr = Address::from_public_key(&entity.id);
 
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe()?;
     let kv = exe.with_file_name("paratime-kvstore");
     let bundle_path = dir.join("kvstore.orc");
-    let runtime_id: RuntimeId = RUNTIME_ID
-        .parse()
-        .map_err(|e: bundle::RuntimeIdError| e.to_string())?;
+    let runtime_id: RuntimeId = RUNTIME_ID.parse()?;
     bundle::build(&bundle::BuildOptions { executable: &kv, name: "kvstore", runtime_id, version: paratime_sdk::Version::parse(paratime_node::SOFTWARE_VERSION)? }, &bundle_path)
-        .map_err(|e| format!("building the sample bundle from {}: {e} (build the workspace: cargo build --release --workspace)", kv.display()))?;
+        .map_err(|e| anyhow::anyhow!("building the sample bundle from {}: {e} (build the workspace: cargo build --release --workspace)", kv.display()))?;
     // Nodes with a fault host the test-only faulty store under the same runtime ID and version.
     let faulty_path = dir.join("kvstore-faulty.orc");
     if !a.debug_fault.is_empty() {
         let faulty = exe.with_file_name("paratime-faulty-kvstore");
         bundle::build(&bundle::BuildOptions { executable: &faulty, name: "kvstore", runtime_id, version: paratime_sdk::Version::parse(paratime_node::SOFTWARE_VERSION)? }, &faulty_path)
-            .map_err(|e| format!("building the faulty bundle from {}: {e} (build the workspace: cargo build --workspace)", faulty.display()))?;
+            .map_err(|e| anyhow::anyhow!("building the faulty bundle from {}: {e} (build the workspace: cargo build --workspace)", faulty.display()))?;
     }
 
     let genesis =
@@ -359,9 +351,8 @@ fn setup(a: &Args) -> Result<Vec<Planned>, String> {
         });
     std::fs::write(
         dir.join("genesis.json"),
-        serde_json::to_vec_pretty(&genesis).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
+        serde_json::to_vec_pretty(&genesis)?,
+    )?;
 
     let seed = format!(
         "{}@127.0.0.1:{}",
@@ -412,7 +403,7 @@ fn setup(a: &Args) -> Result<Vec<Planned>, String> {
             fault,
         );
         let path = dir.join(&n.name).join("etc/config.yml");
-        std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
+        std::fs::write(&path, cfg)?;
         out.push((
             n.name.clone(),
             path,
@@ -462,9 +453,9 @@ fn spawn_node(
     log: &Path,
     netns: Option<&str>,
     crash: Option<&str>,
-) -> Result<Child, String> {
+) -> anyhow::Result<Child> {
     // The node binary sits next to this one (both are built by `cargo build --workspace`).
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe.with_file_name("paratime-node"));
     cmd.arg("--config").arg(config).stdin(Stdio::null());
     match crash {
@@ -474,14 +465,13 @@ fn spawn_node(
     if !unprivileged && nix::unistd::geteuid().is_root() {
         cmd.arg("--unsafe-debug");
     }
-    let f = std::fs::File::create(log).map_err(|e| e.to_string())?;
-    cmd.stdout(f.try_clone().map_err(|e| e.to_string())?)
-        .stderr(f);
+    let f = std::fs::File::create(log)?;
+    cmd.stdout(f.try_clone()?).stderr(f);
     // The namespace is entered before dropping root, so the uid change happens after it.
     let ns_fd = match netns {
         Some(name) => Some(
             std::fs::File::open(Path::new("/run/netns").join(name))
-                .map_err(|e| format!("network namespace {name}: {e}"))?,
+                .map_err(|e| anyhow::anyhow!("network namespace {name}: {e}"))?,
         ),
         None => None,
     };
@@ -513,7 +503,7 @@ fn spawn_node(
     }
     let child = cmd
         .spawn()
-        .map_err(|e| format!("starting node {}: {e}", config.display()));
+        .map_err(|e| anyhow::anyhow!("starting node {}: {e}", config.display()));
     drop(ns_fd);
     child
 }
