@@ -476,6 +476,26 @@ fn cbor_b64(v: &ciborium::Value) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
+/// The longest a submit may wait for finalization: a waiting client holds one of the
+/// [`MAX_CONNECTIONS`] connection slots.
+pub const MAX_SUBMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A submit's `timeout_ms` (default 60 s), refused above [`MAX_SUBMIT_TIMEOUT`] or at zero.
+fn submit_timeout(timeout_ms: Option<u64>) -> Result<std::time::Duration, ApiError> {
+    let t = std::time::Duration::from_millis(timeout_ms.unwrap_or(60_000));
+    if t.is_zero() || t > MAX_SUBMIT_TIMEOUT {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "timeout_ms: {} is out of range 1..={}",
+                t.as_millis(),
+                MAX_SUBMIT_TIMEOUT.as_millis()
+            ),
+        ));
+    }
+    Ok(t)
+}
+
 /// `POST /api/v1/runtime/{id}/submit`: checks, gossips and waits until the transaction is
 /// finalized.
 async fn runtime_submit(
@@ -486,7 +506,7 @@ async fn runtime_submit(
     let w = worker(&s, &rid)?;
     let req: api::RuntimeSubmit = parse(&body)?;
     let tx = decode_b64(&req.tx, "tx")?;
-    let timeout = std::time::Duration::from_millis(req.timeout_ms.unwrap_or(60_000));
+    let timeout = submit_timeout(req.timeout_ms)?;
     let o = w.submit(tx, timeout).await?;
     Ok(Json(api::RuntimeSubmitted {
         hash: o.hash,
@@ -1004,5 +1024,22 @@ mod tests {
         assert!(!e.is_not_ready() && !e.is_unreachable());
         let e = api(ErrorCode::NotReady, "anything");
         assert!(e.is_not_ready() && !e.is_unreachable());
+    }
+
+    #[test]
+    fn a_submit_cannot_hold_a_connection_slot_for_ever() {
+        assert_eq!(
+            submit_timeout(None).expect("default"),
+            std::time::Duration::from_secs(60)
+        );
+        assert_eq!(
+            submit_timeout(Some(600_000)).expect("the maximum"),
+            MAX_SUBMIT_TIMEOUT
+        );
+        for hostile in [0, 600_001, u64::MAX] {
+            let e = submit_timeout(Some(hostile)).expect_err("refused");
+            assert_eq!(e.code, ErrorCode::BadRequest);
+            assert!(e.message.starts_with("timeout_ms: "), "{}", e.message);
+        }
     }
 }
