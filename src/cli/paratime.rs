@@ -81,7 +81,8 @@ fn cbor_to_json(b64_cbor: &str) -> Result<serde_json::Value, CallError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64_cbor)
         .map_err(|e| CallError::Output(format!("node sent invalid base64: {e}")))?;
-    let v: ciborium::Value = crate::encoding::from_cbor(&bytes).map_err(CallError::Output)?;
+    let v: ciborium::Value =
+        crate::encoding::from_cbor(&bytes).map_err(|e| CallError::Output(e.to_string()))?;
     serde_json::to_value(&v)
         .map_err(|e| CallError::Output(format!("result is not representable as JSON: {e}")))
 }

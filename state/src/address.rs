@@ -39,24 +39,32 @@ impl fmt::Debug for Address {
     }
 }
 
+/// Text that is not an `oasis1…` address.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("malformed address '{text}': {reason}")]
+pub struct AddressError {
+    /// The text.
+    pub text: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
 impl std::str::FromStr for Address {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (hrp, data) =
-            bech32::decode(s.trim()).map_err(|e| format!("malformed address '{s}': {e}"))?;
+    type Err = AddressError;
+    fn from_str(s: &str) -> Result<Self, AddressError> {
+        let bad = |reason: String| AddressError {
+            text: s.to_string(),
+            reason,
+        };
+        let (hrp, data) = bech32::decode(s.trim()).map_err(|e| bad(e.to_string()))?;
         if hrp.as_str() != HRP {
-            return Err(format!(
-                "malformed address '{s}': expected the 'oasis' prefix"
-            ));
+            return Err(bad("expected the 'oasis' prefix".into()));
         }
         let arr: [u8; 21] = data
             .try_into()
-            .map_err(|_| format!("malformed address '{s}': expected 21 bytes"))?;
+            .map_err(|_| bad("expected 21 bytes".into()))?;
         if arr[0] != 0 {
-            return Err(format!(
-                "malformed address '{s}': unknown version {}",
-                arr[0]
-            ));
+            return Err(bad(format!("unknown version {}", arr[0])));
         }
         Ok(Self(arr))
     }

@@ -14,6 +14,38 @@ pub const CONTEXT_REGISTER_ENTITY: &str = "oasis-core/registry: register entity"
 /// Node descriptors.
 pub const CONTEXT_REGISTER_NODE: &str = "oasis-core/registry: register node";
 
+/// Text that is not a base64 key or signature of the right length.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Not base64.
+    #[error("'{0}' is not base64")]
+    NotBase64(String),
+    /// Base64 of the wrong length.
+    #[error("'{text}' is not {len} bytes")]
+    Length {
+        /// The text.
+        text: String,
+        /// The expected length in bytes.
+        len: usize,
+    },
+}
+
+/// Why a signed blob cannot be opened.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// The signature does not verify.
+    #[error("signature: invalid signature by {signer} (context '{context}')")]
+    Signature {
+        /// The claimed signer.
+        signer: PublicKey,
+        /// The domain-separation context.
+        context: String,
+    },
+    /// The signed bytes are not the expected CBOR.
+    #[error(transparent)]
+    Cbor(#[from] crate::encoding::CborError),
+}
+
 /// Serde for a fixed-size byte newtype with `Display`/`FromStr`: its text form in human-readable
 /// formats (JSON, YAML), raw bytes in CBOR.
 macro_rules! text_or_bytes_serde {
@@ -65,14 +97,15 @@ macro_rules! bytes_newtype {
         }
 
         impl std::str::FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
+            type Err = ParseError;
+            fn from_str(s: &str) -> Result<Self, ParseError> {
                 let b = base64::engine::general_purpose::STANDARD
                     .decode(s.trim())
-                    .map_err(|_| format!("'{s}' is not base64"))?;
-                let arr: [u8; $len] = b
-                    .try_into()
-                    .map_err(|_| format!("'{s}' is not {} bytes", $len))?;
+                    .map_err(|_| ParseError::NotBase64(s.to_string()))?;
+                let arr: [u8; $len] = b.try_into().map_err(|_| ParseError::Length {
+                    text: s.to_string(),
+                    len: $len,
+                })?;
                 Ok(Self(arr))
             }
         }
@@ -163,14 +196,14 @@ impl Signed {
     }
 
     /// Verifies and decodes.
-    pub fn open<T: serde::de::DeserializeOwned>(&self, context: &str) -> Result<T, String> {
+    pub fn open<T: serde::de::DeserializeOwned>(&self, context: &str) -> Result<T, OpenError> {
         if !self.signature.verify(context, &self.untrusted_raw_value) {
-            return Err(format!(
-                "signature: invalid signature by {} (context '{context}')",
-                self.signature.public_key
-            ));
+            return Err(OpenError::Signature {
+                signer: self.signature.public_key,
+                context: context.to_string(),
+            });
         }
-        crate::encoding::from_cbor(&self.untrusted_raw_value)
+        Ok(crate::encoding::from_cbor(&self.untrusted_raw_value)?)
     }
 }
 
@@ -201,13 +234,13 @@ impl MultiSigned {
     pub fn open<T: serde::de::DeserializeOwned>(
         &self,
         context: &str,
-    ) -> Result<(T, Vec<PublicKey>), String> {
+    ) -> Result<(T, Vec<PublicKey>), OpenError> {
         for s in &self.signatures {
             if !s.verify(context, &self.untrusted_raw_value) {
-                return Err(format!(
-                    "signature: invalid signature by {} (context '{context}')",
-                    s.public_key
-                ));
+                return Err(OpenError::Signature {
+                    signer: s.public_key,
+                    context: context.to_string(),
+                });
             }
         }
         let v = crate::encoding::from_cbor(&self.untrusted_raw_value)?;

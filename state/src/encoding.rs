@@ -50,9 +50,14 @@ pub fn hash_of<T: Serialize + ?Sized>(v: &T) -> Hash {
 }
 
 /// Decodes CBOR.
-pub fn from_cbor<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    ciborium::from_reader(bytes).map_err(|e| format!("malformed CBOR: {e}"))
+pub fn from_cbor<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, CborError> {
+    ciborium::from_reader(bytes).map_err(|e| CborError(e.to_string()))
 }
+
+/// Bytes that do not decode as the expected CBOR.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("malformed CBOR: {0}")]
+pub struct CborError(pub String);
 
 #[cfg(test)]
 mod tests {

@@ -1077,10 +1077,12 @@ mod tests {
         let bad: Result<Failure, _> = crate::encoding::from_cbor(&canonical_cbor(&7u8));
         assert!(bad
             .expect_err("failure 7 decoded")
+            .to_string()
             .contains("unknown failure indication 7"));
         let bad: Result<HeaderType, _> = crate::encoding::from_cbor(&canonical_cbor(&0u8));
         assert!(bad
             .expect_err("header type 0 decoded")
+            .to_string()
             .contains("unknown header type 0"));
         assert!((RoleMask::COMPUTE | RoleMask::VALIDATOR).contains(RoleMask::VALIDATOR));
         assert!(!RoleMask::COMPUTE.contains(RoleMask::NONE));

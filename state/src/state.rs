@@ -372,7 +372,9 @@ impl State {
     /// body fails; the body's own changes are all-or-nothing.
     pub fn apply_tx(&mut self, signed: &Signed) -> Result<(), TxError> {
         let ctx = crypto::context(crypto::CONTEXT_TX, Some(&self.chain_context));
-        let tx: Transaction = signed.open(&ctx).map_err(|e| err("consensus", 1, e))?;
+        let tx: Transaction = signed
+            .open(&ctx)
+            .map_err(|e| err("consensus", 1, e.to_string()))?;
         let signer = signed.signature.public_key;
         let addr = Address::from_public_key(&signer);
         let acct = self.account(&addr);
@@ -543,7 +545,7 @@ impl State {
                 let s: Signed = Self::body(tx)?;
                 let entity: Entity = s
                     .open(crypto::CONTEXT_REGISTER_ENTITY)
-                    .map_err(|e| err("registry", 1, e))?;
+                    .map_err(|e| err("registry", 1, e.to_string()))?;
                 if s.signature.public_key != entity.id || &entity.id != signer {
                     return Err(err(
                         "registry",
@@ -584,7 +586,7 @@ impl State {
     fn check_node(&self, m: &MultiSigned, signer: &PublicKey) -> Result<NodeDescriptor, TxError> {
         let (node, signers): (NodeDescriptor, Vec<PublicKey>) = m
             .open(crypto::CONTEXT_REGISTER_NODE)
-            .map_err(|e| err("registry", 1, e))?;
+            .map_err(|e| err("registry", 1, e.to_string()))?;
         let mut want = vec![node.id, node.p2p.id, node.consensus.id];
         want.sort();
         let mut got = signers.clone();
