@@ -4,6 +4,7 @@ use paratime_state::block::Proposed;
 use paratime_state::crypto::PublicKey;
 use paratime_state::encoding::Hash;
 use paratime_state::validators::ValidatorSet;
+use paratime_state::Height;
 
 pub use paratime_state::block::CommitCert;
 
@@ -14,38 +15,38 @@ pub trait ChainApp: Send + Sync + 'static {
     /// The chain context (domain separation of signatures).
     fn chain_context(&self) -> String;
     /// Height of the last committed block (0 = genesis only).
-    fn last_committed(&self) -> u64;
+    fn last_committed(&self) -> Height;
     /// The validator set that votes on `height`: the set in the state after `height - 1`.
     /// `None` when that state is not known (yet).
-    fn validator_set(&self, height: u64) -> Option<ValidatorSet>;
+    fn validator_set(&self, height: Height) -> Option<ValidatorSet>;
     /// Builds the block at `height` (the next one) for `proposer`, with pending transactions.
     fn build_block(
         &self,
-        height: u64,
+        height: Height,
         proposer: PublicKey,
         time_ms: u64,
     ) -> Result<Proposed, ChainError>;
     /// Verifies a proposed block at `height` by deterministic re-execution on committed state.
-    fn verify_block(&self, height: u64, block: &Proposed) -> Result<(), ChainError>;
+    fn verify_block(&self, height: Height, block: &Proposed) -> Result<(), ChainError>;
     /// Commits a decided block with its certificate, durably, before returning.
     fn commit(&self, block: &Proposed, cert: &CommitCert) -> Result<(), ChainError>;
     /// A committed block with its certificate.
-    fn committed(&self, height: u64) -> Option<(Proposed, CommitCert)>;
+    fn committed(&self, height: Height) -> Option<(Proposed, CommitCert)>;
     /// The lowest height still served to syncing peers.
-    fn earliest_height(&self) -> u64;
+    fn earliest_height(&self) -> Height;
     /// Remembers a proposal seen (or made) for `(height, round)`, for crash replay.
-    fn remember_proposal(&self, height: u64, round: u32, proposer: PublicKey, block: &Proposed);
+    fn remember_proposal(&self, height: Height, round: u32, proposer: PublicKey, block: &Proposed);
     /// Proposals remembered for `height`: (round, proposer, block).
-    fn proposals_seen(&self, height: u64) -> Vec<(u32, PublicKey, Proposed)>;
+    fn proposals_seen(&self, height: Height) -> Vec<(u32, PublicKey, Proposed)>;
     /// A remembered proposal by block hash.
-    fn proposal_by_hash(&self, height: u64, hash: &Hash) -> Option<Proposed> {
+    fn proposal_by_hash(&self, height: Height, hash: &Hash) -> Option<Proposed> {
         self.proposals_seen(height)
             .into_iter()
             .map(|(_, _, b)| b)
             .find(|b| &b.hash() == hash)
     }
     /// Misbehaviour the engine saw (equivocating proposals or votes), for the record.
-    fn record_evidence(&self, height: u64, offender: PublicKey, what: &str);
+    fn record_evidence(&self, height: Height, offender: PublicKey, what: &str);
 }
 
 /// Why the chain application refused or failed a block.
@@ -55,9 +56,9 @@ pub enum ChainError {
     #[error("block {asked} is not the next one (committed: {committed})")]
     NotNext {
         /// The height asked about.
-        asked: u64,
+        asked: Height,
         /// The last committed height.
-        committed: u64,
+        committed: Height,
     },
     /// The block breaks a rule of the chain: the proposer's fault.
     #[error(transparent)]
@@ -82,17 +83,17 @@ pub enum CertError {
     )]
     OtherBlock {
         /// The certificate's height.
-        cert_height: u64,
+        cert_height: Height,
         /// The certificate's block.
         cert_block: String,
         /// The height it was offered for.
-        height: u64,
+        height: Height,
     },
     /// Signatures invalid or short of two thirds.
     #[error("commit certificate of height {height}: {reason}")]
     Signatures {
         /// The height.
-        height: u64,
+        height: Height,
         /// The verifier's reason.
         reason: String,
     },
@@ -102,7 +103,7 @@ pub enum CertError {
 /// signatures of more than two thirds of `validators`' voting power.
 pub async fn verify_commit(
     chain_context: &str,
-    height: u64,
+    height: Height,
     block_hash: &Hash,
     cert: &CommitCert,
     validators: &ValidatorSet,
@@ -114,9 +115,9 @@ pub async fn verify_commit(
     }
     let c =
         crate::codec::decode_cert(&cert.bytes).map_err(|e| CertError::Malformed(e.to_string()))?;
-    if c.height.0 != height || &c.value_id.0 != block_hash {
+    if c.height.0 != height.0 || &c.value_id.0 != block_hash {
         return Err(CertError::OtherBlock {
-            cert_height: c.height.0,
+            cert_height: Height(c.height.0),
             cert_block: c.value_id.to_string(),
             height,
         });

@@ -33,6 +33,7 @@ use malachitebft_app_channel::{
 use paratime_state::block::Proposed;
 use paratime_state::crypto::PublicKey;
 use paratime_state::signing::{KeyRole, SlotSigner};
+use paratime_state::Height as ChainHeight;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -473,7 +474,7 @@ impl AppState {
     fn params(&self, height: u64) -> HeightParams<Ctx> {
         let set = self
             .app
-            .validator_set(height)
+            .validator_set(ChainHeight(height))
             .or_else(|| {
                 self.app
                     .validator_set(self.app.last_committed().saturating_add(1))
@@ -487,7 +488,7 @@ impl AppState {
     }
 
     fn expected_proposer(&self, height: u64, round: Round) -> Option<PublicKey> {
-        let set = ValidatorSet::from_state(&self.app.validator_set(height)?);
+        let set = ValidatorSet::from_state(&self.app.validator_set(ChainHeight(height))?);
         if set.validators.is_empty() {
             return None;
         }
@@ -548,7 +549,7 @@ impl AppState {
         proposer: PublicKey,
         block: &Proposed,
     ) -> ProposedValue<Ctx> {
-        let height = block.header.height.0;
+        let height = block.header.height;
         let validity = match self.app.verify_block(height, block) {
             Ok(()) => {
                 self.app.remember_proposal(
@@ -560,12 +561,12 @@ impl AppState {
                 Validity::Valid
             }
             Err(e) => {
-                log::warn!(target: "consensus", height = height, proposer:% = proposer; "invalid block proposed: {e}");
+                log::warn!(target: "consensus", height = height.0, proposer:% = proposer; "invalid block proposed: {e}");
                 Validity::Invalid
             }
         };
         ProposedValue {
-            height: Height(height),
+            height: Height(height.0),
             round: round_from_wire(round),
             valid_round: round_from_wire(pol),
             proposer: Address(proposer),
@@ -701,7 +702,7 @@ impl AppState {
         while let Some(msg) = channels.consensus.recv().await {
             match msg {
                 AppMsg::ConsensusReady { reply } => {
-                    let h = self.app.last_committed().saturating_add(1);
+                    let h = self.app.last_committed().saturating_add(1).0;
                     self.current = Height(h);
                     log::info!(target: "consensus", height = h; "consensus engine ready");
                     let _ = reply.send((Height(h), self.params(h)));
@@ -723,7 +724,7 @@ impl AppState {
                         }
                     }
                     let r = round.as_u32().unwrap_or(0);
-                    for (pr, proposer, block) in self.app.proposals_seen(height.0) {
+                    for (pr, proposer, block) in self.app.proposals_seen(ChainHeight(height.0)) {
                         if pr == r {
                             values.push(ProposedValue {
                                 height,
@@ -748,15 +749,15 @@ impl AppState {
                     // After a restart, the block already proposed for this round, never another.
                     let existing = self
                         .app
-                        .proposals_seen(height.0)
+                        .proposals_seen(ChainHeight(height.0))
                         .into_iter()
                         .find(|(pr, p, _)| *pr == r && *p == me)
                         .map(|(_, _, b)| b);
                     let block = match existing {
                         Some(b) => b,
-                        None => match self.app.build_block(height.0, me, now_ms()) {
+                        None => match self.app.build_block(ChainHeight(height.0), me, now_ms()) {
                             Ok(b) => {
-                                self.app.remember_proposal(height.0, r, me, &b);
+                                self.app.remember_proposal(ChainHeight(height.0), r, me, &b);
                                 b
                             }
                             Err(e) => {
@@ -787,19 +788,25 @@ impl AppState {
                     address,
                     value_id,
                 } => {
-                    if let Some(b) = self.app.proposal_by_hash(height.0, &value_id.0) {
+                    if let Some(b) = self
+                        .app
+                        .proposal_by_hash(ChainHeight(height.0), &value_id.0)
+                    {
                         Self::publish(&channels, Self::parts(&b, round, valid_round, address.0))
                             .await;
                     }
                 }
                 AppMsg::GetHistoryMinHeight { reply } => {
-                    let _ = reply.send(Height(self.app.earliest_height()));
+                    let _ = reply.send(Height(self.app.earliest_height().0));
                 }
                 AppMsg::Decided {
                     certificate, reply, ..
                 } => {
                     let h = certificate.height.0;
-                    match self.app.proposal_by_hash(h, &certificate.value_id.0) {
+                    match self
+                        .app
+                        .proposal_by_hash(ChainHeight(h), &certificate.value_id.0)
+                    {
                         Some(block) => {
                             let cert = CommitCert {
                                 engine: CERT_ENGINE.into(),
@@ -824,19 +831,19 @@ impl AppState {
                     let h = certificate.height.0;
                     for (addr, list) in evidence.proposals.iter() {
                         self.app.record_evidence(
-                            h,
+                            ChainHeight(h),
                             addr.0,
                             &format!("{} conflicting proposals", list.len()),
                         );
                     }
                     for (addr, list) in evidence.votes.iter() {
                         self.app.record_evidence(
-                            h,
+                            ChainHeight(h),
                             addr.0,
                             &format!("{} conflicting votes", list.len()),
                         );
                     }
-                    let next = if self.app.last_committed() >= h {
+                    let next = if self.app.last_committed() >= ChainHeight(h) {
                         let n = h.saturating_add(1);
                         self.current = Height(n);
                         Next::Start(Height(n), self.params(n))
@@ -850,7 +857,7 @@ impl AppState {
                     let b = b.min(a.saturating_add(MAX_SYNC_BATCH - 1));
                     let mut out = Vec::new();
                     for h in a..=b {
-                        let Some((block, cert)) = self.app.committed(h) else {
+                        let Some((block, cert)) = self.app.committed(ChainHeight(h)) else {
                             break;
                         };
                         let Ok(c) = crate::codec::decode_cert(&cert.bytes) else {
@@ -924,32 +931,37 @@ mod tests {
         fn chain_context(&self) -> String {
             "test".into()
         }
-        fn last_committed(&self) -> u64 {
-            0
+        fn last_committed(&self) -> ChainHeight {
+            ChainHeight(0)
         }
-        fn validator_set(&self, _height: u64) -> Option<StateSet> {
+        fn validator_set(&self, _height: ChainHeight) -> Option<StateSet> {
             None
         }
-        fn build_block(&self, _: u64, _: PublicKey, _: u64) -> Result<Proposed, ChainError> {
+        fn build_block(
+            &self,
+            _: ChainHeight,
+            _: PublicKey,
+            _: u64,
+        ) -> Result<Proposed, ChainError> {
             Err(ChainError::Storage("no".into()))
         }
-        fn verify_block(&self, _: u64, _: &Proposed) -> Result<(), ChainError> {
+        fn verify_block(&self, _: ChainHeight, _: &Proposed) -> Result<(), ChainError> {
             Err(ChainError::Storage("no".into()))
         }
         fn commit(&self, _: &Proposed, _: &CommitCert) -> Result<(), ChainError> {
             Err(ChainError::Storage("no".into()))
         }
-        fn committed(&self, _: u64) -> Option<(Proposed, CommitCert)> {
+        fn committed(&self, _: ChainHeight) -> Option<(Proposed, CommitCert)> {
             None
         }
-        fn earliest_height(&self) -> u64 {
-            1
+        fn earliest_height(&self) -> ChainHeight {
+            ChainHeight(1)
         }
-        fn remember_proposal(&self, _: u64, _: u32, _: PublicKey, _: &Proposed) {}
-        fn proposals_seen(&self, _: u64) -> Vec<(u32, PublicKey, Proposed)> {
+        fn remember_proposal(&self, _: ChainHeight, _: u32, _: PublicKey, _: &Proposed) {}
+        fn proposals_seen(&self, _: ChainHeight) -> Vec<(u32, PublicKey, Proposed)> {
             Vec::new()
         }
-        fn record_evidence(&self, _: u64, _: PublicKey, _: &str) {}
+        fn record_evidence(&self, _: ChainHeight, _: PublicKey, _: &str) {}
     }
 
     fn app() -> AppState {

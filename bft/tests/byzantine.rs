@@ -9,6 +9,7 @@ use malachitebft_engine_byzantine::{ByzantineConfig, Trigger};
 use paratime_bft::chain::ChainApp;
 use paratime_bft::engine;
 use paratime_state::crypto::PublicKey;
+use paratime_state::Height;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,11 +50,15 @@ async fn an_equivocating_validator_breaks_no_safety_and_is_reported() {
     let honest: Vec<&Arc<MemChain>> = chains[..3].iter().collect();
     wait_for(&honest, 8, Duration::from_secs(120)).await;
 
-    let top = honest.iter().map(|c| c.last_committed()).min().unwrap_or(0);
+    let top = honest
+        .iter()
+        .map(|c| c.last_committed().0)
+        .min()
+        .unwrap_or(0);
     for h in 1..=top {
         let hashes: Vec<_> = honest
             .iter()
-            .map(|c| c.committed(h).expect("committed").0.hash())
+            .map(|c| c.committed(Height(h)).expect("committed").0.hash())
             .collect();
         assert!(hashes.iter().all(|x| *x == hashes[0]), "height {h} differs");
     }

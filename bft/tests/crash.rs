@@ -15,6 +15,7 @@ use paratime_state::crypto::{PublicKey, Signature};
 use paratime_state::encoding::Hash;
 use paratime_state::signing::{KeyRole, SignError, Slot, SlotSigner, Step};
 use paratime_state::validators::ValidatorSet;
+use paratime_state::Height;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -69,21 +70,21 @@ impl ChainApp for TrappedChain {
     fn chain_context(&self) -> String {
         self.chain.chain_context()
     }
-    fn last_committed(&self) -> u64 {
+    fn last_committed(&self) -> Height {
         self.chain.last_committed()
     }
-    fn validator_set(&self, height: u64) -> Option<ValidatorSet> {
+    fn validator_set(&self, height: Height) -> Option<ValidatorSet> {
         self.chain.validator_set(height)
     }
     fn build_block(
         &self,
-        height: u64,
+        height: Height,
         proposer: PublicKey,
         time_ms: u64,
     ) -> Result<Proposed, ChainError> {
         self.chain.build_block(height, proposer, time_ms)
     }
-    fn verify_block(&self, height: u64, block: &Proposed) -> Result<(), ChainError> {
+    fn verify_block(&self, height: Height, block: &Proposed) -> Result<(), ChainError> {
         self.chain.verify_block(height, block)
     }
     fn commit(&self, block: &Proposed, cert: &CommitCert) -> Result<(), ChainError> {
@@ -92,22 +93,22 @@ impl ChainApp for TrappedChain {
         self.trap.reached(At::StoredNotAcknowledged);
         Ok(())
     }
-    fn committed(&self, height: u64) -> Option<(Proposed, CommitCert)> {
+    fn committed(&self, height: Height) -> Option<(Proposed, CommitCert)> {
         self.chain.committed(height)
     }
-    fn earliest_height(&self) -> u64 {
+    fn earliest_height(&self) -> Height {
         self.chain.earliest_height()
     }
-    fn remember_proposal(&self, height: u64, round: u32, proposer: PublicKey, block: &Proposed) {
+    fn remember_proposal(&self, height: Height, round: u32, proposer: PublicKey, block: &Proposed) {
         self.chain.remember_proposal(height, round, proposer, block)
     }
-    fn proposals_seen(&self, height: u64) -> Vec<(u32, PublicKey, Proposed)> {
+    fn proposals_seen(&self, height: Height) -> Vec<(u32, PublicKey, Proposed)> {
         self.chain.proposals_seen(height)
     }
-    fn proposal_by_hash(&self, height: u64, hash: &Hash) -> Option<Proposed> {
+    fn proposal_by_hash(&self, height: Height, hash: &Hash) -> Option<Proposed> {
         self.chain.proposal_by_hash(height, hash)
     }
-    fn record_evidence(&self, height: u64, offender: PublicKey, what: &str) {
+    fn record_evidence(&self, height: Height, offender: PublicKey, what: &str) {
         self.chain.record_evidence(height, offender, what)
     }
 }
@@ -151,7 +152,7 @@ struct Validator {
 }
 
 fn heights(chains: &[Arc<MemChain>]) -> Vec<u64> {
-    chains.iter().map(|c| c.last_committed()).collect()
+    chains.iter().map(|c| c.last_committed().0).collect()
 }
 
 fn wait_all(chains: &[Arc<MemChain>], height: u64, limit: Duration) {
@@ -237,7 +238,7 @@ fn validators_killed_at_every_step_restart_and_all_agree() {
     for h in 1..=top {
         let blocks: Vec<Proposed> = chains
             .iter()
-            .map(|c| c.committed(h).expect("committed").0)
+            .map(|c| c.committed(Height(h)).expect("committed").0)
             .collect();
         assert!(
             blocks.iter().all(|b| b.hash() == blocks[0].hash()),

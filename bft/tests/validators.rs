@@ -9,6 +9,7 @@ use paratime_bft::engine::{self, Running};
 use paratime_state::block::Proposed;
 use paratime_state::crypto::PublicKey;
 use paratime_state::encoding::Hash;
+use paratime_state::Height;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,9 +47,15 @@ async fn killed_validators_restart_from_their_wal_and_catch_up() {
         }
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let halted = chains[0].last_committed().max(chains[1].last_committed());
+    let halted = chains[0]
+        .last_committed()
+        .0
+        .max(chains[1].last_committed().0);
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let after = chains[0].last_committed().max(chains[1].last_committed());
+    let after = chains[0]
+        .last_committed()
+        .0
+        .max(chains[1].last_committed().0);
     assert!(
         after <= halted + 1,
         "blocks were decided without a quorum: {halted} -> {after}"
@@ -70,19 +77,33 @@ async fn killed_validators_restart_from_their_wal_and_catch_up() {
     }
     // The fourth returns last and must catch up by value sync.
     running[3] = Some(start(3).await);
-    let top = chains.iter().map(|c| c.last_committed()).max().unwrap_or(0);
+    let top = chains
+        .iter()
+        .map(|c| c.last_committed().0)
+        .max()
+        .unwrap_or(0);
     wait_for(&all, top + 2, Duration::from_secs(120)).await;
 
-    let top = chains.iter().map(|c| c.last_committed()).min().unwrap_or(0);
+    let top = chains
+        .iter()
+        .map(|c| c.last_committed().0)
+        .min()
+        .unwrap_or(0);
     for h in 1..=top {
         let hashes: Vec<Hash> = chains
             .iter()
-            .map(|c| c.committed(h).expect("committed").0.hash())
+            .map(|c| c.committed(Height(h)).expect("committed").0.hash())
             .collect();
         assert!(hashes.iter().all(|x| *x == hashes[0]), "height {h} differs");
         let roots: Vec<Hash> = chains
             .iter()
-            .map(|c| c.committed(h).expect("committed").0.header.state_root)
+            .map(|c| {
+                c.committed(Height(h))
+                    .expect("committed")
+                    .0
+                    .header
+                    .state_root
+            })
             .collect();
         assert!(
             roots.iter().all(|x| *x == roots[0]),
@@ -130,33 +151,37 @@ async fn four_validators_agree_and_survive_one_stopped() {
     if let Some(r) = running[3].take() {
         r.stop().await;
     }
-    let stopped_at = chains[3].last_committed();
+    let stopped_at = chains[3].last_committed().0;
     let three: Vec<&Arc<MemChain>> = chains[..3].iter().collect();
     wait_for(&three, stopped_at + 5, Duration::from_secs(90)).await;
 
     // Every validator holds the same block at every height it has, and every certificate
     // verifies against the validator set of its height.
-    let top = chains.iter().map(|c| c.last_committed()).min().unwrap_or(0);
+    let top = chains
+        .iter()
+        .map(|c| c.last_committed().0)
+        .min()
+        .unwrap_or(0);
     for h in 1..=top {
         let blocks: Vec<(Proposed, CommitCert)> = chains
             .iter()
-            .map(|c| c.committed(h).expect("committed"))
+            .map(|c| c.committed(Height(h)).expect("committed"))
             .collect();
         let hash = blocks[0].0.hash();
         assert!(
             blocks.iter().all(|(b, _)| b.hash() == hash),
             "height {h} differs"
         );
-        let set = chains[0].validator_set(h).expect("set");
+        let set = chains[0].validator_set(Height(h)).expect("set");
         for (b, cert) in &blocks {
-            verify_commit(&chains[0].chain_context(), h, &b.hash(), cert, &set)
+            verify_commit(&chains[0].chain_context(), Height(h), &b.hash(), cert, &set)
                 .await
                 .expect("certificate verifies");
         }
         // A certificate does not verify for another block or another validator set.
         let (b, cert) = &blocks[0];
         assert!(
-            verify_commit(&chains[0].chain_context(), h, &[0; 32], cert, &set)
+            verify_commit(&chains[0].chain_context(), Height(h), &[0; 32], cert, &set)
                 .await
                 .is_err()
         );
@@ -164,11 +189,15 @@ async fn four_validators_agree_and_survive_one_stopped() {
         for v in &mut other.validators {
             v.consensus_id = PublicKey([7; 32]);
         }
-        assert!(
-            verify_commit(&chains[0].chain_context(), h, &b.hash(), cert, &other)
-                .await
-                .is_err()
-        );
+        assert!(verify_commit(
+            &chains[0].chain_context(),
+            Height(h),
+            &b.hash(),
+            cert,
+            &other
+        )
+        .await
+        .is_err());
     }
     for r in running.into_iter().flatten() {
         r.stop().await;

@@ -15,6 +15,7 @@ use crate::signer::Signer;
 use crate::storage::Store;
 use paratime_bft::chain::{ChainApp, ChainError};
 use paratime_state::signing::{KeyRole, SlotSigner};
+use paratime_state::Height;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -338,15 +339,15 @@ impl ChainApp for Chain {
         self.lock().state.chain_context.clone()
     }
 
-    fn last_committed(&self) -> u64 {
-        self.lock().state.height.0
+    fn last_committed(&self) -> Height {
+        self.lock().state.height
     }
 
-    fn validator_set(&self, height: u64) -> Option<paratime_state::validators::ValidatorSet> {
+    fn validator_set(&self, height: Height) -> Option<paratime_state::validators::ValidatorSet> {
         let i = self.lock();
-        if height == i.state.height.0.saturating_add(1) {
+        if height == i.state.height.saturating_add(1) {
             Some(i.state.validators.clone())
-        } else if height == i.state.height.0 && height > 0 {
+        } else if height == i.state.height && height > Height(0) {
             Some(i.previous_validators.clone())
         } else {
             None
@@ -355,27 +356,27 @@ impl ChainApp for Chain {
 
     fn build_block(
         &self,
-        height: u64,
+        height: Height,
         proposer: PublicKey,
         time_ms: u64,
     ) -> Result<Proposed, ChainError> {
         let mut i = self.lock();
-        if height != i.state.height.0.saturating_add(1) {
+        if height != i.state.height.saturating_add(1) {
             return Err(ChainError::NotNext {
                 asked: height,
-                committed: i.state.height.0,
+                committed: i.state.height,
             });
         }
         let txs = Self::select(&mut i);
         Ok(Proposed::build(&i.state, txs, time_ms, proposer).0)
     }
 
-    fn verify_block(&self, height: u64, block: &Proposed) -> Result<(), ChainError> {
+    fn verify_block(&self, height: Height, block: &Proposed) -> Result<(), ChainError> {
         let i = self.lock();
-        if height != i.state.height.0.saturating_add(1) {
+        if height != i.state.height.saturating_add(1) {
             return Err(ChainError::NotNext {
                 asked: height,
-                committed: i.state.height.0,
+                committed: i.state.height,
             });
         }
         block.apply(&i.state)?;
@@ -418,38 +419,38 @@ impl ChainApp for Chain {
         Ok(())
     }
 
-    fn committed(&self, height: u64) -> Option<(Proposed, CommitCert)> {
-        self.store.block(height).ok().flatten()
+    fn committed(&self, height: Height) -> Option<(Proposed, CommitCert)> {
+        self.store.block(height.0).ok().flatten()
     }
 
-    fn earliest_height(&self) -> u64 {
-        1
+    fn earliest_height(&self) -> Height {
+        Height(1)
     }
 
-    fn remember_proposal(&self, height: u64, round: u32, proposer: PublicKey, block: &Proposed) {
+    fn remember_proposal(&self, height: Height, round: u32, proposer: PublicKey, block: &Proposed) {
         if let Err(e) = self
             .store
-            .remember_proposal(height, round, &proposer, block)
+            .remember_proposal(height.0, round, &proposer, block)
         {
-            log::error!(target: "consensus", height = height; "cannot remember a proposal: {e}");
+            log::error!(target: "consensus", height = height.0; "cannot remember a proposal: {e}");
         }
     }
 
-    fn proposals_seen(&self, height: u64) -> Vec<(u32, PublicKey, Proposed)> {
-        match self.store.proposals(height) {
+    fn proposals_seen(&self, height: Height) -> Vec<(u32, PublicKey, Proposed)> {
+        match self.store.proposals(height.0) {
             Ok(p) => p,
             Err(e) => {
-                log::error!(target: "consensus", height = height; "cannot read remembered proposals: {e}");
+                log::error!(target: "consensus", height = height.0; "cannot read remembered proposals: {e}");
                 Vec::new()
             }
         }
     }
 
-    fn record_evidence(&self, height: u64, offender: PublicKey, what: &str) {
-        log::warn!(target: "consensus", message_id = MSG_EQUIVOCATION, height = height, offender:% = offender; "equivocation evidence: {what}");
+    fn record_evidence(&self, height: Height, offender: PublicKey, what: &str) {
+        log::warn!(target: "consensus", message_id = MSG_EQUIVOCATION, height = height.0, offender:% = offender; "equivocation evidence: {what}");
         self.view.send_modify(|v| {
             if v.evidence.len() < 1000 {
-                v.evidence.push((height, offender, what.to_string()));
+                v.evidence.push((height.0, offender, what.to_string()));
             }
         });
     }

@@ -15,6 +15,7 @@ use paratime_state::genesis::{
 use paratime_state::signing::{message_digest, KeyRole, SignError, Slot, SlotSigner};
 use paratime_state::state::State;
 use paratime_state::validators::ValidatorSet;
+use paratime_state::Height;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,33 +58,33 @@ impl ChainApp for MemChain {
     fn chain_context(&self) -> String {
         self.lock().state.chain_context.clone()
     }
-    fn last_committed(&self) -> u64 {
-        self.lock().state.height.0
+    fn last_committed(&self) -> Height {
+        self.lock().state.height
     }
-    fn validator_set(&self, height: u64) -> Option<ValidatorSet> {
-        self.lock().sets.get(&height).cloned()
+    fn validator_set(&self, height: Height) -> Option<ValidatorSet> {
+        self.lock().sets.get(&height.0).cloned()
     }
     fn build_block(
         &self,
-        height: u64,
+        height: Height,
         proposer: PublicKey,
         time_ms: u64,
     ) -> Result<Proposed, ChainError> {
         let i = self.lock();
-        if height != i.state.height.0 + 1 {
+        if height != i.state.height.saturating_add(1) {
             return Err(ChainError::NotNext {
                 asked: height,
-                committed: i.state.height.0,
+                committed: i.state.height,
             });
         }
         Ok(Proposed::build(&i.state, Vec::new(), time_ms, proposer).0)
     }
-    fn verify_block(&self, height: u64, block: &Proposed) -> Result<(), ChainError> {
+    fn verify_block(&self, height: Height, block: &Proposed) -> Result<(), ChainError> {
         let i = self.lock();
-        if height != i.state.height.0 + 1 {
+        if height != i.state.height.saturating_add(1) {
             return Err(ChainError::NotNext {
                 asked: height,
-                committed: i.state.height.0,
+                committed: i.state.height,
             });
         }
         block.apply(&i.state)?;
@@ -99,15 +100,15 @@ impl ChainApp for MemChain {
         i.proposals.remove(&h);
         Ok(())
     }
-    fn committed(&self, height: u64) -> Option<(Proposed, CommitCert)> {
-        self.lock().blocks.get(&height).cloned()
+    fn committed(&self, height: Height) -> Option<(Proposed, CommitCert)> {
+        self.lock().blocks.get(&height.0).cloned()
     }
-    fn earliest_height(&self) -> u64 {
-        1
+    fn earliest_height(&self) -> Height {
+        Height(1)
     }
-    fn remember_proposal(&self, height: u64, round: u32, proposer: PublicKey, block: &Proposed) {
+    fn remember_proposal(&self, height: Height, round: u32, proposer: PublicKey, block: &Proposed) {
         let mut i = self.lock();
-        let list = i.proposals.entry(height).or_default();
+        let list = i.proposals.entry(height.0).or_default();
         if !list
             .iter()
             .any(|(r, p, b)| *r == round && *p == proposer && b == block)
@@ -115,17 +116,17 @@ impl ChainApp for MemChain {
             list.push((round, proposer, block.clone()));
         }
     }
-    fn proposals_seen(&self, height: u64) -> Vec<(u32, PublicKey, Proposed)> {
+    fn proposals_seen(&self, height: Height) -> Vec<(u32, PublicKey, Proposed)> {
         self.lock()
             .proposals
-            .get(&height)
+            .get(&height.0)
             .cloned()
             .unwrap_or_default()
     }
-    fn record_evidence(&self, height: u64, offender: PublicKey, what: &str) {
+    fn record_evidence(&self, height: Height, offender: PublicKey, what: &str) {
         self.lock()
             .evidence
-            .push((height, offender, what.to_string()));
+            .push((height.0, offender, what.to_string()));
     }
 }
 
@@ -226,7 +227,7 @@ pub(crate) fn free_port() -> u16 {
 pub(crate) async fn wait_for(chains: &[&Arc<MemChain>], height: u64, limit: Duration) {
     let start = Instant::now();
     loop {
-        let heights: Vec<u64> = chains.iter().map(|c| c.last_committed()).collect();
+        let heights: Vec<u64> = chains.iter().map(|c| c.last_committed().0).collect();
         if heights.iter().all(|h| *h >= height) {
             return;
         }
