@@ -203,7 +203,7 @@ pub fn parse_seed(s: &str) -> Result<(PeerId, Multiaddr), SeedError> {
     let (key, addr) = s.split_once('@').ok_or_else(|| bad("no '@'".into()))?;
     let pk: PublicKey = key
         .parse()
-        .map_err(|e: crate::consensus::crypto::ParseError| bad(e.to_string()))?;
+        .map_err(|e: paratime_state::crypto::ParseError| bad(e.to_string()))?;
     let ed = identity::ed25519::PublicKey::try_from_bytes(&pk.0).map_err(|e| bad(e.to_string()))?;
     let peer = PeerId::from_public_key(&identity::PublicKey::from(ed));
     let sa: std::net::SocketAddr = addr.parse().map_err(|e| bad(format!("'{addr}': {e}")))?;
