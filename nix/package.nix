@@ -25,6 +25,7 @@ rustPlatform.buildRustPackage {
       ../sdk
       ../state
       ../bft
+      ../mkvs
       ../kvstore
       ../tests
       ../systemd
