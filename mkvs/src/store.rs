@@ -45,6 +45,18 @@ pub enum StoreError {
         /// The root offered now.
         new: Hash,
     },
+    /// The write log does not lead to the expected root.
+    #[error(
+        "the write log leads to root {}, not the expected {}",
+        hex::encode(computed),
+        hex::encode(expected)
+    )]
+    Mismatch {
+        /// The root the caller expected.
+        expected: Hash,
+        /// The root the write log gives.
+        computed: Hash,
+    },
     /// Versions only go forward.
     #[error("version {version} is older than the latest stored version {latest}")]
     Old {
@@ -241,12 +253,14 @@ impl NodeDb {
     }
 
     /// Applies `log` to the tree at `prev` and stores the result as `version`; returns its
-    /// root. Storing a version again with the same root does nothing.
+    /// root. When `expected` is given, a different root is refused before anything is stored.
+    /// Storing a version again with the same root does nothing.
     pub fn apply<'k>(
         &self,
         version: u64,
         prev: &Hash,
         log: impl IntoIterator<Item = (&'k [u8], Option<&'k [u8]>)>,
+        expected: Option<&Hash>,
     ) -> Result<Hash, StoreError> {
         let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(latest) = self.latest_version()? {
@@ -263,6 +277,12 @@ impl NodeDb {
             }
         }
         let root = c.root();
+        if let Some(expected) = expected.filter(|e| **e != root) {
+            return Err(StoreError::Mismatch {
+                expected: *expected,
+                computed: root,
+            });
+        }
         if let Some(stored) = self.root(version)? {
             if stored == root {
                 return Ok(root);
@@ -307,6 +327,13 @@ impl NodeDb {
         }
         txn.commit().map_err(|e| self.err(e))?;
         Ok(root)
+    }
+
+    /// Whether the store holds the node `h` (e.g. a root to resume from).
+    pub fn has_node(&self, h: &Hash) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let nodes = txn.open_table(NODES).map_err(|e| self.err(e))?;
+        Ok(nodes.get(&h[..]).map_err(|e| self.err(e))?.is_some())
     }
 
     /// The root stored for `version`.
@@ -437,7 +464,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (&k[..], Some(&v[..])))
                 .chain(del.iter().map(|k| (&k[..], None)));
-            root = db.apply(u64::from(r), &root, log).expect("apply");
+            root = db.apply(u64::from(r), &root, log, None).expect("apply");
             roots.push(root);
         }
         assert_eq!(db.versions().expect("versions"), Some((0, 19)));
@@ -508,29 +535,36 @@ mod tests {
         let d = tempfile::tempdir().expect("tmp");
         let db = NodeDb::open(&d.path().join("state.redb"), 1 << 20).expect("open");
         let r1 = db
-            .apply(1, &EMPTY, [(&b"a"[..], Some(&b"1"[..]))])
+            .apply(1, &EMPTY, [(&b"a"[..], Some(&b"1"[..]))], None)
             .expect("apply");
         assert_eq!(
-            db.apply(1, &EMPTY, [(&b"a"[..], Some(&b"1"[..]))])
+            db.apply(1, &EMPTY, [(&b"a"[..], Some(&b"1"[..]))], None)
                 .expect("again"),
             r1
         );
         assert!(matches!(
-            db.apply(1, &EMPTY, [(&b"a"[..], Some(&b"2"[..]))]),
+            db.apply(1, &EMPTY, [(&b"a"[..], Some(&b"2"[..]))], None),
             Err(StoreError::Conflict { .. })
         ));
-        db.apply(2, &r1, [(&b"b"[..], Some(&b"2"[..]))])
+        db.apply(2, &r1, [(&b"b"[..], Some(&b"2"[..]))], None)
             .expect("apply");
         assert!(matches!(
-            db.apply(1, &EMPTY, [(&b"c"[..], Some(&b"3"[..]))]),
+            db.apply(1, &EMPTY, [(&b"c"[..], Some(&b"3"[..]))], None),
             Err(StoreError::Old {
                 version: 1,
                 latest: 2
             })
         ));
+        // A root other than the expected one is refused and nothing is stored.
+        let want = [5; 32];
+        assert!(matches!(
+            db.apply(3, &r1, [(&b"c"[..], Some(&b"3"[..]))], Some(&want)),
+            Err(StoreError::Mismatch { expected, .. }) if expected == want
+        ));
+        assert_eq!(db.root(3).expect("root"), None);
         // A root that was never stored cannot be built on.
         assert!(matches!(
-            db.apply(3, &[9; 32], [(&b"c"[..], Some(&b"3"[..]))]),
+            db.apply(3, &[9; 32], [(&b"c"[..], Some(&b"3"[..]))], None),
             Err(StoreError::Tree(TreeError::Missing(_)))
         ));
         // The store survives a reopen.
@@ -554,6 +588,7 @@ mod tests {
                     u64::from(r),
                     &root,
                     kvs.iter().map(|(k, v)| (&k[..], Some(&v[..]))),
+                    None,
                 )
                 .expect("apply");
             assert!(

@@ -278,7 +278,7 @@ fn handle<R: Runtime>(rt: &mut R, conn: &mut Connection, msg: Message) -> Result
                 code: 4,
                 message: "state root is not 32 bytes".into(),
             }),
-            Some(prev) => {
+            Some(_) => {
                 let mut ctx = TxContext {
                     conn,
                     overlay: BTreeMap::new(),
@@ -294,12 +294,11 @@ fn handle<R: Runtime>(rt: &mut R, conn: &mut Connection, msg: Message) -> Result
                     results.push(r);
                 }
                 let write_log = ctx.write_log();
-                let root = state::next_state_root(&prev, &write_log);
                 let io = state::io_root(req.round, &req.inputs, &results);
                 Body::RuntimeExecuteTxBatchResponse(RuntimeExecuteTxBatchResponse {
                     results,
                     write_log,
-                    state_root: ByteBuf::from(root.to_vec()),
+                    state_root: ByteBuf::new(),
                     io_root: ByteBuf::from(io.to_vec()),
                 })
             }

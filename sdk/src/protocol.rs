@@ -208,7 +208,8 @@ pub struct RuntimeExecuteTxBatchResponse {
     pub results: Vec<TxResult>,
     /// State changes of the whole batch, sorted by key, one entry per key.
     pub write_log: Vec<WriteLogEntry>,
-    /// The state root after the batch (see [`crate::state::next_state_root`]).
+    /// Unused: the host computes the state root from `write_log` with its tree. Runtimes send
+    /// it empty; hosts ignore it.
     pub state_root: ByteBuf,
     /// Commitment to the batch's inputs and outputs (see [`crate::state::io_root`]).
     pub io_root: ByteBuf,

@@ -1,18 +1,20 @@
 //! State commitments shared by the runtime and the host.
 //!
-//! The sandbox is stateless, so the runtime cannot hash the whole state. Instead the state root
-//! chains write logs: `next = H("paratime/state" ‖ prev ‖ CBOR(sorted write log))`. Both sides
-//! compute it; the host checks the runtime's value after applying the write log. Two honest
-//! executions of the same batch on the same state produce the same root, which is what committee
-//! votes compare. It is a history commitment, not a Merkle structure: it supports no inclusion
-//! proofs (clients trust the node they query).
+//! The sandbox is stateless: the host keeps the ParaTime's state as an authenticated tree
+//! (oasis's MKVS hashing) and computes each round's state root from the write log the runtime
+//! returns. The runtime commits only to its batch's inputs and outputs ([`io_root`]); two honest
+//! executions of the same batch on the same state give the same write log, hence the same tree
+//! root, which is what committee votes compare.
 
-use crate::protocol::{Hash, TxResult, WriteLogEntry};
+use crate::protocol::{Hash, TxResult};
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha512_256};
 
-/// The state root of an empty state.
-pub const EMPTY_STATE_ROOT: Hash = [0u8; 32];
+/// The state root of an empty state: the root of the empty tree (SHA-512/256 of nothing).
+pub const EMPTY_STATE_ROOT: Hash = [
+    0xc6, 0x72, 0xb8, 0xd1, 0xef, 0x56, 0xed, 0x28, 0xab, 0x87, 0xc3, 0x62, 0x2c, 0x51, 0x14, 0x06,
+    0x9b, 0xdd, 0x3a, 0xd7, 0xb8, 0xf9, 0x73, 0x74, 0x98, 0xd0, 0xc0, 0x1e, 0xce, 0xf0, 0x96, 0x7a,
+];
 
 /// SHA-512/256 of `data`.
 pub fn hash(data: &[u8]) -> Hash {
@@ -24,18 +26,6 @@ fn cbor<T: serde::Serialize>(v: &T) -> Vec<u8> {
     // Serializing plain data structures into a Vec cannot fail.
     ciborium::into_writer(v, &mut out).expect("CBOR encoding of in-memory data cannot fail");
     out
-}
-
-/// The state root after applying `write_log` (sorted by key, one entry per key) on `prev`.
-pub fn next_state_root(prev: &Hash, write_log: &[WriteLogEntry]) -> Hash {
-    if write_log.is_empty() {
-        return *prev;
-    }
-    let mut h = Sha512_256::new();
-    h.update(b"paratime/state");
-    h.update(prev);
-    h.update(cbor(&write_log));
-    h.finalize().into()
 }
 
 /// Commitment to a batch's inputs and outputs.

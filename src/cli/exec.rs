@@ -73,6 +73,13 @@ impl Scratch {
     }
 }
 
+impl Scratch {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -122,16 +129,18 @@ async fn exec_async(a: ExecArgs) -> anyhow::Result<serde_json::Value> {
         .iter()
         .map(|q| parse_call("query", q))
         .collect::<Result<Vec<_>, _>>()?;
-    let (_scratch, launcher, mut rt, _) = prepare(&a.bundle, max, &a.sandbox_binary, false)?;
+    let (scratch, launcher, mut rt, _) = prepare(&a.bundle, max, &a.sandbox_binary, false)?;
     if let Some(c) = &a.runtime_config {
         let v: serde_json::Value = serde_json::from_str(c)
             .map_err(|e| anyhow::anyhow!("--runtime-config: not JSON: {e}"))?;
         rt.local_config = Some(ciborium::Value::serialized(&v)?);
     }
-    let state = Arc::new(match &a.state {
-        Some(p) => RuntimeState::load(p)?,
-        None => RuntimeState::default(),
-    });
+    let state_file = match &a.state {
+        Some(p) => p.clone(),
+        None => scratch.path().join(crate::host::state::FILE_NAME),
+    };
+    let state = Arc::new(RuntimeState::open(&state_file, 16 << 20)?);
+    state.resume_latest()?;
     let info = launcher.client().info()?;
     if let Some(e) = info.trial_error {
         return Err(anyhow::anyhow!("sandbox unavailable: {e}"));
@@ -191,9 +200,9 @@ async fn exec_async(a: ExecArgs) -> anyhow::Result<serde_json::Value> {
                 ))
             }
         };
-        let claimed = paratime_sdk::state::to_hash(&resp.state_root)
-            .ok_or_else(|| anyhow::anyhow!("runtime returned a malformed state root"))?;
-        let root = state.apply(&prev, &resp.write_log, &claimed)?;
+        let next = state.compute(&prev, &resp.write_log)?;
+        let round = state.current().0.saturating_add(1);
+        let root = state.apply(round, &prev, &resp.write_log, &next)?;
         let error = |stage: &str, e: &paratime_sdk::protocol::Error| serde_json::json!({ "stage": stage, "module": e.module, "code": e.code, "message": e.message });
         let mut executed = accepted.iter().zip(&resp.results);
         let results: Vec<serde_json::Value> = txs
@@ -240,9 +249,6 @@ async fn exec_async(a: ExecArgs) -> anyhow::Result<serde_json::Value> {
         out["queries"] = qout.into();
     }
     p.conn.notify(Body::RuntimeShutdownRequest(Empty {})).await;
-    if let Some(path) = &a.state {
-        state.save(path)?;
-    }
     Ok(out)
 }
 

@@ -84,6 +84,9 @@ enum Command {
     Tx(paratime::TxCmd),
     /// Query a ParaTime's finalized state, e.g. `query --method kv.Get --body '{"key":"k"}'`.
     Query(paratime::CallArgs),
+    /// Read a key of a ParaTime's finalized state with a proof, or verify such a proof.
+    #[command(subcommand)]
+    State(paratime::StateCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -561,6 +564,7 @@ pub fn run() -> i32 {
         Some(Command::Account(c)) => network::account(c),
         Some(Command::Tx(c)) => paratime::tx(c),
         Some(Command::Query(c)) => paratime::query(c),
+        Some(Command::State(c)) => paratime::state(c),
         Some(Command::Doctor) => match cli.config {
             Some(f) => doctor::doctor(&f),
             None => fail("doctor needs --config FILE"),

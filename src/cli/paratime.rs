@@ -45,6 +45,144 @@ pub enum TxCmd {
     },
 }
 
+/// A state key on the command line: text, or hex with `--hex`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KeyArg {
+    /// The key (text, e.g. a kvstore key, or hex with --hex).
+    #[arg(long)]
+    pub key: String,
+    /// The key is hex.
+    #[arg(long)]
+    pub hex: bool,
+}
+
+impl KeyArg {
+    fn bytes(&self) -> Result<Vec<u8>, CallError> {
+        if self.hex {
+            hex::decode(&self.key).map_err(|e| CallError::Input(format!("--key: not hex: {e}")))
+        } else {
+            Ok(self.key.as_bytes().to_vec())
+        }
+    }
+}
+
+/// `state` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum StateCmd {
+    /// Read a key of the finalized state with a proof; the proof is checked against the state
+    /// root the node reports and, with --root, against a root you trust.
+    Get {
+        /// Control socket (default as for `query`).
+        #[arg(short = 'a', long = "address")]
+        address: Option<String>,
+        /// Runtime ID (hex).
+        #[arg(long, default_value = SAMPLE_RUNTIME_ID)]
+        runtime: String,
+        /// The key.
+        #[command(flatten)]
+        key: KeyArg,
+        /// A state root (hex) obtained elsewhere, e.g. from another node's `control status`.
+        #[arg(long)]
+        root: Option<String>,
+    },
+    /// Verify a proof offline: prints the proven value; exit 1 if the proof does not hold.
+    Verify {
+        /// The state root (hex) the proof must lead to.
+        #[arg(long)]
+        root: String,
+        /// The key.
+        #[command(flatten)]
+        key: KeyArg,
+        /// The proof (base64), as `state get` prints it.
+        #[arg(long)]
+        proof: String,
+    },
+}
+
+fn parse_root(s: &str) -> Result<[u8; 32], CallError> {
+    let b = hex::decode(s).map_err(|e| CallError::Input(format!("--root: not hex: {e}")))?;
+    b.try_into()
+        .map_err(|_| CallError::Input("--root: not 32 bytes".into()))
+}
+
+/// Checks `proof` (base64) for `key` against `root`: the proven value, or why not.
+fn verify_proof(root: &[u8; 32], key: &[u8], proof: &str) -> Result<Option<Vec<u8>>, CallError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(proof.trim())
+        .map_err(|e| CallError::Input(format!("proof: not base64: {e}")))?;
+    let proof = paratime_mkvs::Proof::decode(&bytes)
+        .map_err(|e| CallError::Input(format!("proof: {e}")))?;
+    proof
+        .verify(root, key)
+        .map_err(|e| CallError::Output(format!("the proof does not hold: {e}")))
+}
+
+/// The value for display: text when it is UTF-8, and always base64.
+fn value_json(v: &Option<Vec<u8>>) -> serde_json::Value {
+    match v {
+        None => serde_json::Value::Null,
+        Some(v) => serde_json::json!({
+            "text": std::str::from_utf8(v).ok(),
+            "base64": b64(v),
+        }),
+    }
+}
+
+/// `state …`.
+pub fn state(cmd: StateCmd) -> i32 {
+    let result = match cmd {
+        StateCmd::Get {
+            address: a,
+            runtime,
+            key,
+            root,
+        } => block_on(async {
+            let key = key.bytes()?;
+            let trusted = root.as_deref().map(parse_root).transpose()?;
+            let addr = address(&a)?;
+            let req = api::RuntimeStateGet { key: b64(&key) };
+            let r = Client::new(&addr).runtime_state(&runtime, &req).await?;
+            let reported = parse_root(&r.state_root)
+                .map_err(|_| CallError::Output("the node sent a malformed state root".into()))?;
+            let value = verify_proof(&reported, &key, &r.proof)?;
+            if let Some(t) = trusted {
+                if t != reported {
+                    return Err(CallError::Output(format!(
+                        "the node answered from state root {}, not the trusted {}",
+                        r.state_root,
+                        hex::encode(t)
+                    )));
+                }
+            }
+            Ok(serde_json::json!({
+                "round": r.round,
+                "state_root": r.state_root,
+                "key": hex::encode(&key),
+                "value": value_json(&value),
+                "proof": r.proof,
+                "verified": if trusted.is_some() { "against the trusted root" } else { "against the root the node reported" },
+            }))
+        }),
+        StateCmd::Verify { root, key, proof } => (|| {
+            let key = key.bytes()?;
+            let value = verify_proof(&parse_root(&root)?, &key, &proof)?;
+            Ok(
+                serde_json::json!({ "key": hex::encode(&key), "value": value_json(&value), "verified": true }),
+            )
+        })(),
+    };
+    match result {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            0
+        }
+        Err(e) => {
+            eprintln!("error: state: {e}");
+            e.exit_code()
+        }
+    }
+}
+
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }

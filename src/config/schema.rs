@@ -274,8 +274,8 @@ pub struct RuntimeConfig {
     pub sentry_addresses: Vec<String>,
     /// Transaction pool tuning.
     pub tx_pool: Option<Value>,
-    /// Pruning.
-    pub prune: Option<Value>,
+    /// Pruning of runtime history and state.
+    pub prune: RuntimePrune,
     /// Indexer.
     pub indexer: Option<Value>,
     /// Re-attestation interval (TEE only).
@@ -312,7 +312,7 @@ impl Default for RuntimeConfig {
             registries: Vec::new(),
             sentry_addresses: Vec::new(),
             tx_pool: None,
-            prune: None,
+            prune: RuntimePrune::default(),
             indexer: None,
             attest_interval: String::new(),
             load_balancer: None,
@@ -468,6 +468,28 @@ pub struct Registration {
     pub entity: String,
     /// Entity public key, base64.
     pub entity_id: String,
+}
+
+/// `runtime.prune` (oasis's keys and defaults).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct RuntimePrune {
+    /// `none` or `keep_last`.
+    pub strategy: String,
+    /// How often the pruner runs (at least 1s with keep_last).
+    pub interval: String,
+    /// Rounds kept (keep_last).
+    pub num_kept: u64,
+}
+
+impl Default for RuntimePrune {
+    fn default() -> Self {
+        Self {
+            strategy: "none".into(),
+            interval: "2m".into(),
+            num_kept: 250_000,
+        }
+    }
 }
 
 /// `storage`.

@@ -37,6 +37,20 @@ pub struct Settings {
     pub consensus_peers: Vec<std::net::SocketAddr>,
     /// `p2p.seeds`: peer ID and address.
     pub seeds: Vec<(libp2p::PeerId, libp2p::Multiaddr)>,
+    /// `storage.max_cache_size` in bytes: the memory each hosted runtime's state tree may
+    /// hold (decoded nodes, and the database's page cache as much again).
+    pub state_cache_size: u64,
+    /// `runtime.prune`: `None` for strategy `none`.
+    pub prune: Option<Prune>,
+}
+
+/// `runtime.prune` with strategy `keep_last`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prune {
+    /// Rounds kept: rounds at or below `latest - num_kept` are removed.
+    pub num_kept: u64,
+    /// How often the pruner runs.
+    pub interval: Duration,
 }
 
 /// Values parsed so far; complete when the config has no errors.
@@ -51,6 +65,8 @@ pub(super) struct Parsed {
     consensus_listen: Option<std::net::SocketAddr>,
     consensus_peers: Option<Vec<std::net::SocketAddr>>,
     seeds: Option<Vec<(libp2p::PeerId, libp2p::Multiaddr)>>,
+    state_cache_size: Option<u64>,
+    prune: Option<Option<Prune>>,
 }
 
 impl Parsed {
@@ -68,7 +84,49 @@ impl Parsed {
                 .consensus_peers
                 .ok_or("consensus.p2p.persistent_peers")?,
             seeds: self.seeds.ok_or("p2p.seeds")?,
+            state_cache_size: self.state_cache_size.ok_or("storage.max_cache_size")?,
+            prune: self.prune.ok_or("runtime.prune")?,
         })
+    }
+}
+
+/// `storage.max_cache_size` when unset (oasis's default is 256mb; this node's state tree
+/// needs less to stay fast, and a node's memory stays bounded).
+pub(crate) const DEFAULT_STATE_CACHE: u64 = 64 << 20;
+const MIN_STATE_CACHE: u64 = 2 << 20;
+
+/// `runtime.prune`, with oasis's messages.
+fn check_prune(pr: &super::schema::RuntimePrune, p: &mut Vec<Problem>) -> Option<Option<Prune>> {
+    match pr.strategy.as_str() {
+        "none" => Some(None),
+        "keep_last" => {
+            let interval = check_duration(p, "runtime.prune.interval", &pr.interval)?;
+            if interval < Duration::from_secs(1) {
+                p.push(Problem::error(
+                    "runtime.prune.interval",
+                    "prune.interval must be >= 1 second",
+                ));
+                return None;
+            }
+            if pr.num_kept == 0 {
+                p.push(Problem::error(
+                    "runtime.prune.num_kept",
+                    "must be at least 1: the latest round is always kept",
+                ));
+                return None;
+            }
+            Some(Some(Prune {
+                num_kept: pr.num_kept,
+                interval,
+            }))
+        }
+        other => {
+            p.push(Problem::error(
+                "runtime.prune.strategy",
+                format!("unknown runtime history pruner strategy: {other} (use none or keep_last)"),
+            ));
+            None
+        }
     }
 }
 
@@ -230,6 +288,21 @@ fn check_runtime(c: &Config, p: &mut Vec<Problem>, parsed: &mut Parsed) {
     match parse_size(&r.max_bundle_size) {
         Ok(n) => parsed.max_bundle_size = Some(n),
         Err(e) => p.push(Problem::error("runtime.max_bundle_size", e)),
+    }
+    parsed.prune = check_prune(&r.prune, p);
+    let cache = &c.storage.max_cache_size;
+    let size = if cache.is_empty() {
+        Ok(DEFAULT_STATE_CACHE)
+    } else {
+        parse_size(cache)
+    };
+    match size {
+        Ok(n) if n >= MIN_STATE_CACHE => parsed.state_cache_size = Some(n),
+        Ok(_) => p.push(Problem::error(
+            "storage.max_cache_size",
+            format!("'{cache}' is below the minimum of 2mb"),
+        )),
+        Err(e) => p.push(Problem::error("storage.max_cache_size", e)),
     }
     parsed.ping_interval = check_duration_range(
         p,

@@ -29,6 +29,11 @@ pub fn runtime_query(runtime: &str) -> String {
     format!("/api/v1/runtime/{runtime}/query")
 }
 
+/// `POST` [`RuntimeStateGet`]: [`RuntimeStateValue`].
+pub fn runtime_state(runtime: &str) -> String {
+    format!("/api/v1/runtime/{runtime}/state")
+}
+
 /// What went wrong, for programs. Each code has one HTTP status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(rename_all = "snake_case")]
@@ -187,6 +192,27 @@ pub struct RuntimeQueryResult {
     pub round: paratime_state::Round,
     /// The result: base64 of its CBOR.
     pub data: String,
+}
+
+/// `POST /api/v1/runtime/{id}/state`: one key of the finalized state, with its proof.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RuntimeStateGet {
+    /// The key: base64.
+    pub key: String,
+}
+
+/// The answer to [`RuntimeStateGet`]: the value (or its absence) in the state of `round`,
+/// provable against `state_root` with `proof`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RuntimeStateValue {
+    /// The finalized round whose state was read.
+    pub round: paratime_state::Round,
+    /// Its state root (hex): the root the proof is checked against.
+    pub state_root: String,
+    /// The value (base64), or null when the key is absent.
+    pub value: Option<String>,
+    /// The proof (base64 of `paratime_mkvs::Proof::encode`).
+    pub proof: String,
 }
 
 /// Whether the consensus layer is synced.

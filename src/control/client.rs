@@ -245,4 +245,14 @@ impl Client {
         self.call("POST", &super::api::runtime_query(runtime), Self::json(req))
             .await
     }
+
+    /// `POST /api/v1/runtime/{id}/state`.
+    pub async fn runtime_state(
+        &self,
+        runtime: &str,
+        req: &super::api::RuntimeStateGet,
+    ) -> Result<super::api::RuntimeStateValue, ClientError> {
+        self.call("POST", &super::api::runtime_state(runtime), Self::json(req))
+            .await
+    }
 }

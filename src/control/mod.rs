@@ -214,6 +214,9 @@ pub struct RuntimeEntry {
     /// Hash of its block (hex).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latest_hash: Option<String>,
+    /// The lowest round whose history this node keeps (`runtime.prune`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_retained_round: Option<paratime_state::Round>,
     /// The runtime's rounds in the consensus state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub roothash: Option<api::RoothashStatus>,
@@ -255,6 +258,7 @@ impl RuntimeEntry {
             latest_state_root,
             latest_round: None,
             latest_hash: None,
+            last_retained_round: None,
             roothash: None,
             worker: None,
         }
@@ -296,6 +300,7 @@ impl RuntimeEntry {
                 },
             });
         }
+        self.last_retained_round = ws.as_ref().map(|w| w.last_retained_round);
         self.worker = ws;
     }
 }
@@ -537,6 +542,36 @@ async fn runtime_query(
     }))
 }
 
+/// `POST /api/v1/runtime/{id}/state`: one key of the finalized state with its proof.
+async fn runtime_state(
+    State(s): State<ControlState>,
+    axum::extract::Path(rid): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<api::RuntimeStateValue> {
+    let w = worker(&s, &rid)?;
+    let req: api::RuntimeStateGet = parse(&body)?;
+    let key = decode_b64(&req.key, "key")?;
+    if key.len() > paratime_mkvs::node::MAX_KEY_LEN {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "key: {} bytes, over the limit of {}",
+                key.len(),
+                paratime_mkvs::node::MAX_KEY_LEN
+            ),
+        ));
+    }
+    use base64::Engine;
+    let (round, root, value, proof) = w.state_proof(key).await?;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    Ok(Json(api::RuntimeStateValue {
+        round,
+        state_root: hex::encode(root),
+        value: value.as_deref().map(b64),
+        proof: b64(&proof.encode()),
+    }))
+}
+
 async fn is_synced(State(s): State<ControlState>) -> Json<api::IsSynced> {
     use crate::consensus::engine::Backend;
     let synced = match &s.network.consensus {
@@ -679,6 +714,7 @@ fn router(state: ControlState, limits: Limits) -> Router {
         .route("/api/v1/consensus/account/{addr}", get(account))
         .route("/api/v1/runtime/{id}/submit", post(runtime_submit))
         .route("/api/v1/runtime/{id}/query", post(runtime_query))
+        .route("/api/v1/runtime/{id}/state", post(runtime_state))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(limits, bounded_body))
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body))

@@ -80,11 +80,21 @@ async fn read_loop(
             continue;
         }
         let reply = match msg.body {
-            Body::HostStorageGetRequest(req) => {
-                Body::HostStorageGetResponse(HostStorageGetResponse {
-                    value: state.get(&req.key).map(ByteBuf::from),
-                })
-            }
+            // A read that fails is an error, never "absent": the runtime must not execute on a
+            // state it did not see.
+            Body::HostStorageGetRequest(req) => match state.get(&req.key) {
+                Ok(value) => Body::HostStorageGetResponse(HostStorageGetResponse {
+                    value: value.map(ByteBuf::from),
+                }),
+                Err(e) => {
+                    log::error!(target: "runtime/host", "state read failed: {e}");
+                    Body::Error(protocol::Error {
+                        module: "rhp/host".into(),
+                        code: 2,
+                        message: format!("state read failed: {e}"),
+                    })
+                }
+            },
             other => Body::Error(protocol::Error {
                 module: "rhp/host".into(),
                 code: 1,

@@ -1,22 +1,24 @@
-//! The ParaTime's state, owned by the host (the sandbox is stateless).
+//! The runtime's finalized state, on disk and authenticated: a versioned Merkle tree
+//! ([`paratime_mkvs`]) with one version per finalized round, in
+//! `<data_dir>/runtimes/<id>/mkvs_storage.redb.db` (oasis's per-runtime `mkvs_storage.*.db`).
 //!
-//! Kept in memory with its state root; [`RuntimeState::apply`] applies a batch's write log and
-//! checks the runtime's claimed root. `runtime exec` persists it to a file between invocations;
-//! the consensus issue moves it into the node's store.
+//! The runtime reads it through the host (`HostStorageGetRequest`) at the latest finalized root.
+//! State roots are the tree's roots: the host computes them from the write log the runtime
+//! returns, so a committee vote compares roots of real trees and a value can be proven against
+//! a finalized root. Memory is the tree's node cache (`storage.max_cache_size`) and redb's page
+//! cache of the same size, whatever the state's size.
 
+use paratime_mkvs::{NodeDb, Proof, Pruned, StoreError};
 use paratime_sdk::protocol::{Hash, WriteLogEntry};
-use paratime_sdk::state::{next_state_root, EMPTY_STATE_ROOT};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{PoisonError, RwLock};
 
-/// Why the runtime state could not be changed, loaded or saved.
+/// The tree's file name in `<data_dir>/runtimes/<id>/`.
+pub const FILE_NAME: &str = "mkvs_storage.redb.db";
+
+/// Why the runtime state could not be read or changed.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// A thread panicked while holding the state.
-    #[error("state lock poisoned")]
-    Poisoned,
     /// The batch was executed on an older state.
     #[error(
         "state moved on: batch executed on {} but state is at {}",
@@ -32,182 +34,207 @@ pub enum StateError {
     /// The write log is not strictly sorted.
     #[error("write log is not sorted by key with one entry per key")]
     Unsorted,
-    /// The claimed root is not what the write log gives.
-    #[error(
-        "runtime reported state root {} but the write log gives {}",
-        hex::encode(claimed),
-        hex::encode(computed)
-    )]
-    RootMismatch {
-        /// What the runtime reported.
-        claimed: Hash,
-        /// What the write log gives.
-        computed: Hash,
+    /// The state the node recorded as finalized is not in the tree (deleted, or a data dir from
+    /// before the tree).
+    #[error("the finalized state of round {round} (root {}) is not in {path}: remove the runtime's data (runtimes/<id>/) and let the node sync again", hex::encode(root))]
+    Missing {
+        /// The round.
+        round: u64,
+        /// Its state root.
+        root: Hash,
+        /// The tree's file.
+        path: String,
     },
-    /// The state file cannot be read or written.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: std::path::PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The state file is not CBOR of the expected shape.
-    #[error("{}: not a state file: {reason}", path.display())]
-    NotStateFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The decoder's reason.
-        reason: String,
-    },
-    /// The state file's root is not 32 bytes.
-    #[error("{}: bad state root", .0.display())]
-    BadRoot(std::path::PathBuf),
+    /// The tree store failed, or the write log does not give the expected root.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
-    move |source| StateError::Io {
-        path: path.to_path_buf(),
-        source,
+/// The tree and the finalized round and root the runtime reads.
+pub struct RuntimeState {
+    db: NodeDb,
+    path: String,
+    current: RwLock<(u64, Hash)>,
+}
+
+impl std::fmt::Debug for RuntimeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (round, root) = self.current();
+        write!(
+            f,
+            "RuntimeState({}, round {round}, root {})",
+            self.path,
+            hex::encode(root)
+        )
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct Snapshot {
-    root: serde_bytes::ByteBuf,
-    entries: BTreeMap<serde_bytes::ByteBuf, serde_bytes::ByteBuf>,
+fn entries(log: &[WriteLogEntry]) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+    log.iter()
+        .map(|e| (e.key.as_slice(), e.value.as_ref().map(|v| v.as_slice())))
 }
 
-type Entries = BTreeMap<Vec<u8>, Vec<u8>>;
-
-/// Key-value state with a state root.
-#[derive(Debug)]
-pub struct RuntimeState {
-    inner: RwLock<(Hash, Entries)>,
-}
-
-impl Default for RuntimeState {
-    fn default() -> Self {
-        Self {
-            inner: RwLock::new((EMPTY_STATE_ROOT, BTreeMap::new())),
-        }
+fn sorted(log: &[WriteLogEntry]) -> Result<(), StateError> {
+    if log.windows(2).all(|w| w[0].key < w[1].key) {
+        Ok(())
+    } else {
+        Err(StateError::Unsorted)
     }
 }
 
 impl RuntimeState {
-    /// A state at `root` with `entries` (loaded from the node's store).
-    pub fn from_entries(root: Hash, entries: BTreeMap<Vec<u8>, Vec<u8>>) -> Self {
-        Self {
-            inner: RwLock::new((root, entries)),
-        }
-    }
-
-    /// The current state root.
-    pub fn root(&self) -> Hash {
-        self.inner.read().map(|g| g.0).unwrap_or(EMPTY_STATE_ROOT)
-    }
-
-    /// Reads a key.
-    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.inner.read().ok().and_then(|g| g.1.get(key).cloned())
-    }
-
-    /// Number of keys.
-    pub fn len(&self) -> usize {
-        self.inner.read().map(|g| g.1.len()).unwrap_or(0)
-    }
-
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Applies a write log on top of `prev`, checking that the resulting root is `claimed`.
-    /// Nothing changes when the check fails.
-    pub fn apply(
-        &self,
-        prev: &Hash,
-        write_log: &[WriteLogEntry],
-        claimed: &Hash,
-    ) -> Result<Hash, StateError> {
-        let mut g = self.inner.write().map_err(|_| StateError::Poisoned)?;
-        if &g.0 != prev {
-            return Err(StateError::Moved {
-                executed_on: *prev,
-                current: g.0,
-            });
-        }
-        let sorted = write_log.windows(2).all(|w| w[0].key < w[1].key);
-        if !sorted {
-            return Err(StateError::Unsorted);
-        }
-        let root = next_state_root(prev, write_log);
-        if &root != claimed {
-            return Err(StateError::RootMismatch {
-                claimed: *claimed,
-                computed: root,
-            });
-        }
-        for e in write_log {
-            match &e.value {
-                Some(v) => g.1.insert(e.key.to_vec(), v.to_vec()),
-                None => g.1.remove(e.key.as_slice()),
-            };
-        }
-        g.0 = root;
-        Ok(root)
-    }
-
-    /// Loads a snapshot file (missing file = empty state).
-    pub fn load(path: &Path) -> Result<Self, StateError> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => return Err(io(path)(e)),
-        };
-        let s: Snapshot =
-            ciborium::from_reader(&bytes[..]).map_err(|e| StateError::NotStateFile {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-        let root: Hash = s
-            .root
-            .as_slice()
-            .try_into()
-            .map_err(|_| StateError::BadRoot(path.to_path_buf()))?;
-        let entries = s
-            .entries
-            .into_iter()
-            .map(|(k, v)| (k.into_vec(), v.into_vec()))
-            .collect();
+    /// Opens (or creates) the tree at `path`, holding at most `cache_bytes` of it in memory,
+    /// positioned at the empty state of round 0.
+    pub fn open(path: &Path, cache_bytes: usize) -> Result<Self, StateError> {
         Ok(Self {
-            inner: RwLock::new((root, entries)),
+            db: NodeDb::open(path, cache_bytes)?,
+            path: path.display().to_string(),
+            current: RwLock::new((0, paratime_mkvs::EMPTY)),
         })
     }
 
-    /// Writes a snapshot file atomically.
-    pub fn save(&self, path: &Path) -> Result<(), StateError> {
-        let g = self.inner.read().map_err(|_| StateError::Poisoned)?;
-        let s = Snapshot {
-            root: serde_bytes::ByteBuf::from(g.0.to_vec()),
-            entries: g
-                .1
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        serde_bytes::ByteBuf::from(k.clone()),
-                        serde_bytes::ByteBuf::from(v.clone()),
-                    )
-                })
-                .collect(),
+    /// Positions the state at the finalized `round` and `root` the node's store recorded;
+    /// refuses a root the tree does not hold.
+    pub fn resume(&self, round: u64, root: Hash) -> Result<(), StateError> {
+        if root != paratime_mkvs::EMPTY && !self.db.has_node(&root)? {
+            return Err(StateError::Missing {
+                round,
+                root,
+                path: self.path.clone(),
+            });
+        }
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = (round, root);
+        Ok(())
+    }
+
+    /// Positions the state at the latest stored version (the empty state when there is none);
+    /// returns its round and root.
+    pub fn resume_latest(&self) -> Result<(u64, Hash), StateError> {
+        let at = match self.db.latest_version()? {
+            Some(v) => (v, self.db.root(v)?.unwrap_or(paratime_mkvs::EMPTY)),
+            None => (0, paratime_mkvs::EMPTY),
         };
-        let mut bytes = Vec::new();
-        ciborium::into_writer(&s, &mut bytes).map_err(|e| StateError::NotStateFile {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io(path))
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = at;
+        Ok(at)
+    }
+
+    /// The finalized round and state root the runtime reads.
+    pub fn current(&self) -> (u64, Hash) {
+        *self.current.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The finalized state root.
+    pub fn root(&self) -> Hash {
+        self.current().1
+    }
+
+    /// Reads a key of the finalized state.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self.db.get(&self.root(), key)?)
+    }
+
+    /// The root `write_log` leads to from `prev`, without storing anything.
+    pub fn compute(&self, prev: &Hash, write_log: &[WriteLogEntry]) -> Result<Hash, StateError> {
+        sorted(write_log)?;
+        Ok(self.db.compute(prev, entries(write_log))?)
+    }
+
+    /// Applies a finalized round's write log on top of `prev` (the current root), requiring the
+    /// finalized root `expected`; stores it as version `round` and makes it current. Nothing
+    /// changes when a check fails; applying a stored round again does nothing.
+    pub fn apply(
+        &self,
+        round: u64,
+        prev: &Hash,
+        write_log: &[WriteLogEntry],
+        expected: &Hash,
+    ) -> Result<Hash, StateError> {
+        let current = self.root();
+        if &current != prev {
+            return Err(StateError::Moved {
+                executed_on: *prev,
+                current,
+            });
+        }
+        sorted(write_log)?;
+        let root = self
+            .db
+            .apply(round, prev, entries(write_log), Some(expected))?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = (round, root);
+        Ok(root)
+    }
+
+    /// The value of `key` in the finalized state with a proof against its root, and the round
+    /// and root it is checked against.
+    pub fn prove(&self, key: &[u8]) -> Result<(u64, Hash, Proof), StateError> {
+        let (round, root) = self.current();
+        Ok((round, root, self.db.prove(&root, key)?))
+    }
+
+    /// Removes versions before `keep_from` (at most `max` of them; the current one stays).
+    pub fn prune(&self, keep_from: u64, max: usize) -> Result<Pruned, StateError> {
+        let keep_from = keep_from.min(self.current().0);
+        Ok(self.db.prune(keep_from, max)?)
+    }
+
+    /// The earliest and latest stored versions.
+    pub fn versions(&self) -> Result<Option<(u64, u64)>, StateError> {
+        Ok(self.db.versions()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_bytes::ByteBuf;
+
+    fn put(k: &str, v: &str) -> WriteLogEntry {
+        WriteLogEntry {
+            key: ByteBuf::from(k.as_bytes().to_vec()),
+            value: Some(ByteBuf::from(v.as_bytes().to_vec())),
+        }
+    }
+
+    #[test]
+    fn rounds_apply_on_the_current_root_only_with_the_finalized_root() {
+        let d = tempfile::tempdir().expect("tmp");
+        let path = d.path().join("mkvs_storage.redb.db");
+        let s = RuntimeState::open(&path, 1 << 20).expect("open");
+        let log = vec![put("a", "1"), put("b", "2")];
+        let r1 = s.compute(&paratime_mkvs::EMPTY, &log).expect("compute");
+        // A wrong expected root changes nothing.
+        assert!(matches!(
+            s.apply(1, &paratime_mkvs::EMPTY, &log, &[1; 32]),
+            Err(StateError::Store(StoreError::Mismatch { .. }))
+        ));
+        assert_eq!(s.root(), paratime_mkvs::EMPTY);
+        assert_eq!(
+            s.apply(1, &paratime_mkvs::EMPTY, &log, &r1).expect("apply"),
+            r1
+        );
+        assert_eq!(s.get(b"a").expect("get"), Some(b"1".to_vec()));
+        // A batch executed on an older state, or an unsorted write log, is refused.
+        assert!(matches!(
+            s.apply(2, &paratime_mkvs::EMPTY, &log, &r1),
+            Err(StateError::Moved { .. })
+        ));
+        let unsorted = vec![put("b", "2"), put("a", "1")];
+        assert!(matches!(
+            s.compute(&r1, &unsorted),
+            Err(StateError::Unsorted)
+        ));
+        // Proofs verify against the finalized root.
+        let (round, root, proof) = s.prove(b"b").expect("prove");
+        assert_eq!((round, root), (1, r1));
+        assert_eq!(proof.verify(&root, b"b"), Ok(Some(b"2".to_vec())));
+        // Reopened, it resumes at a root it holds, and refuses one it does not.
+        drop(s);
+        let s = RuntimeState::open(&path, 1 << 20).expect("reopen");
+        s.resume(1, r1).expect("resume");
+        assert_eq!(s.get(b"b").expect("get"), Some(b"2".to_vec()));
+        assert!(matches!(
+            s.resume(1, [3; 32]),
+            Err(StateError::Missing { .. })
+        ));
     }
 }

@@ -74,6 +74,9 @@ pub enum NodeError {
     /// The consensus store.
     #[error(transparent)]
     Store(#[from] crate::storage::StoreError),
+    /// A hosted runtime's state tree.
+    #[error(transparent)]
+    State(#[from] crate::host::state::StateError),
     /// Self-confinement (Landlock, capabilities).
     #[error(transparent)]
     Confine(#[from] crate::system::confine::ConfineError),
@@ -496,20 +499,27 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             version: h.version,
         })
         .collect();
-    // Runtime state: from the store when the node runs the network, else in memory.
+    // Runtime state: the tree in runtimes/<id>/, at the round the store recorded as applied.
     let mut states: BTreeMap<
         crate::bundle::RuntimeId,
         (Arc<RuntimeState>, Option<crate::storage::Applied>),
     > = BTreeMap::new();
+    let cache = usize::try_from(p.settings.state_cache_size).unwrap_or(usize::MAX);
     for rt in &p.hosted {
-        let loaded = match &p.network {
+        let dir = Path::new(&cfg.common.data_dir)
+            .join("runtimes")
+            .join(rt.id.to_string());
+        identity::ensure_dir(&dir)?;
+        let state = RuntimeState::open(&dir.join(crate::host::state::FILE_NAME), cache)?;
+        let applied = match &p.network {
             Some(net) => {
-                let (applied, st) = crate::worker::compute::load_state(&net.store, &rt.id)?;
-                (Arc::new(st), Some(applied))
+                let a = crate::worker::compute::applied(&net.store, &rt.id)?;
+                state.resume(a.round.0, a.state_root)?;
+                Some(a)
             }
-            None => (Arc::new(RuntimeState::default()), None),
+            None => None,
         };
-        states.insert(rt.id, loaded);
+        states.insert(rt.id, (Arc::new(state), applied));
     }
     let mut conns = BTreeMap::new();
     let mut idle_conns = Vec::new();
@@ -601,6 +611,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                 store: net.store.clone(),
                 state: state.clone(),
                 compute: cfg.mode == config::Mode::Compute,
+                prune: p.settings.prune,
             };
             let h = worker.start(
                 applied.clone().unwrap_or(crate::storage::Applied {

@@ -9,7 +9,6 @@ use paratime_state::crypto::PublicKey;
 use paratime_state::roothash::{BlockHeader, Event, ExecutedBatch, LastSigned};
 use paratime_state::state::State;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Committed blocks: height → CBOR (block, commit certificate).
@@ -22,8 +21,6 @@ const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta")
 const RT_BLOCKS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("runtime_blocks");
 /// Executed batches of finalized rounds: runtime ID ‖ round → batch.
 const RT_BATCHES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("runtime_batches");
-/// Runtime state: runtime ID ‖ key → value.
-const RT_STATE: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("runtime_state");
 /// Transaction index: runtime ID ‖ tx hash → (round, index).
 const RT_TXS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("runtime_txs");
 /// The signer's record: slot key ([`paratime_state::signing::Slot::record_key`]) → message
@@ -57,8 +54,9 @@ pub enum SignOnce {
 }
 
 /// The schema this software writes and understands.
-/// 2: BFT blocks with commit certificates (1 was the single-producer engine's signed blocks).
-pub const SCHEMA_VERSION: u64 = 2;
+/// 3: runtime state roots are roots of the runtime's state tree (2 chained write-log hashes and
+/// kept the runtime state in this store; 1 was the single-producer engine's signed blocks).
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +70,7 @@ pub enum StoreError {
         found: u64,
     },
     /// The store was written by older software whose blocks this one cannot read.
-    #[error("store {path} has schema version {found}: blocks of the single-validator engine, which this software cannot read; move it away and let the node sync from its peers")]
+    #[error("store {path} has schema version {found}: {}, which this software cannot read; move it away and let the node sync from its peers", if *found < 2 { "blocks of the single-validator engine" } else { "runtime state roots of write-log hashes, not of the state tree" })]
     TooOld {
         /// Store file.
         path: PathBuf,
@@ -267,6 +265,81 @@ impl Store {
         self.rt_get(RT_BATCHES, &rt_key(rid, &round.0.to_be_bytes()))
     }
 
+    /// Removes the history of rounds before `keep_from` (at most `max_rounds` of them, oldest
+    /// first): runtime block headers, executed batches and their transactions' index entries.
+    /// Returns how many rounds were removed; the lowest round kept is recorded for status.
+    pub fn prune_runtime(
+        &self,
+        rid: &RuntimeId,
+        keep_from: paratime_state::Round,
+        max_rounds: usize,
+    ) -> Result<u64, StoreError> {
+        let lo = rt_key(rid, &0u64.to_be_bytes());
+        let hi = rt_key(rid, &keep_from.0.to_be_bytes());
+        let round_of = |k: &[u8]| {
+            let mut b = [0u8; 8];
+            if let Some(tail) = k.get(32..40) {
+                b.copy_from_slice(tail);
+            }
+            u64::from_be_bytes(b)
+        };
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut removed = 0u64;
+        let mut highest = None;
+        {
+            let mut blocks = txn.open_table(RT_BLOCKS).map_err(|e| self.err(e))?;
+            let mut batches = txn.open_table(RT_BATCHES).map_err(|e| self.err(e))?;
+            let mut txs = txn.open_table(RT_TXS).map_err(|e| self.err(e))?;
+            let keys: Vec<Vec<u8>> = blocks
+                .range(lo.as_slice()..hi.as_slice())
+                .map_err(|e| self.err(e))?
+                .take(max_rounds)
+                .map(|r| r.map(|(k, _)| k.value().to_vec()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.err(e))?;
+            for k in keys {
+                blocks.remove(k.as_slice()).map_err(|e| self.err(e))?;
+                let batch = batches
+                    .remove(k.as_slice())
+                    .map_err(|e| self.err(e))?
+                    .map(|v| v.value().to_vec());
+                if let Some(bytes) = batch {
+                    let b: ExecutedBatch = crate::encoding::from_cbor(&bytes).map_err(|e| {
+                        self.err(format!("executed batch of {}: {e}", hex::encode(&k)))
+                    })?;
+                    for input in &b.inputs {
+                        let h = crate::encoding::hash(input);
+                        txs.remove(rt_key(rid, &h).as_slice())
+                            .map_err(|e| self.err(e))?;
+                    }
+                }
+                removed += 1;
+                highest = Some(round_of(&k));
+            }
+            if let Some(h) = highest {
+                let mut meta = txn.open_table(RT_META).map_err(|e| self.err(e))?;
+                meta.insert(
+                    rt_key(rid, b"retained_from").as_slice(),
+                    crate::encoding::canonical_cbor(&paratime_state::Round(h.saturating_add(1)))
+                        .as_slice(),
+                )
+                .map_err(|e| self.err(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(removed)
+    }
+
+    /// The lowest round whose history is kept (0 before any pruning).
+    pub fn runtime_retained_from(
+        &self,
+        rid: &RuntimeId,
+    ) -> Result<paratime_state::Round, StoreError> {
+        Ok(self
+            .rt_get(RT_META, &rt_key(rid, b"retained_from"))?
+            .unwrap_or(paratime_state::Round(0)))
+    }
+
     /// The last round whose state was applied, if any.
     pub fn runtime_applied(&self, rid: &RuntimeId) -> Result<Option<Applied>, StoreError> {
         self.rt_get(RT_META, &rt_key(rid, b"applied"))
@@ -281,31 +354,8 @@ impl Store {
         self.rt_get(RT_TXS, &rt_key(rid, tx_hash))
     }
 
-    /// The runtime's whole state (loaded at start).
-    pub fn runtime_entries(
-        &self,
-        rid: &RuntimeId,
-    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = match txn.open_table(RT_STATE) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
-            Err(e) => return Err(self.err(e)),
-        };
-        let mut out = BTreeMap::new();
-        let lo = rt_key(rid, &[]);
-        for item in t.range(lo.as_slice()..).map_err(|e| self.err(e))? {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let Some(key) = k.value().strip_prefix(rid.0.as_slice()) else {
-                break;
-            };
-            out.insert(key.to_vec(), v.value().to_vec());
-        }
-        Ok(out)
-    }
-
-    /// Applies a finalized round in one transaction: the batch's write log to the state, the
-    /// batch itself, its transaction index and the new applied marker. `batch` is `None` for
+    /// Records a finalized round in one transaction: the batch, its transaction index and the
+    /// new applied marker (the state itself is the runtime's tree, applied before). `batch` is `None` for
     /// rounds without a batch (failed rounds, epoch transitions).
     pub fn apply_round(
         &self,
@@ -318,15 +368,6 @@ impl Store {
         {
             let mut meta = txn.open_table(RT_META).map_err(|e| self.err(e))?;
             if let Some(b) = batch {
-                let mut st = txn.open_table(RT_STATE).map_err(|e| self.err(e))?;
-                for e in &b.write_log {
-                    let k = rt_key(rid, &e.key);
-                    match &e.value {
-                        Some(v) => st.insert(k.as_slice(), v.as_slice()),
-                        None => st.remove(k.as_slice()),
-                    }
-                    .map_err(|e| self.err(e))?;
-                }
                 let mut batches = txn.open_table(RT_BATCHES).map_err(|e| self.err(e))?;
                 batches
                     .insert(
@@ -551,7 +592,7 @@ mod tests {
             },
         ];
         let prev = paratime_sdk::state::EMPTY_STATE_ROOT;
-        let root = paratime_sdk::state::next_state_root(&prev, &write_log);
+        let root = [7; 32];
         let inputs = vec![ByteBuf::from(b"tx".to_vec())];
         let results = vec![TxResult {
             error: None,
@@ -582,10 +623,6 @@ mod tests {
             (applied.round, applied.state_root),
             (paratime_state::Round(2), root)
         );
-        let entries = s.runtime_entries(&rid).expect("entries");
-        assert_eq!(entries.len(), 1);
-        assert_eq!(entries[b"a".as_slice()], b"1");
-        assert!(s.runtime_entries(&other).expect("other").is_empty());
         assert_eq!(
             s.tx_location(&rid, &crate::encoding::hash(b"tx"))
                 .expect("index"),
@@ -619,6 +656,93 @@ mod tests {
             e.to_string()
                 .contains("newer than this software understands"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn pruning_removes_old_rounds_history_at_a_bounded_pace() {
+        use paratime_sdk::protocol::TxResult;
+        use serde_bytes::ByteBuf;
+        let d = tempfile::tempdir().expect("tmp");
+        let s = Store::open(&d.path().join("s.redb")).expect("create");
+        let rid: RuntimeId = format!("{:064x}", 1).parse().expect("rid");
+        let other: RuntimeId = format!("{:064x}", 2).parse().expect("rid");
+        let batch = |rid: RuntimeId, round: u64| ExecutedBatch {
+            runtime: rid,
+            round: paratime_state::Round(round),
+            previous_state_root: [0; 32],
+            state_root: [1; 32],
+            io_root: [2; 32],
+            inputs: vec![ByteBuf::from(format!("tx {round}").into_bytes())],
+            results: vec![TxResult::default()],
+            write_log: Vec::new(),
+        };
+        for round in 1..=10u64 {
+            for r in [rid, other] {
+                let txn = s.db.begin_write().expect("txn");
+                {
+                    let mut t = txn.open_table(RT_BLOCKS).expect("table");
+                    t.insert(rt_key(&r, &round.to_be_bytes()).as_slice(), &b"header"[..])
+                        .expect("insert");
+                }
+                txn.commit().expect("commit");
+                let b = batch(r, round);
+                s.apply_round(&r, b.round, Some(&b), &[1; 32])
+                    .expect("apply");
+            }
+        }
+        let tx = |round: u64| crate::encoding::hash(format!("tx {round}").as_bytes());
+        assert_eq!(
+            s.runtime_retained_from(&rid).expect("read"),
+            paratime_state::Round(0)
+        );
+        // At most two rounds per call.
+        assert_eq!(
+            s.prune_runtime(&rid, paratime_state::Round(6), 2)
+                .expect("prune"),
+            2
+        );
+        assert_eq!(
+            s.runtime_retained_from(&rid).expect("read"),
+            paratime_state::Round(3)
+        );
+        assert_eq!(
+            s.prune_runtime(&rid, paratime_state::Round(6), 64)
+                .expect("prune"),
+            3
+        );
+        assert_eq!(
+            s.runtime_retained_from(&rid).expect("read"),
+            paratime_state::Round(6)
+        );
+        for round in 1..=10u64 {
+            let kept = round >= 6;
+            let r = paratime_state::Round(round);
+            assert_eq!(
+                s.executed_batch(&rid, r).expect("read").is_some(),
+                kept,
+                "batch {round}"
+            );
+            assert_eq!(
+                s.tx_location(&rid, &tx(round)).expect("read").is_some(),
+                kept,
+                "tx {round}"
+            );
+            let block = {
+                let txn = s.db.begin_read().expect("txn");
+                let t = txn.open_table(RT_BLOCKS).expect("table");
+                let k = rt_key(&rid, &round.to_be_bytes());
+                t.get(k.as_slice()).expect("read").is_some()
+            };
+            assert_eq!(block, kept, "block {round}");
+            // The other runtime keeps everything.
+            assert!(s.executed_batch(&other, r).expect("read").is_some());
+        }
+        // Nothing old enough: nothing removed.
+        assert_eq!(
+            s.prune_runtime(&rid, paratime_state::Round(6), 64)
+                .expect("prune"),
+            0
         );
     }
 }

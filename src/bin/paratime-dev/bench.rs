@@ -35,7 +35,11 @@ fn stats(mut v: Vec<Duration>) -> String {
 
 async fn bench_async(a: BenchArgs) -> anyhow::Result<()> {
     let n = a.iterations.max(1);
-    let (_scratch, launcher, rt, bundle) = prepare(&a.bundle, u64::MAX, &a.sandbox_binary, false)?;
+    let (scratch, launcher, rt, bundle) = prepare(&a.bundle, u64::MAX, &a.sandbox_binary, false)?;
+    let state = Arc::new(RuntimeState::open(
+        &scratch.path().join(paratime_node::host::state::FILE_NAME),
+        16 << 20,
+    )?);
     let info = launcher.client().info()?;
     if let Some(e) = info.trial_error {
         anyhow::bail!("sandbox unavailable: {e}");
@@ -83,7 +87,7 @@ async fn bench_async(a: BenchArgs) -> anyhow::Result<()> {
             &launcher.client(),
             &rt,
             &host::StartOptions::defaults(host::Provisioner::Sandbox),
-            Arc::new(RuntimeState::default()),
+            state.clone(),
         )
         .await?;
         prov.push(t.elapsed());

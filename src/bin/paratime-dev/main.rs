@@ -3,6 +3,7 @@
 //! binary next to this one) through their config files and typed control API.
 
 mod bench;
+mod bench_state;
 mod load;
 mod localnet;
 
@@ -22,6 +23,8 @@ enum Command {
     Localnet(localnet::Args),
     /// Print host benchmarks against their physical floor.
     Bench(bench::BenchArgs),
+    /// Measure a round's cost on a large runtime state against a small one.
+    BenchState(bench_state::Args),
 }
 
 fn main() {
@@ -32,6 +35,7 @@ fn main() {
             paratime_node::cli::init_cli_logging();
             bench::bench(a)
         }
+        Command::BenchState(a) => bench_state::run(a),
     };
     std::process::exit(code);
 }

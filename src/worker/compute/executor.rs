@@ -10,7 +10,7 @@ use crate::consensus::roothash::{
 };
 use crate::encoding::Hash;
 use crate::host::rhp::RhpError;
-use paratime_sdk::protocol::{Body, RuntimeExecuteTxBatchRequest};
+use paratime_sdk::protocol::{Body, RuntimeExecuteTxBatchRequest, WriteLogEntry};
 use serde_bytes::ByteBuf;
 
 /// Why the runtime's answer to a batch is not committed to: the node commits a failure.
@@ -22,9 +22,14 @@ pub(super) enum BadAnswer {
     /// Another message than the execute response.
     #[error("unexpected response {0} to a batch")]
     Unexpected(&'static str),
-    /// Roots or result count that do not follow from the runtime's own write log and results.
-    #[error("the runtime's results are inconsistent (state root or io root does not match its write log and results)")]
+    /// An io root or result count that does not follow from the runtime's own results, or a
+    /// write log that is not sorted with one entry per key.
+    #[error("the runtime's results are inconsistent (io root, result count or write log order)")]
     Inconsistent,
+    /// The write log cannot be applied to the state tree (a key or value over the limits, or
+    /// the node's own store failing).
+    #[error("the runtime's write log cannot be applied to the state: {0}")]
+    State(String),
 }
 
 /// One batch to execute: the proposal of `scheduler` for `proposal.round`, on top of the
@@ -52,10 +57,13 @@ impl Job {
     }
 
     /// Judges the runtime's answer: the executed batch when its claims hold, else why not.
+    /// `state_root` gives the root a write log leads to from `prev_root` (the state tree); the
+    /// runtime's own `state_root` field is ignored.
     pub(super) fn judge(
         &self,
         rid: RuntimeId,
         resp: Result<Body, RhpError>,
+        state_root: impl FnOnce(&Hash, &[WriteLogEntry]) -> Result<Hash, String>,
     ) -> Result<ExecutedBatch, BadAnswer> {
         let round = self.round();
         let r = match resp? {
@@ -63,18 +71,13 @@ impl Job {
             other => return Err(BadAnswer::Unexpected(other.name())),
         };
         let inputs = &self.proposal.batch;
-        let claimed: Option<Hash> = paratime_sdk::state::to_hash(&r.state_root);
         let claimed_io: Option<Hash> = paratime_sdk::state::to_hash(&r.io_root);
         let sorted = r.write_log.windows(2).all(|w| w[0].key < w[1].key);
-        let root = paratime_sdk::state::next_state_root(&self.prev_root, &r.write_log);
         let io_root = paratime_sdk::state::io_root(round.0, inputs, &r.results);
-        if !sorted
-            || claimed != Some(root)
-            || claimed_io != Some(io_root)
-            || r.results.len() != inputs.len()
-        {
+        if !sorted || claimed_io != Some(io_root) || r.results.len() != inputs.len() {
             return Err(BadAnswer::Inconsistent);
         }
+        let root = state_root(&self.prev_root, &r.write_log).map_err(BadAnswer::State)?;
         Ok(ExecutedBatch {
             runtime: rid,
             round,
@@ -113,7 +116,7 @@ impl Job {
 mod tests {
     use super::*;
     use crate::encoding::hash_of;
-    use paratime_sdk::protocol::{RuntimeExecuteTxBatchResponse, TxResult, WriteLogEntry};
+    use paratime_sdk::protocol::{RuntimeExecuteTxBatchResponse, TxResult};
 
     fn job() -> Job {
         let batch = vec![
@@ -123,7 +126,7 @@ mod tests {
         Job {
             scheduler: PublicKey([3; 32]),
             prev_hash: [4; 32],
-            prev_root: [5; 32],
+            prev_root: paratime_sdk::state::EMPTY_STATE_ROOT,
             proposal: Proposal {
                 runtime: RuntimeId([1; 32]),
                 round: paratime_state::Round(9),
@@ -145,20 +148,34 @@ mod tests {
     fn honest(j: &Job) -> RuntimeExecuteTxBatchResponse {
         let write_log = vec![entry(b"a", b"1"), entry(b"b", b"2")];
         let results = vec![TxResult::default(), TxResult::default()];
-        let state_root = paratime_sdk::state::next_state_root(&j.prev_root, &write_log);
         let io_root = paratime_sdk::state::io_root(j.round().0, &j.proposal.batch, &results);
         RuntimeExecuteTxBatchResponse {
             results,
             write_log,
-            state_root: ByteBuf::from(state_root.to_vec()),
+            state_root: ByteBuf::new(),
             io_root: ByteBuf::from(io_root.to_vec()),
         }
+    }
+
+    /// The state tree's root after `log` on the empty state (the job's `prev_root`).
+    fn tree_root(prev: &Hash, log: &[WriteLogEntry]) -> Result<Hash, String> {
+        let src = paratime_mkvs::tree::MemSource::default();
+        let mut c = paratime_mkvs::Changes::new(&src, *prev);
+        for e in log {
+            match &e.value {
+                Some(v) => c.insert(&e.key, v),
+                None => c.remove(&e.key),
+            }
+            .map_err(|e| e.to_string())?;
+        }
+        Ok(c.root())
     }
 
     fn judge(j: &Job, r: RuntimeExecuteTxBatchResponse) -> Result<ExecutedBatch, BadAnswer> {
         j.judge(
             RuntimeId([1; 32]),
             Ok(Body::RuntimeExecuteTxBatchResponse(r)),
+            tree_root,
         )
     }
 
@@ -167,7 +184,8 @@ mod tests {
         let j = job();
         let r = honest(&j);
         let b = judge(&j, r.clone()).expect("honest answer refused");
-        assert_eq!(b.state_root.to_vec(), r.state_root.into_vec());
+        assert_eq!(Ok(b.state_root), tree_root(&j.prev_root, &r.write_log));
+        assert_ne!(b.state_root, j.prev_root);
         assert_eq!(b.previous_state_root, j.prev_root);
         let c = j.commitment(&Ok(b.clone()));
         assert_eq!(c.failure, Failure::None);
@@ -193,21 +211,19 @@ mod tests {
         let j = job();
         let mut lies = Vec::new();
         let mut r = honest(&j);
-        r.state_root = ByteBuf::from(vec![0; 32]);
-        lies.push(("state root", r));
-        let mut r = honest(&j);
         r.io_root = ByteBuf::from(vec![0; 32]);
         lies.push(("io root", r));
         let mut r = honest(&j);
-        r.state_root = ByteBuf::from(vec![1; 31]);
-        lies.push(("short state root", r));
-        // Unsorted write log whose claimed root matches its own (unsorted) order.
+        r.io_root = ByteBuf::from(vec![1; 31]);
+        lies.push(("short io root", r));
+        // An unsorted write log (the tree would give the same root: the order is the lie).
         let mut r = honest(&j);
         r.write_log.reverse();
-        r.state_root = ByteBuf::from(
-            paratime_sdk::state::next_state_root(&j.prev_root, &r.write_log).to_vec(),
-        );
         lies.push(("unsorted write log", r));
+        // The same key twice.
+        let mut r = honest(&j);
+        r.write_log[1].key = r.write_log[0].key.clone();
+        lies.push(("duplicate key", r));
         // One result for two inputs, with an io root computed over it.
         let mut r = honest(&j);
         r.results.pop();
@@ -240,6 +256,7 @@ mod tests {
                 "execute",
                 std::time::Duration::from_secs(30),
             )),
+            tree_root,
         );
         assert!(matches!(
             timeout.expect_err("accepted"),
@@ -250,6 +267,7 @@ mod tests {
             Ok(Body::RuntimeCheckTxBatchResponse(
                 paratime_sdk::protocol::RuntimeCheckTxBatchResponse { results: vec![] },
             )),
+            tree_root,
         );
         assert!(matches!(
             wrong.expect_err("accepted"),
@@ -265,7 +283,7 @@ mod tests {
         };
         assert_eq!(
             (r.round, r.state_root.to_vec(), r.inputs),
-            (9, vec![5; 32], j.proposal.batch)
+            (9, j.prev_root.to_vec(), j.proposal.batch)
         );
     }
 }

@@ -1,6 +1,7 @@
 //! The finalized-state follower: applies each round the consensus finalized, with the executed
 //! batch gossiped by the committee (or fetched from a peer) once it verifies against the
-//! finalized header, to the store and to the in-memory state the runtime reads.
+//! finalized header, to the runtime's state tree (which must reach the finalized state root) and
+//! then to the store.
 
 use crate::bundle::RuntimeId;
 use crate::consensus::roothash::{BlockHeader, ExecutedBatch, HeaderType};
@@ -104,12 +105,20 @@ impl Follower {
                 log::warn!(target: MODULE, runtime_id:% = rid, round = round.0; "discarding executed batch: {e}");
                 break;
             }
+            // The state tree first: a crash before the store records the round re-applies it,
+            // which the tree takes as a no-op.
+            if let Err(e) = state.apply(
+                round.0,
+                &applied.state_root,
+                &batch.write_log,
+                &header.state_root,
+            ) {
+                log::warn!(target: MODULE, runtime_id:% = rid, round = round.0; "discarding executed batch: {e}");
+                break;
+            }
             if let Err(e) = store.apply_round(&rid, round, Some(&batch), &header.state_root) {
                 log::error!(target: MODULE, runtime_id:% = rid, round = round.0; "cannot apply round: {e}");
                 break;
-            }
-            if let Err(e) = state.apply(&applied.state_root, &batch.write_log, &header.state_root) {
-                log::error!(target: MODULE, runtime_id:% = rid, round = round.0; "in-memory state diverged from the store: {e}");
             }
             *applied = Applied {
                 round,
@@ -147,12 +156,26 @@ mod tests {
             runtime: RID,
             round,
             previous_state_root: prev_root,
-            state_root: paratime_sdk::state::next_state_root(&prev_root, &write_log),
+            state_root: root_after(prev_root, &write_log),
             io_root: paratime_sdk::state::io_root(round.0, &inputs, &results),
             inputs,
             results,
             write_log,
         }
+    }
+
+    /// The tree root `log` gives on the empty tree (zeros on another root: tests that do not
+    /// apply the batch).
+    fn root_after(prev: Hash, log: &[WriteLogEntry]) -> Hash {
+        let src = paratime_mkvs::tree::MemSource::default();
+        let mut c = paratime_mkvs::Changes::new(&src, prev);
+        for e in log {
+            let value = e.value.as_ref().map(|v| v.as_slice()).unwrap_or_default();
+            if c.insert(&e.key, value).is_err() {
+                return [0; 32];
+            }
+        }
+        c.root()
     }
 
     fn header(b: &ExecutedBatch, kind: HeaderType) -> BlockHeader {
@@ -176,10 +199,11 @@ mod tests {
     fn fixture() -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("s.redb")).expect("store");
+        let state = RuntimeState::open(&dir.path().join("mkvs.redb"), 1 << 20).expect("state tree");
         Fixture {
             _dir: dir,
             store,
-            state: RuntimeState::default(),
+            state,
             applied: Applied {
                 round: paratime_state::Round(0),
                 state_root: paratime_sdk::state::EMPTY_STATE_ROOT,

@@ -114,6 +114,16 @@ pub enum QueryError {
     Failed(String),
 }
 
+/// Rounds pruned per run at most.
+const PRUNE_BATCH: usize = 64;
+
+/// The lowest round kept when `applied` is the latest round and `num_kept` rounds are kept:
+/// rounds at or below `applied - num_kept` go. `None` while nothing is old enough.
+pub(crate) fn prune_from(applied: Round, num_kept: u64) -> Option<Round> {
+    let keep_from = applied.0.checked_sub(num_kept)?.checked_add(1)?;
+    (keep_from > 1).then_some(Round(keep_from))
+}
+
 /// What the worker publishes for `control status`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Status {
@@ -131,6 +141,8 @@ pub struct Status {
     pub proposals: u64,
     /// Why the worker is not executing, if it is not.
     pub waiting: Option<String>,
+    /// The lowest round whose history (block, batch, transaction index, state) is kept.
+    pub last_retained_round: Round,
 }
 
 enum Request {
@@ -192,6 +204,25 @@ impl Handle {
     }
 }
 
+impl Handle {
+    /// One key of the finalized state with a proof against its root: (round, root, value,
+    /// proof). The value is the one the proof proves.
+    pub async fn state_proof(
+        &self,
+        key: Vec<u8>,
+    ) -> Result<(Round, Hash, Option<Vec<u8>>, paratime_mkvs::Proof), QueryError> {
+        let state = self.state.clone();
+        let proved = tokio::task::spawn_blocking(move || {
+            let (round, root, proof) = state.prove(&key).map_err(|e| e.to_string())?;
+            let value = proof.verify(&root, &key).map_err(|e| e.to_string())?;
+            Ok::<_, String>((Round(round), root, value, proof))
+        })
+        .await
+        .map_err(|e| QueryError::Failed(e.to_string()))?;
+        proved.map_err(QueryError::Failed)
+    }
+}
+
 /// What the worker needs.
 pub struct Worker {
     /// Runtime parameters from the genesis.
@@ -205,22 +236,17 @@ pub struct Worker {
     pub state: Arc<RuntimeState>,
     /// Whether this node serves on committees (compute mode).
     pub compute: bool,
+    /// `runtime.prune` (keep_last), if set.
+    pub prune: Option<crate::config::Prune>,
 }
 
-/// Loads the runtime's finalized state from the store.
-pub fn load_state(
-    store: &Store,
-    rid: &RuntimeId,
-) -> Result<(Applied, RuntimeState), crate::storage::StoreError> {
-    let applied = store.runtime_applied(rid)?.unwrap_or(Applied {
+/// The round and state root the store recorded as finalized and applied (round 0, the empty
+/// state, before the first).
+pub fn applied(store: &Store, rid: &RuntimeId) -> Result<Applied, crate::storage::StoreError> {
+    Ok(store.runtime_applied(rid)?.unwrap_or(Applied {
         round: paratime_state::Round(0),
         state_root: paratime_sdk::state::EMPTY_STATE_ROOT,
-    });
-    let entries = store.runtime_entries(rid)?;
-    Ok((
-        applied.clone(),
-        RuntimeState::from_entries(applied.state_root, entries),
-    ))
+    }))
 }
 
 /// A runtime call's result, back in the worker's loop.
@@ -344,11 +370,18 @@ impl Run {
         let mut views = self.consensus.view();
         let mut tick = tokio::time::interval(submissions::FLUSH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let prune_every = self
+            .w
+            .prune
+            .map_or(Duration::from_secs(3600), |p| p.interval);
+        let mut prune_tick = tokio::time::interval(prune_every);
+        prune_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 r = views.changed() => if r.is_err() { break },
                 _ = tick.tick() => {}
+                _ = prune_tick.tick(), if self.w.prune.is_some() => self.prune(),
                 Some(d) = done.recv() => self.on_done(d).await,
                 ev = events.recv() => match ev {
                     None => break,
@@ -384,6 +417,35 @@ impl Run {
             let _ = reply.send(Err(SubmitError::ShuttingDown));
         }
         self.submissions.close(SubmitError::ShuttingDown);
+    }
+
+    /// Removes history and state versions of rounds at or below `applied - num_kept`, at most
+    /// [`PRUNE_BATCH`] rounds per run (oasis's pace), oldest first.
+    fn prune(&mut self) {
+        let Some(p) = self.w.prune else {
+            return;
+        };
+        let Some(keep_from) = prune_from(self.applied.round, p.num_kept) else {
+            return;
+        };
+        let rid = self.rid;
+        let history = self.w.store.prune_runtime(&rid, keep_from, PRUNE_BATCH);
+        let state = self.w.state.prune(keep_from.0, PRUNE_BATCH);
+        match (&history, &state) {
+            (Ok(rounds), Ok(s)) if *rounds > 0 || s.versions > 0 => {
+                log::info!(target: MODULE, runtime_id:% = rid, rounds = *rounds, state_versions = s.versions, state_nodes = s.nodes; "pruned runtime history");
+            }
+            _ => {}
+        }
+        if let Err(e) = history {
+            log::error!(target: MODULE, runtime_id:% = rid; "cannot prune runtime history: {e}");
+        }
+        if let Err(e) = state {
+            log::error!(target: MODULE, runtime_id:% = rid; "cannot prune runtime state: {e}");
+        }
+        if let Ok(r) = self.w.store.runtime_retained_from(&rid) {
+            self.status.send_modify(|s| s.last_retained_round = r);
+        }
     }
 
     fn on_event(&mut self, ev: RuntimeEvent) {
@@ -844,7 +906,10 @@ impl Run {
     /// gossips the batch for the nodes that follow the round.
     async fn commit(&mut self, job: Job, resp: Result<Body, RhpError>, elapsed: Duration) {
         let round = job.round();
-        let outcome = job.judge(self.rid, resp);
+        let state = self.w.state.clone();
+        let outcome = job.judge(self.rid, resp, |prev, log| {
+            state.compute(prev, log).map_err(|e| e.to_string())
+        });
         if let Err(e) = &outcome {
             log::error!(target: MODULE, runtime_id:% = self.rid, round = round.0; "{e}: committing a failure");
         }
@@ -944,5 +1009,19 @@ async fn check(
             other.name()
         ))),
         Err(e) => Err(CheckError::Failed(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod prune_tests {
+    use super::*;
+
+    #[test]
+    fn the_pruner_keeps_num_kept_rounds_and_never_the_latest() {
+        assert_eq!(prune_from(Round(10), 3), Some(Round(8)));
+        assert_eq!(prune_from(Round(10), 1), Some(Round(10)));
+        assert_eq!(prune_from(Round(3), 3), None);
+        assert_eq!(prune_from(Round(2), 250_000), None);
+        assert_eq!(prune_from(Round(u64::MAX), 0), None);
     }
 }

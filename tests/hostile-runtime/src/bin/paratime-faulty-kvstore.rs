@@ -7,9 +7,9 @@
 //!   handshake), `garbage` (answer the handshake with bytes that are not a frame), `oversized`
 //!   (announce a frame over the limit), `wrong_version` (report another version),
 //!   `wrong_state_root` (execute `kv.Put` wrongly — the value gets a suffix — so the write log
-//!   and the state root it reports are consistent but differ from every honest node's; only
-//!   the committee vote can catch it), `inconsistent_state_root` (report a state root that does
-//!   not follow from its own write log; the host catches it);
+//!   and the state root the host computes from it differ from every honest node's; only the
+//!   committee vote can catch it), `inconsistent_io_root` (report an io root that does not follow
+//!   from its own results; the host catches it);
 //! - `debug_probe: true` enables `debug.*` queries that try to escape the sandbox (read a host
 //!   file, open a network connection, write outside /tmp) and report what happened.
 //!
@@ -190,8 +190,8 @@ fn write_raw(bytes: &[u8]) {
 /// The runtime's answers on their way to the host, rewritten where the fault says so.
 fn lie(body: &mut Body) {
     if let Body::RuntimeExecuteTxBatchResponse(r) = body {
-        if fault() == Some("inconsistent_state_root") {
-            if let Some(b) = r.state_root.first_mut() {
+        if fault() == Some("inconsistent_io_root") {
+            if let Some(b) = r.io_root.first_mut() {
                 *b ^= 0xff;
             }
         }

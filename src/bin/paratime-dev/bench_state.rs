@@ -1,0 +1,192 @@
+//! `paratime-dev bench-state`: the cost of a round on a large state. Fills a state tree with N
+//! keys (in rounds of `--fill-batch` keys), then applies `--rounds` rounds of `--writes`
+//! random updates and inserts, and prints per-round apply time, RSS and the store's size next
+//! to the same figures on a small state: the goal is a round cost within 2x of the small
+//! state's, with memory bounded by the cache.
+
+use paratime_node::host::state::RuntimeState;
+use paratime_sdk::protocol::WriteLogEntry;
+use serde_bytes::ByteBuf;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// `bench-state` arguments.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    /// Keys in the large state.
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: u64,
+    /// Keys in the small state it is compared with.
+    #[arg(long, default_value_t = 10_000)]
+    small: u64,
+    /// Keys written per round while filling.
+    #[arg(long, default_value_t = 20_000)]
+    fill_batch: u64,
+    /// Measured rounds.
+    #[arg(long, default_value_t = 50)]
+    rounds: u64,
+    /// Writes per measured round (half updates of existing keys, half new keys).
+    #[arg(long, default_value_t = 500)]
+    writes: u64,
+    /// State tree cache (bytes).
+    #[arg(long, default_value_t = 64 << 20)]
+    cache: usize,
+    /// Where the trees are written (a temporary directory by default).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+/// A deterministic pseudo-random sequence (xorshift), so runs compare.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn key(i: u64) -> Vec<u8> {
+    // Keys shaped like a ParaTime's: a module prefix and a hashed account.
+    let mut k = b"accounts/".to_vec();
+    k.extend_from_slice(&paratime_sdk::state::hash(&i.to_be_bytes())[..20]);
+    k
+}
+
+fn log_of(mut entries: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<WriteLogEntry> {
+    entries.sort();
+    entries.dedup_by(|a, b| a.0 == b.0);
+    entries
+        .into_iter()
+        .map(|(k, v)| WriteLogEntry {
+            key: ByteBuf::from(k),
+            value: Some(ByteBuf::from(v)),
+        })
+        .collect()
+}
+
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn dir_mb(p: &std::path::Path) -> f64 {
+    std::fs::metadata(p).map_or(0.0, |m| m.len() as f64 / 1e6)
+}
+
+/// Fills a state with `n` keys, then measures `rounds` rounds; returns (median, p90) round time.
+fn measure(
+    a: &Args,
+    dir: &std::path::Path,
+    n: u64,
+    label: &str,
+) -> anyhow::Result<(Duration, Duration)> {
+    let path = dir.join(format!("{label}.redb"));
+    let _ = std::fs::remove_file(&path);
+    let state = RuntimeState::open(&path, a.cache)?;
+    let mut round = 0u64;
+    let mut filled = 0u64;
+    let t = Instant::now();
+    while filled < n {
+        let end = (filled + a.fill_batch).min(n);
+        let log = log_of(
+            (filled..end)
+                .map(|i| (key(i), i.to_le_bytes().to_vec()))
+                .collect(),
+        );
+        let prev = state.root();
+        round += 1;
+        let next = state.compute(&prev, &log)?;
+        state.apply(round, &prev, &log, &next)?;
+        state.prune(round, 64)?;
+        filled = end;
+    }
+    eprintln!(
+        "{label}: filled {n} keys in {:.1}s, store {:.0} MB, RSS {:.0} MB",
+        t.elapsed().as_secs_f64(),
+        dir_mb(&path),
+        rss_mb()
+    );
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut times = Vec::new();
+    let mut next_new = n;
+    for _ in 0..a.rounds {
+        let mut entries = Vec::new();
+        for w in 0..a.writes {
+            let i = if w % 2 == 0 {
+                rng.next() % n.max(1)
+            } else {
+                next_new += 1;
+                next_new
+            };
+            entries.push((key(i), rng.next().to_le_bytes().to_vec()));
+        }
+        let log = log_of(entries);
+        let prev = state.root();
+        round += 1;
+        let t = Instant::now();
+        // What a compute node pays per round: the executor's root, then the finalized apply.
+        let next = state.compute(&prev, &log)?;
+        state.apply(round, &prev, &log, &next)?;
+        state.prune(round, 64)?;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let pick = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize];
+    let (p50, p90) = (pick(0.5), pick(0.9));
+    println!(
+        "{label:>6}: {n:>10} keys  round p50 {:>7.2} ms  p90 {:>7.2} ms  store {:>7.0} MB  RSS {:>5.0} MB",
+        p50.as_secs_f64() * 1e3,
+        p90.as_secs_f64() * 1e3,
+        dir_mb(&path),
+        rss_mb()
+    );
+    Ok((p50, p90))
+}
+
+/// Runs the benchmark; exit code 1 on error.
+pub(crate) fn run(a: Args) -> i32 {
+    let (dir, remove) = match &a.dir {
+        Some(d) => (d.clone(), false),
+        None => match nix::unistd::mkdtemp(&std::env::temp_dir().join("paratime-bench-XXXXXX")) {
+            Ok(d) => (d, true),
+            Err(e) => {
+                eprintln!("error: temporary directory: {e}");
+                return 1;
+            }
+        },
+    };
+    println!(
+        "state-size benchmark: {} writes per round, cache {} MiB (each round: root computed, applied, oldest version pruned)",
+        a.writes,
+        a.cache >> 20
+    );
+    let run = || -> anyhow::Result<()> {
+        let (small, _) = measure(&a, &dir, a.small, "small")?;
+        let (large, _) = measure(&a, &dir, a.keys, "large")?;
+        let ratio = large.as_secs_f64() / small.as_secs_f64().max(1e-9);
+        println!(
+            "large/small round time: {ratio:.2}x (floor: 1x; goal within 2x)  peak RSS {:.0} MB (cache {} MiB x 2)",
+            rss_mb(),
+            a.cache >> 20
+        );
+        Ok(())
+    };
+    let result = run();
+    if remove {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
