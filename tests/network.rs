@@ -2,6 +2,7 @@
 //! client as separate processes talking Malachite (consensus port) and libp2p on loopback.
 
 mod common;
+use base64::Engine;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -643,6 +644,94 @@ fn a_runtime_with_a_wrong_state_root_is_outvoted_and_the_honest_result_is_finali
     let honest = net.status("compute-0").expect("status");
     let l = &rt(&honest)["committee"]["liveness"];
     assert!(l["live_rounds"].as_u64() >= Some(3), "{l}");
+    let _ = net.stop();
+}
+
+/// The runtime state is a tree: a finalized value reads back with a proof that verifies, online
+/// and offline, against the finalized state root; another root or a changed proof is refused.
+/// With `runtime.prune` keeping 5 rounds, old history and state versions go while the network
+/// keeps finalizing and serving the latest state.
+#[test]
+fn state_values_come_with_proofs_and_pruning_keeps_a_window() {
+    let mut net = Localnet::start(&["--load", "8", "--prune-kept", "5"]);
+    net.wait(
+        "rounds finalized and history pruned",
+        Duration::from_secs(180),
+        |n| {
+            counter(n, "client-0", "rounds_finalized") >= 12
+                && n.status("compute-0")
+                    .and_then(|s| rt(&s)["last_retained_round"].as_u64())
+                    .is_some_and(|r| r >= 4)
+        },
+    );
+    let o = kv_put(&net, "client-0", "probe", "proven");
+    assert!(o.status.success(), "{}", text(&o));
+    let get = |extra: &[&str]| {
+        let mut args = vec![
+            "state",
+            "get",
+            "-a",
+            &sock(&net, "client-0"),
+            "--runtime",
+            RUNTIME_ID,
+            "--key",
+            "probe",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&refs)
+    };
+    let o = get(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["value"]["text"], "proven", "{v}");
+    let root = v["state_root"].as_str().expect("root").to_string();
+    let proof = v["proof"].as_str().expect("proof").to_string();
+    // Offline, against the root.
+    let o = run(&[
+        "state", "verify", "--root", &root, "--key", "probe", "--proof", &proof,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["value"]["text"], "proven", "{v}");
+    // Another root, a changed proof, or a trusted root the node's answer does not match.
+    let other = "00".repeat(32);
+    let o = run(&[
+        "state", "verify", "--root", &other, "--key", "probe", "--proof", &proof,
+    ]);
+    assert!(!o.status.success(), "another root accepted: {}", text(&o));
+    let mut bytes = base64::engine::general_purpose::STANDARD
+        .decode(&proof)
+        .expect("base64");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let forged = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let o = run(&[
+        "state", "verify", "--root", &root, "--key", "probe", "--proof", &forged,
+    ]);
+    assert!(
+        !o.status.success(),
+        "a changed proof accepted: {}",
+        text(&o)
+    );
+    let o = get(&["--root", &other]);
+    assert!(
+        !o.status.success(),
+        "an untrusted root accepted: {}",
+        text(&o)
+    );
+    // Every hosting node keeps a window: its tree's oldest version moves up.
+    for node in ["compute-0", "compute-1", "compute-2", "client-0"] {
+        let log =
+            std::fs::read_to_string(net.net().join(node).join("data/node.log")).unwrap_or_default();
+        assert!(
+            log.contains("pruned runtime history"),
+            "{node} never pruned"
+        );
+    }
     let _ = net.stop();
 }
 

@@ -67,6 +67,10 @@ pub(crate) struct Args {
     /// (/run/netns/NETNS), reaching the others through HOST_IP and reached at NODE_IP.
     #[arg(long = "debug-netns", hide = true)]
     debug_netns: Vec<String>,
+    /// Prune runtime history and state on every node: keep this many rounds
+    /// (`runtime.prune.strategy: keep_last`, checked every second).
+    #[arg(long)]
+    prune_kept: Option<u64>,
 }
 
 fn netns_of(a: &Args, node: &str) -> anyhow::Result<Option<Netns>> {
@@ -175,7 +179,7 @@ fn config_yaml(
     bundle: &Path,
     entity: Option<&Path>,
     runtime: bool,
-    fault: Option<&str>,
+    (fault, prune_kept): (Option<&str>, Option<u64>),
 ) -> String {
     let node_dir = dir.join(&n.name);
     let mut s = format!(
@@ -209,6 +213,11 @@ fn config_yaml(
         if let Some(f) = fault {
             s.push_str(&format!(
                 "  runtimes:\n    - id: {RUNTIME_ID}\n      config:\n        debug_fault: {f}\n"
+            ));
+        }
+        if let Some(n) = prune_kept {
+            s.push_str(&format!(
+                "  prune:\n    strategy: keep_last\n    num_kept: {n}\n    interval: 1s\n"
             ));
         }
     }
@@ -400,7 +409,7 @@ fn setup(a: &Args) -> anyhow::Result<Vec<Planned>> {
             },
             entity.as_deref(),
             runtime,
-            fault,
+            (fault, a.prune_kept),
         );
         let path = dir.join(&n.name).join("etc/config.yml");
         std::fs::write(&path, cfg)?;
