@@ -574,4 +574,74 @@ mod tests {
         assert_eq!(s.consensus_listen.to_string(), "127.0.0.1:26656");
         assert!(s.consensus_peers.is_empty());
     }
+
+    #[test]
+    fn state_cache_and_pruning_parse_with_oasis_keys_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("genesis.json"), "{}").expect("genesis");
+        let load_with = |extra: &str| {
+            let yaml = format!(
+                "mode: client\ncommon:\n  data_dir: {d}/data\ngenesis:\n  file: {d}/genesis.json\n{extra}",
+                d = d.display()
+            );
+            std::fs::write(d.join("config.yml"), yaml).expect("config");
+            load(&d.join("config.yml"))
+        };
+        let s = load_with("").expect("defaults").settings;
+        assert_eq!((s.state_cache_size, s.prune), (64 << 20, None));
+        let s = load_with(
+            "storage:\n  max_cache_size: 32mb\nruntime:\n  prune:\n    strategy: keep_last\n    num_kept: 100\n    interval: 30s\n",
+        )
+        .expect("valid")
+        .settings;
+        assert_eq!(s.state_cache_size, 32_000_000);
+        assert_eq!(
+            s.prune,
+            Some(crate::config::Prune {
+                num_kept: 100,
+                interval: std::time::Duration::from_secs(30)
+            })
+        );
+        for (extra, key, message) in [
+            (
+                "runtime:\n  prune:\n    strategy: bogus\n",
+                "runtime.prune.strategy",
+                "unknown runtime history pruner strategy: bogus",
+            ),
+            (
+                "runtime:\n  prune:\n    strategy: keep_last\n    interval: 500ms\n",
+                "runtime.prune.interval",
+                "prune.interval must be >= 1 second",
+            ),
+            (
+                "runtime:\n  prune:\n    strategy: keep_last\n    num_kept: 0\n",
+                "runtime.prune.num_kept",
+                "must be at least 1",
+            ),
+            (
+                "storage:\n  max_cache_size: 1kb\n",
+                "storage.max_cache_size",
+                "below the minimum",
+            ),
+            (
+                "storage:\n  max_cache_size: lots\n",
+                "storage.max_cache_size",
+                "invalid size 'lots'",
+            ),
+            (
+                "runtime:\n  prune:\n    strategy: keep_last\n    num_kept: -1\n",
+                "runtime.prune.num_kept",
+                "",
+            ),
+        ] {
+            let e = load_with(extra).err().unwrap_or_else(|| panic!("accepted: {extra}"));
+            assert!(
+                e.problems
+                    .iter()
+                    .any(|p| p.key == key && p.message.contains(message)),
+                "{extra}: {e}"
+            );
+        }
+    }
 }

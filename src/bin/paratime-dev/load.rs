@@ -98,6 +98,7 @@ pub(crate) async fn run(
     committee_size: usize,
     stop: watch::Receiver<bool>,
     show_progress: bool,
+    done: Arc<AtomicU64>,
 ) -> Report {
     let before = roothash(&address, &runtime).await;
     let count = |v: &Option<serde_json::Value>, k: &str| {
@@ -106,10 +107,10 @@ pub(crate) async fn run(
             .unwrap_or(0)
     };
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
-    let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let last_error = Arc::new(Mutex::new(String::new()));
     let started = Instant::now();
+    let done_before = done.load(Ordering::Relaxed);
     let mut tasks = Vec::new();
     for worker in 0..concurrency {
         let (address, runtime) = (address.clone(), runtime.clone());
@@ -197,7 +198,7 @@ pub(crate) async fn run(
     let after = roothash(&address, &runtime).await;
     let mut l = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     l.sort_by(|a, b| a.total_cmp(b));
-    let txs = done.load(Ordering::Relaxed);
+    let txs = done.load(Ordering::Relaxed).saturating_sub(done_before);
     let round2 = |x: f64| (x * 10.0).round() / 10.0;
     Report {
         rounds_finalized: count(&after, "rounds_finalized")

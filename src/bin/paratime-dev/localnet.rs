@@ -67,6 +67,10 @@ pub(crate) struct Args {
     /// (/run/netns/NETNS), reaching the others through HOST_IP and reached at NODE_IP.
     #[arg(long = "debug-netns", hide = true)]
     debug_netns: Vec<String>,
+    /// Every this long, sample transactions finalized, RSS and data dir size per node; the
+    /// growth report is printed at the end (and is `growth` in --json).
+    #[arg(long, default_value = "60s")]
+    growth_every: humantime::Duration,
     /// Prune runtime history and state on every node: keep this many rounds
     /// (`runtime.prune.strategy: keep_last`, checked every second).
     #[arg(long)]
@@ -222,6 +226,105 @@ fn config_yaml(
         }
     }
     s
+}
+
+/// One sample of the growth report.
+#[derive(Debug, serde::Serialize)]
+struct GrowthRow {
+    /// Sample number (1 = the end of the first interval).
+    sample: usize,
+    /// Transactions finalized per second over the interval.
+    tx_per_s: f64,
+    /// Per node: RSS of the node and its launcher and sandboxes (MB), and its data dir (MB).
+    nodes: std::collections::BTreeMap<String, (f64, f64)>,
+}
+
+impl GrowthRow {
+    fn line(&self) -> String {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|(n, (rss, disk))| format!("{n} {rss:.0}/{disk:.0}"))
+            .collect();
+        format!(
+            "#{:<3} {:>7.1} tx/s  RSS/disk MB: {}",
+            self.sample,
+            self.tx_per_s,
+            nodes.join("  ")
+        )
+    }
+}
+
+/// RSS (MB) of `pid` and all its descendants (launcher, sandboxes).
+fn tree_rss_mb(pid: u32) -> f64 {
+    let mut parent: Vec<(u32, u32)> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // The fields after the command name (which may hold spaces) start after ") ".
+            let ppid = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            if let Some(pp) = ppid {
+                parent.push((p, pp));
+            }
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let at = tree[i];
+        tree.extend(parent.iter().filter(|(_, pp)| *pp == at).map(|(p, _)| *p));
+        i += 1;
+    }
+    tree.iter()
+        .map(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/status"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                / 1024.0
+        })
+        .sum()
+}
+
+/// Bytes under `dir` (apparent sizes), in MB.
+fn dir_mb(dir: &Path) -> f64 {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total as f64 / 1e6
+}
+
+fn growth_row(dir: &Path, children: &[(String, Child)], sample: usize, tx_per_s: f64) -> GrowthRow {
+    GrowthRow {
+        sample,
+        tx_per_s: (tx_per_s * 10.0).round() / 10.0,
+        nodes: children
+            .iter()
+            .map(|(name, c)| {
+                let rss = (tree_rss_mb(c.id()) * 10.0).round() / 10.0;
+                let disk = (dir_mb(&dir.join(name).join("data")) * 10.0).round() / 10.0;
+                (name.clone(), (rss, disk))
+            })
+            .collect(),
+    }
 }
 
 /// A node to start: name, config file, network namespace.
@@ -672,17 +775,20 @@ pub(crate) fn run(a: Args) -> i32 {
         .build()
         .expect("tokio runtime");
     let (load_stop_tx, load_stop_rx) = watch::channel(false);
+    let finalized = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let load_task = (a.load > 0).then(|| {
         let (client, stop, n) = (client.clone(), load_stop_rx.clone(), a.load);
+        let finalized = finalized.clone();
         let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
         rt.spawn(async move {
             let size = crate::load::wait_for_committee(&client, RUNTIME_ID, stop.clone()).await?;
             eprintln!(
                 "committee of {size} elected: load generator started ({n} transactions in flight)"
             );
-            Some(crate::load::run(client, RUNTIME_ID.to_string(), n, size, stop, progress).await)
+            Some(crate::load::run(client, RUNTIME_ID.to_string(), n, size, stop, progress, finalized).await)
         })
     });
+    let mut growth: Vec<GrowthRow> = Vec::new();
     let (code, report) = rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else { return (1, (None, None)) };
@@ -693,6 +799,9 @@ pub(crate) fn run(a: Args) -> i32 {
             }
         };
         let mut check = tokio::time::interval(Duration::from_secs(1));
+        let growth_every: Duration = a.growth_every.into();
+        let mut growth_tick = tokio::time::interval_at(tokio::time::Instant::now() + growth_every, growth_every);
+        let mut last_sample = (std::time::Instant::now(), 0u64);
         let mut restarts = 0u32;
         // Consensus figures are measured from 5 s after the first block to the end.
         let mut first_block: Option<std::time::Instant> = None;
@@ -703,6 +812,16 @@ pub(crate) fn run(a: Args) -> i32 {
                 _ = term.recv() => break 0,
                 _ = int.recv() => break 0,
                 _ = &mut until => break 0,
+                _ = growth_tick.tick() => {
+                    let now = std::time::Instant::now();
+                    let n = finalized.load(std::sync::atomic::Ordering::Relaxed);
+                    let secs = now.duration_since(last_sample.0).as_secs_f64().max(0.001);
+                    let tx_per_s = (n - last_sample.1) as f64 / secs;
+                    last_sample = (now, n);
+                    let row = growth_row(&a.dir, &children, growth.len() + 1, tx_per_s);
+                    eprintln!("growth: {}", row.line());
+                    growth.push(row);
+                }
                 _ = check.tick() => {
                     if start_snapshot.is_none() {
                         match first_block {
@@ -805,6 +924,12 @@ pub(crate) fn run(a: Args) -> i32 {
     } else if a.load > 0 {
         println!("load: no committee was elected before the network stopped");
     }
+    if !growth.is_empty() {
+        println!("growth (per {}):", a.growth_every);
+        for r in &growth {
+            println!("  {}", r.line());
+        }
+    }
     if a.json {
         let mut v = match &report {
             Some(r) => serde_json::to_value(r).unwrap_or_default(),
@@ -813,6 +938,7 @@ pub(crate) fn run(a: Args) -> i32 {
             }
         };
         v["consensus"] = serde_json::to_value(&consensus).unwrap_or_default();
+        v["growth"] = serde_json::to_value(&growth).unwrap_or_default();
         println!("{v}");
     }
     code
