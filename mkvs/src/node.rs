@@ -5,9 +5,11 @@
 //! - internal = H(`0x01` ‖ u16le(label bits) ‖ label ‖ H(leaf) ‖ H(left) ‖ H(right)), a missing
 //!   pointer hashing as [`EMPTY`].
 //!
-//! Stored (and proof) form: leaf `0x00` ‖ u16le(len key) ‖ key ‖ u32le(len value) ‖ value;
-//! internal `0x01` ‖ u16le(label bits) ‖ label ‖ leaf hash ‖ left hash ‖ right hash. Decoding
-//! treats the bytes as hostile: every length is checked and nothing may follow the node.
+//! Proof form: leaf `0x00` ‖ u16le(len key) ‖ key ‖ u32le(len value) ‖ value; internal `0x01` ‖
+//! u16le(label bits) ‖ label ‖ leaf hash ‖ left hash ‖ right hash. The stored form adds, after
+//! each child hash, the u64le version under which that child is stored (where to find it; not
+//! part of any hash). Decoding treats the bytes as hostile: every length is checked and nothing
+//! may follow the node.
 
 use sha2::{Digest, Sha512_256};
 
@@ -26,7 +28,29 @@ pub const MAX_KEY_LEN: usize = (u16::MAX as usize) / 8;
 /// The largest value: lengths are u32, and a round's write log is far smaller in practice.
 pub const MAX_VALUE_LEN: usize = 64 << 20;
 
-/// A tree node. Internal nodes point to their children by hash.
+/// A pointer to a node: its hash, and the version under which it is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ptr {
+    /// The node's hash ([`EMPTY`] for none).
+    pub hash: Hash,
+    /// The version that stored it (0 for none, and in proofs).
+    pub version: u64,
+}
+
+impl Ptr {
+    /// No node.
+    pub const NONE: Self = Self {
+        hash: EMPTY,
+        version: 0,
+    };
+
+    /// Whether this points to no node.
+    pub fn is_none(&self) -> bool {
+        self.hash == EMPTY
+    }
+}
+
+/// A tree node. Internal nodes point to their children by hash and version.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Node {
     /// A key and its value.
@@ -43,12 +67,12 @@ pub enum Node {
         label: Vec<u8>,
         /// Number of label bits.
         label_bits: u16,
-        /// Hash of the leaf of the key ending here, or [`EMPTY`].
-        leaf: Hash,
-        /// Subtree with next bit 0, or [`EMPTY`].
-        left: Hash,
-        /// Subtree with next bit 1, or [`EMPTY`].
-        right: Hash,
+        /// The leaf of the key ending here, or none.
+        leaf: Ptr,
+        /// Subtree with next bit 0, or none.
+        left: Ptr,
+        /// Subtree with next bit 1, or none.
+        right: Ptr,
     },
 }
 
@@ -102,12 +126,28 @@ impl Node {
                 leaf,
                 left,
                 right,
-            } => hash_parts(&[&[0x01], &label_bits.to_le_bytes(), label, leaf, left, right]),
+            } => hash_parts(&[
+                &[0x01],
+                &label_bits.to_le_bytes(),
+                label,
+                &leaf.hash,
+                &left.hash,
+                &right.hash,
+            ]),
         }
     }
 
-    /// The stored form.
+    /// The stored form (child versions included).
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_as(true)
+    }
+
+    /// The proof form (hashes only).
+    pub fn encode_proof(&self) -> Vec<u8> {
+        self.encode_as(false)
+    }
+
+    fn encode_as(&self, stored: bool) -> Vec<u8> {
         match self {
             Self::Leaf { key, value } => {
                 let mut b = Vec::with_capacity(7 + key.len() + value.len());
@@ -125,13 +165,16 @@ impl Node {
                 left,
                 right,
             } => {
-                let mut b = Vec::with_capacity(3 + label.len() + 96);
+                let mut b = Vec::with_capacity(3 + label.len() + 120);
                 b.push(0x01);
                 b.extend_from_slice(&label_bits.to_le_bytes());
                 b.extend_from_slice(label);
-                b.extend_from_slice(leaf);
-                b.extend_from_slice(left);
-                b.extend_from_slice(right);
+                for p in [leaf, left, right] {
+                    b.extend_from_slice(&p.hash);
+                    if stored {
+                        b.extend_from_slice(&p.version.to_le_bytes());
+                    }
+                }
                 b
             }
         }
@@ -139,6 +182,15 @@ impl Node {
 
     /// Parses the stored form; hostile bytes give an error, never a panic.
     pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode_as(b, true)
+    }
+
+    /// Parses the proof form (pointers get version 0).
+    pub fn decode_proof(b: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode_as(b, false)
+    }
+
+    fn decode_as(b: &[u8], stored: bool) -> Result<Self, DecodeError> {
         let mut r = Reader(b);
         let node = match r.u8()? {
             0x00 => {
@@ -160,12 +212,18 @@ impl Node {
                 if crate::bits::extract(&label, 0, usize::from(label_bits)) != label {
                     return Err(DecodeError::Label);
                 }
+                let mut ptr = || -> Result<Ptr, DecodeError> {
+                    let hash = r.hash()?;
+                    let version = if stored { r.u64()? } else { 0 };
+                    Ok(Ptr { hash, version })
+                };
+                let (leaf, left, right) = (ptr()?, ptr()?, ptr()?);
                 Self::Internal {
                     label,
                     label_bits,
-                    leaf: r.hash()?,
-                    left: r.hash()?,
-                    right: r.hash()?,
+                    leaf,
+                    left,
+                    right,
                 }
             }
             k => return Err(DecodeError::Kind(k)),
@@ -182,7 +240,7 @@ impl Node {
         OVERHEAD
             + match self {
                 Self::Leaf { key, value } => key.len() + value.len(),
-                Self::Internal { label, .. } => label.len() + 96,
+                Self::Internal { label, .. } => label.len() + 120,
             }
     }
 }
@@ -208,6 +266,12 @@ impl<'a> Reader<'a> {
     fn u32(&mut self) -> Result<u32, DecodeError> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
     }
     fn hash(&mut self) -> Result<Hash, DecodeError> {
         let mut h = [0u8; 32];
@@ -237,9 +301,18 @@ mod tests {
         let internal = Node::Internal {
             label: b"abc".to_vec(),
             label_bits: 23,
-            leaf: hash_parts(&[b"everyone stop here"]),
-            left: hash_parts(&[b"everyone move to the left"]),
-            right: hash_parts(&[b"everyone move to the right"]),
+            leaf: Ptr {
+                hash: hash_parts(&[b"everyone stop here"]),
+                version: 0,
+            },
+            left: Ptr {
+                hash: hash_parts(&[b"everyone move to the left"]),
+                version: 7,
+            },
+            right: Ptr {
+                hash: hash_parts(&[b"everyone move to the right"]),
+                version: 0,
+            },
         };
         let h = hex::encode(internal.hash());
         assert!(h.starts_with("75c37c67") && h.ends_with("efced"), "{h}");
@@ -254,12 +327,20 @@ mod tests {
         let internal = Node::Internal {
             label: vec![0b1010_0000],
             label_bits: 3,
-            leaf: EMPTY,
-            left: [1; 32],
-            right: [2; 32],
+            leaf: Ptr::NONE,
+            left: Ptr {
+                hash: [1; 32],
+                version: 3,
+            },
+            right: Ptr {
+                hash: [2; 32],
+                version: u64::MAX,
+            },
         };
         for n in [&leaf, &internal] {
             assert_eq!(&Node::decode(&n.encode()).expect("decodes"), n);
+            let p = Node::decode_proof(&n.encode_proof()).expect("decodes");
+            assert_eq!(p.hash(), n.hash(), "the proof form keeps the hash");
         }
         let mut long = leaf.encode();
         long.push(0);

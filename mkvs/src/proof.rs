@@ -3,7 +3,7 @@
 //! verifier needs only the root it trusts (a finalized round's state root).
 
 use crate::bits::{bit, common_prefix};
-use crate::node::{Hash, Node, EMPTY};
+use crate::node::{Hash, Node, Ptr, EMPTY};
 use crate::tree::{NodeSource, TreeError};
 
 /// The most nodes a proof may hold: one per key bit, and the leaf.
@@ -46,11 +46,11 @@ pub enum ProofError {
 
 impl Proof {
     /// The proof for `key` in the tree at `root`.
-    pub fn build<S: NodeSource>(src: &S, root: &Hash, key: &[u8]) -> Result<Self, TreeError> {
+    pub fn build<S: NodeSource>(src: &S, root: &Ptr, key: &[u8]) -> Result<Self, TreeError> {
         Ok(Self {
             nodes: crate::tree::path(src, root, key)?
                 .iter()
-                .map(|n| n.encode())
+                .map(|n| n.encode_proof())
                 .collect(),
         })
     }
@@ -69,7 +69,8 @@ impl Proof {
                 break None;
             }
             let (index, bytes) = nodes.next().ok_or(ProofError::Short)?;
-            let node = Node::decode(bytes).map_err(|source| ProofError::Node { index, source })?;
+            let node =
+                Node::decode_proof(bytes).map_err(|source| ProofError::Node { index, source })?;
             if node.hash() != expected {
                 return Err(ProofError::Mismatch(index));
             }
@@ -88,11 +89,11 @@ impl Proof {
                     }
                     depth += lb;
                     expected = if kbits == depth {
-                        leaf
+                        leaf.hash
                     } else if bit(key, depth) {
-                        right
+                        right.hash
                     } else {
-                        left
+                        left.hash
                     };
                 }
             }
@@ -162,9 +163,9 @@ mod tests {
     use super::*;
     use crate::tree::{Changes, MemSource};
 
-    fn tree() -> (MemSource, Hash) {
+    fn tree() -> (MemSource, Ptr) {
         let src = MemSource::default();
-        let mut c = Changes::new(&src, EMPTY);
+        let mut c = Changes::new(&src, Ptr::NONE, 1);
         for i in 0..200u32 {
             c.insert(format!("key {i}").as_bytes(), &i.to_le_bytes())
                 .expect("insert");
@@ -182,18 +183,18 @@ mod tests {
             let p = Proof::build(&src, &root, key.as_bytes()).expect("proof");
             let p = Proof::decode(&p.encode()).expect("round trip");
             assert_eq!(
-                p.verify(&root, key.as_bytes()),
+                p.verify(&root.hash, key.as_bytes()),
                 Ok(Some(i.to_le_bytes().to_vec()))
             );
         }
         let p = Proof::build(&src, &root, b"key").expect("proof");
         assert_eq!(
-            p.verify(&root, b"key"),
+            p.verify(&root.hash, b"key"),
             Ok(Some(b"a prefix of the others".to_vec()))
         );
         for absent in [&b"key 200"[..], b"ke", b"zzz", b"", b"key 1\x00"] {
             let p = Proof::build(&src, &root, absent).expect("proof");
-            assert_eq!(p.verify(&root, absent), Ok(None), "{absent:?}");
+            assert_eq!(p.verify(&root.hash, absent), Ok(None), "{absent:?}");
         }
         assert_eq!(Proof::default().verify(&EMPTY, b"x"), Ok(None));
     }
@@ -207,22 +208,22 @@ mod tests {
         assert_eq!(good.verify(&[7; 32], key), Err(ProofError::Mismatch(0)));
         // A proof for one key does not prove another key's value.
         let other = Proof::build(&src, &root, b"key 43").expect("proof");
-        assert!(!matches!(other.verify(&root, key), Ok(Some(_))));
+        assert!(!matches!(other.verify(&root.hash, key), Ok(Some(_))));
         // A changed value in the leaf.
         let mut forged = good.clone();
         let last = forged.nodes.last_mut().expect("leaf");
         *last.last_mut().expect("byte") ^= 1;
         assert!(matches!(
-            forged.verify(&root, key),
+            forged.verify(&root.hash, key),
             Err(ProofError::Mismatch(_))
         ));
         // Cut short, or with extra nodes.
         let mut short = good.clone();
         short.nodes.pop();
-        assert_eq!(short.verify(&root, key), Err(ProofError::Short));
+        assert_eq!(short.verify(&root.hash, key), Err(ProofError::Short));
         let mut long = good.clone();
         long.nodes.push(good.nodes[0].clone());
-        assert_eq!(long.verify(&root, key), Err(ProofError::Unused(1)));
+        assert_eq!(long.verify(&root.hash, key), Err(ProofError::Unused(1)));
         // Encodings that lie about their counts and lengths.
         assert!(Proof::decode(&u32::MAX.to_le_bytes()).is_err());
         let mut lying = 1u32.to_le_bytes().to_vec();

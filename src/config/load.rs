@@ -635,7 +635,9 @@ mod tests {
                 "",
             ),
         ] {
-            let e = load_with(extra).err().unwrap_or_else(|| panic!("accepted: {extra}"));
+            let e = load_with(extra)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {extra}"));
             assert!(
                 e.problems
                     .iter()

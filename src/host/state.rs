@@ -96,7 +96,7 @@ impl RuntimeState {
     /// Positions the state at the finalized `round` and `root` the node's store recorded;
     /// refuses a root the tree does not hold.
     pub fn resume(&self, round: u64, root: Hash) -> Result<(), StateError> {
-        if root != paratime_mkvs::EMPTY && !self.db.has_node(&root)? {
+        if !self.db.has_root(&root)? {
             return Err(StateError::Missing {
                 round,
                 root,

@@ -785,7 +785,18 @@ pub(crate) fn run(a: Args) -> i32 {
             eprintln!(
                 "committee of {size} elected: load generator started ({n} transactions in flight)"
             );
-            Some(crate::load::run(client, RUNTIME_ID.to_string(), n, size, stop, progress, finalized).await)
+            Some(
+                crate::load::run(
+                    client,
+                    RUNTIME_ID.to_string(),
+                    n,
+                    size,
+                    stop,
+                    progress,
+                    finalized,
+                )
+                .await,
+            )
         })
     });
     let mut growth: Vec<GrowthRow> = Vec::new();

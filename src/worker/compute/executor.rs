@@ -160,7 +160,14 @@ mod tests {
     /// The state tree's root after `log` on the empty state (the job's `prev_root`).
     fn tree_root(prev: &Hash, log: &[WriteLogEntry]) -> Result<Hash, String> {
         let src = paratime_mkvs::tree::MemSource::default();
-        let mut c = paratime_mkvs::Changes::new(&src, *prev);
+        let mut c = paratime_mkvs::Changes::new(
+            &src,
+            paratime_mkvs::node::Ptr {
+                hash: *prev,
+                version: 0,
+            },
+            1,
+        );
         for e in log {
             match &e.value {
                 Some(v) => c.insert(&e.key, v),
@@ -168,7 +175,7 @@ mod tests {
             }
             .map_err(|e| e.to_string())?;
         }
-        Ok(c.root())
+        Ok(c.root().hash)
     }
 
     fn judge(j: &Job, r: RuntimeExecuteTxBatchResponse) -> Result<ExecutedBatch, BadAnswer> {

@@ -168,14 +168,21 @@ mod tests {
     /// apply the batch).
     fn root_after(prev: Hash, log: &[WriteLogEntry]) -> Hash {
         let src = paratime_mkvs::tree::MemSource::default();
-        let mut c = paratime_mkvs::Changes::new(&src, prev);
+        let mut c = paratime_mkvs::Changes::new(
+            &src,
+            paratime_mkvs::node::Ptr {
+                hash: prev,
+                version: 0,
+            },
+            1,
+        );
         for e in log {
             let value = e.value.as_ref().map(|v| v.as_slice()).unwrap_or_default();
             if c.insert(&e.key, value).is_err() {
                 return [0; 32];
             }
         }
-        c.root()
+        c.root().hash
     }
 
     fn header(b: &ExecutedBatch, kind: HeaderType) -> BlockHeader {
