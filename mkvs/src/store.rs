@@ -23,6 +23,38 @@ const ROOTS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("mkvs_r
 /// from `since` on.
 const STALE: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("mkvs_stale");
 
+/// The version of nodes computed but not stored yet (never a stored version).
+const SCRATCH: u64 = u64::MAX;
+
+/// A computed change: the tree at `prev` after the write log whose digest is `digest`.
+struct Staged {
+    prev: Ptr,
+    digest: Hash,
+    root: Ptr,
+    created: std::collections::HashMap<Hash, Arc<Node>>,
+    stale: Vec<Ptr>,
+}
+
+/// A digest of a write log (length-prefixed keys and values; a deletion differs from an
+/// empty value).
+fn log_digest(log: &[(&[u8], Option<&[u8]>)]) -> Hash {
+    use sha2::{Digest, Sha512_256};
+    let mut h = Sha512_256::new();
+    for (k, v) in log {
+        h.update((k.len() as u64).to_le_bytes());
+        h.update(k);
+        match v {
+            Some(v) => {
+                h.update([1]);
+                h.update((v.len() as u64).to_le_bytes());
+                h.update(v);
+            }
+            None => h.update([0]),
+        }
+    }
+    h.finalize().into()
+}
+
 /// How far back a root hash is looked for among the stored versions.
 const ROOT_SEARCH: usize = 10_000;
 
@@ -176,6 +208,8 @@ pub struct NodeDb {
     /// Serialises changes: a prune between computing and storing a version could free nodes
     /// the new version shares.
     writer: Mutex<()>,
+    /// The last computed change (one round's nodes at most).
+    staged: Mutex<Option<Arc<Staged>>>,
 }
 
 /// A read view of the store (one redb read transaction) that serves [`NodeSource`].
@@ -225,6 +259,7 @@ impl NodeDb {
                 limit: cache_bytes,
             }),
             writer: Mutex::new(()),
+            staged: Mutex::new(None),
         };
         let txn = s.db.begin_write().map_err(|e| s.err(e))?;
         txn.open_table(NODES).map_err(|e| s.err(e))?;
@@ -305,28 +340,57 @@ impl NodeDb {
         Ok(Proof::build(&self.reader()?, &root, key)?)
     }
 
-    /// The root `log` leads to from `prev`, without storing anything. `None` deletes a key.
-    pub fn compute<'k>(
+    /// Runs `log` on the tree at `prev` (nodes under [`SCRATCH`]); keeps the result so that
+    /// storing the same change next needs no second computation.
+    fn stage(
         &self,
         prev: &Hash,
-        log: impl IntoIterator<Item = (&'k [u8], Option<&'k [u8]>)>,
-    ) -> Result<Hash, StoreError> {
-        let prev = self.resolve(prev)?;
+        log: &[(&[u8], Option<&[u8]>)],
+    ) -> Result<Arc<Staged>, StoreError> {
+        let digest = log_digest(log);
+        let at = self.resolve(prev)?;
+        if let Some(s) = self.staged().as_ref() {
+            if s.prev == at && s.digest == digest {
+                return Ok(s.clone());
+            }
+        }
         let reader = self.reader()?;
-        // The version of the scratch nodes only has to differ from every stored one.
-        let mut c = Changes::new(&reader, prev, u64::MAX);
+        let mut c = Changes::new(&reader, at, SCRATCH);
         for (k, v) in log {
             match v {
                 Some(v) => c.insert(k, v)?,
                 None => c.remove(k)?,
             }
         }
-        Ok(c.root().hash)
+        let staged = Arc::new(Staged {
+            prev: at,
+            digest,
+            root: c.root(),
+            created: c.created().clone(),
+            stale: c.stale().to_vec(),
+        });
+        *self.staged() = Some(staged.clone());
+        Ok(staged)
+    }
+
+    fn staged(&self) -> MutexGuard<'_, Option<Arc<Staged>>> {
+        self.staged.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The root `log` leads to from `prev`, without storing anything. `None` deletes a key.
+    pub fn compute<'k>(
+        &self,
+        prev: &Hash,
+        log: impl IntoIterator<Item = (&'k [u8], Option<&'k [u8]>)>,
+    ) -> Result<Hash, StoreError> {
+        let log: Vec<_> = log.into_iter().collect();
+        Ok(self.stage(prev, &log)?.root.hash)
     }
 
     /// Applies `log` to the tree at `prev` and stores the result as `version`; returns its
     /// root. When `expected` is given, a different root is refused before anything is stored.
-    /// Storing a version again with the same root does nothing.
+    /// Storing a version again with the same root does nothing. The computation of a preceding
+    /// [`Self::compute`] of the same change is reused.
     pub fn apply<'k>(
         &self,
         version: u64,
@@ -335,32 +399,40 @@ impl NodeDb {
         expected: Option<&Hash>,
     ) -> Result<Hash, StoreError> {
         let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if version == SCRATCH {
+            return Err(StoreError::Old {
+                version,
+                latest: SCRATCH,
+            });
+        }
         if let Some(latest) = self.latest_version()? {
             if version < latest {
                 return Err(StoreError::Old { version, latest });
             }
         }
+        let log: Vec<_> = log.into_iter().collect();
+        let staged = self.stage(prev, &log)?;
+        let at = |p: Ptr| {
+            if p.version == SCRATCH {
+                Ptr {
+                    hash: p.hash,
+                    version,
+                }
+            } else {
+                p
+            }
+        };
+        let root = at(staged.root);
         if let Some(stored) = self.root(version)? {
-            let root = self.compute(prev, log)?;
-            if stored == root {
-                return Ok(root);
+            if stored == root.hash {
+                return Ok(root.hash);
             }
             return Err(StoreError::Conflict {
                 version,
                 stored,
-                new: root,
+                new: root.hash,
             });
         }
-        let prev = self.resolve(prev)?;
-        let reader = self.reader()?;
-        let mut c = Changes::new(&reader, prev, version);
-        for (k, v) in log {
-            match v {
-                Some(v) => c.insert(k, v)?,
-                None => c.remove(k)?,
-            }
-        }
-        let root = c.root();
         if let Some(expected) = expected.filter(|e| **e != root.hash) {
             return Err(StoreError::Mismatch {
                 expected: *expected,
@@ -370,33 +442,48 @@ impl NodeDb {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut nodes = txn.open_table(NODES).map_err(|e| self.err(e))?;
-            // The new nodes the new tree reaches, and the older ones it still points to.
+            // The new nodes the new tree reaches (stored under `version`, their pointers to new
+            // nodes too), and the older ones it still points to.
             let mut kept_old: HashSet<Ptr> = HashSet::new();
-            let mut stack = vec![root];
+            let mut stack = vec![staged.root];
             while let Some(p) = stack.pop() {
                 if p.is_none() {
                     continue;
                 }
-                let fresh = (p.version == version)
-                    .then(|| c.created().get(&p.hash))
+                let fresh = (p.version == SCRATCH)
+                    .then(|| staged.created.get(&p.hash))
                     .flatten();
                 let Some(node) = fresh else {
                     kept_old.insert(p);
                     continue;
                 };
+                let stored = match &**node {
+                    Node::Internal {
+                        label,
+                        label_bits,
+                        leaf,
+                        left,
+                        right,
+                    } => {
+                        stack.extend([*leaf, *left, *right]);
+                        Node::Internal {
+                            label: label.clone(),
+                            label_bits: *label_bits,
+                            leaf: at(*leaf),
+                            left: at(*left),
+                            right: at(*right),
+                        }
+                        .encode()
+                    }
+                    leaf @ Node::Leaf { .. } => leaf.encode(),
+                };
                 nodes
-                    .insert(&node_key(&p)[..], &node.encode()[..])
+                    .insert(&node_key(&at(p))[..], &stored[..])
                     .map_err(|e| self.err(e))?;
-                if let Node::Internal {
-                    leaf, left, right, ..
-                } = &**node
-                {
-                    stack.extend([*leaf, *left, *right]);
-                }
             }
             let mut stale = txn.open_table(STALE).map_err(|e| self.err(e))?;
             let mut seen = HashSet::new();
-            for p in c.stale() {
+            for p in &staged.stale {
                 if !kept_old.contains(p) && seen.insert(*p) {
                     stale
                         .insert(&stale_key(version, p)[..], &[][..])
@@ -732,9 +819,10 @@ mod tests {
                         None => { model.remove(k); }
                     }
                 }
-                root = db
-                    .apply(v, &root, log.iter().map(|(k, v)| (&k[..], v.as_deref())), None)
-                    .expect("apply");
+                // Even rounds store what a preceding compute staged; odd ones compute anew.
+                let entries = || log.iter().map(|(k, v)| (&k[..], v.as_deref()));
+                let computed = v.is_multiple_of(2).then(|| db.compute(&root, entries()).expect("compute"));
+                root = db.apply(v, &root, entries(), computed.as_ref()).expect("apply");
                 snapshots.push((v, root, model.clone()));
                 db.prune(v.saturating_sub(1), 64).expect("prune");
                 for (sv, sroot, smodel) in snapshots.iter().filter(|(sv, _, _)| *sv + 1 >= v) {

@@ -53,6 +53,9 @@ pub enum SignOnce {
     Conflict,
 }
 
+/// redb's page cache for the consensus store.
+pub const CACHE_BYTES: usize = 32 << 20;
+
 /// The schema this software writes and understands.
 /// 3: runtime state roots are roots of the runtime's state tree (2 chained write-log hashes and
 /// kept the runtime state in this store; 1 was the single-producer engine's signed blocks).
@@ -107,12 +110,17 @@ impl Store {
         }
     }
 
-    /// Opens (or creates) the store at `path`, checking its schema version.
+    /// Opens (or creates) the store at `path`, checking its schema version. redb's page cache
+    /// is bounded ([`CACHE_BYTES`]; redb's default is 1 GiB, which a long-running node would
+    /// fill).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError::Db {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| StoreError::Db {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
         let s = Self {
             db,
             path: path.to_path_buf(),
