@@ -649,11 +649,18 @@ fn a_runtime_with_a_wrong_state_root_is_outvoted_and_the_honest_result_is_finali
 
 /// The runtime state is a tree: a finalized value reads back with a proof that verifies, online
 /// and offline, against the finalized state root; another root or a changed proof is refused.
-/// With `runtime.prune` keeping 5 rounds, old history and state versions go while the network
-/// keeps finalizing and serving the latest state.
+/// With `runtime.prune` keeping 5 rounds and `consensus.prune` 50 blocks, old history, state
+/// versions and blocks go while the network keeps finalizing and serving the latest state.
 #[test]
 fn state_values_come_with_proofs_and_pruning_keeps_a_window() {
-    let mut net = Localnet::start(&["--load", "8", "--prune-kept", "5"]);
+    let mut net = Localnet::start(&[
+        "--load",
+        "8",
+        "--prune-kept",
+        "5",
+        "--consensus-prune-kept",
+        "50",
+    ]);
     net.wait(
         "rounds finalized and history pruned",
         Duration::from_secs(180),
@@ -732,6 +739,26 @@ fn state_values_come_with_proofs_and_pruning_keeps_a_window() {
             "{node} never pruned"
         );
     }
+    // Consensus blocks: the validator keeps the last 50, and rounds keep being finalized.
+    let retained = |n: &Localnet| {
+        n.status("validator-0")
+            .and_then(|s| s["consensus"]["last_retained_height"].as_u64())
+            .unwrap_or(0)
+    };
+    net.wait("blocks pruned", Duration::from_secs(60), |n| {
+        retained(n) >= 10
+    });
+    let st = net.status("validator-0").expect("status");
+    let latest = st["consensus"]["latest_height"].as_u64().unwrap_or(0);
+    assert!(
+        latest.saturating_sub(retained(&net)) <= 50 + 10,
+        "more than the window kept: {}",
+        st["consensus"]
+    );
+    let before = counter(&net, "client-0", "rounds_finalized");
+    net.wait("rounds after pruning", Duration::from_secs(60), |n| {
+        counter(n, "client-0", "rounds_finalized") >= before + 5
+    });
     let _ = net.stop();
 }
 

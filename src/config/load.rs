@@ -590,6 +590,20 @@ mod tests {
         };
         let s = load_with("").expect("defaults").settings;
         assert_eq!((s.state_cache_size, s.prune), (64 << 20, None));
+        assert_eq!(s.consensus_prune, None);
+        let s = load_with(
+            "consensus:\n  prune:\n    strategy: Keep_N\n    num_kept: 10\n    interval: 100ms\n",
+        )
+        .expect("valid")
+        .settings;
+        assert_eq!(
+            s.consensus_prune,
+            Some(crate::config::Prune {
+                num_kept: 10,
+                interval: std::time::Duration::from_secs(1)
+            }),
+            "case-insensitive, interval clamped to 1s as oasis"
+        );
         let s = load_with(
             "storage:\n  max_cache_size: 32mb\nruntime:\n  prune:\n    strategy: keep_last\n    num_kept: 100\n    interval: 30s\n",
         )
@@ -617,6 +631,16 @@ mod tests {
             (
                 "runtime:\n  prune:\n    strategy: keep_last\n    num_kept: 0\n",
                 "runtime.prune.num_kept",
+                "must be at least 1",
+            ),
+            (
+                "consensus:\n  prune:\n    strategy: keep_everything\n",
+                "consensus.prune.strategy",
+                "abci/pruner: unknown pruning strategy: 'keep_everything'",
+            ),
+            (
+                "consensus:\n  prune:\n    strategy: KEEP_N\n    num_kept: 0\n",
+                "consensus.prune.num_kept",
                 "must be at least 1",
             ),
             (

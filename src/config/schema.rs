@@ -178,8 +178,8 @@ pub struct Consensus {
     pub p2p: Option<Value>,
     /// Transaction submission: `gas_price`, `max_fee`.
     pub submission: Option<Value>,
-    /// Pruning (CometBFT; accepted, unused).
-    pub prune: Option<Value>,
+    /// Pruning of consensus blocks (oasis's keys).
+    pub prune: ConsensusPrune,
     /// Checkpointer (accepted, unused).
     pub checkpointer: Option<Value>,
     /// State sync (accepted, unused).
@@ -207,7 +207,7 @@ impl Default for Consensus {
             sentry_upstream_addresses: Vec::new(),
             p2p: None,
             submission: None,
-            prune: None,
+            prune: ConsensusPrune::default(),
             checkpointer: None,
             state_sync: None,
             light_client: None,
@@ -468,6 +468,28 @@ pub struct Registration {
     pub entity: String,
     /// Entity public key, base64.
     pub entity_id: String,
+}
+
+/// `consensus.prune` (oasis's keys and defaults).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct ConsensusPrune {
+    /// `none` or `keep_n` (case-insensitive).
+    pub strategy: String,
+    /// Blocks kept (keep_n).
+    pub num_kept: u64,
+    /// How often the pruner runs (at least 1s).
+    pub interval: String,
+}
+
+impl Default for ConsensusPrune {
+    fn default() -> Self {
+        Self {
+            strategy: "none".into(),
+            num_kept: 250_000,
+            interval: "2m".into(),
+        }
+    }
 }
 
 /// `runtime.prune` (oasis's keys and defaults).

@@ -42,6 +42,8 @@ pub struct Settings {
     pub state_cache_size: u64,
     /// `runtime.prune`: `None` for strategy `none`.
     pub prune: Option<Prune>,
+    /// `consensus.prune`: `None` for strategy `none`.
+    pub consensus_prune: Option<Prune>,
 }
 
 /// `runtime.prune` with strategy `keep_last`.
@@ -67,6 +69,7 @@ pub(super) struct Parsed {
     seeds: Option<Vec<(libp2p::PeerId, libp2p::Multiaddr)>>,
     state_cache_size: Option<u64>,
     prune: Option<Option<Prune>>,
+    consensus_prune: Option<Option<Prune>>,
 }
 
 impl Parsed {
@@ -86,6 +89,7 @@ impl Parsed {
             seeds: self.seeds.ok_or("p2p.seeds")?,
             state_cache_size: self.state_cache_size.ok_or("storage.max_cache_size")?,
             prune: self.prune.ok_or("runtime.prune")?,
+            consensus_prune: self.consensus_prune.ok_or("consensus.prune")?,
         })
     }
 }
@@ -94,6 +98,41 @@ impl Parsed {
 /// needs less to stay fast, and a node's memory stays bounded).
 pub(crate) const DEFAULT_STATE_CACHE: u64 = 64 << 20;
 const MIN_STATE_CACHE: u64 = 2 << 20;
+
+/// `consensus.prune`, with oasis's message; the interval is clamped to at least 1s, as oasis.
+fn check_consensus_prune(
+    pr: &super::schema::ConsensusPrune,
+    p: &mut Vec<Problem>,
+) -> Option<Option<Prune>> {
+    match pr.strategy.to_ascii_lowercase().as_str() {
+        "none" => Some(None),
+        "keep_n" => {
+            let interval = check_duration(p, "consensus.prune.interval", &pr.interval)?
+                .max(Duration::from_secs(1));
+            if pr.num_kept == 0 {
+                p.push(Problem::error(
+                    "consensus.prune.num_kept",
+                    "must be at least 1 with keep_n",
+                ));
+                return None;
+            }
+            Some(Some(Prune {
+                num_kept: pr.num_kept,
+                interval,
+            }))
+        }
+        _ => {
+            p.push(Problem::error(
+                "consensus.prune.strategy",
+                format!(
+                    "abci/pruner: unknown pruning strategy: '{}' (use none or keep_n)",
+                    pr.strategy
+                ),
+            ));
+            None
+        }
+    }
+}
 
 /// `runtime.prune`, with oasis's messages.
 fn check_prune(pr: &super::schema::RuntimePrune, p: &mut Vec<Problem>) -> Option<Option<Prune>> {
@@ -290,6 +329,7 @@ fn check_runtime(c: &Config, p: &mut Vec<Problem>, parsed: &mut Parsed) {
         Err(e) => p.push(Problem::error("runtime.max_bundle_size", e)),
     }
     parsed.prune = check_prune(&r.prune, p);
+    parsed.consensus_prune = check_consensus_prune(&c.consensus.prune, p);
     let cache = &c.storage.max_cache_size;
     let size = if cache.is_empty() {
         Ok(DEFAULT_STATE_CACHE)
@@ -502,7 +542,6 @@ fn check_unsupported(c: &Config, p: &mut Vec<Problem>, parsed: &mut Parsed) {
         .is_some_and(|m| m.keys().any(|k| k.as_str() != Some("persistent_peers")));
     let cometbft = [
         ("consensus.p2p", other_p2p_keys),
-        ("consensus.prune", c.consensus.prune.is_some()),
         ("consensus.checkpointer", c.consensus.checkpointer.is_some()),
         ("consensus.state_sync", c.consensus.state_sync.is_some()),
         ("consensus.light_client", c.consensus.light_client.is_some()),

@@ -57,6 +57,8 @@ pub struct View {
     pub finality_ms: (u64, u64),
     /// Over the same blocks: time between consecutive block headers, p50 (ms).
     pub block_interval_ms: u64,
+    /// The lowest height whose block this node keeps (`consensus.prune`).
+    pub last_retained_height: u64,
 }
 
 /// Blocks the status figures are computed over.
@@ -250,6 +252,31 @@ impl Chain {
     /// Drops what the committed state made stale: nonces behind, and waits over 20 blocks. A
     /// transaction dropped for waiting is forgotten as seen, so that its signer's re-gossip
     /// (once the missing nonce arrives) brings it back.
+    /// Removes blocks older than the `num_kept` latest (up to 1,000 per run), off the async
+    /// threads, and publishes the lowest height kept.
+    async fn prune(self: &Arc<Self>, num_kept: u64) {
+        let height = self.lock().state.height.0;
+        let Some(keep_from) = height.checked_sub(num_kept).map(|h| h + 1) else {
+            return;
+        };
+        let me = self.clone();
+        let pruned = tokio::task::spawn_blocking(move || {
+            let n = me.store.prune_blocks(keep_from, 1000)?;
+            Ok::<_, crate::storage::StoreError>((n, me.store.retained_from()?))
+        })
+        .await;
+        match pruned {
+            Ok(Ok((n, from))) => {
+                if n > 0 {
+                    log::info!(target: "consensus", blocks = n, retained_from = from; "pruned consensus blocks");
+                }
+                self.view.send_modify(|v| v.last_retained_height = from);
+            }
+            Ok(Err(e)) => log::error!(target: "consensus", "cannot prune blocks: {e}"),
+            Err(e) => log::error!(target: "consensus", "block pruner failed: {e}"),
+        }
+    }
+
     fn prune_mempool(i: &mut Inner) {
         use super::address::Address;
         use super::state::Transaction;
@@ -424,7 +451,7 @@ impl ChainApp for Chain {
     }
 
     fn earliest_height(&self) -> Height {
-        Height(1)
+        Height(self.store.retained_from().unwrap_or(1))
     }
 
     fn remember_proposal(&self, height: Height, round: u32, proposer: PublicKey, block: &Proposed) {
@@ -466,6 +493,17 @@ pub struct Options {
     pub wal: std::path::PathBuf,
     /// Secret of the consensus network identity (the node's P2P key).
     pub network_secret: [u8; 32],
+    /// `consensus.prune` (keep_n), if set.
+    pub prune: Option<BlockPruning>,
+}
+
+/// Keep the `num_kept` latest blocks, pruning every `interval`.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockPruning {
+    /// Blocks kept.
+    pub num_kept: u64,
+    /// How often.
+    pub interval: Duration,
 }
 
 /// Why consensus could not start.
@@ -545,6 +583,7 @@ pub async fn start(
         evidence: Vec::new(),
         finality_ms: (0, 0),
         block_interval_ms: 0,
+        last_retained_height: store.retained_from()?,
     };
     if initial.is_validator {
         log::info!(target: "consensus", message_id = MSG_BECAME_VALIDATOR, height = state.height.0; "this node is a validator");
@@ -579,6 +618,10 @@ pub async fn start(
     let running = paratime_bft::engine::start(chain.clone(), signer, bopts).await?;
     let progress = running.progress.clone();
     let (submit_tx, mut submit_rx) = mpsc::channel::<Signed>(1024);
+    let prune = opts.prune;
+    let mut prune_tick =
+        tokio::time::interval(prune.map_or(Duration::from_secs(3600), |p| p.interval));
+    prune_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A genesis chain with nothing to catch up on is synced from the start.
     tokio::spawn(async move {
         let mut running = Some(running);
@@ -587,6 +630,11 @@ pub async fn start(
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = prune_tick.tick(), if prune.is_some() => {
+                    if let Some(p) = prune {
+                        chain.prune(p.num_kept).await;
+                    }
+                }
                 _ = regossip.tick() => {
                     for tx in chain.own_waiting(64) {
                         if net.try_send(p2p::Command::PublishTx(tx)).is_err() {

@@ -244,6 +244,8 @@ pub struct ConsensusStatus {
     pub latest_state_root: String,
     /// Always 0.
     pub genesis_height: u64,
+    /// The lowest height whose block this node keeps (`consensus.prune`).
+    pub last_retained_height: u64,
     /// The chain context.
     pub chain_context: String,
     /// Whether this node's consensus key is in the validator set.

@@ -135,6 +135,7 @@ fn consensus_status(
         latest_epoch: v.state.epoch,
         latest_state_root: hex::encode(v.state.root()),
         genesis_height: 0,
+        last_retained_height: v.last_retained_height,
         chain_context: v.state.chain_context.clone(),
         is_validator: v.is_validator,
         current_height: p.height,

@@ -580,6 +580,13 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                 .join("wal")
                 .join("consensus.wal"),
             network_secret: p.id.key(KeyKind::P2p).to_bytes(),
+            prune: p
+                .settings
+                .consensus_prune
+                .map(|c| crate::consensus::engine::BlockPruning {
+                    num_kept: c.num_kept,
+                    interval: c.interval,
+                }),
         };
         crate::crashpoint::init(Path::new(&cfg.common.data_dir))?;
         let handle = crate::consensus::engine::start(

@@ -504,6 +504,40 @@ impl Store {
         txn.commit().map_err(|e| self.err(e))
     }
 
+    /// Removes committed blocks below `keep_from` (at most `max` of them, oldest first; the
+    /// latest block always stays) and records the lowest height kept. Returns how many went.
+    pub fn prune_blocks(&self, keep_from: u64, max: usize) -> Result<u64, StoreError> {
+        let keep_from = keep_from.min(self.latest_height()?);
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let removed;
+        {
+            let mut blocks = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
+            let old: Vec<u64> = blocks
+                .range(..keep_from)
+                .map_err(|e| self.err(e))?
+                .take(max)
+                .map(|r| r.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.err(e))?;
+            for h in &old {
+                blocks.remove(*h).map_err(|e| self.err(e))?;
+            }
+            removed = old.len() as u64;
+            if let Some(last) = old.last() {
+                let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+                meta.insert("retained_from", (last + 1).to_be_bytes().as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(removed)
+    }
+
+    /// The lowest height whose block is kept (1 before any pruning).
+    pub fn retained_from(&self) -> Result<u64, StoreError> {
+        Ok(self.meta_u64("retained_from")?.unwrap_or(1))
+    }
+
     /// Height of the latest committed block (0 before the first).
     pub fn latest_height(&self) -> Result<u64, StoreError> {
         Ok(self.meta_u64("height")?.unwrap_or(0))
@@ -752,5 +786,34 @@ mod tests {
                 .expect("prune"),
             0
         );
+    }
+
+    #[test]
+    fn block_pruning_keeps_the_latest_and_records_the_lowest_kept() {
+        let d = tempfile::tempdir().expect("tmp");
+        let s = Store::open(&d.path().join("s.redb")).expect("create");
+        let txn = s.db.begin_write().expect("txn");
+        {
+            let mut blocks = txn.open_table(BLOCKS).expect("table");
+            for h in 1..=30u64 {
+                blocks.insert(h, &b"block"[..]).expect("insert");
+            }
+            let mut meta = txn.open_table(META).expect("meta");
+            meta.insert("height", 30u64.to_be_bytes().as_slice())
+                .expect("height");
+        }
+        txn.commit().expect("commit");
+        assert_eq!(s.retained_from().expect("read"), 1);
+        assert_eq!(s.prune_blocks(21, 5).expect("prune"), 5);
+        assert_eq!(s.retained_from().expect("read"), 6);
+        assert_eq!(s.prune_blocks(21, 1000).expect("prune"), 15);
+        assert_eq!(s.retained_from().expect("read"), 21);
+        // Never the latest block, whatever is asked.
+        assert_eq!(s.prune_blocks(u64::MAX, 1000).expect("prune"), 9);
+        assert_eq!(s.retained_from().expect("read"), 30);
+        let txn = s.db.begin_read().expect("txn");
+        let blocks = txn.open_table(BLOCKS).expect("table");
+        assert!(blocks.get(30u64).expect("read").is_some());
+        assert!(blocks.get(29u64).expect("read").is_none());
     }
 }

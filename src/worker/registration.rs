@@ -267,6 +267,7 @@ mod tests {
             evidence: Vec::new(),
             finality_ms: (0, 0),
             block_interval_ms: 200,
+            last_retained_height: 1,
         }
     }
 

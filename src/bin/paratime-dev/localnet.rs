@@ -75,6 +75,10 @@ pub(crate) struct Args {
     /// (`runtime.prune.strategy: keep_last`, checked every second).
     #[arg(long)]
     prune_kept: Option<u64>,
+    /// Prune consensus blocks on every node: keep this many (`consensus.prune.strategy:
+    /// keep_n`, checked every second).
+    #[arg(long)]
+    consensus_prune_kept: Option<u64>,
 }
 
 fn netns_of(a: &Args, node: &str) -> anyhow::Result<Option<Netns>> {
@@ -183,11 +187,11 @@ fn config_yaml(
     bundle: &Path,
     entity: Option<&Path>,
     runtime: bool,
-    (fault, prune_kept): (Option<&str>, Option<u64>),
+    (fault, prune_kept, consensus_kept): (Option<&str>, Option<u64>, Option<u64>),
 ) -> String {
     let node_dir = dir.join(&n.name);
     let mut s = format!(
-        "mode: {mode}\ncommon:\n  data_dir: {data}\n  log:\n    file: node.log\n    format: JSON\n    level:\n      default: info\ngenesis:\n  file: {genesis}\nconsensus:\n  listen_address: tcp://0.0.0.0:{cport}\n{peers}p2p:\n  port: {port}\n  registration:\n    addresses:\n      - {ip}:{port}\n",
+        "mode: {mode}\ncommon:\n  data_dir: {data}\n  log:\n    file: node.log\n    format: JSON\n    level:\n      default: info\ngenesis:\n  file: {genesis}\nconsensus:\n  listen_address: tcp://0.0.0.0:{cport}\n{peers}{cprune}p2p:\n  port: {port}\n  registration:\n    addresses:\n      - {ip}:{port}\n",
         mode = n.mode,
         data = node_dir.join("data").display(),
         genesis = dir.join("genesis.json").display(),
@@ -205,6 +209,9 @@ fn config_yaml(
         },
         port = n.port,
         ip = n.ip(),
+        cprune = consensus_kept.map_or(String::new(), |k| format!(
+            "  prune:\n    strategy: keep_n\n    num_kept: {k}\n    interval: 1s\n"
+        )),
     );
     if !seed.is_empty() {
         s.push_str(&format!("  seeds:\n    - \"{seed}\"\n"));
@@ -512,7 +519,7 @@ fn setup(a: &Args) -> anyhow::Result<Vec<Planned>> {
             },
             entity.as_deref(),
             runtime,
-            (fault, a.prune_kept),
+            (fault, a.prune_kept, a.consensus_prune_kept),
         );
         let path = dir.join(&n.name).join("etc/config.yml");
         std::fs::write(&path, cfg)?;
