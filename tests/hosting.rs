@@ -218,6 +218,28 @@ fn exec(d: &NodeDir, args: &[&str]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("runtime exec output is not JSON ({e}): {}", text(&o)))
 }
 
+/// `paratime-dev bench` starts its launcher from the `paratime-node` next to it (it once ran
+/// itself, which has no `sandbox-launcher`, and failed at once).
+#[test]
+fn the_developer_bench_runs_and_prints_its_floors() {
+    let d = NodeDir::new();
+    let b = d.build_bundle();
+    let o = std::process::Command::new(dev_bin())
+        .args(["bench", "--iterations", "2", "--bundle"])
+        .arg(&b)
+        .output()
+        .expect("paratime-dev bench");
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    for line in [
+        "provisioning (spawn -> handshake)",
+        "RHP ping round trip",
+        "bundle verify (unzip + SHA-512/256)",
+    ] {
+        assert!(out.contains(line), "missing '{line}': {out}");
+    }
+}
+
 #[test]
 fn runtime_exec_runs_transactions_and_keeps_state() {
     let d = NodeDir::new();

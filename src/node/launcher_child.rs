@@ -14,6 +14,27 @@ pub struct LauncherChild {
     socket: PathBuf,
 }
 
+/// The `paratime-node` executable that serves `sandbox-launcher`: this one, or the one next to
+/// it when this is another tool of the workspace (`paratime-dev bench`).
+fn node_binary() -> std::io::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    if me.file_stem().is_some_and(|s| s == "paratime-node") {
+        return Ok(me);
+    }
+    let sibling = me.with_file_name("paratime-node");
+    if sibling.is_file() {
+        Ok(sibling)
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!(
+                "{} is not paratime-node and there is no paratime-node next to it",
+                me.display()
+            ),
+        ))
+    }
+}
+
 impl LauncherChild {
     /// Binds `socket` and starts the launcher on it.
     pub fn start(
@@ -27,8 +48,8 @@ impl LauncherChild {
             path: socket.to_path_buf(),
             source,
         })?;
-        let exe = std::env::current_exe().map_err(|source| LaunchError::Setup {
-            what: "cannot locate own executable",
+        let exe = node_binary().map_err(|source| LaunchError::Setup {
+            what: "cannot locate the paratime-node executable",
             source,
         })?;
         let mut cmd = Command::new(exe);
