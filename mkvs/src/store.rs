@@ -672,24 +672,7 @@ mod tests {
             fresh.insert(&k, &v).expect("insert");
         }
         assert_eq!(fresh.root().hash, root);
-        let live = {
-            let mut c = 0u64;
-            let mut stack = vec![db.resolve(&root).expect("root")];
-            let reader = db.reader().expect("reader");
-            while let Some(p) = stack.pop() {
-                if p.is_none() {
-                    continue;
-                }
-                c += 1;
-                if let Node::Internal {
-                    leaf, left, right, ..
-                } = &*reader.node(&p).expect("node")
-                {
-                    stack.extend([*leaf, *left, *right]);
-                }
-            }
-            c
-        };
+        let live = live_nodes(&db, &root);
         assert_eq!(db.node_count().expect("count"), live);
     }
 
