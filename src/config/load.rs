@@ -644,6 +644,16 @@ mod tests {
                 "must be at least 1",
             ),
             (
+                "runtime:\n  prune:\n    strategy: keep_last\n    interval: 100000000h\n",
+                "runtime.prune.interval",
+                "at most 168h",
+            ),
+            (
+                "consensus:\n  prune:\n    strategy: keep_n\n    interval: 100000000h\n",
+                "consensus.prune.interval",
+                "at most 168h",
+            ),
+            (
                 "storage:\n  max_cache_size: 1kb\n",
                 "storage.max_cache_size",
                 "below the minimum",

@@ -99,6 +99,9 @@ impl Parsed {
 pub(crate) const DEFAULT_STATE_CACHE: u64 = 64 << 20;
 const MIN_STATE_CACHE: u64 = 2 << 20;
 
+/// The longest pruning interval: a timer far in the future overflows the clock.
+const MAX_PRUNE_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// `consensus.prune`, with oasis's message; the interval is clamped to at least 1s, as oasis.
 fn check_consensus_prune(
     pr: &super::schema::ConsensusPrune,
@@ -109,6 +112,13 @@ fn check_consensus_prune(
         "keep_n" => {
             let interval = check_duration(p, "consensus.prune.interval", &pr.interval)?
                 .max(Duration::from_secs(1));
+            if interval > MAX_PRUNE_INTERVAL {
+                p.push(Problem::error(
+                    "consensus.prune.interval",
+                    "prune.interval must be at most 168h (a week)",
+                ));
+                return None;
+            }
             if pr.num_kept == 0 {
                 p.push(Problem::error(
                     "consensus.prune.num_kept",
@@ -144,6 +154,13 @@ fn check_prune(pr: &super::schema::RuntimePrune, p: &mut Vec<Problem>) -> Option
                 p.push(Problem::error(
                     "runtime.prune.interval",
                     "prune.interval must be >= 1 second",
+                ));
+                return None;
+            }
+            if interval > MAX_PRUNE_INTERVAL {
+                p.push(Problem::error(
+                    "runtime.prune.interval",
+                    "prune.interval must be at most 168h (a week)",
                 ));
                 return None;
             }
