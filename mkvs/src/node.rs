@@ -234,6 +234,36 @@ impl Node {
         Ok(node)
     }
 
+    /// The child pointers of an internal node (leaf, left, right); `None` for a leaf.
+    pub fn children(&self) -> Option<[Ptr; 3]> {
+        match self {
+            Self::Internal {
+                leaf, left, right, ..
+            } => Some([*leaf, *left, *right]),
+            Self::Leaf { .. } => None,
+        }
+    }
+
+    /// The same node with each child pointer passed through `f` (hashes unchanged).
+    pub fn map_children(&self, f: impl Fn(Ptr) -> Ptr) -> Self {
+        match self {
+            Self::Internal {
+                label,
+                label_bits,
+                leaf,
+                left,
+                right,
+            } => Self::Internal {
+                label: label.clone(),
+                label_bits: *label_bits,
+                leaf: f(*leaf),
+                left: f(*left),
+                right: f(*right),
+            },
+            leaf @ Self::Leaf { .. } => leaf.clone(),
+        }
+    }
+
     /// Bytes this node holds in memory, for the cache bound.
     pub fn weight(&self) -> usize {
         const OVERHEAD: usize = 96;

@@ -457,26 +457,8 @@ impl NodeDb {
                     kept_old.insert(p);
                     continue;
                 };
-                let stored = match &**node {
-                    Node::Internal {
-                        label,
-                        label_bits,
-                        leaf,
-                        left,
-                        right,
-                    } => {
-                        stack.extend([*leaf, *left, *right]);
-                        Node::Internal {
-                            label: label.clone(),
-                            label_bits: *label_bits,
-                            leaf: at(*leaf),
-                            left: at(*left),
-                            right: at(*right),
-                        }
-                        .encode()
-                    }
-                    leaf @ Node::Leaf { .. } => leaf.encode(),
-                };
+                stack.extend(node.children().unwrap_or([Ptr::NONE; 3]));
+                let stored = node.map_children(at).encode();
                 nodes
                     .insert(&node_key(&at(p))[..], &stored[..])
                     .map_err(|e| self.err(e))?;
@@ -759,12 +741,13 @@ mod tests {
                 continue;
             }
             c += 1;
-            if let Node::Internal {
-                leaf, left, right, ..
-            } = &*reader.node(&p).expect("node")
-            {
-                stack.extend([*leaf, *left, *right]);
-            }
+            stack.extend(
+                reader
+                    .node(&p)
+                    .expect("node")
+                    .children()
+                    .unwrap_or([Ptr::NONE; 3]),
+            );
         }
         c
     }

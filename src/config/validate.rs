@@ -102,6 +102,40 @@ const MIN_STATE_CACHE: u64 = 2 << 20;
 /// The longest pruning interval: a timer far in the future overflows the clock.
 const MAX_PRUNE_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// The keep window of a pruning section: `interval` (below 1s an error, or 1s when `clamp`)
+/// up to [`MAX_PRUNE_INTERVAL`], and `num_kept` at least 1.
+fn prune_window(
+    p: &mut Vec<Problem>,
+    section: &str,
+    (interval, num_kept): (&str, u64),
+    clamp: bool,
+) -> Option<Prune> {
+    let key = format!("{section}.interval");
+    let mut interval = check_duration(p, &key, interval)?;
+    if interval < Duration::from_secs(1) {
+        if !clamp {
+            p.push(Problem::error(&key, "prune.interval must be >= 1 second"));
+            return None;
+        }
+        interval = Duration::from_secs(1);
+    }
+    if interval > MAX_PRUNE_INTERVAL {
+        p.push(Problem::error(
+            &key,
+            "prune.interval must be at most 168h (a week)",
+        ));
+        return None;
+    }
+    if num_kept == 0 {
+        p.push(Problem::error(
+            format!("{section}.num_kept"),
+            "must be at least 1: the latest is always kept",
+        ));
+        return None;
+    }
+    Some(Prune { num_kept, interval })
+}
+
 /// `consensus.prune`, with oasis's message; the interval is clamped to at least 1s, as oasis.
 fn check_consensus_prune(
     pr: &super::schema::ConsensusPrune,
@@ -109,28 +143,7 @@ fn check_consensus_prune(
 ) -> Option<Option<Prune>> {
     match pr.strategy.to_ascii_lowercase().as_str() {
         "none" => Some(None),
-        "keep_n" => {
-            let interval = check_duration(p, "consensus.prune.interval", &pr.interval)?
-                .max(Duration::from_secs(1));
-            if interval > MAX_PRUNE_INTERVAL {
-                p.push(Problem::error(
-                    "consensus.prune.interval",
-                    "prune.interval must be at most 168h (a week)",
-                ));
-                return None;
-            }
-            if pr.num_kept == 0 {
-                p.push(Problem::error(
-                    "consensus.prune.num_kept",
-                    "must be at least 1 with keep_n",
-                ));
-                return None;
-            }
-            Some(Some(Prune {
-                num_kept: pr.num_kept,
-                interval,
-            }))
-        }
+        "keep_n" => prune_window(p, "consensus.prune", (&pr.interval, pr.num_kept), true).map(Some),
         _ => {
             p.push(Problem::error(
                 "consensus.prune.strategy",
@@ -149,32 +162,7 @@ fn check_prune(pr: &super::schema::RuntimePrune, p: &mut Vec<Problem>) -> Option
     match pr.strategy.as_str() {
         "none" => Some(None),
         "keep_last" => {
-            let interval = check_duration(p, "runtime.prune.interval", &pr.interval)?;
-            if interval < Duration::from_secs(1) {
-                p.push(Problem::error(
-                    "runtime.prune.interval",
-                    "prune.interval must be >= 1 second",
-                ));
-                return None;
-            }
-            if interval > MAX_PRUNE_INTERVAL {
-                p.push(Problem::error(
-                    "runtime.prune.interval",
-                    "prune.interval must be at most 168h (a week)",
-                ));
-                return None;
-            }
-            if pr.num_kept == 0 {
-                p.push(Problem::error(
-                    "runtime.prune.num_kept",
-                    "must be at least 1: the latest round is always kept",
-                ));
-                return None;
-            }
-            Some(Some(Prune {
-                num_kept: pr.num_kept,
-                interval,
-            }))
+            prune_window(p, "runtime.prune", (&pr.interval, pr.num_kept), false).map(Some)
         }
         other => {
             p.push(Problem::error(
