@@ -762,6 +762,79 @@ fn state_values_come_with_proofs_and_pruning_keeps_a_window() {
     let _ = net.stop();
 }
 
+#[test]
+fn a_node_that_joins_after_the_others_pruned_syncs_the_state_and_follows() {
+    let mut net = Localnet::start(&["--load", "8", "--prune-kept", "100", "--late-client", "75s"]);
+    net.wait(
+        "history pruned before the late node starts",
+        Duration::from_secs(70),
+        |n| {
+            ["compute-0", "client-0"].iter().all(|c| {
+                n.status(c)
+                    .and_then(|s| rt(&s)["last_retained_round"].as_u64())
+                    .is_some_and(|r| r >= 20)
+            })
+        },
+    );
+    let o = kv_put(&net, "client-0", "early", "before the late node");
+    assert!(o.status.success(), "{}", text(&o));
+    let head = |n: &Localnet| {
+        n.status("client-0")
+            .and_then(|s| rt(&s)["latest_round"].as_u64())
+            .unwrap_or(0)
+    };
+    net.wait(
+        "the late node synced the state and follows the rounds",
+        Duration::from_secs(240),
+        |n| {
+            let h = head(n);
+            h > 0
+                && n.status("client-1")
+                    .and_then(|s| rt(&s)["worker"]["latest_round"].as_u64())
+                    .is_some_and(|r| r + 1 >= h)
+        },
+    );
+    let log = std::fs::read_to_string(net.net().join("client-1/data/node.log")).unwrap_or_default();
+    assert!(
+        log.contains("peers pruned the rounds this node needs")
+            && log.contains("runtime state synced"),
+        "the late node did not state-sync:\n{}",
+        log.lines()
+            .filter(|l| l.contains("worker/compute"))
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    if let Some(l) = log.lines().find(|l| l.contains("runtime state synced")) {
+        eprintln!("late node: {l}");
+    }
+    assert!(
+        !log.contains(r#""msg":"runtime round finalized","round":"1","#),
+        "the late node replayed round 1"
+    );
+    // The value written before it joined came with the synced state, and a value written
+    // after it joined arrives by following the rounds.
+    assert_eq!(
+        kv_get(&net, "client-1", "early")["value"],
+        "before the late node"
+    );
+    let o = kv_put(&net, "client-0", "late", "after the sync");
+    assert!(o.status.success(), "{}", text(&o));
+    net.wait(
+        "the late node applies new rounds",
+        Duration::from_secs(60),
+        |n| kv_get(n, "client-1", "late")["value"] == "after the sync",
+    );
+    // Its own history starts after the synced round.
+    let st = net.status("client-1").expect("status");
+    assert!(
+        rt(&st)["last_retained_round"].as_u64() > Some(1),
+        "{}",
+        rt(&st)
+    );
+    let _ = net.stop();
+}
+
 /// A network namespace joined to the host by a veth pair; removed on drop.
 struct Netns {
     name: String,

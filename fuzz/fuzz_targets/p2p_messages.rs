@@ -7,8 +7,8 @@
 //! | 1 | `Signed` transaction (transactions gossip topic) | ciborium |
 //! | 2 | `RuntimeTxs` (a runtime's transactions topic) | ciborium |
 //! | 3 | `CommitteeMessage` (a runtime's committee topic) | ciborium |
-//! | 4 | `SyncRequest` (executed-batch sync, served) | cbor4ii (libp2p's request-response CBOR codec) |
-//! | 5 | `SyncReply` (executed-batch sync, received) | cbor4ii |
+//! | 4 | `SyncRequest` (executed-batch and state sync, served) | cbor4ii (libp2p's request-response CBOR codec) |
+//! | 5 | `SyncReply` (executed batches, pruned rounds, state nodes; received) | cbor4ii |
 //! | 6 | `Transaction` (inside `Signed`; the mempool reads its nonce before verifying) | ciborium |
 //! | 7 | `Proposal` (inside a committee `Signed`) | ciborium |
 //!
@@ -122,7 +122,15 @@ fuzz_target!(|data: &[u8]| {
         }
         5 => match from_cbor4ii::<SyncReply>(msg) {
             Some(SyncReply::Round(Some(b))) => executed(&b),
-            Some(SyncReply::Round(None)) | None => {}
+            Some(SyncReply::StateNodes { nodes, .. }) => {
+                // What a state sync does with each node before deciding whether it is wanted.
+                for n in &nodes {
+                    if let Ok(node) = paratime_mkvs::Node::decode(n) {
+                        let _ = node.hash();
+                    }
+                }
+            }
+            Some(SyncReply::Round(None) | SyncReply::Pruned { .. }) | None => {}
         },
         6 => {
             if let Ok(t) = from_cbor::<Transaction>(msg) {

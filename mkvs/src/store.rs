@@ -25,6 +25,9 @@ const STALE: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("mkvs
 
 /// The version of nodes computed but not stored yet (never a stored version).
 const SCRATCH: u64 = u64::MAX;
+/// In a state sync request, the version of a wanted root: "the stored version whose root has
+/// this hash".
+pub const SYNC_ROOT: u64 = u64::MAX;
 
 /// A computed change: the tree at `prev` after the write log whose digest is `digest`.
 struct Staged {
@@ -479,6 +482,150 @@ impl NodeDb {
         }
         txn.commit().map_err(|e| self.err(e))?;
         Ok(root.hash)
+    }
+
+    /// Nodes for a peer's state sync: each wanted node (a `version` of [`SYNC_ROOT`] names a
+    /// stored version's root by its hash) and then its descendants, breadth first, until
+    /// `max_nodes` or `max_bytes` (at least one node). Stored form, child versions included:
+    /// they tell the peer where to ask for the children. Nodes this store does not hold are
+    /// skipped. Reads do not enter the node cache: a peer's sync does not evict what the
+    /// runtime reads.
+    pub fn export(
+        &self,
+        wants: &[Ptr],
+        max_nodes: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = txn.open_table(NODES).map_err(|e| self.err(e))?;
+        let mut queue: std::collections::VecDeque<Ptr> = std::collections::VecDeque::new();
+        for w in wants.iter().take(crate::sync::MAX_WANTS) {
+            if w.version == SYNC_ROOT {
+                match self.resolve(&w.hash) {
+                    Ok(p) if !p.is_none() => queue.push_back(p),
+                    Ok(_) | Err(StoreError::Tree(TreeError::Missing(_))) => {}
+                    Err(e) => return Err(e),
+                }
+            } else if !w.is_none() {
+                queue.push_back(*w);
+            }
+        }
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(p) = queue.pop_front() {
+            if out.len() >= max_nodes {
+                break;
+            }
+            let cached = self.cache().get(&p);
+            let node = match cached {
+                Some(n) => n,
+                None => {
+                    let Some(got) = table.get(&node_key(&p)[..]).map_err(|e| self.err(e))? else {
+                        continue;
+                    };
+                    Arc::new(
+                        Node::decode(got.value()).map_err(|source| TreeError::Corrupt {
+                            hash: p.hash,
+                            source,
+                        })?,
+                    )
+                }
+            };
+            let encoded = node.encode();
+            if !out.is_empty() && bytes.saturating_add(encoded.len()) > max_bytes {
+                break;
+            }
+            bytes += encoded.len();
+            out.push(encoded);
+            queue.extend(
+                node.children()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| !c.is_none()),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Removes every version and node (before a state sync replaces the tree).
+    pub(crate) fn clear(&self) -> Result<(), StoreError> {
+        let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        for t in [NODES, STALE] {
+            txn.delete_table(t).map_err(|e| self.err(e))?;
+            txn.open_table(t).map_err(|e| self.err(e))?;
+        }
+        txn.delete_table(ROOTS).map_err(|e| self.err(e))?;
+        txn.open_table(ROOTS).map_err(|e| self.err(e))?;
+        txn.commit().map_err(|e| self.err(e))?;
+        let mut cache = self.cache();
+        cache.map.clear();
+        cache.weight = 0;
+        drop(cache);
+        *self.staged() = None;
+        Ok(())
+    }
+
+    /// Stores checked nodes of a state being synced under `version`, their children under it
+    /// too (where the sync stores them).
+    pub(crate) fn import(&self, version: u64, nodes: &[Node]) -> Result<(), StoreError> {
+        let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = |p: Ptr| {
+            if p.is_none() {
+                p
+            } else {
+                Ptr {
+                    hash: p.hash,
+                    version,
+                }
+            }
+        };
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut table = txn.open_table(NODES).map_err(|e| self.err(e))?;
+            for n in nodes {
+                let key = node_key(&Ptr {
+                    hash: n.hash(),
+                    version,
+                });
+                table
+                    .insert(&key[..], &n.map_children(at).encode()[..])
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Records `root` as `version` once its nodes are stored (a synced state becomes
+    /// readable).
+    pub(crate) fn set_root(&self, version: u64, root: &Hash) -> Result<(), StoreError> {
+        let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let p = if *root == EMPTY {
+            Ptr::NONE
+        } else {
+            Ptr {
+                hash: *root,
+                version,
+            }
+        };
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            if !p.is_none() {
+                let nodes = txn.open_table(NODES).map_err(|e| self.err(e))?;
+                if nodes
+                    .get(&node_key(&p)[..])
+                    .map_err(|e| self.err(e))?
+                    .is_none()
+                {
+                    return Err(TreeError::Missing(p).into());
+                }
+            }
+            let mut roots = txn.open_table(ROOTS).map_err(|e| self.err(e))?;
+            roots
+                .insert(version, &root_value(&p)[..])
+                .map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
     }
 
     /// The root hash stored for `version`.

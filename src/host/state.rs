@@ -8,7 +8,7 @@
 //! a finalized root. Memory is the tree's node cache (`storage.max_cache_size`) and redb's page
 //! cache of the same size, whatever the state's size.
 
-use paratime_mkvs::{NodeDb, Proof, Pruned, StoreError};
+use paratime_mkvs::{NodeDb, Proof, Pruned, Restore, StoreError};
 use paratime_sdk::protocol::{Hash, WriteLogEntry};
 use std::path::Path;
 use std::sync::{PoisonError, RwLock};
@@ -36,7 +36,10 @@ pub enum StateError {
     Unsorted,
     /// The state the node recorded as finalized is not in the tree (deleted, or a data dir from
     /// before the tree).
-    #[error("the finalized state of round {round} (root {}) is not in {path}: remove the runtime's data (runtimes/<id>/) and let the node sync again", hex::encode(root))]
+    #[error(
+        "the finalized state of round {round} (root {}) is not in {path}",
+        hex::encode(root)
+    )]
     Missing {
         /// The round.
         round: u64,
@@ -175,6 +178,38 @@ impl RuntimeState {
     pub fn prune(&self, keep_from: u64, max: usize) -> Result<Pruned, StateError> {
         let keep_from = keep_from.min(self.current().0);
         Ok(self.db.prune(keep_from, max)?)
+    }
+
+    /// Nodes for a peer's state sync (see [`paratime_mkvs::sync`]).
+    pub fn export(&self, wants: &[paratime_mkvs::node::Ptr]) -> Result<Vec<Vec<u8>>, StateError> {
+        Ok(self.db.export(
+            wants,
+            paratime_mkvs::sync::MAX_CHUNK_NODES,
+            paratime_mkvs::sync::MAX_CHUNK_BYTES,
+        )?)
+    }
+
+    /// Starts replacing the tree with the state of `round` (root `root`, finalized) fetched
+    /// from peers. Until [`Self::finish_sync`] the tree holds no readable version.
+    pub fn begin_sync(&self, round: u64, root: Hash) -> Result<Restore, StateError> {
+        Ok(Restore::begin(&self.db, round, root)?)
+    }
+
+    /// Checks and stores a chunk of a state sync.
+    pub fn sync_chunk(
+        &self,
+        restore: &mut Restore,
+        chunk: &[Vec<u8>],
+    ) -> Result<paratime_mkvs::sync::Accepted, StateError> {
+        Ok(restore.accept(&self.db, chunk)?)
+    }
+
+    /// Completes a state sync: the synced round becomes current.
+    pub fn finish_sync(&self, restore: Restore) -> Result<(u64, Hash), StateError> {
+        let at = restore.target();
+        restore.finish(&self.db)?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = at;
+        Ok(at)
     }
 
     /// The earliest and latest stored versions.

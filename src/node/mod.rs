@@ -502,7 +502,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
     // Runtime state: the tree in runtimes/<id>/, at the round the store recorded as applied.
     let mut states: BTreeMap<
         crate::bundle::RuntimeId,
-        (Arc<RuntimeState>, Option<crate::storage::Applied>),
+        (Arc<RuntimeState>, Option<crate::storage::Applied>, bool),
     > = BTreeMap::new();
     let cache = usize::try_from(p.settings.state_cache_size).unwrap_or(usize::MAX);
     for rt in &p.hosted {
@@ -511,15 +511,22 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             .join(rt.id.to_string());
         identity::ensure_dir(&dir)?;
         let state = RuntimeState::open(&dir.join(crate::host::state::FILE_NAME), cache)?;
-        let applied = match &p.network {
+        let (applied, needs_sync) = match &p.network {
             Some(net) => {
                 let a = crate::worker::compute::applied(&net.store, &rt.id)?;
-                state.resume(a.round.0, a.state_root)?;
-                Some(a)
+                match state.resume(a.round.0, a.state_root) {
+                    Ok(()) => (Some(a), false),
+                    // An interrupted state sync, or a tree removed by hand: fetch it again.
+                    Err(e @ crate::host::state::StateError::Missing { .. }) => {
+                        log::warn!(target: "worker/compute", runtime_id:% = rt.id; "{e}: syncing it from peers");
+                        (Some(a), true)
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
-            None => None,
+            None => (None, false),
         };
-        states.insert(rt.id, (Arc::new(state), applied));
+        states.insert(rt.id, (Arc::new(state), applied, needs_sync));
     }
     let mut conns = BTreeMap::new();
     let mut idle_conns = Vec::new();
@@ -559,6 +566,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             seeds: net.seeds,
             chain_context: net.genesis.chain_context(),
             runtimes: net.genesis.registry.runtimes.iter().map(|r| r.id).collect(),
+            state_server: Some(state_server(&states)),
         };
         let (cmd, events, mut rt_events, pstatus) = crate::p2p::spawn(
             pcfg,
@@ -604,7 +612,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
         // One worker per hosted ParaTime registered in the genesis; p2p messages are routed
         // to it by runtime ID.
         let mut routes = BTreeMap::new();
-        for (rid, (state, applied)) in &states {
+        for (rid, (state, applied, needs_sync)) in &states {
             let Some(descriptor) = net.genesis.registry.runtimes.iter().find(|r| r.id == *rid)
             else {
                 log::warn!(target: "worker/compute", runtime_id:% = rid; "runtime is not registered in the genesis document: hosting it without a committee");
@@ -619,6 +627,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                 state: state.clone(),
                 compute: cfg.mode == config::Mode::Compute,
                 prune: p.settings.prune,
+                needs_sync: *needs_sync,
             };
             let h = worker.start(
                 applied.clone().unwrap_or(crate::storage::Applied {
@@ -638,7 +647,9 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                 let rid = match &ev {
                     crate::p2p::RuntimeEvent::Tx(r, _)
                     | crate::p2p::RuntimeEvent::Committee(r, _)
-                    | crate::p2p::RuntimeEvent::Round(r, _) => *r,
+                    | crate::p2p::RuntimeEvent::Round(r, _)
+                    | crate::p2p::RuntimeEvent::Pruned(r, _)
+                    | crate::p2p::RuntimeEvent::StateNodes(r, _) => *r,
                 };
                 if let Some(tx) = routes.get(&rid) {
                     let _ = tx.try_send(ev);
@@ -789,4 +800,33 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
     stops.network.cancel();
     log::info!(target: "cmd/node", "node stopped");
     Ok(())
+}
+
+/// Serves peers' state sync requests from the hosted runtimes' trees.
+fn state_server(
+    states: &BTreeMap<
+        crate::bundle::RuntimeId,
+        (Arc<RuntimeState>, Option<crate::storage::Applied>, bool),
+    >,
+) -> crate::p2p::StateServer {
+    let trees: BTreeMap<crate::bundle::RuntimeId, Arc<RuntimeState>> = states
+        .iter()
+        .map(|(id, (s, _, _))| (*id, s.clone()))
+        .collect();
+    Arc::new(move |rid, wants| {
+        let Some(tree) = trees.get(rid) else {
+            return Vec::new();
+        };
+        let wants: Vec<paratime_mkvs::node::Ptr> = wants
+            .iter()
+            .map(|(hash, version)| paratime_mkvs::node::Ptr {
+                hash: *hash,
+                version: *version,
+            })
+            .collect();
+        tree.export(&wants).unwrap_or_else(|e| {
+            log::warn!(target: "p2p", runtime_id:% = rid; "cannot serve state sync: {e}");
+            Vec::new()
+        })
+    })
 }

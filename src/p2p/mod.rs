@@ -6,6 +6,7 @@
 //! events. It never changes consensus state.
 
 use crate::bundle::RuntimeId;
+use crate::encoding::Hash;
 use crate::storage::Store;
 use libp2p::futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -32,6 +33,14 @@ pub enum SyncRequest {
         /// Round.
         round: paratime_state::Round,
     },
+    /// Nodes of a runtime's state tree, for a state sync (see [`paratime_mkvs::sync`]): each
+    /// wanted node by hash and the version the peer stores it under, and its descendants.
+    StateNodes {
+        /// Runtime.
+        runtime: RuntimeId,
+        /// (hash, version) of wanted nodes; version `u64::MAX` names a root by its hash.
+        wants: Vec<(Hash, u64)>,
+    },
 }
 
 /// Sync response.
@@ -39,7 +48,28 @@ pub enum SyncRequest {
 pub enum SyncReply {
     /// The round's batch, if the responder has it.
     Round(Option<Box<ExecutedBatch>>),
+    /// The responder pruned that round: its history starts at `retained_from`.
+    Pruned {
+        /// Runtime.
+        runtime: RuntimeId,
+        /// Its lowest retained round.
+        retained_from: paratime_state::Round,
+    },
+    /// State tree nodes (stored form), possibly none.
+    StateNodes {
+        /// Runtime.
+        runtime: RuntimeId,
+        /// The nodes.
+        nodes: Vec<serde_bytes::ByteBuf>,
+    },
 }
+
+/// Serves state sync requests: the nodes a peer wants of a runtime's tree (none when the
+/// runtime is not hosted here). Runs off the async threads.
+pub type StateServer = Arc<dyn Fn(&RuntimeId, &[(Hash, u64)]) -> Vec<Vec<u8>> + Send + Sync>;
+
+/// State sync requests served at once; more are answered with no nodes (the peer asks again).
+const MAX_STATE_SERVING: usize = 4;
 
 /// A message for a runtime's worker.
 #[derive(Debug)]
@@ -50,6 +80,10 @@ pub enum RuntimeEvent {
     Committee(RuntimeId, Vec<u8>),
     /// A fetched executed batch.
     Round(RuntimeId, Box<ExecutedBatch>),
+    /// A peer no longer has a round's history: it keeps rounds from this one.
+    Pruned(RuntimeId, paratime_state::Round),
+    /// State tree nodes from a peer (unchecked).
+    StateNodes(RuntimeId, Vec<Vec<u8>>),
 }
 
 /// Runtime transactions on the gossip topic, batched by the sender (one message per few
@@ -88,6 +122,8 @@ pub enum Command {
     },
     /// Ask a peer for a finalized round's executed batch.
     FetchRound(RuntimeId, paratime_state::Round),
+    /// Ask a peer for nodes of a runtime's state tree (state sync).
+    FetchState(RuntimeId, Vec<(Hash, u64)>),
 }
 
 /// What the network tells the engine.
@@ -126,6 +162,8 @@ pub struct Config {
     pub chain_context: String,
     /// Runtimes whose topics to join.
     pub runtimes: Vec<RuntimeId>,
+    /// Serves peers' state sync requests, if this node hosts runtimes.
+    pub state_server: Option<StateServer>,
 }
 
 /// Connection limits: how many connections a remote can make this node hold. Limits are checked
@@ -383,6 +421,20 @@ pub type Channels = (
     watch::Receiver<Status>,
 );
 
+/// The answer to a round request: its batch, or that it was pruned here.
+fn round_reply(store: &Store, runtime: RuntimeId, round: paratime_state::Round) -> SyncReply {
+    if let Some(b) = store.executed_batch(&runtime, round).ok().flatten() {
+        return SyncReply::Round(Some(Box::new(b)));
+    }
+    match store.runtime_retained_from(&runtime) {
+        Ok(retained_from) if retained_from > round => SyncReply::Pruned {
+            runtime,
+            retained_from,
+        },
+        _ => SyncReply::Round(None),
+    }
+}
+
 /// Starts the swarm task.
 pub fn spawn(
     cfg: Config,
@@ -412,6 +464,12 @@ pub fn spawn(
     });
     let txs_topic = tx_topic(&cfg.chain_context);
     let seeds = cfg.seeds.clone();
+    let state_server = cfg.state_server.clone();
+    let serving = Arc::new(tokio::sync::Semaphore::new(MAX_STATE_SERVING));
+    let (served_tx, mut served_rx) = mpsc::channel::<(
+        request_response::ResponseChannel<SyncReply>,
+        SyncReply,
+    )>(MAX_STATE_SERVING);
     tokio::spawn(async move {
         let mut peers: BTreeSet<PeerId> = BTreeSet::new();
         let mut redial = tokio::time::interval(Duration::from_secs(5));
@@ -451,7 +509,17 @@ pub fn spawn(
                             swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Round { runtime, round });
                         }
                     }
+                    Some(Command::FetchState(runtime, wants)) => {
+                        if !peers.is_empty() {
+                            rr = rr.wrapping_add(1);
+                            let peer = *peers.iter().nth(rr % peers.len()).expect("non-empty");
+                            swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::StateNodes { runtime, wants });
+                        }
+                    }
                 },
+                Some((channel, reply)) = served_rx.recv() => {
+                    let _ = swarm.behaviour_mut().sync.send_response(channel, reply);
+                }
                 ev = swarm.select_next_some() => match ev {
                     SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                         peers.insert(peer_id);
@@ -497,16 +565,39 @@ pub fn spawn(
                     SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message { message, .. })) => match message {
                         request_response::Message::Request { request, channel, .. } => {
                             let reply = match request {
-                                SyncRequest::Round { runtime, round } => {
-                                    SyncReply::Round(store.executed_batch(&runtime, round).ok().flatten().map(Box::new))
+                                SyncRequest::Round { runtime, round } => round_reply(&store, runtime, round),
+                                SyncRequest::StateNodes { runtime, wants } => {
+                                    let empty = SyncReply::StateNodes { runtime, nodes: Vec::new() };
+                                    match (state_server.clone(), serving.clone().try_acquire_owned()) {
+                                        (Some(serve), Ok(permit)) => {
+                                            let served = served_tx.clone();
+                                            tokio::task::spawn_blocking(move || {
+                                                let nodes = serve(&runtime, &wants).into_iter().map(serde_bytes::ByteBuf::from).collect();
+                                                let _ = served.blocking_send((channel, SyncReply::StateNodes { runtime, nodes }));
+                                                drop(permit);
+                                            });
+                                            continue;
+                                        }
+                                        _ => empty,
+                                    }
                                 }
                             };
                             let _ = swarm.behaviour_mut().sync.send_response(channel, reply);
                         }
-                        request_response::Message::Response { response, .. } => match response {
-                            SyncReply::Round(Some(b)) => { let _ = rt_tx.try_send(RuntimeEvent::Round(b.runtime, b)); }
-                            SyncReply::Round(None) => {}
-                        },
+                        request_response::Message::Response { response, .. } => {
+                            let ev = match response {
+                                SyncReply::Round(Some(b)) => Some(RuntimeEvent::Round(b.runtime, b)),
+                                SyncReply::Round(None) => None,
+                                SyncReply::Pruned { runtime, retained_from } => Some(RuntimeEvent::Pruned(runtime, retained_from)),
+                                SyncReply::StateNodes { runtime, nodes } => Some(RuntimeEvent::StateNodes(
+                                    runtime,
+                                    nodes.into_iter().take(paratime_mkvs::sync::MAX_CHUNK_NODES).map(serde_bytes::ByteBuf::into_vec).collect(),
+                                )),
+                            };
+                            if let Some(ev) = ev {
+                                let _ = rt_tx.try_send(ev);
+                            }
+                        }
                     },
                     _ => {}
                 },
@@ -549,6 +640,7 @@ mod tests {
                 seeds: Vec::new(),
                 chain_context: "test".into(),
                 runtimes: Vec::new(),
+                state_server: None,
             },
             limits,
         )

@@ -324,7 +324,9 @@ impl Store {
                 removed += 1;
                 highest = Some(round_of(&k));
             }
-            if let Some(h) = highest {
+            // After a state sync the history starts above the pruned blocks: it never moves back.
+            let before = self.runtime_retained_from(rid)?;
+            if let Some(h) = highest.filter(|h| h.saturating_add(1) > before.0) {
                 let mut meta = txn.open_table(RT_META).map_err(|e| self.err(e))?;
                 meta.insert(
                     rt_key(rid, b"retained_from").as_slice(),
@@ -400,6 +402,35 @@ impl Store {
             meta.insert(
                 rt_key(rid, b"applied").as_slice(),
                 crate::encoding::canonical_cbor(&applied).as_slice(),
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Records a state sync: `round` (state root `state_root`) is applied, and the history
+    /// this node keeps starts after it (it has no batches before).
+    pub fn state_synced(
+        &self,
+        rid: &RuntimeId,
+        round: paratime_state::Round,
+        state_root: &Hash,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut meta = txn.open_table(RT_META).map_err(|e| self.err(e))?;
+            let applied = Applied {
+                round,
+                state_root: *state_root,
+            };
+            meta.insert(
+                rt_key(rid, b"applied").as_slice(),
+                crate::encoding::canonical_cbor(&applied).as_slice(),
+            )
+            .map_err(|e| self.err(e))?;
+            meta.insert(
+                rt_key(rid, b"retained_from").as_slice(),
+                crate::encoding::canonical_cbor(&round.next()).as_slice(),
             )
             .map_err(|e| self.err(e))?;
         }

@@ -79,6 +79,10 @@ pub(crate) struct Args {
     /// keep_n`, checked every second).
     #[arg(long)]
     consensus_prune_kept: Option<u64>,
+    /// Also run `client-1`, a client node started this long after the others: a late joiner
+    /// (with --prune-kept it finds the early rounds pruned and syncs the state instead).
+    #[arg(long)]
+    late_client: Option<humantime::Duration>,
 }
 
 fn netns_of(a: &Args, node: &str) -> anyhow::Result<Option<Netns>> {
@@ -381,6 +385,15 @@ fn setup(a: &Args) -> anyhow::Result<Vec<Planned>> {
         consensus_port: free_port()?,
         netns: netns_of(a, "client-0")?,
     });
+    if a.late_client.is_some() {
+        specs.push(NodeSpec {
+            name: "client-1".into(),
+            mode: "client",
+            port: free_port()?,
+            consensus_port: free_port()?,
+            netns: None,
+        });
+    }
 
     for f in &a.debug_fault {
         let name = f.split('=').next().unwrap_or_default();
@@ -744,7 +757,17 @@ pub(crate) fn run(a: Args) -> i32 {
         eprintln!("warning: a parent of {} is not reachable by the unprivileged user `nobody`: the nodes run as root with --unsafe-debug (use a directory such as /tmp/NAME to run them unprivileged)", a.dir.display());
     }
     let mut children = Vec::new();
+    let mut late = a
+        .late_client
+        .map(|d| std::time::Instant::now() + Duration::from(d));
     for (name, cfg, netns) in &nodes {
+        if late.is_some() && name == "client-1" {
+            println!(
+                "  {name:<12} starts in {}",
+                humantime::format_duration(a.late_client.map(Duration::from).unwrap_or_default())
+            );
+            continue;
+        }
         match spawn_node(
             cfg,
             unprivileged,
@@ -841,6 +864,21 @@ pub(crate) fn run(a: Args) -> i32 {
                     growth.push(row);
                 }
                 _ = check.tick() => {
+                    if late.is_some_and(|t| std::time::Instant::now() >= t) {
+                        late = None;
+                        let name = "client-1".to_string();
+                        let dir = a.dir.join(&name);
+                        match spawn_node(&dir.join("etc/config.yml"), unprivileged, &dir.join("stderr.log"), None, None) {
+                            Ok(c) => {
+                                eprintln!("late client started: {name} pid {} control unix:{}", c.id(), dir.join("data/internal.sock").display());
+                                children.push((name, c));
+                            }
+                            Err(e) => {
+                                eprintln!("error: {e}");
+                                return (1, (None, None));
+                            }
+                        }
+                    }
                     if start_snapshot.is_none() {
                         match first_block {
                             None => {

@@ -24,6 +24,7 @@ mod executor;
 mod follower;
 mod pool;
 mod schedule;
+mod statesync;
 mod submissions;
 
 use crate::bundle::RuntimeId;
@@ -238,6 +239,8 @@ pub struct Worker {
     pub compute: bool,
     /// `runtime.prune` (keep_last), if set.
     pub prune: Option<crate::config::Prune>,
+    /// The tree lacks the finalized state the store recorded: sync it from peers first.
+    pub needs_sync: bool,
 }
 
 /// The round and state root the store recorded as finalized and applied (round 0, the empty
@@ -297,6 +300,15 @@ struct Run {
     checking_submissions: bool,
     executing: Option<Round>,
     done: mpsc::Sender<Done>,
+    /// A state sync to start (the peers pruned the rounds this node needs, or its tree lacks
+    /// the state its store recorded).
+    sync_wanted: bool,
+    /// The state sync in progress.
+    sync: Option<statesync::StateSync>,
+    /// Since when a sync is wanted.
+    sync_wanted_since: Instant,
+    /// The highest round a peer said its history starts at.
+    peers_retain_from: Round,
 }
 
 impl Worker {
@@ -311,6 +323,7 @@ impl Worker {
         stop: CancellationToken,
     ) -> Result<Handle, crate::storage::StoreError> {
         let rid = self.descriptor.id;
+        let self_needs_sync = self.needs_sync;
         let last_signed = self.store.last_signed(&rid)?;
         let (status_tx, status_rx) = watch::channel(Status {
             latest_round: applied.round,
@@ -352,6 +365,10 @@ impl Worker {
             checking_submissions: false,
             executing: None,
             done: done_tx,
+            sync_wanted: self_needs_sync,
+            sync: None,
+            sync_wanted_since: now,
+            peers_retain_from: Round(0),
         };
         tokio::spawn(run.main(events, req_rx, done_rx, stop));
         Ok(handle)
@@ -470,6 +487,125 @@ impl Run {
                 }
             }
             RuntimeEvent::Round(_, b) => self.follower.offer(*b, self.applied.round),
+            RuntimeEvent::Pruned(_, retained_from) => {
+                if retained_from <= self.applied.round.next() {
+                    return;
+                }
+                self.peers_retain_from = self.peers_retain_from.max(retained_from);
+                if self.sync.is_none() && !self.sync_wanted {
+                    self.sync_wanted_since = Instant::now();
+                    log::info!(target: MODULE, runtime_id:% = self.rid, round = self.applied.round.0, peer_retained_from = retained_from.0; "peers pruned the rounds this node needs: syncing the state of the latest finalized round");
+                    self.sync_wanted = true;
+                }
+            }
+            RuntimeEvent::StateNodes(_, nodes) => self.on_state_nodes(&nodes, Instant::now()),
+        }
+    }
+
+    /// Starts, continues, restarts or completes a state sync to the latest finalized round.
+    fn state_sync(&mut self, view: &View, now: Instant) {
+        let Some(chain) = view.state.roothash.get(&self.rid) else {
+            return;
+        };
+        if self.sync.is_none() {
+            // The latest round a syncing consensus knows of may be pruned already: wait for a
+            // round the peers still keep (for a while: a peer may lie about its window).
+            let latest = &chain.block;
+            let waited = now.saturating_duration_since(self.sync_wanted_since);
+            if !view.synced || (latest.round < self.peers_retain_from && waited < statesync::STALL)
+            {
+                return;
+            }
+            if latest.round <= self.applied.round {
+                self.sync_wanted = false;
+                return;
+            }
+            match self.w.state.begin_sync(latest.round.0, latest.state_root) {
+                Ok(r) => {
+                    log::info!(target: MODULE, runtime_id:% = self.rid, round = latest.round.0, state_root = hex::encode(latest.state_root).as_str(); "state sync started");
+                    self.sync = Some(statesync::StateSync::new(r, now));
+                    self.sync_wanted = false;
+                }
+                Err(e) => {
+                    log::error!(target: MODULE, runtime_id:% = self.rid; "cannot start a state sync: {e}");
+                    return;
+                }
+            }
+        }
+        let Some(s) = self.sync.as_mut() else { return };
+        if s.restore.is_complete() {
+            self.finish_sync();
+            return;
+        }
+        match s.next(now) {
+            statesync::Next::Wait => {}
+            statesync::Next::Request => {
+                let wants = s
+                    .restore
+                    .wants()
+                    .into_iter()
+                    .map(|p| (p.hash, p.version))
+                    .collect();
+                let _ = self.net.try_send(p2p::Command::FetchState(self.rid, wants));
+            }
+            statesync::Next::Restart => {
+                let (round, _) = s.restore.target();
+                log::warn!(target: MODULE, runtime_id:% = self.rid, round = round, nodes = s.restore.nodes(); "state sync stalled (no peer sent a wanted node for {}s): starting again at the latest finalized round", statesync::STALL.as_secs());
+                self.sync = None;
+                self.sync_wanted = true;
+            }
+        }
+    }
+
+    fn on_state_nodes(&mut self, nodes: &[Vec<u8>], now: Instant) {
+        let Some(s) = self.sync.as_mut() else { return };
+        match self.w.state.sync_chunk(&mut s.restore, nodes) {
+            Ok(got) => {
+                if got.ignored > 0 {
+                    log::debug!(target: MODULE, runtime_id:% = self.rid, ignored = got.ignored; "state sync: nodes not wanted were ignored");
+                }
+                s.answered(got.nodes, now);
+                if s.restore.is_complete() {
+                    self.finish_sync();
+                }
+            }
+            Err(e) => {
+                log::error!(target: MODULE, runtime_id:% = self.rid; "state sync: cannot store nodes: {e}");
+                self.sync = None;
+                self.sync_wanted = true;
+            }
+        }
+    }
+
+    /// Makes the synced round the applied one.
+    fn finish_sync(&mut self) {
+        let Some(s) = self.sync.take() else { return };
+        let nodes = s.restore.nodes();
+        let secs = s.started.elapsed().as_secs_f64();
+        let done = self
+            .w
+            .state
+            .finish_sync(s.restore)
+            .map_err(|e| e.to_string())
+            .and_then(|(round, root)| {
+                self.w
+                    .store
+                    .state_synced(&self.rid, Round(round), &root)
+                    .map_err(|e| e.to_string())
+                    .map(|()| (round, root))
+            });
+        match done {
+            Ok((round, root)) => {
+                self.applied = Applied {
+                    round: Round(round),
+                    state_root: root,
+                };
+                log::info!(target: MODULE, runtime_id:% = self.rid, round = round, nodes = nodes, secs = secs, state_root = hex::encode(root).as_str(); "runtime state synced");
+            }
+            Err(e) => {
+                log::error!(target: MODULE, runtime_id:% = self.rid; "state sync: cannot complete: {e}");
+                self.sync_wanted = true;
+            }
         }
     }
 
@@ -645,6 +781,13 @@ impl Run {
     }
 
     async fn step(&mut self, view: &View, now: Instant) {
+        if self.sync_wanted || self.sync.is_some() {
+            self.state_sync(view, now);
+        }
+        if self.sync_wanted || self.sync.is_some() {
+            self.publish_status(view);
+            return;
+        }
         self.follow(view, now);
         self.submit();
         self.check_gossiped();
@@ -698,7 +841,16 @@ impl Run {
 
     fn publish_status(&self, view: &View) {
         let pool_size = self.pool.len();
-        let waiting = if self.conn.borrow().is_none() {
+        let waiting = if let Some(s) = &self.sync {
+            let (round, _) = s.restore.target();
+            Some(format!(
+                "state sync: {} nodes of round {round} stored, {} known missing",
+                s.restore.nodes(),
+                s.restore.missing()
+            ))
+        } else if self.sync_wanted {
+            Some("state sync: waiting for the latest finalized round".to_string())
+        } else if self.conn.borrow().is_none() {
             Some(crate::host::supervisor::WAITING.to_string())
         } else {
             view.state

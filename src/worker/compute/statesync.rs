@@ -1,0 +1,96 @@
+//! State sync of a runtime: a node that joins late, or was offline past its peers' pruning
+//! window, cannot replay the rounds it missed (the peers answer that they pruned them). It
+//! fetches the state of the latest finalized round instead, in chunks of tree nodes, each node
+//! checked against the finalized state root ([`paratime_mkvs::sync`]), and then follows rounds
+//! from there.
+
+use paratime_mkvs::Restore;
+use std::time::{Duration, Instant};
+
+/// A request without an answer is sent again (to the next peer) after this long.
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// After an answer without a wanted node (a peer that does not host the runtime, or was busy),
+/// the next request waits this long.
+pub(super) const RETRY_EMPTY: Duration = Duration::from_millis(250);
+/// A sync that stored nothing for this long starts again at the then latest finalized round
+/// (its round may have been pruned by every peer meanwhile).
+pub(super) const STALL: Duration = Duration::from_secs(30);
+
+/// A sync in progress.
+pub(super) struct StateSync {
+    pub(super) restore: Restore,
+    pub(super) started: Instant,
+    pub(super) last_progress: Instant,
+    /// When to send the next request.
+    pub(super) next_request: Instant,
+}
+
+/// What to do now.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Next {
+    /// Nothing before the next request time.
+    Wait,
+    /// Send a request.
+    Request,
+    /// Nothing was stored for [`STALL`]: start again.
+    Restart,
+}
+
+impl StateSync {
+    pub(super) fn new(restore: Restore, now: Instant) -> Self {
+        Self {
+            restore,
+            started: now,
+            last_progress: now,
+            next_request: now,
+        }
+    }
+
+    /// Whether to send a request, wait, or give up on this round.
+    pub(super) fn next(&mut self, now: Instant) -> Next {
+        if now.saturating_duration_since(self.last_progress) > STALL {
+            return Next::Restart;
+        }
+        if now < self.next_request {
+            return Next::Wait;
+        }
+        self.next_request = now + REQUEST_TIMEOUT;
+        Next::Request
+    }
+
+    /// Records an answer that stored `nodes` nodes.
+    pub(super) fn answered(&mut self, nodes: usize, now: Instant) {
+        if nodes > 0 {
+            self.last_progress = now;
+            self.next_request = now;
+        } else {
+            self.next_request = self.next_request.min(now + RETRY_EMPTY);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_follow_answers_retry_after_timeouts_and_restart_when_stalled() {
+        let d = tempfile::tempdir().expect("tmp");
+        let db = paratime_mkvs::NodeDb::open(&d.path().join("t"), 1 << 20).expect("open");
+        let t0 = Instant::now();
+        let mut s = StateSync::new(Restore::begin(&db, 5, [1; 32]).expect("begin"), t0);
+        assert_eq!(s.next(t0), Next::Request);
+        // One request at a time: the next waits for an answer or the timeout.
+        assert_eq!(s.next(t0 + Duration::from_secs(1)), Next::Wait);
+        assert_eq!(s.next(t0 + REQUEST_TIMEOUT), Next::Request);
+        // A useful answer: ask again at once; a useless one: shortly.
+        let t1 = t0 + REQUEST_TIMEOUT + Duration::from_secs(1);
+        s.answered(10, t1);
+        assert_eq!(s.next(t1), Next::Request);
+        s.answered(0, t1);
+        assert_eq!(s.next(t1), Next::Wait);
+        assert_eq!(s.next(t1 + RETRY_EMPTY), Next::Request);
+        // Nothing stored for longer than STALL.
+        assert_eq!(s.next(t1 + STALL + Duration::from_secs(1)), Next::Restart);
+    }
+}
