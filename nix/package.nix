@@ -26,6 +26,7 @@ rustPlatform.buildRustPackage {
       ../state
       ../bft
       ../mkvs
+      ../mkvs-tree
       ../kvstore
       ../tests
       ../systemd

@@ -555,7 +555,7 @@ pub async fn start(
     opts: Options,
 ) -> Result<Handle, StartError> {
     let chain_context = genesis.chain_context();
-    let state = match store.state()? {
+    let state = match store.state(genesis)? {
         Some(s) if s.chain_context != chain_context => {
             return Err(StartError::OtherChain {
                 store: s.chain_context,

@@ -17,6 +17,9 @@ const BLOCKS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("block
 /// block.
 const PROPOSALS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("proposals");
 const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
+/// The consensus state's entries ([`paratime_state::tree`]): key → canonical CBOR. A block
+/// writes only the entries it changed.
+const STATE: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("consensus_state");
 /// Runtime block headers: runtime ID ‖ round (big-endian) → header.
 const RT_BLOCKS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("runtime_blocks");
 /// Executed batches of finalized rounds: runtime ID ‖ round → batch.
@@ -57,9 +60,11 @@ pub enum SignOnce {
 pub const CACHE_BYTES: usize = 32 << 20;
 
 /// The schema this software writes and understands.
+/// 4: the consensus state is stored as entries, written per block as they change (3 stored it
+/// whole, re-encoded every block).
 /// 3: runtime state roots are roots of the runtime's state tree (2 chained write-log hashes and
 /// kept the runtime state in this store; 1 was the single-producer engine's signed blocks).
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +78,7 @@ pub enum StoreError {
         found: u64,
     },
     /// The store was written by older software whose blocks this one cannot read.
-    #[error("store {path} has schema version {found}: {}, which this software cannot read; move it away and let the node sync from its peers", if *found < 2 { "blocks of the single-validator engine" } else { "runtime state roots of write-log hashes, not of the state tree" })]
+    #[error("store {path} has schema version {found}: {}, which this software cannot read; move it away and let the node sync from its peers", match *found { 0 | 1 => "blocks of the single-validator engine", 2 => "runtime state roots of write-log hashes, not of the state tree", _ => "the consensus state stored whole, not as entries" })]
     TooOld {
         /// Store file.
         path: PathBuf,
@@ -147,6 +152,7 @@ impl Store {
                     meta.insert("schema_version", SCHEMA_VERSION.to_be_bytes().as_slice())
                         .map_err(|e| s.err(e))?;
                     txn.open_table(BLOCKS).map_err(|e| s.err(e))?;
+                    txn.open_table(STATE).map_err(|e| s.err(e))?;
                 }
                 txn.commit().map_err(|e| s.err(e))?;
             }
@@ -185,14 +191,39 @@ impl Store {
         txn.commit().map_err(|e| self.err(e))
     }
 
-    /// The latest committed state, if any block was committed.
-    pub fn state(&self) -> Result<Option<State>, StoreError> {
-        match self.meta("state")? {
-            None => Ok(None),
-            Some(b) => crate::encoding::from_cbor(&b)
-                .map(Some)
-                .map_err(|e| self.err(e)),
+    /// The latest committed state, if any block was committed: its entries on top of the
+    /// genesis parameters, checked against the state root it was committed with.
+    pub fn state(
+        &self,
+        genesis: &paratime_state::genesis::Genesis,
+    ) -> Result<Option<State>, StoreError> {
+        let Some(height) = self.meta_u64("height")? else {
+            return Ok(None);
+        };
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = txn.open_table(STATE).map_err(|e| self.err(e))?;
+        let mut items = Vec::new();
+        for item in table.iter().map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            items.push((k.value().to_vec(), v.value().to_vec()));
         }
+        let mut state = paratime_state::tree::from_entries(genesis, items, height)
+            .map_err(|e| self.err(format!("consensus state at height {height}: {e}")))?;
+        if let Some(h) = self.meta("last_block_hash")? {
+            state.last_block_hash = h
+                .try_into()
+                .map_err(|_| self.err("last_block_hash is not 32 bytes"))?;
+        }
+        if let Some(root) = self.meta("state_root")? {
+            if root != state.root() {
+                return Err(self.err(format!(
+                    "consensus state at height {height}: its entries give root {}, not the committed {}; the store is damaged: move it away and let the node sync from its peers",
+                    hex::encode(state.root()),
+                    hex::encode(&root)
+                )));
+            }
+        }
+        Ok(Some(state))
     }
 
     /// Commits a block with its certificate and the state after it in one transaction, and
@@ -205,17 +236,35 @@ impl Store {
     ) -> Result<(), StoreError> {
         let height = state.height.0;
         let block_bytes = crate::encoding::canonical_cbor(&(block, cert));
-        let state_bytes = crate::encoding::canonical_cbor(state);
+        // The first block after genesis writes every entry; later ones what they changed.
+        let first = self.meta_u64("height")?.is_none();
+        let all;
+        let changes: &[paratime_state::tree::Entry] = if first {
+            all = paratime_state::tree::entries(state);
+            &all
+        } else {
+            &state.changes
+        };
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut blocks = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
             blocks
                 .insert(height, block_bytes.as_slice())
                 .map_err(|e| self.err(e))?;
-            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-            meta.insert("state", state_bytes.as_slice())
+            let mut entries = txn.open_table(STATE).map_err(|e| self.err(e))?;
+            for (k, v) in changes {
+                match v {
+                    Some(v) => entries.insert(k.as_slice(), v.as_slice()),
+                    None => entries.remove(k.as_slice()),
+                }
                 .map_err(|e| self.err(e))?;
+            }
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
             meta.insert("height", height.to_be_bytes().as_slice())
+                .map_err(|e| self.err(e))?;
+            meta.insert("last_block_hash", state.last_block_hash.as_slice())
+                .map_err(|e| self.err(e))?;
+            meta.insert("state_root", state.root().as_slice())
                 .map_err(|e| self.err(e))?;
             let mut proposals = txn.open_table(PROPOSALS).map_err(|e| self.err(e))?;
             let hi = height.saturating_add(1).to_be_bytes();
@@ -716,12 +765,109 @@ mod tests {
         );
     }
 
+    fn one_validator_genesis(v: &ed25519_dalek::SigningKey) -> paratime_state::genesis::Genesis {
+        use paratime_state::genesis::{Genesis, GenesisValidator, RegistryGenesis, StakingGenesis};
+        let id = PublicKey::of(v);
+        let addr = paratime_state::address::Address::from_public_key(&id);
+        Genesis {
+            chain_id: "t".into(),
+            genesis_time: "2026-01-01T00:00:00Z".into(),
+            epoch_interval: 3,
+            block_interval_ms: 10,
+            validators: vec![GenesisValidator {
+                consensus_id: id,
+                entity_id: id,
+            }],
+            staking: StakingGenesis {
+                thresholds: Default::default(),
+                debonding_interval: 1,
+                accounts: [(addr, 1000)].into_iter().collect(),
+                escrow: Default::default(),
+            },
+            registry: RegistryGenesis {
+                max_node_expiration: 2,
+                runtimes: vec![],
+                entities: vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn the_consensus_state_is_stored_as_changed_entries_and_reloaded_checked() {
+        use paratime_state::state::{Fee, Transaction, Transfer};
+        let t = tempfile::tempdir().expect("tempdir");
+        let p = t.path().join("consensus.redb");
+        let v = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let g = one_validator_genesis(&v);
+        let cert = CommitCert {
+            engine: "test".into(),
+            bytes: Vec::new(),
+        };
+        let s = Store::open(&p).expect("create");
+        assert!(s.state(&g).expect("read").is_none());
+        let mut state = State::from_genesis(&g);
+        let entries = |s: &Store| {
+            let txn = s.db.begin_read().expect("read");
+            let t = txn.open_table(STATE).expect("table");
+            t.iter().expect("iter").count()
+        };
+        for h in 1..=4u64 {
+            let to = paratime_state::address::Address([h as u8; 21]);
+            let tx = paratime_state::crypto::Signed::sign(
+                &v,
+                &paratime_state::crypto::context(
+                    paratime_state::crypto::CONTEXT_TX,
+                    Some(&state.chain_context),
+                ),
+                &Transaction {
+                    nonce: h - 1,
+                    fee: Fee::default(),
+                    method: "staking.Transfer".into(),
+                    body: ciborium::Value::serialized(&Transfer { to, amount: 1 }).expect("body"),
+                },
+            );
+            let (b, next, out) = Proposed::build(&state, vec![tx], h, PublicKey::of(&v));
+            assert!(out[0].error.is_none(), "{out:?}");
+            s.commit_block(&b, &cert, &next).expect("commit");
+            state = next;
+        }
+        // The genesis account, four recipients and the chain's scalars.
+        assert_eq!(entries(&s), 6);
+        drop(s);
+        let s = Store::open(&p).expect("reopen");
+        let loaded = s.state(&g).expect("read").expect("state");
+        assert_eq!(loaded.root(), state.root());
+        assert_eq!(loaded.last_block_hash, state.last_block_hash);
+        assert_eq!(loaded.accounts, state.accounts);
+        assert_eq!((loaded.height, loaded.epoch), (state.height, state.epoch));
+        // A damaged entry is found at load, not carried forward.
+        {
+            let txn = s.db.begin_write().expect("write");
+            {
+                let mut t = txn.open_table(STATE).expect("table");
+                let key = [&[paratime_state::tree::ACCOUNT][..], &[2; 21]].concat();
+                let acct = paratime_state::state::Account {
+                    balance: 1_000_000,
+                    ..Default::default()
+                };
+                t.insert(
+                    key.as_slice(),
+                    crate::encoding::canonical_cbor(&acct).as_slice(),
+                )
+                .expect("insert");
+            }
+            txn.commit().expect("commit");
+        }
+        let e = s.state(&g).expect_err("damaged").to_string();
+        assert!(e.contains("the store is damaged"), "{e}");
+    }
+
     #[test]
     fn newer_schema_is_refused() {
         let t = tempfile::tempdir().expect("tempdir");
         let p = t.path().join("consensus.redb");
         let s = Store::open(&p).expect("create");
-        assert!(s.state().expect("read").is_none());
+        assert!(s.meta_u64("height").expect("read").is_none());
         s.set_schema_version(SCHEMA_VERSION + 1).expect("bump");
         drop(s);
         let e = Store::open(&p).expect_err("too new");

@@ -68,6 +68,7 @@ pub struct TxOutcome {
 
 /// Executes `txs` on top of `state` as block `height`; returns the outcomes.
 pub fn execute(state: &mut State, height: crate::Height, txs: &[Signed]) -> Vec<TxOutcome> {
+    let before = state.clone();
     state.begin_block(height);
     let out = txs
         .iter()
@@ -77,6 +78,7 @@ pub fn execute(state: &mut State, height: crate::Height, txs: &[Signed]) -> Vec<
         })
         .collect();
     state.height = height;
+    state.commit_changes(&before);
     out
 }
 

@@ -16,6 +16,7 @@ pub mod roothash;
 pub mod runtime_id;
 pub mod signing;
 pub mod state;
+pub mod tree;
 pub mod validators;
 
 pub use chain_time::{Epoch, Height, Round};

@@ -1,5 +1,6 @@
 //! The consensus state machine: accounts, registry, scheduler. Deterministic: no clocks, no
-//! floats, sorted maps; the state root is SHA-512/256 of its canonical CBOR.
+//! floats, sorted maps; the state root is the root of the tree of its entries
+//! ([`crate::tree`]), maintained block by block from the entries the block changed.
 //!
 //! Owns the rules (nonces, fees, stake claims, registration checks, elections); never does I/O.
 
@@ -10,9 +11,11 @@ use crate::encoding::{hash_of, Hash};
 use crate::genesis::Genesis;
 use crate::roothash::{Event as RoothashEvent, ExecutorCommit, RuntimeChain};
 use crate::runtime_id::RuntimeId;
+use imbl::OrdMap;
 use paratime_sdk::Version;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A node's roles (oasis `node.RolesMask`, encoded as its bits).
 #[derive(
@@ -251,8 +254,9 @@ fn err(module: &str, code: u32, message: impl Into<String>) -> TxError {
     }
 }
 
-/// The whole consensus state.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The whole consensus state. Its large maps are persistent (cloning shares them), so a copy
+/// for a proposal, a verification or a transaction's rollback costs little whatever the size.
+#[derive(Clone, Debug, PartialEq)]
 pub struct State {
     /// Last applied block height (0 = genesis).
     pub height: crate::Height,
@@ -261,31 +265,33 @@ pub struct State {
     /// Hash of the last applied block (zero at genesis).
     pub last_block_hash: Hash,
     /// Accounts.
-    pub accounts: BTreeMap<Address, Account>,
+    pub accounts: OrdMap<Address, Account>,
     /// Registered entities.
-    pub entities: BTreeMap<PublicKey, Entity>,
+    pub entities: OrdMap<PublicKey, Entity>,
     /// Registered nodes.
-    pub nodes: BTreeMap<PublicKey, NodeDescriptor>,
+    pub nodes: OrdMap<PublicKey, NodeDescriptor>,
     /// Executor committees of the current epoch.
     pub committees: BTreeMap<RuntimeId, Committee>,
     /// Validators of the current epoch (they vote on the next block).
     pub validators: crate::validators::ValidatorSet,
     /// Parameters.
-    pub genesis: Genesis,
+    pub genesis: Arc<Genesis>,
     /// Chain context (hex).
     pub chain_context: String,
     /// Each ParaTime's runtime block chain and open round.
-    #[serde(default)]
     pub roothash: BTreeMap<RuntimeId, RuntimeChain>,
     /// What the roothash did in the block being applied (not part of the state root).
-    #[serde(skip)]
     pub events: Vec<RoothashEvent>,
+    /// The tree of the entries as of the last block (its root is the state root).
+    pub tree: crate::tree::StateTree,
+    /// The entries the last block changed (what a store writes).
+    pub changes: Arc<Vec<crate::tree::Entry>>,
 }
 
 impl State {
     /// The state at genesis.
     pub fn from_genesis(genesis: &Genesis) -> Self {
-        let mut accounts: BTreeMap<Address, Account> = BTreeMap::new();
+        let mut accounts: OrdMap<Address, Account> = OrdMap::new();
         for (a, b) in &genesis.staking.accounts {
             accounts.entry(*a).or_default().balance = *b;
         }
@@ -301,17 +307,17 @@ impl State {
             .filter_map(|s| s.open::<Entity>(crypto::CONTEXT_REGISTER_ENTITY).ok())
             .map(|e| (e.id, e))
             .collect();
-        Self {
+        let mut s = Self {
             height: crate::Height(0),
             epoch: Epoch(0),
             last_block_hash: [0u8; 32],
             accounts,
             entities,
-            nodes: BTreeMap::new(),
+            nodes: OrdMap::new(),
             committees: BTreeMap::new(),
             validators: crate::validators::ValidatorSet::from_genesis(genesis),
             chain_context: genesis.chain_context(),
-            genesis: genesis.clone(),
+            genesis: Arc::new(genesis.clone()),
             roothash: genesis
                 .registry
                 .runtimes
@@ -319,12 +325,30 @@ impl State {
                 .map(|r| (r.id, RuntimeChain::genesis(r.id)))
                 .collect(),
             events: Vec::new(),
-        }
+            tree: crate::tree::StateTree::default(),
+            changes: Arc::default(),
+        };
+        let all = crate::tree::entries(&s);
+        s.tree
+            .apply(0, &all)
+            .expect("a genesis state has valid keys and values");
+        s.changes = Arc::new(all);
+        s
     }
 
-    /// SHA-512/256 of the canonical CBOR of the state.
+    /// The root of the state's tree as of the last block.
     pub fn root(&self) -> Hash {
-        hash_of(self)
+        self.tree.root()
+    }
+
+    /// Ends a block that started from `before`: the entries it changed go into the tree (only
+    /// their paths are rehashed) and are kept for the store.
+    pub fn commit_changes(&mut self, before: &Self) {
+        let changes = crate::tree::changes(before, self);
+        self.tree
+            .apply(self.height.0, &changes)
+            .expect("state entries have bounded keys and values");
+        self.changes = Arc::new(changes);
     }
 
     /// An account (default when absent).
@@ -707,8 +731,26 @@ impl State {
         }
         self.epoch = Epoch(h / interval);
         let epoch = self.epoch;
-        self.nodes.retain(|_, n| n.expiration >= epoch);
-        for acct in self.accounts.values_mut() {
+        let expired: Vec<PublicKey> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.expiration < epoch)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.nodes.remove(&id);
+        }
+        // Only the accounts with matured debonding are changed (a change copies its path).
+        let matured: Vec<Address> = self
+            .accounts
+            .iter()
+            .filter(|(_, a)| a.debonding.iter().any(|d| d.end_epoch <= epoch))
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in matured {
+            let Some(acct) = self.accounts.get_mut(&addr) else {
+                continue;
+            };
             // Saturating is exact here: every amount is part of the total supply, which fits in
             // a u64 (checked at genesis).
             let matured = acct
@@ -1099,7 +1141,50 @@ mod tests {
         let b = State::from_genesis(&genesis(200));
         assert_eq!(a.root(), b.root());
         let mut c = a.clone();
-        c.begin_block(crate::Height(5));
+        crate::block::execute(&mut c, crate::Height(5), &[]);
         assert_ne!(a.root(), c.root());
+    }
+
+    #[test]
+    fn a_block_writes_only_the_entries_it_changed_whatever_the_state_size() {
+        let mut g = genesis(200);
+        for i in 0..5000u32 {
+            let mut a = [7u8; 21];
+            a[..4].copy_from_slice(&i.to_be_bytes());
+            g.staking.accounts.insert(Address(a), 10);
+        }
+        let mut s = State::from_genesis(&g);
+        assert!(s.changes.len() > 5000, "a new state writes every entry");
+        let from = Address::from_public_key(&PublicKey::of(&key(1)));
+        let to = Address([7; 21]);
+        let t = tx(
+            &s,
+            &key(1),
+            0,
+            "staking.Transfer",
+            Transfer { to, amount: 5 },
+        );
+        let before = s.clone();
+        let out = crate::block::execute(&mut s, crate::Height(1), &[t]);
+        assert!(out[0].error.is_none(), "{out:?}");
+        // The chain's scalars and the two accounts; nothing else.
+        let keys: Vec<Vec<u8>> = s.changes.iter().map(|(k, _)| k.clone()).collect();
+        let mut want = vec![
+            vec![crate::tree::META],
+            [&[crate::tree::ACCOUNT][..], &from.0].concat(),
+            [&[crate::tree::ACCOUNT][..], &to.0].concat(),
+        ];
+        want.sort();
+        assert_eq!(keys, want);
+        // The root is the one of the tree built whole from the new entries.
+        let items = crate::tree::entries(&s)
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)));
+        let rebuilt = crate::tree::from_entries(&g, items, 1).expect("rebuild");
+        assert_eq!(rebuilt.root(), s.root());
+        assert_ne!(before.root(), s.root());
+        // The state before is unchanged by the block (the maps are shared, not aliased).
+        assert_eq!(before.account(&to).balance, 0);
+        assert_eq!(s.account(&to).balance, 5);
     }
 }
