@@ -162,6 +162,9 @@ struct Inner {
     /// (finality, interval) of recent live commits, oldest first.
     stats: VecDeque<(u64, u64)>,
     last_block_time_ms: u64,
+    /// The last block built or verified here, with the state after it: its commit does not
+    /// execute it again.
+    executed: Option<(Hash, State, Vec<TxOutcome>)>,
 }
 
 /// The node's chain, as the engine sees it.
@@ -395,18 +398,21 @@ impl ChainApp for Chain {
             });
         }
         let txs = Self::select(&mut i);
-        Ok(Proposed::build(&i.state, txs, time_ms, proposer).0)
+        let (block, next, outcomes) = Proposed::build(&i.state, txs, time_ms, proposer);
+        i.executed = Some((block.hash(), next, outcomes));
+        Ok(block)
     }
 
     fn verify_block(&self, height: Height, block: &Proposed) -> Result<(), ChainError> {
-        let i = self.lock();
+        let mut i = self.lock();
         if height != i.state.height.saturating_add(1) {
             return Err(ChainError::NotNext {
                 asked: height,
                 committed: i.state.height,
             });
         }
-        block.apply(&i.state)?;
+        let (next, outcomes) = block.apply(&i.state)?;
+        i.executed = Some((block.hash(), next, outcomes));
         Ok(())
     }
 
@@ -414,7 +420,19 @@ impl ChainApp for Chain {
         use crate::crashpoint::{reached, Point};
         let mut i = self.lock();
         reached(Point::Decided, block.header.height.0);
-        let (next, outcomes) = block.apply(&i.state)?;
+        let hash = block.hash();
+        let (next, outcomes) = match i.executed.take() {
+            // Executed on the committed state (the parent: the height follows it).
+            // The header commits to the transactions: check that this copy carries them.
+            Some((h, next, outcomes))
+                if h == hash
+                    && next.height == i.state.height.saturating_add(1)
+                    && hash_of(&block.txs) == block.header.txs_hash =>
+            {
+                (next, outcomes)
+            }
+            _ => block.apply(&i.state)?,
+        };
         self.store
             .commit_block(block, cert, &next)
             .map_err(|e| ChainError::Storage(e.to_string()))?;
@@ -599,6 +617,7 @@ pub async fn start(
             seen_order: VecDeque::new(),
             stats: VecDeque::new(),
             last_block_time_ms: latest_time_ms,
+            executed: None,
         }),
         store,
         signer: signer.clone(),
@@ -712,6 +731,7 @@ mod tests {
             seen_order: VecDeque::new(),
             stats: VecDeque::new(),
             last_block_time_ms: 0,
+            executed: None,
         }
     }
 

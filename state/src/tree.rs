@@ -28,20 +28,25 @@ pub const COMMITTEE: u8 = 0x04;
 /// Key prefix of runtime chains (‖ runtime ID).
 pub const RUNTIME: u8 = 0x05;
 
+/// Entries applied to the tree in one pass at most.
+const APPLY_BATCH: usize = 8192;
+
 /// A change to the state's entries: a key and its new value (`None`: removed).
 pub type Entry = (Vec<u8>, Option<Vec<u8>>);
+
+type NodeMap = OrdMap<Hash, Arc<Node>>;
 
 /// The tree's nodes (in memory, shared between states) and its root.
 #[derive(Clone)]
 pub struct StateTree {
-    nodes: OrdMap<Hash, Arc<Node>>,
+    nodes: NodeMap,
     root: Ptr,
 }
 
 impl Default for StateTree {
     fn default() -> Self {
         Self {
-            nodes: OrdMap::new(),
+            nodes: NodeMap::default(),
             root: Ptr::NONE,
         }
     }
@@ -89,8 +94,17 @@ impl StateTree {
         self.nodes.is_empty()
     }
 
-    /// Applies sorted changes as `version`; only the changed paths are rebuilt.
+    /// Applies sorted changes as `version`; only the changed paths are rebuilt. Large change
+    /// sets (a genesis, a reload) go in batches: a batch's replaced intermediate nodes are
+    /// dropped before the next.
     pub fn apply(&mut self, version: u64, changes: &[Entry]) -> Result<(), TreeError> {
+        for batch in changes.chunks(APPLY_BATCH) {
+            self.apply_batch(version, batch)?;
+        }
+        Ok(())
+    }
+
+    fn apply_batch(&mut self, version: u64, changes: &[Entry]) -> Result<(), TreeError> {
         let mut c = Changes::new(&*self, self.root, version);
         for (k, v) in changes {
             match v {
@@ -99,22 +113,32 @@ impl StateTree {
             }
         }
         let root = c.root();
-        let created = c.created().clone();
-        let stale = c.stale().to_vec();
+        let created = c.created();
         // The new nodes the new root reaches (some created ones were replaced again).
+        // Older nodes they point to stay, even if a change replaced and then restored them.
         let mut fresh = Vec::new();
+        let mut kept = std::collections::HashSet::new();
         let mut stack = vec![root];
         while let Some(p) = stack.pop() {
-            if p.is_none() || p.version != version {
+            if p.is_none() {
                 continue;
             }
-            if let Some(n) = created.get(&p.hash) {
-                stack.extend(n.children().into_iter().flatten());
-                fresh.push((p.hash, n.clone()));
+            match created.get(&p.hash).filter(|_| p.version == version) {
+                Some(n) => {
+                    stack.extend(n.children().into_iter().flatten());
+                    fresh.push((p.hash, n.clone()));
+                }
+                None => {
+                    kept.insert(p.hash);
+                }
             }
         }
+        let stale = c.stale().to_vec();
+        drop(c);
         for p in stale {
-            self.nodes.remove(&p.hash);
+            if !kept.contains(&p.hash) {
+                self.nodes.remove(&p.hash);
+            }
         }
         for (h, n) in fresh {
             self.nodes.insert(h, n);

@@ -3,6 +3,7 @@
 //! binary next to this one) through their config files and typed control API.
 
 mod bench;
+mod bench_consensus;
 mod bench_state;
 mod load;
 mod localnet;
@@ -25,6 +26,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure a round's cost on a large runtime state against a small one.
     BenchState(bench_state::Args),
+    /// Measure a consensus block's cost on a large state against a small one.
+    BenchConsensus(bench_consensus::Args),
 }
 
 fn main() {
@@ -36,6 +39,7 @@ fn main() {
             bench::bench(a)
         }
         Command::BenchState(a) => bench_state::run(a),
+        Command::BenchConsensus(a) => bench_consensus::run(a),
     };
     std::process::exit(code);
 }
