@@ -3,6 +3,11 @@
 //! Transactions: `kv.Put {key, value}`, `kv.Delete {key}`. Queries: `kv.Get {key}` →
 //! `{key, value}` (value `null` when absent). Keys and values are UTF-8 strings.
 //!
+//! Transactions may be signed (the SDK's [`paratime_sdk::auth`] envelope: Ed25519 signer and
+//! nonce, checked by the dispatcher before this code runs; the load generator signs every
+//! transaction from its own accounts) or plain calls (`paratime-node tx submit`), which this
+//! sample still accepts to keep its examples short: a real ParaTime would refuse them.
+//!
 //! The runtime is a library (this file) and a two-line `main.rs` that serves it to the host, so
 //! tests can wrap it.
 

@@ -123,13 +123,51 @@ pub trait Runtime {
     }
 }
 
+/// A key's value in a batch's overlay: `None` when the batch deleted it.
+type Value = Option<Vec<u8>>;
+
 /// Access to the ParaTime's state for one call or batch.
 pub struct TxContext<'a> {
     conn: &'a mut Connection,
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Writes of the current transaction, with what the overlay held before (undone when it
+    /// fails): a failure costs its own writes, not a copy of the batch's.
+    undo: Vec<(Vec<u8>, Option<Value>)>,
+    signer: Option<[u8; 32]>,
+}
+
+impl<'a> TxContext<'a> {
+    fn new(conn: &'a mut Connection) -> Self {
+        Self {
+            conn,
+            overlay: BTreeMap::new(),
+            undo: Vec::new(),
+            signer: None,
+        }
+    }
 }
 
 impl TxContext<'_> {
+    /// The Ed25519 public key that signed the transaction being checked or executed (`None`
+    /// for an unsigned call and for queries).
+    pub fn signer(&self) -> Option<[u8; 32]> {
+        self.signer
+    }
+
+    fn write(&mut self, key: &[u8], value: Option<Vec<u8>>) {
+        let before = self.overlay.insert(key.to_vec(), value);
+        self.undo.push((key.to_vec(), before));
+    }
+
+    /// Undoes the current transaction's writes.
+    fn rollback(&mut self) {
+        while let Some((k, before)) = self.undo.pop() {
+            match before {
+                Some(v) => self.overlay.insert(k, v),
+                None => self.overlay.remove(&k),
+            };
+        }
+    }
     /// Reads a key: the batch's own writes first, then the host's state.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, CallError> {
         if let Some(v) = self.overlay.get(key) {
@@ -140,12 +178,12 @@ impl TxContext<'_> {
 
     /// Writes a key.
     pub fn insert(&mut self, key: &[u8], value: &[u8]) {
-        self.overlay.insert(key.to_vec(), Some(value.to_vec()));
+        self.write(key, Some(value.to_vec()));
     }
 
     /// Deletes a key.
     pub fn remove(&mut self, key: &[u8]) {
-        self.overlay.insert(key.to_vec(), None);
+        self.write(key, None);
     }
 
     fn write_log(self) -> Vec<WriteLogEntry> {
@@ -225,8 +263,52 @@ impl Connection {
     }
 }
 
+/// Checks a signed transaction's nonce against the account's (check-tx: not behind it;
+/// execute: exactly it, then moves it on); returns the call.
+fn authenticate(
+    ctx: &mut TxContext<'_>,
+    v: crate::auth::Verified,
+    execute: bool,
+) -> Result<Call, CallError> {
+    let key = crate::auth::nonce_key(&v.signer);
+    let current = crate::auth::decode_nonce(ctx.get(&key)?.as_deref())?;
+    let ok = if execute {
+        v.nonce == current
+    } else {
+        v.nonce >= current && v.nonce - current <= crate::auth::MAX_NONCE_AHEAD
+    };
+    if !ok {
+        return Err(CallError::new(
+            crate::auth::MODULE,
+            crate::auth::ERR_NONCE,
+            format!("invalid nonce (expected: {current}, got: {})", v.nonce),
+        ));
+    }
+    if execute {
+        let next = current.checked_add(1).ok_or_else(|| {
+            CallError::new(
+                crate::auth::MODULE,
+                crate::auth::ERR_NONCE,
+                "nonce exhausted",
+            )
+        })?;
+        ctx.insert(&key, &next.to_be_bytes());
+        // The nonce moves on even if the call fails.
+        ctx.undo.clear();
+    }
+    ctx.signer = Some(v.signer);
+    Ok(v.call)
+}
+
 fn run_call<R: Runtime>(rt: &R, ctx: &mut TxContext<'_>, raw: &[u8], execute: bool) -> TxResult {
-    let outcome = Call::decode(raw).and_then(|call| {
+    ctx.signer = None;
+    ctx.undo.clear();
+    let call = match crate::auth::open(raw) {
+        Ok(Some(v)) => authenticate(ctx, v, execute),
+        Ok(None) => Call::decode(raw),
+        Err(e) => Err(e),
+    };
+    let outcome = call.and_then(|call| {
         if execute {
             rt.execute(ctx, &call.method, &call.body)
         } else {
@@ -234,6 +316,11 @@ fn run_call<R: Runtime>(rt: &R, ctx: &mut TxContext<'_>, raw: &[u8], execute: bo
                 .map(|()| ciborium::Value::Null)
         }
     });
+    if outcome.is_err() {
+        // A failed transaction leaves no writes behind (but a signed one's nonce moved on).
+        ctx.rollback();
+    }
+    ctx.undo.clear();
     match outcome {
         Ok(output) => TxResult {
             error: None,
@@ -244,6 +331,39 @@ fn run_call<R: Runtime>(rt: &R, ctx: &mut TxContext<'_>, raw: &[u8], execute: bo
             output: None,
         },
     }
+}
+
+/// The query every SDK runtime answers: `auth.Nonce {signer}` (32 bytes, or 64 hex digits) →
+/// the nonce the signer's next transaction must carry.
+pub const NONCE_QUERY: &str = "auth.Nonce";
+
+fn nonce_query(
+    ctx: &mut TxContext<'_>,
+    args: &ciborium::Value,
+) -> Result<ciborium::Value, CallError> {
+    let bad = || {
+        CallError::new(
+            crate::auth::MODULE,
+            crate::auth::ERR_MALFORMED,
+            "auth.Nonce: give {\"signer\": the 32-byte Ed25519 public key, as bytes or 64 hex digits}",
+        )
+    };
+    let signer = args
+        .as_map()
+        .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("signer")))
+        .map(|(_, v)| v)
+        .ok_or_else(bad)?;
+    let bytes: Vec<u8> = match signer {
+        ciborium::Value::Bytes(b) => b.clone(),
+        ciborium::Value::Text(t) if t.len() == 64 => (0..32)
+            .map(|i| u8::from_str_radix(&t[2 * i..2 * i + 2], 16))
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad())?,
+        _ => return Err(bad()),
+    };
+    let signer: [u8; 32] = bytes.as_slice().try_into().map_err(|_| bad())?;
+    let nonce = crate::auth::decode_nonce(ctx.get(&crate::auth::nonce_key(&signer))?.as_deref())?;
+    Ok(ciborium::Value::Integer(nonce.into()))
 }
 
 fn handle<R: Runtime>(rt: &mut R, conn: &mut Connection, msg: Message) -> Result<bool, FrameError> {
@@ -264,10 +384,7 @@ fn handle<R: Runtime>(rt: &mut R, conn: &mut Connection, msg: Message) -> Result
         Body::RuntimeCheckTxBatchRequest(req) => {
             let mut results = Vec::with_capacity(req.inputs.len());
             for input in &req.inputs {
-                let mut ctx = TxContext {
-                    conn,
-                    overlay: BTreeMap::new(),
-                };
+                let mut ctx = TxContext::new(conn);
                 results.push(run_call(rt, &mut ctx, input, false));
             }
             Body::RuntimeCheckTxBatchResponse(RuntimeCheckTxBatchResponse { results })
@@ -279,19 +396,10 @@ fn handle<R: Runtime>(rt: &mut R, conn: &mut Connection, msg: Message) -> Result
                 message: "state root is not 32 bytes".into(),
             }),
             Some(_) => {
-                let mut ctx = TxContext {
-                    conn,
-                    overlay: BTreeMap::new(),
-                };
+                let mut ctx = TxContext::new(conn);
                 let mut results = Vec::with_capacity(req.inputs.len());
                 for input in &req.inputs {
-                    // A failed transaction leaves no writes behind.
-                    let saved = ctx.overlay.clone();
-                    let r = run_call(rt, &mut ctx, input, true);
-                    if r.error.is_some() {
-                        ctx.overlay = saved;
-                    }
-                    results.push(r);
+                    results.push(run_call(rt, &mut ctx, input, true));
                 }
                 let write_log = ctx.write_log();
                 let io = state::io_root(req.round, &req.inputs, &results);
@@ -304,11 +412,13 @@ fn handle<R: Runtime>(rt: &mut R, conn: &mut Connection, msg: Message) -> Result
             }
         },
         Body::RuntimeQueryRequest(req) => {
-            let mut ctx = TxContext {
-                conn,
-                overlay: BTreeMap::new(),
+            let mut ctx = TxContext::new(conn);
+            let answer = if req.method == NONCE_QUERY {
+                nonce_query(&mut ctx, &req.args)
+            } else {
+                rt.query(&mut ctx, &req.method, &req.args)
             };
-            match rt.query(&mut ctx, &req.method, &req.args) {
+            match answer {
                 Ok(data) => Body::RuntimeQueryResponse(RuntimeQueryResponse { data }),
                 Err(e) => Body::Error(e.into_protocol()),
             }

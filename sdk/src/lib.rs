@@ -18,6 +18,7 @@
 //! fn main() { dispatcher::run(Nop) }
 //! ```
 
+pub mod auth;
 pub mod dispatcher;
 pub mod log;
 pub mod protocol;

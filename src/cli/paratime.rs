@@ -237,6 +237,41 @@ pub fn encode_call(method: &str, body_json: &str) -> Result<Vec<u8>, String> {
     .encode())
 }
 
+/// Encodes a call from a JSON body signed by `key` as its transaction number `nonce` (the
+/// SDK's signed envelope, [`paratime_sdk::auth`]).
+pub fn encode_signed_call(
+    key: &ed25519_dalek::SigningKey,
+    method: &str,
+    body_json: &str,
+    nonce: u64,
+) -> Result<Vec<u8>, String> {
+    let call = Call::decode(&encode_call(method, body_json)?).map_err(|e| e.message)?;
+    Ok(paratime_sdk::auth::sign(key, call, nonce))
+}
+
+/// The nonce `signer`'s next transaction must carry (the SDK's `auth.Nonce` query).
+pub async fn next_nonce(address: &str, runtime: &str, signer: &[u8; 32]) -> Result<u64, CallError> {
+    let args = ciborium::Value::Map(vec![(
+        ciborium::Value::Text("signer".into()),
+        ciborium::Value::Bytes(signer.to_vec()),
+    )]);
+    let mut cbor = Vec::new();
+    ciborium::into_writer(&args, &mut cbor).map_err(|e| CallError::Input(e.to_string()))?;
+    let req = api::RuntimeQuery {
+        method: paratime_sdk::dispatcher::NONCE_QUERY.into(),
+        args: b64(&cbor),
+    };
+    let r = Client::new(address).runtime_query(runtime, &req).await?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&r.data)
+        .map_err(|e| CallError::Output(format!("nonce: {e}")))?;
+    let v: ciborium::Value = ciborium::from_reader(bytes.as_slice())
+        .map_err(|e| CallError::Output(format!("nonce: {e}")))?;
+    v.as_integer()
+        .and_then(|i| u64::try_from(i).ok())
+        .ok_or_else(|| CallError::Output(format!("nonce: not an integer: {v:?}")))
+}
+
 /// Submits an encoded call and waits; returns the node's JSON answer with `output` decoded.
 pub async fn submit(
     address: &str,

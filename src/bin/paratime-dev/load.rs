@@ -1,8 +1,10 @@
 //! The load generator of `localnet`: keeps N `kv.Put` transactions in flight through a node's
 //! control socket, each waiting for its round to be finalized, and reports throughput and
-//! submit → finalized latency, with a progress bar on a terminal.
+//! submit → finalized latency, with a progress bar on a terminal. Each in-flight slot signs
+//! from its own account (Ed25519, with its nonce), so the runtime checks a signature and a
+//! nonce for every transaction, as a real ParaTime does.
 
-use paratime_node::cli::paratime::{encode_call, submit};
+use paratime_node::cli::paratime::{encode_signed_call, next_nonce, submit};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -122,15 +124,34 @@ pub(crate) async fn run(
         );
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
+            let key = ed25519_dalek::SigningKey::from_bytes(&paratime_sdk::state::hash(
+                format!("paratime-dev load account {worker}").as_bytes(),
+            ));
+            let signer = key.verifying_key().to_bytes();
+            let mut nonce = None;
             let mut n = 0u64;
             while !*stop.borrow() {
+                let current = match nonce {
+                    Some(x) => x,
+                    None => match next_nonce(&address, &runtime, &signer).await {
+                        Ok(x) => x,
+                        Err(e) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            if let Ok(mut le) = last_error.lock() {
+                                *le = format!("nonce query: {e}");
+                            }
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                    },
+                };
                 n += 1;
                 let body = serde_json::json!({
                     "key": format!("load-{worker}-{n}"),
                     "value": format!("{}", started.elapsed().as_micros()),
                 })
                 .to_string();
-                let Ok(call) = encode_call("kv.Put", &body) else {
+                let Ok(call) = encode_signed_call(&key, "kv.Put", &body, current) else {
                     return;
                 };
                 let t = Instant::now();
@@ -141,18 +162,22 @@ pub(crate) async fn run(
                             l.push(ms);
                         }
                         done.fetch_add(1, Ordering::Relaxed);
+                        nonce = Some(current + 1);
                     }
                     Ok(v) => {
                         errors.fetch_add(1, Ordering::Relaxed);
                         if let Ok(mut e) = last_error.lock() {
                             *e = v["result"]["error"].to_string();
                         }
+                        // Executed and failed (nonce spent) or refused (not): ask.
+                        nonce = None;
                     }
                     Err(e) => {
                         errors.fetch_add(1, Ordering::Relaxed);
                         if let Ok(mut le) = last_error.lock() {
                             *le = e.to_string();
                         }
+                        nonce = None;
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }

@@ -1,0 +1,198 @@
+//! Signed transactions: a call, its signer's Ed25519 key and the signer's nonce, signed. The
+//! dispatcher checks the signature and the nonce before the runtime sees the call (check-tx: the
+//! nonce is not behind the account's; execute: it is exactly the account's, which then moves on
+//! by one even if the call fails), so every ParaTime built on the SDK pays what a real one pays.
+//!
+//! Wire form: the CBOR of [`SignedTx`]; its `body` is the CBOR of [`TxBody`] and the signature
+//! is over [`SIGNATURE_CONTEXT`] ‖ `body`. A raw transaction that is not a [`SignedTx`] is an
+//! unsigned [`Call`] (no signer, no nonce), which a runtime may refuse.
+
+use crate::dispatcher::{Call, CallError};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// Domain separation of transaction signatures.
+pub const SIGNATURE_CONTEXT: &[u8] = b"paratime-sdk/tx: v1\0";
+/// State key prefix of account nonces (‖ 32-byte public key → u64 big-endian).
+pub const NONCE_PREFIX: &[u8] = b"auth/nonce/";
+/// Module name of authentication errors.
+pub const MODULE: &str = "auth";
+/// Error code: the signature does not verify.
+pub const ERR_SIGNATURE: u32 = 1;
+/// Error code: the nonce is not the account's.
+pub const ERR_NONCE: u32 = 2;
+/// Error code: the signed envelope is malformed.
+pub const ERR_MALFORMED: u32 = 3;
+/// How far ahead of the account's nonce check-tx accepts a transaction (it waits in the pool
+/// for the ones before it); further ahead is refused, so one signer cannot fill a pool with
+/// transactions that can never run.
+pub const MAX_NONCE_AHEAD: u64 = 64;
+
+/// What the signature covers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TxBody {
+    /// The call.
+    pub call: Call,
+    /// The signer's Ed25519 public key (32 bytes).
+    pub signer: ByteBuf,
+    /// The signer's nonce: its number of transactions executed before this one.
+    pub nonce: u64,
+}
+
+/// A signed transaction as submitted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SignedTx {
+    /// CBOR of the [`TxBody`].
+    pub body: ByteBuf,
+    /// Ed25519 signature of [`SIGNATURE_CONTEXT`] ‖ `body` (64 bytes).
+    pub signature: ByteBuf,
+}
+
+/// A transaction whose signature was checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verified {
+    /// The call.
+    pub call: Call,
+    /// The signer.
+    pub signer: [u8; 32],
+    /// Its nonce.
+    pub nonce: u64,
+}
+
+fn malformed(what: impl std::fmt::Display) -> CallError {
+    CallError::new(
+        MODULE,
+        ERR_MALFORMED,
+        format!("malformed signed transaction: {what}"),
+    )
+}
+
+/// Signs `call` as `key`'s transaction number `nonce`; returns the raw transaction.
+pub fn sign(key: &SigningKey, call: Call, nonce: u64) -> Vec<u8> {
+    let body = TxBody {
+        call,
+        signer: ByteBuf::from(key.verifying_key().to_bytes().to_vec()),
+        nonce,
+    };
+    let mut body_bytes = Vec::new();
+    ciborium::into_writer(&body, &mut body_bytes).expect("CBOR encoding into memory cannot fail");
+    let mut msg = SIGNATURE_CONTEXT.to_vec();
+    msg.extend_from_slice(&body_bytes);
+    let signature = key.sign(&msg).to_bytes().to_vec();
+    let mut out = Vec::new();
+    ciborium::into_writer(
+        &SignedTx {
+            body: ByteBuf::from(body_bytes),
+            signature: ByteBuf::from(signature),
+        },
+        &mut out,
+    )
+    .expect("CBOR encoding into memory cannot fail");
+    out
+}
+
+/// Decodes a raw transaction: `Ok(Some)` for a signed one whose signature verifies, `Ok(None)`
+/// when it is not a signed envelope at all (an unsigned call), an error when it is one that does
+/// not verify.
+pub fn open(raw: &[u8]) -> Result<Option<Verified>, CallError> {
+    let Ok(signed) = ciborium::from_reader::<SignedTx, _>(raw) else {
+        return Ok(None);
+    };
+    let body: TxBody = ciborium::from_reader(signed.body.as_slice()).map_err(malformed)?;
+    let signer: [u8; 32] = body
+        .signer
+        .as_slice()
+        .try_into()
+        .map_err(|_| malformed(format!("signer of {} bytes, not 32", body.signer.len())))?;
+    let signature: [u8; 64] = signed.signature.as_slice().try_into().map_err(|_| {
+        malformed(format!(
+            "signature of {} bytes, not 64",
+            signed.signature.len()
+        ))
+    })?;
+    let key = VerifyingKey::from_bytes(&signer).map_err(|_| {
+        CallError::new(MODULE, ERR_SIGNATURE, "signer is not an Ed25519 public key")
+    })?;
+    let mut msg = SIGNATURE_CONTEXT.to_vec();
+    msg.extend_from_slice(&signed.body);
+    key.verify_strict(&msg, &Signature::from_bytes(&signature))
+        .map_err(|_| CallError::new(MODULE, ERR_SIGNATURE, "signature does not verify"))?;
+    Ok(Some(Verified {
+        call: body.call,
+        signer,
+        nonce: body.nonce,
+    }))
+}
+
+/// The state key of `signer`'s nonce.
+pub fn nonce_key(signer: &[u8; 32]) -> Vec<u8> {
+    let mut k = NONCE_PREFIX.to_vec();
+    k.extend_from_slice(signer);
+    k
+}
+
+/// Decodes a stored nonce (absent: 0).
+pub fn decode_nonce(v: Option<&[u8]>) -> Result<u64, CallError> {
+    match v {
+        None => Ok(0),
+        Some(b) => b
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| CallError::new(MODULE, ERR_MALFORMED, "stored nonce is not 8 bytes")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call() -> Call {
+        Call {
+            method: "kv.Put".into(),
+            body: ciborium::Value::Text("x".into()),
+        }
+    }
+
+    #[test]
+    fn signed_transactions_open_and_tampered_ones_do_not() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let raw = sign(&key, call(), 3);
+        let v = open(&raw).expect("verifies").expect("signed");
+        assert_eq!(
+            (v.call, v.signer, v.nonce),
+            (call(), key.verifying_key().to_bytes(), 3)
+        );
+        // An unsigned call is not an envelope.
+        assert_eq!(open(&call().encode()).expect("plain"), None);
+        // Any changed byte of the body or signature is refused.
+        let mut signed: SignedTx = ciborium::from_reader(raw.as_slice()).expect("decode");
+        for i in [0, signed.body.len() / 2, signed.body.len() - 1] {
+            let mut t = signed.clone();
+            t.body[i] ^= 1;
+            let mut bytes = Vec::new();
+            ciborium::into_writer(&t, &mut bytes).expect("encode");
+            let e = open(&bytes).expect_err("tampered body");
+            assert_eq!(e.module, MODULE);
+        }
+        signed.signature[10] ^= 1;
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&signed, &mut bytes).expect("encode");
+        assert_eq!(open(&bytes).expect_err("tampered").code, ERR_SIGNATURE);
+        // Lying lengths.
+        let short = SignedTx {
+            body: signed.body.clone(),
+            signature: ByteBuf::from(vec![0; 63]),
+        };
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&short, &mut bytes).expect("encode");
+        assert_eq!(open(&bytes).expect_err("short").code, ERR_MALFORMED);
+    }
+
+    #[test]
+    fn stored_nonces_decode_or_are_refused() {
+        assert_eq!(decode_nonce(None), Ok(0));
+        assert_eq!(decode_nonce(Some(&9u64.to_be_bytes())), Ok(9));
+        assert!(decode_nonce(Some(&[1, 2, 3])).is_err());
+    }
+}
