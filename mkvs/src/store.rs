@@ -242,10 +242,11 @@ impl NodeSource for Reader<'_> {
 }
 
 impl NodeDb {
-    /// Opens (or creates) the store at `path` with at most `cache_bytes` of decoded nodes and
-    /// as much of redb's page cache in memory.
+    /// Opens (or creates) the store at `path` holding at most `cache_bytes` of it in memory in
+    /// total: half decoded nodes, half redb's page cache.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         let shown = path.display().to_string();
+        let cache_bytes = cache_bytes / 2;
         let db = Database::builder()
             .set_cache_size(cache_bytes.max(1 << 20))
             .create(path)
@@ -499,8 +500,14 @@ impl NodeDb {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let table = txn.open_table(NODES).map_err(|e| self.err(e))?;
         let mut queue: std::collections::VecDeque<Ptr> = std::collections::VecDeque::new();
+        // A root is looked for among the stored versions: one per request.
+        let mut roots = 0;
         for w in wants.iter().take(crate::sync::MAX_WANTS) {
             if w.version == SYNC_ROOT {
+                roots += 1;
+                if roots > 1 {
+                    continue;
+                }
                 match self.resolve(&w.hash) {
                     Ok(p) if !p.is_none() => queue.push_back(p),
                     Ok(_) | Err(StoreError::Tree(TreeError::Missing(_))) => {}

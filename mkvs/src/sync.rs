@@ -306,6 +306,11 @@ mod tests {
         let one = src
             .export(&many[..1], usize::MAX, usize::MAX)
             .expect("export");
+        // One root per request (a root is searched for among the versions).
+        assert_eq!(out.len(), one.len());
+        let stored = src.resolve(&root).expect("root");
+        let many = vec![stored; 10 * MAX_WANTS];
+        let out = src.export(&many, usize::MAX, usize::MAX).expect("export");
         assert_eq!(out.len(), MAX_WANTS * one.len());
         // Unknown nodes and roots are skipped.
         let unknown = [

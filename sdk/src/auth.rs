@@ -4,7 +4,8 @@
 //! by one even if the call fails), so every ParaTime built on the SDK pays what a real one pays.
 //!
 //! Wire form: the CBOR of [`SignedTx`]; its `body` is the CBOR of [`TxBody`] and the signature
-//! is over [`SIGNATURE_CONTEXT`] ‖ `body`. A raw transaction that is not a [`SignedTx`] is an
+//! is over [`SIGNATURE_CONTEXT`] ‖ [`domain`] ‖ `body`: the domain names the chain and the
+//! runtime, so a transaction signed for one ParaTime or network is refused by every other. A raw transaction that is not a [`SignedTx`] is an
 //! unsigned [`Call`] (no signer, no nonce), which a runtime may refuse.
 
 use crate::dispatcher::{Call, CallError};
@@ -22,8 +23,10 @@ pub const MODULE: &str = "auth";
 pub const ERR_SIGNATURE: u32 = 1;
 /// Error code: the nonce is not the account's.
 pub const ERR_NONCE: u32 = 2;
-/// Error code: the signed envelope is malformed.
+/// Error code: the signed envelope is malformed (or not in its one canonical encoding).
 pub const ERR_MALFORMED: u32 = 3;
+/// Error code: the runtime wrote a key reserved to the dispatcher (`auth/nonce/…`).
+pub const ERR_RESERVED: u32 = 4;
 /// How far ahead of the account's nonce check-tx accepts a transaction (it waits in the pool
 /// for the ones before it); further ahead is refused, so one signer cannot fill a pool with
 /// transactions that can never run.
@@ -60,6 +63,12 @@ pub struct Verified {
     pub nonce: u64,
 }
 
+fn cbor<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(v, &mut out).expect("CBOR encoding into memory cannot fail");
+    out
+}
+
 fn malformed(what: impl std::fmt::Display) -> CallError {
     CallError::new(
         MODULE,
@@ -68,8 +77,25 @@ fn malformed(what: impl std::fmt::Display) -> CallError {
     )
 }
 
-/// Signs `call` as `key`'s transaction number `nonce`; returns the raw transaction.
-pub fn sign(key: &SigningKey, call: Call, nonce: u64) -> Vec<u8> {
+/// The signature domain of a runtime on a chain: SHA-512/256 of the chain context, a zero byte
+/// and the runtime ID. The host tells the runtime both at the handshake.
+pub fn domain(chain_context: &str, runtime_id: &[u8; 32]) -> [u8; 32] {
+    let mut b = chain_context.as_bytes().to_vec();
+    b.push(0);
+    b.extend_from_slice(runtime_id);
+    crate::state::hash(&b)
+}
+
+fn message(domain: &[u8; 32], body: &[u8]) -> Vec<u8> {
+    let mut msg = SIGNATURE_CONTEXT.to_vec();
+    msg.extend_from_slice(domain);
+    msg.extend_from_slice(body);
+    msg
+}
+
+/// Signs `call` as `key`'s transaction number `nonce` for the runtime and chain of `domain`;
+/// returns the raw transaction.
+pub fn sign(key: &SigningKey, domain: &[u8; 32], call: Call, nonce: u64) -> Vec<u8> {
     let body = TxBody {
         call,
         signer: ByteBuf::from(key.verifying_key().to_bytes().to_vec()),
@@ -77,9 +103,7 @@ pub fn sign(key: &SigningKey, call: Call, nonce: u64) -> Vec<u8> {
     };
     let mut body_bytes = Vec::new();
     ciborium::into_writer(&body, &mut body_bytes).expect("CBOR encoding into memory cannot fail");
-    let mut msg = SIGNATURE_CONTEXT.to_vec();
-    msg.extend_from_slice(&body_bytes);
-    let signature = key.sign(&msg).to_bytes().to_vec();
+    let signature = key.sign(&message(domain, &body_bytes)).to_bytes().to_vec();
     let mut out = Vec::new();
     ciborium::into_writer(
         &SignedTx {
@@ -95,11 +119,19 @@ pub fn sign(key: &SigningKey, call: Call, nonce: u64) -> Vec<u8> {
 /// Decodes a raw transaction: `Ok(Some)` for a signed one whose signature verifies, `Ok(None)`
 /// when it is not a signed envelope at all (an unsigned call), an error when it is one that does
 /// not verify.
-pub fn open(raw: &[u8]) -> Result<Option<Verified>, CallError> {
+pub fn open(raw: &[u8], domain: &[u8; 32]) -> Result<Option<Verified>, CallError> {
     let Ok(signed) = ciborium::from_reader::<SignedTx, _>(raw) else {
         return Ok(None);
     };
+    // One encoding per transaction: trailing bytes or another CBOR form of the same envelope
+    // would give a signed transaction a second hash.
+    if cbor(&signed) != raw {
+        return Err(malformed("not in canonical form"));
+    }
     let body: TxBody = ciborium::from_reader(signed.body.as_slice()).map_err(malformed)?;
+    if cbor(&body) != signed.body.as_slice() {
+        return Err(malformed("body not in canonical form"));
+    }
     let signer: [u8; 32] = body
         .signer
         .as_slice()
@@ -114,10 +146,11 @@ pub fn open(raw: &[u8]) -> Result<Option<Verified>, CallError> {
     let key = VerifyingKey::from_bytes(&signer).map_err(|_| {
         CallError::new(MODULE, ERR_SIGNATURE, "signer is not an Ed25519 public key")
     })?;
-    let mut msg = SIGNATURE_CONTEXT.to_vec();
-    msg.extend_from_slice(&signed.body);
-    key.verify_strict(&msg, &Signature::from_bytes(&signature))
-        .map_err(|_| CallError::new(MODULE, ERR_SIGNATURE, "signature does not verify"))?;
+    key.verify_strict(
+        &message(domain, &signed.body),
+        &Signature::from_bytes(&signature),
+    )
+    .map_err(|_| CallError::new(MODULE, ERR_SIGNATURE, "signature does not verify"))?;
     Ok(Some(Verified {
         call: body.call,
         signer,
@@ -157,14 +190,15 @@ mod tests {
     #[test]
     fn signed_transactions_open_and_tampered_ones_do_not() {
         let key = SigningKey::from_bytes(&[7; 32]);
-        let raw = sign(&key, call(), 3);
-        let v = open(&raw).expect("verifies").expect("signed");
+        let d = domain("chain", &[1; 32]);
+        let raw = sign(&key, &d, call(), 3);
+        let v = open(&raw, &d).expect("verifies").expect("signed");
         assert_eq!(
             (v.call, v.signer, v.nonce),
             (call(), key.verifying_key().to_bytes(), 3)
         );
         // An unsigned call is not an envelope.
-        assert_eq!(open(&call().encode()).expect("plain"), None);
+        assert_eq!(open(&call().encode(), &d).expect("plain"), None);
         // Any changed byte of the body or signature is refused.
         let mut signed: SignedTx = ciborium::from_reader(raw.as_slice()).expect("decode");
         for i in [0, signed.body.len() / 2, signed.body.len() - 1] {
@@ -172,13 +206,13 @@ mod tests {
             t.body[i] ^= 1;
             let mut bytes = Vec::new();
             ciborium::into_writer(&t, &mut bytes).expect("encode");
-            let e = open(&bytes).expect_err("tampered body");
+            let e = open(&bytes, &d).expect_err("tampered body");
             assert_eq!(e.module, MODULE);
         }
         signed.signature[10] ^= 1;
         let mut bytes = Vec::new();
         ciborium::into_writer(&signed, &mut bytes).expect("encode");
-        assert_eq!(open(&bytes).expect_err("tampered").code, ERR_SIGNATURE);
+        assert_eq!(open(&bytes, &d).expect_err("tampered").code, ERR_SIGNATURE);
         // Lying lengths.
         let short = SignedTx {
             body: signed.body.clone(),
@@ -186,7 +220,18 @@ mod tests {
         };
         let mut bytes = Vec::new();
         ciborium::into_writer(&short, &mut bytes).expect("encode");
-        assert_eq!(open(&bytes).expect_err("short").code, ERR_MALFORMED);
+        assert_eq!(open(&bytes, &d).expect_err("short").code, ERR_MALFORMED);
+        // Another runtime, another chain: the signature does not verify there.
+        for other in [domain("chain", &[2; 32]), domain("other chain", &[1; 32])] {
+            assert_eq!(
+                open(&raw, &other).expect_err("replayed").code,
+                ERR_SIGNATURE
+            );
+        }
+        // Trailing bytes (another hash for the same transaction) are refused.
+        let mut padded = raw.clone();
+        padded.push(0);
+        assert_eq!(open(&padded, &d).expect_err("padded").code, ERR_MALFORMED);
     }
 
     #[test]

@@ -134,6 +134,9 @@ pub struct TxContext<'a> {
     /// fails): a failure costs its own writes, not a copy of the batch's.
     undo: Vec<(Vec<u8>, Option<Value>)>,
     signer: Option<[u8; 32]>,
+    /// A write under [`crate::auth::NONCE_PREFIX`] by the runtime's code (refused: the
+    /// transaction fails).
+    reserved_write: bool,
 }
 
 impl<'a> TxContext<'a> {
@@ -143,6 +146,7 @@ impl<'a> TxContext<'a> {
             overlay: BTreeMap::new(),
             undo: Vec::new(),
             signer: None,
+            reserved_write: false,
         }
     }
 }
@@ -176,13 +180,22 @@ impl TxContext<'_> {
         self.conn.host_get(key)
     }
 
-    /// Writes a key.
+    /// Writes a key. Keys under `auth/nonce/` belong to the dispatcher: writing one fails the
+    /// transaction.
     pub fn insert(&mut self, key: &[u8], value: &[u8]) {
+        if key.starts_with(crate::auth::NONCE_PREFIX) {
+            self.reserved_write = true;
+            return;
+        }
         self.write(key, Some(value.to_vec()));
     }
 
-    /// Deletes a key.
+    /// Deletes a key (the same reservation as [`Self::insert`]).
     pub fn remove(&mut self, key: &[u8]) {
+        if key.starts_with(crate::auth::NONCE_PREFIX) {
+            self.reserved_write = true;
+            return;
+        }
         self.write(key, None);
     }
 
@@ -201,6 +214,8 @@ struct Connection {
     stream: UnixStream,
     next_id: u64,
     queued: VecDeque<Message>,
+    /// The signature domain, from the handshake.
+    domain: [u8; 32],
 }
 
 impl Connection {
@@ -292,7 +307,7 @@ fn authenticate(
                 "nonce exhausted",
             )
         })?;
-        ctx.insert(&key, &next.to_be_bytes());
+        ctx.write(&key, Some(next.to_be_bytes().to_vec()));
         // The nonce moves on even if the call fails.
         ctx.undo.clear();
     }
@@ -303,7 +318,9 @@ fn authenticate(
 fn run_call<R: Runtime>(rt: &R, ctx: &mut TxContext<'_>, raw: &[u8], execute: bool) -> TxResult {
     ctx.signer = None;
     ctx.undo.clear();
-    let call = match crate::auth::open(raw) {
+    ctx.reserved_write = false;
+    let domain = ctx.conn.domain;
+    let call = match crate::auth::open(raw, &domain) {
         Ok(Some(v)) => authenticate(ctx, v, execute),
         Ok(None) => Call::decode(raw),
         Err(e) => Err(e),
@@ -316,6 +333,14 @@ fn run_call<R: Runtime>(rt: &R, ctx: &mut TxContext<'_>, raw: &[u8], execute: bo
                 .map(|()| ciborium::Value::Null)
         }
     });
+    let outcome = match outcome {
+        Ok(_) if ctx.reserved_write => Err(CallError::new(
+            crate::auth::MODULE,
+            crate::auth::ERR_RESERVED,
+            "the runtime wrote under auth/nonce/, which only the dispatcher may write",
+        )),
+        o => o,
+    };
     if outcome.is_err() {
         // A failed transaction leaves no writes behind (but a signed one's nonce moved on).
         ctx.rollback();
@@ -355,7 +380,7 @@ fn nonce_query(
         .ok_or_else(bad)?;
     let bytes: Vec<u8> = match signer {
         ciborium::Value::Bytes(b) => b.clone(),
-        ciborium::Value::Text(t) if t.len() == 64 => (0..32)
+        ciborium::Value::Text(t) if t.len() == 64 && t.is_ascii() => (0..32)
             .map(|i| u8::from_str_radix(&t[2 * i..2 * i + 2], 16))
             .collect::<Result<_, _>>()
             .map_err(|_| bad())?,
@@ -369,10 +394,20 @@ fn nonce_query(
 fn handle<R: Runtime>(rt: &mut R, conn: &mut Connection, msg: Message) -> Result<bool, FrameError> {
     let body = match msg.body {
         Body::RuntimeInfoRequest(req) => match rt.configure(req.local_config.as_ref()) {
-            Ok(()) => Body::RuntimeInfoResponse(RuntimeInfoResponse {
-                protocol_version: PROTOCOL_VERSION,
-                runtime_version: rt.version(),
+            Ok(()) if req.runtime_id.len() != 32 => Body::Error(Error {
+                module: "dispatcher".into(),
+                code: 4,
+                message: "runtime ID is not 32 bytes".into(),
             }),
+            Ok(()) => {
+                let mut id = [0u8; 32];
+                id.copy_from_slice(&req.runtime_id);
+                conn.domain = crate::auth::domain(&req.chain_context, &id);
+                Body::RuntimeInfoResponse(RuntimeInfoResponse {
+                    protocol_version: PROTOCOL_VERSION,
+                    runtime_version: rt.version(),
+                })
+            }
             Err(e) => Body::Error(e.into_protocol()),
         },
         Body::RuntimePingRequest(_) => match rt.ping() {
@@ -439,6 +474,7 @@ pub fn serve<R: Runtime>(mut rt: R, stream: UnixStream) -> Result<(), FrameError
         stream,
         next_id: 0,
         queued: VecDeque::new(),
+        domain: crate::auth::domain("", &[0; 32]),
     };
     loop {
         let msg = match conn.next_request() {

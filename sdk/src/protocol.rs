@@ -143,6 +143,10 @@ pub struct RuntimeInfoRequest {
     /// Operator-supplied local configuration (`runtime.runtimes[].config`), as CBOR.
     #[serde(default)]
     pub local_config: Option<ciborium::Value>,
+    /// The chain context of the network (hex; empty on a node without consensus): with the
+    /// runtime ID it is the signature domain of transactions ([`crate::auth::domain`]).
+    #[serde(default)]
+    pub chain_context: String,
 }
 
 /// Handshake response from the runtime.

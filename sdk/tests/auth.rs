@@ -7,7 +7,8 @@ use paratime_sdk::auth;
 use paratime_sdk::dispatcher::{Call, NONCE_QUERY};
 use paratime_sdk::protocol::{
     read_frame, write_frame, Body, HostStorageGetResponse, Message, RuntimeCheckTxBatchRequest,
-    RuntimeExecuteTxBatchRequest, RuntimeQueryRequest, TxResult, MESSAGE_REQUEST, MESSAGE_RESPONSE,
+    RuntimeExecuteTxBatchRequest, RuntimeInfoRequest, RuntimeQueryRequest, TxResult,
+    MESSAGE_REQUEST, MESSAGE_RESPONSE,
 };
 use paratime_sdk::{CallError, Runtime, TxContext, Version};
 use serde_bytes::ByteBuf;
@@ -32,6 +33,13 @@ impl Runtime for Writer {
         ctx.insert(&[b"by/".as_slice(), &who].concat(), method.as_bytes());
         match method {
             "put" => Ok(ciborium::Value::Null),
+            "steal" => {
+                // A runtime that lets a caller choose keys must not reach the nonces.
+                if let Some(s) = ctx.signer() {
+                    ctx.remove(&auth::nonce_key(&s));
+                }
+                Ok(ciborium::Value::Null)
+            }
             _ => Err(CallError::new("test", 1, "failed on purpose")),
         }
     }
@@ -132,6 +140,17 @@ fn signed_transactions_are_checked_ordered_and_counted() {
         state: BTreeMap::new(),
         next: 0,
     };
+    let rid = [5u8; 32];
+    match host.call(Body::RuntimeInfoRequest(RuntimeInfoRequest {
+        runtime_id: ByteBuf::from(rid.to_vec()),
+        host_protocol_version: paratime_sdk::protocol::PROTOCOL_VERSION,
+        local_config: None,
+        chain_context: "test-chain".into(),
+    })) {
+        Body::RuntimeInfoResponse(_) => {}
+        other => panic!("handshake: {}", other.name()),
+    }
+    let d = auth::domain("test-chain", &rid);
     let alice = SigningKey::from_bytes(&[1; 32]);
     let a = alice.verifying_key().to_bytes();
     let nonce_of = |h: &Host| {
@@ -141,17 +160,27 @@ fn signed_transactions_are_checked_ordered_and_counted() {
     };
     // One batch: nonce 0 passes; 0 again is a replay; 2 skips 1; a tampered one is refused; 1
     // calls a failing method (its write is undone, its nonce is spent); then 2 passes.
-    let mut tampered = auth::sign(&alice, call("put"), 1);
+    let mut tampered = auth::sign(&alice, &d, call("put"), 1);
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
     let results = host.execute(&[
-        auth::sign(&alice, call("put"), 0),
-        auth::sign(&alice, call("put"), 0),
-        auth::sign(&alice, call("put"), 2),
+        auth::sign(&alice, &d, call("put"), 0),
+        auth::sign(&alice, &d, call("put"), 0),
+        auth::sign(&alice, &d, call("put"), 2),
         tampered,
-        auth::sign(&alice, call("fail"), 1),
-        auth::sign(&alice, call("put"), 2),
+        auth::sign(&alice, &d, call("fail"), 1),
+        auth::sign(&alice, &d, call("put"), 2),
         call("put").encode(),
+        // Signed for another ParaTime, and for another chain.
+        auth::sign(
+            &alice,
+            &auth::domain("test-chain", &[6; 32]),
+            call("put"),
+            3,
+        ),
+        auth::sign(&alice, &auth::domain("other-chain", &rid), call("put"), 3),
+        // A call that writes a nonce key: refused, its nonce spent.
+        auth::sign(&alice, &d, call("steal"), 3),
     ]);
     let errors: Vec<Option<(String, u32)>> = results.iter().map(error).collect();
     assert_eq!(
@@ -164,9 +193,12 @@ fn signed_transactions_are_checked_ordered_and_counted() {
             Some(("test".into(), 1)),
             None,
             None,
+            Some(("auth".into(), auth::ERR_SIGNATURE)),
+            Some(("auth".into(), auth::ERR_SIGNATURE)),
+            Some(("auth".into(), auth::ERR_RESERVED)),
         ]
     );
-    assert_eq!(nonce_of(&host), 3);
+    assert_eq!(nonce_of(&host), 4);
     let by_alice = [b"by/".as_slice(), &a].concat();
     assert_eq!(
         host.state.get(&by_alice).map(Vec::as_slice),
@@ -179,10 +211,10 @@ fn signed_transactions_are_checked_ordered_and_counted() {
     );
     // Check-tx: a nonce behind is refused, one ahead (within the window) waits in the pool.
     let checked = host.check(&[
-        auth::sign(&alice, call("put"), 2),
-        auth::sign(&alice, call("put"), 3),
-        auth::sign(&alice, call("put"), 4),
-        auth::sign(&alice, call("put"), 3 + auth::MAX_NONCE_AHEAD + 1),
+        auth::sign(&alice, &d, call("put"), 3),
+        auth::sign(&alice, &d, call("put"), 4),
+        auth::sign(&alice, &d, call("put"), 5),
+        auth::sign(&alice, &d, call("put"), 4 + auth::MAX_NONCE_AHEAD + 1),
     ]);
     let errors: Vec<Option<u32>> = checked.iter().map(|r| error(r).map(|e| e.1)).collect();
     assert_eq!(
@@ -206,13 +238,24 @@ fn signed_transactions_are_checked_ordered_and_counted() {
         map(ciborium::Value::Bytes(a.to_vec())),
     ] {
         match q(&mut host, args) {
-            Body::RuntimeQueryResponse(r) => assert_eq!(r.data, ciborium::Value::Integer(3.into())),
+            Body::RuntimeQueryResponse(r) => assert_eq!(r.data, ciborium::Value::Integer(4.into())),
             other => panic!("unexpected {}", other.name()),
         }
     }
     assert!(matches!(
         q(&mut host, map(ciborium::Value::Text("zz".into()))),
         Body::Error(_)
+    ));
+    // 64 bytes of text that are not 64 ASCII digits: refused, and the runtime still answers.
+    let odd = format!("a\u{e9}{}", "a".repeat(61));
+    assert_eq!(odd.len(), 64);
+    assert!(matches!(
+        q(&mut host, map(ciborium::Value::Text(odd))),
+        Body::Error(_)
+    ));
+    assert!(matches!(
+        q(&mut host, map(ciborium::Value::Bytes(a.to_vec()))),
+        Body::RuntimeQueryResponse(_)
     ));
     drop(host);
     rt.join().expect("join").expect("dispatcher");

@@ -112,6 +112,7 @@ pub fn prepare(
         bundle: b.manifest.hash_hex(),
         version: b.ronl.version,
         local_config: None,
+        chain_context: String::new(),
     };
     Ok((scratch, launcher, rt, b))
 }

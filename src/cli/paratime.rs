@@ -241,12 +241,26 @@ pub fn encode_call(method: &str, body_json: &str) -> Result<Vec<u8>, String> {
 /// SDK's signed envelope, [`paratime_sdk::auth`]).
 pub fn encode_signed_call(
     key: &ed25519_dalek::SigningKey,
+    domain: &[u8; 32],
     method: &str,
     body_json: &str,
     nonce: u64,
 ) -> Result<Vec<u8>, String> {
     let call = Call::decode(&encode_call(method, body_json)?).map_err(|e| e.message)?;
-    Ok(paratime_sdk::auth::sign(key, call, nonce))
+    Ok(paratime_sdk::auth::sign(key, domain, call, nonce))
+}
+
+/// The signature domain of `runtime` on the network of the node at `address` (its chain
+/// context from `control status`; empty for a node without consensus).
+pub async fn signature_domain(address: &str, runtime: &str) -> Result<[u8; 32], CallError> {
+    let id: crate::bundle::RuntimeId = runtime
+        .parse()
+        .map_err(|e| CallError::Input(format!("--runtime: {e}")))?;
+    let st = Client::new(address).status().await?;
+    let chain = st["consensus"]["chain_context"]
+        .as_str()
+        .unwrap_or_default();
+    Ok(paratime_sdk::auth::domain(chain, &id.0))
 }
 
 /// The nonce `signer`'s next transaction must carry (the SDK's `auth.Nonce` query).

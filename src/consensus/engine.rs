@@ -427,6 +427,7 @@ impl ChainApp for Chain {
             Some((h, next, outcomes))
                 if h == hash
                     && next.height == i.state.height.saturating_add(1)
+                    && block.header.parent_hash == i.state.last_block_hash
                     && hash_of(&block.txs) == block.header.txs_hash =>
             {
                 (next, outcomes)

@@ -1043,6 +1043,63 @@ mod tests {
         assert!(e.to_string().starts_with("failed to connect to "), "{e}");
     }
 
+    #[tokio::test]
+    async fn state_reads_refuse_oversized_and_malformed_keys_and_prove_absence() {
+        use client::{Client, ClientError};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("internal.sock");
+        let std_listener = bind_std(&path).expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let listener = tokio::net::UnixListener::from_std(std_listener).expect("listener");
+        let rid: crate::bundle::RuntimeId = "00".repeat(32).parse().expect("rid");
+        let tree = crate::host::state::RuntimeState::open(&dir.path().join("tree.redb"), 1 << 20)
+            .expect("tree");
+        let mut st = state();
+        st.network.workers.insert(
+            rid,
+            crate::worker::compute::Handle::detached(rid, std::sync::Arc::new(tree)),
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(serve(listener, st, stop.clone()));
+        let c = Client::new(path.to_str().expect("utf8"));
+        use base64::Engine;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let get = |key: String| api::RuntimeStateGet { key };
+        // Over the tree's key limit: refused before the tree is touched, naming the limit.
+        let huge = vec![b'k'; paratime_mkvs::node::MAX_KEY_LEN + 1];
+        match c.runtime_state(&rid.to_string(), &get(b64(&huge))).await {
+            Err(ClientError::Api { status, body }) => {
+                assert_eq!((status, body.code), (400, ErrorCode::BadRequest));
+                assert!(body.error.contains("over the limit"), "{}", body.error);
+            }
+            other => panic!("an oversized key was read: {other:?}"),
+        }
+        // Not base64.
+        match c.runtime_state(&rid.to_string(), &get("%%%".into())).await {
+            Err(ClientError::Api { status, .. }) => assert_eq!(status, 400),
+            other => panic!("malformed key accepted: {other:?}"),
+        }
+        // An absent key: no value, and a proof of its absence against the (empty) root.
+        let v = c
+            .runtime_state(&rid.to_string(), &get(b64(b"nothing")))
+            .await
+            .expect("state");
+        assert_eq!(v.value, None);
+        let proof = paratime_mkvs::Proof::decode(
+            &base64::engine::general_purpose::STANDARD
+                .decode(&v.proof)
+                .expect("b64"),
+        )
+        .expect("proof");
+        let root: [u8; 32] = hex::decode(&v.state_root)
+            .expect("hex")
+            .try_into()
+            .expect("32");
+        assert_eq!(proof.verify(&root, b"nothing"), Ok(None));
+        stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(7), server).await;
+    }
+
     #[test]
     fn not_ready_is_told_by_code_not_by_message() {
         use client::ClientError;

@@ -35,6 +35,9 @@ pub struct HostedRuntime {
     pub version: Version,
     /// Local configuration passed at the handshake.
     pub local_config: Option<ciborium::Value>,
+    /// The network's chain context (empty without consensus), passed at the handshake: with the
+    /// runtime ID it is the signature domain of the runtime's transactions.
+    pub chain_context: String,
 }
 
 /// A runtime that completed the handshake.
@@ -184,6 +187,7 @@ pub async fn provision(
         runtime_id: serde_bytes::ByteBuf::from(rt.id.0.to_vec()),
         host_protocol_version: PROTOCOL_VERSION,
         local_config: rt.local_config.clone(),
+        chain_context: rt.chain_context.clone(),
     });
     let info = match conn.call(req, HANDSHAKE_TIMEOUT).await {
         Ok(Body::RuntimeInfoResponse(i)) => i,

@@ -5,8 +5,8 @@
 //! The runtime reads it through the host (`HostStorageGetRequest`) at the latest finalized root.
 //! State roots are the tree's roots: the host computes them from the write log the runtime
 //! returns, so a committee vote compares roots of real trees and a value can be proven against
-//! a finalized root. Memory is the tree's node cache (`storage.max_cache_size`) and redb's page
-//! cache of the same size, whatever the state's size.
+//! a finalized root. Memory is `storage.max_cache_size` in total (half the tree's node cache,
+//! half redb's page cache), whatever the state's size.
 
 use paratime_mkvs::{NodeDb, Proof, Pruned, Restore, StoreError};
 use paratime_sdk::protocol::{Hash, WriteLogEntry};

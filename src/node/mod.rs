@@ -178,6 +178,7 @@ pub fn install_bundles(
             bundle: b.manifest.hash_hex(),
             version: b.ronl.version,
             local_config: local_config(cfg, &id)?,
+            chain_context: String::new(),
         });
     }
     for r in &cfg.runtime.runtimes {
@@ -348,7 +349,8 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
     let logs_dir = runtimes_dir.join("logs");
     identity::ensure_dir(&logs_dir)?;
     notify::extend_timeout(Duration::from_secs(60), "installing bundles");
-    let (hosted, bundles_refused) = install_bundles(&cfg, settings.max_bundle_size, &bundles_dir)?;
+    let (mut hosted, bundles_refused) =
+        install_bundles(&cfg, settings.max_bundle_size, &bundles_dir)?;
 
     // The launcher starts before the node restricts itself in any way (DESIGN §2).
     notify::extend_timeout(Duration::from_secs(60), "starting the sandbox launcher");
@@ -415,6 +417,9 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
         }
         config::GenesisFile::Document(genesis) => {
             let genesis = *genesis;
+            for h in &mut hosted {
+                h.chain_context = genesis.chain_context();
+            }
             let store = Store::open(&data_dir.join("consensus.redb"))?;
             let seeds = std::mem::take(&mut settings.seeds);
             log::info!(target: "consensus", chain_context = genesis.chain_context().as_str(), chain_id = genesis.chain_id.as_str(); "genesis loaded");
@@ -648,8 +653,8 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                     crate::p2p::RuntimeEvent::Tx(r, _)
                     | crate::p2p::RuntimeEvent::Committee(r, _)
                     | crate::p2p::RuntimeEvent::Round(r, _)
-                    | crate::p2p::RuntimeEvent::Pruned(r, _)
-                    | crate::p2p::RuntimeEvent::StateNodes(r, _) => *r,
+                    | crate::p2p::RuntimeEvent::Pruned(r, _, _)
+                    | crate::p2p::RuntimeEvent::StateNodes(r, _, _) => *r,
                 };
                 if let Some(tx) = routes.get(&rid) {
                     let _ = tx.try_send(ev);

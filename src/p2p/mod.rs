@@ -80,10 +80,11 @@ pub enum RuntimeEvent {
     Committee(RuntimeId, Vec<u8>),
     /// A fetched executed batch.
     Round(RuntimeId, Box<ExecutedBatch>),
-    /// A peer no longer has a round's history: it keeps rounds from this one.
-    Pruned(RuntimeId, paratime_state::Round),
-    /// State tree nodes from a peer (unchecked).
-    StateNodes(RuntimeId, Vec<Vec<u8>>),
+    /// A peer (named) no longer has the history of a round this node asked it for: it keeps
+    /// rounds from this one.
+    Pruned(RuntimeId, paratime_state::Round, String),
+    /// State tree nodes from a peer (named; unchecked).
+    StateNodes(RuntimeId, String, Vec<Vec<u8>>),
 }
 
 /// Runtime transactions on the gossip topic, batched by the sender (one message per few
@@ -122,8 +123,10 @@ pub enum Command {
     },
     /// Ask a peer for a finalized round's executed batch.
     FetchRound(RuntimeId, paratime_state::Round),
-    /// Ask a peer for nodes of a runtime's state tree (state sync).
-    FetchState(RuntimeId, Vec<(Hash, u64)>),
+    /// Ask a peer for nodes of a runtime's state tree (state sync): the named peer if it is
+    /// connected (the versions in the wants are where that peer stores the nodes), else the
+    /// next one.
+    FetchState(RuntimeId, Vec<(Hash, u64)>, Option<String>),
 }
 
 /// What the network tells the engine.
@@ -472,6 +475,11 @@ pub fn spawn(
     )>(MAX_STATE_SERVING);
     tokio::spawn(async move {
         let mut peers: BTreeSet<PeerId> = BTreeSet::new();
+        // Round requests in flight: a `Pruned` answer counts only for the round asked.
+        let mut asked: std::collections::HashMap<
+            request_response::OutboundRequestId,
+            (RuntimeId, paratime_state::Round),
+        > = Default::default();
         let mut redial = tokio::time::interval(Duration::from_secs(5));
         let mut rr = 0usize;
         loop {
@@ -506,13 +514,23 @@ pub fn spawn(
                         if !peers.is_empty() {
                             rr = rr.wrapping_add(1);
                             let peer = *peers.iter().nth(rr % peers.len()).expect("non-empty");
-                            swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Round { runtime, round });
+                            let id = swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Round { runtime, round });
+                            if asked.len() < 1024 {
+                                asked.insert(id, (runtime, round));
+                            }
                         }
                     }
-                    Some(Command::FetchState(runtime, wants)) => {
-                        if !peers.is_empty() {
-                            rr = rr.wrapping_add(1);
-                            let peer = *peers.iter().nth(rr % peers.len()).expect("non-empty");
+                    Some(Command::FetchState(runtime, wants, to)) => {
+                        let named = to.and_then(|p| p.parse::<PeerId>().ok()).filter(|p| peers.contains(p));
+                        let peer = match named {
+                            Some(p) => Some(p),
+                            None if !peers.is_empty() => {
+                                rr = rr.wrapping_add(1);
+                                peers.iter().nth(rr % peers.len()).copied()
+                            }
+                            None => None,
+                        };
+                        if let Some(peer) = peer {
                             swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::StateNodes { runtime, wants });
                         }
                     }
@@ -562,7 +580,10 @@ pub fn spawn(
                             None => log::warn!(target: "p2p", "dropping a malformed gossip message"),
                         }
                     }
-                    SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message { message, .. })) => match message {
+                    SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure { request_id, .. })) => {
+                        asked.remove(&request_id);
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. })) => match message {
                         request_response::Message::Request { request, channel, .. } => {
                             let reply = match request {
                                 SyncRequest::Round { runtime, round } => round_reply(&store, runtime, round),
@@ -584,13 +605,18 @@ pub fn spawn(
                             };
                             let _ = swarm.behaviour_mut().sync.send_response(channel, reply);
                         }
-                        request_response::Message::Response { response, .. } => {
+                        request_response::Message::Response { response, request_id } => {
+                            let was = asked.remove(&request_id);
                             let ev = match response {
                                 SyncReply::Round(Some(b)) => Some(RuntimeEvent::Round(b.runtime, b)),
                                 SyncReply::Round(None) => None,
-                                SyncReply::Pruned { runtime, retained_from } => Some(RuntimeEvent::Pruned(runtime, retained_from)),
+                                // Only as the answer to this node's request for an older round.
+                                SyncReply::Pruned { runtime, retained_from } => was
+                                    .filter(|(r, round)| *r == runtime && retained_from > *round)
+                                    .map(|_| RuntimeEvent::Pruned(runtime, retained_from, peer.to_string())),
                                 SyncReply::StateNodes { runtime, nodes } => Some(RuntimeEvent::StateNodes(
                                     runtime,
+                                    peer.to_string(),
                                     nodes.into_iter().take(paratime_mkvs::sync::MAX_CHUNK_NODES).map(serde_bytes::ByteBuf::into_vec).collect(),
                                 )),
                             };

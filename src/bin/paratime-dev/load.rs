@@ -4,7 +4,7 @@
 //! from its own account (Ed25519, with its nonce), so the runtime checks a signature and a
 //! nonce for every transaction, as a real ParaTime does.
 
-use paratime_node::cli::paratime::{encode_signed_call, next_nonce, submit};
+use paratime_node::cli::paratime::{encode_signed_call, next_nonce, signature_domain, submit};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -111,6 +111,18 @@ pub(crate) async fn run(
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
     let errors = Arc::new(AtomicU64::new(0));
     let last_error = Arc::new(Mutex::new(String::new()));
+    let domain = match signature_domain(&address, &runtime).await {
+        Ok(d) => d,
+        Err(e) => {
+            return Report {
+                errors: 1,
+                last_error: format!("signature domain: {e}"),
+                concurrency,
+                committee_size,
+                ..Report::default()
+            }
+        }
+    };
     let started = Instant::now();
     let done_before = done.load(Ordering::Relaxed);
     let mut tasks = Vec::new();
@@ -151,7 +163,7 @@ pub(crate) async fn run(
                     "value": format!("{}", started.elapsed().as_micros()),
                 })
                 .to_string();
-                let Ok(call) = encode_signed_call(&key, "kv.Put", &body, current) else {
+                let Ok(call) = encode_signed_call(&key, &domain, "kv.Put", &body, current) else {
                     return;
                 };
                 let t = Instant::now();

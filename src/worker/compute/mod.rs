@@ -206,6 +206,19 @@ impl Handle {
 }
 
 impl Handle {
+    /// A handle on no worker, serving only the state's reads (control API tests).
+    #[cfg(test)]
+    pub(crate) fn detached(runtime: RuntimeId, state: Arc<RuntimeState>) -> Self {
+        let (requests, _) = mpsc::channel(1);
+        Self {
+            runtime,
+            requests,
+            status: watch::channel(Status::default()).1,
+            conn: watch::channel(None).1,
+            state,
+        }
+    }
+
     /// One key of the finalized state with a proof against its root: (round, root, value,
     /// proof). The value is the one the proof proves.
     pub async fn state_proof(
@@ -309,6 +322,10 @@ struct Run {
     sync_wanted_since: Instant,
     /// The highest round a peer said its history starts at.
     peers_retain_from: Round,
+    /// The peers that said they pruned the round after `.0`, since when.
+    pruned: Option<(Round, std::collections::BTreeSet<String>, Instant)>,
+    /// The tree lacks the state the store recorded (sync even when no round is missing).
+    tree_missing: bool,
 }
 
 impl Worker {
@@ -369,6 +386,8 @@ impl Worker {
             sync: None,
             sync_wanted_since: now,
             peers_retain_from: Round(0),
+            pruned: None,
+            tree_missing: self_needs_sync,
         };
         tokio::spawn(run.main(events, req_rx, done_rx, stop));
         Ok(handle)
@@ -487,18 +506,36 @@ impl Run {
                 }
             }
             RuntimeEvent::Round(_, b) => self.follower.offer(*b, self.applied.round),
-            RuntimeEvent::Pruned(_, retained_from) => {
+            RuntimeEvent::Pruned(_, retained_from, peer) => {
                 if retained_from <= self.applied.round.next() {
+                    return;
+                }
+                let now = Instant::now();
+                let round = self.applied.round;
+                let seen = match &mut self.pruned {
+                    Some(p) if p.0 == round => p,
+                    other => other.insert((round, std::collections::BTreeSet::new(), now)),
+                };
+                if seen.1.len() < 16 {
+                    seen.1.insert(peer);
+                }
+                // Two peers say so, or one keeps saying so while no other sends the round: one
+                // lying peer cannot make a node that can follow throw its state away.
+                let confirmed = seen.1.len() >= 2
+                    || now.saturating_duration_since(seen.2) >= statesync::PRUNED_CONFIRM;
+                if !confirmed {
                     return;
                 }
                 self.peers_retain_from = self.peers_retain_from.max(retained_from);
                 if self.sync.is_none() && !self.sync_wanted {
-                    self.sync_wanted_since = Instant::now();
+                    self.sync_wanted_since = now;
                     log::info!(target: MODULE, runtime_id:% = self.rid, round = self.applied.round.0, peer_retained_from = retained_from.0; "peers pruned the rounds this node needs: syncing the state of the latest finalized round");
                     self.sync_wanted = true;
                 }
             }
-            RuntimeEvent::StateNodes(_, nodes) => self.on_state_nodes(&nodes, Instant::now()),
+            RuntimeEvent::StateNodes(_, peer, nodes) => {
+                self.on_state_nodes(peer, &nodes, Instant::now());
+            }
         }
     }
 
@@ -516,7 +553,7 @@ impl Run {
             {
                 return;
             }
-            if latest.round <= self.applied.round {
+            if latest.round <= self.applied.round && !self.tree_missing {
                 self.sync_wanted = false;
                 return;
             }
@@ -546,7 +583,9 @@ impl Run {
                     .into_iter()
                     .map(|p| (p.hash, p.version))
                     .collect();
-                let _ = self.net.try_send(p2p::Command::FetchState(self.rid, wants));
+                let _ =
+                    self.net
+                        .try_send(p2p::Command::FetchState(self.rid, wants, s.peer.clone()));
             }
             statesync::Next::Restart => {
                 let (round, _) = s.restore.target();
@@ -557,10 +596,15 @@ impl Run {
         }
     }
 
-    fn on_state_nodes(&mut self, nodes: &[Vec<u8>], now: Instant) {
+    fn on_state_nodes(&mut self, peer: String, nodes: &[Vec<u8>], now: Instant) {
         let Some(s) = self.sync.as_mut() else { return };
         match self.w.state.sync_chunk(&mut s.restore, nodes) {
             Ok(got) => {
+                // The first peer that sends wanted nodes serves the rest: the wants carry the
+                // versions it stores them under.
+                if got.nodes > 0 && s.peer.is_none() {
+                    s.peer = Some(peer);
+                }
                 if got.ignored > 0 {
                     log::debug!(target: MODULE, runtime_id:% = self.rid, ignored = got.ignored; "state sync: nodes not wanted were ignored");
                 }
@@ -600,6 +644,7 @@ impl Run {
                     round: Round(round),
                     state_root: root,
                 };
+                self.tree_missing = false;
                 log::info!(target: MODULE, runtime_id:% = self.rid, round = round, nodes = nodes, secs = secs, state_root = hex::encode(root).as_str(); "runtime state synced");
             }
             Err(e) => {

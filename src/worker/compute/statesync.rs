@@ -12,6 +12,9 @@ pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// After an answer without a wanted node (a peer that does not host the runtime, or was busy),
 /// the next request waits this long.
 pub(super) const RETRY_EMPTY: Duration = Duration::from_millis(250);
+/// One peer saying it pruned the round this node needs starts a sync only if it still says so
+/// after this long (two peers saying so start it at once).
+pub(super) const PRUNED_CONFIRM: Duration = Duration::from_secs(10);
 /// A sync that stored nothing for this long starts again at the then latest finalized round
 /// (its round may have been pruned by every peer meanwhile).
 pub(super) const STALL: Duration = Duration::from_secs(30);
@@ -23,6 +26,8 @@ pub(super) struct StateSync {
     pub(super) last_progress: Instant,
     /// When to send the next request.
     pub(super) next_request: Instant,
+    /// The peer serving the sync (the first that sent wanted nodes).
+    pub(super) peer: Option<String>,
 }
 
 /// What to do now.
@@ -43,6 +48,7 @@ impl StateSync {
             started: now,
             last_progress: now,
             next_request: now,
+            peer: None,
         }
     }
 
