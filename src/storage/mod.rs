@@ -444,17 +444,29 @@ impl Store {
                     .map_err(|e| self.err(e))?;
                 }
             }
-            let applied = Applied {
-                round,
-                state_root: *state_root,
-            };
-            meta.insert(
-                rt_key(rid, b"applied").as_slice(),
-                crate::encoding::canonical_cbor(&applied).as_slice(),
-            )
-            .map_err(|e| self.err(e))?;
+            self.put_applied(&mut meta, rid, round, state_root)?;
         }
         txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Writes the applied marker (round and state root) into `meta`.
+    fn put_applied(
+        &self,
+        meta: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+        rid: &RuntimeId,
+        round: paratime_state::Round,
+        state_root: &Hash,
+    ) -> Result<(), StoreError> {
+        let applied = Applied {
+            round,
+            state_root: *state_root,
+        };
+        meta.insert(
+            rt_key(rid, b"applied").as_slice(),
+            crate::encoding::canonical_cbor(&applied).as_slice(),
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// Records a state sync: `round` (state root `state_root`) is applied, and the history
@@ -468,15 +480,7 @@ impl Store {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut meta = txn.open_table(RT_META).map_err(|e| self.err(e))?;
-            let applied = Applied {
-                round,
-                state_root: *state_root,
-            };
-            meta.insert(
-                rt_key(rid, b"applied").as_slice(),
-                crate::encoding::canonical_cbor(&applied).as_slice(),
-            )
-            .map_err(|e| self.err(e))?;
+            self.put_applied(&mut meta, rid, round, state_root)?;
             meta.insert(
                 rt_key(rid, b"retained_from").as_slice(),
                 crate::encoding::canonical_cbor(&round.next()).as_slice(),

@@ -4,6 +4,7 @@
 //! times next to the same figures on a small state: a block's cost should follow its
 //! transactions, not the state's size (floor 1x).
 
+use crate::bench_state::rss_mb;
 use paratime_node::storage::Store;
 use paratime_state::address::Address;
 use paratime_state::block::{CommitCert, Proposed};
@@ -34,15 +35,6 @@ fn address(i: u64) -> Address {
     a[1..9].copy_from_slice(&i.to_be_bytes());
     a[9..].copy_from_slice(&paratime_state::encoding::hash(&i.to_le_bytes())[..12]);
     Address(a)
-}
-
-fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Per-block medians: (propose, verify, store).

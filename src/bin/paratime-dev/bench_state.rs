@@ -67,7 +67,8 @@ fn log_of(mut entries: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<WriteLogEntry> {
         .collect()
 }
 
-fn rss_mb() -> f64 {
+/// This process's resident set size in MB.
+pub(crate) fn rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
