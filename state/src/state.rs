@@ -308,30 +308,42 @@ impl State {
             .map(|e| (e.id, e))
             .collect();
         let mut s = Self {
-            height: crate::Height(0),
-            epoch: Epoch(0),
-            last_block_hash: [0u8; 32],
             accounts,
             entities,
-            nodes: OrdMap::new(),
-            committees: BTreeMap::new(),
-            validators: crate::validators::ValidatorSet::from_genesis(genesis),
             chain_context: genesis.chain_context(),
-            genesis: Arc::new(genesis.clone()),
             roothash: genesis
                 .registry
                 .runtimes
                 .iter()
                 .map(|r| (r.id, RuntimeChain::genesis(r.id)))
                 .collect(),
-            events: Vec::new(),
-            tree: crate::tree::StateTree::default(),
-            changes: Arc::default(),
+            ..Self::empty(genesis)
         };
         s.tree
             .apply(0, &crate::tree::entries(&s))
             .expect("a genesis state has valid keys and values");
         s
+    }
+
+    /// A state with `genesis`'s parameters and validators and nothing else (no entries, no
+    /// tree): what a stored state's entries are loaded into.
+    pub(crate) fn empty(genesis: &Genesis) -> Self {
+        Self {
+            height: crate::Height(0),
+            epoch: Epoch(0),
+            last_block_hash: [0u8; 32],
+            accounts: OrdMap::new(),
+            entities: OrdMap::new(),
+            nodes: OrdMap::new(),
+            committees: BTreeMap::new(),
+            validators: crate::validators::ValidatorSet::from_genesis(genesis),
+            chain_context: String::new(),
+            genesis: Arc::new(genesis.clone()),
+            roothash: BTreeMap::new(),
+            events: Vec::new(),
+            tree: crate::tree::StateTree::default(),
+            changes: Arc::default(),
+        }
     }
 
     /// The root of the state's tree as of the last block.

@@ -333,12 +333,8 @@ pub fn from_entries(
     items: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
     version: u64,
 ) -> Result<State, EntryError> {
-    let mut s = State::from_genesis(genesis);
-    s.accounts = OrdMap::new();
-    s.entities = OrdMap::new();
-    s.nodes = OrdMap::new();
-    s.committees.clear();
-    s.roothash.clear();
+    // Not from_genesis: the genesis's own entries and their tree would be built for nothing.
+    let mut s = State::empty(genesis);
     let mut log = Vec::new();
     let mut have_meta = false;
     for (k, v) in items {
@@ -380,7 +376,6 @@ pub fn from_entries(
         return Err(EntryError::NoMeta);
     }
     log.sort_by(|a, b| a.0.cmp(&b.0));
-    s.tree = StateTree::default();
     s.tree.apply(version, &log)?;
     Ok(s)
 }
