@@ -26,15 +26,24 @@ command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 command -v nixpkgs-fmt >/dev/null || cargo install --locked nixpkgs-fmt
 command -v deadnix >/dev/null || cargo install --locked deadnix
 
+# CI builds once from a clean clone: incremental data (GBs for this workspace) is never reused.
+if [[ "${CI:-}" == "true" ]]; then export CARGO_INCREMENTAL=0; fi
+# A CI run died of a full disk while building the fuzz targets: every stage says what it left.
+disk() { echo "disk after $1: $(df -h --output=avail . | tail -n 1 | tr -d ' ') free; target/ $(du -sh target 2>/dev/null | cut -f1), fuzz/target/ $(du -sh fuzz/target 2>/dev/null | cut -f1)"; }
+disk "the installs"
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The integration tests run the sample ParaTime's binary, which no test target of its own pulls
 # in: build every binary first; nextest reuses the same debug artifacts.
 cargo build --workspace --bins --locked
+disk "the build"
 bash scripts/nix-check.sh
 cargo nextest run --workspace --locked --profile "${NEXTEST_PROFILE:-default}"
+disk "the tests"
 # A validator that equivocates, through Malachite's test-only Byzantine proxy (a feature of
 # paratime-bft that the node's build never enables).
 cargo nextest run -p paratime-bft --features byzantine --locked --profile "${NEXTEST_PROFILE:-default}" -E 'binary(byzantine)'
 # Every fuzz target briefly (30 s each; longer runs: bash scripts/fuzz.sh 600).
 bash scripts/fuzz.sh 30
+disk "the fuzz targets"
