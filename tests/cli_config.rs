@@ -377,13 +377,13 @@ fn fifo_genesis_or_config_is_refused_by_name() {
 #[test]
 fn localnet_refuses_more_load_than_the_client_node_serves_connections() {
     let o = std::process::Command::new(dev_bin())
-        .args(["localnet", "--dir", "/nonexistent", "--load", "500"])
+        .args(["localnet", "--dir", "/nonexistent", "--load", "5000"])
         .output()
         .expect("run");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("500 in flight needs 500 control connections of the client node, which serves 128 at once: at most 112"),
+        err.contains("5000 in flight needs more accounts than the client node's 128 control connections serve at once: at most 4624"),
         "{err}"
     );
     assert!(

@@ -515,7 +515,8 @@ fn equivocations(net: &Localnet) -> Vec<String> {
 
 #[test]
 fn committee_finalizes_rounds_clients_read_them_and_a_killed_scheduler_does_not_equivocate() {
-    let mut net = Localnet::start(&["--load", "16", "--json"]);
+    // 16 probes waiting for their rounds and one bulk account with 48 in flight (no-wait).
+    let mut net = Localnet::start(&["--load", "64", "--json"]);
     net.wait(
         "rounds finalized under load",
         Duration::from_secs(180),
@@ -539,7 +540,30 @@ fn committee_finalizes_rounds_clients_read_them_and_a_killed_scheduler_does_not_
             |n| kv_get(n, node, "hello")["value"] == "world",
         );
     }
-    // A call the runtime refuses fails at check-tx, with the runtime's message.
+    // Without waiting: the hash once check-tx passed; the value is readable a little later.
+    let o = run(&[
+        "tx",
+        "submit",
+        "-a",
+        &client,
+        "--runtime",
+        RUNTIME_ID,
+        "--method",
+        "kv.Put",
+        "--body",
+        r#"{"key":"later","value":"yes"}"#,
+        "--no-wait",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("tx submit JSON");
+    assert_eq!(v["hash"].as_str().map(str::len), Some(64), "{v}");
+    assert!(v.get("round").is_none(), "{v}");
+    net.wait(
+        "the no-wait transaction finalized",
+        Duration::from_secs(30),
+        |n| kv_get(n, "client-0", "later")["value"] == "yes",
+    );
+    // A call the runtime refuses fails at check-tx, with the runtime's message, waiting or not.
     let o = run(&[
         "tx",
         "submit",
@@ -549,6 +573,23 @@ fn committee_finalizes_rounds_clients_read_them_and_a_killed_scheduler_does_not_
         RUNTIME_ID,
         "--method",
         "kv.Nope",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("unknown method 'kv.Nope'"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&[
+        "tx",
+        "submit",
+        "-a",
+        &client,
+        "--runtime",
+        RUNTIME_ID,
+        "--method",
+        "kv.Nope",
+        "--no-wait",
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
@@ -598,7 +639,7 @@ fn committee_finalizes_rounds_clients_read_them_and_a_killed_scheduler_does_not_
     let last = out.lines().last().unwrap_or_default();
     let v: serde_json::Value =
         serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {out}"));
-    for k in ["rounds_finalized", "txs_finalized"] {
+    for k in ["rounds_finalized", "txs_finalized", "bulk_finalized"] {
         assert!(v[k].as_u64() > Some(0), "{k}: {v}");
     }
     for k in [

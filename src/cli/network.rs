@@ -278,6 +278,8 @@ pub struct GenesisParams {
     pub runtime: Option<(crate::bundle::RuntimeId, u16)>,
     /// Backup workers of the ParaTime's committee.
     pub group_backup_size: u16,
+    /// Transactions per ParaTime batch (one batch per round).
+    pub max_batch_size: u64,
 }
 
 /// A genesis without validators, entities or ParaTimes (10-block epochs of 200 ms), for unit
@@ -294,6 +296,7 @@ pub(crate) fn empty_genesis(chain_id: &str) -> Genesis {
         escrow: 0,
         runtime: None,
         group_backup_size: 0,
+        max_batch_size: 500,
     })
 }
 
@@ -346,7 +349,7 @@ pub fn make_genesis(p: &GenesisParams) -> Genesis {
                         round_timeout: 10,
                     },
                     txn_scheduler: TxnSchedulerParams {
-                        max_batch_size: 500,
+                        max_batch_size: p.max_batch_size.max(1),
                         batch_flush_timeout_ms: 100,
                         propose_batch_timeout_ms: 2000,
                     },
@@ -422,6 +425,7 @@ fn genesis_init(cmd: GenesisCmd) -> anyhow::Result<String> {
         escrow,
         runtime,
         group_backup_size: group_size,
+        max_batch_size: 500,
     });
     g.check().map_err(anyhow::Error::msg)?;
     std::fs::write(&output, serde_json::to_vec_pretty(&g)?)

@@ -39,9 +39,13 @@ pub enum TxCmd {
         /// The call.
         #[command(flatten)]
         call: CallArgs,
-        /// How long to wait for finalization.
+        /// How long to wait for finalization (with --no-wait: for check-tx).
         #[arg(long, default_value = "60s")]
         timeout: humantime::Duration,
+        /// Return once check-tx accepted the transaction and it was sent to the committee;
+        /// prints `{hash}` (oasis's SubmitTxNoWait).
+        #[arg(long)]
+        no_wait: bool,
     },
 }
 
@@ -311,6 +315,23 @@ pub async fn submit(
     Ok(v)
 }
 
+/// Submits an encoded call and returns its hash once check-tx accepted it.
+pub async fn submit_no_wait(
+    address: &str,
+    runtime: &str,
+    call: &[u8],
+    timeout: Duration,
+) -> Result<String, CallError> {
+    let req = api::RuntimeSubmit {
+        tx: b64(call),
+        timeout_ms: Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+    };
+    Ok(Client::new(address)
+        .runtime_submit_no_wait(runtime, &req)
+        .await?
+        .hash)
+}
+
 /// Retries `f` while the node is not ready, until `deadline`; says once what it waits for.
 async fn when_ready<T, F, Fut>(deadline: std::time::Instant, mut f: F) -> Result<T, CallError>
 where
@@ -342,12 +363,23 @@ fn address(a: &Option<String>) -> Result<String, CallError> {
 /// `tx submit`: prints `{hash, round, index, result: {output | error}}`; exit 1 when the
 /// transaction failed (check-tx or execution), 128 when the node cannot be reached.
 pub fn tx(cmd: TxCmd) -> i32 {
-    let TxCmd::Submit { call, timeout } = cmd;
+    let TxCmd::Submit {
+        call,
+        timeout,
+        no_wait,
+    } = cmd;
     let run = async {
         let addr = address(&call.address)?;
         let raw = encode_call(&call.method, &call.body).map_err(CallError::Input)?;
         let timeout: Duration = timeout.into();
         let deadline = std::time::Instant::now() + timeout;
+        if no_wait {
+            let hash = when_ready(deadline, || {
+                submit_no_wait(&addr, &call.runtime, &raw, timeout)
+            })
+            .await?;
+            return Ok(serde_json::json!({ "hash": hash }));
+        }
         when_ready(deadline, || submit(&addr, &call.runtime, &raw, timeout)).await
     };
     match block_on(run) {

@@ -24,6 +24,12 @@ pub fn runtime_submit(runtime: &str) -> String {
     format!("/api/v1/runtime/{runtime}/submit")
 }
 
+/// `POST` [`RuntimeSubmit`]: [`RuntimeAccepted`] once check-tx passed (oasis's
+/// `SubmitTxNoWait`); `timeout_ms` bounds the wait for the check.
+pub fn runtime_submit_no_wait(runtime: &str) -> String {
+    format!("/api/v1/runtime/{runtime}/submit-no-wait")
+}
+
 /// `POST` [`RuntimeQuery`]: [`RuntimeQueryResult`].
 pub fn runtime_query(runtime: &str) -> String {
     format!("/api/v1/runtime/{runtime}/query")
@@ -174,6 +180,14 @@ pub struct RuntimeSubmitted {
     pub index: u32,
     /// The runtime's result.
     pub result: TxResultBody,
+}
+
+/// The answer to a submission that does not wait: the transaction passed check-tx here and
+/// was sent to the committee; whether and when it is finalized is not known yet.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RuntimeAccepted {
+    /// Hash of the transaction (hex).
+    pub hash: String,
 }
 
 /// `POST /api/v1/runtime/{id}/query` on the finalized state.

@@ -236,6 +236,20 @@ impl Client {
         .await
     }
 
+    /// Submits a ParaTime transaction and returns once check-tx accepted it.
+    pub async fn runtime_submit_no_wait(
+        &self,
+        runtime: &str,
+        req: &super::api::RuntimeSubmit,
+    ) -> Result<super::api::RuntimeAccepted, ClientError> {
+        self.call(
+            "POST",
+            &super::api::runtime_submit_no_wait(runtime),
+            Self::json(req),
+        )
+        .await
+    }
+
     /// Queries a ParaTime's finalized state.
     pub async fn runtime_query(
         &self,

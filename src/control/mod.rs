@@ -525,6 +525,22 @@ async fn runtime_submit(
     }))
 }
 
+/// `POST /api/v1/runtime/{id}/submit-no-wait`: answered once check-tx passed.
+async fn runtime_submit_no_wait(
+    State(s): State<ControlState>,
+    axum::extract::Path(rid): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<api::RuntimeAccepted> {
+    let w = worker(&s, &rid)?;
+    let req: api::RuntimeSubmit = parse(&body)?;
+    let tx = decode_b64(&req.tx, "tx")?;
+    let timeout = submit_timeout(req.timeout_ms)?;
+    let h = w.submit_no_wait(tx, timeout).await?;
+    Ok(Json(api::RuntimeAccepted {
+        hash: hex::encode(h),
+    }))
+}
+
 /// `POST /api/v1/runtime/{id}/query` on the finalized state.
 async fn runtime_query(
     State(s): State<ControlState>,
@@ -714,6 +730,10 @@ fn router(state: ControlState, limits: Limits) -> Router {
         .route(api::CONSENSUS_SUBMIT, post(submit))
         .route("/api/v1/consensus/account/{addr}", get(account))
         .route("/api/v1/runtime/{id}/submit", post(runtime_submit))
+        .route(
+            "/api/v1/runtime/{id}/submit-no-wait",
+            post(runtime_submit_no_wait),
+        )
         .route("/api/v1/runtime/{id}/query", post(runtime_query))
         .route("/api/v1/runtime/{id}/state", post(runtime_state))
         .with_state(state)

@@ -71,6 +71,25 @@ pub type StateServer = Arc<dyn Fn(&RuntimeId, &[(Hash, u64)]) -> Vec<Vec<u8>> + 
 /// State sync requests served at once; more are answered with no nodes (the peer asks again).
 const MAX_STATE_SERVING: usize = 4;
 
+/// Which peers' state sync requests are being served: at most [`MAX_STATE_SERVING`] at once and
+/// one per peer, so a peer flooding requests has the rest answered empty and cannot keep the
+/// other peers' syncs from being served.
+#[derive(Debug, Default)]
+struct StateServing {
+    busy: BTreeSet<PeerId>,
+}
+
+impl StateServing {
+    /// Whether a request from `peer` may be served now (it then counts until [`Self::done`]).
+    fn admit(&mut self, peer: PeerId) -> bool {
+        self.busy.len() < MAX_STATE_SERVING && self.busy.insert(peer)
+    }
+
+    fn done(&mut self, peer: &PeerId) {
+        self.busy.remove(peer);
+    }
+}
+
 /// A message for a runtime's worker.
 #[derive(Debug)]
 pub enum RuntimeEvent {
@@ -468,8 +487,9 @@ pub fn spawn(
     let txs_topic = tx_topic(&cfg.chain_context);
     let seeds = cfg.seeds.clone();
     let state_server = cfg.state_server.clone();
-    let serving = Arc::new(tokio::sync::Semaphore::new(MAX_STATE_SERVING));
+    let mut serving = StateServing::default();
     let (served_tx, mut served_rx) = mpsc::channel::<(
+        PeerId,
         request_response::ResponseChannel<SyncReply>,
         SyncReply,
     )>(MAX_STATE_SERVING);
@@ -535,7 +555,8 @@ pub fn spawn(
                         }
                     }
                 },
-                Some((channel, reply)) = served_rx.recv() => {
+                Some((peer, channel, reply)) = served_rx.recv() => {
+                    serving.done(&peer);
                     let _ = swarm.behaviour_mut().sync.send_response(channel, reply);
                 }
                 ev = swarm.select_next_some() => match ev {
@@ -589,13 +610,17 @@ pub fn spawn(
                                 SyncRequest::Round { runtime, round } => round_reply(&store, runtime, round),
                                 SyncRequest::StateNodes { runtime, wants } => {
                                     let empty = SyncReply::StateNodes { runtime, nodes: Vec::new() };
-                                    match (state_server.clone(), serving.clone().try_acquire_owned()) {
-                                        (Some(serve), Ok(permit)) => {
+                                    match state_server.clone() {
+                                        Some(serve) if serving.admit(peer) => {
                                             let served = served_tx.clone();
                                             tokio::task::spawn_blocking(move || {
-                                                let nodes = serve(&runtime, &wants).into_iter().map(serde_bytes::ByteBuf::from).collect();
-                                                let _ = served.blocking_send((channel, SyncReply::StateNodes { runtime, nodes }));
-                                                drop(permit);
+                                                // The slot is given back even if serving panics.
+                                                let nodes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(&runtime, &wants)))
+                                                    .unwrap_or_default()
+                                                    .into_iter()
+                                                    .map(serde_bytes::ByteBuf::from)
+                                                    .collect();
+                                                let _ = served.blocking_send((peer, channel, SyncReply::StateNodes { runtime, nodes }));
                                             });
                                             continue;
                                         }
@@ -686,6 +711,120 @@ mod tests {
                 s.select_next_some().await;
             }
         })
+    }
+
+    #[test]
+    fn state_requests_are_served_one_per_peer_and_four_at_once() {
+        let mut s = StateServing::default();
+        let peers: Vec<PeerId> = (0..6).map(|_| PeerId::random()).collect();
+        assert!(s.admit(peers[0]));
+        assert!(!s.admit(peers[0]), "a second request of a busy peer");
+        for p in &peers[1..MAX_STATE_SERVING] {
+            assert!(s.admit(*p));
+        }
+        assert!(!s.admit(peers[MAX_STATE_SERVING]), "over the total");
+        s.done(&peers[0]);
+        assert!(s.admit(peers[MAX_STATE_SERVING]));
+        assert!(!s.admit(peers[0]), "the freed slot went to another peer");
+    }
+
+    /// A peer sending a flood of state sync requests to a node that serves slowly has the
+    /// requests beyond its one slot answered empty at once, and another peer is still served.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_flooding_state_requests_does_not_starve_another() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Arc::new(Store::open(&dir.path().join("store")).expect("store"));
+        let key = ed25519_dalek::SigningKey::from_bytes(&rand_seed());
+        let serve: StateServer = Arc::new(|_, _| {
+            std::thread::sleep(Duration::from_millis(300));
+            vec![b"node".to_vec()]
+        });
+        let cfg = Config {
+            keypair: keypair(&key),
+            port: 0,
+            listen_ip: "127.0.0.1".into(),
+            seeds: Vec::new(),
+            chain_context: "test".into(),
+            runtimes: Vec::new(),
+            state_server: Some(serve),
+        };
+        let server_id = cfg.keypair.public().to_peer_id();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let (_cmd, _ev, _rt, mut status) =
+            spawn(cfg, store, String::new(), shutdown.clone()).expect("spawn");
+        let addr: Multiaddr = loop {
+            let tcp = status
+                .borrow()
+                .addresses
+                .iter()
+                .find(|a| a.contains("/tcp/"))
+                .cloned();
+            if let Some(a) = tcp {
+                break a.parse().expect("address");
+            }
+            tokio::time::timeout(Duration::from_secs(10), status.changed())
+                .await
+                .expect("a listen address")
+                .expect("status");
+        };
+        let runtime: RuntimeId = "0000000000000000000000000000000000000000000000000000000000000001"
+            .parse()
+            .expect("runtime id");
+        // Sends `n` requests once connected; returns how many answers carried nodes.
+        let client = |n: usize| {
+            let addr = addr.clone();
+            tokio::spawn(async move {
+                let mut c = swarm(&Limits::default());
+                c.dial(DialOpts::peer_id(server_id).addresses(vec![addr]).build())
+                    .expect("dial");
+                let (mut answers, mut with_nodes) = (0, 0);
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+                while answers < n {
+                    let ev = tokio::time::timeout_at(deadline, c.select_next_some())
+                        .await
+                        .expect("answers before the deadline");
+                    match ev {
+                        SwarmEvent::ConnectionEstablished { .. } => {
+                            for _ in 0..n {
+                                let wants = vec![([1; 32], 1)];
+                                c.behaviour_mut().sync.send_request(
+                                    &server_id,
+                                    SyncRequest::StateNodes { runtime, wants },
+                                );
+                            }
+                        }
+                        SwarmEvent::Behaviour(BehaviourEvent::Sync(
+                            request_response::Event::Message {
+                                message: request_response::Message::Response { response, .. },
+                                ..
+                            },
+                        )) => {
+                            answers += 1;
+                            if matches!(response, SyncReply::StateNodes { nodes, .. } if !nodes.is_empty())
+                            {
+                                with_nodes += 1;
+                            }
+                        }
+                        SwarmEvent::Behaviour(BehaviourEvent::Sync(
+                            request_response::Event::OutboundFailure { error, .. },
+                        )) => panic!("request failed: {error}"),
+                        _ => {}
+                    }
+                }
+                with_nodes
+            })
+        };
+        let flood = client(50);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let honest = client(1);
+        let (flooded, served) = (flood.await.expect("flood"), honest.await.expect("honest"));
+        assert_eq!(served, 1, "the other peer is served");
+        // The flood's 50 requests arrive within the first 300 ms serve: one slot for the peer.
+        assert!(
+            flooded <= 2,
+            "{flooded} of the flood's requests were served"
+        );
+        shutdown.cancel();
     }
 
     /// A server limited to 2 incoming connections and 1 per peer: one client dialling it three

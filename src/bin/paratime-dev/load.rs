@@ -1,10 +1,14 @@
 //! The load generator of `localnet`: keeps N `kv.Put` transactions in flight through a node's
-//! control socket, each waiting for its round to be finalized, and reports throughput and
-//! submit → finalized latency, with a progress bar on a terminal. Each in-flight slot signs
-//! from its own account (Ed25519, with its nonce), so the runtime checks a signature and a
-//! nonce for every transaction, as a real ParaTime does.
+//! control socket and reports throughput and submit → finalized latency, with a progress bar
+//! on a terminal. Every transaction is signed (Ed25519, with its account's nonce), so the
+//! runtime checks a signature and a nonce for each, as a real ParaTime does. Up to 16 in
+//! flight come from probe accounts that wait for each round (the latency samples); the rest
+//! from bulk accounts keeping up to 48 each in flight through submit-no-wait (a control
+//! connection is not held per transaction) and counting them finalized as their nonces pass.
 
-use paratime_node::cli::paratime::{encode_signed_call, next_nonce, signature_domain, submit};
+use paratime_node::cli::paratime::{
+    encode_signed_call, next_nonce, signature_domain, submit, submit_no_wait,
+};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,6 +37,8 @@ pub(crate) struct Report {
     pub discrepancies: u64,
     /// Transactions whose finalization the generator saw.
     pub txs_finalized: u64,
+    /// Of those, sent by bulk accounts (submit-no-wait, seen through their nonces).
+    pub bulk_finalized: u64,
     /// Submissions that failed or timed out.
     pub errors: u64,
     /// The last of those errors (empty without errors).
@@ -92,7 +98,189 @@ pub(crate) async fn wait_for_committee(
     }
 }
 
-/// Runs the load until `stop` turns true.
+/// Transactions kept in flight by waiting submissions: the latency figures come from them.
+const PROBES: usize = 16;
+/// Transactions one bulk account keeps in flight (below the runtime's nonce window of
+/// [`paratime_sdk::auth::MAX_NONCE_AHEAD`]).
+pub(crate) const ACCOUNT_WINDOW: usize = 48;
+/// How often a bulk account asks for its nonce (its finalized transactions).
+const POLL: Duration = Duration::from_millis(100);
+/// A bulk account whose nonce did not move for this long submits again from its nonce (a
+/// transaction was lost: dropped from a full pool, or its round failed).
+const STALLED: Duration = Duration::from_secs(10);
+
+/// What the generator's tasks share.
+struct Shared {
+    address: String,
+    runtime: String,
+    domain: [u8; 32],
+    started: Instant,
+    latencies: Mutex<Vec<f64>>,
+    done: Arc<AtomicU64>,
+    bulk_done: AtomicU64,
+    errors: AtomicU64,
+    last_error: Mutex<String>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Shared {
+    fn error(&self, e: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut le) = self.last_error.lock() {
+            *le = e;
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    fn account(n: usize) -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&paratime_sdk::state::hash(
+            format!("paratime-dev load account {n}").as_bytes(),
+        ))
+    }
+
+    fn call(
+        &self,
+        key: &ed25519_dalek::SigningKey,
+        n: usize,
+        seq: u64,
+        nonce: u64,
+    ) -> Option<Vec<u8>> {
+        let body = serde_json::json!({
+            "key": format!("load-{n}-{seq}"),
+            "value": format!("{}", self.started.elapsed().as_micros()),
+        })
+        .to_string();
+        encode_signed_call(key, &self.domain, "kv.Put", &body, nonce).ok()
+    }
+}
+
+/// A probe: one transaction at a time from account `n`, each waiting for its round (its
+/// submit → finalized time is a latency sample).
+async fn probe(sh: Arc<Shared>, n: usize) {
+    let key = Shared::account(n);
+    let signer = key.verifying_key().to_bytes();
+    let mut nonce = None;
+    let mut seq = 0u64;
+    while !sh.stopped() {
+        let current = match nonce {
+            Some(x) => x,
+            None => match next_nonce(&sh.address, &sh.runtime, &signer).await {
+                Ok(x) => x,
+                Err(e) => {
+                    sh.error(format!("nonce query: {e}"));
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+        };
+        seq += 1;
+        let Some(call) = sh.call(&key, n, seq, current) else {
+            return;
+        };
+        let t = Instant::now();
+        match submit(&sh.address, &sh.runtime, &call, Duration::from_secs(30)).await {
+            Ok(v) if v["result"]["error"].is_null() => {
+                let ms = t.elapsed().as_secs_f64() * 1000.0;
+                if let Ok(mut l) = sh.latencies.lock() {
+                    l.push(ms);
+                }
+                sh.done.fetch_add(1, Ordering::Relaxed);
+                nonce = Some(current + 1);
+            }
+            Ok(v) => {
+                sh.error(v["result"]["error"].to_string());
+                // Executed and failed (nonce spent) or refused (not): ask.
+                nonce = None;
+            }
+            Err(e) => {
+                sh.error(e.to_string());
+                nonce = None;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// A bulk account: keeps `window` transactions from account `n` in flight without waiting on
+/// a control connection for each (submit-no-wait), and counts them finalized as its nonce
+/// (read from the finalized state every [`POLL`]) passes them.
+async fn bulk(sh: Arc<Shared>, n: usize, window: usize) {
+    let key = Shared::account(n);
+    let signer = key.verifying_key().to_bytes();
+    // Next nonce to use; submitted nonces not seen finalized yet.
+    let mut next: Option<u64> = None;
+    let mut outstanding = std::collections::VecDeque::<u64>::new();
+    let mut last_progress = Instant::now();
+    let mut seq = 0u64;
+    while !sh.stopped() {
+        let Some(mut nonce) = next else {
+            match next_nonce(&sh.address, &sh.runtime, &signer).await {
+                Ok(x) => {
+                    next = Some(x);
+                    outstanding.clear();
+                    last_progress = Instant::now();
+                }
+                Err(e) => {
+                    sh.error(format!("nonce query: {e}"));
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            continue;
+        };
+        while outstanding.len() < window && !sh.stopped() {
+            seq += 1;
+            let Some(call) = sh.call(&key, n, seq, nonce) else {
+                return;
+            };
+            match submit_no_wait(&sh.address, &sh.runtime, &call, Duration::from_secs(30)).await {
+                Ok(_) => {
+                    outstanding.push_back(nonce);
+                    nonce += 1;
+                    next = Some(nonce);
+                }
+                Err(e) => {
+                    sh.error(e.to_string());
+                    next = None;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    break;
+                }
+            }
+        }
+        if next.is_none() {
+            continue;
+        }
+        tokio::time::sleep(POLL).await;
+        match next_nonce(&sh.address, &sh.runtime, &signer).await {
+            Ok(current) => {
+                let before = outstanding.len();
+                while outstanding.front().is_some_and(|&x| x < current) {
+                    outstanding.pop_front();
+                }
+                let finalized = before - outstanding.len();
+                if finalized > 0 {
+                    sh.done.fetch_add(finalized as u64, Ordering::Relaxed);
+                    sh.bulk_done.fetch_add(finalized as u64, Ordering::Relaxed);
+                    last_progress = Instant::now();
+                } else if !outstanding.is_empty() && last_progress.elapsed() > STALLED {
+                    sh.error(format!(
+                        "{} transactions of load account {n} not finalized within {}s: submitting again from nonce {current}",
+                        outstanding.len(),
+                        STALLED.as_secs()
+                    ));
+                    next = None;
+                }
+            }
+            Err(e) => sh.error(format!("nonce query: {e}")),
+        }
+    }
+}
+
+/// Runs the load until `stop` turns true: `concurrency` transactions in flight, the first
+/// [`PROBES`] from accounts that wait for each round (latency), the rest from accounts that
+/// keep up to [`ACCOUNT_WINDOW`] each in flight without waiting.
 pub(crate) async fn run(
     address: String,
     runtime: String,
@@ -108,9 +296,6 @@ pub(crate) async fn run(
             .and_then(|r| r["roothash"][k].as_u64())
             .unwrap_or(0)
     };
-    let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
-    let errors = Arc::new(AtomicU64::new(0));
-    let last_error = Arc::new(Mutex::new(String::new()));
     let domain = match signature_domain(&address, &runtime).await {
         Ok(d) => d,
         Err(e) => {
@@ -125,77 +310,31 @@ pub(crate) async fn run(
     };
     let started = Instant::now();
     let done_before = done.load(Ordering::Relaxed);
+    let sh = Arc::new(Shared {
+        address: address.clone(),
+        runtime: runtime.clone(),
+        domain,
+        started,
+        latencies: Mutex::new(Vec::new()),
+        done: done.clone(),
+        bulk_done: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        last_error: Mutex::new(String::new()),
+        stop: stop.clone(),
+    });
+    let probes = concurrency.min(PROBES);
+    let rest = concurrency - probes;
+    let accounts = rest.div_ceil(ACCOUNT_WINDOW);
     let mut tasks = Vec::new();
-    for worker in 0..concurrency {
-        let (address, runtime) = (address.clone(), runtime.clone());
-        let (latencies, done, errors, last_error) = (
-            latencies.clone(),
-            done.clone(),
-            errors.clone(),
-            last_error.clone(),
-        );
-        let stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            let key = ed25519_dalek::SigningKey::from_bytes(&paratime_sdk::state::hash(
-                format!("paratime-dev load account {worker}").as_bytes(),
-            ));
-            let signer = key.verifying_key().to_bytes();
-            let mut nonce = None;
-            let mut n = 0u64;
-            while !*stop.borrow() {
-                let current = match nonce {
-                    Some(x) => x,
-                    None => match next_nonce(&address, &runtime, &signer).await {
-                        Ok(x) => x,
-                        Err(e) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                            if let Ok(mut le) = last_error.lock() {
-                                *le = format!("nonce query: {e}");
-                            }
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            continue;
-                        }
-                    },
-                };
-                n += 1;
-                let body = serde_json::json!({
-                    "key": format!("load-{worker}-{n}"),
-                    "value": format!("{}", started.elapsed().as_micros()),
-                })
-                .to_string();
-                let Ok(call) = encode_signed_call(&key, &domain, "kv.Put", &body, current) else {
-                    return;
-                };
-                let t = Instant::now();
-                match submit(&address, &runtime, &call, Duration::from_secs(30)).await {
-                    Ok(v) if v["result"]["error"].is_null() => {
-                        let ms = t.elapsed().as_secs_f64() * 1000.0;
-                        if let Ok(mut l) = latencies.lock() {
-                            l.push(ms);
-                        }
-                        done.fetch_add(1, Ordering::Relaxed);
-                        nonce = Some(current + 1);
-                    }
-                    Ok(v) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(mut e) = last_error.lock() {
-                            *e = v["result"]["error"].to_string();
-                        }
-                        // Executed and failed (nonce spent) or refused (not): ask.
-                        nonce = None;
-                    }
-                    Err(e) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(mut le) = last_error.lock() {
-                            *le = e.to_string();
-                        }
-                        nonce = None;
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
-            }
-        }));
+    for n in 0..probes {
+        tasks.push(tokio::spawn(probe(sh.clone(), n)));
     }
+    for a in 0..accounts {
+        // The rest spread evenly: windows differ by at most one.
+        let window = rest / accounts + usize::from(a < rest % accounts);
+        tasks.push(tokio::spawn(bulk(sh.clone(), PROBES + a, window)));
+    }
+    let (errors, last_error) = (&sh.errors, &sh.last_error);
     let bar = if show_progress {
         indicatif::ProgressBar::new_spinner()
     } else {
@@ -233,7 +372,7 @@ pub(crate) async fn run(
         t.abort();
     }
     let after = roothash(&address, &runtime).await;
-    let mut l = latencies.lock().map(|l| l.clone()).unwrap_or_default();
+    let mut l = sh.latencies.lock().map(|l| l.clone()).unwrap_or_default();
     l.sort_by(|a, b| a.total_cmp(b));
     let txs = done.load(Ordering::Relaxed).saturating_sub(done_before);
     let round2 = |x: f64| (x * 10.0).round() / 10.0;
@@ -245,6 +384,7 @@ pub(crate) async fn run(
         discrepancies: count(&after, "discrepancies")
             .saturating_sub(count(&before, "discrepancies")),
         txs_finalized: txs,
+        bulk_finalized: sh.bulk_done.load(Ordering::Relaxed),
         errors: errors.load(Ordering::Relaxed),
         last_error: last_error.lock().map(|l| l.clone()).unwrap_or_default(),
         tx_per_s: round2(txs as f64 / seconds.max(0.001)),

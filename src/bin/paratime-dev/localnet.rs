@@ -39,15 +39,19 @@ pub(crate) struct Args {
     /// Milliseconds between blocks.
     #[arg(long, default_value_t = 200)]
     block_interval_ms: u64,
+    /// Transactions per ParaTime batch (the genesis's `max_batch_size`; one batch per round,
+    /// at most one round per block: with 200 ms blocks, 500 caps the network at 2,500 tx/s).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    max_batch_size: u64,
     /// Escrow of the compute entity (the node-compute threshold is 100 per node, entity 100).
     #[arg(long, default_value_t = 10_000)]
     entity_escrow: u64,
     /// Stop after this long (e.g. 60s); default: until SIGINT/SIGTERM.
     #[arg(long)]
     duration: Option<humantime::Duration>,
-    /// Transactions the load generator keeps in flight (kv.Put through the client node, each
-    /// waiting on its own control connection: at most 112, below the node's 128); 0 runs the
-    /// network without load.
+    /// Transactions the load generator keeps in flight (signed kv.Put through the client node:
+    /// 16 waiting for their rounds, the rest 48 per account through submit-no-wait; at most
+    /// 4,624); 0 runs the network without load.
     #[arg(long, default_value_t = 96, value_parser = load_in_flight)]
     load: usize,
     /// Print the summary as one JSON line at the end (last line of stdout).
@@ -114,10 +118,12 @@ fn netns_of(a: &Args, node: &str) -> anyhow::Result<Option<Netns>> {
     Ok(None)
 }
 
-/// Most transactions the load generator keeps in flight: each holds a control connection of
-/// the client node until finalized, and the node serves `control::MAX_CONNECTIONS` at once
-/// (the rest for `control status` and the operator).
-const MAX_LOAD: usize = paratime_node::control::MAX_CONNECTIONS - 16;
+/// Most transactions the load generator keeps in flight: each of its accounts holds at most one
+/// control connection of the client node at a time (16 probes, then one per
+/// [`crate::load::ACCOUNT_WINDOW`] transactions), and the node serves
+/// `control::MAX_CONNECTIONS` at once; 16 are left for `control status` and the operator.
+const MAX_LOAD: usize =
+    16 + (paratime_node::control::MAX_CONNECTIONS - 32) * crate::load::ACCOUNT_WINDOW;
 
 fn load_in_flight(s: &str) -> anyhow::Result<usize> {
     let n: usize = s
@@ -125,7 +131,7 @@ fn load_in_flight(s: &str) -> anyhow::Result<usize> {
         .map_err(|e| anyhow::anyhow!("'{s}' is not a number of transactions: {e}"))?;
     if n > MAX_LOAD {
         return Err(anyhow::anyhow!(
-            "{n} in flight needs {n} control connections of the client node, which serves {} at once: at most {MAX_LOAD}",
+            "{n} in flight needs more accounts than the client node's {} control connections serve at once: at most {MAX_LOAD}",
             paratime_node::control::MAX_CONNECTIONS
         ));
     }
@@ -480,6 +486,7 @@ fn setup(a: &Args) -> anyhow::Result<Vec<Planned>> {
             // Every compute node is also a backup worker: discrepancies are resolved by a majority
             // of the whole committee.
             group_backup_size: u16::try_from(a.compute).unwrap_or(u16::MAX),
+            max_batch_size: a.max_batch_size,
         });
     std::fs::write(
         dir.join("genesis.json"),

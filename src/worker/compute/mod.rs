@@ -167,7 +167,32 @@ impl Handle {
     pub async fn submit(&self, tx: Vec<u8>, timeout: Duration) -> Result<TxOutcome, SubmitError> {
         let (reply, rx) = oneshot::channel();
         self.requests
-            .send(Request::Submit { tx, reply })
+            .send(Request::Submit {
+                tx,
+                reply: Reply::Finalized(reply),
+            })
+            .await
+            .map_err(|_| SubmitError::Stopped)?;
+        match tokio::time::timeout(timeout, rx).await {
+            Err(_) => Err(SubmitError::Timeout(timeout)),
+            Ok(Err(_)) => Err(SubmitError::Stopped),
+            Ok(Ok(r)) => r,
+        }
+    }
+
+    /// Submits a raw transaction and returns its hash once check-tx accepted it and it was
+    /// handed to the committee, without waiting for its round (oasis's `SubmitTxNoWait`).
+    pub async fn submit_no_wait(
+        &self,
+        tx: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Hash, SubmitError> {
+        let (reply, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Submit {
+                tx,
+                reply: Reply::Accepted(reply),
+            })
             .await
             .map_err(|_| SubmitError::Stopped)?;
         match tokio::time::timeout(timeout, rx).await {
@@ -322,8 +347,8 @@ struct Run {
     sync_wanted_since: Instant,
     /// The highest round a peer said its history starts at.
     peers_retain_from: Round,
-    /// The peers that said they pruned the round after `.0`, since when.
-    pruned: Option<(Round, std::collections::BTreeSet<String>, Instant)>,
+    /// The peers that said they pruned the rounds this node needs.
+    pruned: statesync::PrunedClaims,
     /// The tree lacks the state the store recorded (sync even when no round is missing).
     tree_missing: bool,
 }
@@ -386,7 +411,7 @@ impl Worker {
             sync: None,
             sync_wanted_since: now,
             peers_retain_from: Round(0),
-            pruned: None,
+            pruned: statesync::PrunedClaims::default(),
             tree_missing: self_needs_sync,
         };
         tokio::spawn(run.main(events, req_rx, done_rx, stop));
@@ -450,7 +475,7 @@ impl Run {
             self.step(&view, Instant::now()).await;
         }
         for (_, reply) in self.queued.drain(..) {
-            let _ = reply.send(Err(SubmitError::ShuttingDown));
+            reply.fail(SubmitError::ShuttingDown);
         }
         self.submissions.close(SubmitError::ShuttingDown);
     }
@@ -507,23 +532,11 @@ impl Run {
             }
             RuntimeEvent::Round(_, b) => self.follower.offer(*b, self.applied.round),
             RuntimeEvent::Pruned(_, retained_from, peer) => {
-                if retained_from <= self.applied.round.next() {
-                    return;
-                }
                 let now = Instant::now();
-                let round = self.applied.round;
-                let seen = match &mut self.pruned {
-                    Some(p) if p.0 == round => p,
-                    other => other.insert((round, std::collections::BTreeSet::new(), now)),
-                };
-                if seen.1.len() < 16 {
-                    seen.1.insert(peer);
-                }
-                // Two peers say so, or one keeps saying so while no other sends the round: one
-                // lying peer cannot make a node that can follow throw its state away.
-                let confirmed = seen.1.len() >= 2
-                    || now.saturating_duration_since(seen.2) >= statesync::PRUNED_CONFIRM;
-                if !confirmed {
+                if !self
+                    .pruned
+                    .claim(self.applied.round, retained_from, peer, now)
+                {
                     return;
                 }
                 self.peers_retain_from = self.peers_retain_from.max(retained_from);
@@ -708,7 +721,7 @@ impl Run {
                             CheckError::Failed(e) => SubmitError::CheckFailed(e),
                         };
                         for (_, reply) in fresh {
-                            let _ = reply.send(Err(e.clone()));
+                            reply.fail(e.clone());
                         }
                         return;
                     }
@@ -716,19 +729,25 @@ impl Run {
                 let now = Instant::now();
                 for ((tx, reply), r) in fresh.into_iter().zip(results) {
                     if let Some(e) = r.error {
-                        let _ = reply.send(Err(SubmitError::Rejected(e.to_string())));
+                        reply.fail(SubmitError::Rejected(e.to_string()));
                         continue;
                     }
                     let h = hash(&tx);
                     // Finalized while it was being checked (someone else submitted it too).
                     if let Some(o) = self.outcome_of(&h) {
-                        let _ = reply.send(Ok(o));
+                        Self::answer_finalized(reply, h, o);
                         continue;
                     }
                     if self.w.compute {
                         self.pool.insert(h, tx.clone(), now);
                     }
-                    self.submissions.wait(h, tx, reply);
+                    match reply {
+                        Reply::Finalized(w) => self.submissions.wait(h, tx, w),
+                        Reply::Accepted(a) => {
+                            self.submissions.send(tx);
+                            let _ = a.send(Ok(h));
+                        }
+                    }
                 }
             }
             Done::Executed { job, resp, elapsed } => {
@@ -783,6 +802,18 @@ impl Run {
         self.spawn_check(fresh, |txs, results| Done::Gossiped { txs, results });
     }
 
+    /// Answers a submission of a transaction that is finalized already.
+    fn answer_finalized(reply: Reply, h: Hash, o: TxOutcome) {
+        match reply {
+            Reply::Finalized(w) => {
+                let _ = w.send(Ok(o));
+            }
+            Reply::Accepted(a) => {
+                let _ = a.send(Ok(h));
+            }
+        }
+    }
+
     fn outcome_of(&self, h: &Hash) -> Option<TxOutcome> {
         let (round, index) = self.w.store.tx_location(&self.rid, h).ok().flatten()?;
         let batch = self
@@ -809,10 +840,9 @@ impl Run {
             let batch: Vec<(Vec<u8>, Reply)> = self.queued.drain(..n).collect();
             let mut fresh = Vec::new();
             for (tx, reply) in batch {
-                match self.outcome_of(&hash(&tx)) {
-                    Some(o) => {
-                        let _ = reply.send(Ok(o));
-                    }
+                let h = hash(&tx);
+                match self.outcome_of(&h) {
+                    Some(o) => Self::answer_finalized(reply, h, o),
                     None => fresh.push((tx, reply)),
                 }
             }

@@ -5,6 +5,8 @@
 //! from there.
 
 use paratime_mkvs::Restore;
+use paratime_state::Round;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// A request without an answer is sent again (to the next peer) after this long.
@@ -18,6 +20,44 @@ pub(super) const PRUNED_CONFIRM: Duration = Duration::from_secs(10);
 /// A sync that stored nothing for this long starts again at the then latest finalized round
 /// (its round may have been pruned by every peer meanwhile).
 pub(super) const STALL: Duration = Duration::from_secs(30);
+
+/// Peers' claims that they pruned the rounds this node needs (`SyncReply::Pruned`, counted only
+/// as the answer to this node's own request). A sync throws the node's history away, so one
+/// peer cannot start it at once: two distinct peers must say so about the same applied round,
+/// or one must keep saying so for [`PRUNED_CONFIRM`] while the node applies nothing.
+#[derive(Debug, Default)]
+pub(super) struct PrunedClaims {
+    /// The applied round the claims are about, the peers that made them, the first claim's time.
+    current: Option<(Round, BTreeSet<String>, Instant)>,
+}
+
+/// Distinct peers remembered per applied round (more cannot confirm anything more).
+const MAX_CLAIMANTS: usize = 16;
+
+impl PrunedClaims {
+    /// Records `peer`'s claim that it keeps rounds only from `retained_from` on while this node
+    /// has applied `applied`; true once the claim is confirmed. A claim that the next round is
+    /// still kept is no claim.
+    pub(super) fn claim(
+        &mut self,
+        applied: Round,
+        retained_from: Round,
+        peer: String,
+        now: Instant,
+    ) -> bool {
+        if retained_from <= applied.next() {
+            return false;
+        }
+        let seen = match &mut self.current {
+            Some(c) if c.0 == applied => c,
+            other => other.insert((applied, BTreeSet::new(), now)),
+        };
+        if seen.1.len() < MAX_CLAIMANTS {
+            seen.1.insert(peer);
+        }
+        seen.1.len() >= 2 || now.saturating_duration_since(seen.2) >= PRUNED_CONFIRM
+    }
+}
 
 /// A sync in progress.
 pub(super) struct StateSync {
@@ -98,5 +138,43 @@ mod tests {
         assert_eq!(s.next(t1 + RETRY_EMPTY), Next::Request);
         // Nothing stored for longer than STALL.
         assert_eq!(s.next(t1 + STALL + Duration::from_secs(1)), Next::Restart);
+    }
+
+    fn p(n: u8) -> String {
+        format!("peer-{n}")
+    }
+
+    #[test]
+    fn one_peer_claiming_pruned_rounds_starts_nothing_until_it_persists() {
+        let t0 = Instant::now();
+        let mut c = PrunedClaims::default();
+        // A claim that the next round is still kept is no claim, whatever the peer.
+        assert!(!c.claim(Round(10), Round(11), p(1), t0));
+        assert!(!c.claim(Round(10), Round(3), p(2), t0));
+        // One peer, repeating itself: not before PRUNED_CONFIRM.
+        assert!(!c.claim(Round(10), Round(50), p(1), t0));
+        assert!(!c.claim(Round(10), Round(50), p(1), t0 + Duration::from_secs(9)));
+        assert!(c.claim(Round(10), Round(50), p(1), t0 + PRUNED_CONFIRM));
+        // The node applied a round meanwhile (another peer sent it): the count starts again.
+        let t1 = t0 + PRUNED_CONFIRM;
+        assert!(!c.claim(Round(11), Round(50), p(1), t1));
+        assert!(!c.claim(Round(11), Round(50), p(1), t1 + Duration::from_secs(5)));
+        // A second, distinct peer confirms at once.
+        assert!(c.claim(Round(11), Round(50), p(2), t1 + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_flood_of_claims_is_bounded_and_a_clock_going_back_confirms_nothing() {
+        let t0 = Instant::now() + Duration::from_secs(60);
+        let mut c = PrunedClaims::default();
+        for n in 0..=255u8 {
+            c.claim(Round(7), Round(9), p(n), t0);
+        }
+        let seen = c.current.as_ref().expect("claims");
+        assert_eq!(seen.1.len(), MAX_CLAIMANTS);
+        // An earlier `now` than the first claim (saturating): one peer still needs the wait.
+        let mut c = PrunedClaims::default();
+        assert!(!c.claim(Round(7), Round(9), p(1), t0));
+        assert!(!c.claim(Round(7), Round(9), p(1), t0 - Duration::from_secs(30)));
     }
 }

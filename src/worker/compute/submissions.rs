@@ -38,12 +38,32 @@ pub(super) fn check_batch_len(sizes: impl IntoIterator<Item = usize>) -> usize {
     n
 }
 
-/// Where a submission's outcome goes.
-pub(super) type Reply = oneshot::Sender<Result<TxOutcome, SubmitError>>;
+/// Where a waiting submitter's outcome goes.
+pub(super) type Waiter = oneshot::Sender<Result<TxOutcome, SubmitError>>;
+
+/// Where a submission's answer goes: its finalized outcome, or (a submitter that does not
+/// wait) that it passed check-tx and was sent to the committee.
+pub(super) enum Reply {
+    Finalized(Waiter),
+    Accepted(oneshot::Sender<Result<Hash, SubmitError>>),
+}
+
+impl Reply {
+    pub(super) fn fail(self, e: SubmitError) {
+        match self {
+            Self::Finalized(w) => {
+                let _ = w.send(Err(e));
+            }
+            Self::Accepted(a) => {
+                let _ = a.send(Err(e));
+            }
+        }
+    }
+}
 
 /// Submissions waiting for their round, and the outbox.
 pub(super) struct Submissions {
-    waiters: HashMap<Hash, Vec<Reply>>,
+    waiters: HashMap<Hash, Vec<Waiter>>,
     /// Transactions submitted here that are not finalized yet (republished on a stall).
     submitted: HashMap<Hash, Vec<u8>>,
     /// Transactions to gossip with the next flush.
@@ -68,7 +88,13 @@ impl Submissions {
 
     /// A checked transaction whose submitter waits for its round: it is gossiped with the next
     /// flush and remembered for republishing (up to [`MAX_POOL`] of them).
-    pub(super) fn wait(&mut self, h: Hash, tx: Vec<u8>, reply: Reply) {
+    /// A checked transaction whose submitter does not wait: gossiped with the next flush only
+    /// (the submitter submits it again if it is lost).
+    pub(super) fn send(&mut self, tx: Vec<u8>) {
+        self.outbox.push(ByteBuf::from(tx));
+    }
+
+    pub(super) fn wait(&mut self, h: Hash, tx: Vec<u8>, reply: Waiter) {
         self.outbox.push(ByteBuf::from(tx.clone()));
         self.waiters.entry(h).or_default().push(reply);
         if self.submitted.len() < MAX_POOL {
