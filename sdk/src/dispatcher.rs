@@ -320,8 +320,17 @@ fn run_call<R: Runtime>(rt: &R, ctx: &mut TxContext<'_>, raw: &[u8], execute: bo
     ctx.undo.clear();
     ctx.reserved_write = false;
     let domain = ctx.conn.domain;
+    let mut sender = None;
     let call = match crate::auth::open(raw, &domain) {
-        Ok(Some(v)) => authenticate(ctx, v, execute),
+        Ok(Some(v)) => {
+            if !execute {
+                sender = Some(protocol::TxSender {
+                    id: serde_bytes::ByteBuf::from(v.signer.to_vec()),
+                    seq: v.nonce,
+                });
+            }
+            authenticate(ctx, v, execute)
+        }
         Ok(None) => Call::decode(raw),
         Err(e) => Err(e),
     };
@@ -350,10 +359,12 @@ fn run_call<R: Runtime>(rt: &R, ctx: &mut TxContext<'_>, raw: &[u8], execute: bo
         Ok(output) => TxResult {
             error: None,
             output: Some(output),
+            sender,
         },
         Err(e) => TxResult {
             error: Some(e.into_protocol()),
             output: None,
+            sender: None,
         },
     }
 }

@@ -167,7 +167,25 @@ pub struct TxResult {
     /// CBOR output of a successful call.
     #[serde(default)]
     pub output: Option<ciborium::Value>,
+    /// Check-tx of a signed transaction: its signer and sequence number (nonce), so a node's
+    /// pool proposes one signer's transactions in order (oasis's `sender`/`sender_seq`).
+    /// Never set by execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<TxSender>,
 }
+
+/// Who sent a checked transaction, and its place in the sender's sequence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxSender {
+    /// The sender (e.g. a public key); the node keeps at most [`MAX_SENDER_LEN`] bytes of it
+    /// and ignores longer ones.
+    pub id: ByteBuf,
+    /// The sequence number: transactions of one sender are proposed in increasing order.
+    pub seq: u64,
+}
+
+/// Longest [`TxSender::id`] a node orders by.
+pub const MAX_SENDER_LEN: usize = 64;
 
 /// Check a batch of transactions without changing state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -723,6 +723,7 @@ mod tests {
         let results = vec![TxResult {
             error: None,
             output: None,
+            sender: None,
         }];
         let batch = ExecutedBatch {
             runtime: rid,

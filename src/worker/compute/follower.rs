@@ -147,6 +147,7 @@ mod tests {
         let results = vec![TxResult {
             error: None,
             output: None,
+            sender: None,
         }];
         let write_log = vec![WriteLogEntry {
             key: ByteBuf::from(key.to_vec()),

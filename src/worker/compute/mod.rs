@@ -702,7 +702,7 @@ impl Run {
                         let now = Instant::now();
                         for (tx, r) in txs.into_iter().zip(results) {
                             if r.error.is_none() {
-                                self.pool.insert(hash(&tx), tx, now);
+                                self.pool.insert(hash(&tx), tx, now, r.sender.as_ref());
                             }
                         }
                     }
@@ -739,7 +739,7 @@ impl Run {
                         continue;
                     }
                     if self.w.compute {
-                        self.pool.insert(h, tx.clone(), now);
+                        self.pool.insert(h, tx.clone(), now, r.sender.as_ref());
                     }
                     match reply {
                         Reply::Finalized(w) => self.submissions.wait(h, tx, w),

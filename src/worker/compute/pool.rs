@@ -1,12 +1,24 @@
-//! The checked transaction pool of a compute node: first in, first proposed.
+//! The checked transaction pool of a compute node: first in, first proposed, except that one
+//! sender's transactions are proposed in the order of their sequence numbers (the runtime's
+//! check-tx names the sender and number of a signed transaction): gossip may deliver a
+//! sender's nonce n + 1 before n, and executing them in arrival order would fail n + 1.
 
 use crate::encoding::Hash;
+use paratime_sdk::protocol::{TxSender, MAX_SENDER_LEN};
 use serde_bytes::ByteBuf;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Transactions a node keeps in its pool.
 pub(super) const MAX_POOL: usize = 100_000;
+
+/// A pooled transaction.
+struct Entry {
+    tx: Vec<u8>,
+    arrived: Instant,
+    /// Its sender and sequence number, if check-tx named them.
+    sender: Option<(Vec<u8>, u64)>,
+}
 
 /// Transactions that passed check-tx, in arrival order, each with its arrival time.
 #[derive(Default)]
@@ -14,23 +26,65 @@ pub(super) struct Pool {
     /// Arrival order; may hold hashes already removed (dropped lazily, compacted when they
     /// outnumber the live ones).
     order: VecDeque<Hash>,
-    txs: HashMap<Hash, (Vec<u8>, Instant)>,
+    txs: HashMap<Hash, Entry>,
+    /// Each sender's pooled transactions by sequence number (the first to arrive per number).
+    senders: HashMap<Vec<u8>, BTreeMap<u64, Hash>>,
 }
 
 impl Pool {
-    /// Adds a transaction that arrived at `now`; false if it is there already or the pool is full.
-    pub(super) fn insert(&mut self, h: Hash, tx: Vec<u8>, now: Instant) -> bool {
+    /// Adds a transaction that arrived at `now`, with the sender check-tx named (an id longer
+    /// than [`MAX_SENDER_LEN`] is ignored); false if it is there already or the pool is full.
+    pub(super) fn insert(
+        &mut self,
+        h: Hash,
+        tx: Vec<u8>,
+        now: Instant,
+        sender: Option<&TxSender>,
+    ) -> bool {
         if self.txs.contains_key(&h) || self.txs.len() >= MAX_POOL {
             return false;
         }
+        let mut sender = sender
+            .filter(|s| s.id.len() <= MAX_SENDER_LEN)
+            .map(|s| (s.id.to_vec(), s.seq));
+        if let Some((id, seq)) = &sender {
+            let seqs = self.senders.entry(id.clone()).or_default();
+            if seqs.contains_key(seq) {
+                // A second transaction with a taken number: proposed in arrival order (it
+                // fails then, unless the first one is gone), never left behind.
+                sender = None;
+            } else {
+                seqs.insert(*seq, h);
+            }
+        }
         self.order.push_back(h);
-        self.txs.insert(h, (tx, now));
+        self.txs.insert(
+            h,
+            Entry {
+                tx,
+                arrived: now,
+                sender,
+            },
+        );
         true
     }
 
     /// Removes a transaction (finalized in a round).
     pub(super) fn remove(&mut self, h: &Hash) {
-        if self.txs.remove(h).is_some() && self.order.len() > 2 * self.txs.len() + 1024 {
+        let Some(e) = self.txs.remove(h) else {
+            return;
+        };
+        if let Some((id, seq)) = e.sender {
+            if let Some(seqs) = self.senders.get_mut(&id) {
+                if seqs.get(&seq) == Some(h) {
+                    seqs.remove(&seq);
+                }
+                if seqs.is_empty() {
+                    self.senders.remove(&id);
+                }
+            }
+        }
+        if self.order.len() > 2 * self.txs.len() + 1024 {
             // Removed hashes behind a transaction that stays at the front would otherwise
             // accumulate for as long as it stays.
             let txs = &self.txs;
@@ -54,7 +108,7 @@ impl Pool {
     pub(super) fn oldest_age(&mut self, now: Instant) -> Option<Duration> {
         while let Some(h) = self.order.front() {
             match self.txs.get(h) {
-                Some((_, t)) => return Some(now.saturating_duration_since(*t)),
+                Some(e) => return Some(now.saturating_duration_since(e.arrived)),
                 None => {
                     self.order.pop_front();
                 }
@@ -63,14 +117,45 @@ impl Pool {
         None
     }
 
-    /// The oldest `max` transactions, oldest first.
+    /// Up to `max` transactions, oldest first; where a sender's transaction comes first, that
+    /// sender's pooled transactions follow from its lowest sequence number up, as long as the
+    /// numbers are consecutive (the rest wait for the missing one, or for a later batch).
     pub(super) fn batch(&self, max: usize) -> Vec<ByteBuf> {
-        self.order
-            .iter()
-            .filter_map(|h| self.txs.get(h))
-            .take(max)
-            .map(|(tx, _)| ByteBuf::from(tx.clone()))
-            .collect()
+        let mut out = Vec::new();
+        let mut taken: HashSet<Hash> = HashSet::new();
+        let mut senders_seen: HashSet<&[u8]> = HashSet::new();
+        for h in &self.order {
+            if out.len() >= max {
+                break;
+            }
+            let Some(e) = self.txs.get(h) else { continue };
+            match &e.sender {
+                None => {
+                    out.push(ByteBuf::from(e.tx.clone()));
+                }
+                Some((id, _)) => {
+                    if !senders_seen.insert(id.as_slice()) {
+                        continue;
+                    }
+                    let Some(seqs) = self.senders.get(id) else {
+                        continue;
+                    };
+                    let mut prev: Option<u64> = None;
+                    for (&seq, h) in seqs {
+                        if out.len() >= max || prev.is_some_and(|p| p.checked_add(1) != Some(seq)) {
+                            break;
+                        }
+                        if let Some(e) = self.txs.get(h) {
+                            if taken.insert(*h) {
+                                out.push(ByteBuf::from(e.tx.clone()));
+                            }
+                        }
+                        prev = Some(seq);
+                    }
+                }
+            }
+        }
+        out
     }
 
     #[cfg(test)]
@@ -94,7 +179,12 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Pool::default();
         for i in 0..5u32 {
-            assert!(p.insert(h(i), vec![i as u8], t0 + Duration::from_millis(i.into())));
+            assert!(p.insert(
+                h(i),
+                vec![i as u8],
+                t0 + Duration::from_millis(i.into()),
+                None
+            ));
         }
         p.remove(&h(1));
         let b: Vec<Vec<u8>> = p.batch(3).into_iter().map(ByteBuf::into_vec).collect();
@@ -106,13 +196,13 @@ mod tests {
     fn a_transaction_is_pooled_once_and_a_full_pool_refuses_more() {
         let now = Instant::now();
         let mut p = Pool::default();
-        assert!(p.insert(h(0), vec![0], now));
-        assert!(!p.insert(h(0), vec![0], now), "duplicate accepted");
+        assert!(p.insert(h(0), vec![0], now, None));
+        assert!(!p.insert(h(0), vec![0], now, None), "duplicate accepted");
         for i in 1..MAX_POOL as u32 {
-            assert!(p.insert(h(i), Vec::new(), now));
+            assert!(p.insert(h(i), Vec::new(), now, None));
         }
         assert!(
-            !p.insert(h(MAX_POOL as u32), Vec::new(), now),
+            !p.insert(h(MAX_POOL as u32), Vec::new(), now, None),
             "pool grew past its cap"
         );
         assert_eq!(p.len(), MAX_POOL);
@@ -123,8 +213,8 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Pool::default();
         assert_eq!(p.oldest_age(t0), None);
-        p.insert(h(0), Vec::new(), t0);
-        p.insert(h(1), Vec::new(), t0 + Duration::from_secs(1));
+        p.insert(h(0), Vec::new(), t0, None);
+        p.insert(h(1), Vec::new(), t0 + Duration::from_secs(1), None);
         assert_eq!(
             p.oldest_age(t0 + Duration::from_secs(3)),
             Some(Duration::from_secs(3))
@@ -142,13 +232,75 @@ mod tests {
     fn churn_behind_a_transaction_that_stays_does_not_grow_the_order() {
         let now = Instant::now();
         let mut p = Pool::default();
-        p.insert(h(0), Vec::new(), now);
+        p.insert(h(0), Vec::new(), now, None);
         for i in 1..50_000u32 {
-            p.insert(h(i), Vec::new(), now);
+            p.insert(h(i), Vec::new(), now, None);
             p.remove(&h(i));
         }
         assert_eq!(p.len(), 1);
         assert!(p.order_len() <= 1026, "order kept {} hashes", p.order_len());
         assert_eq!(p.batch(10).len(), 1);
+    }
+
+    fn from(id: u8, seq: u64) -> TxSender {
+        TxSender {
+            id: ByteBuf::from(vec![id; 32]),
+            seq,
+        }
+    }
+
+    fn txs(b: Vec<ByteBuf>) -> Vec<u8> {
+        b.into_iter().map(|t| t[0]).collect()
+    }
+
+    #[test]
+    fn one_senders_transactions_are_proposed_in_sequence_order_whatever_their_arrival() {
+        let now = Instant::now();
+        let mut p = Pool::default();
+        // Sender A's 2 arrives before its 0 and 1; B's 5 and an unsigned one in between.
+        p.insert(h(1), vec![12], now, Some(&from(0xa, 2)));
+        p.insert(h(2), vec![25], now, Some(&from(0xb, 5)));
+        p.insert(h(3), vec![99], now, None);
+        p.insert(h(4), vec![10], now, Some(&from(0xa, 0)));
+        p.insert(h(5), vec![11], now, Some(&from(0xa, 1)));
+        assert_eq!(txs(p.batch(10)), vec![10, 11, 12, 25, 99]);
+        // The cap holds inside a sender's run.
+        assert_eq!(txs(p.batch(2)), vec![10, 11]);
+        // A gap: A's 4 waits for its 3.
+        p.insert(h(6), vec![14], now, Some(&from(0xa, 4)));
+        assert_eq!(txs(p.batch(10)), vec![10, 11, 12, 25, 99]);
+        p.insert(h(7), vec![13], now, Some(&from(0xa, 3)));
+        assert_eq!(txs(p.batch(10)), vec![10, 11, 12, 13, 14, 25, 99]);
+        // Finalized ones leave; the run starts at the lowest number still pooled.
+        for x in [4, 5, 1] {
+            p.remove(&h(x));
+        }
+        assert_eq!(txs(p.batch(10)), vec![25, 99, 13, 14]);
+        for x in [2, 3, 6, 7] {
+            p.remove(&h(x));
+        }
+        assert!(p.is_empty() && p.senders.is_empty());
+    }
+
+    #[test]
+    fn a_second_transaction_with_a_taken_number_and_oversized_senders_are_not_ordered() {
+        let now = Instant::now();
+        let mut p = Pool::default();
+        p.insert(h(1), vec![1], now, Some(&from(0xa, 0)));
+        // Same sender and number, another transaction: pooled in arrival order, not indexed.
+        p.insert(h(2), vec![2], now, Some(&from(0xa, 0)));
+        assert_eq!(txs(p.batch(10)), vec![1, 2]);
+        assert_eq!(p.senders[&vec![0xa; 32]].get(&0), Some(&h(1)));
+        p.remove(&h(1));
+        assert_eq!(txs(p.batch(10)), vec![2]);
+        assert!(p.senders.is_empty());
+        // A sender id longer than MAX_SENDER_LEN: treated as unsigned (arrival order).
+        let long = TxSender {
+            id: ByteBuf::from(vec![7; MAX_SENDER_LEN + 1]),
+            seq: 0,
+        };
+        p.insert(h(3), vec![3], now, Some(&long));
+        assert_eq!(txs(p.batch(10)), vec![2, 3]);
+        assert!(p.senders.is_empty());
     }
 }

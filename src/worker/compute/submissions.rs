@@ -249,7 +249,7 @@ mod tests {
         let (reply, _rx) = oneshot::channel();
         s.wait([1; 32], b"mine".to_vec(), reply);
         let mut pool = Pool::default();
-        pool.insert([2; 32], b"pooled".to_vec(), t0);
+        pool.insert([2; 32], b"pooled".to_vec(), t0, None);
         s.flush(t0 + FLUSH_EVERY);
         assert_eq!(
             s.republish(t0 + REPUBLISH_AFTER - MS, &pool, 10),
