@@ -279,12 +279,12 @@ impl Connection {
 }
 
 /// Checks a signed transaction's nonce against the account's (check-tx: not behind it;
-/// execute: exactly it, then moves it on); returns the call.
+/// execute: exactly it, then moves it on); returns the call and the account's nonce before.
 fn authenticate(
     ctx: &mut TxContext<'_>,
     v: crate::auth::Verified,
     execute: bool,
-) -> Result<Call, CallError> {
+) -> Result<(Call, u64), CallError> {
     let key = crate::auth::nonce_key(&v.signer);
     let current = crate::auth::decode_nonce(ctx.get(&key)?.as_deref())?;
     let ok = if execute {
@@ -312,7 +312,7 @@ fn authenticate(
         ctx.undo.clear();
     }
     ctx.signer = Some(v.signer);
-    Ok(v.call)
+    Ok((v.call, current))
 }
 
 fn run_call<R: Runtime>(rt: &R, ctx: &mut TxContext<'_>, raw: &[u8], execute: bool) -> TxResult {
@@ -323,13 +323,17 @@ fn run_call<R: Runtime>(rt: &R, ctx: &mut TxContext<'_>, raw: &[u8], execute: bo
     let mut sender = None;
     let call = match crate::auth::open(raw, &domain) {
         Ok(Some(v)) => {
-            if !execute {
-                sender = Some(protocol::TxSender {
-                    id: serde_bytes::ByteBuf::from(v.signer.to_vec()),
-                    seq: v.nonce,
-                });
-            }
-            authenticate(ctx, v, execute)
+            let (id, seq) = (v.signer, v.nonce);
+            authenticate(ctx, v, execute).map(|(call, state_seq)| {
+                if !execute {
+                    sender = Some(protocol::TxSender {
+                        id: serde_bytes::ByteBuf::from(id.to_vec()),
+                        seq,
+                        state_seq,
+                    });
+                }
+                call
+            })
         }
         Ok(None) => Call::decode(raw),
         Err(e) => Err(e),

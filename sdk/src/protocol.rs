@@ -182,6 +182,9 @@ pub struct TxSender {
     pub id: ByteBuf,
     /// The sequence number: transactions of one sender are proposed in increasing order.
     pub seq: u64,
+    /// The sender's next sequence number in the state the check ran on: a transaction with
+    /// `seq == state_seq` is next in line.
+    pub state_seq: u64,
 }
 
 /// Longest [`TxSender::id`] a node orders by.

@@ -222,13 +222,22 @@ fn signed_transactions_are_checked_ordered_and_counted() {
         vec![Some(auth::ERR_NONCE), None, None, Some(auth::ERR_NONCE)]
     );
     // Accepted ones name their signer and nonce, so a node's pool proposes them in order.
-    let senders: Vec<Option<(Vec<u8>, u64)>> = checked
+    let senders: Vec<Option<(Vec<u8>, u64, u64)>> = checked
         .iter()
-        .map(|r| r.sender.as_ref().map(|s| (s.id.to_vec(), s.seq)))
+        .map(|r| {
+            r.sender
+                .as_ref()
+                .map(|s| (s.id.to_vec(), s.seq, s.state_seq))
+        })
         .collect();
     assert_eq!(
         senders,
-        vec![None, Some((a.to_vec(), 4)), Some((a.to_vec(), 5)), None]
+        vec![
+            None,
+            Some((a.to_vec(), 4, 4)),
+            Some((a.to_vec(), 5, 4)),
+            None
+        ]
     );
     // The nonce query, by hex or bytes; garbage is refused.
     let q = |host: &mut Host, args: ciborium::Value| {

@@ -1082,7 +1082,11 @@ impl Run {
         let (signed, p) = match stored {
             Some(x) => x,
             None => {
-                let batch = self.pool.batch(self.timing.max_batch);
+                let batch = self.pool.batch(self.timing.max_batch, Instant::now());
+                if batch.is_empty() {
+                    // Every pooled transaction waits for its sender's previous one.
+                    return;
+                }
                 let p = Proposal {
                     runtime: self.rid,
                     round,

@@ -151,7 +151,7 @@ impl Submissions {
         });
         let waiters = &self.waiters;
         self.submitted.retain(|h, _| waiters.contains_key(h));
-        let mut stale = pool.batch(max);
+        let mut stale = pool.batch(max, now);
         stale.extend(
             self.submitted
                 .iter()
