@@ -29,8 +29,11 @@ pub const ERR_MALFORMED: u32 = 3;
 pub const ERR_RESERVED: u32 = 4;
 /// How far ahead of the account's nonce check-tx accepts a transaction (it waits in the pool
 /// for the ones before it); further ahead is refused, so one signer cannot fill a pool with
-/// transactions that can never run.
-pub const MAX_NONCE_AHEAD: u64 = 64;
+/// transactions that can never run. Wide enough for a signer keeping dozens in flight: the
+/// compute nodes check gossiped transactions against their own state, which may be a round
+/// or two behind the state the submitter saw (with 64, a signer keeping 48 in flight had some
+/// refused by a compute node one round behind, and its later transactions stalled).
+pub const MAX_NONCE_AHEAD: u64 = 256;
 
 /// What the signature covers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -140,6 +140,9 @@ pub struct Status {
     pub commitments: u64,
     /// Batches this node proposed since it started.
     pub proposals: u64,
+    /// Gossiped transactions check-tx refused here since the node started (e.g. a nonce too
+    /// far ahead of this node's state); they are not pooled.
+    pub gossip_refused: u64,
     /// Why the worker is not executing, if it is not.
     pub waiting: Option<String>,
     /// The lowest round whose history (block, batch, transaction index, state) is kept.
@@ -700,10 +703,20 @@ impl Run {
                 match results {
                     Ok(results) => {
                         let now = Instant::now();
+                        let mut refused = 0;
                         for (tx, r) in txs.into_iter().zip(results) {
-                            if r.error.is_none() {
-                                self.pool.insert(hash(&tx), tx, now, r.sender.as_ref());
+                            match &r.error {
+                                None => {
+                                    self.pool.insert(hash(&tx), tx, now, r.sender.as_ref());
+                                }
+                                Some(e) => {
+                                    refused += 1;
+                                    log::debug!(target: MODULE, runtime_id:% = self.rid; "gossiped transaction refused by check-tx: {e}");
+                                }
                             }
+                        }
+                        if refused > 0 {
+                            self.status.send_modify(|s| s.gossip_refused += refused);
                         }
                     }
                     Err(e) => {
