@@ -564,39 +564,26 @@ fn committee_finalizes_rounds_clients_read_them_and_a_killed_scheduler_does_not_
         |n| kv_get(n, "client-0", "later")["value"] == "yes",
     );
     // A call the runtime refuses fails at check-tx, with the runtime's message, waiting or not.
-    let o = run(&[
-        "tx",
-        "submit",
-        "-a",
-        &client,
-        "--runtime",
-        RUNTIME_ID,
-        "--method",
-        "kv.Nope",
-    ]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        text(&o).contains("unknown method 'kv.Nope'"),
-        "{}",
-        text(&o)
-    );
-    let o = run(&[
-        "tx",
-        "submit",
-        "-a",
-        &client,
-        "--runtime",
-        RUNTIME_ID,
-        "--method",
-        "kv.Nope",
-        "--no-wait",
-    ]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        text(&o).contains("unknown method 'kv.Nope'"),
-        "{}",
-        text(&o)
-    );
+    for no_wait in [None, Some("--no-wait")] {
+        let mut args = vec![
+            "tx",
+            "submit",
+            "-a",
+            &client,
+            "--runtime",
+            RUNTIME_ID,
+            "--method",
+            "kv.Nope",
+        ];
+        args.extend(no_wait);
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(
+            text(&o).contains("unknown method 'kv.Nope'"),
+            "{}",
+            text(&o)
+        );
+    }
 
     // Status: the runtime's chain and this node's committee view.
     let st = net.status("compute-0").expect("status");

@@ -681,21 +681,22 @@ mod tests {
     use super::*;
     use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 
-    fn swarm(limits: &Limits) -> Swarm<Behaviour> {
+    /// A loopback configuration with a fresh key.
+    fn config(state_server: Option<StateServer>) -> Config {
         let key = ed25519_dalek::SigningKey::from_bytes(&rand_seed());
-        build(
-            &Config {
-                keypair: keypair(&key),
-                port: 0,
-                listen_ip: "127.0.0.1".into(),
-                seeds: Vec::new(),
-                chain_context: "test".into(),
-                runtimes: Vec::new(),
-                state_server: None,
-            },
-            limits,
-        )
-        .expect("swarm")
+        Config {
+            keypair: keypair(&key),
+            port: 0,
+            listen_ip: "127.0.0.1".into(),
+            seeds: Vec::new(),
+            chain_context: "test".into(),
+            runtimes: Vec::new(),
+            state_server,
+        }
+    }
+
+    fn swarm(limits: &Limits) -> Swarm<Behaviour> {
+        build(&config(None), limits).expect("swarm")
     }
 
     fn rand_seed() -> [u8; 32] {
@@ -734,20 +735,11 @@ mod tests {
     async fn a_peer_flooding_state_requests_does_not_starve_another() {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Arc::new(Store::open(&dir.path().join("store")).expect("store"));
-        let key = ed25519_dalek::SigningKey::from_bytes(&rand_seed());
         let serve: StateServer = Arc::new(|_, _| {
             std::thread::sleep(Duration::from_millis(300));
             vec![b"node".to_vec()]
         });
-        let cfg = Config {
-            keypair: keypair(&key),
-            port: 0,
-            listen_ip: "127.0.0.1".into(),
-            seeds: Vec::new(),
-            chain_context: "test".into(),
-            runtimes: Vec::new(),
-            state_server: Some(serve),
-        };
+        let cfg = config(Some(serve));
         let server_id = cfg.keypair.public().to_peer_id();
         let shutdown = tokio_util::sync::CancellationToken::new();
         let (_cmd, _ev, _rt, mut status) =

@@ -169,18 +169,7 @@ impl Handle {
     /// Submits a raw transaction and waits until it is finalized (or `timeout`).
     pub async fn submit(&self, tx: Vec<u8>, timeout: Duration) -> Result<TxOutcome, SubmitError> {
         let (reply, rx) = oneshot::channel();
-        self.requests
-            .send(Request::Submit {
-                tx,
-                reply: Reply::Finalized(reply),
-            })
-            .await
-            .map_err(|_| SubmitError::Stopped)?;
-        match tokio::time::timeout(timeout, rx).await {
-            Err(_) => Err(SubmitError::Timeout(timeout)),
-            Ok(Err(_)) => Err(SubmitError::Stopped),
-            Ok(Ok(r)) => r,
-        }
+        self.request(tx, Reply::Finalized(reply), rx, timeout).await
     }
 
     /// Submits a raw transaction and returns its hash once check-tx accepted it and it was
@@ -191,11 +180,19 @@ impl Handle {
         timeout: Duration,
     ) -> Result<Hash, SubmitError> {
         let (reply, rx) = oneshot::channel();
+        self.request(tx, Reply::Accepted(reply), rx, timeout).await
+    }
+
+    /// Hands a submission to the worker and waits up to `timeout` for its answer on `rx`.
+    async fn request<T>(
+        &self,
+        tx: Vec<u8>,
+        reply: Reply,
+        rx: oneshot::Receiver<Result<T, SubmitError>>,
+        timeout: Duration,
+    ) -> Result<T, SubmitError> {
         self.requests
-            .send(Request::Submit {
-                tx,
-                reply: Reply::Accepted(reply),
-            })
+            .send(Request::Submit { tx, reply })
             .await
             .map_err(|_| SubmitError::Stopped)?;
         match tokio::time::timeout(timeout, rx).await {
