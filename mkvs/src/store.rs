@@ -201,7 +201,12 @@ pub struct Pruned {
     pub versions: u64,
     /// Nodes freed.
     pub nodes: u64,
+    /// Unreachable nodes are left to remove (one transaction's share was removed).
+    pub pending: bool,
 }
+
+/// Nodes removed per pruning transaction: ~10 ms of page writes on a large store.
+pub const PRUNE_CHUNK: usize = 1_000;
 
 /// The versioned tree in a redb file.
 pub struct NodeDb {
@@ -210,7 +215,7 @@ pub struct NodeDb {
     cache: Mutex<Cache>,
     /// Serialises changes: a prune between computing and storing a version could free nodes
     /// the new version shares.
-    writer: Mutex<()>,
+    writer: parking_lot::Mutex<()>,
     /// The last computed change (one round's nodes at most).
     staged: Mutex<Option<Arc<Staged>>>,
 }
@@ -262,7 +267,7 @@ impl NodeDb {
                 weight: 0,
                 limit: cache_bytes,
             }),
-            writer: Mutex::new(()),
+            writer: parking_lot::Mutex::new(()),
             staged: Mutex::new(None),
         };
         let txn = s.db.begin_write().map_err(|e| s.err(e))?;
@@ -402,7 +407,7 @@ impl NodeDb {
         log: impl IntoIterator<Item = (&'k [u8], Option<&'k [u8]>)>,
         expected: Option<&Hash>,
     ) -> Result<Hash, StoreError> {
-        let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let _w = self.writer.lock();
         if version == SCRATCH {
             return Err(StoreError::Old {
                 version,
@@ -556,7 +561,7 @@ impl NodeDb {
 
     /// Removes every version and node (before a state sync replaces the tree).
     pub(crate) fn clear(&self) -> Result<(), StoreError> {
-        let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let _w = self.writer.lock();
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         for t in [NODES, STALE] {
             txn.delete_table(t).map_err(|e| self.err(e))?;
@@ -576,7 +581,7 @@ impl NodeDb {
     /// Stores checked nodes of a state being synced under `version`, their children under it
     /// too (where the sync stores them).
     pub(crate) fn import(&self, version: u64, nodes: &[Node]) -> Result<(), StoreError> {
-        let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let _w = self.writer.lock();
         let at = |p: Ptr| {
             if p.is_none() {
                 p
@@ -606,7 +611,7 @@ impl NodeDb {
     /// Records `root` as `version` once its nodes are stored (a synced state becomes
     /// readable).
     pub(crate) fn set_root(&self, version: u64, root: &Hash) -> Result<(), StoreError> {
-        let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let _w = self.writer.lock();
         let p = if *root == EMPTY {
             Ptr::NONE
         } else {
@@ -670,30 +675,47 @@ impl NodeDb {
         nodes.len().map_err(|e| self.err(e))
     }
 
-    /// Removes versions below `keep_from` (at most `max_versions` of them, oldest first) and
-    /// frees the nodes no remaining version uses. The latest version is never removed.
+    /// Removes the versions before `keep_from` (at most `max_versions` of them, oldest first)
+    /// and the nodes no remaining version reaches. The nodes go in transactions of at most
+    /// [`PRUNE_CHUNK`] (their deletions are scattered over the whole store and cost a page
+    /// write each), and the writer lock is handed over between them: a version being stored
+    /// waits for one chunk at most, not for the whole removal. The latest version stays.
     pub fn prune(&self, keep_from: u64, max_versions: usize) -> Result<Pruned, StoreError> {
-        let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pruned = self.prune_chunk(Some((keep_from, max_versions)))?;
+        while pruned.pending {
+            let more = self.prune_chunk(None)?;
+            pruned.nodes += more.nodes;
+            pruned.pending = more.pending;
+        }
+        Ok(pruned)
+    }
+
+    /// One transaction of [`Self::prune`]: removes the old versions when `versions` is given,
+    /// then at most [`PRUNE_CHUNK`] unreachable nodes.
+    fn prune_chunk(&self, versions: Option<(u64, usize)>) -> Result<Pruned, StoreError> {
+        let w = self.writer.lock();
         let Some((_, latest)) = self.versions()? else {
             return Ok(Pruned::default());
         };
-        let keep_from = keep_from.min(latest);
         let mut pruned = Pruned::default();
         let mut freed = Vec::new();
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut roots = txn.open_table(ROOTS).map_err(|e| self.err(e))?;
-            let old: Vec<u64> = roots
-                .range(..keep_from)
-                .map_err(|e| self.err(e))?
-                .take(max_versions)
-                .map(|r| r.map(|(k, _)| k.value()))
-                .collect::<Result<_, _>>()
-                .map_err(|e| self.err(e))?;
-            for v in &old {
-                roots.remove(*v).map_err(|e| self.err(e))?;
+            if let Some((keep_from, max_versions)) = versions {
+                let keep_from = keep_from.min(latest);
+                let old: Vec<u64> = roots
+                    .range(..keep_from)
+                    .map_err(|e| self.err(e))?
+                    .take(max_versions)
+                    .map(|r| r.map(|(k, _)| k.value()))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| self.err(e))?;
+                for v in &old {
+                    roots.remove(*v).map_err(|e| self.err(e))?;
+                }
+                pruned.versions = old.len() as u64;
             }
-            pruned.versions = old.len() as u64;
             // Every version below the first one left is gone: nodes stale since then or
             // earlier are in no remaining version.
             let first_left = roots
@@ -708,12 +730,17 @@ impl NodeDb {
             let mut dead: Vec<Vec<u8>> = Vec::new();
             for item in stale.range(..&hi[..]).map_err(|e| self.err(e))? {
                 let (k, _) = item.map_err(|e| self.err(e))?;
+                if dead.len() == PRUNE_CHUNK {
+                    pruned.pending = true;
+                    break;
+                }
                 dead.push(k.value().to_vec());
             }
-            dead.sort();
-            dead.dedup();
-            for k in &dead {
-                let p = ptr_of(&k[8..]);
+            // In key order: neighbouring deletions share pages.
+            let mut order: Vec<(Ptr, &Vec<u8>)> =
+                dead.iter().map(|k| (ptr_of(&k[8..]), k)).collect();
+            order.sort_by_key(|(p, _)| node_key(p));
+            for (p, k) in order {
                 if nodes
                     .remove(&node_key(&p)[..])
                     .map_err(|e| self.err(e))?
@@ -730,6 +757,9 @@ impl NodeDb {
         for p in &freed {
             cache.remove(p);
         }
+        drop(cache);
+        // A version waiting to be stored goes next, not another chunk of this removal.
+        parking_lot::MutexGuard::unlock_fair(w);
         Ok(pruned)
     }
 }
@@ -884,6 +914,58 @@ mod tests {
             assert_eq!(db.get(&root, &k).expect("get"), Some(v));
         }
         assert!(db.cached_bytes() <= limit);
+    }
+
+    #[test]
+    fn a_removal_larger_than_a_chunk_completes_while_versions_are_stored() {
+        let d = tempfile::tempdir().expect("tmp");
+        let db = NodeDb::open(&d.path().join("state.redb"), 1 << 20).expect("open");
+        // Version 1: 3,000 keys; version 2 rewrites every value, so nearly all of version 1's
+        // nodes (several chunks' worth) become unreachable once it is pruned.
+        let n = 3 * PRUNE_CHUNK as u32;
+        let put = |version: u64, root: &Hash, tag: &str| {
+            let kvs: Vec<_> = (0..n)
+                .map(|i| (kv(i).0, format!("{tag} {i}").into_bytes()))
+                .collect();
+            db.apply(
+                version,
+                root,
+                kvs.iter().map(|(k, v)| (&k[..], Some(&v[..]))),
+                None,
+            )
+            .expect("apply")
+        };
+        let r1 = put(1, &EMPTY, "first");
+        let r2 = put(2, &r1, "second");
+        let before = db.node_count().expect("count");
+        let stored = std::thread::scope(|s| {
+            let pruning = s.spawn(|| db.prune(2, 64).expect("prune"));
+            // Versions stored meanwhile are kept whole.
+            let mut root = r2;
+            for v in 3..6u64 {
+                let (k, val) = kv(n + v as u32);
+                root = db
+                    .apply(v, &root, [(&k[..], Some(&val[..]))], None)
+                    .expect("apply");
+            }
+            let p = pruning.join().expect("join");
+            (p, root)
+        });
+        let (p, root) = stored;
+        assert_eq!(p.versions, 1);
+        assert!(!p.pending);
+        assert!(p.nodes > 2 * PRUNE_CHUNK as u64, "{} nodes", p.nodes);
+        assert!(db.node_count().expect("count") < before);
+        // Version 2 and the ones stored during the removal read in full.
+        for i in 0..n {
+            let (k, _) = kv(i);
+            let want = Some(format!("second {i}").into_bytes());
+            assert_eq!(db.get(&r2, &k).expect("get"), want);
+            assert_eq!(db.get(&root, &k).expect("get"), want);
+        }
+        // Down to the latest version: exactly its nodes are left.
+        db.prune(u64::MAX, usize::MAX).expect("prune");
+        assert_eq!(db.node_count().expect("count"), live_nodes(&db, &root));
     }
 
     fn live_nodes(db: &NodeDb, root: &Hash) -> u64 {

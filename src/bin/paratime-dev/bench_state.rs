@@ -116,6 +116,7 @@ fn measure(
     );
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut times = Vec::new();
+    let mut phases: [Vec<Duration>; 3] = Default::default();
     let mut next_new = n;
     for _ in 0..a.rounds {
         let mut entries = Vec::new();
@@ -134,15 +135,25 @@ fn measure(
         let t = Instant::now();
         // What a compute node pays per round: the executor's root, then the finalized apply.
         let next = state.compute(&prev, &log)?;
+        let computed = t.elapsed();
         state.apply(round, &prev, &log, &next)?;
+        let applied = t.elapsed();
         state.prune(round, 64)?;
         times.push(t.elapsed());
+        phases[0].push(computed);
+        phases[1].push(applied - computed);
+        phases[2].push(t.elapsed() - applied);
     }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[(v.len() - 1) / 2].as_secs_f64() * 1e3
+    };
+    let [c, w, p] = phases.each_mut().map(median);
     times.sort();
     let pick = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize];
     let (p50, p90) = (pick(0.5), pick(0.9));
     println!(
-        "{label:>6}: {n:>10} keys  round p50 {:>7.2} ms  p90 {:>7.2} ms  store {:>7.0} MB  RSS {:>5.0} MB",
+        "{label:>6}: {n:>10} keys  round p50 {:>7.2} ms  p90 {:>7.2} ms  (compute {c:.2}, store {w:.2}, prune {p:.2})  store {:>7.0} MB  RSS {:>5.0} MB",
         p50.as_secs_f64() * 1e3,
         p90.as_secs_f64() * 1e3,
         dir_mb(&path),

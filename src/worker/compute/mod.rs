@@ -308,6 +308,8 @@ enum Done {
         resp: Result<Body, RhpError>,
         elapsed: Duration,
     },
+    /// A pruning run ended: the first round still retained, when it could be read.
+    Pruned(Option<Round>),
 }
 
 /// The worker's state, owned by its task.
@@ -351,6 +353,8 @@ struct Run {
     pruned: statesync::PrunedClaims,
     /// The tree lacks the state the store recorded (sync even when no round is missing).
     tree_missing: bool,
+    /// A pruning run is under way (off this task: it writes all over the store).
+    pruning: bool,
 }
 
 impl Worker {
@@ -413,6 +417,7 @@ impl Worker {
             peers_retain_from: Round(0),
             pruned: statesync::PrunedClaims::default(),
             tree_missing: self_needs_sync,
+            pruning: false,
         };
         tokio::spawn(run.main(events, req_rx, done_rx, stop));
         Ok(handle)
@@ -442,7 +447,7 @@ impl Run {
                 _ = stop.cancelled() => break,
                 r = views.changed() => if r.is_err() { break },
                 _ = tick.tick() => {}
-                _ = prune_tick.tick(), if self.w.prune.is_some() => self.prune(),
+                _ = prune_tick.tick(), if self.w.prune.is_some() && !self.pruning => self.prune(),
                 Some(d) = done.recv() => self.on_done(d).await,
                 ev = events.recv() => match ev {
                     None => break,
@@ -481,7 +486,10 @@ impl Run {
     }
 
     /// Removes history and state versions of rounds at or below `applied - num_kept`, at most
-    /// [`PRUNE_BATCH`] rounds per run (oasis's pace), oldest first.
+    /// [`PRUNE_BATCH`] rounds per run (oasis's pace), oldest first. Runs on a blocking thread:
+    /// on a large state, removing a round's replaced nodes costs a page write each (100+ ms per
+    /// round at a million keys), which must not hold up this loop; the tree hands its writer
+    /// lock to a round being stored between chunks.
     fn prune(&mut self) {
         let Some(p) = self.w.prune else {
             return;
@@ -489,24 +497,35 @@ impl Run {
         let Some(keep_from) = prune_from(self.applied.round, p.num_kept) else {
             return;
         };
-        let rid = self.rid;
-        let history = self.w.store.prune_runtime(&rid, keep_from, PRUNE_BATCH);
-        let state = self.w.state.prune(keep_from.0, PRUNE_BATCH);
-        match (&history, &state) {
-            (Ok(rounds), Ok(s)) if *rounds > 0 || s.versions > 0 => {
-                log::info!(target: MODULE, runtime_id:% = rid, rounds = *rounds, state_versions = s.versions, state_nodes = s.nodes; "pruned runtime history");
+        let (rid, store, state, done) = (
+            self.rid,
+            self.w.store.clone(),
+            self.w.state.clone(),
+            self.done.clone(),
+        );
+        self.pruning = true;
+        let run = move || {
+            let history = store.prune_runtime(&rid, keep_from, PRUNE_BATCH);
+            let pruned = state.prune(keep_from.0, PRUNE_BATCH);
+            match (&history, &pruned) {
+                (Ok(rounds), Ok(s)) if *rounds > 0 || s.versions > 0 => {
+                    log::info!(target: MODULE, runtime_id:% = rid, rounds = *rounds, state_versions = s.versions, state_nodes = s.nodes; "pruned runtime history");
+                }
+                _ => {}
             }
-            _ => {}
-        }
-        if let Err(e) = history {
-            log::error!(target: MODULE, runtime_id:% = rid; "cannot prune runtime history: {e}");
-        }
-        if let Err(e) = state {
-            log::error!(target: MODULE, runtime_id:% = rid; "cannot prune runtime state: {e}");
-        }
-        if let Ok(r) = self.w.store.runtime_retained_from(&rid) {
-            self.status.send_modify(|s| s.last_retained_round = r);
-        }
+            if let Err(e) = history {
+                log::error!(target: MODULE, runtime_id:% = rid; "cannot prune runtime history: {e}");
+            }
+            if let Err(e) = pruned {
+                log::error!(target: MODULE, runtime_id:% = rid; "cannot prune runtime state: {e}");
+            }
+            store.runtime_retained_from(&rid).ok()
+        };
+        tokio::spawn(async move {
+            // A panic ends this run only: the next tick starts another.
+            let retained = tokio::task::spawn_blocking(run).await.ok().flatten();
+            let _ = done.send(Done::Pruned(retained)).await;
+        });
     }
 
     fn on_event(&mut self, ev: RuntimeEvent) {
@@ -695,6 +714,12 @@ impl Run {
 
     async fn on_done(&mut self, d: Done) {
         match d {
+            Done::Pruned(retained) => {
+                self.pruning = false;
+                if let Some(r) = retained {
+                    self.status.send_modify(|s| s.last_retained_round = r);
+                }
+            }
             Done::Gossiped { txs, results } => {
                 self.checking_gossip = false;
                 match results {
