@@ -264,13 +264,21 @@ impl Node {
         }
     }
 
-    /// Bytes this node holds in memory, for the cache bound.
+    /// Bytes this node holds in memory behind an `Arc`, for the cache bound: the `Arc`'s
+    /// allocation (counts and the node itself) and the key, value or label buffer, each as the
+    /// allocator hands it out (a size word, 16-byte granules, 32 bytes at least).
     pub fn weight(&self) -> usize {
-        const OVERHEAD: usize = 96;
-        OVERHEAD
+        fn alloc(n: usize) -> usize {
+            if n == 0 {
+                0
+            } else {
+                ((n + 8 + 15) & !15).max(32)
+            }
+        }
+        alloc(16 + std::mem::size_of::<Self>())
             + match self {
-                Self::Leaf { key, value } => key.len() + value.len(),
-                Self::Internal { label, .. } => label.len() + 120,
+                Self::Leaf { key, value } => alloc(key.capacity()) + alloc(value.capacity()),
+                Self::Internal { label, .. } => alloc(label.capacity()),
             }
     }
 }

@@ -158,6 +158,10 @@ fn root_of(v: &[u8]) -> Ptr {
     }
 }
 
+/// What an entry of the node cache takes besides its node: the list node holding the key, the
+/// `Arc` and two links (80 bytes allocated), and its slot in the hash table.
+const ENTRY: usize = 96;
+
 /// Nodes by location, least recently used first out, bounded by their weight in bytes.
 struct Cache {
     map: LruCache<Ptr, Arc<Node>>,
@@ -171,17 +175,17 @@ impl Cache {
     }
 
     fn put(&mut self, p: Ptr, n: Arc<Node>) {
-        let w = n.weight();
+        let w = n.weight() + ENTRY;
         if w > self.limit {
             return;
         }
         if let Some(old) = self.map.insert(p, n) {
-            self.weight -= old.weight();
+            self.weight -= old.weight() + ENTRY;
         }
         self.weight += w;
         while self.weight > self.limit {
             match self.map.remove_lru() {
-                Some((_, n)) => self.weight -= n.weight(),
+                Some((_, n)) => self.weight -= n.weight() + ENTRY,
                 None => break,
             }
         }
@@ -189,7 +193,7 @@ impl Cache {
 
     fn remove(&mut self, p: &Ptr) {
         if let Some(n) = self.map.remove(p) {
-            self.weight -= n.weight();
+            self.weight -= n.weight() + ENTRY;
         }
     }
 }
