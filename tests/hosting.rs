@@ -240,6 +240,24 @@ fn the_developer_bench_runs_and_prints_its_floors() {
     }
 }
 
+/// `bench-state` with no measured rounds had nothing to take percentiles of (it panicked), and
+/// with an empty fill batch never finished filling: both are refused, naming the flag.
+#[test]
+fn the_state_bench_refuses_zero_rounds_and_an_empty_fill_batch() {
+    for flag in ["--rounds", "--fill-batch"] {
+        let o = std::process::Command::new(dev_bin())
+            .args(["bench-state", "--keys", "10", "--small", "10", flag, "0"])
+            .output()
+            .expect("paratime-dev bench-state");
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{out}");
+        assert!(
+            out.contains(&format!("invalid value '0' for '{flag}")),
+            "{out}"
+        );
+    }
+}
+
 #[test]
 fn runtime_exec_runs_transactions_and_keeps_state() {
     let d = NodeDir::new();

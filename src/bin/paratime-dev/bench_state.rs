@@ -19,11 +19,11 @@ pub(crate) struct Args {
     /// Keys in the small state it is compared with.
     #[arg(long, default_value_t = 10_000)]
     small: u64,
-    /// Keys written per round while filling.
-    #[arg(long, default_value_t = 20_000)]
+    /// Keys written per round while filling (at least 1: none would never fill).
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     fill_batch: u64,
-    /// Measured rounds.
-    #[arg(long, default_value_t = 50)]
+    /// Measured rounds (at least 1: the figures are their percentiles).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     rounds: u64,
     /// Writes per measured round (half updates of existing keys, half new keys).
     #[arg(long, default_value_t = 500)]
