@@ -281,6 +281,54 @@ fn tx_topic(chain: &str) -> gossipsub::IdentTopic {
     gossipsub::IdentTopic::new(format!("oasis/{chain}/consensus/tx/1.0.0"))
 }
 
+/// The gossip message id of runtime messages: the topic and the bytes, so the same batch or
+/// commitment published by several committee members is one message.
+fn content_id(topic: &gossipsub::TopicHash, data: &[u8]) -> gossipsub::MessageId {
+    let mut bytes = topic.as_str().as_bytes().to_vec();
+    bytes.extend_from_slice(data);
+    gossipsub::MessageId::from(crate::encoding::hash(&bytes).to_vec())
+}
+
+/// Message ids this node has received or published on runtime topics within gossipsub's
+/// duplicate window ([`Recent::TTL`], at most [`Recent::CAP`] of them): publishing one again
+/// there is refused by gossipsub (a warning per refusal), so the node skips it — committee
+/// members gossip identical executed batches, and the later ones find theirs delivered.
+#[derive(Default)]
+struct Recent {
+    ids: std::collections::HashSet<gossipsub::MessageId>,
+    order: std::collections::VecDeque<(std::time::Instant, gossipsub::MessageId)>,
+}
+
+impl Recent {
+    const CAP: usize = 8192;
+    /// gossipsub's `duplicate_cache_time` (its default, which this node keeps).
+    const TTL: Duration = Duration::from_secs(60);
+
+    /// Records `id`; false when it was already recorded within the window.
+    fn insert(&mut self, id: gossipsub::MessageId) -> bool {
+        let now = std::time::Instant::now();
+        while let Some((t, old)) = self.order.front() {
+            if now.duration_since(*t) < Self::TTL && self.order.len() < Self::CAP {
+                break;
+            }
+            self.ids.remove(old);
+            self.order.pop_front();
+        }
+        if !self.ids.insert(id.clone()) {
+            return false;
+        }
+        self.order.push_back((now, id));
+        true
+    }
+
+    /// Forgets `id` (a publication that did not go out).
+    fn forget(&mut self, id: &gossipsub::MessageId) {
+        if self.ids.remove(id) {
+            self.order.retain(|(_, x)| x != id);
+        }
+    }
+}
+
 fn runtime_topics(chain: &str, rt: &RuntimeId) -> (gossipsub::IdentTopic, gossipsub::IdentTopic) {
     (
         gossipsub::IdentTopic::new(format!("oasis/{chain}/runtime/{rt}/tx/1.0.0")),
@@ -337,6 +385,9 @@ fn build(cfg: &Config, limits: &Limits) -> Result<Swarm<Behaviour>, P2pError> {
                 .heartbeat_interval(Duration::from_millis(500))
                 .validation_mode(gossipsub::ValidationMode::Strict)
                 .message_id_fn(move |m: &gossipsub::Message| {
+                    if m.topic != tx_topic_hash {
+                        return content_id(&m.topic, &m.data);
+                    }
                     let mut data = m.topic.as_str().as_bytes().to_vec();
                     data.extend_from_slice(&m.data);
                     // A consensus transaction may be gossiped again by its node while it waits
@@ -495,6 +546,7 @@ pub fn spawn(
     )>(MAX_STATE_SERVING);
     tokio::spawn(async move {
         let mut peers: BTreeSet<PeerId> = BTreeSet::new();
+        let mut rt_recent = Recent::default();
         // Round requests in flight: a `Pruned` answer counts only for the round asked.
         let mut asked: std::collections::HashMap<
             request_response::OutboundRequestId,
@@ -525,8 +577,18 @@ pub fn spawn(
                     }
                     Some(Command::PublishRuntime { runtime, committee, data }) => {
                         if let Some(topic) = rt_publish.get(&(runtime, committee)) {
-                            if let Err(e) = swarm.behaviour_mut().gossipsub.publish(topic.clone(), data) {
-                                log::debug!(target: "p2p", "runtime gossip not sent: {e}");
+                            let id = content_id(&topic.hash(), &data);
+                            if !rt_recent.insert(id.clone()) {
+                                // Already received from another member, or already sent.
+                                continue;
+                            }
+                            match swarm.behaviour_mut().gossipsub.publish(topic.clone(), data) {
+                                Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
+                                Err(e) => {
+                                    // Not sent (e.g. no peers yet): the same bytes may be sent again.
+                                    rt_recent.forget(&id);
+                                    log::debug!(target: "p2p", "runtime gossip not sent: {e}");
+                                }
                             }
                         }
                     }
@@ -579,8 +641,9 @@ pub fn spawn(
                             swarm.behaviour_mut().kad.add_address(&peer_id, a);
                         }
                     }
-                    SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => {
+                    SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, message_id, .. })) => {
                         if let Some((rt, committee)) = rt_topics.get(&message.topic) {
+                            rt_recent.insert(message_id);
                             let ev = if *committee {
                                 RuntimeEvent::Committee(*rt, message.data)
                             } else {
@@ -680,6 +743,29 @@ pub fn spawn(
 mod tests {
     use super::*;
     use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+
+    #[test]
+    fn a_runtime_message_is_published_once_and_again_only_if_it_did_not_go_out() {
+        let topic = gossipsub::IdentTopic::new("oasis/x/runtime/y/committee/1.0.0").hash();
+        let mut r = Recent::default();
+        let id = content_id(&topic, b"batch");
+        assert!(r.insert(id.clone()), "first time");
+        assert!(!r.insert(id.clone()), "received or sent already");
+        // The id is gossipsub's own for that message: the same bytes on another topic differ.
+        let other = gossipsub::IdentTopic::new("oasis/x/runtime/y/tx/1.0.0").hash();
+        assert_ne!(content_id(&other, b"batch"), id);
+        r.forget(&id);
+        assert!(
+            r.insert(id.clone()),
+            "a publication that failed may be sent again"
+        );
+        // Bounded: the oldest are forgotten first.
+        for i in 0..Recent::CAP as u32 {
+            assert!(r.insert(content_id(&topic, &i.to_le_bytes())));
+        }
+        assert!(r.ids.len() <= Recent::CAP && r.order.len() == r.ids.len());
+        assert!(r.insert(id), "the oldest id was forgotten");
+    }
 
     /// A loopback configuration with a fresh key.
     fn config(state_server: Option<StateServer>) -> Config {
