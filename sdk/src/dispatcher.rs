@@ -211,7 +211,8 @@ impl TxContext<'_> {
 }
 
 struct Connection {
-    stream: UnixStream,
+    /// The socket, read through a buffer: a frame's length prefix and body in one system call.
+    io: std::io::BufReader<UnixStream>,
     next_id: u64,
     queued: VecDeque<Message>,
     /// The signature domain, from the handshake.
@@ -220,7 +221,7 @@ struct Connection {
 
 impl Connection {
     fn send(&mut self, msg: &Message) -> Result<(), FrameError> {
-        protocol::write_frame(&mut self.stream, msg)
+        protocol::write_frame(self.io.get_mut(), msg)
     }
 
     fn respond(&mut self, id: u64, body: Body) -> Result<(), FrameError> {
@@ -245,7 +246,7 @@ impl Connection {
             |e: FrameError| CallError::new("dispatcher", 3, format!("host call failed: {e}"));
         self.send(&req).map_err(io_err)?;
         loop {
-            let msg = protocol::read_frame(&mut self.stream).map_err(io_err)?;
+            let msg = protocol::read_frame(&mut self.io).map_err(io_err)?;
             if msg.message_type == MESSAGE_REQUEST {
                 self.queued.push_back(msg);
                 continue;
@@ -270,7 +271,7 @@ impl Connection {
             return Ok(m);
         }
         loop {
-            let msg = protocol::read_frame(&mut self.stream)?;
+            let msg = protocol::read_frame(&mut self.io)?;
             if msg.message_type == MESSAGE_REQUEST {
                 return Ok(msg);
             }
@@ -486,7 +487,7 @@ fn handle<R: Runtime>(rt: &mut R, conn: &mut Connection, msg: Message) -> Result
 /// Serves the host on an already connected stream until shutdown or disconnect.
 pub fn serve<R: Runtime>(mut rt: R, stream: UnixStream) -> Result<(), FrameError> {
     let mut conn = Connection {
-        stream,
+        io: std::io::BufReader::with_capacity(64 << 10, stream),
         next_id: 0,
         queued: VecDeque::new(),
         domain: crate::auth::domain("", &[0; 32]),

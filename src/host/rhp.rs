@@ -73,11 +73,13 @@ pub struct Connection {
 }
 
 async fn read_loop(
-    mut rd: tokio::net::unix::OwnedReadHalf,
+    rd: tokio::net::unix::OwnedReadHalf,
     pending: Pending,
     out: Writer,
     state: Arc<RuntimeState>,
 ) -> FrameError {
+    // Buffered: a frame's length prefix and body in one system call, not two.
+    let mut rd = tokio::io::BufReader::with_capacity(64 << 10, rd);
     loop {
         let mut prefix = [0u8; 4];
         if let Err(e) = rd.read_exact(&mut prefix).await {
