@@ -552,10 +552,8 @@ impl Run {
             RuntimeEvent::Round(_, b) => self.follower.offer(*b, self.applied.round),
             RuntimeEvent::Pruned(_, retained_from, peer) => {
                 let now = Instant::now();
-                if !self
-                    .pruned
-                    .claim(self.applied.round, retained_from, peer, now)
-                {
+                if !self.pruned.claim(self.applied.round, retained_from, now) {
+                    log::debug!(target: MODULE, runtime_id:% = self.rid, round = self.applied.round.0, peer_retained_from = retained_from.0, peer:% = peer; "a peer pruned the rounds this node needs");
                     return;
                 }
                 self.peers_retain_from = self.peers_retain_from.max(retained_from);

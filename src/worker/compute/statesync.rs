@@ -6,7 +6,6 @@
 
 use paratime_mkvs::Restore;
 use paratime_state::Round;
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// A request without an answer is sent again (to the next peer) after this long.
@@ -14,48 +13,38 @@ pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// After an answer without a wanted node (a peer that does not host the runtime, or was busy),
 /// the next request waits this long.
 pub(super) const RETRY_EMPTY: Duration = Duration::from_millis(250);
-/// One peer saying it pruned the round this node needs starts a sync only if it still says so
-/// after this long (two peers saying so start it at once).
+/// Peers saying they pruned the round this node needs start a sync only if they still say so
+/// after this long, while the node applied nothing (however many peers say so).
 pub(super) const PRUNED_CONFIRM: Duration = Duration::from_secs(10);
 /// A sync that stored nothing for this long starts again at the then latest finalized round
 /// (its round may have been pruned by every peer meanwhile).
 pub(super) const STALL: Duration = Duration::from_secs(30);
 
 /// Peers' claims that they pruned the rounds this node needs (`SyncReply::Pruned`, counted only
-/// as the answer to this node's own request). A sync throws the node's history away, so one
-/// peer cannot start it at once: two distinct peers must say so about the same applied round,
-/// or one must keep saying so for [`PRUNED_CONFIRM`] while the node applies nothing.
+/// as the answer to this node's own request). A sync throws the node's history away, so claims
+/// start it only once they have gone on for [`PRUNED_CONFIRM`] while the node applied nothing:
+/// the node keeps asking its peers in turn meanwhile, and one round from any honest peer that
+/// still has it resets the count — colluding peers, however many, cannot force a sync on a node
+/// that another peer can serve.
 #[derive(Debug, Default)]
 pub(super) struct PrunedClaims {
-    /// The applied round the claims are about, the peers that made them, the first claim's time.
-    current: Option<(Round, BTreeSet<String>, Instant)>,
+    /// The applied round the claims are about, and the first claim's time.
+    current: Option<(Round, Instant)>,
 }
 
-/// Distinct peers remembered per applied round (more cannot confirm anything more).
-const MAX_CLAIMANTS: usize = 16;
-
 impl PrunedClaims {
-    /// Records `peer`'s claim that it keeps rounds only from `retained_from` on while this node
-    /// has applied `applied`; true once the claim is confirmed. A claim that the next round is
+    /// Records a peer's claim that it keeps rounds only from `retained_from` on while this node
+    /// has applied `applied`; true once the claims are confirmed. A claim that the next round is
     /// still kept is no claim.
-    pub(super) fn claim(
-        &mut self,
-        applied: Round,
-        retained_from: Round,
-        peer: String,
-        now: Instant,
-    ) -> bool {
+    pub(super) fn claim(&mut self, applied: Round, retained_from: Round, now: Instant) -> bool {
         if retained_from <= applied.next() {
             return false;
         }
-        let seen = match &mut self.current {
-            Some(c) if c.0 == applied => c,
-            other => other.insert((applied, BTreeSet::new(), now)),
+        let first = match &mut self.current {
+            Some(c) if c.0 == applied => c.1,
+            other => other.insert((applied, now)).1,
         };
-        if seen.1.len() < MAX_CLAIMANTS {
-            seen.1.insert(peer);
-        }
-        seen.1.len() >= 2 || now.saturating_duration_since(seen.2) >= PRUNED_CONFIRM
+        now.saturating_duration_since(first) >= PRUNED_CONFIRM
     }
 }
 
@@ -140,41 +129,31 @@ mod tests {
         assert_eq!(s.next(t1 + STALL + Duration::from_secs(1)), Next::Restart);
     }
 
-    fn p(n: u8) -> String {
-        format!("peer-{n}")
-    }
-
     #[test]
-    fn one_peer_claiming_pruned_rounds_starts_nothing_until_it_persists() {
+    fn claims_of_pruned_rounds_start_nothing_until_they_persist_while_nothing_is_applied() {
         let t0 = Instant::now();
         let mut c = PrunedClaims::default();
-        // A claim that the next round is still kept is no claim, whatever the peer.
-        assert!(!c.claim(Round(10), Round(11), p(1), t0));
-        assert!(!c.claim(Round(10), Round(3), p(2), t0));
-        // One peer, repeating itself: not before PRUNED_CONFIRM.
-        assert!(!c.claim(Round(10), Round(50), p(1), t0));
-        assert!(!c.claim(Round(10), Round(50), p(1), t0 + Duration::from_secs(9)));
-        assert!(c.claim(Round(10), Round(50), p(1), t0 + PRUNED_CONFIRM));
-        // The node applied a round meanwhile (another peer sent it): the count starts again.
+        // A claim that the next round is still kept is no claim.
+        assert!(!c.claim(Round(10), Round(11), t0));
+        assert!(!c.claim(Round(10), Round(3), t0));
+        // Claims (from one peer or many: colluders gain nothing): not before PRUNED_CONFIRM.
+        assert!(!c.claim(Round(10), Round(50), t0));
+        for _ in 0..100 {
+            assert!(!c.claim(Round(10), Round(50), t0 + Duration::from_secs(9)));
+        }
+        assert!(c.claim(Round(10), Round(50), t0 + PRUNED_CONFIRM));
+        // The node applied a round meanwhile (a peer that has it sent it): the wait starts again.
         let t1 = t0 + PRUNED_CONFIRM;
-        assert!(!c.claim(Round(11), Round(50), p(1), t1));
-        assert!(!c.claim(Round(11), Round(50), p(1), t1 + Duration::from_secs(5)));
-        // A second, distinct peer confirms at once.
-        assert!(c.claim(Round(11), Round(50), p(2), t1 + Duration::from_secs(5)));
+        assert!(!c.claim(Round(11), Round(50), t1));
+        assert!(!c.claim(Round(11), Round(50), t1 + Duration::from_secs(5)));
+        assert!(c.claim(Round(11), Round(50), t1 + PRUNED_CONFIRM));
     }
 
     #[test]
-    fn a_flood_of_claims_is_bounded_and_a_clock_going_back_confirms_nothing() {
+    fn a_clock_going_back_confirms_nothing() {
         let t0 = Instant::now() + Duration::from_secs(60);
         let mut c = PrunedClaims::default();
-        for n in 0..=255u8 {
-            c.claim(Round(7), Round(9), p(n), t0);
-        }
-        let seen = c.current.as_ref().expect("claims");
-        assert_eq!(seen.1.len(), MAX_CLAIMANTS);
-        // An earlier `now` than the first claim (saturating): one peer still needs the wait.
-        let mut c = PrunedClaims::default();
-        assert!(!c.claim(Round(7), Round(9), p(1), t0));
-        assert!(!c.claim(Round(7), Round(9), p(1), t0 - Duration::from_secs(30)));
+        assert!(!c.claim(Round(7), Round(9), t0));
+        assert!(!c.claim(Round(7), Round(9), t0 - Duration::from_secs(30)));
     }
 }
