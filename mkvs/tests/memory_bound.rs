@@ -5,6 +5,11 @@
 use paratime_mkvs::{NodeDb, EMPTY};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// The tests measure one process-wide counter: one at a time (`cargo test` runs them on
+/// threads of one process).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 struct Counting;
 
@@ -44,6 +49,9 @@ fn key(i: u32) -> Vec<u8> {
 
 #[test]
 fn a_tree_many_times_its_cache_reads_within_the_cache_bound() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let d = tempfile::tempdir().expect("tmp");
     // Half for decoded nodes, half for redb's pages.
     let cache = 4 << 20;
@@ -86,5 +94,51 @@ fn a_tree_many_times_its_cache_reads_within_the_cache_bound() {
     // The bound, plus 1 MiB for redb's fixed structures and the last round's staged change.
     let bound = cache + (1 << 20);
     println!("store memory after reading the whole tree: {used} bytes (cache setting {cache})");
+    assert!(used <= bound, "{used} bytes live, bound {bound}");
+}
+
+#[test]
+fn a_value_larger_than_the_cache_is_read_without_being_kept() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let d = tempfile::tempdir().expect("tmp");
+    let cache = 4 << 20;
+    let before = LIVE.load(Ordering::Relaxed);
+    let db = NodeDb::open(&d.path().join("state.redb"), cache).expect("open");
+    // The largest value a key may hold, 16 times the cache, among ordinary keys.
+    let big = vec![0x5a_u8; paratime_mkvs::node::MAX_VALUE_LEN];
+    let mut kvs: Vec<(Vec<u8>, Vec<u8>)> = (0..1_000u32)
+        .map(|i| (key(i), i.to_le_bytes().to_vec()))
+        .collect();
+    kvs.push((b"big".to_vec(), big.clone()));
+    let mut root = db
+        .apply(
+            1,
+            &EMPTY,
+            kvs.iter().map(|(k, v)| (&k[..], Some(&v[..]))),
+            None,
+        )
+        .expect("apply");
+    drop(kvs);
+    // A later small round: the staged change is that round's, not the one holding the value.
+    let (k, v) = (key(7), b"updated".to_vec());
+    root = db
+        .apply(2, &root, [(&k[..], Some(&v[..]))], None)
+        .expect("apply");
+    for _ in 0..3 {
+        let got = db
+            .get(&root, b"big")
+            .expect("get")
+            .expect("the value is there");
+        assert!(got == big, "the value reads back whole");
+        for i in 0..1_000u32 {
+            assert!(db.get(&root, &key(i)).expect("get").is_some(), "key {i}");
+        }
+    }
+    drop(big);
+    let used = LIVE.load(Ordering::Relaxed).saturating_sub(before);
+    let bound = cache + (1 << 20);
+    println!("store memory after reading a 64 MiB value three times: {used} bytes (cache setting {cache})");
     assert!(used <= bound, "{used} bytes live, bound {bound}");
 }
