@@ -688,6 +688,10 @@ fn state_values_come_with_proofs_and_pruning_keeps_a_window() {
         "5",
         "--consensus-prune-kept",
         "50",
+        // A node run under a wrapper command (how a profiler is attached); this one only
+        // sets the variable that keeps a profiler's descriptors open.
+        "--wrap",
+        "compute-2=env PARATIME_NODE_KEEP_INHERITED_FDS=1",
     ]);
     net.wait(
         "rounds finalized and history pruned",
@@ -787,6 +791,30 @@ fn state_values_come_with_proofs_and_pruning_keeps_a_window() {
     net.wait("rounds after pruning", Duration::from_secs(60), |n| {
         counter(n, "client-0", "rounds_finalized") >= before + 5
     });
+    // The wrapped node ran through its wrapper, and took part like the others.
+    let stderr =
+        std::fs::read_to_string(net.net().join("compute-2/stderr.log")).unwrap_or_default();
+    assert!(
+        stderr.contains("PARATIME_NODE_KEEP_INHERITED_FDS is set"),
+        "compute-2 did not run under its wrapper: {stderr}"
+    );
+    // What the stores' caches hold is in the status, within their bounds, and not nothing.
+    let st = net.status("compute-2").expect("status");
+    let m = &rt(&st)["state_memory"];
+    let limit = m["cache_limit_bytes"].as_u64().unwrap_or(0);
+    let nodes = m["node_cache_bytes"].as_u64().unwrap_or(0);
+    let pages = m["page_cache_bytes"].as_u64().unwrap_or(0);
+    // redb's page budget is soft by a page or a write in flight: 1 MiB of slack.
+    assert!(
+        nodes > 0 && pages > 0 && nodes + pages <= limit + (1 << 20),
+        "{m}"
+    );
+    let consensus = st["consensus"]["store_cache_bytes"].as_u64().unwrap_or(0);
+    assert!(
+        consensus > 0 && consensus <= (32 << 20) + (1 << 20),
+        "{}",
+        st["consensus"]
+    );
     let _ = net.stop();
 }
 

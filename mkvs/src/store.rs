@@ -298,6 +298,16 @@ impl NodeDb {
         self.cache().weight
     }
 
+    /// Bytes of redb's page cache (read pages and written pages not yet evicted) now.
+    pub fn page_cache_bytes(&self) -> usize {
+        self.db.cache_stats().used_bytes()
+    }
+
+    /// What the two caches may hold together: the setting the store was opened with.
+    pub fn cache_limit(&self) -> usize {
+        self.cache().limit * 2
+    }
+
     /// A consistent read view.
     pub fn reader(&self) -> Result<Reader<'_>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;

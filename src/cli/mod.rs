@@ -501,11 +501,23 @@ fn confinement_probe(
     0
 }
 
+/// Set (to anything) in the node's environment, it keeps the descriptors it inherited open
+/// instead of closing them at start: for a profiler that writes through one (heaptrack).
+pub const KEEP_INHERITED_FDS: &str = "PARATIME_NODE_KEEP_INHERITED_FDS";
+
 /// Parses the command line and runs; returns the exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
     // The node and the launcher own only what they open themselves (and systemd's sockets).
+    // For diagnostics the node may keep what it inherited: a heap profiler's output pipe
+    // (`heaptrack` opens it before main); the launcher still closes everything it inherits, so
+    // none of it reaches a ParaTime.
     match &cli.command {
+        None | Some(Command::Runtime(_)) if std::env::var_os(KEEP_INHERITED_FDS).is_some() => {
+            eprintln!(
+                "{KEEP_INHERITED_FDS} is set: descriptors inherited from the parent stay open (for a profiler; not for production)"
+            );
+        }
         None | Some(Command::Runtime(_)) => {
             crate::system::fds::close_inherited(&crate::system::fds::systemd_listen_fds())
         }

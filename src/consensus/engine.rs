@@ -85,9 +85,15 @@ pub struct Handle {
     view: watch::Receiver<View>,
     submit: mpsc::Sender<Signed>,
     progress: watch::Receiver<paratime_bft::engine::Progress>,
+    store: Arc<Store>,
 }
 
 impl Handle {
+    /// Bytes of the consensus store's page cache now (bounded by [`crate::storage::CACHE_BYTES`]).
+    pub fn store_cache_bytes(&self) -> usize {
+        self.store.cache_bytes()
+    }
+
     /// Where the engine is: height, round and step being decided, and its consensus peers.
     pub fn progress(&self) -> paratime_bft::engine::Progress {
         self.progress.borrow().clone()
@@ -620,7 +626,7 @@ pub async fn start(
             last_block_time_ms: latest_time_ms,
             executed: None,
         }),
-        store,
+        store: store.clone(),
         signer: signer.clone(),
         me,
         view: view_tx,
@@ -683,6 +689,7 @@ pub async fn start(
         view: view_rx,
         submit: submit_tx,
         progress,
+        store,
     })
 }
 

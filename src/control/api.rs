@@ -286,6 +286,8 @@ pub struct ConsensusStatus {
     pub block_interval_ms: u64,
     /// Equivocations the engine reported.
     pub evidence: Vec<Evidence>,
+    /// Bytes of the consensus store's page cache now (bounded: 32 MiB).
+    pub store_cache_bytes: usize,
 }
 
 /// `consensus.p2p`: as oasis, peers are `<peer ID>@<address>` strings.

@@ -120,6 +120,7 @@ fn validator_peer_ids(v: &crate::consensus::engine::View) -> std::collections::B
 fn consensus_status(
     v: &crate::consensus::engine::View,
     p: &paratime_bft::engine::Progress,
+    store_cache_bytes: usize,
 ) -> api::ConsensusStatus {
     let validator_peers = validator_peer_ids(v);
     api::ConsensusStatus {
@@ -129,6 +130,7 @@ fn consensus_status(
             api::Readiness::Syncing
         },
         backend: "malachite".into(),
+        store_cache_bytes,
         latest_height: v.state.height,
         latest_hash: hex::encode(v.latest_hash),
         latest_time: rfc3339_ms(v.latest_time_ms),
@@ -224,6 +226,9 @@ pub struct RuntimeEntry {
     /// The runtime worker.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker: Option<crate::worker::compute::Status>,
+    /// The state tree's caches now, against `storage.max_cache_size`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_memory: Option<crate::host::state::StateMemory>,
 }
 
 /// `runtimes.<id>.committee`.
@@ -262,6 +267,7 @@ impl RuntimeEntry {
             last_retained_round: None,
             roothash: None,
             worker: None,
+            state_memory: None,
         }
     }
 
@@ -303,6 +309,7 @@ impl RuntimeEntry {
         }
         self.last_retained_round = ws.as_ref().map(|w| w.last_retained_round);
         self.worker = ws;
+        self.state_memory = worker.map(|w| w.state_memory());
     }
 }
 
@@ -317,7 +324,11 @@ async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
     }
     if let Some(c) = &s.network.consensus {
         let view = c.view().borrow().clone();
-        st.consensus = Some(consensus_status(&view, &c.progress()));
+        st.consensus = Some(consensus_status(
+            &view,
+            &c.progress(),
+            c.store_cache_bytes(),
+        ));
         for (id, rt) in st.runtimes.iter_mut() {
             if let Ok(rid) = id.parse::<crate::bundle::RuntimeId>() {
                 rt.add_chain(&rid, &view, &s.node_id, s.network.workers.get(&rid));

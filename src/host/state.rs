@@ -53,6 +53,17 @@ pub enum StateError {
     Store(#[from] StoreError),
 }
 
+/// The state tree's memory (`storage.max_cache_size` bounds the two caches together).
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct StateMemory {
+    /// The setting: decoded nodes and redb's pages together stay within it.
+    pub cache_limit_bytes: usize,
+    /// Decoded nodes held now.
+    pub node_cache_bytes: usize,
+    /// redb's page cache now.
+    pub page_cache_bytes: usize,
+}
+
 /// The tree and the finalized round and root the runtime reads.
 pub struct RuntimeState {
     db: NodeDb,
@@ -94,6 +105,15 @@ impl RuntimeState {
             path: path.display().to_string(),
             current: RwLock::new((0, paratime_mkvs::EMPTY)),
         })
+    }
+
+    /// What the tree holds in memory now.
+    pub fn memory(&self) -> StateMemory {
+        StateMemory {
+            cache_limit_bytes: self.db.cache_limit(),
+            node_cache_bytes: self.db.cached_bytes(),
+            page_cache_bytes: self.db.page_cache_bytes(),
+        }
     }
 
     /// Positions the state at the finalized `round` and `root` the node's store recorded;

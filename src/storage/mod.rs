@@ -617,6 +617,11 @@ impl Store {
         Ok(removed)
     }
 
+    /// Bytes of redb's page cache now (bounded by [`CACHE_BYTES`]).
+    pub fn cache_bytes(&self) -> usize {
+        self.db.cache_stats().used_bytes()
+    }
+
     /// The lowest height whose block is kept (1 before any pruning).
     pub fn retained_from(&self) -> Result<u64, StoreError> {
         Ok(self.meta_u64("retained_from")?.unwrap_or(1))

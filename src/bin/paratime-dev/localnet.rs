@@ -8,6 +8,7 @@ use paratime_node::consensus::address::Address;
 use paratime_node::consensus::crypto::PublicKey;
 use paratime_node::consensus::state::Entity;
 use paratime_node::identity::{Identity, KeyKind};
+use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -71,6 +72,13 @@ pub(crate) struct Args {
     /// (/run/netns/NETNS), reaching the others through HOST_IP and reached at NODE_IP.
     #[arg(long = "debug-netns", hide = true)]
     debug_netns: Vec<String>,
+    /// NODE=COMMAND runs that node under COMMAND (split at spaces; the node's own command line
+    /// is appended), e.g. `--wrap 'compute-0=heaptrack -o /tmp/compute-0'` or
+    /// `--wrap 'compute-0=perf record -g -o /tmp/perf.data --'`; the node runs as it would
+    /// otherwise (as `nobody` when started as root: COMMAND's output must be writable by it).
+    /// The growth report's "node alone" RSS for that node is then COMMAND's. Repeatable.
+    #[arg(long = "wrap", value_name = "NODE=COMMAND")]
+    wrap: Vec<String>,
     /// Every this long, sample transactions finalized, RSS and data dir size per node; the
     /// growth report is printed at the end (and is `growth` in --json).
     #[arg(long, default_value = "60s")]
@@ -254,6 +262,13 @@ struct GrowthRow {
     tx_per_s: f64,
     /// Per node: RSS of the node and its launcher and sandboxes (MB), and its data dir (MB).
     nodes: std::collections::BTreeMap<String, (f64, f64)>,
+    /// Per node: RSS of the node process alone (MB), and what its stores' caches hold of that
+    /// (MB): the consensus store's pages (bounded: 32 MiB) and the state tree's decoded nodes
+    /// and pages (bounded by `storage.max_cache_size`).
+    node_caches: std::collections::BTreeMap<String, (f64, f64)>,
+    /// Per node: CPU used over the interval by the node, its launcher and sandboxes (% of one
+    /// core).
+    cpu_percent: std::collections::BTreeMap<String, f64>,
 }
 
 impl GrowthRow {
@@ -263,17 +278,29 @@ impl GrowthRow {
             .iter()
             .map(|(n, (rss, disk))| format!("{n} {rss:.0}/{disk:.0}"))
             .collect();
+        let own: Vec<String> = self
+            .node_caches
+            .iter()
+            .map(|(n, (own, caches))| format!("{n} {own:.0}/{caches:.0}"))
+            .collect();
+        let cpu: Vec<String> = self
+            .cpu_percent
+            .iter()
+            .map(|(n, c)| format!("{n} {c:.0}"))
+            .collect();
         format!(
-            "#{:<3} {:>7.1} tx/s  RSS/disk MB: {}",
+            "#{:<3} {:>7.1} tx/s  RSS/disk MB: {}  node alone/its caches MB: {}  CPU %: {}",
             self.sample,
             self.tx_per_s,
-            nodes.join("  ")
+            nodes.join("  "),
+            own.join("  "),
+            cpu.join("  ")
         )
     }
 }
 
-/// RSS (MB) of `pid` and all its descendants (launcher, sandboxes).
-fn tree_rss_mb(pid: u32) -> f64 {
+/// `pid` and all its descendants (launcher, sandboxes).
+fn tree_pids(pid: u32) -> Vec<u32> {
     let mut parent: Vec<(u32, u32)> = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
@@ -297,17 +324,61 @@ fn tree_rss_mb(pid: u32) -> f64 {
         tree.extend(parent.iter().filter(|(_, pp)| *pp == at).map(|(p, _)| *p));
         i += 1;
     }
-    tree.iter()
-        .map(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/status"))
-                .unwrap_or_default()
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-                .unwrap_or(0.0)
-                / 1024.0
-        })
-        .sum()
+    tree
+}
+
+/// RSS (MB) of `pid` and all its descendants (launcher, sandboxes).
+fn tree_rss_mb(pid: u32) -> f64 {
+    tree_pids(pid).iter().map(|p| rss_mb(*p)).sum()
+}
+
+/// CPU time (ms) used so far by `pid` and its live descendants.
+fn tree_cpu_ms(pid: u32) -> u64 {
+    tree_pids(pid).iter().filter_map(|p| cpu_ms(*p)).sum()
+}
+
+/// RSS (MB) of `pid` alone.
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Per node: the bytes its stores' caches hold now (MB), from its status.
+async fn state_caches(dir: &Path, children: &[(String, Child)]) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for (name, _) in children {
+        let sock = format!(
+            "unix:{}",
+            dir.join(name).join("data/internal.sock").display()
+        );
+        let Ok(st) = paratime_node::control::client::Client::new(sock)
+            .status()
+            .await
+        else {
+            continue;
+        };
+        let consensus = st["consensus"]["store_cache_bytes"].as_u64().unwrap_or(0);
+        let state: u64 = st["runtimes"]
+            .as_object()
+            .into_iter()
+            .flat_map(|rts| rts.values())
+            .map(|rt| {
+                let m = &rt["state_memory"];
+                m["node_cache_bytes"].as_u64().unwrap_or(0)
+                    + m["page_cache_bytes"].as_u64().unwrap_or(0)
+            })
+            .sum();
+        out.insert(
+            name.clone(),
+            ((consensus + state) as f64 / 1e5).round() / 10.0,
+        );
+    }
+    out
 }
 
 /// Bytes under `dir` (apparent sizes), in MB.
@@ -329,8 +400,35 @@ fn dir_mb(dir: &Path) -> f64 {
     total as f64 / 1e6
 }
 
-fn growth_row(dir: &Path, children: &[(String, Child)], sample: usize, tx_per_s: f64) -> GrowthRow {
+fn growth_row(
+    dir: &Path,
+    children: &[(String, Child)],
+    caches: &BTreeMap<String, f64>,
+    cpu: &mut BTreeMap<String, (std::time::Instant, u64)>,
+    sample: usize,
+    tx_per_s: f64,
+) -> GrowthRow {
+    let now = std::time::Instant::now();
     GrowthRow {
+        cpu_percent: children
+            .iter()
+            .filter_map(|(name, c)| {
+                let used = tree_cpu_ms(c.id());
+                let (then, before) = cpu.insert(name.clone(), (now, used))?;
+                let ms = now.duration_since(then).as_millis().max(1) as f64;
+                Some((
+                    name.clone(),
+                    (used.saturating_sub(before) as f64 / ms * 1000.0).round() / 10.0,
+                ))
+            })
+            .collect(),
+        node_caches: children
+            .iter()
+            .filter_map(|(name, c)| {
+                let own = (rss_mb(c.id()) * 10.0).round() / 10.0;
+                Some((name.clone(), (own, *caches.get(name)?)))
+            })
+            .collect(),
         sample,
         tx_per_s: (tx_per_s * 10.0).round() / 10.0,
         nodes: children
@@ -412,6 +510,16 @@ fn setup(a: &Args) -> anyhow::Result<Vec<Planned>> {
                 "--debug-fault '{f}': expected NODE=FAULT with NODE one of compute-0..compute-{} or client-0",
                 a.compute.saturating_sub(1)
             ));
+        }
+    }
+    for w in &a.wrap {
+        match w.split_once('=') {
+            Some((name, cmd)) if specs.iter().any(|s| s.name == name) && !cmd.trim().is_empty() => {}
+            _ => {
+                return Err(anyhow::anyhow!(
+                    "--wrap '{w}': expected NODE=COMMAND with NODE one of this network's nodes and a command"
+                ))
+            }
         }
     }
     for c in &a.debug_crash {
@@ -574,6 +682,16 @@ fn reachable_by_others(dir: &Path) -> bool {
     })
 }
 
+/// The `--wrap` command of node `name`, split at spaces.
+fn wrapper<'a>(a: &'a Args, name: &str) -> Vec<&'a str> {
+    a.wrap
+        .iter()
+        .filter_map(|w| w.split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, cmd)| cmd.split_whitespace().collect())
+        .unwrap_or_default()
+}
+
 /// The `--debug-crash` entries of node `name`, as the node's crash-point variable.
 fn crash_points(a: &Args, name: &str) -> Option<String> {
     let steps: Vec<&str> = a
@@ -592,10 +710,18 @@ fn spawn_node(
     log: &Path,
     netns: Option<&str>,
     crash: Option<&str>,
+    wrap: &[&str],
 ) -> anyhow::Result<Child> {
     // The node binary sits next to this one (both are built by `cargo build --workspace`).
-    let exe = std::env::current_exe()?;
-    let mut cmd = Command::new(exe.with_file_name("paratime-node"));
+    let exe = std::env::current_exe()?.with_file_name("paratime-node");
+    let mut cmd = match wrap.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
     cmd.arg("--config").arg(config).stdin(Stdio::null());
     match crash {
         Some(c) => cmd.env(paratime_node::crashpoint::ENV, c),
@@ -618,11 +744,16 @@ fn spawn_node(
     if unprivileged && raw_ns.is_none() {
         cmd.uid(65534).gid(65534);
     }
-    // SAFETY: prctl, setns, setgroups, setgid and setuid between fork and exec are
+    // SAFETY: prctl, setpgid, setns, setgroups, setgid and setuid between fork and exec are
     // async-signal-safe system calls; the node dies with localnet.
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // A process group of its own: a `--wrap` command that runs the node as its child
+            // (a profiler's script) is stopped together with it (see `signal_node`).
+            if libc::setpgid(0, 0) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             if let Some(fd) = raw_ns {
@@ -645,6 +776,12 @@ fn spawn_node(
         .map_err(|e| anyhow::anyhow!("starting node {}: {e}", config.display()));
     drop(ns_fd);
     child
+}
+
+/// Sends `sig` to a node's process group: the node, or its `--wrap` command and the node under it.
+fn signal_node(c: &Child, sig: nix::sys::signal::Signal) {
+    let group = nix::unistd::Pid::from_raw(c.id().cast_signed());
+    let _ = nix::sys::signal::killpg(group, sig);
 }
 
 /// CPU time (user + system) a process has used, in milliseconds (`/proc/PID/stat` counts in
@@ -781,6 +918,7 @@ pub(crate) fn run(a: Args) -> i32 {
             &a.dir.join(name).join("stderr.log"),
             netns.as_deref(),
             crash_points(&a, name).as_deref(),
+            &wrapper(&a, name),
         ) {
             Ok(c) => {
                 println!(
@@ -793,7 +931,8 @@ pub(crate) fn run(a: Args) -> i32 {
             Err(e) => {
                 eprintln!("error: {e}");
                 for (_, c) in &mut children {
-                    let _ = c.kill();
+                    signal_node(c, nix::sys::signal::Signal::SIGKILL);
+                    let _ = c.wait();
                 }
                 return 1;
             }
@@ -850,6 +989,10 @@ pub(crate) fn run(a: Args) -> i32 {
         let growth_every: Duration = a.growth_every.into();
         let mut growth_tick = tokio::time::interval_at(tokio::time::Instant::now() + growth_every, growth_every);
         let mut last_sample = (std::time::Instant::now(), 0u64);
+        let mut cpu_seen: BTreeMap<String, (std::time::Instant, u64)> = children
+            .iter()
+            .map(|(n, c)| (n.clone(), (std::time::Instant::now(), tree_cpu_ms(c.id()))))
+            .collect();
         let mut restarts = 0u32;
         // Consensus figures are measured from 5 s after the first block to the end.
         let mut first_block: Option<std::time::Instant> = None;
@@ -866,7 +1009,8 @@ pub(crate) fn run(a: Args) -> i32 {
                     let secs = now.duration_since(last_sample.0).as_secs_f64().max(0.001);
                     let tx_per_s = (n - last_sample.1) as f64 / secs;
                     last_sample = (now, n);
-                    let row = growth_row(&a.dir, &children, growth.len() + 1, tx_per_s);
+                    let caches = state_caches(&a.dir, &children).await;
+                    let row = growth_row(&a.dir, &children, &caches, &mut cpu_seen, growth.len() + 1, tx_per_s);
                     eprintln!("growth: {}", row.line());
                     growth.push(row);
                 }
@@ -875,7 +1019,7 @@ pub(crate) fn run(a: Args) -> i32 {
                         late = None;
                         let name = "client-1".to_string();
                         let dir = a.dir.join(&name);
-                        match spawn_node(&dir.join("etc/config.yml"), unprivileged, &dir.join("stderr.log"), None, None) {
+                        match spawn_node(&dir.join("etc/config.yml"), unprivileged, &dir.join("stderr.log"), None, None, &wrapper(&a, &name)) {
                             Ok(c) => {
                                 eprintln!("late client started: {name} pid {} control unix:{}", c.id(), dir.join("data/internal.sock").display());
                                 children.push((name, c));
@@ -910,7 +1054,7 @@ pub(crate) fn run(a: Args) -> i32 {
                             eprintln!("node {name} exited ({status}); restarting it (see {})", log.display());
                             let cfg = a.dir.join(name.as_str()).join("etc/config.yml");
                             let netns = nodes.iter().find(|(n, _, _)| n == name).and_then(|(_, _, ns)| ns.as_deref());
-                            match spawn_node(&cfg, unprivileged, &a.dir.join(name.as_str()).join("stderr.log"), netns, crash_points(&a, name).as_deref()) {
+                            match spawn_node(&cfg, unprivileged, &a.dir.join(name.as_str()).join("stderr.log"), netns, crash_points(&a, name).as_deref(), &wrapper(&a, name)) {
                                 Ok(n) => *c = n,
                                 Err(e) => {
                                     eprintln!("error: {e}");
@@ -935,9 +1079,7 @@ pub(crate) fn run(a: Args) -> i32 {
         };
         let report = (report, consensus);
         // Stop the other nodes first so they can deregister while the validator still runs.
-        let stop = |c: &Child| {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id().cast_signed()), nix::sys::signal::Signal::SIGTERM);
-        };
+        let stop = |c: &Child| signal_node(c, nix::sys::signal::Signal::SIGTERM);
         for group in [false, true] {
             for (name, c) in &children {
                 if name.starts_with("validator") == group {
@@ -954,7 +1096,7 @@ pub(crate) fn run(a: Args) -> i32 {
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                let _ = c.kill();
+                signal_node(c, nix::sys::signal::Signal::SIGKILL);
                 let _ = c.wait();
             }
         }

@@ -166,6 +166,11 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// What the runtime's state tree holds in memory now.
+    pub fn state_memory(&self) -> crate::host::state::StateMemory {
+        self.state.memory()
+    }
+
     /// Submits a raw transaction and waits until it is finalized (or `timeout`).
     pub async fn submit(&self, tx: Vec<u8>, timeout: Duration) -> Result<TxOutcome, SubmitError> {
         let (reply, rx) = oneshot::channel();
