@@ -680,6 +680,11 @@ impl Run {
                     state_root: root,
                 };
                 self.tree_missing = false;
+                // The history now starts after the synced round: say so at once, not at the
+                // next pruning run (which may find nothing to prune for a while).
+                if let Ok(r) = self.w.store.runtime_retained_from(&self.rid) {
+                    self.status.send_modify(|s| s.last_retained_round = r);
+                }
                 log::info!(target: MODULE, runtime_id:% = self.rid, round = round, nodes = nodes, secs = secs, state_root = hex::encode(root).as_str(); "runtime state synced");
             }
             Err(e) => {
