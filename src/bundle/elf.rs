@@ -182,7 +182,13 @@ fn parse(data: &[u8]) -> Result<Needs, ElfError> {
     if !data.starts_with(b"\x7fELF") {
         return Err(ElfError::NotElf);
     }
-    let elf = goblin::elf::Elf::parse(data).map_err(|e| ElfError::Malformed(e.to_string()))?;
+    // Only what the loader reads: the header, the program headers and the dynamic section
+    // with its string table. Section headers, symbol tables and relocations (most of a large
+    // executable's parse time, and ignored by the kernel and ld.so) are not parsed.
+    let malformed = |e: goblin::error::Error| ElfError::Malformed(e.to_string());
+    let elf =
+        goblin::elf::Elf::lazy_parse(goblin::elf::Elf::parse_header(data).map_err(malformed)?)
+            .map_err(malformed)?;
     let (machine, arch) = expected_machine();
     if !elf.is_64 || !elf.little_endian || elf.header.e_machine != machine {
         return Err(ElfError::WrongMachine {
@@ -199,16 +205,26 @@ fn parse(data: &[u8]) -> Result<Needs, ElfError> {
     if t != goblin::elf::header::ET_EXEC && t != goblin::elf::header::ET_DYN {
         return Err(ElfError::NotExecutable(t));
     }
-    let interps: Vec<_> = elf
-        .program_headers
+    // 64-bit little endian, checked above.
+    let ctx = goblin::container::Ctx::new(
+        goblin::container::Container::Big,
+        goblin::container::Endian::Little,
+    );
+    let program_headers = goblin::elf::ProgramHeader::parse(
+        data,
+        usize::try_from(elf.header.e_phoff).unwrap_or(usize::MAX),
+        usize::from(elf.header.e_phnum),
+        ctx,
+    )
+    .map_err(malformed)?;
+    let interps: Vec<_> = program_headers
         .iter()
         .filter(|p| p.p_type == PT_INTERP)
         .collect();
     if interps.len() > 1 {
         return Err(ElfError::ManyInterpreters(interps.len()));
     }
-    let dynamics = elf
-        .program_headers
+    let dynamics = program_headers
         .iter()
         .filter(|p| p.p_type == PT_DYNAMIC)
         .count();
@@ -232,17 +248,46 @@ fn parse(data: &[u8]) -> Result<Needs, ElfError> {
             Some(s.to_string())
         }
     };
-    if elf.interpreter.is_some() != interpreter.is_some() {
-        return Err(ElfError::Malformed("inconsistent PT_INTERP".into()));
+    // A PT_INTERP that is empty or not UTF-8 throughout is read differently by different
+    // parsers: refused.
+    if let Some(ph) = interps.first() {
+        let whole = usize::try_from(ph.p_filesz)
+            .ok()
+            .and_then(|l| l.checked_sub(1))
+            .and_then(|l| data.get(usize::try_from(ph.p_offset).ok()?..)?.get(..l));
+        if whole.is_none_or(|b| std::str::from_utf8(b).is_err()) {
+            return Err(ElfError::Malformed("inconsistent PT_INTERP".into()));
+        }
     }
-    let libraries: Vec<String> = elf.libraries.iter().map(|s| s.to_string()).collect();
+    let mut libraries = Vec::new();
+    let mut paths = Vec::new();
+    let dynamic = goblin::elf::Dynamic::parse(data, &program_headers, ctx).map_err(malformed)?;
+    if let Some(dynamic) = dynamic {
+        let strtab =
+            goblin::strtab::Strtab::parse(data, dynamic.info.strtab, dynamic.info.strsz, 0)
+                .map_err(malformed)?;
+        if dynamic.info.needed_count > 0 {
+            libraries = dynamic
+                .get_libraries(&strtab)
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+        }
+        use goblin::elf::dynamic::{DT_RPATH, DT_RUNPATH};
+        for tag in [DT_RUNPATH, DT_RPATH] {
+            for d in dynamic.dyns.iter().filter(|d| d.d_tag == tag) {
+                let at = usize::try_from(d.d_val).unwrap_or(usize::MAX);
+                if let Some(p) = strtab.get_at(at) {
+                    paths.push(p.to_string());
+                }
+            }
+        }
+    }
     for l in &libraries {
         check_library_name(l)?;
     }
-    let search = elf
-        .runpaths
+    let search = paths
         .iter()
-        .chain(elf.rpaths.iter())
         .flat_map(|s| s.split(':'))
         .filter(|s| !s.is_empty())
         .map(str::to_string)

@@ -166,12 +166,14 @@ pub fn build(opts: &BuildOptions<'_>, output: &Path) -> Result<Manifest, BundleE
             }),
             sgx: None,
             tdx: None,
-            identity: None,
+            identity: Vec::new(),
             disabled: false,
         }],
-        digests: [(EXECUTABLE_NAME.to_string(), digest_hex(&exe))]
-            .into_iter()
-            .collect(),
+        digests: Some(
+            [(EXECUTABLE_NAME.to_string(), digest_hex(&exe))]
+                .into_iter()
+                .collect(),
+        ),
     };
     let tmp = output.with_extension("orc.tmp");
     let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
@@ -200,17 +202,29 @@ pub fn build(opts: &BuildOptions<'_>, output: &Path) -> Result<Manifest, BundleE
     Ok(manifest)
 }
 
-/// Reads through `inner`, hashing what it reads (one pass over each file).
-struct HashingReader<R> {
-    inner: R,
-    ctx: Sha512_256,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.ctx.update(&buf[..n]);
-        Ok(n)
+/// Reads `inner` to its end into `data`, a chunk at a time, hashing each chunk while it is in
+/// the CPU's cache (one pass over the file, one copy). Chunks stay within `data`'s capacity
+/// while there is any, so a buffer reserved for the whole file is never reallocated.
+fn read_hashed(mut inner: impl Read, data: &mut Vec<u8>) -> std::io::Result<Sha512_256> {
+    const CHUNK: usize = 128 << 10;
+    let mut ctx = Sha512_256::new();
+    loop {
+        let start = data.len();
+        let room = match data.capacity() - start {
+            0 => CHUNK,
+            free => free.min(CHUNK),
+        };
+        data.resize(start + room, 0);
+        let read = inner.read(&mut data[start..]);
+        let n = *read.as_ref().unwrap_or(&0);
+        ctx.update(&data[start..start + n]);
+        data.truncate(start + n);
+        match read {
+            Ok(0) => return Ok(ctx),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -233,6 +247,9 @@ impl Bundle {
         mut reader: R,
         max_size: u64,
     ) -> Result<Self, BundleError> {
+        let seek_err = |e: std::io::Error| BundleError::Zip(format!("cannot seek: {e}"));
+        let archive_len = reader.seek(std::io::SeekFrom::End(0)).map_err(seek_err)?;
+        reader.rewind().map_err(seek_err)?;
         // Duplicate names first: the zip crate keeps only one entry per name.
         central_directory::entry_names(&mut reader, max_size)?;
         let mut zip = zip::ZipArchive::new(reader).map_err(|e| BundleError::Zip(e.to_string()))?;
@@ -267,16 +284,14 @@ impl Bundle {
             // Bound decompression by the size limit, whatever the headers claim; hash in the
             // same pass.
             let budget = max_size.saturating_sub(total).saturating_add(1);
-            // No capacity from the header: a lying size must not reserve memory.
-            let mut data = Vec::new();
-            let mut hasher = HashingReader {
-                inner: (&mut entry).take(budget),
-                ctx: Sha512_256::new(),
-            };
-            hasher
-                .read_to_end(&mut data)
+            // Room for the size the header gives (one copy of the data instead of a doubling
+            // series), but a lying header reserves at most the archive's own length.
+            let reserve = entry.size().min(budget).min(archive_len);
+            // One byte more: the read that finds the end needs room too.
+            let mut data = Vec::with_capacity(usize::try_from(reserve).map_or(0, |r| r + 1));
+            let ctx = read_hashed((&mut entry).take(budget), &mut data)
                 .map_err(|e| BundleError::Zip(format!("entry '{name}': {e}")))?;
-            let digest = hex::encode(hasher.ctx.finalize());
+            let digest = hex::encode(ctx.finalize());
             total += data.len() as u64;
             if total > max_size {
                 return Err(BundleError::TooLarge {
@@ -299,12 +314,12 @@ impl Bundle {
                 manifest::MAX_MANIFEST_SIZE
             )));
         }
-        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-            .map_err(|e| BundleError::Manifest(e.to_string()))?;
+        let manifest =
+            Manifest::parse(&manifest_bytes).map_err(|e| BundleError::Manifest(e.to_string()))?;
         manifest.check_bounds()?;
         for name in files.keys() {
             let computed = digests.get(name).map(String::as_str).unwrap_or_default();
-            match manifest.digests.get(name) {
+            match manifest.digests().get(name) {
                 None => return Err(BundleError::MissingDigest(name.clone())),
                 Some(d) if !d.eq_ignore_ascii_case(computed) => {
                     return Err(BundleError::WrongDigest(name.clone()))
@@ -312,7 +327,7 @@ impl Bundle {
                 Some(_) => {}
             }
         }
-        for name in manifest.digests.keys() {
+        for name in manifest.digests().keys() {
             check_name(name)?;
             if !files.contains_key(name) {
                 return Err(BundleError::MissingFile(name.clone()));
@@ -413,13 +428,12 @@ impl Bundle {
 pub fn read_exploded_manifest(dir: &Path) -> Result<Manifest, BundleError> {
     let p = dir.join(MANIFEST_NAME);
     let bytes = std::fs::read(&p).map_err(io(&p))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| BundleError::Manifest(format!("{}: {e}", p.display())))
+    Manifest::parse(&bytes).map_err(|e| BundleError::Manifest(format!("{}: {e}", p.display())))
 }
 
 /// Re-hashes every file of an exploded bundle against `manifest`; symlinks are refused.
 pub fn verify_exploded(dir: &Path, manifest: &Manifest) -> Result<(), BundleError> {
-    for (name, digest) in &manifest.digests {
+    for (name, digest) in manifest.digests() {
         check_name(name)?;
         let p = dir.join(name);
         let md = std::fs::symlink_metadata(&p).map_err(io(&p))?;
@@ -465,6 +479,7 @@ mod tests {
         let mut manifest = b.manifest.clone();
         manifest
             .digests
+            .get_or_insert_default()
             .insert(EXECUTABLE_NAME.into(), digest_hex(exe_bytes));
         write_raw(out, &manifest, &[(EXECUTABLE_NAME, exe_bytes)]);
         Ok(())
@@ -501,7 +516,9 @@ mod tests {
         let exe = crate::bundle::elf::tests::system_executable();
         for bad in ["META-INF", "meta-inf", "a\nb", &"n".repeat(300)] {
             let mut m = b.manifest.clone();
-            m.digests.insert(bad.to_string(), digest_hex(b"x"));
+            m.digests
+                .get_or_insert_default()
+                .insert(bad.to_string(), digest_hex(b"x"));
             write_raw(&out, &m, &[(EXECUTABLE_NAME, &exe), (bad, b"x")]);
             let e = Bundle::open(&out, 1 << 30).expect_err(bad);
             assert!(matches!(e, BundleError::BadPath(_)), "{bad}: {e}");
@@ -561,7 +578,7 @@ mod tests {
         let (_t, out) = sample();
         let b = Bundle::open(&out, 1 << 20).expect("open");
         let json = serde_json::to_string(&b.manifest).expect("json");
-        let again: Manifest = serde_json::from_str(&json).expect("parse");
+        let again = Manifest::parse(json.as_bytes()).expect("parse");
         assert_eq!(again.hash(), b.manifest.hash());
     }
 }

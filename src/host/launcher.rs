@@ -386,7 +386,7 @@ pub fn resolve_bundle(
     }
     bundle::verify_exploded(&real, &manifest)?;
     let ronl = manifest.ronl()?;
-    let mut files: Vec<PathBuf> = manifest.digests.keys().map(|f| real.join(f)).collect();
+    let mut files: Vec<PathBuf> = manifest.digests().keys().map(|f| real.join(f)).collect();
     files.push(real.join(bundle::MANIFEST_NAME));
     Ok((real.join(ronl.executable), files))
 }
