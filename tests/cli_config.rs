@@ -200,6 +200,67 @@ fn root_is_refused_without_the_unsafe_flag() {
     );
 }
 
+/// `config check` runs the node's own start-up checks on the config and the bundles it names:
+/// for each of these configs the two refuse with the same message.
+#[test]
+fn config_check_and_start_agree() {
+    let cases: [(&str, &str, Option<&str>); 3] = [
+        (
+            "unconfined without the flag",
+            "  provisioner: unconfined\n",
+            None,
+        ),
+        (
+            "a runtime by id without its bundle (oasis docs' hot-loading config)",
+            "  runtimes:\n    - id: 0000000000000000000000000000000000000000000000000000000000000002\n",
+            None,
+        ),
+        ("a bundle that is not a bundle", "", Some("not a zip archive")),
+    ];
+    for (what, extra, garbage) in cases {
+        let mut d = NodeDir::new();
+        d.build_bundle();
+        if let Some(g) = garbage {
+            std::fs::write(d.bundle(), g).expect("write");
+        }
+        let cfg = d.write_config(extra);
+        let check = run(&["config", "check", "--config", cfg.to_str().expect("utf8")]);
+        let out = text(&check);
+        assert_eq!(check.status.code(), Some(1), "{what}: {out}");
+        let message = out
+            .lines()
+            .find_map(|l| l.split_once(": error: ").map(|(_, m)| m.to_string()))
+            .unwrap_or_else(|| panic!("{what}: no error line: {out}"));
+        let message = message
+            .strip_prefix("bundle refused (the node starts without it): ")
+            .unwrap_or(&message)
+            .to_string();
+        d.give_to_nobody();
+        let mut node = d.start();
+        let log = if garbage.is_some() {
+            // A refused bundle does not stop the node: it runs without it and says why.
+            let start = std::time::Instant::now();
+            while !node.log_text().contains("bundle refused")
+                && start.elapsed() < std::time::Duration::from_secs(30)
+            {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            node.log_text()
+        } else {
+            assert_eq!(
+                node.wait_exit(std::time::Duration::from_secs(30)),
+                Some(1),
+                "{what}"
+            );
+            node.log_text()
+        };
+        assert!(
+            log.contains(&message),
+            "{what}: config check said {message:?}; the node:\n{log}"
+        );
+    }
+}
+
 #[test]
 fn unconfined_needs_the_unsafe_flag() {
     let mut d = NodeDir::new();

@@ -308,6 +308,18 @@ fn localnet_syncs_registers_elects_and_survives_a_killed_follower() {
         ),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run(&["control", "wait-sync", "-a", &sock(&net, "client-0")]);
+    assert!(o.status.success() && o.stdout.is_empty(), "{}", text(&o));
+    // The node's staking address, from its status (oasis's `identity show-address`).
+    let o = run(&["identity", "show-address", "-a", &sock(&net, "compute-0")]);
+    let node_id = st["identity"]["node"].as_str().expect("identity.node");
+    let want = paratime_state::address::Address::from_public_key(&node_id.parse().expect("key"));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        want.to_string(),
+        "{}",
+        text(&o)
+    );
 
     // The entity's account shows its escrow above the node-compute threshold.
     let entity: serde_json::Value = serde_json::from_str(
@@ -409,7 +421,76 @@ fn localnet_syncs_registers_elects_and_survives_a_killed_follower() {
                 && n.height("compute-1") + 2 >= n.height("validator-0")
         },
     );
-    let _ = net.stop();
+
+    // oasis's status shapes where a hosting node's runtime is: a compute node is ready, with
+    // its executor and storage; a client node has storage but no executor.
+    let st = net.status("compute-0").expect("status");
+    assert_eq!(rt(&st)["committee"]["status"], "ready", "{}", rt(&st));
+    assert_eq!(rt(&st)["executor"]["status"], "ready", "{}", rt(&st));
+    assert_eq!(
+        rt(&st)["storage"]["status"],
+        "syncing rounds",
+        "{}",
+        rt(&st)
+    );
+    assert!(rt(&st)["storage"]["last_finalized_round"].is_u64());
+    let d = &rt(&st)["descriptor"];
+    assert_eq!(d["id"], RUNTIME_ID, "{d}");
+    assert_eq!(d["kind"], 1, "oasis: 1 = compute: {d}");
+    let st = net.status("client-0").expect("status");
+    assert!(rt(&st)["executor"].is_null(), "{}", rt(&st));
+
+    // With the validator frozen, a client node restarted more than 10 s later cannot sync:
+    // its committee status says so (not "ready"), and its log says why at info level.
+    // (This network has one validator.)
+    let validators = ["validator-0"];
+    for v in validators {
+        signal(&net.net(), v, nix::sys::signal::Signal::SIGSTOP);
+    }
+    std::thread::sleep(Duration::from_secs(11));
+    let pid = signal(&net.net(), "client-0", nix::sys::signal::Signal::SIGKILL);
+    net.wait(
+        "the restarted client waits for consensus sync",
+        Duration::from_secs(60),
+        |n| {
+            node_pid(&n.net(), "client-0").is_some_and(|p| p != pid)
+                && n.status("client-0").is_some_and(|s| {
+                    rt(&s)["committee"]["status"] == "waiting for consensus sync"
+                        && s["consensus"]["status"] == "syncing"
+                })
+        },
+    );
+    let log = std::fs::read_to_string(net.net().join("client-0/data/node.log")).unwrap_or_default();
+    assert!(
+        // (At its first start it said "no block decided since genesis yet".)
+        log.contains("committee status: waiting for consensus sync: consensus at height"),
+        "no info line on why the restarted node waits"
+    );
+    for v in validators {
+        signal(&net.net(), v, nix::sys::signal::Signal::SIGCONT);
+    }
+    net.wait(
+        "the client is ready once blocks are decided again",
+        Duration::from_secs(90),
+        |n| {
+            n.status("client-0")
+                .is_some_and(|s| rt(&s)["committee"]["status"] == "ready")
+        },
+    );
+
+    // A node its operator stopped stays stopped: localnet restarts crashed nodes only.
+    let o = run(&["control", "shutdown", "-a", &sock(&net, "compute-2")]);
+    assert!(o.status.success(), "{}", text(&o));
+    net.wait("compute-2 stopped", Duration::from_secs(60), |n| {
+        node_pid(&n.net(), "compute-2").is_none()
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        node_pid(&net.net(), "compute-2").is_none(),
+        "localnet restarted a node stopped by control shutdown"
+    );
+    let out = net.stop();
+    assert!(out.contains("node compute-2 stopped"), "{out}");
 }
 
 #[test]

@@ -109,6 +109,8 @@ enum IdentityCmd {
         #[arg(long)]
         datadir: PathBuf,
     },
+    /// Print the running node's staking address (`oasis1…`), from its control status.
+    ShowAddress(Addr),
 }
 
 #[derive(Subcommand, Debug)]
@@ -155,6 +157,8 @@ enum ControlCmd {
     Status(Addr),
     /// Exit 0 when the node completed initial syncing, 1 otherwise.
     IsSynced(Addr),
+    /// Wait (without a time limit) until the node completed initial syncing; silent, exit 0.
+    WaitSync(Addr),
     /// Ask the node to shut down.
     Shutdown(Addr),
 }
@@ -222,14 +226,36 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-fn config_check(file: &std::path::Path) -> i32 {
+/// `config check`: the config's own checks, then every start-up check that depends only on the
+/// config and the files it names, through the node's own functions (host checks are `doctor`'s).
+fn config_check(file: &std::path::Path, unsafe_debug: bool) -> i32 {
     match config::load(file) {
         Ok(l) => {
             for w in &l.warnings {
                 println!("{}", w.display_in(file));
             }
-            println!("{}: ok", file.display());
-            0
+            let mut errors: Vec<String> = Vec::new();
+            if let Err(e) = crate::node::check_config_start(&l.config, unsafe_debug) {
+                errors.push(e.to_string());
+            }
+            match crate::node::verify_bundles(&l.config, l.settings.max_bundle_size) {
+                Ok((_, refused)) => {
+                    errors.extend(refused.into_iter().map(|r| {
+                        format!("bundle refused (the node starts without it): {}", r.error)
+                    }))
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+            for e in &errors {
+                println!("{}: error: {e}", file.display());
+            }
+            if errors.is_empty() {
+                println!("{}: ok", file.display());
+                0
+            } else {
+                println!("{}: {} error(s)", file.display(), errors.len());
+                1
+            }
         }
         Err(e) => {
             for p in &e.problems {
@@ -259,6 +285,27 @@ fn identity_cmd(cmd: IdentityCmd) -> i32 {
                     0
                 }
                 Err(e) => fail(e),
+            }
+        }
+        IdentityCmd::ShowAddress(a) => {
+            match block_on(crate::control::client::Client::new(a.address).status()) {
+                Ok(v) => {
+                    let node = v["identity"]["node"].as_str().unwrap_or_default();
+                    match node.parse::<crate::consensus::crypto::PublicKey>() {
+                        Ok(k) => {
+                            println!("{}", paratime_state::address::Address::from_public_key(&k));
+                            0
+                        }
+                        Err(e) => fail(format!(
+                            "the node's status has no usable identity.node: {e}"
+                        )),
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    // oasis-node exits 128 when the status cannot be fetched.
+                    128
+                }
             }
         }
         IdentityCmd::Show { datadir } => match Identity::load(&datadir, false) {
@@ -387,6 +434,16 @@ fn control_cmd(cmd: ControlCmd) -> i32 {
             }
             Err(e) => report(e),
         },
+        ControlCmd::WaitSync(a) => block_on(async {
+            let c = Client::new(a.address);
+            loop {
+                match c.is_synced().await {
+                    Ok(s) if s.synced => return 0,
+                    Ok(_) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+                    Err(e) => return report(e),
+                }
+            }
+        }),
         ControlCmd::Shutdown(a) => match block_on(Client::new(a.address).shutdown()) {
             Ok(_) => {
                 println!("shutdown requested");
@@ -543,7 +600,7 @@ pub fn run() -> i32 {
             ),
         },
         Some(Command::Config(ConfigCmd::Check)) => match cli.config {
-            Some(f) => config_check(&f),
+            Some(f) => config_check(&f, cli.unsafe_debug),
             None => fail("config check needs --config FILE"),
         },
         Some(Command::Identity(c)) => identity_cmd(c),

@@ -102,8 +102,8 @@ pub enum AccountCmd {
     Show {
         /// `oasis1…` address.
         addr: String,
-        /// A node's control socket (default: $PARATIME_NODE_ADDRESS, else the client node of the
-        /// last `localnet` started by this user).
+        /// A node's control socket (default: $PARATIME_NODE_ADDRESS, else ./internal.sock, else
+        /// /run/paratime-node/internal.sock).
         #[arg(short = 'a', long = "address")]
         address: Option<String>,
         /// Print JSON.
@@ -233,29 +233,27 @@ async fn submit(
     Err(anyhow::anyhow!("transaction not included within 15s"))
 }
 
-/// Where `localnet` records its client node's control socket for this user.
-pub fn localnet_pointer() -> PathBuf {
-    let dir = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    dir.join(format!(
-        "paratime-node-localnet-{}.addr",
-        nix::unistd::getuid()
-    ))
-}
+/// The control socket of the systemd unit (`paratime-node.socket`).
+pub const SYSTEMD_SOCKET: &str = "/run/paratime-node/internal.sock";
 
+/// The node to ask when `-a` is not given: `$PARATIME_NODE_ADDRESS`, else oasis-node's default
+/// (`internal.sock` in the working directory, i.e. run from the data dir), else the systemd
+/// unit's socket. Never a node remembered from elsewhere: on a shared machine that could be
+/// another person's network.
 pub(crate) fn default_address() -> anyhow::Result<String> {
     if let Ok(a) = std::env::var("PARATIME_NODE_ADDRESS") {
         return Ok(a);
     }
-    let p = localnet_pointer();
-    match std::fs::read_to_string(&p) {
-        Ok(a) if !a.trim().is_empty() => {
-            eprintln!("(using the localnet client node {})", a.trim());
-            Ok(a.trim().to_string())
+    for path in ["internal.sock", SYSTEMD_SOCKET] {
+        if std::path::Path::new(path).exists() {
+            return Ok(format!("unix:{path}"));
         }
-        _ => Err(anyhow::anyhow!("no node to ask: give -a unix:PATH (a node's control socket) or set PARATIME_NODE_ADDRESS")),
     }
+    Err(anyhow::anyhow!(
+        "no node to ask: neither ./internal.sock nor {SYSTEMD_SOCKET} exists; give -a \
+         unix:PATH (a node's control socket, <data_dir>/internal.sock), run from the node's \
+         data dir, or set PARATIME_NODE_ADDRESS"
+    ))
 }
 
 /// What a genesis document is made of.

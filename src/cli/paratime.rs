@@ -16,8 +16,8 @@ pub const SAMPLE_RUNTIME_ID: &str =
 /// Where and what to call.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CallArgs {
-    /// A client or compute node's control socket (default: $PARATIME_NODE_ADDRESS, else the
-    /// client node of the last `localnet` started by this user).
+    /// A client or compute node's control socket (default: $PARATIME_NODE_ADDRESS, else
+    /// ./internal.sock, else /run/paratime-node/internal.sock).
     #[arg(short = 'a', long = "address")]
     pub address: Option<String>,
     /// Runtime ID (hex).

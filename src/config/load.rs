@@ -428,6 +428,18 @@ mod tests {
         assert!(p[0].message.contains("public IP"));
     }
 
+    /// oasis's own test runner writes `consensus.debug`: accepted with one warning naming it.
+    #[test]
+    fn consensus_debug_is_accepted_with_a_warning() {
+        let text = "consensus:\n  debug:\n    unsafe_replay_recover_corrupted_wal: true\n";
+        let (cfg, p) = parse(text, &KeyIndex::new(text), &BTreeSet::new());
+        assert!(p.is_empty(), "{p:?}");
+        let (p, _) = super::super::validate::validate(&cfg.expect("parsed"));
+        let debug: Vec<_> = p.iter().filter(|p| p.key == "consensus.debug").collect();
+        assert_eq!(debug.len(), 1, "{p:?}");
+        assert_eq!(debug[0].severity, super::super::Severity::Warning);
+    }
+
     #[test]
     fn all_unknown_keys_are_listed() {
         let text = "common:\n  data_dirr: /x\n  log:\n    formatt: json\nfoo: 1\n";

@@ -190,6 +190,8 @@ pub struct Consensus {
     pub providers: Option<Value>,
     /// Extra sanity checks (accepted, unused).
     pub supplementary_sanity: Option<Value>,
+    /// CometBFT debug switches, as oasis's own test runner writes them (accepted, unused).
+    pub debug: Option<Value>,
 }
 
 impl Default for Consensus {
@@ -213,6 +215,7 @@ impl Default for Consensus {
             light_client: None,
             providers: None,
             supplementary_sanity: None,
+            debug: None,
         }
     }
 }

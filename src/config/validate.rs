@@ -526,6 +526,7 @@ fn check_unsupported(c: &Config, p: &mut Vec<Problem>, parsed: &mut Parsed) {
             "sentry nodes are not supported: ignored",
         ));
     }
+    check_ignored(c, p);
     match consensus_listen(c) {
         Ok(a) => parsed.consensus_listen = Some(a),
         Err(e) => p.push(Problem::error("consensus.listen_address", e)),
@@ -555,6 +556,7 @@ fn check_unsupported(c: &Config, p: &mut Vec<Problem>, parsed: &mut Parsed) {
             "consensus.supplementary_sanity",
             c.consensus.supplementary_sanity.is_some(),
         ),
+        ("consensus.debug", c.consensus.debug.is_some()),
     ];
     for (key, set) in cometbft {
         if set {
@@ -569,6 +571,87 @@ fn check_unsupported(c: &Config, p: &mut Vec<Problem>, parsed: &mut Parsed) {
             "common.debug.allow_root",
             "only takes effect with the --unsafe-debug flag",
         ));
+    }
+}
+
+/// oasis-node keys this node accepts but does not act on: one warning each, naming the key and
+/// what the operator must do instead, so that none is ignored silently.
+fn check_ignored(c: &Config, p: &mut Vec<Problem>) {
+    let halt = |what: &str, v: u64| {
+        format!(
+            "upgrade halts are not implemented yet: the node will NOT stop at {what} {v}; stop it \
+             yourself (control shutdown) when `control status` shows consensus.latest_{what} {v}"
+        )
+    };
+    let r = &c.runtime;
+    let mut ignored: Vec<(&str, bool, String)> = vec![
+        ("consensus.halt_epoch", c.consensus.halt_epoch != 0, halt("epoch", c.consensus.halt_epoch)),
+        ("consensus.halt_height", c.consensus.halt_height != 0, halt("height", c.consensus.halt_height)),
+        (
+            "consensus.upgrade_stop_delay",
+            c.consensus.upgrade_stop_delay != "1m",
+            "no upgrade halts here, so no stop delay: ignored".into(),
+        ),
+        (
+            "consensus.min_gas_price",
+            c.consensus.min_gas_price != 0,
+            "consensus transactions pay no gas on this network: ignored".into(),
+        ),
+        (
+            "consensus.submission",
+            c.consensus.submission.is_some(),
+            "the node's own consensus transactions (registrations, commitments) pay no fee on this \
+             network: ignored"
+                .into(),
+        ),
+        (
+            "consensus.log_debug",
+            c.consensus.log_debug,
+            "CometBFT debug logging: no CometBFT here; raise `common.log.level` of `consensus` instead".into(),
+        ),
+        (
+            "consensus.sentry_upstream_addresses",
+            !c.consensus.sentry_upstream_addresses.is_empty(),
+            "sentry nodes are not supported: ignored".into(),
+        ),
+        (
+            "runtime.tx_pool",
+            r.tx_pool.is_some(),
+            "the transaction pool's limits are built in: ignored".into(),
+        ),
+        (
+            "runtime.indexer",
+            r.indexer.is_some(),
+            "the transaction index is always kept for the pruning window (`runtime.prune`): ignored".into(),
+        ),
+        (
+            "runtime.sentry_addresses",
+            !r.sentry_addresses.is_empty(),
+            "sentry nodes are not supported: ignored".into(),
+        ),
+        (
+            "runtime.runtimes[].components",
+            r.runtimes.iter().any(|e| !e.components.is_empty()),
+            "every bundle's one RONL component runs; ROFL components are not supported: ignored".into(),
+        ),
+    ];
+    for (key, v) in [
+        ("p2p.discovery", &c.p2p.discovery),
+        ("p2p.gossipsub", &c.p2p.gossipsub),
+        ("p2p.peer_manager", &c.p2p.peer_manager),
+        ("p2p.connection_manager", &c.p2p.connection_manager),
+        ("p2p.connection_gater", &c.p2p.connection_gater),
+    ] {
+        ignored.push((
+            key,
+            v.is_some(),
+            "libp2p tuning: this node uses its built-in values, ignored".into(),
+        ));
+    }
+    for (key, set, why) in ignored {
+        if set {
+            p.push(Problem::warning(key, why));
+        }
     }
 }
 
@@ -761,6 +844,40 @@ mod tests {
             .filter(|p| p.key.starts_with("runtime.ping_"))
             .map(|p| p.to_string())
             .collect()
+    }
+
+    /// Keys oasis-node acts on and this node does not are never silent: one warning each.
+    #[test]
+    fn accepted_but_ignored_keys_are_each_named() {
+        let mut c = Config::default();
+        c.consensus.halt_height = 1234;
+        c.consensus.min_gas_price = 1;
+        c.runtime.tx_pool = Some(serde_yaml_ng::Value::Null);
+        c.p2p.gossipsub = Some(serde_yaml_ng::Value::Null);
+        let (p, _) = validate(&c);
+        let warned = |key: &str| {
+            p.iter()
+                .filter(|p| p.key == key && p.severity == super::super::Severity::Warning)
+                .map(|p| p.message.clone())
+                .collect::<Vec<_>>()
+        };
+        let halt = warned("consensus.halt_height");
+        assert_eq!(halt.len(), 1, "{p:?}");
+        assert!(
+            halt[0].contains("will NOT stop at height 1234"),
+            "{}",
+            halt[0]
+        );
+        for key in [
+            "consensus.min_gas_price",
+            "runtime.tx_pool",
+            "p2p.gossipsub",
+        ] {
+            assert_eq!(warned(key).len(), 1, "{key}: {p:?}");
+        }
+        // Defaults warn about nothing of the kind.
+        let (p, _) = validate(&Config::default());
+        assert!(!p.iter().any(|p| p.message.contains("ignored")), "{p:?}");
     }
 
     #[test]

@@ -223,6 +223,12 @@ pub struct RuntimeEntry {
     /// The runtime's rounds in the consensus state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub roothash: Option<api::RoothashStatus>,
+    /// The executor (compute nodes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executor: Option<api::ExecutorStatus>,
+    /// The runtime's state storage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<api::StorageStatus>,
     /// The runtime worker.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker: Option<crate::worker::compute::Status>,
@@ -234,6 +240,8 @@ pub struct RuntimeEntry {
 /// `runtimes.<id>.committee`.
 #[derive(Clone, Debug, Serialize)]
 pub struct CommitteeEntry {
+    /// oasis's committee status.
+    pub status: api::CommitteeState,
     /// The host's part.
     #[serde(flatten)]
     pub host: crate::host::supervisor::CommitteeStatus,
@@ -257,6 +265,12 @@ impl RuntimeEntry {
             provisioner,
             components,
             committee: CommitteeEntry {
+                status: match committee.status {
+                    crate::host::supervisor::Readiness::Ready => api::CommitteeState::Ready,
+                    crate::host::supervisor::Readiness::Waiting => {
+                        api::CommitteeState::WaitingForProvision
+                    }
+                },
                 host: committee,
                 chain: None,
             },
@@ -266,6 +280,8 @@ impl RuntimeEntry {
             latest_hash: None,
             last_retained_round: None,
             roothash: None,
+            executor: None,
+            storage: None,
             worker: None,
             state_memory: None,
         }
@@ -306,6 +322,53 @@ impl RuntimeEntry {
                     timeout_at: chain.pool.timeout_at,
                 },
             });
+        }
+        // The runtime's descriptor in the network's registry, with oasis's JSON encodings where
+        // the concept is the same (`kind` and `tee_hardware` are integers there).
+        self.descriptor = view
+            .state
+            .genesis
+            .registry
+            .runtimes
+            .iter()
+            .find(|d| d.id == *rid)
+            .and_then(|d| {
+                let mut v = serde_json::to_value(d).ok()?;
+                let o = v.as_object_mut()?;
+                o.insert(
+                    "kind".into(),
+                    u8::from(d.kind != "compute").saturating_add(1).into(),
+                );
+                o.insert("tee_hardware".into(), 0.into());
+                Some(v)
+            });
+        // oasis's order: consensus sync, then the registry, then the workers and the runtime.
+        self.committee.status = match &ws {
+            _ if !view.synced => api::CommitteeState::WaitingForConsensusSync,
+            _ if chain.is_none() => api::CommitteeState::WaitingForDescriptor,
+            Some(w) => w.committee_status,
+            None => self.committee.status,
+        };
+        if let Some(w) = &ws {
+            self.storage = Some(api::StorageStatus {
+                status: if w.state_syncing {
+                    "syncing checkpoints"
+                } else {
+                    "syncing rounds"
+                }
+                .into(),
+                last_finalized_round: w.latest_round,
+            });
+            if w.compute {
+                self.executor = Some(api::ExecutorStatus {
+                    status: if self.committee.status == api::CommitteeState::Ready {
+                        "ready"
+                    } else {
+                        "waiting for runtime readiness"
+                    }
+                    .into(),
+                });
+            }
         }
         self.last_retained_round = ws.as_ref().map(|w| w.last_retained_round);
         self.worker = ws;

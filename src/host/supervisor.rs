@@ -45,7 +45,9 @@ pub enum Readiness {
 /// `runtimes.<id>.committee`.
 #[derive(Clone, Debug, Serialize)]
 pub struct CommitteeStatus {
-    /// Waiting until the handshake, then ready.
+    /// Waiting until the handshake, then ready. The control status shows the committee status
+    /// derived from it (`control::api::CommitteeState`), not this field.
+    #[serde(skip)]
     pub status: Readiness,
     /// The running version.
     pub active_version: Option<Version>,

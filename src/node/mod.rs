@@ -135,15 +135,23 @@ fn local_config(cfg: &Config, id: &RuntimeId) -> Result<Option<ciborium::Value>,
     .transpose()
 }
 
-/// Opens, verifies and explodes every configured bundle. A bundle that fails verification (a
-/// hostile or broken one) is refused and reported, and the node runs on without it: what a
-/// bundle contains must never stop the node (DESIGN §2).
-pub fn install_bundles(
+/// Opens and verifies every configured bundle and matches them to `runtime.runtimes`, without
+/// writing anything: what the node does with its config's bundles at start, and what `config
+/// check` runs. A bundle that fails verification (a hostile or broken one) is refused and
+/// reported, and the node runs on without it: what a bundle contains must never stop the node
+/// (DESIGN §2).
+#[allow(clippy::type_complexity)]
+pub fn verify_bundles(
     cfg: &Config,
     max: u64,
-    bundles_dir: &Path,
-) -> Result<(Vec<HostedRuntime>, Vec<crate::control::RefusedBundle>), NodeError> {
-    let mut out: Vec<HostedRuntime> = Vec::new();
+) -> Result<
+    (
+        Vec<(String, Bundle, HostedRuntime)>,
+        Vec<crate::control::RefusedBundle>,
+    ),
+    NodeError,
+> {
+    let mut out: Vec<(String, Bundle, HostedRuntime)> = Vec::new();
     let mut refused = Vec::new();
     for p in &cfg.runtime.paths {
         let path = PathBuf::from(p);
@@ -155,7 +163,6 @@ pub fn install_bundles(
                     source,
                 }
                 .to_string();
-                log::error!(target: "runtime/bundle/manager", path = p.as_str(), err = error.as_str(), message_id = crate::system::notify::message_id::RUNTIME_FAILED; "bundle refused: not hosted");
                 refused.push(crate::control::RefusedBundle {
                     path: p.clone(),
                     error,
@@ -163,31 +170,58 @@ pub fn install_bundles(
                 continue;
             }
         };
-        b.explode(bundles_dir).map_err(|source| NodeError::Bundle {
-            path: path.clone(),
-            source,
-        })?;
         let id = b.manifest.id;
-        if out.iter().any(|r| r.id == id) {
+        if out.iter().any(|(_, _, r)| r.id == id) {
             return Err(NodeError::DuplicateRuntime(id));
         }
-        log::info!(target: "runtime/bundle/manager", runtime_id:% = id, bundle = b.manifest.hash_hex().as_str(), path = p.as_str(); "bundle installed");
-        out.push(HostedRuntime {
+        let hosted = HostedRuntime {
             id,
             name: b.manifest.name.clone(),
             bundle: b.manifest.hash_hex(),
             version: b.ronl.version,
             local_config: local_config(cfg, &id)?,
             chain_context: String::new(),
-        });
+        };
+        out.push((p.clone(), b, hosted));
     }
     for r in &cfg.runtime.runtimes {
         // A refused bundle may have been this runtime's: its entry is then reported, not fatal.
-        if !out.iter().any(|h| h.id.to_string() == r.id) && refused.is_empty() {
+        if !out.iter().any(|(_, _, h)| h.id.to_string() == r.id) && refused.is_empty() {
             return Err(NodeError::NoBundle(r.id.clone()));
         }
     }
     Ok((out, refused))
+}
+
+/// [`verify_bundles`], then explodes each bundle into `bundles_dir`.
+pub fn install_bundles(
+    cfg: &Config,
+    max: u64,
+    bundles_dir: &Path,
+) -> Result<(Vec<HostedRuntime>, Vec<crate::control::RefusedBundle>), NodeError> {
+    let (verified, refused) = verify_bundles(cfg, max)?;
+    for r in &refused {
+        log::error!(target: "runtime/bundle/manager", path = r.path.as_str(), err = r.error.as_str(), message_id = crate::system::notify::message_id::RUNTIME_FAILED; "bundle refused: not hosted");
+    }
+    let mut out = Vec::with_capacity(verified.len());
+    for (p, b, hosted) in verified {
+        b.explode(bundles_dir).map_err(|source| NodeError::Bundle {
+            path: PathBuf::from(&p),
+            source,
+        })?;
+        log::info!(target: "runtime/bundle/manager", runtime_id:% = hosted.id, bundle = hosted.bundle.as_str(), path = p.as_str(); "bundle installed");
+        out.push(hosted);
+    }
+    Ok((out, refused))
+}
+
+/// The start-up checks that depend only on the config (not on the host or the data dir): run
+/// by the node and by `config check`, so the two cannot disagree.
+pub fn check_config_start(cfg: &Config, unsafe_debug: bool) -> Result<(), NodeError> {
+    if cfg.runtime.provisioner == Provisioner::Unconfined && !unsafe_debug {
+        return Err(NodeError::Unconfined);
+    }
+    Ok(())
 }
 
 /// Resolves with the reason the node stops: a signal, or `requested` (`control shutdown`).
@@ -324,10 +358,8 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
     if euid.is_root() {
         log::warn!(target: "cmd/node", "UNSAFE: running as root because --unsafe-debug was given");
     }
+    check_config_start(&cfg, opts.unsafe_debug)?;
     let unconfined = cfg.runtime.provisioner == Provisioner::Unconfined;
-    if unconfined && !opts.unsafe_debug {
-        return Err(NodeError::Unconfined);
-    }
     let nofile = raise_nofile();
     if nofile < MIN_NOFILE {
         log::warn!(target: "cmd/node", "too low RLIMIT_NOFILE, current: {nofile} required: {MIN_NOFILE} (raise the hard limit: LimitNOFILE=102400 in the unit, or `ulimit -Hn 102400` as root); continuing, but the node may run out of file descriptors");

@@ -155,11 +155,43 @@ pub enum GenesisError {
     Invalid(String),
 }
 
+/// The chain ID of an oasis-node genesis document (its top level has `height`, `chain_id` and
+/// oasis's module sections), without parsing more than the top level's keys.
+fn oasis_chain_id(bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Top {
+        height: Option<serde_json::Value>,
+        chain_id: Option<String>,
+        beacon: Option<serde_json::Value>,
+        scheduler: Option<serde_json::Value>,
+        governance: Option<serde_json::Value>,
+    }
+    let t: Top = serde_json::from_slice(bytes).ok()?;
+    let oasis = t.height.is_some()
+        && (t.beacon.is_some() || t.scheduler.is_some() || t.governance.is_some());
+    oasis.then(|| {
+        t.chain_id
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(64)
+            .collect()
+    })
+}
+
 impl Genesis {
     /// Parses and checks a genesis document (JSON).
     pub fn from_json(bytes: &[u8]) -> Result<Self, GenesisError> {
-        let g: Self =
-            serde_json::from_slice(bytes).map_err(|e| GenesisError::Parse(e.to_string()))?;
+        let g: Self = serde_json::from_slice(bytes).map_err(|e| {
+            GenesisError::Parse(match oasis_chain_id(bytes) {
+                Some(chain) => format!(
+                    "this is an Oasis Network genesis document (chain_id '{chain}'): paratime-node \
+                     runs its own network and cannot join the Oasis Mainnet or Testnet; use this \
+                     network's genesis.json (`paratime-node genesis init` creates one)"
+                ),
+                None => e.to_string(),
+            })
+        })?;
         g.check().map_err(GenesisError::Invalid)?;
         Ok(g)
     }
@@ -256,5 +288,29 @@ impl Genesis {
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The top level of the Oasis Mainnet's genesis document (its sections cut short).
+    #[test]
+    fn an_oasis_mainnet_genesis_is_named_as_such() {
+        let doc = br#"{"height": 16817956, "genesis_time": "2023-11-29T10:00:00Z",
+            "chain_id": "oasis-3", "registry": {"params": {}}, "roothash": {}, "staking": {},
+            "keymanager": {}, "scheduler": {}, "beacon": {}, "governance": {}, "consensus": {},
+            "halt_epoch": 18446744073709551615, "extra_data": null}"#;
+        let e = Genesis::from_json(doc).expect_err("oasis genesis");
+        let e = e.to_string();
+        assert!(
+            e.contains("Oasis Network genesis document (chain_id 'oasis-3')")
+                && e.contains("cannot join the Oasis Mainnet"),
+            "{e}"
+        );
+        // Anything else keeps serde's message, which names the key.
+        let e = Genesis::from_json(br#"{"chain_id": "x", "bogus": 1}"#).expect_err("bogus");
+        assert!(!e.to_string().contains("Oasis Network"), "{e}");
     }
 }

@@ -942,9 +942,10 @@ pub(crate) fn run(a: Args) -> i32 {
         "unix:{}",
         a.dir.join("client-0/data/internal.sock").display()
     );
-    let pointer = paratime_node::cli::network::localnet_pointer();
-    let _ = std::fs::write(&pointer, &client);
-    println!("running; Ctrl-C stops the network (`paratime-node account show ADDR` asks {client})");
+    println!(
+        "running; Ctrl-C stops the network (commands ask it with -a {client}, or after \
+         `export PARATIME_NODE_ADDRESS={client}`)"
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -994,6 +995,7 @@ pub(crate) fn run(a: Args) -> i32 {
             .map(|(n, c)| (n.clone(), (std::time::Instant::now(), tree_cpu_ms(c.id()))))
             .collect();
         let mut restarts = 0u32;
+        let mut stopped = std::collections::BTreeSet::<String>::new();
         // Consensus figures are measured from 5 s after the first block to the end.
         let mut first_block: Option<std::time::Instant> = None;
         let mut start_snapshot: Option<Snapshot> = None;
@@ -1044,7 +1046,17 @@ pub(crate) fn run(a: Args) -> i32 {
                         }
                     }
                     for (name, c) in &mut children {
+                        if stopped.contains(name.as_str()) {
+                            continue;
+                        }
                         if let Ok(Some(status)) = c.try_wait() {
+                            // Exit 0 is a node that was told to stop (`control shutdown`, a
+                            // signal to it alone): the operator's decision, not a crash.
+                            if status.success() {
+                                eprintln!("node {name} stopped ({status}); not restarting it");
+                                stopped.insert(name.to_string());
+                                continue;
+                            }
                             restarts += 1;
                             let log = a.dir.join(name.as_str()).join("data/node.log");
                             if restarts > 20 {

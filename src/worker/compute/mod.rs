@@ -147,7 +147,19 @@ pub struct Status {
     pub waiting: Option<String>,
     /// The lowest round whose history (block, batch, transaction index, state) is kept.
     pub last_retained_round: Round,
+    /// oasis's committee status (shown as `committee.status`).
+    #[serde(skip)]
+    pub committee_status: crate::control::api::CommitteeState,
+    /// A state sync is under way (`storage.status`).
+    #[serde(skip)]
+    pub state_syncing: bool,
+    /// This node executes rounds (`executor` in the status).
+    #[serde(skip)]
+    pub compute: bool,
 }
+
+/// How often a node that is not ready says why at info level.
+const WAITING_LOG_EVERY: Duration = Duration::from_secs(30);
 
 enum Request {
     Submit { tx: Vec<u8>, reply: Reply },
@@ -360,6 +372,8 @@ struct Run {
     tree_missing: bool,
     /// A pruning run is under way (off this task: it writes all over the store).
     pruning: bool,
+    /// The committee status last logged, and when.
+    status_logged: Option<(crate::control::api::CommitteeState, Instant)>,
 }
 
 impl Worker {
@@ -423,6 +437,7 @@ impl Worker {
             pruned: statesync::PrunedClaims::default(),
             tree_missing: self_needs_sync,
             pruning: false,
+            status_logged: None,
         };
         tokio::spawn(run.main(events, req_rx, done_rx, stop));
         Ok(handle)
@@ -957,7 +972,72 @@ impl Run {
         self.proposals.prune(self.applied.round);
     }
 
-    fn publish_status(&self, view: &View) {
+    /// oasis's committee status: the first of its conditions that is not met.
+    fn committee_state(&self, view: &View) -> crate::control::api::CommitteeState {
+        use crate::control::api::CommitteeState as S;
+        if !view.synced {
+            S::WaitingForConsensusSync
+        } else if !view.state.roothash.contains_key(&self.rid) {
+            S::WaitingForDescriptor
+        } else if self.sync.is_some() || self.sync_wanted {
+            S::WaitingForWorkers
+        } else if self.conn.borrow().is_none() {
+            S::WaitingForProvision
+        } else {
+            S::Ready
+        }
+    }
+
+    /// Logs the committee status when it changes, and every [`WAITING_LOG_EVERY`] while the
+    /// node is not ready, with what it is waiting for.
+    fn log_committee_state(
+        &mut self,
+        view: &View,
+        state: crate::control::api::CommitteeState,
+        waiting: Option<&str>,
+        now: Instant,
+    ) {
+        use crate::control::api::CommitteeState as S;
+        let due = match self.status_logged {
+            None => true,
+            Some((last, at)) => {
+                last != state || (state != S::Ready && now.duration_since(at) >= WAITING_LOG_EVERY)
+            }
+        };
+        if !due {
+            return;
+        }
+        self.status_logged = Some((state, now));
+        let detail = match state {
+            S::WaitingForConsensusSync if view.state.height.0 == 0 => {
+                "no block decided since genesis yet (are the validators up and reachable?)".into()
+            }
+            S::WaitingForConsensusSync => format!(
+                "consensus at height {}, its block from {}",
+                view.state.height,
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_millis(view.latest_time_ms)
+                )
+            ),
+            S::WaitingForDescriptor => format!(
+                "runtime {} is not in the network's registry (genesis runtimes: {})",
+                self.rid,
+                view.state
+                    .roothash
+                    .keys()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => waiting.unwrap_or_default().to_string(),
+        };
+        log::info!(target: MODULE, runtime_id:% = self.rid, status = state.as_str(), detail = detail.as_str(); "committee status: {}{}{}", state.as_str(), if detail.is_empty() { "" } else { ": " }, detail);
+    }
+
+    fn publish_status(&mut self, view: &View) {
+        let committee_status = self.committee_state(view);
+        let state_syncing = self.sync.is_some() || self.sync_wanted;
+        let compute = self.w.compute;
         let pool_size = self.pool.len();
         let waiting = if let Some(s) = &self.sync {
             let (round, _) = s.restore.target();
@@ -994,10 +1074,18 @@ impl Run {
             s.latest_round = round;
             s.latest_state_root = root;
             s.pool_size = pool_size;
-            s.waiting = waiting;
+            let changed = changed
+                || s.committee_status != committee_status
+                || s.state_syncing != state_syncing
+                || s.compute != compute;
+            s.waiting = waiting.clone();
             s.last_signed_round = signed;
+            s.committee_status = committee_status;
+            s.state_syncing = state_syncing;
+            s.compute = compute;
             changed
         });
+        self.log_committee_state(view, committee_status, waiting.as_deref(), Instant::now());
     }
 
     /// Gossips transactions as one message.
