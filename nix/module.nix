@@ -389,7 +389,11 @@ let
               '')
               unseen
             + ''
-              paratime-node config check --config ${checkInput}
+              paratime-node config check --config ${checkInput}${
+                lib.concatMapStrings (f: " --unchecked-file ${f.standIn}") (
+                  lib.filter (f: lib.hasSuffix ".orc" f.standIn) unseen
+                )
+              }
               cp ${file} $out
             ''
           )

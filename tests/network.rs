@@ -289,6 +289,15 @@ fn localnet_syncs_registers_elects_and_survives_a_killed_follower() {
     assert_eq!(c["is_validator"], false);
     assert_eq!(c["chain_context"].as_str().map(str::len), Some(64));
     assert!(st["p2p"]["num_peers"].as_u64() >= Some(1), "{}", st["p2p"]);
+    // oasis's shape: IP:port, with the multiaddrs beside.
+    assert!(
+        st["p2p"]["addresses"][0]
+            .as_str()
+            .is_some_and(|a| a.parse::<std::net::SocketAddr>().is_ok()),
+        "{}",
+        st["p2p"]
+    );
+    assert!(st["p2p"]["multiaddrs"][0].is_string(), "{}", st["p2p"]);
     assert!(
         st["p2p"]["peer_id"]
             .as_str()
@@ -317,6 +326,19 @@ fn localnet_syncs_registers_elects_and_survives_a_killed_follower() {
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
         want.to_string(),
+        "{}",
+        text(&o)
+    );
+
+    // The network's stake requirements, from a node (`network show`).
+    let o = run(&["network", "show", "--json", "-a", &sock(&net, "client-0")]);
+    let n: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("network show --json: {e}: {}", text(&o)));
+    assert_eq!(n["runtimes"][0]["id"], RUNTIME_ID, "{n}");
+    assert!(n["thresholds"]["node-compute"].is_u64(), "{n}");
+    let o = run(&["network", "show", "-a", &sock(&net, "client-0")]);
+    assert!(
+        text(&o).contains("per compute node and ParaTime it serves"),
         "{}",
         text(&o)
     );

@@ -95,6 +95,85 @@ pub enum EntityCmd {
     },
 }
 
+/// `network` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum NetworkCmd {
+    /// Show the network's parameters: stake thresholds, epochs, ParaTimes and their committees.
+    Show {
+        /// A node's control socket (default: $PARATIME_NODE_ADDRESS, else ./internal.sock, else
+        /// /run/paratime-node/internal.sock).
+        #[arg(short = 'a', long = "address")]
+        address: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `network show` as text: what an entity must hold to run each kind of node.
+fn show_network(n: &api::NetworkParameters) -> String {
+    let t = &n.thresholds;
+    let mut out = format!(
+        "Network: {} (chain context {})\n\
+         Height: {}, epoch {} ({} blocks of {} ms each)\n\n\
+         Stake an entity must hold (escrow, base units):\n\
+         \x20 entity itself:                            {}\n\
+         \x20 per validator node:                       {}\n\
+         \x20 per compute node and ParaTime it serves:  {}\n\
+         Node registrations last at most {} epochs; reclaimed stake debonds for {} epochs.\n",
+        n.chain_id,
+        n.chain_context,
+        n.height,
+        n.epoch,
+        n.epoch_interval,
+        n.block_interval_ms,
+        t.entity,
+        t.node_validator,
+        t.node_compute,
+        n.max_node_expiration,
+        n.debonding_interval,
+    );
+    for r in &n.runtimes {
+        out.push_str(&format!(
+            "\nParaTime {} ({}):\n\
+             \x20 executor committee: {} workers, {} backups\n\
+             \x20 extra stake per compute node: {} (in all per node: {})\n",
+            r.id,
+            r.kind,
+            r.executor.group_size,
+            r.executor.group_backup_size,
+            r.staking_thresholds.node_compute,
+            t.node_compute
+                .saturating_add(r.staking_thresholds.node_compute),
+        ));
+    }
+    out
+}
+
+/// `network …`.
+pub fn network(cmd: NetworkCmd) -> i32 {
+    let NetworkCmd::Show { address, json } = cmd;
+    let result = (|| {
+        let address = match address {
+            Some(a) => a,
+            None => default_address()?,
+        };
+        let n = block_on(Client::new(address).network())?;
+        anyhow::Ok(if json {
+            serde_json::to_string_pretty(&n).unwrap_or_default()
+        } else {
+            show_network(&n)
+        })
+    })();
+    match result {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            0
+        }
+        Err(e) => fail(e),
+    }
+}
+
 /// `account` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum AccountCmd {

@@ -13,6 +13,34 @@ pub const IS_SYNCED: &str = "/api/v1/is-synced";
 pub const SHUTDOWN: &str = "/api/v1/shutdown";
 /// `POST` [`ConsensusSubmit`]: [`Submitted`].
 pub const CONSENSUS_SUBMIT: &str = "/api/v1/consensus/submit";
+/// `GET`: [`NetworkParameters`].
+pub const NETWORK: &str = "/api/v1/consensus/network";
+
+/// `GET /api/v1/consensus/network`: the network's parameters from its genesis, as this node's
+/// consensus state holds them — what an operator needs to know before staking a node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetworkParameters {
+    /// Chain name.
+    pub chain_id: String,
+    /// Chain context (hex).
+    pub chain_context: String,
+    /// Latest height and epoch.
+    pub height: paratime_state::Height,
+    /// Current epoch.
+    pub epoch: paratime_state::Epoch,
+    /// Blocks per epoch.
+    pub epoch_interval: u64,
+    /// Target time between blocks.
+    pub block_interval_ms: u64,
+    /// Epochs a node registration lasts at most.
+    pub max_node_expiration: u64,
+    /// Epochs reclaimed stake takes to debond.
+    pub debonding_interval: u64,
+    /// Stake an entity holds for itself and per node role.
+    pub thresholds: paratime_state::genesis::Thresholds,
+    /// The ParaTimes, with their committee parameters and extra stake per compute node.
+    pub runtimes: Vec<paratime_state::genesis::RuntimeDescriptor>,
+}
 
 /// `GET`: [`AccountInfo`] of an address (`oasis1…`).
 pub fn account(address: &str) -> String {

@@ -208,6 +208,11 @@ impl Client {
         self.call("POST", super::api::SHUTDOWN, None).await
     }
 
+    /// The network's parameters (stake thresholds, epochs, ParaTimes).
+    pub async fn network(&self) -> Result<super::api::NetworkParameters, ClientError> {
+        self.call("GET", super::api::NETWORK, None).await
+    }
+
     /// An account, with the chain context transactions are signed for.
     pub async fn account(&self, address: &str) -> Result<super::api::AccountInfo, ClientError> {
         self.call("GET", &super::api::account(address), None).await

@@ -537,6 +537,25 @@ async fn account(
     }))
 }
 
+async fn network(State(s): State<ControlState>) -> ApiResult<api::NetworkParameters> {
+    use crate::consensus::engine::Backend;
+    let c = consensus(&s, "this node runs no consensus")?;
+    let view = c.view().borrow().clone();
+    let g = &view.state.genesis;
+    Ok(Json(api::NetworkParameters {
+        chain_id: g.chain_id.clone(),
+        chain_context: view.state.chain_context.clone(),
+        height: view.state.height,
+        epoch: view.state.epoch,
+        epoch_interval: g.epoch_interval,
+        block_interval_ms: g.block_interval_ms,
+        max_node_expiration: g.registry.max_node_expiration,
+        debonding_interval: g.staking.debonding_interval,
+        thresholds: g.staking.thresholds.clone(),
+        runtimes: g.registry.runtimes.clone(),
+    }))
+}
+
 fn worker(s: &ControlState, rid: &str) -> Result<crate::worker::compute::Handle, ApiError> {
     let id: crate::bundle::RuntimeId = rid
         .parse()
@@ -803,6 +822,7 @@ fn router(state: ControlState, limits: Limits) -> Router {
         .route(api::SHUTDOWN, post(shutdown))
         .route(api::CONSENSUS_SUBMIT, post(submit))
         .route("/api/v1/consensus/account/{addr}", get(account))
+        .route(api::NETWORK, get(network))
         .route("/api/v1/runtime/{id}/submit", post(runtime_submit))
         .route(
             "/api/v1/runtime/{id}/submit-no-wait",

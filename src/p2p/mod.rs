@@ -155,6 +155,22 @@ pub enum Event {
     Tx(Signed),
 }
 
+/// `IP:port` of a TCP multiaddr (`/ip4/1.2.3.4/tcp/9200` → `1.2.3.4:9200`), as oasis-node
+/// shows its P2P addresses; `None` for any other transport.
+fn ip_port(a: &Multiaddr) -> Option<String> {
+    use libp2p::multiaddr::Protocol;
+    let mut it = a.iter();
+    let ip: std::net::IpAddr = match it.next()? {
+        Protocol::Ip4(ip) => ip.into(),
+        Protocol::Ip6(ip) => ip.into(),
+        _ => return None,
+    };
+    match (it.next()?, it.next()) {
+        (Protocol::Tcp(port), None) => Some(std::net::SocketAddr::new(ip, port).to_string()),
+        _ => None,
+    }
+}
+
 /// `p2p` in `control status`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Status {
@@ -162,8 +178,10 @@ pub struct Status {
     pub pub_key: String,
     /// libp2p peer ID.
     pub peer_id: String,
-    /// Listen addresses.
+    /// TCP listen addresses as oasis-node shows them (`IP:port`).
     pub addresses: Vec<String>,
+    /// Every listen address as a libp2p multiaddr (TCP and QUIC).
+    pub multiaddrs: Vec<String>,
     /// Connected peers.
     pub num_peers: usize,
     /// Topic → subscribed peers.
@@ -634,7 +652,12 @@ pub fn spawn(
                         log::debug!(target: "p2p", remote:% = send_back_addr, err:% = cause; "incoming connection refused");
                     }
                     SwarmEvent::NewListenAddr { address, .. } => {
-                        status_tx.send_modify(|s| s.addresses.push(address.to_string()));
+                        status_tx.send_modify(|s| {
+                            if let Some(a) = ip_port(&address) {
+                                s.addresses.push(a);
+                            }
+                            s.multiaddrs.push(address.to_string());
+                        });
                     }
                     SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                         for a in info.listen_addrs {
@@ -745,6 +768,18 @@ mod tests {
     use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 
     #[test]
+    fn p2p_addresses_are_shown_as_ip_and_port_like_oasis() {
+        let p = |s: &str| ip_port(&s.parse().expect("multiaddr"));
+        assert_eq!(
+            p("/ip4/10.0.0.1/tcp/9200").as_deref(),
+            Some("10.0.0.1:9200")
+        );
+        assert_eq!(p("/ip6/::1/tcp/9200").as_deref(), Some("[::1]:9200"));
+        assert_eq!(p("/ip4/10.0.0.1/udp/9200/quic-v1"), None);
+        assert_eq!(p("/dns4/example.org/tcp/9200"), None);
+    }
+
+    #[test]
     fn a_runtime_message_is_published_once_and_again_only_if_it_did_not_go_out() {
         let topic = gossipsub::IdentTopic::new("oasis/x/runtime/y/committee/1.0.0").hash();
         let mut r = Recent::default();
@@ -833,7 +868,7 @@ mod tests {
         let addr: Multiaddr = loop {
             let tcp = status
                 .borrow()
-                .addresses
+                .multiaddrs
                 .iter()
                 .find(|a| a.contains("/tcp/"))
                 .cloned();
