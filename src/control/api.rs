@@ -257,57 +257,7 @@ pub struct RuntimeStateValue {
     pub proof: String,
 }
 
-/// `runtimes.<id>.committee.status`: oasis-node's committee node states
-/// (`go/worker/common/api/api.go`), in the order oasis evaluates them: the first condition not
-/// met is the status.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CommitteeState {
-    /// The consensus layer has not caught up with the network (no decided block is recent).
-    #[default]
-    #[serde(rename = "waiting for consensus sync")]
-    WaitingForConsensusSync,
-    /// The runtime is not in the network's registry (the genesis document's runtimes): this
-    /// node hosts a ParaTime its network does not run.
-    #[serde(rename = "waiting for runtime registry descriptor")]
-    WaitingForDescriptor,
-    /// oasis: the runtime needs a key manager that is not available. Never shown here: key
-    /// manager runtimes are not supported (this network's runtime descriptors name none).
-    #[serde(rename = "waiting for available keymanager")]
-    WaitingForKeymanager,
-    /// oasis: the runtime's block history is being reindexed from consensus. Never shown here:
-    /// the runtime's blocks are part of the consensus state and read from it directly.
-    #[serde(rename = "waiting for history reindex")]
-    WaitingForHistoryReindex,
-    /// The storage worker is restoring the runtime's state from peers (state sync).
-    #[serde(rename = "waiting for workers to initialize")]
-    WaitingForWorkers,
-    /// The runtime is not running (starting, restarting after a failure, or refused).
-    #[serde(rename = "waiting for hosted runtime provision")]
-    WaitingForProvision,
-    /// oasis: the runtime is suspended by the roothash. Never shown here: runtimes are not
-    /// suspended (no runtime staking or maintenance fees).
-    #[serde(rename = "runtime suspended")]
-    Suspended,
-    /// Serving.
-    #[serde(rename = "ready")]
-    Ready,
-}
-
-impl CommitteeState {
-    /// The status string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::WaitingForConsensusSync => "waiting for consensus sync",
-            Self::WaitingForDescriptor => "waiting for runtime registry descriptor",
-            Self::WaitingForKeymanager => "waiting for available keymanager",
-            Self::WaitingForHistoryReindex => "waiting for history reindex",
-            Self::WaitingForWorkers => "waiting for workers to initialize",
-            Self::WaitingForProvision => "waiting for hosted runtime provision",
-            Self::Suspended => "runtime suspended",
-            Self::Ready => "ready",
-        }
-    }
-}
+pub use crate::host::supervisor::CommitteeState;
 
 /// `runtimes.<id>.executor` (compute nodes; oasis's `go/worker/compute/executor/api`).
 #[derive(Clone, Debug, Serialize, Deserialize)]

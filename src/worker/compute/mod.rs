@@ -149,7 +149,7 @@ pub struct Status {
     pub last_retained_round: Round,
     /// oasis's committee status (shown as `committee.status`).
     #[serde(skip)]
-    pub committee_status: crate::control::api::CommitteeState,
+    pub committee_status: crate::host::supervisor::CommitteeState,
     /// A state sync is under way (`storage.status`).
     #[serde(skip)]
     pub state_syncing: bool,
@@ -373,7 +373,7 @@ struct Run {
     /// A pruning run is under way (off this task: it writes all over the store).
     pruning: bool,
     /// The committee status last logged, and when.
-    status_logged: Option<(crate::control::api::CommitteeState, Instant)>,
+    status_logged: Option<(crate::host::supervisor::CommitteeState, Instant)>,
 }
 
 impl Worker {
@@ -973,8 +973,8 @@ impl Run {
     }
 
     /// oasis's committee status: the first of its conditions that is not met.
-    fn committee_state(&self, view: &View) -> crate::control::api::CommitteeState {
-        use crate::control::api::CommitteeState as S;
+    fn committee_state(&self, view: &View) -> crate::host::supervisor::CommitteeState {
+        use crate::host::supervisor::CommitteeState as S;
         if !view.synced {
             S::WaitingForConsensusSync
         } else if !view.state.roothash.contains_key(&self.rid) {
@@ -993,11 +993,11 @@ impl Run {
     fn log_committee_state(
         &mut self,
         view: &View,
-        state: crate::control::api::CommitteeState,
+        state: crate::host::supervisor::CommitteeState,
         waiting: Option<&str>,
         now: Instant,
     ) {
-        use crate::control::api::CommitteeState as S;
+        use crate::host::supervisor::CommitteeState as S;
         let due = match self.status_logged {
             None => true,
             Some((last, at)) => {
