@@ -210,8 +210,10 @@ fn read_hashed(mut inner: impl Read, data: &mut Vec<u8>) -> std::io::Result<Sha5
     let mut ctx = Sha512_256::new();
     loop {
         let start = data.len();
+        // Within the reserved capacity while there is any; past it, doubling from a small
+        // probe (as `read_to_end` does), so an entry that is tiny after all keeps a tiny buffer.
         let room = match data.capacity() - start {
-            0 => CHUNK,
+            0 => start.clamp(32, CHUNK),
             free => free.min(CHUNK),
         };
         data.resize(start + room, 0);
@@ -260,6 +262,9 @@ impl Bundle {
         let mut files = BTreeMap::new();
         let mut digests: BTreeMap<String, String> = BTreeMap::new();
         let mut total: u64 = 0;
+        // What the buffers reserved from the headers' sizes, altogether: at most the archive's
+        // length, however many entries lie about their size (each buffer is kept).
+        let mut reserved: u64 = 0;
         for i in 0..zip.len() {
             let mut entry = zip
                 .by_index(i)
@@ -285,8 +290,12 @@ impl Bundle {
             // same pass.
             let budget = max_size.saturating_sub(total).saturating_add(1);
             // Room for the size the header gives (one copy of the data instead of a doubling
-            // series), but a lying header reserves at most the archive's own length.
-            let reserve = entry.size().min(budget).min(archive_len);
+            // series), but lying headers reserve at most the archive's own length in all.
+            let reserve = entry
+                .size()
+                .min(budget)
+                .min(archive_len.saturating_sub(reserved));
+            reserved = reserved.saturating_add(reserve);
             // One byte more: the read that finds the end needs room too.
             let mut data = Vec::with_capacity(usize::try_from(reserve).map_or(0, |r| r + 1));
             let ctx = read_hashed((&mut entry).take(budget), &mut data)
@@ -570,6 +579,63 @@ mod tests {
                 let orig = Bundle::open(&out, 1 << 20).expect("open");
                 proptest::prop_assert_eq!(b.files, orig.files);
             }
+        }
+    }
+
+    /// Entries whose headers claim 16 MiB each but hold one byte: the buffers reserved from
+    /// the claims stay within the archive's length in all (each entry's buffer is kept, so a
+    /// reservation per entry of the archive's length would grow with the number of entries).
+    #[test]
+    fn lying_entry_sizes_reserve_at_most_the_archive_length_in_all() {
+        let (_t, good) = sample();
+        let b = Bundle::open(&good, 1 << 30).expect("open");
+        let exe = b.files[EXECUTABLE_NAME].clone();
+        let mut m = b.manifest.clone();
+        let names: Vec<String> = (0..200).map(|i| format!("f{i}")).collect();
+        for n in &names {
+            m.digests
+                .get_or_insert_default()
+                .insert(n.clone(), digest_hex(b"x"));
+        }
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        zip.start_file(MANIFEST_NAME, stored).expect("start");
+        zip.write_all(&serde_json::to_vec(&m).expect("json"))
+            .expect("write");
+        zip.start_file(EXECUTABLE_NAME, stored).expect("start");
+        zip.write_all(&exe).expect("write");
+        for n in &names {
+            zip.start_file(n.as_str(), stored).expect("start");
+            zip.write_all(b"x").expect("write");
+        }
+        let mut bytes = zip.finish().expect("finish").into_inner();
+        // Every one-byte entry's uncompressed size, in its local and central headers: 16 MiB.
+        let claim = (16u32 << 20).to_le_bytes();
+        let mut patched = 0;
+        for at in 0..bytes.len().saturating_sub(46) {
+            let (sig, offset) = match bytes[at..at + 4] {
+                [0x50, 0x4b, 0x03, 0x04] => (true, 22),
+                [0x50, 0x4b, 0x01, 0x02] => (true, 24),
+                _ => (false, 0),
+            };
+            if sig && bytes[at + offset..at + offset + 4] == 1u32.to_le_bytes() {
+                bytes[at + offset..at + offset + 4].copy_from_slice(&claim);
+                patched += 1;
+            }
+        }
+        assert_eq!(patched, 2 * names.len(), "patched headers");
+        let len = bytes.len();
+        let opened = Bundle::from_reader(std::io::Cursor::new(bytes), 1 << 30);
+        // Refused (a size that disagrees with the data) or opened within the bound.
+        if let Ok(b) = opened {
+            let capacity: usize = b.files.values().map(Vec::capacity).sum();
+            assert!(
+                capacity <= len + 64 * b.files.len(),
+                "{capacity} bytes reserved for a {len}-byte archive of {} files",
+                b.files.len()
+            );
+            assert!(names.iter().all(|n| b.files[n] == b"x"));
         }
     }
 
