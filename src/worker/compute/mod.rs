@@ -1029,7 +1029,11 @@ impl Run {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            _ => waiting.unwrap_or_default().to_string(),
+            // The worker's own reason, unless it only repeats the status.
+            _ => waiting
+                .filter(|w| *w != state.as_str())
+                .unwrap_or_default()
+                .to_string(),
         };
         log::info!(target: MODULE, runtime_id:% = self.rid, status = state.as_str(), detail = detail.as_str(); "committee status: {}{}{}", state.as_str(), if detail.is_empty() { "" } else { ": " }, detail);
     }
