@@ -259,7 +259,7 @@ fn config_check(file: &std::path::Path, unsafe_debug: bool, unchecked: &[String]
                 }
                 !skip
             });
-            match crate::node::verify_bundles(&cfg, l.settings.max_bundle_size) {
+            match crate::node::verify_bundles(&cfg, l.settings.max_bundle_size, |_, _, _| Ok(())) {
                 // The runtime's bundle may be one of the files not opened.
                 Err(crate::node::NodeError::NoBundle(_)) if !unchecked.is_empty() => {}
                 Ok((_, refused)) => {

@@ -136,22 +136,19 @@ fn local_config(cfg: &Config, id: &RuntimeId) -> Result<Option<ciborium::Value>,
 }
 
 /// Opens and verifies every configured bundle and matches them to `runtime.runtimes`, without
-/// writing anything: what the node does with its config's bundles at start, and what `config
+/// writing anything itself: what the node does with its config's bundles at start, and what `config
 /// check` runs. A bundle that fails verification (a hostile or broken one) is refused and
 /// reported, and the node runs on without it: what a bundle contains must never stop the node
 /// (DESIGN §2).
-#[allow(clippy::type_complexity)]
+///
+/// Each verified bundle goes to `each` (with its `runtime.paths` entry) and is dropped before the
+/// next one is opened: one bundle in memory at a time, however many the config names.
 pub fn verify_bundles(
     cfg: &Config,
     max: u64,
-) -> Result<
-    (
-        Vec<(String, Bundle, HostedRuntime)>,
-        Vec<crate::control::RefusedBundle>,
-    ),
-    NodeError,
-> {
-    let mut out: Vec<(String, Bundle, HostedRuntime)> = Vec::new();
+    mut each: impl FnMut(&str, &Bundle, &HostedRuntime) -> Result<(), NodeError>,
+) -> Result<(Vec<HostedRuntime>, Vec<crate::control::RefusedBundle>), NodeError> {
+    let mut out: Vec<HostedRuntime> = Vec::new();
     let mut refused = Vec::new();
     for p in &cfg.runtime.paths {
         let path = PathBuf::from(p);
@@ -171,7 +168,7 @@ pub fn verify_bundles(
             }
         };
         let id = b.manifest.id;
-        if out.iter().any(|(_, _, r)| r.id == id) {
+        if out.iter().any(|r| r.id == id) {
             return Err(NodeError::DuplicateRuntime(id));
         }
         let hosted = HostedRuntime {
@@ -182,35 +179,34 @@ pub fn verify_bundles(
             local_config: local_config(cfg, &id)?,
             chain_context: String::new(),
         };
-        out.push((p.clone(), b, hosted));
+        each(p, &b, &hosted)?;
+        out.push(hosted);
     }
     for r in &cfg.runtime.runtimes {
         // A refused bundle may have been this runtime's: its entry is then reported, not fatal.
-        if !out.iter().any(|(_, _, h)| h.id.to_string() == r.id) && refused.is_empty() {
+        if !out.iter().any(|h| h.id.to_string() == r.id) && refused.is_empty() {
             return Err(NodeError::NoBundle(r.id.clone()));
         }
     }
     Ok((out, refused))
 }
 
-/// [`verify_bundles`], then explodes each bundle into `bundles_dir`.
+/// [`verify_bundles`], exploding each bundle into `bundles_dir`.
 pub fn install_bundles(
     cfg: &Config,
     max: u64,
     bundles_dir: &Path,
 ) -> Result<(Vec<HostedRuntime>, Vec<crate::control::RefusedBundle>), NodeError> {
-    let (verified, refused) = verify_bundles(cfg, max)?;
-    for r in &refused {
-        log::error!(target: "runtime/bundle/manager", path = r.path.as_str(), err = r.error.as_str(), message_id = crate::system::notify::message_id::RUNTIME_FAILED; "bundle refused: not hosted");
-    }
-    let mut out = Vec::with_capacity(verified.len());
-    for (p, b, hosted) in verified {
+    let (out, refused) = verify_bundles(cfg, max, |p, b, hosted| {
         b.explode(bundles_dir).map_err(|source| NodeError::Bundle {
-            path: PathBuf::from(&p),
+            path: PathBuf::from(p),
             source,
         })?;
-        log::info!(target: "runtime/bundle/manager", runtime_id:% = hosted.id, bundle = hosted.bundle.as_str(), path = p.as_str(); "bundle installed");
-        out.push(hosted);
+        log::info!(target: "runtime/bundle/manager", runtime_id:% = hosted.id, bundle = hosted.bundle.as_str(), path = p; "bundle installed");
+        Ok(())
+    })?;
+    for r in &refused {
+        log::error!(target: "runtime/bundle/manager", path = r.path.as_str(), err = r.error.as_str(), message_id = crate::system::notify::message_id::RUNTIME_FAILED; "bundle refused: not hosted");
     }
     Ok((out, refused))
 }
