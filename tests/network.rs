@@ -923,15 +923,18 @@ fn state_values_come_with_proofs_and_pruning_keeps_a_window() {
 
 #[test]
 fn a_node_that_joins_after_the_others_pruned_syncs_the_state_and_follows() {
-    let mut net = Localnet::start(&["--load", "8", "--prune-kept", "100", "--late-client", "75s"]);
+    // A window of 50 rounds is pruned past round 10 by round 60: about 40 s into a CI run
+    // (1.6 rounds/s there), well before the late node starts at 75 s. (A window of 100 needed
+    // round 120 by 70 s, which a slow CI run missed.)
+    let mut net = Localnet::start(&["--load", "8", "--prune-kept", "50", "--late-client", "75s"]);
     net.wait(
         "history pruned before the late node starts",
-        Duration::from_secs(70),
+        Duration::from_secs(72),
         |n| {
             ["compute-0", "client-0"].iter().all(|c| {
                 n.status(c)
                     .and_then(|s| rt(&s)["last_retained_round"].as_u64())
-                    .is_some_and(|r| r >= 20)
+                    .is_some_and(|r| r >= 10)
             })
         },
     );
