@@ -3,6 +3,7 @@
 mod common;
 use common::*;
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 fn check(yaml: &str) -> (i32, String) {
     let d = NodeDir::new();
@@ -207,10 +208,20 @@ fn root_is_refused_without_the_unsafe_flag() {
 /// for each of these configs the two refuse with the same message.
 #[test]
 fn config_check_and_start_agree() {
-    let cases: [(&str, &str, Option<&str>); 3] = [
+    let cases: [(&str, &str, Option<&str>); 5] = [
         (
             "unconfined without the flag",
             "  provisioner: unconfined\n",
+            None,
+        ),
+        (
+            "a runtime by id with a registry but no genesis document to name its bundle",
+            "  runtimes:\n    - id: 0000000000000000000000000000000000000000000000000000000000000002\n      registries:\n        - http://127.0.0.1:9/\n",
+            None,
+        ),
+        (
+            "an https registry",
+            "  registries:\n    - https://raw.githubusercontent.com/oasisprotocol/bundle-registry/main/metadata/\n",
             None,
         ),
         (
@@ -492,4 +503,121 @@ fn a_seed_the_node_cannot_dial_is_refused_by_config_check() {
         "{out}"
     );
     assert!(!out.contains("p2p.seeds[1]"), "{out}");
+}
+
+/// The Oasis docs' node configs (../shared/oasis-configs/, as operators copy them), their
+/// placeholders filled with local values: for each, `config check` and the node's start agree —
+/// both accept (the node comes up), or both refuse with the same message.
+#[test]
+fn the_oasis_docs_configs_are_judged_alike_by_config_check_and_start() {
+    let src = std::env::var_os("PARATIME_OASIS_CONFIGS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/oasis-configs"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&src)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}: this test needs the Oasis docs' configs beside the repository \
+                 (../shared/oasis-configs, as in CI) or PARATIME_OASIS_CONFIGS=DIR",
+                src.display()
+            )
+        })
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 5,
+        "expected the docs' five configs in {}",
+        src.display()
+    );
+    // A real p2p key for the seed address.
+    let seed_dir = tempfile::tempdir().expect("tempdir");
+    let sd_path = seed_dir.path().join("seed");
+    let sd = sd_path.to_str().expect("utf8");
+    let o = run(&["identity", "init", "--datadir", sd]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ids: serde_json::Value =
+        serde_json::from_slice(&run(&["identity", "show", "--datadir", sd]).stdout).expect("json");
+    let seed = format!("{}@127.0.0.1:26656", ids["p2p"].as_str().expect("p2p"));
+    let mut verdicts = Vec::new();
+    for f in &files {
+        let what = f.file_name().expect("name").to_string_lossy().into_owned();
+        let mut d = NodeDir::new();
+        d.build_bundle();
+        let text_in = std::fs::read_to_string(f).expect("read");
+        let filled = text_in
+            .replace("/node/data", &d.data().display().to_string())
+            .replace(
+                "/node/etc/genesis.json",
+                &d.path().join("etc/genesis.json").display().to_string(),
+            )
+            .replace("{{ external_address }}", "127.0.0.1")
+            .replace("{{ external_ip }}", "127.0.0.1")
+            .replace("{{ seed_node_address }}", &seed)
+            .replace("{{ entity_id }}", ids["node"].as_str().expect("node"))
+            .replace("{{ runtime_identifier }}", RUNTIME_ID)
+            .replace("{{ runtime_orc_path }}", &d.bundle().display().to_string());
+        assert!(
+            !filled.contains("{{"),
+            "{what}: a placeholder is left: {filled}"
+        );
+        let cfg = d.path().join("etc/config.yml");
+        std::fs::write(&cfg, &filled).expect("config");
+        let check = run(&["config", "check", "--config", cfg.to_str().expect("utf8")]);
+        let out = text(&check);
+        d.give_to_nobody();
+        let mut node = d.start();
+        let start = std::time::Instant::now();
+        let up = loop {
+            if node
+                .log_text()
+                .contains("node started, control API listening")
+            {
+                break true;
+            }
+            if node.exited().is_some() || start.elapsed() > std::time::Duration::from_secs(30) {
+                break false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        let log = node.log_text();
+        match check.status.code() {
+            Some(0) => assert!(
+                up,
+                "{what}: config check accepts it, the node does not start:\n{out}\n--- node:\n{log}"
+            ),
+            Some(1) => {
+                assert!(
+                    !up,
+                    "{what}: config check refuses it, the node starts:\n{out}"
+                );
+                assert_eq!(
+                    node.wait_exit(std::time::Duration::from_secs(30)),
+                    Some(1),
+                    "{what}"
+                );
+                let log = node.log_text();
+                for m in out
+                    .lines()
+                    .filter_map(|l| l.split_once(": error: ").map(|(_, m)| m))
+                {
+                    let m = m
+                        .strip_prefix("bundle refused (the node starts without it): ")
+                        .unwrap_or(m);
+                    assert!(
+                        log.contains(m),
+                        "{what}: config check said {m:?}; the node:\n{log}"
+                    );
+                }
+            }
+            c => panic!("{what}: config check exited {c:?}: {out}"),
+        }
+        node.terminate();
+        verdicts.push(format!(
+            "{what}: {}",
+            if up { "both accept" } else { "both refuse" }
+        ));
+    }
+    eprintln!("{}", verdicts.join("\n"));
 }

@@ -1404,3 +1404,159 @@ fn bft_validators_killed_at_every_step_restart_and_all_agree() {
     let kept = net.stop_keeping_files();
     assert!(all_stores_agree(&kept.path().join("net"), top) >= 72);
 }
+
+/// A bundle registry on loopback serving localnet's `<net>/registry/` (set once localnet made
+/// it); while `tampered` is set, bundles are served repackaged: the executable one byte longer,
+/// as valid ZIP with valid CRCs, the manifest untouched.
+struct Registry {
+    url: String,
+    tampered: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    dir: std::sync::Arc<std::sync::OnceLock<PathBuf>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Registry {
+    fn start() -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}", l.local_addr().expect("addr"));
+        let tampered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let dir = std::sync::Arc::new(std::sync::OnceLock::<PathBuf>::new());
+        let (t2, d2) = (tampered.clone(), dir.clone());
+        let app = axum::Router::new().route(
+            "/{file}",
+            axum::routing::get(
+                move |axum::extract::Path(file): axum::extract::Path<String>| {
+                    let (tampered, dir) = (t2.clone(), d2.clone());
+                    async move {
+                        let not_found = || {
+                            axum::response::Response::builder()
+                                .status(404)
+                                .body(axum::body::Body::empty())
+                                .expect("404")
+                        };
+                        let Some(bytes) = dir
+                            .get()
+                            .filter(|_| !file.contains('/') && !file.starts_with('.'))
+                            .and_then(|d| std::fs::read(d.join(&file)).ok())
+                        else {
+                            return not_found();
+                        };
+                        if !file.ends_with(".orc") || !tampered.load(Ordering::SeqCst) {
+                            return axum::response::Response::new(axum::body::Body::from(bytes));
+                        }
+                        let mut a = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("zip");
+                        let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+                        for i in 0..a.len() {
+                            let mut f = a.by_index(i).expect("entry");
+                            let name = f.name().expect("name").to_string();
+                            let mut data = Vec::new();
+                            f.read_to_end(&mut data).expect("read");
+                            if name == "runtime.elf" {
+                                data.push(0);
+                            }
+                            out.start_file(name, zip::write::SimpleFileOptions::default())
+                                .expect("start");
+                            out.write_all(&data).expect("write");
+                        }
+                        let bad = out.finish().expect("finish").into_inner();
+                        axum::response::Response::new(axum::body::Body::from(bad))
+                    }
+                },
+            ),
+        );
+        rt.spawn(async move {
+            let l = tokio::net::TcpListener::from_std(l).expect("listener");
+            let _ = axum::serve(l, app).await;
+        });
+        Self {
+            url,
+            tampered,
+            dir,
+            _rt: rt,
+        }
+    }
+}
+
+#[test]
+fn nodes_configured_by_id_refuse_a_tampered_bundle_then_download_and_host_the_genuine_one() {
+    let reg = Registry::start();
+    let mut net = Localnet::start(&["--load", "8", "--registry", &reg.url]);
+    reg.dir
+        .set(net.net().join("registry"))
+        .expect("registry dir");
+    net.wait(
+        "localnet writes the configs",
+        Duration::from_secs(30),
+        |n| n.net().join("client-0/etc/config.yml").exists(),
+    );
+    // No runtime.paths anywhere: every runtime node follows the ParaTime by id.
+    let cfg = std::fs::read_to_string(net.net().join("compute-0/etc/config.yml")).expect("cfg");
+    assert!(!cfg.contains("paths:") && cfg.contains(&reg.url), "{cfg}");
+    let error_of = |n: &Localnet, node: &str| {
+        n.status(node)
+            .and_then(|s| rt(&s)["sandbox"]["last_error"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    net.wait(
+        "every runtime node refuses the repackaged bundle, naming the file",
+        Duration::from_secs(60),
+        |n| {
+            ["compute-0", "compute-1", "compute-2", "client-0"]
+                .iter()
+                .all(|c| error_of(n, c).contains("invalid digest: 'runtime.elf'"))
+        },
+    );
+    let st = net.status("compute-0").expect("status");
+    assert_eq!(
+        rt(&st)["committee"]["status"],
+        "waiting for hosted runtime provision",
+        "{}",
+        rt(&st)
+    );
+    assert!(rt(&st)["sandbox"]["pid"].is_null(), "{}", rt(&st));
+    let bundles = net.net().join("compute-0/data/runtimes/bundles");
+    let installed = std::fs::read_dir(&bundles)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(installed, 0, "nothing installed from a tampered download");
+
+    // The registry is fixed: the nodes' next attempt installs and hosts the genuine bundle.
+    reg.tampered
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    net.wait(
+        "the committee finalizes rounds with the downloaded bundle",
+        Duration::from_secs(120),
+        |n| {
+            n.status("client-0")
+                .and_then(|s| rt(&s)["latest_round"].as_u64())
+                .is_some_and(|r| r >= 3)
+        },
+    );
+    let o = kv_put(&net, "client-0", "hot", "loaded");
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(kv_get(&net, "client-0", "hot")["value"], "loaded");
+    let st = net.status("compute-0").expect("status");
+    assert!(rt(&st)["sandbox"]["last_error"].is_null(), "{}", rt(&st));
+    let log =
+        std::fs::read_to_string(net.net().join("compute-0/data/node.log")).unwrap_or_default();
+    for want in [
+        "failed to download bundle",
+        "bundle downloaded",
+        "bundle exploded",
+    ] {
+        assert!(log.contains(want), "compute-0 never logged '{want}'");
+    }
+    let _ = net.stop();
+}

@@ -7,6 +7,7 @@
 mod central_directory;
 pub mod elf;
 mod manifest;
+pub mod registry;
 
 pub use manifest::{Component, ElfMetadata, Manifest, Ronl, MANIFEST_NAME};
 pub use paratime_state::{RuntimeId, RuntimeIdError};

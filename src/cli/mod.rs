@@ -260,9 +260,34 @@ fn config_check(file: &std::path::Path, unsafe_debug: bool, unchecked: &[String]
                 !skip
             });
             match crate::node::verify_bundles(&cfg, l.settings.max_bundle_size, |_, _, _| Ok(())) {
-                // The runtime's bundle may be one of the files not opened.
-                Err(crate::node::NodeError::NoBundle(_)) if !unchecked.is_empty() => {}
-                Ok((_, refused)) => {
+                Ok((hosted, refused)) => {
+                    let genesis = match &l.settings.genesis {
+                        config::GenesisFile::Empty => None,
+                        config::GenesisFile::Document(g) => Some(&**g),
+                    };
+                    // The node plans at its latest block's epoch; without a data dir, at 0.
+                    match crate::node::hotload::plan(
+                        &cfg,
+                        genesis,
+                        (&hosted, !refused.is_empty()),
+                        0,
+                    ) {
+                        // The runtime's bundle may be one of the files not opened.
+                        Err(crate::node::NodeError::NoBundle { .. }) if !unchecked.is_empty() => {}
+                        Err(e) => errors.push(e.to_string()),
+                        Ok(downloads) => {
+                            for d in downloads {
+                                println!(
+                                    "{}: note: runtime {}: bundle {} (version {}) is downloaded at start from {}",
+                                    file.display(),
+                                    d.id,
+                                    d.active.bundle_checksum,
+                                    d.active.version,
+                                    d.registries.join(", ")
+                                );
+                            }
+                        }
+                    }
                     errors.extend(refused.into_iter().map(|r| {
                         format!("bundle refused (the node starts without it): {}", r.error)
                     }))

@@ -37,7 +37,8 @@ pub enum GenesisCmd {
         /// Escrow (stake) of each entity.
         #[arg(long, default_value_t = 10_000)]
         escrow: u64,
-        /// The ParaTime's bundle (its runtime ID is registered).
+        /// The ParaTime's bundle: its runtime ID is registered, with its version and manifest
+        /// hash as the deployment valid from epoch 0 (what nodes configured by id download).
         #[arg(long)]
         bundle: Option<PathBuf>,
         /// Executor committee size.
@@ -357,6 +358,8 @@ pub struct GenesisParams {
     pub group_backup_size: u16,
     /// Transactions per ParaTime batch (one batch per round).
     pub max_batch_size: u64,
+    /// The ParaTime's versions and their bundles (what nodes configured by id download).
+    pub deployments: Vec<crate::consensus::genesis::Deployment>,
 }
 
 /// A genesis without validators, entities or ParaTimes (10-block epochs of 200 ms), for unit
@@ -374,6 +377,7 @@ pub(crate) fn empty_genesis(chain_id: &str) -> Genesis {
         runtime: None,
         group_backup_size: 0,
         max_batch_size: 500,
+        deployments: Vec::new(),
     })
 }
 
@@ -431,6 +435,7 @@ pub fn make_genesis(p: &GenesisParams) -> Genesis {
                         propose_batch_timeout_ms: 2000,
                     },
                     staking_thresholds: Default::default(),
+                    deployments: p.deployments.clone(),
                 })
                 .collect(),
             entities: p
@@ -476,15 +481,22 @@ fn genesis_init(cmd: GenesisCmd) -> anyhow::Result<String> {
         }
         entities.push((key, e));
     }
-    let runtime = match &bundle {
-        Some(b) => Some((
-            crate::bundle::Bundle::open(b, u64::MAX)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", b.display()))?
-                .manifest
-                .id,
-            group_size,
-        )),
-        None => None,
+    // The bundle's version, valid from the first epoch: nodes that configure the runtime by id
+    // download exactly this bundle from their registries.
+    let (runtime, deployments) = match &bundle {
+        Some(b) => {
+            let b = crate::bundle::Bundle::open(b, u64::MAX)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", b.display()))?;
+            (
+                Some((b.manifest.id, group_size)),
+                vec![crate::consensus::genesis::Deployment {
+                    version: b.ronl.version,
+                    valid_from: 0,
+                    bundle_checksum: crate::consensus::genesis::BundleChecksum(b.manifest.hash()),
+                }],
+            )
+        }
+        None => (None, Vec::new()),
     };
     // The validator's voting power comes from the first entity's escrow.
     let validator_entity = entities.first().map(|(_, e)| e.id).ok_or_else(|| {
@@ -503,6 +515,7 @@ fn genesis_init(cmd: GenesisCmd) -> anyhow::Result<String> {
         runtime,
         group_backup_size: group_size,
         max_batch_size: 500,
+        deployments,
     });
     g.check().map_err(anyhow::Error::msg)?;
     std::fs::write(&output, serde_json::to_vec_pretty(&g)?)

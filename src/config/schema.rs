@@ -243,7 +243,7 @@ pub struct RuntimeEntry {
     pub components: Vec<Value>,
     /// Local configuration passed to the runtime at the handshake.
     pub config: Option<Value>,
-    /// Bundle registries for this runtime (hot-loading; not supported yet).
+    /// Bundle registries for this runtime (base URLs), tried before `runtime.registries`.
     pub registries: Vec<String>,
 }
 
@@ -271,8 +271,12 @@ pub struct RuntimeConfig {
     pub max_bundle_size: String,
     /// Epochs to pre-warm the next version (compute mode).
     pub pre_warm_epochs: u64,
-    /// Bundle registries (hot-loading; not supported yet).
+    /// Bundle registries (base URLs) for every runtime configured by id; empty by default
+    /// (oasis's default registry serves the Oasis Mainnet's bundles, not this network's).
     pub registries: Vec<String>,
+    /// How long one registry request (metadata or bundle, connect to last byte) may take
+    /// (paratime-node addition; oasis uses 1 minute).
+    pub download_timeout: String,
     /// Sentry addresses (not supported).
     pub sentry_addresses: Vec<String>,
     /// Transaction pool tuning.
@@ -325,6 +329,7 @@ impl Default for RuntimeConfig {
             limits: RuntimeLimits::default(),
             ping_interval: "15s".into(),
             ping_timeout: "5s".into(),
+            download_timeout: "1m".into(),
         }
     }
 }

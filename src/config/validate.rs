@@ -29,6 +29,8 @@ pub struct Settings {
     pub ping_interval: Duration,
     /// `runtime.ping_timeout`.
     pub ping_timeout: Duration,
+    /// `runtime.download_timeout`.
+    pub download_timeout: Duration,
     /// `runtime.limits`.
     pub limits: crate::host::limits::Limits,
     /// `consensus.listen_address`.
@@ -63,6 +65,7 @@ pub(super) struct Parsed {
     max_bundle_size: Option<u64>,
     ping_interval: Option<Duration>,
     ping_timeout: Option<Duration>,
+    download_timeout: Option<Duration>,
     limits: Option<crate::host::limits::Limits>,
     consensus_listen: Option<std::net::SocketAddr>,
     consensus_peers: Option<Vec<std::net::SocketAddr>>,
@@ -81,6 +84,7 @@ impl Parsed {
             max_bundle_size: self.max_bundle_size.ok_or("runtime.max_bundle_size")?,
             ping_interval: self.ping_interval.ok_or("runtime.ping_interval")?,
             ping_timeout: self.ping_timeout.ok_or("runtime.ping_timeout")?,
+            download_timeout: self.download_timeout.ok_or("runtime.download_timeout")?,
             limits: self.limits.ok_or("runtime.limits")?,
             consensus_listen: self.consensus_listen.ok_or("consensus.listen_address")?,
             consensus_peers: self
@@ -223,6 +227,10 @@ pub(super) const PING_INTERVAL_RANGE: (Duration, Duration) =
 pub(super) const PING_TIMEOUT_RANGE: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_secs(600));
 
+/// `runtime.download_timeout`: one registry request, connect to last byte.
+pub(super) const DOWNLOAD_TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(3600));
+
 fn check_mode(c: &Config, p: &mut Vec<Problem>) {
     let runtimes = c.runtime.runtimes.len() + c.runtime.paths.len();
     match c.mode {
@@ -314,11 +322,13 @@ fn check_runtime(c: &Config, p: &mut Vec<Problem>, parsed: &mut Parsed) {
                 e.to_string(),
             ));
         }
-        if !rt.registries.is_empty() {
-            p.push(Problem::warning(
-                format!("runtime.runtimes[{i}].registries"),
-                "bundle hot-loading is not supported yet: install bundles with runtime.paths",
-            ));
+        for (j, u) in rt.registries.iter().enumerate() {
+            if let Err(e) = crate::bundle::registry::check_url(u) {
+                p.push(Problem::error(
+                    format!("runtime.runtimes[{i}].registries[{j}]"),
+                    format!("'{u}': {e}"),
+                ));
+            }
         }
     }
     for id in r.config.keys() {
@@ -395,12 +405,21 @@ fn check_runtime(c: &Config, p: &mut Vec<Problem>, parsed: &mut Parsed) {
             "the runtime load balancer is not supported: one instance per runtime is run",
         ));
     }
-    if !r.registries.is_empty() {
-        p.push(Problem::warning(
-            "runtime.registries",
-            "bundle hot-loading is not supported yet: install bundles with runtime.paths",
-        ));
+    for (j, u) in r.registries.iter().enumerate() {
+        if let Err(e) = crate::bundle::registry::check_url(u) {
+            p.push(Problem::error(
+                format!("runtime.registries[{j}]"),
+                format!("'{u}': {e}"),
+            ));
+        }
     }
+    parsed.download_timeout = check_duration_range(
+        p,
+        "runtime.download_timeout",
+        &r.download_timeout,
+        DOWNLOAD_TIMEOUT_RANGE,
+        "1m",
+    );
     if !r.sentry_addresses.is_empty() {
         p.push(Problem::warning(
             "runtime.sentry_addresses",

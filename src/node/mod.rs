@@ -2,6 +2,7 @@
 //! loads keys and bundles, starts the sandbox launcher (before any self-restriction), the runtime
 //! supervisors and the control API, and stops them all on SIGTERM, SIGINT or `control shutdown`.
 
+pub mod hotload;
 pub mod launcher_child;
 
 use crate::bundle::{Bundle, RuntimeId};
@@ -57,9 +58,24 @@ pub enum NodeError {
     /// Two bundles in `runtime.paths` are for the same runtime.
     #[error("runtime.paths: two bundles for runtime {0}; keep one")]
     DuplicateRuntime(crate::bundle::RuntimeId),
-    /// A `runtime.runtimes` entry has no bundle in `runtime.paths`.
-    #[error("runtime.runtimes: no bundle for runtime {0} (bundle hot-loading is not supported yet: add its .orc file to runtime.paths)")]
-    NoBundle(String),
+    /// A `runtime.runtimes` entry has no bundle in `runtime.paths` and no registry.
+    #[error("{key}: runtime {runtime}: no bundle for it in runtime.paths and no bundle registry to download one from: add its .orc file to runtime.paths, or set runtime.runtimes[].registries (or runtime.registries) to the registry this network's bundles are published in (paratime-node does not use oasis's default registry: it serves the Oasis Mainnet's bundles, not this network's)")]
+    NoBundle {
+        /// `runtime.runtimes[i]`.
+        key: String,
+        /// Runtime ID (hex).
+        runtime: String,
+    },
+    /// A runtime configured by id cannot be hot-loaded as configured.
+    #[error("{key}: runtime {runtime}: {reason}")]
+    HotLoad {
+        /// `runtime.runtimes[i]`.
+        key: String,
+        /// Runtime ID (hex).
+        runtime: String,
+        /// Why.
+        reason: String,
+    },
     /// The sandbox launcher cannot be started or asked.
     #[error(transparent)]
     Launcher(#[from] crate::host::launcher::LaunchError),
@@ -182,12 +198,6 @@ pub fn verify_bundles(
         each(p, &b, &hosted)?;
         out.push(hosted);
     }
-    for r in &cfg.runtime.runtimes {
-        // A refused bundle may have been this runtime's: its entry is then reported, not fatal.
-        if !out.iter().any(|h| h.id.to_string() == r.id) && refused.is_empty() {
-            return Err(NodeError::NoBundle(r.id.clone()));
-        }
-    }
     Ok((out, refused))
 }
 
@@ -294,6 +304,9 @@ pub struct Prepared {
     network: Option<Network>,
     logs_dir: PathBuf,
     bundles_refused: Vec<crate::control::RefusedBundle>,
+    /// Runtimes whose bundles come from registries (also in `hosted`).
+    downloads: Vec<hotload::Download>,
+    installer: hotload::Installer,
 }
 
 /// The consensus side of a node whose genesis is a full document.
@@ -376,6 +389,13 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
     }
     let logs_dir = runtimes_dir.join("logs");
     identity::ensure_dir(&logs_dir)?;
+    let tmp_dir = hotload::tmp_dir(&runtimes_dir);
+    hotload::reset_tmp_dir(&tmp_dir).map_err(|e| {
+        NodeError::Identity(identity::IdentityError::Io {
+            path: tmp_dir.clone(),
+            source: e,
+        })
+    })?;
     notify::extend_timeout(Duration::from_secs(60), "installing bundles");
     let (mut hosted, bundles_refused) =
         install_bundles(&cfg, settings.max_bundle_size, &bundles_dir)?;
@@ -438,17 +458,31 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
     };
 
     let genesis = std::mem::replace(&mut settings.genesis, config::GenesisFile::Empty);
+    let mut downloads = Vec::new();
     let network = match genesis {
         config::GenesisFile::Empty => {
             log::warn!(target: "cmd/node", "genesis document {} is empty: running without consensus (runtime hosting only)", cfg.genesis.file);
+            hotload::plan(&cfg, None, (&hosted, !bundles_refused.is_empty()), 0)?;
             None
         }
         config::GenesisFile::Document(genesis) => {
             let genesis = *genesis;
+            let store = Store::open(&data_dir.join("consensus.redb"))?;
+            // The deployment to host is the one active at the epoch of the node's latest block.
+            let epoch = store.latest_height()? / genesis.epoch_interval.max(1);
+            downloads = hotload::plan(
+                &cfg,
+                Some(&genesis),
+                (&hosted, !bundles_refused.is_empty()),
+                epoch,
+            )?;
+            for d in &downloads {
+                log::info!(target: "runtime/bundle/manager", runtime_id:% = d.id, manifest_hash:% = d.active.bundle_checksum, version:% = d.active.version, epoch = epoch, registries:? = d.registries; "runtime configured by id: its bundle comes from a registry");
+                hosted.push(d.hosted(local_config(&cfg, &d.id)?, String::new()));
+            }
             for h in &mut hosted {
                 h.chain_context = genesis.chain_context();
             }
-            let store = Store::open(&data_dir.join("consensus.redb"))?;
             let seeds = std::mem::take(&mut settings.seeds);
             log::info!(target: "consensus", chain_context = genesis.chain_context().as_str(), chain_id = genesis.chain_id.as_str(); "genesis loaded");
             Some(Network {
@@ -471,6 +505,15 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
     };
     Ok(Prepared {
         bundles_refused,
+        downloads,
+        installer: hotload::Installer {
+            bundles_dir,
+            tmp_dir,
+            limits: crate::bundle::registry::Limits {
+                timeout: settings.download_timeout,
+                max_bundle_size: settings.max_bundle_size,
+            },
+        },
         logs_dir,
         network,
         cfg,
@@ -574,15 +617,32 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
         conns.insert(rt.id, conn_rx);
         if p.info.trial_error.is_none() {
             let state = states[&rt.id].0.clone();
-            tasks.push(tokio::spawn(supervisor::run(
-                rt,
+            let (launcher, settings, stop) = (
                 p.launcher.client(),
                 settings.clone(),
-                state,
-                tx,
-                conn_tx,
                 stops.runtimes.clone(),
-            )));
+            );
+            match p.downloads.iter().find(|d| d.id == rt.id).cloned() {
+                None => tasks.push(tokio::spawn(supervisor::run(
+                    rt, launcher, settings, state, tx, conn_tx, stop,
+                ))),
+                // The runtime starts once its bundle is downloaded and verified.
+                Some(dl) => {
+                    let installer = p.installer.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let mut rt = rt;
+                        let installed = hotload::install_with_retry(&installer, &dl, &stop, |e| {
+                            tx.send_modify(|s| s.sandbox.last_error = Some(e.to_string()));
+                        })
+                        .await;
+                        if let Some(name) = installed {
+                            rt.name = name;
+                            tx.send_modify(|s| s.sandbox.last_error = None);
+                            supervisor::run(rt, launcher, settings, state, tx, conn_tx, stop).await;
+                        }
+                    }));
+                }
+            }
         } else {
             idle.push(tx);
             idle_conns.push(conn_tx);

@@ -55,6 +55,79 @@ pub struct RuntimeDescriptor {
     /// Extra per-runtime stake thresholds (`node-compute`).
     #[serde(default)]
     pub staking_thresholds: RuntimeThresholds,
+    /// The ParaTime's versions and the bundles that carry them (oasis's `deployments`): what a
+    /// node that follows this runtime by id downloads from its bundle registries. Empty: nodes
+    /// must install the bundle themselves (`runtime.paths`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<Deployment>,
+}
+
+/// One version of a ParaTime (oasis `VersionInfo`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    /// The version its bundle's RONL component reports.
+    pub version: paratime_sdk::Version,
+    /// The first epoch this version is the active one.
+    pub valid_from: u64,
+    /// The bundle's manifest hash (`bundle inspect`; 64 hex digits).
+    pub bundle_checksum: BundleChecksum,
+}
+
+/// A bundle's manifest hash: 64 hex digits in JSON (as `bundle inspect` prints it and as
+/// registries name their metadata files), 32 bytes in CBOR.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BundleChecksum(pub [u8; 32]);
+
+impl std::fmt::Display for BundleChecksum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for BundleChecksum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BundleChecksum({self})")
+    }
+}
+
+impl std::str::FromStr for BundleChecksum {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut b = [0u8; 32];
+        hex::decode_to_slice(s.trim(), &mut b).map_err(|_| {
+            format!("bundle_checksum '{s}' is not 64 hex digits (a manifest hash, as `paratime-node bundle inspect` prints it)")
+        })?;
+        Ok(Self(b))
+    }
+}
+
+crate::crypto::text_or_bytes_serde!(BundleChecksum, 32);
+
+impl RuntimeDescriptor {
+    /// The deployment active at `epoch`: among those valid from `epoch` or earlier, the one
+    /// valid from the latest epoch (oasis `ActiveDeployment`).
+    pub fn active_deployment(&self, epoch: u64) -> Option<&Deployment> {
+        self.deployments
+            .iter()
+            .filter(|d| d.valid_from <= epoch)
+            .max_by_key(|d| d.valid_from)
+    }
+
+    /// The bundles a node needs at `epoch`, newest version first: every future deployment, then
+    /// the active one (oasis's download queue).
+    pub fn wanted_deployments(&self, epoch: u64) -> Vec<&Deployment> {
+        let mut ds: Vec<&Deployment> = self.deployments.iter().collect();
+        ds.sort_by_key(|d| std::cmp::Reverse(d.version));
+        let mut out = Vec::new();
+        for d in ds {
+            out.push(d);
+            if d.valid_from <= epoch {
+                break;
+            }
+        }
+        out
+    }
 }
 
 /// Stake thresholds by kind (oasis `staking.params.thresholds`). A kind this node does not know
@@ -142,6 +215,49 @@ pub struct Genesis {
     pub staking: StakingGenesis,
     /// Registry.
     pub registry: RegistryGenesis,
+}
+
+/// Most deployments a runtime may list (oasis allows `max(2, max_runtime_deployments)`).
+pub const MAX_DEPLOYMENTS: usize = 8;
+
+/// oasis's registry rules: versions strictly increase with `valid_from`, no version or epoch
+/// twice, at most one deployment in the future of any other (so at most one pending upgrade).
+fn check_deployments(rt: &RuntimeDescriptor) -> Result<(), String> {
+    let ds = &rt.deployments;
+    if ds.len() > MAX_DEPLOYMENTS {
+        return Err(format!(
+            "runtime {}: {} deployments listed, at most {MAX_DEPLOYMENTS} allowed",
+            rt.id,
+            ds.len()
+        ));
+    }
+    let mut sorted: Vec<&Deployment> = ds.iter().collect();
+    sorted.sort_by_key(|d| d.valid_from);
+    for w in sorted.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        if a.valid_from == b.valid_from {
+            return Err(format!(
+                "runtime {}: two deployments are valid from epoch {}",
+                rt.id, a.valid_from
+            ));
+        }
+        if b.version <= a.version {
+            return Err(format!(
+                "runtime {}: deployment {} (valid from epoch {}) is not newer than {} (valid from epoch {}): versions must increase with valid_from",
+                rt.id, b.version, b.valid_from, a.version, a.valid_from
+            ));
+        }
+    }
+    let mut hashes = std::collections::BTreeSet::new();
+    for d in ds {
+        if !hashes.insert(d.bundle_checksum) {
+            return Err(format!(
+                "runtime {}: bundle_checksum {} is listed twice",
+                rt.id, d.bundle_checksum
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Why a genesis document is refused.
@@ -273,6 +389,7 @@ impl Genesis {
                     rt.id
                 ));
             }
+            check_deployments(rt)?;
         }
         Ok(())
     }
@@ -294,6 +411,73 @@ impl Genesis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn runtime(deployments: &[(u16, u64, u8)]) -> RuntimeDescriptor {
+        let json = serde_json::json!({
+            "id": "0000000000000000000000000000000000000000000000000000000000000001",
+            "kind": "compute",
+            "executor": {"group_size": 1, "round_timeout": 10},
+            "txn_scheduler": {"max_batch_size": 10, "batch_flush_timeout_ms": 100},
+            "deployments": deployments.iter().map(|(minor, from, h)| serde_json::json!({
+                "version": {"major": 1, "minor": minor},
+                "valid_from": from,
+                "bundle_checksum": hex::encode([*h; 32]),
+            })).collect::<Vec<_>>(),
+        });
+        serde_json::from_value(json).expect("descriptor")
+    }
+
+    #[test]
+    fn the_active_deployment_is_the_latest_valid_one_and_upgrades_are_wanted_first() {
+        let r = runtime(&[(0, 0, 1), (1, 10, 2), (2, 20, 3)]);
+        assert_eq!(check_deployments(&r), Ok(()));
+        let minor = |d: Option<&Deployment>| d.map(|d| d.version.minor);
+        assert_eq!(minor(r.active_deployment(0)), Some(0));
+        assert_eq!(minor(r.active_deployment(9)), Some(0));
+        assert_eq!(minor(r.active_deployment(10)), Some(1));
+        assert_eq!(minor(r.active_deployment(1000)), Some(2));
+        let wanted = |e| -> Vec<u16> {
+            r.wanted_deployments(e)
+                .iter()
+                .map(|d| d.version.minor)
+                .collect()
+        };
+        assert_eq!(wanted(0), [2, 1, 0]);
+        assert_eq!(wanted(15), [2, 1]);
+        assert_eq!(wanted(25), [2]);
+        assert_eq!(runtime(&[(0, 5, 1)]).active_deployment(4), None);
+        // Checksums are hex in JSON, bytes in CBOR.
+        let j = serde_json::to_value(&r).expect("json");
+        assert_eq!(
+            j["deployments"][0]["bundle_checksum"],
+            hex::encode([1u8; 32])
+        );
+        let back: RuntimeDescriptor =
+            crate::encoding::from_cbor(&crate::encoding::canonical_cbor(&r)).expect("cbor");
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn deployments_that_break_oasis_rules_are_refused_by_name() {
+        let e = check_deployments(&runtime(&[(1, 0, 1), (0, 10, 2)])).expect_err("older");
+        assert!(e.contains("versions must increase with valid_from"), "{e}");
+        let e = check_deployments(&runtime(&[(0, 0, 1), (1, 0, 2)])).expect_err("same epoch");
+        assert!(e.contains("two deployments are valid from epoch 0"), "{e}");
+        let e = check_deployments(&runtime(&[(0, 0, 1), (1, 5, 1)])).expect_err("same bundle");
+        assert!(e.contains("listed twice"), "{e}");
+        let many: Vec<(u16, u64, u8)> = (0..9u8).map(|i| (u16::from(i), u64::from(i), i)).collect();
+        let e = check_deployments(&runtime(&many)).expect_err("too many");
+        assert!(e.contains("at most 8"), "{e}");
+        let bad = serde_json::from_value::<RuntimeDescriptor>(serde_json::json!({
+            "id": "0000000000000000000000000000000000000000000000000000000000000001",
+            "kind": "compute",
+            "executor": {"group_size": 1, "round_timeout": 10},
+            "txn_scheduler": {"max_batch_size": 10, "batch_flush_timeout_ms": 100},
+            "deployments": [{"version": {}, "valid_from": 0, "bundle_checksum": "xyz"}],
+        }))
+        .expect_err("not hex");
+        assert!(bad.to_string().contains("is not 64 hex digits"), "{bad}");
+    }
 
     /// The top level of the Oasis Mainnet's genesis document (its sections cut short).
     #[test]

@@ -915,6 +915,7 @@ pub(crate) mod tests_support {
                         propose_batch_timeout_ms: 2000,
                     },
                     staking_thresholds: Default::default(),
+                    deployments: Vec::new(),
                 }],
                 entities: Vec::new(),
             },

@@ -95,6 +95,12 @@ pub(crate) struct Args {
     /// (with --prune-kept it finds the early rounds pruned and syncs the state instead).
     #[arg(long)]
     late_client: Option<humantime::Duration>,
+    /// Nodes follow the ParaTime by id and download its bundle from the registry at this base
+    /// URL (`runtime.runtimes: [{id, registries: [URL]}]`, no `runtime.paths`). localnet writes
+    /// the registry's files to `<dir>/registry/` (the metadata file named by the manifest hash,
+    /// pointing at `URL/kvstore.orc`, and the bundle): serve that directory at URL.
+    #[arg(long, value_name = "URL")]
+    registry: Option<String>,
 }
 
 fn netns_of(a: &Args, node: &str) -> anyhow::Result<Option<Netns>> {
@@ -202,7 +208,7 @@ fn config_yaml(
     dir: &Path,
     n: &NodeSpec,
     (peers, seed): (&[String], &str),
-    bundle: &Path,
+    (bundle, registry): (&Path, Option<&str>),
     entity: Option<&Path>,
     runtime: bool,
     (fault, prune_kept, consensus_kept): (Option<&str>, Option<u64>, Option<u64>),
@@ -238,11 +244,17 @@ fn config_yaml(
         s.push_str(&format!("registration:\n  entity: {}\n", e.display()));
     }
     if runtime {
-        s.push_str(&format!("runtime:\n  paths:\n    - {}\n", bundle.display()));
-        if let Some(f) = fault {
-            s.push_str(&format!(
-                "  runtimes:\n    - id: {RUNTIME_ID}\n      config:\n        debug_fault: {f}\n"
-            ));
+        match (fault, registry) {
+            (Some(f), _) => s.push_str(&format!(
+                "runtime:\n  paths:\n    - {}\n  runtimes:\n    - id: {RUNTIME_ID}\n      config:\n        debug_fault: {f}\n",
+                bundle.display()
+            )),
+            (None, Some(url)) => s.push_str(&format!(
+                "runtime:\n  download_timeout: 10s\n  runtimes:\n    - id: {RUNTIME_ID}\n      registries:\n        - \"{url}\"\n"
+            )),
+            (None, None) => {
+                s.push_str(&format!("runtime:\n  paths:\n    - {}\n", bundle.display()))
+            }
         }
         if let Some(n) = prune_kept {
             s.push_str(&format!(
@@ -562,8 +574,18 @@ fn setup(a: &Args) -> anyhow::Result<Vec<Planned>> {
     let kv = exe.with_file_name("paratime-kvstore");
     let bundle_path = dir.join("kvstore.orc");
     let runtime_id: RuntimeId = RUNTIME_ID.parse()?;
-    bundle::build(&bundle::BuildOptions { executable: &kv, name: "kvstore", runtime_id, version: paratime_sdk::Version::parse(paratime_node::SOFTWARE_VERSION)? }, &bundle_path)
+    let version = paratime_sdk::Version::parse(paratime_node::SOFTWARE_VERSION)?;
+    let manifest = bundle::build(&bundle::BuildOptions { executable: &kv, name: "kvstore", runtime_id, version }, &bundle_path)
         .map_err(|e| anyhow::anyhow!("building the sample bundle from {}: {e} (build the workspace: cargo build --release --workspace)", kv.display()))?;
+    if let Some(url) = &a.registry {
+        let reg = dir.join("registry");
+        std::fs::create_dir_all(&reg)?;
+        std::fs::copy(&bundle_path, reg.join("kvstore.orc"))?;
+        std::fs::write(
+            reg.join(manifest.hash_hex()),
+            format!("{}/kvstore.orc\n", url.trim_end_matches('/')),
+        )?;
+    }
     // Nodes with a fault host the test-only faulty store under the same runtime ID and version.
     let faulty_path = dir.join("kvstore-faulty.orc");
     if !a.debug_fault.is_empty() {
@@ -595,6 +617,11 @@ fn setup(a: &Args) -> anyhow::Result<Vec<Planned>> {
             // of the whole committee.
             group_backup_size: u16::try_from(a.compute).unwrap_or(u16::MAX),
             max_batch_size: a.max_batch_size,
+            deployments: vec![paratime_node::consensus::genesis::Deployment {
+                version,
+                valid_from: 0,
+                bundle_checksum: paratime_node::consensus::genesis::BundleChecksum(manifest.hash()),
+            }],
         });
     std::fs::write(
         dir.join("genesis.json"),
@@ -640,11 +667,14 @@ fn setup(a: &Args) -> anyhow::Result<Vec<Planned>> {
             dir,
             n,
             (&peers, &seed),
-            if fault.is_some() {
-                &faulty_path
-            } else {
-                &bundle_path
-            },
+            (
+                if fault.is_some() {
+                    &faulty_path
+                } else {
+                    &bundle_path
+                },
+                a.registry.as_deref(),
+            ),
             entity.as_deref(),
             runtime,
             (fault, a.prune_kept, a.consensus_prune_kept),

@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a local network on this machine (validators, compute nodes, client) until Ctrl-C.
-    Localnet(localnet::Args),
+    Localnet(Box<localnet::Args>),
     /// Print host benchmarks against their physical floor.
     Bench(bench::BenchArgs),
     /// Measure a round's cost on a large runtime state against a small one.
@@ -33,7 +33,7 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Localnet(a) => localnet::run(a),
+        Command::Localnet(a) => localnet::run(*a),
         Command::Bench(a) => {
             paratime_node::cli::init_cli_logging();
             bench::bench(a)
