@@ -461,6 +461,28 @@ fn localnet_syncs_registers_elects_and_survives_a_killed_follower() {
     assert_eq!(d["kind"], 1, "oasis: 1 = compute: {d}");
     let st = net.status("client-0").expect("status");
     assert!(rt(&st)["executor"].is_null(), "{}", rt(&st));
+    // oasis's shapes (tests/fixtures/oasis-status-shapes.json) on a compute node in the
+    // committee and on the client.
+    for node in ["compute-0", "client-0"] {
+        let st = net.status(node).expect("status");
+        let problems = status_shape_problems(&st);
+        assert!(
+            problems.is_empty(),
+            "{node}: {}\n{st:#}",
+            problems.join("\n")
+        );
+        if node == "compute-0" {
+            status_shape_checker_catches_the_old_shapes(&st);
+            assert!(
+                rt(&st)["committee"]["peers"]
+                    .as_array()
+                    .is_some_and(|p| !p.is_empty()),
+                "{}",
+                rt(&st)["committee"]
+            );
+            assert_eq!(st["registration"]["descriptor"]["roles"], "compute");
+        }
+    }
 
     // With the validator frozen, a client node restarted more than 10 s later cannot sync:
     // its committee status says so (not "ready"), and its log says why at info level.
@@ -481,6 +503,14 @@ fn localnet_syncs_registers_elects_and_survives_a_killed_follower() {
                         && s["consensus"]["status"] == "syncing"
                 })
         },
+    );
+    // A syncing node's status has oasis's shapes too.
+    let st = net.status("client-0").expect("status");
+    let problems = status_shape_problems(&st);
+    assert!(
+        problems.is_empty(),
+        "syncing client-0: {}\n{st:#}",
+        problems.join("\n")
     );
     let log = std::fs::read_to_string(net.net().join("client-0/data/node.log")).unwrap_or_default();
     assert!(
@@ -1233,7 +1263,7 @@ fn bft_validators_one_down_continue_two_down_halt_and_all_agree() {
     });
     let st = net.status("validator-1").expect("status");
     let d = &st["registration"]["descriptor"];
-    assert_eq!(d["roles"], 8, "validator role only: {d}");
+    assert_eq!(d["roles"], "validator", "validator role only: {d}");
     assert!(
         d["consensus"]["addresses"][0]
             .as_str()

@@ -300,8 +300,9 @@ pub struct ConsensusStatus {
     pub latest_time: String,
     /// Epoch at the latest height.
     pub latest_epoch: paratime_state::Epoch,
-    /// State root at the latest height (hex).
-    pub latest_state_root: String,
+    /// State root at the latest height, as oasis's `{ns, version, root_type, hash}` (`ns` all
+    /// zeros: the consensus layer's).
+    pub latest_state_root: StateRoot,
     /// Always 0.
     pub genesis_height: u64,
     /// The lowest height whose block this node keeps (`consensus.prune`).
@@ -393,10 +394,14 @@ pub struct Evidence {
 /// `runtimes.<id>.committee` next to the host's fields.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CommitteeChain {
-    /// This node's roles in the executor committee (`worker`, `backup-worker`).
-    pub executor_roles: Vec<crate::consensus::state::Role>,
-    /// Its scheduler rank for the open round (0 = scheduler), if it is a worker.
-    pub scheduler_rank: Option<u64>,
+    /// This node's roles in the executor committee (`worker`, `backup-worker`); `null` when it
+    /// has none (as oasis).
+    pub executor_roles: Option<Vec<crate::consensus::state::Role>>,
+    /// Its scheduler rank for the open round (0 = scheduler); 18446744073709551615 when it is
+    /// not ranked (oasis's `math.MaxUint64`).
+    pub scheduler_rank: u64,
+    /// libp2p peer IDs of the committee's other members.
+    pub peers: Vec<String>,
     /// Latest consensus height.
     pub latest_height: paratime_state::Height,
     /// Current epoch.
@@ -404,12 +409,24 @@ pub struct CommitteeChain {
     /// The committee, once elected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<CommitteeMember>>,
-    /// This node's liveness statistics in the epoch.
+    /// This node's liveness statistics in the epoch (committee members only, as oasis).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub liveness: Option<crate::consensus::roothash::Liveness>,
-    /// The last round this node applied.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latest_round: Option<paratime_state::Round>,
+    /// The last round this node applied (0 before the first).
+    pub latest_round: paratime_state::Round,
+}
+
+/// A state root as oasis shows it (`mkvs/node.Root`): `root_type` 1 is a state root.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateRoot {
+    /// The runtime ID (hex).
+    pub ns: String,
+    /// The round it is the state after.
+    pub version: u64,
+    /// 1: state (oasis: 2 is an I/O root).
+    pub root_type: u8,
+    /// The root hash (hex).
+    pub hash: String,
 }
 
 /// `runtimes.<id>.roothash`: the runtime's rounds in the consensus state.

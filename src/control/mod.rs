@@ -135,7 +135,12 @@ fn consensus_status(
         latest_hash: hex::encode(v.latest_hash),
         latest_time: rfc3339_ms(v.latest_time_ms),
         latest_epoch: v.state.epoch,
-        latest_state_root: hex::encode(v.state.root()),
+        latest_state_root: api::StateRoot {
+            ns: hex::encode([0u8; 32]),
+            version: v.state.height.0,
+            root_type: 1,
+            hash: hex::encode(v.state.root()),
+        },
         genesis_height: 0,
         last_retained_height: v.last_retained_height,
         chain_context: v.state.chain_context.clone(),
@@ -209,17 +214,19 @@ pub struct RuntimeEntry {
     pub committee: CommitteeEntry,
     /// The sandbox.
     pub sandbox: crate::host::supervisor::SandboxStatus,
-    /// State root of the latest round (the consensus layer's, else the host's).
-    pub latest_state_root: String,
-    /// Latest round in the consensus state.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub latest_round: Option<paratime_state::Round>,
+    /// State root of the latest round (the consensus layer's, else the host's), as oasis's
+    /// `{ns, version, root_type, hash}`.
+    pub latest_state_root: api::StateRoot,
+    /// Latest round in the consensus state (0 before the first: oasis prints zero values).
+    pub latest_round: paratime_state::Round,
     /// Hash of its block (hex).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub latest_hash: Option<String>,
-    /// The lowest round whose history this node keeps (`runtime.prune`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_retained_round: Option<paratime_state::Round>,
+    pub latest_hash: String,
+    /// The runtime's genesis round (always 0).
+    pub genesis_round: paratime_state::Round,
+    /// Hash of its genesis block (hex).
+    pub genesis_hash: String,
+    /// The lowest round whose history this node keeps (`runtime.prune`; 0 before any).
+    pub last_retained_round: paratime_state::Round,
     /// The runtime's rounds in the consensus state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub roothash: Option<api::RoothashStatus>,
@@ -251,7 +258,7 @@ pub struct CommitteeEntry {
 }
 
 impl RuntimeEntry {
-    fn of(host: RuntimeStatus) -> Self {
+    fn of(id: &str, host: RuntimeStatus) -> Self {
         let RuntimeStatus {
             descriptor,
             provisioner,
@@ -274,11 +281,21 @@ impl RuntimeEntry {
                 host: committee,
                 chain: None,
             },
+            latest_state_root: api::StateRoot {
+                ns: id.to_string(),
+                version: 0,
+                root_type: 1,
+                hash: latest_state_root,
+            },
             sandbox,
-            latest_state_root,
-            latest_round: None,
-            latest_hash: None,
-            last_retained_round: None,
+            latest_round: paratime_state::Round(0),
+            latest_hash: hex::encode([0u8; 32]),
+            genesis_round: paratime_state::Round(0),
+            genesis_hash: id
+                .parse::<crate::bundle::RuntimeId>()
+                .map(|r| hex::encode(crate::consensus::roothash::BlockHeader::genesis(r).hash()))
+                .unwrap_or_default(),
+            last_retained_round: paratime_state::Round(0),
             roothash: None,
             executor: None,
             storage: None,
@@ -298,19 +315,34 @@ impl RuntimeEntry {
         let (executor_roles, scheduler_rank) = view.state.committee_roles(rid, node);
         let chain = view.state.roothash.get(rid);
         let ws = worker.map(|w| w.status.borrow().clone());
+        let members = view.state.committees.get(rid).map(|c| c.members.clone());
+        let peers = members
+            .iter()
+            .flatten()
+            .filter(|m| m.public_key != *node)
+            .filter_map(|m| view.state.nodes.get(&m.public_key))
+            .filter_map(|n| crate::p2p::peer_id_of(&n.p2p.id))
+            .map(|p| p.to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         self.committee.chain = Some(api::CommitteeChain {
-            executor_roles,
-            scheduler_rank,
+            executor_roles: (!executor_roles.is_empty()).then_some(executor_roles),
+            scheduler_rank: scheduler_rank.unwrap_or(u64::MAX),
+            peers,
             latest_height: view.state.height,
             epoch: view.state.epoch,
-            members: view.state.committees.get(rid).map(|c| c.members.clone()),
-            liveness: chain.map(|c| c.liveness.get(node).cloned().unwrap_or_default()),
-            latest_round: ws.as_ref().map(|w| w.latest_round),
+            members,
+            liveness: chain.and_then(|c| c.liveness.get(node).cloned()),
+            latest_round: ws
+                .as_ref()
+                .map_or(paratime_state::Round(0), |w| w.latest_round),
         });
         if let Some(chain) = chain {
-            self.latest_round = Some(chain.block.round);
-            self.latest_hash = Some(hex::encode(chain.block.hash()));
-            self.latest_state_root = hex::encode(chain.block.state_root);
+            self.latest_round = chain.block.round;
+            self.latest_hash = hex::encode(chain.block.hash());
+            self.latest_state_root.version = chain.block.round.0;
+            self.latest_state_root.hash = hex::encode(chain.block.state_root);
             self.roothash = Some(api::RoothashStatus {
                 rounds_finalized: chain.rounds_finalized,
                 rounds_failed: chain.rounds_failed,
@@ -370,7 +402,9 @@ impl RuntimeEntry {
                 });
             }
         }
-        self.last_retained_round = ws.as_ref().map(|w| w.last_retained_round);
+        if let Some(w) = &ws {
+            self.last_retained_round = w.last_retained_round;
+        }
         self.worker = ws;
         self.state_memory = worker.map(|w| w.state_memory());
     }
@@ -383,7 +417,7 @@ async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
     let mut st = s.base.clone();
     for (id, rx) in &s.runtimes {
         st.runtimes
-            .insert(id.clone(), RuntimeEntry::of(rx.borrow().clone()));
+            .insert(id.clone(), RuntimeEntry::of(id, rx.borrow().clone()));
     }
     if let Some(c) = &s.network.consensus {
         let view = c.view().borrow().clone();
@@ -400,6 +434,22 @@ async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
     }
     st.p2p = s.network.p2p.as_ref().map(|p| p.borrow().clone());
     st.registration = s.network.registration.as_ref().map(|r| r.borrow().clone());
+    if let (Some(reg), Some(c)) = (&mut st.registration, &s.network.consensus) {
+        let view = c.view().borrow().clone();
+        let max = view.state.genesis.registry.max_node_expiration;
+        reg.node_status = Some(match view.state.nodes.get(&s.node_id) {
+            Some(n) => crate::worker::registration::NodeStatus {
+                expiration_processed: false,
+                freeze_end_time: 0,
+                election_eligible_after: n.expiration.0.saturating_sub(max),
+            },
+            None => crate::worker::registration::NodeStatus {
+                expiration_processed: reg.last_registration.is_some(),
+                freeze_end_time: 0,
+                election_eligible_after: 0,
+            },
+        });
+    }
     Json(serde_json::to_value(&st).unwrap_or_default())
 }
 

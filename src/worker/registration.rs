@@ -28,12 +28,35 @@ pub struct Status {
     pub last_attempt_successful: bool,
     /// Why it did not.
     pub last_attempt_error_message: String,
-    /// When it was made (RFC 3339).
+    /// When it was made (RFC 3339; oasis's zero time before the first).
+    #[serde(serialize_with = "time_or_zero")]
     pub last_attempt: Option<String>,
-    /// When the node was last registered (RFC 3339).
+    /// When the node was last registered (RFC 3339; oasis's zero time if never).
+    #[serde(serialize_with = "time_or_zero")]
     pub last_registration: Option<String>,
     /// The descriptor last submitted.
     pub descriptor: Option<NodeDescriptor>,
+    /// The registry's view of this node (filled by the control API from the consensus state).
+    pub node_status: Option<NodeStatus>,
+}
+
+/// Go's zero `time.Time`, as oasis prints a time that never happened.
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+fn time_or_zero<S: serde::Serializer>(t: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(t.as_deref().unwrap_or(ZERO_TIME))
+}
+
+/// `registration.node_status` (oasis `registry/api.NodeStatus`), from the consensus state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct NodeStatus {
+    /// Whether the node's expiration was processed (it expired and was removed).
+    pub expiration_processed: bool,
+    /// Epoch until which the node is frozen (0: not frozen; this network never freezes).
+    pub freeze_end_time: u64,
+    /// The epoch of the node's registration: it is elected from the next one on (0: not
+    /// registered, so ineligible).
+    pub election_eligible_after: u64,
 }
 
 /// What the worker needs.

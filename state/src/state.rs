@@ -17,12 +17,79 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// A node's roles (oasis `node.RolesMask`, encoded as its bits).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-#[serde(transparent)]
+/// A node's roles (oasis `node.RolesMask`): its bits in CBOR (what is signed and hashed), its
+/// role names joined by `,` in JSON and YAML (oasis's `MarshalText`: `"compute,validator"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RoleMask(pub u32);
+
+/// oasis's role names by bit, in its fixed order (bit 4 is reserved).
+const ROLE_NAMES: [(u32, &str); 5] = [
+    (1, "compute"),
+    (2, "observer"),
+    (4, "key-manager"),
+    (8, "validator"),
+    (32, "storage-rpc"),
+];
+
+impl RoleMask {
+    /// oasis's text form: names joined by `,`; `""` for none; `[invalid roles]` with reserved bits.
+    pub fn to_text(self) -> String {
+        let known: u32 = ROLE_NAMES.iter().map(|(b, _)| b).sum();
+        if self.0 & !known != 0 {
+            return "[invalid roles]".into();
+        }
+        ROLE_NAMES
+            .iter()
+            .filter(|(b, _)| self.0 & b != 0)
+            .map(|(_, n)| *n)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Parses the text form (oasis's `UnmarshalText`: unknown or repeated names are refused).
+    pub fn from_text(s: &str) -> Result<Self, String> {
+        let mut m = 0u32;
+        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let Some((bit, _)) = ROLE_NAMES.iter().find(|(_, n)| *n == name) else {
+                return Err(format!("unknown role '{name}'"));
+            };
+            if m & bit != 0 {
+                return Err(format!("role '{name}' is listed twice"));
+            }
+            m |= bit;
+        }
+        Ok(Self(m))
+    }
+}
+
+impl Serialize for RoleMask {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&self.to_text())
+        } else {
+            s.serialize_u32(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RoleMask {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Bits(u32),
+            Text(String),
+        }
+        if d.is_human_readable() {
+            match Form::deserialize(d)? {
+                Form::Bits(b) => Ok(Self(b)),
+                Form::Text(t) => Self::from_text(&t).map_err(serde::de::Error::custom),
+            }
+        } else {
+            u32::deserialize(d).map(Self)
+        }
+    }
+}
 
 impl RoleMask {
     /// No role.
@@ -63,7 +130,7 @@ impl std::ops::BitOrAssign for RoleMask {
 
 impl std::fmt::Display for RoleMask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
+        f.write_str(&self.to_text())
     }
 }
 
@@ -926,6 +993,34 @@ pub(crate) mod tests_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roles_are_names_in_json_and_bits_in_cbor_as_in_oasis() {
+        let m = RoleMask::COMPUTE | RoleMask::VALIDATOR;
+        assert_eq!(
+            serde_json::to_string(&m).expect("json"),
+            r#""compute,validator""#
+        );
+        assert_eq!(
+            serde_json::to_string(&RoleMask::NONE).expect("json"),
+            r#""""#
+        );
+        assert_eq!(RoleMask(16).to_text(), "[invalid roles]");
+        assert_eq!(
+            RoleMask(1 | 2 | 4 | 8 | 32).to_text(),
+            "compute,observer,key-manager,validator,storage-rpc"
+        );
+        assert_eq!(crate::encoding::canonical_cbor(&m), vec![0x09]);
+        let back: RoleMask = crate::encoding::from_cbor(&[0x09]).expect("cbor");
+        assert_eq!(back, m);
+        let j: RoleMask = serde_json::from_str(r#""validator,compute""#).expect("text");
+        assert_eq!(j, m);
+        let j: RoleMask = serde_json::from_str("9").expect("bits");
+        assert_eq!(j, m);
+        for bad in [r#""compute,compute""#, r#""storage""#] {
+            assert!(serde_json::from_str::<RoleMask>(bad).is_err(), "{bad}");
+        }
+    }
     use ed25519_dalek::SigningKey;
 
     pub(crate) fn key(b: u8) -> SigningKey {

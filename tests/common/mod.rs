@@ -321,3 +321,122 @@ pub(crate) fn pid_alive(pid: i32) -> bool {
             .map(|s| !s.contains(") Z "))
             .unwrap_or(false)
 }
+
+/// The oasis status shapes (tests/fixtures/oasis-status-shapes.json) that `status` does not
+/// have, one line each; empty when every path has its type.
+pub(crate) fn status_shape_problems(status: &serde_json::Value) -> Vec<String> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oasis-status-shapes.json");
+    let fixture: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&p).expect("fixture")).expect("fixture json");
+    let mut problems = Vec::new();
+    for (path, ty) in fixture.iter().filter(|(k, _)| !k.starts_with('_')) {
+        let ty = ty.as_str().expect("type");
+        let mut at: Vec<(String, &serde_json::Value)> = vec![(String::new(), status)];
+        let mut optional_gone = false;
+        for seg in path.split('.') {
+            let (seg, optional) = match seg.strip_suffix('?') {
+                Some(s) => (s, true),
+                None => (seg, false),
+            };
+            let mut next = Vec::new();
+            for (here, v) in at {
+                if seg == "*" {
+                    for (k, c) in v.as_object().into_iter().flatten() {
+                        next.push((format!("{here}.{k}"), c));
+                    }
+                    continue;
+                }
+                match v.get(seg) {
+                    Some(c) if !(optional && c.is_null()) => {
+                        next.push((format!("{here}.{seg}"), c))
+                    }
+                    _ if optional => optional_gone = true,
+                    // A missing key is checked against the type as null.
+                    _ => next.push((format!("{here}.{seg}"), &serde_json::Value::Null)),
+                }
+            }
+            at = next;
+        }
+        if at.is_empty() && !optional_gone && !path.contains('*') {
+            problems.push(format!("{path}: missing"));
+        }
+        for (here, v) in at {
+            if !shape_is(v, ty) {
+                problems.push(format!("{}: expected {ty}, found {v}", &here[1..]));
+            }
+        }
+    }
+    problems
+}
+
+fn shape_is(v: &serde_json::Value, ty: &str) -> bool {
+    if let Some((a, b)) = ty.split_once(" or ") {
+        return shape_is(v, a) || shape_is(v, b);
+    }
+    if let Some(inner) = ty.strip_prefix("array<").and_then(|t| t.strip_suffix('>')) {
+        return v
+            .as_array()
+            .is_some_and(|a| a.iter().all(|x| shape_is(x, inner)));
+    }
+    if let Some(options) = ty.strip_prefix("enum:") {
+        return v
+            .as_str()
+            .is_some_and(|s| options.split('|').any(|o| o == s));
+    }
+    if let Some(n) = ty.strip_prefix("const:") {
+        return n.parse::<serde_json::Value>().is_ok_and(|n| *v == n);
+    }
+    let s = v.as_str().unwrap_or("\u{0}");
+    match ty {
+        "uint" => v.is_u64(),
+        "bool" => v.is_boolean(),
+        "string" => v.is_string(),
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "null" => v.is_null(),
+        "hex32" => {
+            s.len() == 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }
+        "base64key" => s.len() == 44 && s.ends_with('='),
+        "rfc3339" => humantime::parse_rfc3339_weak(s).is_ok(),
+        "ipport" => s.parse::<std::net::SocketAddr>().is_ok(),
+        "roles" => {
+            v.is_string()
+                && s.split(',').filter(|r| !r.is_empty()).all(|r| {
+                    [
+                        "compute",
+                        "observer",
+                        "key-manager",
+                        "validator",
+                        "storage-rpc",
+                    ]
+                    .contains(&r)
+                })
+        }
+        _ => panic!("unknown type '{ty}' in the status fixture"),
+    }
+}
+
+/// The checker finds what it is for: a string state root, a null round, an integer role mask.
+pub(crate) fn status_shape_checker_catches_the_old_shapes(good: &serde_json::Value) {
+    let mut bad = good.clone();
+    for (_, r) in bad["runtimes"]
+        .as_object_mut()
+        .expect("runtimes")
+        .iter_mut()
+    {
+        r["latest_state_root"] = serde_json::json!("ab");
+        r["latest_round"] = serde_json::Value::Null;
+    }
+    bad["registration"]["descriptor"]["roles"] = serde_json::json!(1);
+    let p = status_shape_problems(&bad).join("\n");
+    for want in [
+        ".latest_state_root.ns: expected hex32",
+        ".latest_round: expected uint",
+        "registration.descriptor.roles: expected roles",
+    ] {
+        assert!(p.contains(want), "the checker missed {want}: {p}");
+    }
+}
