@@ -1542,6 +1542,9 @@ fn nodes_configured_by_id_refuse_a_tampered_bundle_then_download_and_host_the_ge
             ["compute-0", "compute-1", "compute-2", "client-0"]
                 .iter()
                 .all(|c| error_of(n, c).contains("invalid digest: 'runtime.elf'"))
+                && n.status("compute-0").is_some_and(|s| {
+                    rt(&s)["committee"]["status"] == "waiting for hosted runtime provision"
+                })
         },
     );
     let st = net.status("compute-0").expect("status");
