@@ -1593,3 +1593,48 @@ fn nodes_configured_by_id_refuse_a_tampered_bundle_then_download_and_host_the_ge
     }
     let _ = net.stop();
 }
+
+#[test]
+fn every_node_halts_for_an_upgrade_before_the_halt_height_and_exits_cleanly() {
+    const HALT: u64 = 40;
+    let mut net = Localnet::start(&["--load", "4", "--halt-height", &HALT.to_string()]);
+    let nodes = [
+        "validator-0",
+        "compute-0",
+        "compute-1",
+        "compute-2",
+        "client-0",
+    ];
+    // localnet restarts nodes that fail; a halted node exits 0 and stays down.
+    net.wait(
+        "every node exits 0 after the halt",
+        Duration::from_secs(120),
+        |n| {
+            let out =
+                std::fs::read_to_string(n.dir.path().join("localnet.log")).unwrap_or_default();
+            nodes.iter().all(|node| {
+                out.contains(&format!(
+                    "node {node} stopped (exit status: 0); not restarting it"
+                ))
+            })
+        },
+    );
+    for node in nodes {
+        let log =
+            std::fs::read_to_string(net.net().join(node).join("data/node.log")).unwrap_or_default();
+        let halted = log
+            .lines()
+            .find(|l| l.contains("upgrade halt: consensus.halt_height is 40"))
+            .unwrap_or_else(|| panic!("{node} did not log the halt"));
+        assert!(
+            halted.contains(&format!("the last committed block is {}", HALT - 1))
+                && halted.contains("2b1e7a5c0d6f4e8a9c3b1d2e4f6a8c25"),
+            "{node}: {halted}"
+        );
+        assert!(
+            log.contains(r#""reason":"upgrade halt""#),
+            "{node} stopped for another reason"
+        );
+    }
+    let _ = net.stop();
+}

@@ -66,6 +66,9 @@ pub enum ChainError {
     /// The node's own storage failed: not the block's fault.
     #[error("storage: {0}")]
     Storage(String),
+    /// The node stops before this height (an upgrade halt): it neither votes for nor commits it.
+    #[error("halted for an upgrade: {0}")]
+    Halted(String),
 }
 
 /// Why a commit certificate is refused.

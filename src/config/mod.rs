@@ -12,8 +12,8 @@ mod validate;
 pub use load::{load, parse_size, substitute_env, Loaded};
 pub use schema::{Config, Mode, Provisioner};
 pub use validate::{
-    consensus_external, consensus_listen, consensus_peers, runtime_limits, GenesisFile, Prune,
-    Settings,
+    consensus_external, consensus_listen, consensus_peers, runtime_limits, GenesisFile, Halt,
+    Prune, Settings,
 };
 
 use std::fmt;

@@ -46,6 +46,8 @@ pub struct Settings {
     pub prune: Option<Prune>,
     /// `consensus.prune`: `None` for strategy `none`.
     pub consensus_prune: Option<Prune>,
+    /// The upgrade halt, if one is set.
+    pub halt: Option<Halt>,
 }
 
 /// `runtime.prune` with strategy `keep_last`.
@@ -73,6 +75,20 @@ pub(super) struct Parsed {
     state_cache_size: Option<u64>,
     prune: Option<Option<Prune>>,
     consensus_prune: Option<Option<Prune>>,
+    halt: Option<Option<Halt>>,
+}
+
+/// `consensus.halt_height` / `halt_epoch` with `consensus.upgrade_stop_delay`: the node commits
+/// no block at or past the halt and stops after the delay (an upgrade runbook step).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Halt {
+    /// The first height not committed (0: no height halt).
+    pub height: u64,
+    /// The first epoch none of whose blocks is committed (0: no epoch halt).
+    pub epoch: u64,
+    /// How long the node waits after halting before it stops (×0.5–1.5 at random, as oasis),
+    /// so that its peers get the last block.
+    pub stop_delay: Duration,
 }
 
 impl Parsed {
@@ -94,6 +110,7 @@ impl Parsed {
             state_cache_size: self.state_cache_size.ok_or("storage.max_cache_size")?,
             prune: self.prune.ok_or("runtime.prune")?,
             consensus_prune: self.consensus_prune.ok_or("consensus.prune")?,
+            halt: self.halt.ok_or("consensus.halt_height")?,
         })
     }
 }
@@ -176,6 +193,32 @@ fn check_prune(pr: &super::schema::RuntimePrune, p: &mut Vec<Problem>) -> Option
             None
         }
     }
+}
+
+/// Longest `consensus.upgrade_stop_delay`.
+const MAX_STOP_DELAY: Duration = Duration::from_secs(3600);
+
+fn check_halt(c: &Config, p: &mut Vec<Problem>) -> Option<Option<Halt>> {
+    let k = &c.consensus;
+    let delay = check_duration_range(
+        p,
+        "consensus.upgrade_stop_delay",
+        &k.upgrade_stop_delay,
+        (Duration::ZERO, MAX_STOP_DELAY),
+        "1m",
+    )?;
+    if k.halt_height != 0 && k.halt_epoch != 0 {
+        p.push(Problem::error(
+            "consensus.halt_height",
+            "only one of {halt_epoch, halt_height} can be set",
+        ));
+        return None;
+    }
+    Some((k.halt_height != 0 || k.halt_epoch != 0).then_some(Halt {
+        height: k.halt_height,
+        epoch: k.halt_epoch,
+        stop_delay: delay,
+    }))
 }
 
 fn has_entity(c: &Config) -> bool {
@@ -345,6 +388,7 @@ fn check_runtime(c: &Config, p: &mut Vec<Problem>, parsed: &mut Parsed) {
     }
     parsed.prune = check_prune(&r.prune, p);
     parsed.consensus_prune = check_consensus_prune(&c.consensus.prune, p);
+    parsed.halt = check_halt(c, p);
     let cache = &c.storage.max_cache_size;
     let size = if cache.is_empty() {
         Ok(DEFAULT_STATE_CACHE)
@@ -596,21 +640,8 @@ fn check_unsupported(c: &Config, p: &mut Vec<Problem>, parsed: &mut Parsed) {
 /// oasis-node keys this node accepts but does not act on: one warning each, naming the key and
 /// what the operator must do instead, so that none is ignored silently.
 fn check_ignored(c: &Config, p: &mut Vec<Problem>) {
-    let halt = |what: &str, v: u64| {
-        format!(
-            "upgrade halts are not implemented yet: the node will NOT stop at {what} {v}; stop it \
-             yourself (control shutdown) when `control status` shows consensus.latest_{what} {v}"
-        )
-    };
     let r = &c.runtime;
     let mut ignored: Vec<(&str, bool, String)> = vec![
-        ("consensus.halt_epoch", c.consensus.halt_epoch != 0, halt("epoch", c.consensus.halt_epoch)),
-        ("consensus.halt_height", c.consensus.halt_height != 0, halt("height", c.consensus.halt_height)),
-        (
-            "consensus.upgrade_stop_delay",
-            c.consensus.upgrade_stop_delay != "1m",
-            "no upgrade halts here, so no stop delay: ignored".into(),
-        ),
         (
             "consensus.min_gas_price",
             c.consensus.min_gas_price != 0,
@@ -880,13 +911,8 @@ mod tests {
                 .map(|p| p.message.clone())
                 .collect::<Vec<_>>()
         };
-        let halt = warned("consensus.halt_height");
-        assert_eq!(halt.len(), 1, "{p:?}");
-        assert!(
-            halt[0].contains("will NOT stop at height 1234"),
-            "{}",
-            halt[0]
-        );
+        // The halt is acted on now: no warning.
+        assert!(warned("consensus.halt_height").is_empty(), "{p:?}");
         for key in [
             "consensus.min_gas_price",
             "runtime.tx_pool",
@@ -897,6 +923,39 @@ mod tests {
         // Defaults warn about nothing of the kind.
         let (p, _) = validate(&Config::default());
         assert!(!p.iter().any(|p| p.message.contains("ignored")), "{p:?}");
+    }
+
+    #[test]
+    fn one_halt_at_most_with_a_stop_delay_in_range() {
+        let mut c = Config::default();
+        c.consensus.halt_epoch = 3;
+        c.consensus.upgrade_stop_delay = "2s".into();
+        let mut p = Vec::new();
+        assert_eq!(
+            check_halt(&c, &mut p),
+            Some(Some(Halt {
+                height: 0,
+                epoch: 3,
+                stop_delay: Duration::from_secs(2)
+            }))
+        );
+        c.consensus.halt_height = 10;
+        assert_eq!(check_halt(&c, &mut p), None);
+        assert!(
+            p[0].to_string()
+                .contains("only one of {halt_epoch, halt_height} can be set"),
+            "{p:?}"
+        );
+        assert_eq!(check_halt(&Config::default(), &mut Vec::new()), Some(None));
+        let mut c = Config::default();
+        c.consensus.upgrade_stop_delay = "2h".into();
+        let mut p = Vec::new();
+        assert_eq!(check_halt(&c, &mut p), None);
+        assert!(
+            p[0].to_string()
+                .starts_with("consensus.upgrade_stop_delay: '2h' is out of range"),
+            "{p:?}"
+        );
     }
 
     #[test]

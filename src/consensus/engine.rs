@@ -30,6 +30,8 @@ pub const MSG_LEFT_VALIDATORS: &str = "2b1e7a5c0d6f4e8a9c3b1d2e4f6a8c22";
 pub const MSG_MISSED_PROPOSAL: &str = "2b1e7a5c0d6f4e8a9c3b1d2e4f6a8c23";
 /// MESSAGE_ID: the engine reported equivocation evidence.
 pub const MSG_EQUIVOCATION: &str = "2b1e7a5c0d6f4e8a9c3b1d2e4f6a8c24";
+/// MESSAGE_ID: the node reached its upgrade halt (`consensus.halt_height` / `halt_epoch`).
+pub const MSG_HALTED: &str = "2b1e7a5c0d6f4e8a9c3b1d2e4f6a8c25";
 
 /// A read-only snapshot of the consensus layer.
 #[derive(Clone, Debug)]
@@ -180,6 +182,63 @@ struct Chain {
     signer: Arc<Signer>,
     me: PublicKey,
     view: watch::Sender<View>,
+    halt: Option<Halting>,
+}
+
+/// An upgrade halt (`consensus.halt_height` / `halt_epoch`).
+struct Halting {
+    at: crate::config::Halt,
+    epoch_interval: u64,
+    /// Cancelled when the node halts; the node then stops after the delay.
+    halted: tokio_util::sync::CancellationToken,
+}
+
+impl Halting {
+    /// Why block `height` must not be voted for or committed, if it must not. A block's epoch
+    /// is its height divided by the epoch interval (epochs begin at their first block).
+    fn refuses(&self, height: u64) -> Option<String> {
+        if self.at.height != 0 && height >= self.at.height {
+            return Some(format!("consensus.halt_height is {}", self.at.height));
+        }
+        let epoch = height / self.epoch_interval.max(1);
+        (self.at.epoch != 0 && epoch >= self.at.epoch).then(|| {
+            format!(
+                "consensus.halt_epoch is {} and block {height} is in epoch {epoch}",
+                self.at.epoch
+            )
+        })
+    }
+
+    /// Halts (once): the node commits nothing more and stops after the stop delay, randomised
+    /// ×0.5–1.5 as oasis does, so that not every node leaves at once and peers get the last
+    /// block first.
+    fn halt(&self, last: u64, why: &str) {
+        if self.halted.is_cancelled() {
+            return;
+        }
+        let mut r = [0u8; 2];
+        let _ = getrandom::fill(&mut r);
+        let factor = 0.5 + f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX);
+        let delay = self.at.stop_delay.mul_f64(factor);
+        log::error!(target: "consensus", message_id = MSG_HALTED, height = last, stop_in:% = humantime::format_duration(Duration::from_secs(delay.as_secs())); "upgrade halt: {why}: the last committed block is {last}; stopping the node for upgrade (upgrade the node, remove the halt from config.yml, start it again)");
+        let token = self.halted.clone();
+        // A token already cancelled means the node is stopping anyway.
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            log::info!(target: "consensus", "stopping the node for upgrade");
+            token.cancel();
+        });
+    }
+
+    fn check(&self, height: u64, committed: u64) -> Result<(), ChainError> {
+        match self.refuses(height) {
+            Some(why) => {
+                self.halt(committed, &why);
+                Err(ChainError::Halted(why))
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 impl Chain {
@@ -397,6 +456,9 @@ impl ChainApp for Chain {
         time_ms: u64,
     ) -> Result<Proposed, ChainError> {
         let mut i = self.lock();
+        if let Some(h) = &self.halt {
+            h.check(height.0, i.state.height.0)?;
+        }
         if height != i.state.height.saturating_add(1) {
             return Err(ChainError::NotNext {
                 asked: height,
@@ -411,6 +473,9 @@ impl ChainApp for Chain {
 
     fn verify_block(&self, height: Height, block: &Proposed) -> Result<(), ChainError> {
         let mut i = self.lock();
+        if let Some(h) = &self.halt {
+            h.check(height.0, i.state.height.0)?;
+        }
         if height != i.state.height.saturating_add(1) {
             return Err(ChainError::NotNext {
                 asked: height,
@@ -425,6 +490,9 @@ impl ChainApp for Chain {
     fn commit(&self, block: &Proposed, cert: &CommitCert) -> Result<(), ChainError> {
         use crate::crashpoint::{reached, Point};
         let mut i = self.lock();
+        if let Some(h) = &self.halt {
+            h.check(block.header.height.0, i.state.height.0)?;
+        }
         reached(Point::Decided, block.header.height.0);
         let hash = block.hash();
         let (next, outcomes) = match i.executed.take() {
@@ -468,6 +536,13 @@ impl ChainApp for Chain {
             log::warn!(target: "consensus", "{e}");
         }
         self.publish_view(&i, outcomes, Some((block, cert)));
+        // Halting at the next height now, not when it is proposed: the node stops even if the
+        // network (without the halt) goes on.
+        if let Some(hl) = &self.halt {
+            if let Some(why) = hl.refuses(h + 1) {
+                hl.halt(h, &why);
+            }
+        }
         Ok(())
     }
 
@@ -520,6 +595,8 @@ pub struct Options {
     pub network_secret: [u8; 32],
     /// `consensus.prune` (keep_n), if set.
     pub prune: Option<BlockPruning>,
+    /// The upgrade halt, if set: cancelled (after its stop delay) once the node halted.
+    pub halt: Option<(crate::config::Halt, tokio_util::sync::CancellationToken)>,
 }
 
 /// Keep the `num_kept` latest blocks, pruning every `interval`.
@@ -630,7 +707,19 @@ pub async fn start(
         signer: signer.clone(),
         me,
         view: view_tx,
+        halt: opts.halt.clone().map(|(at, halted)| Halting {
+            at,
+            epoch_interval: genesis.epoch_interval,
+            halted,
+        }),
     });
+    // Restarted at the halt (with the halt still in config.yml): halted again at once.
+    if let Some(hl) = &chain.halt {
+        let committed = chain.lock().state.height.0;
+        if let Some(why) = hl.refuses(committed + 1) {
+            hl.halt(committed, &why);
+        }
+    }
     let block_interval = Duration::from_millis(genesis.block_interval_ms);
     let bopts = paratime_bft::engine::Options {
         moniker: format!("node-{me}"),
@@ -696,6 +785,38 @@ pub async fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_halt_refuses_its_height_and_every_block_of_its_epoch_on() {
+        let halting = |height, epoch| Halting {
+            at: crate::config::Halt {
+                height,
+                epoch,
+                stop_delay: Duration::ZERO,
+            },
+            epoch_interval: 10,
+            halted: tokio_util::sync::CancellationToken::new(),
+        };
+        let h = halting(40, 0);
+        assert_eq!(h.refuses(39), None);
+        assert!(h
+            .refuses(40)
+            .is_some_and(|w| w.contains("halt_height is 40")));
+        assert!(h.refuses(41).is_some());
+        let e = halting(0, 3);
+        assert_eq!(e.refuses(29), None, "block 29 is in epoch 2");
+        assert!(e
+            .refuses(30)
+            .is_some_and(|w| w.contains("block 30 is in epoch 3")));
+        assert_eq!(halting(0, u64::MAX).refuses(u64::MAX - 1), None);
+        // Refusing halts once; the token is cancelled after the (zero) delay.
+        assert!(e.check(30, 29).is_err());
+        let t0 = std::time::Instant::now();
+        while !e.halted.is_cancelled() && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(e.halted.is_cancelled());
+    }
     use crate::consensus::state::{Fee, Transaction};
     use ed25519_dalek::SigningKey;
 

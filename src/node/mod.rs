@@ -231,21 +231,27 @@ pub fn check_config_start(cfg: &Config, unsafe_debug: bool) -> Result<(), NodeEr
 }
 
 /// Resolves with the reason the node stops: a signal, or `requested` (`control shutdown`).
-async fn wait_for_signal(requested: CancellationToken) -> &'static str {
+async fn wait_for_signal(requested: CancellationToken, halted: CancellationToken) -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
-        requested.cancelled().await;
-        return "control shutdown";
+        tokio::select! {
+            _ = requested.cancelled() => return "control shutdown",
+            _ = halted.cancelled() => return UPGRADE_HALT,
+        }
     };
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
         _ = requested.cancelled() => "control shutdown",
+        _ = halted.cancelled() => UPGRADE_HALT,
     }
 }
+
+/// The stop reason of an upgrade halt.
+const UPGRADE_HALT: &str = "upgrade halt";
 
 /// The node's parts stop in this order, whatever asked it to stop: registration first
 /// (deregistering needs the consensus layer), then the runtimes and the control API, then the
@@ -254,6 +260,8 @@ async fn wait_for_signal(requested: CancellationToken) -> &'static str {
 struct Stops {
     /// `control shutdown` asked the node to stop.
     requested: CancellationToken,
+    /// The consensus layer reached the upgrade halt (and its stop delay passed).
+    halted: CancellationToken,
     registration: CancellationToken,
     runtimes: CancellationToken,
     network: CancellationToken,
@@ -688,6 +696,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                     num_kept: c.num_kept,
                     interval: c.interval,
                 }),
+            halt: p.settings.halt.map(|h| (h, stops.halted.clone())),
         };
         crate::crashpoint::init(Path::new(&cfg.common.data_dir))?;
         let handle = crate::consensus::engine::start(
@@ -850,7 +859,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
     let mut tick = tokio::time::interval(period);
     let mut changes: Vec<watch::Receiver<supervisor::RuntimeStatus>> =
         channels.iter().map(|(_, rx)| rx.clone()).collect();
-    let signal = wait_for_signal(stops.requested.clone());
+    let signal = wait_for_signal(stops.requested.clone(), stops.halted.clone());
     tokio::pin!(signal);
     let why = loop {
         let changed = async {
@@ -874,10 +883,15 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
     };
     notify::stopping("stopping: terminating runtimes");
     log::info!(target: "cmd/node", reason = why, message_id = notify::message_id::NODE_STOPPING; "shutting down");
-    // Deregister first (the consensus layer must still run for that).
+    // Deregister first (the consensus layer must still run for that); at an upgrade halt the
+    // chain commits nothing more, so the node stays registered and just stops.
     stops.registration.cancel();
     if let Some(t) = reg_task {
-        let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        if why == UPGRADE_HALT {
+            t.abort();
+        } else {
+            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
     }
     stops.runtimes.cancel();
     for t in tasks {

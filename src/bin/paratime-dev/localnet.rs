@@ -101,6 +101,10 @@ pub(crate) struct Args {
     /// pointing at `URL/kvstore.orc`, and the bundle): serve that directory at URL.
     #[arg(long, value_name = "URL")]
     registry: Option<String>,
+    /// Every node halts for an upgrade before this height (`consensus.halt_height`, with a 2 s
+    /// `upgrade_stop_delay`): the network stops after block HEIGHT−1 and every node exits 0.
+    #[arg(long, value_name = "HEIGHT")]
+    halt_height: Option<u64>,
 }
 
 fn netns_of(a: &Args, node: &str) -> anyhow::Result<Option<Netns>> {
@@ -211,11 +215,16 @@ fn config_yaml(
     (bundle, registry): (&Path, Option<&str>),
     entity: Option<&Path>,
     runtime: bool,
-    (fault, prune_kept, consensus_kept): (Option<&str>, Option<u64>, Option<u64>),
+    (fault, prune_kept, consensus_kept, halt_height): (
+        Option<&str>,
+        Option<u64>,
+        Option<u64>,
+        Option<u64>,
+    ),
 ) -> String {
     let node_dir = dir.join(&n.name);
     let mut s = format!(
-        "mode: {mode}\ncommon:\n  data_dir: {data}\n  log:\n    file: node.log\n    format: JSON\n    level:\n      default: info\ngenesis:\n  file: {genesis}\nconsensus:\n  listen_address: tcp://0.0.0.0:{cport}\n{peers}{cprune}p2p:\n  port: {port}\n  registration:\n    addresses:\n      - {ip}:{port}\n",
+        "mode: {mode}\ncommon:\n  data_dir: {data}\n  log:\n    file: node.log\n    format: JSON\n    level:\n      default: info\ngenesis:\n  file: {genesis}\nconsensus:\n  listen_address: tcp://0.0.0.0:{cport}\n{halt}{peers}{cprune}p2p:\n  port: {port}\n  registration:\n    addresses:\n      - {ip}:{port}\n",
         mode = n.mode,
         data = node_dir.join("data").display(),
         genesis = dir.join("genesis.json").display(),
@@ -233,6 +242,9 @@ fn config_yaml(
         },
         port = n.port,
         ip = n.ip(),
+        halt = halt_height.map_or(String::new(), |h| format!(
+            "  halt_height: {h}\n  upgrade_stop_delay: 2s\n"
+        )),
         cprune = consensus_kept.map_or(String::new(), |k| format!(
             "  prune:\n    strategy: keep_n\n    num_kept: {k}\n    interval: 1s\n"
         )),
@@ -677,7 +689,7 @@ fn setup(a: &Args) -> anyhow::Result<Vec<Planned>> {
             ),
             entity.as_deref(),
             runtime,
-            (fault, a.prune_kept, a.consensus_prune_kept),
+            (fault, a.prune_kept, a.consensus_prune_kept, a.halt_height),
         );
         let path = dir.join(&n.name).join("etc/config.yml");
         std::fs::write(&path, cfg)?;
