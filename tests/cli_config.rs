@@ -621,3 +621,99 @@ fn the_oasis_docs_configs_are_judged_alike_by_config_check_and_start() {
     }
     eprintln!("{}", verdicts.join("\n"));
 }
+
+#[test]
+fn unsafe_reset_removes_state_but_never_keys_bundles_or_logs_and_not_under_a_running_node() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let d = t.path().join("data");
+    let ds = d.to_str().expect("utf8");
+    assert!(run(&["identity", "init", "--datadir", ds]).status.success());
+    let rt = d.join("runtimes").join(RUNTIME_ID);
+    for dir in [
+        d.join("consensus/wal"),
+        rt.clone(),
+        d.join("runtimes/bundles/abc"),
+        d.join("runtimes/logs"),
+        d.join("runtimes/tmp/bundles"),
+    ] {
+        std::fs::create_dir_all(dir).expect("mkdir");
+    }
+    let files = [
+        d.join("consensus.redb"),
+        d.join("consensus/wal/consensus.wal"),
+        d.join("deregistration-requested"),
+        rt.join("mkvs_storage.redb.db"),
+        d.join("runtimes/bundles/abc/runtime.elf"),
+        d.join("runtimes/logs/x.log"),
+    ];
+    for f in &files {
+        std::fs::write(f, "x").expect("write");
+    }
+    let reset = |extra: &[&str]| {
+        let mut args = vec!["unsafe-reset", "--datadir", ds];
+        args.extend(extra);
+        run(&args)
+    };
+    // A dry run lists and removes nothing.
+    let o = reset(&["-n"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("dry run, no modifications will be made to files"));
+    assert!(text(&o).contains(&format!(
+        "removing on-disk node state: {}",
+        d.join("consensus.redb").display()
+    )));
+    assert!(files.iter().all(|f| f.exists()));
+    // While the node holds the data dir's lock, nothing is touched.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(d.join("node.lock"))
+        .expect("lock file");
+    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .expect("flock");
+    let o = reset(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("stop the node before resetting its state"),
+        "{}",
+        text(&o)
+    );
+    assert!(files.iter().all(|f| f.exists()));
+    drop(held);
+    let o = reset(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("state reset complete"), "{}", text(&o));
+    for gone in [
+        d.join("consensus.redb"),
+        d.join("consensus"),
+        d.join("deregistration-requested"),
+        d.join("runtimes/tmp"),
+    ] {
+        assert!(!gone.exists(), "{} kept", gone.display());
+    }
+    for kept in [
+        d.join("identity.pem"),
+        d.join("p2p.pem"),
+        d.join("consensus.pem"),
+        rt.join("mkvs_storage.redb.db"),
+        d.join("runtimes/bundles/abc/runtime.elf"),
+        d.join("runtimes/logs/x.log"),
+    ] {
+        assert!(kept.exists(), "{} removed", kept.display());
+    }
+    // The state trees go only when asked; the directory no longer looks like a node's (no
+    // consensus state), so that takes --force.
+    let o = reset(&["--preserve.mkvs_database=false"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("does not look like a paratime-node data directory"),
+        "{}",
+        text(&o)
+    );
+    let o = reset(&["--preserve.mkvs_database=false", "--force"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!rt.join("mkvs_storage.redb.db").exists());
+    assert!(d.join("identity.pem").exists());
+}

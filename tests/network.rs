@@ -1638,3 +1638,90 @@ fn every_node_halts_for_an_upgrade_before_the_halt_height_and_exits_cleanly() {
     }
     let _ = net.stop();
 }
+
+#[test]
+fn control_shutdown_deregisters_first_and_an_unfinished_deregistration_is_remembered() {
+    let mut net = Localnet::start(&[]);
+    let registered = |n: &Localnet, node: &str| {
+        n.status(node).is_some_and(|s| {
+            s["registration"]["last_attempt_successful"] == true
+                && s["registration"]["node_status"]["election_eligible_after"].as_u64() > Some(0)
+        })
+    };
+    net.wait(
+        "compute-1 and compute-2 registered",
+        Duration::from_secs(60),
+        |n| registered(n, "compute-1") && registered(n, "compute-2"),
+    );
+    // `control shutdown --wait` returns once the node has deregistered and stopped.
+    let o = run(&[
+        "control",
+        "shutdown",
+        "--wait",
+        "-a",
+        &sock(&net, "compute-2"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("node stopped"), "{}", text(&o));
+    let log =
+        std::fs::read_to_string(net.net().join("compute-2/data/node.log")).unwrap_or_default();
+    assert!(
+        log.contains(r#""deregistered":"true","#) || log.contains(r#""deregistered":true"#),
+        "compute-2 did not deregister: {}",
+        log.lines().rev().take(10).collect::<Vec<_>>().join("\n")
+    );
+    let netdir = net.net();
+    let flag = |node: &str| netdir.join(node).join("data/deregistration-requested");
+    assert!(
+        !flag("compute-2").exists(),
+        "a completed deregistration is forgotten"
+    );
+    // A deregistration that never completed (the node was killed) is remembered: the node's
+    // next start deregisters and stops again.
+    std::fs::write(
+        flag("compute-1"),
+        "deregistration requested by control shutdown\n",
+    )
+    .expect("flag");
+    signal(&net.net(), "compute-1", nix::sys::signal::Signal::SIGKILL);
+    net.wait(
+        "compute-1 restarted, deregistered and stopped",
+        Duration::from_secs(90),
+        |n| {
+            let out =
+                std::fs::read_to_string(n.dir.path().join("localnet.log")).unwrap_or_default();
+            out.contains("node compute-1 stopped (exit status: 0); not restarting it")
+        },
+    );
+    let log =
+        std::fs::read_to_string(net.net().join("compute-1/data/node.log")).unwrap_or_default();
+    assert!(
+        log.contains("a deregistration requested by control shutdown did not complete"),
+        "compute-1 did not say why it stopped"
+    );
+    assert!(
+        !flag("compute-1").exists(),
+        "its deregistration completed this time"
+    );
+    // Offline, `control clear-deregister` forgets a pending request.
+    std::fs::write(
+        flag("compute-2"),
+        "deregistration requested by control shutdown\n",
+    )
+    .expect("flag");
+    let dd = net.net().join("compute-2/data");
+    let o = run(&[
+        "control",
+        "clear-deregister",
+        "--datadir",
+        dd.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("cleared persisted forced-deregister"),
+        "{}",
+        text(&o)
+    );
+    assert!(!flag("compute-2").exists());
+    let _ = net.stop();
+}

@@ -1,5 +1,6 @@
 //! The command line. The only module that prints for the operator; everything else logs.
 
+mod datadir;
 mod doctor;
 pub mod exec;
 pub mod network;
@@ -79,6 +80,10 @@ enum Command {
     /// Staking accounts.
     #[command(subcommand)]
     Account(network::AccountCmd),
+    /// UNSAFE: remove the node's consensus state and runtime history (keys, bundles and logs
+    /// stay; the runtimes' state trees too unless --preserve.mkvs_database=false). The node must
+    /// be stopped; it syncs again at its next start.
+    UnsafeReset(datadir::ResetArgs),
     /// The network's parameters (stake requirements).
     #[command(subcommand)]
     Network(network::NetworkCmd),
@@ -168,8 +173,24 @@ enum ControlCmd {
     IsSynced(Addr),
     /// Wait (without a time limit) until the node completed initial syncing; silent, exit 0.
     WaitSync(Addr),
-    /// Ask the node to shut down.
-    Shutdown(Addr),
+    /// Ask the node to deregister and shut down (it stops once the registry no longer lists it).
+    Shutdown(ShutdownArgs),
+    /// Forget a deregistration that `control shutdown` asked for and that did not complete (the
+    /// node then registers again at its next start). Offline: the node must be stopped.
+    ClearDeregister {
+        /// The node's data directory.
+        #[arg(long)]
+        datadir: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ShutdownArgs {
+    #[command(flatten)]
+    addr: Addr,
+    /// Return only once the node has stopped.
+    #[arg(short = 'w', long)]
+    wait: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -492,13 +513,26 @@ fn control_cmd(cmd: ControlCmd) -> i32 {
                 }
             }
         }),
-        ControlCmd::Shutdown(a) => match block_on(Client::new(a.address).shutdown()) {
-            Ok(_) => {
-                println!("shutdown requested");
-                0
+        ControlCmd::Shutdown(a) => {
+            let address = a.addr.address.clone();
+            match block_on(Client::new(a.addr.address).shutdown()) {
+                Ok(_) if a.wait => block_on(async {
+                    // The node answers until its control API stops, after the deregistration.
+                    let c = Client::new(address);
+                    while c.is_synced().await.is_ok() {
+                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    }
+                    println!("node stopped");
+                    0
+                }),
+                Ok(_) => {
+                    println!("shutdown requested");
+                    0
+                }
+                Err(e) => report(e),
             }
-            Err(e) => report(e),
-        },
+        }
+        ControlCmd::ClearDeregister { datadir } => datadir::clear_deregister(&datadir),
     }
 }
 
@@ -680,6 +714,7 @@ pub fn run() -> i32 {
         Some(Command::Entity(c)) => network::entity(c),
         Some(Command::Account(c)) => network::account(c),
         Some(Command::Network(c)) => network::network(c),
+        Some(Command::UnsafeReset(a)) => datadir::unsafe_reset(&a),
         Some(Command::Tx(c)) => paratime::tx(c),
         Some(Command::Query(c)) => paratime::query(c),
         Some(Command::State(c)) => paratime::state(c),

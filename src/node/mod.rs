@@ -253,6 +253,11 @@ async fn wait_for_signal(requested: CancellationToken, halted: CancellationToken
 /// The stop reason of an upgrade halt.
 const UPGRADE_HALT: &str = "upgrade halt";
 
+/// In the data dir while a deregistration asked for by `control shutdown` has not completed
+/// (oasis's persisted "deregistration requested"): the node's next start deregisters and stops
+/// again, until `control clear-deregister` removes it.
+pub const DEREGISTER_FLAG: &str = "deregistration-requested";
+
 /// The node's parts stop in this order, whatever asked it to stop: registration first
 /// (deregistering needs the consensus layer), then the runtimes and the control API, then the
 /// network (consensus, p2p, runtime workers).
@@ -816,6 +821,11 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                     ready_rx,
                     stops.registration.clone(),
                 )));
+                let flag = Path::new(&cfg.common.data_dir).join(DEREGISTER_FLAG);
+                if flag.exists() {
+                    log::warn!(target: "worker/registration", path:% = flag.display(); "a deregistration requested by control shutdown did not complete: waiting for node to deregister, then stopping (`paratime-node control clear-deregister --datadir DIR` forgets the request)");
+                    stops.requested.cancel();
+                }
             }
         }
     }
@@ -884,13 +894,25 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
     notify::stopping("stopping: terminating runtimes");
     log::info!(target: "cmd/node", reason = why, message_id = notify::message_id::NODE_STOPPING; "shutting down");
     // Deregister first (the consensus layer must still run for that); at an upgrade halt the
-    // chain commits nothing more, so the node stays registered and just stops.
+    // chain commits nothing more, so the node stays registered and just stops. A deregistration
+    // asked for by `control shutdown` is remembered until it completed.
+    let flag = Path::new(&cfg.common.data_dir).join(DEREGISTER_FLAG);
+    if why == "control shutdown" && reg_task.is_some() {
+        if let Err(e) = std::fs::write(&flag, "deregistration requested by control shutdown\n") {
+            log::warn!(target: "worker/registration", path:% = flag.display(); "cannot persist the deregistration request: {e}");
+        }
+    }
     stops.registration.cancel();
     if let Some(t) = reg_task {
         if why == UPGRADE_HALT {
             t.abort();
         } else {
-            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+            let done = tokio::time::timeout(Duration::from_secs(15), t).await;
+            if matches!(done, Ok(Ok(true))) && flag.exists() {
+                let _ = std::fs::remove_file(&flag);
+            } else if flag.exists() {
+                log::warn!(target: "worker/registration", path:% = flag.display(); "the node's deregistration did not complete: its next start deregisters and stops again (`paratime-node control clear-deregister --datadir DIR` forgets the request)");
+            }
         }
     }
     stops.runtimes.cancel();

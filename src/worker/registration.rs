@@ -150,14 +150,15 @@ impl Worker {
         })
     }
 
-    /// Runs until `shutdown`; then deregisters (bounded wait) and returns.
+    /// Runs until `shutdown`; then deregisters (bounded wait) and returns whether the node is
+    /// known to be out of the registry.
     pub async fn run(
         self,
         backend: impl Backend,
         status: watch::Sender<Status>,
         mut runtimes_ready: watch::Receiver<bool>,
         shutdown: tokio_util::sync::CancellationToken,
-    ) {
+    ) -> bool {
         let module = "worker/registration";
         let me = self.signer.public_key(KeyRole::Node);
         let mut views = backend.view();
@@ -169,7 +170,7 @@ impl Worker {
             // gone, and the last value stands.
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                r = views.changed() => if r.is_err() { return },
+                r = views.changed() => if r.is_err() { return false },
                 r = runtimes_ready.changed(), if ready_open => if r.is_err() { ready_open = false },
             }
             let view = views.borrow().clone();
@@ -250,7 +251,18 @@ impl Worker {
             }
         }
         // Deregister before stopping (control shutdown / SIGTERM).
+        // Whether the node is registered is known once the view is synced (a node told to stop
+        // right after its start has not synced yet): wait a little for that.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while !views.borrow().synced {
+                if views.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
         let view = views.borrow().clone();
+        let mut gone = view.synced && !view.state.nodes.contains_key(&me);
         if view.state.nodes.contains_key(&me) {
             log::info!(target: module, "waiting for node to deregister");
             if let Ok(tx) = self.tx(&view, "registry.DeregisterNode", &()) {
@@ -258,16 +270,20 @@ impl Worker {
             }
             let wait = async {
                 loop {
-                    if views.changed().await.is_err()
-                        || !views.borrow().state.nodes.contains_key(&me)
-                    {
-                        return;
+                    if views.changed().await.is_err() {
+                        return false;
+                    }
+                    if !views.borrow().state.nodes.contains_key(&me) {
+                        return true;
                     }
                 }
             };
-            let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
+            gone = tokio::time::timeout(Duration::from_secs(10), wait)
+                .await
+                .unwrap_or(false);
         }
-        log::info!(target: module, "registration stopped, shutting down");
+        log::info!(target: module, deregistered = gone; "registration stopped, shutting down");
+        gone
     }
 }
 
