@@ -412,7 +412,20 @@ fn localnet_syncs_registers_elects_and_survives_a_killed_follower() {
     assert!(o.status.success(), "{}", text(&o));
     let o = run(&["account", "show", &addr, "-a", &client]);
     assert!(
-        text(&o).contains("Active: 9900 base units") && text(&o).contains("Debonding Delegations"),
+        text(&o).contains("Active: 9900 base units") && !text(&o).contains("Debonding Delegations"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&[
+        "account",
+        "show",
+        &addr,
+        "--show-delegations",
+        "-a",
+        &client,
+    ]);
+    assert!(
+        text(&o).contains("Debonding Delegations") && text(&o).contains("End Time: epoch"),
         "{}",
         text(&o)
     );
@@ -717,6 +730,39 @@ fn committee_finalizes_rounds_clients_read_them_and_a_killed_scheduler_does_not_
             text(&o)
         );
     }
+
+    // runtime-stats: the runtime's rounds and every member's participation this epoch.
+    let o = run(&[
+        "control",
+        "runtime-stats",
+        "--json",
+        "-a",
+        &sock(&net, "compute-0"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let stats: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert!(stats["rounds_finalized"].as_u64() >= Some(1), "{stats}");
+    let members = stats["members"].as_array().cloned().unwrap_or_default();
+    assert_eq!(members.len(), 3, "{stats}");
+    assert!(
+        members
+            .iter()
+            .any(|m| m["liveness"]["finalized_proposals"].as_u64() >= Some(1)),
+        "{stats}"
+    );
+    let o = run(&[
+        "control",
+        "runtime-stats",
+        RUNTIME_ID,
+        "-a",
+        &sock(&net, "compute-0"),
+    ]);
+    assert!(
+        text(&o).contains(&format!("runtime {RUNTIME_ID} at height"))
+            && text(&o).contains("worker"),
+        "{}",
+        text(&o)
+    );
 
     // Status: the runtime's chain and this node's committee view.
     let st = net.status("compute-0").expect("status");

@@ -175,6 +175,16 @@ enum ControlCmd {
     WaitSync(Addr),
     /// Ask the node to deregister and shut down (it stops once the registry no longer lists it).
     Shutdown(ShutdownArgs),
+    /// A runtime's rounds and each committee member's participation in the current epoch.
+    RuntimeStats {
+        #[command(flatten)]
+        addr: Addr,
+        /// The runtime (64 hex digits; default: the node's only runtime).
+        runtime_id: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Forget a deregistration that `control shutdown` asked for and that did not complete (the
     /// node then registers again at its next start). Offline: the node must be stopped.
     ClearDeregister {
@@ -533,7 +543,83 @@ fn control_cmd(cmd: ControlCmd) -> i32 {
             }
         }
         ControlCmd::ClearDeregister { datadir } => datadir::clear_deregister(&datadir),
+        ControlCmd::RuntimeStats {
+            addr,
+            runtime_id,
+            json,
+        } => block_on(async {
+            let c = Client::new(addr.address);
+            let id = match runtime_id {
+                Some(id) => id,
+                None => match c.status().await {
+                    Ok(st) => {
+                        let ids: Vec<String> = st["runtimes"]
+                            .as_object()
+                            .map(|m| m.keys().cloned().collect())
+                            .unwrap_or_default();
+                        match ids.as_slice() {
+                            [one] => one.clone(),
+                            _ => {
+                                return fail(format!(
+                                    "give the runtime ID: the node hosts {} runtimes ({})",
+                                    ids.len(),
+                                    ids.join(", ")
+                                ))
+                            }
+                        }
+                    }
+                    Err(e) => return report(e),
+                },
+            };
+            match c.runtime_stats(&id).await {
+                Ok(s) if json => {
+                    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                    0
+                }
+                Ok(s) => {
+                    print!("{}", runtime_stats_text(&s));
+                    0
+                }
+                Err(e) => report(e),
+            }
+        }),
     }
+}
+
+/// `control runtime-stats` as a table.
+fn runtime_stats_text(s: &crate::control::api::RuntimeStats) -> String {
+    let mut out = format!(
+        "runtime {} at height {} (epoch {})\n  rounds: latest {}, finalized {}, failed {}, discrepancies {}\n  committee of epoch {} ({} nodes): rounds as worker / live, proposals finalized / missed\n",
+        s.runtime_id,
+        s.height,
+        s.epoch,
+        s.latest_round,
+        s.rounds_finalized,
+        s.rounds_failed,
+        s.discrepancies,
+        s.epoch,
+        s.members.len()
+    );
+    for m in &s.members {
+        let roles: Vec<&str> = m
+            .roles
+            .iter()
+            .map(|r| match r {
+                crate::consensus::state::Role::Worker => "worker",
+                crate::consensus::state::Role::BackupWorker => "backup-worker",
+            })
+            .collect();
+        out.push_str(&format!(
+            "    {}  {:<22} {:>6} / {:<6} {:>6} / {}\n",
+            m.node_id,
+            roles.join(","),
+            m.liveness.total_rounds,
+            m.liveness.live_rounds,
+            m.liveness.finalized_proposals,
+            m.liveness.missed_proposals
+        ));
+    }
+    out
 }
 
 fn launcher_cmd(a: LauncherArgs) -> i32 {

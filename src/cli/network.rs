@@ -178,10 +178,13 @@ pub fn network(cmd: NetworkCmd) -> i32 {
 /// `account` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum AccountCmd {
-    /// Show an account's balance, nonce, escrow and delegations.
+    /// Show an account's balance, nonce and escrow (its delegations with --show-delegations).
     Show {
         /// `oasis1…` address.
         addr: String,
+        /// List the account's active and debonding delegations (as the Oasis CLI).
+        #[arg(long)]
+        show_delegations: bool,
         /// A node's control socket (default: $PARATIME_NODE_ADDRESS, else ./internal.sock, else
         /// /run/paratime-node/internal.sock).
         #[arg(short = 'a', long = "address")]
@@ -606,7 +609,7 @@ pub fn entity(cmd: EntityCmd) -> i32 {
     }
 }
 
-fn show(v: &serde_json::Value) -> String {
+fn show(v: &serde_json::Value, delegations: bool) -> String {
     let a = &v["account"];
     let balance = a["balance"].as_u64().unwrap_or(0);
     let escrow = a["escrow"].as_u64().unwrap_or(0);
@@ -625,7 +628,10 @@ fn show(v: &serde_json::Value) -> String {
         v["chain_id"].as_str().unwrap_or(""),
         balance + delegated + debonding,
     );
-    if let Some(d) = a["delegations"].as_object().filter(|d| !d.is_empty()) {
+    if let Some(d) = a["delegations"]
+        .as_object()
+        .filter(|d| delegations && !d.is_empty())
+    {
         out.push_str("\n  Active Delegations from this Account:\n");
         for (to, amount) in d {
             out.push_str(&format!(
@@ -633,7 +639,10 @@ fn show(v: &serde_json::Value) -> String {
             ));
         }
     }
-    if let Some(d) = a["debonding"].as_array().filter(|d| !d.is_empty()) {
+    if let Some(d) = a["debonding"]
+        .as_array()
+        .filter(|d| delegations && !d.is_empty())
+    {
         out.push_str("\n  Debonding Delegations from this Account:\n");
         for x in d {
             out.push_str(&format!(
@@ -670,6 +679,7 @@ pub fn account(cmd: AccountCmd) -> i32 {
     let result = match cmd {
         AccountCmd::Show {
             addr,
+            show_delegations,
             address,
             json,
         } => (|| {
@@ -682,7 +692,7 @@ pub fn account(cmd: AccountCmd) -> i32 {
             Ok(if json {
                 serde_json::to_string_pretty(&v).unwrap_or_default()
             } else {
-                show(&v)
+                show(&v, show_delegations)
             })
         })(),
         AccountCmd::Transfer(t) => account_tx(&t, "staking.Transfer", |to, amount| {

@@ -416,6 +416,46 @@ pub struct CommitteeChain {
     pub latest_round: paratime_state::Round,
 }
 
+/// `GET /api/v1/runtime/{id}/stats`: a runtime's rounds and its committee's participation in
+/// the current epoch (`control runtime-stats`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RuntimeStats {
+    /// The runtime.
+    pub runtime_id: String,
+    /// Consensus height of the figures.
+    pub height: paratime_state::Height,
+    /// Its epoch.
+    pub epoch: paratime_state::Epoch,
+    /// Latest finalized round.
+    pub latest_round: paratime_state::Round,
+    /// Rounds finalized with a batch since genesis.
+    pub rounds_finalized: u64,
+    /// Rounds failed since genesis.
+    pub rounds_failed: u64,
+    /// Discrepancies detected since genesis.
+    pub discrepancies: u64,
+    /// The epoch's committee, one entry per node.
+    pub members: Vec<MemberStats>,
+}
+
+/// One committee member in [`RuntimeStats`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MemberStats {
+    /// Node ID.
+    pub node_id: String,
+    /// Its entity, if the node is registered.
+    pub entity_id: Option<String>,
+    /// `worker`, `backup-worker` or both.
+    pub roles: Vec<crate::consensus::state::Role>,
+    /// Rounds, live rounds and proposals in the epoch (oasis's liveness statistics).
+    pub liveness: crate::consensus::roothash::Liveness,
+}
+
+/// Path of [`RuntimeStats`].
+pub fn runtime_stats(id: &str) -> String {
+    format!("/api/v1/runtime/{id}/stats")
+}
+
 /// A state root as oasis shows it (`mkvs/node.Root`): `root_type` 1 is a state root.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateRoot {

@@ -213,6 +213,11 @@ impl Client {
         self.call("GET", super::api::NETWORK, None).await
     }
 
+    /// A runtime's rounds and its committee's participation in the epoch.
+    pub async fn runtime_stats(&self, id: &str) -> Result<super::api::RuntimeStats, ClientError> {
+        self.call("GET", &super::api::runtime_stats(id), None).await
+    }
+
     /// An account, with the chain context transactions are signed for.
     pub async fn account(&self, address: &str) -> Result<super::api::AccountInfo, ClientError> {
         self.call("GET", &super::api::account(address), None).await

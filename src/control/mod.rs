@@ -606,6 +606,63 @@ async fn network(State(s): State<ControlState>) -> ApiResult<api::NetworkParamet
     }))
 }
 
+async fn runtime_stats(
+    State(s): State<ControlState>,
+    axum::extract::Path(rid): axum::extract::Path<String>,
+) -> ApiResult<api::RuntimeStats> {
+    use crate::consensus::engine::Backend;
+    let c = consensus(&s, "this node runs no consensus")?;
+    let id: crate::bundle::RuntimeId = rid
+        .parse()
+        .map_err(|e: crate::bundle::RuntimeIdError| ApiError::new(ErrorCode::BadRequest, e))?;
+    let view = c.view().borrow().clone();
+    let Some(chain) = view.state.roothash.get(&id) else {
+        return Err(ApiError::new(
+            ErrorCode::UnknownRuntime,
+            format!("runtime {id} is not registered in this network"),
+        ));
+    };
+    let mut members: Vec<api::MemberStats> = Vec::new();
+    for m in view
+        .state
+        .committees
+        .get(&id)
+        .map(|c| c.members.as_slice())
+        .unwrap_or_default()
+    {
+        match members
+            .iter_mut()
+            .find(|x| x.node_id == m.public_key.to_string())
+        {
+            Some(x) => x.roles.push(m.role),
+            None => members.push(api::MemberStats {
+                node_id: m.public_key.to_string(),
+                entity_id: view
+                    .state
+                    .nodes
+                    .get(&m.public_key)
+                    .map(|n| n.entity_id.to_string()),
+                roles: vec![m.role],
+                liveness: chain
+                    .liveness
+                    .get(&m.public_key)
+                    .cloned()
+                    .unwrap_or_default(),
+            }),
+        }
+    }
+    Ok(Json(api::RuntimeStats {
+        runtime_id: id.to_string(),
+        height: view.state.height,
+        epoch: view.state.epoch,
+        latest_round: chain.block.round,
+        rounds_finalized: chain.rounds_finalized,
+        rounds_failed: chain.rounds_failed,
+        discrepancies: chain.discrepancies,
+        members,
+    }))
+}
+
 fn worker(s: &ControlState, rid: &str) -> Result<crate::worker::compute::Handle, ApiError> {
     let id: crate::bundle::RuntimeId = rid
         .parse()
@@ -880,6 +937,7 @@ fn router(state: ControlState, limits: Limits) -> Router {
         )
         .route("/api/v1/runtime/{id}/query", post(runtime_query))
         .route("/api/v1/runtime/{id}/state", post(runtime_state))
+        .route("/api/v1/runtime/{id}/stats", get(runtime_stats))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(limits, bounded_body))
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body))
