@@ -110,11 +110,15 @@ pub struct Running {
     pub progress: watch::Receiver<Progress>,
     /// The task that follows the engine's events and polls its peers.
     watcher: tokio::task::JoinHandle<()>,
+    /// Set by [`Running::stop`]: the app task's end is then expected, not a failure.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Running {
     /// Stops the engine and the app task.
     pub async fn stop(self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.watcher.abort();
         self.engine.actor.stop(Some("node stopping".into()));
         let _ = self.engine.handle.await;
@@ -348,7 +352,9 @@ fn spawn_app(
         stream_order: Vec::new(),
         buffered: 0,
         pending: BTreeMap::new(),
+        stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
+    let stopping = state.stopping.clone();
     let (progress_tx, progress) = watch::channel(Progress::default());
     let watcher = tokio::spawn(watch_engine(
         channels.events.subscribe(),
@@ -362,6 +368,7 @@ fn spawn_app(
         app: task,
         progress,
         watcher,
+        stopping,
     }
 }
 
@@ -455,6 +462,8 @@ struct AppState {
     buffered: u64,
     /// Blocks that arrived for a future height: (height, round, proposer, block).
     pending: BTreeMap<u64, Vec<(i64, PublicKey, Proposed)>>,
+    /// The node is stopping the engine (see [`Running::stop`]).
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn now_ms() -> u64 {
@@ -914,7 +923,11 @@ impl AppState {
                 }
             }
         }
-        log::warn!(target: "consensus", "the consensus engine stopped");
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            log::info!(target: "consensus", "the consensus engine stopped");
+        } else {
+            log::error!(target: "consensus", "the consensus engine stopped unexpectedly: this node no longer follows the chain; restart it");
+        }
     }
 }
 
@@ -975,6 +988,7 @@ mod tests {
             stream_order: Vec::new(),
             buffered: 0,
             pending: BTreeMap::new(),
+            stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 

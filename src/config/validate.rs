@@ -78,18 +78,7 @@ pub(super) struct Parsed {
     halt: Option<Option<Halt>>,
 }
 
-/// `consensus.halt_height` / `halt_epoch` with `consensus.upgrade_stop_delay`: the node commits
-/// no block at or past the halt and stops after the delay (an upgrade runbook step).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Halt {
-    /// The first height not committed (0: no height halt).
-    pub height: u64,
-    /// The first epoch none of whose blocks is committed (0: no epoch halt).
-    pub epoch: u64,
-    /// How long the node waits after halting before it stops (×0.5–1.5 at random, as oasis),
-    /// so that its peers get the last block.
-    pub stop_delay: Duration,
-}
+pub use crate::consensus::engine::Halt;
 
 impl Parsed {
     /// The settings, or the first key that did not parse.

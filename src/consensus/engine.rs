@@ -187,7 +187,7 @@ struct Chain {
 
 /// An upgrade halt (`consensus.halt_height` / `halt_epoch`).
 struct Halting {
-    at: crate::config::Halt,
+    at: Halt,
     epoch_interval: u64,
     /// Cancelled when the node halts; the node then stops after the delay.
     halted: tokio_util::sync::CancellationToken,
@@ -596,7 +596,20 @@ pub struct Options {
     /// `consensus.prune` (keep_n), if set.
     pub prune: Option<BlockPruning>,
     /// The upgrade halt, if set: cancelled (after its stop delay) once the node halted.
-    pub halt: Option<(crate::config::Halt, tokio_util::sync::CancellationToken)>,
+    pub halt: Option<(Halt, tokio_util::sync::CancellationToken)>,
+}
+
+/// `consensus.halt_height` / `halt_epoch` with `consensus.upgrade_stop_delay`: the node commits
+/// no block at or past the halt and stops after the delay (an upgrade runbook step).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Halt {
+    /// The first height not committed (0: no height halt).
+    pub height: u64,
+    /// The first epoch none of whose blocks is committed (0: no epoch halt).
+    pub epoch: u64,
+    /// How long the node waits after halting before it stops (×0.5–1.5 at random, as oasis),
+    /// so that its peers get the last block.
+    pub stop_delay: Duration,
 }
 
 /// Keep the `num_kept` latest blocks, pruning every `interval`.
@@ -789,7 +802,7 @@ mod tests {
     #[test]
     fn a_halt_refuses_its_height_and_every_block_of_its_epoch_on() {
         let halting = |height, epoch| Halting {
-            at: crate::config::Halt {
+            at: Halt {
                 height,
                 epoch,
                 stop_delay: Duration::ZERO,

@@ -190,6 +190,9 @@ pub struct Settings {
     pub log: runtime_log::Settings,
     /// How the launcher enforces the limits (its `info`).
     pub limits_enforced: std::collections::BTreeMap<String, String>,
+    /// Cancelled as soon as the node begins to stop (before its runtimes are told to): a
+    /// runtime that exits then went with the node, it did not fail.
+    pub node_stopping: tokio_util::sync::CancellationToken,
 }
 
 /// Exponential backoff with jitter.
@@ -230,6 +233,15 @@ fn own_net_ns() -> Option<String> {
     std::fs::read_link("/proc/self/ns/net")
         .ok()
         .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Whether the node starts stopping within a second of a runtime's exit: a stop signal sent
+/// to the whole process group or cgroup (Ctrl-C, systemd's default `KillMode`) reaches the
+/// sandbox as early as the node, and that exit is no failure to warn about.
+async fn stopping_with_the_node(shutdown: &tokio_util::sync::CancellationToken) -> bool {
+    tokio::time::timeout(Duration::from_secs(1), shutdown.cancelled())
+        .await
+        .is_ok()
 }
 
 /// Initial status of a runtime.
@@ -344,13 +356,28 @@ pub async fn run(
                     }
                 };
                 let why = tokio::select! {
-                    why = &mut exited => report_exit(why),
+                    why = &mut exited => {
+                        if stopping_with_the_node(&settings.node_stopping).await {
+                            conn.send_replace(None);
+                            log::info!(target: module, runtime_id:% = rt.id; "runtime stopped with the node");
+                            status.send_modify(|s| { s.sandbox.pid = None; s.committee.status = Readiness::Waiting; });
+                            return;
+                        }
+                        report_exit(why)
+                    }
                     why = pinger => {
                         log::warn!(target: module, runtime_id:% = rt.id, err = why.as_str(), message_id = FAILED; "watchdog ping failed, terminating runtime");
                         p.sandbox.kill();
                         format!("watchdog ping failed: {why}")
                     }
                     why = p.conn.closed() => {
+                        if stopping_with_the_node(&settings.node_stopping).await {
+                            conn.send_replace(None);
+                            log::info!(target: module, runtime_id:% = rt.id; "runtime stopped with the node");
+                            p.sandbox.kill();
+                            status.send_modify(|s| { s.sandbox.pid = None; s.committee.status = Readiness::Waiting; });
+                            return;
+                        }
                         // A sandbox the kernel or the launcher killed closes this connection
                         // before the launcher says why (e.g. a resource limit): the launcher
                         // first reaps every process of the sandbox, which takes seconds for a

@@ -222,9 +222,44 @@ fn now() -> String {
     humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
 }
 
+/// Whether a record is a `tracing` span's lifecycle (created, entered, exited: `tracing`'s
+/// `log` bridge emits them at the span's level, e.g. an `error` line "network;" for the
+/// consensus engine's network span), not an event: never an operator's business.
+fn is_span_lifecycle(target: &str) -> bool {
+    target == "tracing::span" || target.starts_with("tracing::span::")
+}
+
+/// Lines of the consensus engine's network layer that it logs as warnings or errors but that
+/// ask nothing of an operator: publishing before any peer subscribed (every start), and peer
+/// connections closing (peer churn, and every stop). They are logged at info.
+const DEMOTED: [(&str, &str); 6] = [
+    ("arc_malachitebft_network", "NoPeersSubscribedToTopic"),
+    ("arc_malachitebft_network", "Removing active connection"),
+    ("arc_malachitebft_network", "Last connection to peer"),
+    ("arc_malachitebft_network", "Inbound connection"),
+    ("arc_malachitebft_network", "Outbound connection"),
+    ("arc_malachitebft_network", "Connection closed with"),
+];
+
+/// The level a record is logged at: its own, or info for a [`DEMOTED`] line.
+fn effective_level(module: &str, level: log::Level, msg: &std::fmt::Arguments<'_>) -> log::Level {
+    if level > log::Level::Warn || !module.starts_with("arc_malachitebft_network") {
+        return level;
+    }
+    let text = msg.to_string();
+    if DEMOTED
+        .iter()
+        .any(|(m, needle)| module.starts_with(m) && text.contains(needle))
+    {
+        log::Level::Info
+    } else {
+        level
+    }
+}
+
 impl Log for Logger {
     fn enabled(&self, m: &Metadata<'_>) -> bool {
-        m.level() <= self.levels.level_for(&module_of(m.target()))
+        !is_span_lifecycle(m.target()) && m.level() <= self.levels.level_for(&module_of(m.target()))
     }
 
     fn log(&self, record: &Record<'_>) {
@@ -232,6 +267,10 @@ impl Log for Logger {
             return;
         }
         let module = module_of(record.target());
+        let level = effective_level(&module, record.level(), record.args());
+        if level > self.levels.level_for(&module) {
+            return;
+        }
         if let Sink::Journal(j) = &self.sink {
             // Fields become MODULE, RUNTIME_ID, MESSAGE_ID, …; CODE_FILE, CODE_LINE and PRIORITY
             // come from the record.
@@ -241,7 +280,7 @@ impl Log for Logger {
                 kv.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let _ = j.journal_send(
                 &Record::builder()
-                    .level(record.level())
+                    .level(level)
                     .target(record.target())
                     .file(record.file())
                     .line(record.line())
@@ -254,7 +293,7 @@ impl Log for Logger {
         }
         let mut fields = vec![
             ("ts".to_string(), now()),
-            ("level".to_string(), level_name(record.level()).to_string()),
+            ("level".to_string(), level_name(level).to_string()),
             ("module".to_string(), module),
         ];
         if let (Some(file), Some(line)) = (record.file(), record.line()) {
@@ -433,6 +472,44 @@ pub fn node_note_for_runtime(level: Level, tags: &[(&str, &str)], message_id: &s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_engine_network_s_routine_lines_are_info_and_others_keep_their_level() {
+        let m = "arc_malachitebft_network";
+        let lvl = |module: &str, l, s: &str| effective_level(module, l, &format_args!("{s}"));
+        assert_eq!(
+            lvl(
+                m,
+                log::Level::Error,
+                "Error publishing message: NoPeersSubscribedToTopic channel=Consensus"
+            ),
+            log::Level::Info
+        );
+        assert_eq!(
+            lvl(
+                m,
+                log::Level::Warn,
+                "Removing active connection 4 to peer X"
+            ),
+            log::Level::Info
+        );
+        assert_eq!(
+            lvl(m, log::Level::Error, "Error dialing peer: refused"),
+            log::Level::Error
+        );
+        assert_eq!(
+            lvl("consensus", log::Level::Warn, "NoPeersSubscribedToTopic"),
+            log::Level::Warn
+        );
+    }
+
+    #[test]
+    fn span_lifecycle_records_are_never_logged() {
+        assert!(is_span_lifecycle("tracing::span"));
+        assert!(is_span_lifecycle("tracing::span::active"));
+        assert!(!is_span_lifecycle("arc_malachitebft_network"));
+        assert!(!is_span_lifecycle("tracing_spanish"));
+    }
 
     #[test]
     fn longest_prefix_wins() {

@@ -267,6 +267,8 @@ struct Stops {
     requested: CancellationToken,
     /// The consensus layer reached the upgrade halt (and its stop delay passed).
     halted: CancellationToken,
+    /// Cancelled as soon as the node begins to stop, whatever the reason.
+    stopping: CancellationToken,
     registration: CancellationToken,
     runtimes: CancellationToken,
     network: CancellationToken,
@@ -575,6 +577,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             max_file_size: cfg.runtime.log.max_log_size,
         },
         limits_enforced: p.info.limits_enforced.clone(),
+        node_stopping: stops.stopping.clone(),
     };
     let mut channels = Vec::new();
     let mut tasks = Vec::new();
@@ -735,6 +738,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                 compute: cfg.mode == config::Mode::Compute,
                 prune: p.settings.prune,
                 needs_sync: *needs_sync,
+                node_stopping: stops.stopping.clone(),
             };
             let h = worker.start(
                 applied.clone().unwrap_or(crate::storage::Applied {
@@ -891,6 +895,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             }
         }
     };
+    stops.stopping.cancel();
     notify::stopping("stopping: terminating runtimes");
     log::info!(target: "cmd/node", reason = why, message_id = notify::message_id::NODE_STOPPING; "shutting down");
     // Deregister first (the consensus layer must still run for that); at an upgrade halt the

@@ -296,6 +296,9 @@ pub struct Worker {
     pub prune: Option<crate::config::Prune>,
     /// The tree lacks the finalized state the store recorded: sync it from peers first.
     pub needs_sync: bool,
+    /// Cancelled as soon as the node begins to stop: a batch whose runtime went with the node
+    /// is not committed as a failure.
+    pub node_stopping: CancellationToken,
 }
 
 /// The round and state root the store recorded as finalized and applied (round 0, the empty
@@ -1272,6 +1275,16 @@ impl Run {
     /// gossips the batch for the nodes that follow the round.
     async fn commit(&mut self, job: Job, resp: Result<Body, RhpError>, elapsed: Duration) {
         let round = job.round();
+        // The runtime's connection ended: if that is the node stopping (a stop signal reaches
+        // the sandbox as early as the node), the round is not this node's to fail.
+        if resp.is_err()
+            && tokio::time::timeout(Duration::from_secs(1), self.w.node_stopping.cancelled())
+                .await
+                .is_ok()
+        {
+            log::info!(target: MODULE, runtime_id:% = self.rid, round = round.0; "the node is stopping: round left uncommitted");
+            return;
+        }
         let state = self.w.state.clone();
         let outcome = job.judge(self.rid, resp, |prev, log| {
             state.compute(prev, log).map_err(|e| e.to_string())
