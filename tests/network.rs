@@ -408,11 +408,44 @@ fn localnet_syncs_registers_elects_and_survives_a_killed_follower() {
     assert!(o.status.success(), "{}", text(&o));
     let o = run(&["account", "show", to, "-a", &client]);
     assert!(text(&o).contains("Available: 5 base units"), "{}", text(&o));
+    // Allowances: the entity lets a second account withdraw up to 7; it withdraws 5.
+    let other = tempfile::tempdir().expect("tempdir");
+    let odir = other.path().join("e2");
+    let o = run(&["entity", "init", "--dir", odir.to_str().expect("utf8")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let other_addr = text(&o)
+        .split("(address ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("address")
+        .to_string();
+    let o = account_tx("allow", &pem, &other_addr, "7", &client);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = account_tx("withdraw", &odir.join("entity.pem"), &addr, "5", &client);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&["account", "show", &other_addr, "-a", &client]);
+    assert!(text(&o).contains("Available: 5 base units"), "{}", text(&o));
+    let o = run(&["account", "show", &addr, "-a", &client]);
+    assert!(
+        text(&o).contains(&format!(
+            "- Beneficiary: {other_addr}\n      Amount:      2 base units"
+        )),
+        "{}",
+        text(&o)
+    );
+    let o = account_tx("withdraw", &odir.join("entity.pem"), &addr, "3", &client);
+    assert!(
+        o.status.code() == Some(1)
+            && text(&o).contains("insufficient allowance (allowance: 2, amount: 3)"),
+        "{}",
+        text(&o)
+    );
     let o = account_tx("reclaim", &pem, &addr, "100", &client);
     assert!(o.status.success(), "{}", text(&o));
     let o = run(&["account", "show", &addr, "-a", &client]);
     assert!(
-        text(&o).contains("Active: 9900 base units") && !text(&o).contains("Debonding Delegations"),
+        text(&o).contains("Active: 9900 base units")
+            && !text(&o).contains("Active Delegations from this Account"),
         "{}",
         text(&o)
     );
@@ -424,16 +457,20 @@ fn localnet_syncs_registers_elects_and_survives_a_killed_follower() {
         "-a",
         &client,
     ]);
+    // (The reclaimed 100 debonds for one epoch: it may be back in the balance already.)
     assert!(
-        text(&o).contains("Debonding Delegations") && text(&o).contains("End Time: epoch"),
+        text(&o).contains("Active Delegations from this Account")
+            && text(&o).contains("Amount: 9900 base units"),
         "{}",
         text(&o)
     );
     // Reclaiming below what the registrations need is refused by the state machine.
     let o = account_tx("reclaim", &pem, &addr, "9800", &client);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
-        o.status.success(),
-        "the transaction is included even though it fails: {}",
+        text(&o).contains("failed in the block at height")
+            && text(&o).contains("staking: insufficient stake: reclaiming would leave"),
+        "the CLI names why the included transaction failed: {}",
         text(&o)
     );
     let o = run(&["account", "show", &addr, "-a", &client]);

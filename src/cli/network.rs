@@ -3,7 +3,7 @@
 use crate::consensus::address::Address;
 use crate::consensus::crypto::{self, PublicKey, Signed};
 use crate::consensus::genesis::Genesis;
-use crate::consensus::state::{Entity, Escrow, Fee, Transaction, Transfer};
+use crate::consensus::state::{Allow, Entity, Escrow, Fee, Transaction, Transfer, Withdraw};
 use crate::control::api;
 use crate::control::client::Client;
 use crate::identity::{self, load_key_files};
@@ -199,6 +199,18 @@ pub enum AccountCmd {
     Escrow(TxArgs),
     /// Reclaim escrowed tokens (they debond).
     Reclaim(TxArgs),
+    /// Let --to withdraw up to --amount more from the signer's account (with --negative: that
+    /// much less, down to nothing).
+    Allow {
+        /// Signer, beneficiary, amount, node.
+        #[command(flatten)]
+        tx: TxArgs,
+        /// Lower the allowance instead of raising it.
+        #[arg(long)]
+        negative: bool,
+    },
+    /// Withdraw --amount from the account --to, within the allowance it granted the signer.
+    Withdraw(TxArgs),
 }
 
 /// Common options of account transactions.
@@ -207,7 +219,8 @@ pub struct TxArgs {
     /// The signer's private key PEM (e.g. entity/entity.pem), exactly 0600.
     #[arg(long)]
     signer: PathBuf,
-    /// Counterparty: recipient (transfer) or escrow account (escrow, reclaim).
+    /// Counterparty: recipient (transfer), escrow account (escrow, reclaim), beneficiary
+    /// (allow), or the account that granted the allowance (withdraw).
     #[arg(long)]
     to: String,
     /// Amount in base units.
@@ -302,15 +315,34 @@ async fn submit(
         tx: base64::engine::general_purpose::STANDARD
             .encode(crate::encoding::canonical_cbor(&signed)),
     };
-    client
+    let submitted = client
         .submit(&req)
         .await
         .map_err(|e| anyhow::anyhow!("node refused the transaction: {e}"))?;
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let a = client.account(&me.to_string()).await?;
-        if a.account.nonce > nonce {
-            return Ok(format!("transaction included at height {}", a.height));
+        let s = client.tx_status(&submitted.hash).await?;
+        match (s.included, s.height, s.error) {
+            (true, Some(h), Some(e)) => {
+                return Err(anyhow::anyhow!(
+                    "transaction {} failed in the block at height {h}: {e}",
+                    submitted.hash
+                ))
+            }
+            (true, Some(h), None) => return Ok(format!("transaction included at height {h}")),
+            _ => {
+                // Committed before this node remembered it (it just restarted): the nonce says.
+                let a = client.account(&me.to_string()).await?;
+                if a.account.nonce > nonce && !s.included {
+                    let again = client.tx_status(&submitted.hash).await?;
+                    if !again.included {
+                        return Ok(format!(
+                            "transaction included by height {} (its outcome is not known to this node)",
+                            a.height
+                        ));
+                    }
+                }
+            }
         }
     }
     Err(anyhow::anyhow!("transaction not included within 15s"))
@@ -651,6 +683,14 @@ fn show(v: &serde_json::Value, delegations: bool) -> String {
             ));
         }
     }
+    if let Some(al) = a["allowances"].as_object().filter(|d| !d.is_empty()) {
+        out.push_str("\n  Allowances for this Account:\n");
+        for (to, amount) in al {
+            out.push_str(&format!(
+                "    - Beneficiary: {to}\n      Amount:      {amount} base units\n"
+            ));
+        }
+    }
     out.push_str(&format!(
         "\n  Escrow (stake held by this account):\n    Active: {escrow} base units\n"
     ));
@@ -703,6 +743,18 @@ pub fn account(cmd: AccountCmd) -> i32 {
         }),
         AccountCmd::Reclaim(t) => account_tx(&t, "staking.ReclaimEscrow", |account, amount| {
             ciborium::Value::serialized(&Escrow { account, amount })
+        }),
+        AccountCmd::Allow { tx, negative } => {
+            account_tx(&tx, "staking.Allow", |beneficiary, amount_change| {
+                ciborium::Value::serialized(&Allow {
+                    beneficiary,
+                    negative,
+                    amount_change,
+                })
+            })
+        }
+        AccountCmd::Withdraw(t) => account_tx(&t, "staking.Withdraw", |from, amount| {
+            ciborium::Value::serialized(&Withdraw { from, amount })
         }),
     };
     match result {

@@ -88,9 +88,30 @@ pub struct Handle {
     submit: mpsc::Sender<Signed>,
     progress: watch::Receiver<paratime_bft::engine::Progress>,
     store: Arc<Store>,
+    outcomes: Arc<Mutex<Outcomes>>,
 }
 
+/// Outcomes of the latest [`RECENT_OUTCOMES`] transactions this node committed, oldest first:
+/// what a client that submitted one asks to learn whether it failed.
+type Outcomes = VecDeque<(Hash, u64, Option<String>)>;
+
+/// Transaction outcomes remembered (about a minute of full 500-transaction blocks at 200 ms).
+pub const RECENT_OUTCOMES: usize = 100_000;
+
 impl Handle {
+    /// The height and error (if it failed) of a recently committed transaction; `None` while
+    /// it is pending, or when it is unknown or too old.
+    pub fn tx_outcome(&self, hash: &Hash) -> Option<(u64, Option<String>)> {
+        let o = self
+            .outcomes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        o.iter()
+            .rev()
+            .find(|(h, _, _)| h == hash)
+            .map(|(_, height, e)| (*height, e.clone()))
+    }
+
     /// Bytes of the consensus store's page cache now (bounded by [`crate::storage::CACHE_BYTES`]).
     pub fn store_cache_bytes(&self) -> usize {
         self.store.cache_bytes()
@@ -183,6 +204,7 @@ struct Chain {
     me: PublicKey,
     view: watch::Sender<View>,
     halt: Option<Halting>,
+    outcomes: Arc<Mutex<Outcomes>>,
 }
 
 /// An upgrade halt (`consensus.halt_height` / `halt_epoch`).
@@ -512,9 +534,23 @@ impl ChainApp for Chain {
             .commit_block(block, cert, &next)
             .map_err(|e| ChainError::Storage(e.to_string()))?;
         reached(Point::Stored, block.header.height.0);
-        for o in &outcomes {
-            if let Some(e) = &o.error {
-                log::info!(target: "consensus", tx = hex::encode(o.hash).as_str(); "transaction failed: {e}");
+        {
+            let mut recent = self
+                .outcomes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for o in &outcomes {
+                if let Some(e) = &o.error {
+                    log::info!(target: "consensus", tx = hex::encode(o.hash).as_str(); "transaction failed: {e}");
+                }
+                recent.push_back((
+                    o.hash,
+                    block.header.height.0,
+                    o.error.as_ref().map(ToString::to_string),
+                ));
+            }
+            while recent.len() > RECENT_OUTCOMES {
+                recent.pop_front();
             }
         }
         let h = next.height.0;
@@ -720,6 +756,7 @@ pub async fn start(
         signer: signer.clone(),
         me,
         view: view_tx,
+        outcomes: Arc::new(Mutex::new(VecDeque::new())),
         halt: opts.halt.clone().map(|(at, halted)| Halting {
             at,
             epoch_interval: genesis.epoch_interval,
@@ -743,6 +780,7 @@ pub async fn start(
         block_interval,
         propose_timeout: (block_interval * 5).clamp(Duration::from_secs(1), Duration::from_secs(3)),
     };
+    let outcomes = chain.outcomes.clone();
     let running = paratime_bft::engine::start(chain.clone(), signer, bopts).await?;
     let progress = running.progress.clone();
     let (submit_tx, mut submit_rx) = mpsc::channel::<Signed>(1024);
@@ -792,6 +830,7 @@ pub async fn start(
         submit: submit_tx,
         progress,
         store,
+        outcomes,
     })
 }
 

@@ -156,6 +156,24 @@ pub struct Submitted {
     pub hash: String,
 }
 
+/// `GET /api/v1/consensus/tx/{hash}`: what became of a submitted consensus transaction.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TxStatus {
+    /// The transaction's hash (hex).
+    pub hash: String,
+    /// Committed in a block (else pending, unknown, or committed too long ago to remember).
+    pub included: bool,
+    /// The block's height.
+    pub height: Option<u64>,
+    /// Why it failed (an included transaction that failed still used its nonce).
+    pub error: Option<String>,
+}
+
+/// Path of [`TxStatus`].
+pub fn tx_status(hash: &str) -> String {
+    format!("/api/v1/consensus/tx/{hash}")
+}
+
 /// `GET /api/v1/consensus/account/{address}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AccountInfo {

@@ -213,6 +213,11 @@ impl Client {
         self.call("GET", super::api::NETWORK, None).await
     }
 
+    /// What became of a submitted consensus transaction.
+    pub async fn tx_status(&self, hash: &str) -> Result<super::api::TxStatus, ClientError> {
+        self.call("GET", &super::api::tx_status(hash), None).await
+    }
+
     /// A runtime's rounds and its committee's participation in the epoch.
     pub async fn runtime_stats(&self, id: &str) -> Result<super::api::RuntimeStats, ClientError> {
         self.call("GET", &super::api::runtime_stats(id), None).await

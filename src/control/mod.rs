@@ -606,6 +606,27 @@ async fn network(State(s): State<ControlState>) -> ApiResult<api::NetworkParamet
     }))
 }
 
+async fn tx_status(
+    State(s): State<ControlState>,
+    axum::extract::Path(hash): axum::extract::Path<String>,
+) -> ApiResult<api::TxStatus> {
+    let c = consensus(&s, "this node runs no consensus")?;
+    let mut h = [0u8; 32];
+    hex::decode_to_slice(&hash, &mut h).map_err(|_| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!("'{hash}' is not a transaction hash (64 hex digits)"),
+        )
+    })?;
+    let o = c.tx_outcome(&h);
+    Ok(Json(api::TxStatus {
+        hash: hex::encode(h),
+        included: o.is_some(),
+        height: o.as_ref().map(|(height, _)| *height),
+        error: o.and_then(|(_, e)| e),
+    }))
+}
+
 async fn runtime_stats(
     State(s): State<ControlState>,
     axum::extract::Path(rid): axum::extract::Path<String>,
@@ -930,6 +951,7 @@ fn router(state: ControlState, limits: Limits) -> Router {
         .route(api::CONSENSUS_SUBMIT, post(submit))
         .route("/api/v1/consensus/account/{addr}", get(account))
         .route(api::NETWORK, get(network))
+        .route("/api/v1/consensus/tx/{hash}", get(tx_status))
         .route("/api/v1/runtime/{id}/submit", post(runtime_submit))
         .route(
             "/api/v1/runtime/{id}/submit-no-wait",

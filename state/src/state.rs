@@ -175,7 +175,14 @@ pub struct Account {
     pub delegations: BTreeMap<Address, u64>,
     /// Debonding amounts owed to this account.
     pub debonding: Vec<Debonding>,
+    /// Allowances this account granted: beneficiary → amount it may still withdraw
+    /// (`staking.Allow`, `staking.Withdraw`). Absent from the encoding while empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub allowances: BTreeMap<Address, u64>,
 }
+
+/// Most allowances one account may grant (oasis's `max_allowances` parameter).
+pub const MAX_ALLOWANCES: usize = 16;
 
 /// An entity descriptor.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -288,6 +295,28 @@ pub struct Fee {
 pub struct Transfer {
     /// Recipient.
     pub to: Address,
+    /// Amount.
+    pub amount: u64,
+}
+
+/// `staking.Allow` body: change the allowance the signer grants `beneficiary`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allow {
+    /// Who may withdraw from the signer's account.
+    pub beneficiary: Address,
+    /// Lower the allowance by `amount_change` (down to 0) instead of raising it.
+    #[serde(default)]
+    pub negative: bool,
+    /// The change.
+    pub amount_change: u64,
+}
+
+/// `staking.Withdraw` body: move `amount` from `from`'s balance to the signer's, within the
+/// allowance `from` granted the signer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Withdraw {
+    /// The account that granted the allowance.
+    pub from: Address,
     /// Amount.
     pub amount: u64,
 }
@@ -572,6 +601,77 @@ impl State {
                     &mut self.accounts.entry(t.to).or_default().balance,
                     t.amount,
                     "recipient balance",
+                )?;
+                Ok(())
+            }
+            "staking.Allow" => {
+                let a: Allow = Self::body(tx)?;
+                if a.beneficiary == *addr {
+                    return Err(err(
+                        "staking",
+                        1,
+                        "invalid argument: an account cannot grant itself an allowance",
+                    ));
+                }
+                let acct = self.accounts.entry(*addr).or_default();
+                let current = acct.allowances.get(&a.beneficiary).copied().unwrap_or(0);
+                let next = if a.negative {
+                    current.saturating_sub(a.amount_change)
+                } else {
+                    current
+                        .checked_add(a.amount_change)
+                        .ok_or_else(|| err("staking", 7, "allowance would overflow"))?
+                };
+                if next == 0 {
+                    acct.allowances.remove(&a.beneficiary);
+                } else {
+                    if current == 0 && acct.allowances.len() >= MAX_ALLOWANCES {
+                        return Err(err(
+                            "staking",
+                            13,
+                            format!("too many allowances (at most {MAX_ALLOWANCES})"),
+                        ));
+                    }
+                    acct.allowances.insert(a.beneficiary, next);
+                }
+                Ok(())
+            }
+            "staking.Withdraw" => {
+                let w: Withdraw = Self::body(tx)?;
+                if w.from == *addr {
+                    return Err(err(
+                        "staking",
+                        1,
+                        "invalid argument: withdrawing from the signer's own account",
+                    ));
+                }
+                let allowed = self
+                    .account(&w.from)
+                    .allowances
+                    .get(addr)
+                    .copied()
+                    .unwrap_or(0);
+                if allowed < w.amount {
+                    return Err(err(
+                        "staking",
+                        8,
+                        format!(
+                            "forbidden: insufficient allowance (allowance: {allowed}, amount: {})",
+                            w.amount
+                        ),
+                    ));
+                }
+                self.debit(&w.from, w.amount)?;
+                let from = self.accounts.entry(w.from).or_default();
+                if allowed == w.amount {
+                    from.allowances.remove(addr);
+                } else {
+                    from.allowances.insert(*addr, allowed - w.amount); // checked above
+                }
+                Self::credit(
+                    &mut self.accounts.entry(*addr).or_default().balance,
+                    w.amount,
+                    "balance",
                 )?;
                 Ok(())
             }
@@ -1210,6 +1310,143 @@ mod tests {
             },
         );
         assert!(s.apply_tx(&other).is_err());
+    }
+
+    #[test]
+    fn withdrawals_stay_within_the_allowance_and_move_only_what_is_allowed() {
+        let mut s = State::from_genesis(&genesis(200));
+        let owner = Address::from_public_key(&PublicKey::of(&key(1)));
+        let me = Address::from_public_key(&PublicKey::of(&key(7)));
+        let before = s.account(&owner).balance;
+        let root = s.root();
+        let allow = |n, negative, amount_change| {
+            tx(
+                &s,
+                &key(1),
+                n,
+                "staking.Allow",
+                Allow {
+                    beneficiary: me,
+                    negative,
+                    amount_change,
+                },
+            )
+        };
+        let t = allow(0, false, 30);
+        let start = s.clone();
+        s.apply_tx(&t).expect("allow");
+        assert_eq!(s.account(&owner).allowances.get(&me), Some(&30));
+        // The allowance is part of the state (its root changes with it).
+        let mut ended = s.clone();
+        ended.commit_changes(&start);
+        assert_ne!(ended.root(), root);
+        let w = |s: &State, n, amount| {
+            tx(
+                s,
+                &key(7),
+                n,
+                "staking.Withdraw",
+                Withdraw {
+                    from: owner,
+                    amount,
+                },
+            )
+        };
+        s.apply_tx(&w(&s, 0, 20)).expect("withdraw");
+        assert_eq!(s.account(&me).balance, 20);
+        assert_eq!(s.account(&owner).balance, before - 20);
+        assert_eq!(s.account(&owner).allowances.get(&me), Some(&10));
+        let e = s.apply_tx(&w(&s, 1, 11)).expect_err("over the allowance");
+        assert!(
+            e.message
+                .contains("insufficient allowance (allowance: 10, amount: 11)"),
+            "{e:?}"
+        );
+        assert_eq!(
+            s.account(&me).balance,
+            20,
+            "a failed withdrawal moves nothing"
+        );
+        s.apply_tx(&w(&s, 2, 10)).expect("the rest");
+        assert!(
+            s.account(&owner).allowances.is_empty(),
+            "a used-up allowance is removed"
+        );
+        // Lowering below zero removes it; granting oneself is refused.
+        let t = tx(
+            &s,
+            &key(1),
+            1,
+            "staking.Allow",
+            Allow {
+                beneficiary: me,
+                negative: false,
+                amount_change: 5,
+            },
+        );
+        s.apply_tx(&t).expect("allow");
+        let t = tx(
+            &s,
+            &key(1),
+            2,
+            "staking.Allow",
+            Allow {
+                beneficiary: me,
+                negative: true,
+                amount_change: 50,
+            },
+        );
+        s.apply_tx(&t).expect("lower");
+        assert!(s.account(&owner).allowances.is_empty());
+        let t = tx(
+            &s,
+            &key(1),
+            3,
+            "staking.Allow",
+            Allow {
+                beneficiary: owner,
+                negative: false,
+                amount_change: 5,
+            },
+        );
+        assert!(s
+            .apply_tx(&t)
+            .expect_err("self")
+            .message
+            .contains("cannot grant itself"));
+        // At most MAX_ALLOWANCES beneficiaries.
+        for i in 0..MAX_ALLOWANCES {
+            let b =
+                Address::from_public_key(&PublicKey([u8::try_from(i).expect("small") + 100; 32]));
+            let t = tx(
+                &s,
+                &key(1),
+                4 + i as u64,
+                "staking.Allow",
+                Allow {
+                    beneficiary: b,
+                    negative: false,
+                    amount_change: 1,
+                },
+            );
+            s.apply_tx(&t).expect("allow");
+        }
+        let t = tx(
+            &s,
+            &key(1),
+            4 + MAX_ALLOWANCES as u64,
+            "staking.Allow",
+            Allow {
+                beneficiary: me,
+                negative: false,
+                amount_change: 1,
+            },
+        );
+        assert!(s
+            .apply_tx(&t)
+            .expect_err("too many")
+            .message
+            .contains("too many allowances"));
     }
 
     #[test]

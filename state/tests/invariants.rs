@@ -7,7 +7,7 @@ use paratime_state::crypto::{self, PublicKey, Signed};
 use paratime_state::genesis::{
     Genesis, GenesisValidator, RegistryGenesis, StakingGenesis, Thresholds,
 };
-use paratime_state::state::{Escrow, Fee, State, Transaction, Transfer};
+use paratime_state::state::{Allow, Escrow, Fee, State, Transaction, Transfer, Withdraw};
 use proptest::prelude::*;
 
 const ACCOUNTS: u8 = 4;
@@ -62,7 +62,7 @@ struct Op {
 fn op() -> impl Strategy<Value = Op> {
     (
         0..ACCOUNTS,
-        0u8..4,
+        0u8..6,
         0..ACCOUNTS,
         prop_oneof![0u64..2_000, Just(u64::MAX), Just(u64::MAX / 2)],
         prop_oneof![Just(0u64), 0u64..50],
@@ -98,6 +98,21 @@ fn sign(state: &State, op: &Op) -> Signed {
             "staking.ReclaimEscrow",
             ciborium::Value::serialized(&Escrow {
                 account: addr(op.to),
+                amount: op.amount,
+            }),
+        ),
+        3 => (
+            "staking.Allow",
+            ciborium::Value::serialized(&Allow {
+                beneficiary: addr(op.to),
+                negative: op.amount % 2 == 1,
+                amount_change: op.amount,
+            }),
+        ),
+        4 => (
+            "staking.Withdraw",
+            ciborium::Value::serialized(&Withdraw {
+                from: addr(op.to),
                 amount: op.amount,
             }),
         ),
