@@ -117,6 +117,31 @@ impl Handle {
         self.store.cache_bytes()
     }
 
+    /// Hash and time (unix ms) of the committed block at `height`, if this node keeps it.
+    pub fn block_summary(&self, height: u64) -> Option<(Hash, u64)> {
+        self.store
+            .block(height)
+            .ok()
+            .flatten()
+            .map(|(b, _)| (b.hash(), b.header.time_ms))
+    }
+
+    /// Hash of a runtime's block at `round`, if this node keeps it (round 0: the genesis block).
+    pub fn runtime_block_hash(
+        &self,
+        rid: &paratime_state::RuntimeId,
+        round: paratime_state::Round,
+    ) -> Option<Hash> {
+        if round.0 == 0 {
+            return Some(paratime_state::roothash::BlockHeader::genesis(*rid).hash());
+        }
+        self.store
+            .runtime_block(rid, round)
+            .ok()
+            .flatten()
+            .map(|b| b.hash())
+    }
+
     /// Where the engine is: height, round and step being decided, and its consensus peers.
     pub fn progress(&self) -> paratime_bft::engine::Progress {
         self.progress.borrow().clone()

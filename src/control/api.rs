@@ -325,6 +325,8 @@ pub struct ConsensusStatus {
     pub genesis_height: u64,
     /// The lowest height whose block this node keeps (`consensus.prune`).
     pub last_retained_height: u64,
+    /// Hash of that block (hex; empty if it is not kept yet, before the first block).
+    pub last_retained_hash: String,
     /// The chain context.
     pub chain_context: String,
     /// Whether this node's consensus key is in the validator set.

@@ -143,6 +143,7 @@ fn consensus_status(
         },
         genesis_height: 0,
         last_retained_height: v.last_retained_height,
+        last_retained_hash: String::new(),
         chain_context: v.state.chain_context.clone(),
         is_validator: v.is_validator,
         current_height: p.height,
@@ -227,6 +228,12 @@ pub struct RuntimeEntry {
     pub genesis_hash: String,
     /// The lowest round whose history this node keeps (`runtime.prune`; 0 before any).
     pub last_retained_round: paratime_state::Round,
+    /// Hash of its block (hex; empty when this node does not have it).
+    pub last_retained_hash: String,
+    /// Time of the consensus block that finalized the latest round (RFC 3339, UTC; oasis
+    /// renders it in the node's local time zone); the genesis time for round 0; Go's zero time
+    /// without a network.
+    pub latest_time: String,
     /// The runtime's rounds in the consensus state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub roothash: Option<api::RoothashStatus>,
@@ -296,6 +303,8 @@ impl RuntimeEntry {
                 .map(|r| hex::encode(crate::consensus::roothash::BlockHeader::genesis(r).hash()))
                 .unwrap_or_default(),
             last_retained_round: paratime_state::Round(0),
+            last_retained_hash: String::new(),
+            latest_time: crate::worker::registration::ZERO_TIME.into(),
             roothash: None,
             executor: None,
             storage: None,
@@ -421,14 +430,28 @@ async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
     }
     if let Some(c) = &s.network.consensus {
         let view = c.view().borrow().clone();
-        st.consensus = Some(consensus_status(
-            &view,
-            &c.progress(),
-            c.store_cache_bytes(),
-        ));
+        let mut cs = consensus_status(&view, &c.progress(), c.store_cache_bytes());
+        if let Some((h, _)) = c.block_summary(cs.last_retained_height) {
+            cs.last_retained_hash = hex::encode(h);
+        }
+        st.consensus = Some(cs);
         for (id, rt) in st.runtimes.iter_mut() {
             if let Ok(rid) = id.parse::<crate::bundle::RuntimeId>() {
                 rt.add_chain(&rid, &view, &s.node_id, s.network.workers.get(&rid));
+                // The time of the consensus block that finalized the latest round, and the
+                // hash of the oldest round kept.
+                if let Some(chain) = view.state.roothash.get(&rid) {
+                    let h = chain.block.height.0;
+                    if h == 0 {
+                        rt.latest_time = view.state.genesis.genesis_time.clone();
+                    } else if let Some((_, ms)) = c.block_summary(h) {
+                        rt.latest_time = rfc3339_ms(ms);
+                    }
+                }
+                rt.last_retained_hash = c
+                    .runtime_block_hash(&rid, rt.last_retained_round)
+                    .map(hex::encode)
+                    .unwrap_or_default();
             }
         }
     }

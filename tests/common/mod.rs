@@ -394,6 +394,7 @@ fn shape_is(v: &serde_json::Value, ty: &str) -> bool {
         "object" => v.is_object(),
         "array" => v.is_array(),
         "null" => v.is_null(),
+        "empty" => v.as_str() == Some(""),
         "hex32" => {
             s.len() == 64
                 && s.bytes()
