@@ -220,8 +220,8 @@ fn config_check_and_start_agree() {
             None,
         ),
         (
-            "an https registry",
-            "  registries:\n    - https://raw.githubusercontent.com/oasisprotocol/bundle-registry/main/metadata/\n",
+            "a registry with a scheme other than http(s)",
+            "  registries:\n    - ftp://bundles.example.net/metadata/\n",
             None,
         ),
         (

@@ -107,29 +107,58 @@ pub enum FetchError {
     },
 }
 
-/// How downloads are bounded.
+/// How downloads are bounded, and whom `https://` servers must be certified by.
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Each request (connect, redirects and the whole body) ends within this.
     pub timeout: Duration,
     /// Largest bundle (`runtime.max_bundle_size`).
     pub max_bundle_size: u64,
+    /// TLS for `https://` URLs (the host's CA roots, loaded before the node confines itself);
+    /// `None`: https URLs fail, naming why.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
+
+/// The host's CA certificates (`/etc/ssl/certs`, or `SSL_CERT_FILE`/`SSL_CERT_DIR`), as a TLS
+/// client configuration; with how many roots were loaded and the errors met.
+pub fn host_tls() -> (std::sync::Arc<rustls::ClientConfig>, usize, Vec<String>) {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    let errors = found.errors.iter().map(ToString::to_string).collect();
+    (tls_with(roots), added, errors)
+}
+
+/// A TLS client configuration trusting `roots` (ring's primitives, TLS 1.2 and 1.3).
+pub fn tls_with(roots: rustls::RootCertStore) -> std::sync::Arc<rustls::ClientConfig> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+        .unwrap_or_else(|_| {
+            // ring supports the default versions: not reached.
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        });
+    std::sync::Arc::new(config)
+}
+
+/// A connection, plain or TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
 /// Checks that `url` is one this node can fetch (config check and start).
 pub fn check_url(url: &str) -> Result<(), String> {
     let u: hyper::Uri = url.trim().parse().map_err(|e| format!("not a URL: {e}"))?;
     match u.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err(
-            "https registries are not supported yet: serve the registry over http on a network \
-                 you trust (every bundle is verified against the manifest hash in the genesis \
-                 document whatever the transport), or download the bundle and list it in \
-                 runtime.paths"
-                .into(),
-        ),
-        Some(s) => return Err(format!("scheme '{s}' is not supported (use http://)")),
-        None => return Err("not an absolute URL (http://host[:port]/path)".into()),
+        Some("http" | "https") => {}
+        Some(s) => {
+            return Err(format!(
+                "scheme '{s}' is not supported (use https:// or http://)"
+            ))
+        }
+        None => return Err("not an absolute URL (https://host[:port]/path)".into()),
     }
     if u.host().is_none_or(str::is_empty) {
         return Err("no host".into());
@@ -179,7 +208,7 @@ pub async fn fetch(
     let mut meta = Vec::new();
     get(
         &meta_url,
-        limits.timeout,
+        limits,
         (MAX_METADATA, "metadata", ""),
         &mut Sink::Memory(&mut meta),
     )
@@ -227,7 +256,7 @@ pub async fn fetch(
     let mut sink = Sink::File(file, tmp.path.clone());
     tmp.size = get(
         bundle_url,
-        limits.timeout,
+        limits,
         (
             limits.max_bundle_size,
             "bundle",
@@ -270,12 +299,14 @@ impl Sink<'_> {
 /// more than `limit.0` bytes is refused (as soon as it is announced or exceeded).
 async fn get(
     url: &str,
-    timeout: Duration,
+    limits: &Limits,
     limit: (u64, &'static str, &'static str),
     sink: &mut Sink<'_>,
 ) -> Result<u64, FetchError> {
+    let timeout = limits.timeout;
     let deadline = Instant::now() + timeout;
-    match tokio::time::timeout_at(deadline, get_inner(url, limit, sink)).await {
+    let inner = get_inner(url, limits.tls.as_ref(), limit, sink);
+    match tokio::time::timeout_at(deadline, inner).await {
         Ok(r) => r,
         Err(_) => Err(FetchError::Timeout {
             url: url.to_string(),
@@ -295,6 +326,7 @@ impl Drop for AbortOnDrop {
 
 async fn get_inner(
     first: &str,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
     (limit, what, hint): (u64, &'static str, &'static str),
     sink: &mut Sink<'_>,
 ) -> Result<u64, FetchError> {
@@ -311,7 +343,8 @@ async fn get_inner(
                     reason: e.to_string(),
                 })?;
         let host = uri.host().unwrap_or_default();
-        let port = uri.port_u16().unwrap_or(80);
+        let https = uri.scheme_str() == Some("https");
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let authority = uri
             .authority()
             .map(|a| a.as_str().to_string())
@@ -327,6 +360,32 @@ async fn get_inner(
             url: url.clone(),
             reason: e.to_string(),
         };
+        let stream: Box<dyn Stream> =
+            if https {
+                let Some(tls) = tls else {
+                    return Err(FetchError::Http {
+                        url,
+                        reason:
+                            "no CA certificates were loaded for https (see the node's start-up log)"
+                                .into(),
+                    });
+                };
+                let name = rustls::pki_types::ServerName::try_from(connect_host.to_string())
+                    .map_err(|e| FetchError::Url {
+                        url: url.clone(),
+                        reason: format!("host '{connect_host}': {e}"),
+                    })?;
+                let s = tokio_rustls::TlsConnector::from(tls.clone())
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| FetchError::Http {
+                        url: url.clone(),
+                        reason: format!("TLS: {e}"),
+                    })?;
+                Box::new(s)
+            } else {
+                Box::new(stream)
+            };
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
@@ -362,7 +421,10 @@ async fn get_inner(
                 });
             };
             url = if loc.starts_with('/') {
-                format!("http://{authority}{loc}")
+                format!(
+                    "{}://{authority}{loc}",
+                    if https { "https" } else { "http" }
+                )
             } else {
                 loc.to_string()
             };

@@ -469,6 +469,7 @@ mod tests {
                 limits: registry::Limits {
                     timeout: Duration::from_secs(2),
                     max_bundle_size: 20 << 20,
+                    tls: None,
                 },
             },
             good,
@@ -630,5 +631,130 @@ mod tests {
             "{e}"
         );
         drop(c.t);
+    }
+}
+
+#[cfg(test)]
+mod https_tests {
+    use super::*;
+    use crate::consensus::genesis::BundleChecksum;
+    use std::sync::Arc;
+
+    const ID: &str = "0000000000000000000000000000000000000000000000000000000000000007";
+
+    /// An https registry on loopback with a self-signed certificate for 127.0.0.1: serves the
+    /// metadata of `hash` (naming its own `/b.orc`) and the bundle. Returns the base URL and
+    /// the certificate (to trust, or not).
+    async fn serve_tls(
+        hash: String,
+        bundle: Vec<u8>,
+    ) -> (String, rustls::pki_types::CertificateDer<'static>) {
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("cert");
+        let cert = ck.cert.der().clone();
+        let key = rustls::pki_types::PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key.into())
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("https://{}", l.local_addr().expect("addr"));
+        let meta = format!("{base}/b.orc\n");
+        let app = axum::Router::new()
+            .route(
+                &format!("/{hash}"),
+                axum::routing::get(move || {
+                    let m = meta.clone();
+                    async move { m }
+                }),
+            )
+            .route(
+                "/b.orc",
+                axum::routing::get(move || {
+                    let b = bundle.clone();
+                    async move { b }
+                }),
+            );
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = l.accept().await {
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        let svc = hyper_util::service::TowerToHyperService::new(app);
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                            .await;
+                    }
+                });
+            }
+        });
+        (base, cert)
+    }
+
+    #[tokio::test]
+    async fn an_https_registry_is_used_when_its_certificate_is_trusted_and_refused_otherwise() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let exe = t.path().join("exe");
+        std::fs::write(&exe, crate::bundle::elf::tests::system_executable()).expect("exe");
+        let out = t.path().join("b.orc");
+        let m = crate::bundle::build(
+            &crate::bundle::BuildOptions {
+                executable: &exe,
+                name: "sample",
+                runtime_id: ID.parse().expect("id"),
+                version: paratime_sdk::Version::new(1, 0, 0),
+            },
+            &out,
+        )
+        .expect("build");
+        let d = Deployment {
+            version: paratime_sdk::Version::new(1, 0, 0),
+            valid_from: 0,
+            bundle_checksum: BundleChecksum(m.hash()),
+        };
+        let (base, cert) = serve_tls(m.hash_hex(), std::fs::read(&out).expect("read")).await;
+        let installer = |tls: Option<Arc<rustls::ClientConfig>>, dir: &str| {
+            let bundles_dir = t.path().join(dir);
+            let tmp_dir = t.path().join(format!("{dir}-tmp"));
+            std::fs::create_dir_all(&bundles_dir).expect("mkdir");
+            reset_tmp_dir(&tmp_dir).expect("tmp");
+            Installer {
+                bundles_dir,
+                tmp_dir,
+                limits: registry::Limits {
+                    timeout: Duration::from_secs(5),
+                    max_bundle_size: 20 << 20,
+                    tls,
+                },
+            }
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).expect("root");
+        let trusted = installer(Some(registry::tls_with(roots)), "trusted");
+        let name = trusted
+            .install(ID.parse().expect("id"), &d, std::slice::from_ref(&base))
+            .await
+            .expect("install over https");
+        assert_eq!(name, "sample");
+        // The host's roots do not know this self-signed certificate.
+        let (host, _, _) = registry::host_tls();
+        let e = installer(Some(host), "untrusted")
+            .install(ID.parse().expect("id"), &d, std::slice::from_ref(&base))
+            .await
+            .expect_err("untrusted certificate");
+        assert!(e.contains("TLS: invalid peer certificate"), "{e}");
+        let e = installer(None, "no-roots")
+            .install(ID.parse().expect("id"), &d, std::slice::from_ref(&base))
+            .await
+            .expect_err("no roots");
+        assert!(
+            e.contains("no CA certificates were loaded for https"),
+            "{e}"
+        );
     }
 }

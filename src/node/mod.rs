@@ -518,6 +518,20 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
         log::info!(target: "system/confine", message_id = notify::message_id::CONFINED; "self-confinement: {report}");
         Some(report)
     };
+    // Bundle URLs are usually https (a registry's metadata names a release download): the
+    // host's CA certificates are read now, before the node confines itself.
+    let tls = (!downloads.is_empty()).then(|| {
+        let (tls, n, errors) = crate::bundle::registry::host_tls();
+        for e in &errors {
+            log::warn!(target: "runtime/bundle/manager", "reading the host's CA certificates: {e}");
+        }
+        if n == 0 {
+            log::error!(target: "runtime/bundle/manager", "no CA certificates found (install ca-certificates, or set SSL_CERT_FILE): downloads over https will fail");
+        } else {
+            log::info!(target: "runtime/bundle/manager", certificates = n; "CA certificates loaded for https downloads");
+        }
+        tls
+    });
     Ok(Prepared {
         bundles_refused,
         downloads,
@@ -527,6 +541,7 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
             limits: crate::bundle::registry::Limits {
                 timeout: settings.download_timeout,
                 max_bundle_size: settings.max_bundle_size,
+                tls,
             },
         },
         logs_dir,
