@@ -79,6 +79,14 @@ pub(super) fn reset_targets(d: &Path, a: &ResetArgs) -> Vec<PathBuf> {
     out
 }
 
+/// The data dir's lock (held by a running node), or the reason it is not available, printed
+/// with `hint`.
+fn lock(d: &Path, hint: &str) -> Option<identity::DataDirLock> {
+    identity::lock_data_dir(d)
+        .map_err(|e| eprintln!("error: {e}: {hint}"))
+        .ok()
+}
+
 /// `paratime-node unsafe-reset`.
 pub(super) fn unsafe_reset(a: &ResetArgs) -> i32 {
     let d = &a.datadir;
@@ -91,12 +99,8 @@ pub(super) fn unsafe_reset(a: &ResetArgs) -> i32 {
         );
         return 1;
     }
-    let _lock = match identity::lock_data_dir(d) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}: stop the node before resetting its state");
-            return 1;
-        }
+    let Some(_lock) = lock(d, "stop the node before resetting its state") else {
+        return 1;
     };
     if a.dry_run {
         println!("dry run, no modifications will be made to files");
@@ -132,12 +136,8 @@ pub(super) fn clear_deregister(d: &Path) -> i32 {
         );
         return 1;
     }
-    let _lock = match identity::lock_data_dir(d) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}: stop the node first");
-            return 1;
-        }
+    let Some(_lock) = lock(d, "stop the node first") else {
+        return 1;
     };
     let flag = d.join(crate::node::DEREGISTER_FLAG);
     match std::fs::remove_file(&flag) {

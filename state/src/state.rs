@@ -1319,39 +1319,29 @@ mod tests {
         let me = Address::from_public_key(&PublicKey::of(&key(7)));
         let before = s.account(&owner).balance;
         let root = s.root();
-        let allow = |n, negative, amount_change| {
-            tx(
-                &s,
-                &key(1),
-                n,
-                "staking.Allow",
-                Allow {
-                    beneficiary: me,
-                    negative,
-                    amount_change,
-                },
-            )
+        // The owner (key 1) changes the allowance of `beneficiary`; key 7 withdraws.
+        let allow = |s: &State, n, beneficiary, negative, amount_change| {
+            let body = Allow {
+                beneficiary,
+                negative,
+                amount_change,
+            };
+            tx(s, &key(1), n, "staking.Allow", body)
         };
-        let t = allow(0, false, 30);
+        let w = |s: &State, n, amount| {
+            let body = Withdraw {
+                from: owner,
+                amount,
+            };
+            tx(s, &key(7), n, "staking.Withdraw", body)
+        };
         let start = s.clone();
-        s.apply_tx(&t).expect("allow");
+        s.apply_tx(&allow(&s, 0, me, false, 30)).expect("allow");
         assert_eq!(s.account(&owner).allowances.get(&me), Some(&30));
         // The allowance is part of the state (its root changes with it).
         let mut ended = s.clone();
         ended.commit_changes(&start);
         assert_ne!(ended.root(), root);
-        let w = |s: &State, n, amount| {
-            tx(
-                s,
-                &key(7),
-                n,
-                "staking.Withdraw",
-                Withdraw {
-                    from: owner,
-                    amount,
-                },
-            )
-        };
         s.apply_tx(&w(&s, 0, 20)).expect("withdraw");
         assert_eq!(s.account(&me).balance, 20);
         assert_eq!(s.account(&owner).balance, before - 20);
@@ -1373,80 +1363,22 @@ mod tests {
             "a used-up allowance is removed"
         );
         // Lowering below zero removes it; granting oneself is refused.
-        let t = tx(
-            &s,
-            &key(1),
-            1,
-            "staking.Allow",
-            Allow {
-                beneficiary: me,
-                negative: false,
-                amount_change: 5,
-            },
-        );
-        s.apply_tx(&t).expect("allow");
-        let t = tx(
-            &s,
-            &key(1),
-            2,
-            "staking.Allow",
-            Allow {
-                beneficiary: me,
-                negative: true,
-                amount_change: 50,
-            },
-        );
-        s.apply_tx(&t).expect("lower");
+        s.apply_tx(&allow(&s, 1, me, false, 5)).expect("allow");
+        s.apply_tx(&allow(&s, 2, me, true, 50)).expect("lower");
         assert!(s.account(&owner).allowances.is_empty());
-        let t = tx(
-            &s,
-            &key(1),
-            3,
-            "staking.Allow",
-            Allow {
-                beneficiary: owner,
-                negative: false,
-                amount_change: 5,
-            },
-        );
-        assert!(s
-            .apply_tx(&t)
-            .expect_err("self")
-            .message
-            .contains("cannot grant itself"));
+        let e = s
+            .apply_tx(&allow(&s, 3, owner, false, 5))
+            .expect_err("self");
+        assert!(e.message.contains("cannot grant itself"), "{e:?}");
         // At most MAX_ALLOWANCES beneficiaries.
         for i in 0..MAX_ALLOWANCES {
-            let b =
-                Address::from_public_key(&PublicKey([u8::try_from(i).expect("small") + 100; 32]));
-            let t = tx(
-                &s,
-                &key(1),
-                4 + i as u64,
-                "staking.Allow",
-                Allow {
-                    beneficiary: b,
-                    negative: false,
-                    amount_change: 1,
-                },
-            );
+            let b = PublicKey([u8::try_from(i).expect("small") + 100; 32]);
+            let t = allow(&s, 4 + i as u64, Address::from_public_key(&b), false, 1);
             s.apply_tx(&t).expect("allow");
         }
-        let t = tx(
-            &s,
-            &key(1),
-            4 + MAX_ALLOWANCES as u64,
-            "staking.Allow",
-            Allow {
-                beneficiary: me,
-                negative: false,
-                amount_change: 1,
-            },
-        );
-        assert!(s
-            .apply_tx(&t)
-            .expect_err("too many")
-            .message
-            .contains("too many allowances"));
+        let t = allow(&s, 4 + MAX_ALLOWANCES as u64, me, false, 1);
+        let e = s.apply_tx(&t).expect_err("too many");
+        assert!(e.message.contains("too many allowances"), "{e:?}");
     }
 
     #[test]
