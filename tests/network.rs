@@ -1718,6 +1718,10 @@ fn every_node_halts_for_an_upgrade_before_the_halt_height_and_exits_cleanly() {
             log.contains(r#""reason":"upgrade halt""#),
             "{node} stopped for another reason"
         );
+        let times = log
+            .matches("upgrade halt: consensus.halt_height is 40")
+            .count();
+        assert_eq!(times, 1, "{node} logged the halt {times} times");
     }
     let _ = net.stop();
 }

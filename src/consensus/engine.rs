@@ -238,6 +238,9 @@ struct Halting {
     epoch_interval: u64,
     /// Cancelled when the node halts; the node then stops after the delay.
     halted: tokio_util::sync::CancellationToken,
+    /// Set by the first [`Halting::halt`]: proposals for the halt height keep coming while
+    /// the node waits out its stop delay, and the halt is logged and timed once.
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl Halting {
@@ -260,7 +263,7 @@ impl Halting {
     /// ×0.5–1.5 as oasis does, so that not every node leaves at once and peers get the last
     /// block first.
     fn halt(&self, last: u64, why: &str) {
-        if self.halted.is_cancelled() {
+        if self.started.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return;
         }
         let mut r = [0u8; 2];
@@ -786,6 +789,7 @@ pub async fn start(
             at,
             epoch_interval: genesis.epoch_interval,
             halted,
+            started: std::sync::atomic::AtomicBool::new(false),
         }),
     });
     // Restarted at the halt (with the halt still in config.yml): halted again at once.
@@ -873,6 +877,7 @@ mod tests {
             },
             epoch_interval: 10,
             halted: tokio_util::sync::CancellationToken::new(),
+            started: std::sync::atomic::AtomicBool::new(false),
         };
         let h = halting(40, 0);
         assert_eq!(h.refuses(39), None);
@@ -888,6 +893,8 @@ mod tests {
         assert_eq!(halting(0, u64::MAX).refuses(u64::MAX - 1), None);
         // Refusing halts once; the token is cancelled after the (zero) delay.
         assert!(e.check(30, 29).is_err());
+        assert!(e.check(30, 29).is_err(), "still refused while stopping");
+        assert!(e.started.load(std::sync::atomic::Ordering::SeqCst));
         let t0 = std::time::Instant::now();
         while !e.halted.is_cancelled() && t0.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(10));
