@@ -131,6 +131,34 @@ let
           '';
         };
 
+        metrics = {
+          enable = mkOption {
+            type = types.bool;
+            default = false;
+            description = ''
+              Serve Prometheus metrics: writes `metrics.mode: pull` and `metrics.address` into
+              config.yml (the names are listed in docs/metrics.md). A Prometheus on this host
+              scrapes it with
+              `services.prometheus.scrapeConfigs = [ { job_name = "paratime-node"; static_configs = [ { targets = [ "127.0.0.1:3000" ]; } ]; } ];`.
+              With `configFile`, set the metrics keys in that file instead.
+            '';
+          };
+          address = mkOption {
+            type = types.str;
+            default = "127.0.0.1:3000";
+            example = "0.0.0.0:3000";
+            description = "`metrics.address`: the IP:PORT the endpoint listens on (0.0.0.0:PORT for every interface).";
+          };
+          openFirewall = mkOption {
+            type = types.bool;
+            default = false;
+            description = ''
+              Open the metrics port (TCP) in the firewall. The endpoint has no authentication:
+              open it only where your Prometheus scrapes from (`openFirewall` never opens it).
+            '';
+          };
+        };
+
         extraArgs = mkOption {
           type = types.listOf types.str;
           default = [ ];
@@ -322,6 +350,7 @@ let
         runtime.paths = lib.imap0 (i: file "runtime.paths[${toString i}]") inst.runtimes;
       }
       // lib.optionalAttrs (inst.entity != null) { registration.entity = file "registration.entity" inst.entity; }
+      // lib.optionalAttrs inst.metrics.enable { metrics = { mode = "pull"; inherit (inst.metrics) address; }; }
     );
 
   message = key: value: "paratime-node config check: ${key} = ${value} is not in the Nix store, so the build cannot read it: not checked here (it must exist on the host when the node starts)";
@@ -520,6 +549,15 @@ let
   validDataDir = d: builtins.match "(/[A-Za-z0-9_.+-]+)+" d != null && builtins.match ".*/\\.\\.?(/.*)?" d == null;
 
   p2pPorts = lib.mapAttrsToList (_: inst: inst.settings.p2p.port) enabled;
+
+  # The port of `metrics.address` (IP:PORT, [IPv6]:PORT or :PORT), or null.
+  metricsPortOf =
+    address:
+    let
+      m = builtins.match "(.*):([0-9]+)" address;
+    in
+    if m == null then null else lib.toInt (lib.elemAt m 1);
+  metricsAddresses = lib.concatLists (lib.mapAttrsToList (_: inst: lib.optional inst.metrics.enable inst.metrics.address) enabled);
 in
 {
   meta.maintainers = import ./maintainers.nix;
@@ -555,6 +593,18 @@ in
                   undeclarable = lib.filter (k: !(lib.elem k declarableWithConfigFile)) inst.settingsDeclared;
                 in
                 [
+                  {
+                    assertion = !inst.metrics.enable || metricsPortOf inst.metrics.address != null;
+                    message = "${where}: metrics.address = \"${inst.metrics.address}\" has no port; write it as IP:PORT, e.g. 127.0.0.1:3000.";
+                  }
+                  {
+                    assertion = inst.metrics.enable || !inst.metrics.openFirewall;
+                    message = "${where}: metrics.openFirewall is set but metrics.enable is not: nothing would listen on the port.";
+                  }
+                  {
+                    assertion = inst.configFile == null || !inst.metrics.enable;
+                    message = "${where}: metrics.enable writes into the generated config.yml, but configFile replaces it: set metrics.mode and metrics.address in that file.";
+                  }
                   {
                     assertion = inst.configFile == null || undeclarable == [ ];
                     message = "${where}: set either `configFile` or `settings`, not both (with `configFile`, `settings` may only state `common.data_dir` and `p2p.port`; found ${lib.concatMapStringsSep ", " (lib.concatStringsSep ".") undeclarable}).";
@@ -599,6 +649,10 @@ in
         {
           assertion = lib.allUnique (lib.mapAttrsToList (_: inst: inst.settings.common.data_dir) enabled);
           message = "services.paratime-node: two instances share a data directory (settings.common.data_dir).";
+        }
+        {
+          assertion = lib.allUnique metricsAddresses;
+          message = "services.paratime-node: two instances serve metrics on the same address (metrics.address): ${toString metricsAddresses}.";
         }
         {
           assertion = (config.boot.kernel.sysctl."user.max_user_namespaces" or 1) != 0;
@@ -668,12 +722,17 @@ in
       lib.mapAttrsToList
         (
           _: inst:
-            mkIf inst.openFirewall {
-              allowedTCPPorts = [ inst.settings.p2p.port ]
-                ++ lib.optional (portOf inst.settings.consensus.listen_address != null)
-                (portOf inst.settings.consensus.listen_address);
-              allowedUDPPorts = [ inst.settings.p2p.port ];
-            }
+            lib.mkMerge [
+              (mkIf inst.openFirewall {
+                allowedTCPPorts = [ inst.settings.p2p.port ]
+                  ++ lib.optional (portOf inst.settings.consensus.listen_address != null)
+                  (portOf inst.settings.consensus.listen_address);
+                allowedUDPPorts = [ inst.settings.p2p.port ];
+              })
+              (mkIf (inst.metrics.enable && inst.metrics.openFirewall && metricsPortOf inst.metrics.address != null) {
+                allowedTCPPorts = [ (metricsPortOf inst.metrics.address) ];
+              })
+            ]
         )
         enabled
     );

@@ -213,6 +213,26 @@ for rj in sorted(glob.glob(os.path.join(out, "scenarios", "*", "result.json"))):
     if expect and not checks:
         print(f"FAIL  build-time check {name}: expected a failure, but the scenario has no config check")
         bad += 1
+    # `# expect-setting: FILE KEY = JSON`: the settings file FILE (e.g. paratime-node.yml) holds
+    # KEY (dotted) with exactly that value; `= absent` when it must not hold KEY.
+    for e in header(r["scenario"], "expect-setting"):
+        m = re.fullmatch(r"(\S+) (\S+) = (.*)", e)
+        if not m:
+            print(f"FAIL  setting {name}: unreadable expectation '{e}'")
+            bad += 1
+            continue
+        fname, key, want = m.groups()
+        docs = [x for x in r.get("settings", []) if os.path.basename(x.get("file") or x.get("path", "")) == fname]
+        if len(docs) != 1:
+            print(f"FAIL  setting {name}: {len(docs)} settings files named {fname}")
+            bad += 1
+            continue
+        got = docs[0]["json"]
+        for part in key.split("."):
+            got = got.get(part) if isinstance(got, dict) else None
+        ok_ = (got is None) if want == "absent" else (got == json.loads(want))
+        print(("ok    " if ok_ else "FAIL  ") + f"setting {name}/{fname}: {key} = {json.dumps(got)} (expected {want})")
+        bad += 0 if ok_ else 1
 
 # config check on every rendered config.yml, with the scenario's files. A config naming files
 # on the host (not in the store) is checked through its check-input copy (stand-ins), as the

@@ -17,6 +17,8 @@ command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
 command -v nix-instantiate >/dev/null || need_apt+=(nix-bin)
 # scripts/nix-check.sh compares rendered YAML and JSON with jq.
 command -v jq >/dev/null || need_apt+=(jq)
+# The metrics test scrapes a localnet node with a real Prometheus server.
+command -v prometheus >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq

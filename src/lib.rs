@@ -12,6 +12,7 @@ pub mod encoding; // canonical CBOR and SHA-512/256 for everything hashed or sig
 pub mod host; // runtime hosting: sandbox launcher, bwrap, RHP client, supervisor
 pub mod identity; // data dir checks, node keys (PEM), data dir lock
 pub mod logging; // oasis-shaped logs (logfmt, JSON, text) with per-module levels
+pub mod metrics; // Prometheus event metrics (RHP calls, batches); the rest is read from the status
 pub mod node; // composition root: wires the concerns together for `paratime-node --config`
 pub mod p2p; // libp2p: gossip, block sync, discovery
 pub mod signer; // the one signer: keys, and never two different signatures for one slot

@@ -504,3 +504,63 @@ fn landlock_keeps_the_node_inside_its_data_dir() {
     let st = d.status().expect("status");
     assert_eq!(st["confinement"]["landlock"], "fully enforced", "{st}");
 }
+
+/// `GET /metrics` on `addr`: the whole reply.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics port");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+#[test]
+fn metrics_on_a_taken_port_stop_the_start_by_name_and_a_hosting_node_serves_them() {
+    let mut d = NodeDir::new();
+    d.build_bundle();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    d.write_config(&format!("metrics:\n  mode: pull\n  address: {addr}\n"));
+    d.give_to_nobody();
+    let mut node = d.start();
+    let code = node.wait_exit(Duration::from_secs(30));
+    let log = node.log_text();
+    assert!(code.is_some_and(|c| c != 0), "exit {code:?}: {log}");
+    assert!(
+        log.contains(&format!("metrics.address {addr}: cannot listen")),
+        "{log}"
+    );
+
+    drop(taken);
+    let mut node = d.start();
+    d.wait_runtime(&mut node, "ready", LONG, |s| {
+        s["committee"]["status"] == "ready"
+    });
+    let reply = scrape(&addr);
+    assert!(
+        reply.starts_with("HTTP/1.1 200")
+            && reply.contains("content-type: application/openmetrics-text"),
+        "{reply}"
+    );
+    for line in [
+        format!("paratime_runtime_ready{{runtime=\"{RUNTIME_ID}\"}} 1"),
+        format!("paratime_sandbox_restarts_total{{runtime=\"{RUNTIME_ID}\"}} 0"),
+        "paratime_node_info{version=".to_string(),
+    ] {
+        assert!(
+            reply.lines().any(|l| l.starts_with(&line)),
+            "no '{line}' in:\n{reply}"
+        );
+    }
+    // Without a genesis document there is no consensus, p2p or registration to report.
+    assert!(!reply.contains("cometbft_consensus_height"), "{reply}");
+    assert!(reply.trim_end().ends_with("# EOF"), "{reply}");
+    node.terminate();
+}

@@ -1812,3 +1812,228 @@ fn control_shutdown_deregisters_first_and_an_unfinished_deregistration_is_rememb
     assert!(!flag("compute-2").exists());
     let _ = net.stop();
 }
+
+/// `GET path` on `addr` over plain HTTP/1.1; the status line and the body.
+fn http_get(addr: &str, path: &str) -> Option<(String, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_string(), body.to_string()))
+}
+
+/// A node's `metrics.address` from the config localnet wrote for it.
+fn metrics_address(net: &Localnet, node: &str) -> String {
+    let cfg = std::fs::read_to_string(net.net().join(node).join("etc/config.yml")).expect("config");
+    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&cfg).expect("yaml");
+    assert_eq!(v["metrics"]["mode"].as_str(), Some("pull"), "{cfg}");
+    v["metrics"]["address"]
+        .as_str()
+        .expect("metrics.address")
+        .to_string()
+}
+
+/// The metric names of docs/metrics.md's tables (first column, in backticks).
+fn documented_metrics() -> Vec<String> {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md"))
+            .expect("docs/metrics.md");
+    let names: Vec<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_string)
+        .collect();
+    assert!(
+        names.len() > 40,
+        "docs/metrics.md lists {} metrics",
+        names.len()
+    );
+    names
+}
+
+/// One value of an instant Prometheus query (the first series), if the query has a result.
+fn prometheus_value(api: &str, query: &str) -> Option<f64> {
+    let (status, body) = http_get(api, &format!("/api/v1/query?query={query}"))?;
+    if !status.contains(" 200") {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+/// Stops Prometheus with the test.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_real_prometheus_scrapes_a_compute_node_and_sees_its_rounds_advance() {
+    let prometheus = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("no prometheus binary: apt-get install prometheus (scripts/test.sh installs it)");
+    let mut net = Localnet::start(&["--load", "8"]);
+    net.wait("compute-0 applies rounds", Duration::from_secs(120), |n| {
+        n.status("compute-0")
+            .is_some_and(|s| rt(&s)["worker"]["latest_round"].as_u64() >= Some(2))
+    });
+    let addr = metrics_address(&net, "compute-0");
+
+    // Every documented family is served by a compute node (histograms of events that did not
+    // happen yet still have their TYPE line), on every path as oasis-node serves them.
+    let (status, body) = http_get(&addr, "/metrics").expect("GET /metrics");
+    assert!(status.contains(" 200"), "{status}");
+    let missing: Vec<String> = documented_metrics()
+        .into_iter()
+        .filter(|n| {
+            // An OpenMetrics counter's TYPE line names it without `_total`.
+            let ty = match n.strip_suffix("_total") {
+                Some(base) => format!("# TYPE {base} counter"),
+                None => format!("# TYPE {n} "),
+            };
+            !body.lines().any(|l| l.starts_with(&ty))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "documented but not served: {missing:?}\n{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "oasis_worker_executor_is_worker{{runtime=\"{RUNTIME_ID}\"}}"
+        )),
+        "{body}"
+    );
+    let (status, other) = http_get(&addr, "/anything").expect("GET /anything");
+    assert!(
+        status.contains(" 200") && other.contains("# TYPE oasis_finalized_rounds"),
+        "{status}"
+    );
+
+    // A real Prometheus server scrapes it every second.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr").to_string()
+    };
+    let cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: paratime-node\n    static_configs:\n      - targets: ['{addr}']\n"
+        ),
+    )
+    .expect("write prometheus.yml");
+    let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log");
+    let _prom = Killed(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={api}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let prom_log =
+        || std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+    let start = Instant::now();
+    while prometheus_value(&api, "up") != Some(1.0) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "Prometheus never saw the target up (up = {:?}):\n{}",
+            prometheus_value(&api, "up"),
+            prom_log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let query = "max%28oasis_worker_storage_full_round%29";
+    let first = loop {
+        if let Some(v) = prometheus_value(&api, query) {
+            break v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no round in Prometheus:\n{}",
+            prom_log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    net.wait(
+        "Prometheus sees the round advance",
+        Duration::from_secs(60),
+        |_| prometheus_value(&api, query).is_some_and(|v| v > first),
+    );
+    let finalized =
+        prometheus_value(&api, "oasis_finalized_rounds").expect("oasis_finalized_rounds");
+    assert!(finalized >= first, "finalized {finalized}, round {first}");
+    // Every query of the shipped Grafana dashboard is valid PromQL for this Prometheus and has
+    // a result for a compute node under load.
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana/paratime-node.json"),
+        )
+        .expect("dashboard"),
+    )
+    .expect("dashboard JSON");
+    let mut empty = Vec::new();
+    for t in dash["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().expect("targets"))
+    {
+        let expr = t["expr"].as_str().expect("expr").replace("$runtime", ".*");
+        let encoded: String = expr
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"_.-".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let (status, body) =
+            http_get(&api, &format!("/api/v1/query?query={encoded}")).expect("query");
+        assert!(
+            status.contains(" 200"),
+            "the dashboard query {expr} is refused: {status} {body}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        if v["data"]["result"].as_array().is_none_or(Vec::is_empty) {
+            empty.push(expr);
+        }
+    }
+    // rate() needs two samples in its window; everything else has a value by now, except the
+    // series of events that need a fault (timeouts, limit kills, dropped lines still have a
+    // zero series, so only queries on families without series can be empty).
+    let allowed_empty = ["oasis_rhp_failures"];
+    let unexpected: Vec<&String> = empty
+        .iter()
+        .filter(|e| !allowed_empty.iter().any(|a| e.contains(a)))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "dashboard queries without a result: {unexpected:?}"
+    );
+    let _ = net.stop();
+}

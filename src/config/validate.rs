@@ -48,6 +48,8 @@ pub struct Settings {
     pub consensus_prune: Option<Prune>,
     /// The upgrade halt, if one is set.
     pub halt: Option<Halt>,
+    /// `metrics.address` when `metrics.mode` is `pull`: where Prometheus scrapes.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `runtime.prune` with strategy `keep_last`.
@@ -76,6 +78,7 @@ pub(super) struct Parsed {
     prune: Option<Option<Prune>>,
     consensus_prune: Option<Option<Prune>>,
     halt: Option<Option<Halt>>,
+    metrics: Option<Option<std::net::SocketAddr>>,
 }
 
 pub use crate::consensus::engine::Halt;
@@ -100,6 +103,7 @@ impl Parsed {
             prune: self.prune.ok_or("runtime.prune")?,
             consensus_prune: self.consensus_prune.ok_or("consensus.prune")?,
             halt: self.halt.ok_or("consensus.halt_height")?,
+            metrics: self.metrics.ok_or("metrics.address")?,
         })
     }
 }
@@ -560,12 +564,7 @@ fn check_unsupported(c: &Config, p: &mut Vec<Problem>, parsed: &mut Parsed) {
             "pprof is not supported: ignored",
         ));
     }
-    if !c.metrics.mode.is_empty() && c.metrics.mode != "none" {
-        p.push(Problem::warning(
-            "metrics.mode",
-            "metrics are not supported yet: ignored",
-        ));
-    }
+    check_metrics(c, p, parsed);
     if c.keymanager.is_some() {
         p.push(Problem::warning(
             "keymanager",
@@ -789,6 +788,81 @@ pub fn consensus_listen(c: &Config) -> Result<std::net::SocketAddr, String> {
     tcp_addr(&c.consensus.listen_address)
 }
 
+/// `metrics.address` when unset (oasis's default).
+pub(crate) const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:3000";
+
+/// `metrics.*`: oasis's modes; `pull` serves Prometheus on `metrics.address`.
+fn check_metrics(c: &Config, p: &mut Vec<Problem>, parsed: &mut Parsed) {
+    let m = &c.metrics;
+    let pull = match m.mode.as_str() {
+        "" | "none" => false,
+        "pull" => true,
+        "push" => {
+            p.push(Problem::error(
+                "metrics.mode",
+                "push (to a Pushgateway) is not supported: use 'pull' and let Prometheus scrape metrics.address",
+            ));
+            parsed.metrics = Some(None);
+            return;
+        }
+        other => {
+            p.push(Problem::error(
+                "metrics.mode",
+                format!("unknown metrics mode: '{other}' (none, pull)"),
+            ));
+            parsed.metrics = Some(None);
+            return;
+        }
+    };
+    for (key, set) in [
+        ("metrics.job_name", !m.job_name.is_empty()),
+        ("metrics.labels", !m.labels.is_empty()),
+        ("metrics.interval", !m.interval.is_empty()),
+    ] {
+        if set {
+            p.push(Problem::warning(
+                key,
+                if key == "metrics.interval" {
+                    "ignored: figures are read at each scrape (set the interval in Prometheus's scrape_interval)"
+                } else {
+                    "ignored: used by push mode only"
+                },
+            ));
+        }
+    }
+    if !pull {
+        if !m.address.is_empty() {
+            p.push(Problem::warning(
+                "metrics.address",
+                "ignored: metrics.mode is not 'pull'",
+            ));
+        }
+        parsed.metrics = Some(None);
+        return;
+    }
+    let a = if m.address.is_empty() {
+        DEFAULT_METRICS_ADDRESS
+    } else {
+        m.address.as_str()
+    };
+    // Go's ":3000" (every interface) is accepted as oasis-node accepts it.
+    let full = match a.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => a.to_string(),
+    };
+    match full.parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.port() != 0 => parsed.metrics = Some(Some(addr)),
+        Ok(_) => p.push(Problem::error(
+            "metrics.address",
+            format!("'{a}': port 0 is not a port Prometheus can be told to scrape: give one (e.g. 127.0.0.1:3000)"),
+        )),
+        Err(_) => p.push(Problem::error(
+            "metrics.address",
+            format!("'{a}' is not IP:PORT with an IP literal (e.g. 127.0.0.1:3000, or 0.0.0.0:3000 for every interface)"),
+        )),
+    }
+}
+
 fn tcp_addr(a: &str) -> Result<std::net::SocketAddr, String> {
     let rest = a
         .strip_prefix("tcp://")
@@ -985,5 +1059,51 @@ mod tests {
                 problems[0].message
             );
         }
+    }
+
+    /// `metrics.*` as oasis-node reads them: none/pull/push, an IP:PORT address (default
+    /// 127.0.0.1:3000, Go's ":PORT" for every interface); push and unknown modes are refused
+    /// by name, push-only keys warned about.
+    #[test]
+    fn metrics_modes_and_addresses() {
+        let run = |mode: &str, address: &str, job: &str| {
+            let mut c = Config::default();
+            c.metrics.mode = mode.into();
+            c.metrics.address = address.into();
+            c.metrics.job_name = job.into();
+            let (p, parsed) = validate(&c);
+            let p: Vec<String> = p
+                .into_iter()
+                .filter(|p| p.key.starts_with("metrics."))
+                .map(|p| p.to_string())
+                .collect();
+            (p, parsed.metrics)
+        };
+        let ok = |addr: &str| Some(Some(addr.parse::<std::net::SocketAddr>().expect("test")));
+        assert_eq!(run("", "", ""), (vec![], Some(None)));
+        assert_eq!(run("none", "", ""), (vec![], Some(None)));
+        assert_eq!(run("pull", "", ""), (vec![], ok("127.0.0.1:3000")));
+        assert_eq!(run("pull", ":9100", ""), (vec![], ok("0.0.0.0:9100")));
+        assert_eq!(run("pull", "[::1]:9100", ""), (vec![], ok("[::1]:9100")));
+        for (mode, addr, says) in [
+            (
+                "push",
+                "http://gw:9091",
+                "push (to a Pushgateway) is not supported",
+            ),
+            ("PULL", "", "unknown metrics mode: 'PULL'"),
+            ("pull", "localhost:3000", "'localhost:3000' is not IP:PORT"),
+            ("pull", "127.0.0.1", "'127.0.0.1' is not IP:PORT"),
+            ("pull", "127.0.0.1:0", "port 0"),
+            ("pull", "127.0.0.1:70000", "is not IP:PORT"),
+        ] {
+            let (p, _) = run(mode, addr, "");
+            assert!(p.len() == 1 && p[0].contains(says), "{mode} {addr}: {p:?}");
+        }
+        let (p, parsed) = run("pull", "", "job");
+        assert!(p.len() == 1 && p[0].contains("metrics.job_name"), "{p:?}");
+        assert_eq!(parsed, ok("127.0.0.1:3000"));
+        let (p, _) = run("none", "127.0.0.1:3000", "");
+        assert!(p.len() == 1 && p[0].contains("not 'pull'"), "{p:?}");
     }
 }

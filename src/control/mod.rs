@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod client;
+pub mod metrics;
 
 use crate::host::launcher::Info as SandboxInfo;
 use crate::host::supervisor::RuntimeStatus;
@@ -422,6 +423,11 @@ impl RuntimeEntry {
 /// The status document. It is sent with its keys sorted (through `serde_json::Value`), as it
 /// always was.
 async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
+    Json(serde_json::to_value(snapshot(&s)).unwrap_or_default())
+}
+
+/// The node's status now: what `control status` shows and the metrics endpoint reads.
+pub fn snapshot(s: &ControlState) -> Status {
     use crate::consensus::engine::Backend;
     let mut st = s.base.clone();
     for (id, rx) in &s.runtimes {
@@ -473,7 +479,7 @@ async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
             },
         });
     }
-    Json(serde_json::to_value(&st).unwrap_or_default())
+    st
 }
 
 /// An error reply: the code's HTTP status and an [`api::ErrorBody`].
@@ -898,9 +904,34 @@ fn overloaded_reply(limit: usize) -> Vec<u8> {
 /// Connections over the limit answered at once; more are closed without a reply.
 const MAX_REFUSALS: usize = 32;
 
+/// A listener the accept loop serves: the control socket, or the metrics TCP port.
+pub(crate) trait Listen: Send + 'static {
+    /// A connection.
+    type Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+    /// The next connection.
+    fn next(&self) -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+impl Listen for tokio::net::UnixListener {
+    type Stream = tokio::net::UnixStream;
+    async fn next(&self) -> std::io::Result<Self::Stream> {
+        self.accept().await.map(|(s, _)| s)
+    }
+}
+
+impl Listen for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn next(&self) -> std::io::Result<Self::Stream> {
+        self.accept().await.map(|(s, _)| s)
+    }
+}
+
 /// Answers a connection over the limit with `reply` once its request headers are in (at most
 /// 8 KiB and one second), then closes it.
-async fn refuse(mut stream: tokio::net::UnixStream, reply: &[u8]) {
+async fn refuse<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    reply: &[u8],
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let wait = std::time::Duration::from_secs(1);
     let read_head = async {
@@ -995,15 +1026,26 @@ pub async fn serve(
     stop: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
     let limits = Limits::default();
-    serve_router(listener, router(state, limits), limits, stop).await
+    let overloaded = overloaded_reply(limits.max_connections);
+    serve_router(
+        "control",
+        listener,
+        router(state, limits),
+        limits,
+        overloaded,
+        stop,
+    )
+    .await
 }
 
 /// The accept loop: one task per connection, at most `limits.max_connections` of them; on stop,
 /// connections finish their request in flight (bounded) and close.
-async fn serve_router(
-    listener: tokio::net::UnixListener,
+pub(crate) async fn serve_router(
+    what: &'static str,
+    listener: impl Listen,
     app: Router,
     limits: Limits,
+    overloaded: Vec<u8>,
     stop: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -1013,17 +1055,17 @@ async fn serve_router(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
-    let overloaded = std::sync::Arc::new(overloaded_reply(limits.max_connections));
+    let overloaded = std::sync::Arc::new(overloaded);
     let refusals = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSALS));
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
+            r = listener.next() => match r {
+                Ok(s) => s,
                 Err(e) => {
                     // Out of descriptors or memory: wait instead of spinning; connections end
                     // within the timeouts and free what is needed.
-                    log::warn!(target: "control", err:% = e; "control socket accept failed");
+                    log::warn!(target: "control", err:% = e; "{what}: accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
@@ -1032,7 +1074,7 @@ async fn serve_router(
         };
         while conns.try_join_next().is_some() {}
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            log::debug!(target: "control", "control connection refused: {} connections open", limits.max_connections);
+            log::debug!(target: "control", "{what}: connection refused: {} connections open", limits.max_connections);
             // The reply waits for the request's headers (an HTTP client takes a reply before its
             // request as an error), briefly and for a bounded number of refusals at once; past
             // that, the connection is just closed.
@@ -1143,9 +1185,11 @@ mod tests {
         };
         let stop = tokio_util::sync::CancellationToken::new();
         let server = tokio::spawn(serve_router(
+            "control",
             listener,
             router(state(), limits),
             limits,
+            overloaded_reply(limits.max_connections),
             stop.clone(),
         ));
         let addr = path.to_str().expect("utf8");

@@ -206,6 +206,7 @@ impl Connection {
             message_type: MESSAGE_REQUEST,
             body,
         };
+        let started = std::time::Instant::now();
         let result = tokio::time::timeout(timeout, async {
             self.writer.send(&msg).await?;
             rx.await.map_err(|_| {
@@ -219,12 +220,19 @@ impl Connection {
         if let Ok(mut p) = self.pending.lock() {
             p.remove(&id);
         }
-        match result {
+        let result = match result {
             Err(_) => Err(RhpError::Timeout(name, timeout)),
             Ok(Err(e)) => Err(e),
             Ok(Ok(Body::Error(e))) => Err(RhpError::Runtime(e)),
             Ok(Ok(b)) => Ok(b),
-        }
+        };
+        crate::metrics::events().rhp_call(
+            name,
+            started.elapsed(),
+            result.is_ok(),
+            matches!(result, Err(RhpError::Timeout(..))),
+        );
+        result
     }
 
     /// Sends a request without waiting for a response (shutdown).

@@ -87,6 +87,14 @@ pub enum NodeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The metrics port cannot be bound.
+    #[error("metrics.address {address}: cannot listen: {source} (another process on that port? set metrics.address to a free IP:PORT)")]
+    MetricsListen {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The consensus store.
     #[error(transparent)]
     Store(#[from] crate::storage::StoreError),
@@ -313,6 +321,8 @@ pub struct Prepared {
     launcher: Launcher,
     info: crate::host::launcher::Info,
     control: std::os::unix::net::UnixListener,
+    /// The Prometheus endpoint (`metrics.mode: pull`).
+    metrics: Option<std::net::TcpListener>,
     socket: PathBuf,
     socket_activated: bool,
     confinement: Option<crate::system::confine::Report>,
@@ -472,6 +482,17 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
         ),
     };
 
+    // Bound before the node confines itself and starts: a taken port stops the start, naming
+    // the key.
+    let metrics = match settings.metrics {
+        Some(address) => Some(
+            std::net::TcpListener::bind(address)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|source| NodeError::MetricsListen { address, source })?,
+        ),
+        None => None,
+    };
+
     let genesis = std::mem::replace(&mut settings.genesis, config::GenesisFile::Empty);
     let mut downloads = Vec::new();
     let network = match genesis {
@@ -554,6 +575,7 @@ pub fn prepare(loaded: config::Loaded, opts: &Options) -> Result<Prepared, NodeE
         launcher,
         info,
         control,
+        metrics,
         socket,
         socket_activated,
         confinement,
@@ -877,6 +899,30 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
         network,
         node_id: PublicKey::of(p.id.key(KeyKind::Node)),
     };
+    let metrics = match p.metrics {
+        Some(l) => {
+            let address = l.local_addr().ok();
+            let l = tokio::net::TcpListener::from_std(l).map_err(|source| {
+                NodeError::MetricsListen {
+                    address: address.unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
+                    source,
+                }
+            })?;
+            let scrape = control::metrics::Scrape {
+                state: state.clone(),
+                data_dir: PathBuf::from(&cfg.common.data_dir),
+            };
+            if let Some(a) = address {
+                log::info!(target: "cmd/node", address:% = a; "metrics: serving Prometheus on http://{a}/metrics");
+            }
+            Some(tokio::spawn(control::metrics::serve(
+                l,
+                scrape,
+                stops.runtimes.clone(),
+            )))
+        }
+        None => None,
+    };
     let server = tokio::spawn(control::serve(listener, state, stops.runtimes.clone()));
     synced_tx.send_replace(true);
     let mut line = status_line(&channels);
@@ -940,6 +986,9 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    if let Some(m) = metrics {
+        let _ = tokio::time::timeout(Duration::from_secs(2), m).await;
+    }
     drop(p.launcher);
     if !p.socket_activated {
         let _ = std::fs::remove_file(&p.socket);

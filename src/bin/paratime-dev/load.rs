@@ -121,6 +121,8 @@ struct Shared {
     errors: AtomicU64,
     last_error: Mutex<String>,
     stop: watch::Receiver<bool>,
+    /// Distinct keys written (None: a new key per transaction).
+    keys: Option<u64>,
 }
 
 impl Shared {
@@ -148,8 +150,16 @@ impl Shared {
         seq: u64,
         nonce: u64,
     ) -> Option<Vec<u8>> {
+        let key_name = match self.keys {
+            // Accounts start at different keys and walk the whole set.
+            Some(keys) => format!(
+                "load-{}",
+                (n as u64).wrapping_mul(7919).wrapping_add(seq) % keys
+            ),
+            None => format!("load-{n}-{seq}"),
+        };
         let body = serde_json::json!({
-            "key": format!("load-{n}-{seq}"),
+            "key": key_name,
             "value": format!("{}", self.started.elapsed().as_micros()),
         })
         .to_string();
@@ -284,7 +294,7 @@ async fn bulk(sh: Arc<Shared>, n: usize, window: usize) {
 pub(crate) async fn run(
     address: String,
     runtime: String,
-    concurrency: usize,
+    (concurrency, keys): (usize, Option<u64>),
     committee_size: usize,
     stop: watch::Receiver<bool>,
     show_progress: bool,
@@ -321,6 +331,7 @@ pub(crate) async fn run(
         errors: AtomicU64::new(0),
         last_error: Mutex::new(String::new()),
         stop: stop.clone(),
+        keys,
     });
     let probes = concurrency.min(PROBES);
     let rest = concurrency - probes;

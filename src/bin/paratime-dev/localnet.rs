@@ -55,6 +55,11 @@ pub(crate) struct Args {
     /// 4,624); 0 runs the network without load.
     #[arg(long, default_value_t = 96, value_parser = load_in_flight)]
     load: usize,
+    /// The load writes at most this many distinct keys (`load-0` … `load-<N-1>`, overwritten
+    /// round after round), so the ParaTime's state stops growing and, with --prune-kept, the
+    /// data dirs reach a steady size; by default every transaction writes a new key.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    load_keys: Option<u64>,
     /// Print the summary as one JSON line at the end (last line of stdout).
     #[arg(long)]
     json: bool,
@@ -646,6 +651,7 @@ fn setup(a: &Args) -> anyhow::Result<Vec<Planned>> {
         specs[0].port
     );
     let mut out = Vec::new();
+    let mut metrics_lines = Vec::new();
     for n in &specs {
         let entity = (n.mode != "client").then_some(entity_dir.join("entity.json"));
         let runtime = n.mode != "validator";
@@ -691,6 +697,11 @@ fn setup(a: &Args) -> anyhow::Result<Vec<Planned>> {
             runtime,
             (fault, a.prune_kept, a.consensus_prune_kept, a.halt_height),
         );
+        // Every node serves Prometheus metrics on a port of its own (in its network namespace
+        // when it runs in one).
+        let metrics = format!("127.0.0.1:{}", free_port()?);
+        let cfg = format!("{cfg}metrics:\n  mode: pull\n  address: {metrics}\n");
+        metrics_lines.push(format!("{} http://{metrics}/metrics", n.name));
         let path = dir.join(&n.name).join("etc/config.yml");
         std::fs::write(&path, cfg)?;
         out.push((
@@ -708,6 +719,7 @@ fn setup(a: &Args) -> anyhow::Result<Vec<Planned>> {
         "  entity {} (address {entity_addr}), escrow {}",
         entity.id, a.entity_escrow
     );
+    println!("  metrics: {}", metrics_lines.join(", "));
     Ok(out)
 }
 
@@ -999,6 +1011,7 @@ pub(crate) fn run(a: Args) -> i32 {
         let (client, stop, n) = (client.clone(), load_stop_rx.clone(), a.load);
         let finalized = finalized.clone();
         let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let keys = a.load_keys;
         rt.spawn(async move {
             let size = crate::load::wait_for_committee(&client, RUNTIME_ID, stop.clone()).await?;
             eprintln!(
@@ -1008,7 +1021,7 @@ pub(crate) fn run(a: Args) -> i32 {
                 crate::load::run(
                     client,
                     RUNTIME_ID.to_string(),
-                    n,
+                    (n, keys),
                     size,
                     stop,
                     progress,

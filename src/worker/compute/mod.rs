@@ -1285,6 +1285,7 @@ impl Run {
             log::info!(target: MODULE, runtime_id:% = self.rid, round = round.0; "the node is stopping: round left uncommitted");
             return;
         }
+        let judging = Instant::now();
         let state = self.w.state.clone();
         let outcome = job.judge(self.rid, resp, |prev, log| {
             state.compute(prev, log).map_err(|e| e.to_string())
@@ -1328,6 +1329,13 @@ impl Run {
         log::debug!(target: MODULE, runtime_id:% = self.rid, round = round.0, txs = job.proposal.batch.len(), execute_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX); "executed batch, submitting commitment");
         self.send_commit(&view, signed, Instant::now());
         self.status.send_modify(|s| s.commitments += 1);
+        crate::metrics::events().batch(
+            &self.rid.to_string(),
+            job.proposal.batch.len(),
+            elapsed,
+            elapsed + judging.elapsed(),
+            outcome.is_err(),
+        );
         if let Ok(b) = outcome {
             let data =
                 crate::encoding::canonical_cbor(&CommitteeMessage::Executed(Box::new(b.clone())));
