@@ -1,7 +1,7 @@
 # The paratime-node package: the binary (from Cargo.lock), the sample ParaTime, the shipped
 # systemd units with their store paths filled in, the derived instance templates, the
 # sysusers/tmpfiles snippets (for other distributions; the NixOS module does not use them) and
-# the AppArmor profiles. Needs rustc >= Cargo.toml's rust-version (nixos-25.11 has 1.91).
+# the AppArmor profiles, man pages and shell completions. Needs rustc >= Cargo.toml's rust-version (nixos-25.11 has 1.91).
 { lib
 , rustPlatform
 , bubblewrap
@@ -31,6 +31,7 @@ rustPlatform.buildRustPackage {
       ../tests
       ../systemd
       ../apparmor
+      ../dist
     ];
   };
 
@@ -69,6 +70,12 @@ rustPlatform.buildRustPackage {
     substituteInPlace $out/etc/apparmor.d/paratime-node \
       --replace-fail /usr/bin/paratime-node $out/bin/paratime-node \
       --replace-fail /usr/bin/bwrap ${bwrap}
+    # Man pages and completions generated from the command line (paratime-dev gen-docs; CI
+    # checks the committed files equal what this build's command line generates).
+    install -Dm0644 -t $out/share/man/man1 dist/man/*.1
+    install -Dm0644 dist/completions/paratime-node.bash $out/share/bash-completion/completions/paratime-node
+    install -Dm0644 dist/completions/_paratime-node $out/share/zsh/site-functions/_paratime-node
+    install -Dm0644 dist/completions/paratime-node.fish $out/share/fish/vendor_completions.d/paratime-node.fish
     if grep -rn /usr/bin $unitDir $out/etc/apparmor.d; then
       echo "paratime-node: a unit or profile above still names /usr/bin" >&2
       exit 1

@@ -2,14 +2,16 @@
 # The main job: a node on this machine hosting the sample ParaTime in a bubblewrap sandbox,
 # laid out as an oasis-node operator would (etc/, runtimes/, data/). Runs until Ctrl-C.
 #
-#   scripts/local-node.sh [NODE_DIR]        (default: ./localnode)
+#   scripts/local-node.sh [NODE_DIR]        (default: ./localnode; METRICS_PORT: Prometheus
+#                                           metrics on 127.0.0.1, default 3000)
 #
 # As root the node runs as the unprivileged user `nobody` (paratime-node refuses root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=$PWD/target/release/paratime-node
 K=$PWD/target/release/paratime-kvstore
-[ -x "$B" ] && [ -x "$K" ] || cargo build --release --workspace --locked
+# Always (a no-op when nothing changed): a binary left from an older checkout would run stale.
+cargo build --release --workspace --locked
 N=$(realpath -m "${1:-localnode}")
 RID=0000000000000000000000000000000000000000000000000000000000000001
 
@@ -38,6 +40,9 @@ runtime:
   sandbox_binary: /usr/bin/bwrap
   paths:
     - $N/runtimes/kvstore.orc
+metrics:
+  mode: pull
+  address: 127.0.0.1:${METRICS_PORT:-3000}
 YAML
 [ "$(id -u)" -ne 0 ] || chown -R nobody:nogroup "$N"
 
@@ -62,5 +67,6 @@ echo "== a transaction and a query through the same bundle, in its sandbox =="
 echo
 echo "node running (data dir $N/data); inspect it with:"
 echo "  $B control status -a unix:$N/data/internal.sock"
+echo "  curl http://127.0.0.1:${METRICS_PORT:-3000}/metrics"
 echo "Ctrl-C stops it."
 wait $node

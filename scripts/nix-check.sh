@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Everything Nix-related that these machines can check (nixpkgs cannot be fetched here, so nothing
-# is built with Nix; see README.md, "NixOS"):
+# is built with Nix; see docs/nixos.md):
 #   1. every .nix file parses, is formatted (nixpkgs-fmt) and has no dead code (deadnix), and
 #      flake.lock pins nixpkgs to a full revision with its NAR hash;
 #   2. ../shared/nix-eval: nix/package.nix's postInstall under stdenv's substitution functions;
-#      every scenario in nix/eval-scenarios/ and the README's NixOS example evaluated with the
+#      every scenario in nix/eval-scenarios/ and docs/nixos.md's example evaluated with the
 #      real nixpkgs lib against the expectations in their headers; generateUnits (no collision);
 #   3. the build-time check of every scenario's config, run as the build would run its script
 #      (the scenario's files in place of their store paths; `# expect-check-failure: TEXT` in a
 #      scenario's header means it must fail saying TEXT), and `paratime-node config check` on
-#      every rendered config.yml (target/nix-eval/settings.list); the README example's config
+#      every rendered config.yml (target/nix-eval/settings.list); the docs/nixos.md example's config
 #      equals nix/tests/example-config.yml (the fixture tests/nix_fixture.rs checks);
 #   4. the generated /etc/systemd/system of every scenario: the unit files equal systemd/ (and
 #      systemd/make-templates.sh's output) with the package's two substitutions, read at check
@@ -79,20 +79,20 @@ if [ ! -f "$tool/check.sh" ]; then
   exit 0
 fi
 
-# The README's example, as written: its `paratime.nix` block, with the flake's outputs as the
+# docs/nixos.md's example, as written: its `paratime.nix` block, with the flake's outputs as the
 # `paratime-node` module argument and the scenario files beside it.
 readme="$out/readme-example"
 rm -rf "$readme" && mkdir -p "$readme"
 python3 - "$readme/paratime.nix" <<'PY'
 import re, sys
-blocks = re.findall(r"```nix\n(.*?)```", open("README.md").read(), re.S)
+blocks = re.findall(r"```nix\n(.*?)```", open("docs/nixos.md").read(), re.S)
 mine = [b for b in blocks if b.startswith("# paratime.nix")]
-assert len(mine) == 1, "README.md: expected one ```nix block starting with '# paratime.nix'"
+assert len(mine) == 1, "docs/nixos.md: expected one ```nix block starting with '# paratime.nix'"
 open(sys.argv[1], "w").write(mine[0])
 PY
 cp nix/eval-scenarios/files/genesis.json nix/eval-scenarios/files/entity.json "$readme/"
 cat >"$readme/readme-example.nix" <<'EOF'
-# README.md's NixOS example (paratime.nix beside it), with the flake's module.
+# docs/nixos.md's example (paratime.nix beside it), with the flake's module.
 { nixEval, ... }:
 {
   imports = [ nixEval.flake.nixosModules.default ./paratime.nix ];
@@ -100,7 +100,7 @@ cat >"$readme/readme-example.nix" <<'EOF'
 }
 EOF
 # JSON2YAML/NIX_EVAL_REQUIRE_YAML: the settings must be rendered for the checks below.
-if NIX_EVAL_REQUIRE_YAML=1 bash "$tool/check.sh" --out "$out" nix/eval-scenarios "$readme/readme-example.nix"; then
+if NIX_EVAL_SRC_DIRS="systemd apparmor dist" NIX_EVAL_REQUIRE_YAML=1 bash "$tool/check.sh" --out "$out" nix/eval-scenarios "$readme/readme-example.nix"; then
   ok "nix-eval (results in $out)"
 else
   fail "nix-eval: see the lines above ($out/summary.txt)"
@@ -273,14 +273,14 @@ for f in open(os.path.join(out, "settings.list")).read().split():
         print(f"FAIL  config check {label}: {(p.stdout + p.stderr).strip()}")
         bad += 1
 
-# The README example's config is the fixture tests/nix_fixture.rs feeds to config check.
+# The docs/nixos.md example's config is the fixture tests/nix_fixture.rs feeds to config check.
 got = open(os.path.join(out, "scenarios", "readme-example", "settings", "paratime-node.yml")).read()
 got = re.sub(r"/nix/store/[0-9a-z]{32}-", "/nix/store/" + "0" * 32 + "-", got)
 want = "".join(l for l in open(fixture).readlines() if not l.startswith("#"))
 if got == want:
-    print("ok    README example's config.yml equals nix/tests/example-config.yml")
+    print("ok    docs/nixos.md example's config.yml equals nix/tests/example-config.yml")
 else:
-    print("FAIL  README example's config.yml differs from nix/tests/example-config.yml:\n" + got)
+    print("FAIL  docs/nixos.md example's config.yml differs from nix/tests/example-config.yml:\n" + got)
     bad += 1
 sys.exit(1 if bad else 0)
 PY

@@ -19,12 +19,16 @@ command -v nix-instantiate >/dev/null || need_apt+=(nix-bin)
 command -v jq >/dev/null || need_apt+=(jq)
 # The metrics test scrapes a localnet node with a real Prometheus server.
 command -v prometheus >/dev/null || need_apt+=(prometheus)
+# The Debian package (scripts/deb.sh, installed by the systemd system test): cargo-deb (below)
+# and dpkg-shlibdeps for its dependencies.
+command -v dpkg-shlibdeps >/dev/null || need_apt+=(dpkg-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+cargo deb --version 2>/dev/null | grep -q 3.8.0 || cargo install --locked --version 3.8.0 cargo-deb
 command -v nixpkgs-fmt >/dev/null || cargo install --locked nixpkgs-fmt
 command -v deadnix >/dev/null || cargo install --locked deadnix
 

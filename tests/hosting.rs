@@ -505,22 +505,6 @@ fn landlock_keeps_the_node_inside_its_data_dir() {
     assert_eq!(st["confinement"]["landlock"], "fully enforced", "{st}");
 }
 
-/// `GET /metrics` on `addr`: the whole reply.
-fn scrape(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics port");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out
-}
-
 #[test]
 fn metrics_on_a_taken_port_stop_the_start_by_name_and_a_hosting_node_serves_them() {
     let mut d = NodeDir::new();
@@ -543,12 +527,8 @@ fn metrics_on_a_taken_port_stop_the_start_by_name_and_a_hosting_node_serves_them
     d.wait_runtime(&mut node, "ready", LONG, |s| {
         s["committee"]["status"] == "ready"
     });
-    let reply = scrape(&addr);
-    assert!(
-        reply.starts_with("HTTP/1.1 200")
-            && reply.contains("content-type: application/openmetrics-text"),
-        "{reply}"
-    );
+    let (status, reply) = http_get(&addr, "/metrics").expect("GET /metrics");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     for line in [
         format!("paratime_runtime_ready{{runtime=\"{RUNTIME_ID}\"}} 1"),
         format!("paratime_sandbox_restarts_total{{runtime=\"{RUNTIME_ID}\"}} 0"),

@@ -1813,23 +1813,6 @@ fn control_shutdown_deregisters_first_and_an_unfinished_deregistration_is_rememb
     let _ = net.stop();
 }
 
-/// `GET path` on `addr` over plain HTTP/1.1; the status line and the body.
-fn http_get(addr: &str, path: &str) -> Option<(String, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).ok()?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    Some((head.lines().next()?.to_string(), body.to_string()))
-}
-
 /// A node's `metrics.address` from the config localnet wrote for it.
 fn metrics_address(net: &Localnet, node: &str) -> String {
     let cfg = std::fs::read_to_string(net.net().join(node).join("etc/config.yml")).expect("config");

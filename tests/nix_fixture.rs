@@ -1,4 +1,4 @@
-//! The config the NixOS module generates for the README example passes `config check`.
+//! The config the NixOS module generates for the docs/nixos.md example passes `config check`.
 
 mod common;
 use common::*;

@@ -36,6 +36,11 @@ pub struct Cli {
     command: Option<Command>,
 }
 
+/// The command line's definition (for man pages, completions and the commands reference).
+pub fn definition() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Check a config file.

@@ -276,7 +276,7 @@ pub enum LaunchError {
     #[error("sandbox binary not found: {} (install bubblewrap, e.g. `apt-get install bubblewrap`, or set runtime.sandbox_binary)", .0.display())]
     BwrapNotFound(PathBuf),
     /// The sandbox binary cannot be executed.
-    #[error("cannot run sandbox binary {}: {source}{}", path.display(), if *denied { " (if AppArmor confines paratime-node: under no_new_privs it refuses an exec that changes profile; see README, AppArmor)" } else { "" })]
+    #[error("cannot run sandbox binary {}: {source}{}", path.display(), if *denied { " (if AppArmor confines paratime-node: under no_new_privs it refuses an exec that changes profile; see docs/operator-guide.md, AppArmor)" } else { "" })]
     BwrapCannotRun {
         /// The binary.
         path: PathBuf,

@@ -441,3 +441,22 @@ pub(crate) fn status_shape_checker_catches_the_old_shapes(good: &serde_json::Val
         assert!(p.contains(want), "the checker missed {want}: {p}");
     }
 }
+
+/// `GET path` on `addr` over plain HTTP/1.1 (a metrics endpoint, a Prometheus API): the status
+/// line and the body (with the headers before it cut off).
+pub(crate) fn http_get(addr: &str, path: &str) -> Option<(String, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_string(), body.to_string()))
+}

@@ -12,20 +12,27 @@ product_paths() {
   SOCK=/run/paratime-node/internal.sock
 }
 
-# A cached trixie rootfs with systemd, bubblewrap and AppArmor's parser.
+# A cached trixie rootfs with systemd, bubblewrap, AppArmor's parser, and man-db and
+# bash-completion (the package's man pages and completions are tried in it). The directory's
+# name changes with the package list, so an older cache is never taken for this one.
+ROOTFS_PACKAGES=systemd,systemd-sysv,dbus,bubblewrap,apparmor,man-db,bash-completion
 ensure_rootfs() {
-  if [ ! -x "$CACHE/rootfs/usr/lib/systemd/systemd" ]; then
+  local name
+  name=rootfs-$(echo "$ROOTFS_PACKAGES" | sha256sum | cut -c1-8)
+  if [ ! -x "$CACHE/$name/usr/lib/systemd/systemd" ]; then
     mkdir -p "$CACHE"
     rm -rf "$CACHE/rootfs.tmp"
-    debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,bubblewrap,apparmor \
+    debootstrap --variant=minbase --include="$ROOTFS_PACKAGES" \
       trixie "$CACHE/rootfs.tmp" http://deb.debian.org/debian >"$CACHE/debootstrap.log" 2>&1 \
       || { tail -20 "$CACHE/debootstrap.log"; exit 1; }
-    mv "$CACHE/rootfs.tmp" "$CACHE/rootfs"
+    mv "$CACHE/rootfs.tmp" "$CACHE/$name"
   fi
+  ROOTFS=$CACHE/$name
 }
 
-# install_product ROOT: the binary, units, templates, sysusers/tmpfiles snippets, AppArmor
-# profiles, the sample bundle and a client config, where the NixOS module and a package put them.
+# install_product ROOT: the binary, units, templates, sysusers/tmpfiles snippets and AppArmor
+# profiles where a package puts them (the VM test; the nspawn test installs the .deb instead),
+# then install_inputs.
 install_product() {
   local r=$1
   install -m 0755 "$BIN" "$r/usr/bin/paratime-node"
@@ -33,8 +40,16 @@ install_product() {
   sh "$TOP/systemd/make-templates.sh" "$TOP/systemd" "$r/etc/systemd/system"
   install -m 0644 "$TOP/systemd/sysusers.d/paratime-node.conf" "$r/usr/lib/sysusers.d/paratime-node.conf"
   install -m 0644 "$TOP/systemd/tmpfiles.d/paratime-node.conf" "$r/usr/lib/tmpfiles.d/paratime-node.conf"
-  mkdir -p "$r/etc/paratime-node" "$r/var/lib/paratime-node/runtimes" "$r/etc/apparmor.d"
+  mkdir -p "$r/etc/apparmor.d"
   install -m 0644 "$TOP/apparmor/bwrap" "$TOP/apparmor/paratime-node" "$TOP/apparmor/paratime-sandbox" "$r/etc/apparmor.d/"
+  install_inputs "$r"
+}
+
+# install_inputs ROOT: what the operator adds to the package: the sample bundle, an empty
+# genesis and a client config.
+install_inputs() {
+  local r=$1
+  mkdir -p "$r/etc/paratime-node" "$r/var/lib/paratime-node/runtimes"
   "$BIN" bundle build --executable "$KV" --name kvstore --runtime-id "$RID" --version 0.1.0 \
     --output "$r/var/lib/paratime-node/runtimes/kvstore.orc" >/dev/null
   echo '{}' > "$r/etc/paratime-node/genesis.json"
@@ -51,6 +66,9 @@ genesis:
 runtime:
   paths:
     - /var/lib/paratime-node/runtimes/kvstore.orc
+metrics:
+  mode: pull
+  address: 127.0.0.1:9464
 YAML
 }
 

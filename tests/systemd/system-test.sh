@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# System test: the units shipped in systemd/ run the node in a booted systemd.
+# System test: the Debian package runs the node in a booted systemd.
 #
 # Boots Debian trixie (systemd 257, bubblewrap 0.12, AppArmor 4.1) with systemd-nspawn, installs
-# the freshly built binary, the units, sysusers/tmpfiles snippets, a config and the sample bundle,
-# and checks what an operator relies on. Prints one line per check and "N passed, M failed".
+# the package built from this build (`apt install ./paratime-node_*.deb`: binary, units,
+# templates, sysusers/tmpfiles snippets, AppArmor profiles, man pages, completions), adds a config
+# and the sample bundle, and checks what an operator relies on, then purges the package. Prints
+# one line per check and "N passed, M failed".
 #
-#   tests/systemd/system-test.sh            (root; PARATIME_NODE_BIN / PARATIME_KVSTORE_BIN
-#                                            default to target/debug)
+#   tests/systemd/system-test.sh            (root; PARATIME_DEB: the .deb (scripts/deb.sh);
+#                                            PARATIME_NODE_BIN / PARATIME_KVSTORE_BIN default to
+#                                            target/debug)
 # The rootfs is cached in $PARATIME_ROOTFS_CACHE (default /var/cache/paratime-node-test).
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
@@ -29,26 +32,13 @@ cleanup() {
   if [ -n "${KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
-cp -a "$CACHE/rootfs" "$R"
+cp -a "$ROOTFS" "$R"
+DEB=${PARATIME_DEB:-$(ls "$TOP"/target/debian/paratime-node_*.deb 2>/dev/null | head -1)}
+[ -f "$DEB" ] || { echo "no .deb to install: bash scripts/deb.sh --debug (or set PARATIME_DEB)"; exit 1; }
+cp "$DEB" "$R/root/"
+DEB_IN=/root/$(basename "$DEB")
 
-# 2. Install exactly what the NixOS module and a package would: binary, units, snippets.
-install_product "$R"
-
-# 3. AppArmor 4 parses both profiles (the host's kernel has no AppArmor LSM: parse, not enforce).
-for p in bwrap paratime-node paratime-sandbox; do
-  check "apparmor profile '$p' parses with $(chroot "$R" apparmor_parser --version | head -1)" \
-    chroot "$R" apparmor_parser -Q -K "/etc/apparmor.d/$p" 2>/dev/null
-done
-
-# 4. Exposure of the exact shipped files, offline, by the systemd they are written for (the
-# rootfs's 257: systemd 252 does not know ProtectControlGroups=private and scores the sandbox 1.7).
-for u in paratime-node.service:12 paratime-node-sandbox.service:15; do
-  unit=${u%%:*}; max=${u##*:}
-  check "$unit offline exposure <= $((max / 10)).$((max % 10)) ($(chroot "$R" systemd-analyze security --offline=true "/etc/systemd/system/$unit" 2>/dev/null | tail -1 | grep -o '[0-9]*\.[0-9]'))" \
-    chroot "$R" systemd-analyze security --offline=true --threshold="$max" "/etc/systemd/system/$unit" >/dev/null 2>&1
-done
-
-# 5. Boot.
+# 2. Boot (the package is installed into the running system, as an operator does).
 systemd-nspawn -D "$R" --boot --register=no --keep-unit -M paratime-systest --console=passive \
   </dev/null >"$WORK/nspawn.log" 2>&1 &
 NSPAWN=$!
@@ -71,6 +61,41 @@ done
 prop() { ct systemctl show -P "$2" "$1"; }
 status_json() { ct paratime-node control status -a "unix:$SOCK"; }
 
+# 3. apt install ./paratime-node_*.deb: users, directories, units known, nothing started.
+check "apt install ./$(basename "$DEB") succeeds" \
+  ct env DEBIAN_FRONTEND=noninteractive sh -c "cd /root && apt-get install -y -q ./$(basename "$DEB") >/root/apt.log 2>&1"
+check "the package created the users paratime and paratime-sandbox" ct sh -c 'getent passwd paratime >/dev/null && getent passwd paratime-sandbox >/dev/null'
+check "the units are known and nothing was started" sh -c "nsenter -t $LEADER -a systemctl list-unit-files 'paratime-node*' --no-legend | grep -q '^paratime-node.service' && [ \"\$(nsenter -t $LEADER -a systemctl is-active paratime-node.service paratime-node.socket)\" = \"\$(printf 'inactive\ninactive')\" ]"
+check "man paratime-node shows the page" sh -c "nsenter -t $LEADER -a env MANPAGER=cat COLUMNS=100 man paratime-node 2>/dev/null | grep -q 'paratime-node-control'"
+check "man paratime-node-control-status shows the subcommand's page" sh -c "nsenter -t $LEADER -a env MANPAGER=cat man paratime-node-control-status 2>/dev/null | grep -qi 'status'"
+# The completion function, as bash-completion finds it (`complete -p`), asked for the words after
+# `paratime-node control `.
+complete_control() {
+  ct bash -c '. /usr/share/bash-completion/completions/paratime-node
+    f=$(complete -p paratime-node | sed "s/.*-F \([^ ]*\).*/\1/")
+    COMP_WORDS=(paratime-node control ""); COMP_CWORD=2; "$f" paratime-node "" control
+    echo "${COMPREPLY[*]}"'
+}
+completes_control() { complete_control | grep -qw shutdown; }
+check "bash completes 'paratime-node control ' with its subcommands" completes_control
+echo "     completions of 'paratime-node control ': $(complete_control 2>/dev/null | cut -c1-150)"
+install_inputs "$R"
+
+# 4. AppArmor 4 parses the installed profiles (the host's kernel has no AppArmor LSM: parse, not
+# enforce).
+for p in bwrap paratime-node paratime-sandbox; do
+  check "apparmor profile '$p' parses with $(chroot "$R" apparmor_parser --version | head -1)" \
+    chroot "$R" apparmor_parser -Q -K "/etc/apparmor.d/$p" 2>/dev/null
+done
+
+# 5. Exposure of the installed unit files, offline, by the systemd they are written for (the
+# rootfs's 257: systemd 252 does not know ProtectControlGroups=private and scores the sandbox 1.7).
+for u in paratime-node.service:12 paratime-node-sandbox.service:15; do
+  unit=${u%%:*}; max=${u##*:}
+  check "$unit offline exposure <= $((max / 10)).$((max % 10)) ($(chroot "$R" systemd-analyze security --offline=true "/usr/lib/systemd/system/$unit" 2>/dev/null | tail -1 | grep -o '[0-9]*\.[0-9]'))" \
+    chroot "$R" systemd-analyze security --offline=true --threshold="$max" "/usr/lib/systemd/system/$unit" >/dev/null 2>&1
+done
+
 check "systemd-analyze verify accepts the units" \
   ct systemd-analyze verify paratime-node.service paratime-node.socket paratime-node-sandbox.service paratime-node-sandbox.socket
 
@@ -87,6 +112,11 @@ check "control status: provisioner sandbox" grep -q '"provisioner": "sandbox"' <
 # Landlock is tested on the host kernel (tests/hosting.rs); here the node must state what it got.
 check "journal states the self-confinement in one line" sh -c "nsenter -t $LEADER -a journalctl -u paratime-node.service -o cat --no-pager | grep -q '^self-confinement: landlock'"
 echo "     $(ct journalctl -u paratime-node.service -o cat --no-pager | grep '^self-confinement' | tail -1)"
+
+# Prometheus metrics from inside the hardened node unit (bash's /dev/tcp: minbase has no curl).
+scrape() { ct bash -c 'exec 3<>/dev/tcp/127.0.0.1/9464 && printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3'; }
+serves_metrics() { scrape | grep -q "^paratime_runtime_ready{runtime=\"$RID\"} 1"; }
+check "the node unit serves Prometheus metrics on metrics.address" wait_for 10 serves_metrics
 
 # 8. journald: structured fields.
 journal=$(ct journalctl -u paratime-node.service -o json --no-pager)
@@ -134,6 +164,7 @@ check "node is active again after the watchdog restart" wait_for 30 sh -c "nsent
 mkdir -p "$R/etc/paratime-node-second"
 sed -e 's|/var/lib/paratime-node/data|/var/lib/paratime-node-second/data|' \
     -e 's|/run/paratime-node/|/run/paratime-node-second/|' \
+    -e 's|127.0.0.1:9464|127.0.0.1:9465|' \
     "$R/etc/paratime-node/config.yml" > "$R/etc/paratime-node-second/config.yml"
 printf 'p2p:\n  port: 9300\n' >> "$R/etc/paratime-node-second/config.yml"
 cp "$R/etc/paratime-node/genesis.json" "$R/etc/paratime-node-second/"
@@ -155,6 +186,13 @@ check "the canonical instance kept serving meanwhile" sh -c "nsenter -t $LEADER 
 ct systemctl stop paratime-node.service
 check "systemctl stop leaves no runtime process" wait_for 10 sh -c "! nsenter -t $LEADER -a pgrep -f /entrypoint"
 check "a connection to the control socket starts the node" sh -c "nsenter -t $LEADER -a paratime-node control status -a unix:$SOCK | grep -q software_version && [ \"\$(nsenter -t $LEADER -a systemctl is-active paratime-node.service)\" = active ]"
+
+# 14. apt purge: the node is stopped, no unit or profile is left, the node's keys are kept.
+check "apt purge paratime-node succeeds" ct env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get purge -y -q paratime-node >/root/apt-purge.log 2>&1'
+check "after the purge no paratime-node process runs" wait_for 10 sh -c "! nsenter -t $LEADER -a pgrep -x paratime-node"
+check "after the purge systemd knows no paratime-node unit" sh -c "[ -z \"\$(nsenter -t $LEADER -a systemctl list-unit-files 'paratime-node*' --no-legend)\" ] && ! nsenter -t $LEADER -a ls /usr/lib/systemd/system/ | grep -q paratime"
+check "after the purge no AppArmor profile, no /usr/bin/paratime-node, no /etc/paratime-node" sh -c "! nsenter -t $LEADER -a ls /etc/apparmor.d/paratime-node /etc/apparmor.d/paratime-sandbox /etc/apparmor.d/bwrap /usr/bin/paratime-node /etc/paratime-node 2>/dev/null | grep -q ."
+check "the purge kept the node's keys" ct test -f /var/lib/paratime-node/data/identity.pem
 
 echo "systemd system test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -27,7 +27,7 @@ ensure_rootfs
 # 1. The VM's rootfs: trixie's kernel, with the 9p modules in its initramfs (root is a 9p share).
 if ! ls "$CACHE"/vm/boot/vmlinuz-* >/dev/null 2>&1; then
   rm -rf "$CACHE/vm.tmp"
-  cp -a "$CACHE/rootfs" "$CACHE/vm.tmp"
+  cp -a "$ROOTFS" "$CACHE/vm.tmp"
   mount --bind /proc "$CACHE/vm.tmp/proc"
   mount --bind /dev "$CACHE/vm.tmp/dev"
   built=0

@@ -5,6 +5,7 @@
 mod bench;
 mod bench_consensus;
 mod bench_state;
+mod gen_docs;
 mod load;
 mod localnet;
 
@@ -28,6 +29,9 @@ enum Command {
     BenchState(bench_state::Args),
     /// Measure a consensus block's cost on a large state against a small one.
     BenchConsensus(bench_consensus::Args),
+    /// Write the man pages, shell completions and docs/commands.md (`--out .` updates the
+    /// committed ones).
+    GenDocs(gen_docs::Args),
 }
 
 fn main() {
@@ -40,6 +44,7 @@ fn main() {
         }
         Command::BenchState(a) => bench_state::run(a),
         Command::BenchConsensus(a) => bench_consensus::run(a),
+        Command::GenDocs(a) => gen_docs::run(a),
     };
     std::process::exit(code);
 }
