@@ -70,7 +70,10 @@ impl Events {
         if timed_out {
             self.rhp_timeouts.fetch_add(1, Ordering::Relaxed);
         }
-        let Ok(mut m) = self.rhp.lock() else { return };
+        let mut m = self
+            .rhp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let c = m.entry(call).or_insert_with(|| RhpCall {
             successes: 0,
             failures: 0,
@@ -95,9 +98,10 @@ impl Events {
         total: Duration,
         aborted: bool,
     ) {
-        let Ok(mut m) = self.batches.lock() else {
-            return;
-        };
+        let mut m = self
+            .batches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let b = m.entry(runtime.to_string()).or_insert_with(|| Batches {
             size: sizes(),
             runtime_processing: seconds(),
@@ -115,7 +119,10 @@ impl Events {
     /// Writes the event metrics (every family, with no series before its first event).
     pub fn encode(&self, enc: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
         {
-            let rhp = self.rhp.lock().map_err(|_| std::fmt::Error)?;
+            let rhp = self
+                .rhp
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let rows = |f: fn(&RhpCall) -> u64| -> Vec<(Labels, f64)> {
                 rhp.iter()
                     .map(|(call, c)| (vec![("call", call.to_string())], f(c) as f64))
@@ -153,7 +160,10 @@ impl Events {
                 self.rhp_timeouts.load(Ordering::Relaxed) as f64,
             )],
         )?;
-        let batches = self.batches.lock().map_err(|_| std::fmt::Error)?;
+        let batches = self
+            .batches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let by_runtime = |f: fn(&Batches) -> &Histogram| {
             batches
                 .iter()

@@ -190,3 +190,31 @@ fn the_paratime_guide_shows_the_example_that_builds_and_runs_in_the_sandbox() {
     assert_eq!(out["queries"][0]["ok"]["value"], 42, "{out:#}");
     assert_eq!(out["transactions"][1]["error"]["stage"], "check", "{out:#}");
 }
+
+#[test]
+fn every_relative_link_in_the_docs_resolves() {
+    let mut pages = vec![top().join("README.md")];
+    pages.extend(
+        std::fs::read_dir(top().join("docs"))
+            .expect("docs/")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "md")),
+    );
+    let mut broken = Vec::new();
+    for page in &pages {
+        let text = std::fs::read_to_string(page).expect("page");
+        for link in text.split("](").skip(1).filter_map(|r| r.split(')').next()) {
+            let target = link.split('#').next().unwrap_or_default();
+            if target.is_empty() || target.contains("://") || target.contains(' ') {
+                continue;
+            }
+            let dir = page.parent().expect("dir");
+            if !dir.join(target).exists() {
+                broken.push(format!("{}: {link}", page.display()));
+            }
+        }
+    }
+    assert!(pages.len() >= 8, "{pages:?}");
+    assert!(broken.is_empty(), "links to nothing: {broken:#?}");
+}

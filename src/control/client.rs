@@ -80,9 +80,29 @@ async fn exchange(
         .map_err(|e| ClientError::Request(e.to_string()))?;
     let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await?.to_bytes();
+    // A reply is read whole, but never past this: whatever listens on the socket cannot make
+    // the client take all memory.
+    let body = http_body_util::Limited::new(resp.into_body(), MAX_REPLY)
+        .collect()
+        .await
+        .map_err(|e| match e.downcast::<hyper::Error>() {
+            Ok(e) => ClientError::Http(*e),
+            Err(e) => ClientError::Malformed {
+                status,
+                detail: if e.is::<http_body_util::LengthLimitError>() {
+                    format!("the reply is larger than {MAX_REPLY} bytes: not read")
+                } else {
+                    e.to_string()
+                },
+            },
+        })?
+        .to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
+
+/// Largest reply read (a status with many runtimes is well under 1 MiB; a state value under
+/// the runtime's limits).
+pub const MAX_REPLY: usize = 64 << 20;
 
 /// Why a control API call has no answer.
 #[derive(Debug, thiserror::Error)]

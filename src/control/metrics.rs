@@ -21,6 +21,44 @@ pub struct Scrape {
     pub state: ControlState,
     /// `common.data_dir` (its size is `oasis_node_disk_usage_bytes`).
     pub data_dir: PathBuf,
+    /// Directory sizes walked recently: a walk is at most once per [`DISK_WALK_EVERY`] per
+    /// directory, however often or concurrently Prometheus (or anyone) scrapes.
+    pub disk: std::sync::Arc<std::sync::Mutex<DiskCache>>,
+}
+
+/// Directory → when it was walked and its size.
+pub type DiskCache = std::collections::HashMap<PathBuf, (std::time::Instant, u64)>;
+
+/// How long a directory's size is reused.
+const DISK_WALK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Scrape {
+    /// What a scrape of `state` reads, with `data_dir` for the disk figures.
+    pub fn new(state: ControlState, data_dir: PathBuf) -> Self {
+        Self {
+            state,
+            data_dir,
+            disk: Default::default(),
+        }
+    }
+
+    /// Bytes under `dir`, walked at most once per [`DISK_WALK_EVERY`]; the lock is held over the
+    /// walk, so concurrent scrapes wait for one walk instead of each doing their own.
+    fn usage(&self, dir: &Path) -> u64 {
+        let mut cache = self
+            .disk
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        match cache.get(dir) {
+            Some((at, size)) if now.duration_since(*at) < DISK_WALK_EVERY => *size,
+            _ => {
+                let size = disk_usage(dir);
+                cache.insert(dir.to_path_buf(), (now, size));
+                size
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Scrape {
@@ -35,20 +73,20 @@ impl prometheus_client::collector::Collector for Scrape {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> std::fmt::Result {
         let st = snapshot(&self.state);
         encode_status(&mut enc, &st)?;
-        encode_stores(&mut enc, &st, &self.data_dir)?;
-        encode_process(&mut enc, &self.data_dir)?;
+        encode_stores(&mut enc, &st, &self.data_dir, &|d| self.usage(d))?;
+        encode_process(&mut enc, &self.data_dir, &|d| self.usage(d))?;
         crate::metrics::events().encode(&mut enc)
     }
 }
 
-/// The OpenMetrics text of one scrape.
-pub fn render(scrape: &Scrape) -> String {
+/// The OpenMetrics text of one scrape, or `None` when a collector failed (the text would be
+/// cut short: the endpoint answers 500 instead of a page Prometheus would refuse).
+pub fn render(scrape: &Scrape) -> Option<String> {
     let mut reg = prometheus_client::registry::Registry::default();
     reg.register_collector(Box::new(scrape.clone()));
     let mut text = String::new();
-    // Writing to a String fails only if a collector fails: what was written is still served.
-    let _ = prometheus_client::encoding::text::encode(&mut text, &reg);
-    text
+    prometheus_client::encoding::text::encode(&mut text, &reg).ok()?;
+    Some(text)
 }
 
 fn flag(b: bool) -> f64 {
@@ -389,6 +427,7 @@ fn encode_stores(
     enc: &mut DescriptorEncoder<'_>,
     st: &Status,
     data_dir: &Path,
+    usage: &dyn Fn(&Path) -> u64,
 ) -> std::fmt::Result {
     values(
         enc,
@@ -398,7 +437,7 @@ fn encode_stores(
         st.runtimes.keys().map(|id| {
             (
                 vec![("runtime", id.clone())],
-                disk_usage(&data_dir.join("runtimes").join(id)) as f64,
+                usage(&data_dir.join("runtimes").join(id)) as f64,
             )
         }),
     )?;
@@ -419,7 +458,11 @@ fn encode_stores(
 
 /// This process's CPU, memory and I/O (oasis `go/oasis-node/cmd/common/metrics`), and the data
 /// dir's size.
-fn encode_process(enc: &mut DescriptorEncoder<'_>, data_dir: &Path) -> std::fmt::Result {
+fn encode_process(
+    enc: &mut DescriptorEncoder<'_>,
+    data_dir: &Path,
+    usage: &dyn Fn(&Path) -> u64,
+) -> std::fmt::Result {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -471,7 +514,7 @@ fn encode_process(enc: &mut DescriptorEncoder<'_>, data_dir: &Path) -> std::fmt:
         (
             "oasis_node_disk_usage_bytes",
             "Disk space used by the data directory.",
-            Some(disk_usage(data_dir) as f64),
+            Some(usage(data_dir) as f64),
         ),
         (
             "oasis_node_disk_read_bytes",
@@ -510,37 +553,42 @@ pub async fn serve(
     stop: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
     use axum::http::header::CONTENT_TYPE;
+    use axum::http::StatusCode;
     let app = axum::Router::new().fallback(move || {
         let scrape = scrape.clone();
         async move {
             // The status snapshot and the data dir walk are blocking reads.
-            let text = tokio::task::spawn_blocking(move || render(&scrape))
-                .await
-                .unwrap_or_default();
-            (
-                [(
-                    CONTENT_TYPE,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                )],
-                text,
-            )
+            match tokio::task::spawn_blocking(move || render(&scrape)).await {
+                Ok(Some(text)) => (
+                    StatusCode::OK,
+                    [(
+                        CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    text,
+                ),
+                _ => {
+                    log::warn!(target: "metrics", "a scrape failed: answered 500");
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        [(CONTENT_TYPE, "text/plain")],
+                        "the metrics could not be collected: see the node's log\n".to_string(),
+                    )
+                }
+            }
         }
     });
+    // One request per connection, and a connection lives 30 s at most: a client that never
+    // reads its replies cannot hold a slot. Request bodies are never read.
     let limits = Limits {
         max_connections: MAX_CONNECTIONS,
         header_read_timeout: std::time::Duration::from_secs(5),
         body_read_timeout: std::time::Duration::from_secs(5),
         max_body: 0,
+        keep_alive: false,
+        max_connection_time: Some(std::time::Duration::from_secs(30)),
     };
-    super::serve_router(
-        "metrics",
-        listener,
-        app.layer(axum::extract::DefaultBodyLimit::max(0)),
-        limits,
-        overloaded_reply(),
-        stop,
-    )
-    .await
+    super::serve_router("metrics", listener, app, limits, overloaded_reply(), stop).await
 }
 
 #[cfg(test)]
@@ -558,7 +606,7 @@ mod tests {
         struct P(PathBuf);
         impl prometheus_client::collector::Collector for P {
             fn encode(&self, mut enc: DescriptorEncoder<'_>) -> std::fmt::Result {
-                encode_process(&mut enc, &self.0)
+                encode_process(&mut enc, &self.0, &disk_usage)
             }
         }
         reg.register_collector(Box::new(P(dir.clone())));

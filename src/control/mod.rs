@@ -872,6 +872,11 @@ pub struct Limits {
     pub body_read_timeout: std::time::Duration,
     /// Largest request body (a transaction in base64 JSON).
     pub max_body: usize,
+    /// Several requests per connection (the control socket's clients reuse them).
+    pub keep_alive: bool,
+    /// A connection is closed after this long whatever it does (a client that sends requests
+    /// and never reads the replies would otherwise hold its slot forever).
+    pub max_connection_time: Option<std::time::Duration>,
 }
 
 /// Control connections a node serves at once.
@@ -885,6 +890,9 @@ impl Default for Limits {
             body_read_timeout: std::time::Duration::from_secs(10),
             // axum's default for JSON bodies, which the API always had.
             max_body: 2 << 20,
+            keep_alive: true,
+            // Submissions wait for their round: a connection may last as long as they do.
+            max_connection_time: None,
         }
     }
 }
@@ -1054,7 +1062,7 @@ pub(crate) async fn serve_router(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .keep_alive(true);
+        .keep_alive(limits.keep_alive);
     let overloaded = std::sync::Arc::new(overloaded);
     let refusals = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSALS));
     let mut conns = tokio::task::JoinSet::new();
@@ -1092,11 +1100,19 @@ pub(crate) async fn serve_router(
             hyper_util::service::TowerToHyperService::new(app.clone()),
         );
         let stop = stop.clone();
+        let lifetime = limits.max_connection_time;
         conns.spawn(async move {
             let _slot = slot;
             let mut conn = std::pin::pin!(conn);
+            let deadline = async {
+                match lifetime {
+                    Some(t) => tokio::time::sleep(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = conn.as_mut() => {}
+                _ = deadline => {}
                 _ = stop.cancelled() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
@@ -1182,6 +1198,8 @@ mod tests {
             header_read_timeout: Duration::from_secs(1),
             body_read_timeout: Duration::from_secs(1),
             max_body: 1024,
+            keep_alive: true,
+            max_connection_time: None,
         };
         let stop = tokio_util::sync::CancellationToken::new();
         let server = tokio::spawn(serve_router(
@@ -1446,5 +1464,46 @@ mod tests {
             assert_eq!(e.code, ErrorCode::BadRequest);
             assert!(e.message.starts_with("timeout_ms: "), "{}", e.message);
         }
+    }
+
+    /// Whatever listens on the socket cannot make the client read without end: a reply that
+    /// streams past [`client::MAX_REPLY`] is refused by name.
+    #[tokio::test]
+    async fn the_client_refuses_an_endless_reply() {
+        let dir = std::env::temp_dir().join(format!("pt-endless-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let sock = dir.join("s.sock");
+        let _ = std::fs::remove_file(&sock);
+        let listener = tokio::net::UnixListener::bind(&sock).expect("bind");
+        tokio::spawn(async move {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await;
+            let chunk = vec![b'x'; 1 << 20];
+            let head = format!("{:x}\r\n", chunk.len());
+            loop {
+                if s.write_all(head.as_bytes()).await.is_err()
+                    || s.write_all(&chunk).await.is_err()
+                    || s.write_all(b"\r\n").await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let address = format!("unix:{}", sock.display());
+        let r = tokio::time::timeout(
+            Duration::from_secs(60),
+            client::Client::new(&address).status(),
+        )
+        .await
+        .expect("the client stops reading at its limit");
+        let _ = std::fs::remove_dir_all(&dir);
+        let e = r.expect_err("an endless reply is an error");
+        assert!(e.to_string().contains("larger than"), "{e}");
     }
 }

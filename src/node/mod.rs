@@ -908,10 +908,8 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                     source,
                 }
             })?;
-            let scrape = control::metrics::Scrape {
-                state: state.clone(),
-                data_dir: PathBuf::from(&cfg.common.data_dir),
-            };
+            let scrape =
+                control::metrics::Scrape::new(state.clone(), PathBuf::from(&cfg.common.data_dir));
             if let Some(a) = address {
                 log::info!(target: "cmd/node", address:% = a; "metrics: serving Prometheus on http://{a}/metrics");
             }

@@ -36,7 +36,6 @@ cp -a "$ROOTFS" "$R"
 DEB=${PARATIME_DEB:-$(ls "$TOP"/target/debian/paratime-node_*.deb 2>/dev/null | head -1)}
 [ -f "$DEB" ] || { echo "no .deb to install: bash scripts/deb.sh --debug (or set PARATIME_DEB)"; exit 1; }
 cp "$DEB" "$R/root/"
-DEB_IN=/root/$(basename "$DEB")
 
 # 2. Boot (the package is installed into the running system, as an operator does).
 systemd-nspawn -D "$R" --boot --register=no --keep-unit -M paratime-systest --console=passive \
@@ -62,8 +61,9 @@ prop() { ct systemctl show -P "$2" "$1"; }
 status_json() { ct paratime-node control status -a "unix:$SOCK"; }
 
 # 3. apt install ./paratime-node_*.deb: users, directories, units known, nothing started.
-check "apt install ./$(basename "$DEB") succeeds" \
-  ct env DEBIAN_FRONTEND=noninteractive sh -c "cd /root && apt-get install -y -q ./$(basename "$DEB") >/root/apt.log 2>&1"
+# apt's output is shown when it fails (the container goes with the test).
+apt_in() { ct env DEBIAN_FRONTEND=noninteractive sh -c "cd /root && apt-get $* >/root/apt.log 2>&1" || { ct tail -20 /root/apt.log; return 1; }; }
+check "apt install ./$(basename "$DEB") succeeds" apt_in install -y -q "./$(basename "$DEB")"
 check "the package created the users paratime and paratime-sandbox" ct sh -c 'getent passwd paratime >/dev/null && getent passwd paratime-sandbox >/dev/null'
 check "the units are known and nothing was started" sh -c "nsenter -t $LEADER -a systemctl list-unit-files 'paratime-node*' --no-legend | grep -q '^paratime-node.service' && [ \"\$(nsenter -t $LEADER -a systemctl is-active paratime-node.service paratime-node.socket)\" = \"\$(printf 'inactive\ninactive')\" ]"
 check "man paratime-node shows the page" sh -c "nsenter -t $LEADER -a env MANPAGER=cat COLUMNS=100 man paratime-node 2>/dev/null | grep -q 'paratime-node-control'"
@@ -187,12 +187,23 @@ ct systemctl stop paratime-node.service
 check "systemctl stop leaves no runtime process" wait_for 10 sh -c "! nsenter -t $LEADER -a pgrep -f /entrypoint"
 check "a connection to the control socket starts the node" sh -c "nsenter -t $LEADER -a paratime-node control status -a unix:$SOCK | grep -q software_version && [ \"\$(nsenter -t $LEADER -a systemctl is-active paratime-node.service)\" = active ]"
 
-# 14. apt purge: the node is stopped, no unit or profile is left, the node's keys are kept.
-check "apt purge paratime-node succeeds" ct env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get purge -y -q paratime-node >/root/apt-purge.log 2>&1'
-check "after the purge no paratime-node process runs" wait_for 10 sh -c "! nsenter -t $LEADER -a pgrep -x paratime-node"
-check "after the purge systemd knows no paratime-node unit" sh -c "[ -z \"\$(nsenter -t $LEADER -a systemctl list-unit-files 'paratime-node*' --no-legend)\" ] && ! nsenter -t $LEADER -a ls /usr/lib/systemd/system/ | grep -q paratime"
-check "after the purge no AppArmor profile, no /usr/bin/paratime-node, no /etc/paratime-node" sh -c "! nsenter -t $LEADER -a ls /etc/apparmor.d/paratime-node /etc/apparmor.d/paratime-sandbox /etc/apparmor.d/bwrap /usr/bin/paratime-node /etc/paratime-node 2>/dev/null | grep -q ."
-check "the purge kept the node's keys" ct test -f /var/lib/paratime-node/data/identity.pem
+# 13b. Reinstalling (the path of an upgrade: postinst configure with the old version) restarts
+# the running node on the package's binary and keeps it serving.
+before=$(prop paratime-node.service MainPID)
+check "apt install --reinstall succeeds" apt_in install -y -q --reinstall "./$(basename "$DEB")"
+check "the reinstall restarted the running node (MainPID $before -> another) and it serves" wait_for 30 sh -c "[ \"\$(nsenter -t $LEADER -a systemctl show -P MainPID paratime-node.service)\" != $before ] && nsenter -t $LEADER -a paratime-node control status -a unix:$SOCK | grep -q '\"status\": \"ready\"'"
+
+# 14. apt purge: the node is stopped, no unit, enablement or profile is left; the node's keys and
+# the operator's files are kept.
+ct systemctl enable paratime-node.socket paratime-node-sandbox.socket >/dev/null 2>&1 || true
+check "the container answers (the negative checks below rely on it)" ct test -L /etc/systemd/system/sockets.target.wants/paratime-node.socket
+check "apt purge paratime-node succeeds" apt_in purge -y -q paratime-node
+check "after the purge no paratime-node process runs" wait_for 10 sh -c "nsenter -t $LEADER -a true && ! nsenter -t $LEADER -a pgrep -x paratime-node"
+no_units() { ct true && [ -z "$(ct systemctl list-unit-files 'paratime-node*' --no-legend)" ] && [ -z "$(ct find /usr/lib/systemd/system /etc/systemd/system -name 'paratime-node*')" ]; }
+check "after the purge systemd knows no paratime-node unit and no enablement is left" no_units
+gone() { for f in "$@"; do ct test ! -e "$f" || return 1; done; }
+check "after the purge no AppArmor profile and no /usr/bin/paratime-node" gone /etc/apparmor.d/paratime-node /etc/apparmor.d/paratime-sandbox /etc/apparmor.d/bwrap /usr/bin/paratime-node
+check "the purge kept the node's keys and the operator's config" ct test -f /var/lib/paratime-node/data/identity.pem -a -f /etc/paratime-node/config.yml
 
 echo "systemd system test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

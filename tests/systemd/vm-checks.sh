@@ -115,6 +115,12 @@ esc_cg=/sys/fs/cgroup$(cg_of "$(pid_of escape)")
 check "its cgroup's limits are unchanged ($(cat "$esc_cg/memory.max") $(cat "$esc_cg/pids.max") $(cat "$esc_cg/cpu.max"))" \
   test "$(cat "$esc_cg/memory.max") $(cat "$esc_cg/pids.max") $(cat "$esc_cg/cpu.max")" = "256000000 129 100000 100000"
 
+# Metrics under the enforced profile: the /proc figures are read (a denial would drop them
+# silently; the denial check below would also see it).
+scrape() { bash -c 'exec 3<>/dev/tcp/127.0.0.1/9464 && printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3'; }
+metrics_whole() { scrape | grep -q '^oasis_node_cpu_utime_seconds ' && scrape | grep -q '^oasis_node_disk_read_bytes ' && scrape | grep -q '^paratime_runtime_ready{'; }
+check "the confined node serves its CPU, I/O and runtime metrics" wait_for 10 metrics_whole
+
 check "the canonical instance kept serving throughout" is_ready ""
 systemctl stop paratime-node.service paratime-node-sandbox.service
 check "stopping the units leaves no runtime cgroup" wait_for 20 no_runtime_cgroups ""

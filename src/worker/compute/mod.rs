@@ -1193,10 +1193,18 @@ impl Run {
         };
         self.executing = Some(round);
         let out = self.done.clone();
+        let stopping = self.w.node_stopping.clone();
         tokio::spawn(async move {
             let started = Instant::now();
             let resp = conn.call(job.request(), EXECUTE_TIMEOUT).await;
             let elapsed = started.elapsed();
+            // A closed connection may be the node stopping: a stop signal reaches the sandbox
+            // as early as the node. Wait up to a second for the node's own stop here, in this
+            // task, so that the worker's loop keeps serving meanwhile (a crashed runtime's
+            // failure commitment waits that second, not the loop).
+            if matches!(resp, Err(RhpError::Closed(_))) {
+                let _ = tokio::time::timeout(Duration::from_secs(1), stopping.cancelled()).await;
+            }
             let job = Box::new(job);
             let _ = out.send(Done::Executed { job, resp, elapsed }).await;
         });
@@ -1277,11 +1285,7 @@ impl Run {
         let round = job.round();
         // The runtime's connection ended: if that is the node stopping (a stop signal reaches
         // the sandbox as early as the node), the round is not this node's to fail.
-        if resp.is_err()
-            && tokio::time::timeout(Duration::from_secs(1), self.w.node_stopping.cancelled())
-                .await
-                .is_ok()
-        {
+        if resp.is_err() && self.w.node_stopping.is_cancelled() {
             log::info!(target: MODULE, runtime_id:% = self.rid, round = round.0; "the node is stopping: round left uncommitted");
             return;
         }
