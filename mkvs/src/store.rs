@@ -463,6 +463,9 @@ impl NodeDb {
             });
         }
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        // The stored nodes, for the node cache once committed: the next round's changes start
+        // from this version's paths, and its top levels are on every path.
+        let mut fresh_nodes: Vec<(Ptr, Arc<Node>)> = Vec::new();
         {
             let mut nodes = txn.open_table(NODES).map_err(|e| self.err(e))?;
             // The new nodes the new tree reaches (stored under `version`, their pointers to new
@@ -481,10 +484,11 @@ impl NodeDb {
                     continue;
                 };
                 stack.extend(node.children().unwrap_or([Ptr::NONE; 3]));
-                let stored = node.map_children(at).encode();
+                let node = node.map_children(at);
                 nodes
-                    .insert(&node_key(&at(p))[..], &stored[..])
+                    .insert(&node_key(&at(p))[..], &node.encode()[..])
                     .map_err(|e| self.err(e))?;
+                fresh_nodes.push((at(p), Arc::new(node)));
             }
             let mut stale = txn.open_table(STALE).map_err(|e| self.err(e))?;
             let mut seen = HashSet::new();
@@ -501,6 +505,12 @@ impl NodeDb {
                 .map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))?;
+        // Leaves first, the root last: when the round is larger than the cache, what stays is
+        // the top of the tree (the stack walk stored parents before children).
+        let mut cache = self.cache();
+        for (p, n) in fresh_nodes.into_iter().rev() {
+            cache.put(p, n);
+        }
         Ok(root.hash)
     }
 
@@ -928,6 +938,54 @@ mod tests {
             assert_eq!(db.get(&root, &k).expect("get"), Some(v));
         }
         assert!(db.cached_bytes() <= limit);
+    }
+
+    #[test]
+    fn nodes_cached_when_stored_are_the_stored_nodes() {
+        // A stored version's nodes enter the cache at once; a later read must get exactly what
+        // redb holds (child versions resolved), and pruning must drop what it frees.
+        let d = tempfile::tempdir().expect("tmp");
+        let db = NodeDb::open(&d.path().join("state.redb"), 64 << 20).expect("open");
+        let mut root = EMPTY;
+        for r in 1..=6u32 {
+            let kvs: Vec<_> = (0..200).map(|i| kv(i * 7 + r)).collect();
+            root = db
+                .apply(
+                    u64::from(r),
+                    &root,
+                    kvs.iter().map(|(k, v)| (&k[..], Some(&v[..]))),
+                    None,
+                )
+                .expect("apply");
+            db.prune(u64::from(r).saturating_sub(2), 64).expect("prune");
+        }
+        let txn = db.db.begin_read().expect("read");
+        let table = txn.open_table(NODES).expect("nodes");
+        let mut stored = std::collections::HashMap::new();
+        for item in table.iter().expect("iter") {
+            let (k, v) = item.expect("item");
+            stored.insert(ptr_of(k.value()), Node::decode(v.value()).expect("decodes"));
+        }
+        let cache = db.cache();
+        assert!(
+            cache.map.len() > 100,
+            "only {} nodes cached",
+            cache.map.len()
+        );
+        for (p, n) in cache.map.iter() {
+            let on_disk = stored
+                .get(p)
+                .unwrap_or_else(|| panic!("cached node {p:?} is not stored (pruned?)"));
+            assert_eq!(
+                **n, *on_disk,
+                "cached node {p:?} differs from the stored one"
+            );
+        }
+        drop(cache);
+        for i in 0..200 {
+            let (k, v) = kv(i * 7 + 6);
+            assert_eq!(db.get(&root, &k).expect("get"), Some(v));
+        }
     }
 
     #[test]
