@@ -2,6 +2,7 @@
 //!
 //! One module per concern; `main.rs` only parses the command line and calls [`cli::run`].
 
+mod allocator; // mimalloc, set up before the first allocation
 pub mod bundle; // .orc bundles: manifest, build, verify, explode
 pub mod cli; // command-line interface (the only place that prints for the operator)
 pub mod config; // config.yml: oasis-node schema, strict loading, validation
