@@ -7,8 +7,10 @@
 //! transparent huge pages, which turns a touched 4 KiB into 2 MiB, and it returns freed pages
 //! to the system only after they stayed free for a second — a validator that needs 70 MB
 //! showed 440 MB of RSS (270–390 MB without huge pages and eager commit). So: no huge pages
-//! (the crate's `no_thp` build), arenas committed page by page as they are used, and freed
-//! pages returned at once, set before the first allocation. Measured: docs/testing.md.
+//! (the crate's `no_thp` build, and transparent huge pages off for the process, since a kernel
+//! set to `always` backs mimalloc's aligned regions with them unasked), arenas committed page by
+//! page as they are used, and freed pages returned at once, set before the first allocation.
+//! Measured: docs/testing.md.
 //!
 //! Not in fuzz builds: AddressSanitizer sees only what goes through malloc.
 
@@ -31,6 +33,14 @@ extern "C" fn configure() {
     unsafe {
         libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
         libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+    }
+    // No transparent huge pages for this process and what it starts (the flag is inherited
+    // across fork and exec: the sandboxed runtime gets it too, so its memory limit counts 4 KiB
+    // pages, not 2 MiB ones it touched once). Best effort: a kernel without the prctl (< 3.15)
+    // keeps its setting, and nothing here may fail before `main`.
+    // SAFETY: prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) takes no pointers and only sets a flag.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
 }
 
@@ -56,5 +66,21 @@ mod tests {
         let boxed = Box::new([7u8; 4096]);
         // SAFETY: asks mimalloc whether a pointer is one of its blocks.
         assert!(unsafe { libmimalloc_sys::mi_is_in_heap_region(boxed.as_ptr().cast()) });
+    }
+
+    #[test]
+    fn no_transparent_huge_pages_for_the_process_and_its_children() {
+        // The kernel reports the process's flag in its status ("THP_enabled", since Linux 5.0).
+        let own = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+        assert!(own.contains("THP_enabled:\t0"), "THP still enabled:\n{own}");
+        // A child (as the launcher, bwrap and the runtime are) inherits it across exec.
+        let child = std::process::Command::new("grep")
+            .args(["THP_enabled", "/proc/self/status"])
+            .output()
+            .expect("run grep");
+        assert_eq!(
+            String::from_utf8_lossy(&child.stdout).trim(),
+            "THP_enabled:\t0"
+        );
     }
 }

@@ -799,6 +799,17 @@ mod tests {
         )
     }
 
+    /// Stores `kvs` (all puts) on top of `root` as `version`.
+    fn put_all(db: &NodeDb, version: u64, root: &Hash, kvs: &[(Vec<u8>, Vec<u8>)]) -> Hash {
+        db.apply(
+            version,
+            root,
+            kvs.iter().map(|(k, v)| (&k[..], Some(&v[..]))),
+            None,
+        )
+        .expect("apply")
+    }
+
     #[test]
     fn versions_are_stored_read_and_pruned_without_losing_shared_nodes() {
         let d = tempfile::tempdir().expect("tmp");
@@ -919,14 +930,7 @@ mod tests {
         let mut root = EMPTY;
         for r in 0..20u32 {
             let kvs: Vec<_> = (r * 500..r * 500 + 500).map(kv).collect();
-            root = db
-                .apply(
-                    u64::from(r),
-                    &root,
-                    kvs.iter().map(|(k, v)| (&k[..], Some(&v[..]))),
-                    None,
-                )
-                .expect("apply");
+            root = put_all(&db, u64::from(r), &root, &kvs);
             assert!(
                 db.cached_bytes() <= limit,
                 "{} > {limit}",
@@ -949,14 +953,7 @@ mod tests {
         let mut root = EMPTY;
         for r in 1..=6u32 {
             let kvs: Vec<_> = (0..200).map(|i| kv(i * 7 + r)).collect();
-            root = db
-                .apply(
-                    u64::from(r),
-                    &root,
-                    kvs.iter().map(|(k, v)| (&k[..], Some(&v[..]))),
-                    None,
-                )
-                .expect("apply");
+            root = put_all(&db, u64::from(r), &root, &kvs);
             db.prune(u64::from(r).saturating_sub(2), 64).expect("prune");
         }
         let txn = db.db.begin_read().expect("read");
@@ -999,13 +996,7 @@ mod tests {
             let kvs: Vec<_> = (0..n)
                 .map(|i| (kv(i).0, format!("{tag} {i}").into_bytes()))
                 .collect();
-            db.apply(
-                version,
-                root,
-                kvs.iter().map(|(k, v)| (&k[..], Some(&v[..]))),
-                None,
-            )
-            .expect("apply")
+            put_all(&db, version, root, &kvs)
         };
         let r1 = put(1, &EMPTY, "first");
         let r2 = put(2, &r1, "second");
