@@ -8,6 +8,7 @@
 use super::block::{CommitCert, Proposed, TxOutcome};
 use super::crypto::{PublicKey, Signed};
 use super::genesis::Genesis;
+use super::recent::Recent;
 use super::state::State;
 use crate::encoding::{hash_of, Hash};
 use crate::p2p;
@@ -16,7 +17,7 @@ use crate::storage::Store;
 use paratime_bft::chain::{ChainApp, ChainError};
 use paratime_state::signing::{KeyRole, SlotSigner};
 use paratime_state::Height;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -91,12 +92,16 @@ pub struct Handle {
     outcomes: Arc<Mutex<Outcomes>>,
 }
 
-/// Outcomes of the latest [`RECENT_OUTCOMES`] transactions this node committed, oldest first:
-/// what a client that submitted one asks to learn whether it failed.
-type Outcomes = VecDeque<(Hash, u64, Option<String>)>;
+/// Outcomes (the error, if one failed) of the transactions this node committed in the latest
+/// [`OUTCOME_BLOCKS`] blocks, at most [`RECENT_OUTCOMES`]: what a client that submitted one asks
+/// to learn whether it failed.
+type Outcomes = Recent<Option<String>>;
 
-/// Transaction outcomes remembered (about a minute of full 500-transaction blocks at 200 ms).
+/// Transaction outcomes remembered at most (about a minute of full 500-transaction blocks at
+/// 200 ms).
 pub const RECENT_OUTCOMES: usize = 100_000;
+/// Blocks a transaction's outcome is remembered for (10 minutes at 200 ms).
+pub const OUTCOME_BLOCKS: u64 = 3_000;
 
 impl Handle {
     /// The height and error (if it failed) of a recently committed transaction; `None` while
@@ -106,10 +111,7 @@ impl Handle {
             .outcomes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        o.iter()
-            .rev()
-            .find(|(h, _, _)| h == hash)
-            .map(|(_, height, e)| (*height, e.clone()))
+        o.get(hash).cloned()
     }
 
     /// Bytes of the consensus store's page cache now (bounded by [`crate::storage::CACHE_BYTES`]).
@@ -201,6 +203,13 @@ fn tx_size(t: &Signed) -> usize {
 const MEMPOOL_WAIT_BLOCKS: u64 = 20;
 /// Blocks after which a node gossips its own still-pending transactions again.
 const REGOSSIP_AFTER_BLOCKS: u64 = 5;
+/// Accepted transactions' hashes the duplicate filter holds at most.
+const SEEN_MAX: usize = 100_000;
+/// Blocks an accepted transaction's hash stays in the duplicate filter: longer than one waits
+/// in the mempool, and than gossip redelivers (its own duplicate cache keeps a minute). A
+/// transaction delivered again after that is dropped by its nonce.
+const SEEN_BLOCKS: u64 = 600;
+const _: () = assert!(SEEN_BLOCKS > 2 * MEMPOOL_WAIT_BLOCKS);
 
 struct Inner {
     state: State,
@@ -210,9 +219,8 @@ struct Inner {
     mempool: Vec<(Signed, u64)>,
     /// Their bodies' total size.
     mempool_bytes: usize,
-    /// Hashes of recently accepted transactions (gossip delivers some twice), oldest first.
-    seen: BTreeSet<Hash>,
-    seen_order: VecDeque<Hash>,
+    /// Hashes of recently accepted transactions (gossip delivers some twice).
+    seen: Recent<()>,
     /// (finality, interval) of recent live commits, oldest first.
     stats: VecDeque<(u64, u64)>,
     last_block_time_ms: u64,
@@ -315,17 +323,10 @@ impl Chain {
         {
             return false;
         }
-        let h = hash_of(&tx);
-        if !i.seen.insert(h) {
+        let height = i.state.height.0;
+        if !i.seen.insert(hash_of(&tx), height, ()) {
             return false;
         }
-        i.seen_order.push_back(h);
-        while i.seen_order.len() > 100_000 {
-            if let Some(old) = i.seen_order.pop_front() {
-                i.seen.remove(&old);
-            }
-        }
-        let height = i.state.height.0;
         i.mempool.push((tx, height));
         i.mempool_bytes += size;
         true
@@ -367,9 +368,6 @@ impl Chain {
         out
     }
 
-    /// Drops what the committed state made stale: nonces behind, and waits over 20 blocks. A
-    /// transaction dropped for waiting is forgotten as seen, so that its signer's re-gossip
-    /// (once the missing nonce arrives) brings it back.
     /// Removes blocks older than the `num_kept` latest (up to 1,000 per run), off the async
     /// threads, and publishes the lowest height kept.
     async fn prune(self: &Arc<Self>, num_kept: u64) {
@@ -395,6 +393,9 @@ impl Chain {
         }
     }
 
+    /// Drops what the committed state made stale: nonces behind, and waits over 20 blocks. A
+    /// transaction dropped for waiting is forgotten as seen, so that its signer's re-gossip
+    /// (once the missing nonce arrives) brings it back. Old hashes leave the duplicate filter.
     fn prune_mempool(i: &mut Inner) {
         use super::address::Address;
         use super::state::Transaction;
@@ -417,6 +418,7 @@ impl Chain {
         for h in waited_out {
             i.seen.remove(&h);
         }
+        i.seen.trim(i.state.height.0);
         i.mempool_bytes = i.mempool.iter().map(|(t, _)| tx_size(t)).sum();
     }
 
@@ -571,15 +573,13 @@ impl ChainApp for Chain {
                 if let Some(e) = &o.error {
                     log::info!(target: "consensus", tx = hex::encode(o.hash).as_str(); "transaction failed: {e}");
                 }
-                recent.push_back((
+                recent.insert(
                     o.hash,
                     block.header.height.0,
                     o.error.as_ref().map(ToString::to_string),
-                ));
+                );
             }
-            while recent.len() > RECENT_OUTCOMES {
-                recent.pop_front();
-            }
+            recent.trim(block.header.height.0);
         }
         let h = next.height.0;
         let now = now_ms();
@@ -774,8 +774,7 @@ pub async fn start(
             state,
             mempool: Vec::new(),
             mempool_bytes: 0,
-            seen: BTreeSet::new(),
-            seen_order: VecDeque::new(),
+            seen: Recent::new(SEEN_MAX, SEEN_BLOCKS),
             stats: VecDeque::new(),
             last_block_time_ms: latest_time_ms,
             executed: None,
@@ -784,7 +783,7 @@ pub async fn start(
         signer: signer.clone(),
         me,
         view: view_tx,
-        outcomes: Arc::new(Mutex::new(VecDeque::new())),
+        outcomes: Arc::new(Mutex::new(Recent::new(RECENT_OUTCOMES, OUTCOME_BLOCKS))),
         halt: opts.halt.clone().map(|(at, halted)| Halting {
             at,
             epoch_interval: genesis.epoch_interval,
@@ -940,8 +939,7 @@ mod tests {
             previous_validators: Default::default(),
             mempool: mempool.into_iter().map(|t| (t, 0)).collect(),
             mempool_bytes: 0,
-            seen: BTreeSet::new(),
-            seen_order: VecDeque::new(),
+            seen: Recent::new(SEEN_MAX, SEEN_BLOCKS),
             stats: VecDeque::new(),
             last_block_time_ms: 0,
             executed: None,
@@ -1009,5 +1007,34 @@ mod tests {
         i.state.accounts.entry(addr).or_default().nonce = 1;
         Chain::prune_mempool(&mut i);
         assert_eq!(i.mempool_bytes, before - tx_size(&i.mempool[0].0));
+    }
+
+    #[test]
+    fn a_committed_transaction_gossiped_again_is_refused_then_dropped_by_its_nonce() {
+        let s = state();
+        let a = SigningKey::from_bytes(&[1; 32]);
+        let mut i = inner(s.clone(), Vec::new());
+        let t = tx(&s, &a, 0, "a0");
+        assert!(Chain::admit(&mut i, t.clone()));
+        // Committed: the account's nonce moves on, the mempool lets it go.
+        let addr = crate::consensus::address::Address::from_public_key(
+            &crate::consensus::crypto::PublicKey::of(&a),
+        );
+        i.state.accounts.entry(addr).or_default().nonce = 1;
+        i.state.height.0 += 1;
+        Chain::prune_mempool(&mut i);
+        assert!(i.mempool.is_empty());
+        assert!(
+            !Chain::admit(&mut i, t.clone()),
+            "still in the duplicate filter"
+        );
+        // Long after, the filter has let it go (it does not keep every hash for ever); a late
+        // copy is taken and dropped at the next prune, by its nonce.
+        i.state.height.0 += SEEN_BLOCKS;
+        Chain::prune_mempool(&mut i);
+        assert!(i.seen.is_empty());
+        assert!(Chain::admit(&mut i, t));
+        Chain::prune_mempool(&mut i);
+        assert!(i.mempool.is_empty() && i.mempool_bytes == 0);
     }
 }

@@ -5,6 +5,7 @@
 pub use paratime_state::{address, block, crypto, roothash, state, validators};
 
 pub mod engine;
+mod recent;
 
 /// The genesis document ([`paratime_state::genesis`]) and reading it from a file.
 pub mod genesis {
