@@ -128,6 +128,8 @@ impl Localnet {
                 );
             }
             if pred(self) {
+                // Shown when a test fails or times out: which wait took the time.
+                eprintln!("waited {:.1} s for {what}", start.elapsed().as_secs_f64());
                 return;
             }
             std::thread::sleep(Duration::from_millis(250));
@@ -1288,7 +1290,20 @@ fn client_round(n: &Localnet) -> u64 {
 #[test]
 fn bft_validators_one_down_continue_two_down_halt_and_all_agree() {
     use nix::sys::signal::Signal;
-    let mut net = Localnet::start(&["--validators", "4", "--compute", "1", "--load", "8"]);
+    // Epochs of 40 blocks (8 s at full speed): a validator whose registration lapses (two
+    // epochs without re-registering) leaves the next epoch's set, and with 10-block epochs
+    // the frozen validator-3 lapsed within seconds on a slow machine — then the set was
+    // three, and stopping validator-2 halted the chain for good.
+    let mut net = Localnet::start(&[
+        "--validators",
+        "4",
+        "--compute",
+        "1",
+        "--load",
+        "8",
+        "--epoch-interval",
+        "40",
+    ]);
     let validators = ["validator-0", "validator-1", "validator-2", "validator-3"];
     net.wait(
         "blocks and ParaTime rounds",
@@ -1363,6 +1378,14 @@ fn bft_validators_one_down_continue_two_down_halt_and_all_agree() {
         "progress with one validator down",
         Duration::from_secs(120),
         |n| n.height("validator-0") >= h + 5 && client_round(n) >= r + 2,
+    );
+    // The frozen validator is still in the set (its registration has not lapsed), or what
+    // follows would test a three-validator network.
+    let set = net.status("validator-0").expect("status")["consensus"]["validators"].clone();
+    assert_eq!(
+        set.as_array().map(Vec::len),
+        Some(4),
+        "validator-3 left the set while frozen: {set}"
     );
 
     // Two of four down: no quorum, nothing is decided.

@@ -118,6 +118,19 @@ pub enum ClientError {
         /// Why.
         source: std::io::Error,
     },
+    /// The socket accepted the connection but nothing answered in time.
+    #[error(
+        "no reply from {} within {}: the node is running but not answering (stopped, \
+         swapping or overloaded); check its process state and log",
+        path.display(),
+        humantime::format_duration(*after)
+    )]
+    NoReply {
+        /// The socket.
+        path: PathBuf,
+        /// How long the client waited.
+        after: std::time::Duration,
+    },
     /// The request could not be built (a method or path that is not HTTP).
     #[error("{0}")]
     Request(String),
@@ -147,7 +160,7 @@ impl ClientError {
     pub fn is_unreachable(&self) -> bool {
         matches!(
             self,
-            Self::Address(_) | Self::Connect { .. } | Self::Http(_)
+            Self::Address(_) | Self::Connect { .. } | Self::NoReply { .. } | Self::Http(_)
         )
     }
 
@@ -166,10 +179,28 @@ impl ClientError {
     }
 }
 
+/// How long a node may take to answer a call, beyond the time a submit asks it to wait for its
+/// transaction. A node that is stopped (`SIGSTOP`, a debugger), swapping or wedged still
+/// accepts connections on its socket (the kernel queues them), so without a limit a client —
+/// `control status` in a monitoring script — would wait for ever.
+pub const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long the node may wait on a submit before it answers (what the request asks, within the
+/// server's bounds; a request out of bounds is refused at once).
+fn submit_wait(req: &super::api::RuntimeSubmit) -> std::time::Duration {
+    req.timeout_ms
+        .map_or(
+            super::DEFAULT_SUBMIT_TIMEOUT,
+            std::time::Duration::from_millis,
+        )
+        .min(super::MAX_SUBMIT_TIMEOUT)
+}
+
 /// A typed client of one node's control socket.
 #[derive(Clone, Debug)]
 pub struct Client {
     address: String,
+    reply_timeout: std::time::Duration,
 }
 
 impl Client {
@@ -177,7 +208,16 @@ impl Client {
     pub fn new(address: impl Into<String>) -> Self {
         Self {
             address: address.into(),
+            reply_timeout: REPLY_TIMEOUT,
         }
+    }
+
+    /// The same client, giving up on a reply after `timeout` (plus a submit's own wait)
+    /// instead of [`REPLY_TIMEOUT`].
+    #[must_use]
+    pub fn with_reply_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.reply_timeout = timeout;
+        self
     }
 
     async fn call<T: serde::de::DeserializeOwned>(
@@ -186,14 +226,34 @@ impl Client {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<T, ClientError> {
-        let sock = socket_path(&self.address)?;
-        let stream = tokio::net::UnixStream::connect(&sock)
+        self.call_waiting(method, path, body, std::time::Duration::ZERO)
             .await
-            .map_err(|source| ClientError::Connect {
-                path: sock.clone(),
-                source,
-            })?;
-        let (status, text) = exchange(stream, method, path, body.as_ref()).await?;
+    }
+
+    /// A call the node may spend `wait` on before it answers (a submit waiting for its round),
+    /// on top of the reply timeout.
+    async fn call_waiting<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+        wait: std::time::Duration,
+    ) -> Result<T, ClientError> {
+        let sock = socket_path(&self.address)?;
+        let within = self.reply_timeout.saturating_add(wait);
+        let reply = tokio::time::timeout(within, async {
+            let stream = tokio::net::UnixStream::connect(&sock)
+                .await
+                .map_err(|source| ClientError::Connect {
+                    path: sock.clone(),
+                    source,
+                })?;
+            exchange(stream, method, path, body.as_ref()).await
+        });
+        let (status, text) = reply.await.map_err(|_| ClientError::NoReply {
+            path: sock.clone(),
+            after: within,
+        })??;
         if status != 200 {
             return Err(match serde_json::from_str::<super::api::ErrorBody>(&text) {
                 Ok(body) => ClientError::Api { status, body },
@@ -263,10 +323,11 @@ impl Client {
         runtime: &str,
         req: &super::api::RuntimeSubmit,
     ) -> Result<super::api::RuntimeSubmitted, ClientError> {
-        self.call(
+        self.call_waiting(
             "POST",
             &super::api::runtime_submit(runtime),
             Self::json(req),
+            submit_wait(req),
         )
         .await
     }
@@ -277,10 +338,11 @@ impl Client {
         runtime: &str,
         req: &super::api::RuntimeSubmit,
     ) -> Result<super::api::RuntimeAccepted, ClientError> {
-        self.call(
+        self.call_waiting(
             "POST",
             &super::api::runtime_submit_no_wait(runtime),
             Self::json(req),
+            submit_wait(req),
         )
         .await
     }

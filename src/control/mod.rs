@@ -736,9 +736,13 @@ fn cbor_b64(v: &ciborium::Value) -> String {
 /// [`MAX_CONNECTIONS`] connection slots.
 pub const MAX_SUBMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// A submit's `timeout_ms` (default 60 s), refused above [`MAX_SUBMIT_TIMEOUT`] or at zero.
+/// How long a submit waits when it does not say (`timeout_ms`).
+pub const DEFAULT_SUBMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A submit's `timeout_ms` (default [`DEFAULT_SUBMIT_TIMEOUT`]), refused above
+/// [`MAX_SUBMIT_TIMEOUT`] or at zero.
 fn submit_timeout(timeout_ms: Option<u64>) -> Result<std::time::Duration, ApiError> {
-    let t = std::time::Duration::from_millis(timeout_ms.unwrap_or(60_000));
+    let t = timeout_ms.map_or(DEFAULT_SUBMIT_TIMEOUT, std::time::Duration::from_millis);
     if t.is_zero() || t > MAX_SUBMIT_TIMEOUT {
         return Err(ApiError::new(
             ErrorCode::BadRequest,
@@ -1370,6 +1374,51 @@ mod tests {
             "{e:?}"
         );
         assert!(e.to_string().starts_with("failed to connect to "), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_node_that_accepts_but_never_answers_is_reported_not_waited_on() {
+        use client::{Client, ClientError};
+        // What a stopped node (SIGSTOP) looks like from outside: the kernel completes the
+        // connection, and nothing ever reads the request or writes a reply.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("internal.sock");
+        let _listener = bind_std(&path).expect("bind");
+        let c = Client::new(path.to_str().expect("utf8"))
+            .with_reply_timeout(Duration::from_millis(300));
+        let start = std::time::Instant::now();
+        let e = c.status().await.expect_err("a reply from nobody");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(matches!(e, ClientError::NoReply { .. }), "{e:?}");
+        assert!(e.is_unreachable() && !e.is_not_ready(), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("internal.sock") && text.contains("not answering"),
+            "{text}"
+        );
+        // A submit may take as long as it asked the node to wait for, and no longer.
+        let req = api::RuntimeSubmit {
+            tx: String::new(),
+            timeout_ms: Some(200),
+        };
+        let start = std::time::Instant::now();
+        let e = c
+            .runtime_submit(&"00".repeat(32), &req)
+            .await
+            .expect_err("a reply from nobody");
+        assert!(
+            matches!(e, ClientError::NoReply { after, .. } if after == Duration::from_millis(500)),
+            "{e:?}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test]
