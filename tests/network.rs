@@ -309,6 +309,36 @@ fn localnet_syncs_registers_elects_and_survives_a_killed_follower() {
     );
     let v = net.status("validator-0").expect("validator status");
     assert_eq!(v["consensus"]["is_validator"], true);
+    // The validator hosts no runtime: it is on the consensus transaction topic only, and does
+    // not relay the ParaTime's gossip. The nodes hosting it found each other in the registry
+    // (the client, unregistered, dials the registered ones): each sees the other three on the
+    // runtime's topics.
+    let topics = v["p2p"]["topics"].as_object().cloned().unwrap_or_default();
+    assert!(
+        !topics.is_empty() && topics.keys().all(|t| t.contains("/consensus/tx/")),
+        "{topics:?}"
+    );
+    net.wait(
+        "the runtime's nodes on its topics",
+        Duration::from_secs(60),
+        |n| {
+            ["compute-0", "compute-1", "compute-2", "client-0"]
+                .iter()
+                .all(|c| {
+                    n.status(c).is_some_and(|s| {
+                        let t = &s["p2p"]["topics"];
+                        let on = |kind: &str| {
+                            t[format!(
+                                "oasis/{}/runtime/{RUNTIME_ID}/{kind}/1.0.0",
+                                s["consensus"]["chain_context"].as_str().unwrap_or("")
+                            )]
+                            .as_u64()
+                        };
+                        on("tx") == Some(3) && on("committee") == Some(3)
+                    })
+                })
+        },
+    );
     let o = run(&[
         "control",
         "is-synced",
@@ -895,8 +925,9 @@ fn a_runtime_with_a_wrong_state_root_is_outvoted_and_the_honest_result_is_finali
 
 /// The runtime state is a tree: a finalized value reads back with a proof that verifies, online
 /// and offline, against the finalized state root; another root or a changed proof is refused.
-/// With `runtime.prune` keeping 5 rounds and `consensus.prune` 50 blocks, old history, state
-/// versions and blocks go while the network keeps finalizing and serving the latest state.
+/// With `runtime.prune` keeping 5 rounds and `consensus.prune` 30 blocks, old history, state
+/// versions and blocks go while the network keeps finalizing and serving the latest state; the
+/// validator, which hosts no runtime, prunes the runtime's block headers with its blocks.
 #[test]
 fn state_values_come_with_proofs_and_pruning_keeps_a_window() {
     let mut net = Localnet::start(&[
@@ -905,7 +936,7 @@ fn state_values_come_with_proofs_and_pruning_keeps_a_window() {
         "--prune-kept",
         "5",
         "--consensus-prune-kept",
-        "50",
+        "30",
         // A node run under a wrapper command (how a profiler is attached); this one only
         // sets the variable that keeps a profiler's descriptors open.
         "--wrap",
@@ -989,7 +1020,7 @@ fn state_values_come_with_proofs_and_pruning_keeps_a_window() {
             "{node} never pruned"
         );
     }
-    // Consensus blocks: the validator keeps the last 50, and rounds keep being finalized.
+    // Consensus blocks: the validator keeps the last 30, and rounds keep being finalized.
     let retained = |n: &Localnet| {
         n.status("validator-0")
             .and_then(|s| s["consensus"]["last_retained_height"].as_u64())
@@ -1001,7 +1032,7 @@ fn state_values_come_with_proofs_and_pruning_keeps_a_window() {
     let st = net.status("validator-0").expect("status");
     let latest = st["consensus"]["latest_height"].as_u64().unwrap_or(0);
     assert!(
-        latest.saturating_sub(retained(&net)) <= 50 + 10,
+        latest.saturating_sub(retained(&net)) <= 30 + 10,
         "more than the window kept: {}",
         st["consensus"]
     );
@@ -1033,7 +1064,45 @@ fn state_values_come_with_proofs_and_pruning_keeps_a_window() {
         "{}",
         st["consensus"]
     );
-    let _ = net.stop();
+    // The validator hosts no runtime: the runtime's block headers, stored with every block,
+    // go with the blocks (the latest 30 rounds stay), where they used to pile up for ever.
+    let log_of = |n: &Localnet| {
+        std::fs::read_to_string(n.net().join("validator-0/data/node.log")).unwrap_or_default()
+    };
+    net.wait("runtime headers pruned", Duration::from_secs(90), |n| {
+        log_of(n).contains("pruned the block headers of a runtime this node does not host")
+    });
+    let seen = net
+        .status("client-0")
+        .and_then(|s| rt(&s)["latest_round"].as_u64())
+        .expect("latest round");
+    let kept = net.stop_keeping_files();
+    let rid: paratime_node::bundle::RuntimeId = RUNTIME_ID.parse().expect("runtime id");
+    let open = |node: &str| {
+        paratime_node::storage::Store::open(
+            &kept
+                .path()
+                .join("net")
+                .join(node)
+                .join("data/consensus.redb"),
+        )
+        .expect("store")
+    };
+    let v = open("validator-0");
+    let header = |s: &paratime_node::storage::Store, r: u64| {
+        s.runtime_block(&rid, paratime_state::Round(r))
+            .expect("read")
+            .is_some()
+    };
+    assert!(!header(&v, 1), "the validator kept round 1's header");
+    assert!(header(&v, seen), "the validator lost round {seen}'s header");
+    let stored = (1..=seen + 100).filter(|r| header(&v, *r)).count();
+    assert!(stored <= 30 + 20, "{stored} headers kept, not about 30");
+    // Nor does it tell peers it pruned a history it never had.
+    assert_eq!(
+        v.runtime_retained_from(&rid).expect("read"),
+        paratime_state::Round(0)
+    );
 }
 
 #[test]

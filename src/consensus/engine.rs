@@ -17,7 +17,8 @@ use crate::storage::Store;
 use paratime_bft::chain::{ChainApp, ChainError};
 use paratime_state::signing::{KeyRole, SlotSigner};
 use paratime_state::Height;
-use std::collections::VecDeque;
+use paratime_state::RuntimeId;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -369,22 +370,50 @@ impl Chain {
     }
 
     /// Removes blocks older than the `num_kept` latest (up to 1,000 per run), off the async
-    /// threads, and publishes the lowest height kept.
-    async fn prune(self: &Arc<Self>, num_kept: u64) {
-        let height = self.lock().state.height.0;
+    /// threads, and publishes the lowest height kept. The block headers of the runtimes this
+    /// node does not host go with them: it stores them with every block (a round's header is
+    /// in the block that finalized it) and, without a worker to prune them (`runtime.prune`
+    /// runs in a hosting node's worker), they grew for ever — about 1 MB an hour per runtime at
+    /// a round every 200 ms. At most one round of a runtime is finalized per block, so keeping
+    /// its `num_kept` latest rounds keeps every round of the blocks kept. (A node that starts
+    /// hosting such a runtime later finds the older headers missing and syncs the runtime's
+    /// state instead of replaying rounds.)
+    async fn prune(self: &Arc<Self>, num_kept: u64, hosted: &Arc<BTreeSet<RuntimeId>>) {
+        let (height, rounds): (u64, Vec<(RuntimeId, u64)>) = {
+            let i = self.lock();
+            let rounds = i.state.roothash.iter();
+            let rounds = rounds.filter(|(rid, _)| !hosted.contains(*rid));
+            (
+                i.state.height.0,
+                rounds.map(|(rid, c)| (*rid, c.block.round.0)).collect(),
+            )
+        };
         let Some(keep_from) = height.checked_sub(num_kept).map(|h| h + 1) else {
             return;
         };
         let me = self.clone();
         let pruned = tokio::task::spawn_blocking(move || {
             let n = me.store.prune_blocks(keep_from, 1000)?;
-            Ok::<_, crate::storage::StoreError>((n, me.store.retained_from()?))
+            let mut headers = Vec::new();
+            for (rid, latest) in rounds {
+                if let Some(from) = latest.checked_sub(num_kept).map(|r| r + 1) {
+                    let round = paratime_state::Round(from);
+                    let k = me.store.prune_runtime_headers(&rid, round, 1000)?;
+                    if k > 0 {
+                        headers.push((rid, k, from));
+                    }
+                }
+            }
+            Ok::<_, crate::storage::StoreError>((n, me.store.retained_from()?, headers))
         })
         .await;
         match pruned {
-            Ok(Ok((n, from))) => {
+            Ok(Ok((n, from, headers))) => {
                 if n > 0 {
                     log::info!(target: "consensus", blocks = n, retained_from = from; "pruned consensus blocks");
+                }
+                for (rid, k, from) in headers {
+                    log::info!(target: "consensus", runtime_id:% = rid, rounds = k, retained_from = from; "pruned the block headers of a runtime this node does not host");
                 }
                 self.view.send_modify(|v| v.last_retained_height = from);
             }
@@ -661,6 +690,9 @@ pub struct Options {
     pub prune: Option<BlockPruning>,
     /// The upgrade halt, if set: cancelled (after its stop delay) once the node halted.
     pub halt: Option<(Halt, tokio_util::sync::CancellationToken)>,
+    /// The runtimes this node hosts: their workers prune their history (`runtime.prune`).
+    /// Block pruning takes the block headers of every other runtime with it.
+    pub hosted: BTreeSet<RuntimeId>,
 }
 
 /// `consensus.halt_height` / `halt_epoch` with `consensus.upgrade_stop_delay`: the node commits
@@ -813,6 +845,7 @@ pub async fn start(
     let progress = running.progress.clone();
     let (submit_tx, mut submit_rx) = mpsc::channel::<Signed>(1024);
     let prune = opts.prune;
+    let hosted = Arc::new(opts.hosted);
     let mut prune_tick =
         tokio::time::interval(prune.map_or(Duration::from_secs(3600), |p| p.interval));
     prune_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -826,7 +859,7 @@ pub async fn start(
                 _ = shutdown.cancelled() => break,
                 _ = prune_tick.tick(), if prune.is_some() => {
                     if let Some(p) = prune {
-                        chain.prune(p.num_kept).await;
+                        chain.prune(p.num_kept, &hosted).await;
                     }
                 }
                 _ = regossip.tick() => {

@@ -711,7 +711,18 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             listen_ip: "0.0.0.0".into(),
             seeds: net.seeds,
             chain_context: net.genesis.chain_context(),
-            runtimes: net.genesis.registry.runtimes.iter().map(|r| r.id).collect(),
+            // Only the runtimes this node runs a worker for: a node subscribed to a runtime's
+            // topics verifies and relays every message on them, and validators (which host
+            // none) relayed every ParaTime transaction only to drop it. The runtime's nodes
+            // find each other in the registry instead (`RuntimePeers` below).
+            runtimes: net
+                .genesis
+                .registry
+                .runtimes
+                .iter()
+                .map(|r| r.id)
+                .filter(|id| states.contains_key(id))
+                .collect(),
             state_server: Some(state_server(&states)),
         };
         let (cmd, events, mut rt_events, pstatus) = crate::p2p::spawn(
@@ -742,6 +753,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
                     interval: c.interval,
                 }),
             halt: p.settings.halt.map(|h| (h, stops.halted.clone())),
+            hosted: states.keys().copied().collect(),
         };
         crate::crashpoint::init(Path::new(&cfg.common.data_dir))?;
         let handle = crate::consensus::engine::start(
@@ -756,6 +768,17 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
         .await?;
         network.p2p = Some(pstatus);
         network.consensus = Some(handle.clone());
+        if !states.is_empty() {
+            tokio::spawn(dial_runtime_peers(
+                handle.clone(),
+                cmd.clone(),
+                states.keys().copied().collect(),
+                crate::p2p::keypair(p.id.key(KeyKind::P2p))
+                    .public()
+                    .to_peer_id(),
+                stops.network.clone(),
+            ));
+        }
         // One worker per hosted ParaTime registered in the genesis; p2p messages are routed
         // to it by runtime ID.
         let mut routes = BTreeMap::new();
@@ -996,6 +1019,41 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
     stops.network.cancel();
     log::info!(target: "cmd/node", "node stopped");
     Ok(())
+}
+
+/// Keeps the p2p layer told which registered nodes host this node's runtimes (checked every
+/// 5 s against the latest consensus view), so that it dials them: the runtimes' gossip and
+/// history run among those nodes only.
+async fn dial_runtime_peers(
+    consensus: crate::consensus::engine::Handle,
+    net: tokio::sync::mpsc::Sender<crate::p2p::Command>,
+    runtimes: std::collections::BTreeSet<RuntimeId>,
+    me: libp2p::PeerId,
+    stop: CancellationToken,
+) {
+    use crate::consensus::engine::Backend;
+    let views = consensus.view();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sent = None;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let state = views.borrow().state.clone();
+        let peers = crate::p2p::runtime_peers(&state, &runtimes, &me);
+        if sent.as_ref() != Some(&peers) {
+            if net
+                .send(crate::p2p::Command::RuntimePeers(peers.clone()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            sent = Some(peers);
+        }
+    }
 }
 
 /// Serves peers' state sync requests from the hosted runtimes' trees.

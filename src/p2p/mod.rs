@@ -146,6 +146,9 @@ pub enum Command {
     /// connected (the versions in the wants are where that peer stores the nodes), else the
     /// next one.
     FetchState(RuntimeId, Vec<(Hash, u64)>, Option<String>),
+    /// The registered nodes hosting this node's runtimes ([`runtime_peers`]): dialed while not
+    /// connected, every 5 s like the seeds. Replaces the previous set.
+    RuntimePeers(BTreeMap<PeerId, Vec<Multiaddr>>),
 }
 
 /// What the network tells the engine.
@@ -254,7 +257,6 @@ pub fn keypair(key: &ed25519_dalek::SigningKey) -> identity::Keypair {
         .expect("a 32-byte Ed25519 seed is a valid libp2p key")
 }
 
-/// Parses a seed `PUBKEY@HOST:PORT` into a peer ID and its TCP address.
 /// The libp2p peer ID of an Ed25519 P2P key (none for bytes that are not a point).
 pub fn peer_id_of(key: &PublicKey) -> Option<PeerId> {
     let ed = identity::ed25519::PublicKey::try_from_bytes(&key.0).ok()?;
@@ -285,14 +287,96 @@ pub fn parse_seed(s: &str) -> Result<(PeerId, Multiaddr), SeedError> {
     let ed = identity::ed25519::PublicKey::try_from_bytes(&pk.0).map_err(|e| bad(e.to_string()))?;
     let peer = PeerId::from_public_key(&identity::PublicKey::from(ed));
     let sa: std::net::SocketAddr = addr.parse().map_err(|e| bad(format!("'{addr}': {e}")))?;
-    let ip = match sa.ip() {
-        std::net::IpAddr::V4(ip) => format!("/ip4/{ip}"),
-        std::net::IpAddr::V6(ip) => format!("/ip6/{ip}"),
+    Ok((peer, tcp_multiaddr(sa)))
+}
+
+/// The TCP multiaddr of a socket address.
+fn tcp_multiaddr(sa: std::net::SocketAddr) -> Multiaddr {
+    use libp2p::multiaddr::Protocol;
+    Multiaddr::empty()
+        .with(match sa.ip() {
+            std::net::IpAddr::V4(ip) => Protocol::Ip4(ip),
+            std::net::IpAddr::V6(ip) => Protocol::Ip6(ip),
+        })
+        .with(Protocol::Tcp(sa.port()))
+}
+
+/// Registered nodes a node keeps connections to for its runtimes, at most.
+pub const MAX_RUNTIME_PEERS: usize = 64;
+/// Addresses tried per registered node, at most.
+const MAX_PEER_ADDRESSES: usize = 4;
+
+/// The nodes registered as hosting one of `runtimes`, other than `me`, with their TCP
+/// addresses (`IP:port` in the descriptor; others are skipped): the peers a node hosting those
+/// runtimes dials for their gossip and sync. Validators take no part in a runtime's gossip (they
+/// have no worker for it), so the runtime's nodes must find each other; the registry names
+/// them. At most [`MAX_RUNTIME_PEERS`]: the runtimes' committee members first, then the others
+/// in an order of this node's own (a hash of both peer IDs), so that nodes registered with
+/// ground keys cannot take every node's slots.
+pub fn runtime_peers(
+    state: &paratime_state::state::State,
+    runtimes: &BTreeSet<RuntimeId>,
+    me: &PeerId,
+) -> BTreeMap<PeerId, Vec<Multiaddr>> {
+    let members: BTreeSet<&PublicKey> = state
+        .committees
+        .iter()
+        .filter(|(rid, _)| runtimes.contains(*rid))
+        .flat_map(|(_, c)| c.members.iter().map(|m| &m.public_key))
+        .collect();
+    let mut ranked = Vec::new();
+    for n in state.nodes.values() {
+        if !n.runtimes.iter().any(|r| runtimes.contains(&r.id)) {
+            continue;
+        }
+        let Some(peer) = peer_id_of(&n.p2p.id).filter(|p| p != me) else {
+            continue;
+        };
+        let addrs: Vec<Multiaddr> = n
+            .p2p
+            .addresses
+            .iter()
+            .filter_map(|a| a.parse::<std::net::SocketAddr>().ok())
+            .map(tcp_multiaddr)
+            .take(MAX_PEER_ADDRESSES)
+            .collect();
+        if addrs.is_empty() {
+            continue;
+        }
+        let mut key = me.to_bytes();
+        key.extend_from_slice(&peer.to_bytes());
+        let rank = (!members.contains(&n.id), crate::encoding::hash(&key));
+        ranked.push((rank, peer, addrs));
+    }
+    ranked.sort_unstable_by_key(|a| a.0);
+    ranked
+        .into_iter()
+        .take(MAX_RUNTIME_PEERS)
+        .map(|(_, peer, addrs)| (peer, addrs))
+        .collect()
+}
+
+/// A peer to ask for a runtime's history or state: the next, in turn, of the connected peers
+/// subscribed to the runtime's topic (the nodes hosting it), else of all connected peers.
+fn pick_peer(
+    gossipsub: &gossipsub::Behaviour,
+    peers: &BTreeSet<PeerId>,
+    topic: Option<&gossipsub::TopicHash>,
+    turn: usize,
+) -> Option<PeerId> {
+    let hosting: Vec<PeerId> = match topic {
+        Some(t) => gossipsub
+            .all_peers()
+            .filter(|(p, topics)| peers.contains(*p) && topics.contains(&t))
+            .map(|(p, _)| *p)
+            .collect(),
+        None => Vec::new(),
     };
-    let ma: Multiaddr = format!("{ip}/tcp/{}", sa.port())
-        .parse()
-        .map_err(|e: libp2p::multiaddr::Error| bad(e.to_string()))?;
-    Ok((peer, ma))
+    if hosting.is_empty() {
+        peers.iter().nth(turn % peers.len().max(1)).copied()
+    } else {
+        hosting.get(turn % hosting.len()).copied()
+    }
 }
 
 fn tx_topic(chain: &str) -> gossipsub::IdentTopic {
@@ -572,6 +656,7 @@ pub fn spawn(
         > = Default::default();
         let mut redial = tokio::time::interval(Duration::from_secs(5));
         let mut rr = 0usize;
+        let mut runtime_peers: BTreeMap<PeerId, Vec<Multiaddr>> = BTreeMap::new();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -579,6 +664,14 @@ pub fn spawn(
                     for (peer, addr) in &seeds {
                         if !peers.contains(peer) {
                             let _ = swarm.dial(addr.clone());
+                        }
+                    }
+                    for (peer, addrs) in &runtime_peers {
+                        if !peers.contains(peer) {
+                            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(*peer)
+                                .addresses(addrs.clone())
+                                .build();
+                            let _ = swarm.dial(opts);
                         }
                     }
                     if !peers.is_empty() {
@@ -611,9 +704,9 @@ pub fn spawn(
                         }
                     }
                     Some(Command::FetchRound(runtime, round)) => {
-                        if !peers.is_empty() {
-                            rr = rr.wrapping_add(1);
-                            let peer = *peers.iter().nth(rr % peers.len()).expect("non-empty");
+                        rr = rr.wrapping_add(1);
+                        let topic = rt_publish.get(&(runtime, false)).map(gossipsub::IdentTopic::hash);
+                        if let Some(peer) = pick_peer(&swarm.behaviour().gossipsub, &peers, topic.as_ref(), rr) {
                             let id = swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Round { runtime, round });
                             if asked.len() < 1024 {
                                 asked.insert(id, (runtime, round));
@@ -622,17 +715,24 @@ pub fn spawn(
                     }
                     Some(Command::FetchState(runtime, wants, to)) => {
                         let named = to.and_then(|p| p.parse::<PeerId>().ok()).filter(|p| peers.contains(p));
-                        let peer = match named {
-                            Some(p) => Some(p),
-                            None if !peers.is_empty() => {
-                                rr = rr.wrapping_add(1);
-                                peers.iter().nth(rr % peers.len()).copied()
-                            }
-                            None => None,
-                        };
+                        let peer = named.or_else(|| {
+                            rr = rr.wrapping_add(1);
+                            let topic = rt_publish.get(&(runtime, false)).map(gossipsub::IdentTopic::hash);
+                            pick_peer(&swarm.behaviour().gossipsub, &peers, topic.as_ref(), rr)
+                        });
                         if let Some(peer) = peer {
                             swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::StateNodes { runtime, wants });
                         }
+                    }
+                    Some(Command::RuntimePeers(set)) => {
+                        for (peer, addrs) in &set {
+                            if !runtime_peers.contains_key(peer) {
+                                for a in addrs {
+                                    swarm.behaviour_mut().kad.add_address(peer, a.clone());
+                                }
+                            }
+                        }
+                        runtime_peers = set;
                     }
                 },
                 Some((peer, channel, reply)) = served_rx.recv() => {
@@ -766,6 +866,98 @@ pub fn spawn(
 mod tests {
     use super::*;
     use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+
+    #[test]
+    fn runtime_peers_are_the_registered_hosts_committee_first_and_capped() {
+        use paratime_state::state::{
+            Committee, CommitteeKind, CommitteeMember, ConsensusInfo, NodeDescriptor, NodeRuntime,
+            P2pInfo, Role, RoleMask,
+        };
+        let rid = RuntimeId([1; 32]);
+        let other = RuntimeId([2; 32]);
+        let key = |i: u32| {
+            let mut seed = [0u8; 32];
+            seed[..4].copy_from_slice(&i.to_be_bytes());
+            PublicKey::of(&ed25519_dalek::SigningKey::from_bytes(&seed))
+        };
+        let node = |i: u32, hosts: RuntimeId, addresses: Vec<String>| NodeDescriptor {
+            v: 3,
+            id: key(i),
+            entity_id: key(0),
+            expiration: paratime_state::Epoch(10),
+            p2p: P2pInfo {
+                id: key(10_000 + i),
+                addresses,
+            },
+            consensus: ConsensusInfo {
+                id: key(20_000 + i),
+                addresses: Vec::new(),
+            },
+            runtimes: vec![NodeRuntime {
+                id: hosts,
+                version: Default::default(),
+            }],
+            roles: RoleMask(1),
+            software_version: String::new(),
+        };
+        let peer = |i: u32| peer_id_of(&key(10_000 + i)).expect("peer");
+        let mut state = paratime_state::state::State::from_genesis(
+            &crate::cli::network::empty_genesis("runtime-peers-test"),
+        );
+        let addr = |i: u32| vec![format!("127.0.0.1:{}", 20_000 + i)];
+        // Me, a host of another runtime, a host with no usable address, and 100 hosts.
+        for (i, n) in [
+            (1, node(1, rid, addr(1))),
+            (2, node(2, other, addr(2))),
+            (3, node(3, rid, vec!["example.org:1".into(), "::1".into()])),
+        ] {
+            state.nodes.insert(key(i), n);
+        }
+        let many: Vec<String> = (0..50).map(|p| format!("10.0.0.1:{}", 1000 + p)).collect();
+        state.nodes.insert(key(4), node(4, rid, many));
+        for i in 5..104 {
+            state.nodes.insert(key(i), node(i, rid, addr(i)));
+        }
+        // Node 77 serves on the runtime's committee.
+        state.committees.insert(
+            rid,
+            Committee {
+                kind: CommitteeKind::Executor,
+                members: vec![CommitteeMember {
+                    role: Role::Worker,
+                    public_key: key(77),
+                }],
+                runtime_id: rid,
+                valid_for: paratime_state::Epoch(1),
+            },
+        );
+        let me = peer(1);
+        let got = runtime_peers(&state, &BTreeSet::from([rid]), &me);
+        assert_eq!(got.len(), MAX_RUNTIME_PEERS);
+        assert!(!got.contains_key(&me), "itself");
+        assert!(!got.contains_key(&peer(2)), "a host of another runtime");
+        assert!(!got.contains_key(&peer(3)), "no usable address");
+        assert!(
+            got.contains_key(&peer(77)),
+            "the committee member comes first"
+        );
+        let i = (5..104)
+            .find(|i| got.contains_key(&peer(*i)))
+            .expect("a host");
+        let want: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", 20_000 + i)
+            .parse()
+            .expect("addr");
+        assert_eq!(got[&peer(i)], vec![want]);
+        assert!(got.values().all(|a| a.len() <= MAX_PEER_ADDRESSES));
+        // Another node picks another subset of the same hosts.
+        let theirs = runtime_peers(&state, &BTreeSet::from([rid]), &peer(i));
+        assert_ne!(
+            got.keys().filter(|p| **p != peer(i)).collect::<Vec<_>>(),
+            theirs.keys().filter(|p| **p != me).collect::<Vec<_>>()
+        );
+        // A node hosting nothing registered dials nobody.
+        assert!(runtime_peers(&state, &BTreeSet::from([RuntimeId([9; 32])]), &me).is_empty());
+    }
 
     #[test]
     fn p2p_addresses_are_shown_as_ip_and_port_like_oasis() {

@@ -389,6 +389,39 @@ impl Store {
         Ok(removed)
     }
 
+    /// Removes the block headers of `rid`'s rounds before `keep_from` (at most `max` of them,
+    /// oldest first) and nothing else: for a runtime this node does not host, whose headers it
+    /// stores with every consensus block but whose batches it never had. What peers are told
+    /// of this node's history of the runtime ([`Self::runtime_retained_from`]) stays as it
+    /// was. Returns how many went.
+    pub fn prune_runtime_headers(
+        &self,
+        rid: &RuntimeId,
+        keep_from: paratime_state::Round,
+        max: usize,
+    ) -> Result<u64, StoreError> {
+        let lo = rt_key(rid, &0u64.to_be_bytes());
+        let hi = rt_key(rid, &keep_from.0.to_be_bytes());
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let removed;
+        {
+            let mut blocks = txn.open_table(RT_BLOCKS).map_err(|e| self.err(e))?;
+            let keys: Vec<Vec<u8>> = blocks
+                .range(lo.as_slice()..hi.as_slice())
+                .map_err(|e| self.err(e))?
+                .take(max)
+                .map(|r| r.map(|(k, _)| k.value().to_vec()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.err(e))?;
+            for k in &keys {
+                blocks.remove(k.as_slice()).map_err(|e| self.err(e))?;
+            }
+            removed = keys.len() as u64;
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(removed)
+    }
+
     /// The lowest round whose history is kept (0 before any pruning).
     pub fn runtime_retained_from(
         &self,
@@ -972,6 +1005,44 @@ mod tests {
             s.prune_runtime(&rid, paratime_state::Round(6), 64)
                 .expect("prune"),
             0
+        );
+    }
+
+    #[test]
+    fn header_pruning_removes_only_old_headers_of_that_runtime() {
+        let d = tempfile::tempdir().expect("tmp");
+        let s = Store::open(&d.path().join("s.redb")).expect("create");
+        let rid: RuntimeId = format!("{:064x}", 1).parse().expect("rid");
+        let other: RuntimeId = format!("{:064x}", 2).parse().expect("rid");
+        let txn = s.db.begin_write().expect("txn");
+        {
+            let mut t = txn.open_table(RT_BLOCKS).expect("table");
+            for round in 1..=10u64 {
+                for r in [rid, other] {
+                    t.insert(rt_key(&r, &round.to_be_bytes()).as_slice(), &b"header"[..])
+                        .expect("insert");
+                }
+            }
+        }
+        txn.commit().expect("commit");
+        let has = |r: &RuntimeId, round: u64| {
+            let txn = s.db.begin_read().expect("txn");
+            let t = txn.open_table(RT_BLOCKS).expect("table");
+            let k = rt_key(r, &round.to_be_bytes());
+            t.get(k.as_slice()).expect("read").is_some()
+        };
+        let keep = paratime_state::Round(8);
+        assert_eq!(s.prune_runtime_headers(&rid, keep, 3).expect("prune"), 3);
+        assert_eq!(s.prune_runtime_headers(&rid, keep, 100).expect("prune"), 4);
+        assert_eq!(s.prune_runtime_headers(&rid, keep, 100).expect("prune"), 0);
+        for round in 1..=10u64 {
+            assert_eq!(has(&rid, round), round >= 8, "round {round}");
+            assert!(has(&other, round), "the other runtime's round {round}");
+        }
+        // Peers are not told this node pruned a history it never had.
+        assert_eq!(
+            s.runtime_retained_from(&rid).expect("read"),
+            paratime_state::Round(0)
         );
     }
 

@@ -25,6 +25,10 @@ pub(super) struct Progress {
     pub(super) batches: Vec<ExecutedBatch>,
     /// A round whose batch is to be fetched from the peers.
     pub(super) fetch: Option<Round>,
+    /// A round whose block header is not in this node's store: pruned with the consensus
+    /// blocks while the node did not host the runtime, or behind a consensus state sync. It
+    /// can only be followed from a state sync.
+    pub(super) missing_header: Option<Round>,
 }
 
 /// Executed batches seen for rounds not yet applied, and the fetch clock.
@@ -79,7 +83,7 @@ impl Follower {
                 store.runtime_block(&rid, round).ok().flatten()
             };
             let Some(header) = header else {
-                log::warn!(target: MODULE, runtime_id:% = rid, round = round.0; "runtime block missing from the store");
+                progress.missing_header = Some(round);
                 break;
             };
             if header.header_type != HeaderType::Normal {
@@ -248,6 +252,20 @@ mod tests {
                 .expect("read"),
             Some((Round(1), 0))
         );
+    }
+
+    #[test]
+    fn a_round_whose_header_is_not_stored_is_reported_not_fetched() {
+        let mut x = fixture();
+        // Round 1's header is not in the store (pruned), round 2 is the latest finalized.
+        let b1 = batch(1, x.applied.state_root, b"k");
+        let b2 = batch(2, b1.state_root, b"l");
+        x.f.offer(b1, Round(0));
+        x.f.offer(b2.clone(), Round(0));
+        let p = x.catch_up(&header(&b2, HeaderType::Normal), Instant::now());
+        assert_eq!(p.missing_header, Some(Round(1)));
+        assert!(p.batches.is_empty() && p.fetch.is_none(), "{p:?}");
+        assert_eq!(x.applied.round, Round(0));
     }
 
     #[test]

@@ -957,6 +957,13 @@ impl Run {
         if let Some(round) = progress.fetch {
             let _ = self.net.try_send(p2p::Command::FetchRound(self.rid, round));
         }
+        if let Some(round) = progress.missing_header {
+            if self.sync.is_none() && !self.sync_wanted {
+                log::info!(target: MODULE, runtime_id:% = self.rid, round = round.0; "the block header of the next round is not in this node's store (pruned with the consensus blocks while the node did not host this runtime, or before a consensus state sync): syncing the state of the latest finalized round");
+                self.sync_wanted_since = now;
+                self.sync_wanted = true;
+            }
+        }
         for batch in &progress.batches {
             let outcomes = batch.inputs.iter().enumerate().map(|(i, input)| {
                 let h = hash(input);
