@@ -356,6 +356,44 @@ pub fn runtime_peers(
         .collect()
 }
 
+/// When the registered runtime peers that are not connected are dialed again. Each attempt
+/// doubles the wait before the next (5 s, 10 s, … 5 min) until a connection is established:
+/// the addresses come from registrations, and a node may register someone else's address, which
+/// every node of the runtime would otherwise dial every 5 s for ever.
+#[derive(Debug, Default)]
+struct Backoff {
+    next: std::collections::HashMap<PeerId, (tokio::time::Instant, Duration)>,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_secs(5);
+    const MAX: Duration = Duration::from_secs(300);
+
+    /// Whether `peer` may be dialed at `now`.
+    fn due(&self, peer: &PeerId, now: tokio::time::Instant) -> bool {
+        self.next.get(peer).is_none_or(|(at, _)| now >= *at)
+    }
+
+    /// `peer` is being dialed at `now`: the next attempt waits twice as long as the last.
+    fn dialed(&mut self, peer: PeerId, now: tokio::time::Instant) {
+        let wait = self
+            .next
+            .get(&peer)
+            .map_or(Self::FIRST, |(_, w)| w.saturating_mul(2).min(Self::MAX));
+        self.next.insert(peer, (now + wait, wait));
+    }
+
+    /// `peer` is connected: a later disconnection is retried at the first interval.
+    fn connected(&mut self, peer: &PeerId) {
+        self.next.remove(peer);
+    }
+
+    /// Forgets the peers no longer wanted.
+    fn retain(&mut self, wanted: &BTreeMap<PeerId, Vec<Multiaddr>>) {
+        self.next.retain(|p, _| wanted.contains_key(p));
+    }
+}
+
 /// A peer to ask for a runtime's history or state: the next, in turn, of the connected peers
 /// subscribed to the runtime's topic (the nodes hosting it), else of all connected peers.
 fn pick_peer(
@@ -657,6 +695,7 @@ pub fn spawn(
         let mut redial = tokio::time::interval(Duration::from_secs(5));
         let mut rr = 0usize;
         let mut runtime_peers: BTreeMap<PeerId, Vec<Multiaddr>> = BTreeMap::new();
+        let mut backoff = Backoff::default();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -666,8 +705,10 @@ pub fn spawn(
                             let _ = swarm.dial(addr.clone());
                         }
                     }
+                    let now = tokio::time::Instant::now();
                     for (peer, addrs) in &runtime_peers {
-                        if !peers.contains(peer) {
+                        if !peers.contains(peer) && backoff.due(peer, now) {
+                            backoff.dialed(*peer, now);
                             let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(*peer)
                                 .addresses(addrs.clone())
                                 .build();
@@ -732,6 +773,7 @@ pub fn spawn(
                                 }
                             }
                         }
+                        backoff.retain(&set);
                         runtime_peers = set;
                     }
                 },
@@ -742,6 +784,7 @@ pub fn spawn(
                 ev = swarm.select_next_some() => match ev {
                     SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                         peers.insert(peer_id);
+                        backoff.connected(&peer_id);
                         swarm.behaviour_mut().kad.add_address(&peer_id, endpoint.get_remote_address().clone());
                         log::debug!(target: "p2p", peer:% = peer_id; "peer connected");
                     }
@@ -866,6 +909,34 @@ pub fn spawn(
 mod tests {
     use super::*;
     use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+
+    #[test]
+    fn an_unreachable_runtime_peer_is_dialed_less_and_less_often() {
+        let peer = PeerId::random();
+        let t0 = tokio::time::Instant::now();
+        let mut b = Backoff::default();
+        assert!(b.due(&peer, t0));
+        // Attempts at 0, 5, 15, 35 s …: the wait doubles, up to five minutes.
+        let mut at = t0;
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            b.dialed(peer, at);
+            let (next, wait) = b.next[&peer];
+            assert!(!b.due(&peer, next - Duration::from_millis(1)));
+            assert!(b.due(&peer, next));
+            waits.push(wait.as_secs());
+            at = next;
+        }
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300, 300]);
+        // Connected: a later loss is retried at once, then after 5 s.
+        b.connected(&peer);
+        assert!(b.due(&peer, at));
+        b.dialed(peer, at);
+        assert_eq!(b.next[&peer].1, Duration::from_secs(5));
+        // A peer no longer registered is forgotten.
+        b.retain(&BTreeMap::new());
+        assert!(b.next.is_empty());
+    }
 
     #[test]
     fn runtime_peers_are_the_registered_hosts_committee_first_and_capped() {
