@@ -217,6 +217,8 @@ struct Connection {
     queued: VecDeque<Message>,
     /// The signature domain, from the handshake.
     domain: [u8; 32],
+    /// Transactions that passed check-tx, so that executing them verifies no signature again.
+    checked: crate::auth::Checked,
 }
 
 impl Connection {
@@ -322,8 +324,21 @@ fn run_call<R: Runtime>(rt: &R, ctx: &mut TxContext<'_>, raw: &[u8], execute: bo
     ctx.reserved_write = false;
     let domain = ctx.conn.domain;
     let mut sender = None;
-    let call = match crate::auth::open(raw, &domain) {
+    let cached = if execute {
+        ctx.conn.checked.take(raw)
+    } else {
+        None
+    };
+    let opened = match cached {
+        Some(v) => Ok(Some(v)),
+        None => crate::auth::open(raw, &domain),
+    };
+    let mut checked = None;
+    let call = match opened {
         Ok(Some(v)) => {
+            if !execute {
+                checked = Some(v.clone());
+            }
             let (id, seq) = (v.signer, v.nonce);
             authenticate(ctx, v, execute).map(|(call, state_seq)| {
                 if !execute {
@@ -360,6 +375,9 @@ fn run_call<R: Runtime>(rt: &R, ctx: &mut TxContext<'_>, raw: &[u8], execute: bo
         ctx.rollback();
     }
     ctx.undo.clear();
+    if let (Some(v), Ok(_)) = (checked, &outcome) {
+        ctx.conn.checked.insert(raw, v);
+    }
     match outcome {
         Ok(output) => TxResult {
             error: None,
@@ -419,6 +437,7 @@ fn handle<R: Runtime>(rt: &mut R, conn: &mut Connection, msg: Message) -> Result
                 let mut id = [0u8; 32];
                 id.copy_from_slice(&req.runtime_id);
                 conn.domain = crate::auth::domain(&req.chain_context, &id);
+                conn.checked.clear();
                 Body::RuntimeInfoResponse(RuntimeInfoResponse {
                     protocol_version: PROTOCOL_VERSION,
                     runtime_version: rt.version(),
@@ -491,6 +510,10 @@ pub fn serve<R: Runtime>(mut rt: R, stream: UnixStream) -> Result<(), FrameError
         next_id: 0,
         queued: VecDeque::new(),
         domain: crate::auth::domain("", &[0; 32]),
+        checked: crate::auth::Checked::new(
+            crate::auth::Checked::MAX_ENTRIES,
+            crate::auth::Checked::MAX_BYTES,
+        ),
     };
     loop {
         let msg = match conn.next_request() {

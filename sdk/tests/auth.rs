@@ -278,3 +278,94 @@ fn signed_transactions_are_checked_ordered_and_counted() {
     drop(host);
     rt.join().expect("join").expect("dispatcher");
 }
+
+fn started(
+    chain: &str,
+    rid: [u8; 32],
+) -> (
+    Host,
+    std::thread::JoinHandle<Result<(), paratime_sdk::protocol::FrameError>>,
+) {
+    let (host_end, rt_end) = UnixStream::pair().expect("socketpair");
+    let rt = std::thread::spawn(move || paratime_sdk::dispatcher::serve(Writer, rt_end));
+    let mut host = Host {
+        stream: host_end,
+        state: BTreeMap::new(),
+        next: 0,
+    };
+    match host.call(Body::RuntimeInfoRequest(RuntimeInfoRequest {
+        runtime_id: ByteBuf::from(rid.to_vec()),
+        host_protocol_version: paratime_sdk::protocol::PROTOCOL_VERSION,
+        local_config: None,
+        chain_context: chain.into(),
+    })) {
+        Body::RuntimeInfoResponse(_) => {}
+        other => panic!("handshake: {}", other.name()),
+    }
+    (host, rt)
+}
+
+/// Execution reuses what check-tx verified (`auth::Checked`): a batch executed after its
+/// transactions were checked must give exactly the results and state of the same batch executed
+/// cold, including replays, failures, a nonce checked ahead, tampered bytes and a handshake that
+/// changes the domain in between.
+#[test]
+fn executing_checked_transactions_gives_the_results_of_executing_them_cold() {
+    let rid = [5u8; 32];
+    let d = auth::domain("test-chain", &rid);
+    let alice = SigningKey::from_bytes(&[1; 32]);
+    let bob = SigningKey::from_bytes(&[2; 32]);
+    let mut tampered = auth::sign(&bob, &d, call("put"), 1);
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let batch = vec![
+        auth::sign(&alice, &d, call("put"), 0),
+        auth::sign(&alice, &d, call("put"), 0),
+        auth::sign(&bob, &d, call("put"), 0),
+        auth::sign(&alice, &d, call("fail"), 1),
+        tampered,
+        auth::sign(&alice, &d, call("put"), 2),
+        auth::sign(&alice, &d, call("steal"), 3),
+        auth::sign(&bob, &d, call("put"), 2),
+        auth::sign(&bob, &d, call("put"), 1),
+    ];
+    let (mut cold, cold_rt) = started("test-chain", rid);
+    let cold_results = cold.execute(&batch);
+    let (mut warm, warm_rt) = started("test-chain", rid);
+    // Checked one by one and as a batch (check-tx runs against the state before the batch:
+    // every nonce ahead of 0 passes there), some twice.
+    for tx in &batch {
+        warm.check(std::slice::from_ref(tx));
+    }
+    warm.check(&batch);
+    let warm_results = warm.execute(&batch);
+    assert_eq!(warm_results, cold_results);
+    assert_eq!(warm.state, cold.state);
+    // Executed again: everything is a replay now, cached or not.
+    let again_cold = cold.execute(&batch);
+    assert_eq!(warm.execute(&batch), again_cold);
+    // Checked under one chain, executed after a handshake for another: the cache is gone and
+    // the signatures do not verify there.
+    let (mut other, other_rt) = started("test-chain", rid);
+    other.check(&batch);
+    match other.call(Body::RuntimeInfoRequest(RuntimeInfoRequest {
+        runtime_id: ByteBuf::from(rid.to_vec()),
+        host_protocol_version: paratime_sdk::protocol::PROTOCOL_VERSION,
+        local_config: None,
+        chain_context: "other-chain".into(),
+    })) {
+        Body::RuntimeInfoResponse(_) => {}
+        other => panic!("handshake: {}", other.name()),
+    }
+    let results = other.execute(&batch);
+    assert!(
+        results
+            .iter()
+            .all(|r| error(r) == Some(("auth".into(), auth::ERR_SIGNATURE))),
+        "{results:?}"
+    );
+    for (h, rt) in [(cold, cold_rt), (warm, warm_rt), (other, other_rt)] {
+        drop(h);
+        rt.join().expect("join").expect("dispatcher");
+    }
+}
