@@ -479,7 +479,8 @@ impl Chain {
         if is_validator && !was {
             log::info!(target: "consensus", message_id = MSG_BECAME_VALIDATOR, height = i.state.height.0; "this node is now a validator");
         } else if was && !is_validator {
-            log::warn!(target: "consensus", message_id = MSG_LEFT_VALIDATORS, height = i.state.height.0; "this node is no longer a validator");
+            let why = paratime_state::validators::ValidatorSet::why_not_elected(&i.state, &self.me);
+            log::warn!(target: "consensus", message_id = MSG_LEFT_VALIDATORS, height = i.state.height.0; "this node is no longer a validator: {why}");
         }
         let (round, signers) = block
             .and_then(|(_, c)| paratime_bft::chain::cert_summary(c))

@@ -12,10 +12,14 @@ use std::collections::{HashMap, VecDeque};
 /// Values keyed by transaction hash, each with the height it was recorded at; kept for
 /// `blocks` heights and at most `max` at once, the oldest leaving first.
 pub(crate) struct Recent<V> {
-    map: HashMap<Hash, (u64, V)>,
-    /// Insertion order, oldest first. An entry whose hash was removed (or recorded again later)
-    /// stays here until it is trimmed; it counts towards `max`, so memory stays bounded.
-    order: VecDeque<(u64, Hash)>,
+    /// Hash → (the record's sequence number, (height, value)).
+    map: HashMap<Hash, (u64, (u64, V))>,
+    /// Insertion order, oldest first: (sequence number, height, hash). An entry whose hash was
+    /// removed (or recorded again later) stays here until it is trimmed; it counts towards
+    /// `max`, so memory stays bounded. The sequence number tells a record from a later one of
+    /// the same hash, even at the same height.
+    order: VecDeque<(u64, u64, Hash)>,
+    next: u64,
     max: usize,
     blocks: u64,
 }
@@ -26,6 +30,7 @@ impl<V> Recent<V> {
         Self {
             map: HashMap::new(),
             order: VecDeque::new(),
+            next: 0,
             max,
             blocks,
         }
@@ -37,15 +42,17 @@ impl<V> Recent<V> {
         if self.map.contains_key(&hash) {
             return false;
         }
-        self.map.insert(hash, (height, value));
-        self.order.push_back((height, hash));
+        let seq = self.next;
+        self.next += 1;
+        self.map.insert(hash, (seq, (height, value)));
+        self.order.push_back((seq, height, hash));
         self.trim(height);
         true
     }
 
     /// The height and value recorded for `hash`, if still remembered.
     pub(crate) fn get(&self, hash: &Hash) -> Option<&(u64, V)> {
-        self.map.get(hash)
+        self.map.get(hash).map(|(_, r)| r)
     }
 
     /// Forgets `hash` (it may be recorded again).
@@ -56,14 +63,14 @@ impl<V> Recent<V> {
     /// Drops entries recorded `blocks` or more heights before `height`, and the oldest beyond
     /// `max`.
     pub(crate) fn trim(&mut self, height: u64) {
-        while let Some(&(at, hash)) = self.order.front() {
+        while let Some(&(seq, at, hash)) = self.order.front() {
             if self.order.len() <= self.max && at.saturating_add(self.blocks) > height {
                 break;
             }
             self.order.pop_front();
             // Only the record this order entry made: the hash may have been removed and
-            // recorded again at a later height since.
-            if self.map.get(&hash).is_some_and(|(h, _)| *h == at) {
+            // recorded again since (at a later height or the same one).
+            if self.map.get(&hash).is_some_and(|(s, _)| *s == seq) {
                 self.map.remove(&hash);
             }
         }
@@ -149,5 +156,22 @@ mod tests {
             r.remove(&h(i));
         }
         assert!(r.order.len() <= 50 && r.is_empty());
+    }
+
+    #[test]
+    fn removed_then_recorded_again_at_the_same_height_keeps_its_place() {
+        // The first record's order entry is trimmed by count before the second one's: that
+        // must not take the second record with it.
+        let mut r = Recent::new(2, u64::MAX);
+        r.insert(h(1), 5, "old");
+        r.remove(&h(1));
+        assert!(r.insert(h(1), 5, "new"));
+        r.insert(h(2), 5, "other");
+        r.trim(5);
+        assert_eq!(
+            r.get(&h(1)),
+            Some(&(5, "new")),
+            "the old entry was trimmed, not the new"
+        );
     }
 }

@@ -331,8 +331,6 @@ impl Store {
         keep_from: paratime_state::Round,
         max_rounds: usize,
     ) -> Result<u64, StoreError> {
-        let lo = rt_key(rid, &0u64.to_be_bytes());
-        let hi = rt_key(rid, &keep_from.0.to_be_bytes());
         let round_of = |k: &[u8]| {
             let mut b = [0u8; 8];
             if let Some(tail) = k.get(32..40) {
@@ -347,13 +345,7 @@ impl Store {
             let mut blocks = txn.open_table(RT_BLOCKS).map_err(|e| self.err(e))?;
             let mut batches = txn.open_table(RT_BATCHES).map_err(|e| self.err(e))?;
             let mut txs = txn.open_table(RT_TXS).map_err(|e| self.err(e))?;
-            let keys: Vec<Vec<u8>> = blocks
-                .range(lo.as_slice()..hi.as_slice())
-                .map_err(|e| self.err(e))?
-                .take(max_rounds)
-                .map(|r| r.map(|(k, _)| k.value().to_vec()))
-                .collect::<Result<_, _>>()
-                .map_err(|e| self.err(e))?;
+            let keys = self.oldest_headers(&blocks, rid, keep_from, max_rounds)?;
             for k in keys {
                 blocks.remove(k.as_slice()).map_err(|e| self.err(e))?;
                 let batch = batches
@@ -400,19 +392,11 @@ impl Store {
         keep_from: paratime_state::Round,
         max: usize,
     ) -> Result<u64, StoreError> {
-        let lo = rt_key(rid, &0u64.to_be_bytes());
-        let hi = rt_key(rid, &keep_from.0.to_be_bytes());
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         let removed;
         {
             let mut blocks = txn.open_table(RT_BLOCKS).map_err(|e| self.err(e))?;
-            let keys: Vec<Vec<u8>> = blocks
-                .range(lo.as_slice()..hi.as_slice())
-                .map_err(|e| self.err(e))?
-                .take(max)
-                .map(|r| r.map(|(k, _)| k.value().to_vec()))
-                .collect::<Result<_, _>>()
-                .map_err(|e| self.err(e))?;
+            let keys = self.oldest_headers(&blocks, rid, keep_from, max)?;
             for k in &keys {
                 blocks.remove(k.as_slice()).map_err(|e| self.err(e))?;
             }
@@ -420,6 +404,25 @@ impl Store {
         }
         txn.commit().map_err(|e| self.err(e))?;
         Ok(removed)
+    }
+
+    /// The keys of `rid`'s oldest block headers before `keep_from`, at most `max`, oldest first.
+    fn oldest_headers(
+        &self,
+        blocks: &impl ReadableTable<&'static [u8], &'static [u8]>,
+        rid: &RuntimeId,
+        keep_from: paratime_state::Round,
+        max: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let lo = rt_key(rid, &0u64.to_be_bytes());
+        let hi = rt_key(rid, &keep_from.0.to_be_bytes());
+        blocks
+            .range(lo.as_slice()..hi.as_slice())
+            .map_err(|e| self.err(e))?
+            .take(max)
+            .map(|r| r.map(|(k, _)| k.value().to_vec()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
     }
 
     /// The lowest round whose history is kept (0 before any pruning).

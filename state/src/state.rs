@@ -1257,6 +1257,43 @@ mod tests {
         s.begin_block(crate::Height(15));
         assert!(!s.nodes.contains_key(&PublicKey::of(&key(2))));
         assert_eq!(s.validators.validators.len(), 1);
+        // Why a node is not (or no longer) elected, in one line.
+        let why = crate::validators::ValidatorSet::why_not_elected(&s, &PublicKey::of(&key(4)));
+        assert!(
+            why.contains("registration expired") && why.contains("2 epochs"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn why_a_node_is_not_elected_names_the_rule_it_fails() {
+        use crate::validators::ValidatorSet;
+        let mut s = State::from_genesis(&genesis(200));
+        register(&mut s, true).expect("entity and compute node");
+        let why = ValidatorSet::why_not_elected(&s, &PublicKey::of(&key(4)));
+        assert!(why.contains("without the validator role"), "{why}");
+        let mut desc = node_desc(2);
+        desc.roles = RoleMask::VALIDATOR;
+        desc.runtimes.clear();
+        desc.consensus.addresses = vec!["AAAA@127.0.0.1:26656".into()];
+        let m = MultiSigned::sign(
+            &[&key(2), &key(3), &key(4)],
+            crypto::CONTEXT_REGISTER_NODE,
+            &desc,
+        );
+        s.apply_tx(&tx(&s, &key(2), 1, "registry.RegisterNode", &m))
+            .expect("validator registration");
+        let why = ValidatorSet::why_not_elected(&s, &PublicKey::of(&key(4)));
+        assert!(why.contains("qualifies"), "{why}");
+        // The entity's escrow falls below what its nodes require.
+        let ea = Address::from_public_key(&PublicKey::of(&key(1)));
+        let mut a = s.account(&ea);
+        a.escrow = 50;
+        s.accounts.insert(ea, a);
+        let why = ValidatorSet::why_not_elected(&s, &PublicKey::of(&key(4)));
+        assert!(why.contains("50 in escrow, below the 100"), "{why}");
+        let why = ValidatorSet::why_not_elected(&s, &PublicKey::of(&key(7)));
+        assert!(why.contains("no registered node"), "{why}");
     }
 
     #[test]

@@ -114,6 +114,47 @@ impl ValidatorSet {
         ))
     }
 
+    /// Why the node whose consensus key is `id` is not in the set elected from `state`, in
+    /// words an operator can act on (the rules of [`Self::elect`], checked in order).
+    pub fn why_not_elected(state: &State, id: &PublicKey) -> String {
+        let Some(n) = state.nodes.values().find(|n| n.consensus.id == *id) else {
+            return format!(
+                "no registered node has consensus key {id}: its registration expired (a node \
+                 re-registers every epoch and lapses after {} epochs without: was it stopped, \
+                 frozen or cut off from the validators?) or it never registered",
+                state.genesis.registry.max_node_expiration
+            );
+        };
+        if !n.roles.contains(RoleMask::VALIDATOR) {
+            return format!(
+                "node {} is registered with roles {}, without the validator role",
+                n.id, n.roles
+            );
+        }
+        if n.expiration < state.epoch {
+            return format!(
+                "the registration of node {} expired at epoch {} (now epoch {}): it did not \
+                 re-register in time",
+                n.id, n.expiration, state.epoch
+            );
+        }
+        let (stake, required) = (
+            state.stake_of(&n.entity_id),
+            state.required_stake(&n.entity_id, None),
+        );
+        if stake < required {
+            return format!(
+                "entity {} has {stake} in escrow, below the {required} its registered nodes \
+                 require",
+                n.entity_id
+            );
+        }
+        format!(
+            "node {} qualifies but is not among the {MAX_VALIDATORS} with the most voting power",
+            n.id
+        )
+    }
+
     /// Sum of the voting powers (cannot overflow: see [`MAX_VOTING_POWER`]).
     pub fn total_power(&self) -> u64 {
         self.validators.iter().map(|v| v.voting_power).sum()
