@@ -52,6 +52,19 @@ struct Host {
 }
 
 impl Host {
+    /// The handshake: the chain context and runtime ID set the signature domain.
+    fn handshake(&mut self, chain: &str, rid: [u8; 32]) {
+        match self.call(Body::RuntimeInfoRequest(RuntimeInfoRequest {
+            runtime_id: ByteBuf::from(rid.to_vec()),
+            host_protocol_version: paratime_sdk::protocol::PROTOCOL_VERSION,
+            local_config: None,
+            chain_context: chain.into(),
+        })) {
+            Body::RuntimeInfoResponse(_) => {}
+            other => panic!("handshake: {}", other.name()),
+        }
+    }
+
     fn call(&mut self, body: Body) -> Body {
         self.next += 1;
         let id = self.next;
@@ -133,23 +146,8 @@ fn error(r: &TxResult) -> Option<(String, u32)> {
 
 #[test]
 fn signed_transactions_are_checked_ordered_and_counted() {
-    let (host_end, rt_end) = UnixStream::pair().expect("socketpair");
-    let rt = std::thread::spawn(move || paratime_sdk::dispatcher::serve(Writer, rt_end));
-    let mut host = Host {
-        stream: host_end,
-        state: BTreeMap::new(),
-        next: 0,
-    };
     let rid = [5u8; 32];
-    match host.call(Body::RuntimeInfoRequest(RuntimeInfoRequest {
-        runtime_id: ByteBuf::from(rid.to_vec()),
-        host_protocol_version: paratime_sdk::protocol::PROTOCOL_VERSION,
-        local_config: None,
-        chain_context: "test-chain".into(),
-    })) {
-        Body::RuntimeInfoResponse(_) => {}
-        other => panic!("handshake: {}", other.name()),
-    }
+    let (mut host, rt) = started("test-chain", rid);
     let d = auth::domain("test-chain", &rid);
     let alice = SigningKey::from_bytes(&[1; 32]);
     let a = alice.verifying_key().to_bytes();
@@ -279,6 +277,7 @@ fn signed_transactions_are_checked_ordered_and_counted() {
     rt.join().expect("join").expect("dispatcher");
 }
 
+/// The dispatcher serving [`Writer`] on a thread, after a handshake for `chain` and `rid`.
 fn started(
     chain: &str,
     rid: [u8; 32],
@@ -293,15 +292,7 @@ fn started(
         state: BTreeMap::new(),
         next: 0,
     };
-    match host.call(Body::RuntimeInfoRequest(RuntimeInfoRequest {
-        runtime_id: ByteBuf::from(rid.to_vec()),
-        host_protocol_version: paratime_sdk::protocol::PROTOCOL_VERSION,
-        local_config: None,
-        chain_context: chain.into(),
-    })) {
-        Body::RuntimeInfoResponse(_) => {}
-        other => panic!("handshake: {}", other.name()),
-    }
+    host.handshake(chain, rid);
     (host, rt)
 }
 
@@ -348,15 +339,7 @@ fn executing_checked_transactions_gives_the_results_of_executing_them_cold() {
     // the signatures do not verify there.
     let (mut other, other_rt) = started("test-chain", rid);
     other.check(&batch);
-    match other.call(Body::RuntimeInfoRequest(RuntimeInfoRequest {
-        runtime_id: ByteBuf::from(rid.to_vec()),
-        host_protocol_version: paratime_sdk::protocol::PROTOCOL_VERSION,
-        local_config: None,
-        chain_context: "other-chain".into(),
-    })) {
-        Body::RuntimeInfoResponse(_) => {}
-        other => panic!("handshake: {}", other.name()),
-    }
+    other.handshake("other-chain", rid);
     let results = other.execute(&batch);
     assert!(
         results
