@@ -123,6 +123,16 @@ pub fn sign(key: &SigningKey, domain: &[u8; 32], call: Call, nonce: u64) -> Vec<
 /// when it is not a signed envelope at all (an unsigned call), an error when it is one that does
 /// not verify.
 pub fn open(raw: &[u8], domain: &[u8; 32]) -> Result<Option<Verified>, CallError> {
+    open_known(raw, domain, false)
+}
+
+/// [`open`], without the signature check when `verified` says these exact bytes were verified
+/// under this domain before ([`Checked`]): the encoding checks still run.
+pub(crate) fn open_known(
+    raw: &[u8],
+    domain: &[u8; 32],
+    verified: bool,
+) -> Result<Option<Verified>, CallError> {
     let Ok(signed) = ciborium::from_reader::<SignedTx, _>(raw) else {
         return Ok(None);
     };
@@ -149,11 +159,13 @@ pub fn open(raw: &[u8], domain: &[u8; 32]) -> Result<Option<Verified>, CallError
     let key = VerifyingKey::from_bytes(&signer).map_err(|_| {
         CallError::new(MODULE, ERR_SIGNATURE, "signer is not an Ed25519 public key")
     })?;
-    key.verify_strict(
-        &message(domain, &signed.body),
-        &Signature::from_bytes(&signature),
-    )
-    .map_err(|_| CallError::new(MODULE, ERR_SIGNATURE, "signature does not verify"))?;
+    if !verified {
+        key.verify_strict(
+            &message(domain, &signed.body),
+            &Signature::from_bytes(&signature),
+        )
+        .map_err(|_| CallError::new(MODULE, ERR_SIGNATURE, "signature does not verify"))?;
+    }
     Ok(Some(Verified {
         call: body.call,
         signer,
@@ -161,98 +173,83 @@ pub fn open(raw: &[u8], domain: &[u8; 32]) -> Result<Option<Verified>, CallError
     }))
 }
 
-/// Transactions whose envelope [`open`] accepted in a check-tx that passed, by the hash of their
-/// exact bytes, so that executing them does not decode and verify them a second time: a compute
-/// node checks each transaction when it arrives and executes it a round or two later, and the
-/// signature check is most of what the dispatcher costs. A cached result is what [`open`] returns
-/// for the same bytes under the same domain (it is a pure function of both; the cache is emptied
-/// when the domain changes), so execution gives every node the same result whether it checked
-/// the transaction first or not — which is also why no other verification (batched, cofactored)
-/// may feed it. Bounded in entries and bytes, oldest out first: check-tx of transactions that
-/// never execute only cycles it.
+/// Transactions whose signature [`open`] verified in a check-tx that passed, by the hash of
+/// their exact bytes, so that executing them does not verify the signature a second time: a
+/// compute node checks each transaction when it arrives and executes it a round or two later,
+/// and the signature check is most of what the dispatcher costs. Only the fact is kept, not the
+/// decoded call (a call decodes to many times its size: a cache of decoded calls bounded by raw
+/// bytes could be made to hold far more than its bound), and execution still decodes the bytes
+/// and checks their encoding. The check it replaces is a pure function of the bytes and the
+/// domain (the cache is emptied when the domain changes), so execution gives every node the
+/// same result whether it checked the transaction first or not — which is also why no other
+/// verification (batched, cofactored) may feed it. At most [`Self::MAX_ENTRIES`] hashes
+/// (~1.5 MB), oldest out first: check-tx of transactions that never execute only cycles it.
 #[derive(Debug)]
 pub struct Checked {
-    entries: std::collections::HashMap<[u8; 32], (u64, usize, Verified)>,
-    /// Insertion order (sequence, key); an entry taken or replaced leaves its old pair here
+    /// Hash of the bytes → the sequence number of its record.
+    entries: std::collections::HashMap<[u8; 32], u64>,
+    /// Insertion order (sequence, key); a record taken or replaced leaves its old pair here
     /// until it reaches the front or the queue is compacted.
     order: std::collections::VecDeque<(u64, [u8; 32])>,
     next: u64,
-    bytes: usize,
     max_entries: usize,
-    max_bytes: usize,
     hits: u64,
 }
 
 impl Checked {
-    /// Entries kept by the dispatcher: a few seconds of transactions at thousands per second.
+    /// Hashes kept by the dispatcher: a few seconds of transactions at thousands per second.
     pub const MAX_ENTRIES: usize = 16_384;
-    /// Bytes kept by the dispatcher (each entry counts twice its raw size plus 128).
-    pub const MAX_BYTES: usize = 8 << 20;
 
-    /// An empty cache of at most `max_entries` entries and `max_bytes` bytes.
-    pub fn new(max_entries: usize, max_bytes: usize) -> Self {
+    /// An empty cache of at most `max_entries` hashes.
+    pub fn new(max_entries: usize) -> Self {
         Self {
             entries: std::collections::HashMap::new(),
             order: std::collections::VecDeque::new(),
             next: 0,
-            bytes: 0,
             max_entries,
-            max_bytes,
             hits: 0,
         }
     }
 
-    fn weight(raw: &[u8]) -> usize {
-        raw.len().saturating_mul(2).saturating_add(128)
-    }
-
-    /// Remembers that `raw` opened as `v`.
-    pub fn insert(&mut self, raw: &[u8], v: Verified) {
-        let w = Self::weight(raw);
-        if w > self.max_bytes || self.max_entries == 0 {
+    /// Remembers that the signature of `raw` verified.
+    pub fn insert(&mut self, raw: &[u8]) {
+        if self.max_entries == 0 {
             return;
         }
         let key = crate::state::hash(raw);
         let seq = self.next;
         self.next += 1;
-        if let Some((_, old, _)) = self.entries.insert(key, (seq, w, v)) {
-            self.bytes -= old;
-        }
-        self.bytes += w;
+        self.entries.insert(key, seq);
         self.order.push_back((seq, key));
-        while self.entries.len() > self.max_entries || self.bytes > self.max_bytes {
+        while self.entries.len() > self.max_entries {
             let Some((seq, key)) = self.order.pop_front() else {
                 break;
             };
-            if self.entries.get(&key).is_some_and(|(s, _, _)| *s == seq) {
-                if let Some((_, w, _)) = self.entries.remove(&key) {
-                    self.bytes -= w;
-                }
+            if self.entries.get(&key) == Some(&seq) {
+                self.entries.remove(&key);
             }
         }
         if self.order.len() > 2 * self.max_entries + 16 {
             let entries = &self.entries;
-            self.order
-                .retain(|(s, k)| entries.get(k).is_some_and(|(e, _, _)| e == s));
+            self.order.retain(|(s, k)| entries.get(k) == Some(s));
         }
     }
 
-    /// What `raw` opened as, if it is cached; the entry is removed (a transaction executes once).
-    pub fn take(&mut self, raw: &[u8]) -> Option<Verified> {
-        let (_, w, v) = self.entries.remove(&crate::state::hash(raw))?;
-        self.bytes -= w;
-        self.hits += 1;
-        Some(v)
+    /// Whether the signature of `raw` verified (the record is removed: a transaction executes
+    /// once).
+    pub fn take(&mut self, raw: &[u8]) -> bool {
+        let found = self.entries.remove(&crate::state::hash(raw)).is_some();
+        self.hits += u64::from(found);
+        found
     }
 
     /// Forgets everything (the domain changed).
     pub fn clear(&mut self) {
         self.entries.clear();
         self.order.clear();
-        self.bytes = 0;
     }
 
-    /// Entries held.
+    /// Hashes held.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -262,12 +259,7 @@ impl Checked {
         self.entries.is_empty()
     }
 
-    /// Bytes held (by the weight each entry is counted at).
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-
-    /// Executions served from the cache so far.
+    /// Executions that skipped the signature check so far.
     pub fn hits(&self) -> u64 {
         self.hits
     }
@@ -353,48 +345,50 @@ mod tests {
     fn the_checked_cache_serves_exact_bytes_once_and_stays_bounded() {
         let key = SigningKey::from_bytes(&[7; 32]);
         let d = domain("chain", &[1; 32]);
-        let mut c = Checked::new(4, 1 << 20);
+        let mut c = Checked::new(4);
         let raws: Vec<Vec<u8>> = (0..10).map(|n| sign(&key, &d, call(), n)).collect();
         for raw in &raws {
-            c.insert(raw, open(raw, &d).expect("opens").expect("signed"));
+            c.insert(raw);
             assert!(c.len() <= 4);
         }
         // The oldest went first.
-        assert_eq!(c.take(&raws[0]), None);
-        let v = c.take(&raws[9]).expect("newest kept");
-        assert_eq!(v.nonce, 9);
+        assert!(!c.take(&raws[0]));
+        assert!(c.take(&raws[9]), "newest kept");
         // Taken once: a second execution of the same bytes verifies again.
-        assert_eq!(c.take(&raws[9]), None);
+        assert!(!c.take(&raws[9]));
         assert_eq!(c.hits(), 1);
-        // Other bytes of the same transaction (a flipped signature bit) are not served.
+        // Other bytes of the same transaction (a flipped signature bit) are not served, and a
+        // known signature does not make tampered bytes open.
         let mut other = raws[8].clone();
         let last = other.len() - 1;
         other[last] ^= 1;
-        assert_eq!(c.take(&other), None);
-        // Replacing an entry keeps the count right; the order queue is compacted.
+        assert!(!c.take(&other));
+        assert_eq!(
+            open_known(&other, &d, false).expect_err("tampered").code,
+            ERR_SIGNATURE
+        );
+        // Skipping the check still decodes and checks the encoding.
+        let mut padded = raws[8].clone();
+        padded.push(0);
+        assert_eq!(
+            open_known(&padded, &d, true).expect_err("padded").code,
+            ERR_MALFORMED
+        );
+        assert_eq!(
+            open_known(&raws[8], &d, true).expect("opens"),
+            open(&raws[8], &d).expect("opens")
+        );
+        // Replacing a record keeps the count right; the order queue is compacted.
         for _ in 0..100 {
-            c.insert(
-                &raws[8],
-                open(&raws[8], &d).expect("opens").expect("signed"),
-            );
+            c.insert(&raws[8]);
         }
         assert!(c.len() <= 4 && c.order.len() <= 2 * 4 + 16 + 1);
-        // Bytes bound: entries of 2 * len + 128 each.
-        let w = Checked::weight(&raws[0]);
-        let mut small = Checked::new(100, 3 * w);
-        for raw in &raws {
-            small.insert(raw, open(raw, &d).expect("opens").expect("signed"));
-            assert!(small.bytes() <= 3 * w && small.len() <= 3);
-        }
-        // An entry larger than the whole bound is not kept.
-        let mut tiny = Checked::new(100, w - 1);
-        tiny.insert(
-            &raws[0],
-            open(&raws[0], &d).expect("opens").expect("signed"),
-        );
-        assert!(tiny.is_empty());
+        // Entries are fixed-size hashes: a huge transaction costs what a small one does.
+        let huge = vec![0u8; 1 << 20];
+        c.insert(&huge);
+        assert!(c.take(&huge));
         c.clear();
-        assert!(c.is_empty() && c.bytes() == 0);
+        assert!(c.is_empty());
     }
 
     #[test]

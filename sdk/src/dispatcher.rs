@@ -324,21 +324,11 @@ fn run_call<R: Runtime>(rt: &R, ctx: &mut TxContext<'_>, raw: &[u8], execute: bo
     ctx.reserved_write = false;
     let domain = ctx.conn.domain;
     let mut sender = None;
-    let cached = if execute {
-        ctx.conn.checked.take(raw)
-    } else {
-        None
-    };
-    let opened = match cached {
-        Some(v) => Ok(Some(v)),
-        None => crate::auth::open(raw, &domain),
-    };
-    let mut checked = None;
-    let call = match opened {
+    let verified = execute && ctx.conn.checked.take(raw);
+    let mut signed = false;
+    let call = match crate::auth::open_known(raw, &domain, verified) {
         Ok(Some(v)) => {
-            if !execute {
-                checked = Some(v.clone());
-            }
+            signed = true;
             let (id, seq) = (v.signer, v.nonce);
             authenticate(ctx, v, execute).map(|(call, state_seq)| {
                 if !execute {
@@ -375,8 +365,8 @@ fn run_call<R: Runtime>(rt: &R, ctx: &mut TxContext<'_>, raw: &[u8], execute: bo
         ctx.rollback();
     }
     ctx.undo.clear();
-    if let (Some(v), Ok(_)) = (checked, &outcome) {
-        ctx.conn.checked.insert(raw, v);
+    if signed && !execute && outcome.is_ok() {
+        ctx.conn.checked.insert(raw);
     }
     match outcome {
         Ok(output) => TxResult {
@@ -510,10 +500,7 @@ pub fn serve<R: Runtime>(mut rt: R, stream: UnixStream) -> Result<(), FrameError
         next_id: 0,
         queued: VecDeque::new(),
         domain: crate::auth::domain("", &[0; 32]),
-        checked: crate::auth::Checked::new(
-            crate::auth::Checked::MAX_ENTRIES,
-            crate::auth::Checked::MAX_BYTES,
-        ),
+        checked: crate::auth::Checked::new(crate::auth::Checked::MAX_ENTRIES),
     };
     loop {
         let msg = match conn.next_request() {
