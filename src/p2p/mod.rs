@@ -550,8 +550,8 @@ fn build(cfg: &Config, limits: &Limits) -> Result<Swarm<Behaviour>, P2pError> {
             // commitments are signed by their senders, executed batches are checked against the
             // finalized round, ParaTime transactions by check-tx — and no receiver uses the
             // author. A signed message cost a verification for every copy received (the codec
-            // checks before the duplicate filter: up to one per mesh peer), ~10 % of a hosting
-            // node's CPU under load. The id of a message is its topic and bytes, so the same
+            // checks before the duplicate filter: up to one per mesh peer), ~4-5 % of a hosting
+            // node's CPU under load in a profile. The id of a message is its topic and bytes, so the same
             // batch or commitment published by several committee members is one message.
             let gcfg = gossipsub::ConfigBuilder::default()
                 .heartbeat_interval(Duration::from_millis(500))
