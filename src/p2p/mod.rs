@@ -445,6 +445,65 @@ impl GossipedTx {
     }
 }
 
+/// What becomes of a consensus transaction received by gossip. Gossipsub relays a message only
+/// once this node accepts it (`validate_messages`): bytes that are not a transaction or carry
+/// a bad signature are rejected, and a transaction relayed within [`Recent::TXS`] is ignored —
+/// without this, any peer could have every node relay garbage, or one transaction under a
+/// thousand salts a thousand times. The signature is checked as the consensus state checks it
+/// (`Signature::verify` under the chain's transaction context), so nothing the chain would take
+/// is dropped here.
+fn judge_tx(
+    data: &[u8],
+    context: &str,
+    relayed: &mut Recent,
+) -> (gossipsub::MessageAcceptance, Option<Signed>) {
+    use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
+    let Ok(g) = crate::encoding::from_cbor::<GossipedTx>(data) else {
+        return (Reject, None);
+    };
+    if !g.tx.signature.verify(context, &g.tx.untrusted_raw_value) {
+        return (Reject, None);
+    }
+    let id = crate::encoding::hash(
+        &[
+            &g.tx.signature.public_key.0[..],
+            &g.tx.signature.signature.0[..],
+            &g.tx.untrusted_raw_value[..],
+        ]
+        .concat(),
+    );
+    if !relayed.insert(gossipsub::MessageId::from(id.to_vec())) {
+        return (Ignore, None);
+    }
+    (Accept, Some(g.tx))
+}
+
+/// Occurrences of something a peer can cause at will (refused gossip, gossip dropped for a
+/// lagging worker), logged at most once a minute so that a peer cannot flood the journal.
+#[derive(Default)]
+struct Occasional {
+    count: u64,
+    logged: Option<std::time::Instant>,
+}
+
+impl Occasional {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    /// Counts one; returns the count to log (this one included) when a line is due.
+    fn note(&mut self) -> Option<u64> {
+        self.count += 1;
+        let now = std::time::Instant::now();
+        if self
+            .logged
+            .is_some_and(|t| now.duration_since(t) < Self::EVERY)
+        {
+            return None;
+        }
+        self.logged = Some(now);
+        Some(std::mem::take(&mut self.count))
+    }
+}
+
 /// The gossip message id: the topic and the bytes, so the same batch or commitment published
 /// by several committee members is one message.
 fn content_id(topic: &gossipsub::TopicHash, data: &[u8]) -> gossipsub::MessageId {
@@ -453,26 +512,49 @@ fn content_id(topic: &gossipsub::TopicHash, data: &[u8]) -> gossipsub::MessageId
     gossipsub::MessageId::from(crate::encoding::hash(&bytes).to_vec())
 }
 
-/// Message ids this node has received or published on runtime topics within gossipsub's
-/// duplicate window ([`Recent::TTL`], at most [`Recent::CAP`] of them): publishing one again
-/// there is refused by gossipsub (a warning per refusal), so the node skips it — committee
-/// members gossip identical executed batches, and the later ones find theirs delivered.
-#[derive(Default)]
+/// Ids seen within a window ([`Recent::ttl`], at most [`Recent::CAP`] of them).
+///
+/// - Message ids this node has received or published on runtime topics within gossipsub's
+///   duplicate window ([`Recent::MESSAGES`]): publishing one again there is refused by
+///   gossipsub (a warning per refusal), so the node skips it — committee members gossip
+///   identical executed batches, and the later ones find theirs delivered.
+/// - Consensus transactions relayed within [`Recent::TXS`]: the same transaction under another
+///   salt is neither relayed nor delivered again (see [`judge_tx`]).
 struct Recent {
     ids: std::collections::HashSet<gossipsub::MessageId>,
     order: std::collections::VecDeque<(std::time::Instant, gossipsub::MessageId)>,
+    ttl: Duration,
+}
+
+impl Default for Recent {
+    fn default() -> Self {
+        Self::new(Self::MESSAGES)
+    }
 }
 
 impl Recent {
     const CAP: usize = 8192;
     /// gossipsub's `duplicate_cache_time` (its default, which this node keeps).
-    const TTL: Duration = Duration::from_secs(60);
+    const MESSAGES: Duration = Duration::from_secs(60);
+    /// How long a relayed consensus transaction is not relayed again: shorter than the
+    /// engine's re-gossip of a waiting transaction (5 blocks, and every 5 block intervals), so
+    /// that a re-gossip still travels, while a peer re-salting one transaction gets it relayed
+    /// once per window at most.
+    const TXS: Duration = Duration::from_secs(2);
+
+    fn new(ttl: Duration) -> Self {
+        Self {
+            ids: Default::default(),
+            order: Default::default(),
+            ttl,
+        }
+    }
 
     /// Records `id`; false when it was already recorded within the window.
     fn insert(&mut self, id: gossipsub::MessageId) -> bool {
         let now = std::time::Instant::now();
         while let Some((t, old)) = self.order.front() {
-            if now.duration_since(*t) < Self::TTL && self.order.len() < Self::CAP {
+            if now.duration_since(*t) < self.ttl && self.order.len() < Self::CAP {
                 break;
             }
             self.ids.remove(old);
@@ -556,6 +638,8 @@ fn build(cfg: &Config, limits: &Limits) -> Result<Swarm<Behaviour>, P2pError> {
             let gcfg = gossipsub::ConfigBuilder::default()
                 .heartbeat_interval(Duration::from_millis(500))
                 .validation_mode(gossipsub::ValidationMode::Anonymous)
+                // Nothing is relayed before this node has looked at it (`judge_tx`).
+                .validate_messages()
                 .message_id_fn(|m: &gossipsub::Message| content_id(&m.topic, &m.data))
                 .max_transmit_size(8 * 1024 * 1024)
                 .build()?;
@@ -690,6 +774,7 @@ pub fn spawn(
         ..Default::default()
     });
     let txs_topic = tx_topic(&cfg.chain_context);
+    let chain_context = cfg.chain_context.clone();
     let seeds = cfg.seeds.clone();
     let state_server = cfg.state_server.clone();
     let mut serving = StateServing::default();
@@ -701,6 +786,13 @@ pub fn spawn(
     tokio::spawn(async move {
         let mut peers: BTreeSet<PeerId> = BTreeSet::new();
         let mut rt_recent = Recent::default();
+        let mut relayed_txs = Recent::new(Recent::TXS);
+        let mut refused = Occasional::default();
+        let mut dropped = Occasional::default();
+        let tx_context = paratime_state::crypto::context(
+            paratime_state::crypto::CONTEXT_TX,
+            Some(&chain_context),
+        );
         // Round requests in flight: a `Pruned` answer counts only for the round asked.
         let mut asked: std::collections::HashMap<
             request_response::OutboundRequestId,
@@ -821,8 +913,11 @@ pub fn spawn(
                             swarm.behaviour_mut().kad.add_address(&peer_id, a);
                         }
                     }
-                    SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, message_id, .. })) => {
+                    SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, message_id, propagation_source })) => {
                         if let Some((rt, committee)) = rt_topics.get(&message.topic) {
+                            // The runtime worker checks what these carry (check-tx, signed
+                            // commitments, batches against the finalized round).
+                            swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, gossipsub::MessageAcceptance::Accept);
                             rt_recent.insert(message_id);
                             let ev = if *committee {
                                 RuntimeEvent::Committee(*rt, message.data)
@@ -830,18 +925,25 @@ pub fn spawn(
                                 RuntimeEvent::Tx(*rt, message.data)
                             };
                             if rt_tx.try_send(ev).is_err() {
-                                log::warn!(target: "p2p", runtime_id:% = rt; "runtime worker lags: dropping a gossip message");
+                                if let Some(n) = dropped.note() {
+                                    log::warn!(target: "p2p", runtime_id:% = rt; "runtime worker lags: dropped {n} gossip message(s) since the last such line");
+                                }
                             }
                             continue;
                         }
-                        let ev = if message.topic == txs_topic.hash() {
-                            crate::encoding::from_cbor::<GossipedTx>(&message.data).ok().map(|g| Event::Tx(g.tx))
+                        let (verdict, tx) = if message.topic == txs_topic.hash() {
+                            judge_tx(&message.data, &tx_context, &mut relayed_txs)
                         } else {
-                            None
+                            (gossipsub::MessageAcceptance::Reject, None)
                         };
-                        match ev {
-                            Some(ev) => { let _ = ev_tx.send(ev).await; }
-                            None => log::warn!(target: "p2p", "dropping a malformed gossip message"),
+                        if matches!(verdict, gossipsub::MessageAcceptance::Reject) {
+                            if let Some(n) = refused.note() {
+                                log::warn!(target: "p2p", "refused {n} gossip message(s) that are not a validly signed consensus transaction of this chain since the last such line (the last from peer {propagation_source}): not relayed");
+                            }
+                        }
+                        swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, verdict);
+                        if let Some(tx) = tx {
+                            let _ = ev_tx.send(Event::Tx(tx)).await;
                         }
                     }
                     SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure { request_id, .. })) => {
@@ -1080,6 +1182,80 @@ mod tests {
     }
 
     #[test]
+    fn gossiped_consensus_transactions_are_relayed_once_and_garbage_never() {
+        use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
+        let ctx = paratime_state::crypto::context(paratime_state::crypto::CONTEXT_TX, Some("c"));
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let tx = Signed::sign(&key, &ctx, &"a transaction");
+        let mut relayed = Recent::new(Recent::TXS);
+        let verdict = |data: &[u8], relayed: &mut Recent| {
+            let (v, tx) = judge_tx(data, &ctx, relayed);
+            (format!("{v:?}"), tx)
+        };
+        let first = verdict(&GossipedTx::new(tx.clone()).encode(), &mut relayed);
+        assert_eq!(first, (format!("{Accept:?}"), Some(tx.clone())));
+        // The same transaction under other salts: new messages to gossipsub, not relayed.
+        for _ in 0..100 {
+            let again = verdict(&GossipedTx::new(tx.clone()).encode(), &mut relayed);
+            assert_eq!(again, (format!("{Ignore:?}"), None));
+        }
+        // Not a transaction, a forged signature, another chain's signature: refused.
+        let mut forged = tx.clone();
+        forged.untrusted_raw_value = serde_bytes::ByteBuf::from(b"other bytes".to_vec());
+        let other_chain = Signed::sign(
+            &key,
+            &paratime_state::crypto::context(paratime_state::crypto::CONTEXT_TX, Some("d")),
+            &"a transaction",
+        );
+        for bad in [
+            b"garbage".to_vec(),
+            Vec::new(),
+            crate::encoding::canonical_cbor(&tx),
+            GossipedTx::new(forged).encode(),
+            GossipedTx::new(other_chain).encode(),
+        ] {
+            assert_eq!(
+                verdict(&bad, &mut relayed),
+                (format!("{Reject:?}"), None),
+                "{bad:?}"
+            );
+        }
+        // Another transaction of the same signer goes through.
+        let next = Signed::sign(&key, &ctx, &"another transaction");
+        assert_eq!(
+            verdict(&GossipedTx::new(next.clone()).encode(), &mut relayed),
+            (format!("{Accept:?}"), Some(next))
+        );
+        // After the window the first one may travel again (the engine's re-gossip).
+        let mut short = Recent::new(Duration::ZERO);
+        assert!(
+            judge_tx(&GossipedTx::new(tx.clone()).encode(), &ctx, &mut short)
+                .1
+                .is_some()
+        );
+        assert!(
+            judge_tx(&GossipedTx::new(tx.clone()).encode(), &ctx, &mut short)
+                .1
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn what_a_peer_can_cause_at_will_is_logged_once_a_minute_with_a_count() {
+        let mut o = Occasional::default();
+        assert_eq!(o.note(), Some(1), "the first is logged");
+        for _ in 0..1000 {
+            assert_eq!(o.note(), None);
+        }
+        o.logged = o.logged.and_then(|t| t.checked_sub(Occasional::EVERY));
+        assert_eq!(
+            o.note(),
+            Some(1001),
+            "the next line counts the 1,000 not logged and itself"
+        );
+    }
+
+    #[test]
     fn a_runtime_message_is_published_once_and_again_only_if_it_did_not_go_out() {
         let topic = gossipsub::IdentTopic::new("oasis/x/runtime/y/committee/1.0.0").hash();
         let mut r = Recent::default();
@@ -1237,6 +1413,131 @@ mod tests {
             flooded <= 2,
             "{flooded} of the flood's requests were served"
         );
+        shutdown.cancel();
+    }
+
+    /// The TCP address a spawned node listens on.
+    async fn tcp_address(status: &mut watch::Receiver<Status>) -> Multiaddr {
+        loop {
+            let tcp = status
+                .borrow()
+                .multiaddrs
+                .iter()
+                .find(|a| a.contains("/tcp/"))
+                .cloned();
+            if let Some(a) = tcp {
+                return a.parse().expect("address");
+            }
+            tokio::time::timeout(Duration::from_secs(10), status.changed())
+                .await
+                .expect("a listen address")
+                .expect("status");
+        }
+    }
+
+    /// A hostile peer connected to node V publishes one valid consensus transaction under 300
+    /// salts, 100 forged and 100 garbage messages: V delivers the transaction to its engine once
+    /// and relays it once, so node W (V's only other peer) receives it once — not 300 times —
+    /// and none of the rest.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_re_salting_a_transaction_or_sending_garbage_gets_nothing_relayed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = |n: &str| Arc::new(Store::open(&dir.path().join(n)).expect("store"));
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let v_cfg = config(None);
+        let v_id = v_cfg.keypair.public().to_peer_id();
+        let (_v_cmd, mut v_ev, _v_rt, mut v_status) =
+            spawn(v_cfg, store("v"), String::new(), shutdown.clone()).expect("spawn v");
+        let v_addr = tcp_address(&mut v_status).await;
+        let mut w_cfg = config(None);
+        w_cfg.seeds = vec![(v_id, v_addr.clone())];
+        let (_w_cmd, mut w_ev, _w_rt, w_status) =
+            spawn(w_cfg, store("w"), String::new(), shutdown.clone()).expect("spawn w");
+        // W joins V's mesh on the transaction topic (a few 500 ms heartbeats).
+        let topic = tx_topic("test");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while w_status
+            .borrow()
+            .topics
+            .get(&topic.to_string())
+            .copied()
+            .unwrap_or(0)
+            == 0
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "W never saw V subscribed"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+
+        let ctx = paratime_state::crypto::context(paratime_state::crypto::CONTEXT_TX, Some("test"));
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let tx = Signed::sign(&key, &ctx, &"one transaction");
+        let mut forged = tx.clone();
+        forged.untrusted_raw_value = serde_bytes::ByteBuf::from(b"forged".to_vec());
+        let mut h = swarm(&Limits::default());
+        h.behaviour_mut()
+            .gossipsub
+            .subscribe(&topic)
+            .expect("subscribe");
+        h.dial(DialOpts::peer_id(v_id).addresses(vec![v_addr]).build())
+            .expect("dial");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let ev = tokio::time::timeout_at(deadline, h.select_next_some())
+                .await
+                .expect("V's subscription reaches the hostile peer");
+            if let SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(
+                gossipsub::Event::Subscribed { peer_id, .. },
+            )) = ev
+            {
+                if peer_id == v_id {
+                    break;
+                }
+            }
+        }
+        let mut messages: Vec<Vec<u8>> = (0..300)
+            .map(|_| GossipedTx::new(tx.clone()).encode())
+            .collect();
+        messages.extend((0..100u32).map(|i| {
+            GossipedTx::new(Signed {
+                untrusted_raw_value: serde_bytes::ByteBuf::from(i.to_le_bytes().to_vec()),
+                ..forged.clone()
+            })
+            .encode()
+        }));
+        messages.extend((0..100u32).map(|i| format!("garbage {i}").into_bytes()));
+        for m in messages {
+            h.behaviour_mut()
+                .gossipsub
+                .publish(topic.clone(), m)
+                .expect("publish");
+        }
+        let hostile = run(h);
+
+        // W receives the transaction once; V delivered it once.
+        let got = tokio::time::timeout(Duration::from_secs(20), w_ev.recv())
+            .await
+            .expect("W receives the transaction")
+            .expect("event");
+        assert!(matches!(&got, Event::Tx(t) if *t == tx), "{got:?}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut more = 0;
+        while let Ok(ev) = w_ev.try_recv() {
+            more += usize::from(matches!(ev, Event::Tx(_)));
+        }
+        let mut at_v = 0;
+        while let Ok(ev) = v_ev.try_recv() {
+            at_v += usize::from(matches!(&ev, Event::Tx(t) if *t == tx));
+        }
+        assert_eq!(
+            (more, at_v),
+            (0, 1),
+            "(further deliveries at W, deliveries at V)"
+        );
+        hostile.abort();
         shutdown.cancel();
     }
 
