@@ -357,6 +357,30 @@ impl NodeDb {
         Ok(crate::tree::get(&self.reader()?, &root, key)?)
     }
 
+    /// The values of `keys` in the tree whose root is `root`, in their order, or `None` as
+    /// soon as they add up to more than `max_bytes` (what is read stops there: whoever names the
+    /// keys cannot make this hold more than `max_bytes` plus one value). The root is found and a
+    /// read view opened once for all of them.
+    pub fn get_many<'k>(
+        &self,
+        root: &Hash,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+        max_bytes: usize,
+    ) -> Result<Option<Vec<Option<Vec<u8>>>>, StoreError> {
+        let root = self.resolve(root)?;
+        let reader = self.reader()?;
+        let (mut out, mut bytes) = (Vec::new(), 0usize);
+        for k in keys {
+            let v = crate::tree::get(&reader, &root, k)?;
+            bytes = bytes.saturating_add(v.as_ref().map_or(0, Vec::len));
+            if bytes > max_bytes {
+                return Ok(None);
+            }
+            out.push(v);
+        }
+        Ok(Some(out))
+    }
+
     /// A proof of `key`'s value (or absence) in the tree whose root is `root`.
     pub fn prove(&self, root: &Hash, key: &[u8]) -> Result<Proof, StoreError> {
         let root = self.resolve(root)?;

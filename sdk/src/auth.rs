@@ -119,6 +119,19 @@ pub fn sign(key: &SigningKey, domain: &[u8; 32], call: Call, nonce: u64) -> Vec<
     out
 }
 
+/// The signer a raw transaction names, if it is a signed envelope at all — nothing verified:
+/// only to read the signers' nonces of a batch ahead of running it. The call is skipped, not
+/// decoded.
+pub(crate) fn claimed_signer(raw: &[u8]) -> Option<[u8; 32]> {
+    #[derive(Deserialize)]
+    struct Signer {
+        signer: ByteBuf,
+    }
+    let signed = ciborium::from_reader::<SignedTx, _>(raw).ok()?;
+    let body: Signer = ciborium::from_reader(signed.body.as_slice()).ok()?;
+    body.signer.as_slice().try_into().ok()
+}
+
 /// Decodes a raw transaction: `Ok(Some)` for a signed one whose signature verifies, `Ok(None)`
 /// when it is not a signed envelope at all (an unsigned call), an error when it is one that does
 /// not verify.

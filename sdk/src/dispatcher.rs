@@ -172,9 +172,13 @@ impl TxContext<'_> {
             };
         }
     }
-    /// Reads a key: the batch's own writes first, then the host's state.
+    /// Reads a key: the batch's own writes first, then the host's state (read ahead for the
+    /// batch, or asked for now).
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, CallError> {
         if let Some(v) = self.overlay.get(key) {
+            return Ok(v.clone());
+        }
+        if let Some(v) = self.conn.read_ahead.get(key) {
             return Ok(v.clone());
         }
         self.conn.host_get(key)
@@ -219,6 +223,9 @@ struct Connection {
     domain: [u8; 32],
     /// Transactions that passed check-tx, so that executing them verifies no signature again.
     checked: crate::auth::Checked,
+    /// Host values read ahead for the request being served (its signers' nonces), dropped when
+    /// it is answered: the host's state does not change under one request.
+    read_ahead: std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl Connection {
@@ -234,15 +241,15 @@ impl Connection {
         })
     }
 
-    fn host_get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, CallError> {
+    /// Sends a request to the host and waits for its answer (host requests arriving meanwhile
+    /// are queued).
+    fn host_call(&mut self, body: Body) -> Result<Body, CallError> {
         let id = self.next_id;
         self.next_id += 1;
         let req = Message {
             id,
             message_type: MESSAGE_REQUEST,
-            body: Body::HostStorageGetRequest(HostStorageGetRequest {
-                key: ByteBuf::from(key.to_vec()),
-            }),
+            body,
         };
         let io_err =
             |e: FrameError| CallError::new("dispatcher", 3, format!("host call failed: {e}"));
@@ -253,18 +260,50 @@ impl Connection {
                 self.queued.push_back(msg);
                 continue;
             }
-            if msg.id != id {
-                continue;
+            if msg.id == id {
+                return Ok(msg.body);
             }
-            return match msg.body {
-                Body::HostStorageGetResponse(r) => Ok(r.value.map(|v| v.into_vec())),
-                Body::Error(e) => Err(CallError::new(e.module, e.code, e.message)),
-                other => Err(CallError::new(
-                    "dispatcher",
-                    3,
-                    format!("unexpected host reply {}", other.name()),
-                )),
-            };
+        }
+    }
+
+    fn host_get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, CallError> {
+        match self.host_call(Body::HostStorageGetRequest(HostStorageGetRequest {
+            key: ByteBuf::from(key.to_vec()),
+        }))? {
+            Body::HostStorageGetResponse(r) => Ok(r.value.map(|v| v.into_vec())),
+            Body::Error(e) => Err(CallError::new(e.module, e.code, e.message)),
+            other => Err(CallError::new(
+                "dispatcher",
+                3,
+                format!("unexpected host reply {}", other.name()),
+            )),
+        }
+    }
+
+    /// Reads the nonces of the signers `inputs` name, in as few host round trips as
+    /// [`protocol::MAX_GET_MANY_KEYS`] allows, instead of one per transaction. Nothing is
+    /// verified here (a forged signer costs a read); a host that refuses the request leaves the
+    /// reads to be made one at a time, as they would have been.
+    fn read_ahead_nonces(&mut self, inputs: &[ByteBuf]) {
+        let mut keys: Vec<Vec<u8>> = inputs
+            .iter()
+            .filter_map(|raw| crate::auth::claimed_signer(raw))
+            .map(|s| crate::auth::nonce_key(&s))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for chunk in keys.chunks(protocol::MAX_GET_MANY_KEYS) {
+            let asked = Body::HostStorageGetManyRequest(protocol::HostStorageGetManyRequest {
+                keys: chunk.iter().cloned().map(ByteBuf::from).collect(),
+            });
+            match self.host_call(asked) {
+                Ok(Body::HostStorageGetManyResponse(r)) if r.values.len() == chunk.len() => {
+                    for (k, v) in chunk.iter().zip(r.values) {
+                        self.read_ahead.insert(k.clone(), v.map(ByteBuf::into_vec));
+                    }
+                }
+                _ => return,
+            }
         }
     }
 
@@ -442,11 +481,13 @@ fn handle<R: Runtime>(rt: &mut R, conn: &mut Connection, msg: Message) -> Result
         Body::RuntimeAbortRequest(_) => Body::RuntimeAbortResponse(Empty {}),
         Body::RuntimeShutdownRequest(_) => return Ok(false),
         Body::RuntimeCheckTxBatchRequest(req) => {
+            conn.read_ahead_nonces(&req.inputs);
             let mut results = Vec::with_capacity(req.inputs.len());
             for input in &req.inputs {
                 let mut ctx = TxContext::new(conn);
                 results.push(run_call(rt, &mut ctx, input, false));
             }
+            conn.read_ahead.clear();
             Body::RuntimeCheckTxBatchResponse(RuntimeCheckTxBatchResponse { results })
         }
         Body::RuntimeExecuteTxBatchRequest(req) => match state::to_hash(&req.state_root) {
@@ -456,12 +497,14 @@ fn handle<R: Runtime>(rt: &mut R, conn: &mut Connection, msg: Message) -> Result
                 message: "state root is not 32 bytes".into(),
             }),
             Some(_) => {
+                conn.read_ahead_nonces(&req.inputs);
                 let mut ctx = TxContext::new(conn);
                 let mut results = Vec::with_capacity(req.inputs.len());
                 for input in &req.inputs {
                     results.push(run_call(rt, &mut ctx, input, true));
                 }
                 let write_log = ctx.write_log();
+                conn.read_ahead.clear();
                 let io = state::io_root(req.round, &req.inputs, &results);
                 Body::RuntimeExecuteTxBatchResponse(RuntimeExecuteTxBatchResponse {
                     results,
@@ -501,6 +544,7 @@ pub fn serve<R: Runtime>(mut rt: R, stream: UnixStream) -> Result<(), FrameError
         queued: VecDeque::new(),
         domain: crate::auth::domain("", &[0; 32]),
         checked: crate::auth::Checked::new(crate::auth::Checked::MAX_ENTRIES),
+        read_ahead: Default::default(),
     };
     loop {
         let msg = match conn.next_request() {

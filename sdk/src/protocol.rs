@@ -272,6 +272,26 @@ pub struct HostStorageGetResponse {
     pub value: Option<ByteBuf>,
 }
 
+/// Keys in one [`HostStorageGetManyRequest`] at most.
+pub const MAX_GET_MANY_KEYS: usize = 1024;
+
+/// Runtime → host: read several keys at once (a batch's signers' nonces: one round trip instead
+/// of one per transaction). At most [`MAX_GET_MANY_KEYS`] keys; a host that does not know the
+/// request, or whose answer would not fit in a frame, answers an error, and the runtime reads
+/// the keys one at a time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostStorageGetManyRequest {
+    /// The keys to read.
+    pub keys: Vec<ByteBuf>,
+}
+
+/// The values of the keys asked for, in their order (`None` for absent).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostStorageGetManyResponse {
+    /// One per key.
+    pub values: Vec<Option<ByteBuf>>,
+}
+
 /// Message payloads. Serialized as a map with one key naming the variant.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[allow(clippy::large_enum_variant)]
@@ -308,6 +328,10 @@ pub enum Body {
     HostStorageGetRequest(HostStorageGetRequest),
     /// State read result.
     HostStorageGetResponse(HostStorageGetResponse),
+    /// Runtime → host read of several keys.
+    HostStorageGetManyRequest(HostStorageGetManyRequest),
+    /// Their values.
+    HostStorageGetManyResponse(HostStorageGetManyResponse),
 }
 
 impl Body {
@@ -330,6 +354,8 @@ impl Body {
             Self::RuntimeShutdownRequest(_) => "RuntimeShutdownRequest",
             Self::HostStorageGetRequest(_) => "HostStorageGetRequest",
             Self::HostStorageGetResponse(_) => "HostStorageGetResponse",
+            Self::HostStorageGetManyRequest(_) => "HostStorageGetManyRequest",
+            Self::HostStorageGetManyResponse(_) => "HostStorageGetManyResponse",
         }
     }
 }

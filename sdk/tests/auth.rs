@@ -6,9 +6,9 @@ use ed25519_dalek::SigningKey;
 use paratime_sdk::auth;
 use paratime_sdk::dispatcher::{Call, NONCE_QUERY};
 use paratime_sdk::protocol::{
-    read_frame, write_frame, Body, HostStorageGetResponse, Message, RuntimeCheckTxBatchRequest,
-    RuntimeExecuteTxBatchRequest, RuntimeInfoRequest, RuntimeQueryRequest, TxResult,
-    MESSAGE_REQUEST, MESSAGE_RESPONSE,
+    read_frame, write_frame, Body, HostStorageGetManyResponse, HostStorageGetResponse, Message,
+    RuntimeCheckTxBatchRequest, RuntimeExecuteTxBatchRequest, RuntimeInfoRequest,
+    RuntimeQueryRequest, TxResult, MESSAGE_REQUEST, MESSAGE_RESPONSE,
 };
 use paratime_sdk::{CallError, Runtime, TxContext, Version};
 use serde_bytes::ByteBuf;
@@ -49,6 +49,11 @@ struct Host {
     stream: UnixStream,
     state: BTreeMap<Vec<u8>, Vec<u8>>,
     next: u64,
+    /// Answers reads of several keys (a host before them answers an error).
+    reads_many: bool,
+    /// Reads asked for: one key at a time, several at once.
+    gets: usize,
+    get_manys: usize,
 }
 
 impl Host {
@@ -82,16 +87,36 @@ impl Host {
             if m.message_type == MESSAGE_RESPONSE && m.id == id {
                 return m.body;
             }
-            let Body::HostStorageGetRequest(r) = m.body else {
-                panic!("unexpected {}", m.body.name());
+            let value = |k: &ByteBuf| self.state.get(k.as_slice()).cloned().map(ByteBuf::from);
+            let body = match m.body {
+                Body::HostStorageGetRequest(r) => {
+                    self.gets += 1;
+                    Body::HostStorageGetResponse(HostStorageGetResponse {
+                        value: value(&r.key),
+                    })
+                }
+                Body::HostStorageGetManyRequest(r) if self.reads_many => {
+                    self.get_manys += 1;
+                    Body::HostStorageGetManyResponse(HostStorageGetManyResponse {
+                        values: r.keys.iter().map(value).collect(),
+                    })
+                }
+                Body::HostStorageGetManyRequest(_) => {
+                    self.get_manys += 1;
+                    Body::Error(paratime_sdk::protocol::Error {
+                        module: "rhp/host".into(),
+                        code: 1,
+                        message: "unsupported host request HostStorageGetManyRequest".into(),
+                    })
+                }
+                other => panic!("unexpected {}", other.name()),
             };
-            let value = self.state.get(r.key.as_slice()).cloned().map(ByteBuf::from);
             write_frame(
                 &mut self.stream,
                 &Message {
                     id: m.id,
                     message_type: MESSAGE_RESPONSE,
-                    body: Body::HostStorageGetResponse(HostStorageGetResponse { value }),
+                    body,
                 },
             )
             .expect("reply");
@@ -291,9 +316,66 @@ fn started(
         stream: host_end,
         state: BTreeMap::new(),
         next: 0,
+        reads_many: true,
+        gets: 0,
+        get_manys: 0,
     };
     host.handshake(chain, rid);
     (host, rt)
+}
+
+/// A batch's signers' nonces are read in one request before it runs, not one per transaction;
+/// against a host that does not answer such a request, the dispatcher reads them one at a time
+/// and every result and write is the same. Forged and unsigned transactions cost a read at most.
+#[test]
+fn a_batchs_nonces_are_read_at_once_with_the_same_results_as_one_at_a_time() {
+    let rid = [6u8; 32];
+    let d = auth::domain("test-chain", &rid);
+    let keys: Vec<SigningKey> = (0..40u8)
+        .map(|i| SigningKey::from_bytes(&[i + 10; 32]))
+        .collect();
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        batch.push(auth::sign(k, &d, call("put"), 0));
+        if i % 3 == 0 {
+            batch.push(auth::sign(k, &d, call("put"), 1));
+        }
+        if i % 7 == 0 {
+            batch.push(auth::sign(k, &d, call("fail"), 2));
+        }
+    }
+    let mut forged = auth::sign(&keys[1], &d, call("put"), 1);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    batch.push(forged);
+    batch.push(call("put").encode());
+    batch.push(b"not a call".to_vec());
+
+    let (mut at_once, at_once_rt) = started("test-chain", rid);
+    let (mut one_by_one, one_by_one_rt) = started("test-chain", rid);
+    one_by_one.reads_many = false;
+    for round in 0..2 {
+        let checked = at_once.check(&batch);
+        assert_eq!(checked, one_by_one.check(&batch), "check-tx, round {round}");
+        let executed = at_once.execute(&batch);
+        assert_eq!(
+            executed,
+            one_by_one.execute(&batch),
+            "execution, round {round}"
+        );
+        assert_eq!(at_once.state, one_by_one.state);
+        // The first round runs the signed calls; the second replays them (nonces moved on).
+        let ok = executed.iter().filter(|r| r.error.is_none()).count();
+        assert!(if round == 0 { ok > 40 } else { ok == 1 }, "{ok} ran");
+    }
+    // Two rounds of a check and an execution: one request each, no read of a single key.
+    assert_eq!((at_once.get_manys, at_once.gets), (4, 0));
+    assert_eq!(one_by_one.get_manys, 4, "asked, refused");
+    assert!(one_by_one.gets >= 2 * 2 * keys.len(), "{}", one_by_one.gets);
+    for (h, rt) in [(at_once, at_once_rt), (one_by_one, one_by_one_rt)] {
+        drop(h);
+        rt.join().expect("join").expect("dispatcher");
+    }
 }
 
 /// Execution reuses what check-tx verified (`auth::Checked`): a batch executed after its

@@ -7,7 +7,8 @@
 
 use super::state::RuntimeState;
 use paratime_sdk::protocol::{
-    self, Body, FrameError, HostStorageGetResponse, Message, MESSAGE_REQUEST, MESSAGE_RESPONSE,
+    self, Body, FrameError, HostStorageGetManyResponse, HostStorageGetResponse, Message,
+    MESSAGE_REQUEST, MESSAGE_RESPONSE,
 };
 use serde_bytes::ByteBuf;
 use std::collections::HashMap;
@@ -60,6 +61,49 @@ impl Writer {
             self.closed.send_replace(Some(reason.clone()));
             RhpError::Closed(reason)
         })
+    }
+}
+
+/// The bytes a [`HostStorageGetManyResponse`] may carry: the values must fit in one frame, with
+/// room for the encoding around them.
+const GET_MANY_MAX_BYTES: usize = protocol::MAX_FRAME_SIZE / 2;
+
+/// Answers a runtime's read of several keys: refused (an error the runtime falls back from, by
+/// reading one key at a time) over [`protocol::MAX_GET_MANY_KEYS`] keys or when the values would
+/// not fit in [`GET_MANY_MAX_BYTES`]; a read that fails is an error, never "absent".
+fn get_many(state: &RuntimeState, keys: &[ByteBuf]) -> Body {
+    let refuse = |code: u32, message: String| {
+        Body::Error(protocol::Error {
+            module: "rhp/host".into(),
+            code,
+            message,
+        })
+    };
+    if keys.len() > protocol::MAX_GET_MANY_KEYS {
+        return refuse(
+            3,
+            format!(
+                "HostStorageGetManyRequest of {} keys: at most {} at once",
+                keys.len(),
+                protocol::MAX_GET_MANY_KEYS
+            ),
+        );
+    }
+    match state.get_many(keys.iter().map(|k| k.as_slice()), GET_MANY_MAX_BYTES) {
+        Ok(Some(values)) => Body::HostStorageGetManyResponse(HostStorageGetManyResponse {
+            values: values.into_iter().map(|v| v.map(ByteBuf::from)).collect(),
+        }),
+        Ok(None) => refuse(
+            4,
+            format!(
+                "the values of the {} keys asked for add up to more than the {GET_MANY_MAX_BYTES} bytes one answer may carry: read them one at a time",
+                keys.len()
+            ),
+        ),
+        Err(e) => {
+            log::error!(target: "runtime/host", "state read failed: {e}");
+            refuse(2, format!("state read failed: {e}"))
+        }
     }
 }
 
@@ -124,6 +168,7 @@ async fn read_loop(
                     })
                 }
             },
+            Body::HostStorageGetManyRequest(req) => get_many(&state, &req.keys),
             other => Body::Error(protocol::Error {
                 module: "rhp/host".into(),
                 code: 1,
@@ -246,5 +291,72 @@ impl Connection {
                 body,
             })
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paratime_sdk::protocol::WriteLogEntry;
+
+    /// A runtime names the keys of a read of several: more than the limit, or keys whose values
+    /// add up to more than one answer may carry (the same large value 1,000 times), are refused
+    /// with an error naming the limit — and the host stops reading at the limit — while a
+    /// request within both is answered in order.
+    #[test]
+    fn a_runtime_reading_many_keys_is_answered_within_the_frame_limit_or_refused() {
+        let d = tempfile::tempdir().expect("tmp");
+        let state = RuntimeState::open(&d.path().join("state.db"), 1 << 20).expect("open");
+        let log = vec![
+            WriteLogEntry {
+                key: ByteBuf::from(b"big".to_vec()),
+                value: Some(ByteBuf::from(vec![7u8; 1 << 20])),
+            },
+            WriteLogEntry {
+                key: ByteBuf::from(b"small".to_vec()),
+                value: Some(ByteBuf::from(b"v".to_vec())),
+            },
+        ];
+        let root = state.compute(&paratime_mkvs::EMPTY, &log).expect("compute");
+        state
+            .apply(1, &paratime_mkvs::EMPTY, &log, &root)
+            .expect("apply");
+        let keys = |names: &[&str]| -> Vec<ByteBuf> {
+            names
+                .iter()
+                .map(|n| ByteBuf::from(n.as_bytes().to_vec()))
+                .collect()
+        };
+        match get_many(&state, &keys(&["small", "absent", "big", "small"])) {
+            Body::HostStorageGetManyResponse(r) => {
+                let lens: Vec<Option<usize>> = r
+                    .values
+                    .iter()
+                    .map(|v| v.as_ref().map(|v| v.len()))
+                    .collect();
+                assert_eq!(lens, vec![Some(1), None, Some(1 << 20), Some(1)]);
+            }
+            other => panic!("unexpected {}", other.name()),
+        }
+        let too_many = vec![ByteBuf::from(b"small".to_vec()); protocol::MAX_GET_MANY_KEYS + 1];
+        match get_many(&state, &too_many) {
+            Body::Error(e) => assert!(e.code == 3 && e.message.contains("at most 1024"), "{e:?}"),
+            other => panic!("unexpected {}", other.name()),
+        }
+        let too_large = vec![ByteBuf::from(b"big".to_vec()); 1000];
+        match get_many(&state, &too_large) {
+            Body::Error(e) => assert!(e.code == 4 && e.message.contains("one at a time"), "{e:?}"),
+            other => panic!("unexpected {}", other.name()),
+        }
+        // Stopping at the limit: the answer to the largest request within it still fits a frame.
+        let within = vec![ByteBuf::from(b"big".to_vec()); GET_MANY_MAX_BYTES >> 20];
+        let body = get_many(&state, &within);
+        assert!(matches!(body, Body::HostStorageGetManyResponse(_)));
+        let frame = protocol::encode_frame(&Message {
+            id: 1,
+            message_type: MESSAGE_RESPONSE,
+            body,
+        });
+        assert!(frame.is_ok(), "the answer fits in a frame");
     }
 }

@@ -156,6 +156,16 @@ impl RuntimeState {
         Ok(self.db.get(&self.root(), key)?)
     }
 
+    /// The values of `keys` in the current state, in their order (one read view for all), or
+    /// `None` once they add up to more than `max_bytes`.
+    pub fn get_many<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+        max_bytes: usize,
+    ) -> Result<Option<Vec<Option<Vec<u8>>>>, StateError> {
+        Ok(self.db.get_many(&self.root(), keys, max_bytes)?)
+    }
+
     /// The root `write_log` leads to from `prev`, without storing anything.
     pub fn compute(&self, prev: &Hash, write_log: &[WriteLogEntry]) -> Result<Hash, StateError> {
         sorted(write_log)?;
