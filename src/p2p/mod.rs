@@ -1341,21 +1341,7 @@ mod tests {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let (_cmd, _ev, _rt, mut status) =
             spawn(cfg, store, String::new(), shutdown.clone()).expect("spawn");
-        let addr: Multiaddr = loop {
-            let tcp = status
-                .borrow()
-                .multiaddrs
-                .iter()
-                .find(|a| a.contains("/tcp/"))
-                .cloned();
-            if let Some(a) = tcp {
-                break a.parse().expect("address");
-            }
-            tokio::time::timeout(Duration::from_secs(10), status.changed())
-                .await
-                .expect("a listen address")
-                .expect("status");
-        };
+        let addr = tcp_address(&mut status).await;
         let runtime: RuntimeId = "0000000000000000000000000000000000000000000000000000000000000001"
             .parse()
             .expect("runtime id");
