@@ -307,6 +307,37 @@ mod tests {
         }
     }
 
+    /// A client's transaction whose call is nested 100,000 arrays deep, or whose envelope
+    /// lies about its lengths: naming its signer for the nonce read-ahead neither recurses
+    /// without bound nor trusts it, and opening it is an error, not a crash.
+    #[test]
+    fn a_deeply_nested_or_lying_transaction_names_no_signer_and_does_not_open() {
+        let mut body = vec![0xa3, 0x64];
+        body.extend_from_slice(b"call");
+        body.extend(std::iter::repeat_n(0x81u8, 100_000));
+        body.push(0x00);
+        body.push(0x66);
+        body.extend_from_slice(b"signer");
+        body.extend_from_slice(&[0x58, 32]);
+        body.extend_from_slice(&[7; 32]);
+        body.push(0x65);
+        body.extend_from_slice(b"nonce");
+        body.push(0x00);
+        let raw = cbor(&SignedTx {
+            body: ByteBuf::from(body),
+            signature: ByteBuf::from(vec![0; 64]),
+        });
+        // Skipped or refused at ciborium's depth limit; either way no overflow, and the signer
+        // it may name is only ever used to read a nonce.
+        let _ = claimed_signer(&raw);
+        assert!(open(&raw, &[0; 32]).is_err());
+        // An envelope claiming a 4 GiB body it does not carry.
+        let mut lying = vec![0xa2, 0x64];
+        lying.extend_from_slice(b"body");
+        lying.extend_from_slice(&[0x5a, 0xff, 0xff, 0xff, 0xff, 1, 2, 3]);
+        assert_eq!(claimed_signer(&lying), None);
+    }
+
     #[test]
     fn signed_transactions_open_and_tampered_ones_do_not() {
         let key = SigningKey::from_bytes(&[7; 32]);

@@ -461,20 +461,27 @@ fn judge_tx(
     let Ok(g) = crate::encoding::from_cbor::<GossipedTx>(data) else {
         return (Reject, None);
     };
+    // The id covers the signer, the signature and the bytes: a copy with the id of a relayed
+    // transaction is that transaction, so re-salted copies are ignored before the (costlier)
+    // signature check, and only verified transactions enter the window.
+    let id = gossipsub::MessageId::from(
+        crate::encoding::hash(
+            &[
+                &g.tx.signature.public_key.0[..],
+                &g.tx.signature.signature.0[..],
+                &g.tx.untrusted_raw_value[..],
+            ]
+            .concat(),
+        )
+        .to_vec(),
+    );
+    if relayed.contains(&id) {
+        return (Ignore, None);
+    }
     if !g.tx.signature.verify(context, &g.tx.untrusted_raw_value) {
         return (Reject, None);
     }
-    let id = crate::encoding::hash(
-        &[
-            &g.tx.signature.public_key.0[..],
-            &g.tx.signature.signature.0[..],
-            &g.tx.untrusted_raw_value[..],
-        ]
-        .concat(),
-    );
-    if !relayed.insert(gossipsub::MessageId::from(id.to_vec())) {
-        return (Ignore, None);
-    }
+    relayed.insert(id);
     (Accept, Some(g.tx))
 }
 
@@ -553,18 +560,29 @@ impl Recent {
     /// Records `id`; false when it was already recorded within the window.
     fn insert(&mut self, id: gossipsub::MessageId) -> bool {
         let now = std::time::Instant::now();
-        while let Some((t, old)) = self.order.front() {
-            if now.duration_since(*t) < self.ttl && self.order.len() < Self::CAP {
-                break;
-            }
-            self.ids.remove(old);
-            self.order.pop_front();
-        }
+        self.expire(now, Self::CAP);
         if !self.ids.insert(id.clone()) {
             return false;
         }
         self.order.push_back((now, id));
         true
+    }
+
+    /// Whether `id` was recorded within the window.
+    fn contains(&mut self, id: &gossipsub::MessageId) -> bool {
+        self.expire(std::time::Instant::now(), usize::MAX);
+        self.ids.contains(id)
+    }
+
+    /// Forgets the ids older than the window, and the oldest while `cap` or more are held.
+    fn expire(&mut self, now: std::time::Instant, cap: usize) {
+        while let Some((t, old)) = self.order.front() {
+            if now.duration_since(*t) < self.ttl && self.order.len() < cap {
+                break;
+            }
+            self.ids.remove(old);
+            self.order.pop_front();
+        }
     }
 
     /// Forgets `id` (a publication that did not go out).
