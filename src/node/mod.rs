@@ -816,7 +816,7 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
         tokio::spawn(async move {
             while let Some(ev) = rt_events.recv().await {
                 let rid = match &ev {
-                    crate::p2p::RuntimeEvent::Tx(r, _)
+                    crate::p2p::RuntimeEvent::Tx(r, _, _)
                     | crate::p2p::RuntimeEvent::Committee(r, _)
                     | crate::p2p::RuntimeEvent::Round(r, _)
                     | crate::p2p::RuntimeEvent::Pruned(r, _, _)

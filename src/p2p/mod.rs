@@ -93,8 +93,9 @@ impl StateServing {
 /// A message for a runtime's worker.
 #[derive(Debug)]
 pub enum RuntimeEvent {
-    /// Gossiped runtime transactions (CBOR [`RuntimeTxs`]).
-    Tx(RuntimeId, Vec<u8>),
+    /// Gossiped runtime transactions (CBOR [`RuntimeTxs`]): not relayed until the worker
+    /// judges them ([`Command::Judged`]).
+    Tx(RuntimeId, Vec<u8>, Gossiped),
     /// A gossiped committee message (CBOR [`CommitteeMessage`]).
     Committee(RuntimeId, Vec<u8>),
     /// A fetched executed batch.
@@ -115,6 +116,28 @@ pub struct RuntimeTxs {
     pub txs: Vec<serde_bytes::ByteBuf>,
     /// Random salt.
     pub salt: u64,
+}
+
+/// A message of a runtime's transaction topic that gossipsub holds, unrelayed, until the
+/// worker sends its [`Verdict`] ([`Command::Judged`]); one never judged is not relayed (it
+/// leaves gossipsub's cache within a few heartbeats).
+#[derive(Clone, Debug)]
+pub struct Gossiped {
+    id: gossipsub::MessageId,
+    source: PeerId,
+}
+
+/// What a worker found in a gossiped message of transactions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// A transaction in it was new to this node and passed check-tx: relayed.
+    Relay,
+    /// Nothing new that passed check-tx (transactions this node has, refused by check-tx —
+    /// possibly only stale —, or dropped for want of room): not relayed, no penalty for the
+    /// sender.
+    Drop,
+    /// Not a batch of transactions: not relayed, and gossipsub counts it against the sender.
+    Refuse,
 }
 
 /// What the committee topic carries.
@@ -149,6 +172,8 @@ pub enum Command {
     /// The registered nodes hosting this node's runtimes ([`runtime_peers`]): dialed while not
     /// connected, every 5 s like the seeds. Replaces the previous set.
     RuntimePeers(BTreeMap<PeerId, Vec<Multiaddr>>),
+    /// The worker's verdict on a gossiped message of transactions.
+    Judged(Gossiped, Verdict),
 }
 
 /// What the network tells the engine.
@@ -807,6 +832,7 @@ pub fn spawn(
         let mut relayed_txs = Recent::new(Recent::TXS);
         let mut refused = Occasional::default();
         let mut dropped = Occasional::default();
+        let mut rt_refused = Occasional::default();
         let tx_context = paratime_state::crypto::context(
             paratime_state::crypto::CONTEXT_TX,
             Some(&chain_context),
@@ -889,6 +915,19 @@ pub fn spawn(
                             swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::StateNodes { runtime, wants });
                         }
                     }
+                    Some(Command::Judged(g, verdict)) => {
+                        let acceptance = match verdict {
+                            Verdict::Relay => gossipsub::MessageAcceptance::Accept,
+                            Verdict::Drop => gossipsub::MessageAcceptance::Ignore,
+                            Verdict::Refuse => {
+                                if let Some(n) = rt_refused.note() {
+                                    log::warn!(target: "p2p", "refused {n} runtime gossip message(s) that are not a batch of transactions since the last such line (the last from peer {}): not relayed", g.source);
+                                }
+                                gossipsub::MessageAcceptance::Reject
+                            }
+                        };
+                        swarm.behaviour_mut().gossipsub.report_message_validation_result(&g.id, &g.source, acceptance);
+                    }
                     Some(Command::RuntimePeers(set)) => {
                         for (peer, addrs) in &set {
                             if !runtime_peers.contains_key(peer) {
@@ -933,16 +972,21 @@ pub fn spawn(
                     }
                     SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, message_id, propagation_source })) => {
                         if let Some((rt, committee)) = rt_topics.get(&message.topic) {
-                            // The runtime worker checks what these carry (check-tx, signed
-                            // commitments, batches against the finalized round).
-                            swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, gossipsub::MessageAcceptance::Accept);
-                            rt_recent.insert(message_id);
+                            rt_recent.insert(message_id.clone());
                             let ev = if *committee {
+                                // The worker checks what these carry (signed proposals,
+                                // batches against the finalized round) after they are relayed.
+                                swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, gossipsub::MessageAcceptance::Accept);
                                 RuntimeEvent::Committee(*rt, message.data)
                             } else {
-                                RuntimeEvent::Tx(*rt, message.data)
+                                // Relayed only once the worker's check-tx found something new
+                                // in it (`Command::Judged`): a peer re-salting transactions
+                                // this node has, or sending ones check-tx refuses, gets
+                                // nothing relayed.
+                                RuntimeEvent::Tx(*rt, message.data, Gossiped { id: message_id.clone(), source: propagation_source })
                             };
                             if rt_tx.try_send(ev).is_err() {
+                                swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, gossipsub::MessageAcceptance::Ignore);
                                 if let Some(n) = dropped.note() {
                                     log::warn!(target: "p2p", runtime_id:% = rt; "runtime worker lags: dropped {n} gossip message(s) since the last such line");
                                 }
@@ -1541,6 +1585,143 @@ mod tests {
             (0, 1),
             "(further deliveries at W, deliveries at V)"
         );
+        hostile.abort();
+        shutdown.cancel();
+    }
+
+    /// On a runtime's transaction topic, node V relays a message only once its worker judged it
+    /// worth relaying: of four messages a peer publishes at V, W (V's other peer) receives the
+    /// one judged `Relay` and, later, the one judged `Relay` after a second without a verdict
+    /// — never the ones judged `Drop` or `Refuse`, nor the held one before its verdict.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_runtime_transaction_message_is_relayed_only_once_its_worker_says_so() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = |n: &str| Arc::new(Store::open(&dir.path().join(n)).expect("store"));
+        let runtime: RuntimeId = "8000000000000000000000000000000000000000000000000000000000000001"
+            .parse()
+            .expect("runtime id");
+        let (topic, _) = runtime_topics("test", &runtime);
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let mut v_cfg = config(None);
+        v_cfg.runtimes = vec![runtime];
+        let v_id = v_cfg.keypair.public().to_peer_id();
+        let (v_cmd, _v_ev, mut v_rt, mut v_status) =
+            spawn(v_cfg, store("v"), String::new(), shutdown.clone()).expect("spawn v");
+        let v_addr = tcp_address(&mut v_status).await;
+        let mut w_cfg = config(None);
+        w_cfg.runtimes = vec![runtime];
+        w_cfg.seeds = vec![(v_id, v_addr.clone())];
+        let (_w_cmd, _w_ev, mut w_rt, w_status) =
+            spawn(w_cfg, store("w"), String::new(), shutdown.clone()).expect("spawn w");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while w_status
+            .borrow()
+            .topics
+            .get(&topic.to_string())
+            .copied()
+            .unwrap_or(0)
+            == 0
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "W never saw V subscribed"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+
+        let mut h = swarm(&Limits::default());
+        h.behaviour_mut()
+            .gossipsub
+            .subscribe(&topic)
+            .expect("subscribe");
+        h.dial(DialOpts::peer_id(v_id).addresses(vec![v_addr]).build())
+            .expect("dial");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let ev = tokio::time::timeout_at(deadline, h.select_next_some())
+                .await
+                .expect("V's subscription reaches the peer");
+            if let SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(
+                gossipsub::Event::Subscribed { peer_id, .. },
+            )) = ev
+            {
+                if peer_id == v_id {
+                    break;
+                }
+            }
+        }
+        let message = |name: &str| {
+            crate::encoding::canonical_cbor(&RuntimeTxs {
+                txs: vec![serde_bytes::ByteBuf::from(name.as_bytes().to_vec())],
+                salt: 7,
+            })
+        };
+        let names = ["relay", "drop", "refuse", "held"];
+        for name in names {
+            h.behaviour_mut()
+                .gossipsub
+                .publish(topic.clone(), message(name))
+                .expect("publish");
+        }
+        let hostile = run(h);
+
+        // V's worker, played by the test.
+        let mut held = None;
+        let mut judged = 0;
+        while judged < 3 || held.is_none() {
+            let ev = tokio::time::timeout(Duration::from_secs(20), v_rt.recv())
+                .await
+                .expect("V hands the messages to its worker")
+                .expect("event");
+            let RuntimeEvent::Tx(_, data, origin) = ev else {
+                continue;
+            };
+            let verdict = if data == message("relay") {
+                Verdict::Relay
+            } else if data == message("drop") {
+                Verdict::Drop
+            } else if data == message("refuse") {
+                Verdict::Refuse
+            } else {
+                held = Some(origin);
+                continue;
+            };
+            judged += 1;
+            v_cmd
+                .send(Command::Judged(origin, verdict))
+                .await
+                .expect("command");
+        }
+        // What W receives: only the message judged `Relay`, for a second.
+        let mut at_w = Vec::new();
+        let until = tokio::time::Instant::now() + Duration::from_secs(1);
+        while let Ok(Some(ev)) = tokio::time::timeout_at(until, w_rt.recv()).await {
+            if let RuntimeEvent::Tx(_, data, _) = ev {
+                at_w.push(data);
+            }
+        }
+        assert_eq!(at_w, vec![message("relay")], "W before the held verdict");
+        v_cmd
+            .send(Command::Judged(held.expect("held"), Verdict::Relay))
+            .await
+            .expect("command");
+        let ev = tokio::time::timeout(Duration::from_secs(10), w_rt.recv())
+            .await
+            .expect("W receives the held message once judged")
+            .expect("event");
+        assert!(
+            matches!(&ev, RuntimeEvent::Tx(_, data, _) if *data == message("held")),
+            "{ev:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut more = Vec::new();
+        while let Ok(ev) = w_rt.try_recv() {
+            if let RuntimeEvent::Tx(_, data, _) = ev {
+                more.push(String::from_utf8_lossy(&data).into_owned());
+            }
+        }
+        assert!(more.is_empty(), "W received more: {more:?}");
         hostile.abort();
         shutdown.cancel();
     }

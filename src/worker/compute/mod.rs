@@ -22,6 +22,7 @@
 
 mod executor;
 mod follower;
+mod judging;
 mod pool;
 mod schedule;
 mod statesync;
@@ -39,6 +40,7 @@ use crate::p2p::{self, CommitteeMessage, RuntimeEvent, RuntimeTxs};
 use crate::storage::{Applied, Store};
 use executor::Job;
 use follower::Follower;
+use judging::Judging;
 use paratime_sdk::protocol::{Body, RuntimeCheckTxBatchRequest, RuntimeQueryRequest, TxResult};
 use paratime_state::signing::{KeyRole, Slot, SlotSigner};
 use paratime_state::Round;
@@ -315,6 +317,8 @@ enum Done {
     /// Gossiped transactions checked: the passing ones are pooled.
     Gossiped {
         txs: Vec<Vec<u8>>,
+        /// The message each came in.
+        keys: Vec<judging::Key>,
         results: Result<Vec<TxResult>, CheckError>,
     },
     /// Client submissions checked.
@@ -351,8 +355,10 @@ struct Run {
     last_signed: Option<LastSigned>,
     proposed: Option<Round>,
     last_submit: Option<Instant>,
-    /// Gossiped transactions waiting for the next check.
-    unchecked: Vec<Vec<u8>>,
+    /// Gossiped transactions waiting for the next check, with the message each came in.
+    unchecked: Vec<(Vec<u8>, judging::Key)>,
+    /// Gossiped messages waiting for their transactions' check before they are relayed.
+    judging: Judging<p2p::Gossiped>,
     /// Client submissions waiting for the next check.
     queued: VecDeque<(Vec<u8>, Reply)>,
     /// Runtime calls in flight (at most one of each kind).
@@ -428,6 +434,7 @@ impl Worker {
             proposed: None,
             last_submit: None,
             unchecked: Vec::new(),
+            judging: Judging::default(),
             queued: VecDeque::new(),
             checking_gossip: false,
             checking_submissions: false,
@@ -553,14 +560,25 @@ impl Run {
 
     fn on_event(&mut self, ev: RuntimeEvent) {
         match ev {
-            RuntimeEvent::Tx(_, data) => {
-                if let Ok(t) = crate::encoding::from_cbor::<RuntimeTxs>(&data) {
-                    let room = MAX_UNCHECKED.saturating_sub(self.unchecked.len());
-                    if t.txs.len() > room {
-                        log::debug!(target: MODULE, runtime_id:% = self.rid, dropped = t.txs.len() - room; "check-tx queue full: dropping gossiped transactions");
-                    }
-                    self.unchecked
-                        .extend(t.txs.into_iter().take(room).map(ByteBuf::into_vec));
+            RuntimeEvent::Tx(_, data, origin) => {
+                let t = match crate::encoding::from_cbor::<RuntimeTxs>(&data) {
+                    Ok(t) if !t.txs.is_empty() => t,
+                    _ => return self.judged(origin, p2p::Verdict::Refuse),
+                };
+                // Transactions without room are turned away (not relayed either).
+                let room = MAX_UNCHECKED.saturating_sub(self.unchecked.len());
+                if t.txs.len() > room {
+                    log::debug!(target: MODULE, runtime_id:% = self.rid, dropped = t.txs.len() - room; "check-tx queue full: dropping gossiped transactions");
+                }
+                let queued = t.txs.len().min(room);
+                match self.judging.open(origin, queued) {
+                    Ok(key) => self.unchecked.extend(
+                        t.txs
+                            .into_iter()
+                            .take(queued)
+                            .map(|tx| (tx.into_vec(), key)),
+                    ),
+                    Err((origin, verdict)) => self.judged(origin, verdict),
                 }
             }
             RuntimeEvent::Committee(_, data) => {
@@ -746,29 +764,32 @@ impl Run {
                     self.status.send_modify(|s| s.last_retained_round = r);
                 }
             }
-            Done::Gossiped { txs, results } => {
+            Done::Gossiped { txs, keys, results } => {
                 self.checking_gossip = false;
                 match results {
                     Ok(results) => {
                         let now = Instant::now();
                         let mut refused = 0;
-                        for (tx, r) in txs.into_iter().zip(results) {
-                            match &r.error {
-                                None => {
-                                    self.pool.insert(hash(&tx), tx, now, r.sender.as_ref());
-                                }
+                        for ((tx, key), r) in txs.into_iter().zip(keys).zip(results) {
+                            let pooled = match &r.error {
+                                None => self.pool.insert(hash(&tx), tx, now, r.sender.as_ref()),
                                 Some(e) => {
                                     refused += 1;
                                     log::debug!(target: MODULE, runtime_id:% = self.rid; "gossiped transaction refused by check-tx: {e}");
+                                    false
                                 }
-                            }
+                            };
+                            self.resolve(key, pooled);
                         }
                         if refused > 0 {
                             self.status.send_modify(|s| s.gossip_refused += refused);
                         }
                     }
                     Err(e) => {
-                        log::warn!(target: MODULE, runtime_id:% = self.rid; "cannot check transactions: {e}")
+                        log::warn!(target: MODULE, runtime_id:% = self.rid; "cannot check transactions: {e}");
+                        for key in keys {
+                            self.resolve(key, false);
+                        }
                     }
                 }
             }
@@ -838,29 +859,51 @@ impl Run {
     }
 
     /// Starts checking the gossiped transactions that are new to this node (compute nodes).
+    /// The others — pooled, finalized, or a copy of one in the same check (a peer re-salting a
+    /// batch sends the same transactions again) — resolve their message as nothing new.
     fn check_gossiped(&mut self) {
         if self.checking_gossip || self.unchecked.is_empty() {
             return;
         }
         if !self.w.compute {
-            self.unchecked.clear();
+            // A client node neither pools nor relays others' transactions.
+            for (_, key) in std::mem::take(&mut self.unchecked) {
+                self.resolve(key, false);
+            }
             return;
         }
-        let n = check_batch_len(self.unchecked.iter().map(Vec::len));
-        let fresh: Vec<Vec<u8>> = self
-            .unchecked
-            .drain(..n)
-            .filter(|t| {
-                let h = hash(t);
-                !self.pool.contains(&h)
-                    && !matches!(self.w.store.tx_location(&self.rid, &h), Ok(Some(_)))
-            })
-            .collect();
+        let n = check_batch_len(self.unchecked.iter().map(|(t, _)| t.len()));
+        let batch: Vec<(Vec<u8>, judging::Key)> = self.unchecked.drain(..n).collect();
+        let (pool, store, rid) = (&self.pool, &self.w.store, &self.rid);
+        let (fresh, keys, known) = judging::split_fresh(batch, |h| {
+            pool.contains(h) || matches!(store.tx_location(rid, h), Ok(Some(_)))
+        });
+        for key in known {
+            self.resolve(key, false);
+        }
         if fresh.is_empty() {
             return;
         }
         self.checking_gossip = true;
-        self.spawn_check(fresh, |txs, results| Done::Gossiped { txs, results });
+        self.spawn_check(fresh, move |txs, results| Done::Gossiped {
+            txs,
+            keys,
+            results,
+        });
+    }
+
+    /// One of a gossiped message's transactions is resolved; sends the message's verdict once
+    /// it was the last.
+    fn resolve(&mut self, key: judging::Key, fresh_and_valid: bool) {
+        if let Some((origin, verdict)) = self.judging.resolve(key, fresh_and_valid) {
+            self.judged(origin, verdict);
+        }
+    }
+
+    /// Tells the network whether a gossiped message is relayed. A verdict that does not fit in
+    /// the channel is lost: the message is then not relayed (the safe side).
+    fn judged(&self, origin: p2p::Gossiped, verdict: p2p::Verdict) {
+        let _ = self.net.try_send(p2p::Command::Judged(origin, verdict));
     }
 
     /// Answers a submission of a transaction that is finalized already.
