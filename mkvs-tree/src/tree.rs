@@ -95,12 +95,42 @@ fn common_bits(a: &[u8], b: &[u8], from: usize, max: usize) -> usize {
 
 /// A tree at `root` and the changes to it as version `version`: the nodes created (not yet
 /// stored) and the stored nodes they replaced.
+///
+/// Created nodes are hashed once, when [`Self::root`] is asked: until then they are *pending*,
+/// addressed by their place in `pending`, and a later change on a path through one changes it
+/// in place. Every node above a pending node is pending (a change re-creates the path up to
+/// the root), so a change stops climbing at the first pending node. The top levels of a batch
+/// of changes are thus built and hashed once per batch instead of once per key.
 pub struct Changes<'a, S: NodeSource> {
     src: &'a S,
     version: u64,
+    /// Pending nodes by place (`None`: replaced, never reachable again).
+    pending: Vec<Option<Arc<Node>>>,
+    /// Hashed created nodes.
     new: HashMap<Hash, Arc<Node>>,
     stale: Vec<Ptr>,
     root: Ptr,
+}
+
+/// The leading bytes of a pending node's pointer (its place follows): not a hash a node can
+/// have short of a SHA-512/256 preimage.
+const PENDING_TAG: [u8; 24] = [0xfe; 24];
+
+fn pending_ptr(place: usize, version: u64) -> Ptr {
+    let mut hash = [0u8; 32];
+    hash[..24].copy_from_slice(&PENDING_TAG);
+    hash[24..].copy_from_slice(&(place as u64).to_be_bytes());
+    Ptr { hash, version }
+}
+
+/// Sets slot `slot` of an internal node.
+fn set_slot(n: &mut Node, slot: Slot, to: Ptr) {
+    if let Node::Internal {
+        leaf, left, right, ..
+    } = n
+    {
+        *[leaf, left, right][index(slot)] = to;
+    }
 }
 
 impl<'a, S: NodeSource> Changes<'a, S> {
@@ -109,21 +139,74 @@ impl<'a, S: NodeSource> Changes<'a, S> {
         Self {
             src,
             version,
+            pending: Vec::new(),
             new: HashMap::new(),
             stale: Vec::new(),
             root,
         }
     }
 
-    /// The root after the changes so far.
-    pub fn root(&self) -> Ptr {
+    /// The root after the changes so far (hashing the nodes created since the last call).
+    pub fn root(&mut self) -> Ptr {
+        if self.pending_place(&self.root).is_some() {
+            self.root = self.hash_pending(self.root);
+        }
+        self.pending.clear();
         self.root
     }
 
-    /// Nodes created so far, by hash, all under this version (some may no longer be reachable
-    /// from [`Self::root`]).
+    /// Hashes the pending subtree at `top` bottom-up (a loop: hostile key sets make deep
+    /// paths), moving its nodes to `new`; returns its hashed pointer.
+    fn hash_pending(&mut self, top: Ptr) -> Ptr {
+        let mut hashed: Vec<Option<Ptr>> = vec![None; self.pending.len()];
+        let mut stack = vec![(top, false)];
+        while let Some((p, children_done)) = stack.pop() {
+            let Some(place) = self.pending_place(&p) else {
+                continue;
+            };
+            let Some(node) = self.pending[place].clone() else {
+                continue;
+            };
+            if !children_done {
+                stack.push((p, true));
+                for c in node.children().unwrap_or([Ptr::NONE; 3]) {
+                    if self.pending_place(&c).is_some() {
+                        stack.push((c, false));
+                    }
+                }
+                continue;
+            }
+            let node = node.map_children(|c| match self.pending_place(&c) {
+                Some(i) => hashed[i].unwrap_or(c),
+                None => c,
+            });
+            let hash = node.hash();
+            self.new.insert(hash, Arc::new(node));
+            hashed[place] = Some(Ptr {
+                hash,
+                version: self.version,
+            });
+        }
+        self.pending_place(&top)
+            .and_then(|i| hashed[i])
+            .unwrap_or(top)
+    }
+
+    /// Nodes created, by hash, all under this version, as of the last [`Self::root`] (some may
+    /// no longer be reachable from it).
     pub fn created(&self) -> &HashMap<Hash, Arc<Node>> {
         &self.new
+    }
+
+    /// The place of a pending node `p` points to.
+    fn pending_place(&self, p: &Ptr) -> Option<usize> {
+        if p.version != self.version || p.hash[..24] != PENDING_TAG {
+            return None;
+        }
+        let mut place = [0u8; 8];
+        place.copy_from_slice(&p.hash[24..]);
+        let place = usize::try_from(u64::from_be_bytes(place)).ok()?;
+        self.pending.get(place)?.as_ref().map(|_| place)
     }
 
     /// Stored nodes the changes replaced.
@@ -132,11 +215,15 @@ impl<'a, S: NodeSource> Changes<'a, S> {
     }
 
     fn is_new(&self, p: &Ptr) -> bool {
-        p.version == self.version && self.new.contains_key(&p.hash)
+        p.version == self.version
+            && (self.new.contains_key(&p.hash) || self.pending_place(p).is_some())
     }
 
     fn get(&self, p: &Ptr) -> Result<Arc<Node>, TreeError> {
         if p.version == self.version {
+            if let Some(n) = self.pending_place(p).and_then(|i| self.pending[i].clone()) {
+                return Ok(n);
+            }
             if let Some(n) = self.new.get(&p.hash) {
                 return Ok(n.clone());
             }
@@ -144,20 +231,19 @@ impl<'a, S: NodeSource> Changes<'a, S> {
         self.src.node(p)
     }
 
+    /// A created node, pending until [`Self::root`] hashes it.
     fn put(&mut self, n: Node) -> Ptr {
-        let hash = n.hash();
-        // The newest node for a hash replaces an earlier one: equal hashes, but its pointers
-        // lead to the children as they are now (an earlier one may point to a replaced child).
-        self.new.insert(hash, Arc::new(n));
-        Ptr {
-            hash,
-            version: self.version,
-        }
+        self.pending.push(Some(Arc::new(n)));
+        pending_ptr(self.pending.len() - 1, self.version)
     }
 
-    /// Records that `p` is replaced (stored nodes only; replaced new nodes are never stored).
+    /// Records that `p` is replaced: a stored node becomes stale; a pending one is dropped
+    /// (nothing points to a replaced node); a hashed created one is never stored unless
+    /// reachable.
     fn replaced(&mut self, p: Ptr) {
-        if !p.is_none() && !self.is_new(&p) {
+        if let Some(place) = self.pending_place(&p) {
+            self.pending[place] = None;
+        } else if !p.is_none() && !self.is_new(&p) {
             self.stale.push(p);
         }
     }
@@ -245,6 +331,14 @@ impl<'a, S: NodeSource> Changes<'a, S> {
             depth = at;
         };
         for (ptr, node, slot) in path.into_iter().rev() {
+            if let Some(place) = self.pending_place(&ptr) {
+                // Changed in place; the nodes above are pending and point to it already.
+                drop(node);
+                if let Some(n) = self.pending[place].as_mut() {
+                    set_slot(Arc::make_mut(n), slot, sub);
+                }
+                return Ok(());
+            }
             let (label, label_bits, mut s) = slots(&node).expect("path holds internal nodes");
             s[index(slot)] = sub;
             self.replaced(ptr);
@@ -537,6 +631,45 @@ mod tests {
                 c.remove(k).expect("remove");
             }
             prop_assert!(c.root().is_none());
+        }
+
+        /// Changes spread over versions, the root asked at arbitrary points (hashing what is
+        /// pending and going on from hashed nodes): the same root as building the final
+        /// contents at once, the stale nodes all stored ones, and every value reads back.
+        #[test]
+        fn roots_asked_midway_and_versions_give_the_same_tree(
+            ops in prop::collection::vec((key(), prop::option::of(prop::collection::vec(any::<u8>(), 0..3)), 0u8..4), 0..80)
+        ) {
+            let mut src = MemSource::default();
+            let mut root = Ptr::NONE;
+            let mut want: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            for (version, chunk) in ops.chunks(20).enumerate() {
+                let version = version as u64 + 1;
+                let (nodes, stale) = {
+                    let mut c = Changes::new(&src, root, version);
+                    for (k, v, ask) in chunk {
+                        match v {
+                            Some(v) => { c.insert(k, v).expect("insert"); want.insert(k.clone(), v.clone()); }
+                            None => { c.remove(k).expect("remove"); want.remove(k); }
+                        }
+                        if *ask == 0 {
+                            let _ = c.root();
+                        }
+                    }
+                    root = c.root();
+                    (c.created().clone(), c.stale().to_vec())
+                };
+                for p in &stale {
+                    prop_assert!(p.version < version, "stale {:?} is not a stored node", p);
+                }
+                src.0.extend(nodes);
+            }
+            let fresh: Vec<_> = want.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+            let (_, fresh_root) = build(&fresh);
+            prop_assert_eq!(root.hash, fresh_root.hash);
+            for (k, v) in &want {
+                prop_assert_eq!(get(&src, &root, k).expect("get"), Some(v.clone()));
+            }
         }
     }
 }
