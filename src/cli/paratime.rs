@@ -268,7 +268,11 @@ pub async fn signature_domain(address: &str, runtime: &str) -> Result<[u8; 32], 
 }
 
 /// The nonce `signer`'s next transaction must carry (the SDK's `auth.Nonce` query).
-pub async fn next_nonce(address: &str, runtime: &str, signer: &[u8; 32]) -> Result<u64, CallError> {
+pub async fn next_nonce(
+    client: &Client,
+    runtime: &str,
+    signer: &[u8; 32],
+) -> Result<u64, CallError> {
     let args = ciborium::Value::Map(vec![(
         ciborium::Value::Text("signer".into()),
         ciborium::Value::Bytes(signer.to_vec()),
@@ -279,7 +283,7 @@ pub async fn next_nonce(address: &str, runtime: &str, signer: &[u8; 32]) -> Resu
         method: paratime_sdk::dispatcher::NONCE_QUERY.into(),
         args: b64(&cbor),
     };
-    let r = Client::new(address).runtime_query(runtime, &req).await?;
+    let r = client.runtime_query(runtime, &req).await?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(&r.data)
         .map_err(|e| CallError::Output(format!("nonce: {e}")))?;
@@ -292,7 +296,7 @@ pub async fn next_nonce(address: &str, runtime: &str, signer: &[u8; 32]) -> Resu
 
 /// Submits an encoded call and waits; returns the node's JSON answer with `output` decoded.
 pub async fn submit(
-    address: &str,
+    client: &Client,
     runtime: &str,
     call: &[u8],
     timeout: Duration,
@@ -301,7 +305,7 @@ pub async fn submit(
         tx: b64(call),
         timeout_ms: Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
     };
-    let answer = Client::new(address).runtime_submit(runtime, &req).await?;
+    let answer = client.runtime_submit(runtime, &req).await?;
     let output = answer
         .result
         .output
@@ -317,7 +321,7 @@ pub async fn submit(
 
 /// Submits an encoded call and returns its hash once check-tx accepted it.
 pub async fn submit_no_wait(
-    address: &str,
+    client: &Client,
     runtime: &str,
     call: &[u8],
     timeout: Duration,
@@ -326,10 +330,7 @@ pub async fn submit_no_wait(
         tx: b64(call),
         timeout_ms: Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
     };
-    Ok(Client::new(address)
-        .runtime_submit_no_wait(runtime, &req)
-        .await?
-        .hash)
+    Ok(client.runtime_submit_no_wait(runtime, &req).await?.hash)
 }
 
 /// Retries `f` while the node is not ready, until `deadline`; says once what it waits for.
@@ -369,18 +370,18 @@ pub fn tx(cmd: TxCmd) -> i32 {
         no_wait,
     } = cmd;
     let run = async {
-        let addr = address(&call.address)?;
+        let client = Client::new(address(&call.address)?);
         let raw = encode_call(&call.method, &call.body).map_err(CallError::Input)?;
         let timeout: Duration = timeout.into();
         let deadline = std::time::Instant::now() + timeout;
         if no_wait {
             let hash = when_ready(deadline, || {
-                submit_no_wait(&addr, &call.runtime, &raw, timeout)
+                submit_no_wait(&client, &call.runtime, &raw, timeout)
             })
             .await?;
             return Ok(serde_json::json!({ "hash": hash }));
         }
-        when_ready(deadline, || submit(&addr, &call.runtime, &raw, timeout)).await
+        when_ready(deadline, || submit(&client, &call.runtime, &raw, timeout)).await
     };
     match block_on(run) {
         Ok(v) => {

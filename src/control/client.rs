@@ -1,9 +1,12 @@
 //! The control API's client: [`Client`] speaks the typed API of [`super::api`]; errors carry the
 //! server's code, so callers decide on codes and HTTP status, never on message text.
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// Parses `unix:PATH` (or a bare path) into the socket path.
 pub fn socket_path(address: &str) -> Result<PathBuf, AddressError> {
@@ -51,34 +54,63 @@ pub(crate) async fn request_with(
     exchange(stream, method, path, json).await
 }
 
-/// One request on a connected stream: the HTTP status and the body.
+/// A request's body.
+type Body = http_body_util::Either<Full<Bytes>, Empty<Bytes>>;
+
+/// One request on a connected stream, the connection closed after it: the HTTP status and the
+/// body.
+#[cfg(test)]
 async fn exchange(
     stream: tokio::net::UnixStream,
     method: &str,
     path: &str,
     json: Option<&serde_json::Value>,
 ) -> Result<(u16, String), ClientError> {
+    let mut sender = handshake(stream).await?;
+    let resp = sender
+        .send_request(request_of(method, path, json, true)?)
+        .await?;
+    read_reply(resp).await
+}
+
+/// An HTTP/1 connection on `stream`, driven by a task of its own.
+async fn handshake(stream: tokio::net::UnixStream) -> Result<SendRequest<Body>, ClientError> {
     let io = hyper_util::rt::TokioIo::new(stream);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let req = hyper::Request::builder()
+    Ok(sender)
+}
+
+/// `method path` with a JSON body or none; `close` asks the server to close the connection
+/// after answering (it frees its slot at once instead of when this side's connection task
+/// gets round to closing).
+fn request_of(
+    method: &str,
+    path: &str,
+    json: Option<&serde_json::Value>,
+    close: bool,
+) -> Result<hyper::Request<Body>, ClientError> {
+    let mut req = hyper::Request::builder()
         .method(method)
         .uri(path)
         .header("host", "localhost")
-        // One request per connection: the server frees its slot as soon as it has answered,
-        // instead of when this side's connection task gets round to closing.
-        .header("connection", "close")
-        .header("content-type", "application/json")
-        .body(match json {
-            Some(v) => {
-                http_body_util::Either::Left(http_body_util::Full::new(Bytes::from(v.to_string())))
-            }
-            None => http_body_util::Either::Right(Empty::<Bytes>::new()),
-        })
-        .map_err(|e| ClientError::Request(e.to_string()))?;
-    let resp = sender.send_request(req).await?;
+        .header("content-type", "application/json");
+    if close {
+        req = req.header("connection", "close");
+    }
+    req.body(match json {
+        Some(v) => http_body_util::Either::Left(Full::new(Bytes::from(v.to_string()))),
+        None => http_body_util::Either::Right(Empty::<Bytes>::new()),
+    })
+    .map_err(|e| ClientError::Request(e.to_string()))
+}
+
+/// The status and body of a reply.
+async fn read_reply(
+    resp: hyper::Response<hyper::body::Incoming>,
+) -> Result<(u16, String), ClientError> {
     let status = resp.status().as_u16();
     // A reply is read whole, but never past this: whatever listens on the socket cannot make
     // the client take all memory.
@@ -196,11 +228,70 @@ fn submit_wait(req: &super::api::RuntimeSubmit) -> std::time::Duration {
         .min(super::MAX_SUBMIT_TIMEOUT)
 }
 
-/// A typed client of one node's control socket.
+/// Connections a [`Client`] (and its clones) keeps open between calls, unless
+/// [`Client::keeping`] says otherwise.
+pub const MAX_IDLE: usize = 16;
+
+/// How long a kept connection may wait for its next call: well under the server's idle
+/// timeout (10 s), so that the server seldom closes one just as it is used again.
+pub const IDLE_FOR: Duration = Duration::from_secs(5);
+
+/// The connections a client keeps between calls (HTTP keep-alive), newest last: a client
+/// making many calls — the load generator — pays a connection, an accept and a handshake once
+/// per connection instead of once per call.
+#[derive(Clone)]
+struct Kept(Arc<Mutex<Vec<Idle>>>, usize);
+
+/// A kept connection and since when it waits.
+type Idle = (Instant, SendRequest<Body>);
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kept")
+    }
+}
+
+impl Kept {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The newest kept connection still open and not idle too long.
+    fn take(&self) -> Option<SendRequest<Body>> {
+        let mut kept = self.lock();
+        while let Some((since, s)) = kept.pop() {
+            if since.elapsed() < IDLE_FOR && !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Keeps `s` for a next call, unless the client's limit are kept already.
+    fn put(&self, s: SendRequest<Body>) {
+        if s.is_closed() {
+            return;
+        }
+        let mut kept = self.lock();
+        kept.retain(|(since, _)| since.elapsed() < IDLE_FOR);
+        if kept.len() < self.1 {
+            kept.push((Instant::now(), s));
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// A typed client of one node's control socket. Clones share the connections kept between
+/// calls (at most [`MAX_IDLE`], none idle longer than [`IDLE_FOR`]).
 #[derive(Clone, Debug)]
 pub struct Client {
     address: String,
     reply_timeout: std::time::Duration,
+    kept: Kept,
 }
 
 impl Client {
@@ -209,7 +300,24 @@ impl Client {
         Self {
             address: address.into(),
             reply_timeout: REPLY_TIMEOUT,
+            kept: Kept(Arc::default(), MAX_IDLE),
         }
+    }
+
+    /// The same client, keeping up to `max` connections between calls instead of
+    /// [`MAX_IDLE`]: a caller with more calls in flight at once keeps as many, so that
+    /// connections are not closed and opened again (a closed one holds its slot on the node
+    /// until the node notices). Each kept connection holds one of the node's 128 slots.
+    #[must_use]
+    pub fn keeping(mut self, max: usize) -> Self {
+        self.kept = Kept(Arc::default(), max);
+        self
+    }
+
+    /// Connections kept for the next calls.
+    #[cfg(test)]
+    pub(crate) fn kept(&self) -> usize {
+        self.kept.len()
     }
 
     /// The same client, giving up on a reply after `timeout` (plus a submit's own wait)
@@ -242,13 +350,50 @@ impl Client {
         let sock = socket_path(&self.address)?;
         let within = self.reply_timeout.saturating_add(wait);
         let reply = tokio::time::timeout(within, async {
-            let stream = tokio::net::UnixStream::connect(&sock)
-                .await
-                .map_err(|source| ClientError::Connect {
-                    path: sock.clone(),
-                    source,
-                })?;
-            exchange(stream, method, path, body.as_ref()).await
+            let mut kept = self.kept.take();
+            loop {
+                let reused = kept.is_some();
+                let mut sender = match kept.take() {
+                    Some(s) => s,
+                    None => {
+                        let stream =
+                            tokio::net::UnixStream::connect(&sock)
+                                .await
+                                .map_err(|source| ClientError::Connect {
+                                    path: sock.clone(),
+                                    source,
+                                })?;
+                        handshake(stream).await?
+                    }
+                };
+                // A kept connection is ready once its task has finished the previous exchange,
+                // or closed (the server's idle timeout): then a new one.
+                if reused && sender.ready().await.is_err() {
+                    continue;
+                }
+                let req = request_of(method, path, body.as_ref(), false)?;
+                match sender.try_send_request(req).await {
+                    Ok(resp) => {
+                        let closing = resp
+                            .headers()
+                            .get(hyper::header::CONNECTION)
+                            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+                        let reply = read_reply(resp).await?;
+                        if !closing {
+                            self.kept.put(sender);
+                        }
+                        return Ok(reply);
+                    }
+                    // A kept connection the server had closed (its idle timeout): the request
+                    // did not go out, so it goes out on a new connection.
+                    Err(mut e) => {
+                        if reused && e.take_message().is_some() {
+                            continue;
+                        }
+                        return Err(ClientError::Http(e.into_error()));
+                    }
+                }
+            }
         });
         let (status, text) = reply.await.map_err(|_| ClientError::NoReply {
             path: sock.clone(),

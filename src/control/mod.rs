@@ -1313,6 +1313,86 @@ mod tests {
             .expect("serve");
     }
 
+    /// The control socket, counting the connections it accepts.
+    struct Counting(
+        tokio::net::UnixListener,
+        Arc<std::sync::atomic::AtomicUsize>,
+    );
+
+    impl Listen for Counting {
+        type Stream = tokio::net::UnixStream;
+        async fn next(&self) -> std::io::Result<Self::Stream> {
+            let s = self.0.accept().await.map(|(s, _)| s)?;
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(s)
+        }
+    }
+
+    /// A client keeps its connection between calls (clones too, and concurrent calls open no
+    /// more than they need); when the server closed the kept connection (its idle timeout,
+    /// 300 ms here), the next call goes out on a new one instead of failing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_keeps_its_connection_and_survives_the_server_closing_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("internal.sock");
+        let std_listener = bind_std(&path).expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let listener = Counting(
+            tokio::net::UnixListener::from_std(std_listener).expect("listener"),
+            accepted.clone(),
+        );
+        let limits = Limits {
+            header_read_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let stop = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(serve_router(
+            "control",
+            listener,
+            router(state(), limits),
+            limits,
+            overloaded_reply(limits.max_connections),
+            stop.clone(),
+        ));
+        let count = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+        let c = client::Client::new(path.to_str().expect("utf8"));
+        for _ in 0..20 {
+            c.is_synced().await.expect("is-synced");
+        }
+        c.clone().status().await.expect("status from a clone");
+        assert_eq!((count(), c.kept()), (1, 1), "(connections, kept)");
+        // Four calls at once: four connections, all kept.
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                let c = c.clone();
+                tokio::spawn(async move { c.status().await.map(|_| ()) })
+            })
+            .collect();
+        for call in calls {
+            call.await.expect("join").expect("status");
+        }
+        assert!(
+            count() <= 4 && c.kept() == count(),
+            "{} connections, {} kept",
+            count(),
+            c.kept()
+        );
+        let before = count();
+        // The server closes idle connections after 300 ms.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        c.is_synced()
+            .await
+            .expect("is-synced after the server closed the kept connections");
+        assert_eq!(count(), before + 1);
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(7), server)
+            .await
+            .expect("server stops")
+            .expect("join")
+            .expect("serve");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn errors_carry_a_code_and_its_status_and_the_client_acts_on_them() {
         use client::{Client, ClientError};

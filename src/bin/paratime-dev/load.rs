@@ -5,6 +5,9 @@
 //! flight come from probe accounts that wait for each round (the latency samples); the rest
 //! from bulk accounts keeping up to 48 each in flight through submit-no-wait (a control
 //! connection is not held per transaction) and counting them finalized as their nonces pass.
+//! A bulk account reads its nonce when the node applied a new round (one task watches the
+//! node's status for all of them), not on a timer: the generator shares the machine with the
+//! network it measures, and a query is a runtime call.
 
 use paratime_node::cli::paratime::{
     encode_signed_call, next_nonce, signature_domain, submit, submit_no_wait,
@@ -103,15 +106,30 @@ const PROBES: usize = 16;
 /// Transactions one bulk account keeps in flight (below the runtime's nonce window of
 /// [`paratime_sdk::auth::MAX_NONCE_AHEAD`]).
 pub(crate) const ACCOUNT_WINDOW: usize = 48;
-/// How often a bulk account asks for its nonce (its finalized transactions).
-const POLL: Duration = Duration::from_millis(100);
+/// Bulk accounts' control calls (submissions and nonce queries) in flight at once: the node
+/// serves 128 control connections, and the probes hold up to 16 while they wait for their
+/// rounds.
+const BULK_CALLS: usize = 48;
+/// Connections the generator keeps: as many as its calls in flight (bulk, probes, the round
+/// watcher), so that none is closed and opened again.
+const KEPT: usize = BULK_CALLS + PROBES + 2;
+/// Attempts at one submission (the same bytes: a duplicate is harmless) before its account
+/// starts again from its nonce.
+const ATTEMPTS: usize = 3;
+/// How often the generator reads the round the client node applied (its status: no runtime
+/// call).
+const ROUND_POLL: Duration = Duration::from_millis(50);
+/// A bulk account asks for its nonce (its finalized transactions) after each round the node
+/// applies, and at least this often.
+const POLL: Duration = Duration::from_secs(1);
 /// A bulk account whose nonce did not move for this long submits again from its nonce (a
 /// transaction was lost: dropped from a full pool, or its round failed).
 const STALLED: Duration = Duration::from_secs(10);
 
 /// What the generator's tasks share.
 struct Shared {
-    address: String,
+    /// The client node's control API (its clones share kept connections).
+    client: paratime_node::control::client::Client,
     runtime: String,
     domain: [u8; 32],
     started: Instant,
@@ -123,6 +141,10 @@ struct Shared {
     stop: watch::Receiver<bool>,
     /// Distinct keys written (None: a new key per transaction).
     keys: Option<u64>,
+    /// The latest round the client node applied ([`watch_rounds`]).
+    applied: watch::Receiver<u64>,
+    /// Bounds the bulk accounts' calls in flight ([`BULK_CALLS`]).
+    calls: tokio::sync::Semaphore,
 }
 
 impl Shared {
@@ -131,6 +153,15 @@ impl Shared {
         if let Ok(mut le) = self.last_error.lock() {
             *le = e;
         }
+    }
+
+    /// A bulk account's nonce, within the bound on bulk calls in flight.
+    async fn nonce(
+        &self,
+        signer: &[u8; 32],
+    ) -> Result<u64, paratime_node::cli::paratime::CallError> {
+        let _permit = self.calls.acquire().await;
+        next_nonce(&self.client, &self.runtime, signer).await
     }
 
     fn stopped(&self) -> bool {
@@ -177,7 +208,7 @@ async fn probe(sh: Arc<Shared>, n: usize) {
     while !sh.stopped() {
         let current = match nonce {
             Some(x) => x,
-            None => match next_nonce(&sh.address, &sh.runtime, &signer).await {
+            None => match next_nonce(&sh.client, &sh.runtime, &signer).await {
                 Ok(x) => x,
                 Err(e) => {
                     sh.error(format!("nonce query: {e}"));
@@ -191,7 +222,7 @@ async fn probe(sh: Arc<Shared>, n: usize) {
             return;
         };
         let t = Instant::now();
-        match submit(&sh.address, &sh.runtime, &call, Duration::from_secs(30)).await {
+        match submit(&sh.client, &sh.runtime, &call, Duration::from_secs(30)).await {
             Ok(v) if v["result"]["error"].is_null() => {
                 let ms = t.elapsed().as_secs_f64() * 1000.0;
                 if let Ok(mut l) = sh.latencies.lock() {
@@ -214,10 +245,32 @@ async fn probe(sh: Arc<Shared>, n: usize) {
     }
 }
 
+/// Publishes the round the node at `address` applied (`storage.last_finalized_round` of the
+/// runtime) every [`ROUND_POLL`], until `stop`.
+async fn watch_rounds(
+    address: String,
+    runtime: String,
+    applied: watch::Sender<u64>,
+    stop: watch::Receiver<bool>,
+) {
+    let client = paratime_node::control::client::Client::new(address);
+    while !*stop.borrow() {
+        if let Ok(v) = client.status().await {
+            let rt = &v["runtimes"][&runtime];
+            if let Some(r) = rt["storage"]["last_finalized_round"].as_u64() {
+                applied.send_if_modified(|x| std::mem::replace(x, r) != r);
+            }
+        }
+        tokio::time::sleep(ROUND_POLL).await;
+    }
+}
+
 /// A bulk account: keeps `window` transactions from account `n` in flight without waiting on
 /// a control connection for each (submit-no-wait), and counts them finalized as its nonce
-/// (read from the finalized state every [`POLL`]) passes them.
+/// (read from the finalized state after each applied round, at least every [`POLL`]) passes
+/// them.
 async fn bulk(sh: Arc<Shared>, n: usize, window: usize) {
+    let mut applied = sh.applied.clone();
     let key = Shared::account(n);
     let signer = key.verifying_key().to_bytes();
     // Next nonce to use; submitted nonces not seen finalized yet.
@@ -227,7 +280,7 @@ async fn bulk(sh: Arc<Shared>, n: usize, window: usize) {
     let mut seq = 0u64;
     while !sh.stopped() {
         let Some(mut nonce) = next else {
-            match next_nonce(&sh.address, &sh.runtime, &signer).await {
+            match sh.nonce(&signer).await {
                 Ok(x) => {
                     next = Some(x);
                     outstanding.clear();
@@ -240,30 +293,66 @@ async fn bulk(sh: Arc<Shared>, n: usize, window: usize) {
             }
             continue;
         };
-        while outstanding.len() < window && !sh.stopped() {
-            seq += 1;
-            let Some(call) = sh.call(&key, n, seq, nonce) else {
-                return;
-            };
-            match submit_no_wait(&sh.address, &sh.runtime, &call, Duration::from_secs(30)).await {
-                Ok(_) => {
-                    outstanding.push_back(nonce);
-                    nonce += 1;
-                    next = Some(nonce);
+        // The window's free places, submitted at once (within the generator's bound on
+        // calls in flight): one at a time, an account's refill took a check-tx wait per
+        // transaction and capped the load below what the network takes.
+        let room = window.saturating_sub(outstanding.len());
+        if room > 0 && !sh.stopped() {
+            let mut calls = Vec::with_capacity(room);
+            for i in 0..room as u64 {
+                seq += 1;
+                let Some(call) = sh.call(&key, n, seq, nonce + i) else {
+                    return;
+                };
+                calls.push(call);
+            }
+            let results = futures::future::join_all(calls.iter().map(|call| async {
+                let mut attempt = 1;
+                loop {
+                    let r = {
+                        let _permit = sh.calls.acquire().await;
+                        submit_no_wait(&sh.client, &sh.runtime, call, Duration::from_secs(30)).await
+                    };
+                    match r {
+                        Err(e) if attempt < ATTEMPTS && !sh.stopped() => {
+                            sh.error(e.to_string());
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        r => break r,
+                    }
                 }
-                Err(e) => {
-                    sh.error(e.to_string());
-                    next = None;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    break;
+            }))
+            .await;
+            for r in results {
+                match r {
+                    Ok(_) if next.is_some() => {
+                        outstanding.push_back(nonce);
+                        nonce += 1;
+                        next = Some(nonce);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        // Later nonces wait behind the missing one: start again from the
+                        // account's nonce.
+                        sh.error(e.to_string());
+                        next = None;
+                    }
                 }
+            }
+            if next.is_none() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
         if next.is_none() {
             continue;
         }
-        tokio::time::sleep(POLL).await;
-        match next_nonce(&sh.address, &sh.runtime, &signer).await {
+        match tokio::time::timeout(POLL, applied.changed()).await {
+            Ok(Ok(())) | Err(_) => {}
+            // The watcher is gone (the run is stopping): poll on the timer.
+            Ok(Err(_)) => tokio::time::sleep(POLL).await,
+        }
+        match sh.nonce(&signer).await {
             Ok(current) => {
                 let before = outstanding.len();
                 while outstanding.front().is_some_and(|&x| x < current) {
@@ -320,8 +409,15 @@ pub(crate) async fn run(
     };
     let started = Instant::now();
     let done_before = done.load(Ordering::Relaxed);
+    let (applied_tx, applied) = watch::channel(0);
+    let watcher = tokio::spawn(watch_rounds(
+        address.clone(),
+        runtime.clone(),
+        applied_tx,
+        stop.clone(),
+    ));
     let sh = Arc::new(Shared {
-        address: address.clone(),
+        client: paratime_node::control::client::Client::new(address.clone()).keeping(KEPT),
         runtime: runtime.clone(),
         domain,
         started,
@@ -332,6 +428,8 @@ pub(crate) async fn run(
         last_error: Mutex::new(String::new()),
         stop: stop.clone(),
         keys,
+        applied,
+        calls: tokio::sync::Semaphore::new(BULK_CALLS),
     });
     let probes = concurrency.min(PROBES);
     let rest = concurrency - probes;
@@ -382,6 +480,7 @@ pub(crate) async fn run(
     for t in tasks {
         t.abort();
     }
+    watcher.abort();
     let after = roothash(&address, &runtime).await;
     let mut l = sh.latencies.lock().map(|l| l.clone()).unwrap_or_default();
     l.sort_by(|a, b| a.total_cmp(b));
