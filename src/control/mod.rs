@@ -1197,10 +1197,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn connections_are_bounded_and_idle_ones_closed_after_the_header_timeout() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("internal.sock");
-        let std_listener = bind_std(&path).expect("bind");
-        std_listener.set_nonblocking(true).expect("nonblocking");
-        let listener = tokio::net::UnixListener::from_std(std_listener).expect("listener");
+        let (path, listener) = socket(dir.path());
         let limits = Limits {
             max_connections: 8,
             header_read_timeout: Duration::from_secs(1),
@@ -1313,6 +1310,15 @@ mod tests {
             .expect("serve");
     }
 
+    /// A control socket in `dir`, bound as a node binds it.
+    fn socket(dir: &Path) -> (std::path::PathBuf, tokio::net::UnixListener) {
+        let path = dir.join("internal.sock");
+        let std_listener = bind_std(&path).expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let listener = tokio::net::UnixListener::from_std(std_listener).expect("listener");
+        (path, listener)
+    }
+
     /// The control socket, counting the connections it accepts.
     struct Counting(
         tokio::net::UnixListener,
@@ -1334,14 +1340,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_client_keeps_its_connection_and_survives_the_server_closing_it() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("internal.sock");
-        let std_listener = bind_std(&path).expect("bind");
-        std_listener.set_nonblocking(true).expect("nonblocking");
+        let (path, listener) = socket(dir.path());
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let listener = Counting(
-            tokio::net::UnixListener::from_std(std_listener).expect("listener"),
-            accepted.clone(),
-        );
+        let listener = Counting(listener, accepted.clone());
         let limits = Limits {
             header_read_timeout: Duration::from_millis(300),
             ..Limits::default()
@@ -1397,10 +1398,7 @@ mod tests {
     async fn errors_carry_a_code_and_its_status_and_the_client_acts_on_them() {
         use client::{Client, ClientError};
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("internal.sock");
-        let std_listener = bind_std(&path).expect("bind");
-        std_listener.set_nonblocking(true).expect("nonblocking");
-        let listener = tokio::net::UnixListener::from_std(std_listener).expect("listener");
+        let (path, listener) = socket(dir.path());
         let stop = tokio_util::sync::CancellationToken::new();
         let server = tokio::spawn(serve(listener, state(), stop.clone()));
         let c = Client::new(path.to_str().expect("utf8"));
@@ -1509,10 +1507,7 @@ mod tests {
     async fn state_reads_refuse_oversized_and_malformed_keys_and_prove_absence() {
         use client::{Client, ClientError};
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("internal.sock");
-        let std_listener = bind_std(&path).expect("bind");
-        std_listener.set_nonblocking(true).expect("nonblocking");
-        let listener = tokio::net::UnixListener::from_std(std_listener).expect("listener");
+        let (path, listener) = socket(dir.path());
         let rid: crate::bundle::RuntimeId = "00".repeat(32).parse().expect("rid");
         let tree = crate::host::state::RuntimeState::open(&dir.path().join("tree.redb"), 1 << 20)
             .expect("tree");

@@ -1483,28 +1483,29 @@ mod tests {
         }
     }
 
-    /// A hostile peer connected to node V publishes one valid consensus transaction under 300
-    /// salts, 100 forged and 100 garbage messages: V delivers the transaction to its engine once
-    /// and relays it once, so node W (V's only other peer) receives it once — not 300 times —
-    /// and none of the rest.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_peer_re_salting_a_transaction_or_sending_garbage_gets_nothing_relayed() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = |n: &str| Arc::new(Store::open(&dir.path().join(n)).expect("store"));
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let v_cfg = config(None);
+    /// Nodes V and W (W dials V) hosting `runtimes`, once W sees V on `topic` and their mesh
+    /// had a few heartbeats, and a raw gossipsub peer subscribed to `topic`, connected to V
+    /// and aware of V's subscription (it may publish to V).
+    async fn meshed_pair_and_a_peer(
+        dir: &std::path::Path,
+        runtimes: Vec<RuntimeId>,
+        topic: &gossipsub::IdentTopic,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> (Channels, Channels, Swarm<Behaviour>) {
+        let store = |n: &str| Arc::new(Store::open(&dir.join(n)).expect("store"));
+        let mut v_cfg = config(None);
+        v_cfg.runtimes = runtimes.clone();
         let v_id = v_cfg.keypair.public().to_peer_id();
-        let (_v_cmd, mut v_ev, _v_rt, mut v_status) =
-            spawn(v_cfg, store("v"), String::new(), shutdown.clone()).expect("spawn v");
-        let v_addr = tcp_address(&mut v_status).await;
+        let mut v = spawn(v_cfg, store("v"), String::new(), shutdown.clone()).expect("spawn v");
+        let v_addr = tcp_address(&mut v.3).await;
         let mut w_cfg = config(None);
+        w_cfg.runtimes = runtimes;
         w_cfg.seeds = vec![(v_id, v_addr.clone())];
-        let (_w_cmd, mut w_ev, _w_rt, w_status) =
-            spawn(w_cfg, store("w"), String::new(), shutdown.clone()).expect("spawn w");
-        // W joins V's mesh on the transaction topic (a few 500 ms heartbeats).
-        let topic = tx_topic("test");
+        let w = spawn(w_cfg, store("w"), String::new(), shutdown.clone()).expect("spawn w");
+        // W joins V's mesh on the topic (a few 500 ms heartbeats).
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while w_status
+        while w
+            .3
             .borrow()
             .topics
             .get(&topic.to_string())
@@ -1519,16 +1520,10 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-
-        let ctx = paratime_state::crypto::context(paratime_state::crypto::CONTEXT_TX, Some("test"));
-        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
-        let tx = Signed::sign(&key, &ctx, &"one transaction");
-        let mut forged = tx.clone();
-        forged.untrusted_raw_value = serde_bytes::ByteBuf::from(b"forged".to_vec());
         let mut h = swarm(&Limits::default());
         h.behaviour_mut()
             .gossipsub
-            .subscribe(&topic)
+            .subscribe(topic)
             .expect("subscribe");
         h.dial(DialOpts::peer_id(v_id).addresses(vec![v_addr]).build())
             .expect("dial");
@@ -1536,16 +1531,34 @@ mod tests {
         loop {
             let ev = tokio::time::timeout_at(deadline, h.select_next_some())
                 .await
-                .expect("V's subscription reaches the hostile peer");
+                .expect("V's subscription reaches the peer");
             if let SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(
                 gossipsub::Event::Subscribed { peer_id, .. },
             )) = ev
             {
                 if peer_id == v_id {
-                    break;
+                    return (v, w, h);
                 }
             }
         }
+    }
+
+    /// A hostile peer connected to node V publishes one valid consensus transaction under 300
+    /// salts, 100 forged and 100 garbage messages: V delivers the transaction to its engine once
+    /// and relays it once, so node W (V's only other peer) receives it once — not 300 times —
+    /// and none of the rest.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_re_salting_a_transaction_or_sending_garbage_gets_nothing_relayed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let topic = tx_topic("test");
+        let ((_v_cmd, mut v_ev, _v_rt, _), (_w_cmd, mut w_ev, _w_rt, _), mut h) =
+            meshed_pair_and_a_peer(dir.path(), Vec::new(), &topic, &shutdown).await;
+        let ctx = paratime_state::crypto::context(paratime_state::crypto::CONTEXT_TX, Some("test"));
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let tx = Signed::sign(&key, &ctx, &"one transaction");
+        let mut forged = tx.clone();
+        forged.untrusted_raw_value = serde_bytes::ByteBuf::from(b"forged".to_vec());
         let mut messages: Vec<Vec<u8>> = (0..300)
             .map(|_| GossipedTx::new(tx.clone()).encode())
             .collect();
@@ -1596,61 +1609,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_runtime_transaction_message_is_relayed_only_once_its_worker_says_so() {
         let dir = tempfile::tempdir().expect("tmp");
-        let store = |n: &str| Arc::new(Store::open(&dir.path().join(n)).expect("store"));
         let runtime: RuntimeId = "8000000000000000000000000000000000000000000000000000000000000001"
             .parse()
             .expect("runtime id");
         let (topic, _) = runtime_topics("test", &runtime);
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let mut v_cfg = config(None);
-        v_cfg.runtimes = vec![runtime];
-        let v_id = v_cfg.keypair.public().to_peer_id();
-        let (v_cmd, _v_ev, mut v_rt, mut v_status) =
-            spawn(v_cfg, store("v"), String::new(), shutdown.clone()).expect("spawn v");
-        let v_addr = tcp_address(&mut v_status).await;
-        let mut w_cfg = config(None);
-        w_cfg.runtimes = vec![runtime];
-        w_cfg.seeds = vec![(v_id, v_addr.clone())];
-        let (_w_cmd, _w_ev, mut w_rt, w_status) =
-            spawn(w_cfg, store("w"), String::new(), shutdown.clone()).expect("spawn w");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while w_status
-            .borrow()
-            .topics
-            .get(&topic.to_string())
-            .copied()
-            .unwrap_or(0)
-            == 0
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "W never saw V subscribed"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-
-        let mut h = swarm(&Limits::default());
-        h.behaviour_mut()
-            .gossipsub
-            .subscribe(&topic)
-            .expect("subscribe");
-        h.dial(DialOpts::peer_id(v_id).addresses(vec![v_addr]).build())
-            .expect("dial");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let ev = tokio::time::timeout_at(deadline, h.select_next_some())
-                .await
-                .expect("V's subscription reaches the peer");
-            if let SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(
-                gossipsub::Event::Subscribed { peer_id, .. },
-            )) = ev
-            {
-                if peer_id == v_id {
-                    break;
-                }
-            }
-        }
+        let ((v_cmd, _v_ev, mut v_rt, _), (_w_cmd, _w_ev, mut w_rt, _), mut h) =
+            meshed_pair_and_a_peer(dir.path(), vec![runtime], &topic, &shutdown).await;
         let message = |name: &str| {
             crate::encoding::canonical_cbor(&RuntimeTxs {
                 txs: vec![serde_bytes::ByteBuf::from(name.as_bytes().to_vec())],
