@@ -1206,15 +1206,7 @@ mod tests {
             keep_alive: true,
             max_connection_time: None,
         };
-        let stop = tokio_util::sync::CancellationToken::new();
-        let server = tokio::spawn(serve_router(
-            "control",
-            listener,
-            router(state(), limits),
-            limits,
-            overloaded_reply(limits.max_connections),
-            stop.clone(),
-        ));
+        let (stop, server) = serve_limited(listener, limits);
         let addr = path.to_str().expect("utf8");
         let (code, body) = client::request(addr, "GET", "/api/v1/status")
             .await
@@ -1319,6 +1311,26 @@ mod tests {
         (path, listener)
     }
 
+    /// Serves the test node's control API on `listener` within `limits` until `stop`.
+    fn serve_limited(
+        listener: impl Listen,
+        limits: Limits,
+    ) -> (
+        tokio_util::sync::CancellationToken,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(serve_router(
+            "control",
+            listener,
+            router(state(), limits),
+            limits,
+            overloaded_reply(limits.max_connections),
+            stop.clone(),
+        ));
+        (stop, server)
+    }
+
     /// The control socket, counting the connections it accepts.
     struct Counting(
         tokio::net::UnixListener,
@@ -1347,15 +1359,7 @@ mod tests {
             header_read_timeout: Duration::from_millis(300),
             ..Limits::default()
         };
-        let stop = tokio_util::sync::CancellationToken::new();
-        let server = tokio::spawn(serve_router(
-            "control",
-            listener,
-            router(state(), limits),
-            limits,
-            overloaded_reply(limits.max_connections),
-            stop.clone(),
-        ));
+        let (stop, server) = serve_limited(listener, limits);
         let count = || accepted.load(std::sync::atomic::Ordering::SeqCst);
         let c = client::Client::new(path.to_str().expect("utf8"));
         for _ in 0..20 {
