@@ -1294,12 +1294,7 @@ mod tests {
         let reply = closed_within(&mut s, Duration::from_secs(3)).await;
         assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
 
-        stop.cancel();
-        tokio::time::timeout(Duration::from_secs(7), server)
-            .await
-            .expect("server stops")
-            .expect("join")
-            .expect("serve");
+        stops_cleanly(stop, server).await;
     }
 
     /// A control socket in `dir`, bound as a node binds it.
@@ -1329,6 +1324,19 @@ mod tests {
             stop.clone(),
         ));
         (stop, server)
+    }
+
+    /// Stops a test server and waits for it to end without error.
+    async fn stops_cleanly(
+        stop: tokio_util::sync::CancellationToken,
+        server: tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(7), server)
+            .await
+            .expect("server stops")
+            .expect("join")
+            .expect("serve");
     }
 
     /// The control socket, counting the connections it accepts.
@@ -1390,12 +1398,7 @@ mod tests {
             .await
             .expect("is-synced after the server closed the kept connections");
         assert_eq!(count(), before + 1);
-        stop.cancel();
-        tokio::time::timeout(Duration::from_secs(7), server)
-            .await
-            .expect("server stops")
-            .expect("join")
-            .expect("serve");
+        stops_cleanly(stop, server).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
