@@ -26,6 +26,13 @@ pub trait ChainApp: Send + Sync + 'static {
         proposer: PublicKey,
         time_ms: u64,
     ) -> Result<Proposed, ChainError>;
+    /// Whether the next block is worth building now. A proposer asks before it builds its
+    /// block and, while the answer is no, waits — at most one block interval — for what is
+    /// missing (a runtime round's commitments on their way). Only when the proposer takes its
+    /// snapshot of the mempool depends on it, never what any node accepts.
+    fn ready_to_propose(&self) -> bool {
+        true
+    }
     /// Verifies a proposed block at `height` by deterministic re-execution on committed state.
     fn verify_block(&self, height: Height, block: &Proposed) -> Result<(), ChainError>;
     /// Commits a decided block with its certificate, durably, before returning.

@@ -466,6 +466,9 @@ struct AppState {
     stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// How often a proposer waiting for [`ChainApp::ready_to_propose`] asks again.
+const READY_POLL: Duration = Duration::from_millis(5);
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -537,10 +540,12 @@ impl AppState {
         out
     }
 
-    async fn publish(channels: &Channels<Ctx>, parts: Vec<StreamMessage<ProposalPart>>) {
+    async fn publish(
+        network: &tokio::sync::mpsc::Sender<NetworkMsg<Ctx>>,
+        parts: Vec<StreamMessage<ProposalPart>>,
+    ) {
         for p in parts {
-            if channels
-                .network
+            if network
                 .send(NetworkMsg::PublishProposalPart(p))
                 .await
                 .is_err()
@@ -753,34 +758,52 @@ impl AppState {
                     reply,
                     ..
                 } => {
-                    let r = round.as_u32().unwrap_or(0);
-                    let me = self.me.0;
-                    // After a restart, the block already proposed for this round, never another.
-                    let existing = self
-                        .app
-                        .proposals_seen(ChainHeight(height.0))
-                        .into_iter()
-                        .find(|(pr, p, _)| *pr == r && *p == me)
-                        .map(|(_, _, b)| b);
-                    let block = match existing {
-                        Some(b) => b,
-                        None => match self.app.build_block(ChainHeight(height.0), me, now_ms()) {
-                            Ok(b) => {
-                                self.app.remember_proposal(ChainHeight(height.0), r, me, &b);
-                                b
+                    let (app, me, net) = (self.app.clone(), self.me, channels.network.clone());
+                    let wait = self.block_interval;
+                    // Off the loop: while the proposer waits, proposal parts and decisions of
+                    // other heights keep flowing.
+                    tokio::spawn(async move {
+                        let r = round.as_u32().unwrap_or(0);
+                        // After a restart, the block already proposed for this round, never
+                        // another.
+                        let existing = app
+                            .proposals_seen(ChainHeight(height.0))
+                            .into_iter()
+                            .find(|(pr, p, _)| *pr == r && *p == me.0)
+                            .map(|(_, _, b)| b);
+                        let block = match existing {
+                            Some(b) => b,
+                            None => {
+                                // The first round of a height waits (bounded) for what the
+                                // chain says is on its way; a later round, after a timeout,
+                                // proposes at once.
+                                if r == 0 {
+                                    let until = tokio::time::Instant::now() + wait;
+                                    while !app.ready_to_propose()
+                                        && tokio::time::Instant::now() < until
+                                    {
+                                        tokio::time::sleep(READY_POLL).await;
+                                    }
+                                }
+                                match app.build_block(ChainHeight(height.0), me.0, now_ms()) {
+                                    Ok(b) => {
+                                        app.remember_proposal(ChainHeight(height.0), r, me.0, &b);
+                                        b
+                                    }
+                                    Err(e) => {
+                                        log::error!(target: "consensus", height = height.0; "cannot build a block: {e}");
+                                        return;
+                                    }
+                                }
                             }
-                            Err(e) => {
-                                log::error!(target: "consensus", height = height.0; "cannot build a block: {e}");
-                                continue;
-                            }
-                        },
-                    };
-                    let _ = reply.send(LocallyProposedValue::new(
-                        height,
-                        round,
-                        Value(BlockHash(block.hash())),
-                    ));
-                    Self::publish(&channels, Self::parts(&block, round, Round::Nil, me)).await;
+                        };
+                        let _ = reply.send(LocallyProposedValue::new(
+                            height,
+                            round,
+                            Value(BlockHash(block.hash())),
+                        ));
+                        Self::publish(&net, Self::parts(&block, round, Round::Nil, me.0)).await;
+                    });
                 }
                 AppMsg::ReceivedProposalPart {
                     from,
@@ -801,8 +824,11 @@ impl AppState {
                         .app
                         .proposal_by_hash(ChainHeight(height.0), &value_id.0)
                     {
-                        Self::publish(&channels, Self::parts(&b, round, valid_round, address.0))
-                            .await;
+                        Self::publish(
+                            &channels.network,
+                            Self::parts(&b, round, valid_round, address.0),
+                        )
+                        .await;
                     }
                 }
                 AppMsg::GetHistoryMinHeight { reply } => {

@@ -203,3 +203,45 @@ async fn four_validators_agree_and_survive_one_stopped() {
         r.stop().await;
     }
 }
+
+/// A proposer builds its block once the chain says it is ready (a runtime round's commitments
+/// are in), asking again while it is not; a chain that is never ready still gets its blocks,
+/// each after at most one block interval of waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposer_waits_for_the_chain_to_be_ready_but_not_forever() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g = genesis(1);
+    let ports = vec![free_port()];
+    let chain = Arc::new(MemChain::new(&g));
+    chain.gate.lock().expect("gate").asks_needed = 3;
+    let running = engine::start(
+        chain.clone(),
+        Arc::new(MemSigner::new(0)),
+        options(dir.path(), &ports, 0),
+    )
+    .await
+    .expect("engine starts");
+    wait_for(&[&chain], 4, Duration::from_secs(60)).await;
+    {
+        let gate = chain.gate.lock().expect("gate");
+        assert!(gate.builds.len() >= 4, "{:?}", gate.builds);
+        for (h, asks) in &gate.builds {
+            assert!(
+                *asks > 3,
+                "block {h} was built after {asks} asks: the proposer did not wait for the chain"
+            );
+        }
+    }
+    // Never ready: the chain goes on.
+    chain.gate.lock().expect("gate").asks_needed = u32::MAX;
+    let at = chain.last_committed().0;
+    wait_for(&[&chain], at + 3, Duration::from_secs(60)).await;
+    {
+        let gate = chain.gate.lock().expect("gate");
+        let last: Vec<_> = gate.builds.iter().rev().take(2).collect();
+        for (h, asks) in last {
+            assert!(*asks >= 2, "block {h} was built after {asks} asks");
+        }
+    }
+    running.stop().await;
+}

@@ -228,6 +228,39 @@ struct Inner {
     /// The last block built or verified here, with the state after it: its commit does not
     /// execute it again.
     executed: Option<(Hash, State, Vec<TxOutcome>)>,
+    /// Runtimes whose round the last committed block closed: their committees are executing
+    /// the next one now.
+    closed_last: BTreeSet<RuntimeId>,
+    /// Executor commitments waiting in the mempool, as (runtime, round, node), unverified: only
+    /// a hint of when to propose (see [`ChainApp::ready_to_propose`]), never used by the state.
+    commit_hints: Vec<(RuntimeId, paratime_state::Round, PublicKey)>,
+}
+
+/// Commitment hints kept at most (a round's commitments are a few per runtime: more is a
+/// flood, which only makes a proposer wait less).
+const MAX_COMMIT_HINTS: usize = 4_096;
+
+/// The (runtime, round, node) of each commitment a transaction carries, when it is a
+/// `roothash.ExecutorCommit`; nothing verified.
+fn commit_hints(tx: &Signed) -> Vec<(RuntimeId, paratime_state::Round, PublicKey)> {
+    use paratime_state::roothash::{CommitmentHeader, ExecutorCommit};
+    let Ok(t) = crate::encoding::from_cbor::<super::state::Transaction>(&tx.untrusted_raw_value)
+    else {
+        return Vec::new();
+    };
+    if t.method != "roothash.ExecutorCommit" {
+        return Vec::new();
+    }
+    let Ok(body) = t.body.deserialized::<ExecutorCommit>() else {
+        return Vec::new();
+    };
+    body.commits
+        .iter()
+        .filter_map(|s| {
+            let h = crate::encoding::from_cbor::<CommitmentHeader>(&s.untrusted_raw_value).ok()?;
+            Some((body.id, h.header.round, s.signature.public_key))
+        })
+        .collect()
 }
 
 /// The node's chain, as the engine sees it.
@@ -313,6 +346,32 @@ impl Chain {
         Self::admit(&mut self.lock(), tx);
     }
 
+    /// Whether no runtime round is about to complete: for every runtime whose round the last
+    /// block closed, or whose open round has commitments, every worker's commitment is pooled
+    /// or waiting in the mempool. A round finalizes only once every worker committed, and its
+    /// commitments arrive within one execution of the batch: a block built before they are
+    /// all in leaves the round for the block after, a whole block interval later.
+    fn round_covered(i: &Inner) -> bool {
+        i.state.roothash.iter().all(|(rid, chain)| {
+            let running = i.closed_last.contains(rid) || !chain.pool.commits.is_empty();
+            let Some(committee) = i.state.committees.get(rid) else {
+                return true;
+            };
+            if !running || chain.pool.discrepancy {
+                return true;
+            }
+            let open = chain.block.round.saturating_add(1);
+            paratime_state::roothash::workers(committee)
+                .iter()
+                .all(|w| {
+                    chain.pool.commits.contains_key(w)
+                        || i.commit_hints
+                            .iter()
+                            .any(|(r, round, node)| r == rid && *round == open && node == w)
+                })
+        })
+    }
+
     /// Takes a transaction into the mempool unless it is too large, already seen, or the
     /// mempool is full (by count or by bytes): a peer's flood costs at most
     /// [`MEMPOOL_MAX_BYTES`] of memory, whatever its transactions claim to be.
@@ -328,6 +387,9 @@ impl Chain {
         if !i.seen.insert(hash_of(&tx), height, ()) {
             return false;
         }
+        let room = MAX_COMMIT_HINTS.saturating_sub(i.commit_hints.len());
+        i.commit_hints
+            .extend(commit_hints(&tx).into_iter().take(room));
         i.mempool.push((tx, height));
         i.mempool_bytes += size;
         true
@@ -449,6 +511,19 @@ impl Chain {
         }
         i.seen.trim(i.state.height.0);
         i.mempool_bytes = i.mempool.iter().map(|(t, _)| tx_size(t)).sum();
+        // Hints of rounds still open (or ahead) stay; the mempool's waiting commitments are
+        // among them.
+        let Inner {
+            commit_hints,
+            state,
+            ..
+        } = i;
+        commit_hints.retain(|(rid, round, _)| {
+            state
+                .roothash
+                .get(rid)
+                .is_some_and(|c| *round > c.block.round)
+        });
     }
 
     /// This node's own transactions that have waited `REGOSSIP_AFTER_BLOCKS` or more: gossip
@@ -624,6 +699,17 @@ impl ChainApp for Chain {
                 i.stats.pop_front();
             }
         }
+        i.closed_last = next
+            .roothash
+            .iter()
+            .filter(|(rid, c)| {
+                i.state
+                    .roothash
+                    .get(*rid)
+                    .is_none_or(|o| o.block.round != c.block.round)
+            })
+            .map(|(rid, _)| *rid)
+            .collect();
         i.previous_validators = std::mem::replace(&mut i.state, next).validators;
         Self::prune_mempool(&mut i);
         if let Err(e) = self.signer.prune_consensus_below(h) {
@@ -642,6 +728,10 @@ impl ChainApp for Chain {
 
     fn committed(&self, height: Height) -> Option<(Proposed, CommitCert)> {
         self.store.block(height.0).ok().flatten()
+    }
+
+    fn ready_to_propose(&self) -> bool {
+        Self::round_covered(&self.lock())
     }
 
     fn earliest_height(&self) -> Height {
@@ -807,6 +897,8 @@ pub async fn start(
             state,
             mempool: Vec::new(),
             mempool_bytes: 0,
+            closed_last: BTreeSet::new(),
+            commit_hints: Vec::new(),
             seen: Recent::new(SEEN_MAX, SEEN_BLOCKS),
             stats: VecDeque::new(),
             last_block_time_ms: latest_time_ms,
@@ -977,6 +1069,8 @@ mod tests {
             stats: VecDeque::new(),
             last_block_time_ms: 0,
             executed: None,
+            closed_last: BTreeSet::new(),
+            commit_hints: Vec::new(),
         }
     }
 
@@ -988,6 +1082,131 @@ mod tests {
                     .method
             })
             .collect()
+    }
+
+    /// A state with runtime `rid` whose committee has workers 11, 12, 13 (backup 14).
+    fn with_committee(rid: RuntimeId) -> State {
+        use crate::consensus::state::{Committee, CommitteeKind, CommitteeMember, Role};
+        let mut s = state();
+        let member = |role, b: u8| CommitteeMember {
+            role,
+            public_key: PublicKey::of(&SigningKey::from_bytes(&[b; 32])),
+        };
+        s.committees.insert(
+            rid,
+            Committee {
+                kind: CommitteeKind::Executor,
+                members: vec![
+                    member(Role::Worker, 11),
+                    member(Role::Worker, 12),
+                    member(Role::Worker, 13),
+                    member(Role::BackupWorker, 14),
+                ],
+                runtime_id: rid,
+                valid_for: paratime_state::Epoch(0),
+            },
+        );
+        s.roothash
+            .insert(rid, crate::consensus::roothash::RuntimeChain::genesis(rid));
+        s
+    }
+
+    /// A `roothash.ExecutorCommit` of `rid` signed by node `by` with `nonce`, carrying the
+    /// commitments of (node, round) (signed, but nothing here checks them: hints are not
+    /// verified).
+    fn commitments(s: &State, rid: RuntimeId, by: u8, nonce: u64, of: &[(u8, u64)]) -> Signed {
+        use crate::consensus::roothash::{
+            CommitmentHeader, ComputeResultsHeader, ExecutorCommit, Failure,
+        };
+        let commits = of
+            .iter()
+            .map(|&(b, round)| {
+                let key = SigningKey::from_bytes(&[b; 32]);
+                let h = CommitmentHeader {
+                    scheduler_id: PublicKey::of(&key),
+                    header: ComputeResultsHeader {
+                        round: paratime_state::Round(round),
+                        previous_hash: [0; 32],
+                        io_root: [0; 32],
+                        state_root: [0; 32],
+                    },
+                    failure: Failure::None,
+                };
+                Signed::sign(&key, "test", &h)
+            })
+            .collect();
+        let body = ciborium::Value::serialized(&ExecutorCommit { id: rid, commits }).expect("body");
+        tx_with(
+            s,
+            &SigningKey::from_bytes(&[by; 32]),
+            nonce,
+            "roothash.ExecutorCommit",
+            body,
+        )
+    }
+
+    fn commitment(s: &State, rid: RuntimeId, b: u8, round: u64) -> Signed {
+        commitments(s, rid, b, round, &[(b, round)])
+    }
+
+    #[test]
+    fn a_proposer_waits_for_every_workers_commitment_to_a_round_in_progress() {
+        let rid: RuntimeId = "8000000000000000000000000000000000000000000000000000000000000001"
+            .parse()
+            .expect("rid");
+        let s = with_committee(rid);
+        let mut i = inner(s.clone(), Vec::new());
+        // Nothing running: propose at once.
+        assert!(Chain::round_covered(&i));
+        // The last block closed round 0: round 1 is being executed.
+        i.closed_last.insert(rid);
+        assert!(!Chain::round_covered(&i));
+        // Commitments to another round, or from a backup worker, do not count.
+        assert!(Chain::admit(&mut i, commitment(&s, rid, 11, 2)));
+        assert!(Chain::admit(&mut i, commitment(&s, rid, 14, 1)));
+        assert!(Chain::admit(&mut i, commitment(&s, rid, 11, 1)));
+        assert!(Chain::admit(&mut i, commitment(&s, rid, 12, 1)));
+        assert!(!Chain::round_covered(&i), "worker 13 has not committed");
+        assert!(Chain::admit(&mut i, commitment(&s, rid, 13, 1)));
+        assert!(Chain::round_covered(&i));
+
+        // A round whose pool already holds a commitment waits for the others too, wherever
+        // they are.
+        let mut i = inner(s.clone(), Vec::new());
+        let w11 = PublicKey::of(&SigningKey::from_bytes(&[11; 32]));
+        let header = crate::encoding::from_cbor::<crate::consensus::state::Transaction>(
+            &commitment(&s, rid, 11, 1).untrusted_raw_value,
+        )
+        .expect("tx")
+        .body
+        .deserialized::<crate::consensus::roothash::ExecutorCommit>()
+        .expect("body")
+        .commits[0]
+            .untrusted_raw_value
+            .clone();
+        i.state
+            .roothash
+            .get_mut(&rid)
+            .expect("chain")
+            .pool
+            .commits
+            .insert(w11, crate::encoding::from_cbor(&header).expect("header"));
+        assert!(!Chain::round_covered(&i));
+        assert!(Chain::admit(&mut i, commitment(&s, rid, 12, 1)));
+        assert!(Chain::admit(&mut i, commitment(&s, rid, 13, 1)));
+        assert!(Chain::round_covered(&i));
+        // Once the round is closed its hints go with the mempool's pruning.
+        i.state.roothash.get_mut(&rid).expect("chain").block.round = paratime_state::Round(1);
+        Chain::prune_mempool(&mut i);
+        assert!(i.commit_hints.is_empty(), "{:?}", i.commit_hints);
+
+        // A flood of commitments leaves the hints bounded.
+        let mut i = inner(s.clone(), Vec::new());
+        let many: Vec<(u8, u64)> = (0..50).map(|r| (15, r)).collect();
+        for n in 0..100 {
+            assert!(Chain::admit(&mut i, commitments(&s, rid, 15, n, &many)));
+        }
+        assert_eq!(i.commit_hints.len(), MAX_COMMIT_HINTS);
     }
 
     #[test]

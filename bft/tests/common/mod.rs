@@ -23,6 +23,18 @@ use std::time::{Duration, Instant};
 /// A chain in memory: the real state machine and blocks, no store.
 pub(crate) struct MemChain {
     pub inner: Mutex<Inner>,
+    pub gate: Mutex<Gate>,
+}
+
+/// When [`MemChain`] says it is ready to propose: after `asks_needed` refusals per block.
+#[derive(Default)]
+pub(crate) struct Gate {
+    /// Refusals before the chain is ready (0: always ready; `u32::MAX`: never).
+    pub asks_needed: u32,
+    /// Times asked since the last block was built.
+    pub asks: u32,
+    /// For each block built: (height, times the proposer had asked before building it).
+    pub builds: Vec<(u64, u32)>,
 }
 
 pub(crate) struct Inner {
@@ -46,6 +58,7 @@ impl MemChain {
                 proposals: BTreeMap::new(),
                 evidence: Vec::new(),
             }),
+            gate: Mutex::new(Gate::default()),
         }
     }
 
@@ -64,12 +77,22 @@ impl ChainApp for MemChain {
     fn validator_set(&self, height: Height) -> Option<ValidatorSet> {
         self.lock().sets.get(&height.0).cloned()
     }
+    fn ready_to_propose(&self) -> bool {
+        let mut g = self.gate.lock().expect("gate");
+        g.asks = g.asks.saturating_add(1);
+        g.asks > g.asks_needed
+    }
     fn build_block(
         &self,
         height: Height,
         proposer: PublicKey,
         time_ms: u64,
     ) -> Result<Proposed, ChainError> {
+        {
+            let mut g = self.gate.lock().expect("gate");
+            let asks = std::mem::take(&mut g.asks);
+            g.builds.push((height.0, asks));
+        }
         let i = self.lock();
         if height != i.state.height.saturating_add(1) {
             return Err(ChainError::NotNext {
