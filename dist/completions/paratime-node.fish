@@ -205,7 +205,7 @@ complete -c paratime-node -n "__fish_paratime_node_using_subcommand genesis; and
 complete -c paratime-node -n "__fish_paratime_node_using_subcommand genesis; and __fish_seen_subcommand_from init" -l bundle -d 'The ParaTime\'s bundle: its runtime ID is registered, with its version and manifest hash as the deployment valid from epoch 0 (what nodes configured by id download)' -r -F
 complete -c paratime-node -n "__fish_paratime_node_using_subcommand genesis; and __fish_seen_subcommand_from init" -l group-size -d 'Executor committee size' -r
 complete -c paratime-node -n "__fish_paratime_node_using_subcommand genesis; and __fish_seen_subcommand_from init" -l epoch-interval -d 'Blocks per epoch' -r
-complete -c paratime-node -n "__fish_paratime_node_using_subcommand genesis; and __fish_seen_subcommand_from init" -l block-interval-ms -d 'Milliseconds between blocks' -r
+complete -c paratime-node -n "__fish_paratime_node_using_subcommand genesis; and __fish_seen_subcommand_from init" -l block-interval-ms -d 'Milliseconds between blocks, at least (a proposer waits up to one more interval for the commitments of a ParaTime round in progress)' -r
 complete -c paratime-node -n "__fish_paratime_node_using_subcommand genesis; and __fish_seen_subcommand_from init" -l config -d 'Run the node with this config.yml (oasis-node format)' -r -F
 complete -c paratime-node -n "__fish_paratime_node_using_subcommand genesis; and __fish_seen_subcommand_from init" -l unsafe-debug -d 'UNSAFE, development only: allow running as root and the unconfined provisioner'
 complete -c paratime-node -n "__fish_paratime_node_using_subcommand genesis; and __fish_seen_subcommand_from init" -s h -l help -d 'Print help'

@@ -47,7 +47,8 @@ pub enum GenesisCmd {
         /// Blocks per epoch.
         #[arg(long, default_value_t = 10)]
         epoch_interval: u64,
-        /// Milliseconds between blocks.
+        /// Milliseconds between blocks, at least (a proposer waits up to one more interval for
+        /// the commitments of a ParaTime round in progress).
         #[arg(long, default_value_t = 1000)]
         block_interval_ms: u64,
     },

@@ -37,7 +37,8 @@ pub(crate) struct Args {
     /// Blocks per epoch.
     #[arg(long, default_value_t = 10)]
     epoch_interval: u64,
-    /// Milliseconds between blocks.
+    /// Milliseconds between blocks, at least (a proposer waits up to one more interval for the
+    /// commitments of a ParaTime round in progress).
     #[arg(long, default_value_t = 200)]
     block_interval_ms: u64,
     /// Transactions per ParaTime batch (the genesis's `max_batch_size`; one batch per round,
