@@ -228,9 +228,12 @@ struct Inner {
     /// The last block built or verified here, with the state after it: its commit does not
     /// execute it again.
     executed: Option<(Hash, State, Vec<TxOutcome>)>,
-    /// Runtimes whose round the last committed block closed: their committees are executing
-    /// the next one now.
-    closed_last: BTreeSet<RuntimeId>,
+    /// Runtimes whose round the last committed block moved: closed it (the committee is
+    /// executing the next one now) or added a commitment to it (the other workers' are on
+    /// their way). Derived from committed blocks alone, so every validator waits for the same
+    /// rounds, at most once per commitment that lands: a worker that never commits cannot slow
+    /// every block down.
+    moved_last: BTreeSet<RuntimeId>,
     /// Executor commitments waiting in the mempool, as (runtime, round, node), unverified: only
     /// a hint of when to propose (see [`ChainApp::ready_to_propose`]), never used by the state.
     commit_hints: Vec<(RuntimeId, paratime_state::Round, PublicKey)>,
@@ -347,13 +350,13 @@ impl Chain {
     }
 
     /// Whether no runtime round is about to complete: for every runtime whose round the last
-    /// block closed, or whose open round has commitments, every worker's commitment is pooled
-    /// or waiting in the mempool. A round finalizes only once every worker committed, and its
+    /// block closed or added a commitment to, every worker's commitment is pooled or waiting
+    /// in the mempool. A round finalizes only once every worker committed, and its
     /// commitments arrive within one execution of the batch: a block built before they are
     /// all in leaves the round for the block after, a whole block interval later.
     fn round_covered(i: &Inner) -> bool {
         i.state.roothash.iter().all(|(rid, chain)| {
-            let running = i.closed_last.contains(rid) || !chain.pool.commits.is_empty();
+            let running = i.moved_last.contains(rid);
             let Some(committee) = i.state.committees.get(rid) else {
                 return true;
             };
@@ -699,14 +702,13 @@ impl ChainApp for Chain {
                 i.stats.pop_front();
             }
         }
-        i.closed_last = next
+        i.moved_last = next
             .roothash
             .iter()
             .filter(|(rid, c)| {
-                i.state
-                    .roothash
-                    .get(*rid)
-                    .is_none_or(|o| o.block.round != c.block.round)
+                i.state.roothash.get(*rid).is_none_or(|o| {
+                    o.block.round != c.block.round || c.pool.commits.len() > o.pool.commits.len()
+                })
             })
             .map(|(rid, _)| *rid)
             .collect();
@@ -897,7 +899,7 @@ pub async fn start(
             state,
             mempool: Vec::new(),
             mempool_bytes: 0,
-            closed_last: BTreeSet::new(),
+            moved_last: BTreeSet::new(),
             commit_hints: Vec::new(),
             seen: Recent::new(SEEN_MAX, SEEN_BLOCKS),
             stats: VecDeque::new(),
@@ -1069,7 +1071,7 @@ mod tests {
             stats: VecDeque::new(),
             last_block_time_ms: 0,
             executed: None,
-            closed_last: BTreeSet::new(),
+            moved_last: BTreeSet::new(),
             commit_hints: Vec::new(),
         }
     }
@@ -1159,7 +1161,7 @@ mod tests {
         // Nothing running: propose at once.
         assert!(Chain::round_covered(&i));
         // The last block closed round 0: round 1 is being executed.
-        i.closed_last.insert(rid);
+        i.moved_last.insert(rid);
         assert!(!Chain::round_covered(&i));
         // Commitments to another round, or from a backup worker, do not count.
         assert!(Chain::admit(&mut i, commitment(&s, rid, 11, 2)));
@@ -1170,7 +1172,7 @@ mod tests {
         assert!(Chain::admit(&mut i, commitment(&s, rid, 13, 1)));
         assert!(Chain::round_covered(&i));
 
-        // A round whose pool already holds a commitment waits for the others too, wherever
+        // A round the last block added a commitment to waits for the others too, wherever
         // they are.
         let mut i = inner(s.clone(), Vec::new());
         let w11 = PublicKey::of(&SigningKey::from_bytes(&[11; 32]));
@@ -1191,6 +1193,10 @@ mod tests {
             .pool
             .commits
             .insert(w11, crate::encoding::from_cbor(&header).expect("header"));
+        // A round the last block did not move holds no block: a worker that never commits
+        // costs a wait per commitment that lands, not one per block.
+        assert!(Chain::round_covered(&i));
+        i.moved_last.insert(rid);
         assert!(!Chain::round_covered(&i));
         assert!(Chain::admit(&mut i, commitment(&s, rid, 12, 1)));
         assert!(Chain::admit(&mut i, commitment(&s, rid, 13, 1)));
