@@ -1160,6 +1160,30 @@ mod tests {
         let mut i = inner(s.clone(), Vec::new());
         // Nothing running: propose at once.
         assert!(Chain::round_covered(&i));
+        // A commitment transaction lying about its body, or whose commitments are not
+        // commitment headers, gives no hint (and is still only a mempool entry).
+        let liar = SigningKey::from_bytes(&[16; 32]);
+        assert!(Chain::admit(
+            &mut i,
+            tx_with(
+                &s,
+                &liar,
+                0,
+                "roothash.ExecutorCommit",
+                ciborium::Value::Null
+            )
+        ));
+        let not_headers =
+            ciborium::Value::serialized(&crate::consensus::roothash::ExecutorCommit {
+                id: rid,
+                commits: vec![Signed::sign(&liar, "test", &7u64)],
+            })
+            .expect("body");
+        assert!(Chain::admit(
+            &mut i,
+            tx_with(&s, &liar, 1, "roothash.ExecutorCommit", not_headers)
+        ));
+        assert!(i.commit_hints.is_empty(), "{:?}", i.commit_hints);
         // The last block closed round 0: round 1 is being executed.
         i.moved_last.insert(rid);
         assert!(!Chain::round_covered(&i));
