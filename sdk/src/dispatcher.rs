@@ -223,6 +223,8 @@ struct Connection {
     domain: [u8; 32],
     /// Transactions that passed check-tx, so that executing them verifies no signature again.
     checked: crate::auth::Checked,
+    /// Signers' keys, decoded once.
+    keys: crate::auth::Keys,
     /// Host values read ahead for the request being served (its signers' nonces), dropped when
     /// it is answered: the host's state does not change under one request.
     read_ahead: std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>,
@@ -365,7 +367,7 @@ fn run_call<R: Runtime>(rt: &R, ctx: &mut TxContext<'_>, raw: &[u8], execute: bo
     let mut sender = None;
     let verified = execute && ctx.conn.checked.take(raw);
     let mut signed = false;
-    let call = match crate::auth::open_known(raw, &domain, verified) {
+    let call = match crate::auth::open_known(raw, &domain, verified, &mut ctx.conn.keys) {
         Ok(Some(v)) => {
             signed = true;
             let (id, seq) = (v.signer, v.nonce);
@@ -544,6 +546,7 @@ pub fn serve<R: Runtime>(mut rt: R, stream: UnixStream) -> Result<(), FrameError
         queued: VecDeque::new(),
         domain: crate::auth::domain("", &[0; 32]),
         checked: crate::auth::Checked::new(crate::auth::Checked::MAX_ENTRIES),
+        keys: crate::auth::Keys::new(crate::auth::Keys::MAX_ENTRIES),
         read_ahead: Default::default(),
     };
     loop {

@@ -105,7 +105,11 @@ fn measure(a: &Args, dir: &std::path::Path, n: u64, label: &str) -> anyhow::Resu
     let mut round = 0u64;
     let mut filled = 0u64;
     let t = Instant::now();
+    // A large fill takes many minutes: progress every 30 s, with the cost of the batches since
+    // the last line and the file's size (redb grows it in steps).
+    let mut shown = (Instant::now(), 0u64, Duration::ZERO);
     while filled < n {
+        let batch = Instant::now();
         let end = (filled + a.fill_batch).min(n);
         let log = log_of(
             (filled..end)
@@ -118,6 +122,18 @@ fn measure(a: &Args, dir: &std::path::Path, n: u64, label: &str) -> anyhow::Resu
         state.apply(round, &prev, &log, &next)?;
         state.prune(round, 64)?;
         filled = end;
+        shown.2 += batch.elapsed();
+        if shown.0.elapsed() >= Duration::from_secs(30) && filled < n {
+            let keys = filled - shown.1;
+            eprintln!(
+                "{label}: {filled} of {n} keys after {:.0}s: {:.1} µs per key since the last line, store {:.0} MB, RSS {:.0} MB",
+                t.elapsed().as_secs_f64(),
+                shown.2.as_secs_f64() * 1e6 / keys.max(1) as f64,
+                dir_mb(&path),
+                rss_mb()
+            );
+            shown = (Instant::now(), filled, Duration::ZERO);
+        }
     }
     eprintln!(
         "{label}: filled {n} keys in {:.1}s, store {:.0} MB, RSS {:.0} MB",

@@ -85,8 +85,9 @@ pub(crate) struct Args {
     /// The growth report's "node alone" RSS for that node is then COMMAND's. Repeatable.
     #[arg(long = "wrap", value_name = "NODE=COMMAND")]
     wrap: Vec<String>,
-    /// Every this long, sample transactions finalized, RSS and data dir size per node; the
-    /// growth report is printed at the end (and is `growth` in --json).
+    /// Every this long, sample transactions, ParaTime rounds and consensus blocks finalized, and
+    /// RSS, CPU and data dir size per node; the growth report is printed at the end (and is
+    /// `growth` in --json).
     #[arg(long, default_value = "60s")]
     growth_every: humantime::Duration,
     /// Prune runtime history and state on every node: keep this many rounds
@@ -290,6 +291,11 @@ struct GrowthRow {
     sample: usize,
     /// Transactions finalized per second over the interval.
     tx_per_s: f64,
+    /// ParaTime rounds finalized and consensus blocks over the interval, as client-0 saw them
+    /// (0 when no node answered): which of the two moved when throughput did — transactions
+    /// per round (the batches) or rounds per block (the pacing).
+    rounds: u64,
+    blocks: u64,
     /// Per node: RSS of the node and its launcher and sandboxes (MB), and its data dir (MB).
     nodes: std::collections::BTreeMap<String, (f64, f64)>,
     /// Per node: RSS of the node process alone (MB), and what its stores' caches hold of that
@@ -319,9 +325,11 @@ impl GrowthRow {
             .map(|(n, c)| format!("{n} {c:.0}"))
             .collect();
         format!(
-            "#{:<3} {:>7.1} tx/s  RSS/disk MB: {}  node alone/its caches MB: {}  CPU %: {}",
+            "#{:<3} {:>7.1} tx/s  {} rounds / {} blocks  RSS/disk MB: {}  node alone/its caches MB: {}  CPU %: {}",
             self.sample,
             self.tx_per_s,
+            self.rounds,
+            self.blocks,
             nodes.join("  "),
             own.join("  "),
             cpu.join("  ")
@@ -379,9 +387,26 @@ fn rss_mb(pid: u32) -> f64 {
 }
 
 /// Per node: the bytes its stores' caches hold now (MB), from its status.
-async fn state_caches(dir: &Path, children: &[(String, Child)]) -> BTreeMap<String, f64> {
+/// What the first node that answers (client-0 first) has seen so far: its consensus height and
+/// the ParaTime rounds finalized.
+#[derive(Clone, Copy, Debug, Default)]
+struct Progress {
+    height: u64,
+    rounds: u64,
+}
+
+async fn state_caches(
+    dir: &Path,
+    children: &[(String, Child)],
+) -> (BTreeMap<String, f64>, Option<Progress>) {
     let mut out = BTreeMap::new();
-    for (name, _) in children {
+    let mut progress = None;
+    // client-0 first: it follows every round and every block.
+    let order = children
+        .iter()
+        .filter(|(n, _)| n == "client-0")
+        .chain(children.iter().filter(|(n, _)| n != "client-0"));
+    for (name, _) in order {
         let sock = format!(
             "unix:{}",
             dir.join(name).join("data/internal.sock").display()
@@ -392,6 +417,19 @@ async fn state_caches(dir: &Path, children: &[(String, Child)]) -> BTreeMap<Stri
         else {
             continue;
         };
+        if progress.is_none() {
+            progress = st["consensus"]["latest_height"]
+                .as_u64()
+                .map(|height| Progress {
+                    height,
+                    rounds: st["runtimes"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|rts| rts.values())
+                        .filter_map(|rt| rt["roothash"]["rounds_finalized"].as_u64())
+                        .sum(),
+                });
+        }
         let consensus = st["consensus"]["store_cache_bytes"].as_u64().unwrap_or(0);
         let state: u64 = st["runtimes"]
             .as_object()
@@ -408,7 +446,7 @@ async fn state_caches(dir: &Path, children: &[(String, Child)]) -> BTreeMap<Stri
             ((consensus + state) as f64 / 1e5).round() / 10.0,
         );
     }
-    out
+    (out, progress)
 }
 
 /// Bytes under `dir` (apparent sizes), in MB.
@@ -437,9 +475,12 @@ fn growth_row(
     cpu: &mut BTreeMap<String, (std::time::Instant, u64)>,
     sample: usize,
     tx_per_s: f64,
+    (rounds, blocks): (u64, u64),
 ) -> GrowthRow {
     let now = std::time::Instant::now();
     GrowthRow {
+        rounds,
+        blocks,
         cpu_percent: children
             .iter()
             .filter_map(|(name, c)| {
@@ -1046,6 +1087,7 @@ pub(crate) fn run(a: Args) -> i32 {
         let growth_every: Duration = a.growth_every.into();
         let mut growth_tick = tokio::time::interval_at(tokio::time::Instant::now() + growth_every, growth_every);
         let mut last_sample = (std::time::Instant::now(), 0u64);
+        let mut last_progress: Option<Progress> = state_caches(&a.dir, &children).await.1;
         let mut cpu_seen: BTreeMap<String, (std::time::Instant, u64)> = children
             .iter()
             .map(|(n, c)| (n.clone(), (std::time::Instant::now(), tree_cpu_ms(c.id()))))
@@ -1067,8 +1109,13 @@ pub(crate) fn run(a: Args) -> i32 {
                     let secs = now.duration_since(last_sample.0).as_secs_f64().max(0.001);
                     let tx_per_s = (n - last_sample.1) as f64 / secs;
                     last_sample = (now, n);
-                    let caches = state_caches(&a.dir, &children).await;
-                    let row = growth_row(&a.dir, &children, &caches, &mut cpu_seen, growth.len() + 1, tx_per_s);
+                    let (caches, progress) = state_caches(&a.dir, &children).await;
+                    let moved = match (progress, last_progress) {
+                        (Some(p), Some(l)) => (p.rounds.saturating_sub(l.rounds), p.height.saturating_sub(l.height)),
+                        _ => (0, 0),
+                    };
+                    last_progress = progress.or(last_progress);
+                    let row = growth_row(&a.dir, &children, &caches, &mut cpu_seen, growth.len() + 1, tx_per_s, moved);
                     eprintln!("growth: {}", row.line());
                     growth.push(row);
                 }
