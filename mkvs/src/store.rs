@@ -502,6 +502,7 @@ impl NodeDb {
             // The new nodes the new tree reaches (stored under `version`, their pointers to new
             // nodes too), and the older ones it still points to.
             let mut kept_old: HashSet<Ptr> = HashSet::new();
+            let mut rows: Vec<([u8; 40], Vec<u8>)> = Vec::with_capacity(staged.created.len());
             let mut stack = vec![staged.root];
             while let Some(p) = stack.pop() {
                 if p.is_none() {
@@ -516,19 +517,31 @@ impl NodeDb {
                 };
                 stack.extend(node.children().unwrap_or([Ptr::NONE; 3]));
                 let node = node.map_children(at);
-                nodes
-                    .insert(&node_key(&at(p))[..], &node.encode()[..])
-                    .map_err(|e| self.err(e))?;
+                rows.push((node_key(&at(p)), node.encode()));
                 fresh_nodes.push((at(p), Arc::new(node)));
             }
+            // In key order. A version's nodes and stale records are each one new range at the
+            // end of their table (versions only go forward): sorted, they fill page after
+            // page; in the walk's order (random hashes) every insert lands on a random page
+            // of the range, which costs little for a round's thousands of nodes but, once the
+            // range outgrows the page cache (a large fill, a big first round), a page read
+            // and write per node.
+            rows.sort_unstable_by_key(|a| a.0);
+            for (k, v) in &rows {
+                nodes.insert(&k[..], &v[..]).map_err(|e| self.err(e))?;
+            }
+            drop(rows);
             let mut stale = txn.open_table(STALE).map_err(|e| self.err(e))?;
-            let mut seen = HashSet::new();
-            for p in &staged.stale {
-                if !kept_old.contains(p) && seen.insert(*p) {
-                    stale
-                        .insert(&stale_key(version, p)[..], &[][..])
-                        .map_err(|e| self.err(e))?;
-                }
+            let mut keys: Vec<[u8; 48]> = staged
+                .stale
+                .iter()
+                .filter(|p| !kept_old.contains(p))
+                .map(|p| stale_key(version, p))
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            for k in &keys {
+                stale.insert(&k[..], &[][..]).map_err(|e| self.err(e))?;
             }
             let mut roots = txn.open_table(ROOTS).map_err(|e| self.err(e))?;
             roots
@@ -652,14 +665,20 @@ impl NodeDb {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut table = txn.open_table(NODES).map_err(|e| self.err(e))?;
-            for n in nodes {
-                let key = node_key(&Ptr {
-                    hash: n.hash(),
-                    version,
-                });
-                table
-                    .insert(&key[..], &n.map_children(at).encode()[..])
-                    .map_err(|e| self.err(e))?;
+            // In key order, as in `apply`.
+            let mut rows: Vec<([u8; 40], Vec<u8>)> = nodes
+                .iter()
+                .map(|n| {
+                    let key = node_key(&Ptr {
+                        hash: n.hash(),
+                        version,
+                    });
+                    (key, n.map_children(at).encode())
+                })
+                .collect();
+            rows.sort_unstable_by_key(|a| a.0);
+            for (k, v) in &rows {
+                table.insert(&k[..], &v[..]).map_err(|e| self.err(e))?;
             }
         }
         txn.commit().map_err(|e| self.err(e))
