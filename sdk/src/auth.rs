@@ -143,7 +143,7 @@ pub fn open(raw: &[u8], domain: &[u8; 32]) -> Result<Option<Verified>, CallError
 /// a fifth of a verification, and a ParaTime's transactions come from far fewer signers than
 /// transactions. Decoding is a pure function of the 32 bytes, so a cached key gives exactly
 /// what decoding again would. Keys that do not decode are not kept. At most
-/// `max_entries` (~100 bytes each); when full it starts over, so signers that never come
+/// `max_entries` (~230 bytes each); when full it starts over, so signers that never come
 /// back (a flood of one-off keys) cost what they would without it.
 #[derive(Debug)]
 pub struct Keys {
@@ -152,7 +152,7 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Keys kept by the dispatcher (~400 KB).
+    /// Keys kept by the dispatcher (~1 MB).
     pub const MAX_ENTRIES: usize = 4_096;
 
     /// An empty cache of at most `max_entries` keys (0 keeps none).
