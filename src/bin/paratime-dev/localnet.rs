@@ -292,7 +292,8 @@ struct GrowthRow {
     /// Transactions finalized per second over the interval.
     tx_per_s: f64,
     /// ParaTime rounds finalized and consensus blocks over the interval, as client-0 saw them
-    /// (0 when no node answered): which of the two moved when throughput did — transactions
+    /// (0 for an interval at whose start or end no node answered, e.g. the first, when the
+    /// nodes were still starting): which of the two moved when throughput did — transactions
     /// per round (the batches) or rounds per block (the pacing).
     rounds: u64,
     blocks: u64,
