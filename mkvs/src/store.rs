@@ -523,9 +523,9 @@ impl NodeDb {
             // In key order. A version's nodes and stale records are each one new range at the
             // end of their table (versions only go forward): sorted, they fill page after
             // page; in the walk's order (random hashes) every insert lands on a random page
-            // of the range, which costs little for a round's thousands of nodes but, once the
-            // range outgrows the page cache (a large fill, a big first round), a page read
-            // and write per node.
+            // of the range (measured: a 500-write round's store step 16-22 -> 11 ms at 10k
+            // keys, 29-39 -> 24 ms at 1M; a large fill, whose range outgrows the page cache,
+            // gains most).
             rows.sort_unstable_by_key(|a| a.0);
             for (k, v) in &rows {
                 nodes.insert(&k[..], &v[..]).map_err(|e| self.err(e))?;
