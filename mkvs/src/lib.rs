@@ -13,6 +13,6 @@ pub mod sync;
 
 pub use node::{Hash, Node, EMPTY};
 pub use proof::{Proof, ProofError};
-pub use store::{NodeDb, Pruned, StoreError};
+pub use store::{NodeDb, Pruned, Reads, StoreError};
 pub use sync::Restore;
 pub use tree::{Changes, NodeSource, TreeError};

@@ -228,6 +228,17 @@ pub struct NodeDb {
     /// Bumped when the whole tree is replaced ([`Self::clear`]): a removal that began before
     /// stops.
     generation: std::sync::atomic::AtomicU64,
+    /// Nodes read from redb (node cache misses) and the nanoseconds those reads took.
+    reads: [std::sync::atomic::AtomicU64; 2],
+}
+
+/// What reading nodes from redb (the node cache's misses) has cost since the store opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reads {
+    /// Nodes read and decoded.
+    pub nodes: u64,
+    /// Time spent in those reads (redb's lookup and the decoding), in nanoseconds.
+    pub nanos: u64,
 }
 
 /// A read view of the store (one redb read transaction) that serves [`NodeSource`].
@@ -241,6 +252,7 @@ impl NodeSource for Reader<'_> {
         if let Some(n) = self.db.cache().get(p) {
             return Ok(n);
         }
+        let started = std::time::Instant::now();
         let got = self
             .nodes
             .get(&node_key(p)[..])
@@ -251,6 +263,12 @@ impl NodeSource for Reader<'_> {
             source,
         })?;
         let node = Arc::new(node);
+        let [count, nanos] = &self.db.reads;
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        nanos.fetch_add(
+            u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.db.cache().put(*p, node.clone());
         Ok(node)
     }
@@ -280,6 +298,7 @@ impl NodeDb {
             writer: parking_lot::Mutex::new(()),
             staged: Mutex::new(None),
             generation: std::sync::atomic::AtomicU64::new(0),
+            reads: Default::default(),
         };
         let txn = s.db.begin_write().map_err(|e| s.err(e))?;
         txn.open_table(NODES).map_err(|e| s.err(e))?;
@@ -308,6 +327,15 @@ impl NodeDb {
     /// Bytes of redb's page cache (read pages and written pages not yet evicted) now.
     pub fn page_cache_bytes(&self) -> usize {
         self.db.cache_stats().used_bytes()
+    }
+
+    /// Nodes read from redb so far (what the node cache missed), and their cost.
+    pub fn reads(&self) -> Reads {
+        let [nodes, nanos] = &self.reads;
+        Reads {
+            nodes: nodes.load(std::sync::atomic::Ordering::Relaxed),
+            nanos: nanos.load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// What the two caches may hold together: the setting the store was opened with.
@@ -1065,6 +1093,41 @@ mod tests {
             assert_eq!(db.get(&root, &k).expect("get"), Some(v));
         }
         assert!(db.cached_bytes() <= limit);
+    }
+
+    #[test]
+    fn reads_count_exactly_the_nodes_the_cache_did_not_hold() {
+        let d = tempfile::tempdir().expect("tmp");
+        let path = d.path().join("state.redb");
+        let kvs: Vec<_> = (0..2_000).map(kv).collect();
+        let root = {
+            let db = NodeDb::open(&path, 64 << 20).expect("open");
+            put_all(&db, 1, &EMPTY, &kvs)
+        };
+        // Reopened: nothing is cached, so reading a key reads its whole path, once.
+        let db = NodeDb::open(&path, 64 << 20).expect("open");
+        assert_eq!(db.reads(), Reads::default());
+        let mut before = db.reads();
+        for (n, i) in [0u32, 777, 1_999].into_iter().enumerate() {
+            let (k, v) = kv(i);
+            let proof = db.prove(&root, &k).expect("prove");
+            let after = db.reads();
+            let read = after.nodes - before.nodes;
+            let path = proof.nodes.len() as u64;
+            if n == 0 {
+                assert_eq!(read, path, "the first key's whole path is read");
+            } else {
+                // The upper nodes came with the earlier paths; the leaf is new.
+                assert!(
+                    read > 0 && read < path,
+                    "key {i}: {read} of a path of {path}"
+                );
+            }
+            assert!(after.nanos > before.nanos);
+            assert_eq!(db.get(&root, &k).expect("get"), Some(v));
+            assert_eq!(db.reads(), after, "key {i}: read again, from the cache");
+            before = after;
+        }
     }
 
     #[test]

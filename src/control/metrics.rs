@@ -303,6 +303,22 @@ fn encode_status(enc: &mut DescriptorEncoder<'_>, st: &Status) -> std::fmt::Resu
             }),
         ),
         (
+            "paratime_storage_node_cache_misses",
+            "State tree nodes read from the store because the node cache did not hold them.",
+            Counter,
+            per_runtime(st, |rt| {
+                rt.state_memory.as_ref().map(|m| m.node_cache_misses as f64)
+            }),
+        ),
+        (
+            "paratime_storage_node_cache_miss_seconds",
+            "Time spent reading those nodes from the store.",
+            Counter,
+            per_runtime(st, |rt| {
+                rt.state_memory.as_ref().map(|m| m.node_cache_miss_seconds)
+            }),
+        ),
+        (
             "paratime_storage_cache_limit_bytes",
             "storage.max_cache_size, per runtime.",
             Gauge,

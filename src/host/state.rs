@@ -8,7 +8,7 @@
 //! a finalized root. Memory is `storage.max_cache_size` in total (half the tree's node cache,
 //! half redb's page cache), whatever the state's size.
 
-use paratime_mkvs::{NodeDb, Proof, Pruned, Restore, StoreError};
+use paratime_mkvs::{NodeDb, Proof, Pruned, Reads, Restore, StoreError};
 use paratime_sdk::protocol::{Hash, WriteLogEntry};
 use std::path::Path;
 use std::sync::{PoisonError, RwLock};
@@ -62,6 +62,12 @@ pub struct StateMemory {
     pub node_cache_bytes: usize,
     /// redb's page cache now.
     pub page_cache_bytes: usize,
+    /// Tree nodes the node cache did not hold, read from the store since the node started: on
+    /// a state larger than the cache, each write and read of a key reads the levels below
+    /// what the cache holds.
+    pub node_cache_misses: u64,
+    /// Time those reads took (redb's lookup and decoding), in seconds.
+    pub node_cache_miss_seconds: f64,
 }
 
 /// The tree and the finalized round and root the runtime reads.
@@ -109,11 +115,19 @@ impl RuntimeState {
 
     /// What the tree holds in memory now.
     pub fn memory(&self) -> StateMemory {
+        let reads = self.db.reads();
         StateMemory {
             cache_limit_bytes: self.db.cache_limit(),
             node_cache_bytes: self.db.cached_bytes(),
             page_cache_bytes: self.db.page_cache_bytes(),
+            node_cache_misses: reads.nodes,
+            node_cache_miss_seconds: reads.nanos as f64 / 1e9,
         }
+    }
+
+    /// Nodes read from disk so far (the node cache's misses) and their cost.
+    pub fn reads(&self) -> Reads {
+        self.db.reads()
     }
 
     /// Positions the state at the finalized `round` and `root` the node's store recorded;

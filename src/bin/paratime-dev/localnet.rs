@@ -306,6 +306,9 @@ struct GrowthRow {
     /// Per node: CPU used over the interval by the node, its launcher and sandboxes (% of one
     /// core).
     cpu_percent: std::collections::BTreeMap<String, f64>,
+    /// Per node hosting the ParaTime: state tree nodes read from its store per finalized round
+    /// over the interval (the node cache's misses): rises as the state outgrows the cache.
+    tree_misses_per_round: std::collections::BTreeMap<String, f64>,
 }
 
 impl GrowthRow {
@@ -325,15 +328,21 @@ impl GrowthRow {
             .iter()
             .map(|(n, c)| format!("{n} {c:.0}"))
             .collect();
+        let misses: Vec<String> = self
+            .tree_misses_per_round
+            .iter()
+            .map(|(n, m)| format!("{n} {m:.0}"))
+            .collect();
         format!(
-            "#{:<3} {:>7.1} tx/s  {} rounds / {} blocks  RSS/disk MB: {}  node alone/its caches MB: {}  CPU %: {}",
+            "#{:<3} {:>7.1} tx/s  {} rounds / {} blocks  RSS/disk MB: {}  node alone/its caches MB: {}  CPU %: {}  tree reads/round: {}",
             self.sample,
             self.tx_per_s,
             self.rounds,
             self.blocks,
             nodes.join("  "),
             own.join("  "),
-            cpu.join("  ")
+            cpu.join("  "),
+            misses.join("  ")
         )
     }
 }
@@ -387,7 +396,6 @@ fn rss_mb(pid: u32) -> f64 {
         / 1024.0
 }
 
-/// Per node: the bytes its stores' caches hold now (MB), from its status.
 /// What the first node that answers (client-0 first) has seen so far: its consensus height and
 /// the ParaTime rounds finalized.
 #[derive(Clone, Copy, Debug, Default)]
@@ -396,10 +404,21 @@ struct Progress {
     rounds: u64,
 }
 
+/// What a node's status says of its stores.
+#[derive(Clone, Copy, Debug)]
+struct Stores {
+    /// What the consensus store's and state trees' caches hold now (MB).
+    caches_mb: f64,
+    /// State tree nodes read from the store since the node started (hosting nodes only).
+    tree_misses: Option<u64>,
+}
+
+/// Per node: what its stores hold and have read, from its status; and the progress the first
+/// node that answers has seen.
 async fn state_caches(
     dir: &Path,
     children: &[(String, Child)],
-) -> (BTreeMap<String, f64>, Option<Progress>) {
+) -> (BTreeMap<String, Stores>, Option<Progress>) {
     let mut out = BTreeMap::new();
     let mut progress = None;
     // client-0 first: it follows every round and every block.
@@ -432,19 +451,32 @@ async fn state_caches(
                 });
         }
         let consensus = st["consensus"]["store_cache_bytes"].as_u64().unwrap_or(0);
-        let state: u64 = st["runtimes"]
+        let trees: Vec<&serde_json::Value> = st["runtimes"]
             .as_object()
             .into_iter()
             .flat_map(|rts| rts.values())
-            .map(|rt| {
-                let m = &rt["state_memory"];
+            .map(|rt| &rt["state_memory"])
+            .filter(|m| m.is_object())
+            .collect();
+        let state: u64 = trees
+            .iter()
+            .map(|m| {
                 m["node_cache_bytes"].as_u64().unwrap_or(0)
                     + m["page_cache_bytes"].as_u64().unwrap_or(0)
             })
             .sum();
+        let misses = (!trees.is_empty()).then(|| {
+            trees
+                .iter()
+                .map(|m| m["node_cache_misses"].as_u64().unwrap_or(0))
+                .sum()
+        });
         out.insert(
             name.clone(),
-            ((consensus + state) as f64 / 1e5).round() / 10.0,
+            Stores {
+                caches_mb: ((consensus + state) as f64 / 1e5).round() / 10.0,
+                tree_misses: misses,
+            },
         );
     }
     (out, progress)
@@ -469,17 +501,30 @@ fn dir_mb(dir: &Path) -> f64 {
     total as f64 / 1e6
 }
 
+#[allow(clippy::too_many_arguments)]
 fn growth_row(
     dir: &Path,
     children: &[(String, Child)],
-    caches: &BTreeMap<String, f64>,
+    stores: &BTreeMap<String, Stores>,
     cpu: &mut BTreeMap<String, (std::time::Instant, u64)>,
+    misses: &mut BTreeMap<String, u64>,
     sample: usize,
     tx_per_s: f64,
     (rounds, blocks): (u64, u64),
 ) -> GrowthRow {
     let now = std::time::Instant::now();
     GrowthRow {
+        tree_misses_per_round: stores
+            .iter()
+            .filter_map(|(name, s)| {
+                let now = s.tree_misses?;
+                let before = misses.insert(name.clone(), now)?;
+                (rounds > 0).then(|| {
+                    let per_round = now.saturating_sub(before) as f64 / rounds as f64;
+                    (name.clone(), (per_round * 10.0).round() / 10.0)
+                })
+            })
+            .collect(),
         rounds,
         blocks,
         cpu_percent: children
@@ -498,7 +543,7 @@ fn growth_row(
             .iter()
             .filter_map(|(name, c)| {
                 let own = (rss_mb(c.id()) * 10.0).round() / 10.0;
-                Some((name.clone(), (own, *caches.get(name)?)))
+                Some((name.clone(), (own, stores.get(name)?.caches_mb)))
             })
             .collect(),
         sample,
@@ -1088,7 +1133,11 @@ pub(crate) fn run(a: Args) -> i32 {
         let growth_every: Duration = a.growth_every.into();
         let mut growth_tick = tokio::time::interval_at(tokio::time::Instant::now() + growth_every, growth_every);
         let mut last_sample = (std::time::Instant::now(), 0u64);
-        let mut last_progress: Option<Progress> = state_caches(&a.dir, &children).await.1;
+        let (first_stores, mut last_progress) = state_caches(&a.dir, &children).await;
+        let mut misses_seen: BTreeMap<String, u64> = first_stores
+            .iter()
+            .filter_map(|(n, s)| Some((n.clone(), s.tree_misses?)))
+            .collect();
         let mut cpu_seen: BTreeMap<String, (std::time::Instant, u64)> = children
             .iter()
             .map(|(n, c)| (n.clone(), (std::time::Instant::now(), tree_cpu_ms(c.id()))))
@@ -1116,7 +1165,7 @@ pub(crate) fn run(a: Args) -> i32 {
                         _ => (0, 0),
                     };
                     last_progress = progress.or(last_progress);
-                    let row = growth_row(&a.dir, &children, &caches, &mut cpu_seen, growth.len() + 1, tx_per_s, moved);
+                    let row = growth_row(&a.dir, &children, &caches, &mut cpu_seen, &mut misses_seen, growth.len() + 1, tx_per_s, moved);
                     eprintln!("growth: {}", row.line());
                     growth.push(row);
                 }
