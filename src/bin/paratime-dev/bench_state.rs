@@ -4,6 +4,7 @@
 //! to the same figures on a small state: the goal is a round cost within 2x of the small
 //! state's, with memory bounded by the cache.
 
+use anyhow::Context as _;
 use paratime_node::host::state::RuntimeState;
 use paratime_sdk::protocol::WriteLogEntry;
 use serde_bytes::ByteBuf;
@@ -40,6 +41,11 @@ pub(crate) struct Args {
     /// Where the trees are written (a temporary directory by default).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Keep a copy of each filled state in `--dir` and start later runs with the same key
+    /// count and `--fill-batch` from it, so that one filled state can be measured under
+    /// several settings (a 10M-key fill takes ~36 minutes).
+    #[arg(long, requires = "dir")]
+    reuse: bool,
 }
 
 /// A deterministic pseudo-random sequence (xorshift), so runs compare.
@@ -97,11 +103,10 @@ fn dir_mb(p: &std::path::Path) -> f64 {
     std::fs::metadata(p).map_or(0.0, |m| m.len() as f64 / 1e6)
 }
 
-/// Fills a state with `n` keys, then measures `rounds` rounds; returns (median, p90) round time.
-fn measure(a: &Args, dir: &std::path::Path, n: u64, label: &str) -> anyhow::Result<(f64, f64)> {
-    let path = dir.join(format!("{label}.redb"));
-    let _ = std::fs::remove_file(&path);
-    let state = RuntimeState::open(&path, a.cache)?;
+/// Fills the state at `path` with `n` keys in rounds of `--fill-batch`.
+fn fill(a: &Args, path: &std::path::Path, n: u64, label: &str) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let state = RuntimeState::open(path, a.cache)?;
     let mut round = 0u64;
     let mut filled = 0u64;
     let t = Instant::now();
@@ -129,7 +134,7 @@ fn measure(a: &Args, dir: &std::path::Path, n: u64, label: &str) -> anyhow::Resu
                 "{label}: {filled} of {n} keys after {:.0}s: {:.1} µs per key since the last line, store {:.0} MB, RSS {:.0} MB",
                 t.elapsed().as_secs_f64(),
                 shown.2.as_secs_f64() * 1e6 / keys.max(1) as f64,
-                dir_mb(&path),
+                dir_mb(path),
                 rss_mb()
             );
             shown = (Instant::now(), filled, Duration::ZERO);
@@ -138,13 +143,45 @@ fn measure(a: &Args, dir: &std::path::Path, n: u64, label: &str) -> anyhow::Resu
     eprintln!(
         "{label}: filled {n} keys in {:.1}s, store {:.0} MB, RSS {:.0} MB",
         t.elapsed().as_secs_f64(),
-        dir_mb(&path),
+        dir_mb(path),
         rss_mb()
     );
+    Ok(())
+}
+
+/// Fills a state with `n` keys (or, with `--reuse`, copies the one an earlier run filled),
+/// then measures `rounds` rounds; returns (median, mean) round time.
+fn measure(a: &Args, dir: &std::path::Path, n: u64, label: &str) -> anyhow::Result<(f64, f64)> {
+    let path = dir.join(format!("{label}.redb"));
+    let kept = dir.join(format!("{label}-{n}-keys-by-{}.filled.redb", a.fill_batch));
+    if a.reuse && kept.exists() {
+        let t = Instant::now();
+        std::fs::copy(&kept, &path)
+            .with_context(|| format!("copying {} to {}", kept.display(), path.display()))?;
+        eprintln!(
+            "{label}: reusing the filled state {} ({:.0} MB, copied in {:.1}s)",
+            kept.display(),
+            dir_mb(&path),
+            t.elapsed().as_secs_f64()
+        );
+    } else {
+        fill(a, &path, n, label)?;
+        if a.reuse {
+            // Under another name until complete: an interrupted copy is never reused.
+            let partial = kept.with_extension("partial");
+            std::fs::copy(&path, &partial)
+                .and_then(|_| std::fs::rename(&partial, &kept))
+                .with_context(|| format!("keeping the filled state as {}", kept.display()))?;
+        }
+    }
+    // Opened afresh either way: the rounds start from the same state and an empty cache.
+    let state = RuntimeState::open(&path, a.cache)?;
+    let (mut round, _) = state.resume_latest()?;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut times = Vec::new();
     let mut phases: [Vec<Duration>; 3] = Default::default();
     let mut next_new = n;
+    let reads_before = state.reads();
     for _ in 0..a.rounds {
         let mut entries = Vec::new();
         for w in 0..a.writes {
@@ -180,6 +217,9 @@ fn measure(a: &Args, dir: &std::path::Path, n: u64, label: &str) -> anyhow::Resu
     let mean_ms = |v: &[Duration]| {
         v.iter().map(Duration::as_secs_f64).sum::<f64>() * 1e3 / v.len().max(1) as f64
     };
+    let reads_after = state.reads();
+    let reads = reads_after.nodes - reads_before.nodes;
+    let read_us = (reads_after.nanos - reads_before.nanos) as f64 / 1e3;
     let mean = mean_ms(&times);
     let mean_prune = mean_ms(&phases[2]);
     let [c, w, p] = phases.each_mut().map(median);
@@ -187,9 +227,11 @@ fn measure(a: &Args, dir: &std::path::Path, n: u64, label: &str) -> anyhow::Resu
     let pick = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize];
     let (p50, p90) = (pick(0.5), pick(0.9));
     println!(
-        "{label:>6}: {n:>10} keys  round p50 {:>7.2} ms  p90 {:>7.2} ms  mean {mean:>7.2} ms  (p50 compute {c:.2}, store {w:.2}, prune {p:.2}; prune mean {mean_prune:.2})  store {:>7.0} MB  RSS {:>5.0} MB",
+        "{label:>6}: {n:>10} keys  round p50 {:>7.2} ms  p90 {:>7.2} ms  mean {mean:>7.2} ms  (p50 compute {c:.2}, store {w:.2}, prune {p:.2}; prune mean {mean_prune:.2})  nodes read from disk per round {:.0} at {:.1} µs  store {:>7.0} MB  RSS {:>5.0} MB",
         p50.as_secs_f64() * 1e3,
         p90.as_secs_f64() * 1e3,
+        reads as f64 / a.rounds as f64,
+        read_us / reads.max(1) as f64,
         dir_mb(&path),
         rss_mb()
     );
