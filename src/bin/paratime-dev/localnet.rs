@@ -514,17 +514,23 @@ fn growth_row(
 ) -> GrowthRow {
     let now = std::time::Instant::now();
     GrowthRow {
-        tree_misses_per_round: stores
-            .iter()
-            .filter_map(|(name, s)| {
-                let now = s.tree_misses?;
-                let before = misses.insert(name.clone(), now)?;
-                (rounds > 0).then(|| {
-                    let per_round = now.saturating_sub(before) as f64 / rounds as f64;
-                    (name.clone(), (per_round * 10.0).round() / 10.0)
+        tree_misses_per_round: {
+            // Only nodes that answered at both ends of this interval: a node that did not
+            // answer loses its baseline (its next delta would span two intervals), and a
+            // restarted node's counter starts again from zero (no figure for that interval).
+            misses.retain(|name, _| stores.get(name).is_some_and(|s| s.tree_misses.is_some()));
+            stores
+                .iter()
+                .filter_map(|(name, s)| {
+                    let total = s.tree_misses?;
+                    let before = misses.insert(name.clone(), total)?;
+                    (rounds > 0 && total >= before).then(|| {
+                        let per_round = (total - before) as f64 / rounds as f64;
+                        (name.clone(), (per_round * 10.0).round() / 10.0)
+                    })
                 })
-            })
-            .collect(),
+                .collect()
+        },
         rounds,
         blocks,
         cpu_percent: children
