@@ -564,6 +564,11 @@ fn consensus(s: &ControlState, what: &str) -> Result<crate::consensus::engine::H
         .ok_or_else(|| ApiError::new(ErrorCode::NoConsensus, what))
 }
 
+/// Memory the CBOR in one request (a transaction, a query's arguments) may take decoded, at
+/// most: a request body of tiny CBOR items would otherwise decode into up to 64× its size, on
+/// each of the connections at once.
+const MAX_DECODED: usize = 8 << 20;
+
 async fn submit(
     State(s): State<Arc<ControlState>>,
     body: axum::body::Bytes,
@@ -573,7 +578,8 @@ async fn submit(
     let req: api::ConsensusSubmit = parse(&body)?;
     let bytes = decode_b64(&req.tx, "tx")?;
     let tx: crate::consensus::crypto::Signed =
-        crate::encoding::from_cbor(&bytes).map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
+        crate::encoding::from_cbor_within(&bytes, MAX_DECODED)
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("tx: {e}")))?;
     let hash = hex::encode(crate::encoding::hash_of(&tx));
     c.submit(tx).map_err(|e| {
         use crate::consensus::engine::SubmitError as E;
@@ -805,7 +811,7 @@ async fn runtime_query(
     let w = worker(&s, &rid)?;
     let req: api::RuntimeQuery = parse(&body)?;
     let args = decode_b64(&req.args, "args")?;
-    let args: ciborium::Value = crate::encoding::from_cbor(&args)
+    let args: ciborium::Value = crate::encoding::from_cbor_within(&args, MAX_DECODED)
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("args: {e}")))?;
     let (round, data) = w.query(&req.method, args).await?;
     Ok(Json(api::RuntimeQueryResult {

@@ -817,8 +817,8 @@ pub async fn serve(p: Prepared) -> Result<(), NodeError> {
             while let Some(ev) = rt_events.recv().await {
                 let rid = match &ev {
                     crate::p2p::RuntimeEvent::Tx(r, _, _)
-                    | crate::p2p::RuntimeEvent::Committee(r, _)
-                    | crate::p2p::RuntimeEvent::Round(r, _)
+                    | crate::p2p::RuntimeEvent::Committee(r, _, _)
+                    | crate::p2p::RuntimeEvent::Round(r, _, _)
                     | crate::p2p::RuntimeEvent::Pruned(r, _, _)
                     | crate::p2p::RuntimeEvent::StateNodes(r, _, _) => *r,
                 };

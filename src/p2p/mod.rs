@@ -64,6 +64,15 @@ pub enum SyncReply {
     },
 }
 
+impl SyncReply {
+    /// The reply as it travels: CBOR in a byte string.
+    fn encode(&self) -> serde_bytes::ByteBuf {
+        let mut bytes = Vec::new();
+        ciborium::into_writer(self, &mut bytes).expect("CBOR encoding into memory cannot fail");
+        serde_bytes::ByteBuf::from(bytes)
+    }
+}
+
 /// Serves state sync requests: the nodes a peer wants of a runtime's tree (none when the
 /// runtime is not hosted here). Runs off the async threads.
 pub type StateServer = Arc<dyn Fn(&RuntimeId, &[(Hash, u64)]) -> Vec<Vec<u8>> + Send + Sync>;
@@ -95,11 +104,14 @@ impl StateServing {
 pub enum RuntimeEvent {
     /// Gossiped runtime transactions (CBOR [`RuntimeTxs`]): not relayed until the worker
     /// judges them ([`Command::Judged`]).
-    Tx(RuntimeId, Vec<u8>, Gossiped),
-    /// A gossiped committee message (CBOR [`CommitteeMessage`]).
-    Committee(RuntimeId, Vec<u8>),
-    /// A fetched executed batch.
-    Round(RuntimeId, Box<ExecutedBatch>),
+    Tx(RuntimeId, Payload, Gossiped),
+    /// A gossiped committee message (CBOR [`CommitteeMessage`]): not relayed until the worker
+    /// judges it (a proposal once its signature and signer are checked, an executed batch once
+    /// its finalized round was applied with it).
+    Committee(RuntimeId, Payload, Gossiped),
+    /// A fetched executed batch, and the bound of its memory
+    /// ([`crate::encoding::decoded_size_bound`]).
+    Round(RuntimeId, Box<ExecutedBatch>, usize),
     /// A peer (named) no longer has the history of a round this node asked it for: it keeps
     /// rounds from this one.
     Pruned(RuntimeId, paratime_state::Round, String),
@@ -118,13 +130,83 @@ pub struct RuntimeTxs {
     pub salt: u64,
 }
 
-/// A message of a runtime's transaction topic that gossipsub holds, unrelayed, until the
-/// worker sends its [`Verdict`] ([`Command::Judged`]); one never judged is not relayed (it
-/// leaves gossipsub's cache within a few heartbeats).
-#[derive(Clone, Debug)]
+/// A message of a runtime's topic that gossipsub holds, unrelayed, until the worker sends its
+/// [`Verdict`] ([`Command::Judged`]); one never judged is not relayed (it leaves gossipsub's
+/// cache within a few heartbeats).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Gossiped {
     id: gossipsub::MessageId,
     source: PeerId,
+}
+
+#[cfg(test)]
+impl Gossiped {
+    /// A made-up message `n` from a random peer.
+    pub(crate) fn for_test(n: u32) -> Self {
+        Self {
+            id: gossipsub::MessageId::new(&n.to_le_bytes()),
+            source: libp2p::identity::Keypair::ed25519_from_bytes([7; 32])
+                .expect("a key")
+                .public()
+                .to_peer_id(),
+        }
+    }
+}
+
+/// Memory a runtime's gossip message may take once decoded, at most
+/// ([`crate::encoding::from_cbor_within`]): 8 MiB of large transactions or of an executed
+/// batch decode within it; 8 MiB of empty strings (up to 64× on the wire) do not, and are
+/// refused before they are decoded. Also bounds a peer's answer to a round or state request.
+pub const MAX_DECODED: usize = 32 << 20;
+
+/// Bytes of runtime gossip messages on their way to the workers (queued, not yet taken
+/// apart), at most: a peer sending faster than a worker takes messages apart fills this, not
+/// the node's memory; a message that does not fit is neither queued nor relayed.
+pub const MAX_QUEUED_BYTES: usize = 64 << 20;
+
+/// A gossip message's bytes on their way to a worker: they count against
+/// [`MAX_QUEUED_BYTES`] until dropped.
+pub struct Payload {
+    data: Vec<u8>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Payload {
+    /// The message, if it fits in the budget (else its bytes back).
+    fn admit(data: Vec<u8>, queued: &Arc<std::sync::atomic::AtomicUsize>) -> Result<Self, Vec<u8>> {
+        use std::sync::atomic::Ordering;
+        let n = data.len();
+        let before = queued.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) > MAX_QUEUED_BYTES {
+            queued.fetch_sub(n, Ordering::Relaxed);
+            return Err(data);
+        }
+        Ok(Self {
+            data,
+            queued: queued.clone(),
+        })
+    }
+}
+
+impl std::ops::Deref for Payload {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        self.queued
+            .fetch_sub(self.data.len(), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Payload({} bytes)", self.data.len())
+    }
 }
 
 /// What a worker found in a gossiped message of transactions.
@@ -270,7 +352,8 @@ struct Behaviour {
     // First, so a connection over a limit is refused before the others allocate for it.
     limits: libp2p::connection_limits::Behaviour,
     gossipsub: gossipsub::Behaviour,
-    sync: request_response::cbor::Behaviour<SyncRequest, SyncReply>,
+    // Replies travel as CBOR inside a byte string: decoded here, within [`MAX_DECODED`].
+    sync: request_response::cbor::Behaviour<SyncRequest, serde_bytes::ByteBuf>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -823,9 +906,10 @@ pub fn spawn(
     let mut serving = StateServing::default();
     let (served_tx, mut served_rx) = mpsc::channel::<(
         PeerId,
-        request_response::ResponseChannel<SyncReply>,
+        request_response::ResponseChannel<serde_bytes::ByteBuf>,
         SyncReply,
     )>(MAX_STATE_SERVING);
+    let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     tokio::spawn(async move {
         let mut peers: BTreeSet<PeerId> = BTreeSet::new();
         let mut rt_recent = Recent::default();
@@ -921,7 +1005,7 @@ pub fn spawn(
                             Verdict::Drop => gossipsub::MessageAcceptance::Ignore,
                             Verdict::Refuse => {
                                 if let Some(n) = rt_refused.note() {
-                                    log::warn!(target: "p2p", "refused {n} runtime gossip message(s) that are not a batch of transactions since the last such line (the last from peer {}): not relayed", g.source);
+                                    log::warn!(target: "p2p", "refused {n} runtime gossip message(s) that are malformed or false (not transactions, a badly signed proposal, a batch that does not lead to its finalized roots) since the last such line (the last from peer {}): not relayed", g.source);
                                 }
                                 gossipsub::MessageAcceptance::Reject
                             }
@@ -942,7 +1026,7 @@ pub fn spawn(
                 },
                 Some((peer, channel, reply)) = served_rx.recv() => {
                     serving.done(&peer);
-                    let _ = swarm.behaviour_mut().sync.send_response(channel, reply);
+                    let _ = swarm.behaviour_mut().sync.send_response(channel, reply.encode());
                 }
                 ev = swarm.select_next_some() => match ev {
                     SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
@@ -973,22 +1057,22 @@ pub fn spawn(
                     SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, message_id, propagation_source })) => {
                         if let Some((rt, committee)) = rt_topics.get(&message.topic) {
                             rt_recent.insert(message_id.clone());
-                            let ev = if *committee {
-                                // The worker checks what these carry (signed proposals,
-                                // batches against the finalized round) after they are relayed.
-                                swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, gossipsub::MessageAcceptance::Accept);
-                                RuntimeEvent::Committee(*rt, message.data)
-                            } else {
-                                // Relayed only once the worker's check-tx found something new
-                                // in it (`Command::Judged`): a peer re-salting transactions
-                                // this node has, or sending ones check-tx refuses, gets
-                                // nothing relayed.
-                                RuntimeEvent::Tx(*rt, message.data, Gossiped { id: message_id.clone(), source: propagation_source })
+                            let origin = Gossiped { id: message_id.clone(), source: propagation_source };
+                            // Relayed only once the worker judged it (`Command::Judged`): a
+                            // transaction message when check-tx found something new in it, a
+                            // proposal once its signature and signer are checked, an executed
+                            // batch once its round was finalized and applied with it. A peer
+                            // sending garbage, made-up batches or re-salted transactions gets
+                            // nothing relayed.
+                            let sent = match Payload::admit(message.data, &queued) {
+                                Ok(data) if *committee => rt_tx.try_send(RuntimeEvent::Committee(*rt, data, origin)).is_ok(),
+                                Ok(data) => rt_tx.try_send(RuntimeEvent::Tx(*rt, data, origin)).is_ok(),
+                                Err(_) => false,
                             };
-                            if rt_tx.try_send(ev).is_err() {
+                            if !sent {
                                 swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, gossipsub::MessageAcceptance::Ignore);
                                 if let Some(n) = dropped.note() {
-                                    log::warn!(target: "p2p", runtime_id:% = rt; "runtime worker lags: dropped {n} gossip message(s) since the last such line");
+                                    log::warn!(target: "p2p", runtime_id:% = rt; "runtime worker lags (its queue is full, or holds {MAX_QUEUED_BYTES} bytes): dropped {n} gossip message(s) since the last such line, not relayed");
                                 }
                             }
                             continue;
@@ -1035,18 +1119,25 @@ pub fn spawn(
                                     }
                                 }
                             };
-                            let _ = swarm.behaviour_mut().sync.send_response(channel, reply);
+                            let _ = swarm.behaviour_mut().sync.send_response(channel, reply.encode());
                         }
                         request_response::Message::Response { response, request_id } => {
                             let was = asked.remove(&request_id);
+                            let response = match crate::encoding::from_cbor_weighed::<SyncReply>(&response, MAX_DECODED) {
+                                Ok(r) => r,
+                                Err(e) => {
+                                    log::debug!(target: "p2p", "dropping an answer from peer {peer}: {e}");
+                                    continue;
+                                }
+                            };
                             let ev = match response {
-                                SyncReply::Round(Some(b)) => Some(RuntimeEvent::Round(b.runtime, b)),
-                                SyncReply::Round(None) => None,
+                                (SyncReply::Round(Some(b)), weight) => Some(RuntimeEvent::Round(b.runtime, b, weight)),
+                                (SyncReply::Round(None), _) => None,
                                 // Only as the answer to this node's request for an older round.
-                                SyncReply::Pruned { runtime, retained_from } => was
+                                (SyncReply::Pruned { runtime, retained_from }, _) => was
                                     .filter(|(r, round)| *r == runtime && retained_from > *round)
                                     .map(|_| RuntimeEvent::Pruned(runtime, retained_from, peer.to_string())),
-                                SyncReply::StateNodes { runtime, nodes } => Some(RuntimeEvent::StateNodes(
+                                (SyncReply::StateNodes { runtime, nodes }, _) => Some(RuntimeEvent::StateNodes(
                                     runtime,
                                     peer.to_string(),
                                     nodes.into_iter().take(paratime_mkvs::sync::MAX_CHUNK_NODES).map(serde_bytes::ByteBuf::into_vec).collect(),
@@ -1437,6 +1528,8 @@ mod tests {
                             },
                         )) => {
                             answers += 1;
+                            let response: SyncReply =
+                                crate::encoding::from_cbor(&response).expect("a reply");
                             if matches!(response, SyncReply::StateNodes { nodes, .. } if !nodes.is_empty())
                             {
                                 with_nodes += 1;
@@ -1602,17 +1695,39 @@ mod tests {
         shutdown.cancel();
     }
 
+    /// A runtime message's bytes and gossip origin (`None` for other events).
+    fn gossiped(ev: RuntimeEvent) -> Option<(Vec<u8>, Gossiped)> {
+        match ev {
+            RuntimeEvent::Tx(_, data, origin) | RuntimeEvent::Committee(_, data, origin) => {
+                Some((data.to_vec(), origin))
+            }
+            _ => None,
+        }
+    }
+
     /// On a runtime's transaction topic, node V relays a message only once its worker judged it
     /// worth relaying: of four messages a peer publishes at V, W (V's other peer) receives the
     /// one judged `Relay` and, later, the one judged `Relay` after a second without a verdict
     /// — never the ones judged `Drop` or `Refuse`, nor the held one before its verdict.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_runtime_transaction_message_is_relayed_only_once_its_worker_says_so() {
+        relayed_only_once_judged(false).await;
+    }
+
+    /// The same on a runtime's committee topic (proposals and executed batches): nothing a
+    /// peer publishes there is relayed before V's worker checked it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_runtime_committee_message_is_relayed_only_once_its_worker_says_so() {
+        relayed_only_once_judged(true).await;
+    }
+
+    async fn relayed_only_once_judged(committee: bool) {
         let dir = tempfile::tempdir().expect("tmp");
         let runtime: RuntimeId = "8000000000000000000000000000000000000000000000000000000000000001"
             .parse()
             .expect("runtime id");
-        let (topic, _) = runtime_topics("test", &runtime);
+        let (txs, committee_topic) = runtime_topics("test", &runtime);
+        let topic = if committee { committee_topic } else { txs };
         let shutdown = tokio_util::sync::CancellationToken::new();
         let ((v_cmd, _v_ev, mut v_rt, _), (_w_cmd, _w_ev, mut w_rt, _), mut h) =
             meshed_pair_and_a_peer(dir.path(), vec![runtime], &topic, &shutdown).await;
@@ -1639,7 +1754,7 @@ mod tests {
                 .await
                 .expect("V hands the messages to its worker")
                 .expect("event");
-            let RuntimeEvent::Tx(_, data, origin) = ev else {
+            let Some((data, origin)) = gossiped(ev) else {
                 continue;
             };
             let verdict = if data == message("relay") {
@@ -1662,9 +1777,7 @@ mod tests {
         let mut at_w = Vec::new();
         let until = tokio::time::Instant::now() + Duration::from_secs(1);
         while let Ok(Some(ev)) = tokio::time::timeout_at(until, w_rt.recv()).await {
-            if let RuntimeEvent::Tx(_, data, _) = ev {
-                at_w.push(data);
-            }
+            at_w.extend(gossiped(ev).map(|(data, _)| data));
         }
         assert_eq!(at_w, vec![message("relay")], "W before the held verdict");
         v_cmd
@@ -1675,20 +1788,83 @@ mod tests {
             .await
             .expect("W receives the held message once judged")
             .expect("event");
-        assert!(
-            matches!(&ev, RuntimeEvent::Tx(_, data, _) if *data == message("held")),
-            "{ev:?}"
+        assert_eq!(
+            gossiped(ev).map(|(data, _)| data),
+            Some(message("held")),
+            "W receives the held message"
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
         let mut more = Vec::new();
         while let Ok(ev) = w_rt.try_recv() {
-            if let RuntimeEvent::Tx(_, data, _) = ev {
-                more.push(String::from_utf8_lossy(&data).into_owned());
-            }
+            more.extend(gossiped(ev).map(|(data, _)| String::from_utf8_lossy(&data).into_owned()));
         }
         assert!(more.is_empty(), "W received more: {more:?}");
         hostile.abort();
         shutdown.cancel();
+    }
+
+    /// A peer publishes 7 MiB messages on a runtime topic faster than V's worker takes them
+    /// (here: not at all): V queues at most [`MAX_QUEUED_BYTES`] of them and relays none.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runtime_messages_queued_for_a_worker_stay_within_a_byte_budget() {
+        const SIZE: usize = 7 << 20;
+        let dir = tempfile::tempdir().expect("tmp");
+        let runtime: RuntimeId = "8000000000000000000000000000000000000000000000000000000000000001"
+            .parse()
+            .expect("runtime id");
+        let (_, topic) = runtime_topics("test", &runtime);
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let ((_v_cmd, _v_ev, mut v_rt, _), (_w_cmd, _w_ev, mut w_rt, _), mut h) =
+            meshed_pair_and_a_peer(dir.path(), vec![runtime], &topic, &shutdown).await;
+        let big = |n: u8| {
+            let mut m = vec![n; SIZE];
+            m[0] = 0x5a;
+            m
+        };
+        for n in 0..12u8 {
+            h.behaviour_mut()
+                .gossipsub
+                .publish(topic.clone(), big(n))
+                .expect("publish");
+        }
+        let hostile = run(h);
+        // All 12 reach V within a few seconds; V queues what fits.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let mut queued = Vec::new();
+        while let Ok(ev) = v_rt.try_recv() {
+            queued.push(ev);
+        }
+        let bytes: usize = queued
+            .iter()
+            .map(|ev| match ev {
+                RuntimeEvent::Committee(_, data, _) => data.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(
+            (queued.len(), bytes),
+            (MAX_QUEUED_BYTES / SIZE, MAX_QUEUED_BYTES / SIZE * SIZE),
+            "what V queued for its worker"
+        );
+        assert!(w_rt.try_recv().is_err(), "W received nothing");
+        hostile.abort();
+        shutdown.cancel();
+    }
+
+    #[test]
+    fn queued_payloads_count_until_dropped() {
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let third = MAX_QUEUED_BYTES / 3;
+        let a = Payload::admit(vec![0; third], &queued).expect("fits");
+        let b = Payload::admit(vec![1; third], &queued).expect("fits");
+        let c = Payload::admit(vec![2; third], &queued).expect("fits");
+        let refused = Payload::admit(vec![3; third], &queued).expect_err("over the budget");
+        assert_eq!(refused.len(), third, "the bytes come back");
+        drop(b);
+        let d = Payload::admit(vec![4; third], &queued).expect("fits again");
+        assert_eq!(&d[..3], &[4, 4, 4]);
+        drop((a, c, d));
+        assert_eq!(queued.load(std::sync::atomic::Ordering::Relaxed), 0);
     }
 
     /// A server limited to 2 incoming connections and 1 per peer: one client dialling it three

@@ -205,6 +205,25 @@ impl Signed {
         }
         Ok(crate::encoding::from_cbor(&self.untrusted_raw_value)?)
     }
+
+    /// [`Self::open`] for bytes from outside: the body is decoded only if it cannot take more
+    /// than `limit` bytes of memory ([`crate::encoding::from_cbor_within`]) — anyone can sign.
+    pub fn open_within<T: serde::de::DeserializeOwned>(
+        &self,
+        context: &str,
+        limit: usize,
+    ) -> Result<T, OpenError> {
+        if !self.signature.verify(context, &self.untrusted_raw_value) {
+            return Err(OpenError::Signature {
+                signer: self.signature.public_key,
+                context: context.to_string(),
+            });
+        }
+        Ok(crate::encoding::from_cbor_within(
+            &self.untrusted_raw_value,
+            limit,
+        )?)
+    }
 }
 
 /// A CBOR blob with several signatures (`{untrusted_raw_value, signatures}`).

@@ -7,14 +7,25 @@ use crate::bundle::RuntimeId;
 use crate::consensus::roothash::{BlockHeader, ExecutedBatch, HeaderType};
 use crate::encoding::Hash;
 use crate::host::state::RuntimeState;
+use crate::p2p::{Gossiped, Verdict};
 use crate::storage::{Applied, Store};
 use paratime_state::Round;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 const MODULE: &str = "worker/compute";
-/// Executed batches kept while their rounds are not finalized.
+/// Executed batches kept while their rounds are not finalized, at most.
 const MAX_EXECUTED: usize = 256;
+/// Only batches of the next this many rounds are kept: a committee gossips the batch of the
+/// round it executes, the applied round's next or the one after; a node further behind
+/// fetches each round's batch once it is finalized.
+pub(super) const MAX_AHEAD: u64 = 16;
+/// Memory the kept batches may take at most (each counted by the bound of its decoded size,
+/// [`crate::encoding::decoded_size_bound`]): a peer gossiping made-up batches for future
+/// rounds fills this, not the node's memory. A full budget makes room for a nearer round by
+/// dropping the farthest rounds' batches; a batch that still does not fit is not kept (its
+/// round is fetched once finalized).
+pub(super) const MAX_KEPT_BYTES: usize = 32 << 20;
 /// A missing batch is asked of the peers again after this long.
 pub(super) const FETCH_EVERY: Duration = Duration::from_millis(500);
 
@@ -29,12 +40,26 @@ pub(super) struct Progress {
     /// blocks while the node did not host the runtime, or behind a consensus state sync. It
     /// can only be followed from a state sync.
     pub(super) missing_header: Option<Round>,
+    /// What the network does with the gossiped batches this catch-up used or let go: the ones
+    /// applied are relayed, the rest not.
+    pub(super) verdicts: Vec<(Gossiped, Verdict)>,
+}
+
+/// An executed batch kept for a round not applied yet.
+struct Kept {
+    batch: ExecutedBatch,
+    /// Its memory, at most ([`crate::encoding::decoded_size_bound`] of its encoding).
+    weight: usize,
+    /// The gossip message it came in, held unrelayed until the batch proves itself.
+    origin: Option<Gossiped>,
 }
 
 /// Executed batches seen for rounds not yet applied, and the fetch clock.
 pub(super) struct Follower {
     rid: RuntimeId,
-    executed: HashMap<(Round, Hash, Hash), ExecutedBatch>,
+    executed: HashMap<(Round, Hash, Hash), Kept>,
+    /// Sum of the kept batches' weights.
+    kept_bytes: usize,
     last_fetch: Option<(Round, Instant)>,
 }
 
@@ -48,19 +73,68 @@ impl Follower {
         Self {
             rid,
             executed: HashMap::new(),
+            kept_bytes: 0,
             last_fetch: None,
         }
     }
 
-    /// Keeps an executed batch (gossiped, fetched or executed here) for a round after
-    /// `applied_round`, while there is room; the first one per (round, roots) stays.
-    pub(super) fn offer(&mut self, b: ExecutedBatch, applied_round: Round) {
-        if b.runtime != self.rid || b.round <= applied_round || self.executed.len() > MAX_EXECUTED {
-            return;
+    /// Keeps an executed batch (gossiped, fetched or executed here; `weight` bounds its
+    /// memory) for one of the [`MAX_AHEAD`] rounds after `applied_round`, within
+    /// [`MAX_EXECUTED`] batches and [`MAX_KEPT_BYTES`]; the first one per (round, roots) stays.
+    /// Returns the gossip messages of the batches not kept — this one, or farther rounds' ones
+    /// it displaced — which are not relayed.
+    pub(super) fn offer(
+        &mut self,
+        b: ExecutedBatch,
+        weight: usize,
+        origin: Option<Gossiped>,
+        applied_round: Round,
+    ) -> Vec<Gossiped> {
+        let key = (b.round, b.state_root, b.io_root);
+        if b.runtime != self.rid
+            || b.round <= applied_round
+            || b.round.0 - applied_round.0 > MAX_AHEAD
+            || weight > MAX_KEPT_BYTES
+            || self.executed.contains_key(&key)
+        {
+            return origin.into_iter().collect();
         }
-        self.executed
-            .entry((b.round, b.state_root, b.io_root))
-            .or_insert(b);
+        let mut displaced = Vec::new();
+        while self.executed.len() >= MAX_EXECUTED
+            || self.kept_bytes.saturating_add(weight) > MAX_KEPT_BYTES
+        {
+            // The farthest round's batch goes if it is farther than this one.
+            let Some(far) = self
+                .executed
+                .keys()
+                .filter(|k| k.0 > b.round)
+                .max_by_key(|k| k.0)
+                .copied()
+            else {
+                displaced.extend(origin);
+                return displaced;
+            };
+            if let Some(k) = self.executed.remove(&far) {
+                self.kept_bytes -= k.weight;
+                displaced.extend(k.origin);
+            }
+        }
+        self.kept_bytes += weight;
+        self.executed.insert(
+            key,
+            Kept {
+                batch: b,
+                weight,
+                origin,
+            },
+        );
+        displaced
+    }
+
+    /// Memory the kept batches take at most, and how many there are.
+    #[cfg(test)]
+    fn kept(&self) -> (usize, usize) {
+        (self.kept_bytes, self.executed.len())
     }
 
     /// Applies finalized rounds up to `latest` (the consensus view's runtime block), advancing
@@ -98,15 +172,26 @@ impl Follower {
                 continue;
             }
             let key = (round, header.state_root, header.io_root);
-            let Some(batch) = self.executed.remove(&key) else {
+            let Some(Kept {
+                batch,
+                weight,
+                origin,
+            }) = self.executed.remove(&key)
+            else {
                 if fetch_due(self.last_fetch, round, now) {
                     self.last_fetch = Some((round, now));
                     progress.fetch = Some(round);
                 }
                 break;
             };
+            self.kept_bytes -= weight;
+            // A batch that claims the finalized roots and does not lead to them is a lie: its
+            // sender is refused (honest nodes relay only batches that did).
             if let Err(e) = batch.verify(&header, &applied.state_root) {
                 log::warn!(target: MODULE, runtime_id:% = rid, round = round.0; "discarding executed batch: {e}");
+                progress
+                    .verdicts
+                    .extend(origin.map(|o| (o, Verdict::Refuse)));
                 break;
             }
             // The state tree first: a crash before the store records the round re-applies it,
@@ -118,12 +203,19 @@ impl Follower {
                 &header.state_root,
             ) {
                 log::warn!(target: MODULE, runtime_id:% = rid, round = round.0; "discarding executed batch: {e}");
+                progress
+                    .verdicts
+                    .extend(origin.map(|o| (o, Verdict::Refuse)));
                 break;
             }
             if let Err(e) = store.apply_round(&rid, round, Some(&batch), &header.state_root) {
                 log::error!(target: MODULE, runtime_id:% = rid, round = round.0; "cannot apply round: {e}");
+                progress.verdicts.extend(origin.map(|o| (o, Verdict::Drop)));
                 break;
             }
+            progress
+                .verdicts
+                .extend(origin.map(|o| (o, Verdict::Relay)));
             *applied = Applied {
                 round,
                 state_root: header.state_root,
@@ -132,7 +224,18 @@ impl Follower {
             progress.batches.push(batch);
         }
         let applied_round = applied.round;
-        self.executed.retain(|(r, _, _), _| *r > applied_round);
+        let mut freed = 0;
+        self.executed.retain(|(r, _, _), k| {
+            if *r > applied_round {
+                return true;
+            }
+            freed += k.weight;
+            progress
+                .verdicts
+                .extend(k.origin.take().map(|o| (o, Verdict::Drop)));
+            false
+        });
+        self.kept_bytes -= freed;
         progress
     }
 }
@@ -235,7 +338,7 @@ mod tests {
     fn a_batch_matching_the_finalized_header_is_applied_to_store_and_state() {
         let mut x = fixture();
         let b = batch(1, x.applied.state_root, b"k");
-        x.f.offer(b.clone(), Round(0));
+        x.f.offer(b.clone(), 1000, None, Round(0));
         let p = x.catch_up(&header(&b, HeaderType::Normal), Instant::now());
         assert_eq!((p.batches.len(), p.fetch), (1, None));
         assert_eq!(x.applied.round, paratime_state::Round(1));
@@ -260,8 +363,8 @@ mod tests {
         // Round 1's header is not in the store (pruned), round 2 is the latest finalized.
         let b1 = batch(1, x.applied.state_root, b"k");
         let b2 = batch(2, b1.state_root, b"l");
-        x.f.offer(b1, Round(0));
-        x.f.offer(b2.clone(), Round(0));
+        x.f.offer(b1, 1000, None, Round(0));
+        x.f.offer(b2.clone(), 1000, None, Round(0));
         let p = x.catch_up(&header(&b2, HeaderType::Normal), Instant::now());
         assert_eq!(p.missing_header, Some(Round(1)));
         assert!(p.batches.is_empty() && p.fetch.is_none(), "{p:?}");
@@ -296,14 +399,14 @@ mod tests {
         let mut forged = batch(1, x.applied.state_root, b"other");
         forged.state_root = good.state_root;
         forged.io_root = good.io_root;
-        x.f.offer(forged, Round(0));
+        x.f.offer(forged, 1000, None, Round(0));
         let p = x.catch_up(&header(&good, HeaderType::Normal), Instant::now());
         assert!(p.batches.is_empty());
         assert_eq!(x.applied.round, paratime_state::Round(0));
         assert_eq!(x.store.runtime_applied(&RID).expect("read"), None);
         assert_eq!(x.state.root(), paratime_sdk::state::EMPTY_STATE_ROOT);
         // The honest batch, arriving later, is applied.
-        x.f.offer(good.clone(), Round(0));
+        x.f.offer(good.clone(), 1000, None, Round(0));
         assert_eq!(
             x.catch_up(&header(&good, HeaderType::Normal), Instant::now())
                 .batches
@@ -323,16 +426,104 @@ mod tests {
     }
 
     #[test]
-    fn batches_for_other_runtimes_applied_rounds_or_beyond_the_cap_are_not_kept() {
+    fn batches_for_other_runtimes_applied_or_far_rounds_or_beyond_the_cap_are_not_kept() {
         let mut x = fixture();
         let mut other = batch(1, [0; 32], b"k");
         other.runtime = RuntimeId([2; 32]);
-        x.f.offer(other, Round(0));
-        x.f.offer(batch(3, [0; 32], b"k"), Round(3));
-        assert_eq!(x.f.executed.len(), 0);
+        let o = |n| Some(Gossiped::for_test(n));
+        assert_eq!(x.f.offer(other, 1000, o(1), Round(0)).len(), 1);
+        assert_eq!(
+            x.f.offer(batch(3, [0; 32], b"k"), 1000, o(2), Round(3))
+                .len(),
+            1
+        );
+        let far = batch(MAX_AHEAD + 1, [0; 32], b"k");
+        assert_eq!(
+            x.f.offer(far, 1000, o(3), Round(0)),
+            vec![Gossiped::for_test(3)]
+        );
+        assert_eq!(x.f.kept(), (0, 0));
         for i in 0..1000u32 {
-            x.f.offer(batch(5, [0; 32], &i.to_le_bytes()), Round(0));
+            x.f.offer(batch(5, [0; 32], &i.to_le_bytes()), 1000, None, Round(0));
         }
-        assert_eq!(x.f.executed.len(), MAX_EXECUTED + 1);
+        assert_eq!(x.f.kept(), (MAX_EXECUTED * 1000, MAX_EXECUTED));
+        // The same batch again is not kept twice.
+        let first = x.f.executed.values().next().map(|k| k.batch.clone());
+        let again = x.f.offer(first.expect("kept"), 1000, o(4), Round(0));
+        assert_eq!(again, vec![Gossiped::for_test(4)]);
+    }
+
+    /// A peer gossiping made-up batches of the maximum decoded size for every future round
+    /// fills [`MAX_KEPT_BYTES`], not memory; a batch of a nearer round still gets in by
+    /// displacing the farthest ones, whose messages are then not relayed; a batch of a round as
+    /// far as the junk does not.
+    #[test]
+    fn made_up_batches_fill_a_byte_budget_and_nearer_rounds_displace_them() {
+        let mut x = fixture();
+        let big = MAX_KEPT_BYTES / 4;
+        let mut n = 0;
+        for round in 2..=MAX_AHEAD {
+            for i in 0..100u32 {
+                n += 1;
+                x.f.offer(
+                    batch(round, [0; 32], &i.to_le_bytes()),
+                    big,
+                    Some(Gossiped::for_test(n)),
+                    Round(0),
+                );
+            }
+        }
+        let (bytes, count) = x.f.kept();
+        assert!(
+            bytes <= MAX_KEPT_BYTES && count == 4,
+            "{bytes} bytes, {count} batches"
+        );
+        // The nearest junk rounds stayed.
+        assert!(
+            x.f.executed.keys().all(|k| k.0 == Round(2)),
+            "{:?}",
+            x.f.executed.keys()
+        );
+        // Round 1's honest batch displaces one of them…
+        let honest = batch(1, x.applied.state_root, b"k");
+        let displaced =
+            x.f.offer(honest.clone(), big, Some(Gossiped::for_test(0)), Round(0));
+        assert_eq!(displaced.len(), 1);
+        assert_eq!(x.f.kept(), (MAX_KEPT_BYTES, 4));
+        // …one more of round 2 does not get in, and is not relayed.
+        let late = batch(2, [0; 32], b"late");
+        assert_eq!(
+            x.f.offer(late, big, Some(Gossiped::for_test(9999)), Round(0)),
+            vec![Gossiped::for_test(9999)]
+        );
+        // Applying round 1 relays the honest batch's message; the junk of round 2 goes when
+        // round 2 is applied with another batch, unrelayed.
+        let p = x.catch_up(&header(&honest, HeaderType::Normal), Instant::now());
+        assert_eq!(p.verdicts, vec![(Gossiped::for_test(0), Verdict::Relay)]);
+        assert_eq!(x.f.kept(), (3 * big, 3));
+        let failed = header(&batch(2, [0; 32], b"x"), HeaderType::RoundFailed);
+        let p = x.catch_up(&failed, Instant::now());
+        assert_eq!(p.verdicts.len(), 3);
+        assert!(
+            p.verdicts.iter().all(|(_, v)| *v == Verdict::Drop),
+            "{:?}",
+            p.verdicts
+        );
+        assert_eq!(x.f.kept(), (0, 0));
+    }
+
+    /// A batch that claims the finalized roots but does not lead to them was made up by the
+    /// peer that sent it: its message is refused (never relayed, counted against the peer).
+    #[test]
+    fn a_lying_batch_is_refused() {
+        let mut x = fixture();
+        let good = batch(1, x.applied.state_root, b"k");
+        let mut forged = batch(1, x.applied.state_root, b"other");
+        forged.state_root = good.state_root;
+        forged.io_root = good.io_root;
+        x.f.offer(forged, 1000, Some(Gossiped::for_test(7)), Round(0));
+        let p = x.catch_up(&header(&good, HeaderType::Normal), Instant::now());
+        assert_eq!(p.verdicts, vec![(Gossiped::for_test(7), Verdict::Refuse)]);
+        assert_eq!(x.f.kept(), (0, 0));
     }
 }

@@ -51,7 +51,7 @@ use serde_bytes::ByteBuf;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use submissions::{check_batch_len, Reply, Submissions};
+use submissions::{check_batch_len, fitting, Reply, Submissions};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -63,6 +63,9 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
 /// Gossiped transactions waiting for check-tx while a check runs; more are dropped (their
 /// senders republish them).
 const MAX_UNCHECKED: usize = 16_384;
+/// Bytes of gossiped transactions waiting for check-tx, at most (a peer's transactions may be
+/// large: the count alone does not bound memory).
+const MAX_UNCHECKED_BYTES: usize = 32 << 20;
 /// Messages taken from one queue before the worker steps.
 const DRAIN: usize = 1024;
 
@@ -357,6 +360,8 @@ struct Run {
     last_submit: Option<Instant>,
     /// Gossiped transactions waiting for the next check, with the message each came in.
     unchecked: Vec<(Vec<u8>, judging::Key)>,
+    /// Bytes of the transactions in `unchecked`.
+    unchecked_bytes: usize,
     /// Gossiped messages waiting for their transactions' check before they are relayed.
     judging: Judging<p2p::Gossiped>,
     /// Client submissions waiting for the next check.
@@ -434,6 +439,7 @@ impl Worker {
             proposed: None,
             last_submit: None,
             unchecked: Vec::new(),
+            unchecked_bytes: 0,
             judging: Judging::default(),
             queued: VecDeque::new(),
             checking_gossip: false,
@@ -561,36 +567,60 @@ impl Run {
     fn on_event(&mut self, ev: RuntimeEvent) {
         match ev {
             RuntimeEvent::Tx(_, data, origin) => {
-                let t = match crate::encoding::from_cbor::<RuntimeTxs>(&data) {
+                let t = match crate::encoding::from_cbor_within::<RuntimeTxs>(
+                    &data,
+                    p2p::MAX_DECODED,
+                ) {
                     Ok(t) if !t.txs.is_empty() => t,
                     _ => return self.judged(origin, p2p::Verdict::Refuse),
                 };
+                drop(data);
                 // Transactions without room are turned away (not relayed either).
-                let room = MAX_UNCHECKED.saturating_sub(self.unchecked.len());
-                if t.txs.len() > room {
-                    log::debug!(target: MODULE, runtime_id:% = self.rid, dropped = t.txs.len() - room; "check-tx queue full: dropping gossiped transactions");
+                let queued = fitting(
+                    t.txs.iter().map(|tx| tx.len()),
+                    MAX_UNCHECKED.saturating_sub(self.unchecked.len()),
+                    MAX_UNCHECKED_BYTES.saturating_sub(self.unchecked_bytes),
+                );
+                if t.txs.len() > queued {
+                    log::debug!(target: MODULE, runtime_id:% = self.rid, dropped = t.txs.len() - queued; "check-tx queue full: dropping gossiped transactions");
                 }
-                let queued = t.txs.len().min(room);
                 match self.judging.open(origin, queued) {
-                    Ok(key) => self.unchecked.extend(
-                        t.txs
-                            .into_iter()
-                            .take(queued)
-                            .map(|tx| (tx.into_vec(), key)),
-                    ),
+                    Ok(key) => {
+                        for tx in t.txs.into_iter().take(queued) {
+                            self.unchecked_bytes += tx.len();
+                            self.unchecked.push((tx.into_vec(), key));
+                        }
+                    }
                     Err((origin, verdict)) => self.judged(origin, verdict),
                 }
             }
-            RuntimeEvent::Committee(_, data) => {
-                match crate::encoding::from_cbor::<CommitteeMessage>(&data) {
-                    Ok(CommitteeMessage::Proposal(s)) => self.on_proposal(&s),
-                    Ok(CommitteeMessage::Executed(b)) => {
-                        self.follower.offer(*b, self.applied.round)
+            RuntimeEvent::Committee(_, data, origin) => {
+                let message =
+                    crate::encoding::from_cbor_weighed::<CommitteeMessage>(&data, p2p::MAX_DECODED);
+                drop(data);
+                match message {
+                    Ok((CommitteeMessage::Proposal(s), _)) => {
+                        let verdict = self.on_proposal(&s);
+                        self.judged(origin, verdict);
                     }
-                    Err(e) => log::debug!(target: MODULE, "malformed committee message: {e}"),
+                    // Relayed once its round is finalized and applied with it.
+                    Ok((CommitteeMessage::Executed(b), weight)) => {
+                        let applied = self.applied.round;
+                        for o in self.follower.offer(*b, weight, Some(origin), applied) {
+                            self.judged(o, p2p::Verdict::Drop);
+                        }
+                    }
+                    Err(e) => {
+                        log::debug!(target: MODULE, "malformed committee message: {e}");
+                        self.judged(origin, p2p::Verdict::Refuse);
+                    }
                 }
             }
-            RuntimeEvent::Round(_, b) => self.follower.offer(*b, self.applied.round),
+            RuntimeEvent::Round(_, b, weight) => {
+                for o in self.follower.offer(*b, weight, None, self.applied.round) {
+                    self.judged(o, p2p::Verdict::Drop);
+                }
+            }
             RuntimeEvent::Pruned(_, retained_from, peer) => {
                 let now = Instant::now();
                 if !self.pruned.claim(self.applied.round, retained_from, now) {
@@ -730,29 +760,37 @@ impl Run {
         }
     }
 
-    fn on_proposal(&mut self, s: &Signed) {
+    /// Takes a gossiped proposal; says whether the network relays it: a new one signed by a
+    /// member of this runtime's committee is, a badly signed one is refused, the rest dropped
+    /// (outsiders' are kept while there is room — the next epoch's committee may propose
+    /// before this node sees it elected — but not relayed).
+    fn on_proposal(&mut self, s: &Signed) -> p2p::Verdict {
         // The state only (an Arc), not the whole view: a peer decides how many proposals arrive.
         let state = self.consensus.view().borrow().state.clone();
         let ctx = crypto::context(roothash::CONTEXT_PROPOSAL, Some(&state.chain_context));
-        let p: Proposal = match s.open(&ctx) {
+        let p: Proposal = match s.open_within(&ctx, p2p::MAX_DECODED) {
             Ok(p) => p,
             Err(e) => {
-                log::warn!(target: MODULE, "dropping proposal: {e}");
-                return;
+                log::debug!(target: MODULE, "dropping proposal: {e}");
+                return p2p::Verdict::Refuse;
             }
         };
-        if p.runtime == self.rid {
-            let members: Vec<PublicKey> = state
-                .committees
-                .get(&self.rid)
-                .map(|c| c.members.iter().map(|m| m.public_key).collect())
-                .unwrap_or_default();
-            self.proposals.offer(
-                s.signature.public_key,
-                p,
-                self.applied.round,
-                |k: &PublicKey| members.contains(k),
-            );
+        if p.runtime != self.rid {
+            return p2p::Verdict::Drop;
+        }
+        let members: Vec<PublicKey> = state
+            .committees
+            .get(&self.rid)
+            .map(|c| c.members.iter().map(|m| m.public_key).collect())
+            .unwrap_or_default();
+        let is_member = |k: &PublicKey| members.contains(k);
+        let kept = self
+            .proposals
+            .offer(s.signature.public_key, p, self.applied.round, is_member);
+        if kept && is_member(&s.signature.public_key) {
+            p2p::Verdict::Relay
+        } else {
+            p2p::Verdict::Drop
         }
     }
 
@@ -867,6 +905,7 @@ impl Run {
         }
         if !self.w.compute {
             // A client node neither pools nor relays others' transactions.
+            self.unchecked_bytes = 0;
             for (_, key) in std::mem::take(&mut self.unchecked) {
                 self.resolve(key, false);
             }
@@ -874,6 +913,7 @@ impl Run {
         }
         let n = check_batch_len(self.unchecked.iter().map(|(t, _)| t.len()));
         let batch: Vec<(Vec<u8>, judging::Key)> = self.unchecked.drain(..n).collect();
+        self.unchecked_bytes -= batch.iter().map(|(t, _)| t.len()).sum::<usize>();
         let (pool, store, rid) = (&self.pool, &self.w.store, &self.rid);
         let (fresh, keys, known) = judging::split_fresh(batch, |h| {
             pool.contains(h) || matches!(store.tx_location(rid, h), Ok(Some(_)))
@@ -997,6 +1037,9 @@ impl Run {
             &self.w.state,
             now,
         );
+        for (origin, verdict) in progress.verdicts {
+            self.judged(origin, verdict);
+        }
         if let Some(round) = progress.fetch {
             let _ = self.net.try_send(p2p::Command::FetchRound(self.rid, round));
         }
@@ -1393,8 +1436,11 @@ impl Run {
         if let Ok(b) = outcome {
             let data =
                 crate::encoding::canonical_cbor(&CommitteeMessage::Executed(Box::new(b.clone())));
+            let weight = crate::encoding::decoded_size_bound(&data).unwrap_or(usize::MAX);
             self.publish(true, data).await;
-            self.follower.offer(b, self.applied.round);
+            for o in self.follower.offer(b, weight, None, self.applied.round) {
+                self.judged(o, p2p::Verdict::Drop);
+            }
         }
     }
 

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 /// Transactions a node keeps in its pool.
 pub(super) const MAX_POOL: usize = 100_000;
+/// Bytes of transactions a node keeps in its pool (check-tx may accept large transactions:
+/// the count alone does not bound memory).
+pub(super) const MAX_POOL_BYTES: usize = 64 << 20;
 
 /// A sender's lowest pooled transaction that is not known to be next in line (its predecessor
 /// was finalized from another node's pool, or is lost) is proposed anyway once it has waited
@@ -44,12 +47,15 @@ pub(super) struct Pool {
     /// outnumber the live ones).
     order: VecDeque<Hash>,
     txs: HashMap<Hash, Entry>,
+    /// Bytes of the transactions in `txs`.
+    bytes: usize,
     senders: HashMap<Vec<u8>, SenderTxs>,
 }
 
 impl Pool {
     /// Adds a transaction that arrived at `now`, with the sender check-tx named (an id longer
-    /// than [`MAX_SENDER_LEN`] is ignored); false if it is there already or the pool is full.
+    /// than [`MAX_SENDER_LEN`] is ignored); false if it is there already or the pool is full
+    /// ([`MAX_POOL`] transactions or [`MAX_POOL_BYTES`]).
     pub(super) fn insert(
         &mut self,
         h: Hash,
@@ -57,9 +63,13 @@ impl Pool {
         now: Instant,
         sender: Option<&TxSender>,
     ) -> bool {
-        if self.txs.contains_key(&h) || self.txs.len() >= MAX_POOL {
+        if self.txs.contains_key(&h)
+            || self.txs.len() >= MAX_POOL
+            || self.bytes.saturating_add(tx.len()) > MAX_POOL_BYTES
+        {
             return false;
         }
+        self.bytes += tx.len();
         let mut sender = sender
             .filter(|s| s.id.len() <= MAX_SENDER_LEN)
             .map(|s| (s.id.to_vec(), s.seq, s.state_seq));
@@ -90,6 +100,7 @@ impl Pool {
         let Some(e) = self.txs.remove(h) else {
             return;
         };
+        self.bytes -= e.tx.len();
         if let Some((id, seq, _)) = e.sender {
             if let Some(s) = self.senders.get_mut(&id) {
                 if s.seqs.get(&seq) == Some(h) {
@@ -233,6 +244,21 @@ mod tests {
             "pool grew past its cap"
         );
         assert_eq!(p.len(), MAX_POOL);
+    }
+
+    #[test]
+    fn large_transactions_fill_the_pool_by_bytes() {
+        let mut p = Pool::default();
+        let now = Instant::now();
+        let mb = vec![0u8; 1 << 20];
+        for i in 0..64u32 {
+            assert!(p.insert(h(i), mb.clone(), now, None), "{i}");
+        }
+        assert!(!p.insert(h(64), mb.clone(), now, None), "64 MiB held");
+        assert!(!p.insert(h(65), vec![0], now, None), "not one byte more");
+        p.remove(&h(3));
+        assert!(p.insert(h(64), mb, now, None), "room again");
+        assert_eq!((p.len(), p.bytes), (64, 64 << 20));
     }
 
     #[test]

@@ -14,6 +14,17 @@ use std::time::{Duration, Instant};
 const PROPOSAL_WINDOW: u64 = 16;
 /// Proposals kept at most (all rounds, all signers).
 const MAX_PROPOSALS: usize = 256;
+/// Memory the kept proposals' batches may take at most (each transaction counted with
+/// [`crate::encoding::ITEM_COST`]): anyone can sign a proposal of 8 MiB.
+const MAX_PROPOSAL_BYTES: usize = 32 << 20;
+
+/// The memory a proposal's batch takes, at most.
+fn weight(p: &Proposal) -> usize {
+    p.batch
+        .iter()
+        .map(|t| t.len() + crate::encoding::ITEM_COST)
+        .sum()
+}
 /// A commitment already signed is sent again at most this often while the pool lacks it.
 pub(super) const RESUBMIT_EVERY: Duration = Duration::from_secs(2);
 
@@ -158,15 +169,17 @@ impl RoundClock {
 #[derive(Default)]
 pub(super) struct Proposals {
     by: BTreeMap<(Round, PublicKey), Proposal>,
+    /// Sum of the kept proposals' weights.
+    bytes: usize,
 }
 
 impl Proposals {
     /// Keeps a gossiped proposal (its signature already checked) if it is for one of the next
     /// [`PROPOSAL_WINDOW`] rounds after `applied_round`, its batch matches its hash, and there is
-    /// room; returns whether it was kept.
+    /// room ([`MAX_PROPOSALS`], [`MAX_PROPOSAL_BYTES`]); returns whether it was kept.
     ///
     /// Anyone can sign a proposal, so a full book makes room for a signer of the current
-    /// committee (`is_member`) by dropping one from a signer outside it: throwaway keys cannot
+    /// committee (`is_member`) by dropping ones from signers outside it: throwaway keys cannot
     /// crowd out the committee. Outsiders are still kept while there is room (the next epoch's
     /// committee may propose before this node sees it elected).
     pub(super) fn offer(
@@ -183,22 +196,32 @@ impl Proposals {
         {
             return false;
         }
-        if self.by.len() >= MAX_PROPOSALS {
+        let w = weight(&p);
+        if w > MAX_PROPOSAL_BYTES {
+            return false;
+        }
+        while self.by.len() >= MAX_PROPOSALS || self.bytes + w > MAX_PROPOSAL_BYTES {
             if !is_member(&signer) {
                 return false;
             }
             let Some(outsider) = self.by.keys().find(|(_, k)| !is_member(k)).copied() else {
                 return false;
             };
-            self.by.remove(&outsider);
+            if let Some(gone) = self.by.remove(&outsider) {
+                self.bytes -= weight(&gone);
+            }
         }
+        self.bytes += w;
         self.by.insert((p.round, signer), p);
         true
     }
 
     /// Records this node's own proposal.
     pub(super) fn insert_own(&mut self, me: PublicKey, p: Proposal) {
-        self.by.insert((p.round, me), p);
+        self.bytes += weight(&p);
+        if let Some(old) = self.by.insert((p.round, me), p) {
+            self.bytes -= weight(&old);
+        }
     }
 
     /// The best-ranked proposal seen for `round` that builds on `prev_hash` (only `fixed`'s once
@@ -225,7 +248,15 @@ impl Proposals {
 
     /// Forgets proposals for rounds up to `applied_round`.
     pub(super) fn prune(&mut self, applied_round: Round) {
-        self.by.retain(|(r, _), _| *r > applied_round);
+        let mut freed = 0;
+        self.by.retain(|(r, _), p| {
+            let keep = *r > applied_round;
+            if !keep {
+                freed += weight(p);
+            }
+            keep
+        });
+        self.bytes -= freed;
     }
 
     #[cfg(test)]
@@ -499,5 +530,34 @@ mod tests {
         assert!(ps.offer(key(2), proposal(7, prev, &[]), Round(5), member));
         assert_eq!(ps.len(), MAX_PROPOSALS);
         assert!(ps.get(Round(6), &key(1)).is_some() && ps.get(Round(7), &key(2)).is_some());
+    }
+
+    /// Outsiders signing proposals of large batches fill [`MAX_PROPOSAL_BYTES`], not memory;
+    /// a member's large proposal still gets in by displacing them.
+    #[test]
+    fn large_proposals_fill_a_byte_budget_that_members_can_always_enter() {
+        let prev = [7; 32];
+        let mut ps = Proposals::default();
+        let member = |k: &PublicKey| *k == key(1);
+        let mb = vec![0u8; 1 << 20];
+        let big = |round| proposal(round, prev, &[&mb, &mb, &mb, &mb]);
+        let mut kept = 0;
+        for i in 0..64u8 {
+            kept += usize::from(ps.offer(PublicKey([i; 32]), big(6), Round(5), member));
+        }
+        assert!(ps.bytes <= MAX_PROPOSAL_BYTES, "{}", ps.bytes);
+        assert_eq!(kept, MAX_PROPOSAL_BYTES / weight(&big(6)), "outsiders kept");
+        assert!(
+            ps.offer(key(1), big(7), Round(5), member),
+            "the member gets in"
+        );
+        assert!(ps.bytes <= MAX_PROPOSAL_BYTES, "{}", ps.bytes);
+        let too_big = proposal(8, prev, &vec![&mb[..]; 33]);
+        assert!(
+            !ps.offer(key(1), too_big, Round(5), member),
+            "larger than the whole budget"
+        );
+        ps.prune(Round(7));
+        assert_eq!((ps.len(), ps.bytes), (0, 0));
     }
 }

@@ -38,6 +38,27 @@ pub(super) fn check_batch_len(sizes: impl IntoIterator<Item = usize>) -> usize {
     n
 }
 
+/// How many of the transactions (given by their sizes, in order) fit in a queue with room for
+/// `room` more transactions and `bytes_room` more bytes.
+pub(super) fn fitting(
+    sizes: impl IntoIterator<Item = usize>,
+    room: usize,
+    bytes_room: usize,
+) -> usize {
+    let mut left = bytes_room;
+    sizes
+        .into_iter()
+        .take(room)
+        .take_while(|size| match left.checked_sub(*size) {
+            Some(l) => {
+                left = l;
+                true
+            }
+            None => false,
+        })
+        .count()
+}
+
 /// Where a waiting submitter's outcome goes.
 pub(super) type Waiter = oneshot::Sender<Result<TxOutcome, SubmitError>>;
 
@@ -183,6 +204,17 @@ impl Submissions {
 mod tests {
     use super::*;
     use paratime_sdk::protocol::TxResult;
+
+    #[test]
+    fn gossiped_transactions_fit_the_queue_by_count_and_bytes() {
+        assert_eq!(fitting([10, 10, 10], 2, 1000), 2, "by count");
+        assert_eq!(fitting([10, 10, 10], 5, 25), 2, "by bytes");
+        assert_eq!(fitting([10, 10, 10], 5, 30), 3, "exactly full");
+        // A peer's one huge transaction takes no room from the small ones behind it either:
+        // the queue keeps order, so nothing after the first that does not fit is taken.
+        assert_eq!(fitting([8 << 20, 10], 5, 1 << 20), 0);
+        assert_eq!(fitting([], 5, 100), 0);
+    }
 
     const MS: Duration = Duration::from_millis(1);
 
