@@ -141,7 +141,7 @@ pub struct Gossiped {
 
 #[cfg(test)]
 impl Gossiped {
-    /// A made-up message `n` from a random peer.
+    /// A made-up message `n` (all from one made-up peer).
     pub(crate) fn for_test(n: u32) -> Self {
         Self {
             id: gossipsub::MessageId::new(&n.to_le_bytes()),
@@ -209,16 +209,20 @@ impl std::fmt::Debug for Payload {
     }
 }
 
-/// What a worker found in a gossiped message of transactions.
+/// What a worker found in a gossiped runtime message (transactions, a proposal, an executed
+/// batch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// A transaction in it was new to this node and passed check-tx: relayed.
+    /// Worth passing on: a transaction in it was new to this node and passed check-tx; a
+    /// committee member's proposal; an executed batch its finalized round was applied with.
     Relay,
-    /// Nothing new that passed check-tx (transactions this node has, refused by check-tx —
-    /// possibly only stale —, or dropped for want of room): not relayed, no penalty for the
-    /// sender.
+    /// Nothing new or nothing proven (transactions this node has, refused by check-tx —
+    /// possibly only stale —, or dropped for want of room; a proposal of a key outside the
+    /// committee; a batch not used): not relayed, no penalty for the sender.
     Drop,
-    /// Not a batch of transactions: not relayed, and gossipsub counts it against the sender.
+    /// False or malformed (not a batch of transactions, a badly signed proposal, a batch that
+    /// claims the finalized roots and does not lead to them): not relayed, and gossipsub
+    /// counts it against the sender.
     Refuse,
 }
 
