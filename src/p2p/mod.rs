@@ -153,6 +153,9 @@ impl Gossiped {
     }
 }
 
+/// The largest gossip message (gossipsub's `max_transmit_size`).
+pub const MAX_MESSAGE: usize = 8 << 20;
+
 /// Memory a runtime's gossip message may take once decoded, at most
 /// ([`crate::encoding::from_cbor_within`]): 8 MiB of large transactions or of an executed
 /// batch decode within it; 8 MiB of empty strings (up to 64× on the wire) do not, and are
@@ -570,9 +573,17 @@ fn judge_tx(
     relayed: &mut Recent,
 ) -> (gossipsub::MessageAcceptance, Option<Signed>) {
     use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
+    // A transaction larger than any node's mempool takes is refused before it is hashed,
+    // verified or relayed (the engine would drop it, after every node relayed it).
+    if data.len() > crate::consensus::engine::MAX_TX_BYTES + 1024 {
+        return (Reject, None);
+    }
     let Ok(g) = crate::encoding::from_cbor::<GossipedTx>(data) else {
         return (Reject, None);
     };
+    if g.tx.untrusted_raw_value.len() > crate::consensus::engine::MAX_TX_BYTES {
+        return (Reject, None);
+    }
     // The id covers the signer, the signature and the bytes: a copy with the id of a relayed
     // transaction is that transaction, so re-salted copies are ignored before the (costlier)
     // signature check, and only verified transactions enter the window.
@@ -771,11 +782,12 @@ fn build(cfg: &Config, limits: &Limits) -> Result<Swarm<Behaviour>, P2pError> {
                 // Nothing is relayed before this node has looked at it (`judge_tx`).
                 .validate_messages()
                 .message_id_fn(|m: &gossipsub::Message| content_id(&m.topic, &m.data))
-                .max_transmit_size(8 * 1024 * 1024)
+                .max_transmit_size(MAX_MESSAGE)
                 .build()?;
             let gossipsub =
                 gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gcfg)?;
-            let proto = StreamProtocol::try_from_owned(format!("/oasis/{chain}/blocksync/1.0.0"))?;
+            // 1.1.0: replies are CBOR in a byte string (1.0.0 sent them bare).
+            let proto = StreamProtocol::try_from_owned(format!("/oasis/{chain}/blocksync/1.1.0"))?;
             let sync = request_response::cbor::Behaviour::new(
                 [(proto, request_response::ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
@@ -1364,12 +1376,18 @@ mod tests {
             &paratime_state::crypto::context(paratime_state::crypto::CONTEXT_TX, Some("d")),
             &"a transaction",
         );
+        // Validly signed, but larger than a mempool takes: not relayed (8 MiB of it were).
+        let body = "x".repeat(crate::consensus::engine::MAX_TX_BYTES);
+        let oversized = Signed::sign(&key, &ctx, &body);
+        let huge = Signed::sign(&key, &ctx, &"y".repeat(4 << 20));
         for bad in [
             b"garbage".to_vec(),
             Vec::new(),
             crate::encoding::canonical_cbor(&tx),
             GossipedTx::new(forged).encode(),
             GossipedTx::new(other_chain).encode(),
+            GossipedTx::new(oversized).encode(),
+            GossipedTx::new(huge).encode(),
         ] {
             assert_eq!(
                 verdict(&bad, &mut relayed),

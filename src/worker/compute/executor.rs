@@ -30,6 +30,38 @@ pub(super) enum BadAnswer {
     /// the node's own store failing).
     #[error("the runtime's write log cannot be applied to the state: {0}")]
     State(String),
+    /// The executed batch could not reach the other nodes: its encoding is larger than a gossip
+    /// message, or would decode into more than a node accepts from a peer. Every honest
+    /// executor computes the same batch, so every one fails the round alike.
+    #[error(
+        "the executed batch cannot travel: {bytes} bytes encoded (at most {}), up to {bound} \
+         bytes decoded (at most {})",
+        crate::p2p::MAX_MESSAGE,
+        crate::p2p::MAX_DECODED
+    )]
+    TooLarge {
+        /// Its encoding's size.
+        bytes: usize,
+        /// The bound of its decoded size.
+        bound: usize,
+    },
+}
+
+/// The executed batch as the committee topic carries it, with the bound of its decoded size —
+/// or [`BadAnswer::TooLarge`] when the other nodes could not take it (larger than a gossip
+/// message, or over the decoded bound a node accepts from a peer).
+pub(super) fn travels(b: ExecutedBatch) -> Result<(ExecutedBatch, Vec<u8>, usize), BadAnswer> {
+    let data = crate::encoding::canonical_cbor(&crate::p2p::CommitteeMessage::Executed(Box::new(
+        b.clone(),
+    )));
+    let bound = crate::encoding::decoded_size_bound(&data).unwrap_or(usize::MAX);
+    if data.len() > crate::p2p::MAX_MESSAGE || bound > crate::p2p::MAX_DECODED {
+        return Err(BadAnswer::TooLarge {
+            bytes: data.len(),
+            bound,
+        });
+    }
+    Ok((b, data, bound))
 }
 
 /// One batch to execute: the proposal of `scheduler` for `proposal.round`, on top of the
@@ -93,7 +125,7 @@ impl Job {
     /// The commitment for the judged outcome: its roots, or a failure with zero roots.
     pub(super) fn commitment(
         &self,
-        outcome: &Result<ExecutedBatch, BadAnswer>,
+        outcome: Result<&ExecutedBatch, &BadAnswer>,
     ) -> CommitmentHeader {
         let (state_root, io_root, failure) = match outcome {
             Ok(b) => (b.state_root, b.io_root, Failure::None),
@@ -187,6 +219,38 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_the_other_nodes_could_not_take_fails_the_round() {
+        let j = job();
+        let b = judge(&j, honest(&j)).expect("honest");
+        let (_, data, bound) = travels(b.clone()).expect("an ordinary batch travels");
+        assert!(bound < crate::p2p::MAX_DECODED && data.len() < crate::p2p::MAX_MESSAGE);
+        // 400,000 writes of four-byte keys: under the gossip limit encoded, but more than a
+        // peer's message may take decoded.
+        let mut many = b.clone();
+        many.write_log = (0..400_000u32)
+            .map(|i| WriteLogEntry {
+                key: serde_bytes::ByteBuf::from(i.to_be_bytes().to_vec()),
+                value: None,
+            })
+            .collect();
+        let e = travels(many).expect_err("refused");
+        assert!(
+            matches!(e, BadAnswer::TooLarge { bytes, bound } if bytes < crate::p2p::MAX_MESSAGE && bound > crate::p2p::MAX_DECODED),
+            "{e}"
+        );
+        assert_eq!(j.commitment(Err(&e)).failure, Failure::Unknown);
+        // 9 MiB of one value: over the gossip limit.
+        let mut large = b;
+        large.write_log = vec![WriteLogEntry {
+            key: serde_bytes::ByteBuf::from(b"k".to_vec()),
+            value: Some(serde_bytes::ByteBuf::from(vec![0; 9 << 20])),
+        }];
+        assert!(
+            matches!(travels(large), Err(BadAnswer::TooLarge { bytes, .. }) if bytes > 9 << 20)
+        );
+    }
+
+    #[test]
     fn an_honest_answer_is_committed_with_the_recomputed_roots() {
         let j = job();
         let r = honest(&j);
@@ -194,7 +258,7 @@ mod tests {
         assert_eq!(Ok(b.state_root), tree_root(&j.prev_root, &r.write_log));
         assert_ne!(b.state_root, j.prev_root);
         assert_eq!(b.previous_state_root, j.prev_root);
-        let c = j.commitment(&Ok(b.clone()));
+        let c = j.commitment(Ok(&b));
         assert_eq!(c.failure, Failure::None);
         assert_eq!(c.scheduler_id, j.scheduler);
         assert_eq!(
@@ -244,7 +308,7 @@ mod tests {
                 matches!(out, Err(BadAnswer::Inconsistent)),
                 "{what}: a lie was accepted"
             );
-            let c = j.commitment(&out);
+            let c = j.commitment(out.as_ref());
             assert_eq!(c.failure, Failure::Unknown, "{what}");
             assert_eq!(
                 (c.header.state_root, c.header.io_root),

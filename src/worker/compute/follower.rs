@@ -60,6 +60,10 @@ pub(super) struct Follower {
     executed: HashMap<(Round, Hash, Hash), Kept>,
     /// Sum of the kept batches' weights.
     kept_bytes: usize,
+    /// The next round's (round, state root, io root) once it is finalized and its batch is
+    /// missing: only that batch is kept for that round then, and it gets room whatever else
+    /// is kept.
+    expect: Option<(Round, Hash, Hash)>,
     last_fetch: Option<(Round, Instant)>,
 }
 
@@ -74,6 +78,7 @@ impl Follower {
             rid,
             executed: HashMap::new(),
             kept_bytes: 0,
+            expect: None,
             last_fetch: None,
         }
     }
@@ -81,8 +86,10 @@ impl Follower {
     /// Keeps an executed batch (gossiped, fetched or executed here; `weight` bounds its
     /// memory) for one of the [`MAX_AHEAD`] rounds after `applied_round`, within
     /// [`MAX_EXECUTED`] batches and [`MAX_KEPT_BYTES`]; the first one per (round, roots) stays.
-    /// Returns the gossip messages of the batches not kept — this one, or farther rounds' ones
-    /// it displaced — which are not relayed.
+    /// A batch makes room by displacing farther rounds' batches; the batch of a finalized round
+    /// this node waits for displaces any, and other batches of that round are not kept — so
+    /// made-up batches cost at most a fetch of the real one. Returns the gossip messages of
+    /// the batches not kept — this one, or the ones it displaced — which are not relayed.
     pub(super) fn offer(
         &mut self,
         b: ExecutedBatch,
@@ -96,23 +103,33 @@ impl Follower {
             || b.round.0 - applied_round.0 > MAX_AHEAD
             || weight > MAX_KEPT_BYTES
             || self.executed.contains_key(&key)
+            || self.expect.is_some_and(|e| e.0 == b.round && e != key)
         {
             return origin.into_iter().collect();
         }
+        let expected = self.expect == Some(key);
+        // What it may displace, farthest rounds first: farther rounds' batches (any, for the
+        // batch this node waits for). Nothing goes unless enough can go.
+        let mut movable: Vec<((Round, Hash, Hash), usize)> = self
+            .executed
+            .iter()
+            .filter(|(k, _)| expected || k.0 > b.round)
+            .map(|(k, v)| (*k, v.weight))
+            .collect();
+        let movable_bytes: usize = movable.iter().map(|(_, w)| w).sum();
+        if self.executed.len() - movable.len() >= MAX_EXECUTED
+            || (self.kept_bytes - movable_bytes).saturating_add(weight) > MAX_KEPT_BYTES
+        {
+            return origin.into_iter().collect();
+        }
+        movable.sort_by_key(|(k, _)| std::cmp::Reverse(k.0));
         let mut displaced = Vec::new();
+        let mut movable = movable.into_iter();
         while self.executed.len() >= MAX_EXECUTED
             || self.kept_bytes.saturating_add(weight) > MAX_KEPT_BYTES
         {
-            // The farthest round's batch goes if it is farther than this one.
-            let Some(far) = self
-                .executed
-                .keys()
-                .filter(|k| k.0 > b.round)
-                .max_by_key(|k| k.0)
-                .copied()
-            else {
-                displaced.extend(origin);
-                return displaced;
+            let Some((far, _)) = movable.next() else {
+                break;
             };
             if let Some(k) = self.executed.remove(&far) {
                 self.kept_bytes -= k.weight;
@@ -178,6 +195,23 @@ impl Follower {
                 origin,
             }) = self.executed.remove(&key)
             else {
+                // The round is final: its other batches can never be applied, and only its
+                // own is kept from now on.
+                self.expect = Some(key);
+                let other: Vec<_> = self
+                    .executed
+                    .keys()
+                    .filter(|k| k.0 == round)
+                    .copied()
+                    .collect();
+                for k in other {
+                    if let Some(gone) = self.executed.remove(&k) {
+                        self.kept_bytes -= gone.weight;
+                        progress
+                            .verdicts
+                            .extend(gone.origin.map(|o| (o, Verdict::Drop)));
+                    }
+                }
                 if fetch_due(self.last_fetch, round, now) {
                     self.last_fetch = Some((round, now));
                     progress.fetch = Some(round);
@@ -202,10 +236,10 @@ impl Follower {
                 &batch.write_log,
                 &header.state_root,
             ) {
+                // A lie (roots it does not lead to), or this node's store failing: not relayed,
+                // not counted against the sender.
                 log::warn!(target: MODULE, runtime_id:% = rid, round = round.0; "discarding executed batch: {e}");
-                progress
-                    .verdicts
-                    .extend(origin.map(|o| (o, Verdict::Refuse)));
+                progress.verdicts.extend(origin.map(|o| (o, Verdict::Drop)));
                 break;
             }
             if let Err(e) = store.apply_round(&rid, round, Some(&batch), &header.state_root) {
@@ -510,6 +544,62 @@ mod tests {
             p.verdicts
         );
         assert_eq!(x.f.kept(), (0, 0));
+    }
+
+    /// Made-up batches of the very next round fill the budget before the honest one arrives
+    /// (the honest gossiped copy is turned away); once the round is finalized they go, more of
+    /// them are not kept, and the honest batch — fetched — gets in and is applied.
+    #[test]
+    fn made_up_batches_of_the_next_round_cost_a_fetch_not_the_round() {
+        let mut x = fixture();
+        let big = MAX_KEPT_BYTES / 4;
+        for i in 0..4u32 {
+            x.f.offer(
+                batch(1, [0; 32], &i.to_le_bytes()),
+                big,
+                Some(Gossiped::for_test(i)),
+                Round(0),
+            );
+        }
+        // Tiny ones of round 2 as well: the count limit is full too.
+        for i in 0..300u32 {
+            x.f.offer(batch(2, [0; 32], &i.to_le_bytes()), 0, None, Round(0));
+        }
+        assert_eq!(x.f.kept().1, MAX_EXECUTED);
+        let honest = batch(1, x.applied.state_root, b"k");
+        let turned_away = x.f.offer(
+            honest.clone(),
+            1000,
+            Some(Gossiped::for_test(100)),
+            Round(0),
+        );
+        assert_eq!(turned_away, vec![Gossiped::for_test(100)]);
+        // Round 1 is finalized: its made-up batches go, and it is fetched.
+        let h = header(&honest, HeaderType::Normal);
+        let p = x.catch_up(&h, Instant::now());
+        assert_eq!(p.fetch, Some(Round(1)));
+        assert_eq!(p.verdicts.len(), 4);
+        assert!(
+            p.verdicts.iter().all(|(_, v)| *v == Verdict::Drop),
+            "{:?}",
+            p.verdicts
+        );
+        // More made-up batches of round 1 are not kept; round 2's fill the count again; the
+        // fetched honest one gets in all the same, displacing one of those.
+        let junk = batch(1, [0; 32], b"more");
+        assert_eq!(
+            x.f.offer(junk, big, Some(Gossiped::for_test(200)), Round(0))
+                .len(),
+            1
+        );
+        for i in 300..310u32 {
+            x.f.offer(batch(2, [0; 32], &i.to_le_bytes()), 0, None, Round(0));
+        }
+        assert_eq!(x.f.kept().1, MAX_EXECUTED);
+        assert!(x.f.offer(honest, 1000, None, Round(0)).is_empty());
+        assert_eq!(x.f.kept().1, MAX_EXECUTED);
+        let p = x.catch_up(&h, Instant::now());
+        assert_eq!((p.batches.len(), x.applied.round), (1, Round(1)));
     }
 
     /// A batch that claims the finalized roots but does not lead to them was made up by the

@@ -1387,10 +1387,12 @@ impl Run {
         let outcome = job.judge(self.rid, resp, |prev, log| {
             state.compute(prev, log).map_err(|e| e.to_string())
         });
+        // What the other nodes will receive, and whether they can take it.
+        let outcome = outcome.and_then(executor::travels);
         if let Err(e) = &outcome {
             log::error!(target: MODULE, runtime_id:% = self.rid, round = round.0; "{e}: committing a failure");
         }
-        let commit = job.commitment(&outcome);
+        let commit = job.commitment(outcome.as_ref().map(|(b, _, _)| b));
         let view = self.consensus.view().borrow().clone();
         let ctx = crypto::context(
             roothash::CONTEXT_EXECUTOR_COMMITMENT,
@@ -1433,10 +1435,7 @@ impl Run {
             elapsed + judging.elapsed(),
             outcome.is_err(),
         );
-        if let Ok(b) = outcome {
-            let data =
-                crate::encoding::canonical_cbor(&CommitteeMessage::Executed(Box::new(b.clone())));
-            let weight = crate::encoding::decoded_size_bound(&data).unwrap_or(usize::MAX);
+        if let Ok((b, data, weight)) = outcome {
             self.publish(true, data).await;
             for o in self.follower.offer(b, weight, None, self.applied.round) {
                 self.judged(o, p2p::Verdict::Drop);
