@@ -188,9 +188,7 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Largest consensus transaction (its signed body), as oasis's default `max_tx_size`: a
-/// registration or an executor commitment is a few hundred bytes.
-pub const MAX_TX_BYTES: usize = 32 * 1024;
+pub use paratime_state::MAX_TX_BYTES;
 /// Transactions the mempool holds at most.
 const MEMPOOL_MAX_TXS: usize = 10_000;
 /// Bytes of transaction bodies the mempool holds at most.

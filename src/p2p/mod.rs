@@ -575,13 +575,13 @@ fn judge_tx(
     use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
     // A transaction larger than any node's mempool takes is refused before it is hashed,
     // verified or relayed (the engine would drop it, after every node relayed it).
-    if data.len() > crate::consensus::engine::MAX_TX_BYTES + 1024 {
+    if data.len() > paratime_state::MAX_TX_BYTES + 1024 {
         return (Reject, None);
     }
     let Ok(g) = crate::encoding::from_cbor::<GossipedTx>(data) else {
         return (Reject, None);
     };
-    if g.tx.untrusted_raw_value.len() > crate::consensus::engine::MAX_TX_BYTES {
+    if g.tx.untrusted_raw_value.len() > paratime_state::MAX_TX_BYTES {
         return (Reject, None);
     }
     // The id covers the signer, the signature and the bytes: a copy with the id of a relayed
@@ -1377,7 +1377,7 @@ mod tests {
             &"a transaction",
         );
         // Validly signed, but larger than a mempool takes: not relayed (8 MiB of it were).
-        let body = "x".repeat(crate::consensus::engine::MAX_TX_BYTES);
+        let body = "x".repeat(paratime_state::MAX_TX_BYTES);
         let oversized = Signed::sign(&key, &ctx, &body);
         let huge = Signed::sign(&key, &ctx, &"y".repeat(4 << 20));
         for bad in [

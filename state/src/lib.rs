@@ -20,4 +20,9 @@ pub mod tree;
 pub mod validators;
 
 pub use chain_time::{Epoch, Height, Round};
+
+/// Largest consensus transaction (its signed body), as oasis's default `max_tx_size`: a
+/// registration or an executor commitment is a few hundred bytes. The mempool refuses larger
+/// ones, and the network does not relay them.
+pub const MAX_TX_BYTES: usize = 32 * 1024;
 pub use runtime_id::{RuntimeId, RuntimeIdError};
