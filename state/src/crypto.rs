@@ -197,13 +197,7 @@ impl Signed {
 
     /// Verifies and decodes.
     pub fn open<T: serde::de::DeserializeOwned>(&self, context: &str) -> Result<T, OpenError> {
-        if !self.signature.verify(context, &self.untrusted_raw_value) {
-            return Err(OpenError::Signature {
-                signer: self.signature.public_key,
-                context: context.to_string(),
-            });
-        }
-        Ok(crate::encoding::from_cbor(&self.untrusted_raw_value)?)
+        Ok(crate::encoding::from_cbor(self.verified(context)?)?)
     }
 
     /// [`Self::open`] for bytes from outside: the body is decoded only if it cannot take more
@@ -213,16 +207,21 @@ impl Signed {
         context: &str,
         limit: usize,
     ) -> Result<T, OpenError> {
+        Ok(crate::encoding::from_cbor_within(
+            self.verified(context)?,
+            limit,
+        )?)
+    }
+
+    /// The signed bytes, once the signature verifies under `context`.
+    fn verified(&self, context: &str) -> Result<&[u8], OpenError> {
         if !self.signature.verify(context, &self.untrusted_raw_value) {
             return Err(OpenError::Signature {
                 signer: self.signature.public_key,
                 context: context.to_string(),
             });
         }
-        Ok(crate::encoding::from_cbor_within(
-            &self.untrusted_raw_value,
-            limit,
-        )?)
+        Ok(&self.untrusted_raw_value)
     }
 }
 

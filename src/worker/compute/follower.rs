@@ -131,10 +131,7 @@ impl Follower {
             let Some((far, _)) = movable.next() else {
                 break;
             };
-            if let Some(k) = self.executed.remove(&far) {
-                self.kept_bytes -= k.weight;
-                displaced.extend(k.origin);
-            }
+            displaced.extend(self.take(&far).and_then(|k| k.origin));
         }
         self.kept_bytes += weight;
         self.executed.insert(
@@ -189,28 +186,12 @@ impl Follower {
                 continue;
             }
             let key = (round, header.state_root, header.io_root);
-            let Some(Kept {
-                batch,
-                weight,
-                origin,
-            }) = self.executed.remove(&key)
-            else {
+            let Some(Kept { batch, origin, .. }) = self.take(&key) else {
                 // The round is final: its other batches can never be applied, and only its
                 // own is kept from now on.
                 self.expect = Some(key);
-                let other: Vec<_> = self
-                    .executed
-                    .keys()
-                    .filter(|k| k.0 == round)
-                    .copied()
-                    .collect();
-                for k in other {
-                    if let Some(gone) = self.executed.remove(&k) {
-                        self.kept_bytes -= gone.weight;
-                        progress
-                            .verdicts
-                            .extend(gone.origin.map(|o| (o, Verdict::Drop)));
-                    }
+                for o in self.drop_where(|k| k.0 == round) {
+                    progress.verdicts.push((o, Verdict::Drop));
                 }
                 if fetch_due(self.last_fetch, round, now) {
                     self.last_fetch = Some((round, now));
@@ -218,7 +199,6 @@ impl Follower {
                 }
                 break;
             };
-            self.kept_bytes -= weight;
             // A batch that claims the finalized roots and does not lead to them is a lie: its
             // sender is refused (honest nodes relay only batches that did).
             if let Err(e) = batch.verify(&header, &applied.state_root) {
@@ -258,19 +238,30 @@ impl Follower {
             progress.batches.push(batch);
         }
         let applied_round = applied.round;
-        let mut freed = 0;
-        self.executed.retain(|(r, _, _), k| {
-            if *r > applied_round {
-                return true;
-            }
-            freed += k.weight;
-            progress
-                .verdicts
-                .extend(k.origin.take().map(|o| (o, Verdict::Drop)));
-            false
-        });
-        self.kept_bytes -= freed;
+        for o in self.drop_where(|k| k.0 <= applied_round) {
+            progress.verdicts.push((o, Verdict::Drop));
+        }
         progress
+    }
+
+    /// Removes a kept batch.
+    fn take(&mut self, key: &(Round, Hash, Hash)) -> Option<Kept> {
+        let k = self.executed.remove(key)?;
+        self.kept_bytes -= k.weight;
+        Some(k)
+    }
+
+    /// Removes the kept batches whose (round, roots) match; returns their gossip messages.
+    fn drop_where(&mut self, matches: impl Fn(&(Round, Hash, Hash)) -> bool) -> Vec<Gossiped> {
+        let keys: Vec<_> = self
+            .executed
+            .keys()
+            .filter(|k| matches(k))
+            .copied()
+            .collect();
+        keys.iter()
+            .filter_map(|k| self.take(k).and_then(|k| k.origin))
+            .collect()
     }
 }
 
