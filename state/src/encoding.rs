@@ -158,6 +158,14 @@ mod tests {
             "a reserved additional value"
         );
         assert_eq!(decoded_size_bound(&[]).expect("empty"), 0);
+        // An array that claims 2^32 - 1 items and holds three: the bound counts what is there,
+        // and decoding fails at the end without reserving room for the claim.
+        let claims = [0x9a, 0xff, 0xff, 0xff, 0xff, 0x40, 0x40, 0x40];
+        assert_eq!(decoded_size_bound(&claims).expect("headers"), 4 * ITEM_COST);
+        assert!(from_cbor_within::<Vec<serde_bytes::ByteBuf>>(&claims, 1 << 20).is_err());
+        // Nesting deeper than the decoder's limit is an error, not a stack overflow.
+        let deep = [vec![0x81u8; 100_000], vec![0x40]].concat();
+        assert!(from_cbor_within::<ciborium::Value>(&deep, 32 << 20).is_err());
     }
 
     #[test]
