@@ -162,9 +162,10 @@ pub const MAX_MESSAGE: usize = 8 << 20;
 /// refused before they are decoded. Also bounds a peer's answer to a round or state request.
 pub const MAX_DECODED: usize = 32 << 20;
 
-/// Bytes of runtime gossip messages on their way to the workers (queued, not yet taken
+/// Bytes of one runtime's gossip messages on their way to its worker (queued, not yet taken
 /// apart), at most: a peer sending faster than a worker takes messages apart fills this, not
-/// the node's memory; a message that does not fit is neither queued nor relayed.
+/// the node's memory; a message that does not fit is neither queued nor relayed. Each hosted
+/// runtime has its own: a flood on one runtime's topics does not crowd out another's.
 pub const MAX_QUEUED_BYTES: usize = 64 << 20;
 
 /// A gossip message's bytes on their way to a worker: they count against
@@ -925,7 +926,12 @@ pub fn spawn(
         request_response::ResponseChannel<serde_bytes::ByteBuf>,
         SyncReply,
     )>(MAX_STATE_SERVING);
-    let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // One byte budget per hosted runtime (its topics are the only ones queued for workers).
+    let queued: BTreeMap<RuntimeId, Arc<std::sync::atomic::AtomicUsize>> = cfg
+        .runtimes
+        .iter()
+        .map(|rt| (*rt, Arc::default()))
+        .collect();
     tokio::spawn(async move {
         let mut peers: BTreeSet<PeerId> = BTreeSet::new();
         let mut rt_recent = Recent::default();
@@ -937,7 +943,8 @@ pub fn spawn(
             paratime_state::crypto::CONTEXT_TX,
             Some(&chain_context),
         );
-        // Round requests in flight: a `Pruned` answer counts only for the round asked.
+        // Round requests in flight: an answer (a batch, `Pruned`) counts only for the round
+        // asked.
         let mut asked: std::collections::HashMap<
             request_response::OutboundRequestId,
             (RuntimeId, paratime_state::Round),
@@ -997,11 +1004,13 @@ pub fn spawn(
                     Some(Command::FetchRound(runtime, round)) => {
                         rr = rr.wrapping_add(1);
                         let topic = rt_publish.get(&(runtime, false)).map(gossipsub::IdentTopic::hash);
-                        if let Some(peer) = pick_peer(&swarm.behaviour().gossipsub, &peers, topic.as_ref(), rr) {
+                        // At most 1,024 in flight (an answer is taken only for a request on
+                        // record): the worker asks again for what it still lacks.
+                        let peer = pick_peer(&swarm.behaviour().gossipsub, &peers, topic.as_ref(), rr)
+                            .filter(|_| asked.len() < 1024);
+                        if let Some(peer) = peer {
                             let id = swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Round { runtime, round });
-                            if asked.len() < 1024 {
-                                asked.insert(id, (runtime, round));
-                            }
+                            asked.insert(id, (runtime, round));
                         }
                     }
                     Some(Command::FetchState(runtime, wants, to)) => {
@@ -1080,7 +1089,11 @@ pub fn spawn(
                             // batch once its round was finalized and applied with it. A peer
                             // sending garbage, made-up batches or re-salted transactions gets
                             // nothing relayed.
-                            let sent = match Payload::admit(message.data, &queued) {
+                            let admitted = match queued.get(rt) {
+                                Some(budget) => Payload::admit(message.data, budget),
+                                None => Err(message.data),
+                            };
+                            let sent = match admitted {
                                 Ok(data) if *committee => rt_tx.try_send(RuntimeEvent::Committee(*rt, data, origin)).is_ok(),
                                 Ok(data) => rt_tx.try_send(RuntimeEvent::Tx(*rt, data, origin)).is_ok(),
                                 Err(_) => false,
@@ -1147,7 +1160,10 @@ pub fn spawn(
                                 }
                             };
                             let ev = match response {
-                                (SyncReply::Round(Some(b)), weight) => Some(RuntimeEvent::Round(b.runtime, b, weight)),
+                                // Only the round asked for: a peer answering with another
+                                // runtime's or round's batch gets it nowhere (not even held).
+                                (SyncReply::Round(Some(b)), weight) => (was == Some((b.runtime, b.round)))
+                                    .then(|| RuntimeEvent::Round(b.runtime, b, weight)),
                                 (SyncReply::Round(None), _) => None,
                                 // Only as the answer to this node's request for an older round.
                                 (SyncReply::Pruned { runtime, retained_from }, _) => was
@@ -1826,7 +1842,9 @@ mod tests {
     }
 
     /// A peer publishes 7 MiB messages on a runtime topic faster than V's worker takes them
-    /// (here: not at all): V queues at most [`MAX_QUEUED_BYTES`] of them and relays none.
+    /// (here: not at all): V queues at most [`MAX_QUEUED_BYTES`] of them and relays none. The
+    /// budget is the runtime's own: a message on another hosted runtime's topic, sent after
+    /// the flood, is still queued.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn runtime_messages_queued_for_a_worker_stay_within_a_byte_budget() {
         const SIZE: usize = 7 << 20;
@@ -1834,10 +1852,14 @@ mod tests {
         let runtime: RuntimeId = "8000000000000000000000000000000000000000000000000000000000000001"
             .parse()
             .expect("runtime id");
+        let other: RuntimeId = "8000000000000000000000000000000000000000000000000000000000000002"
+            .parse()
+            .expect("runtime id");
         let (_, topic) = runtime_topics("test", &runtime);
+        let (_, other_topic) = runtime_topics("test", &other);
         let shutdown = tokio_util::sync::CancellationToken::new();
         let ((_v_cmd, _v_ev, mut v_rt, _), (_w_cmd, _w_ev, mut w_rt, _), mut h) =
-            meshed_pair_and_a_peer(dir.path(), vec![runtime], &topic, &shutdown).await;
+            meshed_pair_and_a_peer(dir.path(), vec![runtime, other], &topic, &shutdown).await;
         let big = |n: u8| {
             let mut m = vec![n; SIZE];
             m[0] = 0x5a;
@@ -1849,27 +1871,139 @@ mod tests {
                 .publish(topic.clone(), big(n))
                 .expect("publish");
         }
+        // 2 MiB: more than what the flood leaves of one shared budget (64 - 9 × 7 = 1 MiB).
+        let other_message = vec![0x5a; 2 << 20];
+        h.behaviour_mut()
+            .gossipsub
+            .publish(other_topic.clone(), other_message.clone())
+            .expect("publish on the other runtime's topic");
         let hostile = run(h);
-        // All 12 reach V within a few seconds; V queues what fits.
+        // All 13 reach V within a few seconds; V queues what fits.
         tokio::time::sleep(Duration::from_secs(6)).await;
-        let mut queued = Vec::new();
+        let mut queued: BTreeMap<RuntimeId, (usize, usize)> = BTreeMap::new();
         while let Ok(ev) = v_rt.try_recv() {
-            queued.push(ev);
+            if let RuntimeEvent::Committee(rt, data, _) = ev {
+                let e = queued.entry(rt).or_default();
+                e.0 += 1;
+                e.1 += data.len();
+            }
         }
-        let bytes: usize = queued
-            .iter()
-            .map(|ev| match ev {
-                RuntimeEvent::Committee(_, data, _) => data.len(),
-                _ => 0,
-            })
-            .sum();
         assert_eq!(
-            (queued.len(), bytes),
-            (MAX_QUEUED_BYTES / SIZE, MAX_QUEUED_BYTES / SIZE * SIZE),
-            "what V queued for its worker"
+            queued,
+            BTreeMap::from([
+                (
+                    runtime,
+                    (MAX_QUEUED_BYTES / SIZE, MAX_QUEUED_BYTES / SIZE * SIZE)
+                ),
+                (other, (1, other_message.len())),
+            ]),
+            "what V queued for its workers (messages, bytes)"
         );
         assert!(w_rt.try_recv().is_err(), "W received nothing");
         hostile.abort();
+        shutdown.cancel();
+    }
+
+    /// Node V asks a peer for round 5 of a runtime it hosts, four times; the peer answers with
+    /// round 6, with another hosted runtime's round 5, with round 5 carrying 600,000 empty
+    /// writes (7.8 MB on the wire, ~190 MiB decoded by the scan's weights, far more than
+    /// [`MAX_DECODED`]), and finally with round 5 as asked. Only the last reaches V's workers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_round_answer_counts_only_for_the_round_asked_and_within_the_decode_bound() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let runtime: RuntimeId = "8000000000000000000000000000000000000000000000000000000000000001"
+            .parse()
+            .expect("runtime id");
+        let other: RuntimeId = "8000000000000000000000000000000000000000000000000000000000000002"
+            .parse()
+            .expect("runtime id");
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let mut v_cfg = config(None);
+        v_cfg.runtimes = vec![runtime, other];
+        let v_id = v_cfg.keypair.public().to_peer_id();
+        let store = Arc::new(Store::open(&dir.path().join("v")).expect("store"));
+        let (v_cmd, _v_ev, mut v_rt, mut v_status) =
+            spawn(v_cfg, store, String::new(), shutdown.clone()).expect("spawn v");
+        let v_addr = tcp_address(&mut v_status).await;
+        let mut h = swarm(&Limits::default());
+        h.dial(DialOpts::peer_id(v_id).addresses(vec![v_addr]).build())
+            .expect("dial");
+        let batch = |rt: RuntimeId, round: u64, writes: usize| ExecutedBatch {
+            runtime: rt,
+            round: paratime_state::Round(round),
+            previous_state_root: [0; 32],
+            state_root: [0; 32],
+            io_root: [0; 32],
+            inputs: Vec::new(),
+            results: Vec::new(),
+            write_log: vec![
+                paratime_sdk::protocol::WriteLogEntry {
+                    key: serde_bytes::ByteBuf::new(),
+                    value: None,
+                };
+                writes
+            ],
+        };
+        let answer = |b: ExecutedBatch| SyncReply::Round(Some(Box::new(b))).encode();
+        let heavy = answer(batch(runtime, 5, 600_000));
+        assert!(
+            heavy.len() < 9 << 20,
+            "the heavy answer fits the codec: {}",
+            heavy.len()
+        );
+        let answers = [
+            answer(batch(runtime, 6, 0)),
+            answer(batch(other, 5, 0)),
+            heavy,
+            answer(batch(runtime, 5, 0)),
+        ];
+        let mut delivered = Vec::new();
+        for a in answers {
+            // V asks (again) for round 5; the peer answers the first request it sees.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            let mut ask = tokio::time::interval(Duration::from_millis(500));
+            let channel = loop {
+                tokio::select! {
+                    _ = ask.tick() => {
+                        assert!(tokio::time::Instant::now() < deadline, "V never asked the peer");
+                        v_cmd
+                            .send(Command::FetchRound(runtime, paratime_state::Round(5)))
+                            .await
+                            .expect("ask");
+                    }
+                    ev = h.select_next_some() => {
+                        if let SwarmEvent::Behaviour(BehaviourEvent::Sync(
+                            request_response::Event::Message {
+                                message: request_response::Message::Request { request, channel, .. },
+                                ..
+                            },
+                        )) = ev
+                        {
+                            assert!(
+                                matches!(request, SyncRequest::Round { runtime: r, round } if r == runtime && round.0 == 5),
+                                "{request:?}"
+                            );
+                            break channel;
+                        }
+                    }
+                }
+            };
+            h.behaviour_mut()
+                .sync
+                .send_response(channel, a)
+                .expect("answer");
+            // Sent, and taken apart by V.
+            let until = tokio::time::Instant::now() + Duration::from_secs(2);
+            while let Ok(ev) = tokio::time::timeout_at(until, h.select_next_some()).await {
+                drop(ev);
+            }
+            while let Ok(ev) = v_rt.try_recv() {
+                if let RuntimeEvent::Round(rt, b, _) = ev {
+                    delivered.push((rt, b.round.0, b.write_log.len()));
+                }
+            }
+        }
+        assert_eq!(delivered, vec![(runtime, 5, 0)], "what reached V's workers");
         shutdown.cancel();
     }
 
