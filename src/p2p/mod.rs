@@ -943,11 +943,12 @@ pub fn spawn(
             paratime_state::crypto::CONTEXT_TX,
             Some(&chain_context),
         );
-        // Round requests in flight: an answer (a batch, `Pruned`) counts only for the round
-        // asked.
+        // Requests in flight: the runtime, and the round (none for state nodes). An answer
+        // counts only for what was asked: a batch or `Pruned` for that round, nodes for that
+        // runtime's state.
         let mut asked: std::collections::HashMap<
             request_response::OutboundRequestId,
-            (RuntimeId, paratime_state::Round),
+            (RuntimeId, Option<paratime_state::Round>),
         > = Default::default();
         let mut redial = tokio::time::interval(Duration::from_secs(5));
         let mut rr = 0usize;
@@ -1004,13 +1005,13 @@ pub fn spawn(
                     Some(Command::FetchRound(runtime, round)) => {
                         rr = rr.wrapping_add(1);
                         let topic = rt_publish.get(&(runtime, false)).map(gossipsub::IdentTopic::hash);
-                        // At most 1,024 in flight (an answer is taken only for a request on
-                        // record): the worker asks again for what it still lacks.
+                        // At most 1,024 requests in flight (an answer is taken only for a
+                        // request on record): the worker asks again for what it still lacks.
                         let peer = pick_peer(&swarm.behaviour().gossipsub, &peers, topic.as_ref(), rr)
                             .filter(|_| asked.len() < 1024);
                         if let Some(peer) = peer {
                             let id = swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::Round { runtime, round });
-                            asked.insert(id, (runtime, round));
+                            asked.insert(id, (runtime, Some(round)));
                         }
                     }
                     Some(Command::FetchState(runtime, wants, to)) => {
@@ -1019,9 +1020,10 @@ pub fn spawn(
                             rr = rr.wrapping_add(1);
                             let topic = rt_publish.get(&(runtime, false)).map(gossipsub::IdentTopic::hash);
                             pick_peer(&swarm.behaviour().gossipsub, &peers, topic.as_ref(), rr)
-                        });
+                        }).filter(|_| asked.len() < 1024);
                         if let Some(peer) = peer {
-                            swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::StateNodes { runtime, wants });
+                            let id = swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::StateNodes { runtime, wants });
+                            asked.insert(id, (runtime, None));
                         }
                     }
                     Some(Command::Judged(g, verdict)) => {
@@ -1162,14 +1164,14 @@ pub fn spawn(
                             let ev = match response {
                                 // Only the round asked for: a peer answering with another
                                 // runtime's or round's batch gets it nowhere (not even held).
-                                (SyncReply::Round(Some(b)), weight) => (was == Some((b.runtime, b.round)))
+                                (SyncReply::Round(Some(b)), weight) => (was == Some((b.runtime, Some(b.round))))
                                     .then(|| RuntimeEvent::Round(b.runtime, b, weight)),
                                 (SyncReply::Round(None), _) => None,
                                 // Only as the answer to this node's request for an older round.
                                 (SyncReply::Pruned { runtime, retained_from }, _) => was
-                                    .filter(|(r, round)| *r == runtime && retained_from > *round)
+                                    .filter(|(r, round)| *r == runtime && round.is_some_and(|round| retained_from > round))
                                     .map(|_| RuntimeEvent::Pruned(runtime, retained_from, peer.to_string())),
-                                (SyncReply::StateNodes { runtime, nodes }, _) => Some(RuntimeEvent::StateNodes(
+                                (SyncReply::StateNodes { runtime, nodes }, _) => (was == Some((runtime, None))).then(|| RuntimeEvent::StateNodes(
                                     runtime,
                                     peer.to_string(),
                                     nodes.into_iter().take(paratime_mkvs::sync::MAX_CHUNK_NODES).map(serde_bytes::ByteBuf::into_vec).collect(),
@@ -1907,9 +1909,11 @@ mod tests {
     /// Node V asks a peer for round 5 of a runtime it hosts, four times; the peer answers with
     /// round 6, with another hosted runtime's round 5, with round 5 carrying 600,000 empty
     /// writes (7.8 MB on the wire, ~190 MiB decoded by the scan's weights, far more than
-    /// [`MAX_DECODED`]), and finally with round 5 as asked. Only the last reaches V's workers.
+    /// [`MAX_DECODED`]), and finally with round 5 as asked. Then V asks twice for state nodes of
+    /// the runtime: the peer answers with nodes of the other runtime, then of the one asked.
+    /// Only the answers as asked reach V's workers.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_round_answer_counts_only_for_the_round_asked_and_within_the_decode_bound() {
+    async fn an_answer_counts_only_for_what_was_asked_and_within_the_decode_bound() {
         let dir = tempfile::tempdir().expect("tmp");
         let runtime: RuntimeId = "8000000000000000000000000000000000000000000000000000000000000001"
             .parse()
@@ -1951,25 +1955,37 @@ mod tests {
             "the heavy answer fits the codec: {}",
             heavy.len()
         );
+        let nodes = |rt: RuntimeId| {
+            SyncReply::StateNodes {
+                runtime: rt,
+                nodes: vec![serde_bytes::ByteBuf::from(vec![1, 2, 3])],
+            }
+            .encode()
+        };
+        let (round, state) = (true, false);
         let answers = [
-            answer(batch(runtime, 6, 0)),
-            answer(batch(other, 5, 0)),
-            heavy,
-            answer(batch(runtime, 5, 0)),
+            (round, answer(batch(runtime, 6, 0))),
+            (round, answer(batch(other, 5, 0))),
+            (round, heavy),
+            (round, answer(batch(runtime, 5, 0))),
+            (state, nodes(other)),
+            (state, nodes(runtime)),
         ];
         let mut delivered = Vec::new();
-        for a in answers {
-            // V asks (again) for round 5; the peer answers the first request it sees.
+        for (asks_round, a) in answers {
+            // V asks (again); the peer answers the first request it sees.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
             let mut ask = tokio::time::interval(Duration::from_millis(500));
             let channel = loop {
                 tokio::select! {
                     _ = ask.tick() => {
                         assert!(tokio::time::Instant::now() < deadline, "V never asked the peer");
-                        v_cmd
-                            .send(Command::FetchRound(runtime, paratime_state::Round(5)))
-                            .await
-                            .expect("ask");
+                        let command = if asks_round {
+                            Command::FetchRound(runtime, paratime_state::Round(5))
+                        } else {
+                            Command::FetchState(runtime, vec![([9; 32], 1)], None)
+                        };
+                        v_cmd.send(command).await.expect("ask");
                     }
                     ev = h.select_next_some() => {
                         if let SwarmEvent::Behaviour(BehaviourEvent::Sync(
@@ -1979,11 +1995,14 @@ mod tests {
                             },
                         )) = ev
                         {
-                            assert!(
-                                matches!(request, SyncRequest::Round { runtime: r, round } if r == runtime && round.0 == 5),
-                                "{request:?}"
-                            );
-                            break channel;
+                            let as_asked = match request {
+                                SyncRequest::Round { runtime: r, round } => asks_round && r == runtime && round.0 == 5,
+                                SyncRequest::StateNodes { runtime: r, .. } => !asks_round && r == runtime,
+                            };
+                            // An unanswered request of the step before is left to time out.
+                            if as_asked {
+                                break channel;
+                            }
                         }
                     }
                 }
@@ -1998,12 +2017,28 @@ mod tests {
                 drop(ev);
             }
             while let Ok(ev) = v_rt.try_recv() {
-                if let RuntimeEvent::Round(rt, b, _) = ev {
-                    delivered.push((rt, b.round.0, b.write_log.len()));
+                match ev {
+                    RuntimeEvent::Round(rt, b, _) => {
+                        delivered.push((
+                            rt,
+                            format!("round {} of {} writes", b.round.0, b.write_log.len()),
+                        ));
+                    }
+                    RuntimeEvent::StateNodes(rt, _, nodes) => {
+                        delivered.push((rt, format!("{} state nodes", nodes.len())));
+                    }
+                    _ => {}
                 }
             }
         }
-        assert_eq!(delivered, vec![(runtime, 5, 0)], "what reached V's workers");
+        assert_eq!(
+            delivered,
+            vec![
+                (runtime, "round 5 of 0 writes".to_string()),
+                (runtime, "1 state nodes".to_string())
+            ],
+            "what reached V's workers"
+        );
         shutdown.cancel();
     }
 

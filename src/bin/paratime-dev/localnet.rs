@@ -309,6 +309,13 @@ struct GrowthRow {
     /// Per node hosting the ParaTime: state tree nodes read from its store per finalized round
     /// over the interval (the node cache's misses): rises as the state outgrows the cache.
     tree_misses_per_round: std::collections::BTreeMap<String, f64>,
+    /// CPU of all nodes, their launchers and sandboxes per finalized transaction (ms) over the
+    /// interval: the work a transaction costs, whatever the throughput.
+    cpu_ms_per_tx: Option<f64>,
+    /// The host's speed over the interval: the median CPU time (ms) a fixed piece of work took
+    /// ([`HostProbe`]). When the nodes' CPU per transaction moves with it, the host changed
+    /// speed, not the nodes' work.
+    host_probe_ms: Option<f64>,
 }
 
 impl GrowthRow {
@@ -333,17 +340,187 @@ impl GrowthRow {
             .iter()
             .map(|(n, m)| format!("{n} {m:.0}"))
             .collect();
+        let shown = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3} ms"));
         format!(
-            "#{:<3} {:>7.1} tx/s  {} rounds / {} blocks  RSS/disk MB: {}  node alone/its caches MB: {}  CPU %: {}  tree reads/round: {}",
+            "#{:<3} {:>7.1} tx/s  {} rounds / {} blocks  CPU per tx {}  host probe {}  RSS/disk MB: {}  node alone/its caches MB: {}  CPU %: {}  tree reads/round: {}",
             self.sample,
             self.tx_per_s,
             self.rounds,
             self.blocks,
+            shown(self.cpu_ms_per_tx),
+            shown(self.host_probe_ms),
             nodes.join("  "),
             own.join("  "),
             cpu.join("  "),
             misses.join("  ")
         )
+    }
+}
+
+/// How fast this host runs code now, whatever else runs on it: the CPU time (this thread's
+/// own, not wall time, so waiting for a core does not count) that one fixed piece of work takes,
+/// sampled every half second. The work hashes 8 MiB, more than the caches hold, so memory speed
+/// counts as it does in the nodes' work. On a shared virtual machine the same instructions take
+/// more or less CPU time from minute to minute (other guests on the host's cores, frequency):
+/// a long run's throughput moves with that, and this separates it from the nodes' own growth.
+/// Costs ~2–3 % of one core (~15 ms of CPU every half second on a loaded 2-core machine).
+struct HostProbe {
+    samples: std::sync::Arc<std::sync::Mutex<Vec<f64>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HostProbe {
+    fn start() -> Self {
+        let samples: std::sync::Arc<std::sync::Mutex<Vec<f64>>> = std::sync::Arc::default();
+        let stop: std::sync::Arc<std::sync::atomic::AtomicBool> = std::sync::Arc::default();
+        let (out, stopped) = (samples.clone(), stop.clone());
+        let spawned = std::thread::Builder::new()
+            .name("host-probe".into())
+            .spawn(move || {
+                let data = vec![0x5au8; 8 << 20];
+                let cpu = || {
+                    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD)
+                        .map(|u| {
+                            let t = |v: nix::sys::time::TimeVal| {
+                                v.tv_sec() as f64 * 1e3 + v.tv_usec() as f64 / 1e3
+                            };
+                            t(u.user_time()) + t(u.system_time())
+                        })
+                        .ok()
+                };
+                while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Some(before) = cpu() {
+                        std::hint::black_box(paratime_sdk::state::hash(std::hint::black_box(
+                            &data,
+                        )));
+                        if let Some(after) = cpu() {
+                            out.lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .push(after - before);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            });
+        if let Err(e) = spawned {
+            eprintln!("host probe not started ({e}): growth rows show no host speed");
+        }
+        Self { samples, stop }
+    }
+
+    /// The median of the samples since the last call (ms), if any.
+    fn take(&self) -> Option<f64> {
+        let mut v = std::mem::take(
+            &mut *self
+                .samples
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        Some((v[v.len() / 2] * 1000.0).round() / 1000.0)
+    }
+}
+
+impl Drop for HostProbe {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// How flat a run's throughput was from its second interval on (the first holds the start):
+/// as measured, and at the run's mean host speed (each interval's tx/s times its host probe
+/// over the probes' mean: what the nodes would have done had the host kept one speed).
+#[derive(Debug, serde::Serialize)]
+struct Flatness {
+    /// Intervals counted.
+    intervals: usize,
+    /// Mean, standard deviation (% of the mean), lowest and highest (% off the mean), and
+    /// intervals within ±10 % of the mean: as measured.
+    measured: Spread,
+    /// The same at the run's mean host speed (none without probes in every interval).
+    at_mean_host_speed: Option<Spread>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Spread {
+    mean: f64,
+    sd_percent: f64,
+    low_percent: f64,
+    high_percent: f64,
+    within_10_percent: usize,
+}
+
+impl Spread {
+    fn of(v: &[f64]) -> Option<Self> {
+        if v.is_empty() {
+            return None;
+        }
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        if mean.is_nan() || mean <= 0.0 {
+            return None;
+        }
+        let off = |x: f64| (x / mean - 1.0) * 100.0;
+        let round = |x: f64| (x * 10.0).round() / 10.0;
+        Some(Self {
+            mean: round(mean),
+            sd_percent: round(
+                (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt() / mean * 100.0,
+            ),
+            low_percent: round(v.iter().copied().map(off).fold(f64::INFINITY, f64::min)),
+            high_percent: round(v.iter().copied().map(off).fold(f64::NEG_INFINITY, f64::max)),
+            within_10_percent: v.iter().filter(|x| off(**x).abs() <= 10.0).count(),
+        })
+    }
+
+    fn line(&self, n: usize) -> String {
+        format!(
+            "mean {:.1} tx/s, sd {:.1} %, {:+.1} % / {:+.1} %, {} of {n} within ±10 %",
+            self.mean, self.sd_percent, self.low_percent, self.high_percent, self.within_10_percent
+        )
+    }
+}
+
+impl Flatness {
+    fn of(growth: &[GrowthRow]) -> Option<Self> {
+        Self::of_intervals(
+            &growth
+                .iter()
+                .skip(1)
+                .map(|r| (r.tx_per_s, r.host_probe_ms))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// From each interval's tx/s and host probe.
+    fn of_intervals(rows: &[(f64, Option<f64>)]) -> Option<Self> {
+        let tx: Vec<f64> = rows.iter().map(|r| r.0).collect();
+        let probes: Option<Vec<f64>> = rows.iter().map(|r| r.1).collect();
+        let at_mean_host_speed = probes.and_then(|p| {
+            let mean = p.iter().sum::<f64>() / p.len() as f64;
+            let v: Vec<f64> = tx.iter().zip(&p).map(|(t, p)| t * p / mean).collect();
+            Spread::of(&v)
+        });
+        Some(Self {
+            intervals: rows.len(),
+            measured: Spread::of(&tx)?,
+            at_mean_host_speed,
+        })
+    }
+
+    fn line(&self) -> String {
+        let n = self.intervals;
+        let mut s = format!(
+            "flatness from the second interval: {}",
+            self.measured.line(n)
+        );
+        if let Some(h) = &self.at_mean_host_speed {
+            s.push_str(&format!("; at the run's mean host speed: {}", h.line(n)));
+        }
+        s
     }
 }
 
@@ -511,9 +688,29 @@ fn growth_row(
     sample: usize,
     tx_per_s: f64,
     (rounds, blocks): (u64, u64),
+    host_probe_ms: Option<f64>,
 ) -> GrowthRow {
     let now = std::time::Instant::now();
+    let cpu_percent: BTreeMap<String, f64> = children
+        .iter()
+        .filter_map(|(name, c)| {
+            let used = tree_cpu_ms(c.id());
+            let (then, before) = cpu.insert(name.clone(), (now, used))?;
+            let ms = now.duration_since(then).as_millis().max(1) as f64;
+            Some((
+                name.clone(),
+                (used.saturating_sub(before) as f64 / ms * 1000.0).round() / 10.0,
+            ))
+        })
+        .collect();
+    // CPU % of one core summed over the nodes is their CPU ms per second.
+    let cpu_ms_per_tx = (tx_per_s >= 1.0 && !cpu_percent.is_empty()).then(|| {
+        let ms_per_s: f64 = cpu_percent.values().sum::<f64>() * 10.0;
+        (ms_per_s / tx_per_s * 1000.0).round() / 1000.0
+    });
     GrowthRow {
+        cpu_ms_per_tx,
+        host_probe_ms,
         tree_misses_per_round: {
             // Only nodes that answered at both ends of this interval: a node that did not
             // answer loses its baseline (its next delta would span two intervals), and a
@@ -533,18 +730,7 @@ fn growth_row(
         },
         rounds,
         blocks,
-        cpu_percent: children
-            .iter()
-            .filter_map(|(name, c)| {
-                let used = tree_cpu_ms(c.id());
-                let (then, before) = cpu.insert(name.clone(), (now, used))?;
-                let ms = now.duration_since(then).as_millis().max(1) as f64;
-                Some((
-                    name.clone(),
-                    (used.saturating_sub(before) as f64 / ms * 1000.0).round() / 10.0,
-                ))
-            })
-            .collect(),
+        cpu_percent,
         node_caches: children
             .iter()
             .filter_map(|(name, c)| {
@@ -1138,6 +1324,7 @@ pub(crate) fn run(a: Args) -> i32 {
         let mut check = tokio::time::interval(Duration::from_secs(1));
         let growth_every: Duration = a.growth_every.into();
         let mut growth_tick = tokio::time::interval_at(tokio::time::Instant::now() + growth_every, growth_every);
+        let probe = HostProbe::start();
         let mut last_sample = (std::time::Instant::now(), 0u64);
         let (first_stores, mut last_progress) = state_caches(&a.dir, &children).await;
         let mut misses_seen: BTreeMap<String, u64> = first_stores
@@ -1171,7 +1358,7 @@ pub(crate) fn run(a: Args) -> i32 {
                         _ => (0, 0),
                     };
                     last_progress = progress.or(last_progress);
-                    let row = growth_row(&a.dir, &children, &caches, &mut cpu_seen, &mut misses_seen, growth.len() + 1, tx_per_s, moved);
+                    let row = growth_row(&a.dir, &children, &caches, &mut cpu_seen, &mut misses_seen, growth.len() + 1, tx_per_s, moved, probe.take());
                     eprintln!("growth: {}", row.line());
                     growth.push(row);
                 }
@@ -1306,6 +1493,10 @@ pub(crate) fn run(a: Args) -> i32 {
             println!("  {}", r.line());
         }
     }
+    let flatness = Flatness::of(&growth);
+    if let Some(f) = &flatness {
+        println!("{}", f.line());
+    }
     if a.json {
         let mut v = match &report {
             Some(r) => serde_json::to_value(r).unwrap_or_default(),
@@ -1315,7 +1506,50 @@ pub(crate) fn run(a: Args) -> i32 {
         };
         v["consensus"] = serde_json::to_value(&consensus).unwrap_or_default();
         v["growth"] = serde_json::to_value(&growth).unwrap_or_default();
+        v["flatness"] = serde_json::to_value(&flatness).unwrap_or_default();
         println!("{v}");
     }
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run whose host slowed down and sped up again: throughput that follows the host's
+    /// speed exactly is far from flat as measured and flat at the run's mean host speed.
+    #[test]
+    fn flatness_is_measured_and_at_the_mean_host_speed() {
+        // The host probe at 10, 12.5 and 8 ms; the throughput 10,000 / probe.
+        let rows = [
+            (1000.0, Some(10.0)),
+            (800.0, Some(12.5)),
+            (1250.0, Some(8.0)),
+        ];
+        let f = Flatness::of_intervals(&rows).expect("intervals");
+        assert_eq!(f.intervals, 3);
+        let near = |a: f64, b: f64| (a - b).abs() < 0.11;
+        let m = &f.measured;
+        assert!(
+            near(m.mean, 1016.7)
+                && near(m.sd_percent, 18.1)
+                && near(m.low_percent, -21.3)
+                && near(m.high_percent, 23.0)
+                && m.within_10_percent == 1,
+            "{m:?}"
+        );
+        let h = f
+            .at_mean_host_speed
+            .as_ref()
+            .expect("probes in every interval");
+        assert!(
+            near(h.mean, 983.6) && h.sd_percent == 0.0 && h.within_10_percent == 3,
+            "{h:?}"
+        );
+        assert!(f.line().contains("1 of 3 within ±10 %"), "{}", f.line());
+        // An interval without a probe: no normalised figure; no intervals: nothing.
+        let f = Flatness::of_intervals(&[(1000.0, Some(10.0)), (900.0, None)]).expect("two");
+        assert!(f.at_mean_host_speed.is_none());
+        assert!(Flatness::of_intervals(&[]).is_none());
+    }
 }
