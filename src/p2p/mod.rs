@@ -217,7 +217,8 @@ impl std::fmt::Debug for Payload {
 /// batch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Worth passing on: a transaction in it was new to this node and passed check-tx; a
+    /// Worth passing on: transactions new to this node that passed check-tx make at least
+    /// half of its bytes; a
     /// committee member's proposal; an executed batch its finalized round was applied with.
     Relay,
     /// Nothing new or nothing proven (transactions this node has, refused by check-tx —
@@ -1086,7 +1087,7 @@ pub fn spawn(
                             rt_recent.insert(message_id.clone());
                             let origin = Gossiped { id: message_id.clone(), source: propagation_source };
                             // Relayed only once the worker judged it (`Command::Judged`): a
-                            // transaction message when check-tx found something new in it, a
+                            // transaction message when at least half of it is new and passes check-tx, a
                             // proposal once its signature and signer are checked, an executed
                             // batch once its round was finalized and applied with it. A peer
                             // sending garbage, made-up batches or re-salted transactions gets
@@ -1843,6 +1844,17 @@ mod tests {
         shutdown.cancel();
     }
 
+    /// Two runtime IDs, for a node hosting two runtimes.
+    fn two_runtimes() -> (RuntimeId, RuntimeId) {
+        let id = |n: u8| {
+            let mut b = [0u8; 32];
+            b[0] = 0x80;
+            b[31] = n;
+            RuntimeId(b)
+        };
+        (id(1), id(2))
+    }
+
     /// A peer publishes 7 MiB messages on a runtime topic faster than V's worker takes them
     /// (here: not at all): V queues at most [`MAX_QUEUED_BYTES`] of them and relays none. The
     /// budget is the runtime's own: a message on another hosted runtime's topic, sent after
@@ -1851,12 +1863,7 @@ mod tests {
     async fn runtime_messages_queued_for_a_worker_stay_within_a_byte_budget() {
         const SIZE: usize = 7 << 20;
         let dir = tempfile::tempdir().expect("tmp");
-        let runtime: RuntimeId = "8000000000000000000000000000000000000000000000000000000000000001"
-            .parse()
-            .expect("runtime id");
-        let other: RuntimeId = "8000000000000000000000000000000000000000000000000000000000000002"
-            .parse()
-            .expect("runtime id");
+        let (runtime, other) = two_runtimes();
         let (_, topic) = runtime_topics("test", &runtime);
         let (_, other_topic) = runtime_topics("test", &other);
         let shutdown = tokio_util::sync::CancellationToken::new();
@@ -1915,12 +1922,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_answer_counts_only_for_what_was_asked_and_within_the_decode_bound() {
         let dir = tempfile::tempdir().expect("tmp");
-        let runtime: RuntimeId = "8000000000000000000000000000000000000000000000000000000000000001"
-            .parse()
-            .expect("runtime id");
-        let other: RuntimeId = "8000000000000000000000000000000000000000000000000000000000000002"
-            .parse()
-            .expect("runtime id");
+        let (runtime, other) = two_runtimes();
         let shutdown = tokio_util::sync::CancellationToken::new();
         let mut v_cfg = config(None);
         v_cfg.runtimes = vec![runtime, other];

@@ -1,6 +1,9 @@
-//! Verdicts on gossiped messages of transactions: a message is relayed only when one of its
-//! transactions was new to this node and passed check-tx. Its transactions are checked in
-//! batches with other messages' ones, so the verdict comes when the last of them is resolved.
+//! Verdicts on gossiped messages of transactions: a message is relayed only when the
+//! transactions in it that were new to this node and passed check-tx make at least half of its
+//! transactions' bytes. A peer padding one new transaction with known ones (up to 8 MiB of
+//! them) gets nothing relayed: what a relay carries for nothing is at most what it carries of
+//! new, valid transactions. Its transactions are checked in batches with other messages'
+//! ones, so the verdict comes when the last of them is resolved.
 
 use crate::encoding::{hash, Hash};
 use crate::p2p::Verdict;
@@ -18,8 +21,10 @@ struct Open<R> {
     origin: R,
     /// Transactions not resolved yet.
     left: usize,
-    /// One of them was new and passed check-tx.
-    relay: bool,
+    /// Bytes of all the message's transactions (queued or not).
+    bytes: usize,
+    /// Bytes of those that were new and passed check-tx.
+    fresh: usize,
 }
 
 /// A message's place in [`Judging`], carried by each of its queued transactions.
@@ -36,9 +41,15 @@ impl<R> Default for Judging<R> {
 }
 
 impl<R> Judging<R> {
-    /// A message whose `queued` transactions were queued for check. With none queued (all
-    /// turned away), its verdict is returned at once instead.
-    pub(super) fn open(&mut self, origin: R, queued: usize) -> Result<Key, (R, Verdict)> {
+    /// A message whose transactions take `bytes` in all, `queued` of them queued for check
+    /// (those turned away count as not new). With none queued, its verdict is returned at once
+    /// instead.
+    pub(super) fn open(
+        &mut self,
+        origin: R,
+        queued: usize,
+        bytes: usize,
+    ) -> Result<Key, (R, Verdict)> {
         if queued == 0 {
             return Err((origin, Verdict::Drop));
         }
@@ -49,23 +60,24 @@ impl<R> Judging<R> {
             Open {
                 origin,
                 left: queued,
-                relay: false,
+                bytes,
+                fresh: 0,
             },
         );
         Ok(key)
     }
 
-    /// One of `key`'s transactions is resolved: `fresh_and_valid` when it was new to this node
-    /// and passed check-tx. The message's verdict once it was the last.
-    pub(super) fn resolve(&mut self, key: Key, fresh_and_valid: bool) -> Option<(R, Verdict)> {
+    /// One of `key`'s transactions is resolved: `fresh_bytes` is its length when it was new
+    /// to this node and passed check-tx, else 0. The message's verdict once it was the last.
+    pub(super) fn resolve(&mut self, key: Key, fresh_bytes: usize) -> Option<(R, Verdict)> {
         let open = self.open.get_mut(&key.0)?;
-        open.relay |= fresh_and_valid;
+        open.fresh = open.fresh.saturating_add(fresh_bytes);
         open.left = open.left.saturating_sub(1);
         if open.left > 0 {
             return None;
         }
         let open = self.open.remove(&key.0)?;
-        let verdict = if open.relay {
+        let verdict = if open.fresh > 0 && open.fresh.saturating_mul(2) >= open.bytes {
             Verdict::Relay
         } else {
             Verdict::Drop
@@ -109,16 +121,38 @@ mod tests {
     #[test]
     fn a_message_is_relayed_when_one_of_its_transactions_was_new_and_valid() {
         let mut j = Judging::default();
-        let a = j.open("a", 3).expect("queued");
-        let b = j.open("b", 2).expect("queued");
-        assert_eq!(j.resolve(a, false), None);
-        assert_eq!(j.resolve(b, false), None);
-        assert_eq!(j.resolve(a, true), None);
-        assert_eq!(j.resolve(b, false), Some(("b", Verdict::Drop)));
-        assert_eq!(j.resolve(a, false), Some(("a", Verdict::Relay)));
+        let a = j.open("a", 3, 30).expect("queued");
+        let b = j.open("b", 2, 20).expect("queued");
+        assert_eq!(j.resolve(a, 0), None);
+        assert_eq!(j.resolve(b, 0), None);
+        assert_eq!(j.resolve(a, 15), None);
+        assert_eq!(j.resolve(b, 0), Some(("b", Verdict::Drop)));
+        assert_eq!(j.resolve(a, 0), Some(("a", Verdict::Relay)));
         assert_eq!(j.len(), 0);
         // Resolved once more (never, by the worker): nothing.
-        assert_eq!(j.resolve(a, true), None);
+        assert_eq!(j.resolve(a, 10), None);
+    }
+
+    /// A peer pads one new transaction with known ones: relayed only if the new bytes are at
+    /// least half the message's (counting transactions turned away by a full queue as not
+    /// new), so a relay never carries more than twice what is new in it.
+    #[test]
+    fn a_new_transaction_padded_with_known_ones_is_not_relayed() {
+        let mut j = Judging::default();
+        // 100 bytes new, 8 MiB known.
+        let padded = j.open("padded", 2, 100 + (8 << 20)).expect("queued");
+        assert_eq!(j.resolve(padded, 0), None);
+        assert_eq!(j.resolve(padded, 100), Some(("padded", Verdict::Drop)));
+        // Half new by bytes, though one of three transactions.
+        let half = j.open("half", 3, 200).expect("queued");
+        for fresh in [0, 100] {
+            assert_eq!(j.resolve(half, fresh), None);
+        }
+        assert_eq!(j.resolve(half, 0), Some(("half", Verdict::Relay)));
+        // Of four transactions of 100 bytes, two turned away (queue full), one known: 100 new.
+        let crowded = j.open("crowded", 2, 400).expect("queued");
+        assert_eq!(j.resolve(crowded, 100), None);
+        assert_eq!(j.resolve(crowded, 0), Some(("crowded", Verdict::Drop)));
     }
 
     /// A peer re-salting one batch 300 times: its transactions are checked once, the copies
@@ -128,26 +162,25 @@ mod tests {
     fn copies_and_known_transactions_are_not_checked() {
         let mut j = Judging::default();
         let pooled = b"pooled".to_vec();
+        let tx = b"a new transaction".to_vec();
         let mut batch = Vec::new();
         let mut messages = Vec::new();
         for m in 0..300 {
-            let key = j.open(m, 2).expect("queued");
+            let key = j.open(m, 2, tx.len() + pooled.len()).expect("queued");
             messages.push(key);
-            batch.push((b"tx".to_vec(), key));
+            batch.push((tx.clone(), key));
             batch.push((pooled.clone(), key));
         }
         let (fresh, keys, known) = split_fresh(batch, |h| *h == hash(&pooled));
-        assert_eq!(fresh, vec![b"tx".to_vec()]);
+        assert_eq!(fresh, vec![tx.clone()]);
         assert_eq!(keys, vec![messages[0]]);
         assert_eq!(known.len(), 599);
-        let mut verdicts: Vec<(i32, Verdict)> = known
-            .into_iter()
-            .filter_map(|k| j.resolve(k, false))
-            .collect();
+        let mut verdicts: Vec<(i32, Verdict)> =
+            known.into_iter().filter_map(|k| j.resolve(k, 0)).collect();
         // The first message waits for its fresh transaction's check; the 299 copies are done.
         assert_eq!(verdicts.len(), 299);
         assert!(verdicts.iter().all(|(_, v)| *v == Verdict::Drop));
-        verdicts.extend(j.resolve(keys[0], true));
+        verdicts.extend(j.resolve(keys[0], tx.len()));
         assert_eq!(verdicts.last(), Some(&(0, Verdict::Relay)));
         assert_eq!(j.len(), 0);
     }
@@ -155,7 +188,7 @@ mod tests {
     #[test]
     fn a_message_with_nothing_queued_is_dropped_at_once_and_not_kept() {
         let mut j: Judging<&str> = Judging::default();
-        assert_eq!(j.open("x", 0).err(), Some(("x", Verdict::Drop)));
+        assert_eq!(j.open("x", 0, 10).err(), Some(("x", Verdict::Drop)));
         assert_eq!(j.len(), 0);
     }
 }

@@ -584,7 +584,8 @@ impl Run {
                 if t.txs.len() > queued {
                     log::debug!(target: MODULE, runtime_id:% = self.rid, dropped = t.txs.len() - queued; "check-tx queue full: dropping gossiped transactions");
                 }
-                match self.judging.open(origin, queued) {
+                let bytes = t.txs.iter().map(|tx| tx.len()).sum();
+                match self.judging.open(origin, queued, bytes) {
                     Ok(key) => {
                         for tx in t.txs.into_iter().take(queued) {
                             self.unchecked_bytes += tx.len();
@@ -809,6 +810,7 @@ impl Run {
                         let now = Instant::now();
                         let mut refused = 0;
                         for ((tx, key), r) in txs.into_iter().zip(keys).zip(results) {
+                            let len = tx.len();
                             let pooled = match &r.error {
                                 None => self.pool.insert(hash(&tx), tx, now, r.sender.as_ref()),
                                 Some(e) => {
@@ -817,7 +819,7 @@ impl Run {
                                     false
                                 }
                             };
-                            self.resolve(key, pooled);
+                            self.resolve(key, if pooled { len } else { 0 });
                         }
                         if refused > 0 {
                             self.status.send_modify(|s| s.gossip_refused += refused);
@@ -826,7 +828,7 @@ impl Run {
                     Err(e) => {
                         log::warn!(target: MODULE, runtime_id:% = self.rid; "cannot check transactions: {e}");
                         for key in keys {
-                            self.resolve(key, false);
+                            self.resolve(key, 0);
                         }
                     }
                 }
@@ -907,7 +909,7 @@ impl Run {
             // A client node neither pools nor relays others' transactions.
             self.unchecked_bytes = 0;
             for (_, key) in std::mem::take(&mut self.unchecked) {
-                self.resolve(key, false);
+                self.resolve(key, 0);
             }
             return;
         }
@@ -919,7 +921,7 @@ impl Run {
             pool.contains(h) || matches!(store.tx_location(rid, h), Ok(Some(_)))
         });
         for key in known {
-            self.resolve(key, false);
+            self.resolve(key, 0);
         }
         if fresh.is_empty() {
             return;
@@ -932,10 +934,11 @@ impl Run {
         });
     }
 
-    /// One of a gossiped message's transactions is resolved; sends the message's verdict once
-    /// it was the last.
-    fn resolve(&mut self, key: judging::Key, fresh_and_valid: bool) {
-        if let Some((origin, verdict)) = self.judging.resolve(key, fresh_and_valid) {
+    /// One of a gossiped message's transactions is resolved (`fresh_bytes`: its length when
+    /// it was new and passed check-tx, else 0); sends the message's verdict once it was the
+    /// last.
+    fn resolve(&mut self, key: judging::Key, fresh_bytes: usize) {
+        if let Some((origin, verdict)) = self.judging.resolve(key, fresh_bytes) {
             self.judged(origin, verdict);
         }
     }
