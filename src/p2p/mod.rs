@@ -218,8 +218,8 @@ impl std::fmt::Debug for Payload {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Worth passing on: transactions new to this node that passed check-tx make at least
-    /// half of its bytes; a
-    /// committee member's proposal; an executed batch its finalized round was applied with.
+    /// half of its bytes; a committee member's proposal; an executed batch its finalized round
+    /// was applied with.
     Relay,
     /// Nothing new or nothing proven (transactions this node has, refused by check-tx —
     /// possibly only stale —, or dropped for want of room; a proposal of a key outside the
@@ -1087,8 +1087,9 @@ pub fn spawn(
                             rt_recent.insert(message_id.clone());
                             let origin = Gossiped { id: message_id.clone(), source: propagation_source };
                             // Relayed only once the worker judged it (`Command::Judged`): a
-                            // transaction message when at least half of it is new and passes check-tx, a
-                            // proposal once its signature and signer are checked, an executed
+                            // transaction message when at least half of its bytes are new
+                            // transactions that pass check-tx, a proposal once its signature
+                            // and signer are checked, an executed
                             // batch once its round was finalized and applied with it. A peer
                             // sending garbage, made-up batches or re-salted transactions gets
                             // nothing relayed.
