@@ -58,7 +58,8 @@ pub(crate) struct Report {
     pub committee_size: usize,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The value at fraction `p` of `sorted` (nearest rank; 0 for none).
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

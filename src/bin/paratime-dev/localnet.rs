@@ -420,7 +420,7 @@ impl HostProbe {
             return None;
         }
         v.sort_by(f64::total_cmp);
-        Some((v[v.len() / 2] * 1000.0).round() / 1000.0)
+        Some((crate::load::percentile(&v, 0.5) * 1000.0).round() / 1000.0)
     }
 }
 
