@@ -28,12 +28,14 @@ pub const MAX_KEY_LEN: usize = (u16::MAX as usize) / 8;
 /// The largest value: lengths are u32, and a round's write log is far smaller in practice.
 pub const MAX_VALUE_LEN: usize = 64 << 20;
 
-/// A pointer to a node: its hash, and the version under which it is stored.
+/// A pointer to a node: its hash, and where it is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Ptr {
     /// The node's hash ([`EMPTY`] for none).
     pub hash: Hash,
-    /// The version that stored it (0 for none, and in proofs).
+    /// Where the store keeps it: the version that stored it, and the store's own place within
+    /// that version in the high bits (see `paratime_mkvs::store`); 0 for none, and in proofs.
+    /// Opaque to the tree.
     pub version: u64,
 }
 
@@ -140,6 +142,14 @@ impl Node {
     /// The stored form (child versions included).
     pub fn encode(&self) -> Vec<u8> {
         self.encode_as(true)
+    }
+
+    /// The length of [`Self::encode`]'s output, without encoding.
+    pub fn stored_len(&self) -> usize {
+        match self {
+            Self::Leaf { key, value } => 7 + key.len() + value.len(),
+            Self::Internal { label, .. } => 3 + label.len() + 3 * 40,
+        }
     }
 
     /// The proof form (hashes only).
@@ -377,6 +387,7 @@ mod tests {
         };
         for n in [&leaf, &internal] {
             assert_eq!(&Node::decode(&n.encode()).expect("decodes"), n);
+            assert_eq!(n.stored_len(), n.encode().len());
             let p = Node::decode_proof(&n.encode_proof()).expect("decodes");
             assert_eq!(p.hash(), n.hash(), "the proof form keeps the hash");
         }

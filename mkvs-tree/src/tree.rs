@@ -14,7 +14,7 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
     /// A node the tree points to is not in the store (pruned, or a root never stored).
-    #[error("tree node {} (version {}) is missing (pruned, or not a stored root)", hex::encode(.0.hash), .0.version)]
+    #[error("tree node {} (stored at {:#x}) is missing (pruned, or not a stored root)", hex::encode(.0.hash), .0.version)]
     Missing(Ptr),
     /// A stored node does not decode.
     #[error("tree node {} is corrupt: {source}", hex::encode(hash))]

@@ -1,27 +1,65 @@
-//! The tree on disk, in redb. Nodes are stored under the version that created them
-//! (`version ‖ hash`), so a round's new nodes land together at the end of the table instead of
-//! at random places; an internal node points to each child by hash and version. A round also
-//! records which older nodes it replaced (`stale since version ‖ node`), and pruning versions
-//! below K deletes exactly the nodes stale since K or earlier: no reference counts, no random
-//! rewrites. Reads go through a node cache bounded in bytes, and redb's own page cache is
-//! bounded too: memory does not grow with the state.
+//! The tree on disk, in redb. Nodes are stored in *pages*: a page is a connected piece of one
+//! version's tree (a top node and descendants whose key depth is within the same
+//! [`PAGE_DEPTH_BITS`]-bit band), stored as one record under `version ‖ page`, so reading a
+//! key's path reads a record per band instead of one per node. A pointer's stored `version`
+//! field is the node's location: the storing version in its low [`VERSION_BITS`] bits and the
+//! page (1-based) above; page 0 is a node stored alone under `version ‖ hash` (state sync stores
+//! nodes so, and so did stores written before pages, which read unchanged).
+//!
+//! A round also records which older records it made stale (`stale since version ‖ record`),
+//! and pruning versions below K deletes exactly the records stale since K or earlier: no
+//! reference counts. A page is stale as a whole: when a round replaces any node of a page, it
+//! copies the page's other nodes that its tree still reaches into its own pages (they are the
+//! neighbours of the replaced ones, read already). Reads go through a node cache bounded in
+//! bytes, and redb's own page cache is bounded too: memory does not grow with the state.
 
 use crate::node::{Hash, Node, Ptr, EMPTY};
 use crate::proof::Proof;
 use crate::tree::{Changes, NodeSource, TreeError};
 use hashlink::LruCache;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-/// Creating version ‖ node hash → stored node.
+/// Records: creating version ‖ node hash → one stored node; creating version ‖ page → a page
+/// (see [`encode_page`]).
 const NODES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("mkvs_nodes");
-/// Version → root hash ‖ the version storing the root node (u64 big-endian).
+/// Version → root hash ‖ the root node's location (u64 big-endian).
 const ROOTS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("mkvs_roots");
-/// Stale since version ‖ creating version ‖ node hash → nothing: the node is in no version
-/// from `since` on.
+/// Stale since version ‖ record key → nothing: the record's nodes are in no version from
+/// `since` on.
 const STALE: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("mkvs_stale");
+
+/// Bits of a location that hold the version; the page is above them.
+pub const VERSION_BITS: u32 = 40;
+const VERSION_MASK: u64 = (1 << VERSION_BITS) - 1;
+/// The largest version the store holds (a location's version bits all set mean [`SCRATCH`]).
+pub const MAX_VERSION: u64 = VERSION_MASK - 1;
+/// Pages per version at most; nodes past them are stored alone.
+const MAX_PAGES: u32 = (1 << (64 - VERSION_BITS)) - 2;
+/// A page holds nodes whose key depth is in one band of this many bits (a band's binary
+/// subtree has up to 15 internal nodes): reading a path reads ~1 record per 4 bits of depth.
+pub const PAGE_DEPTH_BITS: usize = 4;
+/// Bytes of nodes a page holds at most (a full band of internal nodes is ~2.4 KB).
+const PAGE_BYTES: usize = 6 << 10;
+/// A node larger than this gets a page of its own: a page is rewritten whenever one of its
+/// nodes changes, and a large value must not be copied along with its neighbours' changes.
+const PAGE_NODE_MAX: usize = 512;
+
+/// The location of page `page` (0: a node alone) of `version`.
+fn loc(version: u64, page: u32) -> u64 {
+    version | (u64::from(page) << VERSION_BITS)
+}
+
+fn loc_version(loc: u64) -> u64 {
+    loc & VERSION_MASK
+}
+
+fn loc_page(loc: u64) -> u32 {
+    // The high bits: 24 of them, never more.
+    u32::try_from(loc >> VERSION_BITS).unwrap_or(u32::MAX)
+}
 
 /// The version of nodes computed but not stored yet (never a stored version).
 const SCRATCH: u64 = u64::MAX;
@@ -34,9 +72,25 @@ struct Staged {
     prev: Ptr,
     digest: Hash,
     root: Ptr,
-    created: std::collections::HashMap<Hash, Arc<Node>>,
+    created: HashMap<Hash, Arc<Node>>,
     stale: Vec<Ptr>,
 }
+
+/// A computed change laid out for storing (see [`NodeDb::place`]).
+struct Placed {
+    /// The new root.
+    root: Ptr,
+    /// Records (pages and nodes alone), in key order.
+    rows: Vec<(RecordKey, Vec<u8>)>,
+    /// Stale records, in key order.
+    stale: Vec<Vec<u8>>,
+    /// The stored nodes, parents first, for the node cache once committed: the next round's
+    /// changes start from this version's paths, and its top levels are on every path.
+    fresh: Vec<(Ptr, Arc<Node>)>,
+}
+
+/// A node to place: its pointer, its key depth (bits), and its parent's page and band.
+type ToPlace = (Ptr, usize, Option<(u32, usize)>);
 
 /// A digest of a write log (length-prefixed keys and values; a deletion differs from an
 /// empty value).
@@ -101,6 +155,12 @@ pub enum StoreError {
         /// The root the write log gives.
         computed: Hash,
     },
+    /// Past the versions a location can name.
+    #[error("version {version} is over the largest the state store holds ({MAX_VERSION})")]
+    TooLarge {
+        /// The version offered.
+        version: u64,
+    },
     /// Versions only go forward.
     #[error("version {version} is older than the latest stored version {latest}")]
     Old {
@@ -111,31 +171,156 @@ pub enum StoreError {
     },
 }
 
-fn node_key(p: &Ptr) -> [u8; 40] {
-    let mut k = [0u8; 40];
-    k[..8].copy_from_slice(&p.version.to_be_bytes());
-    k[8..].copy_from_slice(&p.hash);
+/// The key of the record holding the node `p` points to: version ‖ hash (40 bytes) for a node
+/// stored alone, version ‖ page (12 bytes) for a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct RecordKey {
+    bytes: [u8; 40],
+    len: usize,
+}
+
+impl RecordKey {
+    fn of(p: &Ptr) -> Self {
+        let mut bytes = [0u8; 40];
+        bytes[..8].copy_from_slice(&loc_version(p.version).to_be_bytes());
+        match loc_page(p.version) {
+            0 => {
+                bytes[8..].copy_from_slice(&p.hash);
+                Self { bytes, len: 40 }
+            }
+            page => {
+                bytes[8..12].copy_from_slice(&page.to_be_bytes());
+                Self { bytes, len: 12 }
+            }
+        }
+    }
+
+    /// A key read back from the store (`None`: not a key this store writes).
+    fn parse(b: &[u8]) -> Option<Self> {
+        if b.len() != 40 && b.len() != 12 {
+            return None;
+        }
+        let mut bytes = [0u8; 40];
+        bytes[..b.len()].copy_from_slice(b);
+        Some(Self {
+            bytes,
+            len: b.len(),
+        })
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    /// The pointer of the node stored alone under this key, or the location of this page
+    /// (hash all zeros).
+    fn ptr(&self) -> Ptr {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(&self.bytes[..8]);
+        let version = u64::from_be_bytes(v);
+        let mut hash = [0u8; 32];
+        if self.len == 40 {
+            hash.copy_from_slice(&self.bytes[8..]);
+            Ptr { hash, version }
+        } else {
+            let mut page = [0u8; 4];
+            page.copy_from_slice(&self.bytes[8..12]);
+            Ptr {
+                hash,
+                version: loc(version, u32::from_be_bytes(page)),
+            }
+        }
+    }
+}
+
+fn stale_key(since: u64, r: &RecordKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + r.len);
+    k.extend_from_slice(&since.to_be_bytes());
+    k.extend_from_slice(r.as_bytes());
     k
 }
 
-fn stale_key(since: u64, p: &Ptr) -> [u8; 48] {
-    let mut k = [0u8; 48];
-    k[..8].copy_from_slice(&since.to_be_bytes());
-    k[8..].copy_from_slice(&node_key(p));
-    k
+/// A page: for each node, its hash ‖ u32le(length) ‖ its stored form.
+fn encode_page(entries: &[(Hash, Vec<u8>)]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(entries.iter().map(|(_, n)| 36 + n.len()).sum());
+    for (h, n) in entries {
+        b.extend_from_slice(h);
+        b.extend_from_slice(&u32::try_from(n.len()).unwrap_or(u32::MAX).to_le_bytes());
+        b.extend_from_slice(n);
+    }
+    b
 }
 
-fn ptr_of(node_key: &[u8]) -> Ptr {
-    let mut v = [0u8; 8];
-    let mut hash = [0u8; 32];
-    if node_key.len() == 40 {
-        v.copy_from_slice(&node_key[..8]);
-        hash.copy_from_slice(&node_key[8..]);
+/// A page's entries (hash, stored form); an error when the lengths do not add up.
+fn page_entries(b: &[u8]) -> Result<Vec<(Hash, &[u8])>, crate::node::DecodeError> {
+    let mut out = Vec::new();
+    let mut rest = b;
+    while !rest.is_empty() {
+        if rest.len() < 36 {
+            return Err(crate::node::DecodeError::Truncated);
+        }
+        let mut h = [0u8; 32];
+        h.copy_from_slice(&rest[..32]);
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&rest[32..36]);
+        let len = usize::try_from(u32::from_le_bytes(len))
+            .map_err(|_| crate::node::DecodeError::TooLarge)?;
+        let body = rest[36..]
+            .get(..len)
+            .ok_or(crate::node::DecodeError::Truncated)?;
+        out.push((h, body));
+        rest = &rest[36 + len..];
     }
-    Ptr {
-        hash,
-        version: u64::from_be_bytes(v),
+    Ok(out)
+}
+
+/// The nodes of the record holding `p`'s node, with their pointers (one for a node stored
+/// alone); `None` when there is no such record.
+#[allow(clippy::type_complexity)]
+fn load(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    p: &Ptr,
+) -> Result<Option<Vec<(Ptr, Arc<Node>)>>, TreeError> {
+    let key = RecordKey::of(p);
+    let Some(got) = table
+        .get(key.as_bytes())
+        .map_err(|e| TreeError::Store(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    let corrupt = |source| TreeError::Corrupt {
+        hash: p.hash,
+        source,
+    };
+    if key.len == 40 {
+        let node = Node::decode(got.value()).map_err(corrupt)?;
+        return Ok(Some(vec![(*p, Arc::new(node))]));
     }
+    let mut out = Vec::new();
+    for (hash, body) in page_entries(got.value()).map_err(corrupt)? {
+        let node = Node::decode(body).map_err(|source| TreeError::Corrupt { hash, source })?;
+        out.push((
+            Ptr {
+                hash,
+                version: p.version,
+            },
+            Arc::new(node),
+        ));
+    }
+    Ok(Some(out))
+}
+
+/// How many nodes a record holds, and their pointers when it is a page.
+fn record_nodes(key: &RecordKey, value: &[u8]) -> Vec<Ptr> {
+    if key.len == 40 {
+        return vec![key.ptr()];
+    }
+    let at = key.ptr().version;
+    page_entries(value)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(hash, _)| Ptr { hash, version: at })
+        .collect()
 }
 
 fn root_value(p: &Ptr) -> [u8; 40] {
@@ -203,9 +388,9 @@ impl Cache {
 pub struct Pruned {
     /// Versions removed.
     pub versions: u64,
-    /// Nodes freed.
+    /// Nodes freed (with the records holding them).
     pub nodes: u64,
-    /// Unreachable nodes are left to remove (always false from [`NodeDb::prune`], which
+    /// Unreachable records are left to remove (always false from [`NodeDb::prune`], which
     /// removes them all).
     pub pending: bool,
 }
@@ -228,15 +413,15 @@ pub struct NodeDb {
     /// Bumped when the whole tree is replaced ([`Self::clear`]): a removal that began before
     /// stops.
     generation: std::sync::atomic::AtomicU64,
-    /// Nodes read from redb (node cache misses) and the nanoseconds those reads took.
+    /// Records read from redb (node cache misses) and the nanoseconds those reads took.
     reads: [std::sync::atomic::AtomicU64; 2],
 }
 
 /// What reading nodes from redb (the node cache's misses) has cost since the store opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Reads {
-    /// Nodes read and decoded.
-    pub nodes: u64,
+    /// Records (pages, or nodes stored alone) read and decoded.
+    pub records: u64,
     /// Time spent in those reads (redb's lookup and the decoding), in nanoseconds.
     pub nanos: u64,
 }
@@ -253,23 +438,25 @@ impl NodeSource for Reader<'_> {
             return Ok(n);
         }
         let started = std::time::Instant::now();
-        let got = self
-            .nodes
-            .get(&node_key(p)[..])
-            .map_err(|e| TreeError::Store(e.to_string()))?
-            .ok_or(TreeError::Missing(*p))?;
-        let node = Node::decode(got.value()).map_err(|source| TreeError::Corrupt {
-            hash: p.hash,
-            source,
-        })?;
-        let node = Arc::new(node);
+        let got = load(&self.nodes, p)?.ok_or(TreeError::Missing(*p))?;
         let [count, nanos] = &self.db.reads;
         count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         nanos.fetch_add(
             u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
             std::sync::atomic::Ordering::Relaxed,
         );
-        self.db.cache().put(*p, node.clone());
+        // The whole page enters the cache: its other nodes are the next ones down the path.
+        let mut found = None;
+        let mut cache = self.db.cache();
+        for (q, n) in got {
+            if q == *p {
+                found = Some(n);
+            } else {
+                cache.put(q, n);
+            }
+        }
+        let node = found.ok_or(TreeError::Missing(*p))?;
+        cache.put(*p, node.clone());
         Ok(node)
     }
 }
@@ -329,11 +516,11 @@ impl NodeDb {
         self.db.cache_stats().used_bytes()
     }
 
-    /// Nodes read from redb so far (what the node cache missed), and their cost.
+    /// Records read from redb so far (what the node cache missed), and their cost.
     pub fn reads(&self) -> Reads {
-        let [nodes, nanos] = &self.reads;
+        let [records, nanos] = &self.reads;
         Reads {
-            nodes: nodes.load(std::sync::atomic::Ordering::Relaxed),
+            records: records.load(std::sync::atomic::Ordering::Relaxed),
             nanos: nanos.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
@@ -481,11 +668,8 @@ impl NodeDb {
         expected: Option<&Hash>,
     ) -> Result<Hash, StoreError> {
         let _w = self.writer.lock();
-        if version == SCRATCH {
-            return Err(StoreError::Old {
-                version,
-                latest: SCRATCH,
-            });
+        if version > MAX_VERSION {
+            return Err(StoreError::TooLarge { version });
         }
         if let Some(latest) = self.latest_version()? {
             if version < latest {
@@ -494,96 +678,202 @@ impl NodeDb {
         }
         let log: Vec<_> = log.into_iter().collect();
         let staged = self.stage(prev, &log)?;
-        let at = |p: Ptr| {
-            if p.version == SCRATCH {
-                Ptr {
-                    hash: p.hash,
-                    version,
-                }
-            } else {
-                p
-            }
-        };
-        let root = at(staged.root);
+        let root = staged.root.hash;
         if let Some(stored) = self.root(version)? {
-            if stored == root.hash {
-                return Ok(root.hash);
+            if stored == root {
+                return Ok(root);
             }
             return Err(StoreError::Conflict {
                 version,
                 stored,
-                new: root.hash,
+                new: root,
             });
         }
-        if let Some(expected) = expected.filter(|e| **e != root.hash) {
+        if let Some(expected) = expected.filter(|e| **e != root) {
             return Err(StoreError::Mismatch {
                 expected: *expected,
-                computed: root.hash,
+                computed: root,
             });
         }
+        let placed = self.place(version, &staged)?;
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        // The stored nodes, for the node cache once committed: the next round's changes start
-        // from this version's paths, and its top levels are on every path.
-        let mut fresh_nodes: Vec<(Ptr, Arc<Node>)> = Vec::new();
         {
+            // In key order. A version's records and stale records are each one new range at
+            // the end of their table (versions only go forward): sorted, they fill page after
+            // page instead of landing on random pages of the range.
             let mut nodes = txn.open_table(NODES).map_err(|e| self.err(e))?;
-            // The new nodes the new tree reaches (stored under `version`, their pointers to new
-            // nodes too), and the older ones it still points to.
-            let mut kept_old: HashSet<Ptr> = HashSet::new();
-            let mut rows: Vec<([u8; 40], Vec<u8>)> = Vec::with_capacity(staged.created.len());
-            let mut stack = vec![staged.root];
-            while let Some(p) = stack.pop() {
-                if p.is_none() {
-                    continue;
-                }
-                let fresh = (p.version == SCRATCH)
-                    .then(|| staged.created.get(&p.hash))
-                    .flatten();
-                let Some(node) = fresh else {
-                    kept_old.insert(p);
-                    continue;
-                };
-                stack.extend(node.children().unwrap_or([Ptr::NONE; 3]));
-                let node = node.map_children(at);
-                rows.push((node_key(&at(p)), node.encode()));
-                fresh_nodes.push((at(p), Arc::new(node)));
+            for (k, v) in &placed.rows {
+                nodes
+                    .insert(k.as_bytes(), &v[..])
+                    .map_err(|e| self.err(e))?;
             }
-            // In key order. A version's nodes and stale records are each one new range at the
-            // end of their table (versions only go forward): sorted, they fill page after
-            // page; in the walk's order (random hashes) every insert lands on a random page
-            // of the range (measured: a 500-write round's store step 16-22 -> 11 ms at 10k
-            // keys, 29-39 -> 24 ms at 1M; a large fill, whose range outgrows the page cache,
-            // gains most).
-            rows.sort_unstable_by_key(|a| a.0);
-            for (k, v) in &rows {
-                nodes.insert(&k[..], &v[..]).map_err(|e| self.err(e))?;
-            }
-            drop(rows);
             let mut stale = txn.open_table(STALE).map_err(|e| self.err(e))?;
-            let mut keys: Vec<[u8; 48]> = staged
-                .stale
-                .iter()
-                .filter(|p| !kept_old.contains(p))
-                .map(|p| stale_key(version, p))
-                .collect();
-            keys.sort_unstable();
-            keys.dedup();
-            for k in &keys {
+            for k in &placed.stale {
                 stale.insert(&k[..], &[][..]).map_err(|e| self.err(e))?;
             }
             let mut roots = txn.open_table(ROOTS).map_err(|e| self.err(e))?;
             roots
-                .insert(version, &root_value(&root)[..])
+                .insert(version, &root_value(&placed.root)[..])
                 .map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))?;
         // Leaves first, the root last: when the round is larger than the cache, what stays is
-        // the top of the tree (the stack walk stored parents before children).
+        // the top of the tree (the walk placed parents before children).
         let mut cache = self.cache();
-        for (p, n) in fresh_nodes.into_iter().rev() {
+        for (p, n) in placed.fresh.into_iter().rev() {
             cache.put(p, n);
         }
-        Ok(root.hash)
+        Ok(root)
+    }
+
+    /// Where a computed change goes as `version`: its new nodes, and the nodes it copies, in
+    /// pages. A page of which the change replaces a node is stale from `version` on as a whole,
+    /// so the nodes of it the new tree still reaches are copied too: a page is a connected piece
+    /// (a top and descendants), so those are reached from a new node through nodes of the same
+    /// page, and the walk from the root finds them all. A node stored alone is copied into a
+    /// page when its parent is rewritten in the same band (stores written before pages, and
+    /// synced ones, are paged as they change).
+    fn place(&self, version: u64, staged: &Staged) -> Result<Placed, StoreError> {
+        let hit: HashSet<u64> = staged
+            .stale
+            .iter()
+            .filter(|p| loc_page(p.version) != 0)
+            .map(|p| p.version)
+            .collect();
+        let rewritten = |p: &Ptr, same_band: bool| {
+            p.version == SCRATCH
+                || match loc_page(p.version) {
+                    0 => same_band,
+                    _ => hit.contains(&p.version),
+                }
+        };
+        let reader = self.reader()?;
+        // Rewritten nodes, parents first, with their page (0: alone).
+        let mut order: Vec<(Hash, Arc<Node>, u32)> = Vec::new();
+        let mut page_of: HashMap<Hash, u32> = HashMap::new();
+        // Bytes of nodes in each page (index 0: nodes alone).
+        let mut pages: Vec<usize> = vec![0];
+        let mut kept_old: HashSet<Ptr> = HashSet::new();
+        let mut copied_alone: Vec<RecordKey> = Vec::new();
+        let mut stack: Vec<ToPlace> = Vec::new();
+        if !staged.root.is_none() {
+            if rewritten(&staged.root, false) {
+                stack.push((staged.root, 0, None));
+            } else {
+                kept_old.insert(staged.root);
+            }
+        }
+        while let Some((p, depth, parent)) = stack.pop() {
+            let node = if p.version == SCRATCH {
+                staged
+                    .created
+                    .get(&p.hash)
+                    .cloned()
+                    .ok_or(TreeError::Missing(p))?
+            } else {
+                if loc_page(p.version) == 0 {
+                    copied_alone.push(RecordKey::of(&p));
+                }
+                reader.node(&p)?
+            };
+            let size = node.stored_len() + 36;
+            let band = depth / PAGE_DEPTH_BITS;
+            let page = match parent {
+                Some((pp, pband))
+                    if pp != 0
+                        && pband == band
+                        && size <= PAGE_NODE_MAX
+                        && pages[pp as usize] + size <= PAGE_BYTES =>
+                {
+                    pp
+                }
+                _ if pages.len() <= MAX_PAGES as usize => {
+                    pages.push(0);
+                    u32::try_from(pages.len() - 1).unwrap_or(0)
+                }
+                _ => 0,
+            };
+            pages[page as usize] += size;
+            page_of.insert(p.hash, page);
+            if let Node::Internal {
+                label_bits,
+                leaf,
+                left,
+                right,
+                ..
+            } = &*node
+            {
+                let below = depth + usize::from(*label_bits);
+                for (c, d) in [(*leaf, below), (*left, below + 1), (*right, below + 1)] {
+                    if c.is_none() {
+                        continue;
+                    }
+                    if rewritten(&c, d / PAGE_DEPTH_BITS == band) {
+                        stack.push((c, d, Some((page, band))));
+                    } else {
+                        kept_old.insert(c);
+                    }
+                }
+            }
+            order.push((p.hash, node, page));
+        }
+        drop(reader);
+        let at = |c: Ptr| match page_of.get(&c.hash) {
+            Some(page) if !c.is_none() => Ptr {
+                hash: c.hash,
+                version: loc(version, *page),
+            },
+            _ => c,
+        };
+        let root = at(staged.root);
+        let mut rows: Vec<(RecordKey, Vec<u8>)> = Vec::new();
+        let mut in_pages: Vec<Vec<(Hash, Vec<u8>)>> = vec![Vec::new(); pages.len()];
+        let mut fresh = Vec::with_capacity(order.len());
+        for (hash, node, page) in order {
+            let node = node.map_children(at);
+            let p = Ptr {
+                hash,
+                version: loc(version, page),
+            };
+            if page == 0 {
+                rows.push((RecordKey::of(&p), node.encode()));
+            } else {
+                in_pages[page as usize].push((hash, node.encode()));
+            }
+            fresh.push((p, Arc::new(node)));
+        }
+        for (page, entries) in in_pages.iter().enumerate().skip(1) {
+            let key = RecordKey::of(&Ptr {
+                hash: [0; 32],
+                version: loc(version, u32::try_from(page).unwrap_or(0)),
+            });
+            rows.push((key, encode_page(entries)));
+        }
+        rows.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let alone_replaced = staged
+            .stale
+            .iter()
+            .filter(|p| loc_page(p.version) == 0 && !kept_old.contains(p))
+            .map(RecordKey::of);
+        let pages_replaced = hit.iter().map(|l| {
+            RecordKey::of(&Ptr {
+                hash: [0; 32],
+                version: *l,
+            })
+        });
+        let mut stale: Vec<Vec<u8>> = alone_replaced
+            .chain(pages_replaced)
+            .chain(copied_alone)
+            .map(|k| stale_key(version, &k))
+            .collect();
+        stale.sort_unstable();
+        stale.dedup();
+        Ok(Placed {
+            root,
+            rows,
+            stale,
+            fresh,
+        })
     }
 
     /// Nodes for a peer's state sync: each wanted node (a `version` of [`SYNC_ROOT`] names a
@@ -628,15 +918,14 @@ impl NodeDb {
             let node = match cached {
                 Some(n) => n,
                 None => {
-                    let Some(got) = table.get(&node_key(&p)[..]).map_err(|e| self.err(e))? else {
+                    let found = load(&table, &p)?
+                        .into_iter()
+                        .flatten()
+                        .find(|(q, _)| *q == p);
+                    let Some((_, n)) = found else {
                         continue;
                     };
-                    Arc::new(
-                        Node::decode(got.value()).map_err(|source| TreeError::Corrupt {
-                            hash: p.hash,
-                            source,
-                        })?,
-                    )
+                    n
                 }
             };
             let encoded = node.encode();
@@ -680,6 +969,9 @@ impl NodeDb {
     /// too (where the sync stores them).
     pub(crate) fn import(&self, version: u64, nodes: &[Node]) -> Result<(), StoreError> {
         let _w = self.writer.lock();
+        if version > MAX_VERSION {
+            return Err(StoreError::TooLarge { version });
+        }
         let at = |p: Ptr| {
             if p.is_none() {
                 p
@@ -693,20 +985,23 @@ impl NodeDb {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut table = txn.open_table(NODES).map_err(|e| self.err(e))?;
-            // In key order, as in `apply`.
-            let mut rows: Vec<([u8; 40], Vec<u8>)> = nodes
+            // Each alone (a chunk is not a connected piece of the tree), in key order as in
+            // `apply`; rounds page them as they change.
+            let mut rows: Vec<(RecordKey, Vec<u8>)> = nodes
                 .iter()
                 .map(|n| {
-                    let key = node_key(&Ptr {
+                    let key = RecordKey::of(&Ptr {
                         hash: n.hash(),
                         version,
                     });
                     (key, n.map_children(at).encode())
                 })
                 .collect();
-            rows.sort_unstable_by_key(|a| a.0);
+            rows.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
             for (k, v) in &rows {
-                table.insert(&k[..], &v[..]).map_err(|e| self.err(e))?;
+                table
+                    .insert(k.as_bytes(), &v[..])
+                    .map_err(|e| self.err(e))?;
             }
         }
         txn.commit().map_err(|e| self.err(e))
@@ -729,7 +1024,7 @@ impl NodeDb {
             if !p.is_none() {
                 let nodes = txn.open_table(NODES).map_err(|e| self.err(e))?;
                 if nodes
-                    .get(&node_key(&p)[..])
+                    .get(RecordKey::of(&p).as_bytes())
                     .map_err(|e| self.err(e))?
                     .is_none()
                 {
@@ -773,7 +1068,22 @@ impl NodeDb {
     }
 
     /// Number of stored nodes.
+    /// (A scan of every record: for tests and tools, not for a running node.)
     pub fn node_count(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let nodes = txn.open_table(NODES).map_err(|e| self.err(e))?;
+        let mut count = 0u64;
+        for item in nodes.iter().map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if let Some(key) = RecordKey::parse(k.value()) {
+                count += record_nodes(&key, v.value()).len() as u64;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Number of stored records (pages and nodes stored alone).
+    pub fn record_count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let nodes = txn.open_table(NODES).map_err(|e| self.err(e))?;
         nodes.len().map_err(|e| self.err(e))
@@ -812,7 +1122,7 @@ impl NodeDb {
             let Some(last) = last else {
                 break;
             };
-            dead.sort_unstable();
+            dead.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
             for chunk in dead.chunks(PRUNE_CHUNK) {
                 match self.remove_nodes(chunk, generation)? {
                     Some(n) => pruned.nodes += n,
@@ -863,7 +1173,7 @@ impl NodeDb {
     fn unreachable(
         &self,
         max: usize,
-    ) -> Result<(Vec<[u8; 40]>, Option<[u8; 48]>, bool), StoreError> {
+    ) -> Result<(Vec<RecordKey>, Option<Vec<u8>>, bool), StoreError> {
         let Some((first_left, _)) = self.versions()? else {
             return Ok((Vec::new(), None, false));
         };
@@ -880,38 +1190,38 @@ impl NodeDb {
                 break;
             }
             let k = k.value();
-            let (Ok(key), Ok(node)) = (<[u8; 48]>::try_from(k), <[u8; 40]>::try_from(&k[8..]))
-            else {
+            let Some(record) = k.get(8..).and_then(RecordKey::parse) else {
                 // Not a record this store writes: leave it.
                 continue;
             };
-            dead.push(node);
-            last = Some(key);
+            dead.push(record);
+            last = Some(k.to_vec());
         }
         Ok((dead, last, more))
     }
 
-    /// Removes the nodes `keys` (sorted) in one transaction, unless the tree was replaced since
-    /// `generation`; returns how many were there.
-    fn remove_nodes(&self, keys: &[[u8; 40]], generation: u64) -> Result<Option<u64>, StoreError> {
+    /// Removes the records `keys` (sorted) in one transaction, unless the tree was replaced
+    /// since `generation`; returns how many nodes they held.
+    fn remove_nodes(&self, keys: &[RecordKey], generation: u64) -> Result<Option<u64>, StoreError> {
         let w = self.writer.lock();
         if self.generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
             return Ok(None);
         }
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        let mut removed = 0;
+        let mut freed: Vec<Ptr> = Vec::new();
         {
             let mut nodes = txn.open_table(NODES).map_err(|e| self.err(e))?;
             for k in keys {
-                if nodes.remove(&k[..]).map_err(|e| self.err(e))?.is_some() {
-                    removed += 1;
+                if let Some(v) = nodes.remove(k.as_bytes()).map_err(|e| self.err(e))? {
+                    freed.extend(record_nodes(k, v.value()));
                 }
             }
         }
         txn.commit().map_err(|e| self.err(e))?;
+        let removed = freed.len() as u64;
         let mut cache = self.cache();
-        for k in keys {
-            cache.remove(&ptr_of(k));
+        for p in &freed {
+            cache.remove(p);
         }
         drop(cache);
         // A version waiting to be stored goes next, not another chunk of this removal.
@@ -922,7 +1232,7 @@ impl NodeDb {
     /// Forgets the stale records up to `last` (their nodes are removed: records go after their
     /// nodes, so a crash between leaves records whose removal is simply repeated); false when
     /// the tree was replaced meanwhile.
-    fn forget_stale(&self, last: &[u8; 48], generation: u64) -> Result<bool, StoreError> {
+    fn forget_stale(&self, last: &[u8], generation: u64) -> Result<bool, StoreError> {
         let _w = self.writer.lock();
         if self.generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
             return Ok(false);
@@ -931,7 +1241,7 @@ impl NodeDb {
         {
             let mut stale = txn.open_table(STALE).map_err(|e| self.err(e))?;
             stale
-                .retain_in(..=&last[..], |_, _| false)
+                .retain_in(..=last, |_, _| false)
                 .map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))?;
@@ -1096,7 +1406,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_count_exactly_the_nodes_the_cache_did_not_hold() {
+    fn reads_count_exactly_the_records_the_cache_did_not_hold() {
         let d = tempfile::tempdir().expect("tmp");
         let path = d.path().join("state.redb");
         let kvs: Vec<_> = (0..2_000).map(kv).collect();
@@ -1104,25 +1414,36 @@ mod tests {
             let db = NodeDb::open(&path, 64 << 20).expect("open");
             put_all(&db, 1, &EMPTY, &kvs)
         };
-        // Reopened: nothing is cached, so reading a key reads its whole path, once.
+        // Reopened: nothing is cached, so reading a key reads the records of its path that no
+        // earlier read brought in, once each.
         let db = NodeDb::open(&path, 64 << 20).expect("open");
+        let at: HashMap<Hash, u64> = stored_nodes(&db)
+            .into_keys()
+            .map(|p| (p.hash, p.version))
+            .collect();
         assert_eq!(db.reads(), Reads::default());
         let mut before = db.reads();
-        for (n, i) in [0u32, 777, 1_999].into_iter().enumerate() {
+        let mut loaded: HashSet<u64> = HashSet::new();
+        for i in [0u32, 777, 1_999] {
             let (k, v) = kv(i);
             let proof = db.prove(&root, &k).expect("prove");
             let after = db.reads();
-            let read = after.nodes - before.nodes;
-            let path = proof.nodes.len() as u64;
-            if n == 0 {
-                assert_eq!(read, path, "the first key's whole path is read");
-            } else {
-                // The upper nodes came with the earlier paths; the leaf is new.
-                assert!(
-                    read > 0 && read < path,
-                    "key {i}: {read} of a path of {path}"
-                );
-            }
+            let read = after.records - before.records;
+            let locs: HashSet<u64> = proof
+                .nodes
+                .iter()
+                .map(|b| at[&Node::decode_proof(b).expect("decodes").hash()])
+                .collect();
+            let new = locs.difference(&loaded).count() as u64;
+            assert_eq!(read, new, "key {i}: records read");
+            assert!(read > 0, "key {i}: its leaf was not read before");
+            assert!(
+                locs.len() < proof.nodes.len(),
+                "key {i}: a path of {} nodes in {} records",
+                proof.nodes.len(),
+                locs.len()
+            );
+            loaded.extend(locs);
             assert!(after.nanos > before.nanos);
             assert_eq!(db.get(&root, &k).expect("get"), Some(v));
             assert_eq!(db.reads(), after, "key {i}: read again, from the cache");
@@ -1142,13 +1463,7 @@ mod tests {
             root = put_all(&db, u64::from(r), &root, &kvs);
             db.prune(u64::from(r).saturating_sub(2), 64).expect("prune");
         }
-        let txn = db.db.begin_read().expect("read");
-        let table = txn.open_table(NODES).expect("nodes");
-        let mut stored = std::collections::HashMap::new();
-        for item in table.iter().expect("iter") {
-            let (k, v) = item.expect("item");
-            stored.insert(ptr_of(k.value()), Node::decode(v.value()).expect("decodes"));
-        }
+        let stored = stored_nodes(&db);
         let cache = db.cache();
         assert!(
             cache.map.len() > 100,
@@ -1272,13 +1587,13 @@ mod tests {
         let generation = db.generation.load(std::sync::atomic::Ordering::SeqCst);
         let (dead, _, _) = db.unreachable(usize::MAX).expect("unreachable");
         assert!(dead.is_empty());
-        let keys: Vec<[u8; 40]> = {
+        let keys: Vec<RecordKey> = {
             let txn = db.db.begin_read().expect("read");
             let nodes = txn.open_table(NODES).expect("nodes");
             nodes
                 .iter()
                 .expect("iter")
-                .map(|r| <[u8; 40]>::try_from(r.expect("row").0.value()).expect("key"))
+                .map(|r| RecordKey::parse(r.expect("row").0.value()).expect("key"))
                 .collect()
         };
         // A state sync replaces the tree (here: the same nodes imported again) while a removal
@@ -1287,7 +1602,140 @@ mod tests {
         put_all(&db, 1, &EMPTY, &kvs);
         assert_eq!(db.remove_nodes(&keys, generation).expect("remove"), None);
         assert!(!db.forget_stale(&[0xff; 48], generation).expect("forget"));
-        assert_eq!(db.node_count().expect("count"), keys.len() as u64);
+        assert_eq!(db.record_count().expect("count"), keys.len() as u64);
+    }
+
+    #[test]
+    fn a_large_value_is_not_copied_when_its_neighbours_change() {
+        let d = tempfile::tempdir().expect("tmp");
+        let db = NodeDb::open(&d.path().join("state.redb"), 1 << 20).expect("open");
+        let big = vec![9u8; 100_000];
+        let mut kvs: Vec<_> = (0..300).map(kv).collect();
+        kvs.push((b"key 1000".to_vec(), big.clone()));
+        let mut root = put_all(&db, 1, &EMPTY, &kvs);
+        // Its neighbours (the same band, the same parent) change in every later round.
+        for v in 2..=20u64 {
+            let log = [
+                (&b"key 1001"[..], Some(&b"x"[..])),
+                (&b"key 100"[..], Some(&v.to_le_bytes()[..])),
+            ];
+            root = db.apply(v, &root, log, None).expect("apply");
+        }
+        db.prune(u64::MAX, usize::MAX).expect("prune");
+        let leaves: Vec<Ptr> = stored_nodes(&db)
+            .into_iter()
+            .filter(|(_, n)| matches!(n, Node::Leaf { key, .. } if key == b"key 1000"))
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(leaves.len(), 1);
+        assert_eq!(
+            loc_version(leaves[0].version),
+            1,
+            "stored once, by version 1"
+        );
+        assert_eq!(db.get(&root, b"key 1000").expect("get"), Some(big));
+        let file = std::fs::metadata(d.path().join("state.redb"))
+            .expect("stat")
+            .len();
+        assert!(file < 2 << 20, "{file} bytes: the value was written again");
+    }
+
+    #[test]
+    fn a_synced_state_is_paged_as_rounds_change_it() {
+        let d = tempfile::tempdir().expect("tmp");
+        let src = NodeDb::open(&d.path().join("a.redb"), 1 << 20).expect("open");
+        let kvs: Vec<_> = (0..3_000).map(kv).collect();
+        let root = put_all(&src, 1, &EMPTY, &kvs);
+        let dst = NodeDb::open(&d.path().join("b.redb"), 1 << 20).expect("open");
+        let mut r = crate::sync::Restore::begin(&dst, 1, root).expect("begin");
+        while !r.is_complete() {
+            let chunk = src.export(&r.wants(), 1000, usize::MAX).expect("export");
+            r.accept(&dst, &chunk).expect("accept");
+        }
+        r.finish(&dst).expect("finish");
+        let nodes = dst.node_count().expect("count");
+        assert_eq!(
+            dst.record_count().expect("records"),
+            nodes,
+            "synced: each alone"
+        );
+        // A round writes one key in 30: the nodes its paths reach in a band are paged with
+        // them, so the stored-alone nodes left are a minority.
+        let some: Vec<_> = (0..3_000)
+            .step_by(30)
+            .map(|i| (kv(i).0, b"new".to_vec()))
+            .collect();
+        let root = put_all(&dst, 2, &root, &some);
+        dst.prune(u64::MAX, usize::MAX).expect("prune");
+        assert_eq!(dst.node_count().expect("count"), nodes);
+        // Every node the round rewrote has its children of the same band (each small) in its
+        // own page: the new ones, and the synced ones stored alone until now.
+        let stored = stored_nodes(&dst);
+        let (mut paged, mut migrated) = (0, 0);
+        let mut stack = vec![(dst.resolve(&root).expect("root"), 0usize)];
+        while let Some((p, depth)) = stack.pop() {
+            let Node::Internal {
+                label_bits,
+                leaf,
+                left,
+                right,
+                ..
+            } = &stored[&p]
+            else {
+                continue;
+            };
+            let below = depth + usize::from(*label_bits);
+            for (c, d) in [(*leaf, below), (*left, below + 1), (*right, below + 1)] {
+                if c.is_none() {
+                    continue;
+                }
+                let same_band = d / PAGE_DEPTH_BITS == depth / PAGE_DEPTH_BITS;
+                if loc_version(p.version) == 2 && same_band {
+                    assert_eq!(c.version, p.version, "a child of {p:?} outside its page");
+                    paged += 1;
+                    if !some.iter().any(|(k, _)| {
+                        stored[&c]
+                            == Node::Leaf {
+                                key: k.clone(),
+                                value: b"new".to_vec(),
+                            }
+                    }) && matches!(stored[&c], Node::Leaf { .. })
+                    {
+                        migrated += 1;
+                    }
+                }
+                stack.push((c, d));
+            }
+        }
+        assert!(
+            paged > 100 && migrated > 10,
+            "{paged} paged, {migrated} synced leaves among them"
+        );
+        assert!(dst.record_count().expect("records") < nodes);
+        for i in (0..3_000).step_by(7) {
+            let want = if i % 30 == 0 {
+                b"new".to_vec()
+            } else {
+                kv(i).1
+            };
+            assert_eq!(dst.get(&root, &kv(i).0).expect("get"), Some(want));
+        }
+    }
+
+    /// Every stored node by its pointer, read record by record.
+    fn stored_nodes(db: &NodeDb) -> HashMap<Ptr, Node> {
+        let txn = db.db.begin_read().expect("read");
+        let table = txn.open_table(NODES).expect("nodes");
+        let mut stored = HashMap::new();
+        for item in table.iter().expect("iter") {
+            let (k, _) = item.expect("item");
+            let key = RecordKey::parse(k.value()).expect("a record key");
+            let at = key.ptr();
+            for (p, n) in load(&table, &at).expect("loads").expect("present") {
+                stored.insert(p, (*n).clone());
+            }
+        }
+        stored
     }
 
     fn live_nodes(db: &NodeDb, root: &Hash) -> u64 {
@@ -1312,55 +1760,121 @@ mod tests {
 
     use proptest::prelude::*;
 
+    type Round = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+    /// Keys that share prefixes (bytes 0, 1, 0x80, 0xff: long labels, keys that are prefixes of
+    /// each other), values short or over [`PAGE_NODE_MAX`] (a page of their own).
+    fn rounds() -> impl Strategy<Value = Vec<Round>> {
+        let value = prop_oneof![
+            4 => prop::collection::vec(any::<u8>(), 0..3),
+            1 => Just(vec![7u8; PAGE_NODE_MAX + 1]),
+        ];
+        prop::collection::vec(
+            prop::collection::vec(
+                (
+                    prop::collection::vec(prop::sample::select(vec![0u8, 1, 0x80, 0xff]), 0..4),
+                    prop::option::of(value),
+                ),
+                0..12,
+            ),
+            1..8,
+        )
+    }
+
+    /// Runs `rounds` on `db` from version `first` and `root` (whose keys are `model`), pruned
+    /// to a window of two as they go: every kept version must read exactly as the model, and
+    /// pruning to the latest must leave exactly its nodes.
+    fn check_rounds(
+        db: &NodeDb,
+        first: u64,
+        mut root: Hash,
+        mut model: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+        rounds: &[Round],
+    ) -> Result<(), TestCaseError> {
+        let mut snapshots = Vec::new();
+        for (i, ops) in rounds.iter().enumerate() {
+            let v = first + i as u64;
+            let mut log: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> = Default::default();
+            for (k, val) in ops {
+                log.insert(k.clone(), val.clone());
+            }
+            for (k, val) in &log {
+                match val {
+                    Some(x) => {
+                        model.insert(k.clone(), x.clone());
+                    }
+                    None => {
+                        model.remove(k);
+                    }
+                }
+            }
+            // Even rounds store what a preceding compute staged; odd ones compute anew.
+            let entries = || log.iter().map(|(k, v)| (&k[..], v.as_deref()));
+            let computed = v
+                .is_multiple_of(2)
+                .then(|| db.compute(&root, entries()).expect("compute"));
+            root = db
+                .apply(v, &root, entries(), computed.as_ref())
+                .expect("apply");
+            snapshots.push((v, root, model.clone()));
+            db.prune(v.saturating_sub(1), 64).expect("prune");
+            for (sv, sroot, smodel) in snapshots.iter().filter(|(sv, _, _)| *sv + 1 >= v) {
+                for k in smodel.keys().chain(log.keys()) {
+                    prop_assert_eq!(
+                        db.get(sroot, k).expect("get"),
+                        smodel.get(k).cloned(),
+                        "version {} key {:?}",
+                        sv,
+                        k
+                    );
+                }
+            }
+        }
+        db.prune(u64::MAX, usize::MAX).expect("prune");
+        prop_assert_eq!(db.node_count().expect("count"), live_nodes(db, &root));
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(40))]
-        /// Versions of random changes (inserts, updates, removes of keys that share prefixes),
-        /// pruned to a window of two as they go: every kept version reads exactly as a model,
-        /// and pruning to the latest leaves exactly its nodes.
+        /// Versions of random changes, each a set of pages: pruning frees a page only when no
+        /// kept version reaches any of its nodes.
         #[test]
-        fn pruned_stores_keep_exactly_the_kept_versions(
-            rounds in prop::collection::vec(
-                prop::collection::vec(
-                    (prop::collection::vec(prop::sample::select(vec![0u8, 1, 0x80, 0xff]), 0..4),
-                     prop::option::of(prop::collection::vec(any::<u8>(), 0..3))),
-                    0..12),
-                1..8)
-        ) {
+        fn pruned_stores_keep_exactly_the_kept_versions(rounds in rounds()) {
             let d = tempfile::tempdir().expect("tmp");
             let db = NodeDb::open(&d.path().join("s.redb"), 1 << 16).expect("open");
+            check_rounds(&db, 1, EMPTY, Default::default(), &rounds)?;
+        }
+
+        /// The same from a synced state (every node stored alone): rounds copy the nodes they
+        /// reach into pages, and pruning frees each stored-alone node once nothing reaches it.
+        #[test]
+        fn synced_stores_are_paged_as_they_change(first in rounds(), rounds in rounds()) {
+            let d = tempfile::tempdir().expect("tmp");
+            let src = NodeDb::open(&d.path().join("a.redb"), 1 << 16).expect("open");
             let mut model: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = Default::default();
-            let mut snapshots = Vec::new();
             let mut root = EMPTY;
-            for (i, ops) in rounds.iter().enumerate() {
-                let v = i as u64 + 1;
-                let mut log: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> = Default::default();
-                for (k, val) in ops {
-                    log.insert(k.clone(), val.clone());
-                }
+            for (i, ops) in first.iter().enumerate() {
+                let log: std::collections::BTreeMap<_, _> = ops.iter().cloned().collect();
                 for (k, val) in &log {
                     match val {
                         Some(x) => { model.insert(k.clone(), x.clone()); }
                         None => { model.remove(k); }
                     }
                 }
-                // Even rounds store what a preceding compute staged; odd ones compute anew.
-                let entries = || log.iter().map(|(k, v)| (&k[..], v.as_deref()));
-                let computed = v.is_multiple_of(2).then(|| db.compute(&root, entries()).expect("compute"));
-                root = db.apply(v, &root, entries(), computed.as_ref()).expect("apply");
-                snapshots.push((v, root, model.clone()));
-                db.prune(v.saturating_sub(1), 64).expect("prune");
-                for (sv, sroot, smodel) in snapshots.iter().filter(|(sv, _, _)| *sv + 1 >= v) {
-                    for k in smodel.keys().chain(log.keys()) {
-                        prop_assert_eq!(
-                            db.get(sroot, k).expect("get"),
-                            smodel.get(k).cloned(),
-                            "version {} key {:?}", sv, k
-                        );
-                    }
-                }
+                root = src
+                    .apply(i as u64 + 1, &root, log.iter().map(|(k, v)| (&k[..], v.as_deref())), None)
+                    .expect("apply");
             }
-            db.prune(u64::MAX, usize::MAX).expect("prune");
-            prop_assert_eq!(db.node_count().expect("count"), live_nodes(&db, &root));
+            let dst = NodeDb::open(&d.path().join("b.redb"), 1 << 16).expect("open");
+            let synced = first.len() as u64;
+            let mut r = crate::sync::Restore::begin(&dst, synced, root).expect("begin");
+            while !r.is_complete() {
+                let chunk = src.export(&r.wants(), 3, usize::MAX).expect("export");
+                prop_assert!(r.accept(&dst, &chunk).expect("accept").nodes > 0);
+            }
+            r.finish(&dst).expect("finish");
+            check_rounds(&dst, synced + 1, root, model, &rounds)?;
         }
     }
 }

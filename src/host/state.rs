@@ -62,9 +62,9 @@ pub struct StateMemory {
     pub node_cache_bytes: usize,
     /// redb's page cache now.
     pub page_cache_bytes: usize,
-    /// Tree nodes the node cache did not hold, read from the store since the node started: on
-    /// a state larger than the cache, each write and read of a key reads the levels below
-    /// what the cache holds.
+    /// Store records (pages of tree nodes) read because the node cache did not hold the node
+    /// wanted, since the node started: on a state larger than the cache, each write and read of
+    /// a key reads the pages of the levels below what the cache holds.
     pub node_cache_misses: u64,
     /// Time those reads took (redb's lookup and decoding), in seconds.
     pub node_cache_miss_seconds: f64,
@@ -120,7 +120,7 @@ impl RuntimeState {
             cache_limit_bytes: self.db.cache_limit(),
             node_cache_bytes: self.db.cached_bytes(),
             page_cache_bytes: self.db.page_cache_bytes(),
-            node_cache_misses: reads.nodes,
+            node_cache_misses: reads.records,
             node_cache_miss_seconds: reads.nanos as f64 / 1e9,
         }
     }

@@ -218,7 +218,7 @@ fn measure(a: &Args, dir: &std::path::Path, n: u64, label: &str) -> anyhow::Resu
         v.iter().map(Duration::as_secs_f64).sum::<f64>() * 1e3 / v.len().max(1) as f64
     };
     let reads_after = state.reads();
-    let reads = reads_after.nodes - reads_before.nodes;
+    let reads = reads_after.records - reads_before.records;
     let read_us = (reads_after.nanos - reads_before.nanos) as f64 / 1e3;
     let mean = mean_ms(&times);
     let mean_prune = mean_ms(&phases[2]);
@@ -227,7 +227,7 @@ fn measure(a: &Args, dir: &std::path::Path, n: u64, label: &str) -> anyhow::Resu
     let pick = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize];
     let (p50, p90) = (pick(0.5), pick(0.9));
     println!(
-        "{label:>6}: {n:>10} keys  round p50 {:>7.2} ms  p90 {:>7.2} ms  mean {mean:>7.2} ms  (p50 compute {c:.2}, store {w:.2}, prune {p:.2}; prune mean {mean_prune:.2})  nodes read from disk per round {:.0} at {:.1} µs  store {:>7.0} MB  RSS {:>5.0} MB",
+        "{label:>6}: {n:>10} keys  round p50 {:>7.2} ms  p90 {:>7.2} ms  mean {mean:>7.2} ms  (p50 compute {c:.2}, store {w:.2}, prune {p:.2}; prune mean {mean_prune:.2})  records read from disk per round {:.0} at {:.1} µs  store {:>7.0} MB  RSS {:>5.0} MB",
         p50.as_secs_f64() * 1e3,
         p90.as_secs_f64() * 1e3,
         reads as f64 / a.rounds as f64,
