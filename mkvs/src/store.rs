@@ -1,7 +1,7 @@
 //! The tree on disk, in redb. Nodes are stored in *pages*: a page is a connected piece of one
-//! version's tree (a top node and descendants whose key depth is within the same
-//! [`PAGE_DEPTH_BITS`]-bit band), stored as one record under `version ‖ page`, so reading a
-//! key's path reads a record per band instead of one per node. A pointer's stored `version`
+//! version's tree (a top node and its descendants within the same band of [`PAGE_LEVELS`]
+//! levels), stored as one record under `version ‖ page`, so reading a key's path reads a
+//! record per band instead of one per node. A pointer's stored `version`
 //! field is the node's location: the storing version in its low [`VERSION_BITS`] bits and the
 //! page (1-based) above; page 0 is a node stored alone under `version ‖ hash` (state sync stores
 //! nodes so, and so did stores written before pages, which read unchanged).
@@ -38,9 +38,10 @@ const VERSION_MASK: u64 = (1 << VERSION_BITS) - 1;
 pub const MAX_VERSION: u64 = VERSION_MASK - 1;
 /// Pages per version at most; nodes past them are stored alone.
 const MAX_PAGES: u32 = (1 << (64 - VERSION_BITS)) - 2;
-/// A page holds nodes whose key depth is in one band of this many bits (a band's binary
-/// subtree has up to 15 internal nodes): reading a path reads ~1 record per 4 bits of depth.
-pub const PAGE_DEPTH_BITS: usize = 4;
+/// A page holds nodes of one band of this many tree levels (levels counted in nodes from the
+/// root, whatever their labels span; a band of a binary subtree has up to 15 internal nodes):
+/// reading a path reads ~1 record per 4 nodes on it.
+pub const PAGE_LEVELS: usize = 4;
 /// Bytes of nodes a page holds at most (a full band of internal nodes is ~2.4 KB).
 const PAGE_BYTES: usize = 6 << 10;
 /// A node larger than this gets a page of its own: a page is rewritten whenever one of its
@@ -89,7 +90,7 @@ struct Placed {
     fresh: Vec<(Ptr, Arc<Node>)>,
 }
 
-/// A node to place: its pointer, its key depth (bits), and its parent's page and band.
+/// A node to place: its pointer, its level (nodes above it), and its parent's page and band.
 type ToPlace = (Ptr, usize, Option<(u32, usize)>);
 
 /// A digest of a write log (length-prefixed keys and values; a deletion differs from an
@@ -763,7 +764,7 @@ impl NodeDb {
                 kept_old.insert(staged.root);
             }
         }
-        while let Some((p, depth, parent)) = stack.pop() {
+        while let Some((p, level, parent)) = stack.pop() {
             let node = if p.version == SCRATCH {
                 staged
                     .created
@@ -777,7 +778,7 @@ impl NodeDb {
                 reader.node(&p)?
             };
             let size = node.stored_len() + 36;
-            let band = depth / PAGE_DEPTH_BITS;
+            let band = level / PAGE_LEVELS;
             let page = match parent {
                 Some((pp, pband))
                     if pp != 0
@@ -795,24 +796,14 @@ impl NodeDb {
             };
             pages[page as usize] += size;
             page_of.insert(p.hash, page);
-            if let Node::Internal {
-                label_bits,
-                leaf,
-                left,
-                right,
-                ..
-            } = &*node
-            {
-                let below = depth + usize::from(*label_bits);
-                for (c, d) in [(*leaf, below), (*left, below + 1), (*right, below + 1)] {
-                    if c.is_none() {
-                        continue;
-                    }
-                    if rewritten(&c, d / PAGE_DEPTH_BITS == band) {
-                        stack.push((c, d, Some((page, band))));
-                    } else {
-                        kept_old.insert(c);
-                    }
+            for c in node.children().into_iter().flatten() {
+                if c.is_none() {
+                    continue;
+                }
+                if rewritten(&c, (level + 1) / PAGE_LEVELS == band) {
+                    stack.push((c, level + 1, Some((page, band))));
+                } else {
+                    kept_old.insert(c);
                 }
             }
             order.push((p.hash, node, page));
@@ -888,6 +879,17 @@ impl NodeDb {
         max_nodes: usize,
         max_bytes: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(self.export_counted(wants, max_nodes, max_bytes)?.0)
+    }
+
+    /// [`Self::export`], and how many records it read.
+    fn export_counted(
+        &self,
+        wants: &[Ptr],
+        max_nodes: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<Vec<u8>>, usize), StoreError> {
+        let mut loads = 0;
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let table = txn.open_table(NODES).map_err(|e| self.err(e))?;
         let mut queue: std::collections::VecDeque<Ptr> = std::collections::VecDeque::new();
@@ -910,6 +912,12 @@ impl NodeDb {
         }
         let mut out = Vec::new();
         let mut bytes = 0usize;
+        // Pages decoded for this request: a breadth-first walk comes back to a page for each of
+        // its nodes, and decoding it each time would cost a peer's request up to ~30 times the
+        // nodes it gets. At most EXPORT_PAGES are held (~6 MB; a chunk of MAX_CHUNK_NODES
+        // from the root spans ~300 pages).
+        const EXPORT_PAGES: usize = 1024;
+        let mut pages: HashMap<u64, Vec<(Ptr, Arc<Node>)>> = HashMap::new();
         while let Some(p) = queue.pop_front() {
             if out.len() >= max_nodes {
                 break;
@@ -918,14 +926,29 @@ impl NodeDb {
             let node = match cached {
                 Some(n) => n,
                 None => {
-                    let found = load(&table, &p)?
-                        .into_iter()
-                        .flatten()
-                        .find(|(q, _)| *q == p);
+                    let alone;
+                    let got = if loc_page(p.version) == 0 {
+                        loads += 1;
+                        alone = load(&table, &p)?;
+                        alone.as_ref()
+                    } else {
+                        if !pages.contains_key(&p.version) {
+                            loads += 1;
+                            let Some(got) = load(&table, &p)? else {
+                                continue;
+                            };
+                            if pages.len() >= EXPORT_PAGES {
+                                pages.clear();
+                            }
+                            pages.insert(p.version, got);
+                        }
+                        pages.get(&p.version)
+                    };
+                    let found = got.into_iter().flatten().find(|(q, _)| *q == p);
                     let Some((_, n)) = found else {
                         continue;
                     };
-                    n
+                    n.clone()
                 }
             };
             let encoded = node.encode();
@@ -941,7 +964,7 @@ impl NodeDb {
                     .filter(|c| !c.is_none()),
             );
         }
-        Ok(out)
+        Ok((out, loads))
     }
 
     /// Removes every version and node (before a state sync replaces the tree).
@@ -1673,38 +1696,27 @@ mod tests {
         let stored = stored_nodes(&dst);
         let (mut paged, mut migrated) = (0, 0);
         let mut stack = vec![(dst.resolve(&root).expect("root"), 0usize)];
-        while let Some((p, depth)) = stack.pop() {
-            let Node::Internal {
-                label_bits,
-                leaf,
-                left,
-                right,
-                ..
-            } = &stored[&p]
-            else {
-                continue;
-            };
-            let below = depth + usize::from(*label_bits);
-            for (c, d) in [(*leaf, below), (*left, below + 1), (*right, below + 1)] {
+        while let Some((p, level)) = stack.pop() {
+            for c in stored[&p].children().into_iter().flatten() {
                 if c.is_none() {
                     continue;
                 }
-                let same_band = d / PAGE_DEPTH_BITS == depth / PAGE_DEPTH_BITS;
+                let same_band = (level + 1) / PAGE_LEVELS == level / PAGE_LEVELS;
                 if loc_version(p.version) == 2 && same_band {
                     assert_eq!(c.version, p.version, "a child of {p:?} outside its page");
                     paged += 1;
-                    if !some.iter().any(|(k, _)| {
+                    let rewritten = some.iter().any(|(k, _)| {
                         stored[&c]
                             == Node::Leaf {
                                 key: k.clone(),
                                 value: b"new".to_vec(),
                             }
-                    }) && matches!(stored[&c], Node::Leaf { .. })
-                    {
+                    });
+                    if !rewritten && matches!(stored[&c], Node::Leaf { .. }) {
                         migrated += 1;
                     }
                 }
-                stack.push((c, d));
+                stack.push((c, level + 1));
             }
         }
         assert!(
@@ -1720,6 +1732,40 @@ mod tests {
             };
             assert_eq!(dst.get(&root, &kv(i).0).expect("get"), Some(want));
         }
+    }
+
+    #[test]
+    fn a_sync_request_reads_each_page_once() {
+        // A peer asking for a chunk from the root gets up to MAX_CHUNK_NODES nodes, breadth
+        // first: the walk comes back to each page once per node in it, and must not read and
+        // decode the page each time.
+        let d = tempfile::tempdir().expect("tmp");
+        let db = NodeDb::open(&d.path().join("state.redb"), 1 << 20).expect("open");
+        let kvs: Vec<_> = (0..5_000).map(kv).collect();
+        let root = put_all(&db, 1, &EMPTY, &kvs);
+        let records = db.record_count().expect("records") as usize;
+        let nodes = db.node_count().expect("count") as usize;
+        let want = [Ptr {
+            hash: root,
+            version: SYNC_ROOT,
+        }];
+        // A cold node cache: every node comes from its page.
+        let db = {
+            drop(db);
+            NodeDb::open(&d.path().join("state.redb"), 1 << 20).expect("open")
+        };
+        let (chunk, loads) = db
+            .export_counted(&want, crate::sync::MAX_CHUNK_NODES, usize::MAX)
+            .expect("export");
+        assert_eq!(chunk.len(), crate::sync::MAX_CHUNK_NODES);
+        assert!(
+            loads * 4 < chunk.len(),
+            "{loads} records read for {} nodes",
+            chunk.len()
+        );
+        let all = db.export(&want, usize::MAX, usize::MAX).expect("export");
+        assert_eq!(all.len(), nodes);
+        assert!(records * 4 < nodes, "{records} records for {nodes} nodes");
     }
 
     /// Every stored node by its pointer, read record by record.
