@@ -925,42 +925,59 @@ impl NodeDb {
         }
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        // Pages decoded for this request: a breadth-first walk comes back to a page for each of
-        // its nodes, and decoding it each time would cost a peer's request up to ~30 times the
-        // nodes it gets. As many pages are held as a chunk has nodes at most (a few MB).
-        const EXPORT_PAGES: usize = crate::sync::MAX_CHUNK_NODES;
-        let mut pages: HashMap<u64, Vec<(Ptr, Arc<Node>)>> = HashMap::new();
+        // Pages read for this request, as stored: a breadth-first walk comes back to a page for
+        // each of its nodes, and reading it each time would cost a peer's request up to ~30
+        // times the nodes it gets. Only the wanted node of a page is decoded (a want whose hash
+        // is not in the page costs no decoding), and what is read is bounded too: twice
+        // `max_bytes` (then the chunk ends), and the held pages to EXPORT_HELD bytes.
+        const EXPORT_HELD: usize = 4 << 20;
+        let mut pages: HashMap<u64, Vec<u8>> = HashMap::new();
+        let (mut held, mut read) = (0usize, 0usize);
+        let read_limit = max_bytes.saturating_mul(2);
         while let Some(p) = queue.pop_front() {
-            if out.len() >= max_nodes {
+            if out.len() >= max_nodes || read > read_limit {
                 break;
             }
             let cached = self.cache().get(&p);
             let node = match cached {
                 Some(n) => n,
-                None => {
-                    let alone;
-                    let got = if loc_page(p.version) == 0 {
-                        loads += 1;
-                        alone = load(&table, &p)?;
-                        alone.as_ref()
-                    } else {
-                        if !pages.contains_key(&p.version) {
-                            loads += 1;
-                            let Some(got) = load(&table, &p)? else {
-                                continue;
-                            };
-                            if pages.len() >= EXPORT_PAGES {
-                                pages.clear();
-                            }
-                            pages.insert(p.version, got);
-                        }
-                        pages.get(&p.version)
-                    };
-                    let found = got.into_iter().flatten().find(|(q, _)| *q == p);
-                    let Some((_, n)) = found else {
+                None if loc_page(p.version) == 0 => {
+                    loads += 1;
+                    let Some(got) = load(&table, &p)? else {
                         continue;
                     };
-                    n.clone()
+                    let Some((_, n)) = got.into_iter().find(|(q, _)| *q == p) else {
+                        continue;
+                    };
+                    read = read.saturating_add(n.stored_len());
+                    n
+                }
+                None => {
+                    if !pages.contains_key(&p.version) {
+                        loads += 1;
+                        let key = RecordKey::of(&p);
+                        let Some(got) = table.get(key.as_bytes()).map_err(|e| self.err(e))? else {
+                            continue;
+                        };
+                        let raw = got.value().to_vec();
+                        read = read.saturating_add(raw.len());
+                        if held.saturating_add(raw.len()) > EXPORT_HELD {
+                            pages.clear();
+                            held = 0;
+                        }
+                        held += raw.len();
+                        pages.insert(p.version, raw);
+                    }
+                    let raw = pages.get(&p.version).map_or(&[][..], |r| &r[..]);
+                    let corrupt = |source| TreeError::Corrupt {
+                        hash: p.hash,
+                        source,
+                    };
+                    let entries = page_entries(raw).map_err(corrupt)?;
+                    let Some((_, body)) = entries.into_iter().find(|(h, _)| *h == p.hash) else {
+                        continue;
+                    };
+                    Arc::new(Node::decode(body).map_err(corrupt)?)
                 }
             };
             let encoded = node.encode();
@@ -1755,6 +1772,35 @@ mod tests {
             };
             assert_eq!(dst.get(&root, &kv(i).0).expect("get"), Some(want));
         }
+    }
+
+    #[test]
+    fn wants_that_name_a_page_but_not_its_node_cost_a_bounded_read() {
+        // A peer names the pages of 40 large values (300 KB each, a page of its own) with hashes
+        // that are not in them: nothing is sent, and what is read stops at twice the chunk's
+        // byte budget instead of reading every page named.
+        let d = tempfile::tempdir().expect("tmp");
+        let db = NodeDb::open(&d.path().join("state.redb"), 1 << 20).expect("open");
+        let kvs: Vec<_> = (0..40u32)
+            .map(|i| (kv(i).0, vec![i as u8; 300_000]))
+            .collect();
+        put_all(&db, 1, &EMPTY, &kvs);
+        let big: Vec<Ptr> = stored_nodes(&db)
+            .into_iter()
+            .filter(|(_, n)| matches!(n, Node::Leaf { .. }))
+            .map(|(p, _)| Ptr {
+                hash: [7; 32],
+                version: p.version,
+            })
+            .collect();
+        assert_eq!(big.len(), 40);
+        assert!(big.iter().all(|p| loc_page(p.version) != 0));
+        let (sent, loads) = db.export_counted(&big, 4096, 256 << 10).expect("export");
+        assert!(sent.is_empty());
+        assert!(
+            loads <= 2,
+            "{loads} pages of 300 KB read for a 256 KB chunk"
+        );
     }
 
     #[test]
