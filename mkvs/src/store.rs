@@ -198,6 +198,14 @@ impl RecordKey {
         }
     }
 
+    /// The key of the page at location `loc` (a page, not a node stored alone).
+    fn page(loc: u64) -> Self {
+        Self::of(&Ptr {
+            hash: [0; 32],
+            version: loc,
+        })
+    }
+
     /// A key read back from the store (`None`: not a key this store writes).
     fn parse(b: &[u8]) -> Option<Self> {
         if b.len() != 40 && b.len() != 12 {
@@ -847,10 +855,7 @@ impl NodeDb {
             fresh.push((p, Arc::new(node)));
         }
         for (page, entries) in in_pages.iter().enumerate().skip(1) {
-            let key = RecordKey::of(&Ptr {
-                hash: [0; 32],
-                version: loc(version, u32::try_from(page).unwrap_or(0)),
-            });
+            let key = RecordKey::page(loc(version, u32::try_from(page).unwrap_or(0)));
             rows.push((key, encode_page(entries)));
         }
         rows.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
@@ -859,12 +864,7 @@ impl NodeDb {
             .iter()
             .filter(|p| loc_page(p.version) == 0 && !kept_old.contains(p))
             .map(RecordKey::of);
-        let pages_replaced = hit.iter().map(|l| {
-            RecordKey::of(&Ptr {
-                hash: [0; 32],
-                version: *l,
-            })
-        });
+        let pages_replaced = hit.iter().map(|l| RecordKey::page(*l));
         let mut stale: Vec<Vec<u8>> = alone_replaced
             .chain(pages_replaced)
             .chain(copied_alone)
