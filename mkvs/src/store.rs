@@ -1853,6 +1853,46 @@ mod tests {
         assert!(records < nodes, "{records} records for {nodes} nodes");
     }
 
+    #[test]
+    fn a_page_that_lies_about_its_lengths_is_an_error_naming_the_node() {
+        // The store file is the operator's disk: a page cut short, or whose entry claims more
+        // bytes than follow, is refused (never a panic, never a read past the record).
+        let node = Node::Leaf {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        };
+        let page = encode_page(&[([3; 32], node.encode()), ([4; 32], node.encode())]);
+        let entries = page_entries(&page).expect("a page as written");
+        assert_eq!(entries.len(), 2);
+        for cut in 1..page.len() {
+            if cut == 36 + node.stored_len() {
+                continue; // a whole first entry: a page of one node
+            }
+            assert!(page_entries(&page[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut lying = page.clone();
+        lying[32..36].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(page_entries(&lying).is_err());
+        // Through the store: a record whose bytes lie is a Corrupt error naming the node.
+        let d = tempfile::tempdir().expect("tmp");
+        let db = NodeDb::open(&d.path().join("state.redb"), 1 << 20).expect("open");
+        let at = Ptr {
+            hash: [3; 32],
+            version: loc(1, 1),
+        };
+        let txn = db.db.begin_write().expect("write");
+        {
+            let mut t = txn.open_table(NODES).expect("nodes");
+            t.insert(RecordKey::page(loc(1, 1)).as_bytes(), &lying[..])
+                .expect("insert");
+        }
+        txn.commit().expect("commit");
+        assert!(matches!(
+            db.reader().expect("reader").node(&at),
+            Err(TreeError::Corrupt { hash, .. }) if hash == [3; 32]
+        ));
+    }
+
     /// Every stored node by its pointer, read record by record.
     fn stored_nodes(db: &NodeDb) -> HashMap<Ptr, Node> {
         let txn = db.db.begin_read().expect("read");
