@@ -20,6 +20,7 @@ use hashlink::LruCache;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Records: creating version ‖ node hash → one stored node; creating version ‖ page → a page
@@ -406,6 +407,10 @@ pub struct Pruned {
     pub pending: bool,
 }
 
+/// Write logs shorter than this are computed without a prefetch of their keys' paths: a
+/// thread costs more than their reads could save.
+pub const PREFETCH_MIN: usize = 64;
+
 /// Nodes removed per pruning transaction: ~10 ms of page writes on a large store.
 pub const PRUNE_CHUNK: usize = 1_000;
 /// Unreachable nodes read and sorted together by [`NodeDb::prune`] (40 bytes each: ~5 MB).
@@ -635,22 +640,56 @@ impl NodeDb {
             }
         }
         let reader = self.reader()?;
-        let mut c = Changes::new(&reader, at, SCRATCH);
-        for (k, v) in log {
-            match v {
-                Some(v) => c.insert(k, v)?,
-                None => c.remove(k)?,
+        // Keys the computation has started on; the prefetch stops where they meet.
+        let started = AtomicUsize::new(0);
+        let staged = std::thread::scope(|s| {
+            let ahead = (log.len() >= PREFETCH_MIN).then(|| {
+                let started = &started;
+                s.spawn(move || self.prefetch(&at, log, started))
+            });
+            let mut c = Changes::new(&reader, at, SCRATCH);
+            let ran = log.iter().enumerate().try_for_each(|(i, (k, v))| {
+                started.store(i + 1, Ordering::Relaxed);
+                match v {
+                    Some(v) => c.insert(k, v),
+                    None => c.remove(k),
+                }
+            });
+            // Stops the prefetch when the computation failed part-way too.
+            started.store(log.len(), Ordering::Relaxed);
+            if let Some(h) = ahead {
+                // A prefetch that failed or panicked only saved less: the computation read
+                // (and checked) every node it needed itself.
+                let _ = h.join();
             }
-        }
-        let staged = Arc::new(Staged {
-            prev: at,
-            digest,
-            root: c.root(),
-            created: c.created().clone(),
-            stale: c.stale().to_vec(),
-        });
+            ran?;
+            Ok::<_, StoreError>(Staged {
+                prev: at,
+                digest,
+                root: c.root(),
+                created: c.created().clone(),
+                stale: c.stale().to_vec(),
+            })
+        })?;
+        let staged = Arc::new(staged);
         *self.staged() = Some(staged.clone());
         Ok(staged)
+    }
+
+    /// Reads the paths of `log`'s keys in the tree at `root` into the node cache, from the last
+    /// key back, until it meets the keys the computation has `started` on: on a state larger
+    /// than the cache, each write reads a few pages from disk, and the computation then finds
+    /// the second part of them in memory while it works on the first. Errors end the prefetch
+    /// (the computation meets them itself).
+    fn prefetch(&self, root: &Ptr, log: &[(&[u8], Option<&[u8]>)], started: &AtomicUsize) {
+        let Ok(reader) = self.reader() else {
+            return;
+        };
+        for (i, (k, _)) in log.iter().enumerate().rev() {
+            if started.load(Ordering::Relaxed) > i || crate::tree::get(&reader, root, k).is_err() {
+                return;
+            }
+        }
     }
 
     fn staged(&self) -> MutexGuard<'_, Option<Arc<Staged>>> {
@@ -1851,6 +1890,123 @@ mod tests {
         let all = db.export(&want, usize::MAX, usize::MAX).expect("export");
         assert_eq!(all.len(), nodes);
         assert!(records < nodes, "{records} records for {nodes} nodes");
+    }
+
+    #[test]
+    fn a_prefetch_reads_the_paths_of_the_keys_the_computation_has_not_started_on() {
+        let d = tempfile::tempdir().expect("tmp");
+        let path = d.path().join("state.redb");
+        let kvs: Vec<_> = (0..4_000).map(kv).collect();
+        let root = {
+            let db = NodeDb::open(&path, 64 << 20).expect("open");
+            put_all(&db, 1, &EMPTY, &kvs)
+        };
+        // Reopened: nothing cached.
+        let db = NodeDb::open(&path, 64 << 20).expect("reopen");
+        let at = db.resolve(&root).expect("root");
+        let mut keys: Vec<Vec<u8>> = (0..400).map(|i| kv(i * 10).0).collect();
+        keys.push(b"key new".to_vec());
+        keys.sort();
+        let log: Vec<(&[u8], Option<&[u8]>)> =
+            keys.iter().map(|k| (&k[..], Some(&b"v"[..]))).collect();
+        // The computation has started on all keys: nothing is read.
+        db.prefetch(&at, &log, &AtomicUsize::new(log.len()));
+        assert_eq!(db.reads(), Reads::default());
+        // It has started on the first 300: the prefetch reads the paths of the others.
+        db.prefetch(&at, &log, &AtomicUsize::new(300));
+        let read = db.reads().records;
+        assert!(read > 0);
+        for k in &keys[300..] {
+            db.get(&root, k).expect("get");
+        }
+        assert_eq!(db.reads().records, read, "the last keys' paths are cached");
+        db.get(&root, &keys[0]).expect("get");
+        assert!(
+            db.reads().records > read,
+            "the first key's path was not read"
+        );
+    }
+
+    #[test]
+    fn a_prefetched_computation_gets_the_root_and_the_errors_of_one_without() {
+        // Two copies of a state larger than their cache: one computes a log long enough to be
+        // prefetched, the other the same log in pieces too short to be.
+        let d = tempfile::tempdir().expect("tmp");
+        let (a, b) = (d.path().join("a.redb"), d.path().join("b.redb"));
+        let kvs: Vec<_> = (0..3_000).map(kv).collect();
+        let root = {
+            let db = NodeDb::open(&a, 1 << 20).expect("open");
+            put_all(&db, 1, &EMPTY, &kvs)
+        };
+        std::fs::copy(&a, &b).expect("copy");
+        let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..600)
+            .map(|i| match i % 3 {
+                0 => (kv(i * 5).0, Some(b"updated".to_vec())),
+                1 => (format!("new key {i}").into_bytes(), Some(b"new".to_vec())),
+                _ => (kv(i * 5).0, None),
+            })
+            .collect();
+        writes.sort();
+        writes.dedup_by(|x, y| x.0 == y.0);
+        let db_a = NodeDb::open(&a, 1 << 20).expect("reopen");
+        assert!(writes.len() >= PREFETCH_MIN);
+        let whole = db_a
+            .apply(
+                2,
+                &root,
+                writes.iter().map(|(k, v)| (&k[..], v.as_deref())),
+                None,
+            )
+            .expect("apply");
+        assert!(
+            db_a.reads().records > 0,
+            "the state is larger than the cache"
+        );
+        let db_b = NodeDb::open(&b, 1 << 20).expect("reopen");
+        let mut pieces = root;
+        for (i, chunk) in writes.chunks(PREFETCH_MIN - 1).enumerate() {
+            pieces = db_b
+                .apply(
+                    2 + i as u64,
+                    &pieces,
+                    chunk.iter().map(|(k, v)| (&k[..], v.as_deref())),
+                    None,
+                )
+                .expect("apply a piece");
+        }
+        assert_eq!(whole, pieces);
+        drop((db_a, db_b));
+
+        // A record on the paths of the log missing (a damaged store): the computation fails
+        // with the error it meets, prefetched or not, and the prefetch ends with it.
+        let db = NodeDb::open(&a, 1 << 20).expect("reopen");
+        let existing: Vec<&Vec<u8>> = writes
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with(b"key "))
+            .collect();
+        let target = existing[existing.len() / 2];
+        let (leaf, _) = stored_nodes(&db)
+            .into_iter()
+            .find(|(p, n)| {
+                loc_version(p.version) == 1 && matches!(n, Node::Leaf { key, .. } if key == target)
+            })
+            .expect("the leaf of a key the log writes");
+        let txn = db.db.begin_write().expect("write");
+        txn.open_table(NODES)
+            .expect("nodes")
+            .remove(RecordKey::of(&leaf).as_bytes())
+            .expect("remove")
+            .expect("was there");
+        txn.commit().expect("commit");
+        drop(db);
+        let db = NodeDb::open(&a, 1 << 20).expect("reopen");
+        let got = db.compute(&root, writes.iter().map(|(k, v)| (&k[..], v.as_deref())));
+        assert!(
+            matches!(got, Err(StoreError::Tree(TreeError::Missing(p)))
+                if RecordKey::of(&p) == RecordKey::of(&leaf)),
+            "{got:?}"
+        );
     }
 
     #[test]

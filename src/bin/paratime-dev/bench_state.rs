@@ -157,9 +157,12 @@ fn measure(a: &Args, dir: &std::path::Path, n: u64, label: &str) -> anyhow::Resu
     if a.reuse && kept.exists() {
         let t = Instant::now();
         std::fs::copy(&kept, &path)
+            .and_then(|_| std::fs::File::open(&path)?.sync_all())
             .with_context(|| format!("copying {} to {}", kept.display(), path.display()))?;
+        // Written back before the rounds start: a copy of several GB still being written
+        // back made one run's reads cost 4x (stop 38).
         eprintln!(
-            "{label}: reusing the filled state {} ({:.0} MB, copied in {:.1}s)",
+            "{label}: reusing the filled state {} ({:.0} MB, copied and synced in {:.1}s)",
             kept.display(),
             dir_mb(&path),
             t.elapsed().as_secs_f64()
