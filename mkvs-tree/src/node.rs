@@ -157,16 +157,25 @@ impl Node {
         self.encode_as(false)
     }
 
+    /// Appends [`Self::encode`]'s output to `b` (a page of nodes is written in one buffer).
+    pub fn encode_into(&self, b: &mut Vec<u8>) {
+        self.write_as(true, b);
+    }
+
     fn encode_as(&self, stored: bool) -> Vec<u8> {
+        let mut b = Vec::with_capacity(self.stored_len());
+        self.write_as(stored, &mut b);
+        b
+    }
+
+    fn write_as(&self, stored: bool, b: &mut Vec<u8>) {
         match self {
             Self::Leaf { key, value } => {
-                let mut b = Vec::with_capacity(7 + key.len() + value.len());
                 b.push(0x00);
                 b.extend_from_slice(&u16::try_from(key.len()).unwrap_or(u16::MAX).to_le_bytes());
                 b.extend_from_slice(key);
                 b.extend_from_slice(&len_u32(value.len()));
                 b.extend_from_slice(value);
-                b
             }
             Self::Internal {
                 label,
@@ -175,7 +184,6 @@ impl Node {
                 left,
                 right,
             } => {
-                let mut b = Vec::with_capacity(3 + label.len() + 120);
                 b.push(0x01);
                 b.extend_from_slice(&label_bits.to_le_bytes());
                 b.extend_from_slice(label);
@@ -185,7 +193,6 @@ impl Node {
                         b.extend_from_slice(&p.version.to_le_bytes());
                     }
                 }
-                b
             }
         }
     }

@@ -19,12 +19,17 @@ use crate::tree::{Changes, NodeSource, TreeError};
 use hashlink::LruCache;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::{HashMap, HashSet};
+
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+/// Hashing for maps keyed by node hashes and locations within one call (not from a peer's
+/// choice of keys alone: hashes are of nodes this store computed or checked).
+type Fast = hashlink::DefaultHashBuilder;
+
 /// Records: creating version ‖ node hash → one stored node; creating version ‖ page → a page
-/// (see [`encode_page`]).
+/// (see [`page_entry`]).
 const NODES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("mkvs_nodes");
 /// Version → root hash ‖ the root node's location (u64 big-endian).
 const ROOTS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("mkvs_roots");
@@ -252,15 +257,16 @@ fn stale_key(since: u64, r: &RecordKey) -> Vec<u8> {
     k
 }
 
-/// A page: for each node, its hash ‖ u32le(length) ‖ its stored form.
-fn encode_page(entries: &[(Hash, Vec<u8>)]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(entries.iter().map(|(_, n)| 36 + n.len()).sum());
-    for (h, n) in entries {
-        b.extend_from_slice(h);
-        b.extend_from_slice(&u32::try_from(n.len()).unwrap_or(u32::MAX).to_le_bytes());
-        b.extend_from_slice(n);
-    }
-    b
+/// Appends `node`'s entry to the page `b`. A page is, for each node, its hash ‖ u32le(length)
+/// ‖ its stored form.
+fn page_entry(b: &mut Vec<u8>, hash: &Hash, node: &Node) {
+    b.extend_from_slice(hash);
+    b.extend_from_slice(
+        &u32::try_from(node.stored_len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
+    node.encode_into(b);
 }
 
 /// A page's entries (hash, stored form); an error when the lengths do not add up.
@@ -431,6 +437,8 @@ pub struct NodeDb {
     generation: std::sync::atomic::AtomicU64,
     /// Records read from redb (node cache misses) and the nanoseconds those reads took.
     reads: [std::sync::atomic::AtomicU64; 2],
+    /// Nodes stored by [`Self::apply`] (new ones and those copied with their page).
+    written: std::sync::atomic::AtomicU64,
 }
 
 /// What reading nodes from redb (the node cache's misses) has cost since the store opened.
@@ -502,6 +510,7 @@ impl NodeDb {
             staged: Mutex::new(None),
             generation: std::sync::atomic::AtomicU64::new(0),
             reads: Default::default(),
+            written: Default::default(),
         };
         let txn = s.db.begin_write().map_err(|e| s.err(e))?;
         txn.open_table(NODES).map_err(|e| s.err(e))?;
@@ -530,6 +539,12 @@ impl NodeDb {
     /// Bytes of redb's page cache (read pages and written pages not yet evicted) now.
     pub fn page_cache_bytes(&self) -> usize {
         self.db.cache_stats().used_bytes()
+    }
+
+    /// Nodes stored by rounds so far: a round's new nodes and the nodes copied with the pages
+    /// it rewrote (not those of a state sync).
+    pub fn nodes_written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
     }
 
     /// Records read from redb so far (what the node cache missed), and their cost.
@@ -767,6 +782,8 @@ impl NodeDb {
                 .map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))?;
+        self.written
+            .fetch_add(placed.fresh.len() as u64, Ordering::Relaxed);
         // Leaves first, the root last: when the round is larger than the cache, what stays is
         // the top of the tree (the walk placed parents before children).
         let mut cache = self.cache();
@@ -784,7 +801,7 @@ impl NodeDb {
     /// page when its parent is rewritten in the same band (stores written before pages, and
     /// synced ones, are paged as they change).
     fn place(&self, version: u64, staged: &Staged) -> Result<Placed, StoreError> {
-        let hit: HashSet<u64> = staged
+        let hit: HashSet<u64, Fast> = staged
             .stale
             .iter()
             .filter(|p| loc_page(p.version) != 0)
@@ -800,10 +817,10 @@ impl NodeDb {
         let reader = self.reader()?;
         // Rewritten nodes, parents first, with their page (0: alone).
         let mut order: Vec<(Hash, Arc<Node>, u32)> = Vec::new();
-        let mut page_of: HashMap<Hash, u32> = HashMap::new();
+        let mut page_of: HashMap<Hash, u32, Fast> = HashMap::default();
         // Bytes of nodes in each page (index 0: nodes alone).
         let mut pages: Vec<usize> = vec![0];
-        let mut kept_old: HashSet<Ptr> = HashSet::new();
+        let mut kept_old: HashSet<Ptr, Fast> = HashSet::default();
         let mut copied_alone: Vec<RecordKey> = Vec::new();
         let mut stack: Vec<ToPlace> = Vec::new();
         if !staged.root.is_none() {
@@ -878,10 +895,15 @@ impl NodeDb {
         };
         let root = at(staged.root);
         let mut rows: Vec<(RecordKey, Vec<u8>)> = Vec::new();
-        let mut in_pages: Vec<Vec<(Hash, Vec<u8>)>> = vec![Vec::new(); pages.len()];
+        // Each page's entries are written straight into its record.
+        let mut in_pages: Vec<Vec<u8>> = vec![Vec::new(); pages.len()];
         let mut fresh = Vec::with_capacity(order.len());
         for (hash, node, page) in order {
-            let node = node.map_children(at);
+            // A leaf has no children to point elsewhere: the same node, not a copy.
+            let node = match &*node {
+                Node::Leaf { .. } => node,
+                Node::Internal { .. } => Arc::new(node.map_children(at)),
+            };
             let p = Ptr {
                 hash,
                 version: loc(version, page),
@@ -889,13 +911,17 @@ impl NodeDb {
             if page == 0 {
                 rows.push((RecordKey::of(&p), node.encode()));
             } else {
-                in_pages[page as usize].push((hash, node.encode()));
+                let b = &mut in_pages[page as usize];
+                if b.is_empty() {
+                    b.reserve_exact(pages[page as usize]);
+                }
+                page_entry(b, &hash, &node);
             }
-            fresh.push((p, Arc::new(node)));
+            fresh.push((p, node));
         }
-        for (page, entries) in in_pages.iter().enumerate().skip(1) {
+        for (page, b) in in_pages.into_iter().enumerate().skip(1) {
             let key = RecordKey::page(loc(version, u32::try_from(page).unwrap_or(0)));
-            rows.push((key, encode_page(entries)));
+            rows.push((key, b));
         }
         rows.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         let alone_replaced = staged
@@ -2017,9 +2043,35 @@ mod tests {
             key: b"k".to_vec(),
             value: b"v".to_vec(),
         };
-        let page = encode_page(&[([3; 32], node.encode()), ([4; 32], node.encode())]);
+        let mut page = Vec::new();
+        page_entry(&mut page, &[3; 32], &node);
+        page_entry(&mut page, &[4; 32], &node);
         let entries = page_entries(&page).expect("a page as written");
         assert_eq!(entries.len(), 2);
+        // Entries are written in place; they read back as each node's own encoding.
+        let internal = Node::Internal {
+            label: vec![0xa0],
+            label_bits: 3,
+            leaf: Ptr::NONE,
+            left: Ptr {
+                hash: [5; 32],
+                version: loc(2, 7),
+            },
+            right: Ptr {
+                hash: [6; 32],
+                version: 9,
+            },
+        };
+        let mut two = Vec::new();
+        page_entry(&mut two, &[7; 32], &internal);
+        page_entry(&mut two, &[3; 32], &node);
+        assert_eq!(
+            page_entries(&two).expect("parses"),
+            vec![
+                ([7; 32], &internal.encode()[..]),
+                ([3; 32], &node.encode()[..])
+            ]
+        );
         for cut in 1..page.len() {
             if cut == 36 + node.stored_len() {
                 continue; // a whole first entry: a page of one node

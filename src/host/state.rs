@@ -125,6 +125,11 @@ impl RuntimeState {
         }
     }
 
+    /// Nodes stored by rounds so far (see [`paratime_mkvs::store::NodeDb::nodes_written`]).
+    pub fn nodes_written(&self) -> u64 {
+        self.db.nodes_written()
+    }
+
     /// Nodes read from disk so far (the node cache's misses) and their cost.
     pub fn reads(&self) -> Reads {
         self.db.reads()

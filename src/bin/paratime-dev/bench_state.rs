@@ -150,8 +150,14 @@ fn fill(a: &Args, path: &std::path::Path, n: u64, label: &str) -> anyhow::Result
 }
 
 /// Fills a state with `n` keys (or, with `--reuse`, copies the one an earlier run filled),
-/// then measures `rounds` rounds; returns (median, mean) round time.
-fn measure(a: &Args, dir: &std::path::Path, n: u64, label: &str) -> anyhow::Result<(f64, f64)> {
+/// then measures `rounds` rounds; returns the median and mean round time and the nodes written
+/// per round.
+fn measure(
+    a: &Args,
+    dir: &std::path::Path,
+    n: u64,
+    label: &str,
+) -> anyhow::Result<(f64, f64, f64)> {
     let path = dir.join(format!("{label}.redb"));
     let kept = dir.join(format!("{label}-{n}-keys-by-{}.filled.redb", a.fill_batch));
     if a.reuse && kept.exists() {
@@ -185,6 +191,7 @@ fn measure(a: &Args, dir: &std::path::Path, n: u64, label: &str) -> anyhow::Resu
     let mut phases: [Vec<Duration>; 3] = Default::default();
     let mut next_new = n;
     let reads_before = state.reads();
+    let written_before = state.nodes_written();
     for _ in 0..a.rounds {
         let mut entries = Vec::new();
         for w in 0..a.writes {
@@ -221,6 +228,7 @@ fn measure(a: &Args, dir: &std::path::Path, n: u64, label: &str) -> anyhow::Resu
         v.iter().map(Duration::as_secs_f64).sum::<f64>() * 1e3 / v.len().max(1) as f64
     };
     let reads_after = state.reads();
+    let written = (state.nodes_written() - written_before) as f64 / a.rounds as f64;
     let reads = reads_after.records - reads_before.records;
     let read_us = (reads_after.nanos - reads_before.nanos) as f64 / 1e3;
     let mean = mean_ms(&times);
@@ -230,15 +238,16 @@ fn measure(a: &Args, dir: &std::path::Path, n: u64, label: &str) -> anyhow::Resu
     let pick = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize];
     let (p50, p90) = (pick(0.5), pick(0.9));
     println!(
-        "{label:>6}: {n:>10} keys  round p50 {:>7.2} ms  p90 {:>7.2} ms  mean {mean:>7.2} ms  (p50 compute {c:.2}, store {w:.2}, prune {p:.2}; prune mean {mean_prune:.2})  records read from disk per round {:.0} at {:.1} µs  store {:>7.0} MB  RSS {:>5.0} MB",
+        "{label:>6}: {n:>10} keys  round p50 {:>7.2} ms  p90 {:>7.2} ms  mean {mean:>7.2} ms  (p50 compute {c:.2}, store {w:.2}, prune {p:.2}; prune mean {mean_prune:.2})  nodes written per round {written:.0} ({:.2} µs each at p50)  records read from disk per round {:.0} at {:.1} µs  store {:>7.0} MB  RSS {:>5.0} MB",
         p50.as_secs_f64() * 1e3,
         p90.as_secs_f64() * 1e3,
+        p50.as_secs_f64() * 1e6 / written.max(1.0),
         reads as f64 / a.rounds as f64,
         read_us / reads.max(1) as f64,
         dir_mb(&path),
         rss_mb()
     );
-    Ok((p50.as_secs_f64() * 1e3, mean))
+    Ok((p50.as_secs_f64() * 1e3, mean, written))
 }
 
 /// Runs the benchmark; exit code 1 on error.
@@ -259,12 +268,17 @@ pub(crate) fn run(a: Args) -> i32 {
         a.cache >> 20
     );
     let run = || -> anyhow::Result<()> {
-        let (small, small_mean) = measure(&a, &dir, a.small, "small")?;
-        let (large, large_mean) = measure(&a, &dir, a.keys, "large")?;
+        let (small, small_mean, small_nodes) = measure(&a, &dir, a.small, "small")?;
+        let (large, large_mean, large_nodes) = measure(&a, &dir, a.keys, "large")?;
         let ratio = large / small.max(1e-9);
         let mean_ratio = large_mean / small_mean.max(1e-9);
+        // A round's writes share the top of the tree; below it each write rewrites its own path,
+        // which is longer in a larger tree: the nodes a round writes grow with the state, and
+        // the round time per node written shows what the size costs beyond that.
+        let nodes_ratio = large_nodes / small_nodes.max(1e-9);
         println!(
-            "large/small round time: p50 {ratio:.2}x, mean {mean_ratio:.2}x (floor: 1x; goal within 2x)  peak RSS {:.0} MB over the whole run, filling included (cache {} MiB)",
+            "large/small round time: p50 {ratio:.2}x, mean {mean_ratio:.2}x (floor: 1x; goal within 2x); nodes written per round {nodes_ratio:.2}x, p50 time per node written {:.2}x  peak RSS {:.0} MB over the whole run, filling included (cache {} MiB)",
+            ratio / nodes_ratio.max(1e-9),
             peak_rss_mb(),
             a.cache >> 20
         );
