@@ -439,6 +439,10 @@ pub struct NodeDb {
     reads: [std::sync::atomic::AtomicU64; 2],
     /// Nodes stored by [`Self::apply`] (new ones and those copied with their page).
     written: std::sync::atomic::AtomicU64,
+    /// The last computation read from disk (or none ran yet): the next one prefetches.
+    missed: std::sync::atomic::AtomicBool,
+    /// Computations that ran with a prefetch.
+    prefetches: std::sync::atomic::AtomicU64,
 }
 
 /// What reading nodes from redb (the node cache's misses) has cost since the store opened.
@@ -511,6 +515,8 @@ impl NodeDb {
             generation: std::sync::atomic::AtomicU64::new(0),
             reads: Default::default(),
             written: Default::default(),
+            missed: std::sync::atomic::AtomicBool::new(true),
+            prefetches: Default::default(),
         };
         let txn = s.db.begin_write().map_err(|e| s.err(e))?;
         txn.open_table(NODES).map_err(|e| s.err(e))?;
@@ -657,9 +663,15 @@ impl NodeDb {
         let reader = self.reader()?;
         // Keys the computation has started on; the prefetch stops where they meet.
         let started = AtomicUsize::new(0);
+        // A prefetch only pays when the paths are not all in memory: after a computation that
+        // read nothing from disk, the next runs without one (a state the cache holds would pay
+        // a thread and a second walk through the cache for nothing), until one reads again.
+        let records_before = self.reads().records;
+        let prefetch = log.len() >= PREFETCH_MIN && self.missed.load(Ordering::Relaxed);
         let staged = std::thread::scope(|s| {
-            let ahead = (log.len() >= PREFETCH_MIN).then(|| {
+            let ahead = prefetch.then(|| {
                 let started = &started;
+                self.prefetches.fetch_add(1, Ordering::Relaxed);
                 s.spawn(move || self.prefetch(&at, log, started))
             });
             let mut c = Changes::new(&reader, at, SCRATCH);
@@ -686,6 +698,8 @@ impl NodeDb {
                 stale: c.stale().to_vec(),
             })
         })?;
+        self.missed
+            .store(self.reads().records > records_before, Ordering::Relaxed);
         let staged = Arc::new(staged);
         *self.staged() = Some(staged.clone());
         Ok(staged)
@@ -1951,6 +1965,51 @@ mod tests {
             db.reads().records > read,
             "the first key's path was not read"
         );
+    }
+
+    #[test]
+    fn a_computation_prefetches_only_after_one_that_read_from_disk() {
+        let d = tempfile::tempdir().expect("tmp");
+        let path = d.path().join("state.redb");
+        let kvs: Vec<_> = (0..3_000).map(kv).collect();
+        let log = |r: u32| -> Vec<(Vec<u8>, Vec<u8>)> {
+            (0..PREFETCH_MIN as u32).map(|i| kv(i * 40 + r)).collect()
+        };
+        let compute = |db: &NodeDb, root: &Hash, kvs: &[(Vec<u8>, Vec<u8>)]| {
+            db.compute(root, kvs.iter().map(|(k, v)| (&k[..], Some(&v[..]))))
+                .expect("compute")
+        };
+        let prefetches = |db: &NodeDb| db.prefetches.load(Ordering::Relaxed);
+        let root = {
+            let db = NodeDb::open(&path, 64 << 20).expect("open");
+            // Opened: nothing known, so the first computation prefetches (an empty tree: it
+            // reads nothing).
+            let root = put_all(&db, 1, &EMPTY, &kvs);
+            assert_eq!(prefetches(&db), 1);
+            // The state is cached whole (stored nodes enter the cache): no prefetch.
+            compute(&db, &root, &log(1));
+            compute(&db, &root, &log(2));
+            assert_eq!(prefetches(&db), 1);
+            assert_eq!(db.reads(), Reads::default());
+            // A log too short for a prefetch is not one.
+            compute(&db, &root, &log(3)[..PREFETCH_MIN - 1]);
+            assert_eq!(prefetches(&db), 1);
+            root
+        };
+        // Reopened, nothing cached: the first computation prefetches and reads; so does the
+        // next (the last one read); once the paths are in memory the prefetch stops.
+        let db = NodeDb::open(&path, 64 << 20).expect("reopen");
+        compute(&db, &root, &log(1));
+        assert_eq!(prefetches(&db), 1);
+        assert!(db.reads().records > 0);
+        compute(&db, &root, &log(2));
+        assert_eq!(prefetches(&db), 2);
+        compute(&db, &root, &log(2 + 40 * PREFETCH_MIN as u32 / 2));
+        compute(&db, &root, &log(1));
+        compute(&db, &root, &log(2));
+        let stopped = prefetches(&db);
+        compute(&db, &root, &log(1));
+        assert_eq!(prefetches(&db), stopped, "the paths were in memory");
     }
 
     #[test]
