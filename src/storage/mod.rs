@@ -435,6 +435,20 @@ impl Store {
             .unwrap_or(paratime_state::Round(0)))
     }
 
+    /// Stores a runtime block header as a committed block's event would (tests).
+    #[cfg(test)]
+    pub(crate) fn insert_runtime_header(&self, rid: &RuntimeId, round: paratime_state::Round) {
+        let txn = self.db.begin_write().expect("write");
+        txn.open_table(RT_BLOCKS)
+            .expect("table")
+            .insert(
+                rt_key(rid, &round.0.to_be_bytes()).as_slice(),
+                &b"header"[..],
+            )
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+
     /// The last round whose state was applied, if any.
     pub fn runtime_applied(&self, rid: &RuntimeId) -> Result<Option<Applied>, StoreError> {
         self.rt_get(RT_META, &rt_key(rid, b"applied"))

@@ -130,6 +130,41 @@ pub(crate) fn prune_from(applied: Round, num_kept: u64) -> Option<Round> {
     (keep_from > 1).then_some(Round(keep_from))
 }
 
+/// One pruning run (see `Run::prune`): the runtime's history, then its state versions, each at
+/// most `batch` rounds below `keep_from`, oldest first. Returns the first round still retained
+/// (when it could be read) and whether rounds below `keep_from` remain after a run that removed
+/// some and met no error.
+pub(crate) fn prune_run(
+    store: &Store,
+    state: &RuntimeState,
+    rid: &RuntimeId,
+    keep_from: Round,
+    batch: usize,
+) -> (Option<Round>, bool) {
+    let history = store.prune_runtime(rid, keep_from, batch);
+    let pruned = state.prune(keep_from.0, batch);
+    // Behind only after a run that removed something and met no error: a failing run waits for
+    // the next tick, not a loop of failures.
+    let progressed = match (&history, &pruned) {
+        (Ok(rounds), Ok(s)) if *rounds > 0 || s.versions > 0 => {
+            log::info!(target: MODULE, runtime_id:% = rid, rounds = *rounds, state_versions = s.versions, state_nodes = s.nodes; "pruned runtime history");
+            true
+        }
+        _ => false,
+    };
+    if let Err(e) = history {
+        log::error!(target: MODULE, runtime_id:% = rid; "cannot prune runtime history: {e}");
+    }
+    if let Err(e) = pruned {
+        log::error!(target: MODULE, runtime_id:% = rid; "cannot prune runtime state: {e}");
+    }
+    let retained = store.runtime_retained_from(rid).ok();
+    let state_from = state.versions().ok().flatten().map(|(first, _)| first);
+    let behind = progressed
+        && (retained.is_some_and(|r| r < keep_from) || state_from.is_some_and(|f| f < keep_from.0));
+    (retained, behind)
+}
+
 /// What the worker publishes for `control status`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Status {
@@ -335,8 +370,12 @@ enum Done {
         resp: Result<Body, RhpError>,
         elapsed: Duration,
     },
-    /// A pruning run ended: the first round still retained, when it could be read.
-    Pruned(Option<Round>),
+    /// A pruning run ended: the first round still retained, when it could be read, and
+    /// whether rounds below the kept window remain after a run that removed some.
+    Pruned {
+        retained: Option<Round>,
+        behind: bool,
+    },
 }
 
 /// The worker's state, owned by its task.
@@ -386,6 +425,8 @@ struct Run {
     tree_missing: bool,
     /// A pruning run is under way (off this task: it writes all over the store).
     pruning: bool,
+    /// Pruning is catching up on rounds below the kept window (logged when it starts and ends).
+    prune_behind: bool,
     /// The committee status last logged, and when.
     status_logged: Option<(crate::host::supervisor::CommitteeState, Instant)>,
 }
@@ -453,6 +494,7 @@ impl Worker {
             pruned: statesync::PrunedClaims::default(),
             tree_missing: self_needs_sync,
             pruning: false,
+            prune_behind: false,
             status_logged: None,
         };
         tokio::spawn(run.main(events, req_rx, done_rx, stop));
@@ -522,7 +564,10 @@ impl Run {
     }
 
     /// Removes history and state versions of rounds at or below `applied - num_kept`, at most
-    /// [`PRUNE_BATCH`] rounds per run (oasis's pace), oldest first. Runs on a blocking thread:
+    /// [`PRUNE_BATCH`] rounds per run (oasis's pace), oldest first; a run that leaves such
+    /// rounds behind is followed by another at once instead of at the next `interval` (oasis
+    /// drains a backlog at 64 rounds per interval: with rounds every few hundred ms and the
+    /// default 2m that never catches up, and the disk grows with pruning enabled). Runs on a blocking thread:
     /// on a large state, removing a round's replaced nodes costs a page write each (100+ ms per
     /// round at a million keys), which must not hold up this loop; the tree hands its writer
     /// lock to a round being stored between chunks.
@@ -540,27 +585,13 @@ impl Run {
             self.done.clone(),
         );
         self.pruning = true;
-        let run = move || {
-            let history = store.prune_runtime(&rid, keep_from, PRUNE_BATCH);
-            let pruned = state.prune(keep_from.0, PRUNE_BATCH);
-            match (&history, &pruned) {
-                (Ok(rounds), Ok(s)) if *rounds > 0 || s.versions > 0 => {
-                    log::info!(target: MODULE, runtime_id:% = rid, rounds = *rounds, state_versions = s.versions, state_nodes = s.nodes; "pruned runtime history");
-                }
-                _ => {}
-            }
-            if let Err(e) = history {
-                log::error!(target: MODULE, runtime_id:% = rid; "cannot prune runtime history: {e}");
-            }
-            if let Err(e) = pruned {
-                log::error!(target: MODULE, runtime_id:% = rid; "cannot prune runtime state: {e}");
-            }
-            store.runtime_retained_from(&rid).ok()
-        };
+        let run = move || prune_run(&store, &state, &rid, keep_from, PRUNE_BATCH);
         tokio::spawn(async move {
             // A panic ends this run only: the next tick starts another.
-            let retained = tokio::task::spawn_blocking(run).await.ok().flatten();
-            let _ = done.send(Done::Pruned(retained)).await;
+            let (retained, behind) = tokio::task::spawn_blocking(run)
+                .await
+                .unwrap_or((None, false));
+            let _ = done.send(Done::Pruned { retained, behind }).await;
         });
     }
 
@@ -797,10 +828,22 @@ impl Run {
 
     async fn on_done(&mut self, d: Done) {
         match d {
-            Done::Pruned(retained) => {
+            Done::Pruned { retained, behind } => {
                 self.pruning = false;
                 if let Some(r) = retained {
                     self.status.send_modify(|s| s.last_retained_round = r);
+                }
+                if behind != self.prune_behind {
+                    self.prune_behind = behind;
+                    let kept = self.w.prune.map_or(0, |p| p.num_kept);
+                    if behind {
+                        log::warn!(target: MODULE, runtime_id:% = self.rid, last_retained_round = retained.map_or(0, |r| r.0), latest_round = self.applied.round.0, num_kept = kept; "pruning is behind the kept window (runtime.prune.num_kept): pruning on at once, {PRUNE_BATCH} rounds per run, until it catches up");
+                    } else {
+                        log::info!(target: MODULE, runtime_id:% = self.rid, last_retained_round = retained.map_or(0, |r| r.0), latest_round = self.applied.round.0, num_kept = kept; "pruning caught up with the kept window");
+                    }
+                }
+                if behind {
+                    self.prune();
                 }
             }
             Done::Gossiped { txs, keys, results } => {
@@ -1504,6 +1547,41 @@ async fn check(
 #[cfg(test)]
 mod prune_tests {
     use super::*;
+
+    #[test]
+    fn a_pruning_run_that_leaves_rounds_below_the_window_says_so_until_they_are_gone() {
+        use paratime_sdk::protocol::WriteLogEntry;
+        let d = tempfile::tempdir().expect("tmp");
+        let store = Store::open(&d.path().join("node.redb")).expect("store");
+        let state = RuntimeState::open(&d.path().join("state.redb"), 1 << 20).expect("state");
+        let rid: RuntimeId = format!("{:064x}", 7).parse().expect("rid");
+        for round in 1..=150u64 {
+            store.insert_runtime_header(&rid, Round(round));
+            let log = vec![WriteLogEntry {
+                key: serde_bytes::ByteBuf::from(format!("key {round}").into_bytes()),
+                value: Some(serde_bytes::ByteBuf::from(b"v".to_vec())),
+            }];
+            let prev = state.root();
+            let next = state.compute(&prev, &log).expect("compute");
+            state.apply(round, &prev, &log, &next).expect("apply");
+        }
+        // 140 rounds below a window of 10, 64 per run: two runs leave some behind, the third
+        // removes the last 12, and a fourth has nothing to do.
+        let keep_from = Round(141);
+        let runs: Vec<_> = (0..4)
+            .map(|_| prune_run(&store, &state, &rid, keep_from, 64))
+            .collect();
+        assert_eq!(
+            runs,
+            [
+                (Some(Round(65)), true),
+                (Some(Round(129)), true),
+                (Some(Round(141)), false),
+                (Some(Round(141)), false),
+            ]
+        );
+        assert_eq!(state.versions().expect("versions"), Some((141, 150)));
+    }
 
     #[test]
     fn the_pruner_keeps_num_kept_rounds_and_never_the_latest() {
