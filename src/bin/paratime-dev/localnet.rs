@@ -91,9 +91,12 @@ pub(crate) struct Args {
     #[arg(long, default_value = "60s")]
     growth_every: humantime::Duration,
     /// Prune runtime history and state on every node: keep this many rounds
-    /// (`runtime.prune.strategy: keep_last`, checked every second).
+    /// (`runtime.prune.strategy: keep_last`, checked every `--prune-interval`).
     #[arg(long)]
     prune_kept: Option<u64>,
+    /// `runtime.prune.interval` with `--prune-kept`.
+    #[arg(long, default_value = "1s", requires = "prune_kept")]
+    prune_interval: humantime::Duration,
     /// Prune consensus blocks on every node: keep this many (`consensus.prune.strategy:
     /// keep_n`, checked every second).
     #[arg(long)]
@@ -215,6 +218,9 @@ impl NodeSpec {
     }
 }
 
+/// `runtime.prune` of every node: rounds kept and the interval.
+type RuntimePrune = (u64, humantime::Duration);
+
 fn config_yaml(
     dir: &Path,
     n: &NodeSpec,
@@ -224,7 +230,7 @@ fn config_yaml(
     runtime: bool,
     (fault, prune_kept, consensus_kept, halt_height): (
         Option<&str>,
-        Option<u64>,
+        Option<RuntimePrune>,
         Option<u64>,
         Option<u64>,
     ),
@@ -275,9 +281,9 @@ fn config_yaml(
                 s.push_str(&format!("runtime:\n  paths:\n    - {}\n", bundle.display()))
             }
         }
-        if let Some(n) = prune_kept {
+        if let Some((n, every)) = prune_kept {
             s.push_str(&format!(
-                "  prune:\n    strategy: keep_last\n    num_kept: {n}\n    interval: 1s\n"
+                "  prune:\n    strategy: keep_last\n    num_kept: {n}\n    interval: {every}\n"
             ));
         }
     }
@@ -975,7 +981,12 @@ fn setup(a: &Args) -> anyhow::Result<Vec<Planned>> {
             ),
             entity.as_deref(),
             runtime,
-            (fault, a.prune_kept, a.consensus_prune_kept, a.halt_height),
+            (
+                fault,
+                a.prune_kept.map(|n| (n, a.prune_interval)),
+                a.consensus_prune_kept,
+                a.halt_height,
+            ),
         );
         // Every node serves Prometheus metrics on a port of its own (in its network namespace
         // when it runs in one).

@@ -837,7 +837,7 @@ impl Run {
                     self.prune_behind = behind;
                     let kept = self.w.prune.map_or(0, |p| p.num_kept);
                     if behind {
-                        log::warn!(target: MODULE, runtime_id:% = self.rid, last_retained_round = retained.map_or(0, |r| r.0), latest_round = self.applied.round.0, num_kept = kept; "pruning is behind the kept window (runtime.prune.num_kept): pruning on at once, {PRUNE_BATCH} rounds per run, until it catches up");
+                        log::info!(target: MODULE, runtime_id:% = self.rid, last_retained_round = retained.map_or(0, |r| r.0), latest_round = self.applied.round.0, num_kept = kept; "pruning is behind the kept window (runtime.prune.num_kept): pruning on at once, {PRUNE_BATCH} rounds per run, until it catches up");
                     } else {
                         log::info!(target: MODULE, runtime_id:% = self.rid, last_retained_round = retained.map_or(0, |r| r.0), latest_round = self.applied.round.0, num_kept = kept; "pruning caught up with the kept window");
                     }
