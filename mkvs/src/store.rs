@@ -19,7 +19,6 @@ use crate::tree::{Changes, NodeSource, TreeError};
 use hashlink::LruCache;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::{HashMap, HashSet};
-
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

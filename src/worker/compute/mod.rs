@@ -567,10 +567,10 @@ impl Run {
     /// [`PRUNE_BATCH`] rounds per run (oasis's pace), oldest first; a run that leaves such
     /// rounds behind is followed by another at once instead of at the next `interval` (oasis
     /// drains a backlog at 64 rounds per interval: with rounds every few hundred ms and the
-    /// default 2m that never catches up, and the disk grows with pruning enabled). Runs on a blocking thread:
-    /// on a large state, removing a round's replaced nodes costs a page write each (100+ ms per
-    /// round at a million keys), which must not hold up this loop; the tree hands its writer
-    /// lock to a round being stored between chunks.
+    /// default 2m that never catches up, and the disk grows with pruning enabled). Runs on a
+    /// blocking thread: on a large state, removing a round's replaced nodes costs a page write
+    /// each (100+ ms per round at a million keys), which must not hold up this loop; the tree
+    /// hands its writer lock to a round being stored between chunks.
     fn prune(&mut self) {
         let Some(p) = self.w.prune else {
             return;
