@@ -958,13 +958,7 @@ mod tests {
         };
         for round in 1..=10u64 {
             for r in [rid, other] {
-                let txn = s.db.begin_write().expect("txn");
-                {
-                    let mut t = txn.open_table(RT_BLOCKS).expect("table");
-                    t.insert(rt_key(&r, &round.to_be_bytes()).as_slice(), &b"header"[..])
-                        .expect("insert");
-                }
-                txn.commit().expect("commit");
+                s.insert_runtime_header(&r, paratime_state::Round(round));
                 let b = batch(r, round);
                 s.apply_round(&r, b.round, Some(&b), &[1; 32])
                     .expect("apply");
@@ -1031,17 +1025,11 @@ mod tests {
         let s = Store::open(&d.path().join("s.redb")).expect("create");
         let rid: RuntimeId = format!("{:064x}", 1).parse().expect("rid");
         let other: RuntimeId = format!("{:064x}", 2).parse().expect("rid");
-        let txn = s.db.begin_write().expect("txn");
-        {
-            let mut t = txn.open_table(RT_BLOCKS).expect("table");
-            for round in 1..=10u64 {
-                for r in [rid, other] {
-                    t.insert(rt_key(&r, &round.to_be_bytes()).as_slice(), &b"header"[..])
-                        .expect("insert");
-                }
+        for round in 1..=10u64 {
+            for r in [rid, other] {
+                s.insert_runtime_header(&r, paratime_state::Round(round));
             }
         }
-        txn.commit().expect("commit");
         let has = |r: &RuntimeId, round: u64| {
             let txn = s.db.begin_read().expect("txn");
             let t = txn.open_table(RT_BLOCKS).expect("table");
