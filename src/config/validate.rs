@@ -660,7 +660,7 @@ fn check_ignored(c: &Config, p: &mut Vec<Problem>) {
         (
             "runtime.indexer",
             r.indexer.is_some(),
-            "the transaction index is always kept for the pruning window (`runtime.prune`): ignored".into(),
+            "recent transactions are always indexed, in memory (the newest 131,072 per runtime, within the pruning window): ignored".into(),
         ),
         (
             "runtime.sentry_addresses",

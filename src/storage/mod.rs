@@ -11,6 +11,9 @@ use paratime_state::state::State;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
 
+mod txindex;
+pub use txindex::MAX_ENTRIES as TX_INDEX_ENTRIES;
+
 /// Committed blocks: height → CBOR (block, commit certificate).
 const BLOCKS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("blocks");
 /// Proposals seen or made and not yet committed (for crash replay): height ‖ round ‖ proposer →
@@ -24,8 +27,9 @@ const STATE: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("cons
 const RT_BLOCKS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("runtime_blocks");
 /// Executed batches of finalized rounds: runtime ID ‖ round → batch.
 const RT_BATCHES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("runtime_batches");
-/// Transaction index: runtime ID ‖ tx hash → (round, index).
-const RT_TXS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("runtime_txs");
+/// The transaction index as stores before stop 40 kept it (runtime ID ‖ tx hash → (round,
+/// index)); deleted when such a store is opened. The index is now in memory ([`txindex`]).
+const OLD_RT_TXS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("runtime_txs");
 /// The signer's record: slot key ([`paratime_state::signing::Slot::record_key`]) → message
 /// digest (32) ‖ signature (64).
 const SIGNED: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("signed_slots");
@@ -36,6 +40,15 @@ fn rt_key(rid: &RuntimeId, suffix: &[u8]) -> Vec<u8> {
     let mut k = rid.0.to_vec();
     k.extend_from_slice(suffix);
     k
+}
+
+/// The round of a runtime ID ‖ round key (0 if the key is shorter).
+fn round_in_key(k: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    if let Some(tail) = k.get(32..40) {
+        b.copy_from_slice(tail);
+    }
+    u64::from_be_bytes(b)
 }
 
 /// Where a runtime's finalized state is.
@@ -99,6 +112,8 @@ pub enum StoreError {
 pub struct Store {
     db: Database,
     path: PathBuf,
+    /// Where recently finalized transactions are, per hosted runtime.
+    txs: std::sync::Mutex<txindex::TxIndex>,
 }
 
 impl std::fmt::Debug for Store {
@@ -129,6 +144,7 @@ impl Store {
         let s = Self {
             db,
             path: path.to_path_buf(),
+            txs: std::sync::Mutex::new(txindex::TxIndex::new(TX_INDEX_ENTRIES)),
         };
         let found = s.meta_u64("schema_version")?;
         match found {
@@ -144,7 +160,14 @@ impl Store {
                     found: v,
                 })
             }
-            Some(_) => {}
+            Some(_) => {
+                // The index table of earlier versions: rebuilt in memory now, its pages freed.
+                // (An older binary opening the store again starts a new, empty one.)
+                let txn = s.db.begin_write().map_err(|e| s.err(e))?;
+                if txn.delete_table(OLD_RT_TXS).map_err(|e| s.err(e))? {
+                    txn.commit().map_err(|e| s.err(e))?;
+                }
+            }
             None => {
                 let txn = s.db.begin_write().map_err(|e| s.err(e))?;
                 {
@@ -323,7 +346,7 @@ impl Store {
     }
 
     /// Removes the history of rounds before `keep_from` (at most `max_rounds` of them, oldest
-    /// first): runtime block headers, executed batches and their transactions' index entries.
+    /// first): runtime block headers and executed batches; their transactions leave the index.
     /// Returns how many rounds were removed; the lowest round kept is recorded for status.
     pub fn prune_runtime(
         &self,
@@ -331,39 +354,18 @@ impl Store {
         keep_from: paratime_state::Round,
         max_rounds: usize,
     ) -> Result<u64, StoreError> {
-        let round_of = |k: &[u8]| {
-            let mut b = [0u8; 8];
-            if let Some(tail) = k.get(32..40) {
-                b.copy_from_slice(tail);
-            }
-            u64::from_be_bytes(b)
-        };
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         let mut removed = 0u64;
         let mut highest = None;
         {
             let mut blocks = txn.open_table(RT_BLOCKS).map_err(|e| self.err(e))?;
             let mut batches = txn.open_table(RT_BATCHES).map_err(|e| self.err(e))?;
-            let mut txs = txn.open_table(RT_TXS).map_err(|e| self.err(e))?;
             let keys = self.oldest_headers(&blocks, rid, keep_from, max_rounds)?;
             for k in keys {
                 blocks.remove(k.as_slice()).map_err(|e| self.err(e))?;
-                let batch = batches
-                    .remove(k.as_slice())
-                    .map_err(|e| self.err(e))?
-                    .map(|v| v.value().to_vec());
-                if let Some(bytes) = batch {
-                    let b: ExecutedBatch = crate::encoding::from_cbor(&bytes).map_err(|e| {
-                        self.err(format!("executed batch of {}: {e}", hex::encode(&k)))
-                    })?;
-                    for input in &b.inputs {
-                        let h = crate::encoding::hash(input);
-                        txs.remove(rt_key(rid, &h).as_slice())
-                            .map_err(|e| self.err(e))?;
-                    }
-                }
+                batches.remove(k.as_slice()).map_err(|e| self.err(e))?;
                 removed += 1;
-                highest = Some(round_of(&k));
+                highest = Some(round_in_key(&k));
             }
             // After a state sync the history starts above the pruned blocks: it never moves back.
             let before = self.runtime_retained_from(rid)?;
@@ -378,6 +380,10 @@ impl Store {
             }
         }
         txn.commit().map_err(|e| self.err(e))?;
+        if let Some(h) = highest {
+            self.tx_index()
+                .forget_through(rid, paratime_state::Round(h));
+        }
         Ok(removed)
     }
 
@@ -454,18 +460,88 @@ impl Store {
         self.rt_get(RT_META, &rt_key(rid, b"applied"))
     }
 
-    /// Where a transaction was finalized: (round, index in the batch).
+    /// Where a recently finalized transaction is: (round, index in the batch). `None` for one
+    /// not finalized, and for one older than the index holds ([`TX_INDEX_ENTRIES`] per
+    /// runtime, newest rounds first).
     pub fn tx_location(
         &self,
         rid: &RuntimeId,
         tx_hash: &Hash,
     ) -> Result<Option<(paratime_state::Round, u32)>, StoreError> {
-        self.rt_get(RT_TXS, &rt_key(rid, tx_hash))
+        let mut ix = self.tx_index();
+        self.load_tx_index(&mut ix, rid);
+        Ok(ix.get(rid, tx_hash))
     }
 
-    /// Records a finalized round in one transaction: the batch, its transaction index and the
-    /// new applied marker (the state itself is the runtime's tree, applied before). `batch` is `None` for
-    /// rounds without a batch (failed rounds, epoch transitions).
+    fn tx_index(&self) -> std::sync::MutexGuard<'_, txindex::TxIndex> {
+        // The index is consistent after every call (no call panics midway through a change).
+        self.txs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Builds `rid`'s transaction index from its newest stored batches, once per start. What
+    /// cannot be read is logged and left out: the index only saves work (a transaction it does
+    /// not know is checked again), so it never stops a round from being applied.
+    fn load_tx_index(&self, ix: &mut txindex::TxIndex, rid: &RuntimeId) {
+        if ix.is_loaded(rid) {
+            return;
+        }
+        let rounds = self.newest_inputs(rid, ix.max_entries()).unwrap_or_else(|e| {
+            log::warn!(target: "storage", runtime_id:% = rid; "transaction index: cannot read the stored batches ({e}); it starts empty");
+            Vec::new()
+        });
+        ix.load(rid, rounds);
+    }
+
+    /// The hashes of the inputs of `rid`'s newest stored batches, newest first, until they
+    /// number more than `max`. A batch that does not decode is logged and skipped.
+    fn newest_inputs(
+        &self,
+        rid: &RuntimeId,
+        max: usize,
+    ) -> Result<Vec<(paratime_state::Round, Vec<Hash>)>, StoreError> {
+        /// The part of a stored [`ExecutedBatch`] the index needs.
+        #[derive(serde::Deserialize)]
+        struct Inputs {
+            inputs: Vec<serde_bytes::ByteBuf>,
+        }
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = match txn.open_table(RT_BATCHES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let lo = rt_key(rid, &0u64.to_be_bytes());
+        let hi = rt_key(rid, &u64::MAX.to_be_bytes());
+        let mut rounds = Vec::new();
+        let mut total = 0usize;
+        for item in t
+            .range(lo.as_slice()..=hi.as_slice())
+            .map_err(|e| self.err(e))?
+            .rev()
+        {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let round = paratime_state::Round(round_in_key(k.value()));
+            let b: Inputs = match crate::encoding::from_cbor(v.value()) {
+                Ok(b) => b,
+                Err(e) => {
+                    log::warn!(target: "storage", runtime_id:% = rid, round = round.0; "transaction index: the stored batch does not decode ({e}); its transactions are not indexed");
+                    continue;
+                }
+            };
+            total += b.inputs.len();
+            if total > max {
+                break;
+            }
+            let hashes = b.inputs.iter().map(|t| crate::encoding::hash(t)).collect();
+            rounds.push((round, hashes));
+        }
+        Ok(rounds)
+    }
+
+    /// Records a finalized round in one transaction: the batch and the new applied marker (the
+    /// state itself is the runtime's tree, applied before), then indexes the batch's
+    /// transactions. `batch` is `None` for rounds without a batch (failed rounds, epoch
+    /// transitions).
     pub fn apply_round(
         &self,
         rid: &RuntimeId,
@@ -484,19 +560,21 @@ impl Store {
                         crate::encoding::canonical_cbor(b).as_slice(),
                     )
                     .map_err(|e| self.err(e))?;
-                let mut txs = txn.open_table(RT_TXS).map_err(|e| self.err(e))?;
-                for (i, input) in b.inputs.iter().enumerate() {
-                    let h = crate::encoding::hash(input);
-                    txs.insert(
-                        rt_key(rid, &h).as_slice(),
-                        crate::encoding::canonical_cbor(&(round, i as u32)).as_slice(),
-                    )
-                    .map_err(|e| self.err(e))?;
-                }
             }
             self.put_applied(&mut meta, rid, round, state_root)?;
         }
-        txn.commit().map_err(|e| self.err(e))
+        txn.commit().map_err(|e| self.err(e))?;
+        let mut ix = self.tx_index();
+        if ix.is_loaded(rid) {
+            if let Some(b) = batch {
+                let hashes: Vec<Hash> = b.inputs.iter().map(|t| crate::encoding::hash(t)).collect();
+                ix.add(rid, round, &hashes);
+            }
+        } else {
+            // Built from the store, which has this round now.
+            self.load_tx_index(&mut ix, rid);
+        }
+        Ok(())
     }
 
     /// Writes the applied marker (round and state root) into `meta`.
@@ -936,6 +1014,72 @@ mod tests {
                 .contains("newer than this software understands"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_transaction_index_is_rebuilt_from_the_newest_batches_and_the_old_table_goes() {
+        use paratime_sdk::protocol::TxResult;
+        use serde_bytes::ByteBuf;
+        let d = tempfile::tempdir().expect("tmp");
+        let path = d.path().join("s.redb");
+        let rid: RuntimeId = format!("{:064x}", 1).parse().expect("rid");
+        let input = |round: u64, i: u64| format!("tx {round}/{i}").into_bytes();
+        let tx = |round: u64, i: u64| crate::encoding::hash(&input(round, i));
+        let open = |entries: usize| {
+            let s = Store::open(&path).expect("open");
+            *s.tx_index() = txindex::TxIndex::new(entries);
+            s
+        };
+        {
+            let s = open(8);
+            for round in 1..=6u64 {
+                let b = ExecutedBatch {
+                    runtime: rid,
+                    round: paratime_state::Round(round),
+                    previous_state_root: [0; 32],
+                    state_root: [1; 32],
+                    io_root: [2; 32],
+                    inputs: (0..2).map(|i| ByteBuf::from(input(round, i))).collect(),
+                    results: vec![TxResult::default(); 2],
+                    write_log: Vec::new(),
+                };
+                s.apply_round(&rid, b.round, Some(&b), &[1; 32])
+                    .expect("apply");
+            }
+            // 12 transactions, at most 8 held: rounds 3–6.
+            let at = |round, i| s.tx_location(&rid, &tx(round, i)).expect("read");
+            assert_eq!(at(6, 1), Some((paratime_state::Round(6), 1)));
+            assert_eq!(at(3, 0), Some((paratime_state::Round(3), 0)));
+            assert_eq!(at(2, 1), None);
+            // A store of an earlier version has the index as a table.
+            let txn = s.db.begin_write().expect("write");
+            txn.open_table(OLD_RT_TXS)
+                .expect("table")
+                .insert(rt_key(&rid, &tx(1, 0)).as_slice(), &b"old"[..])
+                .expect("insert");
+            // And a damaged batch for round 7: skipped when the index is rebuilt.
+            txn.open_table(RT_BATCHES)
+                .expect("table")
+                .insert(
+                    rt_key(&rid, &7u64.to_be_bytes()).as_slice(),
+                    &[0xff, 0x00][..],
+                )
+                .expect("insert");
+            txn.commit().expect("commit");
+        }
+        let s = open(8);
+        // Rebuilt from the newest batches that decode, within 7/8 of the bound: rounds 4–6.
+        let at = |round, i| s.tx_location(&rid, &tx(round, i)).expect("read");
+        assert_eq!(at(4, 0), Some((paratime_state::Round(4), 0)));
+        assert_eq!(at(6, 1), Some((paratime_state::Round(6), 1)));
+        assert_eq!(at(3, 0), None);
+        assert!(matches!(
+            s.db.begin_read().expect("read").open_table(OLD_RT_TXS),
+            Err(redb::TableError::TableDoesNotExist(_))
+        ));
+        // Another runtime has no transactions.
+        let other: RuntimeId = format!("{:064x}", 2).parse().expect("rid");
+        assert_eq!(s.tx_location(&other, &tx(6, 1)).expect("read"), None);
     }
 
     #[test]
