@@ -637,11 +637,19 @@ impl Occasional {
 }
 
 /// The gossip message id: the topic and the bytes, so the same batch or commitment published
-/// by several committee members is one message.
+/// by several committee members is one message. The topic's length goes first: gossipsub
+/// records the id of a message on a topic this node does not follow before it drops it, so
+/// with topic and bytes simply joined a peer knowing a message in advance (an executed batch
+/// every committee member computes) could send `(topic ‖ its first byte, the rest)` first and
+/// have the real message taken for a duplicate. Hashed in place, without a copy of the bytes.
 fn content_id(topic: &gossipsub::TopicHash, data: &[u8]) -> gossipsub::MessageId {
-    let mut bytes = topic.as_str().as_bytes().to_vec();
-    bytes.extend_from_slice(data);
-    gossipsub::MessageId::from(crate::encoding::hash(&bytes).to_vec())
+    use sha2::Digest;
+    let topic = topic.as_str().as_bytes();
+    let mut h = sha2::Sha512_256::new();
+    h.update((topic.len() as u64).to_be_bytes());
+    h.update(topic);
+    h.update(data);
+    gossipsub::MessageId::from(h.finalize().to_vec())
 }
 
 /// Ids seen within a window ([`Recent::ttl`], at most [`Recent::CAP`] of them).
@@ -1448,6 +1456,22 @@ mod tests {
             Some(1001),
             "the next line counts the 1,000 not logged and itself"
         );
+    }
+
+    #[test]
+    fn a_message_on_a_topic_extending_another_does_not_take_its_id() {
+        // A peer that knows a batch in advance sends it split differently between topic and
+        // bytes, on a topic nobody follows: gossipsub records the id before it drops the message.
+        let topic = gossipsub::IdentTopic::new("oasis/x/runtime/y/committee/1.0.0").hash();
+        let batch = b"an executed batch";
+        let longer = gossipsub::IdentTopic::new("oasis/x/runtime/y/committee/1.0.0a").hash();
+        assert_ne!(content_id(&longer, &batch[1..]), content_id(&topic, batch));
+        let shorter = gossipsub::IdentTopic::new("oasis/x/runtime/y/committee/1.0.").hash();
+        let mut shifted = b"0".to_vec();
+        shifted.extend_from_slice(batch);
+        assert_ne!(content_id(&shorter, &shifted), content_id(&topic, batch));
+        // The same topic and bytes are the same message, whoever publishes them.
+        assert_eq!(content_id(&topic, batch), content_id(&topic, batch));
     }
 
     #[test]
