@@ -14,7 +14,7 @@ use crate::context::{
 use crate::signing::{EngineSigner, EngineVerifier};
 use bytes::Bytes;
 use malachitebft_app_channel::app::config::{
-    ConsensusConfig, DiscoveryConfig, NodeConfig, P2pConfig, ValueSyncConfig,
+    ConsensusConfig, DiscoveryConfig, NodeConfig, P2pConfig, PubSubProtocol, ValueSyncConfig,
 };
 use malachitebft_app_channel::app::engine::host::{Next, SyncedValueOutcome};
 pub use malachitebft_app_channel::app::net::Multiaddr;
@@ -32,6 +32,7 @@ use malachitebft_app_channel::{
 };
 use paratime_state::block::Proposed;
 use paratime_state::crypto::PublicKey;
+use paratime_state::genesis::ConsensusPubSub;
 use paratime_state::signing::{KeyRole, SlotSigner};
 use paratime_state::Height as ChainHeight;
 use std::collections::{BTreeMap, HashMap};
@@ -73,6 +74,8 @@ pub struct Options {
     pub block_interval: Duration,
     /// Proposal timeout of round 0.
     pub propose_timeout: Duration,
+    /// How proposals and votes travel (the genesis's `consensus_pubsub`).
+    pub pubsub: ConsensusPubSub,
 }
 
 #[derive(Clone, Debug)]
@@ -288,6 +291,10 @@ fn config(opts: &Options) -> Config {
                 max_connections_per_ip: 128,
                 ip_throttle_duration: Duration::from_secs(2),
                 ..DiscoveryConfig::default()
+            },
+            protocol: match opts.pubsub {
+                ConsensusPubSub::Gossipsub => P2pConfig::default().protocol,
+                ConsensusPubSub::Broadcast => PubSubProtocol::Broadcast,
             },
             ..P2pConfig::default()
         },

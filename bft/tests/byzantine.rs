@@ -15,6 +15,19 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_equivocating_validator_breaks_no_safety_and_is_reported() {
+    an_equivocating_validator_breaks_no_safety_and_is_reported_with(ConsensusPubSub::Gossipsub)
+        .await;
+}
+
+/// The same with proposals and votes sent directly to each validator, never relayed: the
+/// equivocator can now send each honest validator its own version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_equivocating_validator_breaks_no_safety_and_is_reported_over_broadcast() {
+    an_equivocating_validator_breaks_no_safety_and_is_reported_with(ConsensusPubSub::Broadcast)
+        .await;
+}
+
+async fn an_equivocating_validator_breaks_no_safety_and_is_reported_with(pubsub: ConsensusPubSub) {
     let dir = tempfile::tempdir().expect("tempdir");
     let g = genesis(4);
     let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
@@ -25,7 +38,7 @@ async fn an_equivocating_validator_breaks_no_safety_and_is_reported() {
             engine::start(
                 chains[usize::from(i)].clone(),
                 Arc::new(MemSigner::new(i)),
-                options(dir.path(), &ports, i),
+                options_with(dir.path(), &ports, i, pubsub),
             )
             .await
             .expect("honest validator starts"),
@@ -42,7 +55,7 @@ async fn an_equivocating_validator_breaks_no_safety_and_is_reported() {
             Arc::new(MemSigner::new(3)),
             Arc::new(double),
             attack,
-            options(dir.path(), &ports, 3),
+            options_with(dir.path(), &ports, 3, pubsub),
         )
         .await
         .expect("Byzantine validator starts"),

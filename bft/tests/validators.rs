@@ -128,6 +128,17 @@ async fn killed_validators_restart_from_their_wal_and_catch_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_validators_agree_and_survive_one_stopped() {
+    four_validators_agree_and_survive_one_stopped_with(ConsensusPubSub::Gossipsub).await;
+}
+
+/// The same with proposals and votes sent directly, never relayed (every validator is connected
+/// to every other one here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_validators_agree_and_survive_one_stopped_over_broadcast() {
+    four_validators_agree_and_survive_one_stopped_with(ConsensusPubSub::Broadcast).await;
+}
+
+async fn four_validators_agree_and_survive_one_stopped_with(pubsub: ConsensusPubSub) {
     let dir = tempfile::tempdir().expect("tempdir");
     let g = genesis(4);
     let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
@@ -136,7 +147,7 @@ async fn four_validators_agree_and_survive_one_stopped() {
     for i in 0..4u8 {
         let chain = Arc::new(MemChain::new(&g));
         let signer = Arc::new(MemSigner::new(i));
-        let opts = options(dir.path(), &ports, i);
+        let opts = options_with(dir.path(), &ports, i, pubsub);
         running.push(Some(
             engine::start(chain.clone(), signer, opts)
                 .await

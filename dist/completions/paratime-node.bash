@@ -1715,7 +1715,7 @@ _paratime__node() {
             return 0
             ;;
         paratime__node__subcmd__genesis__subcmd__init)
-            opts="-h --output --chain-id --validator-datadir --entity-dir --balance --escrow --bundle --group-size --epoch-interval --block-interval-ms --config --unsafe-debug --help"
+            opts="-h --output --chain-id --validator-datadir --entity-dir --balance --escrow --bundle --group-size --epoch-interval --block-interval-ms --consensus-pubsub --config --unsafe-debug --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1758,6 +1758,10 @@ _paratime__node() {
                     return 0
                     ;;
                 --block-interval-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consensus-pubsub)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

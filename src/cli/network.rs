@@ -51,6 +51,12 @@ pub enum GenesisCmd {
         /// the commitments of a ParaTime round in progress).
         #[arg(long, default_value_t = 1000)]
         block_interval_ms: u64,
+        /// How validators spread proposals and votes: `gossipsub` (relayed; sentry nodes work)
+        /// or `broadcast` (sent directly to every connected peer, never relayed: every
+        /// validator must list every other one in `consensus.p2p.persistent_peers`; less CPU
+        /// per block). Network-wide.
+        #[arg(long, default_value = "gossipsub")]
+        consensus_pubsub: crate::consensus::genesis::ConsensusPubSub,
     },
     /// Check a genesis document and print its chain context.
     Check {
@@ -117,7 +123,8 @@ fn show_network(n: &api::NetworkParameters) -> String {
     let t = &n.thresholds;
     let mut out = format!(
         "Network: {} (chain context {})\n\
-         Height: {}, epoch {} ({} blocks of {} ms each)\n\n\
+         Height: {}, epoch {} ({} blocks of {} ms each)\n\
+         Proposals and votes: {}\n\n\
          Stake an entity must hold (escrow, base units):\n\
          \x20 entity itself:                            {}\n\
          \x20 per validator node:                       {}\n\
@@ -129,6 +136,12 @@ fn show_network(n: &api::NetworkParameters) -> String {
         n.epoch,
         n.epoch_interval,
         n.block_interval_ms,
+        match n.consensus_pubsub {
+            crate::consensus::genesis::ConsensusPubSub::Gossipsub =>
+                "gossipsub (relayed between validators)",
+            crate::consensus::genesis::ConsensusPubSub::Broadcast =>
+                "broadcast (sent directly; every validator connects to every other one)",
+        },
         t.entity,
         t.node_validator,
         t.node_compute,
@@ -396,6 +409,8 @@ pub struct GenesisParams {
     pub max_batch_size: u64,
     /// The ParaTime's versions and their bundles (what nodes configured by id download).
     pub deployments: Vec<crate::consensus::genesis::Deployment>,
+    /// How validators spread proposals and votes.
+    pub consensus_pubsub: crate::consensus::genesis::ConsensusPubSub,
 }
 
 /// A genesis without validators, entities or ParaTimes (10-block epochs of 200 ms), for unit
@@ -414,6 +429,7 @@ pub(crate) fn empty_genesis(chain_id: &str) -> Genesis {
         group_backup_size: 0,
         max_batch_size: 500,
         deployments: Vec::new(),
+        consensus_pubsub: Default::default(),
     })
 }
 
@@ -480,6 +496,7 @@ pub fn make_genesis(p: &GenesisParams) -> Genesis {
                 .map(|(k, e)| Signed::sign(k, crypto::CONTEXT_REGISTER_ENTITY, e))
                 .collect(),
         },
+        consensus_pubsub: p.consensus_pubsub,
     }
 }
 
@@ -495,6 +512,7 @@ fn genesis_init(cmd: GenesisCmd) -> anyhow::Result<String> {
         group_size,
         epoch_interval,
         block_interval_ms,
+        consensus_pubsub,
     } = cmd
     else {
         return Err(anyhow::anyhow!("not an init command"));
@@ -552,6 +570,7 @@ fn genesis_init(cmd: GenesisCmd) -> anyhow::Result<String> {
         group_backup_size: group_size,
         max_batch_size: 500,
         deployments,
+        consensus_pubsub,
     });
     g.check().map_err(anyhow::Error::msg)?;
     std::fs::write(&output, serde_json::to_vec_pretty(&g)?)

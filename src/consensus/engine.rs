@@ -34,6 +34,34 @@ pub const MSG_MISSED_PROPOSAL: &str = "2b1e7a5c0d6f4e8a9c3b1d2e4f6a8c23";
 pub const MSG_EQUIVOCATION: &str = "2b1e7a5c0d6f4e8a9c3b1d2e4f6a8c24";
 /// MESSAGE_ID: the node reached its upgrade halt (`consensus.halt_height` / `halt_epoch`).
 pub const MSG_HALTED: &str = "2b1e7a5c0d6f4e8a9c3b1d2e4f6a8c25";
+/// MESSAGE_ID: under `consensus_pubsub: broadcast`, this validator has no connection to another
+/// validator (or has them all again).
+pub const MSG_VALIDATOR_UNREACHABLE: &str = "2b1e7a5c0d6f4e8a9c3b1d2e4f6a8c26";
+
+/// How often a validator on a broadcast network checks that it is connected to every other one.
+const REACH_EVERY: Duration = Duration::from_secs(30);
+
+/// The other validators this node has no consensus connection to, as (node ID, peer ID), from
+/// the registered nodes of the current validator set (a validator whose node has not
+/// registered yet is not known by its peer ID, and is not listed).
+pub fn validators_not_connected(
+    state: &State,
+    me: &PublicKey,
+    peers: &[paratime_bft::engine::Peer],
+) -> Vec<(PublicKey, String)> {
+    let connected: BTreeSet<&str> = peers.iter().map(|p| p.peer_id.as_str()).collect();
+    state
+        .validators
+        .validators
+        .iter()
+        .filter(|v| v.consensus_id != *me)
+        .filter_map(|v| {
+            let node = v.node_id?;
+            let peer = crate::p2p::peer_id_of(&state.nodes.get(&node)?.p2p.id)?.to_string();
+            (!connected.contains(peer.as_str())).then_some((node, peer))
+        })
+        .collect()
+}
 
 /// A read-only snapshot of the consensus layer.
 #[derive(Clone, Debug)]
@@ -932,10 +960,12 @@ pub async fn start(
         network_secret: opts.network_secret,
         block_interval,
         propose_timeout: (block_interval * 5).clamp(Duration::from_secs(1), Duration::from_secs(3)),
+        pubsub: genesis.consensus_pubsub,
     };
     let outcomes = chain.outcomes.clone();
     let running = paratime_bft::engine::start(chain.clone(), signer, bopts).await?;
     let progress = running.progress.clone();
+    let progress_rx = running.progress.clone();
     let (submit_tx, mut submit_rx) = mpsc::channel::<Signed>(1024);
     let prune = opts.prune;
     let hosted = Arc::new(opts.hosted);
@@ -943,13 +973,36 @@ pub async fn start(
         tokio::time::interval(prune.map_or(Duration::from_secs(3600), |p| p.interval));
     prune_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A genesis chain with nothing to catch up on is synced from the start.
+    let broadcast = genesis.consensus_pubsub == paratime_state::genesis::ConsensusPubSub::Broadcast;
+    let view = chain.view.subscribe();
     tokio::spawn(async move {
         let mut running = Some(running);
         let mut regossip = tokio::time::interval(block_interval * 5);
         regossip.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reach =
+            tokio::time::interval_at(tokio::time::Instant::now() + REACH_EVERY, REACH_EVERY);
+        reach.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut unreachable: Vec<(PublicKey, String)> = Vec::new();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = reach.tick(), if broadcast => {
+                    let v = view.borrow().clone();
+                    let now = if v.is_validator {
+                        validators_not_connected(&v.state, &me, &progress_rx.borrow().peers)
+                    } else {
+                        Vec::new()
+                    };
+                    if now != unreachable {
+                        for (node, peer) in now.iter().filter(|x| !unreachable.contains(x)) {
+                            log::warn!(target: "consensus", message_id = MSG_VALIDATOR_UNREACHABLE, node:% = node, peer = peer.as_str(); "no consensus connection to validator node {node} (peer {peer}): the genesis's consensus_pubsub is broadcast, so its proposals and votes do not reach this validator, nor this validator's it; list it in consensus.p2p.persistent_peers");
+                        }
+                        if now.is_empty() {
+                            log::info!(target: "consensus", message_id = MSG_VALIDATOR_UNREACHABLE; "connected to every other validator again");
+                        }
+                        unreachable = now;
+                    }
+                }
                 _ = prune_tick.tick(), if prune.is_some() => {
                     if let Some(p) = prune {
                         chain.prune(p.num_kept, &hosted).await;
@@ -991,6 +1044,74 @@ pub async fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Under broadcast a validator names the validators it is not connected to: by their
+    /// registered P2P keys, never itself, and not a validator whose node has not registered.
+    #[test]
+    fn validators_not_connected_names_the_missing_ones_by_their_registered_p2p_key() {
+        use paratime_state::state::{
+            ConsensusInfo, NodeDescriptor, NodeRuntime, P2pInfo, RoleMask,
+        };
+        use paratime_state::validators::Validator;
+        let key = |i: u32| {
+            let mut seed = [0u8; 32];
+            seed[..4].copy_from_slice(&i.to_be_bytes());
+            PublicKey::of(&ed25519_dalek::SigningKey::from_bytes(&seed))
+        };
+        let mut state = State::from_genesis(&crate::cli::network::empty_genesis("reach-test"));
+        // Validators 1..=4 (consensus keys 100+i, nodes i, P2P keys 200+i); 4 never registered.
+        for i in 1..=4u32 {
+            state.validators.validators.push(Validator {
+                consensus_id: key(100 + i),
+                entity_id: key(0),
+                node_id: (i != 4).then(|| key(i)),
+                voting_power: 1,
+            });
+            if i != 4 {
+                state.nodes.insert(
+                    key(i),
+                    NodeDescriptor {
+                        v: 3,
+                        id: key(i),
+                        entity_id: key(0),
+                        expiration: paratime_state::Epoch(10),
+                        p2p: P2pInfo {
+                            id: key(200 + i),
+                            addresses: Vec::new(),
+                        },
+                        consensus: ConsensusInfo {
+                            id: key(100 + i),
+                            addresses: Vec::new(),
+                        },
+                        runtimes: Vec::<NodeRuntime>::new(),
+                        roles: RoleMask(4),
+                        software_version: String::new(),
+                    },
+                );
+            }
+        }
+        let peer = |i: u32| paratime_bft::engine::Peer {
+            peer_id: p2p::peer_id_of(&key(200 + i)).expect("peer id").to_string(),
+            address: "/ip4/127.0.0.1/tcp/1".into(),
+            direction: None,
+        };
+        // Validator 1, connected to 2 and to an unrelated peer: 3 is missing.
+        let other = paratime_bft::engine::Peer {
+            peer_id: p2p::peer_id_of(&key(999)).expect("peer id").to_string(),
+            ..peer(2)
+        };
+        assert_eq!(
+            validators_not_connected(&state, &key(101), &[peer(2), other.clone()]),
+            vec![(key(3), peer(3).peer_id)]
+        );
+        // Connected to both: nothing missing (4 is unknown, 1 is itself).
+        assert!(validators_not_connected(&state, &key(101), &[peer(3), peer(2)]).is_empty());
+        // Validator 2 with no peers: 1 and 3.
+        assert_eq!(
+            validators_not_connected(&state, &key(102), &[]),
+            vec![(key(1), peer(1).peer_id), (key(3), peer(3).peer_id)]
+        );
+    }
 
     #[test]
     fn a_halt_refuses_its_height_and_every_block_of_its_epoch_on() {

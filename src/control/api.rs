@@ -32,6 +32,9 @@ pub struct NetworkParameters {
     pub epoch_interval: u64,
     /// Target time between blocks.
     pub block_interval_ms: u64,
+    /// How validators spread proposals and votes (absent from older nodes: gossipsub).
+    #[serde(default)]
+    pub consensus_pubsub: paratime_state::genesis::ConsensusPubSub,
     /// Epochs a node registration lasts at most.
     pub max_node_expiration: u64,
     /// Epochs reclaimed stake takes to debond.

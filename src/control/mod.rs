@@ -640,6 +640,7 @@ async fn network(State(s): State<Arc<ControlState>>) -> ApiResult<api::NetworkPa
         epoch: view.state.epoch,
         epoch_interval: g.epoch_interval,
         block_interval_ms: g.block_interval_ms,
+        consensus_pubsub: g.consensus_pubsub,
         max_node_expiration: g.registry.max_node_expiration,
         debonding_interval: g.staking.debonding_interval,
         thresholds: g.staking.thresholds.clone(),

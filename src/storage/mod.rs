@@ -927,6 +927,7 @@ mod tests {
                 runtimes: vec![],
                 entities: vec![],
             },
+            consensus_pubsub: Default::default(),
         }
     }
 

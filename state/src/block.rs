@@ -192,6 +192,7 @@ mod tests {
                 runtimes: vec![],
                 entities: vec![],
             },
+            consensus_pubsub: Default::default(),
         }
     }
 

@@ -215,6 +215,54 @@ pub struct Genesis {
     pub staking: StakingGenesis,
     /// Registry.
     pub registry: RegistryGenesis,
+    /// How validators spread proposals and votes (network-wide: nodes using the other one do
+    /// not hear them). Absent means gossipsub, and a genesis with the default is written (and
+    /// hashed into the chain context) without it.
+    #[serde(default, skip_serializing_if = "ConsensusPubSub::is_default")]
+    pub consensus_pubsub: ConsensusPubSub,
+}
+
+/// How consensus messages (proposals, votes) travel between validators.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsensusPubSub {
+    /// libp2p gossipsub: messages are relayed, so a validator needs a path to every other one,
+    /// not a connection (sentry nodes work). Each message carries a libp2p signature that
+    /// every receiver checks, on top of the consensus signature.
+    #[default]
+    Gossipsub,
+    /// Each message is sent directly to every connected peer and never relayed: every
+    /// validator must be connected to every other one (no sentry nodes). About a quarter less
+    /// CPU per block on each validator.
+    Broadcast,
+}
+
+impl ConsensusPubSub {
+    /// Whether this is the default (gossipsub).
+    pub fn is_default(&self) -> bool {
+        *self == Self::Gossipsub
+    }
+
+    /// The name in genesis.json and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gossipsub => "gossipsub",
+            Self::Broadcast => "broadcast",
+        }
+    }
+}
+
+impl std::str::FromStr for ConsensusPubSub {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "gossipsub" => Ok(Self::Gossipsub),
+            "broadcast" => Ok(Self::Broadcast),
+            other => Err(format!(
+                "consensus pub-sub '{other}': expected 'gossipsub' or 'broadcast'"
+            )),
+        }
+    }
 }
 
 /// Most deployments a runtime may list (oasis allows `max(2, max_runtime_deployments)`).
@@ -496,5 +544,49 @@ mod tests {
         // Anything else keeps serde's message, which names the key.
         let e = Genesis::from_json(br#"{"chain_id": "x", "bogus": 1}"#).expect_err("bogus");
         assert!(!e.to_string().contains("Oasis Network"), "{e}");
+    }
+
+    /// The default pub-sub is not written, so every genesis made before the field existed keeps
+    /// its chain context; broadcast is written and changes it; an unknown value is refused by
+    /// name.
+    #[test]
+    fn consensus_pubsub_defaults_to_gossipsub_without_changing_the_chain_context() {
+        let doc = serde_json::json!({
+            "chain_id": "x", "genesis_time": "2026-01-01T00:00:00Z", "epoch_interval": 10,
+            "block_interval_ms": 200, "validators": [],
+            "staking": {"thresholds": {"entity": 0, "node-compute": 0, "node-validator": 0},
+                        "debonding_interval": 1, "accounts": {}, "escrow": {}},
+            "registry": {"max_node_expiration": 2},
+        });
+        let bytes = serde_json::to_vec(&doc).expect("json");
+        // (Parsed only: a checked genesis needs registered validators.)
+        let g: Genesis = serde_json::from_slice(&bytes).expect("genesis");
+        assert_eq!(g.consensus_pubsub, ConsensusPubSub::Gossipsub);
+        let written = serde_json::to_value(&g).expect("json");
+        assert!(written.get("consensus_pubsub").is_none(), "{written}");
+
+        let mut b = doc.clone();
+        b["consensus_pubsub"] = "broadcast".into();
+        let gb: Genesis = serde_json::from_value(b).expect("genesis");
+        assert_eq!(gb.consensus_pubsub, ConsensusPubSub::Broadcast);
+        assert_eq!(
+            serde_json::to_value(&gb).expect("json")["consensus_pubsub"],
+            "broadcast"
+        );
+        assert_ne!(gb.chain_context(), g.chain_context());
+        let mut same = g.clone();
+        same.consensus_pubsub = ConsensusPubSub::Gossipsub;
+        assert_eq!(same.chain_context(), g.chain_context());
+
+        let mut bad = doc;
+        bad["consensus_pubsub"] = "flood".into();
+        let e = Genesis::from_json(&serde_json::to_vec(&bad).expect("json"))
+            .expect_err("unknown protocol")
+            .to_string();
+        assert!(e.contains("flood") && e.contains("broadcast"), "{e}");
+        assert_eq!(
+            "flood".parse::<ConsensusPubSub>().expect_err("parse"),
+            "consensus pub-sub 'flood': expected 'gossipsub' or 'broadcast'"
+        );
     }
 }

@@ -1086,6 +1086,7 @@ pub(crate) mod tests_support {
                 }],
                 entities: Vec::new(),
             },
+            consensus_pubsub: Default::default(),
         }
     }
 }

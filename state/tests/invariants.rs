@@ -45,6 +45,7 @@ fn genesis(balances: &[u64], escrows: &[u64]) -> Genesis {
             runtimes: vec![],
             entities: vec![],
         },
+        consensus_pubsub: Default::default(),
     }
 }
 

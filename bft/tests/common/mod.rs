@@ -9,6 +9,7 @@ use paratime_state::address::Address;
 use paratime_state::block::Proposed;
 use paratime_state::crypto::{PublicKey, Signature};
 use paratime_state::encoding::Hash;
+pub(crate) use paratime_state::genesis::ConsensusPubSub;
 use paratime_state::genesis::{
     Genesis, GenesisValidator, RegistryGenesis, StakingGenesis, Thresholds,
 };
@@ -237,6 +238,7 @@ pub(crate) fn genesis(n: u8) -> Genesis {
             runtimes: vec![],
             entities: vec![],
         },
+        consensus_pubsub: Default::default(),
     }
 }
 
@@ -263,6 +265,16 @@ pub(crate) async fn wait_for(chains: &[&Arc<MemChain>], height: u64, limit: Dura
 }
 
 pub(crate) fn options(dir: &std::path::Path, ports: &[u16], i: u8) -> Options {
+    options_with(dir, ports, i, ConsensusPubSub::Gossipsub)
+}
+
+/// [`options`] with the given pub-sub protocol.
+pub(crate) fn options_with(
+    dir: &std::path::Path,
+    ports: &[u16],
+    i: u8,
+    pubsub: ConsensusPubSub,
+) -> Options {
     let addr = |p: u16| {
         format!("/ip4/127.0.0.1/tcp/{p}")
             .parse()
@@ -281,6 +293,7 @@ pub(crate) fn options(dir: &std::path::Path, ports: &[u16], i: u8) -> Options {
         network_secret: [50 + i; 32],
         block_interval: Duration::from_millis(200),
         propose_timeout: Duration::from_secs(1),
+        pubsub,
     }
 }
 

@@ -73,6 +73,7 @@ fn measure(a: &Args, n: u64, label: &str) -> anyhow::Result<[Duration; 3]> {
             runtimes: vec![],
             entities: vec![],
         },
+        consensus_pubsub: Default::default(),
     };
     let state = State::from_genesis(&g);
     let dir = nix::unistd::mkdtemp(&std::env::temp_dir().join("paratime-bench-XXXXXX"))?;

@@ -45,6 +45,10 @@ pub(crate) struct Args {
     /// at most one round per block: with 200 ms blocks, 500 caps the network at 2,500 tx/s).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     max_batch_size: u64,
+    /// How validators spread proposals and votes (the genesis's `consensus_pubsub`):
+    /// `gossipsub`, or `broadcast` (every node here is connected to every validator).
+    #[arg(long, default_value = "gossipsub")]
+    consensus_pubsub: paratime_node::consensus::genesis::ConsensusPubSub,
     /// Escrow of the compute entity (the node-compute threshold is 100 per node, entity 100).
     #[arg(long, default_value_t = 10_000)]
     entity_escrow: u64,
@@ -920,6 +924,7 @@ fn setup(a: &Args) -> anyhow::Result<Vec<Planned>> {
             // of the whole committee.
             group_backup_size: u16::try_from(a.compute).unwrap_or(u16::MAX),
             max_batch_size: a.max_batch_size,
+            consensus_pubsub: a.consensus_pubsub,
             deployments: vec![paratime_node::consensus::genesis::Deployment {
                 version,
                 valid_from: 0,
