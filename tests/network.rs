@@ -363,9 +363,7 @@ fn localnet_syncs_registers_elects_and_survives_a_killed_follower() {
     );
 
     // The network's stake requirements, from a node (`network show`).
-    let o = run(&["network", "show", "--json", "-a", &sock(&net, "client-0")]);
-    let n: serde_json::Value = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("network show --json: {e}: {}", text(&o)));
+    let n = network_show(&net, "client-0");
     assert_eq!(n["runtimes"][0]["id"], RUNTIME_ID, "{n}");
     assert!(n["thresholds"]["node-compute"].is_u64(), "{n}");
     assert_eq!(n["consensus_pubsub"], "gossipsub", "{n}");
@@ -661,6 +659,13 @@ fn under_staked_entity_is_not_elected_and_its_nodes_say_why() {
         assert_eq!(st["registration"]["last_attempt_successful"], false);
     }
     let _ = net.stop();
+}
+
+/// `network show --json` through `node`.
+fn network_show(net: &Localnet, node: &str) -> serde_json::Value {
+    let o = run(&["network", "show", "--json", "-a", &sock(net, node)]);
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("network show --json: {e}: {}", text(&o)))
 }
 
 fn sock(net: &Localnet, node: &str) -> String {
@@ -1618,15 +1623,7 @@ fn bft_validators_killed_at_every_step_restart_and_all_agree() {
         restarts >= crashes.len(),
         "{restarts} SIGKILL restarts:\n{out}"
     );
-    let o = run(&[
-        "network",
-        "show",
-        "--json",
-        "-a",
-        &sock(&net, "validator-0"),
-    ]);
-    let n: serde_json::Value = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("network show --json: {e}: {}", text(&o)));
+    let n = network_show(&net, "validator-0");
     assert_eq!(n["consensus_pubsub"], "broadcast", "{n}");
     let top = common_height_without_evidence(&mut net);
     assert!(client_round(&net) >= 3, "ParaTime rounds went on");

@@ -41,25 +41,28 @@ pub const MSG_VALIDATOR_UNREACHABLE: &str = "2b1e7a5c0d6f4e8a9c3b1d2e4f6a8c26";
 /// How often a validator on a broadcast network checks that it is connected to every other one.
 const REACH_EVERY: Duration = Duration::from_secs(30);
 
-/// The other validators this node has no consensus connection to, as (node ID, peer ID), from
-/// the registered nodes of the current validator set (a validator whose node has not
-/// registered yet is not known by its peer ID, and is not listed).
+/// The current validators known on the consensus port, as (consensus key, node ID, peer ID):
+/// each registered validator node's P2P key is its consensus network identity (a validator
+/// whose node has not registered yet is not known by its peer ID, and is not listed).
+pub fn validator_peers(state: &State) -> impl Iterator<Item = (PublicKey, PublicKey, String)> + '_ {
+    state.validators.validators.iter().filter_map(|v| {
+        let node = v.node_id?;
+        let peer = crate::p2p::peer_id_of(&state.nodes.get(&node)?.p2p.id)?;
+        Some((v.consensus_id, node, peer.to_string()))
+    })
+}
+
+/// The other validators this node has no consensus connection to, as (node ID, peer ID)
+/// ([`validator_peers`]).
 pub fn validators_not_connected(
     state: &State,
     me: &PublicKey,
     peers: &[paratime_bft::engine::Peer],
 ) -> Vec<(PublicKey, String)> {
     let connected: BTreeSet<&str> = peers.iter().map(|p| p.peer_id.as_str()).collect();
-    state
-        .validators
-        .validators
-        .iter()
-        .filter(|v| v.consensus_id != *me)
-        .filter_map(|v| {
-            let node = v.node_id?;
-            let peer = crate::p2p::peer_id_of(&state.nodes.get(&node)?.p2p.id)?.to_string();
-            (!connected.contains(peer.as_str())).then_some((node, peer))
-        })
+    validator_peers(state)
+        .filter(|(consensus, _, peer)| consensus != me && !connected.contains(peer.as_str()))
+        .map(|(_, node, peer)| (node, peer))
         .collect()
 }
 

@@ -105,17 +105,10 @@ fn rfc3339_ms(ms: u64) -> String {
         .to_string()
 }
 
-/// Peer IDs on the consensus port of the current validators: each registered validator node's
-/// P2P key is its consensus network identity (a genesis validator whose node has not
-/// registered is not known by its peer ID yet).
+/// Peer IDs on the consensus port of the current validators.
 fn validator_peer_ids(v: &crate::consensus::engine::View) -> std::collections::BTreeSet<String> {
-    v.state
-        .validators
-        .validators
-        .iter()
-        .filter_map(|x| v.state.nodes.get(&x.node_id?))
-        .filter_map(|n| crate::p2p::peer_id_of(&n.p2p.id))
-        .map(|id| id.to_string())
+    crate::consensus::engine::validator_peers(&v.state)
+        .map(|(_, _, peer)| peer)
         .collect()
 }
 
